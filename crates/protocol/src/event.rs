@@ -1,0 +1,162 @@
+//! Events the ledger emits as it applies transactions and end-of-block rules. They are the
+//! public record of what happened: the API streams them and the CLI follows jobs by them.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+
+use crate::{Address, Amount, Denom, LeaseId, OrderId, WorkloadOutcome};
+
+/// Why a lease ended. Every lease ends with exactly one.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[borsh(use_discriminant = true)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum LeaseEndReason {
+    /// The workload finished successfully.
+    Completed = 0,
+    /// The workload exited with an error of its own.
+    WorkloadFailed = 1,
+    OutOfMemory = 2,
+    /// The workload ran past the spec's max duration and was stopped by the provider.
+    TimedOut = 3,
+    /// The provider never got a manifest matching the order's hash.
+    ManifestRejected = 4,
+    ImageUnavailable = 5,
+    StartFailed = 6,
+    /// The provider did not start the workload within the start timeout.
+    StartTimeout = 7,
+    CancelledByTenant = 8,
+    EscrowExhausted = 9,
+    /// The ledger ended the lease at the spec's max duration.
+    MaxDurationReached = 10,
+}
+
+impl LeaseEndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseEndReason::Completed => "completed",
+            LeaseEndReason::WorkloadFailed => "workload_failed",
+            LeaseEndReason::OutOfMemory => "out_of_memory",
+            LeaseEndReason::TimedOut => "timed_out",
+            LeaseEndReason::ManifestRejected => "manifest_rejected",
+            LeaseEndReason::ImageUnavailable => "image_unavailable",
+            LeaseEndReason::StartFailed => "start_failed",
+            LeaseEndReason::StartTimeout => "start_timeout",
+            LeaseEndReason::CancelledByTenant => "cancelled_by_tenant",
+            LeaseEndReason::EscrowExhausted => "escrow_exhausted",
+            LeaseEndReason::MaxDurationReached => "max_duration_reached",
+        }
+    }
+
+    /// The end reason for a workload outcome the provider reported.
+    pub fn from_outcome(outcome: WorkloadOutcome) -> LeaseEndReason {
+        match outcome {
+            WorkloadOutcome::Succeeded => LeaseEndReason::Completed,
+            WorkloadOutcome::Failed => LeaseEndReason::WorkloadFailed,
+            WorkloadOutcome::OutOfMemory => LeaseEndReason::OutOfMemory,
+            WorkloadOutcome::TimedOut => LeaseEndReason::TimedOut,
+            WorkloadOutcome::ManifestRejected => LeaseEndReason::ManifestRejected,
+            WorkloadOutcome::ImageUnavailable => LeaseEndReason::ImageUnavailable,
+            WorkloadOutcome::StartFailed => LeaseEndReason::StartFailed,
+        }
+    }
+}
+
+impl std::fmt::Display for LeaseEndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that happened on chain.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Transferred {
+        from: Address,
+        to: Address,
+        denom: Denom,
+        amount: Amount,
+    },
+    FeeBurned {
+        payer: Address,
+        amount: Amount,
+    },
+    ProviderRegistered {
+        provider: Address,
+        stake: Amount,
+    },
+    ProviderUpdated {
+        provider: Address,
+    },
+    ProviderDeregistered {
+        provider: Address,
+        stake_returned: Amount,
+    },
+    OrderCreated {
+        order: OrderId,
+        tenant: Address,
+        deposit: Amount,
+    },
+    BidPlaced {
+        order: OrderId,
+        provider: Address,
+        price_per_hour: Amount,
+    },
+    LeaseCreated {
+        lease: LeaseId,
+        order: OrderId,
+        tenant: Address,
+        provider: Address,
+        price_per_hour: Amount,
+    },
+    LeaseStarted {
+        lease: LeaseId,
+        order: OrderId,
+    },
+    LeaseEnded {
+        lease: LeaseId,
+        order: OrderId,
+        reason: LeaseEndReason,
+        billed_ms: u64,
+        /// Everything the tenant paid for this lease (provider earnings plus fee).
+        paid: Amount,
+        /// The protocol's share of `paid`, credited to the treasury.
+        fee: Amount,
+        refund: Amount,
+    },
+    OrderExpired {
+        order: OrderId,
+        refund: Amount,
+    },
+    OrderCancelled {
+        order: OrderId,
+        refund: Amount,
+    },
+}
+
+impl Event {
+    /// The order this event concerns, if any.
+    pub fn order(&self) -> Option<OrderId> {
+        match self {
+            Event::OrderCreated { order, .. }
+            | Event::BidPlaced { order, .. }
+            | Event::LeaseCreated { order, .. }
+            | Event::LeaseStarted { order, .. }
+            | Event::LeaseEnded { order, .. }
+            | Event::OrderExpired { order, .. }
+            | Event::OrderCancelled { order, .. } => Some(*order),
+            _ => None,
+        }
+    }
+}

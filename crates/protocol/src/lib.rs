@@ -1,0 +1,29 @@
+//! The gpunet protocol: every type that crosses the chain boundary — ids, addresses, amounts,
+//! resources, transactions, blocks, events and rejection codes — with their canonical (borsh)
+//! encoding, BLAKE3 hashing and ed25519 signatures, and the version-1 job spec.
+//!
+//! Architecture Invariant: this crate does no I/O: no files, no network, no clock, no
+//! randomness. Callers hand it bytes and keys.
+
+pub mod address;
+pub mod amount;
+pub mod block;
+pub mod event;
+pub mod ids;
+pub mod jobspec;
+pub mod rejection;
+pub mod resources;
+pub mod tx;
+
+pub use address::{Address, AddressError};
+pub use amount::{Amount, AmountError, Balances, Denom, MICROS_PER_UNIT};
+pub use block::{Block, BlockCtx, BlockHeader, BlockOutcome, Receipt};
+pub use event::{Event, LeaseEndReason};
+pub use ids::{Hash, IdError, LeaseId, OrderId};
+pub use rejection::{Rejection, RejectionInfo};
+pub use resources::{
+    Capacity, Free, GpuRequirement, GpuSlot, ProviderProfile, Resources, Runtime, ShapeError,
+};
+pub use tx::{
+    LeaseResult, MAX_TX_BYTES, Msg, OrderTerms, SignedTx, TxBody, UsageReport, WorkloadOutcome,
+};

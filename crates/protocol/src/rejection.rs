@@ -1,0 +1,141 @@
+//! Stable rejection codes. A rejected transaction changes nothing; clients show the code, the
+//! name and the message, which says what to do. Codes are part of the protocol: never renumber
+//! one, only append.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! rejections {
+    ($($(#[$doc:meta])* $name:ident = $code:literal, $snake:literal, $msg:literal;)*) => {
+        /// Why a transaction (or a request) was refused, in the order the checks run.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, borsh::BorshSerialize, borsh::BorshDeserialize)]
+        #[borsh(use_discriminant = true)]
+        #[repr(u32)]
+        pub enum Rejection {
+            $($(#[$doc])* $name = $code,)*
+        }
+
+        impl Rejection {
+            /// Every rejection, in code order.
+            pub const ALL: &'static [Rejection] = &[$(Rejection::$name,)*];
+
+            /// The stable numeric code.
+            pub fn code(self) -> u32 {
+                self as u32
+            }
+
+            /// The stable snake_case name.
+            pub fn name(self) -> &'static str {
+                match self { $(Rejection::$name => $snake,)* }
+            }
+
+            /// What was wrong and how to fix it.
+            pub fn message(self) -> &'static str {
+                match self { $(Rejection::$name => $msg,)* }
+            }
+
+            /// The rejection with this code, if any.
+            pub fn from_code(code: u32) -> Option<Rejection> {
+                match code { $($code => Some(Rejection::$name),)* _ => None }
+            }
+        }
+    };
+}
+
+rejections! {
+    // --- envelope: checked before anything is read from state ---
+    MalformedTx = 1, "malformed_tx", "the transaction bytes do not decode; build it with a gpunet client of the same protocol version";
+    TxTooLarge = 2, "tx_too_large", "the transaction is larger than 16 KiB; shorten names or lists";
+    WrongChainId = 3, "wrong_chain_id", "the transaction is for another chain; check --api points at the network you signed for";
+    BadSignature = 4, "bad_signature", "the signature does not match the signer and body; sign with the signer's own key";
+    NonceReplayed = 5, "nonce_replayed", "this nonce was already used by the signer; fetch the account's current nonce and sign again";
+    NonceGap = 6, "nonce_gap", "the nonce is ahead of the signer's next nonce; send the missing transactions first or use the next nonce";
+    FeeTooLow = 7, "fee_too_low", "the fee is below the network minimum; raise it to at least the min_tx_fee in /v1/params";
+    FeeUnpayable = 8, "fee_unpayable", "the signer's gpn balance cannot pay the fee; fund the account with gpn";
+    // --- mempool ---
+    MempoolFull = 9, "mempool_full", "the node's mempool is full; retry in a few seconds";
+    DuplicateTx = 10, "duplicate_tx", "this exact transaction is already pending";
+    // --- amounts ---
+    ZeroAmount = 11, "zero_amount", "the amount must be more than zero";
+    InsufficientFunds = 12, "insufficient_funds", "the signer's balance is too small for this amount plus the fee; fund the account or send less";
+    AmountOverflow = 13, "amount_overflow", "the amount would overflow the ledger's totals; send less";
+    // --- providers ---
+    ProfileInvalid = 14, "profile_invalid", "the provider profile is malformed (endpoint, region, GPU names or runtimes); fix the named field";
+    ProviderAlreadyRegistered = 15, "provider_already_registered", "this account is already a provider; use UpdateProvider to change its profile";
+    StakeBelowMinimum = 16, "stake_below_minimum", "the stake is below the network minimum; stake at least min_provider_stake gpn (see /v1/params)";
+    ProviderNotRegistered = 17, "provider_not_registered", "the signer is not a registered provider; register first";
+    ProviderHasLiveLeases = 18, "provider_has_live_leases", "the provider still runs leases; wait for them to end before deregistering";
+    // --- orders ---
+    OrderInvalid = 19, "order_invalid", "the order terms are malformed (resources, regions, name or duration out of bounds); fix the job spec";
+    DepositTooSmall = 20, "deposit_too_small", "the deposit must be more than zero; raise pricing.deposit";
+    OrderNotFound = 21, "order_not_found", "no order has this id; list orders with `gpunet job list`";
+    NotOrderOwner = 22, "not_order_owner", "only the tenant who created the order may do this";
+    OrderNotOpen = 23, "order_not_open", "the order is no longer open for this action (already leased, ended or cancelled)";
+    // --- bids ---
+    BidWindowClosed = 24, "bid_window_closed", "the order's bid window has closed";
+    BidAboveMaxPrice = 25, "bid_above_max_price", "the bid is above the order's max price per hour; bid lower";
+    ProviderCannotFit = 26, "provider_cannot_fit", "the provider lacks free resources, GPU model, region or runtime for this order";
+    TooManyBids = 27, "too_many_bids", "the order already holds the most bids allowed; bid on another order";
+    BidNotLower = 28, "bid_not_lower", "a provider may replace its bid only with a lower price";
+    // --- leases ---
+    LeaseNotFound = 29, "lease_not_found", "no lease has this id";
+    NotLeaseProvider = 30, "not_lease_provider", "only the lease's provider may do this";
+    LeaseNotPending = 31, "lease_not_pending", "the lease has already started or ended";
+    LeaseNotLive = 32, "lease_not_live", "the lease has already ended";
+    ResultInvalid = 33, "result_invalid", "the lease result is malformed (detail longer than 512 bytes)";
+    SelfDealing = 34, "self_dealing", "a provider cannot bid on its own order";
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.name(), self.code(), self.message())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// How a rejection crosses the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectionInfo {
+    pub code: u32,
+    pub name: String,
+    pub message: String,
+}
+
+impl From<Rejection> for RejectionInfo {
+    fn from(r: Rejection) -> Self {
+        RejectionInfo {
+            code: r.code(),
+            name: r.name().to_owned(),
+            message: r.message().to_owned(),
+        }
+    }
+}
+
+impl Serialize for Rejection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RejectionInfo::from(*self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rejection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let info = RejectionInfo::deserialize(d)?;
+        Rejection::from_code(info.code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown rejection code {}", info.code)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_dense_unique_and_round_trip() {
+        for (i, r) in Rejection::ALL.iter().enumerate() {
+            assert_eq!(r.code() as usize, i + 1, "{r:?} is out of order");
+            assert_eq!(Rejection::from_code(r.code()), Some(*r));
+            assert!(!r.message().is_empty());
+        }
+        assert_eq!(Rejection::from_code(0), None);
+    }
+}

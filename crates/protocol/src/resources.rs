@@ -1,0 +1,343 @@
+//! What a job asks for ([`Resources`]) and what a provider offers ([`Capacity`]), with the one
+//! feasibility rule both the agent's bidding and the ledger's re-check use.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+
+/// Most GPUs one provider may declare.
+pub const MAX_GPUS_PER_PROVIDER: usize = 64;
+/// Most GPU model names one order may accept.
+pub const MAX_GPU_MODELS_PER_ORDER: usize = 16;
+/// Longest GPU model or family name, in bytes.
+pub const MAX_GPU_NAME_BYTES: usize = 48;
+/// Most regions one order may list.
+pub const MAX_REGIONS_PER_ORDER: usize = 16;
+/// Longest region name, in bytes.
+pub const MAX_REGION_BYTES: usize = 48;
+/// Longest provider endpoint URL, in bytes.
+pub const MAX_ENDPOINT_BYTES: usize = 256;
+
+/// How a workload is run.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[borsh(use_discriminant = true)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Runtime {
+    /// A sandboxed host process (own directory, cleared environment, rlimits).
+    Process = 0,
+    /// A container on the Docker Engine.
+    Docker = 1,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Process => "process",
+            Runtime::Docker => "docker",
+        }
+    }
+}
+
+/// GPUs a job needs.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct GpuRequirement {
+    pub count: u32,
+    /// Any of these models or families (`h100`, `a100-80gb`); empty means any GPU.
+    pub models: Vec<String>,
+    /// Minimum memory per GPU.
+    pub vram_mib_min: u64,
+}
+
+/// Resources a job needs for its whole run.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct Resources {
+    /// Thousandths of a CPU core (1500 = 1.5 cores).
+    pub cpu_millis: u32,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    pub gpu: GpuRequirement,
+}
+
+/// One physical GPU a provider offers, in the order the provider lists them. Leases are
+/// assigned GPUs by their index in this list.
+#[derive(
+    Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct GpuSlot {
+    /// Normalised model, e.g. `h100-80gb`.
+    pub model: String,
+    /// Family, e.g. `h100`.
+    pub family: String,
+    pub vram_mib: u64,
+}
+
+impl GpuSlot {
+    /// Whether this GPU satisfies the model list and memory minimum of `req`.
+    pub fn satisfies(&self, req: &GpuRequirement) -> bool {
+        let model_ok = req.models.is_empty()
+            || req.models.iter().any(|m| {
+                m.eq_ignore_ascii_case(&self.model) || m.eq_ignore_ascii_case(&self.family)
+            });
+        model_ok && self.vram_mib >= req.vram_mib_min
+    }
+}
+
+/// What a provider's machine offers to the market.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct Capacity {
+    pub cpu_millis: u32,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    pub gpus: Vec<GpuSlot>,
+}
+
+/// A provider's public profile, declared at registration.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct ProviderProfile {
+    /// Base URL of the provider agent's HTTP endpoint, where tenants send manifests.
+    pub endpoint: String,
+    pub region: String,
+    pub capacity: Capacity,
+    /// Runtimes offered, sorted and without duplicates.
+    pub runtimes: Vec<Runtime>,
+}
+
+/// Why a profile or resource request is not acceptable. Each message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("{field}: {why}")]
+    Invalid { field: &'static str, why: String },
+}
+
+fn invalid(field: &'static str, why: impl Into<String>) -> ShapeError {
+    ShapeError::Invalid {
+        field,
+        why: why.into(),
+    }
+}
+
+fn check_name(field: &'static str, s: &str, max: usize) -> Result<(), ShapeError> {
+    if s.is_empty() || s.len() > max {
+        return Err(invalid(field, format!("must be 1 to {max} bytes")));
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            field,
+            format!("{s:?} may hold only a-z, 0-9, '-' and '_'"),
+        ));
+    }
+    Ok(())
+}
+
+impl ProviderProfile {
+    /// Checks bounds and shapes; the ledger calls this on every registration.
+    pub fn validate(&self) -> Result<(), ShapeError> {
+        if self.endpoint.is_empty() || self.endpoint.len() > MAX_ENDPOINT_BYTES {
+            return Err(invalid(
+                "endpoint",
+                format!("must be 1 to {MAX_ENDPOINT_BYTES} bytes"),
+            ));
+        }
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            return Err(invalid("endpoint", "must start with http:// or https://"));
+        }
+        check_name("region", &self.region, MAX_REGION_BYTES)?;
+        if self.capacity.gpus.len() > MAX_GPUS_PER_PROVIDER {
+            return Err(invalid(
+                "capacity.gpus",
+                format!("at most {MAX_GPUS_PER_PROVIDER} GPUs per provider"),
+            ));
+        }
+        for g in &self.capacity.gpus {
+            check_name("capacity.gpus.model", &g.model, MAX_GPU_NAME_BYTES)?;
+            check_name("capacity.gpus.family", &g.family, MAX_GPU_NAME_BYTES)?;
+        }
+        if self.runtimes.is_empty() {
+            return Err(invalid("runtimes", "offer at least one runtime"));
+        }
+        if self.runtimes.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(invalid("runtimes", "must be sorted and without duplicates"));
+        }
+        Ok(())
+    }
+}
+
+impl Resources {
+    /// Checks bounds and shapes of a request.
+    pub fn validate(&self) -> Result<(), ShapeError> {
+        if self.cpu_millis == 0 {
+            return Err(invalid("resources.cpu", "must be more than 0"));
+        }
+        if self.memory_mib == 0 {
+            return Err(invalid("resources.memory", "must be more than 0"));
+        }
+        if self.gpu.count as usize > MAX_GPUS_PER_PROVIDER {
+            return Err(invalid(
+                "resources.gpu.count",
+                format!("at most {MAX_GPUS_PER_PROVIDER}"),
+            ));
+        }
+        if self.gpu.models.len() > MAX_GPU_MODELS_PER_ORDER {
+            return Err(invalid(
+                "resources.gpu.models",
+                format!("at most {MAX_GPU_MODELS_PER_ORDER} models"),
+            ));
+        }
+        for m in &self.gpu.models {
+            check_name("resources.gpu.models", m, MAX_GPU_NAME_BYTES)?;
+        }
+        Ok(())
+    }
+}
+
+/// Resources still free on a provider: its capacity less what its live leases hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Free {
+    pub cpu_millis: u32,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    /// Indices into [`Capacity::gpus`] not held by any lease.
+    pub gpu_slots: Vec<u32>,
+}
+
+impl Free {
+    /// Everything in `capacity` is free.
+    pub fn all_of(capacity: &Capacity) -> Free {
+        Free {
+            cpu_millis: capacity.cpu_millis,
+            memory_mib: capacity.memory_mib,
+            disk_mib: capacity.disk_mib,
+            gpu_slots: (0..capacity.gpus.len() as u32).collect(),
+        }
+    }
+
+    /// The GPU slots `req` would be given, lowest indices first, or `None` if it does not fit.
+    /// This is the feasibility rule: the agent bids only where it holds, and the ledger checks it
+    /// again before it accepts a bid and again before it creates the lease.
+    pub fn fit(&self, capacity: &Capacity, req: &Resources) -> Option<Vec<u32>> {
+        if req.cpu_millis > self.cpu_millis
+            || req.memory_mib > self.memory_mib
+            || req.disk_mib > self.disk_mib
+        {
+            return None;
+        }
+        let wanted = req.gpu.count as usize;
+        let slots: Vec<u32> = self
+            .gpu_slots
+            .iter()
+            .copied()
+            .filter(|&i| {
+                capacity
+                    .gpus
+                    .get(i as usize)
+                    .is_some_and(|g| g.satisfies(&req.gpu))
+            })
+            .take(wanted)
+            .collect();
+        (slots.len() == wanted).then_some(slots)
+    }
+
+    /// Removes what a lease holds. Saturating: callers have checked with [`Free::fit`].
+    pub fn take(&mut self, req: &Resources, slots: &[u32]) {
+        self.cpu_millis = self.cpu_millis.saturating_sub(req.cpu_millis);
+        self.memory_mib = self.memory_mib.saturating_sub(req.memory_mib);
+        self.disk_mib = self.disk_mib.saturating_sub(req.disk_mib);
+        self.gpu_slots.retain(|s| !slots.contains(s));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h100() -> GpuSlot {
+        GpuSlot {
+            model: "h100-80gb".into(),
+            family: "h100".into(),
+            vram_mib: 81_559,
+        }
+    }
+
+    fn capacity() -> Capacity {
+        Capacity {
+            cpu_millis: 8_000,
+            memory_mib: 32_768,
+            disk_mib: 100_000,
+            gpus: vec![h100(), h100()],
+        }
+    }
+
+    fn job(gpus: u32, models: &[&str], vram: u64) -> Resources {
+        Resources {
+            cpu_millis: 1_000,
+            memory_mib: 1_024,
+            disk_mib: 1_024,
+            gpu: GpuRequirement {
+                count: gpus,
+                models: models.iter().map(|s| s.to_string()).collect(),
+                vram_mib_min: vram,
+            },
+        }
+    }
+
+    #[test]
+    fn gpu_jobs_fit_by_family_or_exact_model_and_memory() {
+        let cap = capacity();
+        let free = Free::all_of(&cap);
+        assert_eq!(free.fit(&cap, &job(1, &["h100"], 40_960)), Some(vec![0]));
+        assert_eq!(free.fit(&cap, &job(2, &["a100", "h100-80gb"], 0)), Some(vec![0, 1]));
+        assert_eq!(free.fit(&cap, &job(1, &["a100"], 0)), None);
+        assert_eq!(free.fit(&cap, &job(1, &[], 90_000)), None);
+        assert_eq!(free.fit(&cap, &job(3, &[], 0)), None);
+    }
+
+    #[test]
+    fn taken_resources_are_no_longer_free() {
+        let cap = capacity();
+        let mut free = Free::all_of(&cap);
+        let req = job(1, &[], 0);
+        let slots = free.fit(&cap, &req).expect("fits");
+        free.take(&req, &slots);
+        assert_eq!(free.gpu_slots, vec![1]);
+        assert_eq!(free.cpu_millis, 7_000);
+        assert_eq!(free.fit(&cap, &job(2, &[], 0)), None);
+    }
+
+    #[test]
+    fn profiles_with_bad_fields_name_the_field() {
+        let mut p = ProviderProfile {
+            endpoint: "http://127.0.0.1:7000".into(),
+            region: "eu-west".into(),
+            capacity: capacity(),
+            runtimes: vec![Runtime::Process],
+        };
+        assert_eq!(p.validate(), Ok(()));
+        p.region = "EU West".into();
+        let err = p.validate().expect_err("bad region").to_string();
+        assert!(err.starts_with("region:"), "{err}");
+    }
+}

@@ -1,0 +1,382 @@
+//! Durable chain storage for a gpunet node, on one redb file.
+//!
+//! The node calls [`Store::commit_block`] once per committed block. The store keeps every block,
+//! its receipts, block hash and state root by height, an index from transaction hash to where it
+//! was included, and one snapshot of the state: the one at the head, overwritten by each commit.
+//!
+//! **Architecture Invariant:** the store never decodes what it stores. Blocks, receipts, state and
+//! genesis arrive as bytes the node encoded (borsh); the store knows neither the consensus engine
+//! nor the ledger's types, only heights and 32-byte hashes.
+//!
+//! **Architecture Invariant:** the block, its root and the state snapshot of a height are written
+//! in one durable redb write transaction together with the new head, so a crash at any moment
+//! leaves the file at some committed head whose state snapshot and root agree with it.
+//!
+//! The on-disk layout lives in [`schema`]; errors in [`StoreError`].
+
+mod error;
+pub mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, StorageError,
+    WriteTransaction,
+};
+
+pub use error::StoreError;
+use schema::{
+    BLOCK_HASHES, BLOCKS, META, RECEIPTS, SCHEMA_VERSION, STATE_ROOTS, TX_INDEX, height_from_key,
+    height_key, meta_key,
+};
+
+/// Most blocks one [`Store::blocks_range`] call returns, whatever limit the caller asks for,
+/// so that a catch-up request from a peer cannot make the node load the whole chain.
+pub const MAX_BLOCKS_PER_RANGE: usize = 1000;
+
+/// Block hash recorded for height 0: genesis is not a block, so no block hash precedes height 1.
+pub const GENESIS_BLOCK_HASH: [u8; 32] = [0; 32];
+
+/// Everything the store keeps for one committed height, borrowed from the node's encodings.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockRecord<'a> {
+    /// Must be the store's head height + 1.
+    pub height: u64,
+    pub block_hash: [u8; 32],
+    /// Root of `state`, the state after applying this block.
+    pub state_root: [u8; 32],
+    /// The encoded block.
+    pub block: &'a [u8],
+    /// The encoded receipts of the block's transactions.
+    pub receipts: &'a [u8],
+    /// The encoded full state after this block; replaces the previous snapshot.
+    pub state: &'a [u8],
+    /// Hashes of the block's transactions, in block order; their position is the index recorded.
+    pub tx_hashes: &'a [[u8; 32]],
+}
+
+/// The latest committed height, and what identifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub height: u64,
+    /// [`GENESIS_BLOCK_HASH`] at height 0.
+    pub block_hash: [u8; 32],
+    pub state_root: [u8; 32],
+}
+
+/// A chain store on one redb file, shared by the node behind an `Arc` (it is `Send + Sync`).
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+// The node shares one `Store` across tasks; keep that a compile error to break.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+};
+
+impl Store {
+    /// Opens the store at `path`, creating the file if absent.
+    ///
+    /// Every open verifies the checksums of the whole file, so a damaged file is reported as
+    /// [`StoreError::Corrupt`] rather than trusted; after a crash redb repairs the file to its
+    /// last durable commit. Fails with [`StoreError::Locked`] if another process has it open.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = redb::Builder::new()
+            .set_check_integrity_on_open(true)
+            .create(path)
+            .map_err(|source| open_error(path, source))?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.prepare_tables()?;
+        Ok(store)
+    }
+
+    /// Creates any missing table and stamps or checks the schema version, so that readers can
+    /// assume every table exists.
+    fn prepare_tables(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta
+                .get(meta_key::SCHEMA_VERSION)?
+                .map(|v| decode_u32(meta_key::SCHEMA_VERSION, v.value()))
+                .transpose()?;
+            match found {
+                Some(found) if found != SCHEMA_VERSION => {
+                    return Err(StoreError::UnsupportedSchema {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(meta_key::SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes()[..])?;
+                }
+            }
+            txn.open_table(BLOCKS)?;
+            txn.open_table(RECEIPTS)?;
+            txn.open_table(STATE_ROOTS)?;
+            txn.open_table(BLOCK_HASHES)?;
+            txn.open_table(TX_INDEX)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Records genesis as height 0: chain id, genesis bytes, the initial state and its root.
+    ///
+    /// Calling it again with the same chain id, genesis and root is a no-op, so a node may call it
+    /// on every start; with anything different it fails with [`StoreError::GenesisMismatch`] and
+    /// changes nothing.
+    pub fn init_genesis(
+        &self,
+        chain_id: &str,
+        genesis: &[u8],
+        state: &[u8],
+        state_root: [u8; 32],
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut roots = txn.open_table(STATE_ROOTS)?;
+            let stored_chain_id = meta
+                .get(meta_key::CHAIN_ID)?
+                .map(|v| decode_chain_id(v.value()))
+                .transpose()?;
+            if let Some(stored_chain_id) = stored_chain_id {
+                let same_genesis = meta
+                    .get(meta_key::GENESIS)?
+                    .is_some_and(|v| v.value() == genesis);
+                let same_root = roots
+                    .get(height_key(0))?
+                    .is_some_and(|v| v.value() == state_root);
+                if stored_chain_id == chain_id && same_genesis && same_root {
+                    return Ok(());
+                }
+                return Err(StoreError::GenesisMismatch {
+                    stored_chain_id,
+                    given_chain_id: chain_id.to_owned(),
+                });
+            }
+
+            let mut hashes = txn.open_table(BLOCK_HASHES)?;
+            meta.insert(meta_key::CHAIN_ID, chain_id.as_bytes())?;
+            meta.insert(meta_key::GENESIS, genesis)?;
+            meta.insert(meta_key::LATEST_STATE, state)?;
+            meta.insert(
+                meta_key::HEAD,
+                &schema::encode_head(0, &GENESIS_BLOCK_HASH, &state_root)[..],
+            )?;
+            roots.insert(height_key(0), state_root)?;
+            hashes.insert(height_key(0), GENESIS_BLOCK_HASH)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The chain id and genesis bytes, if genesis has been recorded.
+    pub fn genesis(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        let Some(chain_id) = meta.get(meta_key::CHAIN_ID)? else {
+            return Ok(None);
+        };
+        let chain_id = decode_chain_id(chain_id.value())?;
+        let genesis = meta
+            .get(meta_key::GENESIS)?
+            .ok_or(StoreError::MalformedRecord {
+                record: meta_key::GENESIS,
+                len: 0,
+            })?
+            .value()
+            .to_vec();
+        Ok(Some((chain_id, genesis)))
+    }
+
+    /// The latest committed height, or `None` before genesis.
+    pub fn head(&self) -> Result<Option<Head>, StoreError> {
+        let txn = self.read()?;
+        read_head(&txn.open_table(META)?)
+    }
+
+    /// The head and the state snapshot at it, read from one consistent snapshot of the file.
+    pub fn latest_state(&self) -> Result<Option<(Head, Vec<u8>)>, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        let Some(head) = read_head(&meta)? else {
+            return Ok(None);
+        };
+        let state = meta
+            .get(meta_key::LATEST_STATE)?
+            .ok_or(StoreError::MalformedRecord {
+                record: meta_key::LATEST_STATE,
+                len: 0,
+            })?
+            .value()
+            .to_vec();
+        Ok(Some((head, state)))
+    }
+
+    /// Appends one height in a single durable write transaction: block, receipts, block hash,
+    /// state root, transaction index, new head and the new state snapshot.
+    ///
+    /// Fails with [`StoreError::NonContiguousHeight`] unless `rec.height` is head + 1, and with
+    /// [`StoreError::NotInitialised`] before genesis; a failed call changes nothing. A transaction
+    /// hash seen before is re-pointed at this block.
+    pub fn commit_block(&self, rec: &BlockRecord<'_>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        self.check_and_write_block(&txn, rec)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn check_and_write_block(
+        &self,
+        txn: &WriteTransaction,
+        rec: &BlockRecord<'_>,
+    ) -> Result<(), StoreError> {
+        let mut meta = txn.open_table(META)?;
+
+        // Check everything first, so that a refused block leaves no trace.
+        let head = read_head(&meta)?.ok_or(StoreError::NotInitialised)?;
+        let expected = head
+            .height
+            .checked_add(1)
+            .expect("a chain of 2^64 blocks is out of reach");
+        if rec.height != expected {
+            return Err(StoreError::NonContiguousHeight {
+                expected,
+                got: rec.height,
+            });
+        }
+        if u32::try_from(rec.tx_hashes.len()).is_err() {
+            return Err(StoreError::TooManyTransactions {
+                height: rec.height,
+                count: rec.tx_hashes.len(),
+            });
+        }
+
+        let key = height_key(rec.height);
+        txn.open_table(BLOCKS)?.insert(key, rec.block)?;
+        txn.open_table(RECEIPTS)?.insert(key, rec.receipts)?;
+        txn.open_table(STATE_ROOTS)?.insert(key, rec.state_root)?;
+        txn.open_table(BLOCK_HASHES)?.insert(key, rec.block_hash)?;
+        let mut tx_index = txn.open_table(TX_INDEX)?;
+        for (index, tx_hash) in (0u32..).zip(rec.tx_hashes) {
+            tx_index.insert(tx_hash, schema::encode_tx_location(rec.height, index))?;
+        }
+        meta.insert(
+            meta_key::HEAD,
+            &schema::encode_head(rec.height, &rec.block_hash, &rec.state_root)[..],
+        )?;
+        meta.insert(meta_key::LATEST_STATE, rec.state)?;
+        Ok(())
+    }
+
+    /// The encoded block at `height` (heights 1 and up; genesis is in [`Store::genesis`]).
+    pub fn block(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let blocks = txn.open_table(BLOCKS)?;
+        Ok(blocks.get(height_key(height))?.map(|v| v.value().to_vec()))
+    }
+
+    /// The encoded receipts of the block at `height`.
+    pub fn receipts(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let receipts = txn.open_table(RECEIPTS)?;
+        Ok(receipts.get(height_key(height))?.map(|v| v.value().to_vec()))
+    }
+
+    /// The state root after `height`; height 0 is the genesis root.
+    pub fn state_root(&self, height: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        let txn = self.read()?;
+        let roots = txn.open_table(STATE_ROOTS)?;
+        Ok(roots.get(height_key(height))?.map(|v| v.value()))
+    }
+
+    /// The hash of the block at `height`; height 0 gives [`GENESIS_BLOCK_HASH`].
+    pub fn block_hash(&self, height: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        let txn = self.read()?;
+        let hashes = txn.open_table(BLOCK_HASHES)?;
+        Ok(hashes.get(height_key(height))?.map(|v| v.value()))
+    }
+
+    /// Where a transaction was included: (height, index in that block).
+    pub fn tx_location(&self, tx_hash: &[u8; 32]) -> Result<Option<(u64, u32)>, StoreError> {
+        let txn = self.read()?;
+        let tx_index = txn.open_table(TX_INDEX)?;
+        Ok(tx_index
+            .get(tx_hash)?
+            .map(|v| schema::decode_tx_location(v.value())))
+    }
+
+    /// Blocks from height `from` upward, in height order, at most `limit` of them and never more
+    /// than [`MAX_BLOCKS_PER_RANGE`]; fewer if the chain ends first.
+    pub fn blocks_range(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let limit = limit.min(MAX_BLOCKS_PER_RANGE);
+        let txn = self.read()?;
+        let blocks = txn.open_table(BLOCKS)?;
+        let mut out = Vec::with_capacity(limit);
+        for entry in blocks.range(height_key(from)..)?.take(limit) {
+            let (key, block) = entry?;
+            out.push((height_from_key(key.value()), block.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+}
+
+fn open_error(path: &Path, source: DatabaseError) -> StoreError {
+    let path = path.to_path_buf();
+    match source {
+        DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path },
+        DatabaseError::Storage(StorageError::Corrupted(_)) => StoreError::Corrupt { path, source },
+        source => StoreError::Open { path, source },
+    }
+}
+
+fn read_head(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Option<Head>, StoreError> {
+    let Some(record) = meta.get(meta_key::HEAD)? else {
+        return Ok(None);
+    };
+    let record = record.value();
+    let (height, block_hash, state_root) =
+        schema::decode_head(record).ok_or(StoreError::MalformedRecord {
+            record: meta_key::HEAD,
+            len: record.len(),
+        })?;
+    Ok(Some(Head {
+        height,
+        block_hash,
+        state_root,
+    }))
+}
+
+fn decode_u32(record: &'static str, bytes: &[u8]) -> Result<u32, StoreError> {
+    let bytes: [u8; 4] = bytes.try_into().map_err(|_| StoreError::MalformedRecord {
+        record,
+        len: bytes.len(),
+    })?;
+    Ok(u32::from_be_bytes(bytes))
+}
+
+fn decode_chain_id(bytes: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::MalformedRecord {
+        record: meta_key::CHAIN_ID,
+        len: bytes.len(),
+    })
+}

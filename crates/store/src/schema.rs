@@ -1,0 +1,205 @@
+//! The one home for the store's on-disk layout: table names, key encodings and the fixed-width
+//! records kept in them.
+//!
+//! Every key that a range scan walks is a big-endian byte string, so byte order is numeric order
+//! and `blocks_range` can walk heights by walking keys. The tests at the bottom pin that down; a
+//! change to any encoding here is a change to the file format and must bump [`SCHEMA_VERSION`].
+
+use redb::TableDefinition;
+
+/// Version of the layout below, written at genesis and checked on every open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Singletons: schema version, chain id, genesis bytes, head, latest state snapshot.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Height key → encoded block, for heights 1 and up (genesis lives in [`META`]).
+pub const BLOCKS: TableDefinition<HeightKey, &[u8]> = TableDefinition::new("blocks");
+/// Height key → encoded receipts of that block, for heights 1 and up.
+pub const RECEIPTS: TableDefinition<HeightKey, &[u8]> = TableDefinition::new("receipts");
+/// Height key → state root after that height, from height 0 (genesis) up.
+pub const STATE_ROOTS: TableDefinition<HeightKey, [u8; 32]> = TableDefinition::new("state_roots");
+/// Height key → block hash, from height 0 (genesis, see `GENESIS_BLOCK_HASH`) up.
+pub const BLOCK_HASHES: TableDefinition<HeightKey, [u8; 32]> =
+    TableDefinition::new("block_hashes");
+/// Transaction hash → [`TxLocation`] record of where the transaction was included.
+pub const TX_INDEX: TableDefinition<[u8; 32], TxLocationRecord> = TableDefinition::new("tx_index");
+
+/// Keys of the [`META`] table.
+pub mod meta_key {
+    /// Big-endian `u32` [`super::SCHEMA_VERSION`] the file was written with.
+    pub const SCHEMA_VERSION: &str = "schema_version";
+    /// UTF-8 chain id given at genesis.
+    pub const CHAIN_ID: &str = "chain_id";
+    /// Genesis bytes as the node encoded them.
+    pub const GENESIS: &str = "genesis";
+    /// [`super::HeadRecord`] of the latest committed height.
+    pub const HEAD: &str = "head";
+    /// State snapshot at the head; overwritten by every commit.
+    pub const LATEST_STATE: &str = "latest_state";
+}
+
+/// A height as a table key: big-endian, so keys sort in height order.
+pub type HeightKey = [u8; 8];
+
+/// The key under which `height` is stored.
+pub fn height_key(height: u64) -> HeightKey {
+    height.to_be_bytes()
+}
+
+/// The height a [`HeightKey`] stands for.
+pub fn height_from_key(key: HeightKey) -> u64 {
+    u64::from_be_bytes(key)
+}
+
+/// Width of an encoded head: height (8) ‖ block hash (32) ‖ state root (32).
+pub const HEAD_RECORD_LEN: usize = 8 + 32 + 32;
+
+/// An encoded head, as stored under [`meta_key::HEAD`].
+pub type HeadRecord = [u8; HEAD_RECORD_LEN];
+
+/// Encodes a head as height (big-endian) ‖ block hash ‖ state root.
+pub fn encode_head(height: u64, block_hash: &[u8; 32], state_root: &[u8; 32]) -> HeadRecord {
+    let mut out = [0u8; HEAD_RECORD_LEN];
+    out[..8].copy_from_slice(&height.to_be_bytes());
+    out[8..40].copy_from_slice(block_hash);
+    out[40..].copy_from_slice(state_root);
+    out
+}
+
+/// Decodes [`encode_head`]'s output; `None` if the bytes are not exactly one head long.
+pub fn decode_head(bytes: &[u8]) -> Option<(u64, [u8; 32], [u8; 32])> {
+    let record: &HeadRecord = bytes.try_into().ok()?;
+    let mut height = [0u8; 8];
+    let mut block_hash = [0u8; 32];
+    let mut state_root = [0u8; 32];
+    height.copy_from_slice(&record[..8]);
+    block_hash.copy_from_slice(&record[8..40]);
+    state_root.copy_from_slice(&record[40..]);
+    Some((u64::from_be_bytes(height), block_hash, state_root))
+}
+
+/// An encoded transaction location: height (big-endian `u64`) ‖ index in block (big-endian `u32`).
+pub type TxLocationRecord = [u8; 12];
+
+/// Encodes where a transaction was included.
+pub fn encode_tx_location(height: u64, index_in_block: u32) -> TxLocationRecord {
+    let mut out = [0u8; 12];
+    out[..8].copy_from_slice(&height.to_be_bytes());
+    out[8..].copy_from_slice(&index_in_block.to_be_bytes());
+    out
+}
+
+/// Decodes [`encode_tx_location`]'s output into (height, index in block).
+pub fn decode_tx_location(record: TxLocationRecord) -> (u64, u32) {
+    let mut height = [0u8; 8];
+    let mut index = [0u8; 4];
+    height.copy_from_slice(&record[..8]);
+    index.copy_from_slice(&record[8..]);
+    (u64::from_be_bytes(height), u32::from_be_bytes(index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::{Database, ReadableDatabase};
+
+    /// Heights chosen to straddle every byte boundary, where little-endian order would go wrong.
+    const AWKWARD_HEIGHTS: [u64; 10] = [
+        0,
+        1,
+        255,
+        256,
+        257,
+        65_535,
+        65_536,
+        1 << 32,
+        (1 << 56) + 1,
+        u64::MAX,
+    ];
+
+    #[test]
+    fn height_keys_sort_bytewise_in_numeric_order() {
+        let keys: Vec<HeightKey> = AWKWARD_HEIGHTS.iter().map(|h| height_key(*h)).collect();
+        for pair in keys.windows(2) {
+            assert!(
+                pair[0] < pair[1],
+                "{:?} should sort before {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+
+    #[test]
+    fn height_keys_round_trip() {
+        for height in AWKWARD_HEIGHTS {
+            assert_eq!(height_from_key(height_key(height)), height);
+        }
+    }
+
+    #[test]
+    fn redb_range_scan_over_height_keys_yields_heights_in_numeric_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::create(dir.path().join("order.redb")).expect("create db");
+        let txn = db.begin_write().expect("write txn");
+        {
+            let mut blocks = txn.open_table(BLOCKS).expect("blocks table");
+            // Insert in reverse so that insertion order cannot explain the result.
+            for height in AWKWARD_HEIGHTS.iter().rev() {
+                blocks
+                    .insert(height_key(*height), &height.to_le_bytes()[..])
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+
+        let txn = db.begin_read().expect("read txn");
+        let blocks = txn.open_table(BLOCKS).expect("blocks table");
+        let scanned: Vec<u64> = blocks
+            .range(height_key(256)..)
+            .expect("range")
+            .map(|entry| height_from_key(entry.expect("entry").0.value()))
+            .collect();
+        let expected: Vec<u64> = AWKWARD_HEIGHTS
+            .iter()
+            .copied()
+            .filter(|h| *h >= 256)
+            .collect();
+        assert_eq!(scanned, expected);
+    }
+
+    #[test]
+    fn head_record_round_trips_and_rejects_wrong_lengths() {
+        let record = encode_head(u64::MAX - 1, &[7; 32], &[9; 32]);
+        assert_eq!(decode_head(&record), Some((u64::MAX - 1, [7; 32], [9; 32])));
+        assert_eq!(decode_head(&record[..HEAD_RECORD_LEN - 1]), None);
+        assert_eq!(decode_head(&[0; HEAD_RECORD_LEN + 1]), None);
+    }
+
+    #[test]
+    fn tx_location_record_round_trips() {
+        for (height, index) in [(0, 0), (1, u32::MAX), (u64::MAX, 7)] {
+            assert_eq!(
+                decode_tx_location(encode_tx_location(height, index)),
+                (height, index)
+            );
+        }
+    }
+
+    #[test]
+    fn table_names_are_distinct() {
+        use redb::TableHandle;
+        let mut names = vec![
+            META.name(),
+            BLOCKS.name(),
+            RECEIPTS.name(),
+            STATE_ROOTS.name(),
+            BLOCK_HASHES.name(),
+            TX_INDEX.name(),
+        ];
+        let before = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), before);
+    }
+}
