@@ -1,1 +1,156 @@
-//! placeholder
+//! The gpunet ledger: the deterministic, replicated state machine of accounts, providers,
+//! orders, the reverse auction, leases and settlement.
+//!
+//! One entry point decides everything: [`apply_block`]. Each transaction is first *checked*
+//! against the state with read-only access; only if every check passes is it *applied*, and the
+//! apply step cannot fail on user input. A rejected transaction leaves no trace: no fee, no
+//! nonce, no event. After the transactions, end-of-block rules run in a fixed order: settle
+//! running leases, time out unstarted ones, match orders whose bid window closed, expire orders
+//! nobody served.
+//!
+//! Architecture Invariant: no I/O, no clock, no randomness, no floats, no threads, no async, no
+//! hash-map iteration. Time and randomness arrive in [`BlockCtx`]. Signatures are verified by
+//! the caller (the node's mempool and block validation) before transactions reach this crate.
+
+#![forbid(unsafe_code)]
+#![deny(clippy::float_arithmetic)]
+
+mod accounts;
+pub mod invariants;
+mod leases;
+mod market;
+mod params;
+mod providers;
+mod state;
+
+pub use params::Params;
+pub use state::{
+    Account, Bid, Genesis, GenesisAccount, GenesisError, Lease, LeaseStatus, Order, OrderStatus,
+    Provider, State, Supply,
+};
+
+use gpunet_protocol::{
+    BlockCtx, BlockOutcome, Denom, Event, Msg, Receipt, Rejection, SignedTx, TxBody,
+};
+
+/// Checks a transaction against `state` without changing it: the envelope (chain id, nonce,
+/// fee) and then the message's own rules. The mempool calls this to refuse early; the ledger
+/// calls it again at apply time because state may have moved.
+pub fn check_tx(state: &State, body: &TxBody) -> Result<(), Rejection> {
+    if body.chain_id != state.chain_id {
+        return Err(Rejection::WrongChainId);
+    }
+    let expected = state.nonce(&body.signer);
+    if body.nonce < expected {
+        return Err(Rejection::NonceReplayed);
+    }
+    if body.nonce > expected {
+        return Err(Rejection::NonceGap);
+    }
+    check_fee(state, body)?;
+    check_msg(state, body)
+}
+
+/// The fee checks alone (minimum and payability), shared with the mempool.
+pub fn check_fee(state: &State, body: &TxBody) -> Result<(), Rejection> {
+    if body.fee < state.params.min_tx_fee {
+        return Err(Rejection::FeeTooLow);
+    }
+    if state.balance(&body.signer, Denom::Gpn) < body.fee {
+        return Err(Rejection::FeeUnpayable);
+    }
+    Ok(())
+}
+
+fn check_msg(state: &State, body: &TxBody) -> Result<(), Rejection> {
+    let signer = &body.signer;
+    let fee = body.fee;
+    match &body.msg {
+        Msg::Transfer { denom, amount, .. } => {
+            accounts::check_transfer(state, signer, fee, *denom, *amount)
+        }
+        Msg::RegisterProvider { stake, profile } => {
+            providers::check_register(state, signer, fee, *stake, profile)
+        }
+        Msg::UpdateProvider { profile } => providers::check_update(state, signer, profile),
+        Msg::DeregisterProvider => providers::check_deregister(state, signer),
+        Msg::CreateOrder { terms } => market::check_create_order(state, signer, fee, terms),
+        Msg::CancelOrder { order } => market::check_cancel_order(state, signer, *order),
+        Msg::PlaceBid {
+            order,
+            price_per_hour,
+        } => market::check_place_bid(state, signer, *order, *price_per_hour),
+        Msg::StartLease { lease } => leases::check_start(state, signer, *lease),
+        Msg::CompleteLease { lease, result } => {
+            leases::check_complete(state, signer, *lease, result)
+        }
+    }
+}
+
+/// Applies a transaction that passed [`check_tx`] against this very state.
+fn apply_checked(state: &mut State, body: TxBody, events: &mut Vec<Event>) {
+    let signer = body.signer;
+    accounts::charge_fee(state, signer, body.fee, events);
+    match body.msg {
+        Msg::Transfer { to, denom, amount } => {
+            accounts::transfer(state, signer, to, denom, amount, events)
+        }
+        Msg::RegisterProvider { stake, profile } => {
+            providers::register(state, signer, stake, profile, events)
+        }
+        Msg::UpdateProvider { profile } => providers::update(state, signer, profile, events),
+        Msg::DeregisterProvider => providers::deregister(state, signer, events),
+        Msg::CreateOrder { terms } => market::create_order(state, signer, terms, events),
+        Msg::CancelOrder { order } => market::cancel_order(state, order, events),
+        Msg::PlaceBid {
+            order,
+            price_per_hour,
+        } => market::place_bid(state, signer, order, price_per_hour, events),
+        Msg::StartLease { lease } => leases::start(state, lease, events),
+        Msg::CompleteLease { lease, result } => leases::complete(state, lease, result, events),
+    }
+}
+
+/// Checks and, if it passes, applies one transaction. `Err` means nothing changed.
+pub fn apply_tx(state: &mut State, tx: &SignedTx) -> Result<Vec<Event>, Rejection> {
+    check_tx(state, &tx.body)?;
+    let mut events = Vec::new();
+    apply_checked(state, tx.body.clone(), &mut events);
+    Ok(events)
+}
+
+/// Applies a block: its transactions in order, then the end-of-block rules.
+///
+/// The caller must have verified every signature. `ctx.height` must be `state.height + 1` and
+/// `ctx.time_ms` must not go backwards; consensus guarantees both, and a violation is a bug
+/// (assert), not bad input.
+pub fn apply_block(state: &mut State, ctx: &BlockCtx, txs: &[SignedTx]) -> BlockOutcome {
+    assert_eq!(ctx.height, state.height + 1, "blocks apply in height order");
+    assert!(ctx.time_ms >= state.time_ms, "block time never goes back");
+    state.height = ctx.height;
+    state.time_ms = ctx.time_ms;
+    let mut receipts = Vec::with_capacity(txs.len());
+    for tx in txs {
+        let (rejection, events) = match apply_tx(state, tx) {
+            Ok(events) => (None, events),
+            Err(r) => (Some(r), Vec::new()),
+        };
+        receipts.push(Receipt {
+            tx_hash: tx.hash(),
+            rejection,
+            events,
+        });
+    }
+    let mut end_block_events = Vec::new();
+    leases::settle_all(state, &mut end_block_events);
+    market::match_and_expire(state, &mut end_block_events);
+    if cfg!(debug_assertions) {
+        if let Err(v) = invariants::check_all(state) {
+            panic!("ledger invariant broken at height {}: {v}", ctx.height);
+        }
+    }
+    BlockOutcome {
+        receipts,
+        end_block_events,
+    }
+}

@@ -12,10 +12,10 @@
 //! in one durable redb write transaction together with the new head, so a crash at any moment
 //! leaves the file at some committed head whose state snapshot and root agree with it.
 //!
-//! The on-disk layout lives in [`schema`]; errors in [`StoreError`].
+//! The on-disk layout lives in the private `schema` module; errors in [`StoreError`].
 
 mod error;
-pub mod schema;
+mod schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -295,7 +295,9 @@ impl Store {
     pub fn receipts(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.read()?;
         let receipts = txn.open_table(RECEIPTS)?;
-        Ok(receipts.get(height_key(height))?.map(|v| v.value().to_vec()))
+        Ok(receipts
+            .get(height_key(height))?
+            .map(|v| v.value().to_vec()))
     }
 
     /// The state root after `height`; height 0 is the genesis root.
@@ -345,11 +347,19 @@ fn open_error(path: &Path, source: DatabaseError) -> StoreError {
     match source {
         DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path },
         DatabaseError::Storage(StorageError::Corrupted(_)) => StoreError::Corrupt { path, source },
+        // redb reports a file that is not a database at all (bad magic number) as invalid data.
+        DatabaseError::Storage(StorageError::Io(ref io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            StoreError::Corrupt { path, source }
+        }
         source => StoreError::Open { path, source },
     }
 }
 
-fn read_head(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Option<Head>, StoreError> {
+fn read_head(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<Head>, StoreError> {
     let Some(record) = meta.get(meta_key::HEAD)? else {
         return Ok(None);
     };

@@ -19,8 +19,7 @@ pub const RECEIPTS: TableDefinition<HeightKey, &[u8]> = TableDefinition::new("re
 /// Height key → state root after that height, from height 0 (genesis) up.
 pub const STATE_ROOTS: TableDefinition<HeightKey, [u8; 32]> = TableDefinition::new("state_roots");
 /// Height key → block hash, from height 0 (genesis, see `GENESIS_BLOCK_HASH`) up.
-pub const BLOCK_HASHES: TableDefinition<HeightKey, [u8; 32]> =
-    TableDefinition::new("block_hashes");
+pub const BLOCK_HASHES: TableDefinition<HeightKey, [u8; 32]> = TableDefinition::new("block_hashes");
 /// Transaction hash → [`TxLocation`] record of where the transaction was included.
 pub const TX_INDEX: TableDefinition<[u8; 32], TxLocationRecord> = TableDefinition::new("tx_index");
 

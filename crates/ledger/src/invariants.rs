@@ -1,0 +1,98 @@
+//! Invariants that must hold after every block. A violation is a bug in the ledger, never the
+//! fault of input, so callers `assert!` on it: halting beats forking.
+
+use gpunet_protocol::{Amount, Denom};
+
+use crate::state::{LeaseStatus, OrderStatus};
+use crate::State;
+
+/// A broken invariant, described for the crash report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation(pub String);
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn sum(items: impl Iterator<Item = Amount>, what: &str) -> Result<u128, Violation> {
+    let mut total: u128 = 0;
+    for a in items {
+        total = total
+            .checked_add(u128::from(a.micros()))
+            .ok_or_else(|| Violation(format!("{what} overflow u128")))?;
+    }
+    Ok(total)
+}
+
+/// Conservation per denomination: balances + escrow + stake + treasury = minted − burned.
+/// Escrow is usd only and stake is gpn only.
+pub fn check_conservation(state: &State) -> Result<(), Violation> {
+    for d in Denom::ALL {
+        let balances = sum(
+            state.accounts.values().map(|a| a.balances.get(d)),
+            "balances",
+        )?;
+        let escrow = match d {
+            Denom::Usd => sum(state.orders.values().map(|o| o.escrow), "escrow")?,
+            Denom::Gpn => 0,
+        };
+        let stake = match d {
+            Denom::Gpn => sum(state.providers.values().map(|p| p.stake), "stake")?,
+            Denom::Usd => 0,
+        };
+        let treasury = u128::from(state.treasury.get(d).micros());
+        let held = balances + escrow + stake + treasury;
+        let minted = u128::from(state.supply.minted.get(d).micros());
+        let burned = u128::from(state.supply.burned.get(d).micros());
+        let expected = minted
+            .checked_sub(burned)
+            .ok_or_else(|| Violation(format!("{d}: burned {burned} exceeds minted {minted}")))?;
+        if held != expected {
+            return Err(Violation(format!(
+                "{d}: balances {balances} + escrow {escrow} + stake {stake} + treasury {treasury} = {held}, \
+                 but minted {minted} - burned {burned} = {expected}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every index agrees with the records it indexes, and ended things hold no money.
+pub fn check_indexes(state: &State) -> Result<(), Violation> {
+    for (id, o) in &state.orders {
+        let open = o.status == OrderStatus::Open;
+        if open != state.open_orders.contains(id) {
+            return Err(Violation(format!("order {id}: open index disagrees")));
+        }
+        let holds_escrow = matches!(o.status, OrderStatus::Open | OrderStatus::Leased { .. });
+        if !holds_escrow && !o.escrow.is_zero() {
+            return Err(Violation(format!("order {id}: ended but holds escrow")));
+        }
+    }
+    for (id, l) in &state.leases {
+        let live = !matches!(l.status, LeaseStatus::Ended { .. });
+        if live != state.live_leases.contains(id) {
+            return Err(Violation(format!("lease {id}: live index disagrees")));
+        }
+        if live
+            && !state
+                .providers
+                .get(&l.provider)
+                .is_some_and(|p| p.live_leases.contains(id))
+        {
+            return Err(Violation(format!("lease {id}: missing from its provider")));
+        }
+        if l.fee > l.paid {
+            return Err(Violation(format!("lease {id}: fee exceeds paid")));
+        }
+    }
+    Ok(())
+}
+
+/// All invariants.
+pub fn check_all(state: &State) -> Result<(), Violation> {
+    check_conservation(state)?;
+    check_indexes(state)
+}

@@ -1,0 +1,256 @@
+//! Orders and the reverse auction: orders open with their deposit in escrow, providers bid
+//! during the bid window, and at the end of each block every order whose window has closed is
+//! matched to its lowest feasible bid (ties: earlier bid, then lower address). Orders nobody
+//! could serve expire and their deposit returns.
+
+use gpunet_protocol::{
+    Address, Amount, Denom, Event, OrderId, OrderTerms, Rejection,
+};
+
+use gpunet_protocol::tx::MAX_ORDER_NAME_BYTES;
+
+use crate::accounts::{check_can_pay, credit, debit};
+use crate::leases::create_lease;
+use crate::state::{Bid, Order, OrderStatus};
+use crate::{Provider, State};
+
+fn check_terms(state: &State, terms: &OrderTerms) -> Result<(), Rejection> {
+    let bad = Rejection::OrderInvalid;
+    if terms.name.is_empty() || terms.name.len() > MAX_ORDER_NAME_BYTES {
+        return Err(bad);
+    }
+    terms.resources.validate().map_err(|_| bad)?;
+    if terms.regions.len() > gpunet_protocol::resources::MAX_REGIONS_PER_ORDER
+        || terms
+            .regions
+            .iter()
+            .any(|r| r.is_empty() || r.len() > gpunet_protocol::resources::MAX_REGION_BYTES)
+    {
+        return Err(bad);
+    }
+    if terms.max_duration_secs == 0
+        || terms.max_duration_secs > state.params.max_lease_duration_secs
+        || terms.max_price_per_hour.is_zero()
+    {
+        return Err(bad);
+    }
+    if terms.deposit.is_zero() {
+        return Err(Rejection::DepositTooSmall);
+    }
+    Ok(())
+}
+
+pub(crate) fn check_create_order(
+    state: &State,
+    signer: &Address,
+    fee: Amount,
+    terms: &OrderTerms,
+) -> Result<(), Rejection> {
+    check_terms(state, terms)?;
+    check_can_pay(state, signer, fee, Denom::Usd, terms.deposit)
+}
+
+pub(crate) fn create_order(
+    state: &mut State,
+    tenant: Address,
+    terms: OrderTerms,
+    events: &mut Vec<Event>,
+) {
+    let id = OrderId(state.next_order_id);
+    state.next_order_id += 1;
+    let deposit = terms.deposit;
+    debit(state, tenant, Denom::Usd, deposit);
+    let order = Order::new(id, tenant, terms, state.height, state.time_ms);
+    state.orders.insert(id, order);
+    state.open_orders.insert(id);
+    events.push(Event::OrderCreated {
+        order: id,
+        tenant,
+        deposit,
+    });
+}
+
+/// Whether `provider` could run `order` right now: region, runtime and free resources.
+pub(crate) fn provider_can_serve(state: &State, provider: &Provider, terms: &OrderTerms) -> bool {
+    runtime_and_region_ok(provider, terms)
+        && state
+            .provider_free(provider)
+            .fit(&provider.profile.capacity, &terms.resources)
+            .is_some()
+}
+
+fn runtime_and_region_ok(provider: &Provider, terms: &OrderTerms) -> bool {
+    let region_ok =
+        terms.regions.is_empty() || terms.regions.iter().any(|r| *r == provider.profile.region);
+    region_ok && provider.profile.runtimes.contains(&terms.runtime)
+}
+
+pub(crate) fn check_place_bid(
+    state: &State,
+    signer: &Address,
+    order_id: OrderId,
+    price: Amount,
+) -> Result<(), Rejection> {
+    let order = state
+        .orders
+        .get(&order_id)
+        .ok_or(Rejection::OrderNotFound)?;
+    if order.status != OrderStatus::Open {
+        return Err(Rejection::BidWindowClosed);
+    }
+    let provider = state
+        .providers
+        .get(signer)
+        .ok_or(Rejection::ProviderNotRegistered)?;
+    if order.tenant == *signer {
+        return Err(Rejection::SelfDealing);
+    }
+    if price.is_zero() || price > order.terms.max_price_per_hour {
+        return Err(Rejection::BidAboveMaxPrice);
+    }
+    if !provider_can_serve(state, provider, &order.terms) {
+        return Err(Rejection::ProviderCannotFit);
+    }
+    match order.bids.iter().find(|b| b.provider == *signer) {
+        Some(existing) if price >= existing.price_per_hour => Err(Rejection::BidNotLower),
+        Some(_) => Ok(()),
+        None if order.bids.len() >= state.params.max_bids_per_order as usize => {
+            Err(Rejection::TooManyBids)
+        }
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn place_bid(
+    state: &mut State,
+    provider: Address,
+    order_id: OrderId,
+    price: Amount,
+    events: &mut Vec<Event>,
+) {
+    let height = state.height;
+    let Some(order) = state.orders.get_mut(&order_id) else {
+        return;
+    };
+    order.bids.retain(|b| b.provider != provider);
+    let seq = order.take_bid_seq();
+    order.bids.push(Bid {
+        provider,
+        price_per_hour: price,
+        height,
+        seq,
+    });
+    events.push(Event::BidPlaced {
+        order: order_id,
+        provider,
+        price_per_hour: price,
+    });
+}
+
+pub(crate) fn check_cancel_order(
+    state: &State,
+    signer: &Address,
+    order_id: OrderId,
+) -> Result<(), Rejection> {
+    let order = state
+        .orders
+        .get(&order_id)
+        .ok_or(Rejection::OrderNotFound)?;
+    if order.tenant != *signer {
+        return Err(Rejection::NotOrderOwner);
+    }
+    match order.status {
+        OrderStatus::Open | OrderStatus::Leased { .. } => Ok(()),
+        _ => Err(Rejection::OrderNotOpen),
+    }
+}
+
+pub(crate) fn cancel_order(state: &mut State, order_id: OrderId, events: &mut Vec<Event>) {
+    let Some(order) = state.orders.get(&order_id) else {
+        return;
+    };
+    match order.status {
+        OrderStatus::Open => {
+            let refund = close_unmatched(state, order_id, OrderStatus::Cancelled);
+            events.push(Event::OrderCancelled {
+                order: order_id,
+                refund,
+            });
+        }
+        OrderStatus::Leased { lease } => {
+            crate::leases::settle_and_end(
+                state,
+                lease,
+                gpunet_protocol::LeaseEndReason::CancelledByTenant,
+                events,
+            );
+        }
+        _ => {}
+    }
+}
+
+/// Ends an order that never got a lease, returning its whole escrow. Returns the refund.
+fn close_unmatched(state: &mut State, order_id: OrderId, status: OrderStatus) -> Amount {
+    let Some(order) = state.orders.get_mut(&order_id) else {
+        return Amount::ZERO;
+    };
+    let refund = order.escrow;
+    let tenant = order.tenant;
+    order.escrow = Amount::ZERO;
+    order.status = status;
+    order.bids.clear();
+    state.open_orders.remove(&order_id);
+    credit(state, tenant, Denom::Usd, refund);
+    refund
+}
+
+/// End of block: match every open order whose bid window has closed, then expire those past
+/// their time-to-live. Orders are visited in id order, so earlier orders get first pick.
+pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
+    let height = state.height;
+    let window = state.params.bid_window_blocks;
+    let ttl = state.params.order_ttl_blocks;
+    let open: Vec<OrderId> = state.open_orders.iter().copied().collect();
+    for id in open {
+        let Some(order) = state.orders.get(&id) else {
+            continue;
+        };
+        let window_closed = height >= order.created_height.saturating_add(window);
+        if window_closed && !order.bids.is_empty() {
+            let mut bids = order.bids.clone();
+            bids.sort_by(|a, b| {
+                (a.price_per_hour, a.seq, a.provider).cmp(&(b.price_per_hour, b.seq, b.provider))
+            });
+            let winner = bids.iter().find_map(|bid| {
+                let p = state.providers.get(&bid.provider)?;
+                if !runtime_and_region_ok(p, &order.terms) {
+                    return None;
+                }
+                let slots = state
+                    .provider_free(p)
+                    .fit(&p.profile.capacity, &order.terms.resources)?;
+                Some((bid.clone(), slots))
+            });
+            match winner {
+                Some((bid, slots)) => {
+                    create_lease(state, id, bid.provider, bid.price_per_hour, slots, events);
+                    continue;
+                }
+                None => {
+                    // Every bidder has since filled up or left: gather fresh bids.
+                    if let Some(o) = state.orders.get_mut(&id) {
+                        o.bids.clear();
+                    }
+                }
+            }
+        }
+        let expired = state
+            .orders
+            .get(&id)
+            .is_some_and(|o| height >= o.created_height.saturating_add(ttl));
+        if expired {
+            let refund = close_unmatched(state, id, OrderStatus::Expired);
+            events.push(Event::OrderExpired { order: id, refund });
+        }
+    }
+}

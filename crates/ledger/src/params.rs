@@ -1,0 +1,41 @@
+//! Network parameters, fixed at genesis.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use gpunet_protocol::Amount;
+use serde::{Deserialize, Serialize};
+
+/// Tunable rules of the market. Changing one changes consensus, so they live in state.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Params {
+    /// Lowest fee a transaction may pay (gpn, burned).
+    pub min_tx_fee: Amount,
+    /// Lowest stake a provider may register with (gpn).
+    pub min_provider_stake: Amount,
+    /// Protocol fee on every payment to a provider, in basis points (100 = 1%).
+    pub protocol_fee_bps: u32,
+    /// Blocks after an order's creation before it can be matched; bids gather meanwhile.
+    pub bid_window_blocks: u64,
+    /// Blocks an order waits for a match before it expires and its deposit returns.
+    pub order_ttl_blocks: u64,
+    /// Blocks a provider has, after a lease is created, to start the workload.
+    pub start_timeout_blocks: u64,
+    /// Most bids one order keeps.
+    pub max_bids_per_order: u32,
+    /// Longest `max_duration` an order may ask for, in seconds.
+    pub max_lease_duration_secs: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            min_tx_fee: Amount::from_micros(1_000),
+            min_provider_stake: Amount::from_micros(100_000_000),
+            protocol_fee_bps: 100,
+            bid_window_blocks: 2,
+            order_ttl_blocks: 600,
+            start_timeout_blocks: 120,
+            max_bids_per_order: 64,
+            max_lease_duration_secs: 30 * 24 * 3600,
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Provider registration, profile updates and deregistration, with stake.
+
+use std::collections::BTreeSet;
+
+use gpunet_protocol::{Address, Amount, Denom, Event, ProviderProfile, Rejection};
+
+use crate::accounts::{check_can_pay, credit, debit};
+use crate::{Provider, State};
+
+pub(crate) fn check_register(
+    state: &State,
+    signer: &Address,
+    fee: Amount,
+    stake: Amount,
+    profile: &ProviderProfile,
+) -> Result<(), Rejection> {
+    profile.validate().map_err(|_| Rejection::ProfileInvalid)?;
+    if state.providers.contains_key(signer) {
+        return Err(Rejection::ProviderAlreadyRegistered);
+    }
+    if stake < state.params.min_provider_stake {
+        return Err(Rejection::StakeBelowMinimum);
+    }
+    check_can_pay(state, signer, fee, Denom::Gpn, stake)
+}
+
+pub(crate) fn register(
+    state: &mut State,
+    signer: Address,
+    stake: Amount,
+    profile: ProviderProfile,
+    events: &mut Vec<Event>,
+) {
+    debit(state, signer, Denom::Gpn, stake);
+    let height = state.height;
+    state.providers.insert(
+        signer,
+        Provider {
+            address: signer,
+            profile,
+            stake,
+            registered_height: height,
+            live_leases: BTreeSet::new(),
+            leases_completed: 0,
+            leases_failed: 0,
+        },
+    );
+    events.push(Event::ProviderRegistered {
+        provider: signer,
+        stake,
+    });
+}
+
+pub(crate) fn check_update(
+    state: &State,
+    signer: &Address,
+    profile: &ProviderProfile,
+) -> Result<(), Rejection> {
+    profile.validate().map_err(|_| Rejection::ProfileInvalid)?;
+    if !state.providers.contains_key(signer) {
+        return Err(Rejection::ProviderNotRegistered);
+    }
+    Ok(())
+}
+
+pub(crate) fn update(
+    state: &mut State,
+    signer: Address,
+    profile: ProviderProfile,
+    events: &mut Vec<Event>,
+) {
+    if let Some(p) = state.providers.get_mut(&signer) {
+        p.profile = profile;
+        events.push(Event::ProviderUpdated { provider: signer });
+    }
+}
+
+pub(crate) fn check_deregister(state: &State, signer: &Address) -> Result<(), Rejection> {
+    let p = state
+        .providers
+        .get(signer)
+        .ok_or(Rejection::ProviderNotRegistered)?;
+    if !p.live_leases.is_empty() {
+        return Err(Rejection::ProviderHasLiveLeases);
+    }
+    Ok(())
+}
+
+pub(crate) fn deregister(state: &mut State, signer: Address, events: &mut Vec<Event>) {
+    if let Some(p) = state.providers.remove(&signer) {
+        credit(state, signer, Denom::Gpn, p.stake);
+        events.push(Event::ProviderDeregistered {
+            provider: signer,
+            stake_returned: p.stake,
+        });
+    }
+}
