@@ -1,0 +1,242 @@
+//! Types of the node API.
+
+use gpunet_protocol::{
+    Address, Amount, Balances, Event, Hash, LeaseEndReason, LeaseId, LeaseResult, OrderId,
+    OrderTerms, ProviderProfile, Rejection, Resources,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusView {
+    pub chain_id: String,
+    pub height: u64,
+    pub time_ms: u64,
+    #[schema(value_type = String)]
+    pub state_root: Hash,
+    /// Target time between blocks.
+    pub block_ms: u64,
+    /// Which orderer produces blocks (`solo`).
+    pub orderer: String,
+    pub mempool_size: usize,
+    pub version: String,
+}
+
+/// `GET /v1/params`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ParamsView {
+    pub height: u64,
+    #[schema(value_type = String)]
+    pub min_tx_fee: Amount,
+    #[schema(value_type = String)]
+    pub min_provider_stake: Amount,
+    pub protocol_fee_bps: u32,
+    pub bid_window_blocks: u64,
+    pub order_ttl_blocks: u64,
+    pub start_timeout_blocks: u64,
+    pub max_bids_per_order: u32,
+    pub max_lease_duration_secs: u64,
+}
+
+/// `GET /v1/accounts/{address}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    pub height: u64,
+    #[schema(value_type = String)]
+    pub address: Address,
+    #[schema(value_type = Object)]
+    pub balances: Balances,
+    /// The nonce the account's next transaction must carry (pending ones not counted).
+    pub nonce: u64,
+    /// Next nonce counting transactions waiting in this node's mempool.
+    pub next_nonce: u64,
+}
+
+/// `POST /v1/txs` body: a borsh-encoded `SignedTx`, hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubmitTx {
+    pub tx_hex: String,
+}
+
+/// `POST /v1/txs` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubmitTxResult {
+    #[schema(value_type = String)]
+    pub tx_hash: Hash,
+}
+
+/// Where a transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TxState {
+    /// Waiting in the mempool.
+    Pending,
+    /// In a block and applied.
+    Applied,
+    /// In a block and rejected: nothing changed.
+    Rejected,
+    /// Not known to this node.
+    Unknown,
+}
+
+/// `GET /v1/txs/{hash}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TxView {
+    pub height: u64,
+    #[schema(value_type = String)]
+    pub tx_hash: Hash,
+    pub state: TxState,
+    /// The block that included it.
+    pub block_height: Option<u64>,
+    #[schema(value_type = Option<Object>)]
+    pub rejection: Option<Rejection>,
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<Event>,
+}
+
+/// A provider as the market sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProviderView {
+    #[schema(value_type = String)]
+    pub address: Address,
+    #[schema(value_type = Object)]
+    pub profile: ProviderProfile,
+    #[schema(value_type = String)]
+    pub stake: Amount,
+    pub registered_height: u64,
+    #[schema(value_type = Vec<u64>)]
+    pub live_leases: Vec<LeaseId>,
+    pub free_cpu_millis: u32,
+    pub free_memory_mib: u64,
+    pub free_gpus: u32,
+    pub leases_completed: u64,
+    pub leases_failed: u64,
+}
+
+/// `GET /v1/providers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProviderList {
+    pub height: u64,
+    pub providers: Vec<ProviderView>,
+}
+
+/// A bid on an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BidView {
+    #[schema(value_type = String)]
+    pub provider: Address,
+    #[schema(value_type = String)]
+    pub price_per_hour: Amount,
+    pub height: u64,
+}
+
+/// Where an order is: `open`, `leased`, `expired`, `cancelled`, `closed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    Open,
+    Leased,
+    Expired,
+    Cancelled,
+    Closed,
+}
+
+/// An order with its bids and its lease, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    #[schema(value_type = u64)]
+    pub id: OrderId,
+    #[schema(value_type = String)]
+    pub tenant: Address,
+    #[schema(value_type = Object)]
+    pub terms: OrderTerms,
+    pub state: OrderState,
+    pub created_height: u64,
+    pub created_ms: u64,
+    #[schema(value_type = String)]
+    pub escrow: Amount,
+    pub bids: Vec<BidView>,
+    pub lease: Option<LeaseView>,
+}
+
+/// `GET /v1/orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderList {
+    pub height: u64,
+    pub orders: Vec<OrderView>,
+}
+
+/// Where a lease is: `pending`, `running`, `ended`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseState {
+    Pending,
+    Running,
+    Ended,
+}
+
+/// A lease and its bill so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseView {
+    #[schema(value_type = u64)]
+    pub id: LeaseId,
+    #[schema(value_type = u64)]
+    pub order: OrderId,
+    #[schema(value_type = String)]
+    pub tenant: Address,
+    #[schema(value_type = String)]
+    pub provider: Address,
+    /// The provider's endpoint, where the tenant sends the manifest and reads logs and outputs.
+    pub provider_endpoint: String,
+    #[schema(value_type = String)]
+    pub price_per_hour: Amount,
+    #[schema(value_type = Object)]
+    pub resources: Resources,
+    pub gpu_slots: Vec<u32>,
+    pub state: LeaseState,
+    #[schema(value_type = Option<String>)]
+    pub end_reason: Option<LeaseEndReason>,
+    pub created_height: u64,
+    pub created_ms: u64,
+    pub started_ms: Option<u64>,
+    pub ended_ms: Option<u64>,
+    pub billed_ms: u64,
+    /// Paid by the tenant so far, protocol fee included.
+    #[schema(value_type = String)]
+    pub paid: Amount,
+    #[schema(value_type = String)]
+    pub protocol_fee: Amount,
+    /// `paid − protocol_fee`.
+    #[schema(value_type = String)]
+    pub provider_earned: Amount,
+    #[schema(value_type = String)]
+    pub refund: Amount,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<LeaseResult>,
+}
+
+/// One event on the stream, with where it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventEnvelope {
+    pub height: u64,
+    pub time_ms: u64,
+    /// The transaction that caused it; `None` for end-of-block rules.
+    #[schema(value_type = Option<String>)]
+    pub tx_hash: Option<Hash>,
+    #[schema(value_type = Object)]
+    pub event: Event,
+}
+
+/// `GET /v1/blocks/{height}`: a summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BlockView {
+    pub height: u64,
+    pub time_ms: u64,
+    #[schema(value_type = String)]
+    pub block_hash: Hash,
+    #[schema(value_type = String)]
+    pub state_root: Hash,
+    #[schema(value_type = Vec<String>)]
+    pub tx_hashes: Vec<Hash>,
+}

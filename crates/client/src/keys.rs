@@ -1,0 +1,165 @@
+//! Key files: one ed25519 account key per JSON file, readable only by its owner.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use gpunet_protocol::Address;
+use serde::{Deserialize, Serialize};
+
+/// Why a key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "cannot read key file {path}: {source}; create one with `gpunet wallet new --out {path}`"
+    )]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write key file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} already exists; refusing to overwrite a key (move it away first)")]
+    Exists { path: PathBuf },
+    #[error("{path} is not a gpunet key file: {why}")]
+    Malformed { path: PathBuf, why: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    address: Address,
+    secret_key_hex: String,
+}
+
+/// An account key loaded in memory.
+#[derive(Clone)]
+pub struct KeyFile {
+    pub key: SigningKey,
+}
+
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyFile({})", self.address())
+    }
+}
+
+impl KeyFile {
+    /// A fresh key from the operating system's randomness.
+    pub fn generate() -> KeyFile {
+        KeyFile {
+            key: SigningKey::generate(&mut rand_core::OsRng),
+        }
+    }
+
+    pub fn address(&self) -> Address {
+        Address::from_key(&self.key.verifying_key())
+    }
+
+    /// Writes the key, failing if the file exists. Mode 0600 on Unix.
+    pub fn save_new(&self, path: &Path) -> Result<(), KeyError> {
+        if path.exists() {
+            return Err(KeyError::Exists {
+                path: path.to_owned(),
+            });
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| KeyError::Write {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        let body = OnDisk {
+            address: self.address(),
+            secret_key_hex: hex::encode(self.key.to_bytes()),
+        };
+        let text = serde_json::to_string_pretty(&body).expect("a key file always serialises");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        use std::io::Write;
+        let write = |opts: &std::fs::OpenOptions| -> std::io::Result<()> {
+            let mut f = opts.open(path)?;
+            f.write_all(text.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()
+        };
+        write(&opts).map_err(|source| KeyError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<KeyFile, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let malformed = |why: String| KeyError::Malformed {
+            path: path.to_owned(),
+            why,
+        };
+        let disk: OnDisk = serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(disk.secret_key_hex.trim(), &mut bytes)
+            .map_err(|_| malformed("secret_key_hex is not 64 hex characters".into()))?;
+        let kf = KeyFile {
+            key: SigningKey::from_bytes(&bytes),
+        };
+        if kf.address() != disk.address {
+            return Err(malformed(format!(
+                "the address {} does not belong to the secret key (which is {})",
+                disk.address,
+                kf.address()
+            )));
+        }
+        Ok(kf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_key_loads_back_and_is_never_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.json");
+        let k = KeyFile::generate();
+        k.save_new(&path).expect("saves");
+        assert_eq!(KeyFile::load(&path).expect("loads").address(), k.address());
+        assert!(matches!(
+            KeyFile::generate().save_new(&path),
+            Err(KeyError::Exists { .. })
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_tampered_key_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.json");
+        KeyFile::generate().save_new(&path).expect("saves");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let other = KeyFile::generate().address().to_string();
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let tampered = text.replace(v["address"].as_str().expect("address"), &other);
+        std::fs::write(&path, tampered).expect("write");
+        assert!(matches!(
+            KeyFile::load(&path),
+            Err(KeyError::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,351 @@
+//! The node API client and the transaction signer.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use gpunet_api::node::{
+    AccountView, EventEnvelope, LeaseView, OrderList, OrderView, ParamsView, ProviderList,
+    StatusView, SubmitTx, SubmitTxResult, TxState, TxView,
+};
+use gpunet_protocol::{Address, Hash, LeaseId, Msg, OrderId, Rejection, SignedTx, TxBody};
+use tokio::sync::Mutex;
+
+use crate::{ClientError, KeyFile, decode};
+
+/// How often [`NodeClient::wait_tx`] polls, in milliseconds.
+const TX_POLL_MS: u64 = 100;
+
+/// Which orders to list.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub tenant: Option<Address>,
+    /// Only open orders.
+    pub open_only: bool,
+    pub limit: Option<usize>,
+}
+
+/// A client for one node, optionally holding a signing key.
+pub struct NodeClient {
+    base: String,
+    http: reqwest::Client,
+    signer: Option<KeyFile>,
+    /// The next nonce to use, once learned; `None` means ask the node.
+    next_nonce: Mutex<Option<u64>>,
+}
+
+impl NodeClient {
+    /// A client for the node at `base` (e.g. `http://127.0.0.1:8645`).
+    pub fn new(base: &str) -> NodeClient {
+        NodeClient {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .expect("a plain HTTP client always builds"),
+            signer: None,
+            next_nonce: Mutex::new(None),
+        }
+    }
+
+    /// The same client, signing with `key`.
+    pub fn with_signer(mut self, key: KeyFile) -> NodeClient {
+        self.signer = Some(key);
+        self
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn signer(&self) -> Option<&KeyFile> {
+        self.signer.as_ref()
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        decode(&url, resp).await
+    }
+
+    pub async fn status(&self) -> Result<StatusView, ClientError> {
+        self.get("/v1/status").await
+    }
+
+    pub async fn params(&self) -> Result<ParamsView, ClientError> {
+        self.get("/v1/params").await
+    }
+
+    pub async fn account(&self, address: &Address) -> Result<AccountView, ClientError> {
+        self.get(&format!("/v1/accounts/{address}")).await
+    }
+
+    pub async fn providers(&self) -> Result<ProviderList, ClientError> {
+        self.get("/v1/providers").await
+    }
+
+    pub async fn orders(&self, filter: &OrderFilter) -> Result<OrderList, ClientError> {
+        let mut q = vec![format!(
+            "state={}",
+            if filter.open_only { "open" } else { "all" }
+        )];
+        if let Some(t) = filter.tenant {
+            q.push(format!("tenant={t}"));
+        }
+        if let Some(l) = filter.limit {
+            q.push(format!("limit={l}"));
+        }
+        self.get(&format!("/v1/orders?{}", q.join("&"))).await
+    }
+
+    pub async fn order(&self, id: OrderId) -> Result<OrderView, ClientError> {
+        self.get(&format!("/v1/orders/{id}")).await
+    }
+
+    pub async fn lease(&self, id: LeaseId) -> Result<LeaseView, ClientError> {
+        self.get(&format!("/v1/leases/{id}")).await
+    }
+
+    pub async fn tx(&self, hash: &Hash) -> Result<TxView, ClientError> {
+        self.get(&format!("/v1/txs/{hash}")).await
+    }
+
+    /// Submits a signed transaction; the node checks it and queues it.
+    pub async fn submit(&self, tx: &SignedTx) -> Result<Hash, ClientError> {
+        let url = format!("{}/v1/txs", self.base);
+        let body = SubmitTx {
+            tx_hex: hex::encode(tx.encode()),
+        };
+        let resp = self
+            .http
+            .post(&url)
+            .json(&body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        let r: SubmitTxResult = decode(&url, resp).await?;
+        Ok(r.tx_hash)
+    }
+
+    /// Waits until `hash` is in a block. `Err(Rejected)` if the ledger refused it there.
+    pub async fn wait_tx(&self, hash: &Hash, timeout: Duration) -> Result<TxView, ClientError> {
+        let start = std::time::Instant::now();
+        loop {
+            let view = self.tx(hash).await?;
+            match view.state {
+                TxState::Applied => return Ok(view),
+                TxState::Rejected => {
+                    return Err(ClientError::Rejected {
+                        tx_hash: *hash,
+                        rejection: view.rejection.unwrap_or(Rejection::MalformedTx),
+                    });
+                }
+                TxState::Pending | TxState::Unknown => {}
+            }
+            if start.elapsed() > timeout {
+                return Err(ClientError::Timeout {
+                    what: format!("transaction {hash} to be included"),
+                    waited_ms: timeout.as_millis() as u64,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(TX_POLL_MS)).await;
+        }
+    }
+
+    /// Signs `msg` with this client's key at the next nonce and the minimum fee, and submits it.
+    /// Sends from one client are serialised so their nonces never collide; a nonce the node
+    /// refuses is re-learned and the send retried once.
+    pub async fn send(&self, msg: Msg) -> Result<Hash, ClientError> {
+        let key = self.signer.as_ref().ok_or_else(|| ClientError::Api {
+            url: self.base.clone(),
+            status: 0,
+            body: gpunet_api::ErrorBody::new(
+                "no_key",
+                "this command signs a transaction; pass --key PATH or set GPUNET_KEY",
+            ),
+        })?;
+        let mut cached = self.next_nonce.lock().await;
+        let status = self.status().await?;
+        let params = self.params().await?;
+        let mut retried = false;
+        loop {
+            let nonce = match *cached {
+                Some(n) => n,
+                None => self.account(&key.address()).await?.next_nonce,
+            };
+            let tx = TxBody {
+                chain_id: status.chain_id.clone(),
+                signer: key.address(),
+                nonce,
+                fee: params.min_tx_fee,
+                msg: msg.clone(),
+            }
+            .sign(&key.key);
+            match self.submit(&tx).await {
+                Ok(hash) => {
+                    *cached = Some(nonce + 1);
+                    return Ok(hash);
+                }
+                Err(e)
+                    if !retried
+                        && matches!(
+                            e.rejection(),
+                            Some(Rejection::NonceGap | Rejection::NonceReplayed)
+                        ) =>
+                {
+                    retried = true;
+                    *cached = None;
+                }
+                Err(e) => {
+                    *cached = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// [`send`](Self::send), then wait for the block that applies it.
+    pub async fn send_and_wait(&self, msg: Msg, timeout: Duration) -> Result<TxView, ClientError> {
+        let hash = self.send(msg).await?;
+        let view = self.wait_tx(&hash, timeout).await;
+        if view.is_err() {
+            // A refused transaction did not use its nonce.
+            *self.next_nonce.lock().await = None;
+        }
+        view
+    }
+
+    /// The node's event stream from `from_height` on (Server-Sent Events).
+    pub async fn events(
+        &self,
+        from_height: u64,
+    ) -> Result<impl Stream<Item = Result<EventEnvelope, ClientError>> + use<>, ClientError> {
+        let url = format!("{}/v1/events?from_height={from_height}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        if !resp.status().is_success() {
+            return Err(decode::<()>(&url, resp)
+                .await
+                .err()
+                .unwrap_or(ClientError::Stream {
+                    url: url.clone(),
+                    why: "unexpected status".into(),
+                }));
+        }
+        let bytes = resp.bytes_stream();
+        let state = (bytes, Vec::<u8>::new(), url);
+        Ok(futures::stream::unfold(
+            state,
+            |(mut bytes, mut buf, url)| async move {
+                loop {
+                    if let Some(pos) = find_frame_end(&buf) {
+                        let frame: Vec<u8> = buf.drain(..pos).collect();
+                        let item = parse_frame(&frame, &url);
+                        match item {
+                            Some(item) => return Some((item, (bytes, buf, url))),
+                            None => continue,
+                        }
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                        Some(Err(e)) => {
+                            let err = ClientError::Stream {
+                                url: url.clone(),
+                                why: e.to_string(),
+                            };
+                            return Some((Err(err), (bytes, Vec::new(), url)));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        ))
+    }
+}
+
+/// End of the first SSE frame (after its blank line), if the buffer holds a whole one.
+fn find_frame_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2)
+}
+
+/// One SSE frame: `event:` and `data:` lines. Comments and keep-alives give `None`.
+fn parse_frame(frame: &[u8], url: &str) -> Option<Result<EventEnvelope, ClientError>> {
+    let text = String::from_utf8_lossy(frame);
+    let mut name = "message";
+    let mut data = String::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            name = v.trim();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    if data.is_empty() {
+        return None;
+    }
+    if name == "error" {
+        return Some(Err(ClientError::Stream {
+            url: url.to_owned(),
+            why: data,
+        }));
+    }
+    Some(
+        serde_json::from_str::<EventEnvelope>(&data).map_err(|e| ClientError::Stream {
+            url: url.to_owned(),
+            why: format!("bad event JSON: {e}"),
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_frames_parse_and_keepalives_are_skipped() {
+        let env = EventEnvelope {
+            height: 3,
+            time_ms: 9,
+            tx_hash: None,
+            event: gpunet_protocol::Event::OrderExpired {
+                order: OrderId(1),
+                refund: gpunet_protocol::Amount::from_micros(5),
+            },
+        };
+        let frame = format!(
+            "event: event\ndata: {}\n\n",
+            serde_json::to_string(&env).expect("json")
+        );
+        let buf = frame.as_bytes();
+        let end = find_frame_end(buf).expect("whole frame");
+        let parsed = parse_frame(&buf[..end], "u").expect("some").expect("ok");
+        assert_eq!(parsed, env);
+        assert!(parse_frame(b": keep-alive\n\n", "u").is_none());
+        assert!(matches!(
+            parse_frame(b"event: error\ndata: lagged\n\n", "u"),
+            Some(Err(_))
+        ));
+    }
+}

@@ -1,0 +1,111 @@
+//! The client a tenant uses to talk to its lease's provider agent. Every request is signed with
+//! the tenant's key (see `gpunet_api::auth`).
+
+use std::time::Duration;
+
+use gpunet_api::auth::sign_request;
+use gpunet_api::provider::{LogChunkView, ManifestDelivery, OutputListing, WorkloadView};
+use gpunet_protocol::{Hash, LeaseId};
+
+use crate::{ClientError, KeyFile, decode, now_ms};
+
+/// A client for one provider agent, signing as a tenant.
+pub struct ProviderClient {
+    base: String,
+    http: reqwest::Client,
+    key: KeyFile,
+}
+
+impl ProviderClient {
+    pub fn new(endpoint: &str, key: KeyFile) -> ProviderClient {
+        ProviderClient {
+            base: endpoint.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .expect("a plain HTTP client always builds"),
+            key,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .timeout(Duration::from_secs(60));
+        for (name, value) in sign_request(&self.key.key, method.as_str(), path, now_ms(), &body) {
+            req = req.header(name, value);
+        }
+        if !body.is_empty() {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        req.send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url, source })
+    }
+
+    /// Sends the manifest for `lease`; the agent checks it against the order's hash.
+    pub async fn deliver_manifest(
+        &self,
+        lease: LeaseId,
+        manifest: &[u8],
+    ) -> Result<WorkloadView, ClientError> {
+        let path = format!("/v1/leases/{lease}/manifest");
+        let body = serde_json::to_vec(&ManifestDelivery {
+            manifest_hex: hex::encode(manifest),
+        })
+        .expect("a manifest delivery always serialises");
+        let resp = self.send(reqwest::Method::POST, &path, body).await?;
+        decode(&format!("{}{}", self.base, path), resp).await
+    }
+
+    pub async fn status(&self, lease: LeaseId) -> Result<WorkloadView, ClientError> {
+        let path = format!("/v1/leases/{lease}/status");
+        let resp = self.send(reqwest::Method::GET, &path, Vec::new()).await?;
+        decode(&format!("{}{}", self.base, path), resp).await
+    }
+
+    pub async fn logs(
+        &self,
+        lease: LeaseId,
+        offset: u64,
+        max: usize,
+    ) -> Result<LogChunkView, ClientError> {
+        let path = format!("/v1/leases/{lease}/logs?offset={offset}&max={max}");
+        let resp = self.send(reqwest::Method::GET, &path, Vec::new()).await?;
+        decode(&format!("{}{}", self.base, path), resp).await
+    }
+
+    pub async fn outputs(&self, lease: LeaseId) -> Result<OutputListing, ClientError> {
+        let path = format!("/v1/leases/{lease}/outputs");
+        let resp = self.send(reqwest::Method::GET, &path, Vec::new()).await?;
+        decode(&format!("{}{}", self.base, path), resp).await
+    }
+
+    /// One output file's bytes; the caller checks them against the digest.
+    pub async fn output(&self, lease: LeaseId, digest: &Hash) -> Result<Vec<u8>, ClientError> {
+        let path = format!("/v1/leases/{lease}/outputs/{digest}");
+        let url = format!("{}{}", self.base, path);
+        let resp = self.send(reqwest::Method::GET, &path, Vec::new()).await?;
+        if !resp.status().is_success() {
+            return Err(decode::<()>(&url, resp)
+                .await
+                .err()
+                .unwrap_or(ClientError::Stream {
+                    url,
+                    why: "unexpected status".into(),
+                }));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Decode { url, source })?;
+        Ok(bytes.to_vec())
+    }
+}
