@@ -40,8 +40,7 @@ pub(crate) fn check_can_pay(
         ),
         Denom::Usd => (fee, amount),
     };
-    if state.balance(who, Denom::Gpn) < gpn_needed || state.balance(who, Denom::Usd) < usd_needed
-    {
+    if state.balance(who, Denom::Gpn) < gpn_needed || state.balance(who, Denom::Usd) < usd_needed {
         return Err(Rejection::InsufficientFunds);
     }
     Ok(())

@@ -3,8 +3,8 @@
 
 use gpunet_protocol::{Amount, Denom};
 
-use crate::state::{LeaseStatus, OrderStatus};
 use crate::State;
+use crate::state::{LeaseStatus, OrderStatus};
 
 /// A broken invariant, described for the crash report.
 #[derive(Debug, Clone, PartialEq, Eq)]

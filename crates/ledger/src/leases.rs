@@ -12,9 +12,9 @@ use gpunet_protocol::{
     WorkloadOutcome,
 };
 
+use crate::State;
 use crate::accounts::credit;
 use crate::state::{Lease, LeaseStatus, OrderStatus};
-use crate::State;
 
 const MS_PER_HOUR: u64 = 3_600_000;
 const BPS: u64 = 10_000;

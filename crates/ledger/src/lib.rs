@@ -144,10 +144,10 @@ pub fn apply_block(state: &mut State, ctx: &BlockCtx, txs: &[SignedTx]) -> Block
     let mut end_block_events = Vec::new();
     leases::settle_all(state, &mut end_block_events);
     market::match_and_expire(state, &mut end_block_events);
-    if cfg!(debug_assertions) {
-        if let Err(v) = invariants::check_all(state) {
-            panic!("ledger invariant broken at height {}: {v}", ctx.height);
-        }
+    if cfg!(debug_assertions)
+        && let Err(v) = invariants::check_all(state)
+    {
+        panic!("ledger invariant broken at height {}: {v}", ctx.height);
     }
     BlockOutcome {
         receipts,

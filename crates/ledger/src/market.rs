@@ -3,9 +3,7 @@
 //! matched to its lowest feasible bid (ties: earlier bid, then lower address). Orders nobody
 //! could serve expire and their deposit returns.
 
-use gpunet_protocol::{
-    Address, Amount, Denom, Event, OrderId, OrderTerms, Rejection,
-};
+use gpunet_protocol::{Address, Amount, Denom, Event, OrderId, OrderTerms, Rejection};
 
 use gpunet_protocol::tx::MAX_ORDER_NAME_BYTES;
 
@@ -80,8 +78,7 @@ pub(crate) fn provider_can_serve(state: &State, provider: &Provider, terms: &Ord
 }
 
 fn runtime_and_region_ok(provider: &Provider, terms: &OrderTerms) -> bool {
-    let region_ok =
-        terms.regions.is_empty() || terms.regions.iter().any(|r| *r == provider.profile.region);
+    let region_ok = terms.regions.is_empty() || terms.regions.contains(&provider.profile.region);
     region_ok && provider.profile.runtimes.contains(&terms.runtime)
 }
 

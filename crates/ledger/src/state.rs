@@ -86,7 +86,9 @@ pub enum LeaseStatus {
     Pending,
     /// Running since `started_ms`; billed every block.
     Running,
-    Ended { reason: LeaseEndReason },
+    Ended {
+        reason: LeaseEndReason,
+    },
 }
 
 /// A provider's commitment to run an order at a price.

@@ -12,9 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const ADDRESS_HRP: &str = "gpn";
 
 /// An account: the 32 bytes of an ed25519 verifying key.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct Address(pub [u8; 32]);
 
 /// Why a string is not an address.
@@ -60,10 +58,13 @@ impl Address {
                 hrp: hrp.to_string(),
             });
         }
-        let bytes: [u8; 32] = data.as_slice().try_into().map_err(|_| AddressError::WrongLength {
-            given: s.to_owned(),
-            len: data.len(),
-        })?;
+        let bytes: [u8; 32] =
+            data.as_slice()
+                .try_into()
+                .map_err(|_| AddressError::WrongLength {
+                    given: s.to_owned(),
+                    len: data.len(),
+                })?;
         Ok(Address(bytes))
     }
 }
@@ -119,13 +120,19 @@ mod tests {
         let i = chars.len() / 2;
         chars[i] = if chars[i] == 'q' { 'p' } else { 'q' };
         let typo: String = chars.into_iter().collect();
-        assert!(matches!(Address::parse(&typo), Err(AddressError::Malformed { .. })));
+        assert!(matches!(
+            Address::parse(&typo),
+            Err(AddressError::Malformed { .. })
+        ));
     }
 
     #[test]
     fn foreign_prefixes_are_rejected() {
-        let other = bech32::encode::<Bech32m>(Hrp::parse_unchecked("cosmos"), &[1u8; 32])
-            .expect("valid");
-        assert!(matches!(Address::parse(&other), Err(AddressError::WrongPrefix { .. })));
+        let other =
+            bech32::encode::<Bech32m>(Hrp::parse_unchecked("cosmos"), &[1u8; 32]).expect("valid");
+        assert!(matches!(
+            Address::parse(&other),
+            Err(AddressError::WrongPrefix { .. })
+        ));
     }
 }

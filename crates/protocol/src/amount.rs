@@ -57,7 +57,9 @@ impl FromStr for Denom {
         match s.to_ascii_lowercase().as_str() {
             "usd" => Ok(Denom::Usd),
             "gpn" => Ok(Denom::Gpn),
-            _ => Err(AmountError::UnknownDenom { given: s.to_owned() }),
+            _ => Err(AmountError::UnknownDenom {
+                given: s.to_owned(),
+            }),
         }
     }
 }
@@ -157,7 +159,9 @@ impl Amount {
     /// Parses a decimal string with at most six decimal places (`"2.5"`, `"0.000001"`, `"10"`).
     pub fn parse_decimal(s: &str) -> Result<Amount, AmountError> {
         let t = s.trim();
-        let bad = || AmountError::NotANumber { given: s.to_owned() };
+        let bad = || AmountError::NotANumber {
+            given: s.to_owned(),
+        };
         let (whole, frac) = match t.split_once('.') {
             Some((w, f)) => (w, f),
             None => (t, ""),
@@ -165,14 +169,17 @@ impl Amount {
         if whole.is_empty() && frac.is_empty() {
             return Err(bad());
         }
-        if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
         if frac.len() > 6 {
-            return Err(AmountError::TooPrecise { given: s.to_owned() });
+            return Err(AmountError::TooPrecise {
+                given: s.to_owned(),
+            });
         }
-        let too_large = || AmountError::TooLarge { given: s.to_owned() };
+        let too_large = || AmountError::TooLarge {
+            given: s.to_owned(),
+        };
         let whole_v: u64 = if whole.is_empty() {
             0
         } else {
@@ -226,7 +233,15 @@ impl<'de> Deserialize<'de> for Amount {
 
 /// One amount per denomination, indexed by [`Denom::index`].
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
     Deserialize,
 )]
 pub struct Balances {
@@ -276,11 +291,26 @@ mod tests {
 
     #[test]
     fn bad_decimal_strings_are_rejected_with_a_reason() {
-        assert!(matches!(Amount::parse_decimal("1.2345678"), Err(AmountError::TooPrecise { .. })));
-        assert!(matches!(Amount::parse_decimal("-1"), Err(AmountError::NotANumber { .. })));
-        assert!(matches!(Amount::parse_decimal("1e3"), Err(AmountError::NotANumber { .. })));
-        assert!(matches!(Amount::parse_decimal(""), Err(AmountError::NotANumber { .. })));
-        assert!(matches!(Amount::parse_decimal("."), Err(AmountError::NotANumber { .. })));
+        assert!(matches!(
+            Amount::parse_decimal("1.2345678"),
+            Err(AmountError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            Amount::parse_decimal("-1"),
+            Err(AmountError::NotANumber { .. })
+        ));
+        assert!(matches!(
+            Amount::parse_decimal("1e3"),
+            Err(AmountError::NotANumber { .. })
+        ));
+        assert!(matches!(
+            Amount::parse_decimal(""),
+            Err(AmountError::NotANumber { .. })
+        ));
+        assert!(matches!(
+            Amount::parse_decimal("."),
+            Err(AmountError::NotANumber { .. })
+        ));
         assert!(matches!(
             Amount::parse_decimal("18446744073709.551616"),
             Err(AmountError::TooLarge { .. })
@@ -290,7 +320,10 @@ mod tests {
     #[test]
     fn mul_div_floor_rounds_down_and_reports_overflow() {
         let a = Amount::from_micros(2_500_000);
-        assert_eq!(a.mul_div_floor(1_000, 3_600_000), Some(Amount::from_micros(694)));
+        assert_eq!(
+            a.mul_div_floor(1_000, 3_600_000),
+            Some(Amount::from_micros(694))
+        );
         assert_eq!(Amount::MAX.mul_div_floor(2, 1), None);
         assert_eq!(a.mul_div_floor(1, 0), None);
     }

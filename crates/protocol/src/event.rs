@@ -8,15 +8,7 @@ use crate::{Address, Amount, Denom, LeaseId, OrderId, WorkloadOutcome};
 
 /// Why a lease ended. Every lease ends with exactly one.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    BorshSerialize,
-    BorshDeserialize,
-    Serialize,
-    Deserialize,
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
 )]
 #[borsh(use_discriminant = true)]
 #[serde(rename_all = "snake_case")]

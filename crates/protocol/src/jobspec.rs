@@ -1,1 +1,1312 @@
-//! The version-1 job spec (YAML). Filled in below.
+//! The version-1 job spec: the YAML a tenant writes, the [`JobSpec`] it parses into, and the
+//! canonical JSON manifest the tenant sends the winning provider.
+//!
+//! A spec is parsed from text (never from a file: this crate does no I/O), every field is
+//! checked, and each error names its field path (`resources.memory: "512MB" is not a size; use
+//! e.g. 512Mi`). Quantities are held in integer units — thousandths of a core, MiB, seconds,
+//! micro-units of money — and numbers are read by their text, never through a float.
+//!
+//! The chain never sees the spec itself: [`JobSpec::order_terms`] gives what an order needs,
+//! including [`JobSpec::manifest_hash`], the BLAKE3 of [`JobSpec::manifest_bytes`]. The provider
+//! turns the manifest back into a checked spec with [`JobSpec::from_manifest_bytes`] and compares
+//! the hash of the bytes it received with the order's.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::resources::{
+    MAX_GPU_MODELS_PER_ORDER, MAX_GPU_NAME_BYTES, MAX_GPUS_PER_PROVIDER, MAX_REGION_BYTES,
+    MAX_REGIONS_PER_ORDER, check_name,
+};
+use crate::tx::MAX_ORDER_NAME_BYTES;
+use crate::{Amount, GpuRequirement, Hash, OrderTerms, Resources, Runtime, ShapeError};
+
+/// Largest spec text accepted, in bytes; larger text is rejected before it is parsed.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+/// Largest manifest (canonical JSON) accepted, in bytes. JSON escapes may make a manifest larger
+/// than the YAML it came from, so this is more than [`MAX_SPEC_BYTES`].
+pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
+/// The one spec version this code understands.
+pub const SPEC_VERSION: u32 = 1;
+/// Most arguments in `run.command`, the program included.
+pub const MAX_COMMAND_ARGS: usize = 256;
+/// Most bytes in all of `run.command` together.
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// Most variables in `run.env`.
+pub const MAX_ENV_VARS: usize = 128;
+/// Most bytes in all of `run.env` together, names and values.
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+/// Longest container image reference, in bytes.
+pub const MAX_IMAGE_BYTES: usize = 256;
+/// Most CPU a job may ask for, in thousandths of a core (1024 cores).
+pub const MAX_CPU_MILLIS: u32 = 1024 * 1000;
+/// Shortest `limits.max_duration`, in seconds.
+pub const MIN_DURATION_SECS: u64 = 1;
+/// Longest `limits.max_duration`, in seconds (30 days).
+pub const MAX_DURATION_SECS: u64 = 30 * 86_400;
+/// Environment names with this prefix are set by gpunet (`GPUNET_OUTPUTS`) and may not be given.
+pub const RESERVED_ENV_PREFIX: &str = "GPUNET_";
+
+/// A parsed version-1 job spec. Field names are the YAML's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Spec format version; must be [`SPEC_VERSION`].
+    pub version: u32,
+    /// Job name, for people: 1–64 bytes of `a-z 0-9 - _`.
+    pub name: String,
+    #[serde(default)]
+    pub kind: JobKind,
+    pub run: RunSpec,
+    pub resources: ResourceSpec,
+    #[serde(default)]
+    pub placement: Placement,
+    pub pricing: Pricing,
+    pub limits: Limits,
+    /// Collect everything the job writes under `$GPUNET_OUTPUTS`.
+    #[serde(default)]
+    pub outputs: bool,
+}
+
+/// What kind of workload a job is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Runs to completion, then the lease settles.
+    #[default]
+    Batch,
+    /// A long-running server. Reserved: parsed, then rejected by [`JobSpec::validate`].
+    Service,
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// Container image; when present the job needs [`Runtime::Docker`], else
+    /// [`Runtime::Process`].
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Program and arguments, run without a shell.
+    pub command: Vec<String>,
+    /// Extra environment variables, sorted by name.
+    #[serde(default, deserialize_with = "env_without_duplicates")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// What the job needs for its whole run, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    pub cpu: Millicores,
+    pub memory: Mebibytes,
+    pub disk: Mebibytes,
+    #[serde(default)]
+    pub gpu: GpuSpec,
+}
+
+/// GPUs the job needs. Absent means none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSpec {
+    pub count: u32,
+    /// Any of these models or families (`h100`, `a100-80gb`), lower-cased; empty means any.
+    #[serde(default, deserialize_with = "lower_case_names")]
+    pub models: Vec<String>,
+    /// Minimum memory per GPU.
+    #[serde(default)]
+    pub vram: Mebibytes,
+}
+
+/// Where the job may run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// Acceptable provider regions; empty means anywhere.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+/// What the tenant will pay, in usd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    /// Highest price per hour the tenant accepts.
+    pub max_per_hour: Amount,
+    /// Moved into escrow when the order is accepted; what the lease does not use comes back.
+    pub deposit: Amount,
+}
+
+/// Bounds on the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The workload is stopped, and billing ends, this long after it starts.
+    pub max_duration: Seconds,
+}
+
+/// CPU in thousandths of a core. Written `1`, `0.5`, `1.5` or `250m`; kept as `1500m`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Millicores(pub u32);
+
+/// A size in MiB. Written with `Ki Mi Gi Ti` (binary) or `K M G T` (decimal), rounded up to
+/// whole MiB; kept as `512Mi`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mebibytes(pub u64);
+
+/// A duration in seconds. Written `90s`, `30m`, `1h30m`, `2d`; kept as `5400s`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seconds(pub u64);
+
+/// Why a spec or manifest is not acceptable. Display is `<field path>: <what is wrong and how
+/// to fix it>`; the path is `spec` (or `manifest`) when the problem is the text as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The text is over its size limit; nothing was parsed.
+    #[error("{what}: is {bytes} bytes; the limit is {max} bytes")]
+    TooLarge {
+        what: &'static str,
+        bytes: usize,
+        max: usize,
+    },
+    /// The text is not YAML (or JSON), or a field has the wrong shape: unknown, missing,
+    /// mistyped, or not a size, duration or amount.
+    #[error("{path}: {message}")]
+    Malformed {
+        path: String,
+        message: String,
+        /// 1-based line and column in the text, when known.
+        line: Option<usize>,
+        column: Option<usize>,
+    },
+    /// The spec is well-formed but breaks a rule (a bound, a reserved name, a version).
+    #[error("{path}: {why}")]
+    Invalid { path: String, why: String },
+}
+
+impl SpecError {
+    /// The field path the error is about, e.g. `resources.memory`.
+    pub fn path(&self) -> &str {
+        match self {
+            SpecError::TooLarge { what, .. } => what,
+            SpecError::Malformed { path, .. } | SpecError::Invalid { path, .. } => path,
+        }
+    }
+}
+
+fn invalid(path: impl Into<String>, why: impl Into<String>) -> SpecError {
+    SpecError::Invalid {
+        path: path.into(),
+        why: why.into(),
+    }
+}
+
+/// Re-homes a [`ShapeError`] from the shared name and resource checks under `path`.
+fn reshape(path: impl Into<String>) -> impl FnOnce(ShapeError) -> SpecError {
+    let path = path.into();
+    move |ShapeError::Invalid { why, .. }| invalid(path, why)
+}
+
+impl JobSpec {
+    /// Parses and validates spec text. Text over [`MAX_SPEC_BYTES`] is rejected unread.
+    pub fn parse_yaml(text: &str) -> Result<JobSpec, SpecError> {
+        if text.len() > MAX_SPEC_BYTES {
+            return Err(SpecError::TooLarge {
+                what: "spec",
+                bytes: text.len(),
+                max: MAX_SPEC_BYTES,
+            });
+        }
+        if text.trim().is_empty() {
+            return Err(invalid(
+                "spec",
+                "is empty; start from examples/jobs/hello.yaml",
+            ));
+        }
+        let parsed: Result<JobSpec, _> =
+            serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text));
+        let spec = match parsed {
+            Ok(spec) => spec,
+            Err(err) => {
+                // A spec from a newer gpunet fails on its new fields; saying which version it
+                // is helps more than naming a field this version does not know.
+                if let Ok(VersionOnly { version }) = serde_yaml_ng::from_str(text) {
+                    check_version(version)?;
+                }
+                return Err(yaml_error(&err));
+            }
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The provider's side: turns manifest bytes back into a validated spec. The caller also
+    /// checks that `Hash::of(bytes)` is the order's `manifest_hash`.
+    pub fn from_manifest_bytes(bytes: &[u8]) -> Result<JobSpec, SpecError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(SpecError::TooLarge {
+                what: "manifest",
+                bytes: bytes.len(),
+                max: MAX_MANIFEST_BYTES,
+            });
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let spec: JobSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let inner = e.inner();
+            SpecError::Malformed {
+                path: root_as(e.path().to_string(), "manifest"),
+                message: strip_json_location(&inner.to_string()),
+                line: Some(inner.line()),
+                column: Some(inner.column()),
+            }
+        })?;
+        de.end().map_err(|e| SpecError::Malformed {
+            path: "manifest".into(),
+            message: strip_json_location(&e.to_string()),
+            line: Some(e.line()),
+            column: Some(e.column()),
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks every rule, in the order the fields are written. Parsing calls this; call it
+    /// again after changing a spec by hand.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        check_version(self.version)?;
+        check_name("name", &self.name, MAX_ORDER_NAME_BYTES).map_err(reshape("name"))?;
+        if self.kind == JobKind::Service {
+            return Err(invalid(
+                "kind",
+                "service is not yet supported; use kind: batch",
+            ));
+        }
+        self.run.validate()?;
+        self.resources.validate()?;
+        self.placement.validate()?;
+        self.pricing.validate()?;
+        self.limits.validate()?;
+        // The shared request rules the ledger applies too; the checks above are stricter, so
+        // this only guards against the two drifting apart.
+        self.resources().validate().map_err(|e| {
+            let ShapeError::Invalid { field, why } = e;
+            invalid(field, why)
+        })?;
+        let manifest_len = self.manifest_bytes().len();
+        if manifest_len > MAX_MANIFEST_BYTES {
+            return Err(invalid(
+                "spec",
+                format!(
+                    "its manifest is {manifest_len} bytes, over the {MAX_MANIFEST_BYTES}-byte \
+                     limit; shorten the command or the environment"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The resources as the protocol counts them.
+    pub fn resources(&self) -> Resources {
+        let r = &self.resources;
+        Resources {
+            cpu_millis: r.cpu.0,
+            memory_mib: r.memory.0,
+            disk_mib: r.disk.0,
+            gpu: GpuRequirement {
+                count: r.gpu.count,
+                models: r.gpu.models.clone(),
+                vram_mib_min: r.gpu.vram.0,
+            },
+        }
+    }
+
+    /// A container runtime when the spec names an image, else a sandboxed process.
+    pub fn runtime(&self) -> Runtime {
+        if self.run.image.is_some() {
+            Runtime::Docker
+        } else {
+            Runtime::Process
+        }
+    }
+
+    pub fn max_duration_secs(&self) -> u64 {
+        self.limits.max_duration.0
+    }
+
+    /// The canonical manifest: compact JSON of this struct, fields in declaration order and
+    /// `run.env` sorted by name, so the same spec always gives the same bytes.
+    pub fn manifest_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a job spec has only string keys and cannot fail to encode")
+    }
+
+    /// BLAKE3 of [`JobSpec::manifest_bytes`]; the order commits to it.
+    pub fn manifest_hash(&self) -> Hash {
+        Hash::of(&self.manifest_bytes())
+    }
+
+    /// Everything the chain needs to open an order for this job.
+    pub fn order_terms(&self) -> OrderTerms {
+        OrderTerms {
+            name: self.name.clone(),
+            manifest_hash: self.manifest_hash(),
+            resources: self.resources(),
+            regions: self.placement.regions.clone(),
+            runtime: self.runtime(),
+            max_price_per_hour: self.pricing.max_per_hour,
+            deposit: self.pricing.deposit,
+            max_duration_secs: self.max_duration_secs(),
+        }
+    }
+}
+
+fn check_version(version: u32) -> Result<(), SpecError> {
+    if version == SPEC_VERSION {
+        Ok(())
+    } else {
+        Err(invalid(
+            "version",
+            format!("{version} is not supported; this gpunet understands version {SPEC_VERSION}"),
+        ))
+    }
+}
+
+fn check_no_nul(path: impl FnOnce() -> String, s: &str) -> Result<(), SpecError> {
+    if s.contains('\0') {
+        return Err(invalid(path(), "contains a NUL byte; remove it"));
+    }
+    Ok(())
+}
+
+impl RunSpec {
+    fn validate(&self) -> Result<(), SpecError> {
+        if let Some(image) = &self.image {
+            if image.is_empty() || image.len() > MAX_IMAGE_BYTES {
+                return Err(invalid(
+                    "run.image",
+                    format!(
+                        "must be 1 to {MAX_IMAGE_BYTES} bytes, e.g. example/hello:1; leave it \
+                         out to run a plain process"
+                    ),
+                ));
+            }
+            if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    "run.image",
+                    format!("{image:?} may not hold spaces or control characters"),
+                ));
+            }
+        }
+        if self.command.is_empty() {
+            return Err(invalid(
+                "run.command",
+                "is empty; name the program to run, e.g. [\"sh\", \"-c\", \"echo hello\"]",
+            ));
+        }
+        if self.command.len() > MAX_COMMAND_ARGS {
+            return Err(invalid(
+                "run.command",
+                format!(
+                    "has {} arguments; at most {MAX_COMMAND_ARGS} are allowed",
+                    self.command.len()
+                ),
+            ));
+        }
+        let command_bytes: usize = self.command.iter().map(String::len).sum();
+        if command_bytes > MAX_COMMAND_BYTES {
+            return Err(invalid(
+                "run.command",
+                format!(
+                    "is {command_bytes} bytes; at most {MAX_COMMAND_BYTES} are allowed — put \
+                     long scripts in the image"
+                ),
+            ));
+        }
+        if self.command[0].is_empty() {
+            return Err(invalid(
+                "run.command[0]",
+                "is empty; it must name the program to run",
+            ));
+        }
+        for (i, arg) in self.command.iter().enumerate() {
+            check_no_nul(|| format!("run.command[{i}]"), arg)?;
+        }
+        if self.env.len() > MAX_ENV_VARS {
+            return Err(invalid(
+                "run.env",
+                format!(
+                    "has {} variables; at most {MAX_ENV_VARS} are allowed",
+                    self.env.len()
+                ),
+            ));
+        }
+        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if env_bytes > MAX_ENV_BYTES {
+            return Err(invalid(
+                "run.env",
+                format!("is {env_bytes} bytes; at most {MAX_ENV_BYTES} are allowed"),
+            ));
+        }
+        for (key, value) in &self.env {
+            let path = || format!("run.env.{}", key.escape_debug());
+            if !is_env_name(key) {
+                return Err(invalid(
+                    path(),
+                    format!(
+                        "{:?} is not a variable name; use letters, digits and '_', not \
+                         starting with a digit",
+                        key.escape_debug().to_string()
+                    ),
+                ));
+            }
+            if key.starts_with(RESERVED_ENV_PREFIX) {
+                return Err(invalid(
+                    path(),
+                    format!(
+                        "names starting with {RESERVED_ENV_PREFIX} are reserved for gpunet; \
+                         choose another name"
+                    ),
+                ));
+            }
+            check_no_nul(path, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Thousandths of a core as a decimal number of cores: `1500` → `1.5`.
+fn cores(millis: u32) -> String {
+    let (whole, frac) = (millis / 1000, millis % 1000);
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_owned()
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`
+fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl ResourceSpec {
+    fn validate(&self) -> Result<(), SpecError> {
+        if self.cpu.0 == 0 {
+            return Err(invalid(
+                "resources.cpu",
+                "must be more than 0, e.g. 1, 0.5 or 250m",
+            ));
+        }
+        if self.cpu.0 > MAX_CPU_MILLIS {
+            return Err(invalid(
+                "resources.cpu",
+                format!(
+                    "{} cores is more than the {} a job may ask for",
+                    cores(self.cpu.0),
+                    MAX_CPU_MILLIS / 1000
+                ),
+            ));
+        }
+        if self.memory.0 == 0 {
+            return Err(invalid(
+                "resources.memory",
+                "must be more than 0, e.g. 512Mi",
+            ));
+        }
+        if self.disk.0 == 0 {
+            return Err(invalid("resources.disk", "must be more than 0, e.g. 1Gi"));
+        }
+        let gpu = &self.gpu;
+        if gpu.count as usize > MAX_GPUS_PER_PROVIDER {
+            return Err(invalid(
+                "resources.gpu.count",
+                format!(
+                    "{} is more than the {MAX_GPUS_PER_PROVIDER} GPUs one provider may have",
+                    gpu.count
+                ),
+            ));
+        }
+        if gpu.count == 0 && (!gpu.models.is_empty() || gpu.vram.0 > 0) {
+            return Err(invalid(
+                "resources.gpu.count",
+                "is 0, so models and vram ask for nothing; set count to 1 or more, or remove them",
+            ));
+        }
+        if gpu.models.len() > MAX_GPU_MODELS_PER_ORDER {
+            return Err(invalid(
+                "resources.gpu.models",
+                format!(
+                    "lists {} models; at most {MAX_GPU_MODELS_PER_ORDER} are allowed",
+                    gpu.models.len()
+                ),
+            ));
+        }
+        for (i, model) in gpu.models.iter().enumerate() {
+            check_name("resources.gpu.models", model, MAX_GPU_NAME_BYTES)
+                .map_err(reshape(format!("resources.gpu.models[{i}]")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Placement {
+    fn validate(&self) -> Result<(), SpecError> {
+        if self.regions.len() > MAX_REGIONS_PER_ORDER {
+            return Err(invalid(
+                "placement.regions",
+                format!(
+                    "lists {} regions; at most {MAX_REGIONS_PER_ORDER} are allowed",
+                    self.regions.len()
+                ),
+            ));
+        }
+        for (i, region) in self.regions.iter().enumerate() {
+            check_name("placement.regions", region, MAX_REGION_BYTES)
+                .map_err(reshape(format!("placement.regions[{i}]")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Pricing {
+    fn validate(&self) -> Result<(), SpecError> {
+        if self.max_per_hour.is_zero() {
+            return Err(invalid(
+                "pricing.max_per_hour",
+                "must be more than 0, e.g. \"2.50\"",
+            ));
+        }
+        if self.deposit.is_zero() {
+            return Err(invalid(
+                "pricing.deposit",
+                "must be more than 0, e.g. \"5.00\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> Result<(), SpecError> {
+        let secs = self.max_duration.0;
+        if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&secs) {
+            return Err(invalid(
+                "limits.max_duration",
+                format!(
+                    "{} is out of range; use between 1s and 30d",
+                    self.max_duration
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Just the version, read leniently, for a better message when the whole spec does not parse.
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: u32,
+}
+
+/// `.` (serde_path_to_error's root) reads badly at the start of a message.
+fn root_as(path: String, root: &str) -> String {
+    if path == "." { root.to_owned() } else { path }
+}
+
+/// Makes a [`SpecError`] from a YAML error. serde_yaml_ng writes its own path before the
+/// message and the location after it; for errors inside a field both are dropped, since the
+/// path already says where. Errors about the text as a whole keep their location.
+fn yaml_error(err: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> SpecError {
+    let inner = err.inner();
+    let (line, column) = match inner.location() {
+        Some(loc) => (Some(loc.line()), Some(loc.column())),
+        None => (None, None),
+    };
+    // A syntax error met while reading a key leaves an unknown (`?`) last segment: the error
+    // is about the map that holds it.
+    let full_path = err.path().to_string();
+    let path = full_path
+        .trim_end_matches('?')
+        .trim_end_matches('.')
+        .to_owned();
+    let mut message = inner.to_string();
+    if path.is_empty() {
+        return SpecError::Malformed {
+            path: "spec".into(),
+            message,
+            line,
+            column,
+        };
+    }
+    // serde_yaml_ng's path is ours or, for an unknown field, its parent map's.
+    let ancestors = path
+        .match_indices(['.', '['])
+        .map(|(i, _)| &path[..i])
+        .chain([path.as_str()]);
+    let yaml_prefix = ancestors
+        .map(|p| format!("{p}: "))
+        .filter(|p| message.starts_with(p.as_str()))
+        .max_by_key(String::len);
+    if let Some(prefix) = yaml_prefix {
+        message.drain(..prefix.len());
+    }
+    if let Some(at) = message.rfind(" at line ") {
+        let tail = &message[at + " at line ".len()..];
+        let is_location = tail
+            .split_once(" column ")
+            .is_some_and(|(l, c)| is_digits(l) && is_digits(c));
+        if is_location {
+            message.truncate(at);
+        }
+    }
+    SpecError::Malformed {
+        path,
+        message,
+        line,
+        column,
+    }
+}
+
+fn strip_json_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Reads a map, refusing a name given twice (a plain `BTreeMap` keeps the last silently).
+fn env_without_duplicates<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct EnvVisitor;
+    impl<'de> Visitor<'de> for EnvVisitor {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of variable names to values, e.g. { GREETING: hello }")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, String>()? {
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format!(
+                        "{key:?} is given twice; keep one"
+                    )));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(EnvVisitor)
+}
+
+/// Reads a list of names, lower-casing each (`H100` → `h100`).
+fn lower_case_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    Ok(names.into_iter().map(|n| n.to_lowercase()).collect())
+}
+
+/// Serializes as a string via `Display`; deserializes from the scalar's text with `parse`, so a
+/// plain YAML number (`cpu: 1.5`) is read by its digits, never through a float.
+macro_rules! text_quantity {
+    ($ty:ident, $expecting:literal) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct TextVisitor;
+                impl<'de> Visitor<'de> for TextVisitor {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: de::Error>(self, s: &str) -> Result<$ty, E> {
+                        $ty::parse(s).map_err(E::custom)
+                    }
+                }
+                d.deserialize_str(TextVisitor)
+            }
+        }
+    };
+}
+
+text_quantity!(Millicores, "a CPU amount such as 1, 0.5 or 250m");
+text_quantity!(Mebibytes, "a size such as 512Mi or 1Gi");
+text_quantity!(Seconds, "a duration such as 90s, 30m, 1h30m or 2d");
+
+impl Millicores {
+    /// `1`, `0.5`, `1.5` (cores, at most 3 decimal places) or `250m` (thousandths).
+    pub fn parse(s: &str) -> Result<Millicores, String> {
+        let bad = || format!("{s:?} is not a CPU amount; use e.g. 1, 0.5 or 250m");
+        let millis: u64 = if let Some(m) = s.strip_suffix('m') {
+            if !is_digits(m) {
+                return Err(bad());
+            }
+            m.parse().map_err(|_| bad())?
+        } else {
+            let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+            let digits_ok = (whole.is_empty() || is_digits(whole))
+                && (frac.is_empty() || is_digits(frac))
+                && !(whole.is_empty() && frac.is_empty());
+            if !digits_ok {
+                return Err(bad());
+            }
+            if frac.len() > 3 {
+                return Err(format!(
+                    "{s:?} is finer than a thousandth of a core; use at most 3 decimal places"
+                ));
+            }
+            let whole_v: u64 = if whole.is_empty() {
+                0
+            } else {
+                whole.parse().map_err(|_| bad())?
+            };
+            let frac_v: u64 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
+            whole_v
+                .checked_mul(1000)
+                .and_then(|w| w.checked_add(frac_v))
+                .ok_or_else(bad)?
+        };
+        u32::try_from(millis).map(Millicores).map_err(|_| {
+            format!(
+                "{s:?} is more than the {} cores a job may ask for",
+                MAX_CPU_MILLIS / 1000
+            )
+        })
+    }
+}
+
+impl fmt::Display for Millicores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}m", self.0)
+    }
+}
+
+impl Mebibytes {
+    /// A number (decimals allowed) and a unit: `Ki Mi Gi Ti` or `K M G T`; a bare `0` is also
+    /// fine. Rounded up to whole MiB.
+    pub fn parse(s: &str) -> Result<Mebibytes, String> {
+        let bad = || format!("{s:?} is not a size; use e.g. 512Mi");
+        if s == "0" {
+            return Ok(Mebibytes(0));
+        }
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (number, unit) = s.split_at(split);
+        let unit_bytes: u128 = match unit {
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "Ti" => 1 << 40,
+            "K" => 1_000,
+            "M" => 1_000_000,
+            "G" => 1_000_000_000,
+            "T" => 1_000_000_000_000,
+            _ => return Err(bad()),
+        };
+        let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+        if !is_digits(whole) || (number.contains('.') && !is_digits(frac)) || frac.len() > 6 {
+            return Err(bad());
+        }
+        let scale = 10u128.pow(frac.len() as u32);
+        let whole_v: u128 = whole.parse().map_err(|_| bad())?;
+        let frac_v: u128 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse().map_err(|_| bad())?
+        };
+        let too_large = || format!("{s:?} is too large");
+        // bytes = (whole + frac/scale) × unit; MiB = ⌈bytes ÷ 2^20⌉, all in integers.
+        let scaled_bytes = whole_v
+            .checked_mul(scale)
+            .and_then(|w| w.checked_add(frac_v))
+            .and_then(|n| n.checked_mul(unit_bytes))
+            .ok_or_else(too_large)?;
+        let mib = scaled_bytes.div_ceil(scale << 20);
+        u64::try_from(mib).map(Mebibytes).map_err(|_| too_large())
+    }
+}
+
+impl fmt::Display for Mebibytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}Mi", self.0)
+    }
+}
+
+impl Seconds {
+    /// Whole numbers with units, largest first, each unit at most once: `90s`, `30m`, `1h30m`,
+    /// `2d`, `1d12h`.
+    pub fn parse(s: &str) -> Result<Seconds, String> {
+        let bad = || format!("{s:?} is not a duration; use e.g. 90s, 30m, 1h30m or 2d");
+        const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
+        let mut rest = s;
+        let mut next_unit = 0;
+        let mut total: u64 = 0;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        while !rest.is_empty() {
+            let digits_end = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+            if digits_end == 0 {
+                return Err(bad());
+            }
+            let (digits, tail) = rest.split_at(digits_end);
+            let unit = tail.chars().next().ok_or_else(bad)?;
+            let offset = UNITS[next_unit..]
+                .iter()
+                .position(|&(u, _)| u == unit)
+                .ok_or_else(bad)?;
+            let unit_secs = UNITS[next_unit + offset].1;
+            next_unit += offset + 1;
+            let n: u64 = digits.parse().map_err(|_| bad())?;
+            total = n
+                .checked_mul(unit_secs)
+                .and_then(|v| v.checked_add(total))
+                .ok_or_else(|| format!("{s:?} is too long"))?;
+            rest = &tail[unit.len_utf8()..];
+        }
+        Ok(Seconds(total))
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}s", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO: &str = include_str!("../../../examples/jobs/hello.yaml");
+
+    const FULL: &str = r#"
+version: 1
+name: hello
+kind: batch
+run:
+  image: example/hello:1
+  command: ["sh", "-c", "echo hello > \"$GPUNET_OUTPUTS/greeting.txt\""]
+  env: { GREETING: hello }
+resources:
+  cpu: 1
+  memory: 512Mi
+  disk: 1Gi
+  gpu: { count: 1, models: [H100, a100], vram: 40Gi }
+placement: { regions: [eu-west, us-east] }
+pricing: { max_per_hour: "2.50", deposit: "5.00" }
+limits: { max_duration: 1h }
+outputs: true
+"#;
+
+    const COMMAND: &str =
+        r#"command: ["sh", "-c", "echo hello > \"$GPUNET_OUTPUTS/greeting.txt\""]"#;
+
+    /// Parses `text`; `Ok(())` expects success, `Err(s)` expects an error whose message starts
+    /// with `s`.
+    fn check(text: &str, want: Result<(), &str>) {
+        match (JobSpec::parse_yaml(text), want) {
+            (Ok(spec), Ok(())) => {
+                let back = JobSpec::from_manifest_bytes(&spec.manifest_bytes())
+                    .expect("a parsed spec's manifest parses");
+                assert_eq!(back, spec);
+                assert_eq!(back.manifest_hash(), spec.manifest_hash());
+            }
+            (Err(e), Err(prefix)) => {
+                let msg = e.to_string();
+                assert!(msg.starts_with(prefix), "want {prefix:?}…\n got {msg:?}");
+            }
+            (got, want) => panic!("want {want:?}, got {got:?}\nfor:\n{text}"),
+        }
+    }
+
+    /// `FULL` with the first `from` replaced by `to`.
+    fn edit(from: &str, to: &str) -> String {
+        assert!(FULL.contains(from), "{from:?} is not in FULL");
+        FULL.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn the_example_spec_parses_and_runs_without_gpus() {
+        check(HELLO, Ok(()));
+        let spec = JobSpec::parse_yaml(HELLO).expect("hello.yaml parses");
+        assert_eq!(spec.name, "hello");
+        assert_eq!(spec.runtime(), Runtime::Process);
+        assert_eq!(spec.resources().gpu, GpuRequirement::default());
+        assert!(spec.placement.regions.is_empty());
+        assert_eq!(spec.max_duration_secs(), 600);
+        assert!(spec.outputs);
+        let terms = spec.order_terms();
+        assert_eq!(terms.max_price_per_hour, Amount::from_micros(2_500_000));
+        assert_eq!(terms.deposit, Amount::from_micros(5_000_000));
+    }
+
+    #[test]
+    fn the_full_spec_gives_the_order_terms_the_chain_needs() {
+        let spec = JobSpec::parse_yaml(FULL).expect("FULL parses");
+        let terms = spec.order_terms();
+        assert_eq!(
+            terms,
+            OrderTerms {
+                name: "hello".into(),
+                manifest_hash: Hash::of(&spec.manifest_bytes()),
+                resources: Resources {
+                    cpu_millis: 1_000,
+                    memory_mib: 512,
+                    disk_mib: 1_024,
+                    gpu: GpuRequirement {
+                        count: 1,
+                        models: vec!["h100".into(), "a100".into()],
+                        vram_mib_min: 40_960,
+                    },
+                },
+                regions: vec!["eu-west".into(), "us-east".into()],
+                runtime: Runtime::Docker,
+                max_price_per_hour: Amount::from_micros(2_500_000),
+                deposit: Amount::from_micros(5_000_000),
+                max_duration_secs: 3_600,
+            }
+        );
+    }
+
+    #[test]
+    fn manifests_round_trip_to_the_same_spec_and_hash() {
+        for text in [HELLO, FULL] {
+            let spec = JobSpec::parse_yaml(text).expect("parses");
+            let bytes = spec.manifest_bytes();
+            let back = JobSpec::from_manifest_bytes(&bytes).expect("manifest parses");
+            assert_eq!(back, spec);
+            assert_eq!(back.manifest_bytes(), bytes);
+            assert_eq!(back.manifest_hash(), spec.manifest_hash());
+        }
+    }
+
+    #[test]
+    fn the_same_job_written_differently_has_the_same_manifest() {
+        let a = JobSpec::parse_yaml(FULL).expect("parses");
+        let b = JobSpec::parse_yaml(
+            &edit("cpu: 1\n", "cpu: 1000m\n")
+                .replacen("disk: 1Gi", "disk: 1024Mi", 1)
+                .replacen("max_duration: 1h", "max_duration: 60m", 1)
+                .replacen("\"2.50\"", "2.5", 1),
+        )
+        .expect("parses");
+        assert_eq!(a.manifest_bytes(), b.manifest_bytes());
+    }
+
+    #[test]
+    fn well_formed_variations_are_accepted() {
+        for (from, to) in [
+            ("cpu: 1\n", "cpu: 0.5\n"),
+            ("cpu: 1\n", "cpu: \"250m\"\n"),
+            ("cpu: 1\n", "cpu: 1024\n"),
+            ("memory: 512Mi", "memory: 1.5G"),
+            ("memory: 512Mi", "memory: 100K"),
+            ("max_duration: 1h", "max_duration: 1h30m"),
+            ("max_duration: 1h", "max_duration: 30d"),
+            ("max_duration: 1h", "max_duration: 1s"),
+            ("max_per_hour: \"2.50\"", "max_per_hour: 2.5"),
+            ("max_per_hour: \"2.50\"", "max_per_hour: 3"),
+            ("kind: batch\n", ""),
+            ("placement: { regions: [eu-west, us-east] }\n", ""),
+            ("  image: example/hello:1\n", ""),
+            (
+                "  gpu: { count: 1, models: [H100, a100], vram: 40Gi }\n",
+                "",
+            ),
+            ("env: { GREETING: hello }", "env: { _X1: 1, y: \"\" }"),
+        ] {
+            check(&edit(from, to), Ok(()));
+        }
+    }
+
+    #[test]
+    fn bad_specs_are_rejected_naming_the_field() {
+        let too_big = format!("{FULL}# {}\n", "x".repeat(MAX_SPEC_BYTES));
+        let many_args = format!("command: [{}]", vec!["a"; MAX_COMMAND_ARGS + 1].join(", "));
+        for (text, want) in [
+            (
+                edit("outputs: true", "outputs: true\nextra: 1"),
+                "extra: unknown field `extra`, expected one of `version`",
+            ),
+            (
+                edit("disk: 1Gi", "disk: 1Gi\n  disks: 2"),
+                "resources.disks: unknown field `disks`, expected one of `cpu`, `memory`, `disk`, `gpu`",
+            ),
+            (
+                edit("vram: 40Gi", "vram: 40Gi, mig: true"),
+                "resources.gpu.mig: unknown field `mig`",
+            ),
+            (
+                edit("memory: 512Mi", "memory: 512MB"),
+                "resources.memory: \"512MB\" is not a size; use e.g. 512Mi",
+            ),
+            (
+                edit("memory: 512Mi", "memory: 512"),
+                "resources.memory: \"512\" is not a size; use e.g. 512Mi",
+            ),
+            (
+                edit("memory: 512Mi", "memory: 0Mi"),
+                "resources.memory: must be more than 0",
+            ),
+            (
+                edit("cpu: 1\n", "cpu: 0\n"),
+                "resources.cpu: must be more than 0",
+            ),
+            (
+                edit("cpu: 1\n", "cpu: 1024.001\n"),
+                "resources.cpu: 1024.001 cores is more than the 1024 a job may ask for",
+            ),
+            (
+                edit("cpu: 1\n", "cpu: 1e3\n"),
+                "resources.cpu: \"1e3\" is not a CPU amount",
+            ),
+            (
+                edit("cpu: 1\n", "cpu: 0.0001\n"),
+                "resources.cpu: \"0.0001\" is finer than a thousandth",
+            ),
+            (
+                edit("version: 1", "version: 2"),
+                "version: 2 is not supported; this gpunet understands version 1",
+            ),
+            (
+                edit("version: 1", "version: 2\nnew_in_v2: true"),
+                "version: 2 is not supported",
+            ),
+            (edit("version: 1\n", ""), "spec: missing field `version`"),
+            (
+                edit("name: hello", "name: Hello"),
+                "name: \"Hello\" may hold only a-z, 0-9",
+            ),
+            (
+                edit("name: hello", &format!("name: {}", "a".repeat(65))),
+                "name: must be 1 to 64 bytes",
+            ),
+            (
+                edit("kind: batch", "kind: service"),
+                "kind: service is not yet supported",
+            ),
+            (
+                edit("kind: batch", "kind: cron"),
+                "kind: unknown variant `cron`, expected `batch` or `service`",
+            ),
+            (
+                edit("image: example/hello:1", "image: \"\""),
+                "run.image: must be 1 to 256 bytes",
+            ),
+            (
+                edit(COMMAND, "command: []"),
+                "run.command: is empty; name the program",
+            ),
+            (
+                edit(COMMAND, "command: [\"\", x]"),
+                "run.command[0]: is empty",
+            ),
+            (edit(COMMAND, &many_args), "run.command: has 257 arguments"),
+            (
+                edit("\"-c\"", "\"a\\0b\""),
+                "run.command[1]: contains a NUL byte",
+            ),
+            (
+                edit("GREETING: hello", "GPUNET_OUTPUTS: /tmp"),
+                "run.env.GPUNET_OUTPUTS: names starting with GPUNET_ are reserved",
+            ),
+            (
+                edit("GREETING: hello", "1X: a"),
+                "run.env.1X: \"1X\" is not a variable name",
+            ),
+            (edit("GREETING: hello", "A: x, A: y"), "run.env"),
+            (
+                edit("GREETING: hello", "A: \"x\\0\""),
+                "run.env.A: contains a NUL byte",
+            ),
+            (
+                edit("count: 1,", "count: 0,"),
+                "resources.gpu.count: is 0, so models and vram ask for nothing",
+            ),
+            (
+                edit("count: 1,", "count: 65,"),
+                "resources.gpu.count: 65 is more than the 64 GPUs",
+            ),
+            (
+                edit("a100]", "a100, \"h 100\"]"),
+                "resources.gpu.models[2]: \"h 100\" may hold only",
+            ),
+            (
+                edit("us-east]", "US-East]"),
+                "placement.regions[1]: \"US-East\" may hold only",
+            ),
+            (
+                edit("deposit: \"5.00\"", "deposit: \"abc\""),
+                "pricing.deposit: \"abc\" is not an amount",
+            ),
+            (
+                edit("deposit: \"5.00\"", "deposit: 0"),
+                "pricing.deposit: must be more than 0",
+            ),
+            (
+                edit("max_per_hour: \"2.50\"", "max_per_hour: \"0.00\""),
+                "pricing.max_per_hour: must be more than 0",
+            ),
+            (
+                edit("max_per_hour: \"2.50\"", "max_per_hour: 2.5e0"),
+                "pricing.max_per_hour: \"2.5e0\" is not an amount",
+            ),
+            (
+                edit("max_duration: 1h", "max_duration: forever"),
+                "limits.max_duration: \"forever\" is not a duration; use e.g. 90s",
+            ),
+            (
+                edit("max_duration: 1h", "max_duration: 30m1h"),
+                "limits.max_duration: \"30m1h\" is not a duration",
+            ),
+            (
+                edit("max_duration: 1h", "max_duration: 3600"),
+                "limits.max_duration: \"3600\" is not a duration",
+            ),
+            (
+                edit("max_duration: 1h", "max_duration: 0s"),
+                "limits.max_duration: 0s is out of range; use between 1s and 30d",
+            ),
+            (
+                edit("max_duration: 1h", "max_duration: 30d1s"),
+                "limits.max_duration: 2592001s is out of range",
+            ),
+            (
+                edit("limits: { max_duration: 1h }\n", ""),
+                "spec: missing field `limits`",
+            ),
+            (
+                edit("outputs: true", "outputs: yes please"),
+                "outputs: invalid type",
+            ),
+            (
+                "version: 1\nname: \"unterminated\n".to_owned(),
+                "name: found unexpected end of stream at line 3",
+            ),
+            ("- version: 1\n".to_owned(), "spec: invalid type: sequence"),
+            (
+                "version: 1\nname: x\n  kind: batch\n".to_owned(),
+                "spec: mapping values are not allowed in this context at line 3 column 7",
+            ),
+            ("".to_owned(), "spec: is empty"),
+            (too_big, "spec: is 65"),
+        ] {
+            check(&text, Err(want));
+        }
+    }
+
+    #[test]
+    fn errors_inside_a_field_drop_the_yaml_location_but_keep_it_as_data() {
+        let err = JobSpec::parse_yaml(&edit("memory: 512Mi", "memory: 512MB")).expect_err("bad");
+        assert_eq!(
+            err.to_string(),
+            "resources.memory: \"512MB\" is not a size; use e.g. 512Mi"
+        );
+        assert_eq!(err.path(), "resources.memory");
+        let SpecError::Malformed { line, .. } = err else {
+            panic!("want Malformed, got {err:?}")
+        };
+        assert_eq!(line, Some(11));
+    }
+
+    #[test]
+    fn bad_manifests_are_rejected_naming_the_field() {
+        let spec = JobSpec::parse_yaml(FULL).expect("parses");
+        let json = String::from_utf8(spec.manifest_bytes()).expect("json is utf-8");
+        for (bytes, want) in [
+            (
+                json.replacen("\"version\":1", "\"version\":2", 1),
+                "version: 2 is not supported",
+            ),
+            (
+                json.replacen("\"outputs\":true", "\"outputs\":true,\"x\":1", 1),
+                "x: unknown field `x`",
+            ),
+            (
+                json.replacen("\"1024Mi\"", "\"1GB\"", 1),
+                "resources.disk: \"1GB\" is not a size",
+            ),
+            (format!("{json} {{}}"), "manifest: trailing characters"),
+            (
+                "x".repeat(MAX_MANIFEST_BYTES + 1),
+                "manifest: is 262145 bytes",
+            ),
+        ] {
+            let got = JobSpec::from_manifest_bytes(bytes.as_bytes())
+                .expect_err(want)
+                .to_string();
+            assert!(got.starts_with(want), "want {want:?}…\n got {got:?}");
+        }
+    }
+
+    #[test]
+    fn quantities_parse_by_their_text_in_integer_units() {
+        for (s, millis) in [
+            ("1", 1_000),
+            ("0.5", 500),
+            (".25", 250),
+            ("1.5", 1_500),
+            ("250m", 250),
+        ] {
+            assert_eq!(Millicores::parse(s), Ok(Millicores(millis)), "{s}");
+        }
+        for (s, mib) in [
+            ("512Mi", 512),
+            ("1Gi", 1_024),
+            ("1.5Gi", 1_536),
+            ("2Ti", 2 << 20),
+            ("1Ki", 1),
+            ("1M", 1),
+            ("1G", 954),
+            ("0.1K", 1),
+            ("0", 0),
+        ] {
+            assert_eq!(Mebibytes::parse(s), Ok(Mebibytes(mib)), "{s}");
+        }
+        for s in [
+            "",
+            "Mi",
+            "1",
+            "1.Mi",
+            "-1Mi",
+            "1mi",
+            "1MB",
+            "1Pi",
+            "1 Mi",
+            "99999999999999999999Ti",
+        ] {
+            assert!(Mebibytes::parse(s).is_err(), "{s:?} should not be a size");
+        }
+        for (s, secs) in [
+            ("90s", 90),
+            ("30m", 1_800),
+            ("1h30m", 5_400),
+            ("2d", 172_800),
+            ("1d1h1m1s", 90_061),
+        ] {
+            assert_eq!(Seconds::parse(s), Ok(Seconds(secs)), "{s}");
+        }
+        for s in ["", "1", "h", "1h1h", "1m1h", "1w", "1.5h", "-1s", "1hm"] {
+            assert!(Seconds::parse(s).is_err(), "{s:?} should not be a duration");
+        }
+    }
+}

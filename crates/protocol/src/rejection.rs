@@ -120,8 +120,9 @@ impl Serialize for Rejection {
 impl<'de> Deserialize<'de> for Rejection {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let info = RejectionInfo::deserialize(d)?;
-        Rejection::from_code(info.code)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown rejection code {}", info.code)))
+        Rejection::from_code(info.code).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown rejection code {}", info.code))
+        })
     }
 }
 

@@ -77,9 +77,7 @@ pub struct Resources {
 
 /// One physical GPU a provider offers, in the order the provider lists them. Leases are
 /// assigned GPUs by their index in this list.
-#[derive(
-    Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct GpuSlot {
     /// Normalised model, e.g. `h100-80gb`.
     pub model: String,
@@ -137,7 +135,7 @@ fn invalid(field: &'static str, why: impl Into<String>) -> ShapeError {
     }
 }
 
-fn check_name(field: &'static str, s: &str, max: usize) -> Result<(), ShapeError> {
+pub(crate) fn check_name(field: &'static str, s: &str, max: usize) -> Result<(), ShapeError> {
     if s.is_empty() || s.len() > max {
         return Err(invalid(field, format!("must be 1 to {max} bytes")));
     }
@@ -309,7 +307,10 @@ mod tests {
         let cap = capacity();
         let free = Free::all_of(&cap);
         assert_eq!(free.fit(&cap, &job(1, &["h100"], 40_960)), Some(vec![0]));
-        assert_eq!(free.fit(&cap, &job(2, &["a100", "h100-80gb"], 0)), Some(vec![0, 1]));
+        assert_eq!(
+            free.fit(&cap, &job(2, &["a100", "h100-80gb"], 0)),
+            Some(vec![0, 1])
+        );
         assert_eq!(free.fit(&cap, &job(1, &["a100"], 0)), None);
         assert_eq!(free.fit(&cap, &job(1, &[], 90_000)), None);
         assert_eq!(free.fit(&cap, &job(3, &[], 0)), None);

@@ -6,8 +6,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Address, Amount, Denom, Hash, LeaseId, OrderId, ProviderProfile, Rejection, Resources,
-    Runtime,
+    Address, Amount, Denom, Hash, LeaseId, OrderId, ProviderProfile, Rejection, Resources, Runtime,
 };
 
 /// Largest encoded transaction the network accepts, in bytes.
@@ -40,15 +39,7 @@ pub struct OrderTerms {
 
 /// How a workload ended, as the provider reports it.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    BorshSerialize,
-    BorshDeserialize,
-    Serialize,
-    Deserialize,
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
 )]
 #[borsh(use_discriminant = true)]
 #[serde(rename_all = "snake_case")]
@@ -204,7 +195,11 @@ impl SignedTx {
     /// Checks the signature against the signer's key. Strict verification: no malleable
     /// signatures, no small-order keys.
     pub fn verify_signature(&self) -> Result<(), Rejection> {
-        let key = self.body.signer.verifying_key().ok_or(Rejection::BadSignature)?;
+        let key = self
+            .body
+            .signer
+            .verifying_key()
+            .ok_or(Rejection::BadSignature)?;
         let sig = ed25519_dalek::Signature::from_bytes(&self.signature);
         key.verify_strict(&self.body.signing_bytes(), &sig)
             .map_err(|_| Rejection::BadSignature)
@@ -256,10 +251,16 @@ mod tests {
     #[test]
     fn oversized_truncated_or_padded_bytes_are_rejected() {
         let bytes = transfer(&key(1)).encode();
-        assert_eq!(SignedTx::decode(&bytes[..bytes.len() - 1]), Err(Rejection::MalformedTx));
+        assert_eq!(
+            SignedTx::decode(&bytes[..bytes.len() - 1]),
+            Err(Rejection::MalformedTx)
+        );
         let mut padded = bytes.clone();
         padded.push(0);
         assert_eq!(SignedTx::decode(&padded), Err(Rejection::MalformedTx));
-        assert_eq!(SignedTx::decode(&vec![0u8; MAX_TX_BYTES + 1]), Err(Rejection::TxTooLarge));
+        assert_eq!(
+            SignedTx::decode(&vec![0u8; MAX_TX_BYTES + 1]),
+            Err(Rejection::TxTooLarge)
+        );
     }
 }

@@ -1,1 +1,43 @@
-//! placeholder
+//! `gpunet-runtime`: what a provider machine has, and how tenants' workloads run on it.
+//!
+//! The provider agent uses two things from this crate:
+//!
+//! - [`discover`] reports the machine's CPU, memory, free disk and GPUs ([`MachineInfo`]). GPUs
+//!   come from NVML, then `nvidia-smi`, then nothing: a GPU is never invented, and when none is
+//!   found [`GpuSource::None`] says why.
+//! - The [`Driver`] trait (`fingerprint, start, wait, logs, stop, destroy, recover`) runs one
+//!   workload per lease. [`ProcessDriver`] runs a plain child process under rlimits in its own
+//!   session; [`FakeDriver`] pretends, for the agent's unit tests.
+//!
+//! Architecture Invariant: the parsers (`nvidia-smi` CSV, GPU model names, cgroup files) are pure
+//! functions; only [`discover`] and the drivers touch the world. All `unsafe` code lives in the
+//! private `sys` module.
+
+mod driver;
+mod error;
+mod fake;
+mod gpu;
+mod logs;
+mod machine;
+mod process;
+mod sys;
+mod workload;
+
+pub use driver::{Driver, DriverInfo, RecoverState};
+pub use error::{DriverError, GpuParseError, SpecError};
+pub use fake::{FAKE_DRIVER_NAME, FakeDriver};
+pub use gpu::{
+    GpuDevice, GpuSource, NVIDIA_SMI_QUERY_FIELDS, NormalisedName, SmiRow, normalise_gpu_name,
+    parse_cuda_version_banner, parse_nvidia_smi_csv,
+};
+pub use logs::MAX_LOG_CHUNK_BYTES;
+pub use machine::{
+    MachineInfo, discover, parse_cgroup_v2_cpu_max, parse_cgroup_v2_memory_max,
+    parse_meminfo_total_kib,
+};
+pub use process::{PROCESS_DRIVER_NAME, ProcessDriver};
+pub use workload::{
+    DEFAULT_LOG_LIMIT_BYTES, ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk,
+    MAX_ARGV_ENV_BYTES, MAX_COMMAND_ARGS, MAX_ENV_VARS, MAX_GPUS_PER_WORKLOAD,
+    MAX_WORKLOAD_ID_BYTES, Usage, WorkloadHandle, WorkloadSpec,
+};

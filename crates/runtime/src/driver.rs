@@ -1,0 +1,69 @@
+//! The one small trait every workload driver implements (process, fake, later Docker), so the
+//! agent can swap them freely.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DriverError;
+use crate::workload::{ExitOutcome, LogChunk, WorkloadHandle, WorkloadSpec};
+
+/// What [`Driver::fingerprint`] found: the driver is usable here, in this version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverInfo {
+    pub name: String,
+    pub version: String,
+    /// Free-form facts worth logging (kernel release, engine version).
+    pub detail: String,
+}
+
+/// What [`Driver::recover`] found for a workload persisted before an agent restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecoverState {
+    Running,
+    Exited(ExitOutcome),
+    Lost,
+}
+
+/// Runs workloads. All methods may be called concurrently; `wait` in particular may be pending
+/// while `logs` and `stop` are called.
+#[async_trait::async_trait]
+pub trait Driver: Send + Sync {
+    /// `"process"`, `"fake"`, ...; also written into every [`WorkloadHandle`].
+    fn name(&self) -> &'static str;
+    /// Whether this driver can run workloads here, and its version.
+    async fn fingerprint(&self) -> Result<DriverInfo, DriverError>;
+    /// Validates the spec, prepares its directories and starts it.
+    async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadHandle, DriverError>;
+    /// Resolves when the workload has ended.
+    async fn wait(&self, handle: &WorkloadHandle) -> Result<ExitOutcome, DriverError>;
+    /// Up to `max_bytes` of the combined log from `from_offset`.
+    async fn logs(
+        &self,
+        handle: &WorkloadHandle,
+        from_offset: u64,
+        max_bytes: usize,
+    ) -> Result<LogChunk, DriverError>;
+    /// Asks the workload to end (SIGTERM to its whole process group), forces it after `grace`
+    /// (SIGKILL), and returns once it has ended. Stopping an ended workload does nothing.
+    async fn stop(&self, handle: &WorkloadHandle, grace: Duration) -> Result<(), DriverError>;
+    /// Removes the working directory; the outputs and logs belong to the agent and stay.
+    async fn destroy(&self, handle: &WorkloadHandle) -> Result<(), DriverError>;
+    /// After an agent restart: is the workload still running, did it exit, or is it lost?
+    async fn recover(&self, handle: &WorkloadHandle) -> Result<RecoverState, DriverError>;
+}
+
+/// Refuses a handle made by another driver.
+pub(crate) fn check_driver(
+    expected: &'static str,
+    handle: &WorkloadHandle,
+) -> Result<(), DriverError> {
+    if handle.driver == expected {
+        Ok(())
+    } else {
+        Err(DriverError::WrongDriver {
+            expected,
+            found: handle.driver.clone(),
+        })
+    }
+}

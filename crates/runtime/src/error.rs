@@ -1,0 +1,112 @@
+//! Operational errors of the runtime crate: one enum per concern, named fields, lowercase
+//! messages, sources kept.
+
+use std::path::PathBuf;
+
+/// Why a [`crate::WorkloadSpec`] was refused before anything was started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error(
+        "workload id {workload_id:?} is invalid: use 1 to {max_bytes} characters from [a-z0-9-], not starting or ending with '-'"
+    )]
+    InvalidWorkloadId {
+        workload_id: String,
+        max_bytes: usize,
+    },
+    #[error("command is empty: give at least the program to run")]
+    EmptyCommand,
+    #[error("command program (argv[0]) is an empty string")]
+    EmptyProgram,
+    #[error("command has {count} arguments, more than the limit of {max}")]
+    TooManyArgs { count: usize, max: usize },
+    #[error("command argument {index} contains a NUL byte")]
+    ArgContainsNul { index: usize },
+    #[error("environment has {count} variables, more than the limit of {max}")]
+    TooManyEnvVars { count: usize, max: usize },
+    #[error(
+        "environment variable name {name:?} is invalid: it must be non-empty and contain no '=' or NUL"
+    )]
+    InvalidEnvName { name: String },
+    #[error("environment variable {name:?} has a value containing a NUL byte")]
+    EnvValueContainsNul { name: String },
+    #[error("command and environment take {bytes} bytes, more than the limit of {max_bytes}")]
+    ArgvEnvTooLarge { bytes: usize, max_bytes: usize },
+    #[error("cpu_millis is 0: a workload needs some CPU")]
+    ZeroCpu,
+    #[error("memory_mib is 0: a workload needs some memory")]
+    ZeroMemory,
+    #[error("max_duration is 0: a workload needs some time to run")]
+    ZeroDuration,
+    #[error("root_dir {root_dir:?} is not an absolute path")]
+    RootDirNotAbsolute { root_dir: PathBuf },
+    #[error("{count} GPUs assigned, more than the limit of {max}")]
+    TooManyGpus { count: usize, max: usize },
+    #[error(
+        "GPU uuid {uuid:?} is invalid: it must be non-empty and contain no ',', whitespace or NUL"
+    )]
+    InvalidGpuUuid { uuid: String },
+}
+
+/// Errors from a [`crate::Driver`].
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("invalid workload spec: {source}")]
+    InvalidSpec {
+        #[from]
+        source: SpecError,
+    },
+    #[error("driver {driver} is not usable here: {reason}")]
+    Unavailable {
+        driver: &'static str,
+        reason: String,
+    },
+    #[error("handle belongs to driver {found:?}, not {expected:?}")]
+    WrongDriver {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("workload {workload_id} is already known to this driver")]
+    AlreadyExists { workload_id: String },
+    #[error("workload {workload_id} is not known to this driver and its process cannot be found")]
+    UnknownWorkload { workload_id: String },
+    #[error("workload {workload_id} is still running: stop it before destroying it")]
+    StillRunning { workload_id: String },
+    #[error("could not {action} {path:?}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not start {program:?} for workload {workload_id}: {source}")]
+    Spawn {
+        workload_id: String,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not {action} for workload {workload_id}: {source}")]
+    Os {
+        workload_id: String,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the supervisor of workload {workload_id} ended without reporting an outcome")]
+    SupervisorGone { workload_id: String },
+}
+
+/// Why `nvidia-smi` CSV output could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GpuParseError {
+    #[error("line {line}: expected {expected} comma-separated fields, found {found}")]
+    FieldCount {
+        line: usize,
+        expected: usize,
+        found: usize,
+    },
+    #[error("line {line}: field {field} is empty or not available")]
+    MissingField { line: usize, field: &'static str },
+    #[error("line {line}: memory.total {value:?} is not a whole number of MiB")]
+    BadMemory { line: usize, value: String },
+}

@@ -1,0 +1,798 @@
+//! The process driver: runs a workload as a plain child process of the agent.
+//!
+//! Each workload gets a cleared environment, its own session and process group (so stop and
+//! the wall-clock limit reach its children), rlimits set between fork and exec, and a pipe that
+//! a task pumps into the capped combined log. A supervisor task per workload watches for the
+//! exit (`waitid` with `WNOWAIT` on a dedicated thread), the wall-clock deadline and stop
+//! requests; when the main process has exited it kills what is left of the group, reaps the
+//! main process with `wait4` for its rusage, waits briefly for the log to drain, classifies the
+//! end and publishes the [`ExitOutcome`].
+//!
+//! Limits and what they mean:
+//! - `RLIMIT_AS = memory_mib`: virtual address space, per process. A memory hog's allocations
+//!   fail. Runtimes that reserve large address ranges up front (JVM, Go, CUDA) need a generous
+//!   limit; real memory accounting needs cgroups (the Docker driver's job).
+//! - `RLIMIT_CPU = ceil(max_duration × cores)` seconds soft, [`CPU_LIMIT_HARD_GRACE_SECS`] more
+//!   hard, per process: SIGXCPU first, SIGKILL if ignored.
+//! - `RLIMIT_CORE = 0`.
+//! - wall clock: the supervisor SIGKILLs the group at `max_duration`.
+//!
+//! How an end is classified, first match wins: stop requested → `Stopped`; wall-clock kill →
+//! `WallClockLimit`; killed by SIGXCPU, or by SIGKILL after using at least the CPU limit →
+//! `CpuTimeLimit`; exit 0 → `Completed`; nonzero exit or SIGABRT/SIGSEGV/SIGBUS *and* clear
+//! evidence of exhausted memory → `OutOfMemory`; anything else → `Failed`. Clear evidence is
+//! either the main process's peak resident set reaching [`OOM_RSS_PERCENT`] of `memory_mib`
+//! (resident memory is a subset of the address space the limit caps, so it was nearly full), or
+//! the last 16 KiB of output containing a well-known allocation-failure message
+//! ([`ALLOCATION_FAILURE_MESSAGES`]). The output is the tenant's, so `OutOfMemory` is a helpful
+//! label, not proof.
+//!
+//! GPU isolation here is only `CUDA_VISIBLE_DEVICES`, which a process may change; the
+//! environment the driver sets (`GPUNET_OUTPUTS`, `HOME`, `CUDA_VISIBLE_DEVICES`) overrides the
+//! spec's.
+//!
+//! After an agent restart ([`Driver::recover`]) a still-running workload is adopted: its pid is
+//! checked to be ours (a session leader whose initial environment names this workload's outputs
+//! dir), it can be stopped and its log read, but its exit status and rusage cannot be had (it is
+//! no longer our child), so its end is reported as `Lost` (or `Stopped` if we stopped it), and
+//! the wall-clock limit is no longer enforced by the driver. Its output pipe died with the old
+//! agent, so its later writes fail (EPIPE/SIGPIPE).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{oneshot, watch};
+
+use crate::driver::{Driver, DriverInfo, RecoverState, check_driver};
+use crate::error::DriverError;
+use crate::logs::{LogCap, read_chunk};
+use crate::sys::{self, ChildLimits};
+use crate::workload::{
+    ExitOutcome, ExitReason, LogChunk, Usage, WorkloadHandle, WorkloadSpec, log_path, logs_dir,
+    outputs_dir, work_dir,
+};
+
+/// The name of this driver, as written into handles.
+pub const PROCESS_DRIVER_NAME: &str = "process";
+/// `PATH` given to workloads whose spec does not set one.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// Extra CPU seconds between SIGXCPU (soft limit) and SIGKILL (hard limit).
+const CPU_LIMIT_HARD_GRACE_SECS: u64 = 5;
+/// How long the log may keep draining after the workload's group is gone (an escaped process
+/// still holding the pipe would otherwise hold the outcome back forever).
+const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Size of one read from a workload's output pipe.
+const LOG_READ_BUFFER_BYTES: usize = 64 * 1024;
+/// How often an adopted workload (after an agent restart) is checked for being alive.
+const ADOPTED_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Messages that show an allocation failed, lowercase: bash/glibc strerror, dash, Python, C++,
+/// Rust, Go and Java.
+pub(crate) const ALLOCATION_FAILURE_MESSAGES: &[&str] = &[
+    "cannot allocate memory",
+    "out of memory",
+    "out of space",
+    "memoryerror",
+    "std::bad_alloc",
+    "memory allocation of",
+    "outofmemoryerror",
+];
+const MIB_BYTES: u64 = 1024 * 1024;
+/// Peak resident set, as a percentage of the memory limit, that counts as memory exhausted.
+const OOM_RSS_PERCENT: u64 = 75;
+
+/// Runs workloads as child processes; see the module docs.
+#[derive(Debug, Default)]
+pub struct ProcessDriver {
+    workloads: Mutex<BTreeMap<String, Arc<Entry>>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    outcome: watch::Receiver<Option<ExitOutcome>>,
+    stop: watch::Sender<Option<Duration>>,
+}
+
+/// What made the supervisor end a workload, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Stopped,
+    WallClock,
+}
+
+impl ProcessDriver {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
+        // A panic while holding the lock cannot leave the map half-updated (every update is
+        // one insert or remove), so a poisoned lock is still safe to use.
+        self.workloads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The entry for `handle`, adopting its process if this driver has not seen it.
+    fn entry_for(&self, handle: &WorkloadHandle) -> Result<Arc<Entry>, DriverError> {
+        check_driver(PROCESS_DRIVER_NAME, handle)?;
+        let mut map = self.lock();
+        if let Some(entry) = map.get(&handle.workload_id) {
+            return Ok(Arc::clone(entry));
+        }
+        let entry = Arc::new(adopt(handle));
+        map.insert(handle.workload_id.clone(), Arc::clone(&entry));
+        Ok(entry)
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for ProcessDriver {
+    fn name(&self) -> &'static str {
+        PROCESS_DRIVER_NAME
+    }
+
+    async fn fingerprint(&self) -> Result<DriverInfo, DriverError> {
+        if !cfg!(target_os = "linux") {
+            return Err(DriverError::Unavailable {
+                driver: PROCESS_DRIVER_NAME,
+                reason: "the process driver needs Linux".into(),
+            });
+        }
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        Ok(DriverInfo {
+            name: PROCESS_DRIVER_NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            detail: format!("linux kernel {kernel}; isolation: rlimits and a process group only"),
+        })
+    }
+
+    async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadHandle, DriverError> {
+        spec.validate()?;
+        let id = &spec.workload_id;
+        let root = &spec.root_dir;
+        for dir in [work_dir(root), outputs_dir(root), logs_dir(root)] {
+            std::fs::create_dir_all(&dir).map_err(|source| DriverError::Io {
+                action: "create",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let log = log_path(root);
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|source| DriverError::Io {
+                action: "open log",
+                path: log.clone(),
+                source,
+            })?;
+        let existing_log_bytes = log_file
+            .metadata()
+            .map_err(|source| DriverError::Io {
+                action: "stat log",
+                path: log.clone(),
+                source,
+            })?
+            .len();
+        let os = |action: &'static str| {
+            move |source| DriverError::Os {
+                workload_id: id.clone(),
+                action,
+                source,
+            }
+        };
+        let (reader, writer) = std::io::pipe().map_err(os("create output pipe"))?;
+        let writer_for_stderr = writer.try_clone().map_err(os("clone output pipe"))?;
+
+        let mut command = build_command(spec);
+        command
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(writer_for_stderr);
+        sys::apply_child_setup(&mut command, child_limits(spec));
+
+        // The lock is held across the spawn so two starts of one id cannot both run.
+        let mut map = self.lock();
+        if map.contains_key(id) {
+            return Err(DriverError::AlreadyExists {
+                workload_id: id.clone(),
+            });
+        }
+        let child = command.spawn().map_err(|source| DriverError::Spawn {
+            workload_id: id.clone(),
+            program: spec.command.first().cloned().unwrap_or_default(),
+            source,
+        })?;
+        let started = Instant::now();
+        // The command holds the parent's copies of the pipe's write end; dropping it lets the
+        // pipe reach EOF once the workload's processes are gone.
+        drop(command);
+        let pid = child.id();
+        // Never waited through `child`: the supervisor reaps it with wait4 for the rusage.
+        drop(child);
+
+        let (outcome_tx, outcome_rx) = watch::channel(None);
+        let (stop_tx, stop_rx) = watch::channel(None);
+        map.insert(
+            id.clone(),
+            Arc::new(Entry {
+                outcome: outcome_rx,
+                stop: stop_tx,
+            }),
+        );
+        drop(map);
+
+        let pump = tokio::spawn(pump_log(
+            OwnedFd::from(reader),
+            log_file,
+            LogCap::new(existing_log_bytes, spec.log_limit_bytes),
+        ));
+        tokio::spawn(supervise(Supervised {
+            workload_id: id.clone(),
+            pid,
+            started,
+            max_duration: spec.max_duration,
+            cpu_limit_secs: cpu_limit_secs(spec),
+            memory_mib: spec.memory_mib,
+            stop: stop_rx,
+            pump,
+            outcome: outcome_tx,
+        }));
+        tracing::info!(workload_id = %id, pid, "workload started");
+        Ok(WorkloadHandle {
+            workload_id: id.clone(),
+            driver: PROCESS_DRIVER_NAME.into(),
+            pid: Some(pid),
+            root_dir: root.clone(),
+        })
+    }
+
+    async fn wait(&self, handle: &WorkloadHandle) -> Result<ExitOutcome, DriverError> {
+        let entry = self.entry_for(handle)?;
+        wait_outcome(&entry, &handle.workload_id).await
+    }
+
+    async fn logs(
+        &self,
+        handle: &WorkloadHandle,
+        from_offset: u64,
+        max_bytes: usize,
+    ) -> Result<LogChunk, DriverError> {
+        let entry = self.entry_for(handle)?;
+        // Read the state before the file, so "finished" never covers bytes not yet read.
+        let ended = entry.outcome.borrow().is_some();
+        let (data, len) = read_chunk(&log_path(&handle.root_dir), from_offset, max_bytes)?;
+        let next_offset = from_offset + data.len() as u64;
+        Ok(LogChunk {
+            data,
+            next_offset,
+            finished: ended && next_offset >= len,
+        })
+    }
+
+    async fn stop(&self, handle: &WorkloadHandle, grace: Duration) -> Result<(), DriverError> {
+        let entry = self.entry_for(handle)?;
+        if entry.outcome.borrow().is_some() {
+            return Ok(());
+        }
+        // The first stop's grace wins; later calls just wait for the same end.
+        entry.stop.send_if_modified(|requested| {
+            let first = requested.is_none();
+            if first {
+                *requested = Some(grace);
+            }
+            first
+        });
+        wait_outcome(&entry, &handle.workload_id).await.map(|_| ())
+    }
+
+    async fn destroy(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
+        let entry = self.entry_for(handle)?;
+        if entry.outcome.borrow().is_none() {
+            return Err(DriverError::StillRunning {
+                workload_id: handle.workload_id.clone(),
+            });
+        }
+        let work = work_dir(&handle.root_dir);
+        match std::fs::remove_dir_all(&work) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(DriverError::Io {
+                    action: "remove",
+                    path: work,
+                    source,
+                });
+            }
+        }
+        self.lock().remove(&handle.workload_id);
+        Ok(())
+    }
+
+    async fn recover(&self, handle: &WorkloadHandle) -> Result<RecoverState, DriverError> {
+        let entry = self.entry_for(handle)?;
+        let outcome = entry.outcome.borrow().clone();
+        Ok(match outcome {
+            None => RecoverState::Running,
+            Some(outcome) if outcome.reason == ExitReason::Lost => RecoverState::Lost,
+            Some(outcome) => RecoverState::Exited(outcome),
+        })
+    }
+}
+
+async fn wait_outcome(entry: &Entry, workload_id: &str) -> Result<ExitOutcome, DriverError> {
+    let mut outcome = entry.outcome.clone();
+    let gone = || DriverError::SupervisorGone {
+        workload_id: workload_id.to_owned(),
+    };
+    let seen = outcome
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|_| gone())?;
+    seen.clone().ok_or_else(gone)
+}
+
+fn build_command(spec: &WorkloadSpec) -> Command {
+    let root = &spec.root_dir;
+    let mut command = Command::new(&spec.command[0]);
+    command.args(&spec.command[1..]).env_clear().envs(&spec.env);
+    if !spec.env.contains_key("PATH") {
+        command.env("PATH", DEFAULT_PATH);
+    }
+    command
+        .env("GPUNET_OUTPUTS", outputs_dir(root))
+        .env("HOME", work_dir(root))
+        // Empty when no GPU is assigned, so a job cannot use GPUs it did not rent.
+        .env("CUDA_VISIBLE_DEVICES", spec.gpu_uuids.join(","))
+        .current_dir(work_dir(root));
+    command
+}
+
+/// CPU seconds allowed: `ceil(max_duration × cpu_millis / 1000)`, at least 1.
+fn cpu_limit_secs(spec: &WorkloadSpec) -> u64 {
+    let cpu_ms = spec
+        .max_duration
+        .as_millis()
+        .saturating_mul(u128::from(spec.cpu_millis));
+    let secs = cpu_ms.div_ceil(1_000_000).max(1);
+    u64::try_from(secs).unwrap_or(u64::MAX)
+}
+
+fn child_limits(spec: &WorkloadSpec) -> ChildLimits {
+    let cpu_soft_secs = cpu_limit_secs(spec);
+    ChildLimits {
+        address_space_bytes: spec.memory_mib.saturating_mul(MIB_BYTES),
+        cpu_soft_secs,
+        cpu_hard_secs: cpu_soft_secs.saturating_add(CPU_LIMIT_HARD_GRACE_SECS),
+    }
+}
+
+/// Copies the workload's output into its log under the cap until EOF; returns the cap (for the
+/// output's tail).
+async fn pump_log(reader: OwnedFd, file: std::fs::File, mut cap: LogCap) -> LogCap {
+    let mut reader = match tokio::net::unix::pipe::Receiver::from_owned_fd(reader) {
+        Ok(reader) => reader,
+        Err(error) => {
+            tracing::warn!(%error, "could not watch the workload's output; it is not logged");
+            return cap;
+        }
+    };
+    let mut file = tokio::fs::File::from_std(file);
+    let mut buffer = vec![0u8; LOG_READ_BUFFER_BYTES];
+    let mut write_failed = false;
+    loop {
+        let n = match reader.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                tracing::warn!(%error, "reading workload output failed");
+                break;
+            }
+        };
+        let admitted = cap.admit(&buffer[..n]);
+        if admitted.is_empty() || write_failed {
+            continue;
+        }
+        if let Err(error) = tokio::io::AsyncWriteExt::write_all(&mut file, &admitted).await {
+            // Keep draining so the workload never blocks on a full pipe.
+            tracing::warn!(%error, "writing workload log failed; dropping further output");
+            write_failed = true;
+        }
+    }
+    if let Err(error) = tokio::io::AsyncWriteExt::flush(&mut file).await {
+        tracing::warn!(%error, "flushing workload log failed");
+    }
+    cap
+}
+
+struct Supervised {
+    workload_id: String,
+    pid: u32,
+    started: Instant,
+    max_duration: Duration,
+    cpu_limit_secs: u64,
+    memory_mib: u64,
+    stop: watch::Receiver<Option<Duration>>,
+    pump: tokio::task::JoinHandle<LogCap>,
+    outcome: watch::Sender<Option<ExitOutcome>>,
+}
+
+async fn supervise(mut s: Supervised) {
+    let pid = s.pid;
+    let (exit_tx, mut exited) = oneshot::channel();
+    // A dedicated thread, not the blocking pool: it blocks for the workload's whole life.
+    let spawned = std::thread::Builder::new()
+        .name(format!("wait-{}", s.workload_id))
+        .spawn(move || {
+            // The receiver is gone only if the supervisor was dropped; nothing to tell then.
+            let _ = exit_tx.send(sys::wait_exited(pid));
+        });
+    if let Err(error) = spawned {
+        tracing::error!(workload_id = %s.workload_id, %error, "could not start a wait thread; killing the workload");
+        kill_group(&s.workload_id, pid, libc::SIGKILL);
+    }
+
+    let mut cause = None;
+    let exit = tokio::select! {
+        result = &mut exited => result,
+        () = tokio::time::sleep(s.max_duration) => {
+            cause = Some(Cause::WallClock);
+            kill_group(&s.workload_id, pid, libc::SIGKILL);
+            (&mut exited).await
+        }
+        grace = stop_requested(&mut s.stop) => {
+            cause = Some(Cause::Stopped);
+            kill_group(&s.workload_id, pid, libc::SIGTERM);
+            tokio::select! {
+                result = &mut exited => result,
+                () = tokio::time::sleep(grace) => {
+                    kill_group(&s.workload_id, pid, libc::SIGKILL);
+                    (&mut exited).await
+                }
+            }
+        }
+    };
+    let reaped = match exit {
+        Ok(Ok(())) => {
+            // The main process is a zombie, so its pid still names the group: clear out any
+            // processes it left behind, then collect it.
+            kill_group(&s.workload_id, pid, libc::SIGKILL);
+            sys::reap(pid).map_err(|e| e.to_string())
+        }
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("wait thread ended without a result".to_owned()),
+    };
+    let wall_ms = u64::try_from(s.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let tail = match tokio::time::timeout(LOG_DRAIN_TIMEOUT, &mut s.pump).await {
+        Ok(Ok(cap)) => cap.tail(),
+        Ok(Err(_)) => Vec::new(),
+        Err(_) => {
+            tracing::warn!(workload_id = %s.workload_id, "output pipe still open after the workload ended; log cut off");
+            s.pump.abort();
+            Vec::new()
+        }
+    };
+    let outcome = match reaped {
+        Ok(reaped) => ExitOutcome {
+            exit_code: reaped.exit_code,
+            signal: reaped.signal,
+            reason: classify(&reaped, cause, s.cpu_limit_secs, s.memory_mib, &tail),
+            usage: Usage {
+                wall_ms,
+                cpu_user_ms: reaped.cpu_user_ms,
+                cpu_system_ms: reaped.cpu_system_ms,
+                max_rss_kib: reaped.max_rss_kib,
+            },
+        },
+        Err(error) => {
+            tracing::error!(workload_id = %s.workload_id, %error, "could not collect the workload's exit");
+            ExitOutcome {
+                exit_code: None,
+                signal: None,
+                reason: ExitReason::Lost,
+                usage: Usage {
+                    wall_ms,
+                    ..Usage::default()
+                },
+            }
+        }
+    };
+    tracing::info!(workload_id = %s.workload_id, reason = ?outcome.reason, exit_code = ?outcome.exit_code, signal = ?outcome.signal, "workload ended");
+    s.outcome.send_replace(Some(outcome));
+}
+
+/// Resolves with the grace period once a stop is requested; never, if the driver is gone.
+async fn stop_requested(stop: &mut watch::Receiver<Option<Duration>>) -> Duration {
+    let requested = stop
+        .wait_for(Option::is_some)
+        .await
+        .map(|grace| grace.unwrap_or_default());
+    match requested {
+        Ok(grace) => grace,
+        Err(_) => std::future::pending().await,
+    }
+}
+
+fn kill_group(workload_id: &str, pgid: u32, signal: libc::c_int) {
+    if let Err(error) = sys::signal_group(pgid, signal) {
+        tracing::warn!(%workload_id, pgid, signal, %error, "could not signal the workload's process group");
+    }
+}
+
+/// Why the workload ended; the rule is in the module docs.
+fn classify(
+    reaped: &sys::Reaped,
+    cause: Option<Cause>,
+    cpu_limit_secs: u64,
+    memory_mib: u64,
+    tail: &[u8],
+) -> ExitReason {
+    match cause {
+        Some(Cause::Stopped) => return ExitReason::Stopped,
+        Some(Cause::WallClock) => return ExitReason::WallClockLimit,
+        None => {}
+    }
+    let cpu_ms = reaped.cpu_user_ms.saturating_add(reaped.cpu_system_ms);
+    match reaped.signal {
+        Some(libc::SIGXCPU) => return ExitReason::CpuTimeLimit,
+        Some(libc::SIGKILL) if cpu_ms >= cpu_limit_secs.saturating_mul(1000) => {
+            return ExitReason::CpuTimeLimit;
+        }
+        _ => {}
+    }
+    if reaped.exit_code == Some(0) {
+        return ExitReason::Completed;
+    }
+    let abnormal = matches!(reaped.exit_code, Some(code) if code != 0)
+        || matches!(
+            reaped.signal,
+            Some(libc::SIGABRT | libc::SIGSEGV | libc::SIGBUS)
+        );
+    let rss_near_limit =
+        reaped.max_rss_kib.saturating_mul(100) >= memory_mib.saturating_mul(1024 * OOM_RSS_PERCENT);
+    if abnormal && (rss_near_limit || mentions_allocation_failure(tail)) {
+        return ExitReason::OutOfMemory;
+    }
+    ExitReason::Failed
+}
+
+fn mentions_allocation_failure(tail: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(tail).to_lowercase();
+    ALLOCATION_FAILURE_MESSAGES.iter().any(|m| text.contains(m))
+}
+
+/// Takes over a workload this driver did not start (after an agent restart), or records it as
+/// lost when its process is gone or is not ours.
+fn adopt(handle: &WorkloadHandle) -> Entry {
+    let (outcome_tx, outcome_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(None);
+    let entry = Entry {
+        outcome: outcome_rx,
+        stop: stop_tx,
+    };
+    match handle
+        .pid
+        .filter(|pid| is_our_workload(*pid, &handle.root_dir))
+    {
+        Some(pid) => {
+            tracing::info!(workload_id = %handle.workload_id, pid, "adopted running workload");
+            tokio::spawn(watch_adopted(
+                handle.workload_id.clone(),
+                pid,
+                stop_rx,
+                outcome_tx,
+            ));
+        }
+        None => {
+            outcome_tx.send_replace(Some(lost_outcome(ExitReason::Lost)));
+        }
+    }
+    entry
+}
+
+fn lost_outcome(reason: ExitReason) -> ExitOutcome {
+    ExitOutcome {
+        exit_code: None,
+        signal: None,
+        reason,
+        usage: Usage::default(),
+    }
+}
+
+/// Polls an adopted workload until it is gone; it is not our child, so no status or rusage.
+async fn watch_adopted(
+    workload_id: String,
+    pid: u32,
+    mut stop: watch::Receiver<Option<Duration>>,
+    outcome: watch::Sender<Option<ExitOutcome>>,
+) {
+    let mut reason = ExitReason::Lost;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    loop {
+        if !is_alive(pid) {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ADOPTED_POLL_INTERVAL) => {}
+            grace = stop_requested(&mut stop), if kill_at.is_none() => {
+                reason = ExitReason::Stopped;
+                kill_group(&workload_id, pid, libc::SIGTERM);
+                kill_at = Some(tokio::time::Instant::now() + grace);
+            }
+        }
+        if kill_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
+            kill_group(&workload_id, pid, libc::SIGKILL);
+        }
+    }
+    // Leftovers of the group go with it, as for a workload we started.
+    let _ = sys::signal_group(pid, libc::SIGKILL);
+    outcome.send_replace(Some(lost_outcome(reason)));
+}
+
+/// Alive and not a zombie.
+fn is_alive(pid: u32) -> bool {
+    sys::process_exists(pid) && process_state(pid).is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// The state letter from `/proc/<pid>/stat` (after the parenthesised command name).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.trim_start().chars().next()
+}
+
+/// Whether `pid` is a live workload of ours for `root_dir`: a session leader (we setsid every
+/// workload) whose initial environment has this workload's `GPUNET_OUTPUTS`.
+fn is_our_workload(pid: u32, root_dir: &Path) -> bool {
+    if !is_alive(pid) || sys::session_of(pid) != Some(pid) {
+        return false;
+    }
+    let expected = {
+        let mut v = b"GPUNET_OUTPUTS=".to_vec();
+        v.extend_from_slice(outputs_dir(root_dir).as_os_str().as_encoded_bytes());
+        v
+    };
+    let mut environ = Vec::new();
+    let read = std::fs::File::open(PathBuf::from(format!("/proc/{pid}/environ"))).and_then(|f| {
+        f.take(crate::workload::MAX_ARGV_ENV_BYTES as u64 * 2)
+            .read_to_end(&mut environ)
+    });
+    read.is_ok()
+        && environ
+            .split(|b| *b == 0)
+            .any(|var| var == expected.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reaped(exit_code: Option<i32>, signal: Option<i32>, cpu_ms: u64) -> sys::Reaped {
+        sys::Reaped {
+            exit_code,
+            signal,
+            cpu_user_ms: cpu_ms,
+            cpu_system_ms: 0,
+            max_rss_kib: 0,
+        }
+    }
+
+    fn check(r: sys::Reaped, cause: Option<Cause>, tail: &str, expected: ExitReason) {
+        assert_eq!(
+            classify(&r, cause, 10, 100, tail.as_bytes()),
+            expected,
+            "{r:?} {cause:?} {tail:?}"
+        );
+    }
+
+    #[test]
+    fn crash_with_resident_memory_near_the_limit_is_out_of_memory() {
+        let mut r = reaped(None, Some(libc::SIGSEGV), 0);
+        r.max_rss_kib = 75 * 1024;
+        check(r, None, "", ExitReason::OutOfMemory);
+        r.max_rss_kib = 74 * 1024;
+        check(r, None, "", ExitReason::Failed);
+        let mut ok = reaped(Some(0), None, 0);
+        ok.max_rss_kib = 99 * 1024;
+        check(ok, None, "", ExitReason::Completed);
+    }
+
+    #[test]
+    fn endings_are_classified_by_the_documented_rule() {
+        check(reaped(Some(0), None, 0), None, "", ExitReason::Completed);
+        check(reaped(Some(1), None, 0), None, "boom", ExitReason::Failed);
+        check(
+            reaped(Some(0), None, 0),
+            Some(Cause::Stopped),
+            "",
+            ExitReason::Stopped,
+        );
+        check(
+            reaped(None, Some(libc::SIGKILL), 0),
+            Some(Cause::WallClock),
+            "",
+            ExitReason::WallClockLimit,
+        );
+        check(
+            reaped(None, Some(libc::SIGXCPU), 10_000),
+            None,
+            "",
+            ExitReason::CpuTimeLimit,
+        );
+        check(
+            reaped(None, Some(libc::SIGKILL), 10_000),
+            None,
+            "",
+            ExitReason::CpuTimeLimit,
+        );
+        check(
+            reaped(None, Some(libc::SIGKILL), 9_999),
+            None,
+            "",
+            ExitReason::Failed,
+        );
+        check(
+            reaped(Some(1), None, 0),
+            None,
+            "Traceback...\nMemoryError\n",
+            ExitReason::OutOfMemory,
+        );
+        check(
+            reaped(None, Some(libc::SIGABRT), 0),
+            None,
+            "memory allocation of 1073741824 bytes failed\n",
+            ExitReason::OutOfMemory,
+        );
+        check(
+            reaped(Some(2), None, 0),
+            None,
+            "sh: 1: Out of space\n",
+            ExitReason::OutOfMemory,
+        );
+        // Evidence without a failure is not an OOM.
+        check(
+            reaped(Some(0), None, 0),
+            None,
+            "out of memory",
+            ExitReason::Completed,
+        );
+        check(
+            reaped(None, Some(libc::SIGSEGV), 0),
+            None,
+            "",
+            ExitReason::Failed,
+        );
+    }
+
+    #[test]
+    fn cpu_limit_is_duration_times_cores_rounded_up() {
+        let mut spec = WorkloadSpec {
+            workload_id: "w".into(),
+            command: vec!["true".into()],
+            env: BTreeMap::new(),
+            cpu_millis: 1500,
+            memory_mib: 1,
+            max_duration: Duration::from_secs(10),
+            root_dir: PathBuf::from("/x"),
+            gpu_uuids: vec![],
+            log_limit_bytes: 0,
+        };
+        assert_eq!(cpu_limit_secs(&spec), 15);
+        spec.max_duration = Duration::from_millis(1001);
+        spec.cpu_millis = 1000;
+        assert_eq!(cpu_limit_secs(&spec), 2);
+        spec.max_duration = Duration::from_millis(1);
+        spec.cpu_millis = 1;
+        assert_eq!(cpu_limit_secs(&spec), 1);
+    }
+}

@@ -1,0 +1,177 @@
+//! The only unsafe code in the crate: thin wrappers over the libc calls the standard library
+//! does not offer (setsid and setrlimit in the child, statvfs, waitid, wait4, killpg, getsid).
+//! Each wrapper returns `std::io::Result` and keeps its `unsafe` block to one call.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+/// Resource limits applied in the child between fork and exec.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildLimits {
+    pub(crate) address_space_bytes: u64,
+    pub(crate) cpu_soft_secs: u64,
+    pub(crate) cpu_hard_secs: u64,
+}
+
+/// Makes the child a session (and process group) leader and applies `limits` and a zero core
+/// size before it execs.
+pub(crate) fn apply_child_setup(command: &mut Command, limits: ChildLimits) {
+    let hook = move || -> io::Result<()> {
+        // SAFETY: setsid takes no arguments and only changes the calling (child) process. The
+        // child was just forked, so it is not a process group leader and setsid cannot fail
+        // with EPERM; any error is reported through errno.
+        if unsafe { libc::setsid() } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        set_limit(
+            libc::RLIMIT_AS,
+            limits.address_space_bytes,
+            limits.address_space_bytes,
+        )?;
+        set_limit(libc::RLIMIT_CPU, limits.cpu_soft_secs, limits.cpu_hard_secs)?;
+        set_limit(libc::RLIMIT_CORE, 0, 0)
+    };
+    // SAFETY: the hook runs in the forked child before exec. It only calls setsid and setrlimit,
+    // which are async-signal-safe system calls; it allocates nothing and takes no locks (the
+    // io::Error it may build from errno holds no allocation).
+    unsafe {
+        command.pre_exec(hook);
+    }
+}
+
+fn set_limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: `limit` is a valid, initialised rlimit that outlives the call; setrlimit only reads it.
+    if unsafe { libc::setrlimit(resource, &limit) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Bytes available to unprivileged users on the filesystem holding `path`.
+pub(crate) fn free_bytes(path: &Path) -> io::Result<u64> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is a valid NUL-terminated string and `stat` a valid out-pointer, both alive
+    // for the call.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+fn to_pid(pid: u32) -> io::Result<libc::pid_t> {
+    libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))
+}
+
+/// Blocks until child `pid` has exited, leaving it a zombie (WNOWAIT) so its pid, and with it
+/// its process group id, cannot be reused before [`reap`].
+pub(crate) fn wait_exited(pid: u32) -> io::Result<()> {
+    let pid = to_pid(pid)?;
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid out-pointer alive for the call; waitid with WNOWAIT only
+        // reports on our own child and does not reap it.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// How a reaped child ended, and its rusage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reaped {
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) signal: Option<i32>,
+    pub(crate) cpu_user_ms: u64,
+    pub(crate) cpu_system_ms: u64,
+    pub(crate) max_rss_kib: u64,
+}
+
+/// Reaps exited child `pid` with wait4, returning its status and resource usage.
+pub(crate) fn reap(pid: u32) -> io::Result<Reaped> {
+    let pid = to_pid(pid)?;
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `status` and `usage` are valid out-pointers alive for the call; wait4 on our
+        // own child pid touches no other process's state.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == pid {
+            let ms = |tv: libc::timeval| {
+                (tv.tv_sec.max(0) as u64).saturating_mul(1000) + (tv.tv_usec.max(0) as u64) / 1000
+            };
+            return Ok(Reaped {
+                exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+                signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
+                cpu_user_ms: ms(usage.ru_utime),
+                cpu_system_ms: ms(usage.ru_stime),
+                max_rss_kib: usage.ru_maxrss.max(0) as u64,
+            });
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Sends `signal` to every process in group `pgid`. `Ok(false)` when the group is empty.
+pub(crate) fn signal_group(pgid: u32, signal: libc::c_int) -> io::Result<bool> {
+    let pgid = to_pid(pgid)?;
+    // SAFETY: killpg only sends a signal; pgid is positive, so it never means "every process".
+    if unsafe { libc::killpg(pgid, signal) } == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ESRCH) {
+        Ok(false)
+    } else {
+        Err(error)
+    }
+}
+
+/// Whether a process with this pid exists (possibly owned by another user).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = to_pid(pid) else { return false };
+    // SAFETY: signal 0 performs only the existence and permission check; nothing is delivered.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return true;
+    }
+    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// The session id of `pid`, if it exists.
+pub(crate) fn session_of(pid: u32) -> Option<u32> {
+    let pid = to_pid(pid).ok()?;
+    // SAFETY: getsid only reads the session id of a process.
+    let sid = unsafe { libc::getsid(pid) };
+    u32::try_from(sid).ok()
+}

@@ -1,0 +1,326 @@
+//! The data a driver is given and hands back: [`WorkloadSpec`] in, [`WorkloadHandle`] while it
+//! runs, [`ExitOutcome`] and [`LogChunk`] out. Also the spec's validation and its named limits.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SpecError;
+
+/// Default cap on the log bytes kept per workload: 100 MiB.
+pub const DEFAULT_LOG_LIMIT_BYTES: u64 = 100 * 1024 * 1024;
+/// Written once to the log when output beyond `log_limit_bytes` starts being dropped.
+pub const LOG_TRUNCATED_MARKER: &str = "\n[log truncated]\n";
+/// Longest workload id, in bytes (a DNS label, so it can also name containers and hosts).
+pub const MAX_WORKLOAD_ID_BYTES: usize = 63;
+/// Most argv entries a command may have.
+pub const MAX_COMMAND_ARGS: usize = 4096;
+/// Most environment variables a spec may set.
+pub const MAX_ENV_VARS: usize = 1024;
+/// Most bytes argv and environment may take together (well under Linux's `ARG_MAX`).
+pub const MAX_ARGV_ENV_BYTES: usize = 1024 * 1024;
+/// Most GPUs one workload may be assigned.
+pub const MAX_GPUS_PER_WORKLOAD: usize = 64;
+
+/// What to run, with which resources and limits. Built by the agent from a lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    /// e.g. `lease-42`; `[a-z0-9-]`, at most [`MAX_WORKLOAD_ID_BYTES`].
+    pub workload_id: String,
+    /// argv; non-empty. `argv[0]` is looked up on the workload's `PATH`.
+    pub command: Vec<String>,
+    /// The only environment the workload sees, besides the variables the driver sets.
+    pub env: BTreeMap<String, String>,
+    /// CPU share in thousandths of a core: 1500 = 1.5 cores.
+    pub cpu_millis: u32,
+    pub memory_mib: u64,
+    /// Wall-clock limit.
+    pub max_duration: Duration,
+    /// The driver creates `root_dir/work` (cwd), `root_dir/outputs` and
+    /// `root_dir/logs/combined.log`.
+    pub root_dir: PathBuf,
+    /// GPUs assigned to this workload (NVML / `nvidia-smi` uuids).
+    pub gpu_uuids: Vec<String>,
+    /// Cap on kept log bytes; beyond it output is dropped and [`LOG_TRUNCATED_MARKER`] written once.
+    pub log_limit_bytes: u64,
+}
+
+impl WorkloadSpec {
+    /// Checks everything a driver relies on; drivers call this before touching anything.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        validate_workload_id(&self.workload_id)?;
+        let Some(program) = self.command.first() else {
+            return Err(SpecError::EmptyCommand);
+        };
+        if program.is_empty() {
+            return Err(SpecError::EmptyProgram);
+        }
+        if self.command.len() > MAX_COMMAND_ARGS {
+            return Err(SpecError::TooManyArgs {
+                count: self.command.len(),
+                max: MAX_COMMAND_ARGS,
+            });
+        }
+        if let Some(index) = self.command.iter().position(|arg| arg.contains('\0')) {
+            return Err(SpecError::ArgContainsNul { index });
+        }
+        if self.env.len() > MAX_ENV_VARS {
+            return Err(SpecError::TooManyEnvVars {
+                count: self.env.len(),
+                max: MAX_ENV_VARS,
+            });
+        }
+        for (name, value) in &self.env {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(SpecError::InvalidEnvName { name: name.clone() });
+            }
+            if value.contains('\0') {
+                return Err(SpecError::EnvValueContainsNul { name: name.clone() });
+            }
+        }
+        let bytes: usize = self.command.iter().map(|a| a.len() + 1).sum::<usize>()
+            + self
+                .env
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>();
+        if bytes > MAX_ARGV_ENV_BYTES {
+            return Err(SpecError::ArgvEnvTooLarge {
+                bytes,
+                max_bytes: MAX_ARGV_ENV_BYTES,
+            });
+        }
+        if self.cpu_millis == 0 {
+            return Err(SpecError::ZeroCpu);
+        }
+        if self.memory_mib == 0 {
+            return Err(SpecError::ZeroMemory);
+        }
+        if self.max_duration.is_zero() {
+            return Err(SpecError::ZeroDuration);
+        }
+        if !self.root_dir.is_absolute() {
+            return Err(SpecError::RootDirNotAbsolute {
+                root_dir: self.root_dir.clone(),
+            });
+        }
+        if self.gpu_uuids.len() > MAX_GPUS_PER_WORKLOAD {
+            return Err(SpecError::TooManyGpus {
+                count: self.gpu_uuids.len(),
+                max: MAX_GPUS_PER_WORKLOAD,
+            });
+        }
+        for uuid in &self.gpu_uuids {
+            if uuid.is_empty()
+                || uuid
+                    .chars()
+                    .any(|c| c == ',' || c == '\0' || c.is_whitespace())
+            {
+                return Err(SpecError::InvalidGpuUuid { uuid: uuid.clone() });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_workload_id(workload_id: &str) -> Result<(), SpecError> {
+    let ok = !workload_id.is_empty()
+        && workload_id.len() <= MAX_WORKLOAD_ID_BYTES
+        && workload_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !workload_id.starts_with('-')
+        && !workload_id.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::InvalidWorkloadId {
+            workload_id: workload_id.to_owned(),
+            max_bytes: MAX_WORKLOAD_ID_BYTES,
+        })
+    }
+}
+
+/// Where the directories of a workload live, derived from its `root_dir`.
+pub(crate) fn work_dir(root_dir: &Path) -> PathBuf {
+    root_dir.join("work")
+}
+pub(crate) fn outputs_dir(root_dir: &Path) -> PathBuf {
+    root_dir.join("outputs")
+}
+pub(crate) fn logs_dir(root_dir: &Path) -> PathBuf {
+    root_dir.join("logs")
+}
+pub(crate) fn log_path(root_dir: &Path) -> PathBuf {
+    logs_dir(root_dir).join("combined.log")
+}
+
+/// A started workload. Serializable so the agent can persist it and [`crate::Driver::recover`]
+/// after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadHandle {
+    pub workload_id: String,
+    /// Name of the driver that started it (`"process"`, `"fake"`).
+    pub driver: String,
+    /// Process id of the session leader, where the driver has one.
+    pub pid: Option<u32>,
+    pub root_dir: PathBuf,
+}
+
+/// How a workload ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitOutcome {
+    pub exit_code: Option<i32>,
+    /// The signal that killed the main process, if one did.
+    pub signal: Option<i32>,
+    pub reason: ExitReason,
+    pub usage: Usage,
+}
+
+/// Why a workload ended, as far as the driver can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// Exited with status 0.
+    Completed,
+    /// Exited nonzero or was killed by a signal, with no clearer reason.
+    Failed,
+    /// Failed with clear evidence of an allocation failure (see the process driver's docs).
+    OutOfMemory,
+    /// Used up its CPU-time limit.
+    CpuTimeLimit,
+    /// Ran past `max_duration` and was killed.
+    WallClockLimit,
+    /// Ended after [`crate::Driver::stop`].
+    Stopped,
+    /// Its end was not observed (e.g. across an agent restart); nothing is known about it.
+    Lost,
+}
+
+/// Resources used, from `wait4`'s rusage. Zero where unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub wall_ms: u64,
+    pub cpu_user_ms: u64,
+    pub cpu_system_ms: u64,
+    /// Peak resident set of the largest process waited for, in KiB.
+    pub max_rss_kib: u64,
+}
+
+/// A slice of a workload's combined log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogChunk {
+    pub data: Vec<u8>,
+    /// Pass this as `from_offset` to read on.
+    pub next_offset: u64,
+    /// The workload has ended, its output is all written, and this chunk reaches the end.
+    pub finished: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> WorkloadSpec {
+        WorkloadSpec {
+            workload_id: "lease-42".into(),
+            command: vec!["true".into()],
+            env: BTreeMap::new(),
+            cpu_millis: 1000,
+            memory_mib: 256,
+            max_duration: Duration::from_secs(10),
+            root_dir: PathBuf::from("/tmp/x"),
+            gpu_uuids: vec![],
+            log_limit_bytes: DEFAULT_LOG_LIMIT_BYTES,
+        }
+    }
+
+    fn check(edit: impl FnOnce(&mut WorkloadSpec), expected: Result<(), SpecError>) {
+        let mut s = spec();
+        edit(&mut s);
+        assert_eq!(s.validate(), expected);
+    }
+
+    #[test]
+    fn valid_spec_is_accepted() {
+        check(|_| {}, Ok(()));
+    }
+
+    #[test]
+    fn workload_ids_outside_lowercase_digits_and_dashes_are_refused() {
+        for bad in [
+            "", "Lease-1", "lease_1", "lease/1", "-lease", "lease-", "lease 1", "é",
+        ] {
+            let id = bad.to_owned();
+            check(
+                |s| s.workload_id = id.clone(),
+                Err(SpecError::InvalidWorkloadId {
+                    workload_id: id.clone(),
+                    max_bytes: 63,
+                }),
+            );
+        }
+        let long = "a".repeat(64);
+        check(
+            |s| s.workload_id = long.clone(),
+            Err(SpecError::InvalidWorkloadId {
+                workload_id: long.clone(),
+                max_bytes: 63,
+            }),
+        );
+        check(|s| s.workload_id = "a".repeat(63), Ok(()));
+    }
+
+    #[test]
+    fn empty_commands_and_bad_fields_are_refused() {
+        check(|s| s.command.clear(), Err(SpecError::EmptyCommand));
+        check(
+            |s| s.command = vec![String::new()],
+            Err(SpecError::EmptyProgram),
+        );
+        check(
+            |s| s.command.push("a\0b".into()),
+            Err(SpecError::ArgContainsNul { index: 1 }),
+        );
+        check(
+            |s| {
+                s.env.insert("A=B".into(), "x".into());
+            },
+            Err(SpecError::InvalidEnvName { name: "A=B".into() }),
+        );
+        check(
+            |s| {
+                s.env.insert("A".into(), "x\0".into());
+            },
+            Err(SpecError::EnvValueContainsNul { name: "A".into() }),
+        );
+        check(|s| s.cpu_millis = 0, Err(SpecError::ZeroCpu));
+        check(|s| s.memory_mib = 0, Err(SpecError::ZeroMemory));
+        check(
+            |s| s.max_duration = Duration::ZERO,
+            Err(SpecError::ZeroDuration),
+        );
+        check(
+            |s| s.root_dir = PathBuf::from("relative"),
+            Err(SpecError::RootDirNotAbsolute {
+                root_dir: PathBuf::from("relative"),
+            }),
+        );
+        check(
+            |s| s.gpu_uuids = vec!["GPU-a,GPU-b".into()],
+            Err(SpecError::InvalidGpuUuid {
+                uuid: "GPU-a,GPU-b".into(),
+            }),
+        );
+    }
+
+    #[test]
+    fn exit_reasons_serialize_in_snake_case() {
+        let json = serde_json::to_string(&ExitReason::WallClockLimit).expect("serializes");
+        assert_eq!(json, "\"wall_clock_limit\"");
+        let json = serde_json::to_string(&ExitReason::OutOfMemory).expect("serializes");
+        assert_eq!(json, "\"out_of_memory\"");
+    }
+}
