@@ -1,0 +1,178 @@
+//! Properties over arbitrary blocks of valid and invalid transactions: money is conserved after
+//! every block, the same blocks give the same state root at every height, and a rejected
+//! transaction leaves the root unchanged.
+
+use std::collections::BTreeMap;
+
+use gpunet_ledger::{apply_tx, invariants};
+use gpunet_protocol::{BlockOutcome, Event, Hash, SignedTx};
+use gpunet_testkit::{OutcomeExt, TxPlan, World, a100, arb_blocks, h100, provider_profile};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+/// Three tenants, three providers of different shapes and regions, short windows and timeouts
+/// so that short runs reach matching, expiry, timeouts and settlement.
+fn base_world() -> World {
+    let mut small = provider_profile(4_000, 16_384, vec![h100()]);
+    small.region = "us-east".into();
+    let mut a100s = provider_profile(32_000, 131_072, vec![a100(), a100()]);
+    a100s.runtimes = vec![gpunet_protocol::Runtime::Docker];
+    World::builder()
+        .tenants(3)
+        .provider(provider_profile(16_000, 65_536, vec![h100(), h100()]))
+        .provider(small)
+        .provider(a100s)
+        .unregistered_provider()
+        .with_params(|p| {
+            p.bid_window_blocks = 2;
+            p.order_ttl_blocks = 12;
+            p.start_timeout_blocks = 4;
+            p.max_bids_per_order = 2;
+            p.max_lease_duration_secs = 300;
+        })
+        .build()
+}
+
+type Blocks = Vec<(Vec<TxPlan>, u64)>;
+
+/// Applies `blocks` to a fresh world (which asserts every invariant after every block) and
+/// returns the root and outcome at every height.
+fn run(blocks: &Blocks) -> Vec<(Hash, BlockOutcome)> {
+    let mut w = base_world();
+    blocks
+        .iter()
+        .map(|(plans, step_ms)| {
+            let txs: Vec<SignedTx> = w.realize_block(plans);
+            w.step_ms = *step_ms;
+            let outcome = w.block(txs);
+            (w.state.root(), outcome)
+        })
+        .collect()
+}
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    #[test]
+    fn money_is_conserved_after_every_block(blocks in arb_blocks(&base_world(), 16, 8)) {
+        // `World::block` asserts `invariants::check_all` after every block.
+        let mut w = base_world();
+        for (plans, step_ms) in &blocks {
+            let txs: Vec<SignedTx> = w.realize_block(plans);
+            w.step_ms = *step_ms;
+            w.block(txs);
+            prop_assert_eq!(invariants::check_all(&w.state), Ok(()));
+            for l in w.state.leases.values() {
+                prop_assert!(l.fee <= l.paid);
+                let deposit = w.order(l.order).terms.deposit;
+                prop_assert!(l.paid.checked_add(l.refund).is_some_and(|x| x <= deposit));
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_blocks_give_the_same_root_at_every_height(blocks in arb_blocks(&base_world(), 12, 8)) {
+        let first = run(&blocks);
+        let second = run(&blocks);
+        prop_assert_eq!(first.len(), second.len());
+        for (h, (a, b)) in first.iter().zip(&second).enumerate() {
+            prop_assert_eq!(a.0, b.0, "roots differ at block {}", h + 1);
+            prop_assert_eq!(&a.1, &b.1, "outcomes differ at block {}", h + 1);
+        }
+    }
+
+    #[test]
+    fn a_rejected_tx_leaves_the_root_unchanged(blocks in arb_blocks(&base_world(), 12, 8)) {
+        let mut w = base_world();
+        for (plans, step_ms) in &blocks {
+            let txs: Vec<SignedTx> = w.realize_block(plans);
+            w.step_ms = *step_ms;
+            // Replay the block's transaction phase by hand, as `apply_block` runs it.
+            let ctx = w.next_ctx();
+            let mut shadow = w.state.clone();
+            shadow.height = ctx.height;
+            shadow.time_ms = ctx.time_ms;
+            let mut expected = Vec::new();
+            for tx in &txs {
+                let before = shadow.root();
+                let got = apply_tx(&mut shadow, tx);
+                if got.is_err() {
+                    prop_assert_eq!(shadow.root(), before, "rejected {:?} changed the state", tx.body);
+                }
+                expected.push(got.err());
+            }
+            let outcome = w.block(txs);
+            prop_assert_eq!(outcome.rejections(), expected);
+        }
+    }
+}
+
+/// Guards the strategies: a fixed-seed run must reach every part of the market, or the
+/// properties above would prove little.
+#[test]
+fn the_strategies_reach_matching_settlement_and_most_rejections() {
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    let strategy = arb_blocks(&base_world(), 16, 8);
+    let mut applied: BTreeMap<&'static str, u32> = BTreeMap::new();
+    let mut rejected: BTreeMap<&'static str, u32> = BTreeMap::new();
+    let mut ended: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..60 {
+        let blocks = strategy.new_tree(&mut runner).expect("generates").current();
+        let mut w = base_world();
+        for (plans, step_ms) in &blocks {
+            let txs: Vec<SignedTx> = w.realize_block(plans);
+            let kinds: Vec<&'static str> = txs.iter().map(|t| t.body.msg.kind()).collect();
+            w.step_ms = *step_ms;
+            let outcome = w.block(txs);
+            for (kind, r) in kinds.iter().zip(outcome.rejections()) {
+                match r {
+                    None => *applied.entry(kind).or_default() += 1,
+                    Some(r) => *rejected.entry(r.name()).or_default() += 1,
+                }
+            }
+            for e in outcome.events() {
+                if let Event::LeaseEnded { reason, .. } = e {
+                    *ended.entry(reason.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    eprintln!("applied: {applied:?}\nrejected: {rejected:?}\nended: {ended:?}");
+    for kind in [
+        "transfer",
+        "create_order",
+        "place_bid",
+        "start_lease",
+        "complete_lease",
+        "cancel_order",
+    ] {
+        assert!(
+            applied.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} ever applied"
+        );
+    }
+    assert!(
+        ended.contains_key("completed"),
+        "no lease ever completed: {ended:?}"
+    );
+    assert!(
+        ended.len() >= 4,
+        "too few ways of ending a lease: {ended:?}"
+    );
+    assert!(
+        rejected.len() >= 20,
+        "too few kinds of rejection: {rejected:?}"
+    );
+}
