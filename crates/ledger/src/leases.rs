@@ -112,9 +112,19 @@ pub(crate) fn check_complete(
     id: LeaseId,
     result: &LeaseResult,
 ) -> Result<(), Rejection> {
-    live_lease_of(state, signer, id)?;
+    let lease = live_lease_of(state, signer, id)?;
     if result.detail.len() > MAX_DETAIL_BYTES {
         return Err(Rejection::ResultInvalid);
+    }
+    let never_ran = matches!(
+        result.outcome,
+        WorkloadOutcome::ManifestRejected
+            | WorkloadOutcome::ImageUnavailable
+            | WorkloadOutcome::StartFailed
+    );
+    // A provider cannot claim a run (and a track record) for a lease it never started.
+    if lease.status == LeaseStatus::Pending && !never_ran {
+        return Err(Rejection::LeaseNotStarted);
     }
     Ok(())
 }
@@ -177,10 +187,20 @@ fn settle(state: &mut State, id: LeaseId) -> (bool, bool) {
         .expect("cumulative fee rounding down keeps each block's fee within its payment");
     let provider = lease.provider;
     let order_id = lease.order;
+    let price = lease.price_per_hour;
 
     if let Some(o) = state.orders.get_mut(&order_id) {
         o.escrow = o.escrow.saturating_sub(pay);
     }
+    // When escrow caps the payment, report only the time the payment covers (rounded down),
+    // not the wall time the lease ran past its money.
+    let billed_ms = if pay < due {
+        let covered =
+            u128::from(paid.micros()) * u128::from(MS_PER_HOUR) / u128::from(price.micros().max(1));
+        u64::try_from(covered).unwrap_or(billed_ms).min(billed_ms)
+    } else {
+        billed_ms
+    };
     if let Some(l) = state.leases.get_mut(&id) {
         l.billed_ms = billed_ms;
         l.paid = paid;
@@ -261,6 +281,10 @@ pub(crate) fn settle_all(state: &mut State, events: &mut Vec<Event>) {
                 }
             }
             LeaseStatus::Pending if height >= lease.created_height.saturating_add(timeout) => {
+                let provider = lease.provider;
+                if let Some(p) = state.providers.get_mut(&provider) {
+                    p.leases_failed = p.leases_failed.saturating_add(1);
+                }
                 settle_and_end(state, id, LeaseEndReason::StartTimeout, events);
             }
             _ => {}

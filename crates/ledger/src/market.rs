@@ -22,7 +22,7 @@ fn check_terms(state: &State, terms: &OrderTerms) -> Result<(), Rejection> {
         || terms
             .regions
             .iter()
-            .any(|r| r.is_empty() || r.len() > gpunet_protocol::resources::MAX_REGION_BYTES)
+            .any(|r| gpunet_protocol::validate_region("placement.regions", r).is_err())
     {
         return Err(bad);
     }
@@ -92,8 +92,10 @@ pub(crate) fn check_place_bid(
         .orders
         .get(&order_id)
         .ok_or(Rejection::OrderNotFound)?;
+    // An open order takes bids until it is matched: the bid window is the least time bids
+    // gather, not a deadline.
     if order.status != OrderStatus::Open {
-        return Err(Rejection::BidWindowClosed);
+        return Err(Rejection::OrderNotOpen);
     }
     let provider = state
         .providers
@@ -102,7 +104,10 @@ pub(crate) fn check_place_bid(
     if order.tenant == *signer {
         return Err(Rejection::SelfDealing);
     }
-    if price.is_zero() || price > order.terms.max_price_per_hour {
+    if price.is_zero() {
+        return Err(Rejection::ZeroAmount);
+    }
+    if price > order.terms.max_price_per_hour {
         return Err(Rejection::BidAboveMaxPrice);
     }
     if !provider_can_serve(state, provider, &order.terms) {

@@ -25,6 +25,28 @@ pub struct Params {
     pub max_lease_duration_secs: u64,
 }
 
+impl Params {
+    /// Checks the parameters make sense together; genesis refuses them otherwise.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.protocol_fee_bps > 10_000 {
+            return Err("protocol_fee_bps must be at most 10000 (100%)");
+        }
+        if self.bid_window_blocks == 0 {
+            return Err("bid_window_blocks must be at least 1");
+        }
+        if self.order_ttl_blocks < self.bid_window_blocks {
+            return Err("order_ttl_blocks must be at least bid_window_blocks");
+        }
+        if self.start_timeout_blocks == 0 {
+            return Err("start_timeout_blocks must be at least 1");
+        }
+        if self.max_bids_per_order == 0 {
+            return Err("max_bids_per_order must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 impl Default for Params {
     fn default() -> Self {
         Params {

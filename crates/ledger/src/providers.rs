@@ -57,8 +57,13 @@ pub(crate) fn check_update(
     profile: &ProviderProfile,
 ) -> Result<(), Rejection> {
     profile.validate().map_err(|_| Rejection::ProfileInvalid)?;
-    if !state.providers.contains_key(signer) {
-        return Err(Rejection::ProviderNotRegistered);
+    let p = state
+        .providers
+        .get(signer)
+        .ok_or(Rejection::ProviderNotRegistered)?;
+    // Live leases hold resources by the profile they were matched under.
+    if !p.live_leases.is_empty() {
+        return Err(Rejection::ProviderHasLiveLeases);
     }
     Ok(())
 }
@@ -88,6 +93,13 @@ pub(crate) fn check_deregister(state: &State, signer: &Address) -> Result<(), Re
 
 pub(crate) fn deregister(state: &mut State, signer: Address, events: &mut Vec<Event>) {
     if let Some(p) = state.providers.remove(&signer) {
+        // Its bids go too: they could never win, and must not hold an order's bid slots.
+        let open: Vec<_> = state.open_orders.iter().copied().collect();
+        for id in open {
+            if let Some(o) = state.orders.get_mut(&id) {
+                o.bids.retain(|b| b.provider != signer);
+            }
+        }
         credit(state, signer, Denom::Gpn, p.stake);
         events.push(Event::ProviderDeregistered {
             provider: signer,

@@ -153,6 +153,7 @@ pub enum GenesisError {
     DuplicateAccount(Address),
     SupplyOverflow(Denom),
     EmptyChainId,
+    BadParams(&'static str),
 }
 
 impl std::fmt::Display for GenesisError {
@@ -161,6 +162,7 @@ impl std::fmt::Display for GenesisError {
             GenesisError::DuplicateAccount(a) => write!(f, "genesis lists account {a} twice"),
             GenesisError::SupplyOverflow(d) => write!(f, "genesis {d} balances overflow"),
             GenesisError::EmptyChainId => write!(f, "genesis chain_id is empty"),
+            GenesisError::BadParams(why) => write!(f, "genesis params: {why}"),
         }
     }
 }
@@ -196,6 +198,7 @@ impl State {
         if g.chain_id.is_empty() {
             return Err(GenesisError::EmptyChainId);
         }
+        g.params.validate().map_err(GenesisError::BadParams)?;
         let mut accounts = BTreeMap::new();
         let mut minted = Balances::default();
         for a in &g.accounts {

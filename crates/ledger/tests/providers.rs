@@ -246,3 +246,39 @@ fn an_update_changes_the_profile_and_keeps_the_stake() {
     assert_eq!(now.stake, stake);
     assert_eq!(w.state.supply.burned.get(Denom::Usd), Amount::ZERO);
 }
+
+#[test]
+fn genesis_refuses_params_that_cannot_work() {
+    use gpunet_ledger::{Genesis, GenesisError, Params, State};
+    for (edit, why) in [
+        (
+            (|p: &mut Params| p.protocol_fee_bps = 10_001) as fn(&mut Params),
+            "protocol_fee_bps",
+        ),
+        (
+            |p: &mut Params| p.bid_window_blocks = 0,
+            "bid_window_blocks",
+        ),
+        (
+            |p: &mut Params| p.start_timeout_blocks = 0,
+            "start_timeout_blocks",
+        ),
+        (
+            |p: &mut Params| p.max_bids_per_order = 0,
+            "max_bids_per_order",
+        ),
+    ] {
+        let mut params = Params::default();
+        edit(&mut params);
+        let g = Genesis {
+            chain_id: "t".into(),
+            genesis_time_ms: 0,
+            params,
+            accounts: vec![],
+        };
+        match State::from_genesis(&g) {
+            Err(GenesisError::BadParams(msg)) => assert!(msg.contains(why), "{msg}"),
+            other => panic!("{why}: expected BadParams, got {other:?}"),
+        }
+    }
+}

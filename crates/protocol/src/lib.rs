@@ -23,6 +23,7 @@ pub use ids::{Hash, IdError, LeaseId, OrderId};
 pub use rejection::{Rejection, RejectionInfo};
 pub use resources::{
     Capacity, Free, GpuRequirement, GpuSlot, ProviderProfile, Resources, Runtime, ShapeError,
+    validate_region,
 };
 pub use tx::{
     LeaseResult, MAX_TX_BYTES, Msg, OrderTerms, SignedTx, TxBody, UsageReport, WorkloadOutcome,

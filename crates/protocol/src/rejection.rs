@@ -71,7 +71,7 @@ rejections! {
     NotOrderOwner = 22, "not_order_owner", "only the tenant who created the order may do this";
     OrderNotOpen = 23, "order_not_open", "the order is no longer open for this action (already leased, ended or cancelled)";
     // --- bids ---
-    BidWindowClosed = 24, "bid_window_closed", "the order's bid window has closed";
+    BidWindowClosed = 24, "bid_window_closed", "the order's bid window has closed (reserved: open orders take bids until matched)";
     BidAboveMaxPrice = 25, "bid_above_max_price", "the bid is above the order's max price per hour; bid lower";
     ProviderCannotFit = 26, "provider_cannot_fit", "the provider lacks free resources, GPU model, region or runtime for this order";
     TooManyBids = 27, "too_many_bids", "the order already holds the most bids allowed; bid on another order";
@@ -83,6 +83,7 @@ rejections! {
     LeaseNotLive = 32, "lease_not_live", "the lease has already ended";
     ResultInvalid = 33, "result_invalid", "the lease result is malformed (detail longer than 512 bytes)";
     SelfDealing = 34, "self_dealing", "a provider cannot bid on its own order";
+    LeaseNotStarted = 35, "lease_not_started", "a lease that never started can only end as manifest_rejected, image_unavailable or start_failed";
 }
 
 impl std::fmt::Display for Rejection {

@@ -151,6 +151,11 @@ pub(crate) fn check_name(field: &'static str, s: &str, max: usize) -> Result<(),
     Ok(())
 }
 
+/// Checks a region name: 1 to 48 bytes of `a-z`, `0-9`, `-`, `_`.
+pub fn validate_region(field: &'static str, region: &str) -> Result<(), ShapeError> {
+    check_name(field, region, MAX_REGION_BYTES)
+}
+
 impl ProviderProfile {
     /// Checks bounds and shapes; the ledger calls this on every registration.
     pub fn validate(&self) -> Result<(), ShapeError> {

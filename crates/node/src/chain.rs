@@ -1,0 +1,267 @@
+//! The node's view of the chain and the one path every decided block takes to become committed:
+//! check it extends the tip, apply it with the ledger, write it to the store in one durable
+//! transaction, and only then publish it — the new state to readers, the pruned mempool, and
+//! the block's events to subscribers.
+//!
+//! Whatever orderer decided the block (solo now, BFT later), [`Committer::commit`] is the same.
+//! Readers never wait on block production: they clone an `Arc` of the published [`Tip`] and
+//! read from it while the committer works on its own copy.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use gpunet_api::node::EventEnvelope;
+use gpunet_ledger::State;
+use gpunet_protocol::{Block, BlockOutcome, Hash, SignedTx};
+use gpunet_store::{BlockRecord, Store, StoreError};
+use tokio::sync::broadcast;
+
+use crate::mempool::{Mempool, MempoolLimits};
+use crate::metrics::NodeMetrics;
+
+/// Blocks of events kept for subscribers that fall behind; one more and they lag.
+pub(crate) const EVENT_CHANNEL_BLOCKS: usize = 256;
+
+/// The committed chain as readers see it: the state after the last committed block.
+#[derive(Debug)]
+pub(crate) struct Tip {
+    pub state: State,
+    /// Hash of the last committed block; the store's genesis block hash at height 0.
+    pub block_hash: Hash,
+    pub state_root: Hash,
+}
+
+/// The events of one committed block, in order: each transaction's, then end-of-block ones.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockEvents {
+    pub height: u64,
+    pub events: Vec<EventEnvelope>,
+}
+
+impl BlockEvents {
+    pub(crate) fn from_outcome(height: u64, time_ms: u64, outcome: BlockOutcome) -> BlockEvents {
+        let mut events = Vec::new();
+        for r in outcome.receipts {
+            let tx_hash = r.tx_hash;
+            events.extend(r.events.into_iter().map(|event| EventEnvelope {
+                height,
+                time_ms,
+                tx_hash: Some(tx_hash),
+                event,
+            }));
+        }
+        events.extend(
+            outcome
+                .end_block_events
+                .into_iter()
+                .map(|event| EventEnvelope {
+                    height,
+                    time_ms,
+                    tx_hash: None,
+                    event,
+                }),
+        );
+        BlockEvents { height, events }
+    }
+}
+
+/// Everything the node's tasks share.
+pub(crate) struct Shared {
+    pub chain_id: String,
+    pub block_ms: u64,
+    pub orderer: &'static str,
+    pub store: Arc<Store>,
+    tip: RwLock<Arc<Tip>>,
+    /// Lock order: `mempool` before `tip` (admission reads the tip under the mempool lock, the
+    /// committer swaps the tip under it), so no admitted transaction is checked against a state
+    /// older than the one its pruning used.
+    mempool: Mutex<Mempool>,
+    pub events: broadcast::Sender<Arc<BlockEvents>>,
+    pub metrics: NodeMetrics,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        tip: Tip,
+        block_ms: u64,
+        orderer: &'static str,
+        limits: MempoolLimits,
+        metrics: NodeMetrics,
+    ) -> Shared {
+        let (events, _) = broadcast::channel(EVENT_CHANNEL_BLOCKS);
+        metrics.set_height(tip.state.height);
+        Shared {
+            chain_id: tip.state.chain_id.clone(),
+            block_ms,
+            orderer,
+            store,
+            tip: RwLock::new(Arc::new(tip)),
+            mempool: Mutex::new(Mempool::new(limits)),
+            events,
+            metrics,
+        }
+    }
+
+    /// The last committed state. Cheap: an `Arc` clone under a read lock held for no longer.
+    pub(crate) fn tip(&self) -> Arc<Tip> {
+        // A poisoned lock means a writer panicked mid-swap; the swap is a single assignment, so
+        // the value inside is still a whole tip.
+        Arc::clone(&self.tip.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn mempool(&self) -> MutexGuard<'_, Mempool> {
+        self.mempool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a transaction whose signature was verified, against the current tip.
+    pub(crate) fn admit(&self, tx: SignedTx) -> Result<Hash, gpunet_protocol::Rejection> {
+        let mut mempool = self.mempool();
+        let tip = self.tip();
+        let result = mempool.admit_verified(tx, &tip.state);
+        self.metrics.set_mempool_size(mempool.len());
+        result
+    }
+}
+
+/// Why a decided block could not be committed. Each stops block production: the node must
+/// never run ahead of what the store holds.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The block does not extend the committed tip (wrong chain, height, parent, state root,
+    /// time or transactions hash).
+    #[error("decided block at height {height} does not extend the tip: {why}")]
+    NotExtendingTip { height: u64, why: String },
+    /// A transaction the mempool never verified carries a bad signature.
+    #[error("decided block at height {height} holds transaction {tx_hash} with a bad signature")]
+    BadSignature { height: u64, tx_hash: Hash },
+    /// The durable write failed; the block is not committed.
+    #[error("cannot write block {height} to the store")]
+    Store {
+        height: u64,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Owns the working copy of the state and turns decided blocks into committed ones.
+pub(crate) struct Committer {
+    shared: Arc<Shared>,
+    /// Equal to the published tip's state between commits.
+    state: State,
+    block_hash: Hash,
+    state_root: Hash,
+}
+
+impl Committer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Committer {
+        let tip = shared.tip();
+        Committer {
+            state: tip.state.clone(),
+            block_hash: tip.block_hash,
+            state_root: tip.state_root,
+            shared,
+        }
+    }
+
+    fn check_extends_tip(&self, block: &Block) -> Result<(), CommitError> {
+        let h = &block.header;
+        let fail = |why: String| {
+            Err(CommitError::NotExtendingTip {
+                height: h.height,
+                why,
+            })
+        };
+        if h.chain_id != self.state.chain_id {
+            return fail(format!("chain id {:?}", h.chain_id));
+        }
+        if Some(h.height) != self.state.height.checked_add(1) {
+            return fail(format!("the tip is at height {}", self.state.height));
+        }
+        if h.prev_hash != self.block_hash {
+            return fail(format!(
+                "parent {} is not the tip {}",
+                h.prev_hash, self.block_hash
+            ));
+        }
+        if h.prev_state_root != self.state_root {
+            return fail(format!(
+                "prev_state_root {} is not the tip's {}",
+                h.prev_state_root, self.state_root
+            ));
+        }
+        if h.time_ms < self.state.time_ms {
+            return fail(format!(
+                "time {} is before the tip's {}",
+                h.time_ms, self.state.time_ms
+            ));
+        }
+        if h.txs_hash != Block::txs_hash(&block.txs) {
+            return fail("txs_hash does not match the transactions".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Commits a decided block: apply, write, publish. On error nothing was published and the
+    /// caller must stop producing blocks (the working state may be ahead of the store).
+    pub(crate) fn commit(&mut self, block: Block) -> Result<(), CommitError> {
+        self.check_extends_tip(&block)?;
+        let height = block.header.height;
+        let tx_hashes: Vec<Hash> = block.txs.iter().map(SignedTx::hash).collect();
+        {
+            // Transactions this mempool admitted were verified then; verify the rest.
+            let mempool = self.shared.mempool();
+            for (tx, hash) in block.txs.iter().zip(&tx_hashes) {
+                if !mempool.contains(hash) && tx.verify_signature().is_err() {
+                    return Err(CommitError::BadSignature {
+                        height,
+                        tx_hash: *hash,
+                    });
+                }
+            }
+        }
+
+        let started = Instant::now();
+        let outcome = gpunet_ledger::apply_block(&mut self.state, &block.ctx(), &block.txs);
+        let state_bytes = self.state.encode();
+        let state_root = Hash::of(&state_bytes);
+        self.shared.metrics.observe_apply(started.elapsed());
+
+        let block_hash = block.header.hash();
+        let block_bytes = borsh::to_vec(&block).expect("borsh encoding into a Vec cannot fail");
+        let receipt_bytes = borsh::to_vec(&outcome).expect("borsh encoding into a Vec cannot fail");
+        let raw_hashes: Vec<[u8; 32]> = tx_hashes.iter().map(|h| h.0).collect();
+        self.shared
+            .store
+            .commit_block(&BlockRecord {
+                height,
+                block_hash: block_hash.0,
+                state_root: state_root.0,
+                block: &block_bytes,
+                receipts: &receipt_bytes,
+                state: &state_bytes,
+                tx_hashes: &raw_hashes,
+            })
+            .map_err(|source| CommitError::Store { height, source })?;
+        self.block_hash = block_hash;
+        self.state_root = state_root;
+
+        // Durable: now readers, the mempool and subscribers may see it.
+        let tip = Arc::new(Tip {
+            state: self.state.clone(),
+            block_hash,
+            state_root,
+        });
+        {
+            let mut mempool = self.shared.mempool();
+            *self.shared.tip.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&tip);
+            mempool.on_commit(&block.txs, &tip.state);
+            self.shared.metrics.set_mempool_size(mempool.len());
+        }
+        self.shared.metrics.record_block(height, &outcome);
+        let events = BlockEvents::from_outcome(height, block.header.time_ms, outcome);
+        // No subscribers is not an error.
+        let _ = self.shared.events.send(Arc::new(events));
+        Ok(())
+    }
+}

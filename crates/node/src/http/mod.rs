@@ -1,0 +1,615 @@
+//! The node's HTTP API (axum): JSON reads of the committed state, transaction submission, the
+//! event stream, Prometheus metrics and the OpenAPI document.
+//!
+//! Every read answers from one published tip, so its `height` field and the `x-gpunet-height`
+//! header name the state it reflects. Input is never trusted: bad path or query parameters and
+//! bad bodies get a 400 [`ErrorBody`] naming what was wrong, never a panic.
+
+mod events;
+mod views;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gpunet_api::node::{
+    AccountView, BidView, BlockView, EventEnvelope, LeaseState, LeaseView, OrderList, OrderState,
+    OrderView, ParamsView, ProviderList, ProviderView, StatusView, SubmitTx, SubmitTxResult,
+    TxState, TxView,
+};
+use gpunet_api::{ErrorBody, HEIGHT_HEADER};
+use gpunet_protocol::{
+    Address, Block, BlockOutcome, Hash, LeaseId, MAX_TX_BYTES, OrderId, Rejection,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::chain::Shared;
+use crate::mempool::Mempool;
+use crate::metrics::Stage;
+
+/// Largest request body accepted, in bytes: a hex-encoded transaction at the size limit and
+/// its JSON wrapping fit with room to spare.
+const MAX_BODY_BYTES: usize = 4 * MAX_TX_BYTES;
+/// Orders returned by `GET /v1/orders` unless `limit` says otherwise.
+pub(crate) const DEFAULT_ORDERS_LIMIT: usize = 100;
+/// Most orders one `GET /v1/orders` returns.
+pub(crate) const MAX_ORDERS_LIMIT: usize = 1000;
+
+#[derive(Clone)]
+pub(crate) struct App {
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The OpenAPI document of the node API, served at `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "gpunet node API",
+        description = "Read the chain, submit transactions, follow events."
+    ),
+    paths(
+        status,
+        params,
+        account,
+        submit_tx,
+        tx,
+        providers,
+        orders,
+        order,
+        lease,
+        block,
+        events::events,
+        metrics_text,
+        openapi_json
+    ),
+    components(schemas(
+        StatusView,
+        ParamsView,
+        AccountView,
+        SubmitTx,
+        SubmitTxResult,
+        TxState,
+        TxView,
+        ProviderView,
+        ProviderList,
+        BidView,
+        OrderState,
+        OrderView,
+        OrderList,
+        LeaseState,
+        LeaseView,
+        EventEnvelope,
+        BlockView,
+        ErrorSchema
+    ))
+)]
+pub struct ApiDoc;
+
+/// The body of every error answer (`gpunet_api::ErrorBody`).
+#[derive(ToSchema)]
+#[schema(as = ErrorBody)]
+#[allow(dead_code)] // Only describes the schema; `ErrorBody` is what goes on the wire.
+struct ErrorSchema {
+    /// Stable rejection code when the error is a protocol rejection.
+    code: Option<u32>,
+    /// Stable snake_case name (`nonce_gap`, `not_found`, `bad_request`).
+    name: String,
+    message: String,
+}
+
+/// Serves the API until `shutdown` turns true.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = App {
+        shared,
+        shutdown: shutdown.clone(),
+    };
+    let result = axum::serve(listener, router(app))
+        .with_graceful_shutdown(async move {
+            // An error means the sender is gone, which also means stop.
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+fn router(app: App) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/params", get(params))
+        .route("/v1/accounts/{address}", get(account))
+        .route("/v1/txs", post(submit_tx))
+        .route("/v1/txs/{hash}", get(tx))
+        .route("/v1/providers", get(providers))
+        .route("/v1/orders", get(orders))
+        .route("/v1/orders/{id}", get(order))
+        .route("/v1/leases/{id}", get(lease))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/events", get(events::events))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(not_found_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+fn height_header() -> HeaderName {
+    HeaderName::from_static(HEIGHT_HEADER)
+}
+
+/// A JSON answer for the state at `height`.
+fn answer<T: Serialize>(status: StatusCode, height: u64, body: &T) -> Response {
+    let mut r = (status, Json(body)).into_response();
+    r.headers_mut()
+        .insert(height_header(), HeaderValue::from(height));
+    r
+}
+
+fn ok<T: Serialize>(height: u64, body: &T) -> Response {
+    answer(StatusCode::OK, height, body)
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    height: Option<u64>,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            height: None,
+            body: ErrorBody::new("bad_request", message),
+        }
+    }
+
+    fn not_found(height: u64, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            height: Some(height),
+            body: ErrorBody::new("not_found", message),
+        }
+    }
+
+    fn rejected(height: u64, rejection: Rejection) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            height: Some(height),
+            body: ErrorBody::from(rejection),
+        }
+    }
+
+    /// The store failed or holds something this node did not write.
+    fn store(what: &str, e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "cannot read {what} from the store");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            height: None,
+            body: ErrorBody::new(
+                "store_unavailable",
+                format!("the node cannot read {what} from its store; see the node's log"),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(&self.body)).into_response();
+        if let Some(h) = self.height {
+            r.headers_mut()
+                .insert(height_header(), HeaderValue::from(h));
+        }
+        r
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(s)| s)
+        .map_err(|e| ApiError::bad_request(format!("bad path parameter: {e}")))
+}
+
+async fn not_found_route(uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        height: None,
+        body: ErrorBody::new(
+            "not_found",
+            format!("no route {}; see /openapi.json", uri.path()),
+        ),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/status", responses((status = 200, body = StatusView)))]
+async fn status(State(app): State<App>) -> Response {
+    let tip = app.shared.tip();
+    let mempool_size = app.shared.mempool().len();
+    ok(
+        tip.state.height,
+        &StatusView {
+            chain_id: tip.state.chain_id.clone(),
+            height: tip.state.height,
+            time_ms: tip.state.time_ms,
+            state_root: tip.state_root,
+            block_ms: app.shared.block_ms,
+            orderer: app.shared.orderer.to_owned(),
+            mempool_size,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+    )
+}
+
+#[utoipa::path(get, path = "/v1/params", responses((status = 200, body = ParamsView)))]
+async fn params(State(app): State<App>) -> Response {
+    let tip = app.shared.tip();
+    ok(tip.state.height, &views::params_view(&tip.state))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{address}",
+    params(("address" = String, Path, description = "A gpn1… address")),
+    responses(
+        (status = 200, body = AccountView, description = "Unknown accounts have zero balances"),
+        (status = 400, body = ErrorSchema),
+    )
+)]
+async fn account(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+    let raw = path_param(p)?;
+    let address = Address::parse(&raw)
+        .map_err(|e| ApiError::bad_request(format!("path parameter address: {e}")))?;
+    let tip = app.shared.tip();
+    let (balances, nonce) = tip
+        .state
+        .accounts
+        .get(&address)
+        .map_or((Default::default(), 0), |a| (a.balances, a.nonce));
+    let pending_next = app.shared.mempool().next_nonce(&address);
+    Ok(ok(
+        tip.state.height,
+        &AccountView {
+            height: tip.state.height,
+            address,
+            balances,
+            nonce,
+            next_nonce: pending_next.map_or(nonce, |n| n.max(nonce)),
+        },
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/txs",
+    request_body = SubmitTx,
+    responses(
+        (status = 202, body = SubmitTxResult, description = "Admitted to the mempool"),
+        (status = 400, body = ErrorSchema, description = "Rejected; `name` is the rejection"),
+    )
+)]
+async fn submit_tx(
+    State(app): State<App>,
+    body: Result<Json<SubmitTx>, JsonRejection>,
+) -> ApiResult {
+    let height = app.shared.tip().state.height;
+    let reject = |r: Rejection| {
+        app.shared.metrics.rejected(Stage::Mempool, r);
+        ApiError::rejected(height, r)
+    };
+    let Json(body) = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return reject(Rejection::TxTooLarge);
+        }
+        ApiError::bad_request(format!(
+            "the body must be JSON {{\"tx_hex\": \"…\"}}: {}",
+            e.body_text()
+        ))
+    })?;
+    let hex_text = body.tx_hex.trim();
+    let hex_text = hex_text.strip_prefix("0x").unwrap_or(hex_text);
+    if hex_text.len() > 2 * MAX_TX_BYTES {
+        return Err(reject(Rejection::TxTooLarge));
+    }
+    let bytes = hex::decode(hex_text).map_err(|e| {
+        let mut err = reject(Rejection::MalformedTx);
+        err.body.message = format!("tx_hex is not hex ({e}); {}", err.body.message);
+        err
+    })?;
+    let tx = Mempool::precheck(&bytes, &app.shared.chain_id).map_err(reject)?;
+    let tx_hash = app.shared.admit(tx).map_err(reject)?;
+    Ok(answer(
+        StatusCode::ACCEPTED,
+        height,
+        &SubmitTxResult { tx_hash },
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/txs/{hash}",
+    params(("hash" = String, Path, description = "Transaction hash, 64 hex characters")),
+    responses((status = 200, body = TxView), (status = 400, body = ErrorSchema))
+)]
+async fn tx(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+    let raw = path_param(p)?;
+    let tx_hash = Hash::from_hex(&raw)
+        .map_err(|e| ApiError::bad_request(format!("path parameter hash: {e}")))?;
+    let tip = app.shared.tip();
+    let height = tip.state.height;
+    let view = |state, block_height, rejection, events| TxView {
+        height,
+        tx_hash,
+        state,
+        block_height,
+        rejection,
+        events,
+    };
+    // The mempool first: a transaction leaves it only after its block is in the store.
+    if app.shared.mempool().contains(&tx_hash) {
+        return Ok(ok(height, &view(TxState::Pending, None, None, Vec::new())));
+    }
+    let store = &app.shared.store;
+    let location = store
+        .tx_location(&tx_hash.0)
+        .map_err(|e| ApiError::store("the transaction index", e))?;
+    let Some((block_height, index)) = location else {
+        return Ok(ok(height, &view(TxState::Unknown, None, None, Vec::new())));
+    };
+    let receipt = store
+        .receipts(block_height)
+        .map_err(|e| ApiError::store("receipts", e))?
+        .ok_or_else(|| ApiError::store("receipts", format!("none at height {block_height}")))
+        .and_then(|bytes| {
+            borsh::from_slice::<BlockOutcome>(&bytes).map_err(|e| ApiError::store("receipts", e))
+        })?
+        .receipts
+        .into_iter()
+        .nth(index as usize)
+        .ok_or_else(|| {
+            ApiError::store("receipts", format!("no receipt {index} at {block_height}"))
+        })?;
+    let state = match receipt.rejection {
+        None => TxState::Applied,
+        Some(_) => TxState::Rejected,
+    };
+    Ok(ok(
+        height,
+        &view(state, Some(block_height), receipt.rejection, receipt.events),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/providers", responses((status = 200, body = ProviderList)))]
+async fn providers(State(app): State<App>) -> Response {
+    let tip = app.shared.tip();
+    let state = &tip.state;
+    ok(
+        state.height,
+        &ProviderList {
+            height: state.height,
+            providers: state
+                .providers
+                .values()
+                .map(|p| views::provider_view(state, p))
+                .collect(),
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct OrdersQuery {
+    tenant: Option<String>,
+    state: Option<String>,
+    limit: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    params(
+        ("tenant" = Option<String>, Query, description = "Only this tenant's orders"),
+        ("state" = Option<String>, Query, description = "`open` or `all` (default)"),
+        ("limit" = Option<usize>, Query, description = "At most this many, newest first (default 100, max 1000)"),
+    ),
+    responses((status = 200, body = OrderList), (status = 400, body = ErrorSchema))
+)]
+async fn orders(
+    State(app): State<App>,
+    q: Result<Query<OrdersQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let tenant = q
+        .tenant
+        .as_deref()
+        .map(Address::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("query parameter tenant: {e}")))?;
+    let open_only = match q.state.as_deref() {
+        None | Some("all") => false,
+        Some("open") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter state: {other:?} is neither \"open\" nor \"all\""
+            )));
+        }
+    };
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_ORDERS_LIMIT,
+        Some(s) => s.trim().parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "query parameter limit: {s:?} is not a number; use 1 to {MAX_ORDERS_LIMIT}"
+            ))
+        })?,
+    }
+    .min(MAX_ORDERS_LIMIT);
+
+    let tip = app.shared.tip();
+    let state = &tip.state;
+    let wanted = |o: &&gpunet_ledger::Order| tenant.is_none_or(|t| o.tenant == t);
+    let list: Vec<OrderView> = if open_only {
+        state
+            .open_orders
+            .iter()
+            .rev()
+            .filter_map(|id| state.orders.get(id))
+            .filter(wanted)
+            .take(limit)
+            .map(|o| views::order_view(state, o))
+            .collect()
+    } else {
+        state
+            .orders
+            .values()
+            .rev()
+            .filter(wanted)
+            .take(limit)
+            .map(|o| views::order_view(state, o))
+            .collect()
+    };
+    Ok(ok(
+        state.height,
+        &OrderList {
+            height: state.height,
+            orders: list,
+        },
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    params(("id" = String, Path, description = "Order id: `42` or `order-42`")),
+    responses(
+        (status = 200, body = OrderView),
+        (status = 400, body = ErrorSchema),
+        (status = 404, body = ErrorSchema),
+    )
+)]
+async fn order(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+    let raw = path_param(p)?;
+    let id: OrderId = raw
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("path parameter id: {e}")))?;
+    let tip = app.shared.tip();
+    let state = &tip.state;
+    let o = state
+        .orders
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(state.height, format!("no order {id}")))?;
+    Ok(ok(state.height, &views::order_view(state, o)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/leases/{id}",
+    params(("id" = String, Path, description = "Lease id: `7` or `lease-7`")),
+    responses(
+        (status = 200, body = LeaseView),
+        (status = 400, body = ErrorSchema),
+        (status = 404, body = ErrorSchema),
+    )
+)]
+async fn lease(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+    let raw = path_param(p)?;
+    let id: LeaseId = raw
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("path parameter id: {e}")))?;
+    let tip = app.shared.tip();
+    let state = &tip.state;
+    let l = state
+        .leases
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(state.height, format!("no lease {id}")))?;
+    // A lease view has no `height` field of its own; the header carries it.
+    Ok(ok(state.height, &views::lease_view(state, l)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/blocks/{height}",
+    params(("height" = u64, Path, description = "Block height, 1 and up")),
+    responses(
+        (status = 200, body = BlockView),
+        (status = 400, body = ErrorSchema),
+        (status = 404, body = ErrorSchema),
+    )
+)]
+async fn block(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+    let raw = path_param(p)?;
+    let height: u64 = raw.trim().parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "path parameter height: {raw:?} is not a block height (a number, 1 and up)"
+        ))
+    })?;
+    let tip_height = app.shared.tip().state.height;
+    let store = &app.shared.store;
+    let bytes = store
+        .block(height)
+        .map_err(|e| ApiError::store("blocks", e))?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                tip_height,
+                format!("no block at height {height}; the chain is at height {tip_height}"),
+            )
+        })?;
+    let b: Block = borsh::from_slice(&bytes).map_err(|e| ApiError::store("blocks", e))?;
+    let state_root = store
+        .state_root(height)
+        .map_err(|e| ApiError::store("state roots", e))?
+        .ok_or_else(|| ApiError::store("state roots", format!("none at height {height}")))?;
+    Ok(ok(
+        tip_height,
+        &BlockView {
+            height,
+            time_ms: b.header.time_ms,
+            block_hash: b.header.hash(),
+            state_root: Hash(state_root),
+            tx_hashes: b.txs.iter().map(|t| t.hash()).collect(),
+        },
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format"))
+)]
+async fn metrics_text(State(app): State<App>) -> Response {
+    let height = app.shared.tip().state.height;
+    let mut r = (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        app.shared.metrics.render(),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(height_header(), HeaderValue::from(height));
+    r
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    responses((status = 200, content_type = "application/json", body = Object, description = "This document"))
+)]
+async fn openapi_json() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}

@@ -1,0 +1,108 @@
+//! Conversions from ledger state to the API's views. Pure functions of the state.
+
+use gpunet_api::node::{
+    BidView, LeaseState, LeaseView, OrderState, OrderView, ParamsView, ProviderView,
+};
+use gpunet_ledger::{Lease, LeaseStatus, Order, OrderStatus, Provider, State};
+
+pub(crate) fn params_view(state: &State) -> ParamsView {
+    let p = &state.params;
+    ParamsView {
+        height: state.height,
+        min_tx_fee: p.min_tx_fee,
+        min_provider_stake: p.min_provider_stake,
+        protocol_fee_bps: p.protocol_fee_bps,
+        bid_window_blocks: p.bid_window_blocks,
+        order_ttl_blocks: p.order_ttl_blocks,
+        start_timeout_blocks: p.start_timeout_blocks,
+        max_bids_per_order: p.max_bids_per_order,
+        max_lease_duration_secs: p.max_lease_duration_secs,
+    }
+}
+
+pub(crate) fn provider_view(state: &State, p: &Provider) -> ProviderView {
+    let free = state.provider_free(p);
+    ProviderView {
+        address: p.address,
+        profile: p.profile.clone(),
+        stake: p.stake,
+        registered_height: p.registered_height,
+        live_leases: p.live_leases.iter().copied().collect(),
+        free_cpu_millis: free.cpu_millis,
+        free_memory_mib: free.memory_mib,
+        free_gpus: u32::try_from(free.gpu_slots.len()).unwrap_or(u32::MAX),
+        leases_completed: p.leases_completed,
+        leases_failed: p.leases_failed,
+    }
+}
+
+pub(crate) fn lease_view(state: &State, l: &Lease) -> LeaseView {
+    let (lease_state, end_reason) = match l.status {
+        LeaseStatus::Pending => (LeaseState::Pending, None),
+        LeaseStatus::Running => (LeaseState::Running, None),
+        LeaseStatus::Ended { reason } => (LeaseState::Ended, Some(reason)),
+    };
+    LeaseView {
+        id: l.id,
+        order: l.order,
+        tenant: l.tenant,
+        provider: l.provider,
+        // A provider that deregistered after the lease ended has no endpoint any more.
+        provider_endpoint: state
+            .providers
+            .get(&l.provider)
+            .map(|p| p.profile.endpoint.clone())
+            .unwrap_or_default(),
+        price_per_hour: l.price_per_hour,
+        resources: l.resources.clone(),
+        gpu_slots: l.gpu_slots.clone(),
+        state: lease_state,
+        end_reason,
+        created_height: l.created_height,
+        created_ms: l.created_ms,
+        started_ms: l.started_ms,
+        ended_ms: l.ended_ms,
+        billed_ms: l.billed_ms,
+        paid: l.paid,
+        protocol_fee: l.fee,
+        provider_earned: l.paid.saturating_sub(l.fee),
+        refund: l.refund,
+        result: l.result.clone(),
+    }
+}
+
+pub(crate) fn order_state(status: OrderStatus) -> OrderState {
+    match status {
+        OrderStatus::Open => OrderState::Open,
+        OrderStatus::Leased { .. } => OrderState::Leased,
+        OrderStatus::Expired => OrderState::Expired,
+        OrderStatus::Cancelled => OrderState::Cancelled,
+        OrderStatus::Closed { .. } => OrderState::Closed,
+    }
+}
+
+pub(crate) fn order_view(state: &State, o: &Order) -> OrderView {
+    let lease = match o.status {
+        OrderStatus::Leased { lease } | OrderStatus::Closed { lease } => state.leases.get(&lease),
+        _ => None,
+    };
+    OrderView {
+        id: o.id,
+        tenant: o.tenant,
+        terms: o.terms.clone(),
+        state: order_state(o.status),
+        created_height: o.created_height,
+        created_ms: o.created_ms,
+        escrow: o.escrow,
+        bids: o
+            .bids
+            .iter()
+            .map(|b| BidView {
+                provider: b.provider,
+                price_per_hour: b.price_per_hour,
+                height: b.height,
+            })
+            .collect(),
+        lease: lease.map(|l| lease_view(state, l)),
+    }
+}

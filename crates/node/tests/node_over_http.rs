@@ -1,0 +1,501 @@
+//! A real node — real redb store in a temporary directory, real HTTP on 127.0.0.1 — driven the
+//! way a client drives it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gpunet_api::node::{AccountView, EventEnvelope, StatusView, SubmitTxResult, TxState, TxView};
+use gpunet_api::{ErrorBody, HEIGHT_HEADER};
+use gpunet_ledger::{Genesis, GenesisAccount, Params};
+use gpunet_node::{MempoolLimits, NodeConfig, NodeHandle};
+use gpunet_protocol::{
+    Address, Amount, Balances, Denom, Event, Hash, Msg, OrderTerms, Resources, Runtime, SignedTx,
+    TxBody,
+};
+
+const CHAIN: &str = "gpunet-node-test";
+/// Longest a test waits for something the node should do within a few blocks.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+fn key(seed: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+}
+
+fn addr(seed: u8) -> Address {
+    Address::from_key(&key(seed).verifying_key())
+}
+
+fn units(n: u64) -> Amount {
+    Amount::from_units(n).expect("small amounts fit")
+}
+
+fn genesis() -> Genesis {
+    Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: 1_700_000_000_000,
+        params: Params::default(),
+        accounts: vec![GenesisAccount {
+            address: addr(1),
+            balances: Balances {
+                usd: units(1_000),
+                gpn: units(1_000),
+            },
+        }],
+    }
+}
+
+async fn start_node(home: &Path, block_ms: u64) -> NodeHandle {
+    gpunet_node::start(NodeConfig {
+        home: home.to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        block_ms,
+        genesis: genesis(),
+        mempool: MempoolLimits::default(),
+    })
+    .await
+    .expect("node starts")
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(node: &NodeHandle) -> Api {
+        Api {
+            base: format!("http://{}", node.api_addr()),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get_raw(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request reaches the node")
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let r = self.get_raw(path).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        assert!(r.headers().contains_key(HEIGHT_HEADER), "GET {path}");
+        r.json().await.expect("JSON answer")
+    }
+
+    async fn get_error(&self, path: &str, status: u16) -> ErrorBody {
+        let r = self.get_raw(path).await;
+        assert_eq!(r.status(), status, "GET {path}");
+        r.json().await.expect("JSON error body")
+    }
+
+    async fn post_hex(&self, tx_hex: String) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/txs", self.base))
+            .json(&serde_json::json!({ "tx_hex": tx_hex }))
+            .send()
+            .await
+            .expect("request reaches the node")
+    }
+
+    async fn submit(&self, tx: &SignedTx) -> Hash {
+        let r = self.post_hex(hex::encode(tx.encode())).await;
+        assert_eq!(r.status(), 202, "submit {:?}", tx.body.msg.kind());
+        r.json::<SubmitTxResult>().await.expect("JSON").tx_hash
+    }
+
+    async fn rejection(&self, tx_hex: String) -> String {
+        let r = self.post_hex(tx_hex).await;
+        assert_eq!(r.status(), 400);
+        r.json::<ErrorBody>().await.expect("JSON error body").name
+    }
+
+    async fn account(&self, who: Address) -> AccountView {
+        self.get(&format!("/v1/accounts/{who}")).await
+    }
+
+    async fn wait_applied(&self, hash: Hash) -> TxView {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let view: TxView = self.get(&format!("/v1/txs/{hash}")).await;
+            match view.state {
+                TxState::Applied => return view,
+                TxState::Pending => {}
+                other => panic!("transaction {hash} is {other:?}: {view:?}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "transaction {hash} never applied"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_height(&self, height: u64) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.get::<StatusView>("/v1/status").await.height < height {
+            assert!(Instant::now() < deadline, "height {height} never reached");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn transfer(nonce: u64, fee: Amount, amount: Amount) -> TxBody {
+    TxBody {
+        chain_id: CHAIN.into(),
+        signer: addr(1),
+        nonce,
+        fee,
+        msg: Msg::Transfer {
+            to: addr(2),
+            denom: Denom::Usd,
+            amount,
+        },
+    }
+}
+
+fn fee() -> Amount {
+    Params::default().min_tx_fee
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_submitted_over_http_is_applied_and_balances_match() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path(), 50).await;
+    let api = Api::new(&node);
+
+    let hash = api
+        .submit(&transfer(0, fee(), units(25)).sign(&key(1)))
+        .await;
+    let view = api.wait_applied(hash).await;
+    assert!(view.block_height.is_some());
+    assert!(view.events.iter().any(|e| matches!(
+        e,
+        Event::Transferred { amount, .. } if *amount == units(25)
+    )));
+
+    let sender = api.account(addr(1)).await;
+    assert_eq!(sender.balances.usd, units(975));
+    assert_eq!(
+        sender.balances.gpn,
+        units(1_000).checked_sub(fee()).expect("fee < balance")
+    );
+    assert_eq!(sender.nonce, 1);
+    assert_eq!(sender.next_nonce, 1);
+    let recipient = api.account(addr(2)).await;
+    assert_eq!(recipient.balances.usd, units(25));
+
+    // The block that holds it is served too.
+    let block_height = view.block_height.expect("applied in a block");
+    let block: gpunet_api::node::BlockView = api.get(&format!("/v1/blocks/{block_height}")).await;
+    assert_eq!(block.tx_hashes, vec![hash]);
+
+    let metrics = api.get_raw("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("gpunet_blocks_produced_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gpunet_txs_applied_total 1"), "{metrics}");
+    let openapi: serde_json::Value = api
+        .get_raw("/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert!(openapi["paths"]["/v1/accounts/{address}"].is_object());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_over_http_gets_a_named_400_and_changes_nothing() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path(), 50).await;
+    let api = Api::new(&node);
+
+    // One good transaction first, so that nonce 0 can be replayed.
+    let hash = api
+        .submit(&transfer(0, fee(), units(1)).sign(&key(1)))
+        .await;
+    api.wait_applied(hash).await;
+    let sender_before = api.account(addr(1)).await;
+    let recipient_before = api.account(addr(2)).await;
+
+    let good = transfer(1, fee(), units(1)).sign(&key(1));
+    let encoded = good.encode();
+    assert_eq!(api.rejection("zz-not-hex".into()).await, "malformed_tx");
+    assert_eq!(
+        api.rejection(hex::encode(&encoded[..encoded.len() - 5]))
+            .await,
+        "malformed_tx"
+    );
+    // Just over the limit, and far over the request body limit.
+    let too_large = gpunet_protocol::MAX_TX_BYTES + 1;
+    assert_eq!(api.rejection("00".repeat(too_large)).await, "tx_too_large");
+    assert_eq!(api.rejection("00".repeat(1 << 20)).await, "tx_too_large");
+    let mut bad_sig = good.clone();
+    bad_sig.signature[3] ^= 0x40;
+    assert_eq!(
+        api.rejection(hex::encode(bad_sig.encode())).await,
+        "bad_signature"
+    );
+    let mut other_chain = transfer(1, fee(), units(1));
+    other_chain.chain_id = "another-chain".into();
+    assert_eq!(
+        api.rejection(hex::encode(other_chain.sign(&key(1)).encode()))
+            .await,
+        "wrong_chain_id"
+    );
+    let replay = transfer(0, fee(), units(2)).sign(&key(1));
+    assert_eq!(
+        api.rejection(hex::encode(replay.encode())).await,
+        "nonce_replayed"
+    );
+    let skipped = transfer(5, fee(), units(1)).sign(&key(1));
+    assert_eq!(
+        api.rejection(hex::encode(skipped.encode())).await,
+        "nonce_gap"
+    );
+    let cheap = transfer(1, Amount::from_micros(1), units(1)).sign(&key(1));
+    assert_eq!(
+        api.rejection(hex::encode(cheap.encode())).await,
+        "fee_too_low"
+    );
+    let too_much = transfer(1, fee(), units(5_000)).sign(&key(1));
+    assert_eq!(
+        api.rejection(hex::encode(too_much.encode())).await,
+        "insufficient_funds"
+    );
+
+    // Bodies and parameters that are not even transactions.
+    let r = api
+        .http
+        .post(format!("{}/v1/txs", api.base))
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("reaches the node");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<ErrorBody>().await.expect("JSON").name,
+        "bad_request"
+    );
+    for path in [
+        "/v1/accounts/gpn1notanaddress",
+        "/v1/txs/abc",
+        "/v1/orders/x",
+        "/v1/leases/lease-x",
+        "/v1/blocks/-1",
+        "/v1/orders?state=closed",
+        "/v1/orders?limit=many",
+        "/v1/orders?tenant=cosmos1xyz",
+        "/v1/events?from_height=soon",
+    ] {
+        let e = api.get_error(path, 400).await;
+        assert_eq!(e.name, "bad_request", "{path}");
+    }
+    for path in [
+        "/v1/orders/999",
+        "/v1/leases/999",
+        "/v1/blocks/999999",
+        "/v1/nope",
+    ] {
+        let e = api.get_error(path, 404).await;
+        assert_eq!(e.name, "not_found", "{path}");
+    }
+    let unknown: TxView = api.get(&format!("/v1/txs/{}", Hash::of(b"nothing"))).await;
+    assert_eq!(unknown.state, TxState::Unknown);
+
+    // Blocks go on; nothing moved.
+    let height = api.get::<StatusView>("/v1/status").await.height;
+    api.wait_height(height + 2).await;
+    let sender = api.account(addr(1)).await;
+    assert_eq!(sender.balances, sender_before.balances);
+    assert_eq!(sender.nonce, sender_before.nonce);
+    assert_eq!(sender.next_nonce, sender_before.nonce);
+    let recipient = api.account(addr(2)).await;
+    assert_eq!(recipient.balances, recipient_before.balances);
+    assert_eq!(recipient.nonce, recipient_before.nonce);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_resumes_at_the_same_height_and_state_root() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path(), 50).await;
+    let api = Api::new(&node);
+    let hash = api
+        .submit(&transfer(0, fee(), units(3)).sign(&key(1)))
+        .await;
+    api.wait_applied(hash).await;
+    api.wait_height(5).await;
+    node.shutdown().await;
+
+    let head = {
+        let store = gpunet_store::Store::open(&home.path().join(gpunet_node::STORE_FILE))
+            .expect("the stopped node released the store");
+        store.head().expect("readable").expect("initialised")
+    };
+    assert!(head.height >= 5);
+
+    // Long blocks, so that the first check runs before the restarted node's first block.
+    let node = start_node(home.path(), 2_000).await;
+    assert_eq!(node.height(), head.height);
+    assert_eq!(node.state_root(), Hash(head.state_root));
+    let api = Api::new(&node);
+    let status: StatusView = api.get("/v1/status").await;
+    assert_eq!(status.height, head.height);
+    assert_eq!(status.state_root, Hash(head.state_root));
+    assert_eq!(api.account(addr(2)).await.balances.usd, units(3));
+    let view = api.wait_applied(hash).await;
+    assert!(view.block_height.is_some_and(|h| h <= head.height));
+
+    // It keeps producing, on top of what it had.
+    let hash = api
+        .submit(&transfer(1, fee(), units(4)).sign(&key(1)))
+        .await;
+    api.wait_applied(hash).await;
+    assert!(node.height() > head.height);
+    assert_eq!(api.account(addr(2)).await.balances.usd, units(7));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_a_genesis_for_another_chain_on_its_store() {
+    let home = tempfile::tempdir().expect("temp dir");
+    start_node(home.path(), 50).await.shutdown().await;
+    let mut other = genesis();
+    other.chain_id = "another-chain".into();
+    let err = gpunet_node::start(NodeConfig {
+        home: home.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        block_ms: 50,
+        genesis: other,
+        mempool: MempoolLimits::default(),
+    })
+    .await
+    .expect_err("another chain's genesis");
+    assert!(
+        matches!(err, gpunet_node::NodeError::ChainMismatch { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_listen_address_is_reported_naming_listen() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path(), 50).await;
+    let other_home = tempfile::tempdir().expect("temp dir");
+    let err = gpunet_node::start(NodeConfig {
+        home: other_home.path().to_path_buf(),
+        listen: node.api_addr(),
+        block_ms: 50,
+        genesis: genesis(),
+        mempool: MempoolLimits::default(),
+    })
+    .await
+    .expect_err("address in use");
+    assert!(err.to_string().contains("--listen"), "{err}");
+    node.shutdown().await;
+}
+
+fn create_order(nonce: u64) -> SignedTx {
+    TxBody {
+        chain_id: CHAIN.into(),
+        signer: addr(1),
+        nonce,
+        fee: fee(),
+        msg: Msg::CreateOrder {
+            terms: OrderTerms {
+                name: "render".into(),
+                manifest_hash: Hash::of(b"manifest"),
+                resources: Resources {
+                    cpu_millis: 1_000,
+                    memory_mib: 1_024,
+                    ..Resources::default()
+                },
+                regions: Vec::new(),
+                runtime: Runtime::Process,
+                max_price_per_hour: units(2),
+                deposit: units(10),
+                max_duration_secs: 3_600,
+            },
+        },
+    }
+    .sign(&key(1))
+}
+
+/// Reads SSE frames until one `event` frame carries an event `pick` accepts.
+async fn next_matching<B: AsRef<[u8]>>(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<B>> + Unpin),
+    buf: &mut String,
+    pick: impl Fn(&EventEnvelope) -> bool,
+) -> EventEnvelope {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut name = "";
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            assert_ne!(name, "error", "the stream reported an error: {data}");
+            if name == "event" {
+                let envelope: EventEnvelope = serde_json::from_str(&data).expect("envelope JSON");
+                if pick(&envelope) {
+                    return envelope;
+                }
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("an event within the patience")
+            .expect("the stream stays open")
+            .expect("the stream reads");
+        buf.push_str(std::str::from_utf8(chunk.as_ref()).expect("SSE is UTF-8"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_delivers_an_order_created_over_http() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path(), 50).await;
+    let api = Api::new(&node);
+    let is_created = |e: &EventEnvelope| matches!(e.event, Event::OrderCreated { tenant, .. } if tenant == addr(1));
+
+    // Live: subscribe, then submit.
+    let live = api.get_raw("/v1/events").await;
+    assert_eq!(live.status(), 200);
+    let mut live = live.bytes_stream();
+    let hash = api.submit(&create_order(0)).await;
+    let mut buf = String::new();
+    let seen = next_matching(&mut live, &mut buf, is_created).await;
+    assert_eq!(seen.tx_hash, Some(hash));
+    let applied = api.wait_applied(hash).await;
+    assert_eq!(Some(seen.height), applied.block_height);
+
+    // Replay: the same event from the store, then the stream goes on live.
+    let replay = api.get_raw("/v1/events?from_height=1").await;
+    let mut replay = replay.bytes_stream();
+    let mut buf = String::new();
+    let again = next_matching(&mut replay, &mut buf, is_created).await;
+    assert_eq!(again, seen);
+
+    let order: gpunet_api::node::OrderView = api.get("/v1/orders/1").await;
+    assert_eq!(order.tenant, addr(1));
+    let list: gpunet_api::node::OrderList = api
+        .get(&format!("/v1/orders?tenant={}&state=open&limit=5", addr(1)))
+        .await;
+    assert_eq!(list.orders.len(), 1);
+
+    drop(live);
+    drop(replay);
+    node.shutdown().await;
+}
