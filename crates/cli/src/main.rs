@@ -1,1 +1,123 @@
-fn main() {}
+//! `gpunet`: one binary for the whole network — a dev network on one machine, jobs, wallets,
+//! the market, and benchmarks. Thin over the library crates: argument parsing, output and
+//! progress live here; every rule lives in `ledger`, `node`, `agent` and `runtime`.
+
+
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use gpunet::{bench, commands, devnet};
+
+const ABOUT: &str = "gpunet — an open marketplace for GPU compute.
+
+Start here:
+  gpunet demo                         run a whole network in one process and one job through it
+  gpunet dev                          keep a local network running (node + provider + funded wallet)
+  gpunet job submit examples/jobs/hello.yaml --wait
+                                      submit a job to it from another terminal";
+
+#[derive(Parser)]
+#[command(name = "gpunet", version, about = ABOUT, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a complete one-process network, submit the bundled example job, show its progress,
+    /// output and bill, and exit.
+    ///
+    /// Example: gpunet demo --json
+    Demo(DemoArgs),
+    /// Start a local network (solo validator, embedded store, provider agent on this machine,
+    /// funded tenant key) and keep it running. Restarted with the same --home, it carries on.
+    ///
+    /// Example: gpunet dev --home /tmp/gpunet --listen 127.0.0.1:8645
+    Dev(DevArgs),
+    /// Submit jobs and follow them: status, logs, outputs, cancel, list.
+    #[command(subcommand)]
+    Job(commands::JobCmd),
+    /// Keys and money: new, show, balance, transfer.
+    #[command(subcommand)]
+    Wallet(commands::WalletCmd),
+    /// What the market holds: providers and orders.
+    #[command(subcommand)]
+    Market(commands::MarketCmd),
+    /// Measure performance; figures are printed and written to a file.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Leave the network running after the job and print how to submit more.
+    #[arg(long)]
+    keep_running: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Job spec to run. Default: the bundled examples/jobs/hello.yaml.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Milliseconds between blocks.
+    #[arg(long, default_value_t = 500)]
+    block_ms: u64,
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Data directory (store, keys, provider data). Default: $GPUNET_HOME or ~/.gpunet/dev.
+    #[arg(long)]
+    home: Option<PathBuf>,
+    /// Address for the node API.
+    #[arg(long, default_value = devnet::DEFAULT_DEV_LISTEN)]
+    listen: SocketAddr,
+    /// Milliseconds between blocks.
+    #[arg(long, default_value_t = 500)]
+    block_ms: u64,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GPUNET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Demo(a) => commands::demo(a.spec, a.keep_running, a.json, a.block_ms).await,
+            Command::Dev(a) => {
+                commands::dev(a.home.unwrap_or_else(devnet::default_home), a.listen, a.block_ms)
+                    .await
+            }
+            Command::Job(c) => commands::job(c).await,
+            Command::Wallet(c) => commands::wallet(c).await,
+            Command::Market(c) => commands::market(c).await,
+            Command::Bench(c) => bench::run(c).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! `gpunet bench …`: end-to-end performance figures, printed and written to a JSON file so runs
+//! can be compared. Quote ratios from one run only.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use ed25519_dalek::SigningKey;
+use gpunet_ledger::{Genesis, GenesisAccount, Params, State, apply_block};
+use gpunet_protocol::{
+    Address, Amount, Balances, BlockCtx, Capacity, Denom, Event, GpuRequirement, Hash, LeaseId,
+    LeaseResult, Msg, OrderTerms, ProviderProfile, Resources, Runtime, SignedTx, TxBody,
+    UsageReport, WorkloadOutcome,
+};
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Ledger apply and mempool admission throughput.
+    ///
+    /// Prints {"transfers_per_sec", "order_cycles_per_sec", "signed_admissions_per_sec"}.
+    /// Build with --release for meaningful figures: cargo run --release -- bench ledger
+    Ledger {
+        #[arg(long)]
+        json: bool,
+        /// Where to write the figures.
+        #[arg(long, default_value = "target/bench/ledger.json")]
+        out: PathBuf,
+        /// Transfers to apply.
+        #[arg(long, default_value_t = 200_000)]
+        transfers: usize,
+        /// Order cycles to run.
+        #[arg(long, default_value_t = 20_000)]
+        cycles: usize,
+        /// Signed transactions to admit.
+        #[arg(long, default_value_t = 40_000)]
+        admissions: usize,
+    },
+    /// Submit-to-running latency of the bundled example job on a fresh one-process network
+    /// with the default block time: jobs run one after another; prints percentiles.
+    ///
+    /// Prints {"jobs", "block_ms", "submit_to_running_ms_p50", "submit_to_running_ms_p90", "submit_to_running_ms_max"}.
+    Submit {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "target/bench/submit.json")]
+        out: PathBuf,
+        /// Jobs to run.
+        #[arg(long, default_value_t = 10)]
+        jobs: usize,
+        #[arg(long, default_value_t = 500)]
+        block_ms: u64,
+    },
+}
+
+const CHAIN: &str = "bench";
+
+fn key(i: u64) -> SigningKey {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&i.to_le_bytes());
+    seed[8] = 0xbe;
+    SigningKey::from_bytes(&seed)
+}
+
+fn addr(k: &SigningKey) -> Address {
+    Address::from_key(&k.verifying_key())
+}
+
+fn units(n: u64) -> Amount {
+    Amount::from_units(n).expect("bench constants fit")
+}
+
+fn genesis(keys: &[SigningKey]) -> State {
+    let g = Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: 0,
+        params: Params::default(),
+        accounts: keys
+            .iter()
+            .map(|k| GenesisAccount {
+                address: addr(k),
+                balances: Balances {
+                    usd: units(1_000_000),
+                    gpn: units(1_000_000),
+                },
+            })
+            .collect(),
+    };
+    State::from_genesis(&g).expect("bench genesis is valid")
+}
+
+fn sign(k: &SigningKey, nonce: u64, msg: Msg) -> SignedTx {
+    TxBody {
+        chain_id: CHAIN.into(),
+        signer: addr(k),
+        nonce,
+        fee: Params::default().min_tx_fee,
+        msg,
+    }
+    .sign(k)
+}
+
+fn ctx(state: &State) -> BlockCtx {
+    BlockCtx {
+        height: state.height + 1,
+        time_ms: state.time_ms + 500,
+        seed: Hash::default(),
+    }
+}
+
+/// Applies `blocks` and returns the seconds spent inside `apply_block`, checking nothing was
+/// rejected (a benchmark of rejections would measure the wrong thing).
+fn apply_all(state: &mut State, blocks: &[Vec<SignedTx>]) -> Result<f64> {
+    let mut secs = 0.0;
+    for txs in blocks {
+        let c = ctx(state);
+        let t = Instant::now();
+        let out = apply_block(state, &c, txs);
+        secs += t.elapsed().as_secs_f64();
+        if let Some(r) = out.receipts.iter().find_map(|r| r.rejection) {
+            anyhow::bail!("benchmark transaction rejected: {r}");
+        }
+    }
+    Ok(secs)
+}
+
+fn bench_transfers(n: usize) -> Result<f64> {
+    const SENDERS: u64 = 1_000;
+    let keys: Vec<SigningKey> = (0..SENDERS).map(key).collect();
+    let mut state = genesis(&keys);
+    let mut blocks = Vec::new();
+    let per_block = 10_000usize;
+    let mut made = 0usize;
+    let mut nonce = 0u64;
+    while made < n {
+        let mut txs = Vec::with_capacity(per_block);
+        for i in 0..per_block.min(n - made) as u64 {
+            let s = &keys[(i % SENDERS) as usize];
+            let to = addr(&keys[((i + 1) % SENDERS) as usize]);
+            txs.push(sign(s, nonce + i / SENDERS, Msg::Transfer { to, denom: Denom::Usd, amount: Amount::from_micros(1) }));
+        }
+        nonce += (per_block as u64).div_ceil(SENDERS);
+        made += txs.len();
+        blocks.push(txs);
+    }
+    let secs = apply_all(&mut state, &blocks)?;
+    Ok(made as f64 / secs)
+}
+
+fn bench_order_cycles(n: usize) -> Result<f64> {
+    // Tenants 0..T, providers T..T+P; each provider serves a bounded number of orders so
+    // feasibility checks stay per-provider small, as on a real network.
+    const TENANTS: u64 = 1_000;
+    const PROVIDERS: u64 = 1_000;
+    let keys: Vec<SigningKey> = (0..TENANTS + PROVIDERS).map(key).collect();
+    let mut state = genesis(&keys);
+    let mut nonces = vec![0u64; keys.len()];
+    let mut next = |i: usize| {
+        let n = nonces[i];
+        nonces[i] += 1;
+        n
+    };
+    let profile = ProviderProfile {
+        endpoint: "http://127.0.0.1:1".into(),
+        region: "bench".into(),
+        capacity: Capacity { cpu_millis: 1_000_000, memory_mib: 1 << 30, disk_mib: 1 << 30, gpus: vec![] },
+        runtimes: vec![Runtime::Process],
+    };
+    let register: Vec<SignedTx> = (TENANTS..TENANTS + PROVIDERS)
+        .map(|p| sign(&keys[p as usize], next(p as usize), Msg::RegisterProvider { stake: units(100), profile: profile.clone() }))
+        .collect();
+    apply_all(&mut state, &[register])?;
+
+    let terms = OrderTerms {
+        name: "bench".into(),
+        manifest_hash: Hash::of(b"bench"),
+        resources: Resources { cpu_millis: 100, memory_mib: 64, disk_mib: 64, gpu: GpuRequirement::default() },
+        regions: vec![],
+        runtime: Runtime::Process,
+        max_price_per_hour: units(2),
+        deposit: units(1),
+        max_duration_secs: 3_600,
+    };
+    let window = state.params.bid_window_blocks;
+    let mut total = 0.0;
+    let batch = 5_000usize;
+    let mut done = 0usize;
+    while done < n {
+        let m = batch.min(n - done);
+        let first_order = state.next_order_id;
+        let creates: Vec<SignedTx> = (0..m)
+            .map(|i| {
+                let t = i % TENANTS as usize;
+                sign(&keys[t], next(t), Msg::CreateOrder { terms: terms.clone() })
+            })
+            .collect();
+        total += apply_all(&mut state, &[creates])?;
+        let bids: Vec<SignedTx> = (0..m)
+            .map(|i| {
+                let p = TENANTS as usize + i % PROVIDERS as usize;
+                let order = gpunet_protocol::OrderId(first_order + i as u64);
+                sign(&keys[p], next(p), Msg::PlaceBid { order, price_per_hour: units(1) })
+            })
+            .collect();
+        total += apply_all(&mut state, &[bids])?;
+        let mut leases: Vec<(LeaseId, usize)> = Vec::new();
+        for _ in 1..window.max(1) {
+            let c = ctx(&state);
+            let t = Instant::now();
+            let out = apply_block(&mut state, &c, &[]);
+            total += t.elapsed().as_secs_f64();
+            collect_leases(&out.end_block_events, &keys, TENANTS, &mut leases);
+        }
+        let starts: Vec<SignedTx> = leases
+            .iter()
+            .map(|(l, p)| sign(&keys[*p], next(*p), Msg::StartLease { lease: *l }))
+            .collect();
+        total += apply_all(&mut state, &[starts])?;
+        let result = LeaseResult {
+            outcome: WorkloadOutcome::Succeeded,
+            exit_code: Some(0),
+            output_digest: None,
+            usage: UsageReport::default(),
+            detail: String::new(),
+        };
+        let completes: Vec<SignedTx> = leases
+            .iter()
+            .map(|(l, p)| sign(&keys[*p], next(*p), Msg::CompleteLease { lease: *l, result: result.clone() }))
+            .collect();
+        anyhow::ensure!(completes.len() == m, "only {} of {m} orders were leased", completes.len());
+        total += apply_all(&mut state, &[completes])?;
+        done += m;
+    }
+    Ok(n as f64 / total)
+}
+
+fn collect_leases(events: &[Event], keys: &[SigningKey], tenants: u64, out: &mut Vec<(LeaseId, usize)>) {
+    for e in events {
+        if let Event::LeaseCreated { lease, provider, .. } = e {
+            let idx = keys[tenants as usize..]
+                .iter()
+                .position(|k| addr(k) == *provider)
+                .map(|i| i + tenants as usize);
+            if let Some(i) = idx {
+                out.push((*lease, i));
+            }
+        }
+    }
+}
+
+fn bench_admissions(n: usize) -> Result<f64> {
+    const SENDERS: u64 = 1_000;
+    let keys: Vec<SigningKey> = (0..SENDERS).map(key).collect();
+    let state = genesis(&keys);
+    let per_sender = (n as u64).div_ceil(SENDERS);
+    let txs: Vec<Vec<u8>> = (0..per_sender)
+        .flat_map(|nonce| {
+            keys.iter().map(move |k| {
+                sign(k, nonce, Msg::Transfer { to: addr(k), denom: Denom::Usd, amount: Amount::from_micros(1) }).encode()
+            })
+        })
+        .take(n)
+        .collect();
+    let limits = gpunet_node::MempoolLimits { max_txs: n + 1, max_pending_per_signer: per_sender as usize + 1, ..Default::default() };
+    let t = Instant::now();
+    let admitted = gpunet_node::admit_batch(&limits, &state, &txs)?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(admitted == n, "only {admitted} of {n} transactions were admitted");
+    Ok(n as f64 / secs)
+}
+
+fn write_figures(out: &std::path::Path, figures: &serde_json::Value) -> Result<()> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(out, serde_json::to_vec_pretty(figures)?)
+        .with_context(|| format!("writing {}", out.display()))
+}
+
+/// The value at percentile `p` (0–100) of sorted `v`, nearest rank.
+fn percentile(v: &[u64], p: usize) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    let rank = (p * v.len()).div_ceil(100).clamp(1, v.len());
+    v[rank - 1]
+}
+
+async fn bench_submit(jobs_n: usize, block_ms: u64) -> Result<Vec<u64>> {
+    use crate::devnet::{DevNet, DevOptions};
+    let home = std::env::temp_dir().join(format!("gpunet-bench-{}", std::process::id()));
+    let net = DevNet::start(DevOptions {
+        home: home.clone(),
+        listen: "127.0.0.1:0".parse().expect("a literal socket address"),
+        block_ms,
+    })
+    .await?;
+    let spec = gpunet_protocol::jobspec::JobSpec::parse_yaml(crate::commands::HELLO_SPEC)
+        .map_err(|e| anyhow::anyhow!("bundled example spec: {e}"))?;
+    let client = gpunet_client::NodeClient::new(&net.api).with_signer(net.tenant.clone());
+    let quiet = crate::progress::Progress::new(true);
+    let mut samples = Vec::with_capacity(jobs_n);
+    let run = async {
+        crate::commands::wait_for_provider(&client, &quiet).await?;
+        for i in 0..jobs_n {
+            let f = crate::jobs::submit_and_follow(&client, &net.tenant, &spec, true, &quiet).await?;
+            let ms = f.submit_to_running_ms.context("the job never ran")?;
+            eprintln!("job {}/{jobs_n}: running after {ms} ms", i + 1);
+            samples.push(ms);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    net.stop().await;
+    let _ = std::fs::remove_dir_all(&home);
+    run?;
+    samples.sort_unstable();
+    Ok(samples)
+}
+
+pub async fn run(cmd: BenchCmd) -> Result<()> {
+    match cmd {
+        BenchCmd::Submit { json: json_out, out, jobs, block_ms } => {
+            let v = bench_submit(jobs.max(1), block_ms).await?;
+            let figures = json!({
+                "jobs": v.len(),
+                "block_ms": block_ms,
+                "submit_to_running_ms_p50": percentile(&v, 50),
+                "submit_to_running_ms_p90": percentile(&v, 90),
+                "submit_to_running_ms_max": v.last().copied().unwrap_or(0),
+            });
+            write_figures(&out, &figures)?;
+            if json_out {
+                println!("{figures}");
+            } else {
+                println!("submit to running over {} jobs at {block_ms} ms blocks:", v.len());
+                println!("  p50 {} ms   p90 {} ms   max {} ms   (target p50 ≤ 2000 ms)",
+                    percentile(&v, 50), percentile(&v, 90), v.last().copied().unwrap_or(0));
+                println!("figures written to {}", out.display());
+            }
+            Ok(())
+        }
+        BenchCmd::Ledger { json: json_out, out, transfers, cycles, admissions } => {
+            if cfg!(debug_assertions) && !json_out {
+                eprintln!("note: this is a debug build; use `cargo run --release -- bench ledger` for real figures");
+            }
+            let (t, c, a) = tokio::task::spawn_blocking(move || -> Result<(f64, f64, f64)> {
+                eprintln!("applying {transfers} transfers…");
+                let t = bench_transfers(transfers)?;
+                eprintln!("running {cycles} order → bid → lease → settle cycles…");
+                let c = bench_order_cycles(cycles)?;
+                eprintln!("admitting {admissions} signed transactions…");
+                let a = bench_admissions(admissions)?;
+                Ok((t, c, a))
+            })
+            .await??;
+            let figures = json!({
+                "transfers_per_sec": t.round() as u64,
+                "order_cycles_per_sec": c.round() as u64,
+                "signed_admissions_per_sec": a.round() as u64,
+            });
+            write_figures(&out, &figures)?;
+            if json_out {
+                println!("{figures}");
+            } else {
+                println!("transfers applied        {:>12.0} /s   (target ≥ 200,000 on one core)", t);
+                println!("order cycles             {:>12.0} /s   (target ≥ 20,000)", c);
+                println!("signed admissions        {:>12.0} /s   (target ≥ 20,000 on 2 cores)", a);
+                println!("figures written to {}", out.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
+        assert_eq!(percentile(&v, 50), 50);
+        assert_eq!(percentile(&v, 90), 90);
+        assert_eq!(percentile(&v, 100), 100);
+        assert_eq!(percentile(&[7], 50), 7);
+        assert_eq!(percentile(&[], 50), 0);
+    }
+}

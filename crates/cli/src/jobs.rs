@@ -1,0 +1,275 @@
+//! `gpunet job …`: submit a job spec and follow it through the market (order open → bids →
+//! leased → running → done), deliver its manifest to the winning provider, and read its status,
+//! logs, outputs and bill.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use gpunet_api::node::{LeaseState, LeaseView, OrderState, OrderView};
+use gpunet_api::provider::WorkloadState;
+use gpunet_client::{KeyFile, NodeClient, ProviderClient};
+use gpunet_protocol::jobspec::JobSpec;
+use gpunet_protocol::{Event, Hash, Msg, OrderId};
+use serde::Serialize;
+
+use crate::progress::Progress;
+
+/// How often a followed job is polled.
+const POLL_MS: u64 = 100;
+/// How long to wait for the order transaction to be included.
+const TX_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most attempts to hand the manifest to the provider.
+const MANIFEST_ATTEMPTS: u32 = 20;
+
+/// Reads and validates a job spec file.
+pub fn read_spec(path: &Path) -> Result<JobSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read job spec {}", path.display()))?;
+    JobSpec::parse_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// What following a submitted job found.
+pub struct Followed {
+    pub order: OrderView,
+    pub lease: Option<LeaseView>,
+    pub submit_to_running_ms: Option<u64>,
+}
+
+/// Creates the order, waits for the lease, hands the manifest to the provider, and — with
+/// `until_done` — follows the job to its end.
+pub async fn submit_and_follow(
+    client: &NodeClient,
+    key: &KeyFile,
+    spec: &JobSpec,
+    until_done: bool,
+    progress: &Progress,
+) -> Result<Followed> {
+    let started = Instant::now();
+    progress.status("submitting order");
+    let view = client
+        .send_and_wait(
+            Msg::CreateOrder {
+                terms: spec.order_terms(),
+            },
+            TX_TIMEOUT,
+        )
+        .await
+        .context("submitting the order")?;
+    let order_id = view
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::OrderCreated { order, .. } => Some(*order),
+            _ => None,
+        })
+        .context("the order transaction was applied but reported no order id")?;
+    progress.stage(&format!(
+        "order {order_id} open ({}, deposit {} usd in escrow)",
+        spec.name,
+        spec.order_terms().deposit
+    ));
+    follow(client, key, order_id, Some(spec), until_done, started, progress).await
+}
+
+/// Follows an order; delivers `spec`'s manifest when a lease appears (if given).
+pub async fn follow(
+    client: &NodeClient,
+    key: &KeyFile,
+    order_id: OrderId,
+    spec: Option<&JobSpec>,
+    until_done: bool,
+    started: Instant,
+    progress: &Progress,
+) -> Result<Followed> {
+    let mut seen_bids = 0usize;
+    let mut delivered = false;
+    let mut manifest_attempts = 0u32;
+    let mut announced_lease = false;
+    let mut announced_billing = false;
+    let mut submit_to_running_ms = None;
+    loop {
+        let order = client.order(order_id).await?;
+        if order.bids.len() != seen_bids && order.state == OrderState::Open {
+            seen_bids = order.bids.len();
+            let best = order.bids.iter().map(|b| b.price_per_hour).min();
+            if let Some(best) = best {
+                progress.stage(&format!(
+                    "{seen_bids} bid(s), best {best} usd/hour (max {})",
+                    order.terms.max_price_per_hour
+                ));
+            }
+        }
+        match order.state {
+            OrderState::Open => progress.status(&format!("order {order_id}: waiting for bids")),
+            OrderState::Expired => bail!(
+                "no provider took order {order_id} before it expired; the deposit was refunded. \
+                 Check `gpunet market providers` for capacity and raise pricing.max_per_hour if bids were too high"
+            ),
+            OrderState::Cancelled => bail!("order {order_id} was cancelled; the deposit was refunded"),
+            OrderState::Leased | OrderState::Closed => {}
+        }
+        if let Some(lease) = order.lease.clone() {
+            if !announced_lease {
+                announced_lease = true;
+                progress.stage(&format!(
+                    "leased: lease {} to {} at {} usd/hour",
+                    lease.id,
+                    lease.provider.short(),
+                    lease.price_per_hour
+                ));
+            }
+            if let (Some(spec), false, LeaseState::Pending) = (spec, delivered, lease.state) {
+                progress.status("sending the manifest to the provider");
+                let pc = ProviderClient::new(&lease.provider_endpoint, key.clone());
+                match pc.deliver_manifest(lease.id, &spec.manifest_bytes()).await {
+                    Ok(workload) => {
+                        delivered = true;
+                        progress.stage("manifest delivered and verified by the provider");
+                        // The provider answers once the workload has started: that is the
+                        // moment the job runs. The chain records it a block later.
+                        if matches!(
+                            workload.state,
+                            WorkloadState::Running | WorkloadState::Exited
+                        ) && submit_to_running_ms.is_none()
+                        {
+                            let ms = started.elapsed().as_millis() as u64;
+                            submit_to_running_ms = Some(ms);
+                            progress.stage(&format!("running ({ms} ms after submit)"));
+                        }
+                    }
+                    Err(e) => {
+                        manifest_attempts += 1;
+                        if manifest_attempts >= MANIFEST_ATTEMPTS {
+                            return Err(e).context("the provider would not take the manifest");
+                        }
+                    }
+                }
+            }
+            if lease.state != LeaseState::Pending && submit_to_running_ms.is_none() {
+                let ms = started.elapsed().as_millis() as u64;
+                submit_to_running_ms = Some(ms);
+                if lease.started_ms.is_some() {
+                    progress.stage(&format!("running ({ms} ms after submit)"));
+                }
+            }
+            if lease.state == LeaseState::Running && !announced_billing {
+                announced_billing = true;
+                progress.stage("started on chain: billing by the block");
+            }
+            let done = lease.state == LeaseState::Ended;
+            if done || (!until_done && lease.state == LeaseState::Running) {
+                if done {
+                    let reason = lease.end_reason.map(|r| r.as_str()).unwrap_or("ended");
+                    progress.stage(&format!("done: {reason}"));
+                }
+                return Ok(Followed {
+                    order,
+                    lease: Some(lease),
+                    submit_to_running_ms,
+                });
+            }
+            progress.status(&format!("lease {}: {:?}", lease.id, lease.state).to_lowercase());
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+    }
+}
+
+/// The bill of an ended (or running) lease.
+#[derive(Debug, Serialize)]
+pub struct Bill {
+    pub price_per_hour: String,
+    pub seconds_billed: String,
+    pub tenant_paid: String,
+    pub provider_earned: String,
+    pub protocol_fee: String,
+    pub refund: String,
+}
+
+pub fn bill(lease: &LeaseView) -> Bill {
+    Bill {
+        price_per_hour: lease.price_per_hour.to_string(),
+        seconds_billed: format!("{}.{:03}", lease.billed_ms / 1000, lease.billed_ms % 1000),
+        tenant_paid: lease.paid.to_string(),
+        provider_earned: lease.provider_earned.to_string(),
+        protocol_fee: lease.protocol_fee.to_string(),
+        refund: lease.refund.to_string(),
+    }
+}
+
+pub fn print_bill(lease: &LeaseView) {
+    let b = bill(lease);
+    println!("bill (usd):");
+    println!("  price per hour   {}", b.price_per_hour);
+    println!("  seconds billed   {}", b.seconds_billed);
+    println!("  amount paid      {}", b.tenant_paid);
+    println!("    to provider    {}", b.provider_earned);
+    println!("    protocol fee   {}", b.protocol_fee);
+    println!("  refund           {}", b.refund);
+}
+
+/// A relative output path that cannot escape the destination directory.
+fn safe_relative(path: &str) -> Option<PathBuf> {
+    let p = Path::new(path);
+    if p.components().all(|c| matches!(c, Component::Normal(_))) && !path.is_empty() {
+        Some(p.to_path_buf())
+    } else {
+        None
+    }
+}
+
+/// Downloads a lease's outputs into `dir`, verifying every file's digest.
+/// Returns (path, contents) of each file, for callers that show them.
+pub async fn fetch_outputs(
+    key: &KeyFile,
+    lease: &LeaseView,
+    dir: Option<&Path>,
+) -> Result<(Hash, Vec<(String, Vec<u8>)>)> {
+    let pc = ProviderClient::new(&lease.provider_endpoint, key.clone());
+    let listing = pc.outputs(lease.id).await?;
+    if let Some(r) = &lease.result
+        && let Some(d) = r.output_digest
+        && d != listing.digest
+    {
+        bail!(
+            "the provider's output listing digest {} differs from the {} it reported on chain",
+            listing.digest,
+            d
+        );
+    }
+    let mut files = Vec::new();
+    for f in &listing.files {
+        let rel = safe_relative(&f.path)
+            .with_context(|| format!("the provider sent an unsafe output path {:?}", f.path))?;
+        let bytes = pc.output(lease.id, &f.digest).await?;
+        if Hash::of(&bytes) != f.digest {
+            bail!("output {} does not match its digest {}", f.path, f.digest);
+        }
+        if let Some(dir) = dir {
+            let target = dir.join(&rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(&target, &bytes)
+                .with_context(|| format!("writing {}", target.display()))?;
+        }
+        files.push((f.path.clone(), bytes));
+    }
+    Ok((listing.digest, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_paths_cannot_escape_the_destination() {
+        assert!(safe_relative("greeting.txt").is_some());
+        assert!(safe_relative("a/b.txt").is_some());
+        assert!(safe_relative("../etc/passwd").is_none());
+        assert!(safe_relative("/etc/passwd").is_none());
+        assert!(safe_relative("a/../../b").is_none());
+        assert!(safe_relative("").is_none());
+    }
+}

@@ -1,0 +1,58 @@
+//! Progress on anything slow: a spinner on a terminal, one line per stage otherwise, nothing
+//! under `--json` (where stdout must hold only the JSON).
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Progress {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .expect("a valid template"),
+            );
+            b.enable_steady_tick(Duration::from_millis(100));
+            b
+        });
+        Progress {
+            bar,
+            quiet,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// A stage reached: printed once, kept on screen.
+    pub fn stage(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        let t = self.started.elapsed().as_secs_f64();
+        let line = format!("✓ {t:>6.2}s  {line}");
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// What is happening now (spinner text only).
+    pub fn status(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_owned());
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

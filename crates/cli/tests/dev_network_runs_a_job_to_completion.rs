@@ -1,0 +1,107 @@
+//! End to end, in one process, as `gpunet demo` does it: a solo validator with its redb store, a
+//! provider agent running workloads as real processes, and a funded tenant. A job goes through
+//! the whole market and the bill is exact to the micro-unit.
+
+use std::time::{Duration, Instant};
+
+use gpunet::devnet::{DevNet, DevOptions};
+use gpunet::jobs;
+use gpunet::progress::Progress;
+use gpunet_api::node::LeaseState;
+use gpunet_client::NodeClient;
+use gpunet_protocol::jobspec::JobSpec;
+use gpunet_protocol::{Amount, Denom, LeaseEndReason};
+
+const HELLO: &str = include_str!("../../../examples/jobs/hello.yaml");
+
+async fn wait_for_provider(client: &NodeClient) {
+    let start = Instant::now();
+    while client.providers().await.expect("providers").providers.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(30), "provider never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_job_runs_to_completion_and_the_bill_is_exact() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let net = DevNet::start(DevOptions {
+        home: home.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        block_ms: 100,
+    })
+    .await
+    .expect("dev network starts");
+    let reader = NodeClient::new(&net.api);
+    wait_for_provider(&reader).await;
+
+    let tenant = net.tenant.address();
+    let before = reader.account(&tenant).await.expect("account");
+    let params = reader.params().await.expect("params");
+
+    let spec = JobSpec::parse_yaml(HELLO).expect("example parses");
+    let client = NodeClient::new(&net.api).with_signer(net.tenant.clone());
+    let followed = tokio::time::timeout(
+        Duration::from_secs(60),
+        jobs::submit_and_follow(&client, &net.tenant, &spec, true, &Progress::new(true)),
+    )
+    .await
+    .expect("the job finishes within a minute")
+    .expect("the job runs");
+
+    let lease = followed.lease.expect("the job got a lease");
+    assert_eq!(lease.state, LeaseState::Ended);
+    assert_eq!(lease.end_reason, Some(LeaseEndReason::Completed));
+    assert!(followed.submit_to_running_ms.is_some());
+
+    // The bill: exactly the lease price for the milliseconds billed, the fee exactly its share.
+    let price = lease.price_per_hour;
+    assert!(price <= spec.order_terms().max_price_per_hour);
+    let expected_paid = price.mul_div_floor(lease.billed_ms, 3_600_000).expect("fits");
+    assert_eq!(lease.paid, expected_paid, "tenant pays price × time billed");
+    let expected_fee = lease
+        .paid
+        .mul_div_floor(u64::from(params.protocol_fee_bps), 10_000)
+        .expect("fits");
+    assert_eq!(lease.protocol_fee, expected_fee);
+    assert_eq!(
+        lease.provider_earned,
+        lease.paid.checked_sub(lease.protocol_fee).expect("fee ≤ paid")
+    );
+    let deposit = spec.order_terms().deposit;
+    assert_eq!(
+        lease.refund,
+        deposit.checked_sub(lease.paid).expect("paid ≤ deposit")
+    );
+
+    // The tenant's usd moved by exactly what it paid; its gpn by exactly two fees (order only:
+    // the tenant signed one transaction).
+    let after = reader.account(&tenant).await.expect("account");
+    assert_eq!(
+        before.balances.get(Denom::Usd).checked_sub(after.balances.get(Denom::Usd)),
+        Some(lease.paid)
+    );
+    assert_eq!(
+        before.balances.get(Denom::Gpn).checked_sub(after.balances.get(Denom::Gpn)),
+        Some(params.min_tx_fee)
+    );
+    let provider = reader.account(&lease.provider).await.expect("provider account");
+    assert_eq!(provider.balances.get(Denom::Usd), lease.provider_earned);
+    assert!(lease.paid > Amount::ZERO, "some time was billed");
+
+    // The output arrived, matches its digest, and says what the job wrote.
+    let (digest, files) = jobs::fetch_outputs(&net.tenant, &lease, None)
+        .await
+        .expect("outputs");
+    assert_eq!(
+        lease.result.as_ref().and_then(|r| r.output_digest),
+        Some(digest)
+    );
+    let greeting = files
+        .iter()
+        .find(|(p, _)| p == "greeting.txt")
+        .expect("greeting.txt was collected");
+    assert_eq!(String::from_utf8_lossy(&greeting.1).trim(), "hello from gpunet");
+
+    net.stop().await;
+}
