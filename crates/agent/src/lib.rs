@@ -1,1 +1,317 @@
-//! placeholder
+//! `gpunet-agent`: the provider daemon. It discovers the machine, registers it as a provider
+//! (or updates its profile), bids on open orders it can run, takes each lease's manifest from
+//! its tenant over HTTP, runs the workload with a [`Driver`], and reports the start and the
+//! result on chain.
+//!
+//! The shape is a pure core in a thin shell: [`pricing`] and [`bidding`] decide what to bid
+//! (no I/O), [`machine`] turns discovery into an offer, [`outputs`] keeps results; the shell is
+//! [`leases`] (the lifecycle), [`server`] (the tenant-facing API) and the reconcile loop.
+//!
+//! Architecture Invariant: the agent never decides money. It offers prices; the ledger checks
+//! every bid, start and result again.
+
+pub mod bidding;
+pub mod chain;
+pub mod leases;
+pub mod machine;
+pub mod outputs;
+pub mod pricing;
+mod reconcile;
+pub mod record;
+pub mod server;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gpunet_client::{ClientError, KeyFile, NodeClient};
+use gpunet_protocol::{Address, Amount, Msg, ProviderProfile, ShapeError};
+use gpunet_runtime::{Driver, DriverError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use bidding::{NoBid, Offer, free_capacity, plan_bid, plan_bid_on_terms};
+pub use chain::{Chain, ChainError, NodeChain};
+pub use leases::{Leases, LeasesConfig, MANIFEST_TIMEOUT};
+pub use pricing::Pricing;
+
+/// How long registering or updating the provider may take to be included.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for the HTTP server to finish its requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything the agent needs to run.
+pub struct AgentConfig {
+    /// The node's API, e.g. `http://127.0.0.1:8645`.
+    pub node_api: String,
+    /// The provider's account key.
+    pub key: KeyFile,
+    /// Where leases, their logs and outputs, and blobs live.
+    pub data_dir: PathBuf,
+    /// Where the agent's HTTP server listens (`127.0.0.1:0` picks a port).
+    pub listen: SocketAddr,
+    /// The endpoint registered on chain; default `http://<bound address>`.
+    pub public_endpoint: Option<String>,
+    /// Region registered on chain, e.g. `local`.
+    pub region: String,
+    pub pricing: Pricing,
+    /// Stake locked at registration (gpn).
+    pub stake: Amount,
+    pub driver: Arc<dyn Driver>,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot use the data directory {path:?}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {driver} driver cannot run workloads here: {source}")]
+    Driver {
+        driver: &'static str,
+        #[source]
+        source: DriverError,
+    },
+    #[error("the {driver} driver offers no runtime the protocol knows")]
+    UnknownRuntime { driver: &'static str },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the provider profile is not acceptable: {source}")]
+    Profile {
+        #[source]
+        source: ShapeError,
+    },
+    #[error("cannot {action} with the node at {node}: {source}")]
+    Node {
+        action: &'static str,
+        node: String,
+        #[source]
+        source: ClientError,
+    },
+}
+
+/// A running agent.
+pub struct AgentHandle {
+    endpoint: String,
+    address: Address,
+    leases: Arc<Leases>,
+    server: JoinHandle<()>,
+    server_stop: oneshot::Sender<()>,
+    reconciler: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle")
+            .field("endpoint", &self.endpoint)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentHandle {
+    /// The endpoint registered on chain.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The provider's address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The leases this agent holds.
+    pub fn leases(&self) -> &Arc<Leases> {
+        &self.leases
+    }
+
+    /// Stops bidding and serving, and the background tasks. Running workloads are left
+    /// running; a restarted agent recovers them from their records.
+    pub async fn shutdown(self) {
+        self.reconciler.abort();
+        let _ = self.server_stop.send(());
+        let mut server = self.server;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+        self.leases.abort_all();
+        let _ = self.reconciler.await;
+    }
+}
+
+/// Starts the agent: discovers the machine, registers or updates the provider, resumes
+/// persisted leases, serves tenants and starts bidding.
+pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
+    let data_err = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| AgentError::DataDir { path, source }
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(data_err(&config.data_dir))?;
+    let data_dir = std::path::absolute(&config.data_dir).map_err(data_err(&config.data_dir))?;
+
+    let driver = Arc::clone(&config.driver);
+    let driver_name = driver.name();
+    let info = driver
+        .fingerprint()
+        .await
+        .map_err(|source| AgentError::Driver {
+            driver: driver_name,
+            source,
+        })?;
+    tracing::info!(driver = %info.name, version = %info.version, detail = %info.detail, "driver ready");
+    let runtime = machine::runtime_of_driver(driver_name).ok_or(AgentError::UnknownRuntime {
+        driver: driver_name,
+    })?;
+
+    let discover_dir = data_dir.clone();
+    let machine_info = tokio::task::spawn_blocking(move || gpunet_runtime::discover(&discover_dir))
+        .await
+        .map_err(|e| AgentError::DataDir {
+            path: data_dir.clone(),
+            source: std::io::Error::other(e),
+        })?;
+    tracing::info!("discovered: {}", machine::describe(&machine_info));
+    let inventory = machine::inventory(&machine_info);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AgentError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| AgentError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let endpoint = config
+        .public_endpoint
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let profile = ProviderProfile {
+        endpoint: endpoint.clone(),
+        region: config.region.clone(),
+        capacity: inventory.capacity.clone(),
+        runtimes: vec![runtime],
+    };
+    profile
+        .validate()
+        .map_err(|source| AgentError::Profile { source })?;
+
+    let address = config.key.address();
+    let client = Arc::new(NodeClient::new(&config.node_api).with_signer(config.key.clone()));
+    let node_err = |action: &'static str| {
+        let node = config.node_api.clone();
+        move |source| AgentError::Node {
+            action,
+            node,
+            source,
+        }
+    };
+    register(&client, &profile, config.stake)
+        .await
+        .map_err(node_err("register the provider"))?;
+    let from_height = client
+        .status()
+        .await
+        .map_err(node_err("read the status"))?
+        .height;
+
+    let leases = Leases::new(
+        LeasesConfig {
+            provider: address,
+            data_dir,
+            gpu_uuids: inventory.gpu_uuids.clone(),
+            runtimes: vec![runtime],
+            manifest_timeout: MANIFEST_TIMEOUT,
+        },
+        Arc::new(NodeChain::new(Arc::clone(&client))),
+        driver,
+    );
+    leases.resume().await;
+
+    let (server_stop, stopped) = oneshot::channel::<()>();
+    let app = server::router(Arc::clone(&leases));
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the agent's HTTP server failed");
+        }
+    });
+    tracing::info!(%endpoint, provider = %address, "provider agent serving");
+
+    let reconciler = reconcile::Reconciler {
+        client,
+        leases: Arc::clone(&leases),
+        offer: Offer {
+            provider: address,
+            profile,
+            pricing: config.pricing,
+        },
+        bid_on: BTreeSet::new(),
+    };
+    let reconciler = tokio::spawn(reconciler.run(from_height));
+
+    Ok(AgentHandle {
+        endpoint,
+        address,
+        leases,
+        server,
+        server_stop,
+        reconciler,
+    })
+}
+
+/// Registers the provider, or updates its profile if it differs from what is on chain.
+async fn register(
+    client: &NodeClient,
+    profile: &ProviderProfile,
+    stake: Amount,
+) -> Result<(), ClientError> {
+    let Some(address) = client.signer().map(KeyFile::address) else {
+        return Ok(());
+    };
+    let providers = client.providers().await?;
+    match providers.providers.iter().find(|p| p.address == address) {
+        None => {
+            tracing::info!(%address, %stake, "registering as a provider");
+            client
+                .send_and_wait(
+                    Msg::RegisterProvider {
+                        stake,
+                        profile: profile.clone(),
+                    },
+                    REGISTRATION_TIMEOUT,
+                )
+                .await?;
+        }
+        Some(p) if p.profile != *profile => {
+            tracing::info!(%address, "updating the provider profile");
+            client
+                .send_and_wait(
+                    Msg::UpdateProvider {
+                        profile: profile.clone(),
+                    },
+                    REGISTRATION_TIMEOUT,
+                )
+                .await?;
+        }
+        Some(_) => tracing::info!(%address, "already registered with this profile"),
+    }
+    Ok(())
+}

@@ -1,0 +1,818 @@
+//! The lease lifecycle on this machine: a lease is tracked when the chain creates it, waits for
+//! its tenant's manifest (at most [`MANIFEST_TIMEOUT`]), starts the workload, reports
+//! `StartLease`, waits for the end, keeps the outputs, and reports `CompleteLease`.
+//!
+//! Every step records the lease's state (in memory and in `leases/<id>/record.json`) before it
+//! acts on the world, so a request that races another sees a clear state and an agent restart
+//! picks up where it was.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use gpunet_api::node::{LeaseState, LeaseView};
+use gpunet_api::provider::{
+    LogChunkView, MAX_LOG_CHUNK_BYTES, MAX_MANIFEST_BYTES, OutputListing, WorkloadState,
+    WorkloadView,
+};
+use gpunet_client::ClientError;
+use gpunet_protocol::jobspec::JobSpec;
+use gpunet_protocol::tx::MAX_RESULT_DETAIL_BYTES;
+use gpunet_protocol::{
+    Address, Hash, LeaseId, LeaseResult, Msg, OrderTerms, Resources, Runtime, UsageReport,
+    WorkloadOutcome,
+};
+use gpunet_runtime::{
+    DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, RecoverState, Usage,
+    WorkloadHandle, WorkloadSpec,
+};
+use tokio::task::JoinSet;
+
+use crate::chain::{Chain, ChainError};
+use crate::outputs::{blob_path, collect_outputs};
+use crate::record::{self, LeaseRecord, lease_dir};
+
+/// How long a new lease waits for a valid manifest before it is given up.
+pub const MANIFEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a workload may take to end after it is asked to stop, before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Most attempts at reporting a lease's result when the node cannot be reached.
+pub const MAX_REPORT_ATTEMPTS: u32 = 6;
+/// Wait before the first retry of a report; doubled for each next one.
+const REPORT_RETRY_BASE: Duration = Duration::from_secs(2);
+/// Cap on the log bytes kept per workload: 100 MiB.
+pub const LOG_LIMIT_BYTES: u64 = DEFAULT_LOG_LIMIT_BYTES;
+
+/// What the lease side of the agent is configured with.
+#[derive(Debug, Clone)]
+pub struct LeasesConfig {
+    /// This provider's address.
+    pub provider: Address,
+    /// Absolute: workloads live under `data_dir/leases/<id>`, outputs under `data_dir/blobs`.
+    pub data_dir: PathBuf,
+    /// The GPU uuid behind each capacity slot.
+    pub gpu_uuids: Vec<String>,
+    /// Runtimes the driver offers.
+    pub runtimes: Vec<Runtime>,
+    pub manifest_timeout: Duration,
+}
+
+/// Why a lease request could not be served. The server maps each to a status and an
+/// [`gpunet_api::ErrorBody`] name.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("lease {lease} is not on chain")]
+    NotFound { lease: LeaseId },
+    #[error("lease {lease} is not held by this provider")]
+    NotOurs { lease: LeaseId },
+    #[error("this provider has no record of lease {lease}")]
+    NoRecord { lease: LeaseId },
+    #[error("cannot reach the chain: {source}")]
+    Chain {
+        #[source]
+        source: ChainError,
+    },
+    #[error("the manifest is {bytes} bytes; the limit is {max} bytes")]
+    ManifestTooLarge { bytes: usize, max: usize },
+    #[error(
+        "the manifest's BLAKE3 is {got}, but the order commits to {expected}; send the manifest the order was created with"
+    )]
+    HashMismatch { expected: Hash, got: Hash },
+    #[error("the manifest was already received; the lease is {state:?}")]
+    AlreadyReceived { state: WorkloadState },
+    #[error("lease {lease} has ended")]
+    Ended { lease: LeaseId },
+    #[error("the manifest matches the order but cannot be run, so the lease is rejected: {why}")]
+    ManifestInvalid { why: String },
+    #[error("the workload could not be started: {why}")]
+    StartFailed { why: String },
+    #[error("the workload started but the chain did not record it, so it was stopped: {source}")]
+    StartNotRecorded {
+        #[source]
+        source: ChainError,
+    },
+    #[error("the driver failed: {source}")]
+    Driver {
+        #[source]
+        source: DriverError,
+    },
+}
+
+/// The leases this provider holds, and what runs for them.
+pub struct Leases {
+    config: LeasesConfig,
+    chain: Arc<dyn Chain>,
+    driver: Arc<dyn Driver>,
+    records: Mutex<BTreeMap<LeaseId, LeaseRecord>>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl std::fmt::Debug for Leases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leases")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Leases {
+    /// A lease book with the records persisted under `config.data_dir` loaded back. Call
+    /// [`Leases::resume`] to pick up their work.
+    pub fn new(config: LeasesConfig, chain: Arc<dyn Chain>, driver: Arc<dyn Driver>) -> Arc<Self> {
+        let records = record::load_all(&config.data_dir)
+            .into_iter()
+            .map(|r| (r.lease, r))
+            .collect();
+        Arc::new(Leases {
+            config,
+            chain,
+            driver,
+            records: Mutex::new(records),
+            tasks: Mutex::new(JoinSet::new()),
+        })
+    }
+
+    pub fn provider(&self) -> Address {
+        self.config.provider
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<LeaseId, LeaseRecord>> {
+        // Every update is a whole-record replacement or a field store, so a poisoned lock still
+        // holds consistent records.
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        // Reap finished tasks so the set stays as small as what is running.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// Stops every background task (timers, supervisors, reports). Workloads keep running;
+    /// a restarted agent recovers them from their records.
+    pub fn abort_all(&self) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .abort_all();
+    }
+
+    /// A copy of the record of `lease`.
+    pub fn get(&self, lease: LeaseId) -> Option<LeaseRecord> {
+        self.lock().get(&lease).cloned()
+    }
+
+    /// Every lease id this agent has a record of.
+    pub fn ids(&self) -> Vec<LeaseId> {
+        self.lock().keys().copied().collect()
+    }
+
+    /// What live leases hold: their resources and GPU slots.
+    pub fn held(&self) -> Vec<(Resources, Vec<u32>)> {
+        self.lock()
+            .values()
+            .filter(|r| r.is_live())
+            .map(|r| (r.resources.clone(), r.gpu_slots.clone()))
+            .collect()
+    }
+
+    /// Changes the record of `lease` and persists it; `None` if there is no record.
+    fn update<T>(&self, lease: LeaseId, f: impl FnOnce(&mut LeaseRecord) -> T) -> Option<T> {
+        let mut records = self.lock();
+        let record = records.get_mut(&lease)?;
+        let out = f(record);
+        if let Err(error) = record::save(&self.config.data_dir, record) {
+            tracing::warn!(%lease, %error, "could not persist the lease record");
+        }
+        Some(out)
+    }
+
+    /// Starts tracking a lease the chain assigned to this provider: a pending one waits for
+    /// its manifest; a running or ended one this agent never saw is reported as lost.
+    /// Idempotent; returns whether the lease was new.
+    pub fn track(self: &Arc<Self>, view: &LeaseView) -> bool {
+        if view.provider != self.config.provider {
+            return false;
+        }
+        let state = match view.state {
+            LeaseState::Pending => WorkloadState::AwaitingManifest,
+            LeaseState::Running => WorkloadState::Failed,
+            LeaseState::Ended => return false,
+        };
+        let record = LeaseRecord {
+            lease: view.id,
+            order: view.order,
+            tenant: view.tenant,
+            resources: view.resources.clone(),
+            gpu_slots: view.gpu_slots.clone(),
+            state,
+            terms: None,
+            handle: None,
+            exit: None,
+            outcome: None,
+            usage: None,
+            listing: None,
+            detail: None,
+            ended_on_chain: false,
+            reported: false,
+        };
+        {
+            let mut records = self.lock();
+            if records.contains_key(&view.id) {
+                return false;
+            }
+            if let Err(error) = record::save(&self.config.data_dir, &record) {
+                tracing::warn!(lease = %view.id, %error, "could not persist the lease record");
+            }
+            records.insert(view.id, record);
+        }
+        if state == WorkloadState::AwaitingManifest {
+            tracing::info!(lease = %view.id, order = %view.order, tenant = %view.tenant, "lease created; waiting for the manifest");
+            self.spawn_manifest_timer(view.id);
+        } else {
+            tracing::warn!(lease = %view.id, "the chain says lease is running, but this agent has no workload for it");
+            self.finish(
+                view.id,
+                WorkloadOutcome::Failed,
+                None,
+                None,
+                "the provider agent lost this workload (no record of it survived)".into(),
+            );
+        }
+        true
+    }
+
+    fn spawn_manifest_timer(self: &Arc<Self>, lease: LeaseId) {
+        let this = Arc::clone(self);
+        let timeout = self.config.manifest_timeout;
+        self.spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let waiting = this.update(lease, |r| {
+                let waiting = r.state == WorkloadState::AwaitingManifest && !r.ended_on_chain;
+                if waiting {
+                    // Claimed here, under the lock, so a late manifest finds the lease closed.
+                    r.state = WorkloadState::Failed;
+                }
+                waiting
+            });
+            if waiting == Some(true) {
+                tracing::warn!(%lease, ?timeout, "no valid manifest arrived in time; rejecting the lease");
+                this.finish(
+                    lease,
+                    WorkloadOutcome::ManifestRejected,
+                    None,
+                    None,
+                    format!(
+                        "no valid manifest arrived within {} s",
+                        timeout.as_secs()
+                    ),
+                );
+            }
+        });
+    }
+
+    /// The chain ended `lease` (cancelled, start timeout, max duration, out of escrow, or our
+    /// own result): stop its workload if it still runs.
+    pub fn on_lease_ended(self: &Arc<Self>, lease: LeaseId) {
+        let running = self.update(lease, |r| {
+            r.ended_on_chain = true;
+            if r.state == WorkloadState::AwaitingManifest {
+                r.state = WorkloadState::Failed;
+                r.detail = Some("the lease ended before a manifest arrived".into());
+                r.reported = true;
+            }
+            match r.state {
+                WorkloadState::Running | WorkloadState::Starting => r.handle.clone(),
+                _ => None,
+            }
+        });
+        if let Some(Some(handle)) = running {
+            tracing::info!(%lease, "lease ended on chain; stopping its workload");
+            let driver = Arc::clone(&self.driver);
+            self.spawn(async move {
+                if let Err(error) = driver.stop(&handle, STOP_GRACE).await {
+                    tracing::warn!(%lease, %error, "could not stop the workload");
+                }
+            });
+        }
+    }
+
+    async fn terms_of(&self, record: &LeaseRecord) -> Result<OrderTerms, LeaseError> {
+        if let Some(terms) = &record.terms {
+            return Ok(terms.clone());
+        }
+        let order = self
+            .chain
+            .order(record.order)
+            .await
+            .map_err(|source| LeaseError::Chain { source })?;
+        let terms = order.terms;
+        self.update(record.lease, |r| r.terms = Some(terms.clone()));
+        Ok(terms)
+    }
+
+    /// The tenant of `lease`: from the record, or from the chain for a lease not yet seen
+    /// (which is then tracked).
+    pub async fn tenant_of(self: &Arc<Self>, lease: LeaseId) -> Result<Address, LeaseError> {
+        if let Some(r) = self.lock().get(&lease) {
+            return Ok(r.tenant);
+        }
+        let view = match self.chain.lease(lease).await {
+            Ok(v) => v,
+            Err(ChainError::NotFound { .. }) => return Err(LeaseError::NotFound { lease }),
+            Err(source) => return Err(LeaseError::Chain { source }),
+        };
+        if view.provider != self.config.provider {
+            return Err(LeaseError::NotOurs { lease });
+        }
+        self.track(&view);
+        Ok(view.tenant)
+    }
+
+    /// Takes the tenant's manifest for `lease`: checks it against the order's hash, parses it,
+    /// starts the workload and reports `StartLease`. A manifest with the wrong hash leaves the
+    /// lease waiting; one with the right hash that cannot run rejects the lease.
+    pub async fn deliver_manifest(
+        self: &Arc<Self>,
+        lease: LeaseId,
+        manifest: &[u8],
+    ) -> Result<WorkloadView, LeaseError> {
+        if manifest.len() > MAX_MANIFEST_BYTES {
+            return Err(LeaseError::ManifestTooLarge {
+                bytes: manifest.len(),
+                max: MAX_MANIFEST_BYTES,
+            });
+        }
+        let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
+        check_awaiting(&record)?;
+        let terms = self.terms_of(&record).await?;
+        let got = Hash::of(manifest);
+        if got != terms.manifest_hash {
+            return Err(LeaseError::HashMismatch {
+                expected: terms.manifest_hash,
+                got,
+            });
+        }
+        let spec = match JobSpec::from_manifest_bytes(manifest) {
+            Ok(spec) => spec,
+            Err(e) => return Err(self.reject_manifest(lease, format!("{e}"))),
+        };
+        if !self.config.runtimes.contains(&spec.runtime()) {
+            let why = format!(
+                "it needs runtime {}, which this provider does not offer",
+                spec.runtime().as_str()
+            );
+            return Err(self.reject_manifest(lease, why));
+        }
+        let mut gpu_uuids = Vec::new();
+        for slot in &record.gpu_slots {
+            match self.config.gpu_uuids.get(*slot as usize) {
+                Some(uuid) => gpu_uuids.push(uuid.clone()),
+                None => {
+                    let why = format!("the lease names GPU slot {slot}, which this machine lacks");
+                    return Err(self.fail_start(lease, why));
+                }
+            }
+        }
+        // Claim the lease: one manifest starts it, a concurrent one finds it taken.
+        let claimed = self.update(lease, |r| {
+            if r.state == WorkloadState::AwaitingManifest && !r.ended_on_chain {
+                r.state = WorkloadState::Starting;
+                Ok(())
+            } else {
+                check_awaiting(r)
+            }
+        });
+        claimed.ok_or(LeaseError::NoRecord { lease })??;
+
+        let duration_secs = spec.max_duration_secs().min(terms.max_duration_secs).max(1);
+        let workload = WorkloadSpec {
+            workload_id: format!("lease-{lease}"),
+            command: spec.run.command.clone(),
+            env: spec.run.env.clone(),
+            // The lease's resources are what the chain reserved and bills; the manifest's are
+            // the tenant's wish and committed to by the same hash.
+            cpu_millis: record.resources.cpu_millis,
+            memory_mib: record.resources.memory_mib,
+            max_duration: Duration::from_secs(duration_secs),
+            root_dir: lease_dir(&self.config.data_dir, lease),
+            gpu_uuids,
+            log_limit_bytes: LOG_LIMIT_BYTES,
+        };
+        let handle = match self.driver.start(&workload).await {
+            Ok(h) => h,
+            Err(e) => return Err(self.fail_start(lease, e.to_string())),
+        };
+        self.update(lease, |r| r.handle = Some(handle.clone()));
+        tracing::info!(%lease, command = ?workload.command, "workload started; reporting StartLease");
+        if let Err(source) = self.chain.submit(Msg::StartLease { lease }).await {
+            tracing::warn!(%lease, error = %source, "StartLease failed; stopping the workload");
+            if let Err(error) = self.driver.stop(&handle, STOP_GRACE).await {
+                tracing::warn!(%lease, %error, "could not stop the workload");
+            }
+            let detail = format!("the chain did not record the start: {source}");
+            self.update(lease, |r| r.state = WorkloadState::Failed);
+            self.finish(lease, WorkloadOutcome::StartFailed, None, None, detail);
+            return Err(LeaseError::StartNotRecorded { source });
+        }
+        let view = self.update(lease, |r| {
+            r.state = WorkloadState::Running;
+            r.view()
+        });
+        self.spawn_supervisor(lease, handle);
+        view.ok_or(LeaseError::NoRecord { lease })
+    }
+
+    /// Rejects the lease for a manifest that matches the order but cannot run.
+    fn reject_manifest(self: &Arc<Self>, lease: LeaseId, why: String) -> LeaseError {
+        tracing::warn!(%lease, %why, "rejecting the lease's manifest");
+        let claimed = self.update(lease, |r| {
+            let ok = r.state == WorkloadState::AwaitingManifest;
+            if ok {
+                r.state = WorkloadState::Failed;
+            }
+            ok
+        });
+        if claimed == Some(true) {
+            self.finish(
+                lease,
+                WorkloadOutcome::ManifestRejected,
+                None,
+                None,
+                format!("manifest rejected: {why}"),
+            );
+        }
+        LeaseError::ManifestInvalid { why }
+    }
+
+    fn fail_start(self: &Arc<Self>, lease: LeaseId, why: String) -> LeaseError {
+        tracing::warn!(%lease, %why, "the workload could not be started");
+        self.update(lease, |r| r.state = WorkloadState::Failed);
+        self.finish(
+            lease,
+            WorkloadOutcome::StartFailed,
+            None,
+            None,
+            format!("start failed: {why}"),
+        );
+        LeaseError::StartFailed { why }
+    }
+
+    fn spawn_supervisor(self: &Arc<Self>, lease: LeaseId, handle: WorkloadHandle) {
+        let this = Arc::clone(self);
+        self.spawn(async move { this.supervise(lease, handle).await });
+    }
+
+    /// Waits for the workload to end, keeps its outputs and reports the result.
+    async fn supervise(self: Arc<Self>, lease: LeaseId, handle: WorkloadHandle) {
+        let exit = match self.driver.wait(&handle).await {
+            Ok(exit) => exit,
+            Err(error) => {
+                tracing::warn!(%lease, %error, "lost track of the workload");
+                ExitOutcome {
+                    exit_code: None,
+                    signal: None,
+                    reason: ExitReason::Lost,
+                    usage: Usage::default(),
+                }
+            }
+        };
+        self.conclude(lease, handle, exit).await;
+    }
+
+    /// Collects outputs, cleans up and reports an ended workload.
+    async fn conclude(self: &Arc<Self>, lease: LeaseId, handle: WorkloadHandle, exit: ExitOutcome) {
+        let outputs_dir = handle.root_dir.join("outputs");
+        let blobs_dir = self.blobs_dir();
+        let collected =
+            tokio::task::spawn_blocking(move || collect_outputs(lease, &outputs_dir, &blobs_dir))
+                .await;
+        if let Err(error) = self.driver.destroy(&handle).await {
+            tracing::warn!(%lease, %error, "could not clean up the workload's directory");
+        }
+        let mut outcome = outcome_of(exit.reason);
+        let mut detail = describe_exit(&exit);
+        let listing = match collected {
+            Ok(Ok(listing)) => Some(listing),
+            Ok(Err(e)) => {
+                tracing::warn!(%lease, error = %e, "outputs not kept");
+                outcome = WorkloadOutcome::Failed;
+                detail = format!("{detail}; {e}");
+                None
+            }
+            Err(e) => {
+                outcome = WorkloadOutcome::Failed;
+                detail = format!("{detail}; collecting outputs failed: {e}");
+                None
+            }
+        };
+        tracing::info!(%lease, ?outcome, %detail, files = listing.as_ref().map_or(0, |l| l.files.len()), "workload ended");
+        let usage = usage_report(&exit.usage);
+        self.update(lease, |r| {
+            r.state = WorkloadState::Exited;
+            r.exit = Some(exit);
+        });
+        self.finish(lease, outcome, Some(usage), listing, detail);
+    }
+
+    /// Records the lease's result and reports it with `CompleteLease` (in the background,
+    /// retried while the node cannot be reached). Not reported if the chain already ended it.
+    fn finish(
+        self: &Arc<Self>,
+        lease: LeaseId,
+        outcome: WorkloadOutcome,
+        usage: Option<UsageReport>,
+        listing: Option<OutputListing>,
+        detail: String,
+    ) {
+        let report = self.update(lease, |r| {
+            r.outcome = Some(outcome);
+            r.usage = usage;
+            r.listing = listing;
+            r.detail = Some(detail);
+            if r.ended_on_chain {
+                r.reported = true;
+            }
+            !r.reported
+        });
+        if report == Some(true) {
+            self.spawn_report(lease);
+        }
+    }
+
+    fn spawn_report(self: &Arc<Self>, lease: LeaseId) {
+        let this = Arc::clone(self);
+        self.spawn(async move { this.report(lease).await });
+    }
+
+    async fn report(&self, lease: LeaseId) {
+        let Some(record) = self.get(lease) else {
+            return;
+        };
+        let Some(outcome) = record.outcome else {
+            return;
+        };
+        let result = LeaseResult {
+            outcome,
+            exit_code: record.exit.as_ref().and_then(|e| e.exit_code),
+            output_digest: record.listing.as_ref().map(|l| l.digest),
+            usage: record.usage.clone().unwrap_or_default(),
+            detail: truncate(
+                record.detail.as_deref().unwrap_or(""),
+                MAX_RESULT_DETAIL_BYTES,
+            ),
+        };
+        let mut delay = REPORT_RETRY_BASE;
+        for attempt in 1..=MAX_REPORT_ATTEMPTS {
+            if self.get(lease).is_some_and(|r| r.ended_on_chain) {
+                break;
+            }
+            let msg = Msg::CompleteLease {
+                lease,
+                result: result.clone(),
+            };
+            match self.chain.submit(msg).await {
+                Ok(()) => {
+                    tracing::info!(%lease, ?outcome, "lease result reported");
+                    break;
+                }
+                Err(e) if !is_transient(&e) => {
+                    tracing::warn!(%lease, error = %e, "the chain refused the lease result");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(%lease, attempt, error = %e, "could not report the lease result; retrying");
+                    if attempt == MAX_REPORT_ATTEMPTS {
+                        // Left unreported: the next agent start tries again.
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                }
+            }
+        }
+        self.update(lease, |r| r.reported = true);
+    }
+
+    /// Picks up persisted leases after a restart: waiting ones get a fresh manifest timer,
+    /// running ones are recovered from the driver, ended ones are reported if they were not.
+    pub async fn resume(self: &Arc<Self>) {
+        let records: Vec<LeaseRecord> = self.lock().values().cloned().collect();
+        for r in records {
+            match (r.state, &r.handle) {
+                (WorkloadState::AwaitingManifest, _) if !r.ended_on_chain => {
+                    self.spawn_manifest_timer(r.lease);
+                }
+                (WorkloadState::Running | WorkloadState::Starting, Some(handle)) => {
+                    match self.driver.recover(handle).await {
+                        Ok(RecoverState::Running) => {
+                            tracing::info!(lease = %r.lease, "recovered a running workload");
+                            self.update(r.lease, |r| r.state = WorkloadState::Running);
+                            self.spawn_supervisor(r.lease, handle.clone());
+                        }
+                        Ok(RecoverState::Exited(exit)) => {
+                            let this = Arc::clone(self);
+                            let handle = handle.clone();
+                            self.spawn(async move { this.conclude(r.lease, handle, exit).await });
+                        }
+                        Ok(RecoverState::Lost) | Err(_) => {
+                            let this = Arc::clone(self);
+                            let handle = handle.clone();
+                            let exit = ExitOutcome {
+                                exit_code: None,
+                                signal: None,
+                                reason: ExitReason::Lost,
+                                usage: Usage::default(),
+                            };
+                            self.spawn(async move { this.conclude(r.lease, handle, exit).await });
+                        }
+                    }
+                }
+                (WorkloadState::Starting, None) => {
+                    self.update(r.lease, |r| r.state = WorkloadState::Failed);
+                    self.finish(
+                        r.lease,
+                        WorkloadOutcome::StartFailed,
+                        None,
+                        None,
+                        "the provider agent restarted while starting the workload".into(),
+                    );
+                }
+                (WorkloadState::Exited | WorkloadState::Failed, _)
+                    if !r.reported && !r.ended_on_chain && r.outcome.is_some() =>
+                {
+                    self.spawn_report(r.lease);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.config.data_dir.join("blobs")
+    }
+
+    /// A slice of the lease's combined log; empty until the workload has started.
+    pub async fn logs(
+        &self,
+        lease: LeaseId,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<LogChunkView, LeaseError> {
+        let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
+        let Some(handle) = record.handle else {
+            return Ok(LogChunkView {
+                text: String::new(),
+                next_offset: offset,
+                finished: !record.is_live(),
+            });
+        };
+        let chunk = self
+            .driver
+            .logs(&handle, offset, max_bytes.min(MAX_LOG_CHUNK_BYTES))
+            .await
+            .map_err(|source| LeaseError::Driver { source })?;
+        Ok(LogChunkView {
+            text: String::from_utf8_lossy(&chunk.data).into_owned(),
+            next_offset: chunk.next_offset,
+            finished: chunk.finished,
+        })
+    }
+
+    /// Where the output blob `digest` of `lease` is, if the lease's listing names it.
+    pub fn output_blob(&self, lease: LeaseId, digest: &Hash) -> Option<PathBuf> {
+        let record = self.get(lease)?;
+        let listing = record.listing?;
+        listing
+            .files
+            .iter()
+            .any(|f| f.digest == *digest)
+            .then(|| blob_path(&self.blobs_dir(), digest))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+}
+
+fn check_awaiting(record: &LeaseRecord) -> Result<(), LeaseError> {
+    match record.state {
+        WorkloadState::AwaitingManifest if !record.ended_on_chain => Ok(()),
+        WorkloadState::AwaitingManifest | WorkloadState::Failed => Err(LeaseError::Ended {
+            lease: record.lease,
+        }),
+        state => Err(LeaseError::AlreadyReceived { state }),
+    }
+}
+
+/// Whether a failed submission may succeed if tried again (the node was unreachable or slow),
+/// as opposed to a refusal that will not change.
+fn is_transient(e: &ChainError) -> bool {
+    match e {
+        ChainError::NotFound { .. } => false,
+        ChainError::Client { source } => {
+            matches!(
+                source,
+                ClientError::Unreachable { .. }
+                    | ClientError::Timeout { .. }
+                    | ClientError::Decode { .. }
+                    | ClientError::Stream { .. }
+            ) || matches!(source, ClientError::Api { status, .. } if *status >= 500)
+        }
+    }
+}
+
+/// How a workload's end is reported on chain.
+pub fn outcome_of(reason: ExitReason) -> WorkloadOutcome {
+    match reason {
+        ExitReason::Completed => WorkloadOutcome::Succeeded,
+        ExitReason::Failed | ExitReason::Stopped | ExitReason::Lost => WorkloadOutcome::Failed,
+        ExitReason::OutOfMemory => WorkloadOutcome::OutOfMemory,
+        ExitReason::WallClockLimit | ExitReason::CpuTimeLimit => WorkloadOutcome::TimedOut,
+    }
+}
+
+/// The driver's usage as the chain counts it.
+pub fn usage_report(usage: &Usage) -> UsageReport {
+    UsageReport {
+        wall_ms: usage.wall_ms,
+        cpu_ms: usage.cpu_user_ms.saturating_add(usage.cpu_system_ms),
+        max_rss_mib: usage.max_rss_kib.div_ceil(1024),
+        gpu_util_pct: None,
+    }
+}
+
+fn describe_exit(exit: &ExitOutcome) -> String {
+    let reason = serde_json::to_value(exit.reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    match (exit.exit_code, exit.signal) {
+        (Some(code), _) => format!("{reason}: exit code {code}"),
+        (None, Some(sig)) => format!("{reason}: killed by signal {sig}"),
+        (None, None) => reason,
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_reasons_map_to_outcomes() {
+        for (reason, outcome) in [
+            (ExitReason::Completed, WorkloadOutcome::Succeeded),
+            (ExitReason::Failed, WorkloadOutcome::Failed),
+            (ExitReason::OutOfMemory, WorkloadOutcome::OutOfMemory),
+            (ExitReason::WallClockLimit, WorkloadOutcome::TimedOut),
+            (ExitReason::CpuTimeLimit, WorkloadOutcome::TimedOut),
+            (ExitReason::Stopped, WorkloadOutcome::Failed),
+            (ExitReason::Lost, WorkloadOutcome::Failed),
+        ] {
+            assert_eq!(outcome_of(reason), outcome, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn usage_is_summed_and_rounded_up_to_the_mib() {
+        let u = usage_report(&Usage {
+            wall_ms: 10,
+            cpu_user_ms: 3,
+            cpu_system_ms: 4,
+            max_rss_kib: 1_025,
+        });
+        assert_eq!(
+            u,
+            UsageReport {
+                wall_ms: 10,
+                cpu_ms: 7,
+                max_rss_mib: 2,
+                gpu_util_pct: None
+            }
+        );
+    }
+
+    #[test]
+    fn details_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("héllo", 3), "hé");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,220 @@
+//! The reconcile loop: follow the node's event stream (and poll as a safety net), bid on open
+//! orders that fit (see [`crate::bidding`]), and hand leases the chain gives this provider to
+//! [`Leases`]. One task does all of it, so decisions never race each other; every transaction
+//! goes through the one [`NodeClient`], which serialises nonces.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use gpunet_api::node::{EventEnvelope, OrderView};
+use gpunet_client::{ClientError, NodeClient, OrderFilter};
+use gpunet_protocol::{Event, LeaseId, Msg, OrderId};
+use tokio::sync::mpsc;
+
+use crate::bidding::{NoBid, Offer, free_capacity, plan_bid};
+use crate::leases::Leases;
+
+/// How often open orders and this provider's leases are polled, besides the event stream.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Most open orders read per poll.
+pub const MAX_ORDERS_PER_POLL: usize = 500;
+/// Most order ids remembered as bid on; the oldest are forgotten first.
+pub const MAX_REMEMBERED_BIDS: usize = 100_000;
+/// Events buffered between the stream reader and the loop.
+const EVENT_BUFFER: usize = 1_024;
+/// Longest wait before reconnecting to the event stream.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
+
+pub(crate) struct Reconciler {
+    pub client: Arc<NodeClient>,
+    pub leases: Arc<Leases>,
+    pub offer: Offer,
+    /// Orders bid on (or found already bid on): never bid twice.
+    pub bid_on: BTreeSet<OrderId>,
+}
+
+impl Reconciler {
+    pub(crate) async fn run(mut self, from_height: u64) {
+        let (tx, mut rx) = mpsc::channel(EVENT_BUFFER);
+        let follower = tokio::spawn(follow_events(Arc::clone(&self.client), from_height, tx));
+        // Aborts the follower when this loop is dropped (agent shutdown).
+        let _guard = AbortOnDrop(follower);
+        let mut poll = tokio::time::interval(POLL_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(envelope) = rx.recv() => self.on_event(envelope).await,
+                _ = poll.tick() => self.poll().await,
+            }
+        }
+    }
+
+    async fn on_event(&mut self, envelope: EventEnvelope) {
+        match envelope.event {
+            Event::OrderCreated { order, .. } => match self.client.order(order).await {
+                Ok(view) => self.consider(&view).await,
+                Err(error) => {
+                    tracing::debug!(%order, %error, "cannot read a new order; the poll will")
+                }
+            },
+            Event::LeaseCreated {
+                lease, provider, ..
+            } if provider == self.offer.provider => self.adopt(lease).await,
+            Event::LeaseEnded { lease, reason, .. } if self.leases.get(lease).is_some() => {
+                tracing::info!(%lease, %reason, "lease ended on chain");
+                self.leases.on_lease_ended(lease);
+            }
+            _ => {}
+        }
+    }
+
+    async fn adopt(&self, lease: LeaseId) {
+        match self.client.lease(lease).await {
+            Ok(view) => {
+                self.leases.track(&view);
+            }
+            Err(error) => {
+                tracing::warn!(%lease, %error, "cannot read our new lease; the poll will retry")
+            }
+        }
+    }
+
+    async fn poll(&mut self) {
+        let filter = OrderFilter {
+            tenant: None,
+            open_only: true,
+            limit: Some(MAX_ORDERS_PER_POLL),
+        };
+        match self.client.orders(&filter).await {
+            Ok(list) => {
+                for order in &list.orders {
+                    self.consider(order).await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot list open orders"),
+        }
+        // Known before the providers are read, so a lease tracked meanwhile is not mistaken
+        // for one the chain has ended.
+        let known = self.leases.ids();
+        let providers = match self.client.providers().await {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list providers");
+                return;
+            }
+        };
+        let Some(me) = providers
+            .providers
+            .iter()
+            .find(|p| p.address == self.offer.provider)
+        else {
+            tracing::warn!(provider = %self.offer.provider, "this provider is not registered on chain");
+            return;
+        };
+        for lease in &me.live_leases {
+            if !known.contains(lease) {
+                self.adopt(*lease).await;
+            }
+        }
+        for lease in known {
+            let live_here = self.leases.get(lease).is_some_and(|r| r.is_live());
+            if live_here && !me.live_leases.contains(&lease) {
+                tracing::info!(%lease, "lease is no longer live on chain");
+                self.leases.on_lease_ended(lease);
+            }
+        }
+    }
+
+    /// Bids on `order` if the plan says so; never twice.
+    async fn consider(&mut self, order: &OrderView) {
+        if self.bid_on.contains(&order.id) {
+            return;
+        }
+        let held = self.leases.held();
+        let free = free_capacity(
+            &self.offer.profile.capacity,
+            held.iter().map(|(r, s)| (r, s.as_slice())),
+        );
+        let price = match plan_bid(order, &free, &self.offer) {
+            Ok(price) => price,
+            Err(NoBid::AlreadyBid) => {
+                self.remember(order.id);
+                return;
+            }
+            Err(why) => {
+                tracing::debug!(order = %order.id, %why, "no bid");
+                return;
+            }
+        };
+        self.remember(order.id);
+        let msg = Msg::PlaceBid {
+            order: order.id,
+            price_per_hour: price,
+        };
+        match self.client.send(msg).await {
+            Ok(tx) => tracing::info!(order = %order.id, %price, %tx, "bid placed"),
+            Err(error) if is_unreachable(&error) => {
+                // Nothing reached the node: the next poll may try again.
+                self.bid_on.remove(&order.id);
+                tracing::warn!(order = %order.id, %error, "could not send the bid");
+            }
+            Err(error) => tracing::warn!(order = %order.id, %error, "the bid was refused"),
+        }
+    }
+
+    fn remember(&mut self, order: OrderId) {
+        self.bid_on.insert(order);
+        while self.bid_on.len() > MAX_REMEMBERED_BIDS {
+            self.bid_on.pop_first();
+        }
+    }
+}
+
+fn is_unreachable(e: &ClientError) -> bool {
+    matches!(e, ClientError::Unreachable { .. })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads the event stream into `tx`, reconnecting from the last height seen (events of that
+/// height may come twice; the loop's handling is idempotent).
+async fn follow_events(
+    client: Arc<NodeClient>,
+    mut from_height: u64,
+    tx: mpsc::Sender<EventEnvelope>,
+) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match client.events(from_height).await {
+            Ok(stream) => {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(envelope) => {
+                            delay = Duration::from_secs(1);
+                            from_height = from_height.max(envelope.height);
+                            if tx.send(envelope).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, from_height, "event stream broke; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, from_height, "cannot open the event stream"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+    }
+}

@@ -1,0 +1,300 @@
+//! The agent's HTTP server: the tenant of a lease sends its manifest and reads status, logs and
+//! outputs. Every request is signed (`gpunet_api::auth`) over its method, path and query, a
+//! timestamp and its body; the signer must be the lease's tenant on chain.
+//!
+//! Checks run cheapest first: body size, signature (401), then the lease's tenant (403), and
+//! only then the request itself.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use gpunet_api::ErrorBody;
+use gpunet_api::auth::{SIGNATURE_HEADER, SIGNER_HEADER, TIMESTAMP_HEADER, verify_request};
+use gpunet_api::provider::{MAX_LOG_CHUNK_BYTES, MAX_MANIFEST_BYTES, ManifestDelivery};
+use gpunet_protocol::{Hash, LeaseId};
+use tokio::io::AsyncReadExt;
+
+use crate::leases::{LeaseError, Leases};
+
+/// Largest request body read: a hex manifest (twice its bytes) in a small JSON object.
+pub const MAX_REQUEST_BODY_BYTES: usize = 2 * MAX_MANIFEST_BYTES + 1024;
+/// Largest body a GET may carry (none is expected).
+const MAX_GET_BODY_BYTES: usize = 1024;
+/// Log bytes returned when the request does not say `max`.
+const DEFAULT_LOG_CHUNK_BYTES: usize = 64 * 1024;
+/// Size of one chunk when streaming an output file.
+const BLOB_CHUNK_BYTES: usize = 64 * 1024;
+
+/// An error answer: a status and an [`ErrorBody`].
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, name: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody::new(name, message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+impl From<LeaseError> for ApiError {
+    fn from(e: LeaseError) -> ApiError {
+        let (status, name) = match &e {
+            LeaseError::NotFound { .. }
+            | LeaseError::NotOurs { .. }
+            | LeaseError::NoRecord { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            LeaseError::Chain { .. } => (StatusCode::BAD_GATEWAY, "chain_unavailable"),
+            LeaseError::ManifestTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "manifest_too_large")
+            }
+            LeaseError::HashMismatch { .. } => (StatusCode::BAD_REQUEST, "manifest_hash_mismatch"),
+            LeaseError::AlreadyReceived { .. } => {
+                (StatusCode::CONFLICT, "manifest_already_received")
+            }
+            LeaseError::Ended { .. } => (StatusCode::GONE, "lease_ended"),
+            LeaseError::ManifestInvalid { .. } => (StatusCode::BAD_REQUEST, "manifest_invalid"),
+            LeaseError::StartFailed { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "start_failed"),
+            LeaseError::StartNotRecorded { .. } => (StatusCode::BAD_GATEWAY, "start_not_recorded"),
+            LeaseError::Driver { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "driver_error"),
+        };
+        ApiError::new(status, name, e.to_string())
+    }
+}
+
+/// The agent's routes over `leases`.
+pub fn router(leases: Arc<Leases>) -> Router {
+    Router::new()
+        .route("/v1/leases/{id}/manifest", post(manifest))
+        .route("/v1/leases/{id}/status", get(status))
+        .route("/v1/leases/{id}/logs", get(logs))
+        .route("/v1/leases/{id}/outputs", get(outputs))
+        .route("/v1/leases/{id}/outputs/{digest}", get(output))
+        .with_state(leases)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn parse_lease(id: &str) -> Result<LeaseId, ApiError> {
+    id.parse().map_err(|e: gpunet_protocol::IdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+    })
+}
+
+/// Reads the body (at most `limit` bytes), checks the signature, then checks that the signer
+/// is the tenant of `lease`. Returns the lease and the body.
+async fn authorize(
+    leases: &Arc<Leases>,
+    id: &str,
+    req: Request,
+    limit: usize,
+) -> Result<(LeaseId, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is over the limit of {limit} bytes"),
+        )
+    })?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+    let signer = verify_request(
+        header(&parts.headers, SIGNER_HEADER),
+        header(&parts.headers, TIMESTAMP_HEADER),
+        header(&parts.headers, SIGNATURE_HEADER),
+        parts.method.as_str(),
+        path_and_query,
+        &body,
+        now_ms(),
+    )
+    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
+    let lease = parse_lease(id)?;
+    let tenant = leases.tenant_of(lease).await?;
+    if signer != tenant {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the request is signed by {signer}, but lease {lease} belongs to {tenant}; sign with the tenant's key"
+            ),
+        ));
+    }
+    Ok((lease, body))
+}
+
+async fn manifest(
+    State(leases): State<Arc<Leases>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (lease, body) = authorize(&leases, &id, req, MAX_REQUEST_BODY_BYTES).await?;
+    let delivery: ManifestDelivery = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the body is not a manifest delivery ({{\"manifest_hex\": \"…\"}}): {e}"),
+        )
+    })?;
+    let bytes = hex::decode(delivery.manifest_hex.trim()).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("manifest_hex is not hex: {e}"),
+        )
+    })?;
+    let view = leases.deliver_manifest(lease, &bytes).await?;
+    Ok(axum::Json(view).into_response())
+}
+
+async fn status(
+    State(leases): State<Arc<Leases>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (lease, _) = authorize(&leases, &id, req, MAX_GET_BODY_BYTES).await?;
+    let record = leases.get(lease).ok_or(LeaseError::NoRecord { lease })?;
+    Ok(axum::Json(record.view()).into_response())
+}
+
+/// `offset` and `max` from a query string; absent ones are defaults, bad ones an error.
+fn log_query(query: Option<&str>) -> Result<(u64, usize), ApiError> {
+    let mut offset = 0u64;
+    let mut max = DEFAULT_LOG_CHUNK_BYTES;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |what: &str| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("{what} must be a whole number, not {v:?}"),
+            )
+        };
+        match k {
+            "offset" => offset = v.parse().map_err(|_| bad("offset"))?,
+            "max" => max = v.parse().map_err(|_| bad("max"))?,
+            _ => {}
+        }
+    }
+    Ok((offset, max.min(MAX_LOG_CHUNK_BYTES)))
+}
+
+async fn logs(
+    State(leases): State<Arc<Leases>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let query = req.uri().query().map(str::to_owned);
+    let (lease, _) = authorize(&leases, &id, req, MAX_GET_BODY_BYTES).await?;
+    let (offset, max) = log_query(query.as_deref())?;
+    let chunk = leases.logs(lease, offset, max).await?;
+    Ok(axum::Json(chunk).into_response())
+}
+
+async fn outputs(
+    State(leases): State<Arc<Leases>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (lease, _) = authorize(&leases, &id, req, MAX_GET_BODY_BYTES).await?;
+    let record = leases.get(lease).ok_or(LeaseError::NoRecord { lease })?;
+    match record.listing {
+        Some(listing) => Ok(axum::Json(listing).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_outputs",
+            format!(
+                "lease {lease} has no outputs (yet): it is {:?}{}",
+                record.state,
+                record.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+async fn output(
+    State(leases): State<Arc<Leases>>,
+    Path((id, digest)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (lease, _) = authorize(&leases, &id, req, MAX_GET_BODY_BYTES).await?;
+    let digest = Hash::from_hex(&digest)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("lease {lease} has no output with digest {digest}"),
+        )
+    };
+    let path = leases.output_blob(lease, &digest).ok_or_else(not_found)?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::warn!(?path, error = %e, "a listed output blob cannot be opened");
+        not_found()
+    })?;
+    let len = file.metadata().await.map(|m| m.len()).ok();
+    let stream = futures::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; BLOB_CHUNK_BYTES];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    })
+    .boxed();
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(len) = len {
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_queries_have_defaults_and_limits() {
+        assert_eq!(log_query(None).ok(), Some((0, DEFAULT_LOG_CHUNK_BYTES)));
+        assert_eq!(log_query(Some("offset=10&max=5")).ok(), Some((10, 5)));
+        assert_eq!(
+            log_query(Some("max=999999999")).ok(),
+            Some((0, MAX_LOG_CHUNK_BYTES))
+        );
+        assert!(log_query(Some("offset=-1")).is_err());
+    }
+}

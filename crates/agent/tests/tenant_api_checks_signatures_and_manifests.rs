@@ -1,0 +1,413 @@
+//! The agent's tenant-facing HTTP API against a stub chain and the fake driver: who may call
+//! it, what a manifest must be to start anything, and a lease's life from manifest to reported
+//! result, outputs and logs — all without a node.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gpunet_agent::leases::{Leases, LeasesConfig};
+use gpunet_agent::server;
+use gpunet_agent::{Chain, ChainError};
+use gpunet_api::ErrorBody;
+use gpunet_api::node::{LeaseState, LeaseView, OrderState, OrderView};
+use gpunet_api::provider::WorkloadState;
+use gpunet_client::{ClientError, KeyFile, ProviderClient};
+use gpunet_protocol::jobspec::JobSpec;
+use gpunet_protocol::{
+    Address, Amount, GpuRequirement, Hash, LeaseId, Msg, OrderId, Resources, Runtime,
+    WorkloadOutcome,
+};
+use gpunet_runtime::{Driver, FakeDriver};
+
+const HELLO: &str = r#"
+version: 1
+name: hello
+run:
+  command: ["sh", "-c", "echo hello > \"$GPUNET_OUTPUTS/greeting.txt\""]
+resources:
+  cpu: 1
+  memory: 512Mi
+  disk: 1Gi
+pricing: { max_per_hour: "2.50", deposit: "5.00" }
+limits: { max_duration: 10m }
+outputs: true
+"#;
+
+const LEASE: LeaseId = LeaseId(7);
+const ORDER: OrderId = OrderId(3);
+
+/// A chain that knows one lease and one order, and records what the agent submits.
+struct StubChain {
+    leases: BTreeMap<LeaseId, LeaseView>,
+    orders: BTreeMap<OrderId, OrderView>,
+    submitted: Mutex<Vec<Msg>>,
+}
+
+#[async_trait::async_trait]
+impl Chain for StubChain {
+    async fn lease(&self, id: LeaseId) -> Result<LeaseView, ChainError> {
+        self.leases.get(&id).cloned().ok_or(ChainError::NotFound {
+            what: format!("lease {id}"),
+        })
+    }
+    async fn order(&self, id: OrderId) -> Result<OrderView, ChainError> {
+        self.orders.get(&id).cloned().ok_or(ChainError::NotFound {
+            what: format!("order {id}"),
+        })
+    }
+    async fn submit(&self, msg: Msg) -> Result<(), ChainError> {
+        self.submitted.lock().expect("lock").push(msg);
+        Ok(())
+    }
+}
+
+impl StubChain {
+    fn submitted(&self) -> Vec<Msg> {
+        self.submitted.lock().expect("lock").clone()
+    }
+}
+
+fn resources() -> Resources {
+    Resources {
+        cpu_millis: 1_000,
+        memory_mib: 512,
+        disk_mib: 1_024,
+        gpu: GpuRequirement::default(),
+    }
+}
+
+fn lease_view(id: LeaseId, tenant: Address, provider: Address) -> LeaseView {
+    LeaseView {
+        id,
+        order: ORDER,
+        tenant,
+        provider,
+        provider_endpoint: "http://127.0.0.1:1".into(),
+        price_per_hour: Amount::from_micros(110_000),
+        resources: resources(),
+        gpu_slots: vec![],
+        state: LeaseState::Pending,
+        end_reason: None,
+        created_height: 1,
+        created_ms: 0,
+        started_ms: None,
+        ended_ms: None,
+        billed_ms: 0,
+        paid: Amount::ZERO,
+        protocol_fee: Amount::ZERO,
+        provider_earned: Amount::ZERO,
+        refund: Amount::ZERO,
+        result: None,
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+    chain: Arc<StubChain>,
+    driver: Arc<FakeDriver>,
+    leases: Arc<Leases>,
+    endpoint: String,
+    tenant: KeyFile,
+    manifest: Vec<u8>,
+}
+
+async fn world(driver: FakeDriver, manifest_timeout: Duration) -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("agent");
+    let tenant = KeyFile::generate();
+    let provider = KeyFile::generate().address();
+    let spec = JobSpec::parse_yaml(HELLO).expect("the test spec parses");
+    let manifest = spec.manifest_bytes();
+    let mut leases = BTreeMap::new();
+    leases.insert(LEASE, lease_view(LEASE, tenant.address(), provider));
+    // A lease held by another provider.
+    leases.insert(
+        LeaseId(8),
+        lease_view(LeaseId(8), tenant.address(), Address([9; 32])),
+    );
+    let mut orders = BTreeMap::new();
+    orders.insert(
+        ORDER,
+        OrderView {
+            id: ORDER,
+            tenant: tenant.address(),
+            terms: spec.order_terms(),
+            state: OrderState::Leased,
+            created_height: 1,
+            created_ms: 0,
+            escrow: Amount::from_micros(5_000_000),
+            bids: vec![],
+            lease: None,
+        },
+    );
+    let chain = Arc::new(StubChain {
+        leases,
+        orders,
+        submitted: Mutex::new(Vec::new()),
+    });
+    let driver = Arc::new(driver);
+    let leases = start_leases(&data_dir, provider, &chain, &driver, manifest_timeout);
+    let endpoint = serve(&leases).await;
+    World {
+        _dir: dir,
+        data_dir,
+        chain,
+        driver,
+        leases,
+        endpoint,
+        tenant,
+        manifest,
+    }
+}
+
+fn start_leases(
+    data_dir: &std::path::Path,
+    provider: Address,
+    chain: &Arc<StubChain>,
+    driver: &Arc<FakeDriver>,
+    manifest_timeout: Duration,
+) -> Arc<Leases> {
+    let chain: Arc<dyn Chain> = chain.clone();
+    let driver: Arc<dyn Driver> = driver.clone();
+    Leases::new(
+        LeasesConfig {
+            provider,
+            data_dir: data_dir.to_path_buf(),
+            gpu_uuids: vec![],
+            runtimes: vec![Runtime::Process],
+            manifest_timeout,
+        },
+        chain,
+        driver,
+    )
+}
+
+async fn serve(leases: &Arc<Leases>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let app = server::router(Arc::clone(leases));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+fn api_error(e: ClientError) -> (u16, String) {
+    match e {
+        ClientError::Api { status, body, .. } => (status, body.name),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn completions(chain: &StubChain) -> Vec<WorkloadOutcome> {
+    chain
+        .submitted()
+        .into_iter()
+        .filter_map(|m| match m {
+            Msg::CompleteLease { result, .. } => Some(result.outcome),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unsigned_request_gets_401() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let resp = reqwest::get(format!("{}/v1/leases/{LEASE}/status", w.endpoint))
+        .await
+        .expect("answers");
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: ErrorBody = resp.json().await.expect("an error body");
+    assert_eq!(body.name, "unauthorized");
+    assert!(body.message.contains("x-gpunet-signer"), "{}", body.message);
+}
+
+#[tokio::test]
+async fn a_request_signed_by_another_key_gets_403() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let stranger = ProviderClient::new(&w.endpoint, KeyFile::generate());
+    let err = stranger.status(LEASE).await.expect_err("refused");
+    assert_eq!(api_error(err), (403, "forbidden".to_owned()));
+    let err = stranger
+        .deliver_manifest(LEASE, &w.manifest)
+        .await
+        .expect_err("refused");
+    assert_eq!(api_error(err), (403, "forbidden".to_owned()));
+    assert!(w.driver.started_specs().is_empty());
+}
+
+#[tokio::test]
+async fn a_lease_of_another_provider_or_none_is_not_found() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    let err = tenant.status(LeaseId(8)).await.expect_err("not ours");
+    assert_eq!(api_error(err), (404, "not_found".to_owned()));
+    let err = tenant.status(LeaseId(99)).await.expect_err("no such lease");
+    assert_eq!(api_error(err), (404, "not_found".to_owned()));
+}
+
+#[tokio::test]
+async fn a_manifest_whose_hash_differs_gets_400_and_nothing_starts() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    let other = HELLO.replace("echo hello", "echo bye");
+    let other = JobSpec::parse_yaml(&other)
+        .expect("parses")
+        .manifest_bytes();
+    let err = tenant
+        .deliver_manifest(LEASE, &other)
+        .await
+        .expect_err("refused");
+    assert_eq!(api_error(err), (400, "manifest_hash_mismatch".to_owned()));
+    assert!(w.driver.started_specs().is_empty());
+    assert!(w.chain.submitted().is_empty());
+    // The lease keeps waiting for the right manifest.
+    let view = tenant.status(LEASE).await.expect("status");
+    assert_eq!(view.state, WorkloadState::AwaitingManifest);
+}
+
+#[tokio::test]
+async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_served() {
+    let driver = FakeDriver::new()
+        .with_log("epoch 1\nepoch 2\n")
+        .with_output("greeting.txt", b"hello\n".to_vec())
+        .with_output("model/w.bin", b"weights".to_vec());
+    let w = world(driver, Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+
+    let view = tenant
+        .deliver_manifest(LEASE, &w.manifest)
+        .await
+        .expect("accepted");
+    assert_eq!(view.state, WorkloadState::Running);
+    let specs = w.driver.started_specs();
+    assert_eq!(specs.len(), 1);
+    assert_eq!(specs[0].workload_id, "lease-7");
+    assert_eq!(specs[0].cpu_millis, 1_000);
+    assert_eq!(specs[0].memory_mib, 512);
+    assert_eq!(specs[0].max_duration, Duration::from_secs(600));
+    assert_eq!(specs[0].root_dir, w.data_dir.join("leases/7"));
+    assert_eq!(specs[0].log_limit_bytes, 100 * 1024 * 1024);
+    assert_eq!(w.chain.submitted()[0], Msg::StartLease { lease: LEASE });
+
+    wait_for("the result to be reported", || {
+        !completions(&w.chain).is_empty()
+    })
+    .await;
+    assert_eq!(completions(&w.chain), vec![WorkloadOutcome::Succeeded]);
+
+    // A second manifest is refused: the lease has already run.
+    let err = tenant
+        .deliver_manifest(LEASE, &w.manifest)
+        .await
+        .expect_err("refused");
+    assert_eq!(api_error(err).0, 409);
+
+    let listing = tenant.outputs(LEASE).await.expect("outputs");
+    let paths: Vec<&str> = listing.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["greeting.txt", "model/w.bin"]);
+    let reported = w.chain.submitted().into_iter().find_map(|m| match m {
+        Msg::CompleteLease { result, .. } => result.output_digest,
+        _ => None,
+    });
+    assert_eq!(reported, Some(listing.digest));
+    let bytes = tenant
+        .output(LEASE, &listing.files[0].digest)
+        .await
+        .expect("downloads");
+    assert_eq!(bytes, b"hello\n");
+    let err = tenant
+        .output(LEASE, &Hash::of(b"not an output"))
+        .await
+        .expect_err("not listed");
+    assert_eq!(api_error(err).0, 404);
+
+    let chunk = tenant.logs(LEASE, 0, 8).await.expect("logs");
+    assert_eq!(chunk.text, "epoch 1\n");
+    let rest = tenant
+        .logs(LEASE, chunk.next_offset, 1024)
+        .await
+        .expect("logs");
+    assert_eq!(rest.text, "epoch 2\n");
+    assert!(rest.finished);
+
+    let status = tenant.status(LEASE).await.expect("status");
+    assert_eq!(status.state, WorkloadState::Exited);
+    assert_eq!(status.reason.as_deref(), Some("completed"));
+    assert_eq!(status.exit_code, Some(0));
+
+    // After a restart, the record on disk still serves the outputs and logs.
+    let again = start_leases(
+        &w.data_dir,
+        w.leases.provider(),
+        &w.chain,
+        &Arc::new(FakeDriver::new()),
+        Duration::from_secs(60),
+    );
+    again.resume().await;
+    let endpoint = serve(&again).await;
+    let tenant = ProviderClient::new(&endpoint, w.tenant.clone());
+    assert_eq!(tenant.outputs(LEASE).await.expect("outputs"), listing);
+    let chunk = tenant.logs(LEASE, 0, 1024).await.expect("logs");
+    assert_eq!(chunk.text, "epoch 1\nepoch 2\n");
+    assert_eq!(completions(&w.chain).len(), 1, "reported once only");
+}
+
+#[tokio::test]
+async fn a_lease_without_a_manifest_in_time_is_rejected_on_chain() {
+    let w = world(FakeDriver::new(), Duration::from_millis(100)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    // Any signed request makes the agent track the lease (as the chain's event would).
+    let view = tenant.status(LEASE).await.expect("status");
+    assert_eq!(view.state, WorkloadState::AwaitingManifest);
+    wait_for("the lease to be rejected", || {
+        !completions(&w.chain).is_empty()
+    })
+    .await;
+    assert_eq!(
+        completions(&w.chain),
+        vec![WorkloadOutcome::ManifestRejected]
+    );
+    let err = tenant
+        .deliver_manifest(LEASE, &w.manifest)
+        .await
+        .expect_err("too late");
+    assert_eq!(api_error(err), (410, "lease_ended".to_owned()));
+    assert!(w.driver.started_specs().is_empty());
+}
+
+#[tokio::test]
+async fn a_cancelled_lease_stops_its_workload_and_reports_nothing() {
+    let w = world(FakeDriver::new().hanging(), Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    tenant
+        .deliver_manifest(LEASE, &w.manifest)
+        .await
+        .expect("accepted");
+    w.leases.on_lease_ended(LEASE);
+    let leases = Arc::clone(&w.leases);
+    wait_for("the workload to stop", || {
+        leases
+            .get(LEASE)
+            .is_some_and(|r| r.state == WorkloadState::Exited)
+    })
+    .await;
+    let record = w.leases.get(LEASE).expect("record");
+    assert_eq!(record.outcome, Some(WorkloadOutcome::Failed));
+    assert!(completions(&w.chain).is_empty());
+    assert!(w.leases.held().is_empty());
+}
