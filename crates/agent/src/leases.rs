@@ -87,11 +87,6 @@ pub enum LeaseError {
     ManifestInvalid { why: String },
     #[error("the workload could not be started: {why}")]
     StartFailed { why: String },
-    #[error("the workload started but the chain did not record it, so it was stopped: {source}")]
-    StartNotRecorded {
-        #[source]
-        source: ChainError,
-    },
     #[error("the driver failed: {source}")]
     Driver {
         #[source]
@@ -410,21 +405,27 @@ impl Leases {
         };
         self.update(lease, |r| r.handle = Some(handle.clone()));
         tracing::info!(%lease, command = ?workload.command, "workload started; reporting StartLease");
-        if let Err(source) = self.chain.submit(Msg::StartLease { lease }).await {
-            tracing::warn!(%lease, error = %source, "StartLease failed; stopping the workload");
-            if let Err(error) = self.driver.stop(&handle, STOP_GRACE).await {
-                tracing::warn!(%lease, %error, "could not stop the workload");
-            }
-            let detail = format!("the chain did not record the start: {source}");
-            self.update(lease, |r| r.state = WorkloadState::Failed);
-            self.finish(lease, WorkloadOutcome::StartFailed, None, None, detail);
-            return Err(LeaseError::StartNotRecorded { source });
-        }
         let view = self.update(lease, |r| {
             r.state = WorkloadState::Running;
             r.view()
         });
-        self.spawn_supervisor(lease, handle);
+        // The tenant hears "running" now; the chain records the start a block later. The
+        // supervisor, and with it `CompleteLease`, waits for `StartLease` to be included, so a
+        // completion can never get ahead of its start.
+        let this = Arc::clone(self);
+        self.spawn(async move {
+            if let Err(source) = this.chain.submit(Msg::StartLease { lease }).await {
+                tracing::warn!(%lease, error = %source, "StartLease failed; stopping the workload");
+                if let Err(error) = this.driver.stop(&handle, STOP_GRACE).await {
+                    tracing::warn!(%lease, %error, "could not stop the workload");
+                }
+                let detail = format!("the chain did not record the start: {source}");
+                this.update(lease, |r| r.state = WorkloadState::Failed);
+                this.finish(lease, WorkloadOutcome::StartFailed, None, None, detail);
+                return;
+            }
+            this.supervise(lease, handle).await;
+        });
         view.ok_or(LeaseError::NoRecord { lease })
     }
 

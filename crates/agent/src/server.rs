@@ -70,7 +70,6 @@ impl From<LeaseError> for ApiError {
             LeaseError::Ended { .. } => (StatusCode::GONE, "lease_ended"),
             LeaseError::ManifestInvalid { .. } => (StatusCode::BAD_REQUEST, "manifest_invalid"),
             LeaseError::StartFailed { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "start_failed"),
-            LeaseError::StartNotRecorded { .. } => (StatusCode::BAD_GATEWAY, "start_not_recorded"),
             LeaseError::Driver { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "driver_error"),
         };
         ApiError::new(status, name, e.to_string())

@@ -138,7 +138,15 @@ fn bench_transfers(n: usize) -> Result<f64> {
         for i in 0..per_block.min(n - made) as u64 {
             let s = &keys[(i % SENDERS) as usize];
             let to = addr(&keys[((i + 1) % SENDERS) as usize]);
-            txs.push(sign(s, nonce + i / SENDERS, Msg::Transfer { to, denom: Denom::Usd, amount: Amount::from_micros(1) }));
+            txs.push(sign(
+                s,
+                nonce + i / SENDERS,
+                Msg::Transfer {
+                    to,
+                    denom: Denom::Usd,
+                    amount: Amount::from_micros(1),
+                },
+            ));
         }
         nonce += (per_block as u64).div_ceil(SENDERS);
         made += txs.len();
@@ -164,18 +172,37 @@ fn bench_order_cycles(n: usize) -> Result<f64> {
     let profile = ProviderProfile {
         endpoint: "http://127.0.0.1:1".into(),
         region: "bench".into(),
-        capacity: Capacity { cpu_millis: 1_000_000, memory_mib: 1 << 30, disk_mib: 1 << 30, gpus: vec![] },
+        capacity: Capacity {
+            cpu_millis: 1_000_000,
+            memory_mib: 1 << 30,
+            disk_mib: 1 << 30,
+            gpus: vec![],
+        },
         runtimes: vec![Runtime::Process],
     };
     let register: Vec<SignedTx> = (TENANTS..TENANTS + PROVIDERS)
-        .map(|p| sign(&keys[p as usize], next(p as usize), Msg::RegisterProvider { stake: units(100), profile: profile.clone() }))
+        .map(|p| {
+            sign(
+                &keys[p as usize],
+                next(p as usize),
+                Msg::RegisterProvider {
+                    stake: units(100),
+                    profile: profile.clone(),
+                },
+            )
+        })
         .collect();
     apply_all(&mut state, &[register])?;
 
     let terms = OrderTerms {
         name: "bench".into(),
         manifest_hash: Hash::of(b"bench"),
-        resources: Resources { cpu_millis: 100, memory_mib: 64, disk_mib: 64, gpu: GpuRequirement::default() },
+        resources: Resources {
+            cpu_millis: 100,
+            memory_mib: 64,
+            disk_mib: 64,
+            gpu: GpuRequirement::default(),
+        },
         regions: vec![],
         runtime: Runtime::Process,
         max_price_per_hour: units(2),
@@ -192,7 +219,13 @@ fn bench_order_cycles(n: usize) -> Result<f64> {
         let creates: Vec<SignedTx> = (0..m)
             .map(|i| {
                 let t = i % TENANTS as usize;
-                sign(&keys[t], next(t), Msg::CreateOrder { terms: terms.clone() })
+                sign(
+                    &keys[t],
+                    next(t),
+                    Msg::CreateOrder {
+                        terms: terms.clone(),
+                    },
+                )
             })
             .collect();
         total += apply_all(&mut state, &[creates])?;
@@ -200,7 +233,14 @@ fn bench_order_cycles(n: usize) -> Result<f64> {
             .map(|i| {
                 let p = TENANTS as usize + i % PROVIDERS as usize;
                 let order = gpunet_protocol::OrderId(first_order + i as u64);
-                sign(&keys[p], next(p), Msg::PlaceBid { order, price_per_hour: units(1) })
+                sign(
+                    &keys[p],
+                    next(p),
+                    Msg::PlaceBid {
+                        order,
+                        price_per_hour: units(1),
+                    },
+                )
             })
             .collect();
         total += apply_all(&mut state, &[bids])?;
@@ -226,18 +266,39 @@ fn bench_order_cycles(n: usize) -> Result<f64> {
         };
         let completes: Vec<SignedTx> = leases
             .iter()
-            .map(|(l, p)| sign(&keys[*p], next(*p), Msg::CompleteLease { lease: *l, result: result.clone() }))
+            .map(|(l, p)| {
+                sign(
+                    &keys[*p],
+                    next(*p),
+                    Msg::CompleteLease {
+                        lease: *l,
+                        result: result.clone(),
+                    },
+                )
+            })
             .collect();
-        anyhow::ensure!(completes.len() == m, "only {} of {m} orders were leased", completes.len());
+        anyhow::ensure!(
+            completes.len() == m,
+            "only {} of {m} orders were leased",
+            completes.len()
+        );
         total += apply_all(&mut state, &[completes])?;
         done += m;
     }
     Ok(n as f64 / total)
 }
 
-fn collect_leases(events: &[Event], keys: &[SigningKey], tenants: u64, out: &mut Vec<(LeaseId, usize)>) {
+fn collect_leases(
+    events: &[Event],
+    keys: &[SigningKey],
+    tenants: u64,
+    out: &mut Vec<(LeaseId, usize)>,
+) {
     for e in events {
-        if let Event::LeaseCreated { lease, provider, .. } = e {
+        if let Event::LeaseCreated {
+            lease, provider, ..
+        } = e
+        {
             let idx = keys[tenants as usize..]
                 .iter()
                 .position(|k| addr(k) == *provider)
@@ -257,16 +318,32 @@ fn bench_admissions(n: usize) -> Result<f64> {
     let txs: Vec<Vec<u8>> = (0..per_sender)
         .flat_map(|nonce| {
             keys.iter().map(move |k| {
-                sign(k, nonce, Msg::Transfer { to: addr(k), denom: Denom::Usd, amount: Amount::from_micros(1) }).encode()
+                sign(
+                    k,
+                    nonce,
+                    Msg::Transfer {
+                        to: addr(k),
+                        denom: Denom::Usd,
+                        amount: Amount::from_micros(1),
+                    },
+                )
+                .encode()
             })
         })
         .take(n)
         .collect();
-    let limits = gpunet_node::MempoolLimits { max_txs: n + 1, max_pending_per_signer: per_sender as usize + 1, ..Default::default() };
+    let limits = gpunet_node::MempoolLimits {
+        max_txs: n + 1,
+        max_pending_per_signer: per_sender as usize + 1,
+        ..Default::default()
+    };
     let t = Instant::now();
     let admitted = gpunet_node::admit_batch(&limits, &state, &txs)?;
     let secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(admitted == n, "only {admitted} of {n} transactions were admitted");
+    anyhow::ensure!(
+        admitted == n,
+        "only {admitted} of {n} transactions were admitted"
+    );
     Ok(n as f64 / secs)
 }
 
@@ -304,7 +381,8 @@ async fn bench_submit(jobs_n: usize, block_ms: u64) -> Result<Vec<u64>> {
     let run = async {
         crate::commands::wait_for_provider(&client, &quiet).await?;
         for i in 0..jobs_n {
-            let f = crate::jobs::submit_and_follow(&client, &net.tenant, &spec, true, &quiet).await?;
+            let f =
+                crate::jobs::submit_and_follow(&client, &net.tenant, &spec, true, &quiet).await?;
             let ms = f.submit_to_running_ms.context("the job never ran")?;
             eprintln!("job {}/{jobs_n}: running after {ms} ms", i + 1);
             samples.push(ms);
@@ -321,7 +399,12 @@ async fn bench_submit(jobs_n: usize, block_ms: u64) -> Result<Vec<u64>> {
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
-        BenchCmd::Submit { json: json_out, out, jobs, block_ms } => {
+        BenchCmd::Submit {
+            json: json_out,
+            out,
+            jobs,
+            block_ms,
+        } => {
             let v = bench_submit(jobs.max(1), block_ms).await?;
             let figures = json!({
                 "jobs": v.len(),
@@ -334,16 +417,31 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             if json_out {
                 println!("{figures}");
             } else {
-                println!("submit to running over {} jobs at {block_ms} ms blocks:", v.len());
-                println!("  p50 {} ms   p90 {} ms   max {} ms   (target p50 ≤ 2000 ms)",
-                    percentile(&v, 50), percentile(&v, 90), v.last().copied().unwrap_or(0));
+                println!(
+                    "submit to running over {} jobs at {block_ms} ms blocks:",
+                    v.len()
+                );
+                println!(
+                    "  p50 {} ms   p90 {} ms   max {} ms   (target p50 ≤ 2000 ms)",
+                    percentile(&v, 50),
+                    percentile(&v, 90),
+                    v.last().copied().unwrap_or(0)
+                );
                 println!("figures written to {}", out.display());
             }
             Ok(())
         }
-        BenchCmd::Ledger { json: json_out, out, transfers, cycles, admissions } => {
+        BenchCmd::Ledger {
+            json: json_out,
+            out,
+            transfers,
+            cycles,
+            admissions,
+        } => {
             if cfg!(debug_assertions) && !json_out {
-                eprintln!("note: this is a debug build; use `cargo run --release -- bench ledger` for real figures");
+                eprintln!(
+                    "note: this is a debug build; use `cargo run --release -- bench ledger` for real figures"
+                );
             }
             let (t, c, a) = tokio::task::spawn_blocking(move || -> Result<(f64, f64, f64)> {
                 eprintln!("applying {transfers} transfers…");
@@ -364,9 +462,18 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             if json_out {
                 println!("{figures}");
             } else {
-                println!("transfers applied        {:>12.0} /s   (target ≥ 200,000 on one core)", t);
-                println!("order cycles             {:>12.0} /s   (target ≥ 20,000)", c);
-                println!("signed admissions        {:>12.0} /s   (target ≥ 20,000 on 2 cores)", a);
+                println!(
+                    "transfers applied        {:>12.0} /s   (target ≥ 200,000 on one core)",
+                    t
+                );
+                println!(
+                    "order cycles             {:>12.0} /s   (target ≥ 20,000)",
+                    c
+                );
+                println!(
+                    "signed admissions        {:>12.0} /s   (target ≥ 20,000 on 2 cores)",
+                    a
+                );
                 println!("figures written to {}", out.display());
             }
             Ok(())

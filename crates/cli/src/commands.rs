@@ -10,10 +10,10 @@ use gpunet_client::{KeyFile, NodeClient, OrderFilter, ProviderClient};
 use gpunet_protocol::{Address, Amount, Denom, Msg, OrderId};
 use serde_json::json;
 
+use crate::Conn;
 use crate::devnet::{self, ApiFile, DevNet, DevOptions};
 use crate::jobs::{self, Followed};
 use crate::progress::Progress;
-use crate::Conn;
 
 const TX_TIMEOUT: Duration = Duration::from_secs(30);
 const LOG_CHUNK_BYTES: usize = 256 * 1024;
@@ -156,13 +156,21 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 /// The bundled example job, so `gpunet demo` works from any directory.
 pub const HELLO_SPEC: &str = include_str!("../../../examples/jobs/hello.yaml");
 
-pub async fn demo(spec_path: Option<PathBuf>, keep_running: bool, json_out: bool, block_ms: u64) -> Result<()> {
+pub async fn demo(
+    spec_path: Option<PathBuf>,
+    keep_running: bool,
+    json_out: bool,
+    block_ms: u64,
+) -> Result<()> {
     let spec = match &spec_path {
         Some(p) => jobs::read_spec(p)?,
         None => gpunet_protocol::jobspec::JobSpec::parse_yaml(HELLO_SPEC)
             .map_err(|e| anyhow::anyhow!("bundled example spec: {e}"))?,
     };
-    let spec_shown = spec_path.map_or_else(|| "examples/jobs/hello.yaml".to_owned(), |p| p.display().to_string());
+    let spec_shown = spec_path.map_or_else(
+        || "examples/jobs/hello.yaml".to_owned(),
+        |p| p.display().to_string(),
+    );
     let progress = Progress::new(json_out);
     let home = std::env::temp_dir().join(format!("gpunet-demo-{}", std::process::id()));
     progress.status("starting the network");
@@ -194,7 +202,10 @@ pub async fn demo(spec_path: Option<PathBuf>, keep_running: bool, json_out: bool
         println!();
         println!("The network keeps running (Ctrl-C to stop). From another terminal:");
         println!("  export GPUNET_API={}", net.api);
-        println!("  export GPUNET_KEY={}", devnet::tenant_key_path(&home).display());
+        println!(
+            "  export GPUNET_KEY={}",
+            devnet::tenant_key_path(&home).display()
+        );
         println!("  gpunet job submit {spec_shown} --wait");
         tokio::signal::ctrl_c().await.ok();
     }
@@ -211,17 +222,27 @@ pub async fn wait_for_provider(client: &NodeClient, progress: &Progress) -> Resu
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(30) {
-            bail!("the provider agent did not register within 30 s; run with GPUNET_LOG=info to see why");
+            bail!(
+                "the provider agent did not register within 30 s; run with GPUNET_LOG=info to see why"
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-async fn demo_report(client: &NodeClient, key: &KeyFile, f: &Followed, json_out: bool) -> Result<()> {
+async fn demo_report(
+    client: &NodeClient,
+    key: &KeyFile,
+    f: &Followed,
+    json_out: bool,
+) -> Result<()> {
     let lease = f.lease.as_ref().context("the job ended without a lease")?;
     let (digest, files) = jobs::fetch_outputs(key, lease, None).await?;
     let status = client.status().await?;
-    let job_status = lease.end_reason.map(|r| r.as_str().to_owned()).unwrap_or_else(|| "running".into());
+    let job_status = lease
+        .end_reason
+        .map(|r| r.as_str().to_owned())
+        .unwrap_or_else(|| "running".into());
     if json_out {
         return print_json(&json!({
             "job_status": job_status,
@@ -249,7 +270,10 @@ async fn demo_report(client: &NodeClient, key: &KeyFile, f: &Followed, json_out:
     if let Some(ms) = f.submit_to_running_ms {
         println!("submit to running: {ms} ms");
     }
-    println!("state root at height {}: {}", status.height, status.state_root);
+    println!(
+        "state root at height {}: {}",
+        status.height, status.state_root
+    );
     Ok(())
 }
 
@@ -261,13 +285,26 @@ pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()>
     })
     .await?;
     let status = NodeClient::new(&net.api).status().await?;
-    println!("gpunet dev network running (chain {} at height {})", status.chain_id, status.height);
+    println!(
+        "gpunet dev network running (chain {} at height {})",
+        status.chain_id, status.height
+    );
     println!("  API            {}", net.api);
     println!("  data directory {}", home.display());
-    println!("  tenant key     {} ({})", devnet::tenant_key_path(&home).display(), net.tenant.address());
-    println!("  provider       {} at {}", net.agent.address(), net.agent.endpoint());
+    println!(
+        "  tenant key     {} ({})",
+        devnet::tenant_key_path(&home).display(),
+        net.tenant.address()
+    );
+    println!(
+        "  provider       {} at {}",
+        net.agent.address(),
+        net.agent.endpoint()
+    );
     println!();
-    println!("Submit a job from another terminal:  gpunet job submit examples/jobs/hello.yaml --wait");
+    println!(
+        "Submit a job from another terminal:  gpunet job submit examples/jobs/hello.yaml --wait"
+    );
     println!("Stop with Ctrl-C; start again with the same --home to carry on.");
     tokio::signal::ctrl_c().await.ok();
     eprintln!("stopping…");
@@ -298,7 +335,11 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 if wait {
                     jobs::print_bill(l);
                 } else {
-                    println!("running on {}; follow with `gpunet job logs {} --follow`", l.provider.short(), f.order.id);
+                    println!(
+                        "running on {}; follow with `gpunet job logs {} --follow`",
+                        l.provider.short(),
+                        f.order.id
+                    );
                 }
             }
             Ok(())
@@ -308,7 +349,10 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             let order = client.order(id).await?;
             let workload = match (&order.lease, key(&conn)) {
                 (Some(l), Ok(k)) if k.address() == order.tenant => {
-                    ProviderClient::new(&l.provider_endpoint, k).status(l.id).await.ok()
+                    ProviderClient::new(&l.provider_endpoint, k)
+                        .status(l.id)
+                        .await
+                        .ok()
                 }
                 _ => None,
             };
@@ -320,14 +364,26 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             println!("  escrow   {} usd", order.escrow);
             println!("  bids     {}", order.bids.len());
             if let Some(l) = &order.lease {
-                println!("  lease    {} on {} at {} usd/hour: {:?}", l.id, l.provider, l.price_per_hour, l.state);
+                println!(
+                    "  lease    {} on {} at {} usd/hour: {:?}",
+                    l.id, l.provider, l.price_per_hour, l.state
+                );
                 if let Some(r) = l.end_reason {
                     println!("  ended    {r}");
                 }
                 if let Some(w) = &workload {
-                    println!("  workload {:?}{}", w.state, w.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default());
+                    println!(
+                        "  workload {:?}{}",
+                        w.state,
+                        w.exit_code
+                            .map(|c| format!(", exit code {c}"))
+                            .unwrap_or_default()
+                    );
                     if let Some(u) = &w.usage {
-                        println!("  usage    wall {} ms, cpu {} ms, max rss {} MiB", u.wall_ms, u.cpu_ms, u.max_rss_mib);
+                        println!(
+                            "  usage    wall {} ms, cpu {} ms, max rss {} MiB",
+                            u.wall_ms, u.cpu_ms, u.max_rss_mib
+                        );
                     }
                 }
                 jobs::print_bill(l);
@@ -338,7 +394,9 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             let client = client(&conn);
             let k = key(&conn)?;
             let order = client.order(id).await?;
-            let lease = order.lease.context("the job has no lease yet, so no logs; check `gpunet job status`")?;
+            let lease = order
+                .lease
+                .context("the job has no lease yet, so no logs; check `gpunet job status`")?;
             let pc = ProviderClient::new(&lease.provider_endpoint, k);
             let mut offset = 0;
             loop {
@@ -358,10 +416,15 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             let client = client(&conn);
             let k = key(&conn)?;
             let order = client.order(id).await?;
-            let lease = order.lease.context("the job has no lease yet, so no outputs")?;
+            let lease = order
+                .lease
+                .context("the job has no lease yet, so no outputs")?;
             let (digest, files) = jobs::fetch_outputs(&k, &lease, Some(&to)).await?;
             if conn.json {
-                let list: Vec<_> = files.iter().map(|(p, b)| json!({"path": p, "size": b.len()})).collect();
+                let list: Vec<_> = files
+                    .iter()
+                    .map(|(p, b)| json!({"path": p, "size": b.len()}))
+                    .collect();
                 return print_json(&json!({"digest": digest, "files": list, "dir": to}));
             }
             for (p, b) in &files {
@@ -372,7 +435,9 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
         }
         JobCmd::Cancel { id, conn } => {
             let (client, _) = signed_client(&conn)?;
-            let view = client.send_and_wait(Msg::CancelOrder { order: id }, TX_TIMEOUT).await?;
+            let view = client
+                .send_and_wait(Msg::CancelOrder { order: id }, TX_TIMEOUT)
+                .await?;
             if conn.json {
                 return print_json(&view);
             }
@@ -382,18 +447,32 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
         JobCmd::List { conn } => {
             let k = key(&conn)?;
             let list = client(&conn)
-                .orders(&OrderFilter { tenant: Some(k.address()), open_only: false, limit: None })
+                .orders(&OrderFilter {
+                    tenant: Some(k.address()),
+                    open_only: false,
+                    limit: None,
+                })
                 .await?;
             if conn.json {
                 return print_json(&list);
             }
-            println!("{:>6}  {:<20} {:<9} {:<10} {:>12}", "JOB", "NAME", "STATE", "LEASE", "PAID (usd)");
+            println!(
+                "{:>6}  {:<20} {:<9} {:<10} {:>12}",
+                "JOB", "NAME", "STATE", "LEASE", "PAID (usd)"
+            );
             for o in &list.orders {
                 let (lease, paid) = match &o.lease {
                     Some(l) => (format!("{:?}", l.state).to_lowercase(), l.paid.to_string()),
                     None => ("-".into(), "-".into()),
                 };
-                println!("{:>6}  {:<20} {:<9} {:<10} {:>12}", o.id, o.terms.name, format!("{:?}", o.state).to_lowercase(), lease, paid);
+                println!(
+                    "{:>6}  {:<20} {:<9} {:<10} {:>12}",
+                    o.id,
+                    o.terms.name,
+                    format!("{:?}", o.state).to_lowercase(),
+                    lease,
+                    paid
+                );
             }
             Ok(())
         }
@@ -402,7 +481,10 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
 
 pub async fn wallet(cmd: WalletCmd) -> Result<()> {
     match cmd {
-        WalletCmd::New { out, json: json_out } => {
+        WalletCmd::New {
+            out,
+            json: json_out,
+        } => {
             let k = KeyFile::generate();
             k.save_new(&out)?;
             if json_out {
@@ -434,7 +516,12 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
             println!("  next nonce {}", view.next_nonce);
             Ok(())
         }
-        WalletCmd::Transfer { to, amount, denom, conn } => {
+        WalletCmd::Transfer {
+            to,
+            amount,
+            denom,
+            conn,
+        } => {
             let (client, _) = signed_client(&conn)?;
             let view = client
                 .send_and_wait(Msg::Transfer { to, denom, amount }, TX_TIMEOUT)
@@ -442,7 +529,11 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
             if conn.json {
                 return print_json(&view);
             }
-            println!("sent {amount} {denom} to {to} (tx {}, block {})", view.tx_hash, view.block_height.unwrap_or(0));
+            println!(
+                "sent {amount} {denom} to {to} (tx {}, block {})",
+                view.tx_hash,
+                view.block_height.unwrap_or(0)
+            );
             Ok(())
         }
     }
@@ -455,21 +546,40 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
             if conn.json {
                 return print_json(&list);
             }
-            println!("{} provider(s) at height {}", list.providers.len(), list.height);
+            println!(
+                "{} provider(s) at height {}",
+                list.providers.len(),
+                list.height
+            );
             for p in &list.providers {
                 let c = &p.profile.capacity;
                 let gpus: Vec<&str> = c.gpus.iter().map(|g| g.model.as_str()).collect();
                 println!(
                     "  {}  {}  cpu {}/{} m  mem {}/{} MiB  gpus [{}] ({} free)  stake {} gpn  leases {} live, {} done, {} failed  {}",
-                    p.address, p.profile.region, p.free_cpu_millis, c.cpu_millis, p.free_memory_mib, c.memory_mib,
-                    gpus.join(","), p.free_gpus, p.stake, p.live_leases.len(), p.leases_completed, p.leases_failed, p.profile.endpoint
+                    p.address,
+                    p.profile.region,
+                    p.free_cpu_millis,
+                    c.cpu_millis,
+                    p.free_memory_mib,
+                    c.memory_mib,
+                    gpus.join(","),
+                    p.free_gpus,
+                    p.stake,
+                    p.live_leases.len(),
+                    p.leases_completed,
+                    p.leases_failed,
+                    p.profile.endpoint
                 );
             }
             Ok(())
         }
         MarketCmd::Orders { all, conn } => {
             let list = client(&conn)
-                .orders(&OrderFilter { tenant: None, open_only: !all, limit: None })
+                .orders(&OrderFilter {
+                    tenant: None,
+                    open_only: !all,
+                    limit: None,
+                })
                 .await?;
             if conn.json {
                 return print_json(&list);
@@ -478,8 +588,13 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
             for o in &list.orders {
                 println!(
                     "  {:>5}  {:<20} {:<9} max {} usd/h  deposit {}  bids {}  tenant {}",
-                    o.id, o.terms.name, format!("{:?}", o.state).to_lowercase(), o.terms.max_price_per_hour,
-                    o.terms.deposit, o.bids.len(), o.tenant.short()
+                    o.id,
+                    o.terms.name,
+                    format!("{:?}", o.state).to_lowercase(),
+                    o.terms.max_price_per_hour,
+                    o.terms.deposit,
+                    o.bids.len(),
+                    o.tenant.short()
                 );
             }
             Ok(())

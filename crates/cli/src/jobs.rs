@@ -69,7 +69,16 @@ pub async fn submit_and_follow(
         spec.name,
         spec.order_terms().deposit
     ));
-    follow(client, key, order_id, Some(spec), until_done, started, progress).await
+    follow(
+        client,
+        key,
+        order_id,
+        Some(spec),
+        until_done,
+        started,
+        progress,
+    )
+    .await
 }
 
 /// Follows an order; delivers `spec`'s manifest when a lease appears (if given).
@@ -106,7 +115,9 @@ pub async fn follow(
                 "no provider took order {order_id} before it expired; the deposit was refunded. \
                  Check `gpunet market providers` for capacity and raise pricing.max_per_hour if bids were too high"
             ),
-            OrderState::Cancelled => bail!("order {order_id} was cancelled; the deposit was refunded"),
+            OrderState::Cancelled => {
+                bail!("order {order_id} was cancelled; the deposit was refunded")
+            }
             OrderState::Leased | OrderState::Closed => {}
         }
         if let Some(lease) = order.lease.clone() {

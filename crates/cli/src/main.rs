@@ -2,8 +2,6 @@
 //! the market, and benchmarks. Thin over the library crates: argument parsing, output and
 //! progress live here; every rule lives in `ledger`, `node`, `agent` and `runtime`.
 
-
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,7 +91,10 @@ fn init_tracing() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -104,8 +105,12 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(a) => commands::demo(a.spec, a.keep_running, a.json, a.block_ms).await,
             Command::Dev(a) => {
-                commands::dev(a.home.unwrap_or_else(devnet::default_home), a.listen, a.block_ms)
-                    .await
+                commands::dev(
+                    a.home.unwrap_or_else(devnet::default_home),
+                    a.listen,
+                    a.block_ms,
+                )
+                .await
             }
             Command::Job(c) => commands::job(c).await,
             Command::Wallet(c) => commands::wallet(c).await,

@@ -16,8 +16,17 @@ const HELLO: &str = include_str!("../../../examples/jobs/hello.yaml");
 
 async fn wait_for_provider(client: &NodeClient) {
     let start = Instant::now();
-    while client.providers().await.expect("providers").providers.is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(30), "provider never registered");
+    while client
+        .providers()
+        .await
+        .expect("providers")
+        .providers
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "provider never registered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -57,7 +66,9 @@ async fn hello_job_runs_to_completion_and_the_bill_is_exact() {
     // The bill: exactly the lease price for the milliseconds billed, the fee exactly its share.
     let price = lease.price_per_hour;
     assert!(price <= spec.order_terms().max_price_per_hour);
-    let expected_paid = price.mul_div_floor(lease.billed_ms, 3_600_000).expect("fits");
+    let expected_paid = price
+        .mul_div_floor(lease.billed_ms, 3_600_000)
+        .expect("fits");
     assert_eq!(lease.paid, expected_paid, "tenant pays price × time billed");
     let expected_fee = lease
         .paid
@@ -66,7 +77,10 @@ async fn hello_job_runs_to_completion_and_the_bill_is_exact() {
     assert_eq!(lease.protocol_fee, expected_fee);
     assert_eq!(
         lease.provider_earned,
-        lease.paid.checked_sub(lease.protocol_fee).expect("fee ≤ paid")
+        lease
+            .paid
+            .checked_sub(lease.protocol_fee)
+            .expect("fee ≤ paid")
     );
     let deposit = spec.order_terms().deposit;
     assert_eq!(
@@ -78,14 +92,23 @@ async fn hello_job_runs_to_completion_and_the_bill_is_exact() {
     // the tenant signed one transaction).
     let after = reader.account(&tenant).await.expect("account");
     assert_eq!(
-        before.balances.get(Denom::Usd).checked_sub(after.balances.get(Denom::Usd)),
+        before
+            .balances
+            .get(Denom::Usd)
+            .checked_sub(after.balances.get(Denom::Usd)),
         Some(lease.paid)
     );
     assert_eq!(
-        before.balances.get(Denom::Gpn).checked_sub(after.balances.get(Denom::Gpn)),
+        before
+            .balances
+            .get(Denom::Gpn)
+            .checked_sub(after.balances.get(Denom::Gpn)),
         Some(params.min_tx_fee)
     );
-    let provider = reader.account(&lease.provider).await.expect("provider account");
+    let provider = reader
+        .account(&lease.provider)
+        .await
+        .expect("provider account");
     assert_eq!(provider.balances.get(Denom::Usd), lease.provider_earned);
     assert!(lease.paid > Amount::ZERO, "some time was billed");
 
@@ -101,7 +124,10 @@ async fn hello_job_runs_to_completion_and_the_bill_is_exact() {
         .iter()
         .find(|(p, _)| p == "greeting.txt")
         .expect("greeting.txt was collected");
-    assert_eq!(String::from_utf8_lossy(&greeting.1).trim(), "hello from gpunet");
+    assert_eq!(
+        String::from_utf8_lossy(&greeting.1).trim(),
+        "hello from gpunet"
+    );
 
     net.stop().await;
 }
