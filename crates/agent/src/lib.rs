@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gpunet_client::{ClientError, KeyFile, NodeClient};
-use gpunet_protocol::{Address, Amount, Msg, ProviderProfile, ShapeError};
+use gpunet_protocol::{Address, Amount, Msg, ProviderProfile, Rejection, ShapeError};
 use gpunet_runtime::{Driver, DriverError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -302,14 +302,24 @@ async fn register(
         }
         Some(p) if p.profile != *profile => {
             tracing::info!(%address, "updating the provider profile");
-            client
+            let sent = client
                 .send_and_wait(
                     Msg::UpdateProvider {
                         profile: profile.clone(),
                     },
                     REGISTRATION_TIMEOUT,
                 )
-                .await?;
+                .await;
+            match sent {
+                // Capacity changed while leases run: keep serving under the old profile; the
+                // next start after they end updates it.
+                Err(e) if e.rejection() == Some(Rejection::ProviderHasLiveLeases) => {
+                    tracing::warn!(%address, "profile not updated while leases run: {e}");
+                }
+                other => {
+                    other?;
+                }
+            }
         }
         Some(_) => tracing::info!(%address, "already registered with this profile"),
     }

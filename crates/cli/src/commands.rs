@@ -359,7 +359,12 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             if conn.json {
                 return print_json(&json!({ "order": order, "workload": workload }));
             }
-            println!("job {} ({}): {:?}", order.id, order.terms.name, order.state);
+            println!(
+                "job {} ({}): {}",
+                order.id,
+                order.terms.name,
+                format!("{:?}", order.state).to_lowercase()
+            );
             println!("  tenant   {}", order.tenant);
             println!("  escrow   {} usd", order.escrow);
             println!("  bids     {}", order.bids.len());
@@ -467,7 +472,7 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 };
                 println!(
                     "{:>6}  {:<20} {:<9} {:<10} {:>12}",
-                    o.id,
+                    o.id.0,
                     o.terms.name,
                     format!("{:?}", o.state).to_lowercase(),
                     lease,
@@ -588,7 +593,7 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
             for o in &list.orders {
                 println!(
                     "  {:>5}  {:<20} {:<9} max {} usd/h  deposit {}  bids {}  tenant {}",
-                    o.id,
+                    o.id.0,
                     o.terms.name,
                     format!("{:?}", o.state).to_lowercase(),
                     o.terms.max_price_per_hour,

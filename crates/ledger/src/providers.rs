@@ -61,8 +61,12 @@ pub(crate) fn check_update(
         .providers
         .get(signer)
         .ok_or(Rejection::ProviderNotRegistered)?;
-    // Live leases hold resources by the profile they were matched under.
-    if !p.live_leases.is_empty() {
+    // Live leases hold resources (and GPU slot indices) by the profile they were matched
+    // under: while any run, only the endpoint may move (an agent restarted on a new address).
+    let same_offer = p.profile.capacity == profile.capacity
+        && p.profile.region == profile.region
+        && p.profile.runtimes == profile.runtimes;
+    if !p.live_leases.is_empty() && !same_offer {
         return Err(Rejection::ProviderHasLiveLeases);
     }
     Ok(())

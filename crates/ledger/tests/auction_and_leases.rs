@@ -917,19 +917,22 @@ fn a_deregistered_provider_takes_its_bids_with_it() {
 }
 
 #[test]
-fn a_provider_cannot_change_its_profile_under_live_leases() {
+fn a_provider_can_only_move_its_endpoint_under_live_leases() {
     let mut w = World::builder().providers(1).build();
     let p = w.provider_addr(0);
     let (_, lease) = leased(&mut w, order_terms(), 0, usd(1));
     let profile = w.provider(&p).expect("registered").profile.clone();
+    let mut smaller = profile.clone();
+    smaller.capacity.memory_mib /= 2;
     check(
         &mut w,
         p,
-        Msg::UpdateProvider {
-            profile: profile.clone(),
-        },
+        Msg::UpdateProvider { profile: smaller },
         Err(Rejection::ProviderHasLiveLeases),
     );
+    let mut moved = profile.clone();
+    moved.endpoint = "http://127.0.0.1:9999".into();
+    check(&mut w, p, Msg::UpdateProvider { profile: moved }, Ok(()));
     let tx = w.complete(p, lease, WorkloadOutcome::StartFailed);
     w.block(vec![tx]).assert_all_applied();
     check(&mut w, p, Msg::UpdateProvider { profile }, Ok(()));
