@@ -4,8 +4,8 @@
 use gpunet_protocol::{Hash, LeaseId, UsageReport};
 use serde::{Deserialize, Serialize};
 
-/// Largest manifest the agent accepts, in bytes.
-pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
+/// Largest manifest the agent accepts, in bytes: exactly what a valid job spec can produce.
+pub const MAX_MANIFEST_BYTES: usize = gpunet_protocol::jobspec::MAX_MANIFEST_BYTES;
 /// Largest log chunk one request returns, in bytes.
 pub const MAX_LOG_CHUNK_BYTES: usize = 1024 * 1024;
 

@@ -381,6 +381,10 @@ async fn bench_submit(jobs_n: usize, block_ms: u64) -> Result<Vec<u64>> {
     let run = async {
         crate::commands::wait_for_provider(&client, &quiet).await?;
         for i in 0..jobs_n {
+            // Jobs run back to back would all be submitted at the same point of the block
+            // cycle; spread the submit moments evenly over one block instead.
+            let phase_ms = (i as u64 * block_ms) / jobs_n as u64;
+            tokio::time::sleep(std::time::Duration::from_millis(phase_ms)).await;
             let f =
                 crate::jobs::submit_and_follow(&client, &net.tenant, &spec, true, &quiet).await?;
             let ms = f.submit_to_running_ms.context("the job never ran")?;
