@@ -55,12 +55,16 @@ pub enum JobCmd {
         conn: Conn,
     },
     /// Cancel a job: an open order is refunded in full; a running one pays for time used.
+    ///
+    /// Example: gpunet job cancel 3
     Cancel {
         id: OrderId,
         #[command(flatten)]
         conn: Conn,
     },
     /// List your jobs (the signing key's orders), newest first.
+    ///
+    /// Example: gpunet job list --json
     List {
         #[command(flatten)]
         conn: Conn,
@@ -77,11 +81,15 @@ pub enum WalletCmd {
         json: bool,
     },
     /// Show the address of the signing key.
+    ///
+    /// Example: gpunet wallet show --key ~/.gpunet/me.json
     Show {
         #[command(flatten)]
         conn: Conn,
     },
     /// Balances and nonce of an address (default: the signing key's).
+    ///
+    /// Example: gpunet wallet balance gpn1… --json
     Balance {
         address: Option<Address>,
         #[command(flatten)]
@@ -101,11 +109,15 @@ pub enum WalletCmd {
 #[derive(Subcommand)]
 pub enum MarketCmd {
     /// Registered providers with their capacity and what is free.
+    ///
+    /// Example: gpunet market providers --json
     Providers {
         #[command(flatten)]
         conn: Conn,
     },
     /// Orders on the market (open ones unless --all).
+    ///
+    /// Example: gpunet market orders --all
     Orders {
         #[arg(long)]
         all: bool,

@@ -69,7 +69,7 @@ impl<'de> Deserialize<'de> for Hash {
 pub enum IdError {
     #[error("{given:?} is not a hash; expected 64 hex characters")]
     BadHash { given: String },
-    #[error("{given:?} is not a {kind} id; expected a number such as 42 or {prefix}-42")]
+    #[error("{given:?} is not a valid {kind} id; expected a number such as 42 or {prefix}-42")]
     BadId {
         given: String,
         kind: &'static str,

@@ -13,7 +13,7 @@ use crate::error::DriverError;
 use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
     ExitOutcome, ExitReason, LogChunk, Usage, WorkloadHandle, WorkloadSpec, log_path, logs_dir,
-    outputs_dir, work_dir,
+    outputs_dir, remove_work_dir, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -310,18 +310,7 @@ impl Driver for FakeDriver {
                 workload_id: handle.workload_id.clone(),
             });
         }
-        let work = work_dir(&handle.root_dir);
-        match std::fs::remove_dir_all(&work) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(DriverError::Io {
-                    action: "remove",
-                    path: work,
-                    source,
-                });
-            }
-        }
+        remove_work_dir(&handle.root_dir)?;
         self.lock().remove(&handle.workload_id);
         Ok(())
     }

@@ -55,7 +55,7 @@ use crate::logs::{LogCap, read_chunk};
 use crate::sys::{self, ChildLimits};
 use crate::workload::{
     ExitOutcome, ExitReason, LogChunk, Usage, WorkloadHandle, WorkloadSpec, log_path, logs_dir,
-    outputs_dir, work_dir,
+    outputs_dir, remove_work_dir, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -302,18 +302,7 @@ impl Driver for ProcessDriver {
                 workload_id: handle.workload_id.clone(),
             });
         }
-        let work = work_dir(&handle.root_dir);
-        match std::fs::remove_dir_all(&work) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(DriverError::Io {
-                    action: "remove",
-                    path: work,
-                    source,
-                });
-            }
-        }
+        remove_work_dir(&handle.root_dir)?;
         self.lock().remove(&handle.workload_id);
         Ok(())
     }

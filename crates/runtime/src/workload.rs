@@ -147,6 +147,20 @@ fn validate_workload_id(workload_id: &str) -> Result<(), SpecError> {
 pub(crate) fn work_dir(root_dir: &Path) -> PathBuf {
     root_dir.join("work")
 }
+
+/// Removes a workload's working directory (what `destroy` drops); outputs and logs stay.
+pub(crate) fn remove_work_dir(root_dir: &Path) -> Result<(), crate::DriverError> {
+    let work = work_dir(root_dir);
+    match std::fs::remove_dir_all(&work) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(crate::DriverError::Io {
+            action: "remove",
+            path: work,
+            source,
+        }),
+    }
+}
 pub(crate) fn outputs_dir(root_dir: &Path) -> PathBuf {
     root_dir.join("outputs")
 }
