@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DriverError;
-use crate::workload::{ExitOutcome, LogChunk, WorkloadHandle, WorkloadSpec};
+use crate::workload::{ExitOutcome, LogChunk, PublishedPort, WorkloadHandle, WorkloadSpec};
 
 /// What [`Driver::fingerprint`] found: the driver is usable here, in this version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,10 +47,18 @@ pub trait Driver: Send + Sync {
     /// Asks the workload to end (SIGTERM to its whole process group), forces it after `grace`
     /// (SIGKILL), and returns once it has ended. Stopping an ended workload does nothing.
     async fn stop(&self, handle: &WorkloadHandle, grace: Duration) -> Result<(), DriverError>;
-    /// Removes the working directory; the outputs and logs belong to the agent and stay.
+    /// Removes the working directory (and the container, for container drivers); the outputs
+    /// and logs belong to the agent and stay.
     async fn destroy(&self, handle: &WorkloadHandle) -> Result<(), DriverError>;
     /// After an agent restart: is the workload still running, did it exit, or is it lost?
     async fn recover(&self, handle: &WorkloadHandle) -> Result<RecoverState, DriverError>;
+    /// Where the spec's exposed ports can be reached on this machine, sorted by container port
+    /// and protocol; empty once the workload has ended. Drivers that do not publish ports (the
+    /// process and fake drivers) report none.
+    async fn ports(&self, handle: &WorkloadHandle) -> Result<Vec<PublishedPort>, DriverError> {
+        check_driver(self.name(), handle)?;
+        Ok(Vec::new())
+    }
 }
 
 /// Refuses a handle made by another driver.

@@ -45,6 +45,27 @@ pub enum SpecError {
         "GPU uuid {uuid:?} is invalid: it must be non-empty and contain no ',', whitespace or NUL"
     )]
     InvalidGpuUuid { uuid: String },
+    #[error(
+        "image {image:?} is invalid: use a non-empty reference of at most {max_bytes} bytes without whitespace"
+    )]
+    InvalidImage { image: String, max_bytes: usize },
+    #[error("this driver runs images: set the spec's image")]
+    MissingImage,
+    #[error("pids_limit is 0: a workload needs at least one process")]
+    ZeroPidsLimit,
+    #[error("{count} exposed ports, more than the limit of {max}")]
+    TooManyExposedPorts { count: usize, max: usize },
+    #[error("exposed port 0 is invalid: give the port the service listens on")]
+    ZeroExposedPort,
+    #[error("port {container_port}/{proto} is exposed twice")]
+    DuplicateExposedPort {
+        container_port: u16,
+        proto: &'static str,
+    },
+    #[error(
+        "exposed ports need network egress: a container without a network cannot publish ports"
+    )]
+    ExposedPortsNeedNetwork,
 }
 
 /// Errors from a [`crate::Driver`].
@@ -94,6 +115,25 @@ pub enum DriverError {
     },
     #[error("the supervisor of workload {workload_id} ended without reporting an outcome")]
     SupervisorGone { workload_id: String },
+    /// The workload's image is neither present nor pullable; the tenant's mistake (or the
+    /// registry's), not the provider's. See [`DriverError::is_image_unavailable`].
+    #[error("image {image:?} is not available: {reason}")]
+    ImageUnavailable { image: String, reason: String },
+    #[error("the container engine could not {action} for workload {workload_id}: {source}")]
+    Engine {
+        workload_id: String,
+        action: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl DriverError {
+    /// Whether `start` failed because the workload's image could not be had, so the agent can
+    /// end the lease as `WorkloadOutcome::ImageUnavailable` rather than as a provider fault.
+    pub fn is_image_unavailable(&self) -> bool {
+        matches!(self, DriverError::ImageUnavailable { .. })
+    }
 }
 
 /// Why `nvidia-smi` CSV output could not be read.

@@ -330,15 +330,10 @@ mod tests {
 
     fn spec(root: &Path) -> WorkloadSpec {
         WorkloadSpec {
-            workload_id: "lease-1".into(),
-            command: vec!["train".into()],
-            env: BTreeMap::new(),
-            cpu_millis: 1000,
             memory_mib: 128,
             max_duration: Duration::from_secs(60),
-            root_dir: root.to_path_buf(),
-            gpu_uuids: vec![],
             log_limit_bytes: 1024,
+            ..WorkloadSpec::new("lease-1", vec!["train".into()], root)
         }
     }
 

@@ -7,12 +7,16 @@
 //!   found [`GpuSource::None`] says why.
 //! - The [`Driver`] trait (`fingerprint, start, wait, logs, stop, destroy, recover`) runs one
 //!   workload per lease. [`ProcessDriver`] runs a plain child process under rlimits in its own
-//!   session; [`FakeDriver`] pretends, for the agent's unit tests.
+//!   session; [`DockerDriver`] runs a locked-down container of a local Docker Engine;
+//!   [`FakeDriver`] pretends, for the agent's unit tests.
+//! - With the `test-image` feature, [`testimage`] builds a tiny image from host binaries, for
+//!   tests of the Docker driver on machines with no registry.
 //!
 //! Architecture Invariant: the parsers (`nvidia-smi` CSV, GPU model names, cgroup files) are pure
 //! functions; only [`discover`] and the drivers touch the world. All `unsafe` code lives in the
 //! private `sys` module.
 
+mod docker;
 mod driver;
 mod error;
 mod fake;
@@ -21,8 +25,15 @@ mod logs;
 mod machine;
 mod process;
 mod sys;
+#[cfg(any(test, feature = "test-image"))]
+pub mod testimage;
 mod workload;
 
+pub use docker::{
+    CONTAINER_INPUTS_DIR, CONTAINER_OUTPUTS_DIR, DEFAULT_DOCKER_SOCKET, DOCKER_DRIVER_NAME,
+    DockerDriver, IMAGE_PULL_TIMEOUT, LABEL_MANAGED, LABEL_WORKLOAD, STATS_INTERVAL,
+    TMP_TMPFS_BYTES, container_name, engine_log_max_bytes,
+};
 pub use driver::{Driver, DriverInfo, RecoverState};
 pub use error::{DriverError, GpuParseError, SpecError};
 pub use fake::{FAKE_DRIVER_NAME, FakeDriver};
@@ -37,7 +48,9 @@ pub use machine::{
 };
 pub use process::{PROCESS_DRIVER_NAME, ProcessDriver};
 pub use workload::{
-    DEFAULT_LOG_LIMIT_BYTES, ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk,
-    MAX_ARGV_ENV_BYTES, MAX_COMMAND_ARGS, MAX_ENV_VARS, MAX_GPUS_PER_WORKLOAD,
-    MAX_WORKLOAD_ID_BYTES, Usage, WorkloadHandle, WorkloadSpec,
+    DEFAULT_CPU_MILLIS, DEFAULT_LOG_LIMIT_BYTES, DEFAULT_MAX_DURATION, DEFAULT_MEMORY_MIB,
+    DEFAULT_PIDS_LIMIT, ExitOutcome, ExitReason, ExposedPort, LOG_TRUNCATED_MARKER, LogChunk,
+    MAX_ARGV_ENV_BYTES, MAX_COMMAND_ARGS, MAX_ENV_VARS, MAX_EXPOSED_PORTS, MAX_GPUS_PER_WORKLOAD,
+    MAX_IMAGE_REF_BYTES, MAX_WORKLOAD_ID_BYTES, NetworkMode, PortProto, PublishedPort, Usage,
+    WorkloadHandle, WorkloadSpec,
 };

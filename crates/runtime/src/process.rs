@@ -27,6 +27,11 @@
 //! ([`ALLOCATION_FAILURE_MESSAGES`]). The output is the tenant's, so `OutOfMemory` is a helpful
 //! label, not proof.
 //!
+//! The spec's isolation fields (`image`, `network`, `read_only_rootfs`, `expose`, `pids_limit`)
+//! are ignored: a child process has no namespaces or cgroup of its own, shares the host's
+//! network and filesystem, and listens on host ports directly. Use the Docker driver to enforce
+//! them.
+//!
 //! GPU isolation here is only `CUDA_VISIBLE_DEVICES`, which a process may change; the
 //! environment the driver sets (`GPUNET_OUTPUTS`, `HOME`, `CUDA_VISIBLE_DEVICES`) overrides the
 //! spec's.
@@ -766,15 +771,11 @@ mod tests {
     #[test]
     fn cpu_limit_is_duration_times_cores_rounded_up() {
         let mut spec = WorkloadSpec {
-            workload_id: "w".into(),
-            command: vec!["true".into()],
-            env: BTreeMap::new(),
             cpu_millis: 1500,
             memory_mib: 1,
             max_duration: Duration::from_secs(10),
-            root_dir: PathBuf::from("/x"),
-            gpu_uuids: vec![],
             log_limit_bytes: 0,
+            ..WorkloadSpec::new("w", vec!["true".into()], "/x")
         };
         assert_eq!(cpu_limit_secs(&spec), 15);
         spec.max_duration = Duration::from_millis(1001);

@@ -2,6 +2,7 @@
 //! runs, [`ExitOutcome`] and [`LogChunk`] out. Also the spec's validation and its named limits.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,6 +24,18 @@ pub const MAX_ENV_VARS: usize = 1024;
 pub const MAX_ARGV_ENV_BYTES: usize = 1024 * 1024;
 /// Most GPUs one workload may be assigned.
 pub const MAX_GPUS_PER_WORKLOAD: usize = 64;
+/// Most ports one workload may expose.
+pub const MAX_EXPOSED_PORTS: usize = 16;
+/// Longest image reference, in bytes.
+pub const MAX_IMAGE_REF_BYTES: usize = 512;
+/// Default cap on the processes (threads included) a workload may have at once.
+pub const DEFAULT_PIDS_LIMIT: u32 = 1024;
+/// CPU share [`WorkloadSpec::new`] starts from: one core.
+pub const DEFAULT_CPU_MILLIS: u32 = 1000;
+/// Memory [`WorkloadSpec::new`] starts from: 1 GiB.
+pub const DEFAULT_MEMORY_MIB: u64 = 1024;
+/// Wall-clock limit [`WorkloadSpec::new`] starts from: one hour.
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(60 * 60);
 
 /// What to run, with which resources and limits. Built by the agent from a lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,9 +58,113 @@ pub struct WorkloadSpec {
     pub gpu_uuids: Vec<String>,
     /// Cap on kept log bytes; beyond it output is dropped and [`LOG_TRUNCATED_MARKER`] written once.
     pub log_limit_bytes: u64,
+    /// Container image (`name[:tag]` or `name@digest`). Required by the Docker driver; the
+    /// process driver ignores it.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Whether the workload may reach the network. Drivers with network namespaces enforce it;
+    /// the process driver cannot (its workloads share the host's network).
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Mount the image's root filesystem read-only (writable: `/outputs` and a small `/tmp`).
+    /// Ignored by the process driver.
+    #[serde(default = "default_read_only_rootfs")]
+    pub read_only_rootfs: bool,
+    /// Ports a service listens on, published on the provider's loopback at engine-chosen ports
+    /// (see [`crate::Driver::ports`]). Needs [`NetworkMode::Egress`]. Ignored by the process
+    /// driver, whose workloads listen on the host directly.
+    #[serde(default)]
+    pub expose: Vec<ExposedPort>,
+    /// Most processes (threads included) the workload may have at once. Ignored by the process
+    /// driver (`RLIMIT_NPROC` counts per user, not per workload).
+    #[serde(default = "default_pids_limit")]
+    pub pids_limit: u32,
+}
+
+fn default_read_only_rootfs() -> bool {
+    true
+}
+
+fn default_pids_limit() -> u32 {
+    DEFAULT_PIDS_LIMIT
+}
+
+/// Whether a workload's container gets a network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// Loopback only.
+    #[default]
+    None,
+    /// The engine's default bridge: outbound connections, and published ports.
+    Egress,
+}
+
+/// A transport protocol of an exposed port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortProto {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl PortProto {
+    /// `"tcp"` or `"udp"`, as container engines spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortProto::Tcp => "tcp",
+            PortProto::Udp => "udp",
+        }
+    }
+}
+
+/// A port a service workload listens on inside its container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ExposedPort {
+    pub container_port: u16,
+    #[serde(default)]
+    pub proto: PortProto,
+}
+
+/// Where an [`ExposedPort`] can be reached on the provider machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    pub container_port: u16,
+    pub proto: PortProto,
+    /// Loopback address and the host port the engine chose.
+    pub host: SocketAddr,
 }
 
 impl WorkloadSpec {
+    /// A spec with the given identity, command and root dir, and defaults for everything else:
+    /// [`DEFAULT_CPU_MILLIS`], [`DEFAULT_MEMORY_MIB`], [`DEFAULT_MAX_DURATION`], no environment,
+    /// no GPUs, [`DEFAULT_LOG_LIMIT_BYTES`], no image, no network, a read-only root filesystem,
+    /// no exposed ports and [`DEFAULT_PIDS_LIMIT`]. Set fields after, or use it as the base of a
+    /// struct update (`..WorkloadSpec::new(..)`).
+    pub fn new(
+        workload_id: impl Into<String>,
+        command: Vec<String>,
+        root_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            workload_id: workload_id.into(),
+            command,
+            env: BTreeMap::new(),
+            cpu_millis: DEFAULT_CPU_MILLIS,
+            memory_mib: DEFAULT_MEMORY_MIB,
+            max_duration: DEFAULT_MAX_DURATION,
+            root_dir: root_dir.into(),
+            gpu_uuids: Vec::new(),
+            log_limit_bytes: DEFAULT_LOG_LIMIT_BYTES,
+            image: None,
+            network: NetworkMode::None,
+            read_only_rootfs: true,
+            expose: Vec::new(),
+            pids_limit: DEFAULT_PIDS_LIMIT,
+        }
+    }
+
     /// Checks everything a driver relies on; drivers call this before touching anything.
     pub fn validate(&self) -> Result<(), SpecError> {
         validate_workload_id(&self.workload_id)?;
@@ -119,6 +236,43 @@ impl WorkloadSpec {
                     .any(|c| c == ',' || c == '\0' || c.is_whitespace())
             {
                 return Err(SpecError::InvalidGpuUuid { uuid: uuid.clone() });
+            }
+        }
+        if let Some(image) = &self.image
+            && (image.is_empty()
+                || image.len() > MAX_IMAGE_REF_BYTES
+                || image.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(SpecError::InvalidImage {
+                image: image.clone(),
+                max_bytes: MAX_IMAGE_REF_BYTES,
+            });
+        }
+        if self.pids_limit == 0 {
+            return Err(SpecError::ZeroPidsLimit);
+        }
+        self.validate_expose()
+    }
+
+    fn validate_expose(&self) -> Result<(), SpecError> {
+        if self.expose.len() > MAX_EXPOSED_PORTS {
+            return Err(SpecError::TooManyExposedPorts {
+                count: self.expose.len(),
+                max: MAX_EXPOSED_PORTS,
+            });
+        }
+        if !self.expose.is_empty() && self.network == NetworkMode::None {
+            return Err(SpecError::ExposedPortsNeedNetwork);
+        }
+        for (index, port) in self.expose.iter().enumerate() {
+            if port.container_port == 0 {
+                return Err(SpecError::ZeroExposedPort);
+            }
+            if self.expose[..index].contains(port) {
+                return Err(SpecError::DuplicateExposedPort {
+                    container_port: port.container_port,
+                    proto: port.proto.as_str(),
+                });
             }
         }
         Ok(())
@@ -239,15 +393,9 @@ mod tests {
 
     fn spec() -> WorkloadSpec {
         WorkloadSpec {
-            workload_id: "lease-42".into(),
-            command: vec!["true".into()],
-            env: BTreeMap::new(),
-            cpu_millis: 1000,
             memory_mib: 256,
             max_duration: Duration::from_secs(10),
-            root_dir: PathBuf::from("/tmp/x"),
-            gpu_uuids: vec![],
-            log_limit_bytes: DEFAULT_LOG_LIMIT_BYTES,
+            ..WorkloadSpec::new("lease-42", vec!["true".into()], "/tmp/x")
         }
     }
 
@@ -328,6 +476,78 @@ mod tests {
                 uuid: "GPU-a,GPU-b".into(),
             }),
         );
+    }
+
+    #[test]
+    fn bad_images_pids_limits_and_exposed_ports_are_refused() {
+        let image_error = |image: &str| {
+            Err(SpecError::InvalidImage {
+                image: image.into(),
+                max_bytes: MAX_IMAGE_REF_BYTES,
+            })
+        };
+        check(|s| s.image = Some("busybox:1.36".into()), Ok(()));
+        check(|s| s.image = Some(String::new()), image_error(""));
+        check(|s| s.image = Some("a b".into()), image_error("a b"));
+        let long = "a".repeat(MAX_IMAGE_REF_BYTES + 1);
+        check(|s| s.image = Some(long.clone()), image_error(&long));
+        check(|s| s.pids_limit = 0, Err(SpecError::ZeroPidsLimit));
+
+        let port = |container_port| ExposedPort {
+            container_port,
+            proto: PortProto::Tcp,
+        };
+        check(
+            |s| s.expose = vec![port(80)],
+            Err(SpecError::ExposedPortsNeedNetwork),
+        );
+        let with_network = |s: &mut WorkloadSpec, ports: Vec<ExposedPort>| {
+            s.network = NetworkMode::Egress;
+            s.expose = ports;
+        };
+        check(|s| with_network(s, vec![port(80), port(443)]), Ok(()));
+        check(
+            |s| with_network(s, vec![port(0)]),
+            Err(SpecError::ZeroExposedPort),
+        );
+        check(
+            |s| with_network(s, vec![port(80), port(80)]),
+            Err(SpecError::DuplicateExposedPort {
+                container_port: 80,
+                proto: "tcp",
+            }),
+        );
+        check(
+            |s| {
+                let udp = ExposedPort {
+                    container_port: 80,
+                    proto: PortProto::Udp,
+                };
+                with_network(s, vec![port(80), udp]);
+            },
+            Ok(()),
+        );
+        check(
+            |s| with_network(s, (1..=17).map(port).collect()),
+            Err(SpecError::TooManyExposedPorts { count: 17, max: 16 }),
+        );
+    }
+
+    #[test]
+    fn specs_persisted_before_the_isolation_fields_read_with_their_defaults() {
+        let mut json = serde_json::to_value(spec()).expect("serializes");
+        let object = json.as_object_mut().expect("a spec is an object");
+        for field in [
+            "image",
+            "network",
+            "read_only_rootfs",
+            "expose",
+            "pids_limit",
+        ] {
+            object.remove(field);
+        }
+        let read: WorkloadSpec = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(read, spec());
     }
 
     #[test]

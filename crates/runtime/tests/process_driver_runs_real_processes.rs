@@ -12,15 +12,13 @@ use gpunet_runtime::{
 
 fn spec(root: &Path, script: &str) -> WorkloadSpec {
     WorkloadSpec {
-        workload_id: "lease-42".into(),
-        command: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        env: BTreeMap::new(),
-        cpu_millis: 1000,
         memory_mib: 512,
         max_duration: Duration::from_secs(30),
-        root_dir: root.to_path_buf(),
-        gpu_uuids: vec![],
-        log_limit_bytes: gpunet_runtime::DEFAULT_LOG_LIMIT_BYTES,
+        ..WorkloadSpec::new(
+            "lease-42",
+            vec!["/bin/sh".into(), "-c".into(), script.into()],
+            root,
+        )
     }
 }
 

@@ -1,0 +1,1498 @@
+//! The Docker driver: runs each workload as one container of a local Docker Engine (via
+//! `bollard`, API version negotiated with the engine, so 20.10 / API 1.41 and later work).
+//!
+//! What a container gets ([`container_body`] builds it, a pure function):
+//! - name `gpunet-<workload_id>` and labels `gpunet.managed=true`, `gpunet.workload=<id>` (plus
+//!   the wall-clock limit and log bookkeeping that [`Driver::recover`] needs);
+//! - `nano_cpus` from `cpu_millis`, `memory` = `memory_swap` = `memory_mib` (no swap),
+//!   `pids_limit`;
+//! - a read-only root filesystem when the spec asks (the default), a 64 MiB tmpfs at `/tmp`,
+//!   `cap_drop: ALL`, `no-new-privileges`, not privileged;
+//! - one host mount, `<root_dir>/outputs` at `/outputs` read-write, and `<root_dir>/inputs` at
+//!   `/inputs` read-only when that directory exists;
+//! - network `none` (loopback only) unless the spec asks for egress (then the default bridge,
+//!   with the exposed ports published on 127.0.0.1 at engine-chosen ports, see
+//!   [`Driver::ports`]);
+//! - the spec's environment, overridden by `GPUNET_OUTPUTS=/outputs`, `CUDA_VISIBLE_DEVICES`
+//!   and `NVIDIA_VISIBLE_DEVICES` (the GPU uuids, or empty / `void` with no GPU, so an image
+//!   that asks for all GPUs gets none), and a `nvidia` device request naming exactly the
+//!   assigned uuids, so two leases never share a GPU;
+//! - the image's working directory and user (write results to `$GPUNET_OUTPUTS`); `argv[0]` of
+//!   the command becomes the entrypoint and the rest its arguments, so the image's own
+//!   entrypoint never wraps the tenant's command;
+//! - the engine's `json-file` log capped at [`engine_log_max_bytes`], one file.
+//!
+//! Images: one present locally is used; otherwise it is pulled (for at most
+//! [`IMAGE_PULL_TIMEOUT`]); if neither works, `start` fails with
+//! [`DriverError::ImageUnavailable`].
+//!
+//! Per workload a log follower copies the container's stdout and stderr (interleaved as the
+//! engine recorded them) into `<root_dir>/logs/combined.log` under the crate's log cap, so
+//! [`Driver::logs`] reads the same file as for the process driver and the log outlives the
+//! container. A supervisor task waits for the exit, enforces `max_duration` (measured from the
+//! container's `StartedAt`) by SIGKILL, carries out stop requests (SIGTERM, SIGKILL after the
+//! grace), samples usage, lets the log drain, and publishes the [`ExitOutcome`].
+//!
+//! How an end is classified, first match wins: stop requested → `Stopped`; wall-clock kill →
+//! `WallClockLimit`; exit 0 → `Completed`; the engine's `State.OOMKilled` → `OutOfMemory`;
+//! anything else → `Failed`. Docker reports death by signal N as exit code 128 + N; such codes
+//! are reported as `signal: Some(N)`, like a shell does.
+//!
+//! Usage: `wall_ms` is `FinishedAt − StartedAt` from the engine. CPU and memory come from a
+//! one-shot stats snapshot taken every [`STATS_INTERVAL`] while the container runs (the figures
+//! only grow, and an empty snapshot of a just-exited container is ignored); the last one
+//! before the exit counts, so up to that interval of CPU time at the end is missed, and a
+//! workload shorter than it may report none. `cpu_user_ms`/`cpu_system_ms` are the cgroup's user
+//! and kernel time; `max_rss_kib` is the cgroup's peak memory (`max_usage`, cgroup v1; the
+//! highest sampled usage on cgroup v2), page cache included, so it is not strictly a resident
+//! set. Usage of a workload that ended while no agent watched it is zero except `wall_ms`.
+//!
+//! Restarts: a new `DockerDriver` finds a workload's container by label. A running one is
+//! re-attached: the log follower re-reads the engine's log and skips what the file already
+//! holds (the log's length at start is kept in a label), the wall-clock limit is re-armed from
+//! `StartedAt`, and `wait`, `stop` and `logs` work as before. An exited one reports its outcome
+//! (the log is caught up first); a missing one is `Lost`. A stop or wall-clock kill is recorded
+//! in `<root_dir>/work/ended-by` before the signal is sent, so the reason survives a restart.
+//! Dropping a `DockerDriver` aborts its tasks but leaves containers running, as an agent crash
+//! would. `start` never runs a workload twice: if its container exists, `AlreadyExists`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::errors::Error as EngineError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerState, DeviceRequest, HostConfig,
+    HostConfigLogConfig, Mount, MountType, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions, StatsOptions, WaitContainerOptions,
+};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use crate::driver::{Driver, DriverInfo, RecoverState, check_driver};
+use crate::error::{DriverError, SpecError};
+use crate::logs::{LogCap, read_chunk};
+use crate::workload::{
+    ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, NetworkMode, PublishedPort, Usage,
+    WorkloadHandle, WorkloadSpec, log_path, logs_dir, outputs_dir, remove_work_dir, work_dir,
+};
+
+/// The name of this driver, as written into handles.
+pub const DOCKER_DRIVER_NAME: &str = "docker";
+/// Label on every container this driver creates.
+pub const LABEL_MANAGED: &str = "gpunet.managed";
+/// Label holding the workload id of a container.
+pub const LABEL_WORKLOAD: &str = "gpunet.workload";
+/// Label holding `max_duration` in milliseconds, to re-arm the limit after a restart.
+const LABEL_MAX_DURATION_MS: &str = "gpunet.max_duration_ms";
+/// Label holding the log file's length when the container was created.
+const LABEL_LOG_OFFSET_BYTES: &str = "gpunet.log_offset_bytes";
+/// Label holding the spec's `log_limit_bytes`.
+const LABEL_LOG_LIMIT_BYTES: &str = "gpunet.log_limit_bytes";
+/// The engine's socket unless `DOCKER_HOST` names another `unix://` one.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// Where the outputs dir is mounted in the container.
+pub const CONTAINER_OUTPUTS_DIR: &str = "/outputs";
+/// Where the inputs dir (if any) is mounted, read-only.
+pub const CONTAINER_INPUTS_DIR: &str = "/inputs";
+/// Size of the writable tmpfs at `/tmp`.
+pub const TMP_TMPFS_BYTES: u64 = 64 * 1024 * 1024;
+/// Longest an image pull may take before `start` gives up with `ImageUnavailable`.
+pub const IMAGE_PULL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// How often running containers' usage is sampled.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Seconds the engine has to answer a request (streams: to start answering).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// How long the log may keep draining after the container has exited.
+const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before asking the engine again when waiting for an exit failed.
+const WAIT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// Bounds on the engine's own copy of a workload's log (see [`engine_log_max_bytes`]).
+const ENGINE_LOG_MIN_BYTES: u64 = 16 * 1024 * 1024;
+const ENGINE_LOG_MAX_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// File under `<root_dir>/work` recording that we stopped or wall-clock killed the workload.
+const ENDED_BY_FILE: &str = "ended-by";
+const MIB_BYTES: u64 = 1024 * 1024;
+
+/// Runs workloads as Docker containers; see the module docs.
+pub struct DockerDriver {
+    socket: PathBuf,
+    client: tokio::sync::OnceCell<Docker>,
+    workloads: tokio::sync::Mutex<BTreeMap<String, Arc<Entry>>>,
+}
+
+impl std::fmt::Debug for DockerDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerDriver")
+            .field("socket", &self.socket)
+            .field("connected", &self.client.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    outcome: watch::Receiver<Option<ExitOutcome>>,
+    stop: watch::Sender<Option<Duration>>,
+    /// The container had already exited when this driver first saw it (after a restart).
+    exited_when_found: bool,
+    tasks: Vec<AbortHandle>,
+}
+
+/// What made the supervisor end a workload, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Stopped,
+    WallClock,
+}
+
+impl Cause {
+    fn as_str(self) -> &'static str {
+        match self {
+            Cause::Stopped => "stopped",
+            Cause::WallClock => "wall_clock",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "stopped" => Some(Cause::Stopped),
+            "wall_clock" => Some(Cause::WallClock),
+            _ => None,
+        }
+    }
+}
+
+impl Default for DockerDriver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DockerDriver {
+    /// A driver for the engine at `DOCKER_HOST` (when it is a `unix://` socket) or
+    /// [`DEFAULT_DOCKER_SOCKET`]. Connects lazily: nothing fails here; an unreachable engine
+    /// shows in [`Driver::fingerprint`] and `start`.
+    pub fn new() -> Self {
+        let socket = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|host| host.strip_prefix("unix://").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DOCKER_SOCKET));
+        Self::with_socket(socket)
+    }
+
+    /// A driver for the engine listening on this Unix socket.
+    pub fn with_socket(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+            client: tokio::sync::OnceCell::new(),
+            workloads: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    async fn client(&self) -> Result<&Docker, DriverError> {
+        self.client.get_or_try_init(|| connect(&self.socket)).await
+    }
+
+    /// The entry for `handle`, adopting its container if this driver has not seen it.
+    async fn entry_for(&self, handle: &WorkloadHandle) -> Result<Arc<Entry>, DriverError> {
+        check_driver(DOCKER_DRIVER_NAME, handle)?;
+        let mut map = self.workloads.lock().await;
+        if let Some(entry) = map.get(&handle.workload_id) {
+            return Ok(Arc::clone(entry));
+        }
+        let docker = self.client().await?;
+        let entry = Arc::new(adopt(docker, handle).await?);
+        map.insert(handle.workload_id.clone(), Arc::clone(&entry));
+        Ok(entry)
+    }
+}
+
+impl Drop for DockerDriver {
+    fn drop(&mut self) {
+        // Like an agent crash: our tasks end, the containers run on until recovered.
+        for entry in self.workloads.get_mut().values() {
+            for task in &entry.tasks {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// Connects to the engine and negotiates the API version, or says clearly why not.
+async fn connect(socket: &Path) -> Result<Docker, DriverError> {
+    let unavailable = |reason: String| DriverError::Unavailable {
+        driver: DOCKER_DRIVER_NAME,
+        reason,
+    };
+    let shown = socket.display();
+    // A plain connect first: its io::Error tells "missing" from "not allowed" from "not
+    // listening" more clearly than the HTTP client's does.
+    if let Err(error) = tokio::net::UnixStream::connect(socket).await {
+        let reason = match error.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "docker socket {shown} does not exist: install and start the Docker Engine, or set DOCKER_HOST=unix://<path>"
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "permission denied on docker socket {shown}: run the agent as root or add its user to the `docker` group"
+            ),
+            std::io::ErrorKind::ConnectionRefused => {
+                format!("nothing listens on docker socket {shown}: start the Docker Engine")
+            }
+            _ => format!("could not connect to docker socket {shown}: {error}"),
+        };
+        return Err(unavailable(reason));
+    }
+    let path = socket.to_str().ok_or_else(|| {
+        unavailable(format!(
+            "docker socket path {shown} is not valid UTF-8, which the client needs"
+        ))
+    })?;
+    let docker =
+        Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| unavailable(format!("could not set up a client for {shown}: {e}")))?;
+    docker.negotiate_version().await.map_err(|e| {
+        unavailable(format!(
+            "could not agree on an API version with the engine at {shown}: {e}"
+        ))
+    })
+}
+
+fn engine_error(
+    workload_id: &str,
+    action: &'static str,
+) -> impl FnOnce(EngineError) -> DriverError {
+    move |source| DriverError::Engine {
+        workload_id: workload_id.to_owned(),
+        action,
+        source: Box::new(source),
+    }
+}
+
+fn is_not_found(error: &EngineError) -> bool {
+    matches!(
+        error,
+        EngineError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn is_conflict(error: &EngineError) -> bool {
+    matches!(
+        error,
+        EngineError::DockerResponseServerError {
+            status_code: 409,
+            ..
+        }
+    )
+}
+
+/// The container's name for a workload.
+pub fn container_name(workload_id: &str) -> String {
+    format!("gpunet-{workload_id}")
+}
+
+#[async_trait::async_trait]
+impl Driver for DockerDriver {
+    fn name(&self) -> &'static str {
+        DOCKER_DRIVER_NAME
+    }
+
+    async fn fingerprint(&self) -> Result<DriverInfo, DriverError> {
+        let docker = self.client().await?;
+        let version = docker
+            .version()
+            .await
+            .map_err(|e| DriverError::Unavailable {
+                driver: DOCKER_DRIVER_NAME,
+                reason: format!("the engine did not report its version: {e}"),
+            })?;
+        let engine_version = version.version.unwrap_or_else(|| "unknown".into());
+        let unknown = || "unknown".to_owned();
+        Ok(DriverInfo {
+            name: DOCKER_DRIVER_NAME.into(),
+            version: engine_version.clone(),
+            detail: format!(
+                "docker engine {engine_version}, api {} (client speaks {}), {}/{}, kernel {}",
+                version.api_version.unwrap_or_else(unknown),
+                docker.client_version(),
+                version.os.unwrap_or_else(unknown),
+                version.arch.unwrap_or_else(unknown),
+                version.kernel_version.unwrap_or_else(unknown),
+            ),
+        })
+    }
+
+    async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadHandle, DriverError> {
+        spec.validate()?;
+        let image = spec.image.as_deref().ok_or(SpecError::MissingImage)?;
+        let id = &spec.workload_id;
+        let root = &spec.root_dir;
+        let docker = self.client().await?;
+        let already = || DriverError::AlreadyExists {
+            workload_id: id.clone(),
+        };
+        if self.workloads.lock().await.contains_key(id) {
+            return Err(already());
+        }
+        if find_container(docker, id).await?.is_some() {
+            return Err(already());
+        }
+        for dir in [work_dir(root), outputs_dir(root), logs_dir(root)] {
+            std::fs::create_dir_all(&dir).map_err(|source| DriverError::Io {
+                action: "create",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        // A stale record from an earlier run in this root dir must not classify this one.
+        let ended_by = work_dir(root).join(ENDED_BY_FILE);
+        match std::fs::remove_file(&ended_by) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(DriverError::Io {
+                    action: "remove",
+                    path: ended_by,
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        let (log_file, log_offset_bytes) = open_log(root)?;
+        ensure_image(docker, id, image).await?;
+
+        let name = container_name(id);
+        let body = container_body(spec, image, log_offset_bytes);
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let created = match docker.create_container(Some(options), body).await {
+            Ok(created) => created,
+            Err(e) if is_conflict(&e) => return Err(already()),
+            Err(e) => return Err(engine_error(id, "create the container")(e)),
+        };
+        let container_id = created.id;
+        if let Err(e) = docker.start_container(&container_id, None).await {
+            // Never leave a created-but-not-started container behind to be mistaken for a run.
+            let _ = docker
+                .remove_container(
+                    &container_id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+            return Err(engine_error(id, "start the container")(e));
+        }
+        let inspected = docker
+            .inspect_container(&container_id, None)
+            .await
+            .map_err(engine_error(id, "inspect the started container"))?;
+        let started_ms = inspected
+            .state
+            .as_ref()
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(parse_rfc3339_ms)
+            .unwrap_or_else(now_ms);
+
+        let follower = tokio::spawn(follow_log(
+            docker.clone(),
+            container_id.clone(),
+            log_file,
+            LogCap::new(log_offset_bytes, spec.log_limit_bytes),
+            0,
+        ));
+        let entry = supervise_in_background(Supervised {
+            docker: docker.clone(),
+            workload_id: id.clone(),
+            container_id,
+            root_dir: root.clone(),
+            deadline: deadline_after(started_ms, spec.max_duration),
+            cause: None,
+            follower,
+            exited_when_found: false,
+        });
+        self.workloads
+            .lock()
+            .await
+            .insert(id.clone(), Arc::new(entry));
+        tracing::info!(workload_id = %id, container = %name, image, "workload started");
+        Ok(WorkloadHandle {
+            workload_id: id.clone(),
+            driver: DOCKER_DRIVER_NAME.into(),
+            pid: None,
+            root_dir: root.clone(),
+        })
+    }
+
+    async fn wait(&self, handle: &WorkloadHandle) -> Result<ExitOutcome, DriverError> {
+        let entry = self.entry_for(handle).await?;
+        wait_outcome(&entry, &handle.workload_id).await
+    }
+
+    async fn logs(
+        &self,
+        handle: &WorkloadHandle,
+        from_offset: u64,
+        max_bytes: usize,
+    ) -> Result<LogChunk, DriverError> {
+        let entry = self.entry_for(handle).await?;
+        // Read the state before the file, so "finished" never covers bytes not yet read.
+        let ended = entry.outcome.borrow().is_some();
+        let (data, len) = read_chunk(&log_path(&handle.root_dir), from_offset, max_bytes)?;
+        let next_offset = from_offset + data.len() as u64;
+        Ok(LogChunk {
+            data,
+            next_offset,
+            finished: ended && next_offset >= len,
+        })
+    }
+
+    async fn stop(&self, handle: &WorkloadHandle, grace: Duration) -> Result<(), DriverError> {
+        let entry = self.entry_for(handle).await?;
+        if entry.outcome.borrow().is_some() {
+            return Ok(());
+        }
+        // The first stop's grace wins; later calls just wait for the same end.
+        entry.stop.send_if_modified(|requested| {
+            let first = requested.is_none();
+            if first {
+                *requested = Some(grace);
+            }
+            first
+        });
+        wait_outcome(&entry, &handle.workload_id).await.map(|_| ())
+    }
+
+    async fn destroy(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
+        let entry = self.entry_for(handle).await?;
+        if entry.outcome.borrow().is_none() {
+            return Err(DriverError::StillRunning {
+                workload_id: handle.workload_id.clone(),
+            });
+        }
+        let docker = self.client().await?;
+        let options = RemoveContainerOptions {
+            v: true,
+            ..Default::default()
+        };
+        match docker
+            .remove_container(&container_name(&handle.workload_id), Some(options))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(engine_error(&handle.workload_id, "remove the container")(e)),
+        }
+        remove_work_dir(&handle.root_dir)?;
+        self.workloads.lock().await.remove(&handle.workload_id);
+        Ok(())
+    }
+
+    async fn recover(&self, handle: &WorkloadHandle) -> Result<RecoverState, DriverError> {
+        let entry = self.entry_for(handle).await?;
+        let outcome = if entry.exited_when_found {
+            Some(wait_outcome(&entry, &handle.workload_id).await?)
+        } else {
+            entry.outcome.borrow().clone()
+        };
+        Ok(match outcome {
+            None => RecoverState::Running,
+            Some(outcome) if outcome.reason == ExitReason::Lost => RecoverState::Lost,
+            Some(outcome) => RecoverState::Exited(outcome),
+        })
+    }
+
+    async fn ports(&self, handle: &WorkloadHandle) -> Result<Vec<PublishedPort>, DriverError> {
+        check_driver(DOCKER_DRIVER_NAME, handle)?;
+        let docker = self.client().await?;
+        let inspected = match docker
+            .inspect_container(&container_name(&handle.workload_id), None)
+            .await
+        {
+            Ok(inspected) => inspected,
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(engine_error(&handle.workload_id, "inspect the container")(
+                    e,
+                ));
+            }
+        };
+        let running = inspected
+            .state
+            .as_ref()
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        if !running {
+            return Ok(Vec::new());
+        }
+        let ports = inspected
+            .network_settings
+            .and_then(|n| n.ports)
+            .unwrap_or_default();
+        Ok(published_ports(&ports))
+    }
+}
+
+async fn wait_outcome(entry: &Entry, workload_id: &str) -> Result<ExitOutcome, DriverError> {
+    let mut outcome = entry.outcome.clone();
+    let gone = || DriverError::SupervisorGone {
+        workload_id: workload_id.to_owned(),
+    };
+    let seen = outcome
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|_| gone())?;
+    seen.clone().ok_or_else(gone)
+}
+
+/// Opens (creating) the combined log for appending; returns it and its current length.
+fn open_log(root: &Path) -> Result<(std::fs::File, u64), DriverError> {
+    let log = log_path(root);
+    let io = |action: &'static str| {
+        let path = log.clone();
+        move |source| DriverError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(io("open log"))?;
+    let len = file.metadata().map_err(io("stat log"))?.len();
+    Ok((file, len))
+}
+
+/// The id of the container labelled with this workload, running or not.
+async fn find_container(docker: &Docker, workload_id: &str) -> Result<Option<String>, DriverError> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("{LABEL_MANAGED}=true"),
+            format!("{LABEL_WORKLOAD}={workload_id}"),
+        ],
+    )]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let found = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(engine_error(workload_id, "list containers"))?;
+    Ok(found.into_iter().find_map(|c| c.id))
+}
+
+/// Uses a local image, else pulls it; `ImageUnavailable` if neither works.
+async fn ensure_image(docker: &Docker, workload_id: &str, image: &str) -> Result<(), DriverError> {
+    match docker.inspect_image(image).await {
+        Ok(_) => return Ok(()),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(engine_error(workload_id, "look up the image")(e)),
+    }
+    tracing::info!(workload_id, image, "image not present locally; pulling it");
+    let options = CreateImageOptions {
+        from_image: Some(with_default_tag(image)),
+        ..Default::default()
+    };
+    let pull = async {
+        let mut progress = docker.create_image(Some(options), None, None);
+        while let Some(item) = progress.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                        return Err(message);
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    };
+    let unavailable = |reason: String| DriverError::ImageUnavailable {
+        image: image.to_owned(),
+        reason,
+    };
+    match tokio::time::timeout(IMAGE_PULL_TIMEOUT, pull).await {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => {
+            return Err(unavailable(format!(
+                "it is not present locally and pulling it failed: {reason}"
+            )));
+        }
+        Err(_) => {
+            return Err(unavailable(format!(
+                "it is not present locally and pulling it took longer than {} s",
+                IMAGE_PULL_TIMEOUT.as_secs()
+            )));
+        }
+    }
+    match docker.inspect_image(image).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Err(unavailable(
+            "the pull finished but the engine still does not have it".into(),
+        )),
+        Err(e) => Err(engine_error(workload_id, "look up the pulled image")(e)),
+    }
+}
+
+/// `name` → `name:latest`; tagged or digested references stay as they are (an untagged pull
+/// would fetch every tag).
+fn with_default_tag(image: &str) -> String {
+    let last_segment = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || last_segment.contains(':') {
+        image.to_owned()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// How large the engine's own `json-file` copy of a log may grow: four times our cap (each line
+/// is wrapped in JSON), within [16 MiB, 4 GiB]. It bounds the disk a chatty workload can fill
+/// behind our back; rotation only matters for a follower re-attached after a restart.
+pub fn engine_log_max_bytes(log_limit_bytes: u64) -> u64 {
+    log_limit_bytes
+        .saturating_mul(4)
+        .clamp(ENGINE_LOG_MIN_BYTES, ENGINE_LOG_MAX_BYTES)
+}
+
+/// The container the engine should create for `spec`; see the module docs.
+fn container_body(spec: &WorkloadSpec, image: &str, log_offset_bytes: u64) -> ContainerCreateBody {
+    let root = &spec.root_dir;
+    let mut env: BTreeMap<String, String> = spec.env.clone();
+    env.insert("GPUNET_OUTPUTS".into(), CONTAINER_OUTPUTS_DIR.into());
+    let gpus = spec.gpu_uuids.join(",");
+    env.insert("CUDA_VISIBLE_DEVICES".into(), gpus.clone());
+    env.insert(
+        "NVIDIA_VISIBLE_DEVICES".into(),
+        if gpus.is_empty() { "void".into() } else { gpus },
+    );
+
+    let mut mounts = vec![Mount {
+        target: Some(CONTAINER_OUTPUTS_DIR.into()),
+        source: Some(outputs_dir(root).to_string_lossy().into_owned()),
+        typ: Some(MountType::BIND),
+        read_only: Some(false),
+        ..Default::default()
+    }];
+    let inputs = root.join("inputs");
+    if inputs.is_dir() {
+        mounts.push(Mount {
+            target: Some(CONTAINER_INPUTS_DIR.into()),
+            source: Some(inputs.to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+
+    let device_requests = (!spec.gpu_uuids.is_empty()).then(|| {
+        vec![DeviceRequest {
+            driver: Some("nvidia".into()),
+            device_ids: Some(spec.gpu_uuids.clone()),
+            capabilities: Some(vec![vec!["gpu".into()]]),
+            ..Default::default()
+        }]
+    });
+
+    let port_keys: Vec<String> = spec
+        .expose
+        .iter()
+        .map(|p| format!("{}/{}", p.container_port, p.proto.as_str()))
+        .collect();
+    let port_bindings = (!port_keys.is_empty()).then(|| {
+        port_keys
+            .iter()
+            .map(|key| {
+                let binding = PortBinding {
+                    host_ip: Some(Ipv4Addr::LOCALHOST.to_string()),
+                    // Empty: the engine picks a free port.
+                    host_port: Some(String::new()),
+                };
+                (key.clone(), Some(vec![binding]))
+            })
+            .collect()
+    });
+
+    let labels = HashMap::from([
+        (LABEL_MANAGED.to_owned(), "true".to_owned()),
+        (LABEL_WORKLOAD.to_owned(), spec.workload_id.clone()),
+        (
+            LABEL_MAX_DURATION_MS.to_owned(),
+            spec.max_duration.as_millis().to_string(),
+        ),
+        (
+            LABEL_LOG_OFFSET_BYTES.to_owned(),
+            log_offset_bytes.to_string(),
+        ),
+        (
+            LABEL_LOG_LIMIT_BYTES.to_owned(),
+            spec.log_limit_bytes.to_string(),
+        ),
+    ]);
+    let memory_bytes = i64::try_from(spec.memory_mib.saturating_mul(MIB_BYTES)).unwrap_or(i64::MAX);
+    let host_config = HostConfig {
+        nano_cpus: Some(i64::from(spec.cpu_millis) * 1_000_000),
+        memory: Some(memory_bytes),
+        memory_swap: Some(memory_bytes),
+        pids_limit: Some(i64::from(spec.pids_limit)),
+        readonly_rootfs: Some(spec.read_only_rootfs),
+        tmpfs: Some(HashMap::from([(
+            "/tmp".to_owned(),
+            format!("rw,nosuid,nodev,size={TMP_TMPFS_BYTES}"),
+        )])),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        privileged: Some(false),
+        mounts: Some(mounts),
+        network_mode: Some(
+            match spec.network {
+                NetworkMode::None => "none",
+                NetworkMode::Egress => "bridge",
+            }
+            .into(),
+        ),
+        port_bindings,
+        device_requests,
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                (
+                    "max-size".to_owned(),
+                    engine_log_max_bytes(spec.log_limit_bytes).to_string(),
+                ),
+                ("max-file".to_owned(), "1".to_owned()),
+            ])),
+        }),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        entrypoint: Some(spec.command[..1].to_vec()),
+        cmd: Some(spec.command[1..].to_vec()),
+        env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        exposed_ports: (!port_keys.is_empty()).then_some(port_keys),
+        attach_stdin: Some(false),
+        open_stdin: Some(false),
+        tty: Some(false),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+/// The engine's port map as loopback addresses, sorted; bindings it has not filled are left out.
+fn published_ports(ports: &HashMap<String, Option<Vec<PortBinding>>>) -> Vec<PublishedPort> {
+    let mut out: Vec<PublishedPort> = ports
+        .iter()
+        .filter_map(|(key, bindings)| {
+            let (port, proto) = key.split_once('/')?;
+            let container_port: u16 = port.parse().ok()?;
+            let proto = match proto {
+                "tcp" => crate::workload::PortProto::Tcp,
+                "udp" => crate::workload::PortProto::Udp,
+                _ => return None,
+            };
+            let host_port: u16 = bindings
+                .as_ref()?
+                .iter()
+                .find_map(|b| b.host_port.as_deref()?.parse().ok())?;
+            Some(PublishedPort {
+                container_port,
+                proto,
+                host: SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)),
+            })
+        })
+        .collect();
+    out.sort_by_key(|p| (p.container_port, p.proto));
+    out
+}
+
+/// Copies the container's output into its log under the cap, skipping the first `skip_bytes`
+/// (already in the file from before a restart), until the container's output ends.
+async fn follow_log(
+    docker: Docker,
+    container_id: String,
+    file: std::fs::File,
+    mut cap: LogCap,
+    mut skip_bytes: u64,
+) {
+    let options = LogsOptions {
+        follow: true,
+        stdout: true,
+        stderr: true,
+        tail: "all".into(),
+        ..Default::default()
+    };
+    let mut stream = docker.logs(&container_id, Some(options));
+    let mut file = tokio::fs::File::from_std(file);
+    let mut write_failed = false;
+    while let Some(item) = stream.next().await {
+        let bytes = match item {
+            Ok(output) => output.into_bytes(),
+            Err(error) => {
+                tracing::warn!(container = %container_id, %error, "log stream broke; the rest of the output is not logged");
+                break;
+            }
+        };
+        let skip = usize::try_from(skip_bytes)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        skip_bytes -= skip as u64;
+        let admitted = cap.admit(&bytes[skip..]);
+        if admitted.is_empty() || write_failed {
+            continue;
+        }
+        if let Err(error) = file.write_all(&admitted).await {
+            tracing::warn!(container = %container_id, %error, "could not write the workload's log; dropping the rest");
+            write_failed = true;
+        }
+    }
+    let _ = file.flush().await;
+}
+
+struct Supervised {
+    docker: Docker,
+    workload_id: String,
+    container_id: String,
+    root_dir: PathBuf,
+    deadline: tokio::time::Instant,
+    /// Set when a restart finds we had already stopped or killed it.
+    cause: Option<Cause>,
+    follower: tokio::task::JoinHandle<()>,
+    exited_when_found: bool,
+}
+
+/// Spawns the supervisor and returns the entry that observes it.
+fn supervise_in_background(s: Supervised) -> Entry {
+    let (outcome_tx, outcome_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(None);
+    let follower_abort = s.follower.abort_handle();
+    let exited_when_found = s.exited_when_found;
+    let supervisor = tokio::spawn(supervise(s, stop_rx, outcome_tx));
+    Entry {
+        outcome: outcome_rx,
+        stop: stop_tx,
+        exited_when_found,
+        tasks: vec![supervisor.abort_handle(), follower_abort],
+    }
+}
+
+/// Peak and cumulative figures from the latest stats snapshot.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sampled {
+    cpu_user_ms: u64,
+    cpu_system_ms: u64,
+    peak_memory_bytes: u64,
+}
+
+async fn supervise(
+    s: Supervised,
+    mut stop: watch::Receiver<Option<Duration>>,
+    outcome: watch::Sender<Option<ExitOutcome>>,
+) {
+    let Supervised {
+        docker,
+        workload_id,
+        container_id,
+        root_dir,
+        deadline,
+        mut cause,
+        follower,
+        ..
+    } = s;
+    let kill = |signal: &'static str| {
+        let docker = docker.clone();
+        let container_id = container_id.clone();
+        let workload_id = workload_id.clone();
+        async move {
+            let options = KillContainerOptions {
+                signal: signal.into(),
+            };
+            match docker.kill_container(&container_id, Some(options)).await {
+                Ok(()) => {}
+                // 409: it is not running (any more); the exit is on its way.
+                Err(EngineError::DockerResponseServerError {
+                    status_code: 404 | 409,
+                    ..
+                }) => {}
+                Err(error) => {
+                    tracing::warn!(%workload_id, signal, %error, "could not signal the container");
+                }
+            }
+        }
+    };
+    let record = |c: Cause| {
+        let path = work_dir(&root_dir).join(ENDED_BY_FILE);
+        if let Err(error) = std::fs::write(&path, c.as_str()) {
+            tracing::warn!(%workload_id, %error, "could not record why the workload was ended");
+        }
+    };
+
+    let mut sampled = Sampled::default();
+    let mut exited = std::pin::pin!(wait_for_exit(&docker, &container_id, &workload_id));
+    let mut sample_tick = tokio::time::interval(STATS_INTERVAL);
+    sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let far_future = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    loop {
+        tokio::select! {
+            // An exit that is already there wins over a stop or deadline arriving with it.
+            biased;
+            () = &mut exited => break,
+            () = tokio::time::sleep_until(deadline), if cause.is_none() => {
+                cause = Some(Cause::WallClock);
+                record(Cause::WallClock);
+                tracing::info!(%workload_id, "wall-clock limit reached; killing the container");
+                kill("SIGKILL").await;
+            }
+            grace = stop_requested(&mut stop), if cause.is_none() => {
+                cause = Some(Cause::Stopped);
+                record(Cause::Stopped);
+                kill("SIGTERM").await;
+                kill_at = Some(tokio::time::Instant::now() + grace);
+            }
+            () = tokio::time::sleep_until(kill_at.unwrap_or(far_future)), if kill_at.is_some() => {
+                kill_at = None;
+                kill("SIGKILL").await;
+            }
+            _ = sample_tick.tick() => {
+                if let Some(now) = sample_stats(&docker, &container_id).await {
+                    // All three only grow; a stale or partial snapshot must not lower them.
+                    sampled = Sampled {
+                        cpu_user_ms: sampled.cpu_user_ms.max(now.cpu_user_ms),
+                        cpu_system_ms: sampled.cpu_system_ms.max(now.cpu_system_ms),
+                        peak_memory_bytes: sampled.peak_memory_bytes.max(now.peak_memory_bytes),
+                    };
+                }
+            }
+        }
+    }
+
+    let follower_abort = follower.abort_handle();
+    if tokio::time::timeout(LOG_DRAIN_TIMEOUT, follower)
+        .await
+        .is_err()
+    {
+        tracing::warn!(%workload_id, "the log did not finish draining; its tail may be missing");
+        follower_abort.abort();
+    }
+    let ended = match docker.inspect_container(&container_id, None).await {
+        Ok(inspected) => outcome_of(&inspected, cause, sampled),
+        Err(error) => {
+            tracing::warn!(%workload_id, %error, "container gone before its exit could be read");
+            lost_outcome(cause)
+        }
+    };
+    tracing::info!(%workload_id, reason = ?ended.reason, exit_code = ?ended.exit_code, "workload ended");
+    outcome.send_replace(Some(ended));
+}
+
+/// Resolves once the container is not running (or gone).
+async fn wait_for_exit(docker: &Docker, container_id: &str, workload_id: &str) {
+    loop {
+        let options = WaitContainerOptions {
+            condition: "not-running".into(),
+        };
+        let answer = docker
+            .wait_container(container_id, Some(options))
+            .next()
+            .await;
+        match answer {
+            Some(Ok(_) | Err(EngineError::DockerContainerWaitError { .. })) => {}
+            Some(Err(e)) if is_not_found(&e) => return,
+            other => {
+                if let Some(Err(error)) = other {
+                    tracing::debug!(%workload_id, %error, "waiting for the container failed; retrying");
+                }
+                tokio::time::sleep(WAIT_RETRY_INTERVAL).await;
+            }
+        }
+        // Trust the state, not the wait: a wait can end early on a connection hiccup.
+        match docker.inspect_container(container_id, None).await {
+            Ok(inspected) if !is_running(inspected.state.as_ref()) => return,
+            Err(e) if is_not_found(&e) => return,
+            _ => {}
+        }
+    }
+}
+
+fn is_running(state: Option<&ContainerState>) -> bool {
+    state.is_some_and(|s| s.running.unwrap_or(false) || s.restarting.unwrap_or(false))
+}
+
+async fn stop_requested(stop: &mut watch::Receiver<Option<Duration>>) -> Duration {
+    loop {
+        if let Some(grace) = *stop.borrow_and_update() {
+            return grace;
+        }
+        if stop.changed().await.is_err() {
+            // The driver is gone; no stop can come any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn sample_stats(docker: &Docker, container_id: &str) -> Option<Sampled> {
+    let options = StatsOptions {
+        stream: false,
+        one_shot: true,
+    };
+    let stats = docker
+        .stats(container_id, Some(options))
+        .next()
+        .await?
+        .ok()?;
+    // A snapshot of a container that has just exited is all zeros, read at the engine's "never".
+    stats.read.as_deref().and_then(parse_rfc3339_ms)?;
+    let cpu = stats.cpu_stats.and_then(|c| c.cpu_usage);
+    let memory = stats.memory_stats;
+    let ns_to_ms = |ns: Option<u64>| ns.unwrap_or(0) / 1_000_000;
+    Some(Sampled {
+        cpu_user_ms: ns_to_ms(cpu.as_ref().and_then(|c| c.usage_in_usermode)),
+        cpu_system_ms: ns_to_ms(cpu.as_ref().and_then(|c| c.usage_in_kernelmode)),
+        peak_memory_bytes: memory.and_then(|m| m.max_usage.or(m.usage)).unwrap_or(0),
+    })
+}
+
+fn lost_outcome(cause: Option<Cause>) -> ExitOutcome {
+    ExitOutcome {
+        exit_code: None,
+        signal: None,
+        reason: if cause == Some(Cause::Stopped) {
+            ExitReason::Stopped
+        } else {
+            ExitReason::Lost
+        },
+        usage: Usage::default(),
+    }
+}
+
+/// The outcome of an exited container; see the module docs for the rule.
+fn outcome_of(
+    inspected: &ContainerInspectResponse,
+    cause: Option<Cause>,
+    sampled: Sampled,
+) -> ExitOutcome {
+    let Some(state) = inspected.state.as_ref() else {
+        return lost_outcome(cause);
+    };
+    let code = state.exit_code;
+    let (exit_code, signal) = split_exit_code(code);
+    let reason = classify(cause, state.oom_killed.unwrap_or(false), code);
+    let started = state.started_at.as_deref().and_then(parse_rfc3339_ms);
+    let finished = state.finished_at.as_deref().and_then(parse_rfc3339_ms);
+    let wall_ms = match (started, finished) {
+        (Some(s), Some(f)) if f >= s => u64::try_from(f - s).unwrap_or(0),
+        _ => 0,
+    };
+    ExitOutcome {
+        exit_code,
+        signal,
+        reason,
+        usage: Usage {
+            wall_ms,
+            cpu_user_ms: sampled.cpu_user_ms,
+            cpu_system_ms: sampled.cpu_system_ms,
+            max_rss_kib: sampled.peak_memory_bytes / 1024,
+        },
+    }
+}
+
+fn classify(cause: Option<Cause>, oom_killed: bool, exit_code: Option<i64>) -> ExitReason {
+    match cause {
+        Some(Cause::Stopped) => return ExitReason::Stopped,
+        Some(Cause::WallClock) => return ExitReason::WallClockLimit,
+        None => {}
+    }
+    if exit_code == Some(0) {
+        ExitReason::Completed
+    } else if oom_killed {
+        ExitReason::OutOfMemory
+    } else {
+        ExitReason::Failed
+    }
+}
+
+/// Docker's exit code as (exit code, signal): 128 + N (N a signal number) means killed by N.
+fn split_exit_code(code: Option<i64>) -> (Option<i32>, Option<i32>) {
+    match code {
+        Some(c) if (129..=128 + 64).contains(&c) => (None, i32::try_from(c - 128).ok()),
+        Some(c) => (i32::try_from(c).ok(), None),
+        None => (None, None),
+    }
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The tokio instant at which a container started at `started_ms` (unix) hits `max_duration`.
+fn deadline_after(started_ms: i64, max_duration: Duration) -> tokio::time::Instant {
+    let elapsed_ms = u64::try_from(now_ms().saturating_sub(started_ms)).unwrap_or(0);
+    let remaining = max_duration.saturating_sub(Duration::from_millis(elapsed_ms));
+    tokio::time::Instant::now() + remaining
+}
+
+/// Unix milliseconds of an RFC 3339 timestamp as the engine writes them
+/// (`2024-05-01T12:34:56.123456789Z`, or with a `±hh:mm` offset). `None` for the engine's
+/// "never" (`0001-01-01T00:00:00Z`) and anything before 1970 or malformed.
+fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let (date, rest) = text.split_once('T')?;
+    let mut date_parts = date.splitn(3, '-');
+    let year: i64 = date_parts.next()?.parse().ok()?;
+    let month: i64 = date_parts.next()?.parse().ok()?;
+    let day: i64 = date_parts.next()?.parse().ok()?;
+    let (clock, offset_secs) = if let Some(clock) = rest.strip_suffix('Z') {
+        (clock, 0)
+    } else {
+        let at = rest.rfind(['+', '-'])?;
+        let (clock, offset) = rest.split_at(at);
+        let sign = if offset.starts_with('-') { -1 } else { 1 };
+        let (h, m) = offset[1..].split_once(':')?;
+        let secs = h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60;
+        (clock, sign * secs)
+    };
+    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut hms_parts = hms.splitn(3, ':');
+    let hour: i64 = hms_parts.next()?.parse().ok()?;
+    let minute: i64 = hms_parts.next()?.parse().ok()?;
+    let second: i64 = hms_parts.next()?.parse().ok()?;
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&hour)
+        && (0..60).contains(&minute)
+        && (0..=60).contains(&second)
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !valid || year < 1970 {
+        return None;
+    }
+    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    (secs >= 0).then_some(secs * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Re-attaches to (or reports on) a workload's container after an agent restart.
+async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, DriverError> {
+    let id = &handle.workload_id;
+    let lost = || {
+        let (outcome_tx, outcome_rx) = watch::channel(None);
+        let (stop_tx, _) = watch::channel(None);
+        outcome_tx.send_replace(Some(lost_outcome(None)));
+        Entry {
+            outcome: outcome_rx,
+            stop: stop_tx,
+            exited_when_found: false,
+            tasks: Vec::new(),
+        }
+    };
+    let Some(container_id) = find_container(docker, id).await? else {
+        tracing::info!(workload_id = %id, "no container found; the workload is lost");
+        return Ok(lost());
+    };
+    let inspected = match docker.inspect_container(&container_id, None).await {
+        Ok(inspected) => inspected,
+        Err(e) if is_not_found(&e) => return Ok(lost()),
+        Err(e) => return Err(engine_error(id, "inspect the container")(e)),
+    };
+    let state = inspected.state.as_ref();
+    let never_started = state
+        .and_then(|s| s.started_at.as_deref())
+        .and_then(parse_rfc3339_ms)
+        .is_none();
+    if never_started {
+        // Created but never started (the agent died in between): it never ran, and starting
+        // it now could run it twice if the agent's record is stale. `destroy` removes it.
+        tracing::info!(workload_id = %id, "container was never started; the workload is lost");
+        return Ok(lost());
+    }
+    let labels = inspected
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    let label_u64 = |key: &str| labels.get(key).and_then(|v| v.parse::<u64>().ok());
+    let max_duration = Duration::from_millis(label_u64(LABEL_MAX_DURATION_MS).unwrap_or(u64::MAX));
+    let log_offset_bytes = label_u64(LABEL_LOG_OFFSET_BYTES).unwrap_or(0);
+    let log_limit_bytes = label_u64(LABEL_LOG_LIMIT_BYTES).unwrap_or(u64::MAX);
+    let started_ms = state
+        .and_then(|s| s.started_at.as_deref())
+        .and_then(parse_rfc3339_ms)
+        .unwrap_or_else(now_ms);
+
+    std::fs::create_dir_all(logs_dir(&handle.root_dir)).map_err(|source| DriverError::Io {
+        action: "create",
+        path: logs_dir(&handle.root_dir),
+        source,
+    })?;
+    let (log_file, log_len) = open_log(&handle.root_dir)?;
+    let already_truncated = log_ends_with_marker(&log_path(&handle.root_dir), log_len);
+    let follower = if already_truncated {
+        // Nothing more can be kept, and the marker is written once only.
+        tokio::spawn(async {})
+    } else {
+        tokio::spawn(follow_log(
+            docker.clone(),
+            container_id.clone(),
+            log_file,
+            LogCap::new(log_len, log_limit_bytes),
+            log_len.saturating_sub(log_offset_bytes),
+        ))
+    };
+    let cause = std::fs::read_to_string(work_dir(&handle.root_dir).join(ENDED_BY_FILE))
+        .ok()
+        .and_then(|text| Cause::parse(&text));
+    let running = is_running(state);
+    tracing::info!(workload_id = %id, running, "re-attached to the workload's container");
+    Ok(supervise_in_background(Supervised {
+        docker: docker.clone(),
+        workload_id: id.clone(),
+        container_id,
+        root_dir: handle.root_dir.clone(),
+        deadline: deadline_after(started_ms, max_duration),
+        cause,
+        follower,
+        exited_when_found: !running,
+    }))
+}
+
+fn log_ends_with_marker(path: &Path, len: u64) -> bool {
+    let marker = LOG_TRUNCATED_MARKER.as_bytes();
+    let Some(from) = len.checked_sub(marker.len() as u64) else {
+        return false;
+    };
+    read_chunk(path, from, marker.len()).is_ok_and(|(data, _)| data == marker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{ExposedPort, PortProto};
+
+    fn spec() -> WorkloadSpec {
+        WorkloadSpec {
+            cpu_millis: 1500,
+            memory_mib: 64,
+            image: Some("busybox:1.36".into()),
+            ..WorkloadSpec::new(
+                "lease-7",
+                vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
+                "/data/lease-7",
+            )
+        }
+    }
+
+    #[test]
+    fn containers_are_locked_down_and_limited_by_the_spec() {
+        let body = container_body(&spec(), "busybox:1.36", 12);
+        let host = body.host_config.clone().expect("host config");
+        assert_eq!(host.nano_cpus, Some(1_500_000_000));
+        assert_eq!(host.memory, Some(64 * 1024 * 1024));
+        assert_eq!(host.memory_swap, host.memory);
+        assert_eq!(host.pids_limit, Some(1024));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_owned()])
+        );
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(host.device_requests, None);
+        assert_eq!(host.port_bindings, None);
+        assert!(host.binds.is_none());
+        let mounts = host.mounts.expect("mounts");
+        assert_eq!(mounts.len(), 1, "only outputs, as no inputs dir exists");
+        assert_eq!(mounts[0].source.as_deref(), Some("/data/lease-7/outputs"));
+        assert_eq!(mounts[0].target.as_deref(), Some("/outputs"));
+        assert_eq!(mounts[0].read_only, Some(false));
+        assert!(host.tmpfs.expect("tmpfs")["/tmp"].contains("size=67108864"));
+
+        assert_eq!(body.entrypoint, Some(vec!["/bin/sh".to_owned()]));
+        assert_eq!(body.cmd, Some(vec!["-c".to_owned(), "echo hi".to_owned()]));
+        assert_eq!(body.working_dir, None, "the image's working dir is kept");
+        assert_eq!(body.user, None, "the image's user is kept");
+        let labels = body.labels.expect("labels");
+        assert_eq!(labels[LABEL_MANAGED], "true");
+        assert_eq!(labels[LABEL_WORKLOAD], "lease-7");
+        assert_eq!(labels[LABEL_LOG_OFFSET_BYTES], "12");
+        let env = body.env.expect("env");
+        for expected in [
+            "GPUNET_OUTPUTS=/outputs",
+            "CUDA_VISIBLE_DEVICES=",
+            "NVIDIA_VISIBLE_DEVICES=void",
+        ] {
+            assert!(env.iter().any(|e| e == expected), "{expected} in {env:?}");
+        }
+    }
+
+    #[test]
+    fn gpus_egress_and_ports_are_passed_through_and_driver_variables_win() {
+        let mut s = spec();
+        s.gpu_uuids = vec!["GPU-a".into(), "GPU-b".into()];
+        s.network = NetworkMode::Egress;
+        s.expose = vec![ExposedPort {
+            container_port: 8080,
+            proto: PortProto::Tcp,
+        }];
+        s.env.insert("GPUNET_OUTPUTS".into(), "/elsewhere".into());
+        s.read_only_rootfs = false;
+        let body = container_body(&s, "busybox:1.36", 0);
+        let host = body.host_config.clone().expect("host config");
+        assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(host.readonly_rootfs, Some(false));
+        let request = &host.device_requests.expect("device request")[0];
+        assert_eq!(request.driver.as_deref(), Some("nvidia"));
+        assert_eq!(
+            request.device_ids,
+            Some(vec!["GPU-a".to_owned(), "GPU-b".to_owned()])
+        );
+        let bindings = host.port_bindings.expect("port bindings");
+        let binding = &bindings["8080/tcp"].as_ref().expect("binding")[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some(""));
+        assert_eq!(body.exposed_ports, Some(vec!["8080/tcp".to_owned()]));
+        let env = body.env.expect("env");
+        assert!(
+            env.contains(&"GPUNET_OUTPUTS=/outputs".to_owned()),
+            "{env:?}"
+        );
+        assert!(!env.contains(&"GPUNET_OUTPUTS=/elsewhere".to_owned()));
+        assert!(env.contains(&"CUDA_VISIBLE_DEVICES=GPU-a,GPU-b".to_owned()));
+        assert!(env.contains(&"NVIDIA_VISIBLE_DEVICES=GPU-a,GPU-b".to_owned()));
+    }
+
+    #[test]
+    fn endings_are_classified_by_the_documented_rule() {
+        let check = |cause, oom, code, expected| {
+            assert_eq!(
+                classify(cause, oom, code),
+                expected,
+                "{cause:?} {oom} {code:?}"
+            );
+        };
+        check(None, false, Some(0), ExitReason::Completed);
+        check(None, false, Some(1), ExitReason::Failed);
+        check(None, true, Some(137), ExitReason::OutOfMemory);
+        check(None, true, Some(0), ExitReason::Completed);
+        check(Some(Cause::Stopped), true, Some(137), ExitReason::Stopped);
+        check(
+            Some(Cause::WallClock),
+            false,
+            Some(137),
+            ExitReason::WallClockLimit,
+        );
+        check(None, false, None, ExitReason::Failed);
+    }
+
+    #[test]
+    fn exit_codes_above_128_are_signals() {
+        assert_eq!(split_exit_code(Some(0)), (Some(0), None));
+        assert_eq!(split_exit_code(Some(2)), (Some(2), None));
+        assert_eq!(split_exit_code(Some(128)), (Some(128), None));
+        assert_eq!(split_exit_code(Some(137)), (None, Some(9)));
+        assert_eq!(split_exit_code(Some(143)), (None, Some(15)));
+        assert_eq!(split_exit_code(Some(255)), (Some(255), None));
+        assert_eq!(split_exit_code(None), (None, None));
+    }
+
+    #[test]
+    fn engine_timestamps_parse_to_unix_milliseconds() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ms("2024-05-01T12:34:56.789123456Z"),
+            Some(1_714_566_896_789)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-05-01T14:34:56.5+02:00"),
+            Some(1_714_566_896_500)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000)
+        );
+        assert_eq!(parse_rfc3339_ms("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn untagged_images_are_pulled_as_latest() {
+        assert_eq!(with_default_tag("busybox"), "busybox:latest");
+        assert_eq!(with_default_tag("busybox:1.36"), "busybox:1.36");
+        assert_eq!(
+            with_default_tag("localhost:5000/team/img"),
+            "localhost:5000/team/img:latest"
+        );
+        assert_eq!(with_default_tag("img@sha256:abc"), "img@sha256:abc");
+    }
+
+    #[test]
+    fn published_ports_are_loopback_addresses_sorted_by_port() {
+        let binding = |port: &str| {
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(port.into()),
+            }])
+        };
+        let ports = HashMap::from([
+            ("9000/udp".to_owned(), binding("40001")),
+            ("80/tcp".to_owned(), binding("40000")),
+            ("81/tcp".to_owned(), None),
+        ]);
+        let published = published_ports(&ports);
+        assert_eq!(
+            published,
+            vec![
+                PublishedPort {
+                    container_port: 80,
+                    proto: PortProto::Tcp,
+                    host: "127.0.0.1:40000".parse().expect("address"),
+                },
+                PublishedPort {
+                    container_port: 9000,
+                    proto: PortProto::Udp,
+                    host: "127.0.0.1:40001".parse().expect("address"),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_engines_log_copy_is_bounded() {
+        assert_eq!(engine_log_max_bytes(0), ENGINE_LOG_MIN_BYTES);
+        assert_eq!(engine_log_max_bytes(100 * MIB_BYTES), 400 * MIB_BYTES);
+        assert_eq!(engine_log_max_bytes(u64::MAX), ENGINE_LOG_MAX_BYTES);
+    }
+}

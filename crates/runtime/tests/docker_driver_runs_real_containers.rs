@@ -1,0 +1,448 @@
+//! The Docker driver against the real engine, with an image built from host binaries (no
+//! registry needed): outputs, logs, isolation, limits, stop, recover, missing images and the
+//! network.
+//!
+//! Without a reachable engine each test prints "skipped: …" and passes — unless
+//! `GPUNET_REQUIRE_DOCKER=1` (set by `.ci/run`, so CI always runs them), when it fails.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gpunet_runtime::testimage::{ContainerCleanup, ensure_test_image};
+use gpunet_runtime::{
+    DockerDriver, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort, NetworkMode,
+    PortProto, RecoverState, WorkloadHandle, WorkloadSpec,
+};
+
+/// Longest any single workload in these tests may take to end before the test gives up.
+const TEST_WAIT_LIMIT: Duration = Duration::from_secs(90);
+
+/// The driver and the test image, or `None` when the engine is unreachable and skipping is
+/// allowed.
+async fn engine(test: &str) -> Option<(DockerDriver, String)> {
+    let driver = DockerDriver::new();
+    if let Err(error) = driver.fingerprint().await {
+        if std::env::var("GPUNET_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!(
+                "the Docker Engine is needed by this test and is unreachable: {error}\n\
+                 (GPUNET_REQUIRE_DOCKER=1 is set, so the Docker tests may not be skipped)"
+            );
+        }
+        println!(
+            "skipped: {test}: no Docker Engine ({error}); set GPUNET_REQUIRE_DOCKER=1 to make this fail"
+        );
+        return None;
+    }
+    let image = ensure_test_image()
+        .await
+        .unwrap_or_else(|e| panic!("could not build the test image: {e}"));
+    Some((driver, image))
+}
+
+/// A workload id unique to this test process, so parallel runs do not collide.
+fn workload_id(name: &str) -> String {
+    format!("t{}-{name}", std::process::id())
+}
+
+fn spec(id: &str, image: &str, root: &Path, script: &str) -> WorkloadSpec {
+    WorkloadSpec {
+        memory_mib: 128,
+        max_duration: Duration::from_secs(60),
+        image: Some(image.to_owned()),
+        ..WorkloadSpec::new(id, vec!["/bin/sh".into(), "-c".into(), script.into()], root)
+    }
+}
+
+async fn wait(driver: &DockerDriver, handle: &WorkloadHandle) -> ExitOutcome {
+    tokio::time::timeout(TEST_WAIT_LIMIT, driver.wait(handle))
+        .await
+        .expect("the workload ends in time")
+        .expect("waits")
+}
+
+/// The whole log, read in small chunks until the driver says it is finished.
+async fn all_logs(driver: &DockerDriver, handle: &WorkloadHandle) -> String {
+    let deadline = Instant::now() + TEST_WAIT_LIMIT;
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let chunk = driver.logs(handle, offset, 7).await.expect("reads logs");
+        out.extend_from_slice(&chunk.data);
+        offset = chunk.next_offset;
+        if chunk.finished {
+            return String::from_utf8(out).expect("utf-8 logs");
+        }
+        assert!(Instant::now() < deadline, "log never finished: {out:?}");
+        if chunk.data.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Waits until the log file contains `needle`.
+async fn log_shows(root: &Path, needle: &str) {
+    let deadline = Instant::now() + TEST_WAIT_LIMIT;
+    loop {
+        let log = std::fs::read_to_string(root.join("logs/combined.log")).unwrap_or_default();
+        if log.contains(needle) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never logged: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn unreachable_engine_is_reported_unavailable_with_the_reason() {
+    let driver = DockerDriver::with_socket("/nonexistent/gpunet/docker.sock");
+    assert_eq!(driver.name(), "docker");
+    let error = driver.fingerprint().await.expect_err("no engine there");
+    let message = error.to_string();
+    assert!(
+        matches!(
+            error,
+            DriverError::Unavailable {
+                driver: "docker",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(message.contains("does not exist"), "{message}");
+}
+
+#[tokio::test]
+async fn batch_job_writes_its_outputs_and_its_stdout_and_stderr_are_logged() {
+    let Some((driver, image)) = engine("batch job").await else {
+        return;
+    };
+    let info = driver.fingerprint().await.expect("fingerprints");
+    assert_eq!(info.name, "docker");
+    assert!(!info.version.is_empty(), "{info:?}");
+
+    let id = workload_id("batch");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script =
+        r#"echo to-stdout; echo to-stderr >&2; printf hello > "$GPUNET_OUTPUTS/greeting.txt""#;
+    let handle = driver
+        .start(&spec(&id, &image, dir.path(), script))
+        .await
+        .expect("starts");
+    assert_eq!(handle.driver, "docker");
+
+    let logs = all_logs(&driver, &handle).await;
+    let outcome = wait(&driver, &handle).await;
+    assert_eq!(
+        outcome.reason,
+        ExitReason::Completed,
+        "{outcome:?} {logs:?}"
+    );
+    assert_eq!((outcome.exit_code, outcome.signal), (Some(0), None));
+    let greeting =
+        std::fs::read_to_string(dir.path().join("outputs/greeting.txt")).expect("output exists");
+    assert_eq!(greeting, "hello");
+    assert!(
+        logs.contains("to-stdout\n") && logs.contains("to-stderr\n"),
+        "{logs:?}"
+    );
+
+    // Starting the same workload again is refused while its container exists.
+    let again = driver.start(&spec(&id, &image, dir.path(), script)).await;
+    assert!(
+        matches!(again, Err(DriverError::AlreadyExists { .. })),
+        "{again:?}"
+    );
+
+    driver.destroy(&handle).await.expect("destroys");
+    assert_eq!(
+        driver.recover(&handle).await.expect("recovers"),
+        RecoverState::Lost,
+        "the container is gone"
+    );
+    assert!(dir.path().join("outputs/greeting.txt").exists());
+    let kept = std::fs::read_to_string(dir.path().join("logs/combined.log")).expect("log kept");
+    assert_eq!(kept, logs);
+}
+
+#[tokio::test]
+async fn workload_sees_no_host_files_cannot_write_its_root_or_mount_and_has_no_capabilities() {
+    let Some((driver, image)) = engine("isolation").await else {
+        return;
+    };
+    let id = workload_id("isolation");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = r#"
+        echo "hostname=[$(cat /etc/hostname)]"
+        if touch /rootfs-probe 2>/dev/null; then echo rootfs=writable; else echo rootfs=read-only; fi
+        if touch /tmp/probe && touch /outputs/probe; then echo tmp-and-outputs=writable; fi
+        mkdir -p /tmp/m
+        if mount -t tmpfs none /tmp/m 2>/dev/null; then echo mount=allowed; else echo mount=denied; fi
+        echo "uid=$(id -u)"
+        while read -r key value; do
+            if [ "$key" = "CapEff:" ]; then echo "capeff=$value"; fi
+        done < /proc/self/status
+    "#;
+    let handle = driver
+        .start(&spec(&id, &image, dir.path(), script))
+        .await
+        .expect("starts");
+    let logs = all_logs(&driver, &handle).await;
+    let outcome = wait(&driver, &handle).await;
+    assert_eq!(
+        outcome.reason,
+        ExitReason::Completed,
+        "{outcome:?} {logs:?}"
+    );
+
+    let host_hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    assert!(
+        !logs.contains(&format!("hostname=[{}]", host_hostname.trim())),
+        "the container sees the host's /etc/hostname: {logs:?}"
+    );
+    for expected in [
+        "rootfs=read-only\n",
+        "tmp-and-outputs=writable\n",
+        "mount=denied\n",
+        "uid=0\n",
+        "capeff=0000000000000000\n",
+    ] {
+        assert!(logs.contains(expected), "{expected:?} not in {logs:?}");
+    }
+    assert!(dir.path().join("outputs/probe").exists());
+}
+
+#[tokio::test]
+async fn memory_hog_under_a_small_memory_limit_ends_out_of_memory() {
+    let Some((driver, image)) = engine("memory hog").await else {
+        return;
+    };
+    let id = workload_id("oom");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = spec(
+        &id,
+        &image,
+        dir.path(),
+        r#"x=$(head -c 300000000 /dev/zero | tr "\0" a); echo survived"#,
+    );
+    s.memory_mib = 64;
+    let handle = driver.start(&s).await.expect("starts");
+    let outcome = wait(&driver, &handle).await;
+    let logs = all_logs(&driver, &handle).await;
+    assert_eq!(
+        outcome.reason,
+        ExitReason::OutOfMemory,
+        "{outcome:?} {logs:?}"
+    );
+    assert!(!logs.contains("survived"), "{logs:?}");
+}
+
+#[tokio::test]
+async fn busy_workload_past_its_wall_clock_limit_is_killed_and_its_usage_sampled() {
+    let Some((driver, image)) = engine("wall clock").await else {
+        return;
+    };
+    let id = workload_id("wallclock");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = spec(&id, &image, dir.path(), "while :; do :; done");
+    s.max_duration = Duration::from_secs(3);
+    let began = Instant::now();
+    let handle = driver.start(&s).await.expect("starts");
+    let outcome = wait(&driver, &handle).await;
+    assert_eq!(outcome.reason, ExitReason::WallClockLimit, "{outcome:?}");
+    assert_eq!(outcome.signal, Some(9), "{outcome:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(outcome.usage.wall_ms >= 2_500, "{outcome:?}");
+    // Sampled once a second: at least the first couple of seconds of spinning show.
+    let cpu_ms = outcome.usage.cpu_user_ms + outcome.usage.cpu_system_ms;
+    assert!(cpu_ms >= 200, "{outcome:?}");
+    assert!(outcome.usage.max_rss_kib > 0, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn stop_ends_a_running_workload_as_stopped_while_another_task_waits() {
+    let Some((driver, image)) = engine("stop").await else {
+        return;
+    };
+    let driver = std::sync::Arc::new(driver);
+    let id = workload_id("stop");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The shell is PID 1 and ignores SIGTERM, so the grace must run out and SIGKILL follow.
+    let handle = driver
+        .start(&spec(&id, &image, dir.path(), "echo up; sleep 120"))
+        .await
+        .expect("starts");
+    log_shows(dir.path(), "up\n").await;
+    let waiter = {
+        let driver = std::sync::Arc::clone(&driver);
+        let handle = handle.clone();
+        tokio::spawn(async move { driver.wait(&handle).await })
+    };
+    driver
+        .stop(&handle, Duration::from_millis(500))
+        .await
+        .expect("stops");
+    let outcome = tokio::time::timeout(TEST_WAIT_LIMIT, waiter)
+        .await
+        .expect("waiter ends in time")
+        .expect("waiter did not panic")
+        .expect("waits");
+    assert_eq!(outcome.reason, ExitReason::Stopped, "{outcome:?}");
+    driver
+        .stop(&handle, Duration::from_secs(1))
+        .await
+        .expect("stopping an ended workload does nothing");
+    assert!(matches!(
+        driver.recover(&handle).await.expect("recovers"),
+        RecoverState::Exited(o) if o.reason == ExitReason::Stopped
+    ));
+}
+
+#[tokio::test]
+async fn a_new_driver_recovers_a_running_workload_and_its_log_without_duplicates() {
+    let Some((first, image)) = engine("recover").await else {
+        return;
+    };
+    let id = workload_id("recover");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = "echo started-once; sleep 3; echo finished-once; printf done > /outputs/done.txt";
+    let s = spec(&id, &image, dir.path(), script);
+    let handle = first.start(&s).await.expect("starts");
+    log_shows(dir.path(), "started-once\n").await;
+    // The agent "crashes": its tasks die, the container runs on.
+    drop(first);
+
+    let second = DockerDriver::new();
+    assert_eq!(
+        second.recover(&handle).await.expect("recovers"),
+        RecoverState::Running
+    );
+    let again = second.start(&s).await;
+    assert!(
+        matches!(again, Err(DriverError::AlreadyExists { .. })),
+        "never started twice: {again:?}"
+    );
+    let outcome = wait(&second, &handle).await;
+    assert_eq!(outcome.reason, ExitReason::Completed, "{outcome:?}");
+    assert_eq!(
+        wait(&second, &handle).await,
+        outcome,
+        "one outcome, however often asked"
+    );
+    let logs = all_logs(&second, &handle).await;
+    assert_eq!(logs.matches("started-once").count(), 1, "{logs:?}");
+    assert_eq!(logs.matches("finished-once").count(), 1, "{logs:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("outputs/done.txt")).expect("output"),
+        "done"
+    );
+
+    // A third driver, after the exit, reads the same outcome from the engine.
+    let third = DockerDriver::new();
+    match third.recover(&handle).await.expect("recovers") {
+        RecoverState::Exited(o) => {
+            assert_eq!(o.reason, ExitReason::Completed);
+            assert_eq!(o.exit_code, Some(0));
+        }
+        other => panic!("expected an exit, got {other:?}"),
+    }
+    assert_eq!(
+        all_logs(&third, &handle).await,
+        logs,
+        "nothing logged twice"
+    );
+    third.destroy(&handle).await.expect("destroys");
+}
+
+#[tokio::test]
+async fn missing_image_that_cannot_be_pulled_is_image_unavailable() {
+    let Some((driver, _image)) = engine("missing image").await else {
+        return;
+    };
+    let id = workload_id("noimage");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = format!("gpunet-test/absent-{}:v1", std::process::id());
+    let error = driver
+        .start(&spec(&id, &missing, dir.path(), "true"))
+        .await
+        .expect_err("no such image");
+    assert!(error.is_image_unavailable(), "{error:?}");
+    match &error {
+        DriverError::ImageUnavailable { image, reason } => {
+            assert_eq!(image, &missing);
+            assert!(reason.contains("not present locally"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let mut no_image = spec(&id, &missing, dir.path(), "true");
+    no_image.image = None;
+    let error = driver.start(&no_image).await.expect_err("needs an image");
+    assert!(!error.is_image_unavailable());
+    assert!(
+        matches!(error, DriverError::InvalidSpec { .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn workload_without_network_has_only_loopback_and_egress_publishes_ports_on_loopback() {
+    let Some((driver, image)) = engine("network").await else {
+        return;
+    };
+    let id = workload_id("nonet");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let handle = driver
+        .start(&spec(&id, &image, dir.path(), "cat /proc/net/dev"))
+        .await
+        .expect("starts");
+    let logs = all_logs(&driver, &handle).await;
+    assert_eq!(wait(&driver, &handle).await.reason, ExitReason::Completed);
+    let interfaces: Vec<&str> = logs
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, _)| name.trim())
+        .collect();
+    assert_eq!(interfaces, vec!["lo"], "{logs:?}");
+
+    let id = workload_id("service");
+    let _cleanup_service = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = spec(&id, &image, dir.path(), "cat /proc/net/dev; sleep 120");
+    s.network = NetworkMode::Egress;
+    s.expose = vec![ExposedPort {
+        container_port: 8080,
+        proto: PortProto::Tcp,
+    }];
+    let handle = driver.start(&s).await.expect("starts");
+    log_shows(dir.path(), "lo:").await;
+    let ports = driver.ports(&handle).await.expect("ports");
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(
+        (ports[0].container_port, ports[0].proto),
+        (8080, PortProto::Tcp)
+    );
+    assert!(ports[0].host.ip().is_loopback(), "{ports:?}");
+    assert_ne!(ports[0].host.port(), 0, "{ports:?}");
+    driver
+        .stop(&handle, Duration::from_millis(200))
+        .await
+        .expect("stops");
+    let logs = std::fs::read_to_string(dir.path().join("logs/combined.log")).expect("log");
+    assert!(logs.contains("eth0:"), "egress gets the bridge: {logs:?}");
+    assert!(driver.ports(&handle).await.expect("ports").is_empty());
+}
