@@ -7,6 +7,7 @@ pub mod bench;
 pub mod commands;
 pub mod devnet;
 pub mod jobs;
+pub mod nodecmd;
 pub mod progress;
 
 use std::path::PathBuf;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use gpunet::{bench, commands, devnet};
+use gpunet::{bench, commands, devnet, nodecmd};
 
 const ABOUT: &str = "gpunet — an open marketplace for GPU compute.
 
@@ -45,6 +45,9 @@ enum Command {
     /// What the market holds: providers and orders.
     #[command(subcommand)]
     Market(commands::MarketCmd),
+    /// A network of validators on the Malachite BFT engine: init, start.
+    #[command(subcommand)]
+    Node(nodecmd::NodeCmd),
     /// Measure performance; figures are printed and written to a file.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
             Command::Job(c) => commands::job(c).await,
             Command::Wallet(c) => commands::wallet(c).await,
             Command::Market(c) => commands::market(c).await,
+            Command::Node(c) => nodecmd::run(c).await,
             Command::Bench(c) => bench::run(c).await,
         }
     });

@@ -17,9 +17,11 @@
 mod chain;
 mod error;
 mod http;
+mod malachite;
 mod mempool;
 mod metrics;
 mod orderer;
+mod validator;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,8 +37,16 @@ use tokio::task::JoinHandle;
 pub use chain::CommitError;
 pub use error::NodeError;
 pub use http::ApiDoc;
+pub use malachite::{
+    CERTS_FILE, MalachiteConfig, MalachiteConfigError, MalachiteOrderer, ValidatorEntry, WAL_FILE,
+};
 pub use mempool::{Mempool, MempoolLimits};
 pub use orderer::{ChainTip, Orderer, OrdererContext, OrdererError, SoloOrderer};
+pub use validator::{
+    GENESIS_FILE, GenesisValidator, KEY_FILE, NetworkGenesis, VALIDATOR_FILE, ValidatorError,
+    ValidatorFile, ValidatorHandle, generate_validator_key, init_network, start_validator,
+    validator_home,
+};
 
 use chain::{Committer, Shared, Tip};
 

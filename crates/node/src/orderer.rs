@@ -60,6 +60,11 @@ impl OrdererContext {
         OrdererContext { shared }
     }
 
+    /// The node's shared state, for orderers inside this crate (state checks, the store).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// The last committed block. Between two calls to [`Orderer::next_block`] the node commits
     /// exactly the block the first call returned.
     pub fn tip(&self) -> ChainTip {
@@ -130,7 +135,7 @@ impl SoloOrderer {
 }
 
 /// Milliseconds since the Unix epoch by the wall clock; 0 if the clock is before 1970.
-fn wall_clock_ms() -> u64 {
+pub(crate) fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

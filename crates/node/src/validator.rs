@@ -1,0 +1,350 @@
+//! A validator of a multi-node network: its files on disk, how it starts, and how
+//! transactions reach whichever validator proposes next.
+//!
+//! A network is made by [`init_network`]: one shared [`NetworkGenesis`] (the ledger's genesis,
+//! the validator set with voting power and addresses, block time) copied into each validator's
+//! home `DIR/node-<i>/`, beside its secret key and its [`ValidatorFile`] (which validator of the
+//! list it is). [`start_validator`] runs one from its home: the node with the Malachite orderer
+//! and the HTTP API, and the transaction forwarder.
+//!
+//! Transactions travel by *forwarding*: each validator's mempool admits a transaction (full
+//! checks) and the forwarder POSTs it once to every other validator's `/v1/txs`. Whoever
+//! proposes next holds it. Forwarding reuses the API's own admission path and needs no second
+//! gossip network; its cost is one HTTP request per transaction per peer, fine for the tens of
+//! validators a marketplace runs.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gpunet_ledger::Genesis;
+use gpunet_protocol::Hash;
+use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::chain::Shared;
+use crate::malachite::{MalachiteConfig, MalachiteOrderer, ValidatorEntry};
+use crate::{MempoolLimits, NodeConfig, NodeError, NodeHandle};
+
+/// The network's shared genesis, identical in every validator's home.
+pub const GENESIS_FILE: &str = "genesis.json";
+/// Which validator of the genesis list a home is.
+pub const VALIDATOR_FILE: &str = "validator.json";
+/// The validator's secret consensus key (hex), mode 0600.
+pub const KEY_FILE: &str = "validator_key.json";
+
+/// Transactions forwarded per poll of the mempool, at most.
+const FORWARD_BATCH_TXS: usize = 1_024;
+/// How often the forwarder looks for new transactions.
+const FORWARD_POLL: Duration = Duration::from_millis(50);
+/// Hashes of forwarded transactions remembered, so each goes out once.
+const FORWARD_MEMORY_TXS: usize = 65_536;
+/// Longest one forwarding request may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One validator as every node knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisValidator {
+    pub name: String,
+    /// ed25519 consensus key, hex.
+    pub public_key: String,
+    pub voting_power: u64,
+    /// Where it listens for consensus peers.
+    pub p2p: SocketAddr,
+    /// Where its HTTP API listens (transactions are forwarded there).
+    pub api: SocketAddr,
+}
+
+/// The genesis of a network of validators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkGenesis {
+    pub ledger: Genesis,
+    pub validators: Vec<GenesisValidator>,
+    /// Least time between blocks, in milliseconds.
+    pub block_ms: u64,
+}
+
+/// Which validator a home belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorFile {
+    /// Index into `NetworkGenesis::validators`.
+    pub index: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFileJson {
+    secret_key: String,
+}
+
+/// Why a validator home could not be written or a validator not started.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidatorError {
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} already exists; refusing to overwrite a validator home")]
+    Exists { path: PathBuf },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {why}")]
+    Invalid { path: PathBuf, why: String },
+    #[error(transparent)]
+    Consensus(#[from] crate::MalachiteConfigError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// A fresh secret consensus key from the operating system's randomness.
+pub fn generate_validator_key() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut seed);
+    seed
+}
+
+/// Home of validator `index` under `out`.
+pub fn validator_home(out: &Path, index: usize) -> PathBuf {
+    out.join(format!("node-{index}"))
+}
+
+/// Writes a network of `keys.len()` validators under `out`: `out/node-<i>/` with the shared
+/// genesis, the key and the validator file. Validator `i` listens for peers on
+/// `127.0.0.1:(p2p_base_port + i)` and serves its API on `127.0.0.1:(api_base_port + i)`.
+/// Every validator gets voting power 1. Refuses to overwrite an existing home.
+pub fn init_network(
+    out: &Path,
+    ledger: Genesis,
+    keys: &[[u8; 32]],
+    p2p_base_port: u16,
+    api_base_port: u16,
+    block_ms: u64,
+) -> Result<NetworkGenesis, ValidatorError> {
+    let port = |base: u16, i: usize| {
+        u16::try_from(i)
+            .ok()
+            .and_then(|i| base.checked_add(i))
+            .ok_or_else(|| ValidatorError::Invalid {
+                path: out.to_path_buf(),
+                why: format!("port {base} + {i} is out of range"),
+            })
+    };
+    let mut validators = Vec::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        validators.push(GenesisValidator {
+            name: format!("node-{i}"),
+            public_key: hex::encode(MalachiteConfig::public_key_of(*key)),
+            voting_power: 1,
+            p2p: SocketAddr::from(([127, 0, 0, 1], port(p2p_base_port, i)?)),
+            api: SocketAddr::from(([127, 0, 0, 1], port(api_base_port, i)?)),
+        });
+    }
+    let genesis = NetworkGenesis {
+        ledger,
+        validators,
+        block_ms,
+    };
+    let genesis_json =
+        serde_json::to_vec_pretty(&genesis).expect("a genesis of plain data always encodes");
+    for (i, key) in keys.iter().enumerate() {
+        let home = validator_home(out, i);
+        if home.exists() {
+            return Err(ValidatorError::Exists { path: home });
+        }
+        let write_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ValidatorError::Write { path, source }
+        };
+        std::fs::create_dir_all(&home).map_err(write_err(&home))?;
+        let p = home.join(GENESIS_FILE);
+        std::fs::write(&p, &genesis_json).map_err(write_err(&p))?;
+        let p = home.join(VALIDATOR_FILE);
+        let v = serde_json::to_vec_pretty(&ValidatorFile { index: i }).expect("plain data");
+        std::fs::write(&p, v).map_err(write_err(&p))?;
+        let p = home.join(KEY_FILE);
+        let k = serde_json::to_vec_pretty(&KeyFileJson {
+            secret_key: hex::encode(key),
+        })
+        .expect("plain data");
+        write_secret(&p, &k).map_err(write_err(&p))?;
+    }
+    Ok(genesis)
+}
+
+#[cfg(unix)]
+fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ValidatorError> {
+    let bytes = std::fs::read(path).map_err(|source| ValidatorError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ValidatorError::Invalid {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })
+}
+
+fn decode_key(path: &Path, hex_key: &str) -> Result<[u8; 32], ValidatorError> {
+    hex::decode(hex_key)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| ValidatorError::Invalid {
+            path: path.to_path_buf(),
+            why: "a key is not 32 bytes of hex".to_owned(),
+        })
+}
+
+/// A running validator: the node and its transaction forwarder.
+pub struct ValidatorHandle {
+    pub node: NodeHandle,
+    pub genesis: NetworkGenesis,
+    pub index: usize,
+    forwarder: JoinHandle<()>,
+    stop_forwarder: watch::Sender<bool>,
+}
+
+impl ValidatorHandle {
+    /// Stops forwarding, then the node (see [`NodeHandle::shutdown`]).
+    pub async fn shutdown(self) {
+        let _ = self.stop_forwarder.send(true);
+        let _ = self.forwarder.await;
+        self.node.shutdown().await;
+    }
+}
+
+/// Starts the validator whose home is `home` (written by [`init_network`]).
+pub async fn start_validator(home: &Path) -> Result<ValidatorHandle, ValidatorError> {
+    let genesis: NetworkGenesis = read_json(&home.join(GENESIS_FILE))?;
+    let ValidatorFile { index } = read_json(&home.join(VALIDATOR_FILE))?;
+    let key_path = home.join(KEY_FILE);
+    let key: KeyFileJson = read_json(&key_path)?;
+    let secret_key = decode_key(&key_path, &key.secret_key)?;
+    let gpath = home.join(GENESIS_FILE);
+    let me = genesis
+        .validators
+        .get(index)
+        .ok_or_else(|| ValidatorError::Invalid {
+            path: home.join(VALIDATOR_FILE),
+            why: format!("index {index} is not in the genesis validator list"),
+        })?
+        .clone();
+    let mut validators = Vec::with_capacity(genesis.validators.len());
+    for v in &genesis.validators {
+        validators.push(ValidatorEntry {
+            public_key: decode_key(&gpath, &v.public_key)?,
+            voting_power: v.voting_power,
+        });
+    }
+    let others: Vec<&GenesisValidator> = genesis
+        .validators
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .map(|(_, v)| v)
+        .collect();
+    let mempool = MempoolLimits::default();
+    let orderer = MalachiteOrderer::new(MalachiteConfig {
+        home: home.to_path_buf(),
+        moniker: me.name.clone(),
+        secret_key,
+        validators,
+        p2p_listen: me.p2p,
+        peers: others.iter().map(|v| v.p2p).collect(),
+        block_ms: genesis.block_ms,
+        max_txs_per_block: mempool.max_txs_per_block,
+        propose_timeout: Duration::from_secs(2),
+    })?;
+    let node = crate::start_with_orderer(
+        NodeConfig {
+            home: home.to_path_buf(),
+            listen: me.api,
+            block_ms: genesis.block_ms,
+            genesis: genesis.ledger.clone(),
+            mempool,
+        },
+        orderer,
+    )
+    .await?;
+    let (stop_forwarder, stop) = watch::channel(false);
+    let peer_apis = others.iter().map(|v| v.api).collect();
+    let forwarder = tokio::spawn(forward_txs(Arc::clone(&node.shared), peer_apis, stop));
+    Ok(ValidatorHandle {
+        node,
+        genesis,
+        index,
+        forwarder,
+        stop_forwarder,
+    })
+}
+
+/// Sends every transaction this node's mempool admits, once, to every peer's API. A peer that
+/// is down misses it; the transaction still waits here until this validator proposes.
+async fn forward_txs(shared: Arc<Shared>, peers: Vec<SocketAddr>, mut stop: watch::Receiver<bool>) {
+    let client = match reqwest::Client::builder().timeout(FORWARD_TIMEOUT).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the forwarding HTTP client; not forwarding");
+            return;
+        }
+    };
+    let urls: Vec<String> = peers.iter().map(|a| format!("http://{a}/v1/txs")).collect();
+    let mut seen: BTreeSet<Hash> = BTreeSet::new();
+    let mut order: VecDeque<Hash> = VecDeque::new();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(FORWARD_POLL) => {}
+        }
+        let fresh: Vec<_> = shared
+            .mempool()
+            .select(FORWARD_BATCH_TXS)
+            .into_iter()
+            .filter(|tx| !seen.contains(&tx.hash()))
+            .collect();
+        for tx in fresh {
+            let hash = tx.hash();
+            seen.insert(hash);
+            order.push_back(hash);
+            if order.len() > FORWARD_MEMORY_TXS
+                && let Some(old) = order.pop_front()
+            {
+                seen.remove(&old);
+            }
+            let body = gpunet_api::node::SubmitTx {
+                tx_hex: hex::encode(tx.encode()),
+            };
+            let sends = urls.iter().map(|url| client.post(url).json(&body).send());
+            for (url, result) in urls.iter().zip(futures::future::join_all(sends).await) {
+                // A peer that already has it answers with a rejection; that is fine.
+                if let Err(e) = result {
+                    tracing::debug!(%url, %hash, error = %e, "forwarding failed");
+                }
+            }
+        }
+    }
+}
