@@ -157,6 +157,7 @@ mod tests {
                     ],
                 },
                 runtimes: vec![Runtime::Process],
+                encryption_key: gpunet_protocol::EncryptionKey([7; 32]),
             },
             pricing: Pricing::default(),
         }

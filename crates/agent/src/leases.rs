@@ -1,5 +1,6 @@
 //! The lease lifecycle on this machine: a lease is tracked when the chain creates it, waits for
-//! its tenant's manifest (at most [`MANIFEST_TIMEOUT`]), starts the workload, reports
+//! its tenant's manifest (at most [`MANIFEST_TIMEOUT`]; it arrives sealed to this provider's
+//! encryption key and is opened here), starts the workload, reports
 //! `StartLease`, waits for the end, keeps the outputs, and reports `CompleteLease`.
 //!
 //! Every step records the lease's state (in memory and in `leases/<id>/record.json`) before it
@@ -13,23 +14,25 @@ use std::time::Duration;
 
 use gpunet_api::node::{LeaseState, LeaseView};
 use gpunet_api::provider::{
-    LogChunkView, MAX_LOG_CHUNK_BYTES, MAX_MANIFEST_BYTES, OutputListing, WorkloadState,
+    LogChunkView, MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, OutputListing, WorkloadState,
     WorkloadView,
 };
 use gpunet_client::ClientError;
-use gpunet_protocol::jobspec::JobSpec;
+use gpunet_protocol::jobspec::{ExposeProto, JobSpec, Network};
 use gpunet_protocol::tx::MAX_RESULT_DETAIL_BYTES;
 use gpunet_protocol::{
-    Address, Hash, LeaseId, LeaseResult, Msg, OrderTerms, Resources, Runtime, UsageReport,
-    WorkloadOutcome,
+    Address, EncryptionKey, EncryptionSecret, Hash, LeaseId, LeaseResult, Msg, OrderTerms, Purpose,
+    Resources, Runtime, SealContext, SealError, UsageReport, WorkloadOutcome,
 };
 use gpunet_runtime::{
-    DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, RecoverState, Usage,
-    WorkloadHandle, WorkloadSpec,
+    DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort,
+    NetworkMode, PortProto, PublishedPort, RecoverState, Usage, WorkloadHandle, WorkloadSpec,
 };
 use tokio::task::JoinSet;
 
 use crate::chain::{Chain, ChainError};
+use crate::drivers::Drivers;
+use crate::health::{HEALTH_PROBE_INTERVAL, HEALTH_PROBE_TIMEOUT, probe};
 use crate::outputs::{blob_path, collect_outputs};
 use crate::record::{self, LeaseRecord, lease_dir};
 
@@ -43,6 +46,33 @@ pub const MAX_REPORT_ATTEMPTS: u32 = 6;
 const REPORT_RETRY_BASE: Duration = Duration::from_secs(2);
 /// Cap on the log bytes kept per workload: 100 MiB.
 pub const LOG_LIMIT_BYTES: u64 = DEFAULT_LOG_LIMIT_BYTES;
+/// Where a driver keeps a workload's combined log, under its root dir (the `WorkloadSpec`
+/// contract); read directly once the workload is gone.
+const LOG_FILE: &str = "logs/combined.log";
+
+/// How long ended leases' directories (record, logs, outputs) are kept, so a tenant can still
+/// read logs after the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// An ended lease's directory is kept at least this long after its result: default 7 days.
+    pub keep_ended_for: Duration,
+    /// ...unless its logs hold more than this many bytes, when the next sweep removes it:
+    /// default 100 MiB. Outputs do not count: they live on in the blob store and the lease
+    /// directory's copy goes with the directory.
+    pub max_lease_dir_bytes: u64,
+    /// How often the agent sweeps: default every hour.
+    pub sweep_every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_ended_for: Duration::from_secs(7 * 86_400),
+            max_lease_dir_bytes: 100 * 1024 * 1024,
+            sweep_every: Duration::from_secs(60 * 60),
+        }
+    }
+}
 
 /// What the lease side of the agent is configured with.
 #[derive(Debug, Clone)]
@@ -53,9 +83,10 @@ pub struct LeasesConfig {
     pub data_dir: PathBuf,
     /// The GPU uuid behind each capacity slot.
     pub gpu_uuids: Vec<String>,
-    /// Runtimes the driver offers.
-    pub runtimes: Vec<Runtime>,
     pub manifest_timeout: Duration,
+    /// Opens manifests sealed to this provider's registered encryption key.
+    pub encryption_secret: EncryptionSecret,
+    pub retention: Retention,
 }
 
 /// Why a lease request could not be served. The server maps each to a status and an
@@ -73,8 +104,16 @@ pub enum LeaseError {
         #[source]
         source: ChainError,
     },
-    #[error("the manifest is {bytes} bytes; the limit is {max} bytes")]
+    #[error("the sealed manifest is {bytes} bytes; the limit is {max} bytes")]
     ManifestTooLarge { bytes: usize, max: usize },
+    #[error(
+        "the manifest cannot be opened with this provider's key: {source}; seal it to the \
+         encryption_key this provider registered on chain, for this lease"
+    )]
+    ManifestUnreadable {
+        #[source]
+        source: SealError,
+    },
     #[error(
         "the manifest's BLAKE3 is {got}, but the order commits to {expected}; send the manifest the order was created with"
     )]
@@ -87,6 +126,15 @@ pub enum LeaseError {
     ManifestInvalid { why: String },
     #[error("the workload could not be started: {why}")]
     StartFailed { why: String },
+    #[error("the job's image cannot be had, so the lease ends and its deposit is returned: {why}")]
+    ImageUnavailable { why: String },
+    #[error("the {driver} driver that ran this workload is not usable by this agent now")]
+    NoDriver { driver: String },
+    #[error("cannot read the lease's log: {source}")]
+    Log {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the driver failed: {source}")]
     Driver {
         #[source]
@@ -98,7 +146,7 @@ pub enum LeaseError {
 pub struct Leases {
     config: LeasesConfig,
     chain: Arc<dyn Chain>,
-    driver: Arc<dyn Driver>,
+    drivers: Drivers,
     records: Mutex<BTreeMap<LeaseId, LeaseRecord>>,
     tasks: Mutex<JoinSet<()>>,
 }
@@ -113,8 +161,9 @@ impl std::fmt::Debug for Leases {
 
 impl Leases {
     /// A lease book with the records persisted under `config.data_dir` loaded back. Call
-    /// [`Leases::resume`] to pick up their work.
-    pub fn new(config: LeasesConfig, chain: Arc<dyn Chain>, driver: Arc<dyn Driver>) -> Arc<Self> {
+    /// [`Leases::resume`] to pick up their work. A manifest runs on the driver of its runtime;
+    /// the runtimes offered are those of `drivers`.
+    pub fn new(config: LeasesConfig, chain: Arc<dyn Chain>, drivers: Drivers) -> Arc<Self> {
         let records = record::load_all(&config.data_dir)
             .into_iter()
             .map(|r| (r.lease, r))
@@ -122,7 +171,7 @@ impl Leases {
         Arc::new(Leases {
             config,
             chain,
-            driver,
+            drivers,
             records: Mutex::new(records),
             tasks: Mutex::new(JoinSet::new()),
         })
@@ -130,6 +179,20 @@ impl Leases {
 
     pub fn provider(&self) -> Address {
         self.config.provider
+    }
+
+    /// The runtimes this agent runs, sorted.
+    pub fn runtimes(&self) -> Vec<Runtime> {
+        self.drivers.runtimes()
+    }
+
+    fn driver_for(&self, handle: &WorkloadHandle) -> Result<Arc<dyn Driver>, LeaseError> {
+        self.drivers
+            .for_handle(handle)
+            .cloned()
+            .ok_or_else(|| LeaseError::NoDriver {
+                driver: handle.driver.clone(),
+            })
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<LeaseId, LeaseRecord>> {
@@ -212,9 +275,15 @@ impl Leases {
             outcome: None,
             usage: None,
             listing: None,
+            output_key: None,
             detail: None,
             ended_on_chain: false,
             reported: false,
+            exposed: Vec::new(),
+            health: None,
+            endpoints: Vec::new(),
+            healthy: None,
+            ended_ms: None,
         };
         {
             let mut records = self.lock();
@@ -288,7 +357,13 @@ impl Leases {
         });
         if let Some(Some(handle)) = running {
             tracing::info!(%lease, "lease ended on chain; stopping its workload");
-            let driver = Arc::clone(&self.driver);
+            let driver = match self.driver_for(&handle) {
+                Ok(driver) => driver,
+                Err(error) => {
+                    tracing::warn!(%lease, %error, "cannot stop the workload");
+                    return;
+                }
+            };
             self.spawn(async move {
                 if let Err(error) = driver.stop(&handle, STOP_GRACE).await {
                     tracing::warn!(%lease, %error, "could not stop the workload");
@@ -329,22 +404,30 @@ impl Leases {
         Ok(view.tenant)
     }
 
-    /// Takes the tenant's manifest for `lease`: checks it against the order's hash, parses it,
-    /// starts the workload and reports `StartLease`. A manifest with the wrong hash leaves the
-    /// lease waiting; one with the right hash that cannot run rejects the lease.
+    /// Takes the tenant's sealed manifest for `lease`: opens it with this provider's secret,
+    /// checks it against the order's hash, parses it, starts the workload and reports
+    /// `StartLease`. A manifest that does not open or has the wrong hash leaves the lease
+    /// waiting; one with the right hash that cannot run rejects the lease.
     pub async fn deliver_manifest(
         self: &Arc<Self>,
         lease: LeaseId,
-        manifest: &[u8],
+        sealed: &[u8],
     ) -> Result<WorkloadView, LeaseError> {
-        if manifest.len() > MAX_MANIFEST_BYTES {
+        if sealed.len() > MAX_SEALED_MANIFEST_BYTES {
             return Err(LeaseError::ManifestTooLarge {
-                bytes: manifest.len(),
-                max: MAX_MANIFEST_BYTES,
+                bytes: sealed.len(),
+                max: MAX_SEALED_MANIFEST_BYTES,
             });
         }
         let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
         check_awaiting(&record)?;
+        let ctx = SealContext {
+            purpose: Purpose::Manifest,
+            lease,
+        };
+        let manifest = gpunet_protocol::sealed::open(&self.config.encryption_secret, ctx, sealed)
+            .map_err(|source| LeaseError::ManifestUnreadable { source })?;
+        let manifest = manifest.as_slice();
         let terms = self.terms_of(&record).await?;
         let got = Hash::of(manifest);
         if got != terms.manifest_hash {
@@ -357,11 +440,17 @@ impl Leases {
             Ok(spec) => spec,
             Err(e) => return Err(self.reject_manifest(lease, format!("{e}"))),
         };
-        if !self.config.runtimes.contains(&spec.runtime()) {
+        let Some(driver) = self.drivers.for_runtime(spec.runtime()).cloned() else {
             let why = format!(
                 "it needs runtime {}, which this provider does not offer",
                 spec.runtime().as_str()
             );
+            return Err(self.reject_manifest(lease, why));
+        };
+        if spec.outputs && spec.output_key.is_none() {
+            let why = "it asks for outputs but names no output_key to seal them to; submit it \
+                       with a gpunet that seals outputs"
+                .to_owned();
             return Err(self.reject_manifest(lease, why));
         }
         let mut gpu_uuids = Vec::new();
@@ -378,6 +467,9 @@ impl Leases {
         let claimed = self.update(lease, |r| {
             if r.state == WorkloadState::AwaitingManifest && !r.ended_on_chain {
                 r.state = WorkloadState::Starting;
+                r.output_key = spec.output_key;
+                r.exposed = spec.expose.clone();
+                r.health = spec.health.clone();
                 Ok(())
             } else {
                 check_awaiting(r)
@@ -386,10 +478,26 @@ impl Leases {
         claimed.ok_or(LeaseError::NoRecord { lease })??;
 
         let duration_secs = spec.max_duration_secs().min(terms.max_duration_secs).max(1);
+        // Secrets reach the workload as environment variables; validation keeps their names
+        // apart from `env`'s. Nothing here logs the environment.
+        let mut env = spec.run.env.clone();
+        env.extend(
+            spec.run
+                .secrets
+                .expose()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        // Lease ids are per chain, and container names per engine: the provider's address
+        // keeps two agents (two dev networks, two chains) on one engine apart.
+        let workload_id = format!(
+            "lease-{lease}-{}",
+            hex::encode(&self.config.provider.0[..6])
+        );
         let workload = WorkloadSpec {
-            workload_id: format!("lease-{lease}"),
+            workload_id: workload_id.clone(),
             command: spec.run.command.clone(),
-            env: spec.run.env.clone(),
+            env,
             // The lease's resources are what the chain reserved and bills; the manifest's are
             // the tenant's wish and committed to by the same hash.
             cpu_millis: record.resources.cpu_millis,
@@ -398,17 +506,38 @@ impl Leases {
             root_dir: lease_dir(&self.config.data_dir, lease),
             gpu_uuids,
             log_limit_bytes: LOG_LIMIT_BYTES,
+            image: spec.run.image.clone(),
+            network: match spec.run.network {
+                Network::None => NetworkMode::None,
+                Network::Egress => NetworkMode::Egress,
+            },
+            // Both `http` and `tcp` ports are TCP; the proto only names the endpoint's scheme.
+            expose: spec
+                .expose
+                .iter()
+                .map(|e| ExposedPort {
+                    container_port: e.port,
+                    proto: PortProto::Tcp,
+                })
+                .collect(),
+            ..WorkloadSpec::new(
+                workload_id,
+                spec.run.command.clone(),
+                lease_dir(&self.config.data_dir, lease),
+            )
         };
-        let handle = match self.driver.start(&workload).await {
+        let handle = match driver.start(&workload).await {
             Ok(h) => h,
+            Err(e) if e.is_image_unavailable() => {
+                return Err(self.fail_image_unavailable(lease, e.to_string()));
+            }
             Err(e) => return Err(self.fail_start(lease, e.to_string())),
         };
         self.update(lease, |r| r.handle = Some(handle.clone()));
         tracing::info!(%lease, command = ?workload.command, "workload started; reporting StartLease");
-        let view = self.update(lease, |r| {
-            r.state = WorkloadState::Running;
-            r.view()
-        });
+        self.update(lease, |r| r.state = WorkloadState::Running);
+        self.publish_endpoints(lease, &driver, &handle).await;
+        let view = self.get(lease).map(|r| r.view());
         // The tenant hears "running" now; the chain records the start a block later. The
         // supervisor, and with it `CompleteLease`, waits for `StartLease` to be included, so a
         // completion can never get ahead of its start.
@@ -416,7 +545,7 @@ impl Leases {
         self.spawn(async move {
             if let Err(source) = this.chain.submit(Msg::StartLease { lease }).await {
                 tracing::warn!(%lease, error = %source, "StartLease failed; stopping the workload");
-                if let Err(error) = this.driver.stop(&handle, STOP_GRACE).await {
+                if let Err(error) = driver.stop(&handle, STOP_GRACE).await {
                     tracing::warn!(%lease, %error, "could not stop the workload");
                 }
                 let detail = format!("the chain did not record the start: {source}");
@@ -451,6 +580,86 @@ impl Leases {
         LeaseError::ManifestInvalid { why }
     }
 
+    /// The image cannot be had: the lease never started, so the ledger refunds the tenant in
+    /// full; the driver's message says why.
+    fn fail_image_unavailable(self: &Arc<Self>, lease: LeaseId, why: String) -> LeaseError {
+        tracing::warn!(%lease, %why, "the workload's image is not available");
+        self.update(lease, |r| r.state = WorkloadState::Failed);
+        self.finish(
+            lease,
+            WorkloadOutcome::ImageUnavailable,
+            None,
+            None,
+            why.clone(),
+        );
+        LeaseError::ImageUnavailable { why }
+    }
+
+    /// Asks the driver where the service's ports are published, records them as endpoints and,
+    /// if the manifest has a health check, starts probing it.
+    async fn publish_endpoints(
+        self: &Arc<Self>,
+        lease: LeaseId,
+        driver: &Arc<dyn Driver>,
+        handle: &WorkloadHandle,
+    ) {
+        let Some(record) = self.get(lease) else {
+            return;
+        };
+        if record.exposed.is_empty() {
+            return;
+        }
+        let ports = match driver.ports(handle).await {
+            Ok(ports) => ports,
+            Err(error) => {
+                tracing::warn!(%lease, %error, "could not read the published ports");
+                return;
+            }
+        };
+        let endpoints = endpoints_of(&record.exposed, &ports);
+        tracing::info!(%lease, ?endpoints, "service endpoints published");
+        self.update(lease, |r| r.endpoints = endpoints);
+        let target = record.health.as_ref().and_then(|h| {
+            let port = record
+                .exposed
+                .iter()
+                .find(|e| e.proto == ExposeProto::Http)?
+                .port;
+            let published = ports.iter().find(|p| p.container_port == port)?;
+            Some((published.host, h.http_path.clone()))
+        });
+        if let Some((addr, path)) = target {
+            self.spawn_health_probe(lease, addr, path);
+        }
+    }
+
+    /// Probes the service's health while its workload runs; records changes of the answer.
+    fn spawn_health_probe(
+        self: &Arc<Self>,
+        lease: LeaseId,
+        addr: std::net::SocketAddr,
+        path: String,
+    ) {
+        let this = Arc::clone(self);
+        self.spawn(async move {
+            loop {
+                let running = this
+                    .get(lease)
+                    .is_some_and(|r| r.state == WorkloadState::Running && !r.ended_on_chain);
+                if !running {
+                    return;
+                }
+                let healthy = probe(addr, &path, HEALTH_PROBE_TIMEOUT).await;
+                let changed = this.get(lease).is_some_and(|r| r.healthy != Some(healthy));
+                if changed {
+                    tracing::info!(%lease, healthy, "service health changed");
+                    this.update(lease, |r| r.healthy = Some(healthy));
+                }
+                tokio::time::sleep(HEALTH_PROBE_INTERVAL).await;
+            }
+        });
+    }
+
     fn fail_start(self: &Arc<Self>, lease: LeaseId, why: String) -> LeaseError {
         tracing::warn!(%lease, %why, "the workload could not be started");
         self.update(lease, |r| r.state = WorkloadState::Failed);
@@ -471,7 +680,14 @@ impl Leases {
 
     /// Waits for the workload to end, keeps its outputs and reports the result.
     async fn supervise(self: Arc<Self>, lease: LeaseId, handle: WorkloadHandle) {
-        let exit = match self.driver.wait(&handle).await {
+        let waited = match self.driver_for(&handle) {
+            Ok(driver) => driver.wait(&handle).await,
+            Err(e) => Err(DriverError::Unavailable {
+                driver: "unknown",
+                reason: e.to_string(),
+            }),
+        };
+        let exit = match waited {
             Ok(exit) => exit,
             Err(error) => {
                 tracing::warn!(%lease, %error, "lost track of the workload");
@@ -493,7 +709,11 @@ impl Leases {
         let collected =
             tokio::task::spawn_blocking(move || collect_outputs(lease, &outputs_dir, &blobs_dir))
                 .await;
-        if let Err(error) = self.driver.destroy(&handle).await {
+        let destroyed = match self.driver_for(&handle) {
+            Ok(driver) => driver.destroy(&handle).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = destroyed {
             tracing::warn!(%lease, %error, "could not clean up the workload's directory");
         }
         let mut outcome = outcome_of(exit.reason);
@@ -517,6 +737,7 @@ impl Leases {
         self.update(lease, |r| {
             r.state = WorkloadState::Exited;
             r.exit = Some(exit);
+            r.endpoints.clear();
         });
         self.finish(lease, outcome, Some(usage), listing, detail);
     }
@@ -536,6 +757,7 @@ impl Leases {
             r.usage = usage;
             r.listing = listing;
             r.detail = Some(detail);
+            r.ended_ms = Some(now_ms());
             if r.ended_on_chain {
                 r.reported = true;
             }
@@ -610,18 +832,29 @@ impl Leases {
                     self.spawn_manifest_timer(r.lease);
                 }
                 (WorkloadState::Running | WorkloadState::Starting, Some(handle)) => {
-                    match self.driver.recover(handle).await {
-                        Ok(RecoverState::Running) => {
+                    let recovered = match self.driver_for(handle) {
+                        Ok(driver) => driver.recover(handle).await.map(|state| (driver, state)),
+                        Err(e) => Err(DriverError::Unavailable {
+                            driver: "unknown",
+                            reason: e.to_string(),
+                        }),
+                    };
+                    match recovered.map_err(|e| {
+                        tracing::warn!(lease = %r.lease, error = %e, "could not recover the workload");
+                        e
+                    }) {
+                        Ok((driver, RecoverState::Running)) => {
                             tracing::info!(lease = %r.lease, "recovered a running workload");
                             self.update(r.lease, |r| r.state = WorkloadState::Running);
+                            self.publish_endpoints(r.lease, &driver, handle).await;
                             self.spawn_supervisor(r.lease, handle.clone());
                         }
-                        Ok(RecoverState::Exited(exit)) => {
+                        Ok((_, RecoverState::Exited(exit))) => {
                             let this = Arc::clone(self);
                             let handle = handle.clone();
                             self.spawn(async move { this.conclude(r.lease, handle, exit).await });
                         }
-                        Ok(RecoverState::Lost) | Err(_) => {
+                        Ok((_, RecoverState::Lost)) | Err(_) => {
                             let this = Arc::clone(self);
                             let handle = handle.clone();
                             let exit = ExitOutcome {
@@ -654,6 +887,68 @@ impl Leases {
         }
     }
 
+    /// Removes the directories (record, logs, outputs) of ended leases that are past
+    /// `retention.keep_ended_for`, or hold more than `retention.max_lease_dir_bytes`, and
+    /// forgets them. Live leases and leases whose result is still to be reported stay. Returns
+    /// the leases removed. (Output blobs are shared by digest and stay.)
+    pub fn sweep_ended(&self, now_ms: u64) -> Vec<LeaseId> {
+        let retention = self.config.retention;
+        let keep_ms = u64::try_from(retention.keep_ended_for.as_millis()).unwrap_or(u64::MAX);
+        let candidates: Vec<(LeaseId, Option<u64>)> = self
+            .lock()
+            .values()
+            .filter(|r| {
+                !r.is_live()
+                    && r.reported
+                    && matches!(r.state, WorkloadState::Exited | WorkloadState::Failed)
+            })
+            .map(|r| (r.lease, r.ended_ms))
+            .collect();
+        let mut removed = Vec::new();
+        for (lease, ended_ms) in candidates {
+            let dir = lease_dir(&self.config.data_dir, lease);
+            // Records from before `ended_ms` existed count from their last write.
+            let ended_ms = ended_ms.or_else(|| {
+                let modified = std::fs::metadata(dir.join("record.json"))
+                    .ok()?
+                    .modified()
+                    .ok()?;
+                let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+                u64::try_from(since.as_millis()).ok()
+            });
+            let old = ended_ms.is_none_or(|t| now_ms.saturating_sub(t) >= keep_ms);
+            let large = dir_bytes(&dir.join("logs"), 32) > retention.max_lease_dir_bytes;
+            if !(old || large) {
+                continue;
+            }
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!(%lease, %error, "could not remove an ended lease's directory");
+                    continue;
+                }
+            }
+            tracing::info!(%lease, old, large, "removed an ended lease's directory");
+            self.lock().remove(&lease);
+            removed.push(lease);
+        }
+        removed
+    }
+
+    /// Runs [`Leases::sweep_ended`] every `retention.sweep_every`, until aborted.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let this = Arc::clone(self);
+        let every = self.config.retention.sweep_every;
+        self.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let sweeper = Arc::clone(&this);
+                let _ = tokio::task::spawn_blocking(move || sweeper.sweep_ended(now_ms())).await;
+            }
+        });
+    }
+
     pub fn blobs_dir(&self) -> PathBuf {
         self.config.data_dir.join("blobs")
     }
@@ -673,9 +968,27 @@ impl Leases {
                 finished: !record.is_live(),
             });
         };
+        let max_bytes = max_bytes.min(MAX_LOG_CHUNK_BYTES);
+        if record.state == WorkloadState::Exited {
+            // Concluded and destroyed: the log file is all there is, and all there will be.
+            let path = handle.root_dir.join(LOG_FILE);
+            let read =
+                tokio::task::spawn_blocking(move || read_log_chunk(&path, offset, max_bytes))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|read| read)
+                    .map_err(|source| LeaseError::Log { source })?;
+            let (data, len) = read;
+            let next_offset = offset + data.len() as u64;
+            return Ok(LogChunkView {
+                text: String::from_utf8_lossy(&data).into_owned(),
+                next_offset,
+                finished: next_offset >= len,
+            });
+        }
         let chunk = self
-            .driver
-            .logs(&handle, offset, max_bytes.min(MAX_LOG_CHUNK_BYTES))
+            .driver_for(&handle)?
+            .logs(&handle, offset, max_bytes)
             .await
             .map_err(|source| LeaseError::Driver { source })?;
         Ok(LogChunkView {
@@ -685,15 +998,20 @@ impl Leases {
         })
     }
 
-    /// Where the output blob `digest` of `lease` is, if the lease's listing names it.
-    pub fn output_blob(&self, lease: LeaseId, digest: &Hash) -> Option<PathBuf> {
+    /// Where the output blob `digest` of `lease` is, if the lease's listing names it, with the
+    /// tenant's output key it must be sealed to (`None` if the manifest named none).
+    pub fn output_blob(
+        &self,
+        lease: LeaseId,
+        digest: &Hash,
+    ) -> Option<(PathBuf, Option<EncryptionKey>)> {
         let record = self.get(lease)?;
         let listing = record.listing?;
         listing
             .files
             .iter()
             .any(|f| f.digest == *digest)
-            .then(|| blob_path(&self.blobs_dir(), digest))
+            .then(|| (blob_path(&self.blobs_dir(), digest), record.output_key))
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -709,6 +1027,69 @@ fn check_awaiting(record: &LeaseRecord) -> Result<(), LeaseError> {
         }),
         state => Err(LeaseError::AlreadyReceived { state }),
     }
+}
+
+/// Up to `max_bytes` of the file at `path` from `offset`, and the file's length. A missing
+/// file reads as empty.
+fn read_log_chunk(path: &Path, offset: u64, max_bytes: usize) -> std::io::Result<(Vec<u8>, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if offset >= len {
+        return Ok((Vec::new(), len));
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    let mut data = Vec::new();
+    file.take(max_bytes as u64).read_to_end(&mut data)?;
+    Ok((data, len))
+}
+
+/// The endpoint URL of each exposed port the driver published, sorted by container port:
+/// `<proto>://<host address>`.
+pub fn endpoints_of(
+    exposed: &[gpunet_protocol::jobspec::Expose],
+    published: &[PublishedPort],
+) -> Vec<String> {
+    let mut ports: Vec<&PublishedPort> = published.iter().collect();
+    ports.sort_by_key(|p| (p.container_port, p.proto));
+    ports
+        .into_iter()
+        .filter_map(|p| {
+            let e = exposed.iter().find(|e| e.port == p.container_port)?;
+            Some(format!("{}://{}", e.proto.as_str(), p.host))
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch, by the agent's clock.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Bytes of regular files under `dir`, not following symlinks, at most `depth` levels deep.
+fn dir_bytes(dir: &Path, depth: usize) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0u64;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if meta.is_file() {
+            total = total.saturating_add(meta.len());
+        } else if meta.is_dir() && depth > 0 {
+            total = total.saturating_add(dir_bytes(&entry.path(), depth - 1));
+        }
+    }
+    total
 }
 
 /// Whether a failed submission may succeed if tried again (the node was unreachable or slow),

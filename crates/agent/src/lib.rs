@@ -12,6 +12,8 @@
 
 pub mod bidding;
 pub mod chain;
+pub mod drivers;
+pub mod health;
 pub mod leases;
 pub mod machine;
 pub mod outputs;
@@ -26,21 +28,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gpunet_client::{ClientError, KeyFile, NodeClient};
-use gpunet_protocol::{Address, Amount, Msg, ProviderProfile, Rejection, ShapeError};
+use gpunet_client::{ClientError, KeyError, KeyFile, NodeClient};
+use gpunet_protocol::{Address, Amount, Msg, ProviderProfile, Rejection, Runtime, ShapeError};
 use gpunet_runtime::{Driver, DriverError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use bidding::{NoBid, Offer, free_capacity, plan_bid, plan_bid_on_terms};
 pub use chain::{Chain, ChainError, NodeChain};
-pub use leases::{Leases, LeasesConfig, MANIFEST_TIMEOUT};
+pub use drivers::Drivers;
+pub use leases::{Leases, LeasesConfig, MANIFEST_TIMEOUT, Retention};
 pub use pricing::Pricing;
 
 /// How long registering or updating the provider may take to be included.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for the HTTP server to finish its requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The agent's X25519 secret, under its data directory; its public key is registered on chain.
+pub const ENCRYPTION_KEY_FILE: &str = "encryption.key";
 
 /// Everything the agent needs to run.
 pub struct AgentConfig {
@@ -48,7 +53,8 @@ pub struct AgentConfig {
     pub node_api: String,
     /// The provider's account key.
     pub key: KeyFile,
-    /// Where leases, their logs and outputs, and blobs live.
+    /// Where leases, their logs and outputs, blobs and the encryption secret
+    /// ([`ENCRYPTION_KEY_FILE`], created on first start) live.
     pub data_dir: PathBuf,
     /// Where the agent's HTTP server listens (`127.0.0.1:0` picks a port).
     pub listen: SocketAddr,
@@ -59,7 +65,11 @@ pub struct AgentConfig {
     pub pricing: Pricing,
     /// Stake locked at registration (gpn).
     pub stake: Amount,
-    pub driver: Arc<dyn Driver>,
+    /// The drivers to offer, e.g. process and docker. Each is fingerprinted at start; the
+    /// usable ones are registered as the provider's runtimes, the others logged and left out.
+    pub drivers: Vec<Arc<dyn Driver>>,
+    /// How long ended leases' logs, records and outputs are kept.
+    pub retention: Retention,
 }
 
 /// Why the agent could not start.
@@ -71,6 +81,11 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot use the encryption key: {source}")]
+    EncryptionKey {
+        #[source]
+        source: KeyError,
+    },
     #[error("the {driver} driver cannot run workloads here: {source}")]
     Driver {
         driver: &'static str,
@@ -79,6 +94,8 @@ pub enum AgentError {
     },
     #[error("the {driver} driver offers no runtime the protocol knows")]
     UnknownRuntime { driver: &'static str },
+    #[error("no driver was configured: give at least the process driver")]
+    NoDriver,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -103,6 +120,7 @@ pub enum AgentError {
 pub struct AgentHandle {
     endpoint: String,
     address: Address,
+    runtimes: Vec<Runtime>,
     leases: Arc<Leases>,
     server: JoinHandle<()>,
     server_stop: oneshot::Sender<()>,
@@ -127,6 +145,11 @@ impl AgentHandle {
     /// The provider's address.
     pub fn address(&self) -> Address {
         self.address
+    }
+
+    /// The runtimes registered on chain: those of the drivers that were usable at start.
+    pub fn runtimes(&self) -> &[Runtime] {
+        &self.runtimes
     }
 
     /// The leases this agent holds.
@@ -160,20 +183,12 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     };
     std::fs::create_dir_all(&config.data_dir).map_err(data_err(&config.data_dir))?;
     let data_dir = std::path::absolute(&config.data_dir).map_err(data_err(&config.data_dir))?;
+    let encryption_secret =
+        gpunet_client::load_or_create_encryption_secret(&data_dir.join(ENCRYPTION_KEY_FILE))
+            .map_err(|source| AgentError::EncryptionKey { source })?;
 
-    let driver = Arc::clone(&config.driver);
-    let driver_name = driver.name();
-    let info = driver
-        .fingerprint()
-        .await
-        .map_err(|source| AgentError::Driver {
-            driver: driver_name,
-            source,
-        })?;
-    tracing::info!(driver = %info.name, version = %info.version, detail = %info.detail, "driver ready");
-    let runtime = machine::runtime_of_driver(driver_name).ok_or(AgentError::UnknownRuntime {
-        driver: driver_name,
-    })?;
+    let drivers = usable_drivers(&config.drivers).await?;
+    let runtimes = drivers.runtimes();
 
     let discover_dir = data_dir.clone();
     let machine_info = tokio::task::spawn_blocking(move || gpunet_runtime::discover(&discover_dir))
@@ -203,7 +218,8 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         endpoint: endpoint.clone(),
         region: config.region.clone(),
         capacity: inventory.capacity.clone(),
-        runtimes: vec![runtime],
+        runtimes: runtimes.clone(),
+        encryption_key: encryption_secret.public(),
     };
     profile
         .validate()
@@ -233,13 +249,15 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             provider: address,
             data_dir,
             gpu_uuids: inventory.gpu_uuids.clone(),
-            runtimes: vec![runtime],
             manifest_timeout: MANIFEST_TIMEOUT,
+            encryption_secret,
+            retention: config.retention,
         },
         Arc::new(NodeChain::new(Arc::clone(&client))),
-        driver,
+        drivers,
     );
     leases.resume().await;
+    leases.spawn_sweeper();
 
     let (server_stop, stopped) = oneshot::channel::<()>();
     let app = server::router(Arc::clone(&leases));
@@ -270,11 +288,42 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     Ok(AgentHandle {
         endpoint,
         address,
+        runtimes,
         leases,
         server,
         server_stop,
         reconciler,
     })
+}
+
+/// Fingerprints each driver and keeps the usable ones. A driver that is not usable is logged
+/// and left out (its runtime is not offered); if none is usable, the last failure is the error.
+async fn usable_drivers(configured: &[Arc<dyn Driver>]) -> Result<Drivers, AgentError> {
+    let mut drivers = Drivers::new();
+    let mut failure = None;
+    for driver in configured {
+        let name = driver.name();
+        match driver.fingerprint().await {
+            Ok(info) => {
+                if drivers.add(Arc::clone(driver)).is_none() {
+                    return Err(AgentError::UnknownRuntime { driver: name });
+                }
+                tracing::info!(driver = %info.name, version = %info.version, detail = %info.detail, "driver ready");
+            }
+            Err(source) => {
+                tracing::warn!(driver = name, error = %source, "driver not usable here; its runtime is not offered");
+                failure = Some(AgentError::Driver {
+                    driver: name,
+                    source,
+                });
+            }
+        }
+    }
+    if drivers.is_empty() {
+        return Err(failure.unwrap_or(AgentError::NoDriver));
+    }
+    tracing::info!(runtimes = ?drivers.runtimes(), "offering runtimes");
+    Ok(drivers)
 }
 
 /// Registers the provider, or updates its profile if it differs from what is on chain.

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use gpunet_api::provider::{OutputListing, WorkloadState, WorkloadView};
+use gpunet_protocol::jobspec::{Expose, HealthCheck};
 use gpunet_protocol::{
-    Address, LeaseId, OrderId, OrderTerms, Resources, UsageReport, WorkloadOutcome,
+    Address, EncryptionKey, LeaseId, OrderId, OrderTerms, Resources, UsageReport, WorkloadOutcome,
 };
 use gpunet_runtime::{ExitOutcome, WorkloadHandle};
 use serde::{Deserialize, Serialize};
@@ -31,11 +32,29 @@ pub struct LeaseRecord {
     pub outcome: Option<WorkloadOutcome>,
     pub usage: Option<UsageReport>,
     pub listing: Option<OutputListing>,
+    /// The manifest's `output_key`: output files are served sealed to it, and only to it.
+    #[serde(default)]
+    pub output_key: Option<EncryptionKey>,
     pub detail: Option<String>,
     /// The chain has ended the lease (cancelled, timed out, or our own result applied).
     pub ended_on_chain: bool,
     /// Our `CompleteLease` was applied, or is no longer needed.
     pub reported: bool,
+    /// The manifest's `expose`: which ports a service publishes, and their protocols.
+    #[serde(default)]
+    pub exposed: Vec<Expose>,
+    /// The manifest's `health`.
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
+    /// Where the published ports are reached (`http://127.0.0.1:49153`), while it runs.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// The last health probe's answer.
+    #[serde(default)]
+    pub healthy: Option<bool>,
+    /// When the agent recorded the lease's result (Unix ms); the retention sweep counts from it.
+    #[serde(default)]
+    pub ended_ms: Option<u64>,
 }
 
 impl LeaseRecord {
@@ -60,6 +79,8 @@ impl LeaseRecord {
             }),
             usage: self.usage.clone(),
             detail: self.detail.clone(),
+            endpoints: self.endpoints.clone(),
+            healthy: self.healthy,
         }
     }
 }

@@ -4,6 +4,10 @@
 //!
 //! Checks run cheapest first: body size, signature (401), then the lease's tenant (403), and
 //! only then the request itself.
+//!
+//! Manifests arrive sealed to this provider's encryption key; output files leave sealed to the
+//! tenant's output key (named in the manifest), chunk by chunk as they stream. The blobs at
+//! rest stay plaintext: this provider ran the job and saw them anyway.
 
 use std::sync::Arc;
 
@@ -16,20 +20,19 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 use gpunet_api::ErrorBody;
 use gpunet_api::auth::{SIGNATURE_HEADER, SIGNER_HEADER, TIMESTAMP_HEADER, verify_request};
-use gpunet_api::provider::{MAX_LOG_CHUNK_BYTES, MAX_MANIFEST_BYTES, ManifestDelivery};
-use gpunet_protocol::{Hash, LeaseId};
+use gpunet_api::provider::{MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, ManifestDelivery};
+use gpunet_protocol::sealed::{SEALED_CHUNK_BYTES, Sealer, sealed_len};
+use gpunet_protocol::{Hash, LeaseId, Purpose, SealContext};
 use tokio::io::AsyncReadExt;
 
 use crate::leases::{LeaseError, Leases};
 
-/// Largest request body read: a hex manifest (twice its bytes) in a small JSON object.
-pub const MAX_REQUEST_BODY_BYTES: usize = 2 * MAX_MANIFEST_BYTES + 1024;
+/// Largest request body read: a hex sealed manifest (twice its bytes) in a small JSON object.
+pub const MAX_REQUEST_BODY_BYTES: usize = 2 * MAX_SEALED_MANIFEST_BYTES + 1024;
 /// Largest body a GET may carry (none is expected).
 const MAX_GET_BODY_BYTES: usize = 1024;
 /// Log bytes returned when the request does not say `max`.
 const DEFAULT_LOG_CHUNK_BYTES: usize = 64 * 1024;
-/// Size of one chunk when streaming an output file.
-const BLOB_CHUNK_BYTES: usize = 64 * 1024;
 
 /// An error answer: a status and an [`ErrorBody`].
 #[derive(Debug)]
@@ -63,6 +66,9 @@ impl From<LeaseError> for ApiError {
             LeaseError::ManifestTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "manifest_too_large")
             }
+            LeaseError::ManifestUnreadable { .. } => {
+                (StatusCode::BAD_REQUEST, "manifest_unreadable")
+            }
             LeaseError::HashMismatch { .. } => (StatusCode::BAD_REQUEST, "manifest_hash_mismatch"),
             LeaseError::AlreadyReceived { .. } => {
                 (StatusCode::CONFLICT, "manifest_already_received")
@@ -70,6 +76,11 @@ impl From<LeaseError> for ApiError {
             LeaseError::Ended { .. } => (StatusCode::GONE, "lease_ended"),
             LeaseError::ManifestInvalid { .. } => (StatusCode::BAD_REQUEST, "manifest_invalid"),
             LeaseError::StartFailed { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "start_failed"),
+            LeaseError::ImageUnavailable { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "image_unavailable")
+            }
+            LeaseError::NoDriver { .. } => (StatusCode::SERVICE_UNAVAILABLE, "driver_unavailable"),
+            LeaseError::Log { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "log_unreadable"),
             LeaseError::Driver { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "driver_error"),
         };
         ApiError::new(status, name, e.to_string())
@@ -158,14 +169,14 @@ async fn manifest(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("the body is not a manifest delivery ({{\"manifest_hex\": \"…\"}}): {e}"),
+            format!("the body is not a manifest delivery ({{\"sealed_hex\": \"…\"}}): {e}"),
         )
     })?;
-    let bytes = hex::decode(delivery.manifest_hex.trim()).map_err(|e| {
+    let bytes = hex::decode(delivery.sealed_hex.trim()).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("manifest_hex is not hex: {e}"),
+            format!("sealed_hex is not hex: {e}"),
         )
     })?;
     let view = leases.deliver_manifest(lease, &bytes).await?;
@@ -252,34 +263,106 @@ async fn output(
             format!("lease {lease} has no output with digest {digest}"),
         )
     };
-    let path = leases.output_blob(lease, &digest).ok_or_else(not_found)?;
+    let (path, output_key) = leases.output_blob(lease, &digest).ok_or_else(not_found)?;
+    let output_key = output_key.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_output_key",
+            format!(
+                "lease {lease}'s manifest names no output_key, so its outputs cannot be sealed \
+                 to the tenant and are not served"
+            ),
+        )
+    })?;
+    let ctx = SealContext {
+        purpose: Purpose::Output,
+        lease,
+    };
+    let (sealer, header) = gpunet_client::sealing::sealer(&output_key, ctx)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "output_key_unusable", e.to_string()))?;
     let file = tokio::fs::File::open(&path).await.map_err(|e| {
         tracing::warn!(?path, error = %e, "a listed output blob cannot be opened");
         not_found()
     })?;
     let len = file.metadata().await.map(|m| m.len()).ok();
-    let stream = futures::stream::unfold(file, |mut file| async move {
-        let mut buf = vec![0u8; BLOB_CHUNK_BYTES];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), file))
-            }
-            Err(e) => Some((Err(e), file)),
-        }
-    })
-    .boxed();
-    let mut resp = Response::new(Body::from_stream(stream));
+    let body = sealed_stream(file, sealer, header);
+    let mut resp = Response::new(Body::from_stream(body));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/octet-stream"),
     );
     if let Some(len) = len {
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+        resp.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            header::HeaderValue::from(sealed_len(len)),
+        );
     }
     Ok(resp)
+}
+
+/// Where a sealed stream is: the header goes first, then each chunk, read one ahead so the last
+/// one is sealed as the last.
+enum SealState {
+    Header([u8; 32]),
+    Body(Vec<u8>),
+    Done,
+}
+
+/// Reads until `buf` holds [`SEALED_CHUNK_BYTES`] or the file ends.
+async fn read_chunk(file: &mut tokio::fs::File) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; SEALED_CHUNK_BYTES];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = file.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// The file's bytes sealed chunk by chunk, so a large output never sits whole in memory.
+fn sealed_stream(
+    file: tokio::fs::File,
+    sealer: Sealer,
+    header: [u8; 32],
+) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
+    futures::stream::unfold(
+        (file, sealer, SealState::Header(header)),
+        |(mut file, mut sealer, state)| async move {
+            match state {
+                SealState::Header(header) => {
+                    let next = match read_chunk(&mut file).await {
+                        Ok(chunk) => SealState::Body(chunk),
+                        Err(e) => return Some((Err(e), (file, sealer, SealState::Done))),
+                    };
+                    Some((Ok(Bytes::copy_from_slice(&header)), (file, sealer, next)))
+                }
+                SealState::Body(chunk) => {
+                    let ahead = if chunk.len() == SEALED_CHUNK_BYTES {
+                        match read_chunk(&mut file).await {
+                            Ok(ahead) => ahead,
+                            Err(e) => return Some((Err(e), (file, sealer, SealState::Done))),
+                        }
+                    } else {
+                        Vec::new()
+                    };
+                    let last = ahead.is_empty();
+                    let sealed = Bytes::from(sealer.seal_chunk(&chunk, last));
+                    let next = if last {
+                        SealState::Done
+                    } else {
+                        SealState::Body(ahead)
+                    };
+                    Some((Ok(sealed), (file, sealer, next)))
+                }
+                SealState::Done => None,
+            }
+        },
+    )
+    .boxed()
 }
 
 #[cfg(test)]

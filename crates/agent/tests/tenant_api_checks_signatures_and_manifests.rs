@@ -1,6 +1,7 @@
 //! The agent's tenant-facing HTTP API against a stub chain and the fake driver: who may call
-//! it, what a manifest must be to start anything, and a lease's life from manifest to reported
-//! result, outputs and logs — all without a node.
+//! it, what a manifest must be to start anything (sealed to this provider, for this lease, with
+//! the order's hash), and a lease's life from manifest to reported result, sealed outputs and
+//! logs — all without a node.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,15 +9,16 @@ use std::time::Duration;
 
 use gpunet_agent::leases::{Leases, LeasesConfig};
 use gpunet_agent::server;
-use gpunet_agent::{Chain, ChainError};
+use gpunet_agent::{Chain, ChainError, Drivers, Retention};
 use gpunet_api::ErrorBody;
 use gpunet_api::node::{LeaseState, LeaseView, OrderState, OrderView};
 use gpunet_api::provider::WorkloadState;
 use gpunet_client::{ClientError, KeyFile, ProviderClient};
-use gpunet_protocol::jobspec::JobSpec;
+use gpunet_protocol::jobspec::{JobSpec, Salt, Secrets};
+use gpunet_protocol::sealed::{SEALED_CHUNK_BYTES, open};
 use gpunet_protocol::{
-    Address, Amount, GpuRequirement, Hash, LeaseId, Msg, OrderId, Resources, Runtime,
-    WorkloadOutcome,
+    Address, Amount, EncryptionKey, EncryptionSecret, GpuRequirement, Hash, LeaseId, Msg, OrderId,
+    Purpose, Resources, SealContext, SealError, WorkloadOutcome,
 };
 use gpunet_runtime::{Driver, FakeDriver};
 
@@ -35,6 +37,7 @@ outputs: true
 "#;
 
 const LEASE: LeaseId = LeaseId(7);
+const SECRET_VALUE: &str = "tok-3f9a-not-for-the-wire";
 const ORDER: OrderId = OrderId(3);
 
 /// A chain that knows one lease and one order, and records what the agent submits.
@@ -111,14 +114,41 @@ struct World {
     endpoint: String,
     tenant: KeyFile,
     manifest: Vec<u8>,
+    /// The provider's registered encryption key, and its secret.
+    provider_key: EncryptionKey,
+    provider_secret: EncryptionSecret,
+}
+
+/// The spec as the CLI submits it: salted, with the tenant's output key and a secret.
+fn submitted_spec(tenant: &KeyFile) -> JobSpec {
+    let mut spec = JobSpec::parse_yaml(HELLO).expect("the test spec parses");
+    spec.salt = Some(Salt([5; 32]));
+    spec.output_key = Some(tenant.output_secret().public());
+    spec.run.secrets = Secrets::new(BTreeMap::from([(
+        "API_TOKEN".to_owned(),
+        SECRET_VALUE.to_owned(),
+    )]));
+    spec.validate().expect("the submitted spec is valid");
+    spec
 }
 
 async fn world(driver: FakeDriver, manifest_timeout: Duration) -> World {
+    world_with(driver, manifest_timeout, |_| {}).await
+}
+
+/// A world whose order commits to the submitted spec as changed by `edit`.
+async fn world_with(
+    driver: FakeDriver,
+    manifest_timeout: Duration,
+    edit: impl FnOnce(&mut JobSpec),
+) -> World {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("agent");
     let tenant = KeyFile::generate();
     let provider = KeyFile::generate().address();
-    let spec = JobSpec::parse_yaml(HELLO).expect("the test spec parses");
+    let provider_secret = gpunet_client::sealing::random_secret();
+    let mut spec = submitted_spec(&tenant);
+    edit(&mut spec);
     let manifest = spec.manifest_bytes();
     let mut leases = BTreeMap::new();
     leases.insert(LEASE, lease_view(LEASE, tenant.address(), provider));
@@ -148,7 +178,14 @@ async fn world(driver: FakeDriver, manifest_timeout: Duration) -> World {
         submitted: Mutex::new(Vec::new()),
     });
     let driver = Arc::new(driver);
-    let leases = start_leases(&data_dir, provider, &chain, &driver, manifest_timeout);
+    let leases = start_leases(
+        &data_dir,
+        provider,
+        &provider_secret,
+        &chain,
+        &driver,
+        manifest_timeout,
+    );
     let endpoint = serve(&leases).await;
     World {
         _dir: dir,
@@ -159,12 +196,15 @@ async fn world(driver: FakeDriver, manifest_timeout: Duration) -> World {
         endpoint,
         tenant,
         manifest,
+        provider_key: provider_secret.public(),
+        provider_secret,
     }
 }
 
 fn start_leases(
     data_dir: &std::path::Path,
     provider: Address,
+    encryption_secret: &EncryptionSecret,
     chain: &Arc<StubChain>,
     driver: &Arc<FakeDriver>,
     manifest_timeout: Duration,
@@ -176,11 +216,12 @@ fn start_leases(
             provider,
             data_dir: data_dir.to_path_buf(),
             gpu_uuids: vec![],
-            runtimes: vec![Runtime::Process],
             manifest_timeout,
+            encryption_secret: encryption_secret.clone(),
+            retention: Retention::default(),
         },
         chain,
-        driver,
+        Drivers::single(driver).expect("the fake driver runs processes"),
     )
 }
 
@@ -243,7 +284,7 @@ async fn a_request_signed_by_another_key_gets_403() {
     let err = stranger.status(LEASE).await.expect_err("refused");
     assert_eq!(api_error(err), (403, "forbidden".to_owned()));
     let err = stranger
-        .deliver_manifest(LEASE, &w.manifest)
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
         .await
         .expect_err("refused");
     assert_eq!(api_error(err), (403, "forbidden".to_owned()));
@@ -264,12 +305,11 @@ async fn a_lease_of_another_provider_or_none_is_not_found() {
 async fn a_manifest_whose_hash_differs_gets_400_and_nothing_starts() {
     let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
     let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
-    let other = HELLO.replace("echo hello", "echo bye");
-    let other = JobSpec::parse_yaml(&other)
-        .expect("parses")
-        .manifest_bytes();
+    let mut other = submitted_spec(&w.tenant);
+    other.run.command[2] = "echo bye".into();
+    let other = other.manifest_bytes();
     let err = tenant
-        .deliver_manifest(LEASE, &other)
+        .deliver_manifest(LEASE, &w.provider_key, &other)
         .await
         .expect_err("refused");
     assert_eq!(api_error(err), (400, "manifest_hash_mismatch".to_owned()));
@@ -281,27 +321,111 @@ async fn a_manifest_whose_hash_differs_gets_400_and_nothing_starts() {
 }
 
 #[tokio::test]
+async fn a_manifest_sealed_to_another_key_or_lease_gets_400_and_nothing_starts() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    // Sealed to another provider's key: this provider cannot read it, and neither could any
+    // provider but the one it was sealed to.
+    let another_provider = gpunet_client::sealing::random_secret();
+    let err = tenant
+        .deliver_manifest(LEASE, &another_provider.public(), &w.manifest)
+        .await
+        .expect_err("refused");
+    assert_eq!(api_error(err), (400, "manifest_unreadable".to_owned()));
+    // Sealed to this provider, but for another lease.
+    let ctx = |lease| SealContext {
+        purpose: Purpose::Manifest,
+        lease,
+    };
+    let for_lease_8 =
+        gpunet_client::sealing::seal(&w.provider_key, ctx(LeaseId(8)), &w.manifest).expect("seals");
+    let err = tenant
+        .deliver_sealed_manifest(LEASE, &for_lease_8)
+        .await
+        .expect_err("refused");
+    assert_eq!(api_error(err), (400, "manifest_unreadable".to_owned()));
+    // Plaintext where a sealed manifest belongs.
+    let err = tenant
+        .deliver_sealed_manifest(LEASE, &w.manifest)
+        .await
+        .expect_err("refused");
+    assert_eq!(api_error(err), (400, "manifest_unreadable".to_owned()));
+    // The provider the manifest was sealed to can open it; this one cannot.
+    let sealed = gpunet_client::sealing::seal(&another_provider.public(), ctx(LEASE), &w.manifest)
+        .expect("seals");
+    assert_eq!(
+        open(&another_provider, ctx(LEASE), &sealed).expect("opens"),
+        w.manifest
+    );
+    assert_eq!(
+        open(&w.provider_secret, ctx(LEASE), &sealed),
+        Err(SealError::Unreadable)
+    );
+    assert!(w.driver.started_specs().is_empty());
+    assert!(w.chain.submitted().is_empty());
+    let view = tenant.status(LEASE).await.expect("status");
+    assert_eq!(view.state, WorkloadState::AwaitingManifest);
+    // The right one still starts it.
+    tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect("accepted");
+}
+
+#[tokio::test]
+async fn a_manifest_asking_for_outputs_without_an_output_key_is_rejected() {
+    let w = world_with(FakeDriver::new(), Duration::from_secs(60), |spec| {
+        spec.output_key = None;
+    })
+    .await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    let err = tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect_err("refused");
+    assert_eq!(api_error(err), (400, "manifest_invalid".to_owned()));
+    assert!(w.driver.started_specs().is_empty());
+    wait_for("the lease to be rejected", || {
+        !completions(&w.chain).is_empty()
+    })
+    .await;
+    assert_eq!(
+        completions(&w.chain),
+        vec![WorkloadOutcome::ManifestRejected]
+    );
+}
+
+#[tokio::test]
 async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_served() {
     let driver = FakeDriver::new()
         .with_log("epoch 1\nepoch 2\n")
         .with_output("greeting.txt", b"hello\n".to_vec())
-        .with_output("model/w.bin", b"weights".to_vec());
+        .with_output("model/w.bin", weights());
     let w = world(driver, Duration::from_secs(60)).await;
     let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
 
     let view = tenant
-        .deliver_manifest(LEASE, &w.manifest)
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
         .await
         .expect("accepted");
     assert_eq!(view.state, WorkloadState::Running);
     let specs = w.driver.started_specs();
     assert_eq!(specs.len(), 1);
-    assert_eq!(specs[0].workload_id, "lease-7");
+    assert!(
+        specs[0].workload_id.starts_with("lease-7-"),
+        "{}",
+        specs[0].workload_id
+    );
     assert_eq!(specs[0].cpu_millis, 1_000);
     assert_eq!(specs[0].memory_mib, 512);
     assert_eq!(specs[0].max_duration, Duration::from_secs(600));
     assert_eq!(specs[0].root_dir, w.data_dir.join("leases/7"));
     assert_eq!(specs[0].log_limit_bytes, 100 * 1024 * 1024);
+    // Secrets reach the workload as environment variables.
+    assert_eq!(
+        specs[0].env.get("API_TOKEN").map(String::as_str),
+        Some(SECRET_VALUE)
+    );
     assert_eq!(w.chain.submitted()[0], Msg::StartLease { lease: LEASE });
 
     wait_for("the result to be reported", || {
@@ -312,7 +436,7 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
 
     // A second manifest is refused: the lease has already run.
     let err = tenant
-        .deliver_manifest(LEASE, &w.manifest)
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
         .await
         .expect_err("refused");
     assert_eq!(api_error(err).0, 409);
@@ -325,11 +449,32 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
         _ => None,
     });
     assert_eq!(reported, Some(listing.digest));
-    let bytes = tenant
-        .output(LEASE, &listing.files[0].digest)
-        .await
-        .expect("downloads");
-    assert_eq!(bytes, b"hello\n");
+    // Served bytes are sealed to the tenant's output key: not the plaintext, not readable
+    // with any other key, and they open to the listed digest.
+    let output_ctx = SealContext {
+        purpose: Purpose::Output,
+        lease: LEASE,
+    };
+    for (file, plaintext) in listing.files.iter().zip([b"hello\n".to_vec(), weights()]) {
+        let served = tenant.output(LEASE, &file.digest).await.expect("downloads");
+        assert_ne!(served, plaintext);
+        assert!(
+            !served.windows(6).any(|w| w == &plaintext[..6]),
+            "{}: the plaintext shows through",
+            file.path
+        );
+        let opened = open(&w.tenant.output_secret(), output_ctx, &served).expect("opens");
+        assert_eq!(opened, plaintext, "{}", file.path);
+        assert_eq!(
+            open(&KeyFile::generate().output_secret(), output_ctx, &served),
+            Err(SealError::Unreadable)
+        );
+        let checked = tenant
+            .output_opened(LEASE, &file.digest, &w.tenant.output_secret())
+            .await
+            .expect("opens and checks");
+        assert_eq!(checked, plaintext);
+    }
     let err = tenant
         .output(LEASE, &Hash::of(b"not an output"))
         .await
@@ -354,6 +499,7 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
     let again = start_leases(
         &w.data_dir,
         w.leases.provider(),
+        &w.provider_secret,
         &w.chain,
         &Arc::new(FakeDriver::new()),
         Duration::from_secs(60),
@@ -383,7 +529,7 @@ async fn a_lease_without_a_manifest_in_time_is_rejected_on_chain() {
         vec![WorkloadOutcome::ManifestRejected]
     );
     let err = tenant
-        .deliver_manifest(LEASE, &w.manifest)
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
         .await
         .expect_err("too late");
     assert_eq!(api_error(err), (410, "lease_ended".to_owned()));
@@ -395,7 +541,7 @@ async fn a_cancelled_lease_stops_its_workload_and_reports_nothing() {
     let w = world(FakeDriver::new().hanging(), Duration::from_secs(60)).await;
     let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
     tenant
-        .deliver_manifest(LEASE, &w.manifest)
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
         .await
         .expect("accepted");
     w.leases.on_lease_ended(LEASE);
@@ -410,4 +556,46 @@ async fn a_cancelled_lease_stops_its_workload_and_reports_nothing() {
     assert_eq!(record.outcome, Some(WorkloadOutcome::Failed));
     assert!(completions(&w.chain).is_empty());
     assert!(w.leases.held().is_empty());
+}
+
+/// An output over two sealed chunks, so the agent's streaming sealer is exercised.
+fn weights() -> Vec<u8> {
+    (0..2 * SEALED_CHUNK_BYTES + 100)
+        .map(|i| (i % 251) as u8)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_ended_leases_directory_is_kept_for_the_retention_period_then_swept() {
+    let w = world(
+        FakeDriver::new().with_log("epoch 1\n"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect("accepted");
+    let leases = Arc::clone(&w.leases);
+    wait_for("the result to be reported", || {
+        leases.get(LEASE).is_some_and(|r| r.reported)
+    })
+    .await;
+    let ended_ms = w.leases.get(LEASE).and_then(|r| r.ended_ms).expect("ended");
+    let dir = w.data_dir.join("leases").join(LEASE.to_string());
+    let retention = Retention::default();
+    let keep_ms = retention.keep_ended_for.as_millis() as u64;
+
+    assert!(w.leases.sweep_ended(ended_ms + keep_ms - 1).is_empty());
+    assert!(dir.exists());
+    let logs = tenant
+        .logs(LEASE, 0, 1024)
+        .await
+        .expect("logs after the end");
+    assert_eq!(logs.text, "epoch 1\n");
+
+    assert_eq!(w.leases.sweep_ended(ended_ms + keep_ms), vec![LEASE]);
+    assert!(!dir.exists());
+    assert!(w.leases.get(LEASE).is_none());
 }

@@ -6,14 +6,21 @@ use serde::{Deserialize, Serialize};
 
 /// Largest manifest the agent accepts, in bytes: exactly what a valid job spec can produce.
 pub const MAX_MANIFEST_BYTES: usize = gpunet_protocol::jobspec::MAX_MANIFEST_BYTES;
+/// Largest sealed manifest the agent accepts, in bytes: a [`MAX_MANIFEST_BYTES`] manifest with
+/// its sealing overhead.
+pub const MAX_SEALED_MANIFEST_BYTES: usize = MAX_MANIFEST_BYTES
+    + gpunet_protocol::sealed::SEALED_HEADER_BYTES
+    + MAX_MANIFEST_BYTES.div_ceil(gpunet_protocol::sealed::SEALED_CHUNK_BYTES)
+        * gpunet_protocol::sealed::SEALED_TAG_BYTES;
 /// Largest log chunk one request returns, in bytes.
 pub const MAX_LOG_CHUNK_BYTES: usize = 1024 * 1024;
 
-/// `POST /v1/leases/{id}/manifest` body: the manifest bytes, hex. The agent hashes them and
-/// compares with the order's `manifest_hash` on chain.
+/// `POST /v1/leases/{id}/manifest` body: the manifest sealed to the provider's registered
+/// encryption key for this lease (`gpunet_protocol::sealed`, purpose `Manifest`), hex. The agent
+/// opens it, hashes the plaintext and compares with the order's `manifest_hash` on chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestDelivery {
-    pub manifest_hex: String,
+    pub sealed_hex: String,
 }
 
 /// What the agent knows of a lease's workload.
@@ -39,6 +46,15 @@ pub struct WorkloadView {
     pub reason: Option<String>,
     pub usage: Option<UsageReport>,
     pub detail: Option<String>,
+    /// Where a service's exposed ports can be reached, e.g. `http://127.0.0.1:49153` (the
+    /// scheme is the port's `proto`), sorted by container port; empty for batch jobs and once
+    /// the workload has ended.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// The last answer of the service's health check (`health.http_path`): `None` when the
+    /// spec has none or no probe has answered yet.
+    #[serde(default)]
+    pub healthy: Option<bool>,
 }
 
 /// `GET /v1/leases/{id}/logs?offset=N&max=M`.
@@ -58,7 +74,8 @@ pub struct OutputFile {
     /// Relative path under the outputs directory, `/`-separated.
     pub path: String,
     pub size: u64,
-    /// BLAKE3 of the contents: fetch with `GET /v1/leases/{id}/outputs/{digest}`.
+    /// BLAKE3 of the plaintext contents. `GET /v1/leases/{id}/outputs/{digest}` answers them
+    /// sealed to the manifest's `output_key` (purpose `Output`); check the digest after opening.
     pub digest: Hash,
 }
 

@@ -52,6 +52,22 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 500)]
         block_ms: u64,
     },
+    /// Container start overhead of the agent against `docker run`, on the local Docker Engine
+    /// with the test image (built from host binaries; no registry needed). Each run: (a) parse
+    /// a manifest, build the workload spec and `DockerDriver::start` until the container runs,
+    /// as the agent does once a manifest checked out; (b) `docker run --rm IMAGE /bin/sh -c :`
+    /// (the test image has no `/bin/true`).
+    ///
+    /// Prints {"runs", "agent_start_ms_p50", "agent_start_ms_p90", "docker_run_ms_p50", "docker_run_ms_p90"}.
+    Runtime {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "target/bench/runtime.json")]
+        out: PathBuf,
+        /// Runs of each.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
 }
 
 const CHAIN: &str = "bench";
@@ -179,6 +195,8 @@ fn bench_order_cycles(n: usize) -> Result<f64> {
             gpus: vec![],
         },
         runtimes: vec![Runtime::Process],
+        // The bench never delivers manifests; any nonzero key registers.
+        encryption_key: gpunet_protocol::EncryptionKey([1; 32]),
     };
     let register: Vec<SignedTx> = (TENANTS..TENANTS + PROVIDERS)
         .map(|p| {
@@ -401,8 +419,109 @@ async fn bench_submit(jobs_n: usize, block_ms: u64) -> Result<Vec<u64>> {
     Ok(samples)
 }
 
+/// Milliseconds of each (agent start, `docker run`) pair, `runs` of each, sorted.
+async fn bench_runtime(runs: usize) -> Result<(Vec<u64>, Vec<u64>)> {
+    use gpunet_runtime::{DockerDriver, Driver, WorkloadSpec};
+    let driver = DockerDriver::new();
+    driver
+        .fingerprint()
+        .await
+        .context("bench runtime needs a Docker Engine")?;
+    let image = gpunet_runtime::testimage::ensure_test_image()
+        .await
+        .context("building the test image")?;
+    let mut spec = gpunet_protocol::jobspec::JobSpec::parse_yaml(crate::commands::HELLO_SPEC)
+        .map_err(|e| anyhow::anyhow!("bundled example spec: {e}"))?;
+    spec.run.image = Some(image.clone());
+    spec.run.command = vec!["/bin/sleep".into(), "30".into()];
+    let manifest = spec.manifest_bytes();
+    let root = tempfile_dir()?;
+    let mut agent_ms = Vec::with_capacity(runs);
+    let mut docker_ms = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let id = format!("bench-{}-{i}", std::process::id());
+        let started = Instant::now();
+        let parsed = gpunet_protocol::jobspec::JobSpec::from_manifest_bytes(&manifest)
+            .map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
+        let workload = WorkloadSpec {
+            image: parsed.run.image.clone(),
+            cpu_millis: parsed.resources().cpu_millis,
+            memory_mib: parsed.resources().memory_mib,
+            env: parsed.run.env.clone(),
+            ..WorkloadSpec::new(id.clone(), parsed.run.command.clone(), root.join(&id))
+        };
+        let handle = driver.start(&workload).await.context("starting")?;
+        agent_ms.push(started.elapsed().as_millis() as u64);
+        driver
+            .stop(&handle, std::time::Duration::from_millis(100))
+            .await
+            .context("stopping")?;
+        driver.destroy(&handle).await.context("removing")?;
+
+        let started = Instant::now();
+        let status = tokio::process::Command::new("docker")
+            // The test image has no /bin/true; `sh -c :` is its no-op.
+            .args(["run", "--rm", &image, "/bin/sh", "-c", ":"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .context("running `docker run`")?;
+        anyhow::ensure!(status.success(), "`docker run` failed: {status}");
+        docker_ms.push(started.elapsed().as_millis() as u64);
+        eprintln!(
+            "run {}/{runs}: agent start {} ms, docker run {} ms",
+            i + 1,
+            agent_ms[i],
+            docker_ms[i]
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    agent_ms.sort_unstable();
+    docker_ms.sort_unstable();
+    Ok((agent_ms, docker_ms))
+}
+
+/// A fresh, absolute scratch directory under the system temp dir.
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("gpunet-bench-runtime-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
 pub async fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
+        BenchCmd::Runtime {
+            json: json_out,
+            out,
+            runs,
+        } => {
+            let (agent, docker) = bench_runtime(runs.max(1)).await?;
+            let figures = json!({
+                "runs": agent.len(),
+                "agent_start_ms_p50": percentile(&agent, 50),
+                "agent_start_ms_p90": percentile(&agent, 90),
+                "docker_run_ms_p50": percentile(&docker, 50),
+                "docker_run_ms_p90": percentile(&docker, 90),
+            });
+            write_figures(&out, &figures)?;
+            if json_out {
+                println!("{figures}");
+            } else {
+                println!("container start over {} runs:", agent.len());
+                println!(
+                    "  agent start   p50 {} ms   p90 {} ms   (target p50 ≤ 300 ms)",
+                    percentile(&agent, 50),
+                    percentile(&agent, 90)
+                );
+                println!(
+                    "  docker run    p50 {} ms   p90 {} ms   (a whole no-op run, for comparison)",
+                    percentile(&docker, 50),
+                    percentile(&docker, 90)
+                );
+                println!("figures written to {}", out.display());
+            }
+            Ok(())
+        }
         BenchCmd::Submit {
             json: json_out,
             out,

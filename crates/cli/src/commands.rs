@@ -193,9 +193,10 @@ pub async fn demo(
     })
     .await?;
     progress.stage(&format!(
-        "network up: validator at {}, provider {} registered",
+        "network up: validator at {}, provider {} registered (runtimes: {})",
         net.api,
-        net.agent.address().short()
+        net.agent.address().short(),
+        net.runtimes_shown()
     ));
     wait_for_provider(&NodeClient::new(&net.api), &progress).await?;
     let client = NodeClient::new(&net.api).with_signer(net.tenant.clone());
@@ -313,6 +314,19 @@ pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()>
         net.agent.address(),
         net.agent.endpoint()
     );
+    println!(
+        "  runtimes       {}{}",
+        net.runtimes_shown(),
+        if net
+            .agent
+            .runtimes()
+            .contains(&gpunet_protocol::Runtime::Docker)
+        {
+            ""
+        } else {
+            " (no Docker Engine answered, so jobs with run.image cannot run here)"
+        }
+    );
     println!();
     println!(
         "Submit a job from another terminal:  gpunet job submit examples/jobs/hello.yaml --wait"
@@ -401,6 +415,18 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                             "  usage    wall {} ms, cpu {} ms, max rss {} MiB",
                             u.wall_ms, u.cpu_ms, u.max_rss_mib
                         );
+                    }
+                    for endpoint in &w.endpoints {
+                        println!("  endpoint {endpoint}");
+                    }
+                    if let Some(healthy) = w.healthy {
+                        println!(
+                            "  health   {}",
+                            if healthy { "healthy" } else { "unhealthy" }
+                        );
+                    }
+                    if let Some(d) = &w.detail {
+                        println!("  detail   {d}");
                     }
                 }
                 jobs::print_bill(l);

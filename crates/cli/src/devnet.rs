@@ -3,15 +3,16 @@
 //! home directory so a restart carries on where it stopped.
 //!
 //! Home layout: `genesis.json`, `chain.redb` (the node's store), `keys/tenant.json`,
-//! `keys/provider.json`, `agent/` (the agent's data), `api.json` (where the running API is, so
-//! other `gpunet` commands find it).
+//! `keys/provider.json`, `agent/` (the agent's data, with `agent/encryption.key`: the X25519
+//! secret whose public key the agent registers and tenants seal manifests to), `api.json`
+//! (where the running API is, so other `gpunet` commands find it).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use gpunet_agent::{AgentConfig, AgentHandle, Pricing};
+use gpunet_agent::{AgentConfig, AgentHandle, Pricing, Retention};
 use gpunet_client::KeyFile;
 use gpunet_ledger::{Genesis, GenesisAccount, Params};
 use gpunet_node::{MempoolLimits, NodeConfig, NodeHandle};
@@ -143,7 +144,13 @@ impl DevNet {
             region: "local".to_owned(),
             pricing: Pricing::default(),
             stake: units(100),
-            driver: Arc::new(gpunet_runtime::ProcessDriver::new()),
+            // Docker is offered when the engine answers (the agent fingerprints each driver and
+            // registers the usable ones); otherwise only processes.
+            drivers: vec![
+                Arc::new(gpunet_runtime::ProcessDriver::new()),
+                Arc::new(gpunet_runtime::DockerDriver::new()),
+            ],
+            retention: Retention::default(),
         })
         .await
         .context("starting the provider agent")?;
@@ -160,6 +167,12 @@ impl DevNet {
             tenant,
             api,
         })
+    }
+
+    /// The runtimes the provider offers, e.g. `process, docker`.
+    pub fn runtimes_shown(&self) -> String {
+        let names: Vec<&str> = self.agent.runtimes().iter().map(|r| r.as_str()).collect();
+        names.join(", ")
     }
 
     /// Stops the agent, then the node; removes `api.json`.

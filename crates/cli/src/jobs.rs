@@ -1,6 +1,11 @@
 //! `gpunet job …`: submit a job spec and follow it through the market (order open → bids →
 //! leased → running → done), deliver its manifest to the winning provider, and read its status,
 //! logs, outputs and bill.
+//!
+//! Privacy: at submit the spec is salted (so the manifest hash on chain reveals nothing) and
+//! given the tenant's output key (derived from its account key, so nothing new is stored); the
+//! manifest, `run.secrets` included, travels only sealed to the winning provider's registered
+//! encryption key, and outputs come back sealed to the tenant. Secret values are never printed.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,7 +15,7 @@ use gpunet_api::node::{LeaseState, LeaseView, OrderState, OrderView};
 use gpunet_api::provider::WorkloadState;
 use gpunet_client::{KeyFile, NodeClient, ProviderClient};
 use gpunet_protocol::jobspec::JobSpec;
-use gpunet_protocol::{Event, Hash, Msg, OrderId};
+use gpunet_protocol::{Address, EncryptionKey, Event, Hash, Msg, OrderId};
 use serde::Serialize;
 
 use crate::progress::Progress;
@@ -36,6 +41,30 @@ pub struct Followed {
     pub submit_to_running_ms: Option<u64>,
 }
 
+/// The spec as it is submitted: with a fresh random salt, and `key`'s output key for the
+/// provider to seal outputs to.
+pub fn prepare_submission(spec: &JobSpec, key: &KeyFile) -> Result<JobSpec> {
+    let mut spec = spec.clone();
+    spec.salt = Some(gpunet_client::sealing::random_salt());
+    spec.output_key = Some(key.output_secret().public());
+    spec.validate()
+        .map_err(|e| anyhow::anyhow!("the job spec cannot be submitted: {e}"))?;
+    Ok(spec)
+}
+
+/// The encryption key `provider` registered on chain: manifests are sealed to it.
+async fn provider_encryption_key(client: &NodeClient, provider: Address) -> Result<EncryptionKey> {
+    let providers = client.providers().await.context("reading the providers")?;
+    providers
+        .providers
+        .into_iter()
+        .find(|p| p.address == provider)
+        .map(|p| p.profile.encryption_key)
+        .with_context(|| {
+            format!("provider {provider} is not registered, so its encryption key is unknown")
+        })
+}
+
 /// Creates the order, waits for the lease, hands the manifest to the provider, and — with
 /// `until_done` — follows the job to its end.
 pub async fn submit_and_follow(
@@ -46,6 +75,7 @@ pub async fn submit_and_follow(
     progress: &Progress,
 ) -> Result<Followed> {
     let started = Instant::now();
+    let spec = &prepare_submission(spec, key)?;
     progress.status("submitting order");
     let view = client
         .send_and_wait(
@@ -94,6 +124,7 @@ pub async fn follow(
     let mut seen_bids = 0usize;
     let mut delivered = false;
     let mut manifest_attempts = 0u32;
+    let mut provider_key: Option<EncryptionKey> = None;
     let mut announced_lease = false;
     let mut announced_billing = false;
     let mut submit_to_running_ms = None;
@@ -131,9 +162,20 @@ pub async fn follow(
                 ));
             }
             if let (Some(spec), false, LeaseState::Pending) = (spec, delivered, lease.state) {
-                progress.status("sending the manifest to the provider");
+                progress.status("sending the sealed manifest to the provider");
+                let provider_key = match provider_key {
+                    Some(k) => k,
+                    None => {
+                        let k = provider_encryption_key(client, lease.provider).await?;
+                        provider_key = Some(k);
+                        k
+                    }
+                };
                 let pc = ProviderClient::new(&lease.provider_endpoint, key.clone());
-                match pc.deliver_manifest(lease.id, &spec.manifest_bytes()).await {
+                match pc
+                    .deliver_manifest(lease.id, &provider_key, &spec.manifest_bytes())
+                    .await
+                {
                     Ok(workload) => {
                         delivered = true;
                         progress.stage("manifest delivered and verified by the provider");
@@ -148,6 +190,18 @@ pub async fn follow(
                             submit_to_running_ms = Some(ms);
                             progress.stage(&format!("running ({ms} ms after submit)"));
                         }
+                    }
+                    // The provider took the manifest and cannot run it (the image cannot be
+                    // had, the spec cannot run there): it ends the lease itself, so stop
+                    // sending and follow the lease to its end reason and refund.
+                    Err(gpunet_client::ClientError::Api { body, .. })
+                        if matches!(
+                            body.name.as_str(),
+                            "image_unavailable" | "manifest_invalid" | "start_failed"
+                        ) =>
+                    {
+                        delivered = true;
+                        progress.stage(&format!("the provider cannot run it: {}", body.message));
                     }
                     Err(e) => {
                         manifest_attempts += 1;
@@ -229,14 +283,16 @@ fn safe_relative(path: &str) -> Option<PathBuf> {
     }
 }
 
-/// Downloads a lease's outputs into `dir`, verifying every file's digest.
-/// Returns (path, contents) of each file, for callers that show them.
+/// Downloads a lease's outputs into `dir`, opening each (they come sealed to `key`'s output
+/// key) and verifying its digest. Returns (path, contents) of each file, for callers that show
+/// them.
 pub async fn fetch_outputs(
     key: &KeyFile,
     lease: &LeaseView,
     dir: Option<&Path>,
 ) -> Result<(Hash, Vec<(String, Vec<u8>)>)> {
     let pc = ProviderClient::new(&lease.provider_endpoint, key.clone());
+    let output_secret = key.output_secret();
     let listing = pc.outputs(lease.id).await?;
     if let Some(r) = &lease.result
         && let Some(d) = r.output_digest
@@ -252,10 +308,10 @@ pub async fn fetch_outputs(
     for f in &listing.files {
         let rel = safe_relative(&f.path)
             .with_context(|| format!("the provider sent an unsafe output path {:?}", f.path))?;
-        let bytes = pc.output(lease.id, &f.digest).await?;
-        if Hash::of(&bytes) != f.digest {
-            bail!("output {} does not match its digest {}", f.path, f.digest);
-        }
+        let bytes = pc
+            .output_opened(lease.id, &f.digest, &output_secret)
+            .await
+            .with_context(|| format!("fetching output {}", f.path))?;
         if let Some(dir) = dir {
             let target = dir.join(&rel);
             if let Some(parent) = target.parent() {

@@ -1,9 +1,10 @@
-//! Key files: one ed25519 account key per JSON file, readable only by its owner.
+//! Key files: one ed25519 account key per JSON file, readable only by its owner; and an
+//! agent's X25519 encryption secret, in a file of its own beside its data.
 
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use gpunet_protocol::Address;
+use gpunet_protocol::{Address, EncryptionKey, EncryptionSecret};
 use serde::{Deserialize, Serialize};
 
 /// Why a key file could not be used.
@@ -59,42 +60,19 @@ impl KeyFile {
         Address::from_key(&self.key.verifying_key())
     }
 
+    /// The X25519 secret this account opens its jobs' outputs with. Derived from the account
+    /// key (`EncryptionSecret::derive_from_account_secret`), so it is never stored.
+    pub fn output_secret(&self) -> EncryptionSecret {
+        EncryptionSecret::derive_from_account_secret(&self.key.to_bytes())
+    }
+
     /// Writes the key, failing if the file exists. Mode 0600 on Unix.
     pub fn save_new(&self, path: &Path) -> Result<(), KeyError> {
-        if path.exists() {
-            return Err(KeyError::Exists {
-                path: path.to_owned(),
-            });
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| KeyError::Write {
-                path: path.to_owned(),
-                source,
-            })?;
-        }
         let body = OnDisk {
             address: self.address(),
             secret_key_hex: hex::encode(self.key.to_bytes()),
         };
-        let text = serde_json::to_string_pretty(&body).expect("a key file always serialises");
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        use std::io::Write;
-        let write = |opts: &std::fs::OpenOptions| -> std::io::Result<()> {
-            let mut f = opts.open(path)?;
-            f.write_all(text.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()
-        };
-        write(&opts).map_err(|source| KeyError::Write {
-            path: path.to_owned(),
-            source,
-        })
+        write_new(path, &body)
     }
 
     pub fn load(path: &Path) -> Result<KeyFile, KeyError> {
@@ -124,6 +102,94 @@ impl KeyFile {
     }
 }
 
+/// An agent's encryption secret on disk.
+#[derive(Serialize, Deserialize)]
+struct EncryptionOnDisk {
+    public_key: EncryptionKey,
+    secret_key_hex: String,
+}
+
+/// Loads the X25519 encryption secret at `path`, or creates one from the operating system's
+/// randomness (mode 0600) if there is none. The agent registers its public key on chain;
+/// tenants seal manifests to it.
+pub fn load_or_create_encryption_secret(path: &Path) -> Result<EncryptionSecret, KeyError> {
+    if !path.exists() {
+        let secret = crate::sealing::random_secret();
+        let body = EncryptionOnDisk {
+            public_key: secret.public(),
+            secret_key_hex: hex::encode(secret.to_bytes()),
+        };
+        match write_new(path, &body) {
+            Ok(()) => return Ok(secret),
+            // Another process created it first: use theirs.
+            Err(KeyError::Exists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let malformed = |why: String| KeyError::Malformed {
+        path: path.to_owned(),
+        why,
+    };
+    let disk: EncryptionOnDisk =
+        serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(disk.secret_key_hex.trim(), &mut bytes)
+        .map_err(|_| malformed("secret_key_hex is not 64 hex characters".into()))?;
+    let secret = EncryptionSecret::from_bytes(bytes);
+    bytes.fill(0);
+    if secret.public() != disk.public_key {
+        return Err(malformed(format!(
+            "the public key {} does not belong to the secret key (which is {})",
+            disk.public_key,
+            secret.public()
+        )));
+    }
+    Ok(secret)
+}
+
+/// Writes `body` as pretty JSON to a new file, failing if it exists. Mode 0600 on Unix.
+fn write_new<T: Serialize>(path: &Path, body: &T) -> Result<(), KeyError> {
+    if path.exists() {
+        return Err(KeyError::Exists {
+            path: path.to_owned(),
+        });
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| KeyError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    let text = serde_json::to_string_pretty(body).expect("a key file always serialises");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    let write = |opts: &std::fs::OpenOptions| -> std::io::Result<()> {
+        let mut f = opts.open(path)?;
+        f.write_all(text.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    };
+    write(&opts).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => KeyError::Exists {
+            path: path.to_owned(),
+        },
+        _ => KeyError::Write {
+            path: path.to_owned(),
+            source,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +211,41 @@ mod tests {
             let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn an_encryption_secret_is_created_once_then_loaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("encryption.key");
+        let first = load_or_create_encryption_secret(&path).expect("creates");
+        let again = load_or_create_encryption_secret(&path).expect("loads");
+        assert_eq!(first.public(), again.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let other = crate::sealing::random_secret().public().to_hex();
+        std::fs::write(&path, text.replace(&first.public().to_hex(), &other)).expect("write");
+        assert!(matches!(
+            load_or_create_encryption_secret(&path),
+            Err(KeyError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn the_output_secret_is_derived_from_the_account_key() {
+        let k = KeyFile::generate();
+        assert_eq!(
+            k.output_secret().public(),
+            k.clone().output_secret().public()
+        );
+        assert_ne!(
+            k.output_secret().public(),
+            KeyFile::generate().output_secret().public()
+        );
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The typed client every gpunet program uses to talk to a node and to provider agents: the
 //! HTTP calls, a transaction signer that fetches nonces and fees, key files, and a reader for
-//! the node's event stream.
+//! the node's event stream, and the randomness behind sealed manifests and outputs.
 
 pub mod keys;
 mod node;
 mod provider;
+pub mod sealing;
 
-pub use keys::{KeyError, KeyFile};
+pub use keys::{KeyError, KeyFile, load_or_create_encryption_secret};
 pub use node::{NodeClient, OrderFilter};
 pub use provider::ProviderClient;
 
@@ -42,6 +43,17 @@ pub enum ClientError {
     },
     #[error("the event stream from {url} broke: {why}")]
     Stream { url: String, why: String },
+    #[error("cannot seal or open {what}: {source}")]
+    Sealed {
+        what: String,
+        #[source]
+        source: gpunet_protocol::SealError,
+    },
+    #[error("{what} does not match its digest {expected}; the provider sent other bytes")]
+    DigestMismatch {
+        what: String,
+        expected: gpunet_protocol::Hash,
+    },
 }
 
 impl ClientError {

@@ -1,11 +1,13 @@
 //! The client a tenant uses to talk to its lease's provider agent. Every request is signed with
-//! the tenant's key (see `gpunet_api::auth`).
+//! the tenant's key (see `gpunet_api::auth`). Manifests go out sealed to the provider's
+//! registered encryption key; output files come back sealed to the tenant's output key.
 
 use std::time::Duration;
 
 use gpunet_api::auth::sign_request;
 use gpunet_api::provider::{LogChunkView, ManifestDelivery, OutputListing, WorkloadView};
-use gpunet_protocol::{Hash, LeaseId};
+use gpunet_protocol::sealed::open;
+use gpunet_protocol::{EncryptionKey, EncryptionSecret, Hash, LeaseId, Purpose, SealContext};
 
 use crate::{ClientError, KeyFile, decode, now_ms};
 
@@ -50,15 +52,36 @@ impl ProviderClient {
             .map_err(|source| ClientError::Unreachable { url, source })
     }
 
-    /// Sends the manifest for `lease`; the agent checks it against the order's hash.
+    /// Seals the manifest for `lease` to `provider_key` (the provider's registered encryption
+    /// key) and sends it; the agent opens it and checks it against the order's hash.
     pub async fn deliver_manifest(
         &self,
         lease: LeaseId,
+        provider_key: &EncryptionKey,
         manifest: &[u8],
+    ) -> Result<WorkloadView, ClientError> {
+        let ctx = SealContext {
+            purpose: Purpose::Manifest,
+            lease,
+        };
+        let sealed = crate::sealing::seal(provider_key, ctx, manifest).map_err(|source| {
+            ClientError::Sealed {
+                what: format!("the manifest of lease {lease}"),
+                source,
+            }
+        })?;
+        self.deliver_sealed_manifest(lease, &sealed).await
+    }
+
+    /// Sends a manifest already sealed (`gpunet_protocol::sealed`) for `lease`.
+    pub async fn deliver_sealed_manifest(
+        &self,
+        lease: LeaseId,
+        sealed: &[u8],
     ) -> Result<WorkloadView, ClientError> {
         let path = format!("/v1/leases/{lease}/manifest");
         let body = serde_json::to_vec(&ManifestDelivery {
-            manifest_hex: hex::encode(manifest),
+            sealed_hex: hex::encode(sealed),
         })
         .expect("a manifest delivery always serialises");
         let resp = self.send(reqwest::Method::POST, &path, body).await?;
@@ -88,7 +111,35 @@ impl ProviderClient {
         decode(&format!("{}{}", self.base, path), resp).await
     }
 
-    /// One output file's bytes; the caller checks them against the digest.
+    /// One output file, opened with `output_secret` (the tenant's, see
+    /// `KeyFile::output_secret`) and checked against `digest`.
+    pub async fn output_opened(
+        &self,
+        lease: LeaseId,
+        digest: &Hash,
+        output_secret: &EncryptionSecret,
+    ) -> Result<Vec<u8>, ClientError> {
+        let sealed = self.output(lease, digest).await?;
+        let what = || format!("output {digest} of lease {lease}");
+        let ctx = SealContext {
+            purpose: Purpose::Output,
+            lease,
+        };
+        let bytes = open(output_secret, ctx, &sealed).map_err(|source| ClientError::Sealed {
+            what: what(),
+            source,
+        })?;
+        if Hash::of(&bytes) != *digest {
+            return Err(ClientError::DigestMismatch {
+                what: what(),
+                expected: *digest,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// One output file's bytes as the agent serves them: sealed to the manifest's `output_key`
+    /// for this lease. [`ProviderClient::output_opened`] opens and checks them.
     pub async fn output(&self, lease: LeaseId, digest: &Hash) -> Result<Vec<u8>, ClientError> {
         let path = format!("/v1/leases/{lease}/outputs/{digest}");
         let url = format!("{}{}", self.base, path);

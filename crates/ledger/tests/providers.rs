@@ -147,6 +147,10 @@ fn bad_registrations_are_rejected_with_their_code() {
             with(|p| p.capacity.gpus = vec![gpu("h100", "", 1)]),
         ),
         ("65 GPUs", with(|p| p.capacity.gpus = vec![h100(); 65])),
+        (
+            "an all-zero encryption key",
+            with(|p| p.encryption_key = Default::default()),
+        ),
     ];
     for (what, bad) in bad_profiles {
         let root = w.state.root();

@@ -10,6 +10,12 @@
 //! including [`JobSpec::manifest_hash`], the BLAKE3 of [`JobSpec::manifest_bytes`]. The provider
 //! turns the manifest back into a checked spec with [`JobSpec::from_manifest_bytes`] and compares
 //! the hash of the bytes it received with the order's.
+//!
+//! The manifest is private: the tenant sends it sealed to the provider's encryption key
+//! ([`crate::sealed`]), so `run.secrets` travel only inside it. The chain holds only its hash,
+//! and at submit time the CLI fills [`JobSpec::salt`] with 32 random bytes so that the hash
+//! reveals nothing about the manifest (not even a guessable secret), and
+//! [`JobSpec::output_key`] with the key the provider seals outputs to.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +28,9 @@ use crate::resources::{
     MAX_REGIONS_PER_ORDER, check_name,
 };
 use crate::tx::MAX_ORDER_NAME_BYTES;
-use crate::{Amount, GpuRequirement, Hash, OrderTerms, Resources, Runtime, ShapeError};
+use crate::{
+    Amount, EncryptionKey, GpuRequirement, Hash, OrderTerms, Resources, Runtime, ShapeError,
+};
 
 /// Largest spec text accepted, in bytes; larger text is rejected before it is parsed.
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
@@ -39,6 +47,10 @@ pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 pub const MAX_ENV_VARS: usize = 128;
 /// Most bytes in all of `run.env` together, names and values.
 pub const MAX_ENV_BYTES: usize = 64 * 1024;
+/// Most variables in `run.secrets`.
+pub const MAX_SECRETS: usize = 64;
+/// Most bytes in all of `run.secrets` together, names and values.
+pub const MAX_SECRETS_BYTES: usize = 16 * 1024;
 /// Longest container image reference, in bytes.
 pub const MAX_IMAGE_BYTES: usize = 256;
 /// Most CPU a job may ask for, in thousandths of a core (1024 cores).
@@ -49,6 +61,10 @@ pub const MIN_DURATION_SECS: u64 = 1;
 pub const MAX_DURATION_SECS: u64 = 30 * 86_400;
 /// Environment names with this prefix are set by gpunet (`GPUNET_OUTPUTS`) and may not be given.
 pub const RESERVED_ENV_PREFIX: &str = "GPUNET_";
+/// Most ports a service may expose.
+pub const MAX_EXPOSED_PORTS: usize = 16;
+/// Longest `health.http_path`, in bytes.
+pub const MAX_HEALTH_PATH_BYTES: usize = 256;
 
 /// A parsed version-1 job spec. Field names are the YAML's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +77,14 @@ pub struct JobSpec {
     #[serde(default)]
     pub kind: JobKind,
     pub run: RunSpec,
+    /// Ports a service listens on; the provider publishes each on its loopback and reports the
+    /// address. Only for `kind: service`, and only with `run.network: egress` (a container
+    /// without a network cannot have published ports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<Expose>,
+    /// How the provider checks a service is up. Only for `kind: service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
     pub resources: ResourceSpec,
     #[serde(default)]
     pub placement: Placement,
@@ -69,6 +93,90 @@ pub struct JobSpec {
     /// Collect everything the job writes under `$GPUNET_OUTPUTS`.
     #[serde(default)]
     pub outputs: bool,
+    /// The X25519 key the provider seals outputs to. Set by the CLI at submit (the tenant's
+    /// output key); not written in the YAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_key: Option<EncryptionKey>,
+    /// 32 random bytes, so the manifest hash on chain reveals nothing about the manifest. Set
+    /// by the CLI at submit; not written in the YAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<Salt>,
+}
+
+/// Random bytes mixed into a manifest before it is hashed. JSON shows 64 hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Salt(pub [u8; 32]);
+
+impl fmt::Debug for Salt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Salt({})", hex::encode(self.0))
+    }
+}
+
+impl Serialize for Salt {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Salt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as Deserialize>::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&s, &mut out)
+            .map_err(|_| de::Error::custom("is not a salt; expected 64 hex characters"))?;
+        Ok(Salt(out))
+    }
+}
+
+/// Secret environment variables: passed to the workload like `env`, but their values are never
+/// shown — `Debug` prints names only, and no error message quotes a value. They live in the
+/// manifest, which only ever travels sealed to the lease's provider.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets(BTreeMap<String, String>);
+
+impl Secrets {
+    pub fn new(vars: BTreeMap<String, String>) -> Secrets {
+        Secrets(vars)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// The names and values, for handing to the workload. Do not log them.
+    pub fn expose(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+impl Serialize for Secrets {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secrets {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read_string_map(d, true).map(Secrets)
+    }
 }
 
 /// What kind of workload a job is.
@@ -78,8 +186,62 @@ pub enum JobKind {
     /// Runs to completion, then the lease settles.
     #[default]
     Batch,
-    /// A long-running server. Reserved: parsed, then rejected by [`JobSpec::validate`].
+    /// A long-running server in a container: runs until the tenant cancels, the escrow runs
+    /// out or `limits.max_duration` passes. Needs `run.image`.
     Service,
+}
+
+/// Whether a job's container may use the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// Loopback only.
+    #[default]
+    None,
+    /// Outbound connections, and the ports in `expose` published on the provider's loopback.
+    Egress,
+}
+
+impl Network {
+    fn is_none(&self) -> bool {
+        *self == Network::None
+    }
+}
+
+/// A port a service listens on inside its container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expose {
+    pub port: u16,
+    /// What speaks on the port; decides the scheme of the reported endpoint. Default `http`.
+    #[serde(default)]
+    pub proto: ExposeProto,
+}
+
+/// The protocol of an exposed port. Both are published as TCP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExposeProto {
+    #[default]
+    Http,
+    Tcp,
+}
+
+impl ExposeProto {
+    /// `http` or `tcp`: the scheme of an endpoint URL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExposeProto::Http => "http",
+            ExposeProto::Tcp => "tcp",
+        }
+    }
+}
+
+/// A service's health check: `GET http_path` on its first `http` port answers 2xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub http_path: String,
 }
 
 /// What to run.
@@ -90,11 +252,18 @@ pub struct RunSpec {
     /// [`Runtime::Process`].
     #[serde(default)]
     pub image: Option<String>,
+    /// Whether the container may use the network; default `none`. Process jobs share the
+    /// provider's network whatever this says.
+    #[serde(default, skip_serializing_if = "Network::is_none")]
+    pub network: Network,
     /// Program and arguments, run without a shell.
     pub command: Vec<String>,
     /// Extra environment variables, sorted by name.
     #[serde(default, deserialize_with = "env_without_duplicates")]
     pub env: BTreeMap<String, String>,
+    /// Secret environment variables (API tokens, passwords): like `env`, but never shown.
+    #[serde(default, skip_serializing_if = "Secrets::is_empty")]
+    pub secrets: Secrets,
 }
 
 /// What the job needs for its whole run, as written.
@@ -239,6 +408,18 @@ impl JobSpec {
                 return Err(yaml_error(&err));
             }
         };
+        if spec.output_key.is_some() {
+            return Err(invalid(
+                "output_key",
+                "is set by gpunet when the job is submitted; remove it",
+            ));
+        }
+        if spec.salt.is_some() {
+            return Err(invalid(
+                "salt",
+                "is set by gpunet when the job is submitted; remove it",
+            ));
+        }
         spec.validate()?;
         Ok(spec)
     }
@@ -278,13 +459,8 @@ impl JobSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         check_version(self.version)?;
         check_name("name", &self.name, MAX_ORDER_NAME_BYTES).map_err(reshape("name"))?;
-        if self.kind == JobKind::Service {
-            return Err(invalid(
-                "kind",
-                "service is not yet supported; use kind: batch",
-            ));
-        }
         self.run.validate()?;
+        self.validate_service()?;
         self.resources.validate()?;
         self.placement.validate()?;
         self.pricing.validate()?;
@@ -306,6 +482,93 @@ impl JobSpec {
             ));
         }
         Ok(())
+    }
+
+    /// `expose` and `health`: only for services, which run in containers.
+    fn validate_service(&self) -> Result<(), SpecError> {
+        match self.kind {
+            JobKind::Batch => {
+                if !self.expose.is_empty() {
+                    return Err(invalid(
+                        "expose",
+                        "is only for kind: service; a batch job's ports are not published",
+                    ));
+                }
+                if self.health.is_some() {
+                    return Err(invalid("health", "is only for kind: service"));
+                }
+                return Ok(());
+            }
+            JobKind::Service if self.run.image.is_none() => {
+                return Err(invalid(
+                    "run.image",
+                    "is required for kind: service; services run in containers",
+                ));
+            }
+            JobKind::Service => {}
+        }
+        if self.expose.len() > MAX_EXPOSED_PORTS {
+            return Err(invalid(
+                "expose",
+                format!(
+                    "has {} ports; at most {MAX_EXPOSED_PORTS} are allowed",
+                    self.expose.len()
+                ),
+            ));
+        }
+        for (i, e) in self.expose.iter().enumerate() {
+            if e.port == 0 {
+                return Err(invalid(
+                    format!("expose[{i}].port"),
+                    "must be 1 to 65535: the port the service listens on",
+                ));
+            }
+            if self.expose[..i].iter().any(|o| o.port == e.port) {
+                return Err(invalid(
+                    format!("expose[{i}].port"),
+                    format!("{} is exposed twice", e.port),
+                ));
+            }
+        }
+        if !self.expose.is_empty() && self.run.network == Network::None {
+            return Err(invalid(
+                "run.network",
+                "must be egress when ports are exposed: Docker cannot publish the ports of a \
+                 container without a network, so exposing ports also gives the container \
+                 outbound network access; set run.network: egress",
+            ));
+        }
+        if let Some(health) = &self.health {
+            let path = &health.http_path;
+            if !path.starts_with('/')
+                || path.len() > MAX_HEALTH_PATH_BYTES
+                || path.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(invalid(
+                    "health.http_path",
+                    format!(
+                        "{:?} must start with '/', be at most {MAX_HEALTH_PATH_BYTES} bytes and \
+                         hold no spaces or control characters, e.g. /healthz",
+                        path.escape_debug().to_string()
+                    ),
+                ));
+            }
+            if self.health_port().is_none() {
+                return Err(invalid(
+                    "health",
+                    "needs a port with proto: http in expose to check",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The port the health check polls: the first exposed `http` port.
+    pub fn health_port(&self) -> Option<u16> {
+        self.expose
+            .iter()
+            .find(|e| e.proto == ExposeProto::Http)
+            .map(|e| e.port)
     }
 
     /// The resources as the protocol counts them.
@@ -468,6 +731,57 @@ impl RunSpec {
                         "names starting with {RESERVED_ENV_PREFIX} are reserved for gpunet; \
                          choose another name"
                     ),
+                ));
+            }
+            check_no_nul(path, value)?;
+        }
+        self.validate_secrets()
+    }
+
+    /// Like `env`, and no name in both. No message quotes a value.
+    fn validate_secrets(&self) -> Result<(), SpecError> {
+        let secrets = self.secrets.expose();
+        if secrets.len() > MAX_SECRETS {
+            return Err(invalid(
+                "run.secrets",
+                format!(
+                    "has {} variables; at most {MAX_SECRETS} are allowed",
+                    secrets.len()
+                ),
+            ));
+        }
+        let bytes: usize = secrets.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if bytes > MAX_SECRETS_BYTES {
+            return Err(invalid(
+                "run.secrets",
+                format!("is {bytes} bytes; at most {MAX_SECRETS_BYTES} are allowed"),
+            ));
+        }
+        for (key, value) in secrets {
+            let path = || format!("run.secrets.{}", key.escape_debug());
+            if !is_env_name(key) {
+                return Err(invalid(
+                    path(),
+                    format!(
+                        "{:?} is not a variable name; use letters, digits and '_', not \
+                         starting with a digit",
+                        key.escape_debug().to_string()
+                    ),
+                ));
+            }
+            if key.starts_with(RESERVED_ENV_PREFIX) {
+                return Err(invalid(
+                    path(),
+                    format!(
+                        "names starting with {RESERVED_ENV_PREFIX} are reserved for gpunet; \
+                         choose another name"
+                    ),
+                ));
+            }
+            if self.env.contains_key(key) {
+                return Err(invalid(
+                    path(),
+                    "is also in run.env; give each variable in one place",
                 ));
             }
             check_no_nul(path, value)?;
@@ -690,15 +1004,33 @@ fn is_digits(s: &str) -> bool {
 fn env_without_duplicates<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
-    struct EnvVisitor;
-    impl<'de> Visitor<'de> for EnvVisitor {
+    read_string_map(d, false)
+}
+
+/// Reads a map of names to string values, refusing a name given twice. With `secret`, an error
+/// about a value never quotes it.
+fn read_string_map<'de, D: Deserializer<'de>>(
+    d: D,
+    secret: bool,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct MapVisitor {
+        secret: bool,
+    }
+    impl<'de> Visitor<'de> for MapVisitor {
         type Value = BTreeMap<String, String>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a map of variable names to values, e.g. { GREETING: hello }")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = BTreeMap::new();
-            while let Some((key, value)) = map.next_entry::<String, String>()? {
+            while let Some(key) = map.next_key::<String>()? {
+                let value = if self.secret {
+                    map.next_value::<String>().map_err(|_| {
+                        de::Error::custom("the value is not a string; quote it (not shown)")
+                    })?
+                } else {
+                    map.next_value::<String>()?
+                };
                 if out.contains_key(&key) {
                     return Err(de::Error::custom(format!(
                         "{key:?} is given twice; keep one"
@@ -709,7 +1041,7 @@ fn env_without_duplicates<'de, D: Deserializer<'de>>(
             Ok(out)
         }
     }
-    d.deserialize_map(EnvVisitor)
+    d.deserialize_map(MapVisitor { secret })
 }
 
 /// Reads a list of names, lower-casing each (`H100` → `h100`).
@@ -1101,8 +1433,16 @@ outputs: true
                 "name: must be 1 to 64 bytes",
             ),
             (
-                edit("kind: batch", "kind: service"),
-                "kind: service is not yet supported",
+                edit("outputs: true", "outputs: true\nexpose: [{ port: 80 }]"),
+                "expose: is only for kind: service",
+            ),
+            (
+                edit("outputs: true", "outputs: true\nhealth: { http_path: /h }"),
+                "health: is only for kind: service",
+            ),
+            (
+                edit("kind: batch", "kind: service").replacen("  image: example/hello:1\n", "", 1),
+                "run.image: is required for kind: service",
             ),
             (
                 edit("kind: batch", "kind: cron"),
@@ -1212,6 +1552,201 @@ outputs: true
         ] {
             check(&text, Err(want));
         }
+    }
+
+    /// FULL as a service with `network` and `extra` top-level lines.
+    fn service(network: &str, extra: &str) -> String {
+        edit("kind: batch", "kind: service")
+            .replacen(
+                "  image: example/hello:1\n",
+                &format!("  image: example/hello:1\n{network}"),
+                1,
+            )
+            .replacen("outputs: true", &format!("outputs: true\n{extra}"), 1)
+    }
+
+    #[test]
+    fn services_expose_ports_with_egress_and_are_checked_naming_the_field() {
+        let egress = "  network: egress\n";
+        check(&service("", ""), Ok(()));
+        check(
+            &service(
+                egress,
+                "expose: [{ port: 8000 }, { port: 9000, proto: tcp }]\nhealth: { http_path: /healthz }",
+            ),
+            Ok(()),
+        );
+        let spec = JobSpec::parse_yaml(&service(
+            egress,
+            "expose: [{ port: 9000, proto: tcp }, { port: 8000, proto: http }]",
+        ))
+        .expect("parses");
+        assert_eq!(spec.kind, JobKind::Service);
+        assert_eq!(spec.run.network, Network::Egress);
+        assert_eq!(spec.health_port(), Some(8000));
+        let many: Vec<String> = (1..=17).map(|p| format!("{{ port: {p} }}")).collect();
+        for (text, want) in [
+            (
+                service("", "expose: [{ port: 8000 }]"),
+                "run.network: must be egress when ports are exposed: Docker cannot publish",
+            ),
+            (
+                service(egress, "expose: [{ port: 0 }]"),
+                "expose[0].port: must be 1 to 65535",
+            ),
+            (
+                service(egress, "expose: [{ port: 80 }, { port: 80, proto: tcp }]"),
+                "expose[1].port: 80 is exposed twice",
+            ),
+            (
+                service(egress, &format!("expose: [{}]", many.join(", "))),
+                "expose: has 17 ports; at most 16",
+            ),
+            (
+                service(egress, "expose: [{ port: 80, proto: udp }]"),
+                "expose[0].proto: unknown variant `udp`, expected `http` or `tcp`",
+            ),
+            (
+                service(
+                    egress,
+                    "expose: [{ port: 80 }]\nhealth: { http_path: healthz }",
+                ),
+                "health.http_path: \"healthz\" must start with '/'",
+            ),
+            (
+                service(
+                    egress,
+                    "expose: [{ port: 80, proto: tcp }]\nhealth: { http_path: /h }",
+                ),
+                "health: needs a port with proto: http",
+            ),
+            (
+                service("  network: everything\n", ""),
+                "run.network: unknown variant `everything`, expected `none` or `egress`",
+            ),
+        ] {
+            check(&text, Err(want));
+        }
+    }
+
+    #[test]
+    fn specs_without_the_service_fields_keep_their_manifest() {
+        // Absent `network`, `expose` and `health` are left out of the manifest, so manifests
+        // (and hashes) of specs written before they existed are unchanged.
+        let manifest =
+            String::from_utf8(JobSpec::parse_yaml(FULL).expect("parses").manifest_bytes())
+                .expect("utf-8");
+        for field in ["network", "expose", "health"] {
+            assert!(!manifest.contains(field), "{field} in {manifest}");
+        }
+    }
+
+    const SECRET: &str = "hunter2-s3cr3t-value";
+
+    #[test]
+    fn secrets_travel_in_the_manifest_but_never_show() {
+        let text = edit(
+            "env: { GREETING: hello }",
+            &format!("env: {{ GREETING: hello }}\n  secrets: {{ API_TOKEN: {SECRET} }}"),
+        );
+        check(&text, Ok(()));
+        let spec = JobSpec::parse_yaml(&text).expect("parses");
+        assert_eq!(
+            spec.run
+                .secrets
+                .expose()
+                .get("API_TOKEN")
+                .map(String::as_str),
+            Some(SECRET)
+        );
+        assert_eq!(spec.run.secrets.names().collect::<Vec<_>>(), ["API_TOKEN"]);
+        let manifest = String::from_utf8(spec.manifest_bytes()).expect("utf-8");
+        assert!(manifest.contains(SECRET), "the provider needs the value");
+        let shown = format!("{spec:?} {:#?}", spec.run);
+        assert!(shown.contains("API_TOKEN"), "{shown}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        // No secrets, no field: manifests of specs without secrets are unchanged.
+        let plain = JobSpec::parse_yaml(FULL).expect("parses");
+        let plain_json = String::from_utf8(plain.manifest_bytes()).expect("utf-8");
+        assert!(!plain_json.contains("secrets"), "{plain_json}");
+    }
+
+    #[test]
+    fn bad_secrets_are_rejected_without_quoting_their_values() {
+        let with = |secrets: &str| {
+            edit(
+                "env: { GREETING: hello }",
+                &format!("env: {{ GREETING: hello }}\n  secrets: {secrets}"),
+            )
+        };
+        let many = format!(
+            "{{ {} }}",
+            (0..=MAX_SECRETS)
+                .map(|i| format!("S{i}: x"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for (text, want) in [
+            (
+                with(&format!("{{ 1X: {SECRET} }}")),
+                "run.secrets.1X: \"1X\" is not a variable name",
+            ),
+            (
+                with(&format!("{{ GPUNET_KEY: {SECRET} }}")),
+                "run.secrets.GPUNET_KEY: names starting with GPUNET_ are reserved",
+            ),
+            (
+                with(&format!("{{ GREETING: {SECRET} }}")),
+                "run.secrets.GREETING: is also in run.env",
+            ),
+            (
+                with(&format!("{{ A: {SECRET}, A: {SECRET} }}")),
+                "run.secrets",
+            ),
+            (
+                with(&format!("{{ A: \"{SECRET}\\0\" }}")),
+                "run.secrets.A: contains a NUL byte",
+            ),
+            (
+                with(&format!("{{ A: [{SECRET}] }}")),
+                "run.secrets.A: the value is not a string",
+            ),
+            (with(&many), "run.secrets: has 65 variables"),
+            (
+                with(&format!("{{ A: {} }}", "x".repeat(MAX_SECRETS_BYTES))),
+                "run.secrets: is 16385 bytes",
+            ),
+        ] {
+            let err = JobSpec::parse_yaml(&text).expect_err(want);
+            let msg = format!("{err} {err:?}");
+            assert!(msg.starts_with(want), "want {want:?}…\n got {msg:?}");
+            assert!(!msg.contains(SECRET), "{msg}");
+        }
+    }
+
+    #[test]
+    fn salt_and_output_key_are_set_at_submit_and_change_the_hash() {
+        for field in ["salt", "output_key"] {
+            let text = edit(
+                "outputs: true",
+                &format!("outputs: true\n{field}: {}", "ab".repeat(32)),
+            );
+            let err = JobSpec::parse_yaml(&text).expect_err(field).to_string();
+            assert!(
+                err.starts_with(&format!("{field}: is set by gpunet")),
+                "{err}"
+            );
+        }
+        let spec = JobSpec::parse_yaml(FULL).expect("parses");
+        let mut submitted = spec.clone();
+        submitted.salt = Some(Salt([1; 32]));
+        submitted.output_key = Some(EncryptionKey([2; 32]));
+        let back = JobSpec::from_manifest_bytes(&submitted.manifest_bytes()).expect("parses");
+        assert_eq!(back, submitted);
+        assert_ne!(submitted.manifest_hash(), spec.manifest_hash());
+        let mut resalted = submitted.clone();
+        resalted.salt = Some(Salt([3; 32]));
+        assert_ne!(resalted.manifest_hash(), submitted.manifest_hash());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
+use crate::EncryptionKey;
+
 /// Most GPUs one provider may declare.
 pub const MAX_GPUS_PER_PROVIDER: usize = 64;
 /// Most GPU model names one order may accept.
@@ -119,6 +121,8 @@ pub struct ProviderProfile {
     pub capacity: Capacity,
     /// Runtimes offered, sorted and without duplicates.
     pub runtimes: Vec<Runtime>,
+    /// The agent's X25519 public key: tenants seal manifests to it (see [`crate::sealed`]).
+    pub encryption_key: EncryptionKey,
 }
 
 /// Why a profile or resource request is not acceptable. Each message names the field.
@@ -184,6 +188,12 @@ impl ProviderProfile {
         }
         if self.runtimes.windows(2).any(|w| w[0] >= w[1]) {
             return Err(invalid("runtimes", "must be sorted and without duplicates"));
+        }
+        if self.encryption_key.is_zero() {
+            return Err(invalid(
+                "encryption_key",
+                "is all zeros; register the agent's X25519 public key",
+            ));
         }
         Ok(())
     }
@@ -340,10 +350,15 @@ mod tests {
             region: "eu-west".into(),
             capacity: capacity(),
             runtimes: vec![Runtime::Process],
+            encryption_key: EncryptionKey([7; 32]),
         };
         assert_eq!(p.validate(), Ok(()));
         p.region = "EU West".into();
         let err = p.validate().expect_err("bad region").to_string();
         assert!(err.starts_with("region:"), "{err}");
+        p.region = "eu-west".into();
+        p.encryption_key = EncryptionKey::default();
+        let err = p.validate().expect_err("zero key").to_string();
+        assert!(err.starts_with("encryption_key:"), "{err}");
     }
 }

@@ -2,8 +2,8 @@
 //! change one field at a time.
 
 use gpunet_protocol::{
-    Amount, Capacity, GpuRequirement, GpuSlot, Hash, MICROS_PER_UNIT, OrderTerms, ProviderProfile,
-    Resources, Runtime,
+    Amount, Capacity, EncryptionKey, GpuRequirement, GpuSlot, Hash, MICROS_PER_UNIT, OrderTerms,
+    ProviderProfile, Resources, Runtime,
 };
 
 /// `units` whole usd (or gpn) as an [`Amount`].
@@ -42,6 +42,8 @@ pub fn provider_profile(cpu_millis: u32, memory_mib: u64, gpus: Vec<GpuSlot>) ->
             gpus,
         },
         runtimes: vec![Runtime::Process, Runtime::Docker],
+        // Any valid point; ledger tests never seal to it.
+        encryption_key: EncryptionKey([9; 32]),
     }
 }
 
