@@ -93,8 +93,14 @@ static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Makes sure the test image exists and returns its reference (`repo:tag`).
 pub async fn ensure_test_image() -> Result<String, TestImageError> {
+    ensure_test_image_with(&[]).await
+}
+
+/// The test image plus `extra` host programs, each copied to `/bin/<name>` with the libraries it
+/// needs (e.g. a test server built by cargo). Its tag is the hash of everything in it.
+pub async fn ensure_test_image_with(extra: &[(&str, &Path)]) -> Result<String, TestImageError> {
     let _building = BUILDING.lock().await;
-    let files = collect_files()?;
+    let files = collect_files(extra)?;
     let reference = format!("{TEST_IMAGE_REPO}:{:016x}", content_hash(&files));
     let docker = connect().await?;
     if docker.inspect_image(&reference).await.is_ok() {
@@ -136,9 +142,13 @@ pub async fn ensure_test_image() -> Result<String, TestImageError> {
 type ImageFiles = BTreeMap<String, (u32, Vec<u8>)>;
 
 /// The image's files, keyed by their path inside it (relative, no leading `/`).
-fn collect_files() -> Result<ImageFiles, TestImageError> {
+fn collect_files(extra: &[(&str, &Path)]) -> Result<ImageFiles, TestImageError> {
     let mut files = ImageFiles::new();
     let mut libraries = BTreeSet::new();
+    for &(name, host) in extra {
+        files.insert(format!("bin/{name}"), (0o755, read(host)?));
+        libraries.extend(shared_libraries(host)?);
+    }
     for &name in TEST_IMAGE_PROGRAMS {
         let host = HOST_PROGRAM_DIRS
             .iter()

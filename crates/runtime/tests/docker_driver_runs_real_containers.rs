@@ -446,3 +446,59 @@ async fn workload_without_network_has_only_loopback_and_egress_publishes_ports_o
     assert!(logs.contains("eth0:"), "egress gets the bridge: {logs:?}");
     assert!(driver.ports(&handle).await.expect("ports").is_empty());
 }
+
+#[tokio::test]
+async fn a_service_answers_http_through_its_published_port_and_stops_when_asked() {
+    let Some((driver, _)) = engine("service_http").await else {
+        return;
+    };
+    let httpd = Path::new(env!("CARGO_BIN_EXE_gpunet-test-httpd"));
+    let image = gpunet_runtime::testimage::ensure_test_image_with(&[("httpd", httpd)])
+        .await
+        .expect("the test image with a server builds");
+    let id = workload_id("httpd");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = WorkloadSpec {
+        memory_mib: 128,
+        max_duration: Duration::from_secs(60),
+        image: Some(image),
+        network: NetworkMode::Egress,
+        expose: vec![ExposedPort {
+            container_port: 8000,
+            proto: PortProto::Tcp,
+        }],
+        ..WorkloadSpec::new(&id, vec!["/bin/httpd".into(), "8000".into()], dir.path())
+    };
+    let handle = driver.start(&s).await.expect("starts");
+    log_shows(dir.path(), "listening on 8000").await;
+    let ports = driver.ports(&handle).await.expect("ports");
+    let host = ports.first().expect("one published port").host;
+
+    // A plain HTTP/1.1 request through the published port on the provider's loopback.
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect_timeout(&host, Duration::from_secs(5))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        conn.write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        conn.read_to_string(&mut out)?;
+        std::io::Result::Ok(out)
+    })
+    .await
+    .expect("joins")
+    .expect("the service answers");
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
+    assert!(
+        answer.ends_with("hello from a gpunet service\n"),
+        "{answer:?}"
+    );
+
+    driver
+        .stop(&handle, Duration::from_millis(200))
+        .await
+        .expect("stops");
+    assert_eq!(wait(&driver, &handle).await.reason, ExitReason::Stopped);
+    let refused = std::net::TcpStream::connect_timeout(&host, Duration::from_secs(2));
+    assert!(refused.is_err(), "the port is closed after stop");
+}
