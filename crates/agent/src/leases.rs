@@ -25,8 +25,9 @@ use gpunet_protocol::{
     Resources, Runtime, SealContext, SealError, UsageReport, WorkloadOutcome,
 };
 use gpunet_runtime::{
-    DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort,
-    NetworkMode, PortProto, PublishedPort, RecoverState, Usage, WorkloadHandle, WorkloadSpec,
+    DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort, GpuSampler,
+    GpuUsage, NetworkMode, PortProto, PublishedPort, RecoverState, Usage, WorkloadHandle,
+    WorkloadSpec,
 };
 use tokio::task::JoinSet;
 
@@ -40,6 +41,8 @@ use crate::record::{self, LeaseRecord, lease_dir};
 pub const MANIFEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a workload may take to end after it is asked to stop, before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often the GPUs of a running GPU lease are sampled for its usage report.
+pub const GPU_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 /// Most attempts at reporting a lease's result when the node cannot be reached.
 pub const MAX_REPORT_ATTEMPTS: u32 = 6;
 /// Wait before the first retry of a report; doubled for each next one.
@@ -149,6 +152,8 @@ pub struct Leases {
     drivers: Drivers,
     records: Mutex<BTreeMap<LeaseId, LeaseRecord>>,
     tasks: Mutex<JoinSet<()>>,
+    /// Reads GPU utilisation and memory by UUID (NVML); samples nothing without it.
+    gpus: Arc<GpuSampler>,
 }
 
 impl std::fmt::Debug for Leases {
@@ -174,6 +179,7 @@ impl Leases {
             drivers,
             records: Mutex::new(records),
             tasks: Mutex::new(JoinSet::new()),
+            gpus: Arc::new(GpuSampler::new()),
         })
     }
 
@@ -680,6 +686,26 @@ impl Leases {
 
     /// Waits for the workload to end, keeps its outputs and reports the result.
     async fn supervise(self: Arc<Self>, lease: LeaseId, handle: WorkloadHandle) {
+        // GPU leases are sampled while they run; the mean and peak go into the usage report.
+        let uuids = self.gpu_uuids_of(lease);
+        let gpu_usage = Arc::new(std::sync::Mutex::new(GpuUsage::default()));
+        let sampling = (!uuids.is_empty() && self.gpus.available()).then(|| {
+            let (sampler, usage) = (Arc::clone(&self.gpus), Arc::clone(&gpu_usage));
+            tokio::spawn(async move {
+                loop {
+                    let (s, u) = (Arc::clone(&sampler), uuids.clone());
+                    if let Ok(Some(sample)) =
+                        tokio::task::spawn_blocking(move || s.sample(&u)).await
+                    {
+                        usage
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .add(sample);
+                    }
+                    tokio::time::sleep(GPU_SAMPLE_INTERVAL).await;
+                }
+            })
+        });
         let waited = match self.driver_for(&handle) {
             Ok(driver) => driver.wait(&handle).await,
             Err(e) => Err(DriverError::Unavailable {
@@ -687,6 +713,12 @@ impl Leases {
                 reason: e.to_string(),
             }),
         };
+        if let Some(task) = sampling {
+            task.abort();
+        }
+        let gpu = *gpu_usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let exit = match waited {
             Ok(exit) => exit,
             Err(error) => {
@@ -699,11 +731,29 @@ impl Leases {
                 }
             }
         };
-        self.conclude(lease, handle, exit).await;
+        self.conclude(lease, handle, exit, gpu).await;
+    }
+
+    /// The UUIDs of the GPUs the lease holds, from its slots.
+    fn gpu_uuids_of(&self, lease: LeaseId) -> Vec<String> {
+        self.get(lease)
+            .map(|r| {
+                r.gpu_slots
+                    .iter()
+                    .filter_map(|slot| self.config.gpu_uuids.get(*slot as usize).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Collects outputs, cleans up and reports an ended workload.
-    async fn conclude(self: &Arc<Self>, lease: LeaseId, handle: WorkloadHandle, exit: ExitOutcome) {
+    async fn conclude(
+        self: &Arc<Self>,
+        lease: LeaseId,
+        handle: WorkloadHandle,
+        exit: ExitOutcome,
+        gpu: GpuUsage,
+    ) {
         let outputs_dir = handle.root_dir.join("outputs");
         let blobs_dir = self.blobs_dir();
         let collected =
@@ -733,7 +783,7 @@ impl Leases {
             }
         };
         tracing::info!(%lease, ?outcome, %detail, files = listing.as_ref().map_or(0, |l| l.files.len()), "workload ended");
-        let usage = usage_report(&exit.usage);
+        let usage = usage_report(&exit.usage, &gpu);
         self.update(lease, |r| {
             r.state = WorkloadState::Exited;
             r.exit = Some(exit);
@@ -852,7 +902,7 @@ impl Leases {
                         Ok((_, RecoverState::Exited(exit))) => {
                             let this = Arc::clone(self);
                             let handle = handle.clone();
-                            self.spawn(async move { this.conclude(r.lease, handle, exit).await });
+                            self.spawn(async move { this.conclude(r.lease, handle, exit, GpuUsage::default()).await });
                         }
                         Ok((_, RecoverState::Lost)) | Err(_) => {
                             let this = Arc::clone(self);
@@ -863,7 +913,7 @@ impl Leases {
                                 reason: ExitReason::Lost,
                                 usage: Usage::default(),
                             };
-                            self.spawn(async move { this.conclude(r.lease, handle, exit).await });
+                            self.spawn(async move { this.conclude(r.lease, handle, exit, GpuUsage::default()).await });
                         }
                     }
                 }
@@ -1120,12 +1170,13 @@ pub fn outcome_of(reason: ExitReason) -> WorkloadOutcome {
 }
 
 /// The driver's usage as the chain counts it.
-pub fn usage_report(usage: &Usage) -> UsageReport {
+pub fn usage_report(usage: &Usage, gpu: &GpuUsage) -> UsageReport {
     UsageReport {
         wall_ms: usage.wall_ms,
         cpu_ms: usage.cpu_user_ms.saturating_add(usage.cpu_system_ms),
         max_rss_mib: usage.max_rss_kib.div_ceil(1024),
-        gpu_util_pct: None,
+        gpu_util_pct: gpu.mean_util_pct(),
+        gpu_memory_mib: (gpu.samples > 0).then_some(gpu.peak_memory_used_mib),
     }
 }
 
@@ -1174,21 +1225,32 @@ mod tests {
 
     #[test]
     fn usage_is_summed_and_rounded_up_to_the_mib() {
-        let u = usage_report(&Usage {
-            wall_ms: 10,
-            cpu_user_ms: 3,
-            cpu_system_ms: 4,
-            max_rss_kib: 1_025,
-        });
+        let u = usage_report(
+            &Usage {
+                wall_ms: 10,
+                cpu_user_ms: 3,
+                cpu_system_ms: 4,
+                max_rss_kib: 1_025,
+            },
+            &GpuUsage::default(),
+        );
         assert_eq!(
             u,
             UsageReport {
                 wall_ms: 10,
                 cpu_ms: 7,
                 max_rss_mib: 2,
-                gpu_util_pct: None
+                gpu_util_pct: None,
+                gpu_memory_mib: None,
             }
         );
+        let mut gpu = GpuUsage::default();
+        gpu.add(gpunet_runtime::GpuSample {
+            util_pct: 80,
+            memory_used_mib: 30_000,
+        });
+        let u = usage_report(&Usage::default(), &gpu);
+        assert_eq!((u.gpu_util_pct, u.gpu_memory_mib), (Some(80), Some(30_000)));
     }
 
     #[test]

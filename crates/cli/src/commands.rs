@@ -415,6 +415,9 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                             "  usage    wall {} ms, cpu {} ms, max rss {} MiB",
                             u.wall_ms, u.cpu_ms, u.max_rss_mib
                         );
+                        if let (Some(util), Some(mem)) = (u.gpu_util_pct, u.gpu_memory_mib) {
+                            println!("  gpu      {util}% mean utilisation, {mem} MiB peak memory");
+                        }
                     }
                     for endpoint in &w.endpoints {
                         println!("  endpoint {endpoint}");

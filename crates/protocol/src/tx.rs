@@ -69,6 +69,8 @@ pub struct UsageReport {
     pub max_rss_mib: u64,
     /// Mean GPU utilisation in percent, when GPUs were used and measured.
     pub gpu_util_pct: Option<u8>,
+    /// Peak GPU memory in use, summed over the lease's GPUs, when measured.
+    pub gpu_memory_mib: Option<u64>,
 }
 
 /// What a provider reports when a lease's workload ends.

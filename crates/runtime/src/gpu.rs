@@ -559,3 +559,123 @@ GPU-7f8e9d0c-1b2a-3c4d-5e6f-7a8b9c0d1e2f, NVIDIA H100 80GB HBM3, 81559, 550.54.1
         assert_eq!(parse_cuda_version_banner("no banner"), None);
     }
 }
+
+/// One reading of the GPUs a workload holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GpuSample {
+    /// Mean utilisation over the sampled GPUs, in percent.
+    pub util_pct: u32,
+    /// Memory in use over the sampled GPUs, summed.
+    pub memory_used_mib: u64,
+}
+
+/// GPU usage of one workload over its run: the mean of the utilisation samples and the peak
+/// memory in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GpuUsage {
+    pub samples: u32,
+    util_pct_sum: u64,
+    pub peak_memory_used_mib: u64,
+}
+
+impl GpuUsage {
+    pub fn add(&mut self, s: GpuSample) {
+        self.samples = self.samples.saturating_add(1);
+        self.util_pct_sum = self.util_pct_sum.saturating_add(u64::from(s.util_pct));
+        self.peak_memory_used_mib = self.peak_memory_used_mib.max(s.memory_used_mib);
+    }
+
+    /// Mean utilisation in percent, if anything was sampled.
+    pub fn mean_util_pct(&self) -> Option<u8> {
+        (self.samples > 0).then(|| {
+            let mean = self.util_pct_sum / u64::from(self.samples);
+            u8::try_from(mean.min(100)).unwrap_or(100)
+        })
+    }
+}
+
+/// Samples GPU utilisation and memory by UUID through NVML. Without NVML (no NVIDIA driver, as on
+/// machines without GPUs) every sample is `None`: usage is never invented.
+pub struct GpuSampler {
+    nvml: Option<nvml_wrapper::Nvml>,
+}
+
+impl std::fmt::Debug for GpuSampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuSampler(nvml: {})", self.nvml.is_some())
+    }
+}
+
+impl GpuSampler {
+    /// Loads NVML if it is there.
+    pub fn new() -> GpuSampler {
+        GpuSampler {
+            nvml: nvml_wrapper::Nvml::init().ok(),
+        }
+    }
+
+    /// Whether samples can be taken on this machine.
+    pub fn available(&self) -> bool {
+        self.nvml.is_some()
+    }
+
+    /// One reading over `uuids`; `None` without NVML, without UUIDs, or if a GPU cannot be read.
+    pub fn sample(&self, uuids: &[String]) -> Option<GpuSample> {
+        let nvml = self.nvml.as_ref()?;
+        if uuids.is_empty() {
+            return None;
+        }
+        let mut util_sum: u64 = 0;
+        let mut memory_used_mib: u64 = 0;
+        for uuid in uuids {
+            let device = nvml.device_by_uuid(uuid.as_str()).ok()?;
+            util_sum += u64::from(device.utilization_rates().ok()?.gpu);
+            memory_used_mib += device.memory_info().ok()?.used / (1024 * 1024);
+        }
+        let util_pct = u32::try_from(util_sum / uuids.len() as u64).unwrap_or(u32::MAX);
+        Some(GpuSample {
+            util_pct,
+            memory_used_mib,
+        })
+    }
+}
+
+impl Default for GpuSampler {
+    fn default() -> Self {
+        GpuSampler::new()
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn gpu_usage_is_the_mean_utilisation_and_the_peak_memory() {
+        let mut u = GpuUsage::default();
+        assert_eq!(u.mean_util_pct(), None);
+        u.add(GpuSample {
+            util_pct: 90,
+            memory_used_mib: 1_000,
+        });
+        u.add(GpuSample {
+            util_pct: 30,
+            memory_used_mib: 4_000,
+        });
+        u.add(GpuSample {
+            util_pct: 60,
+            memory_used_mib: 2_000,
+        });
+        assert_eq!(u.mean_util_pct(), Some(60));
+        assert_eq!(u.peak_memory_used_mib, 4_000);
+    }
+
+    #[test]
+    fn without_nvml_or_gpus_nothing_is_sampled() {
+        let sampler = GpuSampler::new();
+        assert_eq!(sampler.sample(&[]), None);
+        if !sampler.available() {
+            assert_eq!(sampler.sample(&["GPU-0".to_owned()]), None);
+        }
+    }
+}

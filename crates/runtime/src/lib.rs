@@ -38,8 +38,8 @@ pub use driver::{Driver, DriverInfo, RecoverState};
 pub use error::{DriverError, GpuParseError, SpecError};
 pub use fake::{FAKE_DRIVER_NAME, FakeDriver};
 pub use gpu::{
-    GpuDevice, GpuSource, NVIDIA_SMI_QUERY_FIELDS, NormalisedName, SmiRow, normalise_gpu_name,
-    parse_cuda_version_banner, parse_nvidia_smi_csv,
+    GpuDevice, GpuSample, GpuSampler, GpuSource, GpuUsage, NVIDIA_SMI_QUERY_FIELDS, NormalisedName,
+    SmiRow, normalise_gpu_name, parse_cuda_version_banner, parse_nvidia_smi_csv,
 };
 pub use logs::MAX_LOG_CHUNK_BYTES;
 pub use machine::{
