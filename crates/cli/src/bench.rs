@@ -68,6 +68,35 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// Consensus on this machine: a network of validators, each a `gpunet node start` process
+    /// on Malachite in a scratch directory. Finality: a signed transfer submitted to one node
+    /// until that node reports it applied (~200 samples, 8 at a time through every node, no
+    /// other load). Throughput: pre-signed transfers from many accounts funded at genesis,
+    /// spread over all validators for --seconds, then until every mempool is empty; applied
+    /// transfers (the accounts' nonces) over that time. The same throughput against a solo
+    /// node in this process, in the same run. Load and validators share this machine's cores.
+    ///
+    /// Prints {"validators", "finality_ms_p50", "finality_ms_p99", "transfers_per_sec", "solo_transfers_per_sec"}.
+    Consensus {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "target/bench/consensus.json")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Seconds of load for each throughput run.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Finality samples.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Accounts submitting during the throughput runs.
+        #[arg(long, default_value_t = 200)]
+        accounts: usize,
+        /// Least milliseconds between blocks (the `gpunet node init` default).
+        #[arg(long, default_value_t = 500)]
+        block_ms: u64,
+    },
 }
 
 const CHAIN: &str = "bench";
@@ -88,7 +117,11 @@ fn units(n: u64) -> Amount {
 }
 
 fn genesis(keys: &[SigningKey]) -> State {
-    let g = Genesis {
+    State::from_genesis(&ledger_genesis(keys)).expect("bench genesis is valid")
+}
+
+fn ledger_genesis(keys: &[SigningKey]) -> Genesis {
+    Genesis {
         chain_id: CHAIN.into(),
         genesis_time_ms: 0,
         params: Params::default(),
@@ -102,8 +135,7 @@ fn genesis(keys: &[SigningKey]) -> State {
                 },
             })
             .collect(),
-    };
-    State::from_genesis(&g).expect("bench genesis is valid")
+    }
 }
 
 fn sign(k: &SigningKey, nonce: u64, msg: Msg) -> SignedTx {
@@ -488,8 +520,303 @@ fn tempfile_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// A base port with `n` consecutive free ports on 127.0.0.1 after it, none in `avoid`.
+fn free_port_run(n: u16, avoid: &[u16]) -> Result<u16> {
+    let seed = u16::try_from(std::process::id() % 2_000).unwrap_or(0);
+    let mut base = 30_000 + seed * 8;
+    for _ in 0..4_000 {
+        let free = (0..n).all(|i| {
+            !avoid.contains(&(base + i))
+                && std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+        });
+        if free {
+            return Ok(base);
+        }
+        base = if base > 60_000 { 20_000 } else { base + n };
+    }
+    anyhow::bail!("no run of {n} free ports found")
+}
+
+const FINALITY_LANES: u64 = 8;
+/// Throughput accounts are keys from here on (finality lanes use keys 0..8).
+const LOAD_KEYS_FROM: u64 = 1_000;
+
+/// `samples` finality measurements, `FINALITY_LANES` at a time, lane `l` sending through node
+/// `(l + i) % apis.len()`: milliseconds from submit to that node to that node saying applied.
+async fn measure_finality(apis: &[String], samples: usize) -> Result<Vec<u64>> {
+    let per_lane = samples.div_ceil(FINALITY_LANES as usize);
+    let lanes = (0..FINALITY_LANES).map(|lane| {
+        let apis = apis.to_vec();
+        async move {
+            let k = key(lane);
+            let to = addr(&key(lane + 100));
+            let mut v = Vec::with_capacity(per_lane);
+            for i in 0..per_lane {
+                let client =
+                    gpunet_client::NodeClient::new(&apis[(lane as usize + i) % apis.len()]);
+                let tx = sign(
+                    &k,
+                    i as u64,
+                    Msg::Transfer {
+                        to,
+                        denom: Denom::Usd,
+                        amount: Amount::from_micros(1),
+                    },
+                );
+                let started = Instant::now();
+                let hash = client.submit(&tx).await.context("submitting a transfer")?;
+                loop {
+                    let view = client.tx(&hash).await?;
+                    match view.state {
+                        gpunet_api::node::TxState::Applied => break,
+                        gpunet_api::node::TxState::Rejected => {
+                            anyhow::bail!("finality transfer rejected: {view:?}")
+                        }
+                        _ => {}
+                    }
+                    anyhow::ensure!(
+                        started.elapsed() < std::time::Duration::from_secs(60),
+                        "a transfer was not applied within a minute"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                v.push(started.elapsed().as_millis() as u64);
+            }
+            anyhow::Ok(v)
+        }
+    });
+    let mut all = Vec::with_capacity(samples);
+    for lane in futures::future::join_all(lanes).await {
+        all.extend(lane?);
+    }
+    all.sort_unstable();
+    Ok(all)
+}
+
+/// Sends transfers from `k` through `client` one after another, the next nonce once the node
+/// admitted the last (a refused one is retried after a pause: the mempool is full), until
+/// `stop`. Returns the transfers admitted.
+async fn pump(
+    client: std::sync::Arc<gpunet_client::NodeClient>,
+    k: SigningKey,
+    to: Address,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> u64 {
+    let mut nonce = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let tx = sign(
+            &k,
+            nonce,
+            Msg::Transfer {
+                to,
+                denom: Denom::Usd,
+                amount: Amount::from_micros(1),
+            },
+        );
+        let admitted = match client.submit(&tx).await {
+            Ok(_) => true,
+            // Lost answer or refusal: admitted if the node knows it.
+            Err(_) => client
+                .tx(&tx.hash())
+                .await
+                .is_ok_and(|v| v.state != gpunet_api::node::TxState::Unknown),
+        };
+        if admitted {
+            nonce += 1;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    nonce
+}
+
+/// Applied transfers per second: `accounts` accounts (funded at genesis, unused so far) send
+/// through `apis` round-robin for `seconds`, then until every mempool is empty.
+async fn measure_throughput(apis: &[String], accounts: usize, seconds: u64) -> Result<f64> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<std::sync::Arc<gpunet_client::NodeClient>> = apis
+        .iter()
+        .map(|a| std::sync::Arc::new(gpunet_client::NodeClient::new(a)))
+        .collect();
+    let started = Instant::now();
+    let pumps: Vec<_> = (0..accounts)
+        .map(|i| {
+            let k = key(LOAD_KEYS_FROM + i as u64);
+            let to = addr(&key(LOAD_KEYS_FROM + ((i + 1) % accounts) as u64));
+            tokio::spawn(pump(
+                std::sync::Arc::clone(&clients[i % clients.len()]),
+                k,
+                to,
+                std::sync::Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut submitted = 0u64;
+    for p in pumps {
+        submitted += p.await.context("a load task failed")?;
+    }
+    // Drain: every node's mempool empty.
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let mut waiting = 0;
+        for c in &clients {
+            waiting += c.status().await?.mempool_size;
+        }
+        if waiting == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{waiting} transactions still waiting two minutes after the load stopped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut applied = 0u64;
+    for i in 0..accounts {
+        let a = addr(&key(LOAD_KEYS_FROM + i as u64));
+        applied += clients[0].account(&a).await?.next_nonce;
+    }
+    anyhow::ensure!(
+        applied == submitted,
+        "{submitted} transfers admitted but {applied} applied"
+    );
+    Ok(applied as f64 / secs)
+}
+
+struct ConsensusFigures {
+    finality: Vec<u64>,
+    transfers_per_sec: f64,
+    solo_transfers_per_sec: f64,
+}
+
+async fn bench_consensus(
+    validators: usize,
+    seconds: u64,
+    samples: usize,
+    accounts: usize,
+    block_ms: u64,
+) -> Result<ConsensusFigures> {
+    anyhow::ensure!(validators >= 1, "--validators must be at least 1");
+    anyhow::ensure!(accounts >= 2, "--accounts must be at least 2");
+    let dir = std::env::temp_dir().join(format!("gpunet-bench-consensus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let keys: Vec<SigningKey> = (0..FINALITY_LANES)
+        .chain(LOAD_KEYS_FROM..LOAD_KEYS_FROM + accounts as u64)
+        .map(key)
+        .collect();
+    let mut ledger = ledger_genesis(&keys);
+    ledger.genesis_time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let n = u16::try_from(validators).context("too many validators")?;
+    let p2p = free_port_run(n, &[])?;
+    let api = free_port_run(n, &(p2p..p2p + n).collect::<Vec<_>>())?;
+    let vkeys: Vec<[u8; 32]> = (0..validators)
+        .map(|_| gpunet_node::generate_validator_key())
+        .collect();
+    let net = dir.join("net");
+    let genesis = gpunet_node::init_network(&net, ledger.clone(), &vkeys, p2p, api, block_ms)
+        .context("writing the network")?;
+    let result = async {
+        let (mut procs, apis) =
+            crate::devnet::spawn_validators(&net, &genesis, std::time::Duration::from_secs(60))
+                .await?;
+        let run = async {
+            eprintln!("{validators} validators up; measuring finality over {samples} transfers…");
+            let finality = measure_finality(&apis, samples).await?;
+            eprintln!(
+                "finality p50 {} ms; {seconds} s of load from {accounts} accounts over {validators} validators…",
+                percentile(&finality, 50)
+            );
+            let tps = measure_throughput(&apis, accounts, seconds).await?;
+            anyhow::Ok((finality, tps))
+        }
+        .await;
+        let _ = tokio::task::spawn_blocking(move || procs.stop()).await;
+        let (finality, transfers_per_sec) = run?;
+        eprintln!("{transfers_per_sec:.0} transfers/s; now a solo node, {seconds} s of load…");
+        let solo = gpunet_node::start(gpunet_node::NodeConfig {
+            home: dir.join("solo"),
+            listen: "127.0.0.1:0".parse().expect("a literal socket address"),
+            block_ms,
+            genesis: ledger,
+            mempool: gpunet_node::MempoolLimits::default(),
+        })
+        .await
+        .context("starting the solo node")?;
+        let solo_api = format!("http://{}", solo.api_addr());
+        let solo_tps = measure_throughput(&[solo_api], accounts, seconds).await;
+        solo.shutdown().await;
+        anyhow::Ok(ConsensusFigures {
+            finality,
+            transfers_per_sec,
+            solo_transfers_per_sec: solo_tps?,
+        })
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 pub async fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
+        BenchCmd::Consensus {
+            json: json_out,
+            out,
+            validators,
+            seconds,
+            samples,
+            accounts,
+            block_ms,
+        } => {
+            let build = if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            };
+            if cfg!(debug_assertions) && !json_out {
+                eprintln!(
+                    "note: this is a debug build; use `cargo run --release -- bench consensus` for real figures"
+                );
+            }
+            let f =
+                bench_consensus(validators, seconds, samples.max(1), accounts, block_ms).await?;
+            let figures = json!({
+                "validators": validators,
+                "finality_ms_p50": percentile(&f.finality, 50),
+                "finality_ms_p99": percentile(&f.finality, 99),
+                "transfers_per_sec": f.transfers_per_sec.round() as u64,
+                "solo_transfers_per_sec": f.solo_transfers_per_sec.round() as u64,
+                "finality_samples": f.finality.len(),
+                "block_ms": block_ms,
+                "seconds": seconds,
+                "accounts": accounts,
+                "build": build,
+            });
+            write_figures(&out, &figures)?;
+            if json_out {
+                println!("{figures}");
+            } else {
+                println!(
+                    "consensus, {validators} validators at {block_ms} ms blocks ({build} build):"
+                );
+                println!(
+                    "  finality      p50 {} ms   p99 {} ms   ({} transfers)",
+                    percentile(&f.finality, 50),
+                    percentile(&f.finality, 99),
+                    f.finality.len()
+                );
+                println!(
+                    "  throughput    {:.0} transfers/s   (solo node: {:.0} /s)",
+                    f.transfers_per_sec, f.solo_transfers_per_sec
+                );
+                println!("figures written to {}", out.display());
+            }
+            Ok(())
+        }
         BenchCmd::Runtime {
             json: json_out,
             out,

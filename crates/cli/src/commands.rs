@@ -290,6 +290,43 @@ async fn demo_report(
     Ok(())
 }
 
+/// `gpunet dev --validators N` with N ≥ 2: the validators as child processes, the provider
+/// agent here. Ctrl-C or SIGTERM stops them all.
+pub async fn dev_validators(opts: devnet::MultiDevOptions) -> Result<()> {
+    let home = opts.home.clone();
+    let net = devnet::MultiDevNet::start(opts).await?;
+    let status = NodeClient::new(&net.apis[0]).status().await?;
+    println!(
+        "gpunet dev network running: {} validators (chain {} at height {})",
+        net.apis.len(),
+        status.chain_id,
+        status.height
+    );
+    for (i, api) in net.apis.iter().enumerate() {
+        println!("  validator {i}    API {api}");
+    }
+    println!("  data directory {}", home.display());
+    println!(
+        "  tenant key     {} ({})",
+        devnet::tenant_key_path(&home).display(),
+        net.tenant.address()
+    );
+    println!(
+        "  provider       {} at {} (via validator 0)",
+        net.agent.address(),
+        net.agent.endpoint()
+    );
+    println!();
+    println!(
+        "Submit a job from another terminal:  gpunet job submit examples/jobs/hello.yaml --wait"
+    );
+    println!("Stop with Ctrl-C; start again with the same --home to carry on.");
+    crate::nodecmd::wait_for_stop().await;
+    eprintln!("stopping…");
+    net.stop().await;
+    Ok(())
+}
+
 pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()> {
     let net = DevNet::start(DevOptions {
         home: home.clone(),

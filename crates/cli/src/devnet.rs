@@ -135,25 +135,9 @@ impl DevNet {
         .await
         .context("starting the validator")?;
         let api = format!("http://{}", node.api_addr());
-        let agent = gpunet_agent::start(AgentConfig {
-            node_api: api.clone(),
-            key: provider,
-            data_dir: home.join("agent"),
-            listen: "127.0.0.1:0".parse().expect("a literal socket address"),
-            public_endpoint: None,
-            region: "local".to_owned(),
-            pricing: Pricing::default(),
-            stake: units(100),
-            // Docker is offered when the engine answers (the agent fingerprints each driver and
-            // registers the usable ones); otherwise only processes.
-            drivers: vec![
-                Arc::new(gpunet_runtime::ProcessDriver::new()),
-                Arc::new(gpunet_runtime::DockerDriver::new()),
-            ],
-            retention: Retention::default(),
-        })
-        .await
-        .context("starting the provider agent")?;
+        let agent = gpunet_agent::start(start_agent_config(api.clone(), provider, &home))
+            .await
+            .context("starting the provider agent")?;
         let api_file = ApiFile {
             api: api.clone(),
             tenant_key: tenant_key_path(&home),
@@ -180,5 +164,243 @@ impl DevNet {
         let _ = std::fs::remove_file(self.home.join("api.json"));
         self.agent.shutdown().await;
         self.node.shutdown().await;
+    }
+}
+
+/// Validator processes (`gpunet node start`) started by `gpunet dev --validators N`; every one
+/// still running is killed when this is dropped, so an early return or a panic leaves none
+/// behind.
+pub struct ValidatorProcesses {
+    children: Vec<std::process::Child>,
+}
+
+impl ValidatorProcesses {
+    /// Asks each validator to stop (SIGTERM on Unix) and waits up to five seconds for it; kills
+    /// any that does not.
+    pub fn stop(&mut self) {
+        #[cfg(unix)]
+        for c in &self.children {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for c in &mut self.children {
+            while std::time::Instant::now() < deadline {
+                if !matches!(c.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        for mut c in self.children.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ValidatorProcesses {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Spawns `gpunet node start --home <net>/node-<i>` for each validator of the network under
+/// `net` (this same executable), each logging to `node-<i>/node.log`, and waits until every
+/// one answers `/v1/status`. Returns the processes and each validator's API URL.
+pub async fn spawn_validators(
+    net: &Path,
+    genesis: &gpunet_node::NetworkGenesis,
+    patience: std::time::Duration,
+) -> Result<(ValidatorProcesses, Vec<String>)> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let mut procs = ValidatorProcesses {
+        children: Vec::with_capacity(genesis.validators.len()),
+    };
+    let mut apis = Vec::with_capacity(genesis.validators.len());
+    for (i, v) in genesis.validators.iter().enumerate() {
+        let home = gpunet_node::validator_home(net, i);
+        let log_path = home.join("node.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let child = std::process::Command::new(&exe)
+            .args(["node", "start", "--home"])
+            .arg(&home)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting validator {i}"))?;
+        procs.children.push(child);
+        apis.push(format!("http://{}", v.api));
+    }
+    let deadline = std::time::Instant::now() + patience;
+    for (i, api) in apis.iter().enumerate() {
+        let client = gpunet_client::NodeClient::new(api);
+        while client.status().await.is_err() {
+            if let Ok(Some(status)) = procs.children[i].try_wait() {
+                anyhow::bail!(
+                    "validator {i} exited ({status}); see {}",
+                    gpunet_node::validator_home(net, i)
+                        .join("node.log")
+                        .display()
+                );
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "validator {i} did not answer at {api} within {} s; see {}",
+                patience.as_secs(),
+                gpunet_node::validator_home(net, i)
+                    .join("node.log")
+                    .display()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    Ok((procs, apis))
+}
+
+fn start_agent_config(node_api: String, provider: KeyFile, home: &Path) -> AgentConfig {
+    AgentConfig {
+        node_api,
+        key: provider,
+        data_dir: home.join("agent"),
+        listen: "127.0.0.1:0".parse().expect("a literal socket address"),
+        public_endpoint: None,
+        region: "local".to_owned(),
+        pricing: Pricing::default(),
+        stake: units(100),
+        // Docker is offered when the engine answers (the agent fingerprints each driver and
+        // registers the usable ones); otherwise only processes.
+        drivers: vec![
+            Arc::new(gpunet_runtime::ProcessDriver::new()),
+            Arc::new(gpunet_runtime::DockerDriver::new()),
+        ],
+        retention: Retention::default(),
+    }
+}
+
+/// How to run `gpunet dev --validators N` (N ≥ 2).
+pub struct MultiDevOptions {
+    pub home: PathBuf,
+    pub validators: usize,
+    /// Validator i serves its API on this port + i.
+    pub listen: SocketAddr,
+    /// Validator i listens for consensus peers on this port + i.
+    pub p2p_port: u16,
+    pub block_ms: u64,
+}
+
+/// A dev network of several validators, each its own `gpunet node start` process under
+/// `<home>/node-<i>/`, with the provider agent (in this process) talking to validator 0.
+pub struct MultiDevNet {
+    pub home: PathBuf,
+    pub validators: ValidatorProcesses,
+    pub agent: AgentHandle,
+    pub tenant: KeyFile,
+    /// Every validator's API, in order.
+    pub apis: Vec<String>,
+}
+
+impl MultiDevNet {
+    /// Writes the network (as `gpunet node init` does, also funding the provider) unless
+    /// `<home>/node-0` holds one already, then starts it.
+    pub async fn start(opts: MultiDevOptions) -> Result<MultiDevNet> {
+        let home = opts.home;
+        anyhow::ensure!(
+            opts.validators >= 2,
+            "a multi-validator network needs 2 or more"
+        );
+        std::fs::create_dir_all(home.join("keys"))
+            .with_context(|| format!("creating {}", home.display()))?;
+        let provider = load_or_create_key(&provider_key_path(&home))?;
+        let existing = gpunet_node::validator_home(&home, 0).join(gpunet_node::GENESIS_FILE);
+        let genesis: gpunet_node::NetworkGenesis = if existing.exists() {
+            let text = std::fs::read_to_string(&existing)
+                .with_context(|| format!("reading {}", existing.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a network genesis", existing.display()))?
+        } else {
+            anyhow::ensure!(
+                opts.listen.port() != 0,
+                "--listen needs a fixed port with --validators (validator i serves port + i)"
+            );
+            let args = crate::nodecmd::InitArgs {
+                validators: opts.validators,
+                out: home.clone(),
+                chain_id: DEV_CHAIN_ID.to_owned(),
+                p2p_port: opts.p2p_port,
+                api_port: opts.listen.port(),
+                block_ms: opts.block_ms,
+            };
+            let provider_account = GenesisAccount {
+                address: provider.address(),
+                balances: Balances {
+                    usd: Amount::ZERO,
+                    gpn: units(1_000),
+                },
+            };
+            crate::nodecmd::write_network(&args, vec![provider_account])?.0
+        };
+        anyhow::ensure!(
+            genesis.validators.len() == opts.validators,
+            "{} holds a network of {} validators, not {}; pass --validators {} or another --home",
+            home.display(),
+            genesis.validators.len(),
+            opts.validators,
+            genesis.validators.len()
+        );
+        anyhow::ensure!(
+            genesis
+                .ledger
+                .accounts
+                .iter()
+                .any(|a| a.address == provider.address()),
+            "the network under {} does not fund the provider key {}",
+            home.display(),
+            provider_key_path(&home).display()
+        );
+        let tenant = KeyFile::load(&tenant_key_path(&home))?;
+        let (validators, apis) =
+            spawn_validators(&home, &genesis, std::time::Duration::from_secs(60)).await?;
+        let agent = gpunet_agent::start(start_agent_config(apis[0].clone(), provider, &home))
+            .await
+            .context("starting the provider agent")?;
+        let api_file = ApiFile {
+            api: apis[0].clone(),
+            tenant_key: tenant_key_path(&home),
+            pid: std::process::id(),
+        };
+        std::fs::write(home.join("api.json"), serde_json::to_vec_pretty(&api_file)?)?;
+        Ok(MultiDevNet {
+            home,
+            validators,
+            agent,
+            tenant,
+            apis,
+        })
+    }
+
+    /// Stops the agent, then the validators; removes `api.json`.
+    pub async fn stop(mut self) {
+        let _ = std::fs::remove_file(self.home.join("api.json"));
+        self.agent.shutdown().await;
+        let mut v = std::mem::replace(
+            &mut self.validators,
+            ValidatorProcesses {
+                children: Vec::new(),
+            },
+        );
+        let _ = tokio::task::spawn_blocking(move || v.stop()).await;
     }
 }

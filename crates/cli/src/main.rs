@@ -33,8 +33,10 @@ enum Command {
     Demo(DemoArgs),
     /// Start a local network (solo validator, embedded store, provider agent on this machine,
     /// funded tenant key) and keep it running. Restarted with the same --home, it carries on.
+    /// With --validators N (N ≥ 2), N validator processes on Malachite instead of the solo one.
     ///
     /// Example: gpunet dev --home /tmp/gpunet --listen 127.0.0.1:8645
+    /// Example: gpunet dev --validators 4 --home /tmp/gpunet-4
     Dev(DevArgs),
     /// Submit jobs and follow them: status, logs, outputs, cancel, list.
     #[command(subcommand)]
@@ -80,6 +82,14 @@ struct DevArgs {
     /// Milliseconds between blocks.
     #[arg(long, default_value_t = 500)]
     block_ms: u64,
+    /// Validators to run. 1: one process, solo ordering. N ≥ 2: N `gpunet node start`
+    /// processes on Malachite under <home>/node-<i>/, validator i serving its API on the
+    /// --listen port + i.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    validators: u16,
+    /// With --validators N ≥ 2: validator i listens for consensus peers on this port + i.
+    #[arg(long, default_value_t = 26_650)]
+    p2p_port: u16,
 }
 
 fn init_tracing() {
@@ -107,6 +117,16 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Demo(a) => commands::demo(a.spec, a.keep_running, a.json, a.block_ms).await,
+            Command::Dev(a) if a.validators > 1 => {
+                commands::dev_validators(devnet::MultiDevOptions {
+                    home: a.home.unwrap_or_else(devnet::default_home),
+                    validators: usize::from(a.validators),
+                    listen: a.listen,
+                    p2p_port: a.p2p_port,
+                    block_ms: a.block_ms,
+                })
+                .await
+            }
             Command::Dev(a) => {
                 commands::dev(
                     a.home.unwrap_or_else(devnet::default_home),

@@ -74,33 +74,8 @@ pub fn tenant_key_path(out: &Path) -> PathBuf {
 }
 
 fn init(a: &InitArgs) -> Result<()> {
-    anyhow::ensure!(a.validators >= 1, "--validators must be at least 1");
-    let tenant = KeyFile::generate();
+    let (genesis, tenant) = write_network(a, Vec::new())?;
     let tenant_path = tenant_key_path(&a.out);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let ledger = Genesis {
-        chain_id: a.chain_id.clone(),
-        genesis_time_ms: now_ms,
-        params: Params::default(),
-        accounts: vec![GenesisAccount {
-            address: tenant.address(),
-            balances: Balances {
-                usd: units(1_000_000),
-                gpn: units(1_000_000),
-            },
-        }],
-    };
-    let keys: Vec<[u8; 32]> = (0..a.validators)
-        .map(|_| gpunet_node::generate_validator_key())
-        .collect();
-    let genesis =
-        gpunet_node::init_network(&a.out, ledger, &keys, a.p2p_port, a.api_port, a.block_ms)
-            .with_context(|| format!("writing the network under {}", a.out.display()))?;
-    tenant
-        .save_new(&tenant_path)
-        .with_context(|| format!("writing {}", tenant_path.display()))?;
     println!(
         "network {} with {} validators under {}",
         a.chain_id,
@@ -123,6 +98,45 @@ fn init(a: &InitArgs) -> Result<()> {
     Ok(())
 }
 
+/// What `gpunet node init` writes, with `extra` accounts funded at genesis besides the tenant
+/// (`gpunet dev --validators N` funds its provider this way). Returns the genesis and the
+/// tenant key, saved to [`tenant_key_path`].
+pub fn write_network(
+    a: &InitArgs,
+    extra: Vec<GenesisAccount>,
+) -> Result<(gpunet_node::NetworkGenesis, KeyFile)> {
+    anyhow::ensure!(a.validators >= 1, "--validators must be at least 1");
+    let tenant = KeyFile::generate();
+    let tenant_path = tenant_key_path(&a.out);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let ledger = Genesis {
+        chain_id: a.chain_id.clone(),
+        genesis_time_ms: now_ms,
+        params: Params::default(),
+        accounts: std::iter::once(GenesisAccount {
+            address: tenant.address(),
+            balances: Balances {
+                usd: units(1_000_000),
+                gpn: units(1_000_000),
+            },
+        })
+        .chain(extra)
+        .collect(),
+    };
+    let keys: Vec<[u8; 32]> = (0..a.validators)
+        .map(|_| gpunet_node::generate_validator_key())
+        .collect();
+    let genesis =
+        gpunet_node::init_network(&a.out, ledger, &keys, a.p2p_port, a.api_port, a.block_ms)
+            .with_context(|| format!("writing the network under {}", a.out.display()))?;
+    tenant
+        .save_new(&tenant_path)
+        .with_context(|| format!("writing {}", tenant_path.display()))?;
+    Ok((genesis, tenant))
+}
+
 async fn start(home: &Path) -> Result<()> {
     let v = gpunet_node::start_validator(home)
         .await
@@ -141,7 +155,7 @@ async fn start(home: &Path) -> Result<()> {
 }
 
 /// Ctrl-C or, on Unix, SIGTERM (what process supervisors and tests send).
-async fn wait_for_stop() {
+pub async fn wait_for_stop() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

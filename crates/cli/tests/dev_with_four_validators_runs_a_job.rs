@@ -1,0 +1,196 @@
+//! `gpunet dev --validators 4` as a process: four `gpunet node start` children on Malachite
+//! and a provider agent against validator 0. A job submitted through validator 2 runs to
+//! completion, and all four validators have the same state root at the height where it ended.
+//! SIGTERM to `gpunet dev` stops every validator.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gpunet::jobs;
+use gpunet::progress::Progress;
+use gpunet_api::node::LeaseState;
+use gpunet_client::{KeyFile, NodeClient};
+use gpunet_protocol::LeaseEndReason;
+use gpunet_protocol::jobspec::JobSpec;
+
+const HELLO: &str = include_str!("../../../examples/jobs/hello.yaml");
+const VALIDATORS: u16 = 4;
+/// Generous: the machine running tests may be busy compiling.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// A base port with `n` consecutive free ports after it.
+fn free_port_run(n: u16, avoid: &[u16]) -> u16 {
+    let seed = u16::try_from((std::process::id() + 977) % 2_000).expect("below 2000");
+    let mut base = 21_000 + seed * 8;
+    loop {
+        let free = (0..n).all(|i| {
+            !avoid.contains(&(base + i))
+                && TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], base + i))).is_ok()
+        });
+        if free {
+            return base;
+        }
+        base += n;
+        if base >= 60_000 {
+            base = 21_000;
+        }
+    }
+}
+
+/// Stops `gpunet dev` (SIGTERM, so it stops its validators too; SIGKILL after ten seconds) if
+/// the test fails before its own orderly stop.
+struct Dev(Option<Child>);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            terminate(&c);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn terminate(c: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
+}
+
+async fn wait_for_provider(client: &NodeClient) {
+    let start = Instant::now();
+    while client
+        .providers()
+        .await
+        .map(|p| p.providers.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(start.elapsed() < PATIENCE, "provider never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn root_at(http: &reqwest::Client, api: &str, h: u64) -> Option<String> {
+    let v: serde_json::Value = http
+        .get(format!("{api}/v1/blocks/{h}"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(v.get("state_root")?.as_str()?.to_owned())
+}
+
+fn logs_hint(home: &Path) -> String {
+    format!("see {}/node-*/node.log", home.display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dev_with_four_validators_runs_a_job_and_they_agree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("dev");
+    let api_base = free_port_run(VALIDATORS, &[]);
+    let p2p = free_port_run(
+        VALIDATORS,
+        &(api_base..api_base + VALIDATORS).collect::<Vec<_>>(),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_gpunet"))
+        .args(["dev", "--validators", "4", "--block-ms", "200", "--home"])
+        .arg(&home)
+        .args(["--listen", &format!("127.0.0.1:{api_base}")])
+        .args(["--p2p-port", &p2p.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn gpunet dev");
+    let mut dev = Dev(Some(child));
+    let apis: Vec<String> = (0..VALIDATORS)
+        .map(|i| format!("http://127.0.0.1:{}", api_base + i))
+        .collect();
+
+    // Every validator answers.
+    let deadline = Instant::now() + PATIENCE;
+    for api in &apis {
+        while NodeClient::new(api).status().await.is_err() {
+            if let Some(c) = dev.0.as_mut() {
+                assert!(
+                    matches!(c.try_wait(), Ok(None)),
+                    "gpunet dev exited early; {}",
+                    logs_hint(&home)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{api} never answered; {}",
+                logs_hint(&home)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // The job, through validator 2.
+    let tenant = KeyFile::load(&home.join("keys").join("tenant.json")).expect("tenant key");
+    let client = NodeClient::new(&apis[2]).with_signer(tenant.clone());
+    wait_for_provider(&client).await;
+    let spec = JobSpec::parse_yaml(HELLO).expect("example parses");
+    let followed = tokio::time::timeout(
+        PATIENCE,
+        jobs::submit_and_follow(&client, &tenant, &spec, true, &Progress::new(true)),
+    )
+    .await
+    .expect("the job finishes in time")
+    .expect("the job runs");
+    let lease = followed.lease.expect("the job got a lease");
+    assert_eq!(lease.state, LeaseState::Ended);
+    assert_eq!(lease.end_reason, Some(LeaseEndReason::Completed));
+
+    // The height validator 2 is at once the job ended: every validator reaches it with the
+    // same state root.
+    let h = client.status().await.expect("status").height;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
+    let mut roots = Vec::new();
+    for api in &apis {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(r) = root_at(&http, api, h).await {
+                roots.push(r);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{api} never reached height {h}; {}",
+                logs_hint(&home)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(
+        roots.windows(2).all(|w| w[0] == w[1]),
+        "state roots differ at height {h}: {roots:?}"
+    );
+
+    // SIGTERM to `gpunet dev` stops it and every validator.
+    let mut c = dev.0.take().expect("still running");
+    terminate(&c);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(c.try_wait(), Ok(None)) {
+        assert!(Instant::now() < deadline, "gpunet dev did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for api in &apis {
+        assert!(
+            NodeClient::new(api).status().await.is_err(),
+            "{api} still answers after gpunet dev stopped"
+        );
+    }
+}
