@@ -31,6 +31,8 @@ pub struct NodeClient {
     signer: Option<KeyFile>,
     /// The next nonce to use, once learned; `None` means ask the node.
     next_nonce: Mutex<Option<u64>>,
+    /// The chain id and minimum fee, fixed at genesis: learned once, on the first send.
+    chain: tokio::sync::OnceCell<(String, gpunet_protocol::Amount)>,
 }
 
 impl NodeClient {
@@ -44,6 +46,7 @@ impl NodeClient {
                 .expect("a plain HTTP client always builds"),
             signer: None,
             next_nonce: Mutex::new(None),
+            chain: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -177,8 +180,14 @@ impl NodeClient {
             ),
         })?;
         let mut cached = self.next_nonce.lock().await;
-        let status = self.status().await?;
-        let params = self.params().await?;
+        let (chain_id, fee) = self
+            .chain
+            .get_or_try_init(|| async {
+                let status = self.status().await?;
+                let params = self.params().await?;
+                Ok::<_, ClientError>((status.chain_id, params.min_tx_fee))
+            })
+            .await?;
         let mut retried = false;
         loop {
             let nonce = match *cached {
@@ -186,10 +195,10 @@ impl NodeClient {
                 None => self.account(&key.address()).await?.next_nonce,
             };
             let tx = TxBody {
-                chain_id: status.chain_id.clone(),
+                chain_id: chain_id.clone(),
                 signer: key.address(),
                 nonce,
-                fee: params.min_tx_fee,
+                fee: *fee,
                 msg: msg.clone(),
             }
             .sign(&key.key);

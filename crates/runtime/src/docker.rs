@@ -82,7 +82,8 @@ use crate::error::{DriverError, SpecError};
 use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
     ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, NetworkMode, PublishedPort, Usage,
-    WorkloadHandle, WorkloadSpec, log_path, logs_dir, outputs_dir, remove_work_dir, work_dir,
+    WorkloadHandle, WorkloadSpec, log_path, logs_dir, outputs_dir, remove_work_dir, request_stop,
+    work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -465,14 +466,7 @@ impl Driver for DockerDriver {
         if entry.outcome.borrow().is_some() {
             return Ok(());
         }
-        // The first stop's grace wins; later calls just wait for the same end.
-        entry.stop.send_if_modified(|requested| {
-            let first = requested.is_none();
-            if first {
-                *requested = Some(grace);
-            }
-            first
-        });
+        request_stop(&entry.stop, grace);
         wait_outcome(&entry, &handle.workload_id).await.map(|_| ())
     }
 

@@ -60,7 +60,7 @@ use crate::logs::{LogCap, read_chunk};
 use crate::sys::{self, ChildLimits};
 use crate::workload::{
     ExitOutcome, ExitReason, LogChunk, Usage, WorkloadHandle, WorkloadSpec, log_path, logs_dir,
-    outputs_dir, remove_work_dir, work_dir,
+    outputs_dir, remove_work_dir, request_stop, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -289,14 +289,7 @@ impl Driver for ProcessDriver {
         if entry.outcome.borrow().is_some() {
             return Ok(());
         }
-        // The first stop's grace wins; later calls just wait for the same end.
-        entry.stop.send_if_modified(|requested| {
-            let first = requested.is_none();
-            if first {
-                *requested = Some(grace);
-            }
-            first
-        });
+        request_stop(&entry.stop, grace);
         wait_outcome(&entry, &handle.workload_id).await.map(|_| ())
     }
 

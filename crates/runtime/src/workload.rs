@@ -387,6 +387,21 @@ pub struct LogChunk {
     pub finished: bool,
 }
 
+/// Asks a workload's supervisor to stop it. The first request's grace wins; later ones only wait
+/// for the same end.
+pub(crate) fn request_stop(
+    stop: &tokio::sync::watch::Sender<Option<std::time::Duration>>,
+    grace: std::time::Duration,
+) {
+    stop.send_if_modified(|requested| {
+        let first = requested.is_none();
+        if first {
+            *requested = Some(grace);
+        }
+        first
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
