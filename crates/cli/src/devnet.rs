@@ -342,6 +342,9 @@ impl MultiDevNet {
                 p2p_port: opts.p2p_port,
                 api_port: opts.listen.port(),
                 block_ms: opts.block_ms,
+                hosts: Vec::new(),
+                powers: Vec::new(),
+                providers: 0,
             };
             let provider_account = GenesisAccount {
                 address: provider.address(),

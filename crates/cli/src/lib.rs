@@ -9,6 +9,7 @@ pub mod devnet;
 pub mod jobs;
 pub mod nodecmd;
 pub mod progress;
+pub mod providercmd;
 
 use std::path::PathBuf;
 

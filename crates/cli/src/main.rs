@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use gpunet::{bench, commands, devnet, nodecmd};
+use gpunet::{bench, commands, devnet, nodecmd, providercmd};
 
 const ABOUT: &str = "gpunet — an open marketplace for GPU compute.
 
@@ -50,6 +50,9 @@ enum Command {
     /// A network of validators on the Malachite BFT engine: init, start.
     #[command(subcommand)]
     Node(nodecmd::NodeCmd),
+    /// Offer this machine's capacity to a network: run the provider agent.
+    #[command(subcommand)]
+    Provider(providercmd::ProviderCmd),
     /// Measure performance; figures are printed and written to a file.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -139,6 +142,7 @@ fn main() -> ExitCode {
             Command::Wallet(c) => commands::wallet(c).await,
             Command::Market(c) => commands::market(c).await,
             Command::Node(c) => nodecmd::run(c).await,
+            Command::Provider(c) => providercmd::run(c).await,
             Command::Bench(c) => bench::run(c).await,
         }
     });

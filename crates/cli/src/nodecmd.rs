@@ -1,8 +1,8 @@
 //! `gpunet node`: create a network of validators on this machine and run one of them.
 //!
 //! `gpunet node init --validators 4 --out DIR` writes `DIR/node-<i>/` for each validator (the
-//! shared genesis, its key, which validator it is) and `DIR/keys/tenant.json`, a key funded at
-//! genesis. `gpunet node start --home DIR/node-<i>` runs that validator on the Malachite BFT
+//! shared genesis, its key, which validator it is), `DIR/keys/tenant.json`, a key funded at
+//! genesis, and with `--providers N` funded provider keys `DIR/keys/provider-<i>.json`. `gpunet node start --home DIR/node-<i>` runs that validator on the Malachite BFT
 //! engine with its HTTP API until Ctrl-C or SIGTERM.
 
 use std::path::{Path, PathBuf};
@@ -18,22 +18,42 @@ pub const DEFAULT_NETWORK_CHAIN_ID: &str = "gpunet-local";
 
 #[derive(Subcommand)]
 pub enum NodeCmd {
-    /// Write the homes of a network of validators on this machine (127.0.0.1, distinct ports)
-    /// and a tenant key funded at genesis.
+    /// Write the homes of a network of validators (on this machine by default: 127.0.0.1,
+    /// distinct ports; or on the hosts you name) and keys funded at genesis.
     ///
     /// Example: gpunet node init --validators 4 --out /tmp/gpunet-net
+    /// Example: gpunet node init --validators 4 --hosts validator-0,validator-1,validator-2,validator-3 --providers 2 --out ./net
     Init(InitArgs),
     /// Run one validator (consensus, store, HTTP API) from its home until Ctrl-C.
     ///
     /// Example: gpunet node start --home /tmp/gpunet-net/node-0
     Start(StartArgs),
+    /// Show what a node reports: chain, height, state root, orderer, mempool.
+    ///
+    /// Example: gpunet node status --api http://127.0.0.1:8651 --json
+    Status {
+        #[command(flatten)]
+        conn: crate::Conn,
+    },
 }
 
 #[derive(Args)]
 pub struct InitArgs {
-    /// How many validators; each votes with power 1. Four tolerate one failure.
+    /// How many validators. Four with equal power tolerate one failure.
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
+    /// Where validator i is reached: one IP address or DNS name per validator, comma-separated
+    /// (e.g. container names on a private Docker network). Default: 127.0.0.1 for all.
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Voting power of validator i, comma-separated. Default: 1 each. Blocks need the votes of
+    /// more than two thirds of the total power; proposers take turns in proportion to power.
+    #[arg(long, value_delimiter = ',')]
+    pub powers: Vec<u64>,
+    /// Also write this many provider keys, keys/provider-<i>.json, funded at genesis with
+    /// 1,000 gpn (stake and fees) for `gpunet provider start`.
+    #[arg(long, default_value_t = 0)]
+    pub providers: usize,
     /// Directory to write `node-<i>/` and `keys/` into; must not hold a network already.
     #[arg(long)]
     pub out: PathBuf,
@@ -55,12 +75,26 @@ pub struct StartArgs {
     /// The validator's home, as written by `gpunet node init`.
     #[arg(long)]
     pub home: PathBuf,
+    /// Misbehave on purpose, for tests of the network's defences (`invalid-proposals`: every
+    /// block this validator proposes carries a forged transfer). Never on a real network.
+    #[arg(long, hide = true, value_parser = parse_fault)]
+    pub fault: Option<gpunet_node::Fault>,
+}
+
+fn parse_fault(s: &str) -> Result<gpunet_node::Fault, String> {
+    match s {
+        "invalid-proposals" => Ok(gpunet_node::Fault::InvalidProposals),
+        other => Err(format!(
+            "unknown fault {other:?}; the one fault is invalid-proposals"
+        )),
+    }
 }
 
 pub async fn run(cmd: NodeCmd) -> Result<()> {
     match cmd {
         NodeCmd::Init(a) => init(&a),
-        NodeCmd::Start(a) => start(&a.home).await,
+        NodeCmd::Start(a) => start(&a.home, a.fault).await,
+        NodeCmd::Status { conn } => status(&conn).await,
     }
 }
 
@@ -71,6 +105,11 @@ fn units(n: u64) -> Amount {
 /// Path of the funded tenant key under an `init` output directory.
 pub fn tenant_key_path(out: &Path) -> PathBuf {
     out.join("keys").join("tenant.json")
+}
+
+/// Path of funded provider key `i` under an `init` output directory.
+pub fn provider_key_path(out: &Path, i: usize) -> PathBuf {
+    out.join("keys").join(format!("provider-{i}.json"))
 }
 
 fn init(a: &InitArgs) -> Result<()> {
@@ -95,6 +134,12 @@ fn init(a: &InitArgs) -> Result<()> {
         tenant_path.display(),
         tenant.address()
     );
+    for i in 0..a.providers {
+        println!(
+            "funded provider key: {}",
+            provider_key_path(&a.out, i).display()
+        );
+    }
     Ok(())
 }
 
@@ -106,6 +151,8 @@ pub fn write_network(
     extra: Vec<GenesisAccount>,
 ) -> Result<(gpunet_node::NetworkGenesis, KeyFile)> {
     anyhow::ensure!(a.validators >= 1, "--validators must be at least 1");
+    let layout = layout(a)?;
+    let providers: Vec<KeyFile> = (0..a.providers).map(|_| KeyFile::generate()).collect();
     let tenant = KeyFile::generate();
     let tenant_path = tenant_key_path(&a.out);
     let now_ms = std::time::SystemTime::now()
@@ -122,23 +169,61 @@ pub fn write_network(
                 gpn: units(1_000_000),
             },
         })
+        .chain(providers.iter().map(|p| GenesisAccount {
+            address: p.address(),
+            balances: Balances {
+                usd: Amount::ZERO,
+                gpn: units(1_000),
+            },
+        }))
         .chain(extra)
         .collect(),
     };
     let keys: Vec<[u8; 32]> = (0..a.validators)
         .map(|_| gpunet_node::generate_validator_key())
         .collect();
-    let genesis =
-        gpunet_node::init_network(&a.out, ledger, &keys, a.p2p_port, a.api_port, a.block_ms)
-            .with_context(|| format!("writing the network under {}", a.out.display()))?;
+    let genesis = gpunet_node::init_network_with(
+        &a.out, ledger, &keys, &layout, a.p2p_port, a.api_port, a.block_ms,
+    )
+    .with_context(|| format!("writing the network under {}", a.out.display()))?;
     tenant
         .save_new(&tenant_path)
         .with_context(|| format!("writing {}", tenant_path.display()))?;
+    for (i, p) in providers.iter().enumerate() {
+        let path = provider_key_path(&a.out, i);
+        p.save_new(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok((genesis, tenant))
 }
 
-async fn start(home: &Path) -> Result<()> {
-    let v = gpunet_node::start_validator(home)
+/// Each validator's host and power from `--hosts` and `--powers` (defaults: 127.0.0.1, 1).
+fn layout(a: &InitArgs) -> Result<Vec<gpunet_node::ValidatorLayout>> {
+    let n = a.validators;
+    anyhow::ensure!(
+        a.hosts.is_empty() || a.hosts.len() == n,
+        "--hosts names {} hosts for {n} validators; give one per validator, comma-separated",
+        a.hosts.len()
+    );
+    anyhow::ensure!(
+        a.powers.is_empty() || a.powers.len() == n,
+        "--powers gives {} powers for {n} validators; give one per validator, comma-separated",
+        a.powers.len()
+    );
+    Ok((0..n)
+        .map(|i| gpunet_node::ValidatorLayout {
+            host: a
+                .hosts
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".to_owned()),
+            voting_power: a.powers.get(i).copied().unwrap_or(1),
+        })
+        .collect())
+}
+
+async fn start(home: &Path, fault: Option<gpunet_node::Fault>) -> Result<()> {
+    let v = gpunet_node::start_validator_with(home, fault)
         .await
         .with_context(|| format!("starting the validator in {}", home.display()))?;
     let me = &v.genesis.validators[v.index];
@@ -151,6 +236,26 @@ async fn start(home: &Path) -> Result<()> {
     );
     wait_for_stop().await;
     v.shutdown().await;
+    Ok(())
+}
+
+async fn status(conn: &crate::Conn) -> Result<()> {
+    let api = conn
+        .api
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", crate::devnet::DEFAULT_DEV_LISTEN));
+    let s = gpunet_client::NodeClient::new(&api)
+        .status()
+        .await
+        .with_context(|| format!("asking {api} for its status; is the node running there?"))?;
+    if conn.json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        println!(
+            "{api}: chain {} height {} state root {} ({} orderer, {} txs waiting)",
+            s.chain_id, s.height, s.state_root, s.orderer, s.mempool_size
+        );
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@
 //! Architecture Invariant: nothing is published (to readers, the mempool or subscribers) before
 //! the store has made it durable; a failed store write stops block production.
 
+mod addr;
 mod chain;
 mod error;
 mod http;
@@ -34,18 +35,20 @@ use gpunet_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use addr::{HostPort, HostPortError};
 pub use chain::CommitError;
 pub use error::NodeError;
 pub use http::ApiDoc;
 pub use malachite::{
-    CERTS_FILE, MalachiteConfig, MalachiteConfigError, MalachiteOrderer, ValidatorEntry, WAL_FILE,
+    CERTS_FILE, Fault, MalachiteConfig, MalachiteConfigError, MalachiteOrderer, ValidatorEntry,
+    WAL_FILE,
 };
 pub use mempool::{Mempool, MempoolLimits};
 pub use orderer::{ChainTip, Orderer, OrdererContext, OrdererError, SoloOrderer};
 pub use validator::{
     GENESIS_FILE, GenesisValidator, KEY_FILE, NetworkGenesis, VALIDATOR_FILE, ValidatorError,
-    ValidatorFile, ValidatorHandle, generate_validator_key, init_network, start_validator,
-    validator_home,
+    ValidatorFile, ValidatorHandle, ValidatorLayout, generate_validator_key, init_network,
+    init_network_with, start_validator, start_validator_with, validator_home,
 };
 
 use chain::{Committer, Shared, Tip};

@@ -16,6 +16,7 @@ const TXS_APPLIED: &str = "gpunet_txs_applied_total";
 const TXS_REJECTED: &str = "gpunet_txs_rejected_total";
 const MEMPOOL_SIZE: &str = "gpunet_mempool_size";
 const BLOCK_APPLY_SECONDS: &str = "gpunet_block_apply_seconds";
+const PROPOSALS_REFUSED: &str = "gpunet_consensus_proposals_refused_total";
 
 /// Bucket bounds of the block apply time histogram, in seconds.
 const APPLY_BUCKETS_SECONDS: &[f64] = &[
@@ -69,6 +70,10 @@ impl NodeMetrics {
                 "Transactions rejected, by stage (mempool, block) and rejection name."
             );
             metrics::describe_gauge!(MEMPOOL_SIZE, "Transactions waiting in the mempool.");
+            metrics::describe_counter!(
+                PROPOSALS_REFUSED,
+                "Blocks proposed by other validators that this node found invalid and voted nil on."
+            );
             metrics::describe_histogram!(
                 BLOCK_APPLY_SECONDS,
                 metrics::Unit::Seconds,
@@ -76,6 +81,7 @@ impl NodeMetrics {
             );
             metrics::counter!(BLOCKS_PRODUCED).absolute(0);
             metrics::counter!(TXS_APPLIED).absolute(0);
+            metrics::counter!(PROPOSALS_REFUSED).absolute(0);
             metrics::gauge!(MEMPOOL_SIZE).set(0.0);
         });
         m
@@ -96,6 +102,11 @@ impl NodeMetrics {
 
     pub(crate) fn observe_apply(&self, took: Duration) {
         self.with(|| metrics::histogram!(BLOCK_APPLY_SECONDS).record(took.as_secs_f64()));
+    }
+
+    /// A proposal from another validator was invalid; this node voted nil.
+    pub(crate) fn proposal_refused(&self) {
+        self.with(|| metrics::counter!(PROPOSALS_REFUSED).increment(1));
     }
 
     pub(crate) fn rejected(&self, stage: Stage, rejection: Rejection) {

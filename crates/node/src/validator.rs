@@ -14,7 +14,6 @@
 //! validators a marketplace runs.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::addr::HostPort;
 use crate::chain::Shared;
-use crate::malachite::{MalachiteConfig, MalachiteOrderer, ValidatorEntry};
+use crate::malachite::{Fault, MalachiteConfig, MalachiteOrderer, ValidatorEntry};
 use crate::{MempoolLimits, NodeConfig, NodeError, NodeHandle};
 
 /// The network's shared genesis, identical in every validator's home.
@@ -53,10 +53,11 @@ pub struct GenesisValidator {
     /// ed25519 consensus key, hex.
     pub public_key: String,
     pub voting_power: u64,
-    /// Where it listens for consensus peers.
-    pub p2p: SocketAddr,
-    /// Where its HTTP API listens (transactions are forwarded there).
-    pub api: SocketAddr,
+    /// Where peers reach it for consensus: `IP:port` or `name:port` (DNS, resolved at every
+    /// dial). It listens on that IP, or on every interface when the host is a name.
+    pub p2p: HostPort,
+    /// Where its HTTP API is reached (transactions are forwarded there); listens like `p2p`.
+    pub api: HostPort,
 }
 
 /// The genesis of a network of validators.
@@ -117,10 +118,9 @@ pub fn validator_home(out: &Path, index: usize) -> PathBuf {
     out.join(format!("node-{index}"))
 }
 
-/// Writes a network of `keys.len()` validators under `out`: `out/node-<i>/` with the shared
-/// genesis, the key and the validator file. Validator `i` listens for peers on
-/// `127.0.0.1:(p2p_base_port + i)` and serves its API on `127.0.0.1:(api_base_port + i)`.
-/// Every validator gets voting power 1. Refuses to overwrite an existing home.
+/// Writes a network of `keys.len()` validators on this machine under `out`: validator `i`
+/// listens for peers on `127.0.0.1:(p2p_base_port + i)` and serves its API on
+/// `127.0.0.1:(api_base_port + i)`, with voting power 1. See [`init_network_with`].
 pub fn init_network(
     out: &Path,
     ledger: Genesis,
@@ -129,6 +129,71 @@ pub fn init_network(
     api_base_port: u16,
     block_ms: u64,
 ) -> Result<NetworkGenesis, ValidatorError> {
+    let localhost = "127.0.0.1".to_owned();
+    let validators: Vec<ValidatorLayout> = (0..keys.len())
+        .map(|_| ValidatorLayout {
+            host: localhost.clone(),
+            voting_power: 1,
+        })
+        .collect();
+    init_network_with(
+        out,
+        ledger,
+        keys,
+        &validators,
+        p2p_base_port,
+        api_base_port,
+        block_ms,
+    )
+}
+
+/// Where one validator of a new network is reached and how much it weighs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatorLayout {
+    /// IP address or DNS name (e.g. a container's name on a private Docker network).
+    pub host: String,
+    pub voting_power: u64,
+}
+
+/// Writes a network of `keys.len()` validators under `out`: `out/node-<i>/` with the shared
+/// genesis, the key and the validator file. Validator `i` is reached for consensus at
+/// `layout[i].host:(p2p_base_port + i)` and for its API at `layout[i].host:(api_base_port + i)`.
+/// Refuses to overwrite an existing home, a layout of another length than `keys`, a host that
+/// is not an IP address or DNS name, and a validator set without power.
+pub fn init_network_with(
+    out: &Path,
+    ledger: Genesis,
+    keys: &[[u8; 32]],
+    layout: &[ValidatorLayout],
+    p2p_base_port: u16,
+    api_base_port: u16,
+    block_ms: u64,
+) -> Result<NetworkGenesis, ValidatorError> {
+    let invalid = |why: String| ValidatorError::Invalid {
+        path: out.to_path_buf(),
+        why,
+    };
+    if layout.len() != keys.len() {
+        return Err(invalid(format!(
+            "{} hosts or powers for {} validators",
+            layout.len(),
+            keys.len()
+        )));
+    }
+    if let Some(i) = layout.iter().position(|v| v.voting_power == 0) {
+        return Err(invalid(format!(
+            "validator {i} has voting power 0; every validator needs at least 1"
+        )));
+    }
+    if layout
+        .iter()
+        .try_fold(0u64, |sum, v| sum.checked_add(v.voting_power))
+        .is_none()
+    {
+        return Err(invalid(
+            "the voting powers add up to more than 2^64".to_owned(),
+        ));
+    }
     let port = |base: u16, i: usize| {
         u16::try_from(i)
             .ok()
@@ -139,13 +204,18 @@ pub fn init_network(
             })
     };
     let mut validators = Vec::with_capacity(keys.len());
-    for (i, key) in keys.iter().enumerate() {
+    for (i, (key, v)) in keys.iter().zip(layout).enumerate() {
+        let at = |port: u16| {
+            format!("{}:{port}", v.host)
+                .parse::<HostPort>()
+                .map_err(|e| invalid(format!("validator {i}: {e}")))
+        };
         validators.push(GenesisValidator {
             name: format!("node-{i}"),
             public_key: hex::encode(MalachiteConfig::public_key_of(*key)),
-            voting_power: 1,
-            p2p: SocketAddr::from(([127, 0, 0, 1], port(p2p_base_port, i)?)),
-            api: SocketAddr::from(([127, 0, 0, 1], port(api_base_port, i)?)),
+            voting_power: v.voting_power,
+            p2p: at(port(p2p_base_port, i)?)?,
+            api: at(port(api_base_port, i)?)?,
         });
     }
     let genesis = NetworkGenesis {
@@ -239,6 +309,20 @@ impl ValidatorHandle {
 
 /// Starts the validator whose home is `home` (written by [`init_network`]).
 pub async fn start_validator(home: &Path) -> Result<ValidatorHandle, ValidatorError> {
+    start_validator_with(home, None).await
+}
+
+/// [`start_validator`], misbehaving as `fault` says (for tests of the network's defences).
+pub async fn start_validator_with(
+    home: &Path,
+    fault: Option<Fault>,
+) -> Result<ValidatorHandle, ValidatorError> {
+    if let Some(fault) = fault {
+        tracing::warn!(
+            ?fault,
+            "FAULT INJECTION: this validator will misbehave on purpose; never do this on a real network"
+        );
+    }
     let genesis: NetworkGenesis = read_json(&home.join(GENESIS_FILE))?;
     let ValidatorFile { index } = read_json(&home.join(VALIDATOR_FILE))?;
     let key_path = home.join(KEY_FILE);
@@ -273,16 +357,17 @@ pub async fn start_validator(home: &Path) -> Result<ValidatorHandle, ValidatorEr
         moniker: me.name.clone(),
         secret_key,
         validators,
-        p2p_listen: me.p2p,
-        peers: others.iter().map(|v| v.p2p).collect(),
+        p2p_listen: me.p2p.listen_addr(),
+        peers: others.iter().map(|v| v.p2p.clone()).collect(),
         block_ms: genesis.block_ms,
         max_txs_per_block: mempool.max_txs_per_block,
         propose_timeout: Duration::from_secs(2),
+        fault,
     })?;
     let node = crate::start_with_orderer(
         NodeConfig {
             home: home.to_path_buf(),
-            listen: me.api,
+            listen: me.api.listen_addr(),
             block_ms: genesis.block_ms,
             genesis: genesis.ledger.clone(),
             mempool,
@@ -291,7 +376,7 @@ pub async fn start_validator(home: &Path) -> Result<ValidatorHandle, ValidatorEr
     )
     .await?;
     let (stop_forwarder, stop) = watch::channel(false);
-    let peer_apis = others.iter().map(|v| v.api).collect();
+    let peer_apis = others.iter().map(|v| v.api.http_url()).collect();
     let forwarder = tokio::spawn(forward_txs(Arc::clone(&node.shared), peer_apis, stop));
     Ok(ValidatorHandle {
         node,
@@ -304,7 +389,7 @@ pub async fn start_validator(home: &Path) -> Result<ValidatorHandle, ValidatorEr
 
 /// Sends every transaction this node's mempool admits, once, to every peer's API. A peer that
 /// is down misses it; the transaction still waits here until this validator proposes.
-async fn forward_txs(shared: Arc<Shared>, peers: Vec<SocketAddr>, mut stop: watch::Receiver<bool>) {
+async fn forward_txs(shared: Arc<Shared>, peers: Vec<String>, mut stop: watch::Receiver<bool>) {
     let client = match reqwest::Client::builder().timeout(FORWARD_TIMEOUT).build() {
         Ok(c) => c,
         Err(e) => {
@@ -312,7 +397,7 @@ async fn forward_txs(shared: Arc<Shared>, peers: Vec<SocketAddr>, mut stop: watc
             return;
         }
     };
-    let urls: Vec<String> = peers.iter().map(|a| format!("http://{a}/v1/txs")).collect();
+    let urls: Vec<String> = peers.iter().map(|base| format!("{base}/v1/txs")).collect();
     let mut seen: BTreeSet<Hash> = BTreeSet::new();
     let mut order: VecDeque<Hash> = VecDeque::new();
     loop {

@@ -82,6 +82,8 @@ pub(crate) struct App {
     /// Parts for heights not started yet, checked when their round starts.
     pub future: BTreeMap<(Height, Round), Vec<BlockPart>>,
     pub last_commit: Instant,
+    /// Test-only misbehaviour, with the key the forgeries are signed with.
+    pub fault: Option<(super::Fault, [u8; 32])>,
 }
 
 impl App {
@@ -148,10 +150,13 @@ impl App {
                     tracing::warn!(%height, tip = tip.height, "asked to propose off the tip");
                     return Ok(());
                 }
-                let block = tip.propose(
+                let mut block = tip.propose(
                     self.ctx.pending_txs(self.max_txs_per_block),
                     wall_clock_ms(),
                 );
+                if let Some((super::Fault::InvalidProposals, key)) = self.fault {
+                    forge_theft(&self.shared.tip(), &mut block, key);
+                }
                 let id = BlockId(block.header.hash().0);
                 let bytes = borsh::to_vec(&block).expect("borsh encoding into a Vec cannot fail");
                 tracing::debug!(%height, %round, txs = block.txs.len(), block_id = %id, "proposing");
@@ -361,6 +366,7 @@ impl App {
             Ok(Ok(())) => Validity::Valid,
             Ok(Err(why)) => {
                 tracing::warn!(%why, "voting nil on an invalid block");
+                self.shared.metrics.proposal_refused();
                 Validity::Invalid
             }
             Err(e) => {
@@ -408,6 +414,42 @@ impl App {
         }
         out
     }
+}
+
+/// Fault injection ([`super::Fault::InvalidProposals`]): appends to `block` a transfer of the
+/// richest account's dollars to the key's own account, signed with that key rather than the
+/// owner's. Honest validators must refuse the block (bad signature).
+fn forge_theft(tip: &Tip, block: &mut Block, key: [u8; 32]) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&key);
+    let thief = gpunet_protocol::Address::from_key(&key.verifying_key());
+    let Some((victim, account)) = tip
+        .state
+        .accounts
+        .iter()
+        .filter(|(a, _)| **a != thief)
+        .max_by_key(|(_, acc)| acc.balances.usd)
+    else {
+        return;
+    };
+    let forged = gpunet_protocol::TxBody {
+        chain_id: tip.state.chain_id.clone(),
+        signer: *victim,
+        nonce: account.nonce,
+        fee: tip.state.params.min_tx_fee,
+        msg: gpunet_protocol::Msg::Transfer {
+            to: thief,
+            denom: gpunet_protocol::Denom::Usd,
+            amount: account.balances.usd,
+        },
+    }
+    .sign(&key);
+    tracing::warn!(
+        height = block.header.height,
+        %victim,
+        "FAULT INJECTION: proposing a block with a forged transfer"
+    );
+    block.txs.push(forged);
+    block.header.txs_hash = Block::txs_hash(&block.txs);
 }
 
 /// Sends one part and the end of its stream. The stream id is (height, round), unique per

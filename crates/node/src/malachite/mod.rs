@@ -38,6 +38,7 @@ use malachitebft_signing_ed25519::{PrivateKey, PublicKey};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::addr::HostPort;
 use crate::orderer::{Orderer, OrdererContext, OrdererError};
 use app::{App, DecidedBlock};
 use certs::CertStore;
@@ -72,13 +73,26 @@ pub struct MalachiteConfig {
     pub validators: Vec<ValidatorEntry>,
     /// Where this validator listens for peers (TCP).
     pub p2p_listen: SocketAddr,
-    /// The other validators' p2p addresses; kept connected.
-    pub peers: Vec<SocketAddr>,
+    /// The other validators' p2p addresses (IPs or DNS names, resolved at every dial); kept
+    /// connected, and dialled again after a disconnection.
+    pub peers: Vec<HostPort>,
     /// Least time between blocks, in milliseconds.
     pub block_ms: u64,
     pub max_txs_per_block: usize,
     /// Time a round waits for a proposal before it moves on (grows by half a second a round).
     pub propose_timeout: Duration,
+    /// Misbehaviour to inject, for tests of the network's defences only.
+    pub fault: Option<Fault>,
+}
+
+/// Misbehaviour a validator can be told to show, so tests can check that the others refuse
+/// it. Never set on a real network: `gpunet node start` accepts it only through a hidden flag
+/// and logs a warning at every faulty act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Every block this validator proposes carries a forged transfer: the richest account's
+    /// dollars sent to the validator, signed with the validator's key instead of the owner's.
+    InvalidProposals,
 }
 
 /// Why a Malachite orderer could not be set up.
@@ -188,7 +202,12 @@ impl MalachiteOrderer {
 
         let mut consensus = ConsensusConfig::default();
         consensus.p2p.listen_addr = tcp_multiaddr(cfg.p2p_listen);
-        consensus.p2p.persistent_peers = cfg.peers.iter().copied().map(tcp_multiaddr).collect();
+        consensus.p2p.persistent_peers = cfg
+            .peers
+            .iter()
+            .map(|p| p.multiaddr().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| stopped(format!("peer address: {e}")))?;
         let value_sync = ValueSyncConfig {
             status_update_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
@@ -244,6 +263,7 @@ impl MalachiteOrderer {
             blocks: BTreeMap::new(),
             future: BTreeMap::new(),
             last_commit: tokio::time::Instant::now(),
+            fault: cfg.fault.map(|f| (f, cfg.secret_key)),
         };
         let app_task = tokio::spawn(async move {
             if let Err(e) = app.run(channels).await {
@@ -305,8 +325,8 @@ impl Orderer for MalachiteOrderer {
 
 /// `/ip4/A/tcp/P` (or `/ip6/…`) for a socket address.
 fn tcp_multiaddr(addr: SocketAddr) -> Multiaddr {
-    let proto = if addr.is_ipv4() { "ip4" } else { "ip6" };
-    format!("/{proto}/{}/tcp/{}", addr.ip(), addr.port())
+    HostPort::new_ip(addr)
+        .multiaddr()
         .parse()
         .expect("an IP address and port always form a multiaddr")
 }

@@ -1,0 +1,132 @@
+//! `gpunet provider start`: run the provider agent on this machine against any node of a
+//! network — discover the machine, register (locking stake), bid on orders it can serve, run
+//! the workloads and get paid — until Ctrl-C or SIGTERM.
+//!
+//! `gpunet dev` runs an agent inside its own process; this is the same agent on its own, for a
+//! machine that joins a network run elsewhere (`gpunet node`, `deploy/cluster/`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use gpunet_agent::{AgentConfig, Pricing, Retention};
+use gpunet_client::KeyFile;
+use gpunet_protocol::Amount;
+
+#[derive(Subcommand)]
+pub enum ProviderCmd {
+    /// Run the provider agent until Ctrl-C: register this machine with the network, bid on
+    /// orders it can run, run the workloads and report them. The key's account must hold the
+    /// stake (gpn) and fees; `gpunet node init --providers N` funds N provider keys at genesis.
+    ///
+    /// Example: gpunet provider start --api http://127.0.0.1:8650 --key provider.json --data /var/lib/gpunet-provider
+    /// Example: gpunet provider start --api http://validator-0:8650 --key /net/keys/provider-0.json --listen 0.0.0.0:8700 --endpoint http://provider-0:8700
+    Start(StartArgs),
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// Node API URL (any validator of the network).
+    #[arg(long, env = "GPUNET_API")]
+    pub api: String,
+    /// The provider's account key (pays the stake and the fees, receives the earnings).
+    #[arg(long, env = "GPUNET_KEY")]
+    pub key: PathBuf,
+    /// Where lease records, logs, outputs and the encryption key live; a restart with the same
+    /// directory resumes running workloads.
+    #[arg(long, default_value = "gpunet-provider")]
+    pub data: PathBuf,
+    /// Where the agent serves tenants (manifests, logs, outputs).
+    #[arg(long, default_value = "127.0.0.1:8700")]
+    pub listen: SocketAddr,
+    /// URL tenants reach the agent at, registered on chain. Default: http://<--listen>; needed
+    /// when listening on 0.0.0.0.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Region registered on chain.
+    #[arg(long, default_value = "local")]
+    pub region: String,
+    /// Stake locked at registration, in gpn.
+    #[arg(long, default_value = "100")]
+    pub stake: String,
+    /// Price per CPU core-hour, in usd.
+    #[arg(long, default_value = "0.10")]
+    pub cpu_hour: String,
+    /// Price per GiB of memory per hour, in usd.
+    #[arg(long, default_value = "0.01")]
+    pub gib_hour: String,
+    /// Price per GPU-hour, in usd.
+    #[arg(long, default_value = "2.00")]
+    pub gpu_hour: String,
+    /// Do not offer the docker runtime even when a Docker Engine answers.
+    #[arg(long)]
+    pub no_docker: bool,
+}
+
+fn amount(flag: &str, value: &str) -> Result<Amount> {
+    Amount::parse_decimal(value)
+        .with_context(|| format!("--{flag} {value:?}: write a decimal amount like 0.25"))
+}
+
+pub async fn run(cmd: ProviderCmd) -> Result<()> {
+    match cmd {
+        ProviderCmd::Start(a) => start(a).await,
+    }
+}
+
+async fn start(a: StartArgs) -> Result<()> {
+    if a.endpoint.is_none() && a.listen.ip().is_unspecified() {
+        bail!(
+            "--listen {} is every interface, so tenants cannot be told where to connect: \
+             add --endpoint http://<this machine's name or address>:{}",
+            a.listen,
+            a.listen.port()
+        );
+    }
+    let key = KeyFile::load(&a.key).with_context(|| {
+        format!(
+            "cannot read the provider key {}; make one with `gpunet wallet new --out {}` and fund it with gpn",
+            a.key.display(),
+            a.key.display()
+        )
+    })?;
+    let pricing = Pricing {
+        per_cpu_hour: amount("cpu-hour", &a.cpu_hour)?,
+        per_gib_memory_hour: amount("gib-hour", &a.gib_hour)?,
+        default_per_gpu_hour: amount("gpu-hour", &a.gpu_hour)?,
+        ..Pricing::default()
+    };
+    let mut drivers: Vec<Arc<dyn gpunet_runtime::Driver>> =
+        vec![Arc::new(gpunet_runtime::ProcessDriver::new())];
+    if !a.no_docker {
+        // Fingerprinted at start: offered only when the engine answers.
+        drivers.push(Arc::new(gpunet_runtime::DockerDriver::new()));
+    }
+    let agent = gpunet_agent::start(AgentConfig {
+        node_api: a.api.clone(),
+        key,
+        data_dir: a.data.clone(),
+        listen: a.listen,
+        public_endpoint: a.endpoint.clone(),
+        region: a.region.clone(),
+        pricing,
+        stake: amount("stake", &a.stake)?,
+        drivers,
+        retention: Retention::default(),
+    })
+    .await
+    .with_context(|| format!("starting the provider agent against {}", a.api))?;
+    let runtimes: Vec<&str> = agent.runtimes().iter().map(|r| r.as_str()).collect();
+    println!(
+        "provider {} registered: serving tenants at {}, runtimes {}, following {}",
+        agent.address(),
+        agent.endpoint(),
+        runtimes.join(", "),
+        a.api
+    );
+    crate::nodecmd::wait_for_stop().await;
+    agent.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,541 @@
+//! The network as `deploy/cluster/cluster.sh` runs it: 4 validators, 2 providers and a tenant,
+//! each in its own container on a private Docker network, the image built from this build's
+//! `gpunet` binary. Each test starts its own cluster (its own compose project and network):
+//!
+//! - a job runs end to end through the containers, and every validator has the same state root
+//!   at every height;
+//! - a stopped validator does not stop the others, and catches up to the same roots when it
+//!   starts again;
+//! - a 2–2 network partition decides nothing on either side and forks nothing; healed, the
+//!   network goes on;
+//! - a validator that proposes invalid blocks (the hidden `--fault invalid-proposals` flag) is
+//!   refused by the others, and its forged transfer never lands.
+//!
+//! The tests take turns (one cluster at a time: they share 2 cores in CI). Without a Docker
+//! Engine and docker-compose each test prints "skipped: …" and passes — unless
+//! `GPUNET_REQUIRE_DOCKER=1` (set by `.ci/run`), when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const VALIDATORS: usize = 4;
+/// Generous: the machine running tests may be busy compiling.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// One cluster at a time (each test has its own runtime; this lock works across them).
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn docker(args: &[&str]) -> Output {
+    run(Command::new("docker").args(args))
+}
+
+/// Runs `docker args` and panics with its output if it fails.
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Whether the engine and docker-compose are here; panics instead of skipping when
+/// `GPUNET_REQUIRE_DOCKER=1`.
+fn docker_available(test: &str) -> bool {
+    let engine = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let compose = Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if engine && compose {
+        return true;
+    }
+    let missing = if engine {
+        "docker-compose is not installed"
+    } else {
+        "no Docker Engine answers"
+    };
+    if std::env::var("GPUNET_REQUIRE_DOCKER").as_deref() == Ok("1") {
+        panic!(
+            "{test} needs Docker and docker-compose: {missing}\n\
+             (GPUNET_REQUIRE_DOCKER=1 is set, so the container tests may not be skipped)"
+        );
+    }
+    println!("skipped: {test}: {missing}; set GPUNET_REQUIRE_DOCKER=1 to make this fail");
+    false
+}
+
+/// A cluster started by `deploy/cluster/cluster.sh up`; purged (containers, network, files)
+/// when dropped.
+struct Cluster {
+    project: String,
+    dir: tempfile::TempDir,
+    extra_networks: Vec<String>,
+    extra_containers: Vec<String>,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    fn up(name: &str) -> Cluster {
+        let project = format!("gpunettest{}{name}", std::process::id());
+        let cluster = Cluster {
+            project,
+            dir: tempfile::tempdir().expect("tempdir"),
+            extra_networks: Vec::new(),
+            extra_containers: Vec::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("http client"),
+        };
+        let out = cluster.script(&["up"]);
+        assert!(
+            out.status.success(),
+            "cluster.sh up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    /// Runs `deploy/cluster/cluster.sh args` for this cluster.
+    fn script(&self, args: &[&str]) -> Output {
+        let api_port = free_port();
+        run(Command::new(repo_root().join("deploy/cluster/cluster.sh"))
+            .args(args)
+            .env("GPUNET_BIN", env!("CARGO_BIN_EXE_gpunet"))
+            .env("GPUNET_IMAGE", "gpunet:test")
+            .env("GPUNET_CLUSTER_DIR", self.dir.path())
+            .env("GPUNET_CLUSTER_PROJECT", &self.project)
+            .env("GPUNET_CLUSTER_API_PORT", api_port.to_string())
+            .env("GPUNET_LOG", "info"))
+    }
+
+    fn container(&self, service: &str) -> String {
+        format!("{}_{service}_1", self.project)
+    }
+
+    fn network(&self) -> String {
+        format!("{}_gpunet", self.project)
+    }
+
+    /// Validator `i`'s API, at its container's address on whichever network it is on now.
+    fn api(&self, i: usize) -> String {
+        let ips = docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            &self.container(&format!("validator-{i}")),
+        ]);
+        let ip = ips
+            .split_whitespace()
+            .next()
+            .unwrap_or("0.0.0.0")
+            .to_owned();
+        format!("http://{ip}:{}", 8650 + i)
+    }
+
+    async fn get(&self, i: usize, path: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api(i)))
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    async fn height(&self, i: usize) -> Option<u64> {
+        self.get(i, "/v1/status").await?.get("height")?.as_u64()
+    }
+
+    async fn heights(&self, nodes: &[usize]) -> Vec<Option<u64>> {
+        let mut hs = Vec::new();
+        for &i in nodes {
+            hs.push(self.height(i).await);
+        }
+        hs
+    }
+
+    async fn root_at(&self, i: usize, h: u64) -> Option<String> {
+        Some(
+            self.get(i, &format!("/v1/blocks/{h}"))
+                .await?
+                .get("state_root")?
+                .as_str()?
+                .to_owned(),
+        )
+    }
+
+    /// Waits until every node in `nodes` reports at least height `h`.
+    async fn wait_all_at_least(&self, nodes: &[usize], h: u64) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let hs = self.heights(nodes).await;
+            if hs.iter().all(|x| x.is_some_and(|x| x >= h)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "validators {nodes:?} did not all reach height {h} (they are at {hs:?}); logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    async fn max_height(&self, nodes: &[usize]) -> u64 {
+        self.heights(nodes)
+            .await
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every validator has a block at every height from 1 to `up_to`, with the same state root.
+    async fn assert_same_roots(&self, up_to: u64) {
+        let all: Vec<usize> = (0..VALIDATORS).collect();
+        self.wait_all_at_least(&all, up_to).await;
+        for h in 1..=up_to {
+            let mut roots = Vec::new();
+            for i in 0..VALIDATORS {
+                roots.push(self.root_at(i, h).await);
+            }
+            assert!(
+                roots.iter().all(Option::is_some) && roots.windows(2).all(|w| w[0] == w[1]),
+                "state roots differ or are missing at height {h}: {roots:?}"
+            );
+        }
+    }
+
+    fn logs(&self) -> String {
+        let out = self.script(&["logs", "--tail", "40"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A validator's Prometheus counter.
+    async fn metric(&self, i: usize, name: &str) -> Option<u64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.api(i)))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &self.extra_containers {
+            let _ = docker(&["rm", "-f", c]);
+        }
+        let out = self.script(&["purge"]);
+        if !out.status.success() {
+            eprintln!(
+                "cluster.sh purge failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for n in &self.extra_networks {
+            let _ = docker(&["network", "rm", n]);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_end_to_end_through_four_validators_in_containers() {
+    if !docker_available("a_job_runs_end_to_end_through_four_validators_in_containers") {
+        return;
+    }
+    let _turn = ONE_CLUSTER.lock().await;
+    let cluster = Cluster::up("job");
+
+    // The tenant container submits through validator-2; the providers follow validators 0
+    // and 1; the manifest and the logs travel between containers by name.
+    let hello = repo_root().join("examples/jobs/hello.yaml");
+    let hello = hello.to_str().expect("a UTF-8 path");
+    let out = cluster.script(&["job", hello, "--json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cluster.sh job failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    let result: Value = serde_json::from_str(&stdout).expect("job submit --json prints JSON");
+    assert_eq!(result["state"], "ended", "{result}");
+    assert_eq!(result["end_reason"], "completed", "{result}");
+    let job = result["job"].as_u64().expect("a job id");
+    let lease = cluster
+        .get(0, &format!("/v1/leases/{job}"))
+        .await
+        .expect("validator-0 serves the lease");
+    assert_eq!(lease["result"]["outcome"], "succeeded", "{lease}");
+    assert!(
+        lease["provider_endpoint"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("http://provider-")),
+        "leased to a provider container: {lease}"
+    );
+    let paid = lease["provider_earned"].as_str().expect("an amount");
+    assert_ne!(paid, "0.00", "the provider was paid: {lease}");
+
+    let logs = cluster.script(&["tenant", "job", "logs", &job.to_string()]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("wrote greeting.txt"),
+        "the tenant reads the job's logs from the provider's container: {}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+
+    let all: Vec<usize> = (0..VALIDATORS).collect();
+    let top = cluster.max_height(&all).await;
+    cluster.assert_same_roots(top).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_validator_does_not_stop_the_others_and_catches_up_when_restarted() {
+    if !docker_available("a_stopped_validator_does_not_stop_the_others_and_catches_up") {
+        return;
+    }
+    let _turn = ONE_CLUSTER.lock().await;
+    let cluster = Cluster::up("stop");
+    let all: Vec<usize> = (0..VALIDATORS).collect();
+    cluster.wait_all_at_least(&all, 3).await;
+
+    docker_ok(&["stop", "-t", "2", &cluster.container("validator-3")]);
+    let stopped_at = cluster.max_height(&[0, 1, 2]).await;
+    // Three of four (75% of the power) keep deciding blocks.
+    cluster.wait_all_at_least(&[0, 1, 2], stopped_at + 8).await;
+
+    docker_ok(&["start", &cluster.container("validator-3")]);
+    let target = cluster.max_height(&[0, 1, 2]).await;
+    cluster.wait_all_at_least(&[3], target).await;
+    cluster.assert_same_roots(target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_two_partition_decides_nothing_forks_nothing_and_heals() {
+    if !docker_available("a_two_two_partition_decides_nothing_forks_nothing_and_heals") {
+        return;
+    }
+    let _turn = ONE_CLUSTER.lock().await;
+    let mut cluster = Cluster::up("part");
+    let all: Vec<usize> = (0..VALIDATORS).collect();
+    cluster.wait_all_at_least(&all, 3).await;
+
+    // Validators 2 and 3 leave the cluster's network for one of their own, where they still
+    // reach each other by name: {0, 1} | {2, 3}, half the power on each side.
+    let side = format!("{}_side", cluster.project);
+    docker_ok(&["network", "create", &side]);
+    cluster.extra_networks.push(side.clone());
+    for i in [2, 3] {
+        let c = cluster.container(&format!("validator-{i}"));
+        let alias = format!("validator-{i}");
+        docker_ok(&["network", "disconnect", &cluster.network(), &c]);
+        docker_ok(&["network", "connect", "--alias", &alias, &side, &c]);
+    }
+    // A block that was being decided when the network split may still finish; after that,
+    // neither side has the two thirds a decision needs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = cluster.heights(&all).await;
+    assert!(
+        before.iter().all(Option::is_some),
+        "every validator still answers its API: {before:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = cluster.heights(&all).await;
+    assert_eq!(
+        before, after,
+        "a side with half the power decided a block during the partition"
+    );
+
+    // Heal: back on the cluster's network, by the same names.
+    for i in [2, 3] {
+        let c = cluster.container(&format!("validator-{i}"));
+        let alias = format!("validator-{i}");
+        docker_ok(&["network", "disconnect", &side, &c]);
+        docker_ok(&[
+            "network",
+            "connect",
+            "--alias",
+            &alias,
+            &cluster.network(),
+            &c,
+        ]);
+    }
+    let split_at = after.iter().flatten().copied().max().unwrap_or(0);
+    cluster.wait_all_at_least(&all, split_at + 5).await;
+    // No fork: one chain, the same roots everywhere, before, across and after the split.
+    cluster.assert_same_roots(split_at + 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_proposed_by_a_faulty_validator_are_refused() {
+    if !docker_available("blocks_proposed_by_a_faulty_validator_are_refused") {
+        return;
+    }
+    let _turn = ONE_CLUSTER.lock().await;
+    let mut cluster = Cluster::up("fault");
+    let all: Vec<usize> = (0..VALIDATORS).collect();
+    cluster.wait_all_at_least(&all, 2).await;
+    let tenant_before = tenant_usd(&cluster).await;
+
+    // Validator 3 comes back under the same name with the test-only fault flag: every block it
+    // proposes carries a transfer of the richest account's dollars to itself, forged.
+    let honest = cluster.container("validator-3");
+    docker_ok(&["stop", "-t", "2", &honest]);
+    let faulty = format!("{}_faulty-validator-3", cluster.project);
+    cluster.extra_containers.push(faulty.clone());
+    let net_dir = cluster.dir.path().join("net");
+    let mount = format!("{}:/net", net_dir.display());
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &faulty,
+        "--network",
+        &cluster.network(),
+        "--network-alias",
+        "validator-3",
+        "-e",
+        "GPUNET_LOG=info",
+        "-v",
+        &mount,
+        "gpunet:test",
+        "node",
+        "start",
+        "--home",
+        "/net/node-3",
+        "--fault",
+        "invalid-proposals",
+    ]);
+
+    // With equal power every validator's turn to propose comes once in four heights: 12
+    // heights give the faulty one three turns at least.
+    let from = cluster.max_height(&[0, 1, 2]).await;
+    cluster.wait_all_at_least(&[0, 1, 2], from + 12).await;
+    let mut refused = 0;
+    for i in 0..3 {
+        refused += cluster
+            .metric(i, "gpunet_consensus_proposals_refused_total")
+            .await
+            .expect("the metric is served");
+    }
+    let faulty_logs = run(Command::new("docker").args(["logs", &faulty]));
+    let faulty_logs = String::from_utf8_lossy(&faulty_logs.stderr);
+    assert!(
+        faulty_logs.contains("FAULT INJECTION: proposing a block with a forged transfer"),
+        "the faulty validator proposed forged blocks; its log:\n{faulty_logs}"
+    );
+    assert!(
+        refused > 0,
+        "the honest validators refused (voted nil on) the forged blocks"
+    );
+    assert_eq!(
+        tenant_usd(&cluster).await,
+        tenant_before,
+        "the forged transfer never committed"
+    );
+    // One chain: the honest validators agree at every height, and the faulty one, which
+    // commits what the others decide, holds the same blocks.
+    let top = cluster.max_height(&[0, 1, 2]).await;
+    for h in 1..=top {
+        let mut roots = Vec::new();
+        for i in 0..3 {
+            roots.push(cluster.root_at(i, h).await);
+        }
+        assert!(
+            roots.iter().all(Option::is_some) && roots.windows(2).all(|w| w[0] == w[1]),
+            "state roots differ or are missing at height {h}: {roots:?}"
+        );
+    }
+    let faulty_ip = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &faulty,
+    ]);
+    let faulty_api = format!("http://{faulty_ip}:8653");
+    let honest_root = cluster.root_at(0, top).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let block: Option<Value> = async {
+            let r = cluster
+                .http
+                .get(format!("{faulty_api}/v1/blocks/{top}"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())?;
+            r.json().await.ok()
+        }
+        .await;
+        if let Some(block) = block {
+            assert_eq!(
+                block["state_root"].as_str().map(str::to_owned),
+                honest_root,
+                "the faulty validator's chain is the honest one"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the faulty validator did not reach height {top}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The tenant's dollars, read from validator 0.
+async fn tenant_usd(cluster: &Cluster) -> String {
+    let address = gpunet_client::KeyFile::load(&cluster.dir.path().join("net/keys/tenant.json"))
+        .expect("the tenant key")
+        .address();
+    let account = cluster
+        .get(0, &format!("/v1/accounts/{address}"))
+        .await
+        .expect("validator-0 serves the account");
+    account["balances"]["usd"]
+        .as_str()
+        .expect("usd balance")
+        .to_owned()
+}

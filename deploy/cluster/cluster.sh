@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# A gpunet network in containers on this machine: 4 validators (Malachite BFT), 2 providers and
+# a tenant on a private Docker network. No registry is needed: the image is built from the local
+# build (build-image.sh).
+#
+#   deploy/cluster/cluster.sh up                 build, write the network, start it, wait until it serves
+#   deploy/cluster/cluster.sh job [SPEC]         the tenant submits SPEC (default examples/jobs/hello.yaml) and follows it
+#   deploy/cluster/cluster.sh tenant ARGS...     any gpunet command as the tenant, e.g. `tenant job logs 1`
+#   deploy/cluster/cluster.sh status             height and state root of every validator
+#   deploy/cluster/cluster.sh logs [SERVICE]     container logs
+#   deploy/cluster/cluster.sh down               stop and remove the containers and the network (keeps the chain)
+#   deploy/cluster/cluster.sh purge              down, then delete the chain, keys and provider data
+#
+# Environment:
+#   GPUNET_BIN              gpunet binary to put in the image (default: cargo build --release, target/release/gpunet)
+#   GPUNET_IMAGE            image name (default gpunet:local)
+#   GPUNET_CLUSTER_DIR      the network's homes, keys and provider data (default deploy/cluster/.state)
+#   GPUNET_CLUSTER_PROJECT  compose project name: containers <project>_<service>_1 (default gpunetcluster)
+#   GPUNET_CLUSTER_API_PORT host port (127.0.0.1) of validator-0's API (default 18650)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root_dir="$(cd "$here/../.." && pwd)"
+export GPUNET_IMAGE="${GPUNET_IMAGE:-gpunet:local}"
+export GPUNET_CLUSTER_DIR="${GPUNET_CLUSTER_DIR:-$here/.state}"
+export GPUNET_CLUSTER_API_PORT="${GPUNET_CLUSTER_API_PORT:-18650}"
+export GPUNET_UID="${GPUNET_UID:-$(id -u)}"
+export GPUNET_GID="${GPUNET_GID:-$(id -g)}"
+project="${GPUNET_CLUSTER_PROJECT:-gpunetcluster}"
+validators=4
+providers=2
+wait_secs="${GPUNET_CLUSTER_WAIT_SECS:-180}"
+
+die() { echo "cluster: $*" >&2; exit 1; }
+say() { echo "cluster: $*" >&2; }
+
+compose() {
+  if command -v docker-compose >/dev/null; then
+    docker-compose -p "$project" -f "$here/docker-compose.yml" "$@"
+  elif docker compose version >/dev/null 2>&1; then
+    docker compose -p "$project" -f "$here/docker-compose.yml" "$@"
+  else
+    die "neither docker-compose nor the docker compose plugin is installed"
+  fi
+}
+
+# Runs gpunet in a throw-away container on the cluster's network (names resolve there).
+in_cluster() { compose run --rm -T --no-deps tenant "$@" 2> >(grep -v '^Creating .*_run' >&2); }
+
+binary() {
+  if [[ -n "${GPUNET_BIN:-}" ]]; then
+    [[ -x "$GPUNET_BIN" ]] || die "GPUNET_BIN=$GPUNET_BIN is not an executable"
+    echo "$GPUNET_BIN"
+    return
+  fi
+  say "building gpunet (cargo build --release -p gpunet)"
+  (cd "$root_dir" && cargo build --release --locked -p gpunet >&2)
+  echo "$root_dir/target/release/gpunet"
+}
+
+api_of() { echo "http://validator-$1:$((8650 + $1))"; }
+
+# Waits until every validator has committed a block and both providers are registered.
+wait_ready() {
+  local deadline=$((SECONDS + wait_secs)) i h ready
+  while :; do
+    ready=0
+    for ((i = 0; i < validators; i++)); do
+      h="$(in_cluster node status --api "$(api_of "$i")" --json 2>/dev/null | sed -n 's/.*"height":\([0-9]*\).*/\1/p')"
+      [[ -n "$h" && "$h" -ge 1 ]] && ready=$((ready + 1))
+    done
+    local n_prov
+    n_prov="$(in_cluster market providers --api "$(api_of 0)" --json 2>/dev/null | grep -o '"address"' | wc -l || true)"
+    say "validators committing: $ready/$validators, providers registered: ${n_prov:-0}/$providers"
+    if [[ "$ready" -eq "$validators" && "${n_prov:-0}" -ge "$providers" ]]; then return 0; fi
+    ((SECONDS < deadline)) || die "the cluster was not ready after ${wait_secs}s; see: $0 logs"
+    sleep 2
+  done
+}
+
+up() {
+  local bin
+  bin="$(binary)"
+  "$here/build-image.sh" "$bin" "$GPUNET_IMAGE" >/dev/null
+  mkdir -p "$GPUNET_CLUSTER_DIR/jobs"
+  cp "$root_dir/examples/jobs/hello.yaml" "$GPUNET_CLUSTER_DIR/jobs/hello.yaml"
+  if [[ ! -e "$GPUNET_CLUSTER_DIR/net/node-0" ]]; then
+    local hosts
+    hosts="$(for ((i = 0; i < validators; i++)); do printf 'validator-%d,' "$i"; done)"
+    "$bin" node init --validators "$validators" --hosts "${hosts%,}" --providers "$providers" \
+      --chain-id gpunet-cluster --out "$GPUNET_CLUSTER_DIR/net" >&2
+  else
+    say "reusing the network in $GPUNET_CLUSTER_DIR/net (purge to start a fresh chain)"
+  fi
+  compose up -d --remove-orphans >&2
+  wait_ready
+  say "up: validator-0's API is http://127.0.0.1:$GPUNET_CLUSTER_API_PORT; submit a job with: $0 job"
+}
+
+job() {
+  local spec="${1:-$root_dir/examples/jobs/hello.yaml}"
+  [[ -f "$spec" ]] || die "no job spec at $spec"
+  mkdir -p "$GPUNET_CLUSTER_DIR/jobs"
+  local name
+  name="$(basename "$spec")"
+  cp "$spec" "$GPUNET_CLUSTER_DIR/jobs/$name"
+  shift || true
+  in_cluster job submit "/jobs/$name" --wait "$@"
+}
+
+status() {
+  local i
+  for ((i = 0; i < validators; i++)); do
+    in_cluster node status --api "$(api_of "$i")" "$@" || echo "validator-$i: not answering"
+  done
+}
+
+case "${1:-}" in
+  up) up ;;
+  job) shift; job "$@" ;;
+  status) shift; status "$@" ;;
+  tenant) shift; in_cluster "$@" ;;
+  logs) shift; compose logs --no-color "$@" ;;
+  down) compose --profile tenant down --remove-orphans ;;
+  purge)
+    compose --profile tenant down --remove-orphans
+    rm -rf "$GPUNET_CLUSTER_DIR"
+    ;;
+  *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
+esac
