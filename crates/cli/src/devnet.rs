@@ -233,12 +233,16 @@ pub async fn spawn_validators(
             .append(true)
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
-        let child = std::process::Command::new(&exe)
+        let mut command = std::process::Command::new(&exe);
+        command
             .args(["node", "start", "--home"])
             .arg(&home)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(log)
+            .stderr(log);
+        #[cfg(target_os = "linux")]
+        die_with_parent(&mut command);
+        let child = command
             .spawn()
             .with_context(|| format!("starting validator {i}"))?;
         procs.children.push(child);
@@ -268,6 +272,36 @@ pub async fn spawn_validators(
         }
     }
     Ok((procs, apis))
+}
+
+/// Makes the child that `command` spawns get SIGTERM when this process dies, however it dies
+/// (SIGKILL included), so no validator outlives `gpunet dev` holding its ports and home.
+///
+/// Linux sends the parent-death signal when the *thread* that spawned the child exits. The
+/// validators are spawned from an async task, so from the thread in the runtime's `block_on` or
+/// from a runtime worker, which both live as long as the process; never call this from a
+/// `spawn_blocking` thread, which exits when idle.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    let parent = libc::pid_t::try_from(std::process::id()).expect("a pid fits in pid_t");
+    // SAFETY: the closure runs in the forked child before `exec`, where only async-signal-safe
+    // calls are sound: `prctl` and `getppid` are system calls, and both errors are built from an
+    // errno without allocating. It captures only a `pid_t`.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died after the fork and before `prctl`; then no signal comes,
+            // and the child has been handed to another process. Do not start.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
 }
 
 fn start_agent_config(node_api: String, provider: KeyFile, home: &Path) -> AgentConfig {

@@ -95,12 +95,41 @@ struct DevArgs {
     p2p_port: u16,
 }
 
+/// Logs to stderr, filtered by `GPUNET_LOG` (`tracing` directives; `warn` when unset or when it
+/// names no bare level). Malachite and libp2p log every vote at info and routine peer churn (a
+/// peer restarting, the network stopping) at warn, so they get one level less than that base
+/// level, unless `GPUNET_LOG` names them itself (`GPUNET_LOG=info,arc_malachitebft=info`).
+/// Colours only on a terminal: `gpunet dev --validators N` sends each validator's stderr to a
+/// file.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GPUNET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal as _;
+    use tracing::Level;
+    use tracing_subscriber::filter::LevelFilter;
+
+    let spec = std::env::var("GPUNET_LOG").unwrap_or_default();
+    let base = spec
+        .split(',')
+        .map(str::trim)
+        // `""` would parse as `error`.
+        .filter(|d| !d.is_empty())
+        .filter_map(|d| d.parse::<LevelFilter>().ok())
+        .next_back()
+        .unwrap_or(LevelFilter::WARN);
+    let quieter = match base.into_level() {
+        Some(Level::TRACE) => LevelFilter::DEBUG,
+        Some(Level::DEBUG) => LevelFilter::INFO,
+        Some(Level::INFO) => LevelFilter::WARN,
+        Some(Level::WARN) => LevelFilter::ERROR,
+        Some(Level::ERROR) | None => LevelFilter::OFF,
+    };
+    // Later directives replace earlier ones for the same target, so `spec` has the last word.
+    let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(format!(
+        "{base},arc_malachitebft={quieter},libp2p={quieter},{spec}"
+    ));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

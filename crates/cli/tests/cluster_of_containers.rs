@@ -383,9 +383,13 @@ async fn a_two_two_partition_decides_nothing_forks_nothing_and_heals() {
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after = cluster.heights(&all).await;
+    // A validator may still fetch (sync) a block its own side already decided, but no side
+    // may decide a new one.
+    let top = |hs: &[Option<u64>]| hs.iter().flatten().copied().max().unwrap_or(0);
     assert_eq!(
-        before, after,
-        "a side with half the power decided a block during the partition"
+        top(&before),
+        top(&after),
+        "a side with half the power decided a block during the partition: {before:?} then {after:?}"
     );
 
     // Heal: back on the cluster's network, by the same names.
@@ -402,7 +406,7 @@ async fn a_two_two_partition_decides_nothing_forks_nothing_and_heals() {
             &c,
         ]);
     }
-    let split_at = after.iter().flatten().copied().max().unwrap_or(0);
+    let split_at = top(&after);
     cluster.wait_all_at_least(&all, split_at + 5).await;
     // No fork: one chain, the same roots everywhere, before, across and after the split.
     cluster.assert_same_roots(split_at + 5).await;

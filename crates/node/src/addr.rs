@@ -39,18 +39,6 @@ impl HostPort {
         }
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The same host on another port.
-    pub fn with_port(&self, port: u16) -> HostPort {
-        HostPort {
-            host: self.host.clone(),
-            port,
-        }
-    }
-
     /// Where to bind to be reachable at this address: the IP itself, or every interface
     /// (`0.0.0.0`) when the host is a name (a container's name resolves to its interfaces).
     pub fn listen_addr(&self) -> SocketAddr {

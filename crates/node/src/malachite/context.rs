@@ -8,7 +8,9 @@
 //!
 //! Every type here is encoded with borsh (see `codec`); none leaves `crates/node`.
 
+use std::cmp::Reverse;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -198,19 +200,52 @@ impl mc::Validator<GpunetContext> for Validator {
     }
 }
 
-/// The validators, sorted by address. Every one of them votes at every height.
+/// The most slots a proposer schedule has (4 bytes each). A set whose powers, divided by their
+/// gcd, add up to more is scheduled on powers scaled down to fit.
+const PROPOSER_SCHEDULE_MAX_SLOTS: u64 = 1 << 16;
+
+/// The validators, sorted by address, and the order they propose in. Every one of them votes at
+/// every height.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidatorSet {
     validators: Vec<Validator>,
+    total_power: VotingPower,
+    schedule: ProposerSchedule,
+}
+
+/// One cycle of proposers: slot `s` holds the index (into the sorted validators) of the
+/// proposer at step `s`, and the cycle repeats. Shared, because Malachite clones the validator
+/// set for every height.
+#[derive(Clone, PartialEq, Eq)]
+struct ProposerSchedule(Arc<[u32]>);
+
+impl fmt::Debug for ProposerSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProposerSchedule({} slots)", self.0.len())
+    }
 }
 
 impl ValidatorSet {
-    /// Sorts by address; `None` if empty, if an address repeats or if a power is zero.
+    /// Sorts by address and builds the proposer schedule; `None` if empty, if an address
+    /// repeats, if a power is zero or if the total power does not fit in a `u64`.
     pub fn new(mut validators: Vec<Validator>) -> Option<ValidatorSet> {
         validators.sort_by_key(|v| v.address);
         let distinct = validators.windows(2).all(|w| w[0].address != w[1].address);
         let powered = validators.iter().all(|v| v.voting_power > 0);
-        (!validators.is_empty() && distinct && powered).then_some(ValidatorSet { validators })
+        let indexable = u32::try_from(validators.len()).is_ok();
+        if validators.is_empty() || !distinct || !powered || !indexable {
+            return None;
+        }
+        let total_power = validators
+            .iter()
+            .try_fold(0u64, |total, v| total.checked_add(v.voting_power))?;
+        let powers: Vec<u64> = validators.iter().map(|v| v.voting_power).collect();
+        let schedule = ProposerSchedule(proposer_schedule(&powers, total_power).into());
+        Some(ValidatorSet {
+            validators,
+            total_power,
+            schedule,
+        })
     }
 
     pub fn get(&self, address: &ValidatorAddress) -> Option<&Validator> {
@@ -227,7 +262,7 @@ impl mc::ValidatorSet<GpunetContext> for ValidatorSet {
     }
 
     fn total_voting_power(&self) -> VotingPower {
-        self.validators.iter().map(|v| v.voting_power).sum()
+        self.total_power
     }
 
     fn get_by_address(&self, address: &ValidatorAddress) -> Option<&Validator> {
@@ -237,6 +272,91 @@ impl mc::ValidatorSet<GpunetContext> for ValidatorSet {
     fn get_by_index(&self, index: usize) -> Option<&Validator> {
         self.validators.get(index)
     }
+}
+
+/// One cycle of proposers for validators of these `powers` (all positive, adding up to
+/// `total`): slot `s` names the proposer at step `s` by its index in `powers`.
+///
+/// Each validator gets slots in proportion to its power: exactly `power / gcd` of them, or, when
+/// those add up to more than [`PROPOSER_SCHEDULE_MAX_SLOTS`], `power` scaled down to fit (each
+/// at least one, so no validator is left out). The heaviest validator (ties: lowest index)
+/// takes its slots first, spread evenly over the whole cycle (free slot `⌈k·free/slots⌉` for
+/// the `k`-th); each next one spreads its slots the same way over the slots still free. A
+/// validator holding no more power than all validators after it combined takes no two adjacent
+/// free slots, and later ones fill the slots between, so it is never chosen twice in a row (also
+/// across the end of the cycle). With equal powers this is plain round-robin in index order.
+///
+/// The smooth weighted round-robin of Tendermint (every step each priority grows by its power,
+/// the highest is chosen and loses the total) is no good here: its priorities return to zero
+/// after one cycle, which starts with the heaviest validator and ends with the one still owed,
+/// often the heaviest again (powers 1, 1, 2 give `C A B C C A B C`).
+///
+/// Integer arithmetic only: the schedule decides who proposes and must be the same on every
+/// validator. Cost: slots × validators steps, once per validator set.
+fn proposer_schedule(powers: &[u64], total: u64) -> Vec<u32> {
+    let slots = slot_counts(powers, total);
+    let len = slots.iter().sum();
+    let mut order: Vec<usize> = (0..slots.len()).collect();
+    order.sort_by_key(|&i| (Reverse(slots[i]), i));
+    let mut schedule = vec![0u32; len];
+    let mut free: Vec<usize> = (0..len).collect();
+    for i in order {
+        let (want, had) = (slots[i], free.len());
+        let index =
+            u32::try_from(i).expect("ValidatorSet::new refuses more than u32::MAX validators");
+        let mut taken = 0;
+        free = free
+            .into_iter()
+            .enumerate()
+            .filter_map(|(j, slot)| {
+                if taken < want && j == (taken * had).div_ceil(want) {
+                    schedule[slot] = index;
+                    taken += 1;
+                    None
+                } else {
+                    Some(slot)
+                }
+            })
+            .collect();
+        debug_assert_eq!(taken, want, "every validator gets all its slots");
+    }
+    debug_assert!(free.is_empty(), "every slot has a proposer");
+    schedule
+}
+
+/// How many slots of the proposer schedule each of `powers` (all positive, adding up to
+/// `total`) gets; see [`proposer_schedule`].
+fn slot_counts(powers: &[u64], total: u64) -> Vec<usize> {
+    let divisor = powers.iter().fold(0, |g, &p| gcd(g, p));
+    let counts: Vec<u64> = if total / divisor <= PROPOSER_SCHEDULE_MAX_SLOTS {
+        powers.iter().map(|p| p / divisor).collect()
+    } else {
+        let scaled: Vec<u64> = powers
+            .iter()
+            .map(|&p| {
+                let share =
+                    u128::from(p) * u128::from(PROPOSER_SCHEDULE_MAX_SLOTS) / u128::from(total);
+                u64::try_from(share)
+                    .expect("a share of the slots fits in u64")
+                    .max(1)
+            })
+            .collect();
+        let divisor = scaled.iter().fold(0, |g, &p| gcd(g, p));
+        scaled.iter().map(|p| p / divisor).collect()
+    };
+    counts
+        .into_iter()
+        .map(|c| {
+            usize::try_from(c).expect("a validator's slots are at most PROPOSER_SCHEDULE_MAX_SLOTS")
+        })
+        .collect()
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// A proposal for `value` at (`height`, `round`), re-proposing one locked at `pol_round`.
@@ -386,18 +506,23 @@ impl mc::Context for GpunetContext {
     type Extension = ();
     type SigningScheme = Ed25519Scheme;
 
-    /// Round-robin over the validators sorted by address, shifted by height so the first round
-    /// of consecutive heights has different proposers.
+    /// Slot `(height + round) mod len` of the set's proposer schedule: a repeating cycle in which
+    /// each validator proposes in proportion to its voting power, its turns spread evenly (see
+    /// `proposer_schedule`). With equal powers this is round-robin over the validators sorted by
+    /// address, so a dead validator costs at most one round in every `n`. Shifted by height so
+    /// the first round of consecutive heights has different proposers.
     fn select_proposer<'a>(
         &self,
         validator_set: &'a ValidatorSet,
         height: Height,
         round: Round,
     ) -> &'a Validator {
-        let n = validator_set.validators.len() as u64;
+        let schedule = &validator_set.schedule.0;
+        let len = u64::try_from(schedule.len()).expect("a usize fits in u64");
         let r = u64::from(round.as_u32().unwrap_or(0));
-        let i = height.0.wrapping_add(r) % n;
-        &validator_set.validators[usize::try_from(i).expect("index below a Vec's length")]
+        let slot = usize::try_from(height.0.wrapping_add(r) % len).expect("slot below the length");
+        let index = usize::try_from(schedule[slot]).expect("a u32 index fits in usize");
+        &validator_set.validators[index]
     }
 
     fn new_proposal(
@@ -711,5 +836,107 @@ mod tests {
         assert!(ValidatorSet::new(vec![]).is_none());
         assert!(ValidatorSet::new(vec![Validator::new(k, 1), Validator::new(k, 1)]).is_none());
         assert!(ValidatorSet::new(vec![Validator::new(k, 0)]).is_none());
+    }
+
+    /// Validators with keys from seeds 1, 2, … and these powers, in this order.
+    fn validators(powers: &[u64]) -> Vec<Validator> {
+        powers
+            .iter()
+            .zip(1u8..)
+            .map(|(&power, seed)| Validator::new(signer(seed, "c").public_key(), power))
+            .collect()
+    }
+
+    fn proposer(set: &ValidatorSet, height: u64, round: u32) -> ValidatorAddress {
+        GpunetContext
+            .select_proposer(set, Height(height), Round::new(round))
+            .address
+    }
+
+    #[test]
+    fn equal_powers_rotate_through_every_validator_in_address_order() {
+        for n in 1..=7u64 {
+            let set = ValidatorSet::new(validators(&vec![5; n as usize])).expect("valid set");
+            let mut sorted = validators(&vec![5; n as usize]);
+            sorted.sort_by_key(|v| v.address);
+            for h in 0..3 * n {
+                assert_eq!(proposer(&set, h, 0), sorted[(h % n) as usize].address);
+                let window: std::collections::BTreeSet<_> =
+                    (h..h + n).map(|x| proposer(&set, x, 0)).collect();
+                assert_eq!(window.len() as u64, n, "{n} validators, from height {h}");
+                // A failed round hands the height to the next validator in the rotation.
+                assert_eq!(proposer(&set, h, 1), proposer(&set, h + 1, 0));
+            }
+        }
+    }
+
+    #[test]
+    fn powers_one_one_two_share_heights_one_one_two_without_repeats() {
+        let k = 50u64;
+        for heavy in 0..3 {
+            let mut powers = [1u64; 3];
+            powers[heavy] = 2;
+            let vals = validators(&powers);
+            let heavy_address = vals[heavy].address;
+            let set = ValidatorSet::new(vals.clone()).expect("valid set");
+            let mut counts = std::collections::BTreeMap::new();
+            for h in 0..4 * k {
+                *counts.entry(proposer(&set, h, 0)).or_insert(0u64) += 1;
+                let twice = proposer(&set, h, 0) == heavy_address
+                    && proposer(&set, h + 1, 0) == heavy_address;
+                assert!(
+                    !twice,
+                    "power 2 at index {heavy} proposes heights {h} and {}",
+                    h + 1
+                );
+            }
+            for (v, &power) in vals.iter().zip(&powers) {
+                assert_eq!(counts[&v.address], power * k);
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_power_still_leaves_the_small_validator_a_turn() {
+        let vals = validators(&[u64::MAX / 4, 1]);
+        let small = vals[1].address;
+        let set = ValidatorSet::new(vals).expect("a total below u64::MAX is fine");
+        let len = set.schedule.0.len() as u64;
+        assert!(len <= PROPOSER_SCHEDULE_MAX_SLOTS, "{len} slots");
+        let turns = (0..len).filter(|&h| proposer(&set, h, 0) == small).count();
+        assert_eq!(turns, 1);
+        assert_eq!(mc::ValidatorSet::total_voting_power(&set), u64::MAX / 4 + 1);
+    }
+
+    #[test]
+    fn a_validator_set_refuses_a_total_power_that_overflows() {
+        assert!(ValidatorSet::new(validators(&[u64::MAX, 1])).is_none());
+        assert!(ValidatorSet::new(validators(&[u64::MAX / 2 + 1, u64::MAX / 2 + 1])).is_none());
+        assert!(ValidatorSet::new(validators(&[u64::MAX - 1, 1])).is_some());
+    }
+
+    #[test]
+    fn the_schedule_does_not_depend_on_input_order() {
+        let vals = validators(&[3, 1, 4, 1, 5, 9, 2, 6]);
+        let set = ValidatorSet::new(vals.clone()).expect("valid set");
+        let total: u64 = vals.iter().map(|v| v.voting_power).sum();
+        let mut counts = std::collections::BTreeMap::new();
+        for h in 0..total {
+            *counts.entry(proposer(&set, h, 0)).or_insert(0u64) += 1;
+        }
+        for v in &vals {
+            assert_eq!(
+                counts[&v.address], v.voting_power,
+                "one turn per unit of power"
+            );
+        }
+        for shift in 1..vals.len() {
+            let mut shuffled = vals.clone();
+            shuffled.rotate_left(shift);
+            shuffled.reverse();
+            let other = ValidatorSet::new(shuffled).expect("valid set");
+            assert_eq!(other, set);
+            assert!((0..2 * total).all(|h| proposer(&other, h, 0) == proposer(&set, h, 0)));
+        }
     }
 }
