@@ -7,6 +7,8 @@ use gpunet_protocol::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::ErrorBody;
+
 /// `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatusView {
@@ -64,6 +66,51 @@ pub struct SubmitTx {
 pub struct SubmitTxResult {
     #[schema(value_type = String)]
     pub tx_hash: Hash,
+}
+
+/// Most transactions one `POST /v1/txs/batch` may carry; a batch with more is refused whole
+/// (413, `batch_too_large`).
+pub const MAX_TX_BATCH_TXS: usize = 1_000;
+/// Largest `POST /v1/txs/batch` body, in bytes (2 MiB: a thousand transactions of up to about
+/// 1 KiB each, hex-encoded); a larger body is refused whole (413, `batch_too_large`).
+pub const MAX_TX_BATCH_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// `POST /v1/txs/batch` body: borsh-encoded `SignedTx`s, hex, admitted in this order as if
+/// each were sent to `POST /v1/txs`. At most [`MAX_TX_BATCH_TXS`] of them and
+/// [`MAX_TX_BATCH_BODY_BYTES`] of body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubmitTxBatch {
+    pub txs_hex: Vec<String>,
+    /// Set by a validator forwarding transactions its clients sent: this node does not forward
+    /// them again, and gives them the room it keeps for the network's backlog (twice its
+    /// mempool limits). A client leaves it out (false), so that its transactions reach every
+    /// validator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+}
+
+/// What became of one transaction of a batch: exactly one of `tx_hash` (admitted) and `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TxBatchItem {
+    /// The transaction's hash, when it was admitted to the mempool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub tx_hash: Option<Hash>,
+    /// Why it was not admitted: the `ErrorBody` `POST /v1/txs` would have answered, with the
+    /// rejection's stable `code` and `name` and a `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<ErrorBody>,
+}
+
+/// `POST /v1/txs/batch` answer: one item per transaction sent, in the same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubmitTxBatchResult {
+    /// The committed height the admission checks ran against.
+    pub height: u64,
+    /// How many of `results` were admitted.
+    pub admitted: usize,
+    pub results: Vec<TxBatchItem>,
 }
 
 /// Where a transaction is.

@@ -674,6 +674,21 @@ async fn measure_throughput(apis: &[String], accounts: usize, seconds: u64) -> R
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let secs = started.elapsed().as_secs_f64();
+    // Read the nonces where every block that held load is committed: a node whose mempool is
+    // empty may still be a block behind the others (it never held that block's transactions
+    // when its mempool refused them as full).
+    let mut last_height = 0;
+    for c in &clients {
+        last_height = last_height.max(c.status().await?.height);
+    }
+    while clients[0].status().await?.height < last_height {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} never reached height {last_height}",
+            clients[0].base()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let mut applied = 0u64;
     for i in 0..accounts {
         let a = addr(&key(LOAD_KEYS_FROM + i as u64));

@@ -7,6 +7,7 @@
 //! Readers never wait on block production: they clone an `Arc` of the published [`Tip`] and
 //! read from it while the committer works on its own copy.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -16,11 +17,42 @@ use gpunet_protocol::{Block, BlockOutcome, Hash, SignedTx};
 use gpunet_store::{BlockRecord, Store, StoreError};
 use tokio::sync::broadcast;
 
-use crate::mempool::{Mempool, MempoolLimits};
+use crate::mempool::{Mempool, MempoolLimits, Origin};
 use crate::metrics::NodeMetrics;
 
 /// Blocks of events kept for subscribers that fall behind; one more and they lag.
 pub(crate) const EVENT_CHANNEL_BLOCKS: usize = 256;
+/// Transactions remembered as verified outside the mempool ([`VerifiedTxs`]): a few blocks at
+/// the default block limit.
+const VERIFIED_TXS_REMEMBERED: usize = 20_000;
+
+/// Hashes of transactions whose signatures this node verified outside its mempool (in a
+/// proposal it checked), so that committing the block does not verify them again. A hash names
+/// the exact bytes, signature included. The oldest are forgotten first.
+#[derive(Debug, Default)]
+pub(crate) struct VerifiedTxs {
+    hashes: HashSet<Hash>,
+    order: VecDeque<Hash>,
+}
+
+impl VerifiedTxs {
+    pub(crate) fn contains(&self, hash: &Hash) -> bool {
+        self.hashes.contains(hash)
+    }
+
+    pub(crate) fn remember(&mut self, hashes: impl IntoIterator<Item = Hash>) {
+        for h in hashes {
+            if self.hashes.insert(h) {
+                self.order.push_back(h);
+            }
+        }
+        while self.order.len() > VERIFIED_TXS_REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.hashes.remove(&old);
+            }
+        }
+    }
+}
 
 /// The committed chain as readers see it: the state after the last committed block.
 #[derive(Debug)]
@@ -76,6 +108,8 @@ pub(crate) struct Shared {
     /// committer swaps the tip under it), so no admitted transaction is checked against a state
     /// older than the one its pruning used.
     mempool: Mutex<Mempool>,
+    /// Never locked together with `mempool`.
+    verified: Mutex<VerifiedTxs>,
     pub events: broadcast::Sender<Arc<BlockEvents>>,
     pub metrics: NodeMetrics,
 }
@@ -98,6 +132,7 @@ impl Shared {
             store,
             tip: RwLock::new(Arc::new(tip)),
             mempool: Mutex::new(Mempool::new(limits)),
+            verified: Mutex::new(VerifiedTxs::default()),
             events,
             metrics,
         }
@@ -114,11 +149,35 @@ impl Shared {
         self.mempool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Transactions verified outside the mempool; never lock it while holding the mempool.
+    pub(crate) fn verified_txs(&self) -> MutexGuard<'_, VerifiedTxs> {
+        // Each change is whole before the lock is released.
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// For each hash, whether this node has verified that transaction's signature: its mempool
+    /// admitted it, or it was in a proposal this node checked.
+    pub(crate) fn signatures_verified(&self, hashes: &[Hash]) -> Vec<bool> {
+        let mut known: Vec<bool> = {
+            let mempool = self.mempool();
+            hashes.iter().map(|h| mempool.contains(h)).collect()
+        };
+        let verified = self.verified_txs();
+        for (k, h) in known.iter_mut().zip(hashes) {
+            *k = *k || verified.contains(h);
+        }
+        known
+    }
+
     /// Admits a transaction whose signature was verified, against the current tip.
-    pub(crate) fn admit(&self, tx: SignedTx) -> Result<Hash, gpunet_protocol::Rejection> {
+    pub(crate) fn admit(
+        &self,
+        tx: SignedTx,
+        origin: Origin,
+    ) -> Result<Hash, gpunet_protocol::Rejection> {
         let mut mempool = self.mempool();
         let tip = self.tip();
-        let result = mempool.admit_verified(tx, &tip.state);
+        let result = mempool.admit_verified_from(tx, &tip.state, origin);
         self.metrics.set_mempool_size(mempool.len());
         result
     }
@@ -208,16 +267,15 @@ impl Committer {
         self.check_extends_tip(&block)?;
         let height = block.header.height;
         let tx_hashes: Vec<Hash> = block.txs.iter().map(SignedTx::hash).collect();
-        {
-            // Transactions this mempool admitted were verified then; verify the rest.
-            let mempool = self.shared.mempool();
-            for (tx, hash) in block.txs.iter().zip(&tx_hashes) {
-                if !mempool.contains(hash) && tx.verify_signature().is_err() {
-                    return Err(CommitError::BadSignature {
-                        height,
-                        tx_hash: *hash,
-                    });
-                }
+        // Transactions this node admitted or checked in the proposal were verified then;
+        // verify the rest.
+        let verified = self.shared.signatures_verified(&tx_hashes);
+        for ((tx, hash), verified) in block.txs.iter().zip(&tx_hashes).zip(verified) {
+            if !verified && tx.verify_signature().is_err() {
+                return Err(CommitError::BadSignature {
+                    height,
+                    tx_hash: *hash,
+                });
             }
         }
 
@@ -263,5 +321,24 @@ impl Committer {
         // No subscribers is not an error.
         let _ = self.shared.events.send(Arc::new(events));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verified_transactions_are_remembered_up_to_the_bound_oldest_forgotten_first() {
+        let h = |i: usize| Hash::of(&i.to_le_bytes());
+        let mut v = VerifiedTxs::default();
+        v.remember((0..VERIFIED_TXS_REMEMBERED + 10).map(h));
+        assert!(!v.contains(&h(9)));
+        assert!(v.contains(&h(10)));
+        assert!(v.contains(&h(VERIFIED_TXS_REMEMBERED + 9)));
+        // Remembered again: one entry still.
+        v.remember([h(10)]);
+        assert_eq!(v.order.len(), VERIFIED_TXS_REMEMBERED);
+        assert_eq!(v.hashes.len(), VERIFIED_TXS_REMEMBERED);
     }
 }

@@ -43,7 +43,7 @@ pub use malachite::{
     CERTS_FILE, Fault, MalachiteConfig, MalachiteConfigError, MalachiteOrderer, ValidatorEntry,
     WAL_FILE,
 };
-pub use mempool::{Mempool, MempoolLimits};
+pub use mempool::{Mempool, MempoolLimits, Origin, PEER_ROOM_FACTOR};
 pub use orderer::{ChainTip, Orderer, OrdererContext, OrdererError, SoloOrderer};
 pub use validator::{
     GENESIS_FILE, GenesisValidator, KEY_FILE, NetworkGenesis, VALIDATOR_FILE, ValidatorError,

@@ -13,6 +13,10 @@
 //! The mempool never removes a transaction when it is proposed, only when a block is committed
 //! ([`Mempool::on_commit`]): a proposal may fail to be decided, and until the block is committed
 //! the transaction must still count towards its signer's next nonce.
+//!
+//! Each transaction remembers its [`Origin`]: those a client sent are the ones a validator
+//! forwards to its peers ([`Mempool::to_forward`]); those a peer forwarded are not sent on again,
+//! so a transaction crosses the network once per peer, not once per pair of peers.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -22,13 +26,27 @@ use gpunet_protocol::{Address, Amount, Hash, Rejection, SignedTx};
 /// Bounds on the mempool and on what one block takes from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MempoolLimits {
-    /// Most transactions waiting at once, over all signers.
+    /// Most transactions waiting at once, over all signers, when a client sends one; a peer
+    /// forwarding one may fill [`PEER_ROOM_FACTOR`] times as many.
     pub max_txs: usize,
     /// Most transactions one block takes.
     pub max_txs_per_block: usize,
-    /// Most transactions one signer may have waiting.
+    /// Most transactions one signer may have waiting when a client sends one; when a peer
+    /// forwards one, [`PEER_ROOM_FACTOR`] times as many.
     pub max_pending_per_signer: usize,
 }
+
+/// How many times the limits ([`MempoolLimits::max_txs`],
+/// [`MempoolLimits::max_pending_per_signer`]) a transaction forwarded by a peer may fill. The
+/// peer already held it to those limits, and every validator's mempool holds the backlog of the
+/// whole network, not only of its own clients: the room above the limits is for that backlog
+/// and for the moment when the peer has committed a block and admitted a signer's next
+/// transactions while this node is still committing it. A forwarded transaction refused here
+/// would make every later one of its signer a nonce gap here, so this node would hold none of
+/// them until the peer proposed, and would verify their signatures again in each block.
+/// Clients get the plain limits, counting forwarded transactions: when the network's backlog
+/// is full, they wait.
+pub const PEER_ROOM_FACTOR: usize = 2;
 
 impl Default for MempoolLimits {
     fn default() -> Self {
@@ -40,11 +58,22 @@ impl Default for MempoolLimits {
     }
 }
 
+/// Who handed this node a transaction. The checks are the same; it decides whether the node
+/// forwards it and how much room it may take ([`PEER_ROOM_FACTOR`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A client (`POST /v1/txs`, or a batch not marked as forwarded): forwarded to the peers.
+    Client,
+    /// Another validator forwarding what its clients sent: kept, not forwarded again.
+    Peer,
+}
+
 #[derive(Debug)]
 struct Pending {
     tx: SignedTx,
     /// Order of arrival.
     seq: u64,
+    origin: Origin,
 }
 
 /// Transactions admitted and not yet committed.
@@ -149,8 +178,19 @@ impl Mempool {
             .collect()
     }
 
-    /// Admits a transaction whose signature the caller has verified ([`Mempool::precheck`]).
+    /// Admits a transaction whose signature the caller has verified ([`Mempool::precheck`]),
+    /// from a client.
     pub fn admit_verified(&mut self, tx: SignedTx, state: &State) -> Result<Hash, Rejection> {
+        self.admit_verified_from(tx, state, Origin::Client)
+    }
+
+    /// [`Mempool::admit_verified`] for a transaction from `origin`; the checks are the same.
+    pub fn admit_verified_from(
+        &mut self,
+        tx: SignedTx,
+        state: &State,
+        origin: Origin,
+    ) -> Result<Hash, Rejection> {
         let body = &tx.body;
         if body.chain_id != state.chain_id {
             return Err(Rejection::WrongChainId);
@@ -186,8 +226,12 @@ impl Mempool {
                 }
             }
         }
-        if self.txs.len() >= self.limits.max_txs
-            || pending_count >= self.limits.max_pending_per_signer
+        let room = match origin {
+            Origin::Client => 1,
+            Origin::Peer => PEER_ROOM_FACTOR,
+        };
+        if self.txs.len() >= self.limits.max_txs.saturating_mul(room)
+            || pending_count >= self.limits.max_pending_per_signer.saturating_mul(room)
         {
             return Err(Rejection::MempoolFull);
         }
@@ -198,8 +242,33 @@ impl Mempool {
             .or_default()
             .insert(body.nonce, hash);
         self.arrival.insert(seq, hash);
-        self.txs.insert(hash, Pending { tx, seq });
+        self.txs.insert(hash, Pending { tx, seq, origin });
         Ok(hash)
+    }
+
+    /// Where the next [`Mempool::to_forward`] should start to see only transactions admitted
+    /// from now on.
+    pub fn arrival_cursor(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Up to `max` transactions from clients ([`Origin::Client`]) still waiting that arrived at
+    /// or after `cursor`, in arrival order (so each signer's in nonce order), and the cursor
+    /// that continues after them. Transactions from peers are skipped, not returned.
+    pub fn to_forward(&self, cursor: u64, max: usize) -> (Vec<SignedTx>, u64) {
+        let mut out = Vec::new();
+        for (&seq, hash) in self.arrival.range(cursor..) {
+            if out.len() == max {
+                return (out, seq);
+            }
+            if let Some(p) = self.txs.get(hash)
+                && p.origin == Origin::Client
+            {
+                out.push(p.tx.clone());
+            }
+        }
+        // Everything that arrived so far was looked at; what arrives later gets a larger number.
+        (out, self.next_seq.max(cursor))
     }
 
     /// Up to `max` transactions for the next block, in arrival order (which keeps each signer's
@@ -488,6 +557,65 @@ mod tests {
         assert_eq!(m.select(10), txs.to_vec());
         assert_eq!(m.select(2), txs[..2].to_vec());
         assert_eq!(m.len(), 4, "selecting removes nothing");
+    }
+
+    #[test]
+    fn forwarded_transactions_get_more_room_than_a_clients() {
+        let s = state();
+        let from_peer = |m: &mut Mempool, tx: SignedTx| m.admit_verified_from(tx, &s, Origin::Peer);
+        // Per signer: 2 from a client, 2 × PEER_ROOM_FACTOR from a peer.
+        let mut m = Mempool::new(limits(100, 2));
+        admit(&mut m, &transfer(1, 0, 1), &s).expect("fits");
+        admit(&mut m, &transfer(1, 1, 1), &s).expect("fits");
+        let third = transfer(1, 2, 1);
+        assert_eq!(admit(&mut m, &third, &s), Err(Rejection::MempoolFull));
+        from_peer(&mut m, third).expect("a peer's fits");
+        from_peer(&mut m, transfer(1, 3, 1)).expect("a peer's fits");
+        assert_eq!(
+            from_peer(&mut m, transfer(1, 4, 1)),
+            Err(Rejection::MempoolFull)
+        );
+        // In all: 2 counting every origin for a client, 2 × PEER_ROOM_FACTOR for a peer.
+        let mut m = Mempool::new(limits(2, 64));
+        from_peer(&mut m, transfer(1, 0, 1)).expect("fits");
+        from_peer(&mut m, transfer(2, 0, 1)).expect("fits");
+        assert_eq!(
+            admit(&mut m, &transfer(3, 0, 1), &s),
+            Err(Rejection::MempoolFull)
+        );
+        from_peer(&mut m, transfer(3, 0, 1)).expect("a peer's fits");
+        from_peer(&mut m, transfer(4, 0, 1)).expect("a peer's fits");
+        assert_eq!(
+            from_peer(&mut m, transfer(3, 1, 1)),
+            Err(Rejection::MempoolFull)
+        );
+        assert_eq!(PEER_ROOM_FACTOR, 2, "the cases above count on it");
+    }
+
+    #[test]
+    fn only_client_transactions_are_forwarded_each_once_in_arrival_order() {
+        let s = state();
+        let mut m = Mempool::new(MempoolLimits::default());
+        let mine = [transfer(1, 0, 1), transfer(1, 1, 1), transfer(3, 0, 1)];
+        let from_peer = transfer(2, 0, 1);
+        m.admit_verified(mine[0].clone(), &s).expect("valid");
+        m.admit_verified_from(from_peer, &s, Origin::Peer)
+            .expect("valid");
+        m.admit_verified(mine[1].clone(), &s).expect("valid");
+
+        let (first, cursor) = m.to_forward(0, 100);
+        assert_eq!(first, mine[..2].to_vec(), "the peer's is not sent on");
+        assert_eq!(m.to_forward(cursor, 100), (Vec::new(), cursor));
+
+        m.admit_verified(mine[2].clone(), &s).expect("valid");
+        let (second, cursor) = m.to_forward(cursor, 100);
+        assert_eq!(second, mine[2..].to_vec(), "only what arrived since");
+
+        // At most `max`; the cursor resumes at the first one left out.
+        let (one, next) = m.to_forward(0, 1);
+        assert_eq!(one, mine[..1].to_vec());
+        assert_eq!(m.to_forward(next, 100).0, mine[1..].to_vec());
+        assert_eq!(m.arrival_cursor(), cursor);
     }
 
     #[test]

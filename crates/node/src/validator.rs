@@ -8,18 +8,23 @@
 //! and the HTTP API, and the transaction forwarder.
 //!
 //! Transactions travel by *forwarding*: each validator's mempool admits a transaction (full
-//! checks) and the forwarder POSTs it once to every other validator's `/v1/txs`. Whoever
-//! proposes next holds it. Forwarding reuses the API's own admission path and needs no second
-//! gossip network; its cost is one HTTP request per transaction per peer, fine for the tens of
-//! validators a marketplace runs.
+//! checks) and every 50 ms the forwarder POSTs what its clients sent since the last time to
+//! every other validator's `/v1/txs/batch` — one request per peer (more only past the
+//! endpoint's 1,000 transactions / 2 MiB), to all peers at once, each at its own pace. Whoever
+//! proposes next holds them. Transactions that arrived from a peer are not forwarded again, so
+//! each crosses the network once per peer. Forwarding reuses the API's own admission path and
+//! needs no second gossip network; its cost is at most one request per peer per 50 ms, whatever
+//! the load.
 
-use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gpunet_api::node::{
+    MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, SubmitTxBatch, SubmitTxBatchResult,
+};
 use gpunet_ledger::Genesis;
-use gpunet_protocol::Hash;
+use gpunet_protocol::SignedTx;
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -37,12 +42,14 @@ pub const VALIDATOR_FILE: &str = "validator.json";
 /// The validator's secret consensus key (hex), mode 0600.
 pub const KEY_FILE: &str = "validator_key.json";
 
-/// Transactions forwarded per poll of the mempool, at most.
-const FORWARD_BATCH_TXS: usize = 1_024;
-/// How often the forwarder looks for new transactions.
+/// How often the forwarder looks for new transactions: at most this long is added to the time
+/// a transaction takes to reach the next proposer.
 const FORWARD_POLL: Duration = Duration::from_millis(50);
-/// Hashes of forwarded transactions remembered, so each goes out once.
-const FORWARD_MEMORY_TXS: usize = 65_536;
+/// Transactions forwarded to one peer per poll, at most (the mempool's default size, so a
+/// full mempool goes out in one poll, in batches of the endpoint's limits).
+const FORWARD_TXS_PER_POLL: usize = 10_000;
+/// Room kept in a batch body for the JSON around the transactions, in bytes.
+const FORWARD_BODY_SLACK_BYTES: usize = 64;
 /// Longest one forwarding request may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -387,9 +394,13 @@ pub async fn start_validator_with(
     })
 }
 
-/// Sends every transaction this node's mempool admits, once, to every peer's API. A peer that
-/// is down misses it; the transaction still waits here until this validator proposes.
-async fn forward_txs(shared: Arc<Shared>, peers: Vec<String>, mut stop: watch::Receiver<bool>) {
+/// Forwards what this node's clients send to every peer's `POST /v1/txs/batch`: every
+/// [`FORWARD_POLL`], one request per peer holding all that arrived since the last (split only at
+/// the endpoint's limits), to all peers at once, each at its own pace so a slow one delays no
+/// other. A peer that is down or slow misses what it failed to take; the transactions still wait
+/// here until this validator proposes. `peers` are base URLs (`http://10.0.0.3:8651`,
+/// `http://v2:8652`); a host name is resolved at every connection.
+async fn forward_txs(shared: Arc<Shared>, peers: Vec<String>, stop: watch::Receiver<bool>) {
     let client = match reqwest::Client::builder().timeout(FORWARD_TIMEOUT).build() {
         Ok(c) => c,
         Err(e) => {
@@ -397,39 +408,158 @@ async fn forward_txs(shared: Arc<Shared>, peers: Vec<String>, mut stop: watch::R
             return;
         }
     };
-    let urls: Vec<String> = peers.iter().map(|base| format!("{base}/v1/txs")).collect();
-    let mut seen: BTreeSet<Hash> = BTreeSet::new();
-    let mut order: VecDeque<Hash> = VecDeque::new();
+    let forwarders = peers.into_iter().map(|base| {
+        forward_to_peer(
+            Arc::clone(&shared),
+            client.clone(),
+            format!("{}/v1/txs/batch", base.trim_end_matches('/')),
+            stop.clone(),
+        )
+    });
+    futures::future::join_all(forwarders).await;
+}
+
+/// One peer's forwarder (see [`forward_txs`]): its own place in the mempool's arrival order.
+async fn forward_to_peer(
+    shared: Arc<Shared>,
+    client: reqwest::Client,
+    url: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    // From the first arrival: what clients sent before the forwarder started goes out too.
+    let mut cursor = 0;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(FORWARD_POLL) => {}
         }
-        let fresh: Vec<_> = shared
-            .mempool()
-            .select(FORWARD_BATCH_TXS)
-            .into_iter()
-            .filter(|tx| !seen.contains(&tx.hash()))
-            .collect();
-        for tx in fresh {
-            let hash = tx.hash();
-            seen.insert(hash);
-            order.push_back(hash);
-            if order.len() > FORWARD_MEMORY_TXS
-                && let Some(old) = order.pop_front()
-            {
-                seen.remove(&old);
-            }
-            let body = gpunet_api::node::SubmitTx {
-                tx_hex: hex::encode(tx.encode()),
-            };
-            let sends = urls.iter().map(|url| client.post(url).json(&body).send());
-            for (url, result) in urls.iter().zip(futures::future::join_all(sends).await) {
-                // A peer that already has it answers with a rejection; that is fine.
-                if let Err(e) = result {
-                    tracing::debug!(%url, %hash, error = %e, "forwarding failed");
+        let (txs, next) = shared.mempool().to_forward(cursor, FORWARD_TXS_PER_POLL);
+        cursor = next;
+        if txs.is_empty() {
+            continue;
+        }
+        let send = async {
+            // In order, one after another: a signer's later nonces need its earlier ones.
+            for body in forward_bodies(&txs) {
+                let sent = client
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status);
+                match sent {
+                    // Read to the end, so the connection is kept for the next batch. A peer
+                    // that already has some answers with their rejections; that is fine.
+                    Ok(r) => match r.json::<SubmitTxBatchResult>().await {
+                        Ok(answer) => tracing::trace!(
+                            %url,
+                            admitted = answer.admitted,
+                            refused = answer.results.len().saturating_sub(answer.admitted),
+                            "forwarded"
+                        ),
+                        Err(e) => tracing::debug!(%url, error = %e, "unreadable forwarding answer"),
+                    },
+                    Err(e) => {
+                        // The rest would only meet the same fate or nonce gaps.
+                        tracing::debug!(%url, txs = txs.len(), error = %e, "forwarding failed");
+                        return;
+                    }
                 }
             }
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = send => {}
         }
+    }
+}
+
+/// `txs` as `POST /v1/txs/batch` bodies marked as forwarded, in order, each within the
+/// endpoint's limits ([`MAX_TX_BATCH_TXS`], [`MAX_TX_BATCH_BODY_BYTES`]).
+fn forward_bodies(txs: &[SignedTx]) -> Vec<Vec<u8>> {
+    let budget = MAX_TX_BATCH_BODY_BYTES - FORWARD_BODY_SLACK_BYTES;
+    let mut bodies = Vec::new();
+    let mut batch: Vec<String> = Vec::new();
+    let mut bytes = 0;
+    let mut flush = |batch: &mut Vec<String>| {
+        let body = SubmitTxBatch {
+            txs_hex: std::mem::take(batch),
+            forwarded: true,
+        };
+        bodies.push(serde_json::to_vec(&body).expect("a batch of strings always encodes"));
+    };
+    for tx in txs {
+        let tx_hex = hex::encode(tx.encode());
+        // The string, its quotes and a comma.
+        let len = tx_hex.len() + 3;
+        if !batch.is_empty() && (batch.len() == MAX_TX_BATCH_TXS || bytes + len > budget) {
+            flush(&mut batch);
+            bytes = 0;
+        }
+        bytes += len;
+        batch.push(tx_hex);
+    }
+    if !batch.is_empty() {
+        flush(&mut batch);
+    }
+    bodies
+}
+
+#[cfg(test)]
+mod forwarding_tests {
+    use super::*;
+    use gpunet_protocol::{Address, Amount, Denom, Msg, TxBody};
+
+    /// A transfer padded to size with a long chain id.
+    fn transfer(nonce: u64, chain_id_bytes: usize) -> SignedTx {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        TxBody {
+            chain_id: "c".repeat(chain_id_bytes.max(1)),
+            signer: Address::from_key(&key.verifying_key()),
+            nonce,
+            fee: Amount::from_micros(1),
+            msg: Msg::Transfer {
+                to: Address::from_key(&key.verifying_key()),
+                denom: Denom::Usd,
+                amount: Amount::from_micros(1),
+            },
+        }
+        .sign(&key)
+    }
+
+    fn decode(bodies: &[Vec<u8>]) -> Vec<SubmitTxBatch> {
+        bodies
+            .iter()
+            .map(|b| serde_json::from_slice(b).expect("a batch body"))
+            .collect()
+    }
+
+    #[test]
+    fn forwarded_batches_keep_the_order_and_the_endpoints_limits() {
+        // Small transactions: the count limit splits them.
+        let small: Vec<SignedTx> = (0..2_500).map(|n| transfer(n, 1)).collect();
+        let bodies = forward_bodies(&small);
+        let batches = decode(&bodies);
+        assert_eq!(
+            batches.iter().map(|b| b.txs_hex.len()).collect::<Vec<_>>(),
+            vec![MAX_TX_BATCH_TXS, MAX_TX_BATCH_TXS, 500]
+        );
+        // Large ones: the body limit does.
+        let large: Vec<SignedTx> = (0..300).map(|n| transfer(n, 8_000)).collect();
+        let large_bodies = forward_bodies(&large);
+        assert!(large_bodies.len() > 1);
+        for body in bodies.iter().chain(&large_bodies) {
+            assert!(body.len() <= MAX_TX_BATCH_BODY_BYTES, "{}", body.len());
+            let batch = &decode(std::slice::from_ref(body))[0];
+            assert!(batch.txs_hex.len() <= MAX_TX_BATCH_TXS);
+            assert!(batch.forwarded);
+        }
+        for (txs, bodies) in [(&small, &bodies), (&large, &large_bodies)] {
+            let sent: Vec<String> = decode(bodies).into_iter().flat_map(|b| b.txs_hex).collect();
+            let expected: Vec<String> = txs.iter().map(|t| hex::encode(t.encode())).collect();
+            assert_eq!(sent, expected, "every transaction once, in order");
+        }
+        assert!(forward_bodies(&[]).is_empty());
     }
 }

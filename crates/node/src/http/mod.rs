@@ -18,9 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gpunet_api::node::{
-    AccountView, BidView, BlockView, EventEnvelope, LeaseState, LeaseView, OrderList, OrderState,
-    OrderView, ParamsView, ProviderList, ProviderView, StatusView, SubmitTx, SubmitTxResult,
-    TxState, TxView,
+    AccountView, BidView, BlockView, EventEnvelope, LeaseState, LeaseView, MAX_TX_BATCH_BODY_BYTES,
+    MAX_TX_BATCH_TXS, OrderList, OrderState, OrderView, ParamsView, ProviderList, ProviderView,
+    StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState,
+    TxView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER};
 use gpunet_protocol::{
@@ -31,7 +32,7 @@ use tokio::sync::watch;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::chain::Shared;
-use crate::mempool::Mempool;
+use crate::mempool::{Mempool, Origin};
 use crate::metrics::Stage;
 
 /// Largest request body accepted, in bytes: a hex-encoded transaction at the size limit and
@@ -60,6 +61,7 @@ pub(crate) struct App {
         params,
         account,
         submit_tx,
+        submit_tx_batch,
         tx,
         providers,
         orders,
@@ -76,6 +78,9 @@ pub(crate) struct App {
         AccountView,
         SubmitTx,
         SubmitTxResult,
+        SubmitTxBatch,
+        TxBatchItem,
+        SubmitTxBatchResult,
         TxState,
         TxView,
         ProviderView,
@@ -132,6 +137,11 @@ fn router(app: App) -> Router {
         .route("/v1/params", get(params))
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/txs", post(submit_tx))
+        .route(
+            "/v1/txs/batch",
+            // The route's own limit is the innermost layer, so it wins over the default below.
+            post(submit_tx_batch).layer(DefaultBodyLimit::max(MAX_TX_BATCH_BODY_BYTES)),
+        )
         .route("/v1/txs/{hash}", get(tx))
         .route("/v1/providers", get(providers))
         .route("/v1/orders", get(orders))
@@ -187,11 +197,30 @@ impl ApiError {
         }
     }
 
-    fn rejected(height: u64, rejection: Rejection) -> ApiError {
+    /// A transaction refused by the admission path ([`admit_hex`]).
+    fn refused(height: u64, body: ErrorBody) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             height: Some(height),
-            body: ErrorBody::from(rejection),
+            body,
+        }
+    }
+
+    fn rejected(height: u64, rejection: Rejection) -> ApiError {
+        ApiError::refused(height, ErrorBody::from(rejection))
+    }
+
+    fn batch_too_large(what: String) -> ApiError {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            height: None,
+            body: ErrorBody::new(
+                "batch_too_large",
+                format!(
+                    "{what}; a batch holds at most {MAX_TX_BATCH_TXS} transactions and \
+                     {MAX_TX_BATCH_BODY_BYTES} bytes of body: split it; nothing was admitted"
+                ),
+            ),
         }
     }
 
@@ -322,22 +351,120 @@ async fn submit_tx(
             e.body_text()
         ))
     })?;
-    let hex_text = body.tx_hex.trim();
+    let tx_hash = admit_hex(&app.shared, &body.tx_hex, Origin::Client)
+        .map_err(|body| ApiError::refused(height, body))?;
+    Ok(answer(
+        StatusCode::ACCEPTED,
+        height,
+        &SubmitTxResult { tx_hash },
+    ))
+}
+
+/// The one admission path of `POST /v1/txs` and `POST /v1/txs/batch`: the hex text and its
+/// size, the stateless checks ([`Mempool::precheck`]: decode, chain id, signature), then the
+/// mempool's against the tip. A refusal is counted in the metrics and said as the error body.
+fn admit_hex(shared: &Shared, tx_hex: &str, origin: Origin) -> Result<Hash, ErrorBody> {
+    let reject = |r: Rejection| {
+        shared.metrics.rejected(Stage::Mempool, r);
+        ErrorBody::from(r)
+    };
+    let hex_text = tx_hex.trim();
     let hex_text = hex_text.strip_prefix("0x").unwrap_or(hex_text);
     if hex_text.len() > 2 * MAX_TX_BYTES {
         return Err(reject(Rejection::TxTooLarge));
     }
     let bytes = hex::decode(hex_text).map_err(|e| {
         let mut err = reject(Rejection::MalformedTx);
-        err.body.message = format!("tx_hex is not hex ({e}); {}", err.body.message);
+        err.message = format!("tx_hex is not hex ({e}); {}", err.message);
         err
     })?;
-    let tx = Mempool::precheck(&bytes, &app.shared.chain_id).map_err(reject)?;
-    let tx_hash = app.shared.admit(tx).map_err(reject)?;
-    Ok(answer(
-        StatusCode::ACCEPTED,
+    let tx = Mempool::precheck(&bytes, &shared.chain_id).map_err(reject)?;
+    shared.admit(tx, origin).map_err(reject)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/txs/batch",
+    request_body(
+        content = SubmitTxBatch,
+        description = "At most 1000 transactions and 2 MiB of body"
+    ),
+    responses(
+        (status = 200, body = SubmitTxBatchResult, description = "One result per transaction, in order: each admitted or refused exactly as `POST /v1/txs` would; a refused one does not stop the rest"),
+        (status = 400, body = ErrorSchema, description = "Not a batch (`bad_request`); nothing admitted"),
+        (status = 413, body = ErrorSchema, description = "Over 1000 transactions or 2 MiB of body (`batch_too_large`); nothing admitted"),
+    )
+)]
+async fn submit_tx_batch(
+    State(app): State<App>,
+    body: Result<Json<SubmitTxBatch>, JsonRejection>,
+) -> ApiResult {
+    let height = app.shared.tip().state.height;
+    let Json(batch) = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::batch_too_large("the body is too large".to_owned());
+        }
+        ApiError::bad_request(format!(
+            "the body must be JSON {{\"txs_hex\": [\"…\", …]}}: {}",
+            e.body_text()
+        ))
+    })?;
+    if batch.txs_hex.len() > MAX_TX_BATCH_TXS {
+        return Err(ApiError::batch_too_large(format!(
+            "the batch holds {} transactions",
+            batch.txs_hex.len()
+        )));
+    }
+    let origin = if batch.forwarded {
+        Origin::Peer
+    } else {
+        Origin::Client
+    };
+    let shared = Arc::clone(&app.shared);
+    // A thousand signature checks take tens of milliseconds: not on the async workers.
+    let admitted = tokio::task::spawn_blocking(move || {
+        batch
+            .txs_hex
+            .iter()
+            .map(|tx_hex| admit_hex(&shared, tx_hex, origin))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let results = match admitted {
+        Ok(results) => results,
+        // The same checks run inline for `POST /v1/txs`; a panic there is a bug either way.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => {
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                height: None,
+                body: ErrorBody::new(
+                    "shutting_down",
+                    "the node is shutting down; send the batch to another node or later",
+                ),
+            });
+        }
+    };
+    let results: Vec<TxBatchItem> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(tx_hash) => TxBatchItem {
+                tx_hash: Some(tx_hash),
+                error: None,
+            },
+            Err(error) => TxBatchItem {
+                tx_hash: None,
+                error: Some(error),
+            },
+        })
+        .collect();
+    Ok(ok(
         height,
-        &SubmitTxResult { tx_hash },
+        &SubmitTxBatchResult {
+            height,
+            admitted: results.iter().filter(|r| r.tx_hash.is_some()).count(),
+            results,
+        },
     ))
 }
 
