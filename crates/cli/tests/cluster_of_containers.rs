@@ -65,12 +65,16 @@ fn docker_available(test: &str) -> bool {
     let compose = Command::new("docker-compose")
         .arg("version")
         .output()
-        .is_ok_and(|o| o.status.success());
+        .is_ok_and(|o| o.status.success())
+        || Command::new("docker")
+            .args(["compose", "version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
     if engine && compose {
         return true;
     }
     let missing = if engine {
-        "docker-compose is not installed"
+        "neither docker-compose nor the docker compose plugin is installed"
     } else {
         "no Docker Engine answers"
     };
@@ -130,8 +134,23 @@ impl Cluster {
             .env("GPUNET_LOG", "info"))
     }
 
+    /// The container of a compose service, found by compose's labels (docker-compose v1 and
+    /// the compose plugin name containers differently).
     fn container(&self, service: &str) -> String {
-        format!("{}_{service}_1", self.project)
+        let id = docker_ok(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ]);
+        assert!(
+            !id.is_empty() && !id.contains('\n'),
+            "expected one container of {service} in {}, found {id:?}",
+            self.project
+        );
+        id
     }
 
     fn network(&self) -> String {
