@@ -36,6 +36,7 @@ enum Command {
     /// With --validators N (N ≥ 2), N validator processes on Malachite instead of the solo one.
     ///
     /// Example: gpunet dev --home /tmp/gpunet --listen 127.0.0.1:8645
+    ///
     /// Example: gpunet dev --validators 4 --home /tmp/gpunet-4
     Dev(DevArgs),
     /// Submit jobs and follow them: status, logs, outputs, cancel, list.

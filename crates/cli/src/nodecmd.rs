@@ -22,6 +22,7 @@ pub enum NodeCmd {
     /// distinct ports; or on the hosts you name) and keys funded at genesis.
     ///
     /// Example: gpunet node init --validators 4 --out /tmp/gpunet-net
+    ///
     /// Example: gpunet node init --validators 4 --hosts validator-0,validator-1,validator-2,validator-3 --providers 2 --out ./net
     Init(InitArgs),
     /// Run one validator (consensus, store, HTTP API) from its home until Ctrl-C.

@@ -22,6 +22,7 @@ pub enum ProviderCmd {
     /// stake (gpn) and fees; `gpunet node init --providers N` funds N provider keys at genesis.
     ///
     /// Example: gpunet provider start --api http://127.0.0.1:8650 --key provider.json --data /var/lib/gpunet-provider
+    ///
     /// Example: gpunet provider start --api http://validator-0:8650 --key /net/keys/provider-0.json --listen 0.0.0.0:8700 --endpoint http://provider-0:8700
     Start(StartArgs),
 }
@@ -85,13 +86,10 @@ async fn start(a: StartArgs) -> Result<()> {
             a.listen.port()
         );
     }
-    let key = KeyFile::load(&a.key).with_context(|| {
-        format!(
-            "cannot read the provider key {}; make one with `gpunet wallet new --out {}` and fund it with gpn",
-            a.key.display(),
-            a.key.display()
-        )
-    })?;
+    let key = KeyFile::load(&a.key).context(
+        "the provider key (its account pays the stake and fees: fund it with gpn, or use a key \
+         from `gpunet node init --providers N`)",
+    )?;
     let pricing = Pricing {
         per_cpu_hour: amount("cpu-hour", &a.cpu_hour)?,
         per_gib_memory_hour: amount("gib-hour", &a.gib_hour)?,

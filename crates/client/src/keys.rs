@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Why a key file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error(
-        "cannot read key file {path}: {source}; create one with `gpunet wallet new --out {path}`"
-    )]
+    #[error("cannot read key file {path} (create one with `gpunet wallet new --out {path}`)")]
     Read {
         path: PathBuf,
         #[source]
