@@ -7,13 +7,13 @@
 //! Readers never wait on block production: they clone an `Arc` of the published [`Tip`] and
 //! read from it while the committer works on its own copy.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Instant;
 
 use gpunet_api::node::EventEnvelope;
 use gpunet_ledger::State;
-use gpunet_protocol::{Block, BlockOutcome, Hash, SignedTx};
+use gpunet_protocol::{Address, Block, BlockOutcome, Hash, SignedTx};
 use gpunet_store::{BlockRecord, Store, StoreError};
 use tokio::sync::broadcast;
 
@@ -112,6 +112,9 @@ pub(crate) struct Shared {
     verified: Mutex<VerifiedTxs>,
     pub events: broadcast::Sender<Arc<BlockEvents>>,
     pub metrics: NodeMetrics,
+    /// Who may send batches marked as forwarded (the other validators' consensus keys); set
+    /// once by a validator at start, empty on a solo node.
+    forwarders: OnceLock<BTreeSet<Address>>,
 }
 
 impl Shared {
@@ -135,7 +138,18 @@ impl Shared {
             verified: Mutex::new(VerifiedTxs::default()),
             events,
             metrics,
+            forwarders: OnceLock::new(),
         }
+    }
+
+    /// Names the validators whose signed batches count as forwarded; only the first call counts.
+    pub(crate) fn set_forwarders(&self, forwarders: BTreeSet<Address>) {
+        let _ = self.forwarders.set(forwarders);
+    }
+
+    /// Whether `signer` may forward transactions to this node.
+    pub(crate) fn is_forwarder(&self, signer: &Address) -> bool {
+        self.forwarders.get().is_some_and(|f| f.contains(signer))
     }
 
     /// The last committed state. Cheap: an `Arc` clone under a read lock held for no longer.

@@ -99,6 +99,13 @@ impl NodeHandle {
         self.api_addr
     }
 
+    /// Names the validators (by the address of their consensus key) whose signed
+    /// `POST /v1/txs/batch` requests marked `forwarded` this node accepts; only the first call
+    /// counts. A node that never calls it refuses every forwarded batch.
+    pub fn set_forwarders(&self, forwarders: std::collections::BTreeSet<gpunet_protocol::Address>) {
+        self.shared.set_forwarders(forwarders);
+    }
+
     /// Height of the last committed block.
     pub fn height(&self) -> u64 {
         self.shared.tip().state.height

@@ -363,7 +363,7 @@ pub async fn start_validator_with(
         home: home.to_path_buf(),
         moniker: me.name.clone(),
         secret_key,
-        validators,
+        validators: validators.clone(),
         p2p_listen: me.p2p.listen_addr(),
         peers: others.iter().map(|v| v.p2p.clone()).collect(),
         block_ms: genesis.block_ms,
@@ -384,7 +384,27 @@ pub async fn start_validator_with(
     .await?;
     let (stop_forwarder, stop) = watch::channel(false);
     let peer_apis = others.iter().map(|v| v.api.http_url()).collect();
-    let forwarder = tokio::spawn(forward_txs(Arc::clone(&node.shared), peer_apis, stop));
+    // The other validators may mark the batches they forward to this node; their consensus keys
+    // sign them (and this one's, the batches it forwards).
+    let mut forwarders = std::collections::BTreeSet::new();
+    for (i, v) in validators.iter().enumerate() {
+        if i != index {
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&v.public_key).map_err(|_| {
+                ValidatorError::Invalid {
+                    path: gpath.clone(),
+                    why: format!("validator {i}'s key is not an ed25519 public key"),
+                }
+            })?;
+            forwarders.insert(gpunet_protocol::Address::from_key(&key));
+        }
+    }
+    node.set_forwarders(forwarders);
+    let forwarder = tokio::spawn(forward_txs(
+        Arc::clone(&node.shared),
+        ed25519_dalek::SigningKey::from_bytes(&secret_key),
+        peer_apis,
+        stop,
+    ));
     Ok(ValidatorHandle {
         node,
         genesis,
@@ -400,7 +420,12 @@ pub async fn start_validator_with(
 /// other. A peer that is down or slow misses what it failed to take; the transactions still wait
 /// here until this validator proposes. `peers` are base URLs (`http://10.0.0.3:8651`,
 /// `http://v2:8652`); a host name is resolved at every connection.
-async fn forward_txs(shared: Arc<Shared>, peers: Vec<String>, stop: watch::Receiver<bool>) {
+async fn forward_txs(
+    shared: Arc<Shared>,
+    key: ed25519_dalek::SigningKey,
+    peers: Vec<String>,
+    stop: watch::Receiver<bool>,
+) {
     let client = match reqwest::Client::builder().timeout(FORWARD_TIMEOUT).build() {
         Ok(c) => c,
         Err(e) => {
@@ -411,6 +436,7 @@ async fn forward_txs(shared: Arc<Shared>, peers: Vec<String>, stop: watch::Recei
     let forwarders = peers.into_iter().map(|base| {
         forward_to_peer(
             Arc::clone(&shared),
+            key.clone(),
             client.clone(),
             format!("{}/v1/txs/batch", base.trim_end_matches('/')),
             stop.clone(),
@@ -422,6 +448,7 @@ async fn forward_txs(shared: Arc<Shared>, peers: Vec<String>, stop: watch::Recei
 /// One peer's forwarder (see [`forward_txs`]): its own place in the mempool's arrival order.
 async fn forward_to_peer(
     shared: Arc<Shared>,
+    key: ed25519_dalek::SigningKey,
     client: reqwest::Client,
     url: String,
     mut stop: watch::Receiver<bool>,
@@ -441,8 +468,18 @@ async fn forward_to_peer(
         let send = async {
             // In order, one after another: a signer's later nonces need its earlier ones.
             for body in forward_bodies(&txs) {
-                let sent = client
-                    .post(&url)
+                let signed = gpunet_api::auth::sign_request(
+                    &key,
+                    "POST",
+                    "/v1/txs/batch",
+                    crate::orderer::wall_clock_ms(),
+                    &body,
+                );
+                let mut request = client.post(&url);
+                for (name, value) in signed {
+                    request = request.header(name, value);
+                }
+                let sent = request
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body)
                     .send()

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gpunet_api::node::{
-    AccountView, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, SubmitTxBatchResult, TxState, TxView,
+    AccountView, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, StatusView, SubmitTxBatchResult,
+    TxState, TxView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER};
 use gpunet_ledger::{Genesis, GenesisAccount, Params};
@@ -303,5 +304,61 @@ async fn a_batch_over_the_limits_is_refused_whole_and_admits_nothing() {
             .iter()
             .all(|r| r.error.as_ref().and_then(|e| e.code) == Some(Rejection::MalformedTx.code()))
     );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_a_named_validator_may_mark_a_batch_as_forwarded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_node(dir.path()).await;
+    let validator = key(9);
+    node.set_forwarders([addr(9)].into_iter().collect());
+    let api = Api::new(&node);
+    let url = format!("{}/v1/txs/batch", api.base);
+    let post = |tx: &SignedTx, signer: Option<&ed25519_dalek::SigningKey>| {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "txs_hex": [hex_of(tx)],
+            "forwarded": true,
+        }))
+        .expect("JSON");
+        let mut request = api
+            .http
+            .post(&url)
+            .header("content-type", "application/json");
+        if let Some(k) = signer {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis() as u64;
+            for (name, value) in
+                gpunet_api::auth::sign_request(k, "POST", "/v1/txs/batch", now_ms, &body)
+            {
+                request = request.header(name, value);
+            }
+        }
+        request.body(body).send()
+    };
+
+    // Unsigned, or signed by a key that is not a validator's: refused whole, nothing admitted.
+    let tx = transfer(1, 0);
+    for signer in [None, Some(&key(1))] {
+        let r = post(&tx, signer).await.expect("reaches the node");
+        assert_eq!(r.status(), 403);
+        let body: ErrorBody = r.json().await.expect("JSON error body");
+        assert_eq!(body.name, "not_a_forwarder", "{body}");
+        assert!(body.message.contains("leave `forwarded` out"), "{body}");
+    }
+    let status: StatusView = api.get("/v1/status").await;
+    assert_eq!(
+        status.mempool_size, 0,
+        "a refused forwarded batch admits nothing"
+    );
+
+    // Signed by the named validator: admitted and applied.
+    let r = post(&tx, Some(&validator)).await.expect("reaches the node");
+    assert_eq!(r.status(), 200);
+    let result: SubmitTxBatchResult = r.json().await.expect("JSON answer");
+    assert_eq!(result.admitted, 1, "{result:?}");
+    api.wait_applied(tx.hash()).await;
     node.shutdown().await;
 }

@@ -10,10 +10,11 @@ mod views;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,7 +24,7 @@ use gpunet_api::node::{
     StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState,
     TxView,
 };
-use gpunet_api::{ErrorBody, HEIGHT_HEADER};
+use gpunet_api::{ErrorBody, HEIGHT_HEADER, auth};
 use gpunet_protocol::{
     Address, Block, BlockOutcome, Hash, LeaseId, MAX_TX_BYTES, OrderId, Rejection,
 };
@@ -382,6 +383,39 @@ fn admit_hex(shared: &Shared, tx_hex: &str, origin: Origin) -> Result<Hash, Erro
     shared.admit(tx, origin).map_err(reject)
 }
 
+/// A batch marked as forwarded must be signed (`gpunet_api::auth` headers) by a validator of
+/// this network: only validators get the peer room in the mempool and skip forwarding.
+fn check_forwarder(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let forbidden = |why: String| ApiError {
+        status: StatusCode::FORBIDDEN,
+        height: None,
+        body: ErrorBody::new(
+            "not_a_forwarder",
+            format!(
+                "{why}; only the network's validators may mark a batch as forwarded: \
+                 leave `forwarded` out"
+            ),
+        ),
+    };
+    let signer = auth::verify_request(
+        header(auth::SIGNER_HEADER),
+        header(auth::TIMESTAMP_HEADER),
+        header(auth::SIGNATURE_HEADER),
+        "POST",
+        "/v1/txs/batch",
+        body,
+        crate::orderer::wall_clock_ms(),
+    )
+    .map_err(|e| forbidden(e.to_string()))?;
+    if !shared.is_forwarder(&signer) {
+        return Err(forbidden(format!(
+            "{signer} is not a validator of this network"
+        )));
+    }
+    Ok(())
+}
+
 #[utoipa::path(
     post,
     path = "/v1/txs/batch",
@@ -392,21 +426,25 @@ fn admit_hex(shared: &Shared, tx_hex: &str, origin: Origin) -> Result<Hash, Erro
     responses(
         (status = 200, body = SubmitTxBatchResult, description = "One result per transaction, in order: each admitted or refused exactly as `POST /v1/txs` would; a refused one does not stop the rest"),
         (status = 400, body = ErrorSchema, description = "Not a batch (`bad_request`); nothing admitted"),
+        (status = 403, body = ErrorSchema, description = "Marked as forwarded but not signed by a validator of this network (`not_a_forwarder`); nothing admitted"),
         (status = 413, body = ErrorSchema, description = "Over 1000 transactions or 2 MiB of body (`batch_too_large`); nothing admitted"),
     )
 )]
 async fn submit_tx_batch(
     State(app): State<App>,
-    body: Result<Json<SubmitTxBatch>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let height = app.shared.tip().state.height;
-    let Json(batch) = body.map_err(|e| {
+    let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return ApiError::batch_too_large("the body is too large".to_owned());
         }
+        ApiError::bad_request(format!("cannot read the body: {}", e.body_text()))
+    })?;
+    let batch: SubmitTxBatch = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
-            "the body must be JSON {{\"txs_hex\": [\"…\", …]}}: {}",
-            e.body_text()
+            "the body must be JSON {{\"txs_hex\": [\"…\", …]}}: {e}"
         ))
     })?;
     if batch.txs_hex.len() > MAX_TX_BATCH_TXS {
@@ -416,6 +454,7 @@ async fn submit_tx_batch(
         )));
     }
     let origin = if batch.forwarded {
+        check_forwarder(&app.shared, &headers, &body)?;
         Origin::Peer
     } else {
         Origin::Client
