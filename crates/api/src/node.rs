@@ -81,10 +81,11 @@ pub const MAX_TX_BATCH_BODY_BYTES: usize = 2 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SubmitTxBatch {
     pub txs_hex: Vec<String>,
-    /// Set by a validator forwarding transactions its clients sent: this node does not forward
-    /// them again, and gives them the room it keeps for the network's backlog (twice its
-    /// mempool limits). A client leaves it out (false), so that its transactions reach every
-    /// validator.
+    /// Set by a validator forwarding transactions its clients sent, with the request signed by
+    /// its consensus key ([`crate::auth`] headers): this node does not forward them again, and
+    /// gives them the room it keeps for the network's backlog (twice its mempool limits). A
+    /// client leaves it out (false), so that its transactions reach every validator; a batch
+    /// marked forwarded without a validator's signature is refused (403, `not_a_forwarder`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forwarded: bool,
 }
