@@ -124,7 +124,9 @@ case "${1:-}" in
   down) compose --profile tenant down --remove-orphans ;;
   purge)
     compose --profile tenant down --remove-orphans
-    rm -rf "$GPUNET_CLUSTER_DIR"
+    # Only what `up` wrote, in case GPUNET_CLUSTER_DIR points somewhere that holds more.
+    rm -rf "$GPUNET_CLUSTER_DIR/net" "$GPUNET_CLUSTER_DIR/jobs"
+    rmdir "$GPUNET_CLUSTER_DIR" 2>/dev/null || true
     ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac
