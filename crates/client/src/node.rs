@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use gpunet_api::node::{
     AccountView, EventEnvelope, LeaseView, OrderList, OrderView, ParamsView, ProviderList,
-    StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult, TxState, TxView,
+    StatusView, SubmitTx, SubmitTxResult, TxState, TxView,
 };
 use gpunet_protocol::{Address, Hash, LeaseId, Msg, OrderId, Rejection, SignedTx, TxBody};
 use tokio::sync::Mutex;
@@ -140,30 +140,6 @@ impl NodeClient {
             })?;
         let r: SubmitTxResult = decode(&url, resp).await?;
         Ok(r.tx_hash)
-    }
-
-    /// Submits up to [`gpunet_api::node::MAX_TX_BATCH_TXS`] signed transactions in one request
-    /// (`POST /v1/txs/batch`); the node checks and queues each as [`NodeClient::submit`] would,
-    /// in order. The answer holds one result per transaction, admitted or refused; a batch over
-    /// the limits is refused whole (`batch_too_large`).
-    pub async fn submit_batch(&self, txs: &[SignedTx]) -> Result<SubmitTxBatchResult, ClientError> {
-        let url = format!("{}/v1/txs/batch", self.base);
-        let body = SubmitTxBatch {
-            txs_hex: txs.iter().map(|tx| hex::encode(tx.encode())).collect(),
-            forwarded: false,
-        };
-        let resp = self
-            .http
-            .post(&url)
-            .json(&body)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
-        decode(&url, resp).await
     }
 
     /// Waits until `hash` is in a block. `Err(Rejected)` if the ledger refused it there.
