@@ -174,12 +174,12 @@ impl Cluster {
     }
 
     async fn get(&self, i: usize, path: &str) -> Option<Value> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.api(i)))
-            .send()
-            .await
-            .ok()?;
+        self.get_url(&format!("{}{path}", self.api(i))).await
+    }
+
+    /// A successful JSON answer from `url`, or `None`.
+    async fn get_url(&self, url: &str) -> Option<Value> {
+        let r = self.http.get(url).send().await.ok()?;
         if !r.status().is_success() {
             return None;
         }
@@ -199,8 +199,13 @@ impl Cluster {
     }
 
     async fn root_at(&self, i: usize, h: u64) -> Option<String> {
+        self.root_from(&self.api(i), h).await
+    }
+
+    /// The state root at height `h` of the node whose API is `api`.
+    async fn root_from(&self, api: &str, h: u64) -> Option<String> {
         Some(
-            self.get(i, &format!("/v1/blocks/{h}"))
+            self.get_url(&format!("{api}/v1/blocks/{h}"))
                 .await?
                 .get("state_root")?
                 .as_str()?
@@ -234,14 +239,16 @@ impl Cluster {
             .unwrap_or(0)
     }
 
-    /// Every validator has a block at every height from 1 to `up_to`, with the same state root.
-    async fn assert_same_roots(&self, up_to: u64) {
-        let all: Vec<usize> = (0..VALIDATORS).collect();
-        self.wait_all_at_least(&all, up_to).await;
+    /// Every validator in `nodes` has a block at every height from 1 to `up_to`, with the same
+    /// state root.
+    async fn assert_same_roots(&self, nodes: &[usize], up_to: u64) {
+        self.wait_all_at_least(nodes, up_to).await;
+        // Their addresses do not change while the roots are read: look them up once.
+        let apis: Vec<String> = nodes.iter().map(|&i| self.api(i)).collect();
         for h in 1..=up_to {
             let mut roots = Vec::new();
-            for i in 0..VALIDATORS {
-                roots.push(self.root_at(i, h).await);
+            for api in &apis {
+                roots.push(self.root_from(api, h).await);
             }
             assert!(
                 roots.iter().all(Option::is_some) && roots.windows(2).all(|w| w[0] == w[1]),
@@ -347,7 +354,7 @@ async fn a_job_runs_end_to_end_through_four_validators_in_containers() {
 
     let all: Vec<usize> = (0..VALIDATORS).collect();
     let top = cluster.max_height(&all).await;
-    cluster.assert_same_roots(top).await;
+    cluster.assert_same_roots(&all, top).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,7 +375,7 @@ async fn a_stopped_validator_does_not_stop_the_others_and_catches_up_when_restar
     docker_ok(&["start", &cluster.container("validator-3")]);
     let target = cluster.max_height(&[0, 1, 2]).await;
     cluster.wait_all_at_least(&[3], target).await;
-    cluster.assert_same_roots(target).await;
+    cluster.assert_same_roots(&all, target).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,7 +435,7 @@ async fn a_two_two_partition_decides_nothing_forks_nothing_and_heals() {
     let split_at = top(&after);
     cluster.wait_all_at_least(&all, split_at + 5).await;
     // No fork: one chain, the same roots everywhere, before, across and after the split.
-    cluster.assert_same_roots(split_at + 5).await;
+    cluster.assert_same_roots(&all, split_at + 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,16 +508,7 @@ async fn blocks_proposed_by_a_faulty_validator_are_refused() {
     // One chain: the honest validators agree at every height, and the faulty one, which
     // commits what the others decide, holds the same blocks.
     let top = cluster.max_height(&[0, 1, 2]).await;
-    for h in 1..=top {
-        let mut roots = Vec::new();
-        for i in 0..3 {
-            roots.push(cluster.root_at(i, h).await);
-        }
-        assert!(
-            roots.iter().all(Option::is_some) && roots.windows(2).all(|w| w[0] == w[1]),
-            "state roots differ or are missing at height {h}: {roots:?}"
-        );
-    }
+    cluster.assert_same_roots(&[0, 1, 2], top).await;
     let faulty_ip = docker_ok(&[
         "inspect",
         "-f",
@@ -521,20 +519,9 @@ async fn blocks_proposed_by_a_faulty_validator_are_refused() {
     let honest_root = cluster.root_at(0, top).await;
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let block: Option<Value> = async {
-            let r = cluster
-                .http
-                .get(format!("{faulty_api}/v1/blocks/{top}"))
-                .send()
-                .await
-                .ok()?;
-            r.status().is_success().then_some(())?;
-            r.json().await.ok()
-        }
-        .await;
-        if let Some(block) = block {
+        if let Some(root) = cluster.root_from(&faulty_api, top).await {
             assert_eq!(
-                block["state_root"].as_str().map(str::to_owned),
+                Some(root),
                 honest_root,
                 "the faulty validator's chain is the honest one"
             );
