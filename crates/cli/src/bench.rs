@@ -520,22 +520,8 @@ fn tempfile_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A base port with `n` consecutive free ports on 127.0.0.1 after it, none in `avoid`.
-fn free_port_run(n: u16, avoid: &[u16]) -> Result<u16> {
-    let seed = u16::try_from(std::process::id() % 2_000).unwrap_or(0);
-    let mut base = 30_000 + seed * 8;
-    for _ in 0..4_000 {
-        let free = (0..n).all(|i| {
-            !avoid.contains(&(base + i))
-                && std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
-        });
-        if free {
-            return Ok(base);
-        }
-        base = if base > 60_000 { 20_000 } else { base + n };
-    }
-    anyhow::bail!("no run of {n} free ports found")
-}
+/// Where `gpunet bench consensus` looks for free ports for its validators.
+const BENCH_PORTS: std::ops::Range<u16> = 30_000..46_000;
 
 const FINALITY_LANES: u64 = 8;
 /// Throughput accounts are keys from here on (finality lanes use keys 0..8).
@@ -727,8 +713,8 @@ async fn bench_consensus(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let n = u16::try_from(validators).context("too many validators")?;
-    let p2p = free_port_run(n, &[])?;
-    let api = free_port_run(n, &(p2p..p2p + n).collect::<Vec<_>>())?;
+    let p2p = crate::devnet::free_port_run(BENCH_PORTS, n, &[])?;
+    let api = crate::devnet::free_port_run(BENCH_PORTS, n, &(p2p..p2p + n).collect::<Vec<_>>())?;
     let vkeys: Vec<[u8; 32]> = (0..validators)
         .map(|_| gpunet_node::generate_validator_key())
         .collect();

@@ -324,6 +324,37 @@ fn start_agent_config(node_api: String, provider: KeyFile, home: &Path) -> Agent
     }
 }
 
+/// A base port with `n` consecutive free ports on 127.0.0.1 after it, all inside `within` and
+/// none in `avoid`. The search starts at a place picked by this process's id, so tests running
+/// side by side with distinct ranges, or the same range, rarely race for the same ports; it
+/// wraps around once before giving up.
+pub fn free_port_run(within: std::ops::Range<u16>, n: u16, avoid: &[u16]) -> Result<u16> {
+    let span = within.end.saturating_sub(within.start).saturating_sub(n);
+    anyhow::ensure!(
+        n > 0 && span > 0,
+        "no room for {n} ports in {}..{}",
+        within.start,
+        within.end
+    );
+    let steps = span / n;
+    let first = u16::try_from(std::process::id() % u32::from(steps.max(1))).unwrap_or(0);
+    for step in 0..=steps {
+        let base = within.start + ((first + step) % steps.max(1)) * n;
+        let free = (0..n).all(|i| {
+            !avoid.contains(&(base + i))
+                && std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+        });
+        if free {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!(
+        "no run of {n} free ports in {}..{}",
+        within.start,
+        within.end
+    )
+}
+
 /// How to run `gpunet dev --validators N` (N ≥ 2).
 pub struct MultiDevOptions {
     pub home: PathBuf,

@@ -3,7 +3,6 @@
 //! parent-death signal), instead of running on, holding their ports and home directory.
 #![cfg(target_os = "linux")]
 
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,22 +16,9 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// once, and a validator's orderly stop takes well under a second.
 const GONE_WITHIN: Duration = Duration::from_secs(10);
 
-/// A base port with `n` consecutive free ports after it, in 47,000–56,000: away from the other
-/// multi-validator tests (21,000–37,000) and `gpunet bench consensus` (30,000–46,000).
+/// A base port with `n` consecutive free ports after it, in this test's own range.
 fn free_port_run(n: u16, avoid: &[u16]) -> u16 {
-    let seed = u16::try_from((std::process::id() + 311) % 1_000).expect("below 1000");
-    let mut base = 47_000 + seed * 8;
-    loop {
-        let free = (0..n).all(|i| {
-            !avoid.contains(&(base + i))
-                && TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], base + i))).is_ok()
-        });
-        if free {
-            return base;
-        }
-        base += n;
-        assert!(base < 56_000, "no run of free ports found");
-    }
+    gpunet::devnet::free_port_run(47_000..56_000, n, avoid).expect("free ports")
 }
 
 /// `/proc/<pid>/stat`'s state and parent pid, or `None` once the process is gone.

@@ -3,7 +3,6 @@
 //! completion, and all four validators have the same state root at the height where it ended.
 //! SIGTERM to `gpunet dev` stops every validator.
 
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,23 +19,9 @@ const VALIDATORS: u16 = 4;
 /// Generous: the machine running tests may be busy compiling.
 const PATIENCE: Duration = Duration::from_secs(120);
 
-/// A base port with `n` consecutive free ports after it.
+/// A base port with `n` consecutive free ports after it, in this test's own range.
 fn free_port_run(n: u16, avoid: &[u16]) -> u16 {
-    let seed = u16::try_from((std::process::id() + 977) % 2_000).expect("below 2000");
-    let mut base = 21_000 + seed * 8;
-    loop {
-        let free = (0..n).all(|i| {
-            !avoid.contains(&(base + i))
-                && TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], base + i))).is_ok()
-        });
-        if free {
-            return base;
-        }
-        base += n;
-        if base >= 60_000 {
-            base = 21_000;
-        }
-    }
+    gpunet::devnet::free_port_run(37_000..46_000, n, avoid).expect("free ports")
 }
 
 /// Stops `gpunet dev` (SIGTERM, so it stops its validators too; SIGKILL after ten seconds) if

@@ -3,7 +3,6 @@
 //! height, blocks keep coming with one validator killed, and the killed one catches up to the
 //! same roots after a restart.
 
-use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,21 +20,9 @@ fn gpunet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gpunet"))
 }
 
-/// A base port with `n` consecutive free ports after it.
+/// A base port with `n` consecutive free ports after it, in this test's own range.
 fn free_port_run(n: u16, avoid: &[u16]) -> u16 {
-    let seed = u16::try_from(std::process::id() % 2_000).expect("below 2000");
-    let mut base = 21_000 + seed * 8;
-    loop {
-        let free = (0..n).all(|i| {
-            !avoid.contains(&(base + i))
-                && TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], base + i))).is_ok()
-        });
-        if free {
-            return base;
-        }
-        base += n;
-        assert!(base < 60_000, "no run of free ports found");
-    }
+    gpunet::devnet::free_port_run(21_000..30_000, n, avoid).expect("free ports")
 }
 
 struct Node {
