@@ -101,6 +101,7 @@ mod tests {
             workload_id: "lease-1".into(),
             driver: "docker".into(),
             pid: None,
+            start_ticks: None,
             root_dir: "/x".into(),
         };
         assert_eq!(

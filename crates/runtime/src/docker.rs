@@ -434,6 +434,7 @@ impl Driver for DockerDriver {
             workload_id: id.clone(),
             driver: DOCKER_DRIVER_NAME.into(),
             pid: None,
+            start_ticks: None,
             root_dir: root.clone(),
         })
     }

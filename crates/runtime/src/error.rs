@@ -66,6 +66,10 @@ pub enum SpecError {
         "exposed ports need network egress: a container without a network cannot publish ports"
     )]
     ExposedPortsNeedNetwork,
+    #[error(
+        "a sandboxed process workload has no network: give the job an image (run.image) to use egress"
+    )]
+    ProcessEgress,
 }
 
 /// Errors from a [`crate::Driver`].
@@ -105,6 +109,12 @@ pub enum DriverError {
         program: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("could not set up the sandbox of workload {workload_id}: cannot {step}: {reason}")]
+    Sandbox {
+        workload_id: String,
+        step: &'static str,
+        reason: String,
     },
     #[error("could not {action} for workload {workload_id}: {source}")]
     Os {

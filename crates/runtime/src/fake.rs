@@ -259,6 +259,7 @@ impl Driver for FakeDriver {
             workload_id: spec.workload_id.clone(),
             driver: FAKE_DRIVER_NAME.into(),
             pid: None,
+            start_ticks: None,
             root_dir: spec.root_dir.clone(),
         })
     }

@@ -6,8 +6,9 @@
 //!   come from NVML, then `nvidia-smi`, then nothing: a GPU is never invented, and when none is
 //!   found [`GpuSource::None`] says why.
 //! - The [`Driver`] trait (`fingerprint, start, wait, logs, stop, destroy, recover`) runs one
-//!   workload per lease. [`ProcessDriver`] runs a plain child process under rlimits in its own
-//!   session; [`DockerDriver`] runs a locked-down container of a local Docker Engine;
+//!   workload per lease. [`ProcessDriver`] runs a child process in a kernel sandbox (user, mount,
+//!   PID and network namespaces, a cgroup, seccomp, Landlock: see the `sandbox` module), or
+//!   plainly where no sandbox can be had, saying so in [`Isolation`]; [`DockerDriver`] runs a locked-down container of a local Docker Engine;
 //!   [`FakeDriver`] pretends, for the agent's unit tests.
 //! - With the `test-image` feature, [`testimage`] builds a tiny image from host binaries, for
 //!   tests of the Docker driver on machines with no registry.
@@ -16,6 +17,7 @@
 //! functions; only [`discover`] and the drivers touch the world. All `unsafe` code lives in the
 //! private `sys` module.
 
+mod cgroup;
 mod docker;
 mod driver;
 mod error;
@@ -24,6 +26,7 @@ mod gpu;
 mod logs;
 mod machine;
 mod process;
+mod sandbox;
 mod sys;
 #[cfg(any(test, feature = "test-image"))]
 pub mod testimage;
@@ -47,6 +50,7 @@ pub use machine::{
     parse_meminfo_total_kib,
 };
 pub use process::{PROCESS_DRIVER_NAME, ProcessDriver};
+pub use sandbox::{DENIED_SYSCALLS, HOST_ID_BASE, HOST_ID_SLOTS, Isolation, SYSTEM_DIRS};
 pub use workload::{
     DEFAULT_CPU_MILLIS, DEFAULT_LOG_LIMIT_BYTES, DEFAULT_MAX_DURATION, DEFAULT_MEMORY_MIB,
     DEFAULT_PIDS_LIMIT, ExitOutcome, ExitReason, ExposedPort, LOG_TRUNCATED_MARKER, LogChunk,

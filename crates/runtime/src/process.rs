@@ -1,17 +1,25 @@
-//! The process driver: runs a workload as a plain child process of the agent.
+//! The process driver: runs a workload as a child process of the agent, inside the kernel
+//! sandbox of [`crate::sandbox`] wherever this machine allows one ([`Isolation::Sandboxed`]),
+//! and as a plain child process otherwise ([`Isolation::Unsandboxed`], which the agent offers
+//! only to its operator's own accounts).
 //!
 //! Each workload gets a cleared environment, its own session and process group (so stop and
 //! the wall-clock limit reach its children), rlimits set between fork and exec, and a pipe that
-//! a task pumps into the capped combined log. A supervisor task per workload watches for the
+//! a task pumps into the capped combined log. Sandboxed, the agent's direct child is the
+//! sandbox's shim, whose child — PID 1 of the lease's PID namespace — is the workload; the shim
+//! reports the workload's status and rusage, and the lease's cgroup says whether the kernel's
+//! OOM killer struck. A supervisor task per workload watches for the
 //! exit (`waitid` with `WNOWAIT` on a dedicated thread), the wall-clock deadline and stop
 //! requests; when the main process has exited it kills what is left of the group, reaps the
 //! main process with `wait4` for its rusage, waits briefly for the log to drain, classifies the
 //! end and publishes the [`ExitOutcome`].
 //!
 //! Limits and what they mean:
-//! - `RLIMIT_AS = memory_mib`: virtual address space, per process. A memory hog's allocations
-//!   fail. Runtimes that reserve large address ranges up front (JVM, Go, CUDA) need a generous
-//!   limit; real memory accounting needs cgroups (the Docker driver's job).
+//! - memory: the lease's cgroup when the sandbox has one (the kernel's OOM killer ends the
+//!   workload, reported as `OutOfMemory`); otherwise `RLIMIT_AS = memory_mib`, virtual address
+//!   space per process, so a memory hog's allocations fail (runtimes that reserve large address
+//!   ranges up front, such as the JVM, Go or CUDA, need a generous limit then).
+//! - processes: the cgroup's `pids.max` and `RLIMIT_NPROC` (sandboxed, counted per lease).
 //! - `RLIMIT_CPU = ceil(max_duration × cores)` seconds soft, [`CPU_LIMIT_HARD_GRACE_SECS`] more
 //!   hard, per process: SIGXCPU first, SIGKILL if ignored.
 //! - `RLIMIT_CORE = 0`.
@@ -27,18 +35,17 @@
 //! ([`ALLOCATION_FAILURE_MESSAGES`]). The output is the tenant's, so `OutOfMemory` is a helpful
 //! label, not proof.
 //!
-//! The spec's isolation fields (`image`, `network`, `read_only_rootfs`, `expose`, `pids_limit`)
-//! are ignored: a child process has no namespaces or cgroup of its own, shares the host's
-//! network and filesystem, and listens on host ports directly. Use the Docker driver to enforce
-//! them.
-//!
-//! GPU isolation here is only `CUDA_VISIBLE_DEVICES`, which a process may change; the
-//! environment the driver sets (`GPUNET_OUTPUTS`, `HOME`, `CUDA_VISIBLE_DEVICES`) overrides the
-//! spec's.
+//! Sandboxed, a workload sees `/work` (its cwd and `HOME`), `/outputs` (`GPUNET_OUTPUTS`),
+//! `/inputs` and read-only system directories, has no network (a spec asking for egress is
+//! refused), and only its own GPUs' device files; `image`, `read_only_rootfs` and `expose` do
+//! not apply. Unsandboxed, a workload shares the host's filesystem and network, `GPUNET_OUTPUTS`
+//! and `HOME` are host paths, and GPU isolation is only `CUDA_VISIBLE_DEVICES`. The environment
+//! the driver sets (`GPUNET_OUTPUTS`, `HOME`, `CUDA_VISIBLE_DEVICES`) overrides the spec's.
 //!
 //! After an agent restart ([`Driver::recover`]) a still-running workload is adopted: its pid is
-//! checked to be ours (a session leader whose initial environment names this workload's outputs
-//! dir), it can be stopped and its log read, but its exit status and rusage cannot be had (it is
+//! checked to be ours (a session leader that started at the recorded time, or, for handles
+//! written before start times were recorded, whose initial environment names this workload's
+//! outputs dir), it can be stopped and its log read, but its exit status and rusage cannot be had (it is
 //! no longer our child), so its end is reported as `Lost` (or `Stopped` if we stopped it), and
 //! the wall-clock limit is no longer enforced by the driver. Its output pipe died with the old
 //! agent, so its later writes fail (EPIPE/SIGPIPE).
@@ -55,12 +62,13 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{oneshot, watch};
 
 use crate::driver::{Driver, DriverInfo, RecoverState, check_driver};
-use crate::error::DriverError;
+use crate::error::{DriverError, SpecError};
 use crate::logs::{LogCap, read_chunk};
+use crate::sandbox::{Isolation, Sandbox, SandboxedRun};
 use crate::sys::{self, ChildLimits};
 use crate::workload::{
-    ExitOutcome, ExitReason, LogChunk, Usage, WorkloadHandle, WorkloadSpec, log_path, logs_dir,
-    outputs_dir, remove_work_dir, request_stop, work_dir,
+    ExitOutcome, ExitReason, LogChunk, NetworkMode, Usage, WorkloadHandle, WorkloadSpec, log_path,
+    logs_dir, outputs_dir, remove_work_dir, request_stop, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -68,7 +76,7 @@ pub const PROCESS_DRIVER_NAME: &str = "process";
 /// `PATH` given to workloads whose spec does not set one.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// Extra CPU seconds between SIGXCPU (soft limit) and SIGKILL (hard limit).
-const CPU_LIMIT_HARD_GRACE_SECS: u64 = 5;
+pub(crate) const CPU_LIMIT_HARD_GRACE_SECS: u64 = 5;
 /// How long the log may keep draining after the workload's group is gone (an escaped process
 /// still holding the pipe would otherwise hold the outcome back forever).
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -91,10 +99,18 @@ const MIB_BYTES: u64 = 1024 * 1024;
 /// Peak resident set, as a percentage of the memory limit, that counts as memory exhausted.
 const OOM_RSS_PERCENT: u64 = 75;
 
-/// Runs workloads as child processes; see the module docs.
-#[derive(Debug, Default)]
+/// Runs workloads as child processes, sandboxed where the machine allows; see the module docs.
+#[derive(Debug)]
 pub struct ProcessDriver {
     workloads: Mutex<BTreeMap<String, Arc<Entry>>>,
+    sandbox: Option<Arc<Sandbox>>,
+    isolation: Isolation,
+}
+
+impl Default for ProcessDriver {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[derive(Debug)]
@@ -111,8 +127,43 @@ enum Cause {
 }
 
 impl ProcessDriver {
+    /// A driver that sandboxes every workload if this machine allows it (checked now, by
+    /// running `true` in a sandbox), and runs them unsandboxed otherwise; [`Self::isolation`]
+    /// says which and why.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_protected_paths(Vec::new())
+    }
+
+    /// As [`Self::new`], and `protected` (the agent's data directory, its key files) is masked
+    /// inside every sandbox even where a system directory shown to workloads contains it.
+    pub fn with_protected_paths(protected: Vec<PathBuf>) -> Self {
+        match Sandbox::new(protected) {
+            Ok(sandbox) => Self {
+                workloads: Mutex::default(),
+                isolation: Isolation::Sandboxed {
+                    detail: sandbox.describe(),
+                },
+                sandbox: Some(Arc::new(sandbox)),
+            },
+            Err(reason) => Self::unsandboxed(reason),
+        }
+    }
+
+    /// A driver that runs workloads as plain child processes, for the operator's own jobs
+    /// where no sandbox can be had; `reason` says why.
+    pub fn unsandboxed(reason: impl Into<String>) -> Self {
+        Self {
+            workloads: Mutex::default(),
+            sandbox: None,
+            isolation: Isolation::Unsandboxed {
+                reason: reason.into(),
+            },
+        }
+    }
+
+    /// Whether workloads run sandboxed here, and what that enforces or why not.
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
@@ -155,12 +206,20 @@ impl Driver for ProcessDriver {
         Ok(DriverInfo {
             name: PROCESS_DRIVER_NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            detail: format!("linux kernel {kernel}; isolation: rlimits and a process group only"),
+            detail: match &self.isolation {
+                Isolation::Sandboxed { detail } => format!("linux kernel {kernel}; {detail}"),
+                Isolation::Unsandboxed { reason } => format!(
+                    "linux kernel {kernel}; no sandbox ({reason}): rlimits and a process group only"
+                ),
+            },
         })
     }
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadHandle, DriverError> {
         spec.validate()?;
+        if self.sandbox.is_some() && spec.network == NetworkMode::Egress {
+            return Err(SpecError::ProcessEgress.into());
+        }
         let id = &spec.workload_id;
         let root = &spec.root_dir;
         for dir in [work_dir(root), outputs_dir(root), logs_dir(root)] {
@@ -198,12 +257,11 @@ impl Driver for ProcessDriver {
         let (reader, writer) = std::io::pipe().map_err(os("create output pipe"))?;
         let writer_for_stderr = writer.try_clone().map_err(os("clone output pipe"))?;
 
-        let mut command = build_command(spec);
+        let mut command = build_command(spec, self.sandbox.is_some());
         command
             .stdin(Stdio::null())
             .stdout(writer)
             .stderr(writer_for_stderr);
-        sys::apply_child_setup(&mut command, child_limits(spec));
 
         // The lock is held across the spawn so two starts of one id cannot both run.
         let mut map = self.lock();
@@ -212,16 +270,27 @@ impl Driver for ProcessDriver {
                 workload_id: id.clone(),
             });
         }
-        let child = command.spawn().map_err(|source| DriverError::Spawn {
-            workload_id: id.clone(),
-            program: spec.command.first().cloned().unwrap_or_default(),
-            source,
-        })?;
+        // Either way the command (which holds the parent's copies of the pipe's write end) is
+        // dropped once spawned, so the pipe reaches EOF once the workload's processes are gone.
+        let (child, sandboxed) = match &self.sandbox {
+            Some(sandbox) => {
+                let (child, run) = sandbox.spawn(spec, command)?;
+                (child, Some(run))
+            }
+            None => {
+                sys::apply_child_setup(&mut command, child_limits(spec));
+                let child = command.spawn().map_err(|source| DriverError::Spawn {
+                    workload_id: id.clone(),
+                    program: spec.command.first().cloned().unwrap_or_default(),
+                    source,
+                })?;
+                drop(command);
+                (child, None)
+            }
+        };
         let started = Instant::now();
-        // The command holds the parent's copies of the pipe's write end; dropping it lets the
-        // pipe reach EOF once the workload's processes are gone.
-        drop(command);
         let pid = child.id();
+        let start_ticks = process_start_ticks(pid);
         // Never waited through `child`: the supervisor reaps it with wait4 for the rusage.
         drop(child);
 
@@ -251,12 +320,14 @@ impl Driver for ProcessDriver {
             stop: stop_rx,
             pump,
             outcome: outcome_tx,
+            sandboxed,
         }));
-        tracing::info!(workload_id = %id, pid, "workload started");
+        tracing::info!(workload_id = %id, pid, sandboxed = self.sandbox.is_some(), "workload started");
         Ok(WorkloadHandle {
             workload_id: id.clone(),
             driver: PROCESS_DRIVER_NAME.into(),
             pid: Some(pid),
+            start_ticks,
             root_dir: root.clone(),
         })
     }
@@ -301,6 +372,7 @@ impl Driver for ProcessDriver {
             });
         }
         remove_work_dir(&handle.root_dir)?;
+        crate::sandbox::remove_skeleton(&handle.root_dir);
         self.lock().remove(&handle.workload_id);
         Ok(())
     }
@@ -328,24 +400,40 @@ async fn wait_outcome(entry: &Entry, workload_id: &str) -> Result<ExitOutcome, D
     seen.clone().ok_or_else(gone)
 }
 
-fn build_command(spec: &WorkloadSpec) -> Command {
+/// The workload's command and environment. Sandboxed, paths are those inside the sandbox and
+/// the sandbox itself enters `/work`; unsandboxed, host paths.
+fn build_command(spec: &WorkloadSpec, sandboxed: bool) -> Command {
     let root = &spec.root_dir;
     let mut command = Command::new(&spec.command[0]);
     command.args(&spec.command[1..]).env_clear().envs(&spec.env);
     if !spec.env.contains_key("PATH") {
         command.env("PATH", DEFAULT_PATH);
     }
-    command
-        .env("GPUNET_OUTPUTS", outputs_dir(root))
-        .env("HOME", work_dir(root))
-        // Empty when no GPU is assigned, so a job cannot use GPUs it did not rent.
-        .env("CUDA_VISIBLE_DEVICES", spec.gpu_uuids.join(","))
-        .current_dir(work_dir(root));
+    // Empty when no GPU is assigned, so a job cannot use GPUs it did not rent.
+    command.env("CUDA_VISIBLE_DEVICES", spec.gpu_uuids.join(","));
+    if sandboxed {
+        command
+            .env("GPUNET_OUTPUTS", "/outputs")
+            .env("HOME", "/work");
+    } else {
+        command
+            .env("GPUNET_OUTPUTS", outputs_dir(root))
+            .env("HOME", work_dir(root))
+            .current_dir(work_dir(root));
+    }
     command
 }
 
+/// When process `pid` started: field 22 of `/proc/<pid>/stat`, in clock ticks since boot.
+fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    // Fields after the name start at field 3 (state); start time is field 22.
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// CPU seconds allowed: `ceil(max_duration × cpu_millis / 1000)`, at least 1.
-fn cpu_limit_secs(spec: &WorkloadSpec) -> u64 {
+pub(crate) fn cpu_limit_secs(spec: &WorkloadSpec) -> u64 {
     let cpu_ms = spec
         .max_duration
         .as_millis()
@@ -412,6 +500,8 @@ struct Supervised {
     stop: watch::Receiver<Option<Duration>>,
     pump: tokio::task::JoinHandle<LogCap>,
     outcome: watch::Sender<Option<ExitOutcome>>,
+    /// The sandbox's report pipe, cgroup and uid slot, when sandboxed.
+    sandboxed: Option<SandboxedRun>,
 }
 
 async fn supervise(mut s: Supervised) {
@@ -449,7 +539,7 @@ async fn supervise(mut s: Supervised) {
             }
         }
     };
-    let reaped = match exit {
+    let mut reaped = match exit {
         Ok(Ok(())) => {
             // The main process is a zombie, so its pid still names the group: clear out any
             // processes it left behind, then collect it.
@@ -459,6 +549,34 @@ async fn supervise(mut s: Supervised) {
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err("wait thread ended without a result".to_owned()),
     };
+    // Sandboxed, the reaped process is the shim: the workload's own status and rusage are in
+    // its report (absent when the shim itself was killed), and the cgroup knows about OOM kills.
+    let mut oom_killed = false;
+    if let Some(run) = s.sandboxed.take() {
+        let finished = tokio::task::spawn_blocking(move || {
+            let report = crate::sandbox::read_report(run.report);
+            let oom_kills = run.cgroup.as_ref().map_or(0, |c| c.oom_kills());
+            if let Some(cgroup) = &run.cgroup {
+                cgroup.remove();
+            }
+            crate::sandbox::remove_skeleton(&run.root_dir);
+            drop(run.slot);
+            (report, oom_kills)
+        })
+        .await;
+        if let Ok((report, oom_kills)) = finished {
+            oom_killed = oom_kills > 0;
+            if let (Ok(reaped), Some(report)) = (&mut reaped, report) {
+                *reaped = sys::Reaped {
+                    exit_code: report.exit_code,
+                    signal: report.signal,
+                    cpu_user_ms: report.cpu_user_ms,
+                    cpu_system_ms: report.cpu_system_ms,
+                    max_rss_kib: report.max_rss_kib,
+                };
+            }
+        }
+    }
     let wall_ms = u64::try_from(s.started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let tail = match tokio::time::timeout(LOG_DRAIN_TIMEOUT, &mut s.pump).await {
         Ok(Ok(cap)) => cap.tail(),
@@ -473,7 +591,11 @@ async fn supervise(mut s: Supervised) {
         Ok(reaped) => ExitOutcome {
             exit_code: reaped.exit_code,
             signal: reaped.signal,
-            reason: classify(&reaped, cause, s.cpu_limit_secs, s.memory_mib, &tail),
+            reason: match classify(&reaped, cause, s.cpu_limit_secs, s.memory_mib, &tail) {
+                // The kernel's own word: the cgroup's OOM killer ended a process of the lease.
+                ExitReason::Failed if oom_killed => ExitReason::OutOfMemory,
+                reason => reason,
+            },
             usage: Usage {
                 wall_ms,
                 cpu_user_ms: reaped.cpu_user_ms,
@@ -569,7 +691,7 @@ fn adopt(handle: &WorkloadHandle) -> Entry {
     };
     match handle
         .pid
-        .filter(|pid| is_our_workload(*pid, &handle.root_dir))
+        .filter(|pid| is_our_workload(*pid, handle.start_ticks, &handle.root_dir))
     {
         Some(pid) => {
             tracing::info!(workload_id = %handle.workload_id, pid, "adopted running workload");
@@ -639,10 +761,14 @@ fn process_state(pid: u32) -> Option<char> {
 }
 
 /// Whether `pid` is a live workload of ours for `root_dir`: a session leader (we setsid every
-/// workload) whose initial environment has this workload's `GPUNET_OUTPUTS`.
-fn is_our_workload(pid: u32, root_dir: &Path) -> bool {
+/// workload) that started at `start_ticks`, or, without a start time, whose initial environment
+/// has this workload's `GPUNET_OUTPUTS`.
+fn is_our_workload(pid: u32, start_ticks: Option<u64>, root_dir: &Path) -> bool {
     if !is_alive(pid) || sys::session_of(pid) != Some(pid) {
         return false;
+    }
+    if let Some(expected) = start_ticks {
+        return process_start_ticks(pid) == Some(expected);
     }
     let expected = {
         let mut v = b"GPUNET_OUTPUTS=".to_vec();

@@ -10,6 +10,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
+pub(crate) mod sandbox;
+
 /// Resource limits applied in the child between fork and exec.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChildLimits {
@@ -44,7 +46,11 @@ pub(crate) fn apply_child_setup(command: &mut Command, limits: ChildLimits) {
     }
 }
 
-fn set_limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
+pub(crate) fn set_limit(
+    resource: libc::__rlimit_resource_t,
+    soft: u64,
+    hard: u64,
+) -> io::Result<()> {
     let limit = libc::rlimit {
         rlim_cur: soft as libc::rlim_t,
         rlim_max: hard as libc::rlim_t,
@@ -174,4 +180,35 @@ pub(crate) fn session_of(pid: u32) -> Option<u32> {
     // SAFETY: getsid only reads the session id of a process.
     let sid = unsafe { libc::getsid(pid) };
     u32::try_from(sid).ok()
+}
+
+/// The mount flags (`MS_*`) that a read-only remount of a bind of `path`'s filesystem must
+/// keep: in a user namespace the kernel refuses to clear the flags the source mount has.
+pub(crate) fn locked_mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is a valid NUL-terminated string and `stat` a valid out-pointer.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let pairs = [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ];
+    Ok(pairs
+        .iter()
+        .filter(|(st, _)| stat.f_flag & *st != 0)
+        .fold(0, |flags, (_, ms)| flags | ms))
+}
+
+/// This process's effective uid and gid.
+pub(crate) fn effective_ids() -> (u32, u32) {
+    // SAFETY: geteuid and getegid cannot fail and read nothing.
+    unsafe { (libc::geteuid(), libc::getegid()) }
 }

@@ -318,6 +318,10 @@ pub(crate) fn remove_work_dir(root_dir: &Path) -> Result<(), crate::DriverError>
 pub(crate) fn outputs_dir(root_dir: &Path) -> PathBuf {
     root_dir.join("outputs")
 }
+/// Read-only inputs the agent placed for the workload, if any.
+pub(crate) fn inputs_dir(root_dir: &Path) -> PathBuf {
+    root_dir.join("inputs")
+}
 pub(crate) fn logs_dir(root_dir: &Path) -> PathBuf {
     root_dir.join("logs")
 }
@@ -334,6 +338,10 @@ pub struct WorkloadHandle {
     pub driver: String,
     /// Process id of the session leader, where the driver has one.
     pub pid: Option<u32>,
+    /// When that process started (field 22 of `/proc/<pid>/stat`, clock ticks since boot), so
+    /// a reused pid is never mistaken for the workload after an agent restart.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
     pub root_dir: PathBuf,
 }
 

@@ -1,5 +1,7 @@
 //! The process driver against real processes: outputs, logs, environment, limits, stop,
-//! destroy and recover.
+//! destroy and recover. They run in the sandbox where this machine allows one (CI sets
+//! `GPUNET_REQUIRE_SANDBOX=1`, which makes its absence a failure); the attacks a hostile tenant
+//! would try are in `sandbox_holds_against_hostile_workloads.rs`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,6 +11,21 @@ use gpunet_runtime::{
     Driver, DriverError, ExitReason, LOG_TRUNCATED_MARKER, ProcessDriver, RecoverState, SpecError,
     WorkloadHandle, WorkloadSpec,
 };
+
+/// The driver under test: sandboxed where possible, and required to be when
+/// `GPUNET_REQUIRE_SANDBOX=1`.
+fn driver() -> ProcessDriver {
+    let driver = ProcessDriver::new();
+    if !driver.isolation().is_sandboxed() {
+        assert!(
+            std::env::var_os("GPUNET_REQUIRE_SANDBOX").is_none(),
+            "GPUNET_REQUIRE_SANDBOX is set but {:?}",
+            driver.isolation()
+        );
+        eprintln!("note: running unsandboxed: {:?}", driver.isolation());
+    }
+    driver
+}
 
 fn spec(root: &Path, script: &str) -> WorkloadSpec {
     WorkloadSpec {
@@ -38,6 +55,22 @@ async fn all_logs(driver: &ProcessDriver, handle: &WorkloadHandle) -> Vec<u8> {
     }
 }
 
+/// Live (not zombie) processes with `arg` among their arguments.
+fn processes_with_arg(arg: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+                && !process_is_dead(*pid)
+        })
+        .collect()
+}
+
 /// Dead means gone, or a zombie waiting for whoever inherited it.
 fn process_is_dead(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -51,7 +84,7 @@ fn process_is_dead(pid: u32) -> bool {
 #[tokio::test]
 async fn command_writing_an_output_completes_and_its_stdout_and_stderr_are_logged() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let script =
         r#"echo to-stdout; echo to-stderr >&2; printf 'hello' > "$GPUNET_OUTPUTS/greeting.txt""#;
     let handle = driver
@@ -84,7 +117,7 @@ async fn environment_is_cleared_except_the_spec_and_the_driver_variables() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Cargo sets this in the test process's environment; the workload must not see it.
     assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let mut s = spec(dir.path(), "");
     s.command = vec!["/usr/bin/env".into()];
     s.env.insert("MODEL".into(), "llama".into());
@@ -98,8 +131,11 @@ async fn environment_is_cleared_except_the_spec_and_the_driver_variables() {
     let log = std::fs::read_to_string(dir.path().join("logs/combined.log")).expect("log");
     let seen: BTreeMap<&str, &str> = log.lines().filter_map(|l| l.split_once('=')).collect();
     let root = dir.path().display();
-    let outputs = format!("{root}/outputs");
-    let work = format!("{root}/work");
+    let (outputs, work) = if driver.isolation().is_sandboxed() {
+        ("/outputs".to_owned(), "/work".to_owned())
+    } else {
+        (format!("{root}/outputs"), format!("{root}/work"))
+    };
     let expected: BTreeMap<&str, &str> = [
         ("CUDA_VISIBLE_DEVICES", "GPU-aaa,GPU-bbb"),
         ("GPUNET_OUTPUTS", outputs.as_str()),
@@ -115,7 +151,7 @@ async fn environment_is_cleared_except_the_spec_and_the_driver_variables() {
 #[tokio::test]
 async fn workload_without_gpus_sees_an_empty_cuda_visible_devices_and_runs_in_its_work_dir() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let mut s = spec(
         dir.path(),
         r#"printf '[%s] ' "${CUDA_VISIBLE_DEVICES-unset}"; pwd"#,
@@ -124,15 +160,25 @@ async fn workload_without_gpus_sees_an_empty_cuda_visible_devices_and_runs_in_it
     let handle = driver.start(&s).await.expect("starts");
     driver.wait(&handle).await.expect("waits");
     let log = std::fs::read_to_string(dir.path().join("logs/combined.log")).expect("log");
-    let work = dir.path().join("work").canonicalize().expect("work dir");
+    let work = if driver.isolation().is_sandboxed() {
+        "/work".into()
+    } else {
+        dir.path().join("work").canonicalize().expect("work dir")
+    };
     assert_eq!(log, format!("[] {}\n", work.display()));
 }
 
 #[tokio::test]
 async fn workload_past_its_wall_clock_limit_is_killed_with_its_children() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
-    let mut s = spec(dir.path(), "sleep 60 & echo $! > child.pid; sleep 60");
+    let driver = driver();
+    // A distinctive argument finds the child from outside (its pid inside a sandbox is not the
+    // host's).
+    let marker = format!("60.{}", std::process::id());
+    let mut s = spec(
+        dir.path(),
+        &format!("sleep {marker} & echo started > child.started; sleep 60"),
+    );
     s.max_duration = Duration::from_secs(1);
     let begun = Instant::now();
     let handle = driver.start(&s).await.expect("starts");
@@ -146,25 +192,22 @@ async fn workload_past_its_wall_clock_limit_is_killed_with_its_children() {
     );
     assert!(outcome.usage.wall_ms >= 1000, "{outcome:?}");
 
-    let child: u32 = std::fs::read_to_string(dir.path().join("work/child.pid"))
-        .expect("child pid written")
-        .trim()
-        .parse()
-        .expect("a pid");
+    assert!(dir.path().join("work/child.started").exists());
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !process_is_dead(child) && Instant::now() < deadline {
+    while !processes_with_arg(&marker).is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let survivors = processes_with_arg(&marker);
     assert!(
-        process_is_dead(child),
-        "child {child} of the workload survived"
+        survivors.is_empty(),
+        "children {survivors:?} of the workload survived"
     );
 }
 
 #[tokio::test]
 async fn memory_hog_under_a_small_memory_limit_does_not_succeed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let mut s = spec(
         dir.path(),
         r#"x=$(head -c 400000000 /dev/zero | tr "\0" a); echo done"#,
@@ -186,7 +229,7 @@ async fn allocation_failure_with_a_clear_message_is_classified_out_of_memory() {
     // perl-base is essential on Debian-like systems; perl prints "Out of memory!" and exits
     // nonzero when an allocation fails.
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let mut s = spec(dir.path(), "");
     s.command = vec![
         "perl".into(),
@@ -208,7 +251,9 @@ async fn allocation_failure_with_a_clear_message_is_classified_out_of_memory() {
 #[tokio::test]
 async fn busy_loop_past_its_cpu_time_limit_ends_with_cpu_time_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    // The rlimit path: in a sandbox with a cgroup, the CPU quota holds a busy loop to its share
+    // long before its CPU seconds run out (tested with the other sandbox limits).
+    let driver = ProcessDriver::unsandboxed("this test checks RLIMIT_CPU");
     let mut s = spec(dir.path(), "while :; do :; done");
     // 0.1 core for 10 s: 1 CPU second, reached long before the wall clock.
     s.cpu_millis = 100;
@@ -226,7 +271,7 @@ async fn busy_loop_past_its_cpu_time_limit_ends_with_cpu_time_limit() {
 #[tokio::test]
 async fn stop_ends_a_running_workload_as_stopped_while_another_task_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = std::sync::Arc::new(ProcessDriver::new());
+    let driver = std::sync::Arc::new(driver());
     let handle = driver
         .start(&spec(dir.path(), "echo started; sleep 60"))
         .await
@@ -266,7 +311,7 @@ async fn stop_ends_a_running_workload_as_stopped_while_another_task_waits() {
 #[tokio::test]
 async fn stop_kills_a_workload_that_ignores_sigterm_after_the_grace_period() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let handle = driver
         .start(&spec(dir.path(), r#"trap "" TERM; sleep 60"#))
         .await
@@ -288,7 +333,7 @@ async fn stop_kills_a_workload_that_ignores_sigterm_after_the_grace_period() {
 #[tokio::test]
 async fn output_beyond_the_log_limit_is_dropped_after_one_marker() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let mut s = spec(
         dir.path(),
         r#"head -c 300000 /dev/zero | tr "\0" x; echo tail-end"#,
@@ -307,7 +352,7 @@ async fn output_beyond_the_log_limit_is_dropped_after_one_marker() {
 #[tokio::test]
 async fn bad_specs_are_refused_with_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let mut s = spec(dir.path(), "true");
     s.command.clear();
     let error = driver.start(&s).await.expect_err("empty command refused");
@@ -356,7 +401,7 @@ async fn bad_specs_are_refused_with_clear_errors() {
 #[tokio::test]
 async fn destroy_removes_the_work_dir_but_keeps_outputs_and_logs() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let script =
         r#"echo scratch > scratch.txt; echo result > "$GPUNET_OUTPUTS/result.txt"; echo logged"#;
     let handle = driver
@@ -374,7 +419,7 @@ async fn destroy_removes_the_work_dir_but_keeps_outputs_and_logs() {
 #[tokio::test]
 async fn restarted_driver_adopts_a_running_workload_and_can_stop_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let first = ProcessDriver::new();
+    let first = driver();
     let handle = first
         .start(&spec(dir.path(), "sleep 60"))
         .await
@@ -384,7 +429,7 @@ async fn restarted_driver_adopts_a_running_workload_and_can_stop_it() {
     let json = serde_json::to_string(&handle).expect("serializes");
     let handle: WorkloadHandle = serde_json::from_str(&json).expect("deserializes");
 
-    let second = ProcessDriver::new();
+    let second = driver();
     assert_eq!(
         second.recover(&handle).await.expect("recovers"),
         RecoverState::Running
@@ -407,7 +452,7 @@ async fn restarted_driver_adopts_a_running_workload_and_can_stop_it() {
 #[tokio::test]
 async fn recover_reports_lost_for_a_gone_or_foreign_pid() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     for (id, pid) in [
         ("gone", Some(1 << 30)),
         ("foreign", Some(1)),
@@ -417,6 +462,7 @@ async fn recover_reports_lost_for_a_gone_or_foreign_pid() {
             workload_id: id.into(),
             driver: "process".into(),
             pid,
+            start_ticks: None,
             root_dir: dir.path().to_path_buf(),
         };
         assert_eq!(
@@ -434,6 +480,7 @@ async fn recover_reports_lost_for_a_gone_or_foreign_pid() {
         workload_id: "x".into(),
         driver: "docker".into(),
         pid: None,
+        start_ticks: None,
         root_dir: dir.path().to_path_buf(),
     };
     assert!(matches!(
