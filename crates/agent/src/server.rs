@@ -21,7 +21,7 @@ use futures::StreamExt;
 use gpunet_api::ErrorBody;
 use gpunet_api::auth::{SIGNATURE_HEADER, SIGNER_HEADER, TIMESTAMP_HEADER, verify_request};
 use gpunet_api::provider::{MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, ManifestDelivery};
-use gpunet_protocol::sealed::{SEALED_CHUNK_BYTES, Sealer, sealed_len};
+use gpunet_protocol::sealed::{SEALED_CHUNK_BYTES, SEALED_HEADER_BYTES, Sealer, sealed_len};
 use gpunet_protocol::{Hash, LeaseId, Purpose, SealContext};
 use tokio::io::AsyncReadExt;
 
@@ -303,7 +303,7 @@ async fn output(
 /// Where a sealed stream is: the header goes first, then each chunk, read one ahead so the last
 /// one is sealed as the last.
 enum SealState {
-    Header([u8; 32]),
+    Header([u8; SEALED_HEADER_BYTES]),
     Body(Vec<u8>),
     Done,
 }
@@ -327,7 +327,7 @@ async fn read_chunk(file: &mut tokio::fs::File) -> std::io::Result<Vec<u8>> {
 fn sealed_stream(
     file: tokio::fs::File,
     sealer: Sealer,
-    header: [u8; 32],
+    header: [u8; SEALED_HEADER_BYTES],
 ) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
     futures::stream::unfold(
         (file, sealer, SealState::Header(header)),
