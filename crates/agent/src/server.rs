@@ -6,8 +6,9 @@
 //! only then the request itself.
 //!
 //! Manifests arrive sealed to this provider's encryption key; output files leave sealed to the
-//! tenant's output key (named in the manifest), chunk by chunk as they stream. The blobs at
-//! rest stay plaintext: this provider ran the job and saw them anyway.
+//! tenant's output key (named in the manifest), chunk by chunk as they stream, and so does each
+//! slice of the log (purpose `Logs`), one sealed box per response. The blobs and logs at rest
+//! stay plaintext: this provider ran the job and saw them anyway.
 
 use std::sync::Arc;
 
@@ -20,9 +21,11 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 use gpunet_api::ErrorBody;
 use gpunet_api::auth::{SIGNATURE_HEADER, SIGNER_HEADER, TIMESTAMP_HEADER, verify_request};
-use gpunet_api::provider::{MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, ManifestDelivery};
+use gpunet_api::provider::{
+    MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, ManifestDelivery, SealedLogChunk,
+};
 use gpunet_protocol::sealed::{SEALED_CHUNK_BYTES, SEALED_HEADER_BYTES, Sealer, sealed_len};
-use gpunet_protocol::{Hash, LeaseId, Purpose, SealContext};
+use gpunet_protocol::{EncryptionKey, Hash, LeaseId, Purpose, SealContext};
 use tokio::io::AsyncReadExt;
 
 use crate::leases::{LeaseError, Leases};
@@ -223,8 +226,36 @@ async fn logs(
     let query = req.uri().query().map(str::to_owned);
     let (lease, _) = authorize(&leases, &id, req, MAX_GET_BODY_BYTES).await?;
     let (offset, max) = log_query(query.as_deref())?;
-    let chunk = leases.logs(lease, offset, max).await?;
-    Ok(axum::Json(chunk).into_response())
+    let output_key = tenant_key(&leases, lease, "logs")?;
+    let slice = leases.logs(lease, offset, max).await?;
+    let ctx = SealContext {
+        purpose: Purpose::Logs,
+        lease,
+    };
+    let sealed = gpunet_client::sealing::seal(&output_key, ctx, &slice.to_bytes())
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "output_key_unusable", e.to_string()))?;
+    Ok(axum::Json(SealedLogChunk {
+        offset: slice.offset,
+        next_offset: slice.next_offset(),
+        finished: slice.finished,
+        sealed_hex: hex::encode(sealed),
+    })
+    .into_response())
+}
+
+/// The tenant's key that `what` of `lease` is sealed to, or 409 `no_output_key`: nothing of a
+/// lease leaves this agent in the clear.
+fn tenant_key(leases: &Leases, lease: LeaseId, what: &str) -> Result<EncryptionKey, ApiError> {
+    leases.output_key(lease).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_output_key",
+            format!(
+                "lease {lease} has no output_key to seal its {what} to: its manifest has not \
+                 arrived yet, or named none; {what} are served only sealed to the tenant"
+            ),
+        )
+    })
 }
 
 async fn outputs(
@@ -263,17 +294,8 @@ async fn output(
             format!("lease {lease} has no output with digest {digest}"),
         )
     };
-    let (path, output_key) = leases.output_blob(lease, &digest).ok_or_else(not_found)?;
-    let output_key = output_key.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "no_output_key",
-            format!(
-                "lease {lease}'s manifest names no output_key, so its outputs cannot be sealed \
-                 to the tenant and are not served"
-            ),
-        )
-    })?;
+    let path = leases.output_blob(lease, &digest).ok_or_else(not_found)?;
+    let output_key = tenant_key(&leases, lease, "outputs")?;
     let ctx = SealContext {
         purpose: Purpose::Output,
         lease,

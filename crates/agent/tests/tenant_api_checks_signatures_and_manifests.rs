@@ -396,6 +396,27 @@ async fn a_manifest_asking_for_outputs_without_an_output_key_is_rejected() {
 }
 
 #[tokio::test]
+async fn logs_before_the_manifest_are_refused_rather_than_sent_in_the_clear() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    // Until the manifest names the tenant's output key there is nothing to seal the log to.
+    let err = tenant
+        .logs_sealed(LEASE, 0, 1024)
+        .await
+        .expect_err("no key yet");
+    assert_eq!(api_error(err), (409, "no_output_key".to_owned()));
+    tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect("accepted");
+    let chunk = tenant
+        .logs(LEASE, 0, 1024, &w.tenant.output_secret())
+        .await
+        .expect("logs once the manifest is in");
+    assert_eq!(chunk.next_offset, chunk.text.len() as u64);
+}
+
+#[tokio::test]
 async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_served() {
     let driver = FakeDriver::new()
         .with_log("epoch 1\nepoch 2\n")
@@ -481,14 +502,48 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
         .expect_err("not listed");
     assert_eq!(api_error(err).0, 404);
 
-    let chunk = tenant.logs(LEASE, 0, 8).await.expect("logs");
+    let secret = w.tenant.output_secret();
+    let chunk = tenant.logs(LEASE, 0, 8, &secret).await.expect("logs");
     assert_eq!(chunk.text, "epoch 1\n");
     let rest = tenant
-        .logs(LEASE, chunk.next_offset, 1024)
+        .logs(LEASE, chunk.next_offset, 1024, &secret)
         .await
         .expect("logs");
     assert_eq!(rest.text, "epoch 2\n");
     assert!(rest.finished);
+    // On the wire the log is sealed like the outputs: the plaintext does not show, the box
+    // opens only with the tenant's output secret, for this lease, as logs.
+    let served = tenant.logs_sealed(LEASE, 0, 1024).await.expect("logs");
+    assert_eq!((served.offset, served.next_offset), (0, 16));
+    assert!(served.finished);
+    let sealed = hex::decode(&served.sealed_hex).expect("hex");
+    assert!(
+        !sealed.windows(5).any(|w| w == b"epoch"),
+        "the log shows through"
+    );
+    let logs_ctx = |purpose| SealContext {
+        purpose,
+        lease: LEASE,
+    };
+    let opened = open(&secret, logs_ctx(Purpose::Logs), &sealed).expect("opens");
+    assert!(opened.ends_with(b"epoch 1\nepoch 2\n"));
+    for (who, purpose) in [
+        (KeyFile::generate().output_secret(), Purpose::Logs),
+        (w.provider_secret.clone(), Purpose::Logs),
+        (secret.clone(), Purpose::Output),
+    ] {
+        assert_eq!(
+            open(&who, logs_ctx(purpose), &sealed),
+            Err(SealError::Unreadable),
+            "{purpose:?}"
+        );
+    }
+    // Opening with another secret fails in the client too, naming the cause.
+    let err = tenant
+        .logs(LEASE, 0, 1024, &KeyFile::generate().output_secret())
+        .await
+        .expect_err("not the tenant's secret");
+    assert!(matches!(err, ClientError::Sealed { .. }), "{err}");
 
     let status = tenant.status(LEASE).await.expect("status");
     assert_eq!(status.state, WorkloadState::Exited);
@@ -508,7 +563,10 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
     let endpoint = serve(&again).await;
     let tenant = ProviderClient::new(&endpoint, w.tenant.clone());
     assert_eq!(tenant.outputs(LEASE).await.expect("outputs"), listing);
-    let chunk = tenant.logs(LEASE, 0, 1024).await.expect("logs");
+    let chunk = tenant
+        .logs(LEASE, 0, 1024, &w.tenant.output_secret())
+        .await
+        .expect("logs");
     assert_eq!(chunk.text, "epoch 1\nepoch 2\n");
     assert_eq!(completions(&w.chain).len(), 1, "reported once only");
 }
@@ -590,7 +648,7 @@ async fn an_ended_leases_directory_is_kept_for_the_retention_period_then_swept()
     assert!(w.leases.sweep_ended(ended_ms + keep_ms - 1).is_empty());
     assert!(dir.exists());
     let logs = tenant
-        .logs(LEASE, 0, 1024)
+        .logs(LEASE, 0, 1024, &w.tenant.output_secret())
         .await
         .expect("logs after the end");
     assert_eq!(logs.text, "epoch 1\n");
