@@ -11,6 +11,7 @@ use gpunet_agent::leases::{Leases, LeasesConfig};
 use gpunet_agent::server;
 use gpunet_agent::{Chain, ChainError, Drivers, Retention};
 use gpunet_api::ErrorBody;
+use gpunet_api::auth::{MAX_CLOCK_SKEW_MS, NonceBook, RequestNonce, sign_request};
 use gpunet_api::node::{LeaseState, LeaseView, OrderState, OrderView};
 use gpunet_api::provider::WorkloadState;
 use gpunet_client::{ClientError, KeyFile, ProviderClient};
@@ -226,11 +227,15 @@ fn start_leases(
 }
 
 async fn serve(leases: &Arc<Leases>) -> String {
+    serve_with(leases, NonceBook::default()).await
+}
+
+async fn serve_with(leases: &Arc<Leases>, nonces: NonceBook) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
     let addr = listener.local_addr().expect("addr");
-    let app = server::router(Arc::clone(leases));
+    let app = server::router_with_nonce_book(Arc::clone(leases), nonces);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -275,6 +280,83 @@ async fn an_unsigned_request_gets_401() {
     let body: ErrorBody = resp.json().await.expect("an error body");
     assert_eq!(body.name, "unauthorized");
     assert!(body.message.contains("x-gpunet-signer"), "{}", body.message);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
+
+/// Sends a GET of `path` signed by `key` at `timestamp_ms` with `nonce`, exactly as given.
+async fn signed_get(
+    endpoint: &str,
+    key: &KeyFile,
+    path: &str,
+    timestamp_ms: u64,
+    nonce: RequestNonce,
+) -> (u16, Option<ErrorBody>) {
+    let mut req = reqwest::Client::new().get(format!("{endpoint}{path}"));
+    for (name, value) in sign_request(&key.key, "GET", path, timestamp_ms, nonce, b"") {
+        req = req.header(name, value);
+    }
+    let resp = req.send().await.expect("answers");
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.json::<ErrorBody>()
+            .await
+            .ok()
+            .filter(|_| status >= 400),
+    )
+}
+
+#[tokio::test]
+async fn the_same_signed_request_sent_twice_is_refused_the_second_time() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let path = format!("/v1/leases/{LEASE}/status");
+    let now = now_ms();
+    let nonce = RequestNonce([0x42; 16]);
+    let (first, _) = signed_get(&w.endpoint, &w.tenant, &path, now, nonce).await;
+    assert_eq!(first, 200);
+    let (second, body) = signed_get(&w.endpoint, &w.tenant, &path, now, nonce).await;
+    assert_eq!(second, 401);
+    let body = body.expect("an error body");
+    assert_eq!(body.name, "replayed_request");
+    assert!(body.message.contains("nonce"), "{}", body.message);
+    // A fresh nonce with the same everything else is a new request.
+    let (fresh, _) = signed_get(&w.endpoint, &w.tenant, &path, now, RequestNonce([0x43; 16])).await;
+    assert_eq!(fresh, 200);
+}
+
+#[tokio::test]
+async fn a_request_with_a_stale_timestamp_is_refused() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let path = format!("/v1/leases/{LEASE}/status");
+    let stale = now_ms() - MAX_CLOCK_SKEW_MS - 60_000;
+    let (status, body) =
+        signed_get(&w.endpoint, &w.tenant, &path, stale, RequestNonce([1; 16])).await;
+    assert_eq!(status, 401);
+    let body = body.expect("an error body");
+    assert_eq!(body.name, "unauthorized");
+    assert!(body.message.contains("timestamp"), "{}", body.message);
+}
+
+#[tokio::test]
+async fn a_tenant_flooding_distinct_nonces_is_refused_at_its_cap_not_remembered() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let endpoint = serve_with(&w.leases, NonceBook::with_caps(3, 100)).await;
+    let tenant = ProviderClient::new(&endpoint, w.tenant.clone());
+    for _ in 0..3 {
+        tenant.status(LEASE).await.expect("within the cap");
+    }
+    let err = tenant.status(LEASE).await.expect_err("over the cap");
+    assert_eq!(api_error(err), (429, "too_many_requests".to_owned()));
+    // A stranger is refused before the book is consulted, so it can never fill it.
+    let stranger = ProviderClient::new(&endpoint, KeyFile::generate());
+    let err = stranger.status(LEASE).await.expect_err("refused");
+    assert_eq!(api_error(err), (403, "forbidden".to_owned()));
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The client a tenant uses to talk to its lease's provider agent. Every request is signed with
-//! the tenant's key (see `gpunet_api::auth`). Manifests go out sealed to the provider's
+//! the tenant's key, with a fresh random nonce (see `gpunet_api::auth`). Manifests go out sealed to the provider's
 //! registered encryption key; output files and log slices come back sealed to the tenant's
 //! output key.
 
@@ -44,7 +44,9 @@ impl ProviderClient {
             .http
             .request(method.clone(), &url)
             .timeout(Duration::from_secs(60));
-        for (name, value) in sign_request(&self.key.key, method.as_str(), path, now_ms(), &body) {
+        let nonce = crate::sealing::random_request_nonce();
+        let signed = sign_request(&self.key.key, method.as_str(), path, now_ms(), nonce, &body);
+        for (name, value) in signed {
             req = req.header(name, value);
         }
         if !body.is_empty() {

@@ -1,6 +1,6 @@
-//! The randomness behind sealed boxes: `gpunet_protocol::sealed` is pure and takes ephemeral
-//! seeds from its caller; these wrappers draw them (and manifest salts and secrets) from the
-//! operating system.
+//! The randomness behind sealed boxes and signed requests: `gpunet_protocol::sealed` and
+//! `gpunet_api::auth` are pure and take ephemeral seeds and request nonces from their caller;
+//! these wrappers draw them (and manifest salts and secrets) from the operating system.
 
 use gpunet_protocol::jobspec::Salt;
 use gpunet_protocol::sealed::{self, SEALED_HEADER_BYTES, Sealer};
@@ -21,6 +21,13 @@ pub fn random_secret() -> EncryptionSecret {
 /// A fresh seed for one sealed box's ephemeral key.
 fn random_seed() -> EphemeralSeed {
     EphemeralSeed::from_random_bytes(random_bytes())
+}
+
+/// A fresh nonce for one signed request.
+pub fn random_request_nonce() -> gpunet_api::auth::RequestNonce {
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    gpunet_api::auth::RequestNonce(bytes)
 }
 
 /// A fresh manifest salt.
