@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use gpunet_api::node::{LeaseState, LeaseView};
 use gpunet_api::provider::{
-    LogChunkView, MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, OutputListing, WorkloadState,
+    LogSlice, MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, OutputListing, WorkloadState,
     WorkloadView,
 };
 use gpunet_client::ClientError;
@@ -1003,19 +1003,20 @@ impl Leases {
         self.config.data_dir.join("blobs")
     }
 
-    /// A slice of the lease's combined log; empty until the workload has started.
+    /// A slice of the lease's combined log, as plaintext (the server seals it to the tenant);
+    /// empty until the workload has started.
     pub async fn logs(
         &self,
         lease: LeaseId,
         offset: u64,
         max_bytes: usize,
-    ) -> Result<LogChunkView, LeaseError> {
+    ) -> Result<LogSlice, LeaseError> {
         let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
         let Some(handle) = record.handle else {
-            return Ok(LogChunkView {
-                text: String::new(),
-                next_offset: offset,
+            return Ok(LogSlice {
+                offset,
                 finished: !record.is_live(),
+                data: Vec::new(),
             });
         };
         let max_bytes = max_bytes.min(MAX_LOG_CHUNK_BYTES);
@@ -1030,10 +1031,10 @@ impl Leases {
                     .map_err(|source| LeaseError::Log { source })?;
             let (data, len) = read;
             let next_offset = offset + data.len() as u64;
-            return Ok(LogChunkView {
-                text: String::from_utf8_lossy(&data).into_owned(),
-                next_offset,
+            return Ok(LogSlice {
+                offset,
                 finished: next_offset >= len,
+                data,
             });
         }
         let chunk = self
@@ -1041,27 +1042,29 @@ impl Leases {
             .logs(&handle, offset, max_bytes)
             .await
             .map_err(|source| LeaseError::Driver { source })?;
-        Ok(LogChunkView {
-            text: String::from_utf8_lossy(&chunk.data).into_owned(),
-            next_offset: chunk.next_offset,
+        Ok(LogSlice {
+            offset,
             finished: chunk.finished,
+            data: chunk.data,
         })
     }
 
-    /// Where the output blob `digest` of `lease` is, if the lease's listing names it, with the
-    /// tenant's output key it must be sealed to (`None` if the manifest named none).
-    pub fn output_blob(
-        &self,
-        lease: LeaseId,
-        digest: &Hash,
-    ) -> Option<(PathBuf, Option<EncryptionKey>)> {
+    /// The key a lease's logs and outputs are sealed to: the manifest's `output_key`, so `None`
+    /// until the manifest has arrived, or if it named none.
+    pub fn output_key(&self, lease: LeaseId) -> Option<EncryptionKey> {
+        self.get(lease)?.output_key
+    }
+
+    /// Where the output blob `digest` of `lease` is, if the lease's listing names it. It is
+    /// served sealed to [`Leases::output_key`].
+    pub fn output_blob(&self, lease: LeaseId, digest: &Hash) -> Option<PathBuf> {
         let record = self.get(lease)?;
         let listing = record.listing?;
         listing
             .files
             .iter()
             .any(|f| f.digest == *digest)
-            .then(|| (blob_path(&self.blobs_dir(), digest), record.output_key))
+            .then(|| blob_path(&self.blobs_dir(), digest))
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -1,15 +1,19 @@
 //! The agent's HTTP server: the tenant of a lease sends its manifest and reads status, logs and
 //! outputs. Every request is signed (`gpunet_api::auth`) over its method, path and query, a
-//! timestamp and its body; the signer must be the lease's tenant on chain.
+//! timestamp, a random nonce and its body; the signer must be the lease's tenant on chain, and
+//! each signed request is accepted once.
 //!
-//! Checks run cheapest first: body size, signature (401), then the lease's tenant (403), and
-//! only then the request itself.
+//! Checks run cheapest first: body size, signature (401), then the lease's tenant (403), then
+//! the nonce (401 `replayed_request`, or 429 `too_many_requests` when the signer's remembered
+//! nonces are at their cap), and only then the request itself. Nonces are remembered only for
+//! tenants of this provider's leases, so no one else can fill the book.
 //!
 //! Manifests arrive sealed to this provider's encryption key; output files leave sealed to the
-//! tenant's output key (named in the manifest), chunk by chunk as they stream. The blobs at
-//! rest stay plaintext: this provider ran the job and saw them anyway.
+//! tenant's output key (named in the manifest), chunk by chunk as they stream, and so does each
+//! slice of the log (purpose `Logs`), one sealed box per response. The blobs and logs at rest
+//! stay plaintext: this provider ran the job and saw them anyway.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -19,10 +23,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
 use gpunet_api::ErrorBody;
-use gpunet_api::auth::{SIGNATURE_HEADER, SIGNER_HEADER, TIMESTAMP_HEADER, verify_request};
-use gpunet_api::provider::{MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, ManifestDelivery};
-use gpunet_protocol::sealed::{SEALED_CHUNK_BYTES, Sealer, sealed_len};
-use gpunet_protocol::{Hash, LeaseId, Purpose, SealContext};
+use gpunet_api::auth::{AuthError, AuthHeaders, NonceBook, verify_request};
+use gpunet_api::provider::{
+    MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, ManifestDelivery, SealedLogChunk,
+};
+use gpunet_protocol::sealed::{SEALED_CHUNK_BYTES, SEALED_HEADER_BYTES, Sealer, sealed_len};
+use gpunet_protocol::{EncryptionKey, Hash, LeaseId, Purpose, SealContext};
 use tokio::io::AsyncReadExt;
 
 use crate::leases::{LeaseError, Leases};
@@ -87,15 +93,30 @@ impl From<LeaseError> for ApiError {
     }
 }
 
+/// What the routes share: the leases, and the nonces of requests already accepted.
+pub struct AgentState {
+    leases: Arc<Leases>,
+    nonces: Mutex<NonceBook>,
+}
+
 /// The agent's routes over `leases`.
 pub fn router(leases: Arc<Leases>) -> Router {
+    router_with_nonce_book(leases, NonceBook::default())
+}
+
+/// [`router`] with a nonce book of the caller's caps, so tests can reach them.
+pub fn router_with_nonce_book(leases: Arc<Leases>, nonces: NonceBook) -> Router {
+    let state = Arc::new(AgentState {
+        leases,
+        nonces: Mutex::new(nonces),
+    });
     Router::new()
         .route("/v1/leases/{id}/manifest", post(manifest))
         .route("/v1/leases/{id}/status", get(status))
         .route("/v1/leases/{id}/logs", get(logs))
         .route("/v1/leases/{id}/outputs", get(outputs))
         .route("/v1/leases/{id}/outputs/{digest}", get(output))
-        .with_state(leases)
+        .with_state(state)
 }
 
 fn now_ms() -> u64 {
@@ -115,10 +136,11 @@ fn parse_lease(id: &str) -> Result<LeaseId, ApiError> {
     })
 }
 
-/// Reads the body (at most `limit` bytes), checks the signature, then checks that the signer
-/// is the tenant of `lease`. Returns the lease and the body.
+/// Reads the body (at most `limit` bytes), checks the signature, checks that the signer is the
+/// tenant of `lease`, then that the request was not accepted before. Returns the lease and the
+/// body.
 async fn authorize(
-    leases: &Arc<Leases>,
+    state: &AgentState,
     id: &str,
     req: Request,
     limit: usize,
@@ -135,18 +157,18 @@ async fn authorize(
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
-    let signer = verify_request(
-        header(&parts.headers, SIGNER_HEADER),
-        header(&parts.headers, TIMESTAMP_HEADER),
-        header(&parts.headers, SIGNATURE_HEADER),
+    let now = now_ms();
+    let signed = verify_request(
+        &AuthHeaders::from_lookup(|name| header(&parts.headers, name)),
         parts.method.as_str(),
         path_and_query,
         &body,
-        now_ms(),
+        now,
     )
     .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
+    let signer = signed.signer;
     let lease = parse_lease(id)?;
-    let tenant = leases.tenant_of(lease).await?;
+    let tenant = state.leases.tenant_of(lease).await?;
     if signer != tenant {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -156,15 +178,28 @@ async fn authorize(
             ),
         ));
     }
+    state
+        .nonces
+        .lock()
+        .expect("the nonce book's lock is never held across a panic")
+        .admit(&signed, now)
+        .map_err(|e| {
+            let (status, name) = match e {
+                AuthError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_request"),
+                _ => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            };
+            ApiError::new(status, name, e.to_string())
+        })?;
     Ok((lease, body))
 }
 
 async fn manifest(
-    State(leases): State<Arc<Leases>>,
+    State(state): State<Arc<AgentState>>,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (lease, body) = authorize(&leases, &id, req, MAX_REQUEST_BODY_BYTES).await?;
+    let (lease, body) = authorize(&state, &id, req, MAX_REQUEST_BODY_BYTES).await?;
+    let leases = &state.leases;
     let delivery: ManifestDelivery = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -184,11 +219,12 @@ async fn manifest(
 }
 
 async fn status(
-    State(leases): State<Arc<Leases>>,
+    State(state): State<Arc<AgentState>>,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (lease, _) = authorize(&leases, &id, req, MAX_GET_BODY_BYTES).await?;
+    let (lease, _) = authorize(&state, &id, req, MAX_GET_BODY_BYTES).await?;
+    let leases = &state.leases;
     let record = leases.get(lease).ok_or(LeaseError::NoRecord { lease })?;
     Ok(axum::Json(record.view()).into_response())
 }
@@ -216,23 +252,53 @@ fn log_query(query: Option<&str>) -> Result<(u64, usize), ApiError> {
 }
 
 async fn logs(
-    State(leases): State<Arc<Leases>>,
+    State(state): State<Arc<AgentState>>,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let query = req.uri().query().map(str::to_owned);
-    let (lease, _) = authorize(&leases, &id, req, MAX_GET_BODY_BYTES).await?;
+    let (lease, _) = authorize(&state, &id, req, MAX_GET_BODY_BYTES).await?;
+    let leases = &state.leases;
     let (offset, max) = log_query(query.as_deref())?;
-    let chunk = leases.logs(lease, offset, max).await?;
-    Ok(axum::Json(chunk).into_response())
+    let output_key = tenant_key(leases, lease, "logs")?;
+    let slice = leases.logs(lease, offset, max).await?;
+    let ctx = SealContext {
+        purpose: Purpose::Logs,
+        lease,
+    };
+    let sealed = gpunet_client::sealing::seal(&output_key, ctx, &slice.to_bytes())
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "output_key_unusable", e.to_string()))?;
+    Ok(axum::Json(SealedLogChunk {
+        offset: slice.offset,
+        next_offset: slice.next_offset(),
+        finished: slice.finished,
+        sealed_hex: hex::encode(sealed),
+    })
+    .into_response())
+}
+
+/// The tenant's key that `what` of `lease` is sealed to, or 409 `no_output_key`: nothing of a
+/// lease leaves this agent in the clear.
+fn tenant_key(leases: &Leases, lease: LeaseId, what: &str) -> Result<EncryptionKey, ApiError> {
+    leases.output_key(lease).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_output_key",
+            format!(
+                "lease {lease} has no output_key to seal its {what} to: its manifest has not \
+                 arrived yet, or named none; {what} are served only sealed to the tenant"
+            ),
+        )
+    })
 }
 
 async fn outputs(
-    State(leases): State<Arc<Leases>>,
+    State(state): State<Arc<AgentState>>,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (lease, _) = authorize(&leases, &id, req, MAX_GET_BODY_BYTES).await?;
+    let (lease, _) = authorize(&state, &id, req, MAX_GET_BODY_BYTES).await?;
+    let leases = &state.leases;
     let record = leases.get(lease).ok_or(LeaseError::NoRecord { lease })?;
     match record.listing {
         Some(listing) => Ok(axum::Json(listing).into_response()),
@@ -249,11 +315,12 @@ async fn outputs(
 }
 
 async fn output(
-    State(leases): State<Arc<Leases>>,
+    State(state): State<Arc<AgentState>>,
     Path((id, digest)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (lease, _) = authorize(&leases, &id, req, MAX_GET_BODY_BYTES).await?;
+    let (lease, _) = authorize(&state, &id, req, MAX_GET_BODY_BYTES).await?;
+    let leases = &state.leases;
     let digest = Hash::from_hex(&digest)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let not_found = || {
@@ -263,17 +330,8 @@ async fn output(
             format!("lease {lease} has no output with digest {digest}"),
         )
     };
-    let (path, output_key) = leases.output_blob(lease, &digest).ok_or_else(not_found)?;
-    let output_key = output_key.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "no_output_key",
-            format!(
-                "lease {lease}'s manifest names no output_key, so its outputs cannot be sealed \
-                 to the tenant and are not served"
-            ),
-        )
-    })?;
+    let path = leases.output_blob(lease, &digest).ok_or_else(not_found)?;
+    let output_key = tenant_key(leases, lease, "outputs")?;
     let ctx = SealContext {
         purpose: Purpose::Output,
         lease,
@@ -303,7 +361,7 @@ async fn output(
 /// Where a sealed stream is: the header goes first, then each chunk, read one ahead so the last
 /// one is sealed as the last.
 enum SealState {
-    Header([u8; 32]),
+    Header([u8; SEALED_HEADER_BYTES]),
     Body(Vec<u8>),
     Done,
 }
@@ -327,7 +385,7 @@ async fn read_chunk(file: &mut tokio::fs::File) -> std::io::Result<Vec<u8>> {
 fn sealed_stream(
     file: tokio::fs::File,
     sealer: Sealer,
-    header: [u8; 32],
+    header: [u8; SEALED_HEADER_BYTES],
 ) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
     futures::stream::unfold(
         (file, sealer, SealState::Header(header)),

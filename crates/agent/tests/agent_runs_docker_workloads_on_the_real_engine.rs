@@ -250,8 +250,8 @@ async fn whole_log(leases: &Leases, lease: LeaseId) -> String {
     let mut offset = 0;
     loop {
         let chunk = leases.logs(lease, offset, 1024).await.expect("reads logs");
-        text.push_str(&chunk.text);
-        offset = chunk.next_offset;
+        text.push_str(&String::from_utf8_lossy(&chunk.data));
+        offset = chunk.next_offset();
         if chunk.finished {
             return text;
         }
@@ -296,7 +296,7 @@ async fn a_batch_job_runs_in_a_container_and_its_outputs_logs_and_usage_are_repo
     assert_eq!(result.output_digest, Some(listing.digest));
     assert_eq!(listing.files.len(), 1);
     assert_eq!(listing.files[0].path, "greeting.txt");
-    let (blob, _) = leases
+    let blob = leases
         .output_blob(w.lease, &listing.files[0].digest)
         .expect("served");
     assert_eq!(std::fs::read(blob).expect("blob"), b"hello");

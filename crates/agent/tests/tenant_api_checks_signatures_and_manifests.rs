@@ -11,6 +11,7 @@ use gpunet_agent::leases::{Leases, LeasesConfig};
 use gpunet_agent::server;
 use gpunet_agent::{Chain, ChainError, Drivers, Retention};
 use gpunet_api::ErrorBody;
+use gpunet_api::auth::{MAX_CLOCK_SKEW_MS, NonceBook, RequestNonce, sign_request};
 use gpunet_api::node::{LeaseState, LeaseView, OrderState, OrderView};
 use gpunet_api::provider::WorkloadState;
 use gpunet_client::{ClientError, KeyFile, ProviderClient};
@@ -226,11 +227,15 @@ fn start_leases(
 }
 
 async fn serve(leases: &Arc<Leases>) -> String {
+    serve_with(leases, NonceBook::default()).await
+}
+
+async fn serve_with(leases: &Arc<Leases>, nonces: NonceBook) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
     let addr = listener.local_addr().expect("addr");
-    let app = server::router(Arc::clone(leases));
+    let app = server::router_with_nonce_book(Arc::clone(leases), nonces);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -275,6 +280,83 @@ async fn an_unsigned_request_gets_401() {
     let body: ErrorBody = resp.json().await.expect("an error body");
     assert_eq!(body.name, "unauthorized");
     assert!(body.message.contains("x-gpunet-signer"), "{}", body.message);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
+
+/// Sends a GET of `path` signed by `key` at `timestamp_ms` with `nonce`, exactly as given.
+async fn signed_get(
+    endpoint: &str,
+    key: &KeyFile,
+    path: &str,
+    timestamp_ms: u64,
+    nonce: RequestNonce,
+) -> (u16, Option<ErrorBody>) {
+    let mut req = reqwest::Client::new().get(format!("{endpoint}{path}"));
+    for (name, value) in sign_request(&key.key, "GET", path, timestamp_ms, nonce, b"") {
+        req = req.header(name, value);
+    }
+    let resp = req.send().await.expect("answers");
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.json::<ErrorBody>()
+            .await
+            .ok()
+            .filter(|_| status >= 400),
+    )
+}
+
+#[tokio::test]
+async fn the_same_signed_request_sent_twice_is_refused_the_second_time() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let path = format!("/v1/leases/{LEASE}/status");
+    let now = now_ms();
+    let nonce = RequestNonce([0x42; 16]);
+    let (first, _) = signed_get(&w.endpoint, &w.tenant, &path, now, nonce).await;
+    assert_eq!(first, 200);
+    let (second, body) = signed_get(&w.endpoint, &w.tenant, &path, now, nonce).await;
+    assert_eq!(second, 401);
+    let body = body.expect("an error body");
+    assert_eq!(body.name, "replayed_request");
+    assert!(body.message.contains("nonce"), "{}", body.message);
+    // A fresh nonce with the same everything else is a new request.
+    let (fresh, _) = signed_get(&w.endpoint, &w.tenant, &path, now, RequestNonce([0x43; 16])).await;
+    assert_eq!(fresh, 200);
+}
+
+#[tokio::test]
+async fn a_request_with_a_stale_timestamp_is_refused() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let path = format!("/v1/leases/{LEASE}/status");
+    let stale = now_ms() - MAX_CLOCK_SKEW_MS - 60_000;
+    let (status, body) =
+        signed_get(&w.endpoint, &w.tenant, &path, stale, RequestNonce([1; 16])).await;
+    assert_eq!(status, 401);
+    let body = body.expect("an error body");
+    assert_eq!(body.name, "unauthorized");
+    assert!(body.message.contains("timestamp"), "{}", body.message);
+}
+
+#[tokio::test]
+async fn a_tenant_flooding_distinct_nonces_is_refused_at_its_cap_not_remembered() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let endpoint = serve_with(&w.leases, NonceBook::with_caps(3, 100)).await;
+    let tenant = ProviderClient::new(&endpoint, w.tenant.clone());
+    for _ in 0..3 {
+        tenant.status(LEASE).await.expect("within the cap");
+    }
+    let err = tenant.status(LEASE).await.expect_err("over the cap");
+    assert_eq!(api_error(err), (429, "too_many_requests".to_owned()));
+    // A stranger is refused before the book is consulted, so it can never fill it.
+    let stranger = ProviderClient::new(&endpoint, KeyFile::generate());
+    let err = stranger.status(LEASE).await.expect_err("refused");
+    assert_eq!(api_error(err), (403, "forbidden".to_owned()));
 }
 
 #[tokio::test]
@@ -396,6 +478,27 @@ async fn a_manifest_asking_for_outputs_without_an_output_key_is_rejected() {
 }
 
 #[tokio::test]
+async fn logs_before_the_manifest_are_refused_rather_than_sent_in_the_clear() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    // Until the manifest names the tenant's output key there is nothing to seal the log to.
+    let err = tenant
+        .logs_sealed(LEASE, 0, 1024)
+        .await
+        .expect_err("no key yet");
+    assert_eq!(api_error(err), (409, "no_output_key".to_owned()));
+    tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect("accepted");
+    let chunk = tenant
+        .logs(LEASE, 0, 1024, &w.tenant.output_secret())
+        .await
+        .expect("logs once the manifest is in");
+    assert_eq!(chunk.next_offset, chunk.text.len() as u64);
+}
+
+#[tokio::test]
 async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_served() {
     let driver = FakeDriver::new()
         .with_log("epoch 1\nepoch 2\n")
@@ -481,14 +584,48 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
         .expect_err("not listed");
     assert_eq!(api_error(err).0, 404);
 
-    let chunk = tenant.logs(LEASE, 0, 8).await.expect("logs");
+    let secret = w.tenant.output_secret();
+    let chunk = tenant.logs(LEASE, 0, 8, &secret).await.expect("logs");
     assert_eq!(chunk.text, "epoch 1\n");
     let rest = tenant
-        .logs(LEASE, chunk.next_offset, 1024)
+        .logs(LEASE, chunk.next_offset, 1024, &secret)
         .await
         .expect("logs");
     assert_eq!(rest.text, "epoch 2\n");
     assert!(rest.finished);
+    // On the wire the log is sealed like the outputs: the plaintext does not show, the box
+    // opens only with the tenant's output secret, for this lease, as logs.
+    let served = tenant.logs_sealed(LEASE, 0, 1024).await.expect("logs");
+    assert_eq!((served.offset, served.next_offset), (0, 16));
+    assert!(served.finished);
+    let sealed = hex::decode(&served.sealed_hex).expect("hex");
+    assert!(
+        !sealed.windows(5).any(|w| w == b"epoch"),
+        "the log shows through"
+    );
+    let logs_ctx = |purpose| SealContext {
+        purpose,
+        lease: LEASE,
+    };
+    let opened = open(&secret, logs_ctx(Purpose::Logs), &sealed).expect("opens");
+    assert!(opened.ends_with(b"epoch 1\nepoch 2\n"));
+    for (who, purpose) in [
+        (KeyFile::generate().output_secret(), Purpose::Logs),
+        (w.provider_secret.clone(), Purpose::Logs),
+        (secret.clone(), Purpose::Output),
+    ] {
+        assert_eq!(
+            open(&who, logs_ctx(purpose), &sealed),
+            Err(SealError::Unreadable),
+            "{purpose:?}"
+        );
+    }
+    // Opening with another secret fails in the client too, naming the cause.
+    let err = tenant
+        .logs(LEASE, 0, 1024, &KeyFile::generate().output_secret())
+        .await
+        .expect_err("not the tenant's secret");
+    assert!(matches!(err, ClientError::Sealed { .. }), "{err}");
 
     let status = tenant.status(LEASE).await.expect("status");
     assert_eq!(status.state, WorkloadState::Exited);
@@ -508,7 +645,10 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
     let endpoint = serve(&again).await;
     let tenant = ProviderClient::new(&endpoint, w.tenant.clone());
     assert_eq!(tenant.outputs(LEASE).await.expect("outputs"), listing);
-    let chunk = tenant.logs(LEASE, 0, 1024).await.expect("logs");
+    let chunk = tenant
+        .logs(LEASE, 0, 1024, &w.tenant.output_secret())
+        .await
+        .expect("logs");
     assert_eq!(chunk.text, "epoch 1\nepoch 2\n");
     assert_eq!(completions(&w.chain).len(), 1, "reported once only");
 }
@@ -590,7 +730,7 @@ async fn an_ended_leases_directory_is_kept_for_the_retention_period_then_swept()
     assert!(w.leases.sweep_ended(ended_ms + keep_ms - 1).is_empty());
     assert!(dir.exists());
     let logs = tenant
-        .logs(LEASE, 0, 1024)
+        .logs(LEASE, 0, 1024, &w.tenant.output_secret())
         .await
         .expect("logs after the end");
     assert_eq!(logs.text, "epoch 1\n");

@@ -12,7 +12,8 @@ pub const MAX_SEALED_MANIFEST_BYTES: usize = MAX_MANIFEST_BYTES
     + gpunet_protocol::sealed::SEALED_HEADER_BYTES
     + MAX_MANIFEST_BYTES.div_ceil(gpunet_protocol::sealed::SEALED_CHUNK_BYTES)
         * gpunet_protocol::sealed::SEALED_TAG_BYTES;
-/// Largest log chunk one request returns, in bytes.
+/// Largest log chunk one request returns, in plaintext bytes (sealed and hex, a little over
+/// twice that goes on the wire).
 pub const MAX_LOG_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// `POST /v1/leases/{id}/manifest` body: the manifest sealed to the provider's registered
@@ -57,7 +58,72 @@ pub struct WorkloadView {
     pub healthy: Option<bool>,
 }
 
-/// `GET /v1/leases/{id}/logs?offset=N&max=M`.
+/// `GET /v1/leases/{id}/logs?offset=N&max=M`: one slice of the lease's combined log, sealed to
+/// the manifest's `output_key` (`gpunet_protocol::sealed`, purpose `Logs`, this lease) like
+/// output files, so a proxy or anyone on the wire learns only its size and offsets. The fields
+/// outside the box say where the slice lies; the box holds a [`LogSlice`] that says so again,
+/// authenticated, and the tenant believes only that one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedLogChunk {
+    /// Where the slice starts in the log, in plaintext bytes: the `offset` asked for.
+    pub offset: u64,
+    /// Pass as `offset` to continue.
+    pub next_offset: u64,
+    /// No more bytes will ever come.
+    pub finished: bool,
+    /// The sealed [`LogSlice::to_bytes`], hex.
+    pub sealed_hex: String,
+}
+
+/// What a [`SealedLogChunk`] holds once opened: the slice's place in the log, whether the log
+/// is finished, and the raw bytes. Sealing the offset with the bytes stops a proxy from
+/// answering one request with a slice from elsewhere in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSlice {
+    pub offset: u64,
+    pub finished: bool,
+    pub data: Vec<u8>,
+}
+
+impl LogSlice {
+    /// Bytes before the data: the offset (u64 big-endian) and the finished flag.
+    pub const HEADER_BYTES: usize = 9;
+
+    /// Where the next slice starts.
+    pub fn next_offset(&self) -> u64 {
+        self.offset + self.data.len() as u64
+    }
+
+    /// `offset (u64 BE) ‖ finished (0 or 1) ‖ data`, the plaintext that is sealed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::HEADER_BYTES + self.data.len());
+        out.extend_from_slice(&self.offset.to_be_bytes());
+        out.push(u8::from(self.finished));
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    /// The inverse of [`LogSlice::to_bytes`]; `None` for bytes too short or a flag other
+    /// than 0 or 1.
+    pub fn from_bytes(bytes: &[u8]) -> Option<LogSlice> {
+        let (head, data) = bytes.split_at_checked(Self::HEADER_BYTES)?;
+        let mut offset = [0u8; 8];
+        offset.copy_from_slice(&head[..8]);
+        let finished = match head[8] {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        Some(LogSlice {
+            offset: u64::from_be_bytes(offset),
+            finished,
+            data: data.to_vec(),
+        })
+    }
+}
+
+/// A slice of the log as the tenant reads it, once opened and checked
+/// (`ProviderClient::logs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogChunkView {
     /// The bytes, lossily decoded as UTF-8.
@@ -102,5 +168,38 @@ impl OutputListing {
             h.update(b"\n");
         }
         Hash(*h.finalize().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_slice_survives_its_byte_form_and_bad_forms_are_refused() {
+        for slice in [
+            LogSlice {
+                offset: 0,
+                finished: false,
+                data: Vec::new(),
+            },
+            LogSlice {
+                offset: u64::MAX - 3,
+                finished: true,
+                data: b"epoch 1\n".to_vec(),
+            },
+        ] {
+            assert_eq!(LogSlice::from_bytes(&slice.to_bytes()), Some(slice.clone()));
+        }
+        let slice = LogSlice {
+            offset: 5,
+            finished: false,
+            data: b"abc".to_vec(),
+        };
+        assert_eq!(slice.next_offset(), 8);
+        let mut bad_flag = slice.to_bytes();
+        bad_flag[8] = 2;
+        assert_eq!(LogSlice::from_bytes(&bad_flag), None);
+        assert_eq!(LogSlice::from_bytes(&[0; 8]), None);
     }
 }

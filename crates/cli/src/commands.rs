@@ -16,7 +16,6 @@ use crate::jobs::{self, Followed};
 use crate::progress::Progress;
 
 const TX_TIMEOUT: Duration = Duration::from_secs(30);
-const LOG_CHUNK_BYTES: usize = 256 * 1024;
 
 #[derive(Subcommand)]
 pub enum JobCmd {
@@ -480,20 +479,7 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             let lease = order
                 .lease
                 .context("the job has no lease yet, so no logs; check `gpunet job status`")?;
-            let pc = ProviderClient::new(&lease.provider_endpoint, k);
-            let mut offset = 0;
-            loop {
-                let chunk = pc.logs(lease.id, offset, LOG_CHUNK_BYTES).await?;
-                print!("{}", chunk.text);
-                offset = chunk.next_offset;
-                if chunk.finished || (!follow && chunk.text.is_empty()) {
-                    break;
-                }
-                if chunk.text.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-            Ok(())
+            jobs::read_logs(&k, &lease, follow, |text| print!("{text}")).await
         }
         JobCmd::Output { id, to, conn } => {
             let client = client(&conn);

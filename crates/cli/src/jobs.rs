@@ -283,6 +283,36 @@ fn safe_relative(path: &str) -> Option<PathBuf> {
     }
 }
 
+/// Plaintext bytes of log asked for per request.
+const LOG_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Reads `lease`'s log from its provider from the start, each slice opened with `key`'s output
+/// secret (the agent seals logs to it) and handed to `each`; with `follow`, keeps polling until
+/// the log is finished.
+pub async fn read_logs(
+    key: &KeyFile,
+    lease: &LeaseView,
+    follow: bool,
+    mut each: impl FnMut(&str),
+) -> Result<()> {
+    let output_secret = key.output_secret();
+    let pc = ProviderClient::new(&lease.provider_endpoint, key.clone());
+    let mut offset = 0;
+    loop {
+        let chunk = pc
+            .logs(lease.id, offset, LOG_CHUNK_BYTES, &output_secret)
+            .await?;
+        each(&chunk.text);
+        offset = chunk.next_offset;
+        if chunk.finished || (!follow && chunk.text.is_empty()) {
+            return Ok(());
+        }
+        if chunk.text.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
 /// Downloads a lease's outputs into `dir`, opening each (they come sealed to `key`'s output
 /// key) and verifying its digest. Returns (path, contents) of each file, for callers that show
 /// them.

@@ -129,5 +129,13 @@ async fn hello_job_runs_to_completion_and_the_bill_is_exact() {
         "hello from gpunet"
     );
 
+    // The log comes back sealed to the tenant and opens to what the job printed.
+    let mut log = String::new();
+    jobs::read_logs(&net.tenant, &lease, false, |text| log.push_str(text))
+        .await
+        .expect("logs");
+    assert!(log.contains("wrote greeting.txt"), "{log}");
+    assert!(log.contains("a line on stderr"), "{log}");
+
     net.stop().await;
 }

@@ -49,6 +49,8 @@ pub enum ClientError {
         #[source]
         source: gpunet_protocol::SealError,
     },
+    #[error("{what} came back wrong: {why}; the provider or a proxy on the way sent other bytes")]
+    LogMismatch { what: String, why: String },
     #[error("{what} does not match its digest {expected}; the provider sent other bytes")]
     DigestMismatch {
         what: String,

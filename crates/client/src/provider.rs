@@ -1,11 +1,14 @@
 //! The client a tenant uses to talk to its lease's provider agent. Every request is signed with
-//! the tenant's key (see `gpunet_api::auth`). Manifests go out sealed to the provider's
-//! registered encryption key; output files come back sealed to the tenant's output key.
+//! the tenant's key, with a fresh random nonce (see `gpunet_api::auth`). Manifests go out sealed to the provider's
+//! registered encryption key; output files and log slices come back sealed to the tenant's
+//! output key.
 
 use std::time::Duration;
 
 use gpunet_api::auth::sign_request;
-use gpunet_api::provider::{LogChunkView, ManifestDelivery, OutputListing, WorkloadView};
+use gpunet_api::provider::{
+    LogChunkView, LogSlice, ManifestDelivery, OutputListing, SealedLogChunk, WorkloadView,
+};
 use gpunet_protocol::sealed::open;
 use gpunet_protocol::{EncryptionKey, EncryptionSecret, Hash, LeaseId, Purpose, SealContext};
 
@@ -41,7 +44,9 @@ impl ProviderClient {
             .http
             .request(method.clone(), &url)
             .timeout(Duration::from_secs(60));
-        for (name, value) in sign_request(&self.key.key, method.as_str(), path, now_ms(), &body) {
+        let nonce = crate::sealing::random_request_nonce();
+        let signed = sign_request(&self.key.key, method.as_str(), path, now_ms(), nonce, &body);
+        for (name, value) in signed {
             req = req.header(name, value);
         }
         if !body.is_empty() {
@@ -94,12 +99,62 @@ impl ProviderClient {
         decode(&format!("{}{}", self.base, path), resp).await
     }
 
+    /// Up to `max` bytes of the lease's log from `offset`, opened with `output_secret` (the
+    /// tenant's, see `KeyFile::output_secret`). The slice must say, inside its sealed box, that
+    /// it starts at `offset`, and the fields outside must agree with it.
     pub async fn logs(
         &self,
         lease: LeaseId,
         offset: u64,
         max: usize,
+        output_secret: &EncryptionSecret,
     ) -> Result<LogChunkView, ClientError> {
+        let sealed = self.logs_sealed(lease, offset, max).await?;
+        let what = || format!("the log of lease {lease} from byte {offset}");
+        let bytes =
+            hex::decode(sealed.sealed_hex.trim()).map_err(|_| ClientError::LogMismatch {
+                what: what(),
+                why: "sealed_hex is not hex".into(),
+            })?;
+        let ctx = SealContext {
+            purpose: Purpose::Logs,
+            lease,
+        };
+        let opened = open(output_secret, ctx, &bytes).map_err(|source| ClientError::Sealed {
+            what: what(),
+            source,
+        })?;
+        let slice = LogSlice::from_bytes(&opened).ok_or_else(|| ClientError::LogMismatch {
+            what: what(),
+            why: "the opened box is not a log slice".into(),
+        })?;
+        let why = if slice.offset != offset {
+            Some(format!("it holds the slice from byte {}", slice.offset))
+        } else if (sealed.offset, sealed.next_offset, sealed.finished)
+            != (slice.offset, slice.next_offset(), slice.finished)
+        {
+            Some("the fields outside the sealed box disagree with those inside".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(ClientError::LogMismatch { what: what(), why });
+        }
+        Ok(LogChunkView {
+            text: String::from_utf8_lossy(&slice.data).into_owned(),
+            next_offset: slice.next_offset(),
+            finished: slice.finished,
+        })
+    }
+
+    /// The log slice as the agent serves it: sealed to the manifest's `output_key`.
+    /// [`ProviderClient::logs`] opens and checks it.
+    pub async fn logs_sealed(
+        &self,
+        lease: LeaseId,
+        offset: u64,
+        max: usize,
+    ) -> Result<SealedLogChunk, ClientError> {
         let path = format!("/v1/leases/{lease}/logs?offset={offset}&max={max}");
         let resp = self.send(reqwest::Method::GET, &path, Vec::new()).await?;
         decode(&format!("{}{}", self.base, path), resp).await

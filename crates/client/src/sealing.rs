@@ -1,10 +1,10 @@
-//! The randomness behind sealed boxes: `gpunet_protocol::sealed` is pure and takes ephemeral
-//! secrets from its caller; these wrappers draw them (and manifest salts) from the operating
-//! system.
+//! The randomness behind sealed boxes and signed requests: `gpunet_protocol::sealed` and
+//! `gpunet_api::auth` are pure and take ephemeral seeds and request nonces from their caller;
+//! these wrappers draw them (and manifest salts and secrets) from the operating system.
 
 use gpunet_protocol::jobspec::Salt;
 use gpunet_protocol::sealed::{self, SEALED_HEADER_BYTES, Sealer};
-use gpunet_protocol::{EncryptionKey, EncryptionSecret, SealContext, SealError};
+use gpunet_protocol::{EncryptionKey, EncryptionSecret, EphemeralSeed, SealContext, SealError};
 use rand_core::RngCore;
 
 fn random_bytes() -> [u8; 32] {
@@ -18,6 +18,18 @@ pub fn random_secret() -> EncryptionSecret {
     EncryptionSecret::from_bytes(random_bytes())
 }
 
+/// A fresh seed for one sealed box's ephemeral key.
+fn random_seed() -> EphemeralSeed {
+    EphemeralSeed::from_random_bytes(random_bytes())
+}
+
+/// A fresh nonce for one signed request.
+pub fn random_request_nonce() -> gpunet_api::auth::RequestNonce {
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    gpunet_api::auth::RequestNonce(bytes)
+}
+
 /// A fresh manifest salt.
 pub fn random_salt() -> Salt {
     Salt(random_bytes())
@@ -29,7 +41,7 @@ pub fn seal(
     ctx: SealContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, SealError> {
-    sealed::seal(recipient, random_secret(), ctx, plaintext)
+    sealed::seal(recipient, random_seed(), ctx, plaintext)
 }
 
 /// A streaming sealer to `recipient` for `ctx` with a fresh ephemeral key, and its header.
@@ -37,7 +49,7 @@ pub fn sealer(
     recipient: &EncryptionKey,
     ctx: SealContext,
 ) -> Result<(Sealer, [u8; SEALED_HEADER_BYTES]), SealError> {
-    Sealer::new(recipient, random_secret(), ctx)
+    Sealer::new(recipient, random_seed(), ctx)
 }
 
 #[cfg(test)]

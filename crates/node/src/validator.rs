@@ -468,11 +468,14 @@ async fn forward_to_peer(
         let send = async {
             // In order, one after another: a signer's later nonces need its earlier ones.
             for body in forward_bodies(&txs) {
+                let mut nonce = [0u8; 16];
+                rand_core::OsRng.fill_bytes(&mut nonce);
                 let signed = gpunet_api::auth::sign_request(
                     &key,
                     "POST",
                     "/v1/txs/batch",
                     crate::orderer::wall_clock_ms(),
+                    gpunet_api::auth::RequestNonce(nonce),
                     &body,
                 );
                 let mut request = client.post(&url);

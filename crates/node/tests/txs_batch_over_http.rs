@@ -330,8 +330,11 @@ async fn only_a_named_validator_may_mark_a_batch_as_forwarded() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .expect("after 1970")
                 .as_millis() as u64;
+            let nonce = gpunet_api::auth::RequestNonce(
+                now_ms.to_be_bytes().repeat(2).try_into().expect("16 bytes"),
+            );
             for (name, value) in
-                gpunet_api::auth::sign_request(k, "POST", "/v1/txs/batch", now_ms, &body)
+                gpunet_api::auth::sign_request(k, "POST", "/v1/txs/batch", now_ms, nonce, &body)
             {
                 request = request.header(name, value);
             }

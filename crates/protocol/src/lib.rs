@@ -1,7 +1,7 @@
 //! The gpunet protocol: every type that crosses the chain boundary — ids, addresses, amounts,
 //! resources, transactions, blocks, events and rejection codes — with their canonical (borsh)
 //! encoding, BLAKE3 hashing and ed25519 signatures, the version-1 job spec, and sealed boxes
-//! (X25519 + ChaCha20-Poly1305) for manifests and outputs.
+//! (HPKE, RFC 9180) for manifests, outputs and logs.
 //!
 //! Architecture Invariant: this crate does no I/O: no files, no network, no clock, no
 //! randomness. Callers hand it bytes and keys.
@@ -27,7 +27,7 @@ pub use resources::{
     Capacity, Free, GpuRequirement, GpuSlot, ProviderProfile, Resources, Runtime, ShapeError,
     validate_region,
 };
-pub use sealed::{EncryptionKey, EncryptionSecret, Purpose, SealContext, SealError};
+pub use sealed::{EncryptionKey, EncryptionSecret, EphemeralSeed, Purpose, SealContext, SealError};
 pub use tx::{
     LeaseResult, MAX_TX_BYTES, Msg, OrderTerms, SignedTx, TxBody, UsageReport, WorkloadOutcome,
 };

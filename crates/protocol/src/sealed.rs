@@ -1,46 +1,61 @@
 //! Sealed boxes: bytes encrypted to one X25519 public key, so that only the holder of its secret
 //! can read them. The tenant seals a lease's manifest to the provider's registered
-//! [`EncryptionKey`]; the provider seals each output file to the key the tenant put in the
-//! manifest (`output_key`).
+//! [`EncryptionKey`]; the provider seals each output file, and each slice of the lease's log, to
+//! the key the tenant put in the manifest (`output_key`).
 //!
-//! Construction (version 1):
+//! Format version 2 is HPKE (RFC 9180) in base mode with the suite DHKEM(X25519, HKDF-SHA256),
+//! HKDF-SHA256, ChaCha20-Poly1305, from the `hpke` crate — a published, reviewed construction
+//! rather than one of our own (see `docs/adr/0002-sealing-with-hpke.md`):
 //!
-//! - the sealer draws an ephemeral X25519 secret `e` (the caller supplies it: this crate draws
-//!   no randomness) and computes `shared = X25519(e, recipient)`; a shared secret that is all
-//!   zeros (a low-order recipient or ephemeral key) is refused;
-//! - `key = BLAKE3-derive_key(purpose label, shared ‖ E ‖ recipient ‖ lease id as u64 LE)`,
-//!   where `E` is the ephemeral public key and the label is `gpunet manifest v1` or
-//!   `gpunet output v1`. Both public keys, the purpose and the lease are bound into the key, so
-//!   bytes sealed for one lease or one purpose do not open as another;
-//! - the plaintext is cut into chunks of [`SEALED_CHUNK_BYTES`] (the last may be shorter, and is
-//!   empty only when the whole plaintext is) and each is encrypted with ChaCha20-Poly1305 under
-//!   `key`, with the nonce `chunk index (u64 BE) ‖ 0 0 0 ‖ last-chunk flag` — the STREAM
-//!   construction, so chunks cannot be reordered, dropped or the stream cut short unnoticed.
-//!   A fresh ephemeral key gives a fresh `key` every time, so counter nonces never repeat.
+//! - the sender encapsulates to the recipient's key with an ephemeral key pair derived (HPKE's
+//!   `DeriveKeyPair`) from 32 random bytes the caller supplies as an [`EphemeralSeed`]: this
+//!   crate draws no randomness;
+//! - HPKE's `info` is the purpose's label followed by the lease id (u64 big-endian), so bytes
+//!   sealed for one lease or one purpose do not open as another;
+//! - the plaintext is cut into chunks of [`SEALED_CHUNK_BYTES`] (the last may be shorter, and
+//!   is empty only when the whole plaintext is), each sealed in order with the one HPKE context.
+//!   HPKE's sequence number is in every chunk's nonce, so chunks cannot be dropped or reordered;
+//!   each chunk's associated data is one byte that says whether it is the last, so a stream cut
+//!   at a chunk boundary, or extended past its last chunk, does not open either.
 //!
-//! Wire form: `E` (32 bytes), then each chunk's ciphertext followed by its 16-byte tag.
-//! Chunking lets the agent seal a large output file as it streams it.
+//! Wire form: the tag `gpn`, the format version byte (2), HPKE's encapsulated key (32 bytes),
+//! then each chunk's ciphertext followed by its 16-byte tag. Version 1 (a hand-made X25519,
+//! BLAKE3 and ChaCha20-Poly1305 STREAM composition) had no tag and is refused with
+//! [`SealError::UnknownFormat`]. Chunking lets the agent seal a large output file as it streams.
 //!
-//! Architecture Invariant: pure — no I/O and no randomness; callers supply ephemeral secrets.
+//! Architecture Invariant: pure — no I/O and no randomness; callers supply ephemeral seeds.
 
 use std::fmt;
 use std::str::FromStr;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hpke::aead::{AeadCtxR, AeadCtxS, ChaCha20Poly1305};
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, Kem, OpModeR, OpModeS, Serializable};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::LeaseId;
 
-/// Bytes before the first chunk: the ephemeral public key.
-pub const SEALED_HEADER_BYTES: usize = 32;
+/// The three bytes every sealed box starts with, before its format version.
+pub const SEALED_TAG: [u8; 3] = *b"gpn";
+/// The format version this code writes and reads.
+pub const SEALED_VERSION: u8 = 2;
+/// Bytes before the first chunk: the tag, the version and HPKE's encapsulated key.
+pub const SEALED_HEADER_BYTES: usize = SEALED_TAG.len() + 1 + 32;
 /// Plaintext bytes per chunk (every chunk but the last is exactly this long).
 pub const SEALED_CHUNK_BYTES: usize = 64 * 1024;
 /// Authentication tag after each chunk's ciphertext.
 pub const SEALED_TAG_BYTES: usize = 16;
 /// BLAKE3 `derive_key` context for the output key a tenant derives from its account key.
 pub const OUTPUT_KEY_CONTEXT: &str = "gpunet output key v1";
+
+/// HPKE's suite for sealed boxes; the names say which RFC 9180 algorithms they are.
+type SuiteAead = ChaCha20Poly1305;
+type SuiteKdf = HkdfSha256;
+type SuiteKem = X25519HkdfSha256;
+type SenderContext = AeadCtxS<SuiteAead, SuiteKdf, SuiteKem>;
+type ReceiverContext = AeadCtxR<SuiteAead, SuiteKdf, SuiteKem>;
 
 /// An X25519 public key: a provider's registered encryption key, or a tenant's output key.
 /// JSON shows it as 64 hex characters.
@@ -133,21 +148,25 @@ impl fmt::Debug for EncryptionSecret {
     }
 }
 
-/// What sealed bytes are for; each purpose has its own key-derivation label.
+/// What sealed bytes are for; each purpose has its own label in HPKE's `info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
     /// A lease's manifest, sealed by the tenant to the provider.
     Manifest,
     /// One output file of a lease, sealed by the provider to the tenant.
     Output,
+    /// A slice of a lease's log, sealed by the provider to the tenant.
+    Logs,
 }
 
 impl Purpose {
-    /// The BLAKE3 `derive_key` context of this purpose.
+    /// The label that starts HPKE's `info` for this purpose. Never change one: bytes sealed
+    /// under it would stop opening.
     pub fn label(self) -> &'static str {
         match self {
-            Purpose::Manifest => "gpunet manifest v1",
-            Purpose::Output => "gpunet output v1",
+            Purpose::Manifest => "gpunet/sealed/v2/manifest",
+            Purpose::Output => "gpunet/sealed/v2/output",
+            Purpose::Logs => "gpunet/sealed/v2/logs",
         }
     }
 }
@@ -158,6 +177,72 @@ pub struct SealContext {
     pub purpose: Purpose,
     pub lease: LeaseId,
 }
+
+impl SealContext {
+    /// HPKE's `info`: the purpose's label, then the lease id (u64 big-endian). The id has a
+    /// fixed width at the end, so no two contexts give the same bytes.
+    fn info(self) -> Vec<u8> {
+        let mut info = self.purpose.label().as_bytes().to_vec();
+        info.extend_from_slice(&self.lease.0.to_be_bytes());
+        info
+    }
+}
+
+/// 32 random bytes from the caller, from which the sealer derives its ephemeral HPKE key pair
+/// (RFC 9180 `DeriveKeyPair`). Draw a fresh one for every box: a repeated seed repeats the key
+/// and the nonces. Its `Debug` never shows the bytes.
+#[derive(Clone)]
+pub struct EphemeralSeed([u8; 32]);
+
+impl EphemeralSeed {
+    /// A seed from 32 bytes of the operating system's (or a seeded test's) randomness.
+    pub fn from_random_bytes(bytes: [u8; 32]) -> EphemeralSeed {
+        EphemeralSeed(bytes)
+    }
+}
+
+impl fmt::Debug for EphemeralSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EphemeralSeed(..)")
+    }
+}
+
+impl Drop for EphemeralSeed {
+    fn drop(&mut self) {
+        self.0.fill(0);
+    }
+}
+
+/// The one "random" draw HPKE's encapsulation makes, answered with the caller's seed: this is
+/// how the crate stays free of randomness while `hpke` asks for an RNG. X25519's key generation
+/// reads exactly one 32-byte block; any other read is a change in `hpke` that must not go
+/// unnoticed, so it stops the program rather than hand out repeated bytes.
+struct SeedRng(Option<EphemeralSeed>);
+
+impl hpke::rand_core::RngCore for SeedRng {
+    fn next_u32(&mut self) -> u32 {
+        unreachable!("hpke's X25519 encapsulation reads one 32-byte block, not a u32")
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        unreachable!("hpke's X25519 encapsulation reads one 32-byte block, not a u64")
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        let seed = self
+            .0
+            .take()
+            .expect("hpke's X25519 encapsulation reads the ephemeral seed once");
+        assert_eq!(
+            dest.len(),
+            seed.0.len(),
+            "hpke's X25519 encapsulation reads exactly 32 bytes"
+        );
+        dest.copy_from_slice(&seed.0);
+    }
+}
+
+impl hpke::rand_core::CryptoRng for SeedRng {}
 
 /// Why bytes could not be sealed or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -172,6 +257,16 @@ pub enum SealError {
     #[error("the sealed bytes are {bytes} long, too short for a header and one tag ({min} bytes)")]
     Truncated { bytes: usize, min: usize },
     #[error(
+        "the bytes do not start with the sealed-box tag \"gpn\": they are not sealed bytes, or \
+         were sealed in format 1 by a gpunet older than this one; seal them again"
+    )]
+    UnknownFormat,
+    #[error(
+        "the bytes are sealed in format version {version}, and this gpunet reads version \
+         {SEALED_VERSION} only; upgrade gpunet, or seal them again"
+    )]
+    UnsupportedVersion { version: u8 },
+    #[error(
         "the sealed bytes do not open: they were sealed to another key, for another lease or \
          purpose, or altered on the way"
     )]
@@ -184,35 +279,51 @@ pub fn sealed_len(plaintext_bytes: u64) -> u64 {
     SEALED_HEADER_BYTES as u64 + chunks * SEALED_TAG_BYTES as u64 + plaintext_bytes
 }
 
-fn derive_cipher(
-    shared: &x25519_dalek::SharedSecret,
-    ephemeral: &EncryptionKey,
-    recipient: &EncryptionKey,
-    ctx: SealContext,
-) -> Result<ChaCha20Poly1305, SealError> {
-    if !shared.was_contributory() {
-        return Err(SealError::WeakKey);
-    }
-    let mut material = [0u8; 32 * 3 + 8];
-    material[..32].copy_from_slice(shared.as_bytes());
-    material[32..64].copy_from_slice(&ephemeral.0);
-    material[64..96].copy_from_slice(&recipient.0);
-    material[96..].copy_from_slice(&ctx.lease.0.to_le_bytes());
-    let key = blake3::derive_key(ctx.purpose.label(), &material);
-    material.fill(0);
-    Ok(ChaCha20Poly1305::new(Key::from_slice(&key)))
+/// Each chunk's associated data: whether it is the last. Binding it is what makes a stream cut
+/// at a chunk boundary fail to open — HPKE's sequence numbers alone only order the chunks.
+fn chunk_aad(last: bool) -> [u8; 1] {
+    [u8::from(last)]
 }
 
-fn chunk_nonce(index: u64, last: bool) -> [u8; 12] {
-    let mut nonce = [0u8; 12];
-    nonce[..8].copy_from_slice(&index.to_be_bytes());
-    nonce[11] = u8::from(last);
-    nonce
+/// HPKE's sender side: encapsulate to `recipient` with the key pair derived from `seed`, and
+/// the context that seals the chunks in order.
+fn setup_sender(
+    recipient: &EncryptionKey,
+    seed: EphemeralSeed,
+    info: &[u8],
+) -> Result<([u8; 32], SenderContext), SealError> {
+    let recipient = <SuiteKem as Kem>::PublicKey::from_bytes(&recipient.0)
+        .expect("any 32 bytes are an X25519 public key");
+    let (encapped, ctx) = hpke::setup_sender::<SuiteAead, SuiteKdf, SuiteKem, _>(
+        &OpModeS::Base,
+        &recipient,
+        info,
+        &mut SeedRng(Some(seed)),
+    )
+    // The only failure of X25519 encapsulation: an all-zero shared secret (RFC 9180 §7.1.4).
+    .map_err(|_| SealError::WeakKey)?;
+    let mut enc = [0u8; 32];
+    enc.copy_from_slice(&encapped.to_bytes());
+    Ok((enc, ctx))
+}
+
+/// HPKE's receiver side for the encapsulated key `enc`.
+fn setup_receiver(
+    secret: &EncryptionSecret,
+    enc: &[u8],
+    info: &[u8],
+) -> Result<ReceiverContext, SealError> {
+    let secret = <SuiteKem as Kem>::PrivateKey::from_bytes(&secret.to_bytes())
+        .expect("any 32 bytes are an X25519 secret");
+    let encapped = <SuiteKem as Kem>::EncappedKey::from_bytes(enc)
+        .expect("the header holds exactly 32 bytes of encapsulated key");
+    hpke::setup_receiver::<SuiteAead, SuiteKdf, SuiteKem>(&OpModeR::Base, &secret, &encapped, info)
+        .map_err(|_| SealError::Unreadable)
 }
 
 /// Seals a stream chunk by chunk; [`seal`] is the one-shot form.
 pub struct Sealer {
-    cipher: ChaCha20Poly1305,
+    ctx: SenderContext,
     next_index: u64,
     finished: bool,
 }
@@ -227,24 +338,24 @@ impl fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    /// A sealer to `recipient` with the caller's fresh random `ephemeral` secret (never reuse
-    /// one), and the header to send before the first chunk.
+    /// A sealer to `recipient` whose ephemeral key comes from the caller's fresh random `seed`
+    /// (never reuse one), and the header to send before the first chunk.
     pub fn new(
         recipient: &EncryptionKey,
-        ephemeral: EncryptionSecret,
+        seed: EphemeralSeed,
         ctx: SealContext,
     ) -> Result<(Sealer, [u8; SEALED_HEADER_BYTES]), SealError> {
-        let header = ephemeral.public();
-        let shared = ephemeral
-            .0
-            .diffie_hellman(&x25519_dalek::PublicKey::from(recipient.0));
-        let cipher = derive_cipher(&shared, &header, recipient, ctx)?;
+        let (enc, hpke_ctx) = setup_sender(recipient, seed, &ctx.info())?;
+        let mut header = [0u8; SEALED_HEADER_BYTES];
+        header[..SEALED_TAG.len()].copy_from_slice(&SEALED_TAG);
+        header[SEALED_TAG.len()] = SEALED_VERSION;
+        header[SEALED_TAG.len() + 1..].copy_from_slice(&enc);
         let sealer = Sealer {
-            cipher,
+            ctx: hpke_ctx,
             next_index: 0,
             finished: false,
         };
-        Ok((sealer, header.0))
+        Ok((sealer, header))
     }
 
     /// Seals the next chunk: exactly [`SEALED_CHUNK_BYTES`] unless `last`, at most that when
@@ -256,23 +367,22 @@ impl Sealer {
             "a chunk of {} bytes (last: {last}) breaks the chunking rule",
             chunk.len()
         );
-        let nonce = chunk_nonce(self.next_index, last);
         self.next_index += 1;
         self.finished = last;
-        self.cipher
-            .encrypt(Nonce::from_slice(&nonce), chunk)
-            .expect("ChaCha20-Poly1305 encrypts any chunk of at most 64 KiB")
+        self.ctx.seal(chunk, &chunk_aad(last)).expect(
+            "HPKE seals any chunk until 2^96 - 1 of them, far more than a stream of u64 bytes holds",
+        )
     }
 }
 
 /// Seals `plaintext` to `recipient` in one go.
 pub fn seal(
     recipient: &EncryptionKey,
-    ephemeral: EncryptionSecret,
+    seed: EphemeralSeed,
     ctx: SealContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, SealError> {
-    let (mut sealer, header) = Sealer::new(recipient, ephemeral, ctx)?;
+    let (mut sealer, header) = Sealer::new(recipient, seed, ctx)?;
     let total = usize::try_from(sealed_len(plaintext.len() as u64))
         .expect("a plaintext held in memory has a sealed length that fits in memory");
     let mut out = Vec::with_capacity(total);
@@ -294,6 +404,16 @@ pub fn open(
     ctx: SealContext,
     sealed: &[u8],
 ) -> Result<Vec<u8>, SealError> {
+    // The format is checked before the length, so that old or foreign bytes get the error that
+    // says what they are, whatever their size.
+    if sealed.len() >= SEALED_TAG.len() && sealed[..SEALED_TAG.len()] != SEALED_TAG {
+        return Err(SealError::UnknownFormat);
+    }
+    if let Some(&version) = sealed.get(SEALED_TAG.len())
+        && version != SEALED_VERSION
+    {
+        return Err(SealError::UnsupportedVersion { version });
+    }
     let min = SEALED_HEADER_BYTES + SEALED_TAG_BYTES;
     if sealed.len() < min {
         return Err(SealError::Truncated {
@@ -302,27 +422,17 @@ pub fn open(
         });
     }
     let (header, body) = sealed.split_at(SEALED_HEADER_BYTES);
-    let mut ephemeral = [0u8; 32];
-    ephemeral.copy_from_slice(header);
-    let ephemeral = EncryptionKey(ephemeral);
-    let shared = secret
-        .0
-        .diffie_hellman(&x25519_dalek::PublicKey::from(ephemeral.0));
-    let cipher = derive_cipher(&shared, &ephemeral, &secret.public(), ctx)
-        .map_err(|_| SealError::Unreadable)?;
+    let mut hpke_ctx = setup_receiver(secret, &header[SEALED_TAG.len() + 1..], &ctx.info())?;
     let mut out = Vec::with_capacity(body.len());
     let mut pieces = body
         .chunks(SEALED_CHUNK_BYTES + SEALED_TAG_BYTES)
         .peekable();
-    let mut index = 0u64;
     while let Some(piece) = pieces.next() {
         let last = pieces.peek().is_none();
-        let nonce = chunk_nonce(index, last);
-        let plain = cipher
-            .decrypt(Nonce::from_slice(&nonce), piece)
+        let plain = hpke_ctx
+            .open(piece, &chunk_aad(last))
             .map_err(|_| SealError::Unreadable)?;
         out.extend_from_slice(&plain);
-        index += 1;
     }
     Ok(out)
 }
@@ -335,6 +445,10 @@ mod tests {
         EncryptionSecret::from_bytes([seed; 32])
     }
 
+    fn seed(byte: u8) -> EphemeralSeed {
+        EphemeralSeed::from_random_bytes([byte; 32])
+    }
+
     fn ctx(purpose: Purpose, lease: u64) -> SealContext {
         SealContext {
             purpose,
@@ -345,11 +459,24 @@ mod tests {
     fn sealed(plaintext: &[u8]) -> Vec<u8> {
         seal(
             &secret(1).public(),
-            secret(9),
+            seed(9),
             ctx(Purpose::Manifest, 7),
             plaintext,
         )
         .expect("seals")
+    }
+
+    fn open_it(bytes: &[u8]) -> Result<Vec<u8>, SealError> {
+        open(&secret(1), ctx(Purpose::Manifest, 7), bytes)
+    }
+
+    fn hex_bytes(text: &str) -> Vec<u8> {
+        hex::decode(text).expect("test vectors are hex")
+    }
+
+    /// Where chunk `i` of a sealed box starts.
+    fn piece_at(i: usize) -> usize {
+        SEALED_HEADER_BYTES + i * (SEALED_CHUNK_BYTES + SEALED_TAG_BYTES)
     }
 
     #[test]
@@ -361,13 +488,15 @@ mod tests {
             SEALED_CHUNK_BYTES - 1,
             SEALED_CHUNK_BYTES,
             SEALED_CHUNK_BYTES + 1,
+            2 * SEALED_CHUNK_BYTES,
             3 * SEALED_CHUNK_BYTES,
         ];
         for size in sizes {
             let plaintext: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let bytes = sealed(&plaintext);
             assert_eq!(bytes.len() as u64, sealed_len(size as u64), "{size}");
-            let opened = open(&secret(1), ctx(Purpose::Manifest, 7), &bytes).expect("opens");
+            assert_eq!(&bytes[..4], b"gpn\x02", "{size}");
+            let opened = open_it(&bytes).expect("opens");
             assert_eq!(opened, plaintext, "{size}");
             if size > 32 {
                 assert!(
@@ -379,21 +508,37 @@ mod tests {
     }
 
     #[test]
+    fn an_exact_multiple_of_the_chunk_size_has_no_empty_last_chunk() {
+        let plaintext = vec![8u8; 2 * SEALED_CHUNK_BYTES];
+        let bytes = sealed(&plaintext);
+        assert_eq!(bytes.len(), piece_at(2));
+        // The second chunk is the last; dropping it leaves a first chunk not sealed as last.
+        assert_eq!(open_it(&bytes[..piece_at(1)]), Err(SealError::Unreadable));
+    }
+
+    #[test]
     fn streaming_and_one_shot_sealing_agree() {
         let plaintext = vec![5u8; SEALED_CHUNK_BYTES + 10];
         let (mut sealer, header) =
-            Sealer::new(&secret(1).public(), secret(9), ctx(Purpose::Output, 7)).expect("new");
+            Sealer::new(&secret(1).public(), seed(9), ctx(Purpose::Output, 7)).expect("new");
         let mut streamed = header.to_vec();
         streamed.extend(sealer.seal_chunk(&plaintext[..SEALED_CHUNK_BYTES], false));
         streamed.extend(sealer.seal_chunk(&plaintext[SEALED_CHUNK_BYTES..], true));
         let one_shot = seal(
             &secret(1).public(),
-            secret(9),
+            seed(9),
             ctx(Purpose::Output, 7),
             &plaintext,
         )
         .expect("seals");
         assert_eq!(streamed, one_shot);
+    }
+
+    #[test]
+    fn different_seeds_give_different_boxes_of_the_same_plaintext() {
+        let a = seal(&secret(1).public(), seed(1), ctx(Purpose::Logs, 7), b"x").expect("seals");
+        let b = seal(&secret(1).public(), seed(2), ctx(Purpose::Logs, 7), b"x").expect("seals");
+        assert_ne!(a, b);
     }
 
     #[test]
@@ -403,6 +548,7 @@ mod tests {
             (secret(2), Purpose::Manifest, 7),
             (secret(9), Purpose::Manifest, 7),
             (secret(1), Purpose::Output, 7),
+            (secret(1), Purpose::Logs, 7),
             (secret(1), Purpose::Manifest, 8),
         ] {
             assert_eq!(
@@ -411,34 +557,62 @@ mod tests {
                 "{purpose:?} {lease}"
             );
         }
+        assert_eq!(open_it(&bytes).expect("opens"), b"the manifest");
     }
 
     #[test]
-    fn any_change_to_sealed_bytes_is_detected() {
+    fn a_flipped_byte_anywhere_is_detected() {
         let plaintext = vec![3u8; 2 * SEALED_CHUNK_BYTES + 5];
         let bytes = sealed(&plaintext);
-        let piece = SEALED_CHUNK_BYTES + SEALED_TAG_BYTES;
-        let open_it = |b: &[u8]| open(&secret(1), ctx(Purpose::Manifest, 7), b);
-        for at in [0, 31, 32, 40, SEALED_HEADER_BYTES + piece, bytes.len() - 1] {
+        let places = [
+            SEALED_TAG.len() + 1,    // the encapsulated key
+            SEALED_HEADER_BYTES - 1, // its last byte
+            piece_at(0),             // chunk 0's ciphertext
+            piece_at(1) - 1,         // chunk 0's tag
+            piece_at(1) + 100,       // chunk 1
+            piece_at(2) + 2,         // the last chunk's ciphertext
+            bytes.len() - 1,         // the last chunk's tag
+        ];
+        for at in places {
             let mut tampered = bytes.clone();
             tampered[at] ^= 1;
-            assert!(open_it(&tampered).is_err(), "flipped byte {at}");
+            assert_eq!(open_it(&tampered), Err(SealError::Unreadable), "byte {at}");
         }
-        // Cut after a whole chunk: the stream must end with a chunk sealed as the last.
-        let cut = &bytes[..SEALED_HEADER_BYTES + piece];
-        assert_eq!(open_it(cut), Err(SealError::Unreadable));
-        // Chunks swapped.
-        let mut swapped = bytes[..SEALED_HEADER_BYTES].to_vec();
-        swapped.extend_from_slice(
-            &bytes[SEALED_HEADER_BYTES + piece..SEALED_HEADER_BYTES + 2 * piece],
+    }
+
+    #[test]
+    fn reordered_truncated_or_extended_streams_do_not_open() {
+        let plaintext: Vec<u8> = (0..3 * SEALED_CHUNK_BYTES + 5).map(|i| i as u8).collect();
+        let bytes = sealed(&plaintext);
+        // Cut at each chunk boundary: the new end was not sealed as the last chunk.
+        for cut in 1..=3 {
+            assert_eq!(
+                open_it(&bytes[..piece_at(cut)]),
+                Err(SealError::Unreadable),
+                "cut after chunk {cut}"
+            );
+        }
+        // Cut inside the last chunk.
+        assert_eq!(
+            open_it(&bytes[..bytes.len() - 1]),
+            Err(SealError::Unreadable)
         );
-        swapped.extend_from_slice(&bytes[SEALED_HEADER_BYTES..SEALED_HEADER_BYTES + piece]);
-        swapped.extend_from_slice(&bytes[SEALED_HEADER_BYTES + 2 * piece..]);
+        // Chunks 0 and 1 swapped (both full, non-last chunks).
+        let mut swapped = bytes[..piece_at(0)].to_vec();
+        swapped.extend_from_slice(&bytes[piece_at(1)..piece_at(2)]);
+        swapped.extend_from_slice(&bytes[piece_at(0)..piece_at(1)]);
+        swapped.extend_from_slice(&bytes[piece_at(2)..]);
+        assert_eq!(swapped.len(), bytes.len());
         assert_eq!(open_it(&swapped), Err(SealError::Unreadable));
-        // Appended bytes, and bytes too short to hold anything.
+        // A chunk dropped from the middle.
+        let mut dropped = bytes[..piece_at(1)].to_vec();
+        dropped.extend_from_slice(&bytes[piece_at(2)..]);
+        assert_eq!(open_it(&dropped), Err(SealError::Unreadable));
+        // Appended bytes.
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(open_it(&longer), Err(SealError::Unreadable));
+        // Too short to hold a header and a tag.
         assert!(matches!(
             open_it(&bytes[..40]),
             Err(SealError::Truncated { .. })
@@ -446,19 +620,77 @@ mod tests {
     }
 
     #[test]
+    fn format_one_and_unknown_versions_are_refused_with_a_clear_error() {
+        // Version 1 started straight with a 32-byte ephemeral key: no tag.
+        let mut v1 = vec![0x5au8; 32 + 16 + 3];
+        v1[0] = 0x11;
+        assert_eq!(open_it(&v1), Err(SealError::UnknownFormat));
+        let mut v3 = sealed(b"x");
+        v3[SEALED_TAG.len()] = 3;
+        assert_eq!(
+            open_it(&v3),
+            Err(SealError::UnsupportedVersion { version: 3 })
+        );
+        assert!(
+            SealError::UnsupportedVersion { version: 3 }
+                .to_string()
+                .contains("version 3")
+        );
+    }
+
+    #[test]
     fn low_order_keys_are_refused() {
         // The all-zero point (and every other low-order point) gives an all-zero shared secret.
         let zero = EncryptionKey([0; 32]);
         assert_eq!(
-            seal(&zero, secret(9), ctx(Purpose::Manifest, 1), b"x").map(|_| ()),
+            seal(&zero, seed(9), ctx(Purpose::Manifest, 1), b"x").map(|_| ()),
             Err(SealError::WeakKey)
         );
         let mut bytes = sealed(b"x");
-        bytes[..32].fill(0);
+        bytes[SEALED_TAG.len() + 1..SEALED_HEADER_BYTES].fill(0);
+        assert_eq!(open_it(&bytes), Err(SealError::Unreadable));
+    }
+
+    /// RFC 9180, appendix A.2.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305,
+    /// base mode — the suite sealed boxes use. The ephemeral key comes from `ikmE` through the
+    /// same seed path `seal` takes, and the recipient's secret is an `EncryptionSecret`, so this
+    /// pins our keys, our seed handling and the crate's suite to the standard's bytes.
+    #[test]
+    fn the_hpke_layer_matches_the_rfc_9180_test_vector() {
+        let mut ikm_e = [0u8; 32];
+        ikm_e.copy_from_slice(&hex_bytes(
+            "909a9b35d3dc4713a5e72a4da274b55d3d3821a37e5d099e74a647db583a904b",
+        ));
+        let mut sk_r = [0u8; 32];
+        sk_r.copy_from_slice(&hex_bytes(
+            "8057991eef8f1f1af18f4a9491d16a1ce333f695d4db8e38da75975c4478e0fb",
+        ));
+        let recipient = EncryptionSecret::from_bytes(sk_r);
         assert_eq!(
-            open(&secret(1), ctx(Purpose::Manifest, 7), &bytes),
-            Err(SealError::Unreadable)
+            recipient.public().to_hex(),
+            "4310ee97d88cc1f088a5576c77ab0cf5c3ac797f3d95139c6c84b5429c59662a"
         );
+        let info = hex_bytes("4f6465206f6e2061204772656369616e2055726e");
+        let aad = hex_bytes("436f756e742d30");
+        let pt = hex_bytes("4265617574792069732074727574682c20747275746820626561757479");
+        let (enc, mut sender) = setup_sender(
+            &recipient.public(),
+            EphemeralSeed::from_random_bytes(ikm_e),
+            &info,
+        )
+        .expect("encapsulates");
+        assert_eq!(
+            hex::encode(enc),
+            "1afa08d3dec047a643885163f1180476fa7ddb54c6a8029ea33f95796bf2ac4a"
+        );
+        let ct = sender.seal(&pt, &aad).expect("seals");
+        assert_eq!(
+            hex::encode(&ct),
+            "1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db\
+             21993c62ce81883d2dd1b51a28"
+        );
+        let mut receiver = setup_receiver(&recipient, &enc, &info).expect("decapsulates");
+        assert_eq!(receiver.open(&ct, &aad).expect("opens"), pt);
     }
 
     #[test]
@@ -474,6 +706,7 @@ mod tests {
         assert!(EncryptionKey::from_hex("abc").is_err());
         let shown = format!("{s:?}");
         assert!(!shown.contains(&hex::encode([1u8; 32])), "{shown}");
+        assert_eq!(format!("{:?}", seed(1)), "EphemeralSeed(..)");
         let derived = EncryptionSecret::derive_from_account_secret(&[4; 32]);
         assert_eq!(
             derived.public(),

@@ -398,16 +398,18 @@ fn check_forwarder(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<
             ),
         ),
     };
+    // The signature proves who forwarded, not freshness: no nonce book is kept, because a
+    // replayed batch re-submits transactions that each carry an account nonce, so it admits
+    // nothing new (docs/adr/0003-agent-requests-nonces-and-sealed-logs.md).
     let signer = auth::verify_request(
-        header(auth::SIGNER_HEADER),
-        header(auth::TIMESTAMP_HEADER),
-        header(auth::SIGNATURE_HEADER),
+        &auth::AuthHeaders::from_lookup(header),
         "POST",
         "/v1/txs/batch",
         body,
         crate::orderer::wall_clock_ms(),
     )
-    .map_err(|e| forbidden(e.to_string()))?;
+    .map_err(|e| forbidden(e.to_string()))?
+    .signer;
     if !shared.is_forwarder(&signer) {
         return Err(forbidden(format!(
             "{signer} is not a validator of this network"
