@@ -514,6 +514,56 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
 }
 
 #[tokio::test]
+async fn everything_the_agent_writes_for_a_lease_is_readable_by_the_provider_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let driver = FakeDriver::new()
+        .with_log("epoch 1\n")
+        .with_output("model/w.bin", weights());
+    let w = world(driver, Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect("accepted");
+    wait_for("the result to be reported", || {
+        !completions(&w.chain).is_empty()
+    })
+    .await;
+
+    // The lease dir, its record, log and outputs, and the output blobs: every one of them.
+    let mut pending = vec![w.data_dir.clone()];
+    let (mut dirs, mut files) = (0, 0);
+    while let Some(dir) = pending.pop() {
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
+        // The fake driver writes outputs as a workload would, with the umask's modes.
+        if !dir.starts_with(w.data_dir.join("leases/7/outputs")) {
+            assert_eq!(mode, 0o700, "{dir:?}");
+        }
+        dirs += 1;
+        for entry in std::fs::read_dir(&dir).expect("lists") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("stat");
+            if meta.is_dir() {
+                pending.push(path);
+            } else if !path.starts_with(w.data_dir.join("leases/7/outputs")) {
+                assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{path:?}");
+                files += 1;
+            }
+        }
+    }
+    assert_eq!(
+        std::fs::metadata(w.data_dir.join("leases/7/outputs"))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    // leases/7/{record.json, logs/combined.log} and the output blob at least.
+    assert!(dirs >= 5 && files >= 3, "{dirs} dirs, {files} files");
+}
+
+#[tokio::test]
 async fn a_lease_without_a_manifest_in_time_is_rejected_on_chain() {
     let w = world(FakeDriver::new(), Duration::from_millis(100)).await;
     let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());

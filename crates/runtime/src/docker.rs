@@ -82,8 +82,8 @@ use crate::error::{DriverError, SpecError};
 use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
     ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, NetworkMode, PublishedPort, Usage,
-    WorkloadHandle, WorkloadSpec, log_path, logs_dir, outputs_dir, remove_work_dir, request_stop,
-    work_dir,
+    WorkloadHandle, WorkloadSpec, create_workload_dirs, log_path, logs_dir, open_log, outputs_dir,
+    remove_work_dir, request_stop, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -349,13 +349,7 @@ impl Driver for DockerDriver {
         if find_container(docker, id).await?.is_some() {
             return Err(already());
         }
-        for dir in [work_dir(root), outputs_dir(root), logs_dir(root)] {
-            std::fs::create_dir_all(&dir).map_err(|source| DriverError::Io {
-                action: "create",
-                path: dir.clone(),
-                source,
-            })?;
-        }
+        create_workload_dirs(root)?;
         // A stale record from an earlier run in this root dir must not classify this one.
         let ended_by = work_dir(root).join(ENDED_BY_FILE);
         match std::fs::remove_file(&ended_by) {
@@ -550,26 +544,6 @@ async fn wait_outcome(entry: &Entry, workload_id: &str) -> Result<ExitOutcome, D
         .await
         .map_err(|_| gone())?;
     seen.clone().ok_or_else(gone)
-}
-
-/// Opens (creating) the combined log for appending; returns it and its current length.
-fn open_log(root: &Path) -> Result<(std::fs::File, u64), DriverError> {
-    let log = log_path(root);
-    let io = |action: &'static str| {
-        let path = log.clone();
-        move |source| DriverError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(io("open log"))?;
-    let len = file.metadata().map_err(io("stat log"))?.len();
-    Ok((file, len))
 }
 
 /// The id of the container labelled with this workload, running or not.
@@ -934,7 +908,7 @@ async fn supervise(
     };
     let record = |c: Cause| {
         let path = work_dir(&root_dir).join(ENDED_BY_FILE);
-        if let Err(error) = std::fs::write(&path, c.as_str()) {
+        if let Err(error) = gpunet_files::write_private(&path, c.as_str().as_bytes()) {
             tracing::warn!(%workload_id, %error, "could not record why the workload was ended");
         }
     };
@@ -1245,10 +1219,12 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
         .and_then(parse_rfc3339_ms)
         .unwrap_or_else(now_ms);
 
-    std::fs::create_dir_all(logs_dir(&handle.root_dir)).map_err(|source| DriverError::Io {
-        action: "create",
-        path: logs_dir(&handle.root_dir),
-        source,
+    gpunet_files::create_private_dir_all(&logs_dir(&handle.root_dir)).map_err(|source| {
+        DriverError::Io {
+            action: "create",
+            path: logs_dir(&handle.root_dir),
+            source,
+        }
     })?;
     let (log_file, log_len) = open_log(&handle.root_dir)?;
     let already_truncated = log_ends_with_marker(&log_path(&handle.root_dir), log_len);

@@ -59,8 +59,8 @@ use crate::error::DriverError;
 use crate::logs::{LogCap, read_chunk};
 use crate::sys::{self, ChildLimits};
 use crate::workload::{
-    ExitOutcome, ExitReason, LogChunk, Usage, WorkloadHandle, WorkloadSpec, log_path, logs_dir,
-    outputs_dir, remove_work_dir, request_stop, work_dir,
+    ExitOutcome, ExitReason, LogChunk, Usage, WorkloadHandle, WorkloadSpec, create_workload_dirs,
+    log_path, open_log, outputs_dir, remove_work_dir, request_stop, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -163,31 +163,8 @@ impl Driver for ProcessDriver {
         spec.validate()?;
         let id = &spec.workload_id;
         let root = &spec.root_dir;
-        for dir in [work_dir(root), outputs_dir(root), logs_dir(root)] {
-            std::fs::create_dir_all(&dir).map_err(|source| DriverError::Io {
-                action: "create",
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        let log = log_path(root);
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|source| DriverError::Io {
-                action: "open log",
-                path: log.clone(),
-                source,
-            })?;
-        let existing_log_bytes = log_file
-            .metadata()
-            .map_err(|source| DriverError::Io {
-                action: "stat log",
-                path: log.clone(),
-                source,
-            })?
-            .len();
+        create_workload_dirs(root)?;
+        let (log_file, existing_log_bytes) = open_log(root)?;
         let os = |action: &'static str| {
             move |source| DriverError::Os {
                 workload_id: id.clone(),

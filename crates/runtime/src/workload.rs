@@ -302,6 +302,39 @@ pub(crate) fn work_dir(root_dir: &Path) -> PathBuf {
     root_dir.join("work")
 }
 
+/// Creates a workload's `work/`, `outputs/` and `logs/` (and `root_dir` if missing), each
+/// 0700: what a lease writes is its own and the provider's, nobody else's on the machine.
+pub(crate) fn create_workload_dirs(root_dir: &Path) -> Result<(), crate::DriverError> {
+    for dir in [
+        work_dir(root_dir),
+        outputs_dir(root_dir),
+        logs_dir(root_dir),
+    ] {
+        gpunet_files::create_private_dir_all(&dir).map_err(|source| crate::DriverError::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Opens (creating, 0600) a workload's combined log for appending; returns it and its length.
+pub(crate) fn open_log(root_dir: &Path) -> Result<(std::fs::File, u64), crate::DriverError> {
+    let log = log_path(root_dir);
+    let io = |action: &'static str| {
+        let path = log.clone();
+        move |source| crate::DriverError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let file = gpunet_files::open_private_append(&log).map_err(io("open log"))?;
+    let len = file.metadata().map_err(io("stat log"))?.len();
+    Ok((file, len))
+}
+
 /// Removes a workload's working directory (what `destroy` drops); outputs and logs stay.
 pub(crate) fn remove_work_dir(root_dir: &Path) -> Result<(), crate::DriverError> {
     let work = work_dir(root_dir);

@@ -441,3 +441,24 @@ async fn recover_reports_lost_for_a_gone_or_foreign_pid() {
         Err(DriverError::WrongDriver { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_workloads_directories_are_0700_and_its_log_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("leases/42");
+    let driver = ProcessDriver::new();
+    let handle = driver.start(&spec(&root, "echo hi")).await.expect("starts");
+    driver.wait(&handle).await.expect("waits");
+    let mode = |path: &Path| std::fs::metadata(path).expect("stat").permissions().mode() & 0o777;
+    for sub in [
+        "leases",
+        "leases/42",
+        "leases/42/work",
+        "leases/42/outputs",
+        "leases/42/logs",
+    ] {
+        assert_eq!(mode(&dir.path().join(sub)), 0o700, "{sub}");
+    }
+    assert_eq!(mode(&root.join("logs/combined.log")), 0o600);
+}
