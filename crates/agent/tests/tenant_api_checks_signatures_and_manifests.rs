@@ -418,6 +418,8 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
     );
     assert_eq!(specs[0].cpu_millis, 1_000);
     assert_eq!(specs[0].memory_mib, 512);
+    // The disk the chain reserved (the spec's resources.disk) is the workload's disk limit.
+    assert_eq!(specs[0].disk_mib, Some(1024));
     assert_eq!(specs[0].max_duration, Duration::from_secs(600));
     assert_eq!(specs[0].root_dir, w.data_dir.join("leases/7"));
     assert_eq!(specs[0].log_limit_bytes, 100 * 1024 * 1024);

@@ -16,6 +16,7 @@
 //! functions; only [`discover`] and the drivers touch the world. All `unsafe` code lives in the
 //! private `sys` module.
 
+mod disk;
 mod docker;
 mod driver;
 mod error;
@@ -29,6 +30,10 @@ mod sys;
 pub mod testimage;
 mod workload;
 
+pub use disk::{
+    DISK_NEAR_LIMIT_PERCENT, DISK_SCAN_INTERVAL, DISK_SCAN_NEAR_LIMIT_INTERVAL,
+    DISK_SCAN_PAUSE_PER_SCAN_TIME, MAX_DISK_SCAN_ENTRIES,
+};
 pub use docker::{
     CONTAINER_INPUTS_DIR, CONTAINER_OUTPUTS_DIR, DEFAULT_DOCKER_SOCKET, DOCKER_DRIVER_NAME,
     DockerDriver, IMAGE_PULL_TIMEOUT, LABEL_MANAGED, LABEL_WORKLOAD, STATS_INTERVAL,
