@@ -508,6 +508,8 @@ impl Leases {
             // the tenant's wish and committed to by the same hash.
             cpu_millis: record.resources.cpu_millis,
             memory_mib: record.resources.memory_mib,
+            // Like CPU and memory, the disk the chain reserved is what the workload may fill.
+            disk_mib: Some(record.resources.disk_mib),
             max_duration: Duration::from_secs(duration_secs),
             root_dir: lease_dir(&self.config.data_dir, lease),
             gpu_uuids,
@@ -1169,6 +1171,7 @@ pub fn outcome_of(reason: ExitReason) -> WorkloadOutcome {
         ExitReason::Failed | ExitReason::Stopped | ExitReason::Lost => WorkloadOutcome::Failed,
         ExitReason::OutOfMemory => WorkloadOutcome::OutOfMemory,
         ExitReason::WallClockLimit | ExitReason::CpuTimeLimit => WorkloadOutcome::TimedOut,
+        ExitReason::DiskExceeded => WorkloadOutcome::DiskExceeded,
     }
 }
 
@@ -1221,6 +1224,7 @@ mod tests {
             (ExitReason::CpuTimeLimit, WorkloadOutcome::TimedOut),
             (ExitReason::Stopped, WorkloadOutcome::Failed),
             (ExitReason::Lost, WorkloadOutcome::Failed),
+            (ExitReason::DiskExceeded, WorkloadOutcome::DiskExceeded),
         ] {
             assert_eq!(outcome_of(reason), outcome, "{reason:?}");
         }

@@ -181,7 +181,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         let path = path.clone();
         move |source| AgentError::DataDir { path, source }
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(data_err(&config.data_dir))?;
+    gpunet_files::create_private_dir_all(&config.data_dir).map_err(data_err(&config.data_dir))?;
     let data_dir = std::path::absolute(&config.data_dir).map_err(data_err(&config.data_dir))?;
     let encryption_secret =
         gpunet_client::load_or_create_encryption_secret(&data_dir.join(ENCRYPTION_KEY_FILE))

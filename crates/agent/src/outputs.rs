@@ -64,7 +64,7 @@ pub fn collect_outputs(
             max_bytes: MAX_OUTPUT_BYTES,
         });
     }
-    std::fs::create_dir_all(blobs_dir).map_err(io("create", blobs_dir))?;
+    gpunet_files::create_private_dir_all(blobs_dir).map_err(io("create", blobs_dir))?;
     let mut files = Vec::with_capacity(found.len());
     // Files may still grow while they are copied; the limit counts what was really copied.
     let mut budget = MAX_OUTPUT_BYTES;
@@ -148,7 +148,12 @@ fn store_blob(path: &Path, blobs_dir: &Path, budget: u64) -> Result<(Hash, u64),
         ".incoming-{}",
         blake3::hash(path.as_os_str().as_encoded_bytes()).to_hex()
     ));
-    let mut dst = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+    // A leftover from an interrupted copy may have any mode; blobs are made fresh, 0600.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove", &tmp)(e)),
+        _ => {}
+    }
+    let mut dst = gpunet_files::create_private_new(&tmp).map_err(io("create", &tmp))?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; COPY_BUFFER_BYTES];
     let mut size: u64 = 0;

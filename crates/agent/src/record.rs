@@ -90,14 +90,12 @@ pub fn lease_dir(data_dir: &Path, lease: LeaseId) -> PathBuf {
     data_dir.join("leases").join(lease.to_string())
 }
 
-/// Writes the record atomically (temporary file, then rename).
+/// Writes the record atomically (temporary file, then rename), 0600 in a 0700 lease dir.
 pub fn save(data_dir: &Path, record: &LeaseRecord) -> std::io::Result<()> {
     let dir = lease_dir(data_dir, record.lease);
-    std::fs::create_dir_all(&dir)?;
+    gpunet_files::create_private_dir_all(&dir)?;
     let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-    let tmp = dir.join(".record.json.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(tmp, dir.join(RECORD_FILE))
+    gpunet_files::write_private(&dir.join(RECORD_FILE), &bytes)
 }
 
 /// Every record under `data_dir/leases`. Unreadable ones are logged and skipped.

@@ -521,6 +521,8 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
     );
     assert_eq!(specs[0].cpu_millis, 1_000);
     assert_eq!(specs[0].memory_mib, 512);
+    // The disk the chain reserved (the spec's resources.disk) is the workload's disk limit.
+    assert_eq!(specs[0].disk_mib, Some(1024));
     assert_eq!(specs[0].max_duration, Duration::from_secs(600));
     assert_eq!(specs[0].root_dir, w.data_dir.join("leases/7"));
     assert_eq!(specs[0].log_limit_bytes, 100 * 1024 * 1024);
@@ -651,6 +653,56 @@ async fn a_valid_manifest_runs_the_workload_and_its_result_is_reported_and_serve
         .expect("logs");
     assert_eq!(chunk.text, "epoch 1\nepoch 2\n");
     assert_eq!(completions(&w.chain).len(), 1, "reported once only");
+}
+
+#[tokio::test]
+async fn everything_the_agent_writes_for_a_lease_is_readable_by_the_provider_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let driver = FakeDriver::new()
+        .with_log("epoch 1\n")
+        .with_output("model/w.bin", weights());
+    let w = world(driver, Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect("accepted");
+    wait_for("the result to be reported", || {
+        !completions(&w.chain).is_empty()
+    })
+    .await;
+
+    // The lease dir, its record, log and outputs, and the output blobs: every one of them.
+    let mut pending = vec![w.data_dir.clone()];
+    let (mut dirs, mut files) = (0, 0);
+    while let Some(dir) = pending.pop() {
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
+        // The fake driver writes outputs as a workload would, with the umask's modes.
+        if !dir.starts_with(w.data_dir.join("leases/7/outputs")) {
+            assert_eq!(mode, 0o700, "{dir:?}");
+        }
+        dirs += 1;
+        for entry in std::fs::read_dir(&dir).expect("lists") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("stat");
+            if meta.is_dir() {
+                pending.push(path);
+            } else if !path.starts_with(w.data_dir.join("leases/7/outputs")) {
+                assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{path:?}");
+                files += 1;
+            }
+        }
+    }
+    assert_eq!(
+        std::fs::metadata(w.data_dir.join("leases/7/outputs"))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    // leases/7/{record.json, logs/combined.log} and the output blob at least.
+    assert!(dirs >= 5 && files >= 3, "{dirs} dirs, {files} files");
 }
 
 #[tokio::test]

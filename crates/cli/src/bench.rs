@@ -399,9 +399,10 @@ fn bench_admissions(n: usize) -> Result<f64> {
 
 fn write_figures(out: &std::path::Path, figures: &serde_json::Value) -> Result<()> {
     if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        gpunet_files::create_private_dir_all(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(out, serde_json::to_vec_pretty(figures)?)
+    gpunet_files::write_private(out, &serde_json::to_vec_pretty(figures)?)
         .with_context(|| format!("writing {}", out.display()))
 }
 
@@ -516,7 +517,8 @@ async fn bench_runtime(runs: usize) -> Result<(Vec<u64>, Vec<u64>)> {
 /// A fresh, absolute scratch directory under the system temp dir.
 fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("gpunet-bench-runtime-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    gpunet_files::create_private_dir_all(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
 

@@ -436,7 +436,7 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                     l.id, l.provider, l.price_per_hour, l.state
                 );
                 if let Some(r) = l.end_reason {
-                    println!("  ended    {r}");
+                    println!("  ended    {}", jobs::end_reason_shown(r));
                 }
                 if let Some(w) = &workload {
                     println!(

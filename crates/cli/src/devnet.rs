@@ -96,7 +96,7 @@ fn load_or_create_genesis(home: &Path, tenant: &KeyFile, provider: &KeyFile) -> 
             },
         ],
     };
-    std::fs::write(&path, serde_json::to_vec_pretty(&genesis)?)
+    gpunet_files::write_private(&path, &serde_json::to_vec_pretty(&genesis)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(genesis)
 }
@@ -120,7 +120,7 @@ impl DevNet {
     /// Starts (or resumes) the network under `opts.home`.
     pub async fn start(opts: DevOptions) -> Result<DevNet> {
         let home = opts.home;
-        std::fs::create_dir_all(home.join("keys"))
+        gpunet_files::create_private_dir_all(&home.join("keys"))
             .with_context(|| format!("creating {}", home.display()))?;
         let tenant = load_or_create_key(&tenant_key_path(&home))?;
         let provider = load_or_create_key(&provider_key_path(&home))?;
@@ -143,7 +143,10 @@ impl DevNet {
             tenant_key: tenant_key_path(&home),
             pid: std::process::id(),
         };
-        std::fs::write(home.join("api.json"), serde_json::to_vec_pretty(&api_file)?)?;
+        gpunet_files::write_private(
+            &home.join("api.json"),
+            &serde_json::to_vec_pretty(&api_file)?,
+        )?;
         Ok(DevNet {
             home,
             node,
@@ -228,10 +231,7 @@ pub async fn spawn_validators(
     for (i, v) in genesis.validators.iter().enumerate() {
         let home = gpunet_node::validator_home(net, i);
         let log_path = home.join("node.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
+        let log = gpunet_files::open_private_append(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
         let mut command = std::process::Command::new(&exe);
         command
@@ -386,7 +386,7 @@ impl MultiDevNet {
             opts.validators >= 2,
             "a multi-validator network needs 2 or more"
         );
-        std::fs::create_dir_all(home.join("keys"))
+        gpunet_files::create_private_dir_all(&home.join("keys"))
             .with_context(|| format!("creating {}", home.display()))?;
         let provider = load_or_create_key(&provider_key_path(&home))?;
         let existing = gpunet_node::validator_home(&home, 0).join(gpunet_node::GENESIS_FILE);
@@ -449,7 +449,10 @@ impl MultiDevNet {
             tenant_key: tenant_key_path(&home),
             pid: std::process::id(),
         };
-        std::fs::write(home.join("api.json"), serde_json::to_vec_pretty(&api_file)?)?;
+        gpunet_files::write_private(
+            &home.join("api.json"),
+            &serde_json::to_vec_pretty(&api_file)?,
+        )?;
         Ok(MultiDevNet {
             home,
             validators,

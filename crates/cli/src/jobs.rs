@@ -225,7 +225,10 @@ pub async fn follow(
             let done = lease.state == LeaseState::Ended;
             if done || (!until_done && lease.state == LeaseState::Running) {
                 if done {
-                    let reason = lease.end_reason.map(|r| r.as_str()).unwrap_or("ended");
+                    let reason = lease
+                        .end_reason
+                        .map(end_reason_shown)
+                        .unwrap_or_else(|| "ended".into());
                     progress.stage(&format!("done: {reason}"));
                 }
                 return Ok(Followed {
@@ -354,6 +357,20 @@ pub async fn fetch_outputs(
         files.push((f.path.clone(), bytes));
     }
     Ok((listing.digest, files))
+}
+
+/// An end reason as people read it: its name, and for the ones a tenant can fix, how.
+pub fn end_reason_shown(reason: gpunet_protocol::LeaseEndReason) -> String {
+    use gpunet_protocol::LeaseEndReason;
+    let hint = match reason {
+        LeaseEndReason::DiskExceeded => {
+            " (the job wrote more than its resources.disk; ask for more, e.g. disk: 10Gi)"
+        }
+        LeaseEndReason::OutOfMemory => " (the job needed more than its resources.memory)",
+        LeaseEndReason::TimedOut => " (the job ran past its limits.max_duration)",
+        _ => "",
+    };
+    format!("{}{hint}", reason.as_str())
 }
 
 #[cfg(test)]

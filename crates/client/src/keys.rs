@@ -1,5 +1,7 @@
 //! Key files: one ed25519 account key per JSON file, readable only by its owner; and an
-//! agent's X25519 encryption secret, in a file of its own beside its data.
+//! agent's X25519 encryption secret, in a file of its own beside its data. Both are written
+//! 0600 and refused on load when group or others may read or change them
+//! ([`KeyError::Exposed`], which names the `chmod 600` that fixes it).
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,27 @@ pub enum KeyError {
     Exists { path: PathBuf },
     #[error("{path} is not a gpunet key file: {why}")]
     Malformed { path: PathBuf, why: String },
+    #[error(transparent)]
+    Exposed(#[from] gpunet_files::ExposedSecret),
+}
+
+/// Reads a key file, refusing one that others may read or change (see [`gpunet_files`]).
+fn read_key_text(path: &Path) -> Result<String, KeyError> {
+    let bytes = gpunet_files::read_secret(path).map_err(|e| match e {
+        gpunet_files::SecretFileError::Read { source, .. } => KeyError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        gpunet_files::SecretFileError::TooLarge { max_bytes, .. } => KeyError::Malformed {
+            path: path.to_owned(),
+            why: format!("it is larger than {max_bytes} bytes"),
+        },
+        gpunet_files::SecretFileError::Exposed(exposed) => KeyError::Exposed(exposed),
+    })?;
+    String::from_utf8(bytes).map_err(|_| KeyError::Malformed {
+        path: path.to_owned(),
+        why: "it is not UTF-8 text".into(),
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -74,10 +97,7 @@ impl KeyFile {
     }
 
     pub fn load(path: &Path) -> Result<KeyFile, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_key_text(path)?;
         let malformed = |why: String| KeyError::Malformed {
             path: path.to_owned(),
             why,
@@ -124,10 +144,7 @@ pub fn load_or_create_encryption_secret(path: &Path) -> Result<EncryptionSecret,
             Err(e) => return Err(e),
         }
     }
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_key_text(path)?;
     let malformed = |why: String| KeyError::Malformed {
         path: path.to_owned(),
         why,
@@ -149,7 +166,8 @@ pub fn load_or_create_encryption_secret(path: &Path) -> Result<EncryptionSecret,
     Ok(secret)
 }
 
-/// Writes `body` as pretty JSON to a new file, failing if it exists. Mode 0600 on Unix.
+/// Writes `body` as pretty JSON to a new file, failing if it exists. Mode 0600; missing parent
+/// directories 0700.
 fn write_new<T: Serialize>(path: &Path, body: &T) -> Result<(), KeyError> {
     if path.exists() {
         return Err(KeyError::Exists {
@@ -157,27 +175,20 @@ fn write_new<T: Serialize>(path: &Path, body: &T) -> Result<(), KeyError> {
         });
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| KeyError::Write {
+        gpunet_files::create_private_dir_all(dir).map_err(|source| KeyError::Write {
             path: path.to_owned(),
             source,
         })?;
     }
     let text = serde_json::to_string_pretty(body).expect("a key file always serialises");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
     use std::io::Write;
-    let write = |opts: &std::fs::OpenOptions| -> std::io::Result<()> {
-        let mut f = opts.open(path)?;
+    let write = || -> std::io::Result<()> {
+        let mut f = gpunet_files::create_private_new(path)?;
         f.write_all(text.as_bytes())?;
         f.write_all(b"\n")?;
         f.sync_all()
     };
-    write(&opts).map_err(|source| match source.kind() {
+    write().map_err(|source| match source.kind() {
         std::io::ErrorKind::AlreadyExists => KeyError::Exists {
             path: path.to_owned(),
         },
@@ -260,5 +271,51 @@ mod tests {
             KeyFile::load(&path),
             Err(KeyError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn key_files_others_may_read_or_change_are_refused_with_the_chmod_that_fixes_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let account = dir.path().join("k.json");
+        KeyFile::generate().save_new(&account).expect("saves");
+        let encryption = dir.path().join("encryption.key");
+        load_or_create_encryption_secret(&encryption).expect("creates");
+        for mode in [0o644, 0o666] {
+            for path in [&account, &encryption] {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .expect("chmod");
+            }
+            let refused = [
+                KeyFile::load(&account).map(|_| ()),
+                load_or_create_encryption_secret(&encryption).map(|_| ()),
+            ];
+            for (path, result) in [&account, &encryption].into_iter().zip(refused) {
+                let Err(KeyError::Exposed(error)) = result else {
+                    panic!("{path:?} with mode {mode:o} was not refused: {result:?}");
+                };
+                let text = error.to_string();
+                assert!(text.contains(&format!("{mode:04o}")), "{text}");
+                assert!(
+                    text.contains(&format!("chmod 600 {}", path.display())),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn missing_parent_directories_of_a_new_key_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("home/keys/k.json");
+        KeyFile::generate().save_new(&path).expect("saves");
+        for d in ["home", "home/keys"] {
+            let mode = std::fs::metadata(dir.path().join(d))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{d}");
+        }
     }
 }

@@ -228,7 +228,7 @@ fn bind_error(addr: SocketAddr, source: std::io::Error) -> NodeError {
 
 /// Opens the store, records genesis if it is empty, and loads the state at its head.
 fn open_chain(config: &NodeConfig) -> Result<(Store, Tip), NodeError> {
-    std::fs::create_dir_all(&config.home).map_err(|source| NodeError::CreateHome {
+    gpunet_files::create_private_dir_all(&config.home).map_err(|source| NodeError::CreateHome {
         path: config.home.clone(),
         source,
     })?;

@@ -108,6 +108,8 @@ pub enum ValidatorError {
     #[error("{path} is not valid: {why}")]
     Invalid { path: PathBuf, why: String },
     #[error(transparent)]
+    Exposed(#[from] gpunet_files::ExposedSecret),
+    #[error(transparent)]
     Consensus(#[from] crate::MalachiteConfigError),
     #[error(transparent)]
     Node(#[from] NodeError),
@@ -241,12 +243,12 @@ pub fn init_network_with(
             let path = path.to_path_buf();
             move |source| ValidatorError::Write { path, source }
         };
-        std::fs::create_dir_all(&home).map_err(write_err(&home))?;
+        gpunet_files::create_private_dir_all(&home).map_err(write_err(&home))?;
         let p = home.join(GENESIS_FILE);
-        std::fs::write(&p, &genesis_json).map_err(write_err(&p))?;
+        gpunet_files::write_private(&p, &genesis_json).map_err(write_err(&p))?;
         let p = home.join(VALIDATOR_FILE);
         let v = serde_json::to_vec_pretty(&ValidatorFile { index: i }).expect("plain data");
-        std::fs::write(&p, v).map_err(write_err(&p))?;
+        gpunet_files::write_private(&p, &v).map_err(write_err(&p))?;
         let p = home.join(KEY_FILE);
         let k = serde_json::to_vec_pretty(&KeyFileJson {
             secret_key: hex::encode(key),
@@ -257,22 +259,30 @@ pub fn init_network_with(
     Ok(genesis)
 }
 
-#[cfg(unix)]
 fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = gpunet_files::create_private_new(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
 
-#[cfg(not(unix))]
-fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
+/// Reads the validator's key file, refusing one that others may read or change.
+fn read_key_file(path: &Path) -> Result<KeyFileJson, ValidatorError> {
+    let bytes = gpunet_files::read_secret(path).map_err(|e| match e {
+        gpunet_files::SecretFileError::Read { source, .. } => ValidatorError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        gpunet_files::SecretFileError::TooLarge { max_bytes, .. } => ValidatorError::Invalid {
+            path: path.to_path_buf(),
+            why: format!("it is larger than {max_bytes} bytes, not a key file"),
+        },
+        gpunet_files::SecretFileError::Exposed(exposed) => ValidatorError::Exposed(exposed),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ValidatorError::Invalid {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ValidatorError> {
@@ -333,7 +343,7 @@ pub async fn start_validator_with(
     let genesis: NetworkGenesis = read_json(&home.join(GENESIS_FILE))?;
     let ValidatorFile { index } = read_json(&home.join(VALIDATOR_FILE))?;
     let key_path = home.join(KEY_FILE);
-    let key: KeyFileJson = read_json(&key_path)?;
+    let key = read_key_file(&key_path)?;
     let secret_key = decode_key(&key_path, &key.secret_key)?;
     let gpath = home.join(GENESIS_FILE);
     let me = genesis
@@ -601,5 +611,59 @@ mod forwarding_tests {
             assert_eq!(sent, expected, "every transaction once, in order");
         }
         assert!(forward_bodies(&[]).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod home_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+    }
+
+    fn write_one(out: &Path) {
+        let ledger = Genesis {
+            chain_id: "homes".into(),
+            genesis_time_ms: 1_700_000_000_000,
+            params: gpunet_ledger::Params::default(),
+            accounts: Vec::new(),
+        };
+        init_network(out, ledger, &[generate_validator_key()], 26_000, 8_000, 500)
+            .expect("writes the network");
+    }
+
+    #[test]
+    fn a_validator_home_is_written_owner_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("net");
+        write_one(&out);
+        let home = validator_home(&out, 0);
+        assert_eq!(mode_of(&out), 0o700);
+        assert_eq!(mode_of(&home), 0o700);
+        for file in [GENESIS_FILE, VALIDATOR_FILE, KEY_FILE] {
+            assert_eq!(mode_of(&home.join(file)), 0o600, "{file}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_validator_key_others_may_read_is_refused_with_the_chmod_that_fixes_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("net");
+        write_one(&out);
+        let home = validator_home(&out, 0);
+        let key = home.join(KEY_FILE);
+        for mode in [0o644, 0o666] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let Err(ValidatorError::Exposed(error)) = start_validator(&home).await else {
+                panic!("a key with mode {mode:o} was not refused");
+            };
+            let text = error.to_string();
+            assert!(
+                text.contains(&format!("chmod 600 {}", key.display())),
+                "{text}"
+            );
+        }
     }
 }

@@ -31,6 +31,8 @@ pub enum LeaseEndReason {
     EscrowExhausted = 9,
     /// The ledger ended the lease at the spec's max duration.
     MaxDurationReached = 10,
+    /// The workload filled more disk than the spec's `resources.disk` and was stopped.
+    DiskExceeded = 11,
 }
 
 impl LeaseEndReason {
@@ -47,6 +49,7 @@ impl LeaseEndReason {
             LeaseEndReason::CancelledByTenant => "cancelled_by_tenant",
             LeaseEndReason::EscrowExhausted => "escrow_exhausted",
             LeaseEndReason::MaxDurationReached => "max_duration_reached",
+            LeaseEndReason::DiskExceeded => "disk_exceeded",
         }
     }
 
@@ -60,6 +63,7 @@ impl LeaseEndReason {
             WorkloadOutcome::ManifestRejected => LeaseEndReason::ManifestRejected,
             WorkloadOutcome::ImageUnavailable => LeaseEndReason::ImageUnavailable,
             WorkloadOutcome::StartFailed => LeaseEndReason::StartFailed,
+            WorkloadOutcome::DiskExceeded => LeaseEndReason::DiskExceeded,
         }
     }
 }
@@ -150,5 +154,31 @@ impl Event {
             | Event::OrderCancelled { order, .. } => Some(*order),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_exceeded_is_appended_and_never_renumbers_the_others() {
+        assert_eq!(WorkloadOutcome::StartFailed as u8, 6);
+        assert_eq!(WorkloadOutcome::DiskExceeded as u8, 7);
+        assert_eq!(LeaseEndReason::MaxDurationReached as u8, 10);
+        assert_eq!(LeaseEndReason::DiskExceeded as u8, 11);
+        assert_eq!(
+            LeaseEndReason::from_outcome(WorkloadOutcome::DiskExceeded),
+            LeaseEndReason::DiskExceeded
+        );
+        assert_eq!(LeaseEndReason::DiskExceeded.as_str(), "disk_exceeded");
+        assert_eq!(
+            serde_json::to_string(&LeaseEndReason::DiskExceeded).expect("json"),
+            "\"disk_exceeded\""
+        );
+        assert_eq!(
+            borsh::to_vec(&WorkloadOutcome::DiskExceeded).expect("borsh"),
+            [7]
+        );
     }
 }

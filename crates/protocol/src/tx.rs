@@ -57,6 +57,8 @@ pub enum WorkloadOutcome {
     ImageUnavailable = 5,
     /// The provider could not start it for a reason of its own; nothing ran.
     StartFailed = 6,
+    /// Filled more disk than the spec's `resources.disk` and was stopped by the provider.
+    DiskExceeded = 7,
 }
 
 /// Usage the provider measured, reported at completion.

@@ -6,7 +6,8 @@
 //!   the wall-clock limit and log bookkeeping that [`Driver::recover`] needs);
 //! - `nano_cpus` from `cpu_millis`, `memory` = `memory_swap` = `memory_mib` (no swap),
 //!   `pids_limit`;
-//! - a read-only root filesystem when the spec asks (the default), a 64 MiB tmpfs at `/tmp`,
+//! - a read-only root filesystem when the spec asks (the default), a 64 MiB tmpfs at `/tmp`
+//!   (under a disk limit: a quarter of the limit, at most 64 MiB),
 //!   `cap_drop: ALL`, `no-new-privileges`, not privileged;
 //! - one host mount, `<root_dir>/outputs` at `/outputs` read-write, and `<root_dir>/inputs` at
 //!   `/inputs` read-only when that directory exists;
@@ -33,8 +34,14 @@
 //! container's `StartedAt`) by SIGKILL, carries out stop requests (SIGTERM, SIGKILL after the
 //! grace), samples usage, lets the log drain, and publishes the [`ExitOutcome`].
 //!
+//! Disk (`disk_mib`, when set): the container's writable places are the bind-mounted outputs
+//! dir and the `/tmp` tmpfs. The tmpfs is sized at a quarter of the limit (at most 64 MiB); the
+//! disk watchdog (`crate::disk`) measures the outputs dir on the host and SIGKILLs the
+//! container once it holds more than the rest. With `read_only_rootfs: false` the container's
+//! own writable layer is not measured.
+//!
 //! How an end is classified, first match wins: stop requested → `Stopped`; wall-clock kill →
-//! `WallClockLimit`; exit 0 → `Completed`; the engine's `State.OOMKilled` → `OutOfMemory`;
+//! `WallClockLimit`; disk watchdog kill → `DiskExceeded`; exit 0 → `Completed`; the engine's `State.OOMKilled` → `OutOfMemory`;
 //! anything else → `Failed`. Docker reports death by signal N as exit code 128 + N; such codes
 //! are reported as `signal: Some(N)`, like a shell does.
 //!
@@ -52,7 +59,8 @@
 //! holds (the log's length at start is kept in a label), the wall-clock limit is re-armed from
 //! `StartedAt`, and `wait`, `stop` and `logs` work as before. An exited one reports its outcome
 //! (the log is caught up first); a missing one is `Lost`. A stop or wall-clock kill is recorded
-//! in `<root_dir>/work/ended-by` before the signal is sent, so the reason survives a restart.
+//! in `<root_dir>/work/ended-by` before the signal is sent, so the reason survives a restart;
+//! so is a disk watchdog kill, and the watchdog is re-armed from a label.
 //! Dropping a `DockerDriver` aborts its tasks but leaves containers running, as an agent crash
 //! would. `start` never runs a workload twice: if its container exists, `AlreadyExists`.
 
@@ -82,8 +90,8 @@ use crate::error::{DriverError, SpecError};
 use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
     ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, NetworkMode, PublishedPort, Usage,
-    WorkloadHandle, WorkloadSpec, log_path, logs_dir, outputs_dir, remove_work_dir, request_stop,
-    work_dir,
+    WorkloadHandle, WorkloadSpec, create_workload_dirs, log_path, logs_dir, open_log, outputs_dir,
+    remove_work_dir, request_stop, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -98,13 +106,15 @@ const LABEL_MAX_DURATION_MS: &str = "gpunet.max_duration_ms";
 const LABEL_LOG_OFFSET_BYTES: &str = "gpunet.log_offset_bytes";
 /// Label holding the spec's `log_limit_bytes`.
 const LABEL_LOG_LIMIT_BYTES: &str = "gpunet.log_limit_bytes";
+/// Label holding the watchdog's limit on the outputs dir, in bytes (absent: no limit).
+const LABEL_DISK_LIMIT_BYTES: &str = "gpunet.disk_limit_bytes";
 /// The engine's socket unless `DOCKER_HOST` names another `unix://` one.
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// Where the outputs dir is mounted in the container.
 pub const CONTAINER_OUTPUTS_DIR: &str = "/outputs";
 /// Where the inputs dir (if any) is mounted, read-only.
 pub const CONTAINER_INPUTS_DIR: &str = "/inputs";
-/// Size of the writable tmpfs at `/tmp`.
+/// Size of the writable tmpfs at `/tmp`, or less under a disk limit (see [`disk_split`]).
 pub const TMP_TMPFS_BYTES: u64 = 64 * 1024 * 1024;
 /// Longest an image pull may take before `start` gives up with `ImageUnavailable`.
 pub const IMAGE_PULL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -153,6 +163,8 @@ struct Entry {
 enum Cause {
     Stopped,
     WallClock,
+    /// The disk watchdog found the outputs over their share of `disk_mib`.
+    Disk,
 }
 
 impl Cause {
@@ -160,6 +172,7 @@ impl Cause {
         match self {
             Cause::Stopped => "stopped",
             Cause::WallClock => "wall_clock",
+            Cause::Disk => "disk",
         }
     }
 
@@ -167,7 +180,21 @@ impl Cause {
         match text.trim() {
             "stopped" => Some(Cause::Stopped),
             "wall_clock" => Some(Cause::WallClock),
+            "disk" => Some(Cause::Disk),
             _ => None,
+        }
+    }
+}
+
+/// How a disk limit is split in a container: the `/tmp` tmpfs (in memory, out of the host's
+/// sight) gets a quarter of it, at most [`TMP_TMPFS_BYTES`]; the watchdog allows the host-side
+/// outputs the rest, so the two together stay within the limit.
+fn disk_split(disk_limit_bytes: Option<u64>) -> (u64, Option<u64>) {
+    match disk_limit_bytes {
+        None => (TMP_TMPFS_BYTES, None),
+        Some(limit) => {
+            let tmp = (limit / 4).clamp(1, TMP_TMPFS_BYTES);
+            (tmp, Some(limit.saturating_sub(tmp)))
         }
     }
 }
@@ -349,13 +376,7 @@ impl Driver for DockerDriver {
         if find_container(docker, id).await?.is_some() {
             return Err(already());
         }
-        for dir in [work_dir(root), outputs_dir(root), logs_dir(root)] {
-            std::fs::create_dir_all(&dir).map_err(|source| DriverError::Io {
-                action: "create",
-                path: dir.clone(),
-                source,
-            })?;
-        }
+        create_workload_dirs(root)?;
         // A stale record from an earlier run in this root dir must not classify this one.
         let ended_by = work_dir(root).join(ENDED_BY_FILE);
         match std::fs::remove_file(&ended_by) {
@@ -422,6 +443,7 @@ impl Driver for DockerDriver {
             root_dir: root.clone(),
             deadline: deadline_after(started_ms, spec.max_duration),
             cause: None,
+            disk_limit_bytes: disk_split(spec.disk_limit_bytes()).1,
             follower,
             exited_when_found: false,
         });
@@ -551,26 +573,6 @@ async fn wait_outcome(entry: &Entry, workload_id: &str) -> Result<ExitOutcome, D
         .await
         .map_err(|_| gone())?;
     seen.clone().ok_or_else(gone)
-}
-
-/// Opens (creating) the combined log for appending; returns it and its current length.
-fn open_log(root: &Path) -> Result<(std::fs::File, u64), DriverError> {
-    let log = log_path(root);
-    let io = |action: &'static str| {
-        let path = log.clone();
-        move |source| DriverError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(io("open log"))?;
-    let len = file.metadata().map_err(io("stat log"))?.len();
-    Ok((file, len))
 }
 
 /// The id of the container labelled with this workload, running or not.
@@ -725,7 +727,8 @@ fn container_body(spec: &WorkloadSpec, image: &str, log_offset_bytes: u64) -> Co
             .collect()
     });
 
-    let labels = HashMap::from([
+    let (tmp_bytes, outputs_limit_bytes) = disk_split(spec.disk_limit_bytes());
+    let mut labels = HashMap::from([
         (LABEL_MANAGED.to_owned(), "true".to_owned()),
         (LABEL_WORKLOAD.to_owned(), spec.workload_id.clone()),
         (
@@ -741,6 +744,9 @@ fn container_body(spec: &WorkloadSpec, image: &str, log_offset_bytes: u64) -> Co
             spec.log_limit_bytes.to_string(),
         ),
     ]);
+    if let Some(bytes) = outputs_limit_bytes {
+        labels.insert(LABEL_DISK_LIMIT_BYTES.to_owned(), bytes.to_string());
+    }
     let memory_bytes = i64::try_from(spec.memory_mib.saturating_mul(MIB_BYTES)).unwrap_or(i64::MAX);
     let host_config = HostConfig {
         nano_cpus: Some(i64::from(spec.cpu_millis) * 1_000_000),
@@ -750,7 +756,7 @@ fn container_body(spec: &WorkloadSpec, image: &str, log_offset_bytes: u64) -> Co
         readonly_rootfs: Some(spec.read_only_rootfs),
         tmpfs: Some(HashMap::from([(
             "/tmp".to_owned(),
-            format!("rw,nosuid,nodev,size={TMP_TMPFS_BYTES}"),
+            format!("rw,nosuid,nodev,size={tmp_bytes}"),
         )])),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
@@ -870,6 +876,8 @@ struct Supervised {
     deadline: tokio::time::Instant,
     /// Set when a restart finds we had already stopped or killed it.
     cause: Option<Cause>,
+    /// The watchdog's limit on the host-side outputs dir (see [`disk_split`]).
+    disk_limit_bytes: Option<u64>,
     follower: tokio::task::JoinHandle<()>,
     exited_when_found: bool,
 }
@@ -909,6 +917,7 @@ async fn supervise(
         root_dir,
         deadline,
         mut cause,
+        disk_limit_bytes,
         follower,
         ..
     } = s;
@@ -935,7 +944,7 @@ async fn supervise(
     };
     let record = |c: Cause| {
         let path = work_dir(&root_dir).join(ENDED_BY_FILE);
-        if let Err(error) = std::fs::write(&path, c.as_str()) {
+        if let Err(error) = gpunet_files::write_private(&path, c.as_str().as_bytes()) {
             tracing::warn!(%workload_id, %error, "could not record why the workload was ended");
         }
     };
@@ -945,6 +954,11 @@ async fn supervise(
     let mut sample_tick = tokio::time::interval(STATS_INTERVAL);
     sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut kill_at: Option<tokio::time::Instant> = None;
+    // The container's other writable place, /tmp, is a tmpfs bounded by its size.
+    let mut disk = std::pin::pin!(crate::disk::exceeded(
+        vec![outputs_dir(&root_dir)],
+        disk_limit_bytes
+    ));
     let far_future = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
     loop {
         tokio::select! {
@@ -955,6 +969,12 @@ async fn supervise(
                 cause = Some(Cause::WallClock);
                 record(Cause::WallClock);
                 tracing::info!(%workload_id, "wall-clock limit reached; killing the container");
+                kill("SIGKILL").await;
+            }
+            usage = &mut disk, if cause.is_none() => {
+                cause = Some(Cause::Disk);
+                record(Cause::Disk);
+                tracing::info!(%workload_id, allocated_bytes = usage.allocated_bytes, entries = usage.entries, "disk limit passed; killing the container");
                 kill("SIGKILL").await;
             }
             grace = stop_requested(&mut stop), if cause.is_none() => {
@@ -1114,6 +1134,7 @@ fn classify(cause: Option<Cause>, oom_killed: bool, exit_code: Option<i64>) -> E
     match cause {
         Some(Cause::Stopped) => return ExitReason::Stopped,
         Some(Cause::WallClock) => return ExitReason::WallClockLimit,
+        Some(Cause::Disk) => return ExitReason::DiskExceeded,
         None => {}
     }
     if exit_code == Some(0) {
@@ -1246,10 +1267,12 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
         .and_then(parse_rfc3339_ms)
         .unwrap_or_else(now_ms);
 
-    std::fs::create_dir_all(logs_dir(&handle.root_dir)).map_err(|source| DriverError::Io {
-        action: "create",
-        path: logs_dir(&handle.root_dir),
-        source,
+    gpunet_files::create_private_dir_all(&logs_dir(&handle.root_dir)).map_err(|source| {
+        DriverError::Io {
+            action: "create",
+            path: logs_dir(&handle.root_dir),
+            source,
+        }
     })?;
     let (log_file, log_len) = open_log(&handle.root_dir)?;
     let already_truncated = log_ends_with_marker(&log_path(&handle.root_dir), log_len);
@@ -1277,6 +1300,7 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
         root_dir: handle.root_dir.clone(),
         deadline: deadline_after(started_ms, max_duration),
         cause,
+        disk_limit_bytes: label_u64(LABEL_DISK_LIMIT_BYTES),
         follower,
         exited_when_found: !running,
     }))
@@ -1386,6 +1410,29 @@ mod tests {
         assert!(!env.contains(&"GPUNET_OUTPUTS=/elsewhere".to_owned()));
         assert!(env.contains(&"CUDA_VISIBLE_DEVICES=GPU-a,GPU-b".to_owned()));
         assert!(env.contains(&"NVIDIA_VISIBLE_DEVICES=GPU-a,GPU-b".to_owned()));
+    }
+
+    #[test]
+    fn a_disk_limit_is_split_between_the_tmpfs_and_the_watched_outputs() {
+        let mib = 1024 * 1024;
+        assert_eq!(disk_split(None), (TMP_TMPFS_BYTES, None));
+        assert_eq!(disk_split(Some(16 * mib)), (4 * mib, Some(12 * mib)));
+        assert_eq!(
+            disk_split(Some(10_240 * mib)),
+            (TMP_TMPFS_BYTES, Some(10_240 * mib - TMP_TMPFS_BYTES))
+        );
+        let mut s = spec();
+        s.disk_mib = Some(16);
+        let body = container_body(&s, "img", 0);
+        let host = body.host_config.expect("host config");
+        assert!(host.tmpfs.expect("tmpfs")["/tmp"].contains("size=4194304"));
+        let labels = body.labels.expect("labels");
+        assert_eq!(labels[LABEL_DISK_LIMIT_BYTES], (12 * mib).to_string());
+        assert_eq!(Cause::parse(Cause::Disk.as_str()), Some(Cause::Disk));
+        assert_eq!(
+            classify(Some(Cause::Disk), false, Some(137)),
+            ExitReason::DiskExceeded
+        );
     }
 
     #[test]

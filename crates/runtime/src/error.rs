@@ -53,6 +53,8 @@ pub enum SpecError {
     MissingImage,
     #[error("pids_limit is 0: a workload needs at least one process")]
     ZeroPidsLimit,
+    #[error("disk_mib is 0: give a workload some disk, or no limit (None)")]
+    ZeroDisk,
     #[error("{count} exposed ports, more than the limit of {max}")]
     TooManyExposedPorts { count: usize, max: usize },
     #[error("exposed port 0 is invalid: give the port the service listens on")]

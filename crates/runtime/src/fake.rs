@@ -12,8 +12,8 @@ use crate::driver::{Driver, DriverInfo, RecoverState, check_driver};
 use crate::error::DriverError;
 use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
-    ExitOutcome, ExitReason, LogChunk, Usage, WorkloadHandle, WorkloadSpec, log_path, logs_dir,
-    outputs_dir, remove_work_dir, work_dir,
+    ExitOutcome, ExitReason, LogChunk, Usage, WorkloadHandle, WorkloadSpec, create_workload_dirs,
+    log_path, outputs_dir, remove_work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -182,11 +182,10 @@ impl Driver for FakeDriver {
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadHandle, DriverError> {
         spec.validate()?;
         let root = spec.root_dir.clone();
-        for dir in [work_dir(&root), outputs_dir(&root), logs_dir(&root)] {
-            std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
-        }
+        create_workload_dirs(&root)?;
         let log = LogCap::new(0, spec.log_limit_bytes).admit(&self.script.log);
-        std::fs::write(log_path(&root), log).map_err(io_error("write log", &log_path(&root)))?;
+        gpunet_files::write_private(&log_path(&root), &log)
+            .map_err(io_error("write log", &log_path(&root)))?;
 
         let (outcome_tx, outcome_rx) = watch::channel(None);
         let (stop_tx, mut stop_rx) = watch::channel(false);

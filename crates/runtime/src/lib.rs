@@ -18,6 +18,7 @@
 //! private `sys` module.
 
 mod cgroup;
+mod disk;
 mod docker;
 mod driver;
 mod error;
@@ -32,6 +33,10 @@ mod sys;
 pub mod testimage;
 mod workload;
 
+pub use disk::{
+    DISK_NEAR_LIMIT_PERCENT, DISK_SCAN_INTERVAL, DISK_SCAN_NEAR_LIMIT_INTERVAL,
+    DISK_SCAN_PAUSE_PER_SCAN_TIME, MAX_DISK_SCAN_ENTRIES,
+};
 pub use docker::{
     CONTAINER_INPUTS_DIR, CONTAINER_OUTPUTS_DIR, DEFAULT_DOCKER_SOCKET, DOCKER_DRIVER_NAME,
     DockerDriver, IMAGE_PULL_TIMEOUT, LABEL_MANAGED, LABEL_WORKLOAD, STATS_INTERVAL,

@@ -24,10 +24,16 @@
 //!   hard, per process: SIGXCPU first, SIGKILL if ignored.
 //! - `RLIMIT_CORE = 0`.
 //! - wall clock: the supervisor SIGKILLs the group at `max_duration`.
+//! - disk (`disk_mib`, when set): `RLIMIT_FSIZE` caps any one file at the limit, and the disk
+//!   watchdog (`crate::disk`) SIGKILLs the group once `work/` and `outputs/` together hold more.
+//!   Files written elsewhere are not counted: confining the workload to its own directories is
+//!   the sandbox's job.
 //!
 //! How an end is classified, first match wins: stop requested → `Stopped`; wall-clock kill →
-//! `WallClockLimit`; killed by SIGXCPU, or by SIGKILL after using at least the CPU limit →
-//! `CpuTimeLimit`; exit 0 → `Completed`; nonzero exit or SIGABRT/SIGSEGV/SIGBUS *and* clear
+//! `WallClockLimit`; disk watchdog kill → `DiskExceeded`; killed by SIGXCPU, or by SIGKILL
+//! after using at least the CPU limit → `CpuTimeLimit`; killed by SIGXFSZ → `DiskExceeded`;
+//! exit 0 → `Completed`; nonzero exit or SIGABRT/SIGSEGV/SIGBUS with "File too large" (EFBIG)
+//! in the last 16 KiB of output → `DiskExceeded`; nonzero exit or SIGABRT/SIGSEGV/SIGBUS *and* clear
 //! evidence of exhausted memory → `OutOfMemory`; anything else → `Failed`. Clear evidence is
 //! either the main process's peak resident set reaching [`OOM_RSS_PERCENT`] of `memory_mib`
 //! (resident memory is a subset of the address space the limit caps, so it was nearly full), or
@@ -47,7 +53,7 @@
 //! written before start times were recorded, whose initial environment names this workload's
 //! outputs dir), it can be stopped and its log read, but its exit status and rusage cannot be had (it is
 //! no longer our child), so its end is reported as `Lost` (or `Stopped` if we stopped it), and
-//! the wall-clock limit is no longer enforced by the driver. Its output pipe died with the old
+//! the wall-clock and disk limits are no longer enforced by the driver. Its output pipe died with the old
 //! agent, so its later writes fail (EPIPE/SIGPIPE).
 
 use std::collections::BTreeMap;
@@ -67,8 +73,9 @@ use crate::logs::{LogCap, read_chunk};
 use crate::sandbox::{Isolation, Sandbox, SandboxedRun};
 use crate::sys::{self, ChildLimits};
 use crate::workload::{
-    ExitOutcome, ExitReason, LogChunk, NetworkMode, Usage, WorkloadHandle, WorkloadSpec, log_path,
-    logs_dir, outputs_dir, remove_work_dir, request_stop, work_dir,
+    ExitOutcome, ExitReason, LogChunk, NetworkMode, Usage, WorkloadHandle, WorkloadSpec,
+    create_workload_dirs, log_path, open_log, outputs_dir, remove_work_dir, request_stop,
+    work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -124,6 +131,8 @@ struct Entry {
 enum Cause {
     Stopped,
     WallClock,
+    /// The disk watchdog found the workload over `disk_mib`.
+    Disk,
 }
 
 impl ProcessDriver {
@@ -222,31 +231,8 @@ impl Driver for ProcessDriver {
         }
         let id = &spec.workload_id;
         let root = &spec.root_dir;
-        for dir in [work_dir(root), outputs_dir(root), logs_dir(root)] {
-            std::fs::create_dir_all(&dir).map_err(|source| DriverError::Io {
-                action: "create",
-                path: dir.clone(),
-                source,
-            })?;
-        }
-        let log = log_path(root);
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|source| DriverError::Io {
-                action: "open log",
-                path: log.clone(),
-                source,
-            })?;
-        let existing_log_bytes = log_file
-            .metadata()
-            .map_err(|source| DriverError::Io {
-                action: "stat log",
-                path: log.clone(),
-                source,
-            })?
-            .len();
+        create_workload_dirs(root)?;
+        let (log_file, existing_log_bytes) = open_log(root)?;
         let os = |action: &'static str| {
             move |source| DriverError::Os {
                 workload_id: id.clone(),
@@ -317,6 +303,8 @@ impl Driver for ProcessDriver {
             max_duration: spec.max_duration,
             cpu_limit_secs: cpu_limit_secs(spec),
             memory_mib: spec.memory_mib,
+            disk_roots: vec![work_dir(root), outputs_dir(root)],
+            disk_limit_bytes: spec.disk_limit_bytes(),
             stop: stop_rx,
             pump,
             outcome: outcome_tx,
@@ -448,6 +436,7 @@ fn child_limits(spec: &WorkloadSpec) -> ChildLimits {
         address_space_bytes: spec.memory_mib.saturating_mul(MIB_BYTES),
         cpu_soft_secs,
         cpu_hard_secs: cpu_soft_secs.saturating_add(CPU_LIMIT_HARD_GRACE_SECS),
+        file_size_bytes: spec.disk_limit_bytes(),
     }
 }
 
@@ -497,6 +486,9 @@ struct Supervised {
     max_duration: Duration,
     cpu_limit_secs: u64,
     memory_mib: u64,
+    /// The workload's writable directories, which the disk watchdog measures.
+    disk_roots: Vec<PathBuf>,
+    disk_limit_bytes: Option<u64>,
     stop: watch::Receiver<Option<Duration>>,
     pump: tokio::task::JoinHandle<LogCap>,
     outcome: watch::Sender<Option<ExitOutcome>>,
@@ -524,6 +516,12 @@ async fn supervise(mut s: Supervised) {
         result = &mut exited => result,
         () = tokio::time::sleep(s.max_duration) => {
             cause = Some(Cause::WallClock);
+            kill_group(&s.workload_id, pid, libc::SIGKILL);
+            (&mut exited).await
+        }
+        usage = crate::disk::exceeded(std::mem::take(&mut s.disk_roots), s.disk_limit_bytes) => {
+            cause = Some(Cause::Disk);
+            tracing::info!(workload_id = %s.workload_id, allocated_bytes = usage.allocated_bytes, entries = usage.entries, "disk limit passed; killing the workload");
             kill_group(&s.workload_id, pid, libc::SIGKILL);
             (&mut exited).await
         }
@@ -649,6 +647,7 @@ fn classify(
     match cause {
         Some(Cause::Stopped) => return ExitReason::Stopped,
         Some(Cause::WallClock) => return ExitReason::WallClockLimit,
+        Some(Cause::Disk) => return ExitReason::DiskExceeded,
         None => {}
     }
     let cpu_ms = reaped.cpu_user_ms.saturating_add(reaped.cpu_system_ms);
@@ -658,6 +657,9 @@ fn classify(
             return ExitReason::CpuTimeLimit;
         }
         _ => {}
+    }
+    if reaped.signal == Some(libc::SIGXFSZ) {
+        return ExitReason::DiskExceeded;
     }
     if reaped.exit_code == Some(0) {
         return ExitReason::Completed;
@@ -669,10 +671,21 @@ fn classify(
         );
     let rss_near_limit =
         reaped.max_rss_kib.saturating_mul(100) >= memory_mib.saturating_mul(1024 * OOM_RSS_PERCENT);
+    if abnormal && mentions_file_too_large(tail) {
+        return ExitReason::DiskExceeded;
+    }
     if abnormal && (rss_near_limit || mentions_allocation_failure(tail)) {
         return ExitReason::OutOfMemory;
     }
     ExitReason::Failed
+}
+
+/// `EFBIG`'s message (glibc's strerror, as shells and most runtimes print it): a write went past
+/// `RLIMIT_FSIZE` with SIGXFSZ ignored.
+fn mentions_file_too_large(tail: &[u8]) -> bool {
+    String::from_utf8_lossy(tail)
+        .to_lowercase()
+        .contains("file too large")
 }
 
 fn mentions_allocation_failure(tail: &[u8]) -> bool {
@@ -871,6 +884,30 @@ mod tests {
             None,
             "sh: 1: Out of space\n",
             ExitReason::OutOfMemory,
+        );
+        check(
+            reaped(None, Some(libc::SIGKILL), 0),
+            Some(Cause::Disk),
+            "",
+            ExitReason::DiskExceeded,
+        );
+        check(
+            reaped(None, Some(libc::SIGXFSZ), 0),
+            None,
+            "",
+            ExitReason::DiskExceeded,
+        );
+        check(
+            reaped(Some(1), None, 0),
+            None,
+            "dd: error writing 'big': File too large\n",
+            ExitReason::DiskExceeded,
+        );
+        check(
+            reaped(Some(0), None, 0),
+            None,
+            "File too large",
+            ExitReason::Completed,
         );
         // Evidence without a failure is not an OOM.
         check(

@@ -729,6 +729,10 @@ impl Sandbox {
             let bytes = spec.memory_mib.saturating_mul(1024 * 1024);
             rlimits.push((libc::RLIMIT_AS, bytes, bytes));
         }
+        if let Some(bytes) = spec.disk_limit_bytes() {
+            // No one file past the disk limit; the driver's disk watchdog counts the total.
+            rlimits.push((libc::RLIMIT_FSIZE, bytes, bytes));
+        }
         Ok(ChildPlan {
             to_parent: to_parent.as_raw_fd(),
             from_parent: from_parent.as_raw_fd(),

@@ -18,6 +18,8 @@ pub(crate) struct ChildLimits {
     pub(crate) address_space_bytes: u64,
     pub(crate) cpu_soft_secs: u64,
     pub(crate) cpu_hard_secs: u64,
+    /// `RLIMIT_FSIZE`: largest file the workload may write (SIGXFSZ, then EFBIG, beyond it).
+    pub(crate) file_size_bytes: Option<u64>,
 }
 
 /// Makes the child a session (and process group) leader and applies `limits` and a zero core
@@ -36,6 +38,9 @@ pub(crate) fn apply_child_setup(command: &mut Command, limits: ChildLimits) {
             limits.address_space_bytes,
         )?;
         set_limit(libc::RLIMIT_CPU, limits.cpu_soft_secs, limits.cpu_hard_secs)?;
+        if let Some(bytes) = limits.file_size_bytes {
+            set_limit(libc::RLIMIT_FSIZE, bytes, bytes)?;
+        }
         set_limit(libc::RLIMIT_CORE, 0, 0)
     };
     // SAFETY: the hook runs in the forked child before exec. It only calls setsid and setrlimit,

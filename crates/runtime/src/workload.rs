@@ -79,6 +79,11 @@ pub struct WorkloadSpec {
     /// driver (`RLIMIT_NPROC` counts per user, not per workload).
     #[serde(default = "default_pids_limit")]
     pub pids_limit: u32,
+    /// Most disk the workload may fill in its writable places, in MiB; `None`, as in records
+    /// written before the limit existed, is no limit. Enforced by a watchdog (see
+    /// `crate::disk`): past it the workload is killed and ends [`ExitReason::DiskExceeded`].
+    #[serde(default)]
+    pub disk_mib: Option<u64>,
 }
 
 fn default_read_only_rootfs() -> bool {
@@ -140,7 +145,7 @@ impl WorkloadSpec {
     /// A spec with the given identity, command and root dir, and defaults for everything else:
     /// [`DEFAULT_CPU_MILLIS`], [`DEFAULT_MEMORY_MIB`], [`DEFAULT_MAX_DURATION`], no environment,
     /// no GPUs, [`DEFAULT_LOG_LIMIT_BYTES`], no image, no network, a read-only root filesystem,
-    /// no exposed ports and [`DEFAULT_PIDS_LIMIT`]. Set fields after, or use it as the base of a
+    /// no exposed ports, [`DEFAULT_PIDS_LIMIT`] and no disk limit. Set fields after, or use it as the base of a
     /// struct update (`..WorkloadSpec::new(..)`).
     pub fn new(
         workload_id: impl Into<String>,
@@ -162,7 +167,13 @@ impl WorkloadSpec {
             read_only_rootfs: true,
             expose: Vec::new(),
             pids_limit: DEFAULT_PIDS_LIMIT,
+            disk_mib: None,
         }
+    }
+
+    /// The disk limit in bytes, if there is one.
+    pub fn disk_limit_bytes(&self) -> Option<u64> {
+        self.disk_mib.map(|mib| mib.saturating_mul(1024 * 1024))
     }
 
     /// Checks everything a driver relies on; drivers call this before touching anything.
@@ -251,6 +262,9 @@ impl WorkloadSpec {
         if self.pids_limit == 0 {
             return Err(SpecError::ZeroPidsLimit);
         }
+        if self.disk_mib == Some(0) {
+            return Err(SpecError::ZeroDisk);
+        }
         self.validate_expose()
     }
 
@@ -300,6 +314,39 @@ fn validate_workload_id(workload_id: &str) -> Result<(), SpecError> {
 /// Where the directories of a workload live, derived from its `root_dir`.
 pub(crate) fn work_dir(root_dir: &Path) -> PathBuf {
     root_dir.join("work")
+}
+
+/// Creates a workload's `work/`, `outputs/` and `logs/` (and `root_dir` if missing), each
+/// 0700: what a lease writes is its own and the provider's, nobody else's on the machine.
+pub(crate) fn create_workload_dirs(root_dir: &Path) -> Result<(), crate::DriverError> {
+    for dir in [
+        work_dir(root_dir),
+        outputs_dir(root_dir),
+        logs_dir(root_dir),
+    ] {
+        gpunet_files::create_private_dir_all(&dir).map_err(|source| crate::DriverError::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Opens (creating, 0600) a workload's combined log for appending; returns it and its length.
+pub(crate) fn open_log(root_dir: &Path) -> Result<(std::fs::File, u64), crate::DriverError> {
+    let log = log_path(root_dir);
+    let io = |action: &'static str| {
+        let path = log.clone();
+        move |source| crate::DriverError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let file = gpunet_files::open_private_append(&log).map_err(io("open log"))?;
+    let len = file.metadata().map_err(io("stat log"))?.len();
+    Ok((file, len))
 }
 
 /// Removes a workload's working directory (what `destroy` drops); outputs and logs stay.
@@ -373,6 +420,8 @@ pub enum ExitReason {
     Stopped,
     /// Its end was not observed (e.g. across an agent restart); nothing is known about it.
     Lost,
+    /// Filled more disk than `disk_mib` and was killed (or a file hit `RLIMIT_FSIZE`).
+    DiskExceeded,
 }
 
 /// Resources used, from `wait4`'s rusage. Zero where unknown.
@@ -515,6 +564,8 @@ mod tests {
         let long = "a".repeat(MAX_IMAGE_REF_BYTES + 1);
         check(|s| s.image = Some(long.clone()), image_error(&long));
         check(|s| s.pids_limit = 0, Err(SpecError::ZeroPidsLimit));
+        check(|s| s.disk_mib = Some(0), Err(SpecError::ZeroDisk));
+        check(|s| s.disk_mib = Some(1), Ok(()));
 
         let port = |container_port| ExposedPort {
             container_port,
@@ -566,6 +617,7 @@ mod tests {
             "read_only_rootfs",
             "expose",
             "pids_limit",
+            "disk_mib",
         ] {
             object.remove(field);
         }
@@ -579,5 +631,7 @@ mod tests {
         assert_eq!(json, "\"wall_clock_limit\"");
         let json = serde_json::to_string(&ExitReason::OutOfMemory).expect("serializes");
         assert_eq!(json, "\"out_of_memory\"");
+        let json = serde_json::to_string(&ExitReason::DiskExceeded).expect("serializes");
+        assert_eq!(json, "\"disk_exceeded\"");
     }
 }

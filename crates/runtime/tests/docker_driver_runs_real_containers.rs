@@ -502,3 +502,69 @@ async fn a_service_answers_http_through_its_published_port_and_stops_when_asked(
     let refused = std::net::TcpStream::connect_timeout(&host, Duration::from_secs(2));
     assert!(refused.is_err(), "the port is closed after stop");
 }
+
+#[tokio::test]
+async fn a_container_writing_past_its_disk_limit_ends_disk_exceeded() {
+    let Some((driver, image)) = engine("disk limit").await else {
+        return;
+    };
+    let id = workload_id("disk");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 1 MiB files into /outputs until killed; under any per-file limit, so only the watchdog
+    // can end it.
+    let mut s = spec(
+        &id,
+        &image,
+        dir.path(),
+        r#"i=0; while [ $i -lt 400 ]; do head -c 1048576 /dev/zero > /outputs/f$i; i=$((i+1)); sleep 0.02; done; echo survived"#,
+    );
+    s.disk_mib = Some(8);
+    let handle = driver.start(&s).await.expect("starts");
+    let outcome = wait(&driver, &handle).await;
+    let logs = all_logs(&driver, &handle).await;
+    assert_eq!(
+        outcome.reason,
+        ExitReason::DiskExceeded,
+        "{outcome:?} {logs:?}"
+    );
+    assert!(!logs.contains("survived"), "{logs:?}");
+    let written = std::fs::read_dir(dir.path().join("outputs"))
+        .expect("outputs")
+        .count();
+    assert!((6..200).contains(&written), "{written} files written");
+    // The reason is recorded, so a restarted driver reports it too.
+    let again = DockerDriver::new();
+    match again.recover(&handle).await.expect("recovers") {
+        RecoverState::Exited(o) => assert_eq!(o.reason, ExitReason::DiskExceeded, "{o:?}"),
+        other => panic!("expected the exit, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_container_under_its_disk_limit_completes_and_its_tmp_is_sized_within_it() {
+    let Some((driver, image)) = engine("disk under limit").await else {
+        return;
+    };
+    let id = workload_id("diskok");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A 16 MiB limit gives /tmp a quarter: 4 MiB; writing 6 MiB there fails, 2 MiB to the
+    // outputs is fine.
+    let mut s = spec(
+        &id,
+        &image,
+        dir.path(),
+        r#"head -c 2097152 /dev/zero > /outputs/two && sleep 1.5 && if head -c 6291456 /dev/zero > /tmp/six 2>/dev/null; then echo tmp-unbounded; else echo tmp-bounded; fi"#,
+    );
+    s.disk_mib = Some(16);
+    let handle = driver.start(&s).await.expect("starts");
+    let outcome = wait(&driver, &handle).await;
+    let logs = all_logs(&driver, &handle).await;
+    assert_eq!(
+        outcome.reason,
+        ExitReason::Completed,
+        "{outcome:?} {logs:?}"
+    );
+    assert!(logs.contains("tmp-bounded"), "{logs:?}");
+}

@@ -488,3 +488,86 @@ async fn recover_reports_lost_for_a_gone_or_foreign_pid() {
         Err(DriverError::WrongDriver { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_workloads_directories_are_0700_and_its_log_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("leases/42");
+    let driver = ProcessDriver::new();
+    let handle = driver.start(&spec(&root, "echo hi")).await.expect("starts");
+    driver.wait(&handle).await.expect("waits");
+    let mode = |path: &Path| std::fs::metadata(path).expect("stat").permissions().mode() & 0o777;
+    for sub in [
+        "leases",
+        "leases/42",
+        "leases/42/work",
+        "leases/42/outputs",
+        "leases/42/logs",
+    ] {
+        assert_eq!(mode(&dir.path().join(sub)), 0o700, "{sub}");
+    }
+    assert_eq!(mode(&root.join("logs/combined.log")), 0o600);
+}
+
+/// Writes 1 MiB files into the outputs one after another, each under any file size limit,
+/// until it is killed: only the disk watchdog can stop it.
+const MANY_FILES: &str = r#"i=0; while [ $i -lt 400 ]; do head -c 1048576 /dev/zero > "$GPUNET_OUTPUTS/f$i"; i=$((i+1)); sleep 0.02; done; echo survived"#;
+
+#[tokio::test]
+async fn a_workload_writing_past_its_disk_limit_in_many_files_ends_disk_exceeded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = ProcessDriver::new();
+    let mut s = spec(dir.path(), MANY_FILES);
+    s.disk_mib = Some(8);
+    let began = Instant::now();
+    let handle = driver.start(&s).await.expect("starts");
+    let outcome = driver.wait(&handle).await.expect("waits");
+    let logs = String::from_utf8(all_logs(&driver, &handle).await).expect("utf-8");
+    assert_eq!(
+        outcome.reason,
+        ExitReason::DiskExceeded,
+        "{outcome:?} {logs:?}"
+    );
+    assert_eq!(outcome.signal, Some(libc::SIGKILL), "{outcome:?}");
+    assert!(!logs.contains("survived"), "{logs:?}");
+    // Killed soon after passing 8 MiB, far from the 400 MiB the script would write (a loaded
+    // machine may take a while to scan and kill, hence the wide bound).
+    let written = std::fs::read_dir(dir.path().join("outputs"))
+        .expect("outputs")
+        .count();
+    assert!((8..200).contains(&written), "{written} files written");
+    assert!(began.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test]
+async fn one_file_larger_than_the_disk_limit_is_cut_off_by_the_file_size_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = ProcessDriver::new();
+    let mut s = spec(
+        dir.path(),
+        // The writer is the main process, as in most jobs: SIGXFSZ ends it at 4 MiB.
+        r#"exec head -c 67108864 /dev/zero > "$GPUNET_OUTPUTS/big""#,
+    );
+    s.disk_mib = Some(4);
+    let handle = driver.start(&s).await.expect("starts");
+    let outcome = driver.wait(&handle).await.expect("waits");
+    assert_eq!(outcome.reason, ExitReason::DiskExceeded, "{outcome:?}");
+    assert_eq!(outcome.signal, Some(libc::SIGXFSZ), "{outcome:?}");
+    let big = std::fs::metadata(dir.path().join("outputs/big")).expect("big");
+    assert!(big.len() <= 4 * 1024 * 1024, "{} bytes", big.len());
+}
+
+#[tokio::test]
+async fn a_workload_under_its_disk_limit_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let driver = ProcessDriver::new();
+    let mut s = spec(
+        dir.path(),
+        r#"head -c 2097152 /dev/zero > "$GPUNET_OUTPUTS/two"; sleep 1.5; echo done"#,
+    );
+    s.disk_mib = Some(16);
+    let handle = driver.start(&s).await.expect("starts");
+    let outcome = driver.wait(&handle).await.expect("waits");
+    assert_eq!(outcome.reason, ExitReason::Completed, "{outcome:?}");
+}

@@ -90,6 +90,12 @@ impl Store {
     /// [`StoreError::Corrupt`] rather than trusted; after a crash redb repairs the file to its
     /// last durable commit. Fails with [`StoreError::Locked`] if another process has it open.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        // Created owner-only before redb opens it by path (redb would use the umask's mode);
+        // redb initialises an empty file as a new database.
+        gpunet_files::touch_private(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            source: DatabaseError::Storage(StorageError::Io(e)),
+        })?;
         let db = redb::Builder::new()
             .set_check_integrity_on_open(true)
             .create(path)

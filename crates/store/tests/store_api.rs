@@ -349,3 +349,15 @@ fn a_store_with_a_flipped_byte_is_reported_corrupt() {
     let err = Store::open(&path).expect_err("damage must be detected");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
 }
+
+#[test]
+fn a_new_store_file_is_readable_by_its_owner_only_and_reopens() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("chain.redb");
+    let store = Store::open(&path).expect("creates");
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    drop(store);
+    Store::open(&path).expect("reopens the file it created");
+}

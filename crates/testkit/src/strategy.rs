@@ -200,6 +200,7 @@ fn arb_outcome() -> impl Strategy<Value = WorkloadOutcome> {
         1 => Just(WorkloadOutcome::ManifestRejected),
         1 => Just(WorkloadOutcome::ImageUnavailable),
         1 => Just(WorkloadOutcome::StartFailed),
+        1 => Just(WorkloadOutcome::DiskExceeded),
     ]
 }
 

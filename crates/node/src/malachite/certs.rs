@@ -38,6 +38,8 @@ impl CertStore {
             path: path.to_path_buf(),
             source: Box::new(e),
         };
+        // Owner-only, created before redb opens it by path (which would use the umask's mode).
+        gpunet_files::touch_private(path).map_err(|e| err(redb::StorageError::Io(e).into()))?;
         let db = Database::create(path).map_err(|e| err(e.into()))?;
         let txn = db.begin_write().map_err(|e| err(e.into()))?;
         txn.open_table(CERTIFICATES).map_err(|e| err(e.into()))?;
