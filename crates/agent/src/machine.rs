@@ -19,7 +19,10 @@ pub struct Inventory {
 
 /// The offer for a discovered machine. At most [`MAX_GPUS_PER_PROVIDER`] GPUs are offered.
 pub fn inventory(info: &MachineInfo) -> Inventory {
-    let memory_mib = info.memory_mib - info.memory_mib * MEMORY_RESERVE_PERCENT / 100;
+    // In u128: `memory_mib × percent` may not fit in a u64 when discovery reports a huge value.
+    let reserve_mib = u128::from(info.memory_mib) * u128::from(MEMORY_RESERVE_PERCENT) / 100;
+    let memory_mib = info.memory_mib
+        - u64::try_from(reserve_mib).expect("a percentage of at most 100 of a u64 fits in a u64");
     let mut gpus = Vec::new();
     let mut gpu_uuids = Vec::new();
     for gpu in info.gpus.iter().take(MAX_GPUS_PER_PROVIDER) {
@@ -129,6 +132,19 @@ mod tests {
         assert_eq!(inv.capacity.gpus[0].model, "h100-80gb");
         assert_eq!(inv.capacity.gpus[1].model, "h100-sxm");
         assert!(describe(&info).contains("2 GPU(s)"));
+    }
+
+    #[test]
+    fn a_huge_reported_memory_keeps_its_reserve_without_overflow() {
+        let info = MachineInfo {
+            cpu_millis: 1_000,
+            memory_mib: u64::MAX,
+            disk_free_mib: u64::MAX,
+            gpus: Vec::new(),
+            gpu_source: GpuSource::Nvml,
+        };
+        let inv = inventory(&info);
+        assert_eq!(inv.capacity.memory_mib, u64::MAX - u64::MAX / 10);
     }
 
     #[test]

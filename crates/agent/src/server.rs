@@ -116,6 +116,21 @@ pub fn router_with_nonce_book(leases: Arc<Leases>, nonces: NonceBook) -> Router 
         .route("/v1/leases/{id}/logs", get(logs))
         .route("/v1/leases/{id}/outputs", get(outputs))
         .route("/v1/leases/{id}/outputs/{digest}", get(output))
+        // Unknown paths and wrong methods answer in the same JSON error format as the rest.
+        .fallback(|uri: axum::http::Uri| async move {
+            let body = ErrorBody::no_route(uri.path());
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                body,
+            }
+        })
+        .method_not_allowed_fallback(|m: axum::http::Method, uri: axum::http::Uri| async move {
+            let body = ErrorBody::method_not_allowed(m.as_str(), uri.path());
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                body,
+            }
+        })
         .with_state(state)
 }
 

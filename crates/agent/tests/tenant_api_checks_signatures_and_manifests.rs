@@ -360,6 +360,46 @@ async fn a_tenant_flooding_distinct_nonces_is_refused_at_its_cap_not_remembered(
 }
 
 #[tokio::test]
+async fn unknown_paths_and_wrong_methods_get_json_errors() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    let http = reqwest::Client::new();
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/v1/nope".to_owned(),
+            404,
+            "not_found",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/leases/{LEASE}/manifest"),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/leases/{LEASE}/status"),
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, status, name) in cases {
+        let resp = http
+            .request(method.clone(), format!("{}{path}", w.endpoint))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        if status == 405 {
+            assert!(resp.headers().contains_key("allow"), "{method} {path}");
+        }
+        let body: ErrorBody = resp.json().await.expect("a JSON error body");
+        assert_eq!(body.name, name, "{method} {path}");
+        assert!(body.message.contains(&path), "{}", body.message);
+    }
+}
+
+#[tokio::test]
 async fn a_request_signed_by_another_key_gets_403() {
     let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
     let stranger = ProviderClient::new(&w.endpoint, KeyFile::generate());

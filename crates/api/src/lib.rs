@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 pub struct ErrorBody {
     /// Stable rejection code when the error is a protocol [`gpunet_protocol::Rejection`].
     pub code: Option<u32>,
-    /// Stable snake_case name (`nonce_gap`, `not_found`, `bad_request`, `unauthorized`).
+    /// Stable snake_case name (`nonce_gap`, `not_found`, `method_not_allowed`, `bad_request`,
+    /// `unauthorized`).
     pub name: String,
     /// What was wrong and how to fix it.
     pub message: String,
@@ -34,6 +35,44 @@ impl ErrorBody {
             name: name.to_owned(),
             message: message.into(),
         }
+    }
+}
+
+impl ErrorBody {
+    /// The answer for a path no route serves (404 `not_found`); the node and the agent both
+    /// answer unknown paths with it, so a client sees one error format everywhere.
+    pub fn no_route(path: &str) -> ErrorBody {
+        ErrorBody::new(
+            "not_found",
+            format!(
+                "no route {}; check the path (a node lists its routes at /openapi.json)",
+                shorten(path)
+            ),
+        )
+    }
+
+    /// The answer for a known path asked with a method it does not take (405
+    /// `method_not_allowed`); the `Allow` header beside it lists the methods it takes.
+    pub fn method_not_allowed(method: &str, path: &str) -> ErrorBody {
+        ErrorBody::new(
+            "method_not_allowed",
+            format!(
+                "{} is not allowed on {}; use a method from the Allow header",
+                shorten(method),
+                shorten(path)
+            ),
+        )
+    }
+}
+
+/// Most characters of a request's own text quoted back in an error message.
+const MAX_QUOTED_CHARS: usize = 200;
+
+/// `s`, cut to [`MAX_QUOTED_CHARS`] characters so a huge path does not make a huge answer.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
     }
 }
 
@@ -58,3 +97,29 @@ impl std::fmt::Display for ErrorBody {
 
 /// Header naming the height an answer reflects.
 pub const HEIGHT_HEADER: &str = "x-gpunet-height";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_errors_have_stable_names_and_quote_at_most_200_characters() {
+        assert_eq!(ErrorBody::no_route("/v2/x").name, "not_found");
+        assert!(
+            ErrorBody::no_route("/v2/x")
+                .message
+                .contains("no route /v2/x;")
+        );
+        let wrong = ErrorBody::method_not_allowed("DELETE", "/v1/status");
+        assert_eq!(wrong.name, "method_not_allowed");
+        assert_eq!(wrong.code, None);
+        assert!(
+            wrong
+                .message
+                .starts_with("DELETE is not allowed on /v1/status;")
+        );
+        let long = ErrorBody::no_route(&format!("/{}", "é".repeat(1000)));
+        assert!(long.message.chars().count() < 300, "{}", long.message);
+        assert!(long.message.contains("…;"), "{}", long.message);
+    }
+}

@@ -55,9 +55,15 @@ pub struct AccountView {
     pub next_nonce: u64,
 }
 
+/// Longest `tx_hex` accepted: a transaction at `MAX_TX_BYTES` (16 KiB), hex, with `0x`.
+pub const MAX_TX_HEX_CHARS: usize = 2 * gpunet_protocol::MAX_TX_BYTES + 2;
+
 /// `POST /v1/txs` body: a borsh-encoded `SignedTx`, hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SubmitTx {
+    /// Hex of the encoded transaction, `0x` optional; at most 32770 characters
+    /// ([`MAX_TX_HEX_CHARS`]).
+    #[schema(max_length = 32770, pattern = r"^\s*(0x)?[0-9a-fA-F]*\s*$")]
     pub tx_hex: String,
 }
 
@@ -80,6 +86,8 @@ pub const MAX_TX_BATCH_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// [`MAX_TX_BATCH_BODY_BYTES`] of body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SubmitTxBatch {
+    /// At most 1000 ([`MAX_TX_BATCH_TXS`]); each as `SubmitTx::tx_hex`.
+    #[schema(max_items = 1000)]
     pub txs_hex: Vec<String>,
     /// Set by a validator forwarding transactions its clients sent, with the request signed by
     /// its consensus key ([`crate::auth`] headers): this node does not forward them again, and

@@ -29,9 +29,10 @@ const MANIFEST_ATTEMPTS: u32 = 20;
 
 /// Reads and validates a job spec file.
 pub fn read_spec(path: &Path) -> Result<JobSpec> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read job spec {}", path.display()))?;
-    JobSpec::parse_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    // Bytes, not a string: a file that is not UTF-8 gets an error naming the bad byte.
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read job spec {}", path.display()))?;
+    JobSpec::parse_yaml_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// What following a submitted job found.

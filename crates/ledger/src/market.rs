@@ -17,6 +17,11 @@ fn check_terms(state: &State, terms: &OrderTerms) -> Result<(), Rejection> {
     if terms.name.is_empty() || terms.name.len() > MAX_ORDER_NAME_BYTES {
         return Err(bad);
     }
+    // Its own code: an order for 16 EiB of memory is not malformed, it is unservable.
+    terms
+        .resources
+        .check_bounds()
+        .map_err(|_| Rejection::ResourcesOutOfBounds)?;
     terms.resources.validate().map_err(|_| bad)?;
     if terms.regions.len() > gpunet_protocol::resources::MAX_REGIONS_PER_ORDER
         || terms

@@ -5,6 +5,9 @@
 use std::collections::BTreeSet;
 
 use gpunet_ledger::{LeaseStatus, OrderStatus, apply_tx};
+use gpunet_protocol::resources::{
+    MAX_CPU_MILLIS, MAX_DISK_MIB, MAX_GPUS_PER_ORDER, MAX_MEMORY_MIB, MAX_VRAM_MIB,
+};
 use gpunet_protocol::{
     Address, Amount, Denom, Event, LeaseEndReason, LeaseId, Msg, OrderId, OrderTerms, Rejection,
     Runtime, WorkloadOutcome,
@@ -822,7 +825,32 @@ fn order_terms_out_of_bounds_are_rejected() {
         (
             "65 GPUs",
             order_terms().gpus(65, &[]),
-            Rejection::OrderInvalid,
+            Rejection::ResourcesOutOfBounds,
+        ),
+        (
+            "16 EiB of memory",
+            order_terms().memory_mib(u64::MAX),
+            Rejection::ResourcesOutOfBounds,
+        ),
+        (
+            "a MiB over 16 TiB of memory",
+            order_terms().memory_mib(MAX_MEMORY_MIB + 1),
+            Rejection::ResourcesOutOfBounds,
+        ),
+        (
+            "a MiB over 1 PiB of disk",
+            order_terms().disk_mib(MAX_DISK_MIB + 1),
+            Rejection::ResourcesOutOfBounds,
+        ),
+        (
+            "a thousandth of a core over 1024 cores",
+            order_terms().cpu_millis(MAX_CPU_MILLIS + 1),
+            Rejection::ResourcesOutOfBounds,
+        ),
+        (
+            "a MiB over 1 TiB per GPU",
+            order_terms().gpus(1, &[]).vram_mib_min(MAX_VRAM_MIB + 1),
+            Rejection::ResourcesOutOfBounds,
         ),
         (
             "bad GPU model",
@@ -868,6 +896,12 @@ fn order_terms_out_of_bounds_are_rejected() {
             order_terms()
                 .max_duration_secs(max_secs)
                 .deposit(usd_balance)
+                // Every bound is inclusive.
+                .cpu_millis(MAX_CPU_MILLIS)
+                .memory_mib(MAX_MEMORY_MIB)
+                .disk_mib(MAX_DISK_MIB)
+                .gpus(MAX_GPUS_PER_ORDER, &[])
+                .vram_mib_min(MAX_VRAM_MIB)
                 .build(),
         ),
         Ok(()),

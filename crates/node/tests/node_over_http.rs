@@ -205,6 +205,34 @@ async fn a_transfer_submitted_over_http_is_applied_and_balances_match() {
         .await
         .expect("JSON");
     assert!(openapi["paths"]["/v1/accounts/{address}"].is_object());
+    // Integer parameters are integers, and limits the server enforces are declared.
+    let param = |path: &str, name: &str| {
+        openapi["paths"][path]["get"]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .map(|p| p["schema"].clone())
+            .unwrap_or_else(|| panic!("no parameter {name} on {path}"))
+    };
+    for (path, name) in [
+        ("/v1/orders/{id}", "id"),
+        ("/v1/leases/{id}", "id"),
+        ("/v1/blocks/{height}", "height"),
+        ("/v1/orders", "limit"),
+        ("/v1/events", "from_height"),
+    ] {
+        assert_eq!(param(path, name)["type"], "integer", "{path} {name}");
+    }
+    assert_eq!(param("/v1/orders", "limit")["maximum"], 1000);
+    assert_eq!(param("/v1/orders", "limit")["minimum"], 1);
+    let schemas = &openapi["components"]["schemas"];
+    assert_eq!(
+        schemas["SubmitTx"]["properties"]["tx_hex"]["maxLength"],
+        gpunet_api::node::MAX_TX_HEX_CHARS
+    );
+    assert_eq!(
+        schemas["SubmitTxBatch"]["properties"]["txs_hex"]["maxItems"],
+        gpunet_api::node::MAX_TX_BATCH_TXS
+    );
     node.shutdown().await;
 }
 
@@ -306,6 +334,9 @@ async fn bad_input_over_http_gets_a_named_400_and_changes_nothing() {
         "/v1/blocks/-1",
         "/v1/orders?state=closed",
         "/v1/orders?limit=many",
+        "/v1/orders?limit=0",
+        "/v1/orders?limit=1001",
+        "/v1/blocks/%201",
         "/v1/orders?tenant=cosmos1xyz",
         "/v1/events?from_height=soon",
     ] {
@@ -320,6 +351,28 @@ async fn bad_input_over_http_gets_a_named_400_and_changes_nothing() {
     ] {
         let e = api.get_error(path, 404).await;
         assert_eq!(e.name, "not_found", "{path}");
+    }
+    // A known path with a method it does not take: 405, `Allow`, and the same JSON errors.
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/v1/status", "GET,HEAD"),
+        (reqwest::Method::GET, "/v1/txs", "POST"),
+        (reqwest::Method::PUT, "/v1/txs/batch", "POST"),
+    ] {
+        let r = api
+            .http
+            .request(method.clone(), format!("{}{path}", api.base))
+            .send()
+            .await
+            .expect("reaches the node");
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(
+            r.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+        let e: ErrorBody = r.json().await.expect("a JSON error body");
+        assert_eq!(e.name, "method_not_allowed", "{method} {path}");
+        assert!(e.message.contains(path), "{}", e.message);
     }
     let unknown: TxView = api.get(&format!("/v1/txs/{}", Hash::of(b"nothing"))).await;
     assert_eq!(unknown.state, TxState::Unknown);

@@ -23,9 +23,10 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub use crate::resources::MAX_CPU_MILLIS;
 use crate::resources::{
-    MAX_GPU_MODELS_PER_ORDER, MAX_GPU_NAME_BYTES, MAX_GPUS_PER_PROVIDER, MAX_REGION_BYTES,
-    MAX_REGIONS_PER_ORDER, check_name,
+    MAX_GPU_MODELS_PER_ORDER, MAX_GPU_NAME_BYTES, MAX_REGION_BYTES, MAX_REGIONS_PER_ORDER,
+    check_name,
 };
 use crate::tx::MAX_ORDER_NAME_BYTES;
 use crate::{
@@ -53,8 +54,6 @@ pub const MAX_SECRETS: usize = 64;
 pub const MAX_SECRETS_BYTES: usize = 16 * 1024;
 /// Longest container image reference, in bytes.
 pub const MAX_IMAGE_BYTES: usize = 256;
-/// Most CPU a job may ask for, in thousandths of a core (1024 cores).
-pub const MAX_CPU_MILLIS: u32 = 1024 * 1000;
 /// Shortest `limits.max_duration`, in seconds.
 pub const MIN_DURATION_SECS: u64 = 1;
 /// Longest `limits.max_duration`, in seconds (30 days).
@@ -252,8 +251,9 @@ pub struct RunSpec {
     /// [`Runtime::Process`].
     #[serde(default)]
     pub image: Option<String>,
-    /// Whether the container may use the network; default `none`. Process jobs share the
-    /// provider's network whatever this says.
+    /// Whether the container may use the network; default `none`. Only for container jobs:
+    /// a job without `image` runs in the process sandbox, which has no network to grant, so
+    /// `egress` without `image` is refused.
     #[serde(default, skip_serializing_if = "Network::is_none")]
     pub network: Network,
     /// Program and arguments, run without a shell.
@@ -354,13 +354,26 @@ pub enum SpecError {
     /// The spec is well-formed but breaks a rule (a bound, a reserved name, a version).
     #[error("{path}: {why}")]
     Invalid { path: String, why: String },
+    /// The bytes are not UTF-8 text; nothing was parsed. `offset` is the 0-based position of
+    /// the first bad byte, `line` and `column` (1-based, column in characters) where it sits.
+    #[error(
+        "{what}: is not UTF-8 text: byte {offset} (line {line}, column {column}) is \
+         0x{byte:02x}; save the file as UTF-8"
+    )]
+    NotUtf8 {
+        what: &'static str,
+        offset: usize,
+        line: usize,
+        column: usize,
+        byte: u8,
+    },
 }
 
 impl SpecError {
     /// The field path the error is about, e.g. `resources.memory`.
     pub fn path(&self) -> &str {
         match self {
-            SpecError::TooLarge { what, .. } => what,
+            SpecError::TooLarge { what, .. } | SpecError::NotUtf8 { what, .. } => what,
             SpecError::Malformed { path, .. } | SpecError::Invalid { path, .. } => path,
         }
     }
@@ -379,7 +392,41 @@ fn reshape(path: impl Into<String>) -> impl FnOnce(ShapeError) -> SpecError {
     move |ShapeError::Invalid { why, .. }| invalid(path, why)
 }
 
+/// `bytes` as text, or where the first byte that is not UTF-8 sits.
+fn utf8_text<'a>(what: &'static str, bytes: &'a [u8]) -> Result<&'a str, SpecError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let offset = e.valid_up_to();
+        let valid = &bytes[..offset];
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // `valid` is UTF-8 up to `offset`, so this slice is too; count characters, not bytes.
+        let column = std::str::from_utf8(&valid[line_start..])
+            .map_or(offset - line_start, |t| t.chars().count())
+            + 1;
+        SpecError::NotUtf8 {
+            what,
+            offset,
+            line: valid.iter().filter(|&&b| b == b'\n').count() + 1,
+            column,
+            byte: bytes[offset],
+        }
+    })
+}
+
 impl JobSpec {
+    /// Parses and validates spec bytes as read from a file: like [`JobSpec::parse_yaml`], and
+    /// bytes that are not UTF-8 are refused naming the offset, line and column of the first
+    /// bad one.
+    pub fn parse_yaml_bytes(bytes: &[u8]) -> Result<JobSpec, SpecError> {
+        if bytes.len() > MAX_SPEC_BYTES {
+            return Err(SpecError::TooLarge {
+                what: "spec",
+                bytes: bytes.len(),
+                max: MAX_SPEC_BYTES,
+            });
+        }
+        JobSpec::parse_yaml(utf8_text("spec", bytes)?)
+    }
+
     /// Parses and validates spec text. Text over [`MAX_SPEC_BYTES`] is rejected unread.
     pub fn parse_yaml(text: &str) -> Result<JobSpec, SpecError> {
         if text.len() > MAX_SPEC_BYTES {
@@ -434,6 +481,8 @@ impl JobSpec {
                 max: MAX_MANIFEST_BYTES,
             });
         }
+        // serde_json would say only "invalid unicode code point"; name the byte instead.
+        utf8_text("manifest", bytes)?;
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let spec: JobSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let inner = e.inner();
@@ -573,17 +622,7 @@ impl JobSpec {
 
     /// The resources as the protocol counts them.
     pub fn resources(&self) -> Resources {
-        let r = &self.resources;
-        Resources {
-            cpu_millis: r.cpu.0,
-            memory_mib: r.memory.0,
-            disk_mib: r.disk.0,
-            gpu: GpuRequirement {
-                count: r.gpu.count,
-                models: r.gpu.models.clone(),
-                vram_mib_min: r.gpu.vram.0,
-            },
-        }
+        self.resources.as_resources()
     }
 
     /// A container runtime when the spec names an image, else a sandboxed process.
@@ -661,6 +700,14 @@ impl RunSpec {
                     format!("{image:?} may not hold spaces or control characters"),
                 ));
             }
+        }
+        if self.image.is_none() && self.network == Network::Egress {
+            return Err(invalid(
+                "run.network",
+                "egress is only for container jobs: a job without run.image runs in the process \
+                 sandbox, which has no network; set run.image to run it in a container with \
+                 outbound access, or remove run.network",
+            ));
         }
         if self.command.is_empty() {
             return Err(invalid(
@@ -790,18 +837,6 @@ impl RunSpec {
     }
 }
 
-/// Thousandths of a core as a decimal number of cores: `1500` → `1.5`.
-fn cores(millis: u32) -> String {
-    let (whole, frac) = (millis / 1000, millis % 1000);
-    if frac == 0 {
-        whole.to_string()
-    } else {
-        format!("{whole}.{frac:03}")
-            .trim_end_matches('0')
-            .to_owned()
-    }
-}
-
 /// `[A-Za-z_][A-Za-z0-9_]*`
 fn is_env_name(s: &str) -> bool {
     let mut bytes = s.bytes();
@@ -812,21 +847,24 @@ fn is_env_name(s: &str) -> bool {
 }
 
 impl ResourceSpec {
+    fn as_resources(&self) -> Resources {
+        Resources {
+            cpu_millis: self.cpu.0,
+            memory_mib: self.memory.0,
+            disk_mib: self.disk.0,
+            gpu: GpuRequirement {
+                count: self.gpu.count,
+                models: self.gpu.models.clone(),
+                vram_mib_min: self.gpu.vram.0,
+            },
+        }
+    }
+
     fn validate(&self) -> Result<(), SpecError> {
         if self.cpu.0 == 0 {
             return Err(invalid(
                 "resources.cpu",
                 "must be more than 0, e.g. 1, 0.5 or 250m",
-            ));
-        }
-        if self.cpu.0 > MAX_CPU_MILLIS {
-            return Err(invalid(
-                "resources.cpu",
-                format!(
-                    "{} cores is more than the {} a job may ask for",
-                    cores(self.cpu.0),
-                    MAX_CPU_MILLIS / 1000
-                ),
             ));
         }
         if self.memory.0 == 0 {
@@ -838,16 +876,13 @@ impl ResourceSpec {
         if self.disk.0 == 0 {
             return Err(invalid("resources.disk", "must be more than 0, e.g. 1Gi"));
         }
+        // The upper bounds are the ledger's own (it refuses an order past them); its messages
+        // already name the spec's fields.
+        self.as_resources().check_bounds().map_err(|e| {
+            let ShapeError::Invalid { field, why } = e;
+            invalid(field, why)
+        })?;
         let gpu = &self.gpu;
-        if gpu.count as usize > MAX_GPUS_PER_PROVIDER {
-            return Err(invalid(
-                "resources.gpu.count",
-                format!(
-                    "{} is more than the {MAX_GPUS_PER_PROVIDER} GPUs one provider may have",
-                    gpu.count
-                ),
-            ));
-        }
         if gpu.count == 0 && (!gpu.models.is_empty() || gpu.vram.0 > 0) {
             return Err(invalid(
                 "resources.gpu.count",
@@ -930,9 +965,14 @@ struct VersionOnly {
     version: u32,
 }
 
-/// `.` (serde_path_to_error's root) reads badly at the start of a message.
+/// `.` (serde_path_to_error's root) reads badly at the start of a message, and an empty path
+/// (an unknown field named `""` at the top) names nothing at all.
 fn root_as(path: String, root: &str) -> String {
-    if path == "." { root.to_owned() } else { path }
+    if path == "." || path.is_empty() {
+        root.to_owned()
+    } else {
+        path
+    }
 }
 
 /// Makes a [`SpecError`] from a YAML error. serde_yaml_ng writes its own path before the
@@ -1352,6 +1392,10 @@ outputs: true
             ("cpu: 1\n", "cpu: 1024\n"),
             ("memory: 512Mi", "memory: 1.5G"),
             ("memory: 512Mi", "memory: 100K"),
+            ("memory: 512Mi", "memory: 16Ti"),
+            ("disk: 1Gi", "disk: 1024Ti"),
+            ("vram: 40Gi", "vram: 1Ti"),
+            ("count: 1,", "count: 64,"),
             ("max_duration: 1h", "max_duration: 1h30m"),
             ("max_duration: 1h", "max_duration: 30d"),
             ("max_duration: 1h", "max_duration: 1s"),
@@ -1406,6 +1450,29 @@ outputs: true
             (
                 edit("cpu: 1\n", "cpu: 1024.001\n"),
                 "resources.cpu: 1024.001 cores is more than the 1024 a job may ask for",
+            ),
+            (
+                edit("memory: 512Mi", "memory: 16777216Ti"),
+                "resources.memory: 16777216Ti is more than the 16Ti of memory a job may ask for; \
+                 ask for at most 16Ti",
+            ),
+            (
+                edit("memory: 512Mi", "memory: 16385Gi"),
+                "resources.memory: 16385Gi is more than the 16Ti",
+            ),
+            (
+                edit("disk: 1Gi", "disk: 1025Ti"),
+                "resources.disk: 1025Ti is more than the 1024Ti of disk a job may ask for; ask \
+                 for at most 1024Ti",
+            ),
+            (
+                edit("vram: 40Gi", "vram: 1025Gi"),
+                "resources.gpu.vram: 1025Gi is more than the 1Ti of memory per GPU",
+            ),
+            (
+                edit("  image: example/hello:1\n", "  network: egress\n"),
+                "run.network: egress is only for container jobs: a job without run.image runs \
+                 in the process sandbox, which has no network; set run.image",
             ),
             (
                 edit("cpu: 1\n", "cpu: 1e3\n"),
@@ -1750,6 +1817,51 @@ outputs: true
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_are_refused_naming_the_first_bad_byte() {
+        let mut bytes = FULL.as_bytes().to_vec();
+        // FULL starts with a newline; `name: hé` puts the bad byte after a 2-byte character.
+        let at = FULL.find("name: hello").expect("FULL names the job") + "name: hé".len();
+        bytes.splice(
+            at - "é".len()..at,
+            "é".bytes().chain([0xff]).collect::<Vec<_>>(),
+        );
+        let err = JobSpec::parse_yaml_bytes(&bytes).expect_err("not UTF-8");
+        assert_eq!(
+            err,
+            SpecError::NotUtf8 {
+                what: "spec",
+                offset: at,
+                line: 3,
+                column: 9,
+                byte: 0xff,
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "spec: is not UTF-8 text: byte {at} (line 3, column 9) is 0xff; save the file \
+                 as UTF-8"
+            )
+        );
+        let manifest = [
+            b"{\"version\":1,\n\"name\":\"".as_slice(),
+            &[0xc3, 0x28],
+            b"\"}",
+        ]
+        .concat();
+        let err = JobSpec::from_manifest_bytes(&manifest).expect_err("not UTF-8");
+        assert_eq!(
+            err.to_string(),
+            "manifest: is not UTF-8 text: byte 22 (line 2, column 9) is 0xc3; save the file as \
+             UTF-8"
+        );
+        assert_eq!(
+            JobSpec::parse_yaml_bytes(HELLO.as_bytes()),
+            JobSpec::parse_yaml(HELLO)
+        );
+    }
+
+    #[test]
     fn errors_inside_a_field_drop_the_yaml_location_but_keep_it_as_data() {
         let err = JobSpec::parse_yaml(&edit("memory: 512Mi", "memory: 512MB")).expect_err("bad");
         assert_eq!(
@@ -1781,6 +1893,11 @@ outputs: true
                 "resources.disk: \"1GB\" is not a size",
             ),
             (format!("{json} {{}}"), "manifest: trailing characters"),
+            // Found by fuzz_job_specs: an unknown field with an empty name left the path empty.
+            (
+                json.replacen("\"name\":", "\"\":", 1),
+                "manifest: unknown field ``",
+            ),
             (
                 "x".repeat(MAX_MANIFEST_BYTES + 1),
                 "manifest: is 262145 bytes",

@@ -84,6 +84,8 @@ rejections! {
     ResultInvalid = 33, "result_invalid", "the lease result is malformed (detail longer than 512 bytes)";
     SelfDealing = 34, "self_dealing", "a provider cannot bid on its own order";
     LeaseNotStarted = 35, "lease_not_started", "a lease that never started can only end as manifest_rejected, image_unavailable or start_failed";
+    // --- appended: codes below are out of check order, never renumbered ---
+    ResourcesOutOfBounds = 36, "resources_out_of_bounds", "the order asks for more than any job may: at most 1024 CPU cores, 16Ti memory, 1024Ti disk, 64 GPUs and 1Ti per GPU; ask for less";
 }
 
 impl std::fmt::Display for Rejection {

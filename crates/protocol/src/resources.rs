@@ -1,5 +1,10 @@
 //! What a job asks for ([`Resources`]) and what a provider offers ([`Capacity`]), with the one
 //! feasibility rule both the agent's bidding and the ledger's re-check use.
+//!
+//! Every quantity a job asks for has an upper bound ([`MAX_CPU_MILLIS`], [`MAX_MEMORY_MIB`],
+//! [`MAX_DISK_MIB`], [`MAX_GPUS_PER_ORDER`], [`MAX_VRAM_MIB`]): well above any machine sold
+//! today, yet far from where `u64` arithmetic could overflow, so a request for 16 EiB is refused
+//! at once instead of waiting forever for a provider that cannot exist.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
@@ -18,6 +23,18 @@ pub const MAX_REGIONS_PER_ORDER: usize = 16;
 pub const MAX_REGION_BYTES: usize = 48;
 /// Longest provider endpoint URL, in bytes.
 pub const MAX_ENDPOINT_BYTES: usize = 256;
+/// Most CPU one job may ask for, in thousandths of a core (1024 cores).
+pub const MAX_CPU_MILLIS: u32 = 1024 * 1000;
+/// Most memory one job may ask for, in MiB (16 TiB: the largest single servers hold 12–16).
+pub const MAX_MEMORY_MIB: u64 = 16 << 20;
+/// Most scratch disk one job may ask for, in MiB (1 PiB, written `1024Ti`).
+pub const MAX_DISK_MIB: u64 = 1 << 30;
+/// Most GPUs one job may ask for: as many as one provider may declare, since a job runs on one
+/// provider.
+pub const MAX_GPUS_PER_ORDER: u32 = MAX_GPUS_PER_PROVIDER as u32;
+/// Largest per-GPU memory minimum a job may ask for, in MiB (1 TiB; today's largest GPUs hold
+/// under 300 GiB).
+pub const MAX_VRAM_MIB: u64 = 1 << 20;
 
 /// How a workload is run.
 #[derive(
@@ -199,20 +216,92 @@ impl ProviderProfile {
     }
 }
 
+/// A size in MiB in the largest binary unit that shows it exactly: `16Ti`, `1536Mi`.
+pub fn mib_text(mib: u64) -> String {
+    for (shift, unit) in [(20, "Ti"), (10, "Gi")] {
+        if mib != 0 && mib.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", mib >> shift);
+        }
+    }
+    format!("{mib}Mi")
+}
+
+/// Thousandths of a core as a decimal number of cores: `1500` → `1.5`.
+pub fn cores_text(millis: u32) -> String {
+    let (whole, frac) = (millis / 1000, millis % 1000);
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_owned()
+    }
+}
+
 impl Resources {
+    /// Checks the upper bound of every quantity. Field names are the job spec's, so the job spec
+    /// parser reports these errors as they are.
+    pub fn check_bounds(&self) -> Result<(), ShapeError> {
+        if self.cpu_millis > MAX_CPU_MILLIS {
+            return Err(invalid(
+                "resources.cpu",
+                format!(
+                    "{} cores is more than the {} a job may ask for; ask for at most {}",
+                    cores_text(self.cpu_millis),
+                    MAX_CPU_MILLIS / 1000,
+                    MAX_CPU_MILLIS / 1000
+                ),
+            ));
+        }
+        let sizes = [
+            (
+                "resources.memory",
+                self.memory_mib,
+                MAX_MEMORY_MIB,
+                "memory",
+            ),
+            ("resources.disk", self.disk_mib, MAX_DISK_MIB, "disk"),
+            (
+                "resources.gpu.vram",
+                self.gpu.vram_mib_min,
+                MAX_VRAM_MIB,
+                "memory per GPU",
+            ),
+        ];
+        for (field, mib, max, what) in sizes {
+            if mib > max {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{} is more than the {} of {what} a job may ask for; ask for at most {}",
+                        mib_text(mib),
+                        mib_text(max),
+                        mib_text(max)
+                    ),
+                ));
+            }
+        }
+        if self.gpu.count > MAX_GPUS_PER_ORDER {
+            return Err(invalid(
+                "resources.gpu.count",
+                format!(
+                    "{} is more than the {MAX_GPUS_PER_ORDER} GPUs one provider may have, and a \
+                     job runs on one provider; ask for at most {MAX_GPUS_PER_ORDER}",
+                    self.gpu.count
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks bounds and shapes of a request.
     pub fn validate(&self) -> Result<(), ShapeError> {
+        self.check_bounds()?;
         if self.cpu_millis == 0 {
             return Err(invalid("resources.cpu", "must be more than 0"));
         }
         if self.memory_mib == 0 {
             return Err(invalid("resources.memory", "must be more than 0"));
-        }
-        if self.gpu.count as usize > MAX_GPUS_PER_PROVIDER {
-            return Err(invalid(
-                "resources.gpu.count",
-                format!("at most {MAX_GPUS_PER_PROVIDER}"),
-            ));
         }
         if self.gpu.models.len() > MAX_GPU_MODELS_PER_ORDER {
             return Err(invalid(

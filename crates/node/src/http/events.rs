@@ -70,7 +70,7 @@ pub(crate) async fn events(
         .from_height
         .as_deref()
         .map(|s| {
-            s.trim().parse::<u64>().map_err(|_| {
+            s.parse::<u64>().map_err(|_| {
                 ApiError::bad_request(format!(
                     "query parameter from_height: {s:?} is not a block height"
                 ))

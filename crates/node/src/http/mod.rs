@@ -14,15 +14,15 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gpunet_api::node::{
     AccountView, BidView, BlockView, EventEnvelope, LeaseState, LeaseView, MAX_TX_BATCH_BODY_BYTES,
-    MAX_TX_BATCH_TXS, OrderList, OrderState, OrderView, ParamsView, ProviderList, ProviderView,
-    StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState,
-    TxView,
+    MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList, OrderState, OrderView, ParamsView, ProviderList,
+    ProviderView, StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult,
+    TxBatchItem, TxState, TxView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER, auth};
 use gpunet_protocol::{
@@ -94,6 +94,7 @@ pub(crate) struct App {
         LeaseView,
         EventEnvelope,
         BlockView,
+        OrdersStateParam,
         ErrorSchema
     ))
 )]
@@ -153,6 +154,8 @@ fn router(app: App) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found_route)
+        // After the routes: it applies to those registered before it. axum still sets `Allow`.
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }
@@ -261,10 +264,17 @@ async fn not_found_route(uri: Uri) -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         height: None,
-        body: ErrorBody::new(
-            "not_found",
-            format!("no route {}; see /openapi.json", uri.path()),
-        ),
+        body: ErrorBody::no_route(uri.path()),
+    }
+}
+
+/// A known path asked with a method it does not take: the same JSON error format as every
+/// other error, instead of axum's empty 405.
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        height: None,
+        body: ErrorBody::method_not_allowed(method.as_str(), uri.path()),
     }
 }
 
@@ -296,7 +306,7 @@ async fn params(State(app): State<App>) -> Response {
 #[utoipa::path(
     get,
     path = "/v1/accounts/{address}",
-    params(("address" = String, Path, description = "A gpn1… address")),
+    params(("address" = String, Path, pattern = "^gpn1[02-9ac-hj-np-z]{58}$", description = "A gpn1… address")),
     responses(
         (status = 200, body = AccountView, description = "Unknown accounts have zero balances"),
         (status = 400, body = ErrorSchema),
@@ -369,6 +379,10 @@ fn admit_hex(shared: &Shared, tx_hex: &str, origin: Origin) -> Result<Hash, Erro
         shared.metrics.rejected(Stage::Mempool, r);
         ErrorBody::from(r)
     };
+    // The OpenAPI document's limit, checked before anything else is done with the text.
+    if tx_hex.len() > MAX_TX_HEX_CHARS {
+        return Err(reject(Rejection::TxTooLarge));
+    }
     let hex_text = tx_hex.trim();
     let hex_text = hex_text.strip_prefix("0x").unwrap_or(hex_text);
     if hex_text.len() > 2 * MAX_TX_BYTES {
@@ -512,11 +526,18 @@ async fn submit_tx_batch(
 #[utoipa::path(
     get,
     path = "/v1/txs/{hash}",
-    params(("hash" = String, Path, description = "Transaction hash, 64 hex characters")),
+    params(("hash" = String, Path, min_length = 64, max_length = 64, description = "Transaction hash, 64 hex characters")),
     responses((status = 200, body = TxView), (status = 400, body = ErrorSchema))
 )]
 async fn tx(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
     let raw = path_param(p)?;
+    // Exactly as the OpenAPI document says: no padding around the 64 characters.
+    if raw.len() != 64 {
+        return Err(ApiError::bad_request(format!(
+            "path parameter hash: is {} characters; a transaction hash is 64 hex characters",
+            raw.len()
+        )));
+    }
     let tx_hash = Hash::from_hex(&raw)
         .map_err(|e| ApiError::bad_request(format!("path parameter hash: {e}")))?;
     let tip = app.shared.tip();
@@ -580,6 +601,16 @@ async fn providers(State(app): State<App>) -> Response {
     )
 }
 
+/// `state` of `GET /v1/orders`, for the OpenAPI document (the handler reads the text).
+#[derive(ToSchema)]
+#[schema(as = OrdersState)]
+#[allow(dead_code)] // Only describes the schema.
+#[schema(rename_all = "snake_case")]
+enum OrdersStateParam {
+    Open,
+    All,
+}
+
 #[derive(Debug, Deserialize)]
 struct OrdersQuery {
     tenant: Option<String>,
@@ -592,8 +623,8 @@ struct OrdersQuery {
     path = "/v1/orders",
     params(
         ("tenant" = Option<String>, Query, description = "Only this tenant's orders"),
-        ("state" = Option<String>, Query, description = "`open` or `all` (default)"),
-        ("limit" = Option<usize>, Query, description = "At most this many, newest first (default 100, max 1000)"),
+        ("state" = Option<OrdersStateParam>, Query, description = "`open` or `all` (default)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many, newest first (default 100, 1 to 1000)"),
     ),
     responses((status = 200, body = OrderList), (status = 400, body = ErrorSchema))
 )]
@@ -617,15 +648,20 @@ async fn orders(
             )));
         }
     };
+    // Refused, not clamped: the OpenAPI document declares 1 to 1000, and a client asking for
+    // more should learn it gets less.
     let limit = match q.limit.as_deref() {
         None => DEFAULT_ORDERS_LIMIT,
-        Some(s) => s.trim().parse::<usize>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "query parameter limit: {s:?} is not a number; use 1 to {MAX_ORDERS_LIMIT}"
-            ))
-        })?,
-    }
-    .min(MAX_ORDERS_LIMIT);
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_ORDERS_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "query parameter limit: {s:?} is not a number from 1 to {MAX_ORDERS_LIMIT}"
+                ))
+            })?,
+    };
 
     let tip = app.shared.tip();
     let state = &tip.state;
@@ -662,7 +698,7 @@ async fn orders(
 #[utoipa::path(
     get,
     path = "/v1/orders/{id}",
-    params(("id" = String, Path, description = "Order id: `42` or `order-42`")),
+    params(("id" = u64, Path, description = "Order id: `42` (`order-42` is also accepted)")),
     responses(
         (status = 200, body = OrderView),
         (status = 400, body = ErrorSchema),
@@ -686,7 +722,7 @@ async fn order(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
 #[utoipa::path(
     get,
     path = "/v1/leases/{id}",
-    params(("id" = String, Path, description = "Lease id: `7` or `lease-7`")),
+    params(("id" = u64, Path, description = "Lease id: `7` (`lease-7` is also accepted)")),
     responses(
         (status = 200, body = LeaseView),
         (status = 400, body = ErrorSchema),
@@ -720,7 +756,7 @@ async fn lease(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
 )]
 async fn block(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
     let raw = path_param(p)?;
-    let height: u64 = raw.trim().parse().map_err(|_| {
+    let height: u64 = raw.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "path parameter height: {raw:?} is not a block height (a number, 1 and up)"
         ))
