@@ -5,14 +5,17 @@
 use gpunet_api::node::{OrderState, OrderView};
 use gpunet_protocol::{Address, Amount, Capacity, Free, OrderTerms, ProviderProfile, Resources};
 
+use crate::policy::TenantPolicy;
 use crate::pricing::Pricing;
 
-/// What this provider offers the market: who it is, its profile and its prices.
+/// What this provider offers the market: who it is, its profile, its prices, and whose jobs
+/// its runtimes without isolation take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
     pub provider: Address,
     pub profile: ProviderProfile,
     pub pricing: Pricing,
+    pub policy: TenantPolicy,
 }
 
 /// Which resource is short when an order does not fit.
@@ -34,6 +37,10 @@ pub enum NoBid {
     OwnOrder,
     #[error("we have already bid on this order")]
     AlreadyBid,
+    #[error(
+        "runtime {runtime} cannot isolate workloads here, and the order's tenant is not one the operator trusts"
+    )]
+    TenantNotTrusted { runtime: &'static str },
     #[error("the order wants runtime {runtime}, which this provider does not offer")]
     RuntimeNotOffered { runtime: &'static str },
     #[error("the order does not accept region {region:?}")]
@@ -57,6 +64,11 @@ pub fn plan_bid(order: &OrderView, free: &Free, offer: &Offer) -> Result<Amount,
     }
     if order.bids.iter().any(|b| b.provider == offer.provider) {
         return Err(NoBid::AlreadyBid);
+    }
+    if !offer.policy.allows(order.terms.runtime, order.tenant) {
+        return Err(NoBid::TenantNotTrusted {
+            runtime: order.terms.runtime.as_str(),
+        });
     }
     plan_bid_on_terms(&order.terms, free, offer)
 }
@@ -160,7 +172,21 @@ mod tests {
                 encryption_key: gpunet_protocol::EncryptionKey([7; 32]),
             },
             pricing: Pricing::default(),
+            policy: TenantPolicy::default(),
         }
+    }
+
+    #[test]
+    fn a_stranger_gets_no_bid_on_a_runtime_without_isolation_and_a_trusted_tenant_does() {
+        let mut offer = offer();
+        offer.policy.unisolated.insert(Runtime::Process);
+        let open = order(terms());
+        assert_eq!(
+            plan_bid(&open, &Free::all_of(&offer.profile.capacity), &offer),
+            Err(NoBid::TenantNotTrusted { runtime: "process" })
+        );
+        offer.policy.trusted_tenants.insert(tenant());
+        assert!(plan_bid(&open, &Free::all_of(&offer.profile.capacity), &offer).is_ok());
     }
 
     /// 1 core, 1 GiB, no GPU, anywhere, max 10.00/h: our default price is 0.11.

@@ -90,6 +90,8 @@ pub struct LeasesConfig {
     /// Opens manifests sealed to this provider's registered encryption key.
     pub encryption_secret: EncryptionSecret,
     pub retention: Retention,
+    /// Whose jobs runtimes without isolation take (see [`crate::policy`]).
+    pub policy: crate::policy::TenantPolicy,
 }
 
 /// Why a lease request could not be served. The server maps each to a status and an
@@ -453,6 +455,15 @@ impl Leases {
             );
             return Err(self.reject_manifest(lease, why));
         };
+        if !self.config.policy.allows(spec.runtime(), record.tenant) {
+            let why = format!(
+                "this provider's {} runtime cannot isolate workloads (no sandbox on this \
+                 machine), so it runs only its operator's own jobs; submit it with run.image, \
+                 or to another provider",
+                spec.runtime().as_str()
+            );
+            return Err(self.reject_manifest(lease, why));
+        }
         if spec.outputs && spec.output_key.is_none() {
             let why = "it asks for outputs but names no output_key to seal them to; submit it \
                        with a gpunet that seals outputs"

@@ -17,6 +17,7 @@ pub mod health;
 pub mod leases;
 pub mod machine;
 pub mod outputs;
+pub mod policy;
 pub mod pricing;
 mod reconcile;
 pub mod record;
@@ -38,6 +39,7 @@ pub use bidding::{NoBid, Offer, free_capacity, plan_bid, plan_bid_on_terms};
 pub use chain::{Chain, ChainError, NodeChain};
 pub use drivers::Drivers;
 pub use leases::{Leases, LeasesConfig, MANIFEST_TIMEOUT, Retention};
+pub use policy::TenantPolicy;
 pub use pricing::Pricing;
 
 /// How long registering or updating the provider may take to be included.
@@ -70,6 +72,9 @@ pub struct AgentConfig {
     pub drivers: Vec<Arc<dyn Driver>>,
     /// How long ended leases' logs, records and outputs are kept.
     pub retention: Retention,
+    /// Accounts whose jobs may run on a driver that cannot isolate them (the process runtime
+    /// where no sandbox can be had): the operator's own. Nobody else's job ever does.
+    pub trusted_tenants: BTreeSet<Address>,
 }
 
 /// Why the agent could not start.
@@ -121,6 +126,7 @@ pub struct AgentHandle {
     endpoint: String,
     address: Address,
     runtimes: Vec<Runtime>,
+    unisolated: BTreeSet<Runtime>,
     leases: Arc<Leases>,
     server: JoinHandle<()>,
     server_stop: oneshot::Sender<()>,
@@ -150,6 +156,12 @@ impl AgentHandle {
     /// The runtimes registered on chain: those of the drivers that were usable at start.
     pub fn runtimes(&self) -> &[Runtime] {
         &self.runtimes
+    }
+
+    /// The runtimes that cannot isolate workloads here (process without a sandbox): they run
+    /// only the trusted tenants' jobs.
+    pub fn unisolated_runtimes(&self) -> &BTreeSet<Runtime> {
+        &self.unisolated
     }
 
     /// The leases this agent holds.
@@ -187,8 +199,25 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         gpunet_client::load_or_create_encryption_secret(&data_dir.join(ENCRYPTION_KEY_FILE))
             .map_err(|source| AgentError::EncryptionKey { source })?;
 
-    let drivers = usable_drivers(&config.drivers).await?;
+    let (drivers, unisolated) = usable_drivers(&config.drivers).await?;
     let runtimes = drivers.runtimes();
+    let policy = TenantPolicy {
+        unisolated,
+        trusted_tenants: config.trusted_tenants.clone(),
+    };
+    let unisolated = policy.unisolated.clone();
+    for runtime in &policy.unisolated {
+        let trusted: Vec<String> = policy
+            .trusted_tenants
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        tracing::warn!(
+            runtime = runtime.as_str(),
+            trusted = ?trusted,
+            "this runtime cannot isolate workloads here: it runs jobs only for the trusted tenants (none: no one's)"
+        );
+    }
 
     let discover_dir = data_dir.clone();
     let machine_info = tokio::task::spawn_blocking(move || gpunet_runtime::discover(&discover_dir))
@@ -252,6 +281,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             manifest_timeout: MANIFEST_TIMEOUT,
             encryption_secret,
             retention: config.retention,
+            policy: policy.clone(),
         },
         Arc::new(NodeChain::new(Arc::clone(&client))),
         drivers,
@@ -280,6 +310,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             provider: address,
             profile,
             pricing: config.pricing,
+            policy,
         },
         bid_on: BTreeSet::new(),
     };
@@ -289,6 +320,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         endpoint,
         address,
         runtimes,
+        unisolated,
         leases,
         server,
         server_stop,
@@ -296,17 +328,24 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     })
 }
 
-/// Fingerprints each driver and keeps the usable ones. A driver that is not usable is logged
-/// and left out (its runtime is not offered); if none is usable, the last failure is the error.
-async fn usable_drivers(configured: &[Arc<dyn Driver>]) -> Result<Drivers, AgentError> {
+/// Fingerprints each driver and keeps the usable ones, with the runtimes of those that do not
+/// isolate workloads. A driver that is not usable is logged and left out (its runtime is not
+/// offered); if none is usable, the last failure is the error.
+async fn usable_drivers(
+    configured: &[Arc<dyn Driver>],
+) -> Result<(Drivers, BTreeSet<Runtime>), AgentError> {
     let mut drivers = Drivers::new();
+    let mut unisolated = BTreeSet::new();
     let mut failure = None;
     for driver in configured {
         let name = driver.name();
         match driver.fingerprint().await {
             Ok(info) => {
-                if drivers.add(Arc::clone(driver)).is_none() {
+                let Some(runtime) = drivers.add(Arc::clone(driver)) else {
                     return Err(AgentError::UnknownRuntime { driver: name });
+                };
+                if !info.isolated {
+                    unisolated.insert(runtime);
                 }
                 tracing::info!(driver = %info.name, version = %info.version, detail = %info.detail, "driver ready");
             }
@@ -323,7 +362,7 @@ async fn usable_drivers(configured: &[Arc<dyn Driver>]) -> Result<Drivers, Agent
         return Err(failure.unwrap_or(AgentError::NoDriver));
     }
     tracing::info!(runtimes = ?drivers.runtimes(), "offering runtimes");
-    Ok(drivers)
+    Ok((drivers, unisolated))
 }
 
 /// Registers the provider, or updates its profile if it differs from what is on chain.

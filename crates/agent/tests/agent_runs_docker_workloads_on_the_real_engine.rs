@@ -206,6 +206,7 @@ impl World {
                 manifest_timeout: Duration::from_secs(60),
                 encryption_secret: self.secret.clone(),
                 retention: Retention::default(),
+                policy: gpunet_agent::TenantPolicy::default(),
             },
             chain,
             drivers,

@@ -210,6 +210,26 @@ fn start_leases(
     driver: &Arc<FakeDriver>,
     manifest_timeout: Duration,
 ) -> Arc<Leases> {
+    start_leases_with_policy(
+        data_dir,
+        provider,
+        encryption_secret,
+        chain,
+        driver,
+        manifest_timeout,
+        gpunet_agent::TenantPolicy::default(),
+    )
+}
+
+fn start_leases_with_policy(
+    data_dir: &std::path::Path,
+    provider: Address,
+    encryption_secret: &EncryptionSecret,
+    chain: &Arc<StubChain>,
+    driver: &Arc<FakeDriver>,
+    manifest_timeout: Duration,
+    policy: gpunet_agent::TenantPolicy,
+) -> Arc<Leases> {
     let chain: Arc<dyn Chain> = chain.clone();
     let driver: Arc<dyn Driver> = driver.clone();
     Leases::new(
@@ -220,6 +240,7 @@ fn start_leases(
             manifest_timeout,
             encryption_secret: encryption_secret.clone(),
             retention: Retention::default(),
+            policy,
         },
         chain,
         Drivers::single(driver).expect("the fake driver runs processes"),
@@ -507,6 +528,45 @@ async fn a_manifest_asking_for_outputs_without_an_output_key_is_rejected() {
         .expect_err("refused");
     assert_eq!(api_error(err), (400, "manifest_invalid".to_owned()));
     assert!(w.driver.started_specs().is_empty());
+    wait_for("the lease to be rejected", || {
+        !completions(&w.chain).is_empty()
+    })
+    .await;
+    assert_eq!(
+        completions(&w.chain),
+        vec![WorkloadOutcome::ManifestRejected]
+    );
+}
+
+#[tokio::test]
+async fn a_strangers_manifest_for_a_runtime_without_isolation_is_rejected_and_nothing_starts() {
+    let w = world(FakeDriver::new(), Duration::from_secs(60)).await;
+    // The same lease, served by an agent whose process runtime has no sandbox and which trusts
+    // someone else.
+    let secret = gpunet_client::sealing::random_secret();
+    let policy = gpunet_agent::TenantPolicy {
+        unisolated: std::collections::BTreeSet::from([gpunet_protocol::Runtime::Process]),
+        trusted_tenants: std::collections::BTreeSet::from([Address([7; 32])]),
+    };
+    let provider = w.chain.leases[&LEASE].provider;
+    let leases = start_leases_with_policy(
+        &w.data_dir.join("unsandboxed"),
+        provider,
+        &secret,
+        &w.chain,
+        &w.driver,
+        Duration::from_secs(60),
+        policy,
+    );
+    let endpoint = serve(&leases).await;
+    let tenant = ProviderClient::new(&endpoint, w.tenant.clone());
+    let err = tenant
+        .deliver_manifest(LEASE, &secret.public(), &w.manifest)
+        .await
+        .expect_err("refused");
+    let (status, name) = api_error(err);
+    assert_eq!((status, name.as_str()), (400, "manifest_invalid"));
+    assert!(w.driver.started_specs().is_empty(), "nothing may start");
     wait_for("the lease to be rejected", || {
         !completions(&w.chain).is_empty()
     })

@@ -135,9 +135,14 @@ impl DevNet {
         .await
         .context("starting the validator")?;
         let api = format!("http://{}", node.api_addr());
-        let agent = gpunet_agent::start(start_agent_config(api.clone(), provider, &home))
-            .await
-            .context("starting the provider agent")?;
+        let agent = gpunet_agent::start(start_agent_config(
+            api.clone(),
+            provider,
+            tenant.address(),
+            &home,
+        ))
+        .await
+        .context("starting the provider agent")?;
         let api_file = ApiFile {
             api: api.clone(),
             tenant_key: tenant_key_path(&home),
@@ -156,9 +161,24 @@ impl DevNet {
         })
     }
 
-    /// The runtimes the provider offers, e.g. `process, docker`.
+    /// The runtimes the provider offers, e.g. `process, docker`, each unsandboxed one marked.
     pub fn runtimes_shown(&self) -> String {
-        let names: Vec<&str> = self.agent.runtimes().iter().map(|r| r.as_str()).collect();
+        let unisolated = self.agent.unisolated_runtimes();
+        let names: Vec<String> = self
+            .agent
+            .runtimes()
+            .iter()
+            .map(|r| {
+                if unisolated.contains(r) {
+                    format!(
+                        "{} (no sandbox on this machine: this network's own tenant only)",
+                        r.as_str()
+                    )
+                } else {
+                    r.as_str().to_owned()
+                }
+            })
+            .collect();
         names.join(", ")
     }
 
@@ -304,7 +324,16 @@ fn die_with_parent(command: &mut std::process::Command) {
     }
 }
 
-fn start_agent_config(node_api: String, provider: KeyFile, home: &Path) -> AgentConfig {
+/// The dev network's agent: process jobs in the sandbox (the whole home — keys, chain, the
+/// agent's data — hidden from them); where this machine allows no sandbox, process jobs of the
+/// dev network's own tenant only.
+fn start_agent_config(
+    node_api: String,
+    provider: KeyFile,
+    tenant: gpunet_protocol::Address,
+    home: &Path,
+) -> AgentConfig {
+    let protected = std::path::absolute(home).unwrap_or_else(|_| home.to_path_buf());
     AgentConfig {
         node_api,
         key: provider,
@@ -317,10 +346,13 @@ fn start_agent_config(node_api: String, provider: KeyFile, home: &Path) -> Agent
         // Docker is offered when the engine answers (the agent fingerprints each driver and
         // registers the usable ones); otherwise only processes.
         drivers: vec![
-            Arc::new(gpunet_runtime::ProcessDriver::new()),
+            Arc::new(gpunet_runtime::ProcessDriver::with_protected_paths(vec![
+                protected,
+            ])),
             Arc::new(gpunet_runtime::DockerDriver::new()),
         ],
         retention: Retention::default(),
+        trusted_tenants: std::collections::BTreeSet::from([tenant]),
     }
 }
 
@@ -441,9 +473,14 @@ impl MultiDevNet {
         let tenant = KeyFile::load(&tenant_key_path(&home))?;
         let (validators, apis) =
             spawn_validators(&home, &genesis, std::time::Duration::from_secs(60)).await?;
-        let agent = gpunet_agent::start(start_agent_config(apis[0].clone(), provider, &home))
-            .await
-            .context("starting the provider agent")?;
+        let agent = gpunet_agent::start(start_agent_config(
+            apis[0].clone(),
+            provider,
+            tenant.address(),
+            &home,
+        ))
+        .await
+        .context("starting the provider agent")?;
         let api_file = ApiFile {
             api: apis[0].clone(),
             tenant_key: tenant_key_path(&home),

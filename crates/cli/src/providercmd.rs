@@ -64,6 +64,11 @@ pub struct StartArgs {
     /// Do not offer the docker runtime even when a Docker Engine answers.
     #[arg(long)]
     pub no_docker: bool,
+    /// An account (gpn1…) whose process jobs may run even where this machine allows no
+    /// sandbox, e.g. your own tenant; repeat for several. Others' process jobs always run
+    /// sandboxed, or not at all.
+    #[arg(long = "trust-tenant", value_name = "ADDRESS")]
+    pub trust_tenants: Vec<String>,
 }
 
 fn amount(flag: &str, value: &str) -> Result<Amount> {
@@ -96,8 +101,31 @@ async fn start(a: StartArgs) -> Result<()> {
         default_per_gpu_hour: amount("gpu-hour", &a.gpu_hour)?,
         ..Pricing::default()
     };
-    let mut drivers: Vec<Arc<dyn gpunet_runtime::Driver>> =
-        vec![Arc::new(gpunet_runtime::ProcessDriver::new())];
+    let mut trusted_tenants = std::collections::BTreeSet::new();
+    for text in &a.trust_tenants {
+        let address: gpunet_protocol::Address = text.parse().map_err(|e| {
+            anyhow::anyhow!("--trust-tenant {text:?} is not an address ({e}); give a gpn1… address, e.g. from `gpunet wallet address`")
+        })?;
+        trusted_tenants.insert(address);
+    }
+    // The agent's data and its key stay hidden inside every sandbox.
+    let protected = [a.data.clone(), a.key.clone()]
+        .into_iter()
+        .map(|p| std::path::absolute(&p).unwrap_or(p))
+        .collect();
+    let process = gpunet_runtime::ProcessDriver::with_protected_paths(protected);
+    match process.isolation() {
+        gpunet_runtime::Isolation::Sandboxed { detail } => println!("process jobs: {detail}"),
+        gpunet_runtime::Isolation::Unsandboxed { reason } => println!(
+            "process jobs: no sandbox on this machine ({reason}); they run only for --trust-tenant accounts ({})",
+            if trusted_tenants.is_empty() {
+                "none given: no one's".to_owned()
+            } else {
+                a.trust_tenants.join(", ")
+            }
+        ),
+    }
+    let mut drivers: Vec<Arc<dyn gpunet_runtime::Driver>> = vec![Arc::new(process)];
     if !a.no_docker {
         // Fingerprinted at start: offered only when the engine answers.
         drivers.push(Arc::new(gpunet_runtime::DockerDriver::new()));
@@ -113,6 +141,7 @@ async fn start(a: StartArgs) -> Result<()> {
         stake: amount("stake", &a.stake)?,
         drivers,
         retention: Retention::default(),
+        trusted_tenants,
     })
     .await
     .with_context(|| format!("starting the provider agent against {}", a.api))?;

@@ -358,6 +358,7 @@ impl Driver for DockerDriver {
                 version.arch.unwrap_or_else(unknown),
                 version.kernel_version.unwrap_or_else(unknown),
             ),
+            isolated: true,
         })
     }
 

@@ -15,6 +15,9 @@ pub struct DriverInfo {
     pub version: String,
     /// Free-form facts worth logging (kernel release, engine version).
     pub detail: String,
+    /// Whether workloads are walled off from the host and from each other (a container, or
+    /// the process sandbox). The agent runs a stranger's job only on an isolating driver.
+    pub isolated: bool,
 }
 
 /// What [`Driver::recover`] found for a workload persisted before an agent restart.

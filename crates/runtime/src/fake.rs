@@ -175,6 +175,7 @@ impl Driver for FakeDriver {
                 name: FAKE_DRIVER_NAME.into(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 detail: "runs nothing".into(),
+                isolated: true,
             }),
         }
     }

@@ -74,8 +74,7 @@ use crate::sandbox::{Isolation, Sandbox, SandboxedRun};
 use crate::sys::{self, ChildLimits};
 use crate::workload::{
     ExitOutcome, ExitReason, LogChunk, NetworkMode, Usage, WorkloadHandle, WorkloadSpec,
-    create_workload_dirs, log_path, open_log, outputs_dir, remove_work_dir, request_stop,
-    work_dir,
+    create_workload_dirs, log_path, open_log, outputs_dir, remove_work_dir, request_stop, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -221,6 +220,7 @@ impl Driver for ProcessDriver {
                     "linux kernel {kernel}; no sandbox ({reason}): rlimits and a process group only"
                 ),
             },
+            isolated: self.isolation.is_sandboxed(),
         })
     }
 
