@@ -64,10 +64,10 @@ pub struct StartArgs {
     /// Do not offer the docker runtime even when a Docker Engine answers.
     #[arg(long)]
     pub no_docker: bool,
-    /// An account (gpn1…) whose process jobs may run even where this machine allows no
-    /// sandbox, e.g. your own tenant; repeat for several. Others' process jobs always run
-    /// sandboxed, or not at all.
-    #[arg(long = "trust-tenant", value_name = "ADDRESS")]
+    /// An account whose process jobs may run even where this machine allows no sandbox, e.g.
+    /// your own tenant: its address (gpn1…) or its key file; repeat for several. Others'
+    /// process jobs always run sandboxed, or not at all.
+    #[arg(long = "trust-tenant", value_name = "ADDRESS|KEY_FILE")]
     pub trust_tenants: Vec<String>,
 }
 
@@ -103,9 +103,19 @@ async fn start(a: StartArgs) -> Result<()> {
     };
     let mut trusted_tenants = std::collections::BTreeSet::new();
     for text in &a.trust_tenants {
-        let address: gpunet_protocol::Address = text.parse().map_err(|e| {
-            anyhow::anyhow!("--trust-tenant {text:?} is not an address ({e}); give a gpn1… address, e.g. from `gpunet wallet address`")
-        })?;
+        let address = match text.parse::<gpunet_protocol::Address>() {
+            Ok(address) => address,
+            Err(_) if std::path::Path::new(text).is_file() => {
+                KeyFile::load(std::path::Path::new(text))
+                    .with_context(|| {
+                        format!("--trust-tenant {text}: reading the tenant's key file")
+                    })?
+                    .address()
+            }
+            Err(e) => anyhow::bail!(
+                "--trust-tenant {text:?} is neither an address ({e}) nor a key file; give a gpn1… address or the path of the tenant's key"
+            ),
+        };
         trusted_tenants.insert(address);
     }
     // The agent's data and its key stay hidden inside every sandbox.

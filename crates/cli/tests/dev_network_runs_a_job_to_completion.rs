@@ -2,7 +2,9 @@
 //! provider agent running workloads as real processes, and a funded tenant. A job goes through
 //! the whole market and the bill is exact to the micro-unit.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use gpunet::devnet::{DevNet, DevOptions};
 use gpunet::jobs;
@@ -13,23 +15,6 @@ use gpunet_protocol::jobspec::JobSpec;
 use gpunet_protocol::{Amount, Denom, LeaseEndReason};
 
 const HELLO: &str = include_str!("../../../examples/jobs/hello.yaml");
-
-async fn wait_for_provider(client: &NodeClient) {
-    let start = Instant::now();
-    while client
-        .providers()
-        .await
-        .expect("providers")
-        .providers
-        .is_empty()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "provider never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_job_runs_to_completion_and_the_bill_is_exact() {
@@ -42,7 +27,7 @@ async fn hello_job_runs_to_completion_and_the_bill_is_exact() {
     .await
     .expect("dev network starts");
     let reader = NodeClient::new(&net.api);
-    wait_for_provider(&reader).await;
+    common::wait_for_provider(&reader, Duration::from_secs(30)).await;
 
     let tenant = net.tenant.address();
     let before = reader.account(&tenant).await.expect("account");

@@ -3,6 +3,8 @@
 //! completion, and all four validators have the same state root at the height where it ended.
 //! SIGTERM to `gpunet dev` stops every validator.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,19 +48,6 @@ fn terminate(c: &Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &c.id().to_string()])
         .status();
-}
-
-async fn wait_for_provider(client: &NodeClient) {
-    let start = Instant::now();
-    while client
-        .providers()
-        .await
-        .map(|p| p.providers.is_empty())
-        .unwrap_or(true)
-    {
-        assert!(start.elapsed() < PATIENCE, "provider never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn root_at(http: &reqwest::Client, api: &str, h: u64) -> Option<String> {
@@ -123,7 +112,7 @@ async fn dev_with_four_validators_runs_a_job_and_they_agree() {
     // The job, through validator 2.
     let tenant = KeyFile::load(&home.join("keys").join("tenant.json")).expect("tenant key");
     let client = NodeClient::new(&apis[2]).with_signer(tenant.clone());
-    wait_for_provider(&client).await;
+    common::wait_for_provider(&client, PATIENCE).await;
     let spec = JobSpec::parse_yaml(HELLO).expect("example parses");
     let followed = tokio::time::timeout(
         PATIENCE,

@@ -11,6 +11,7 @@ use gpunet_runtime::{
     Driver, DriverError, ExitReason, LOG_TRUNCATED_MARKER, ProcessDriver, RecoverState, SpecError,
     WorkloadHandle, WorkloadSpec,
 };
+use gpunet_testkit::procs::processes_with_arg;
 
 /// The driver under test: sandboxed where possible, and required to be when
 /// `GPUNET_REQUIRE_SANDBOX=1`.
@@ -52,32 +53,6 @@ async fn all_logs(driver: &ProcessDriver, handle: &WorkloadHandle) -> Vec<u8> {
         if chunk.data.is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-}
-
-/// Live (not zombie) processes with `arg` among their arguments.
-fn processes_with_arg(arg: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
-                && !process_is_dead(*pid)
-        })
-        .collect()
-}
-
-/// Dead means gone, or a zombie waiting for whoever inherited it.
-fn process_is_dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
     }
 }
 

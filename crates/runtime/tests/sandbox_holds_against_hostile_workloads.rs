@@ -20,6 +20,7 @@ use gpunet_runtime::testimage::{ContainerCleanup, ensure_test_image_with};
 use gpunet_runtime::{
     DockerDriver, Driver, ExitOutcome, ExitReason, ProcessDriver, WorkloadHandle, WorkloadSpec,
 };
+use gpunet_testkit::procs::processes_with_arg;
 
 /// Longest any workload here may take before the test gives up.
 const TEST_WAIT_LIMIT: Duration = Duration::from_secs(90);
@@ -169,25 +170,6 @@ fn everything_it_kept(root: &Path) -> String {
         }
     }
     kept
-}
-
-/// Live (not zombie) processes with `arg` among their arguments, seen from the host.
-fn processes_with_arg(arg: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_owned()))
-                .is_some_and(|r| !r.starts_with(['Z', 'X']));
-            alive && args.split(|b| *b == 0).any(|a| a == arg.as_bytes())
-        })
-        .collect()
 }
 
 #[tokio::test]
