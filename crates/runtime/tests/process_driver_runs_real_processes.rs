@@ -469,7 +469,7 @@ async fn a_workloads_directories_are_0700_and_its_log_0600() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("leases/42");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let handle = driver.start(&spec(&root, "echo hi")).await.expect("starts");
     driver.wait(&handle).await.expect("waits");
     let mode = |path: &Path| std::fs::metadata(path).expect("stat").permissions().mode() & 0o777;
@@ -492,7 +492,7 @@ const MANY_FILES: &str = r#"i=0; while [ $i -lt 400 ]; do head -c 1048576 /dev/z
 #[tokio::test]
 async fn a_workload_writing_past_its_disk_limit_in_many_files_ends_disk_exceeded() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let mut s = spec(dir.path(), MANY_FILES);
     s.disk_mib = Some(8);
     let began = Instant::now();
@@ -518,7 +518,7 @@ async fn a_workload_writing_past_its_disk_limit_in_many_files_ends_disk_exceeded
 #[tokio::test]
 async fn one_file_larger_than_the_disk_limit_is_cut_off_by_the_file_size_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let mut s = spec(
         dir.path(),
         // The writer is the main process, as in most jobs: SIGXFSZ ends it at 4 MiB.
@@ -536,7 +536,7 @@ async fn one_file_larger_than_the_disk_limit_is_cut_off_by_the_file_size_limit()
 #[tokio::test]
 async fn a_workload_under_its_disk_limit_completes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let driver = ProcessDriver::new();
+    let driver = driver();
     let mut s = spec(
         dir.path(),
         r#"head -c 2097152 /dev/zero > "$GPUNET_OUTPUTS/two"; sleep 1.5; echo done"#,

@@ -4,7 +4,8 @@
 //!
 //! The attacks: reading the agent's keys and data (also by hard link and through `/proc`),
 //! reading another lease's environment and files, a process that outlives its lease, reaching
-//! a service on the host's loopback without egress, forking past the process limit, and — for
+//! a service on the host's loopback without egress, forking past the process limit, filling the
+//! disk past `resources.disk`, and — for
 //! the sandbox — writing system directories, making namespaces, mounting, and keeping a
 //! capability, and using more CPU than its share.
 //!
@@ -556,4 +557,46 @@ async fn a_sandboxed_busy_loop_is_held_to_its_cpu_share() {
         "{ticks} ticks of CPU in 3 s at 0.2 cores: {log}"
     );
     assert!(ticks > 0, "{log}");
+}
+
+#[tokio::test]
+async fn filling_the_disk_past_its_limit_ends_the_lease_disk_exceeded() {
+    for target in targets("disk").await {
+        let data = AgentData::new();
+        let id = workload_id(&target, "disk");
+        let _cleanup = ContainerCleanup::new(&id);
+        let root = data.lease_root(&id);
+        // 1 MiB files, each under any file size limit, into both of its writable directories.
+        let script = r#"
+            i=0
+            while [ $i -lt 300 ]; do
+                head -c 1048576 /dev/zero > "$GPUNET_OUTPUTS/o$i"
+                head -c 1048576 /dev/zero > "./w$i" 2>/dev/null
+                i=$((i+1)); sleep 0.02
+            done
+            echo survived
+        "#;
+        let mut spec = target.spec(&id, &root, script);
+        spec.disk_mib = Some(8);
+        let driver = target.driver();
+        let handle = driver.start(&spec).await.expect("starts");
+        let outcome = wait(driver, &handle).await;
+        let kept = everything_it_kept(&root);
+        assert_eq!(
+            outcome.reason,
+            ExitReason::DiskExceeded,
+            "{}: {outcome:?}",
+            target.name()
+        );
+        assert!(!kept.contains("survived"), "{}", target.name());
+        let written = std::fs::read_dir(root.join("outputs"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert!(
+            written < 200,
+            "{}: {written} MiB written against a limit of 8",
+            target.name()
+        );
+        assert!(data.keys_untouched());
+    }
 }
