@@ -123,6 +123,35 @@ pub enum LeaseError {
         "the manifest's BLAKE3 is {got}, but the order commits to {expected}; send the manifest the order was created with"
     )]
     HashMismatch { expected: Hash, got: Hash },
+    #[error("the sealed inputs are {bytes} bytes; the limit is {max} bytes")]
+    InputsTooLarge { bytes: usize, max: usize },
+    #[error(
+        "the inputs cannot be opened with this provider's key: {source}; seal them to the \
+         encryption_key this provider registered on chain, for this lease"
+    )]
+    InputsUnreadable {
+        #[source]
+        source: SealError,
+    },
+    #[error(
+        "the manifest names inputs, but none were delivered; send them first (PUT /v1/leases/{lease}/inputs), then the manifest again"
+    )]
+    InputsMissing { lease: LeaseId },
+    #[error(
+        "the inputs delivered ({got}, {got_bytes} bytes) are not those the manifest commits to \
+         ({expected}, {expected_bytes} bytes); they were dropped: send the inputs the order was made for, then the manifest again"
+    )]
+    InputsMismatch {
+        expected: Hash,
+        expected_bytes: u64,
+        got: Hash,
+        got_bytes: u64,
+    },
+    #[error("cannot keep the inputs: {source}")]
+    InputsStore {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the manifest was already received; the lease is {state:?}")]
     AlreadyReceived { state: WorkloadState },
     #[error("lease {lease} has ended")]
@@ -412,6 +441,74 @@ impl Leases {
         Ok(view.tenant)
     }
 
+    /// Takes the tenant's sealed inputs for `lease` (before its manifest): opens them with this
+    /// provider's secret and keeps them, owner-only, until the manifest says what they must be.
+    pub async fn deliver_inputs(
+        self: &Arc<Self>,
+        lease: LeaseId,
+        sealed: &[u8],
+    ) -> Result<(), LeaseError> {
+        let max = gpunet_protocol::sealed::sealed_len(gpunet_protocol::inputs::MAX_INPUTS_BYTES);
+        if sealed.len() as u64 > max {
+            return Err(LeaseError::InputsTooLarge {
+                bytes: sealed.len(),
+                max: usize::try_from(max).unwrap_or(usize::MAX),
+            });
+        }
+        let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
+        check_awaiting(&record)?;
+        let ctx = SealContext {
+            purpose: Purpose::Inputs,
+            lease,
+        };
+        let archive = gpunet_protocol::sealed::open(&self.config.encryption_secret, ctx, sealed)
+            .map_err(|source| LeaseError::InputsUnreadable { source })?;
+        let dir = lease_dir(&self.config.data_dir, lease);
+        gpunet_files::create_private_dir_all(&dir)
+            .and_then(|()| gpunet_files::write_private(&staged_inputs_path(&dir), &archive))
+            .map_err(|source| LeaseError::InputsStore { source })?;
+        tracing::info!(%lease, bytes = archive.len(), "inputs received");
+        Ok(())
+    }
+
+    /// The staged inputs of `lease`, checked against what `spec` commits to and written out
+    /// under the lease's `inputs/` (read-only to the workload: `/inputs`, `$GPUNET_INPUTS`).
+    /// Mismatching inputs are dropped, so the tenant can send the right ones.
+    fn place_inputs(&self, lease: LeaseId, spec: &JobSpec) -> Result<(), InputsProblem> {
+        let Some(expected) = spec.inputs_archive else {
+            return Err(InputsProblem::Invalid(
+                "it lists inputs but carries no inputs_archive; submit it with a gpunet that packs inputs".into(),
+            ));
+        };
+        let dir = lease_dir(&self.config.data_dir, lease);
+        let staged = staged_inputs_path(&dir);
+        let archive = match std::fs::read(&staged) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(InputsProblem::Retry(LeaseError::InputsMissing { lease }));
+            }
+            Err(source) => return Err(InputsProblem::Retry(LeaseError::InputsStore { source })),
+        };
+        let got = Hash::of(&archive);
+        if got != expected.digest || archive.len() as u64 != expected.bytes {
+            let _ = std::fs::remove_file(&staged);
+            return Err(InputsProblem::Retry(LeaseError::InputsMismatch {
+                expected: expected.digest,
+                expected_bytes: expected.bytes,
+                got,
+                got_bytes: archive.len() as u64,
+            }));
+        }
+        // The tenant committed to these bytes: a malformed archive can never run.
+        let entries = gpunet_protocol::inputs::unpack(&archive)
+            .map_err(|e| InputsProblem::Invalid(format!("its inputs are refused: {e}")))?;
+        let target = dir.join("inputs");
+        write_inputs(&target, &entries)
+            .map_err(|source| InputsProblem::Retry(LeaseError::InputsStore { source }))?;
+        let _ = std::fs::remove_file(&staged);
+        Ok(())
+    }
+
     /// Takes the tenant's sealed manifest for `lease`: opens it with this provider's secret,
     /// checks it against the order's hash, parses it, starts the workload and reports
     /// `StartLease`. A manifest that does not open or has the wrong hash leaves the lease
@@ -463,6 +560,13 @@ impl Leases {
                 spec.runtime().as_str()
             );
             return Err(self.reject_manifest(lease, why));
+        }
+        if !spec.inputs.is_empty() {
+            match self.place_inputs(lease, &spec) {
+                Ok(()) => {}
+                Err(InputsProblem::Retry(error)) => return Err(error),
+                Err(InputsProblem::Invalid(why)) => return Err(self.reject_manifest(lease, why)),
+            }
         }
         if spec.outputs && spec.output_key.is_none() {
             let why = "it asks for outputs but names no output_key to seal them to; submit it \
@@ -1083,6 +1187,51 @@ impl Leases {
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
     }
+}
+
+/// What went wrong placing a lease's inputs: the tenant may try again, or the lease cannot run.
+enum InputsProblem {
+    Retry(LeaseError),
+    Invalid(String),
+}
+
+/// Where a lease's inputs wait, packed, for the manifest.
+fn staged_inputs_path(lease_dir: &Path) -> PathBuf {
+    lease_dir.join("inputs.tar")
+}
+
+/// Writes checked inputs entries under a fresh `target`: directories 0755, files 0644 (0755
+/// executable), each created new — the entries were checked to be relative, without `..` and
+/// without links, and nothing else is in `target`, so nothing can be written outside it.
+fn write_inputs(
+    target: &Path,
+    entries: &[gpunet_protocol::inputs::InputEntry],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    match std::fs::remove_dir_all(target) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::DirBuilder::new().mode(0o755).create(target)?;
+    for entry in entries {
+        let path = target.join(&entry.path);
+        match &entry.kind {
+            gpunet_protocol::inputs::InputKind::Dir => {
+                std::fs::DirBuilder::new().mode(0o755).create(&path)?;
+            }
+            gpunet_protocol::inputs::InputKind::File { bytes, executable } => {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(if *executable { 0o755 } else { 0o644 })
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)?;
+                file.write_all(bytes)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_awaiting(record: &LeaseRecord) -> Result<(), LeaseError> {

@@ -20,7 +20,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use futures::StreamExt;
 use gpunet_api::ErrorBody;
 use gpunet_api::auth::{AuthError, AuthHeaders, NonceBook, verify_request};
@@ -76,6 +76,15 @@ impl From<LeaseError> for ApiError {
                 (StatusCode::BAD_REQUEST, "manifest_unreadable")
             }
             LeaseError::HashMismatch { .. } => (StatusCode::BAD_REQUEST, "manifest_hash_mismatch"),
+            LeaseError::InputsTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "inputs_too_large")
+            }
+            LeaseError::InputsUnreadable { .. } => (StatusCode::BAD_REQUEST, "inputs_unreadable"),
+            LeaseError::InputsMissing { .. } => (StatusCode::CONFLICT, "inputs_missing"),
+            LeaseError::InputsMismatch { .. } => (StatusCode::BAD_REQUEST, "inputs_mismatch"),
+            LeaseError::InputsStore { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "inputs_unstored")
+            }
             LeaseError::AlreadyReceived { .. } => {
                 (StatusCode::CONFLICT, "manifest_already_received")
             }
@@ -112,6 +121,7 @@ pub fn router_with_nonce_book(leases: Arc<Leases>, nonces: NonceBook) -> Router 
     });
     Router::new()
         .route("/v1/leases/{id}/manifest", post(manifest))
+        .route("/v1/leases/{id}/inputs", put(inputs))
         .route("/v1/leases/{id}/status", get(status))
         .route("/v1/leases/{id}/logs", get(logs))
         .route("/v1/leases/{id}/outputs", get(outputs))
@@ -231,6 +241,19 @@ async fn manifest(
     })?;
     let view = leases.deliver_manifest(lease, &bytes).await?;
     Ok(axum::Json(view).into_response())
+}
+
+/// The tenant's sealed inputs, as raw bytes (sealed to this provider, purpose `Inputs`).
+async fn inputs(
+    State(state): State<Arc<AgentState>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let max = gpunet_protocol::sealed::sealed_len(gpunet_protocol::inputs::MAX_INPUTS_BYTES);
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let (lease, body) = authorize(&state, &id, req, max).await?;
+    state.leases.deliver_inputs(lease, &body).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn status(

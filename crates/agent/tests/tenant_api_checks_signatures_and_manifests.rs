@@ -891,3 +891,97 @@ async fn an_ended_leases_directory_is_kept_for_the_retention_period_then_swept()
     assert!(!dir.exists());
     assert!(w.leases.get(LEASE).is_none());
 }
+
+/// A small inputs archive: `train.sh` and `data/x.csv`.
+fn inputs_archive(content: &str) -> Vec<u8> {
+    use gpunet_protocol::inputs::{InputEntry, InputKind, pack};
+    pack(&[
+        InputEntry {
+            path: "train.sh".into(),
+            kind: InputKind::File {
+                bytes: b"cat data/x.csv\n".to_vec(),
+                executable: true,
+            },
+        },
+        InputEntry {
+            path: "data".into(),
+            kind: InputKind::Dir,
+        },
+        InputEntry {
+            path: "data/x.csv".into(),
+            kind: InputKind::File {
+                bytes: content.as_bytes().to_vec(),
+                executable: false,
+            },
+        },
+    ])
+    .expect("packs")
+}
+
+#[tokio::test]
+async fn inputs_must_be_the_ones_the_manifest_commits_to_and_land_read_for_the_workload() {
+    let archive = inputs_archive("1,2,3\n");
+    let committed = archive.clone();
+    let w = world_with(FakeDriver::new(), Duration::from_secs(60), move |spec| {
+        spec.inputs = vec!["train.sh".into(), "data/".into()];
+        spec.inputs_archive = Some(gpunet_protocol::jobspec::InputsArchive {
+            digest: gpunet_protocol::Hash::of(&committed),
+            bytes: committed.len() as u64,
+        });
+    })
+    .await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+
+    // The manifest before its inputs: the tenant is told to send them first; nothing starts.
+    let err = tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect_err("inputs first");
+    assert_eq!(api_error(err), (409, "inputs_missing".to_owned()));
+
+    // Tampered inputs: refused when the manifest comes, dropped, and the lease waits on.
+    tenant
+        .deliver_inputs(LEASE, &w.provider_key, &inputs_archive("6,6,6\n"))
+        .await
+        .expect("sealed inputs are taken");
+    let err = tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect_err("tampered inputs refused");
+    assert_eq!(api_error(err), (400, "inputs_mismatch".to_owned()));
+    assert!(w.driver.started_specs().is_empty(), "nothing may start");
+    assert!(completions(&w.chain).is_empty(), "the lease is not ended");
+
+    // Inputs sealed to someone else do not open.
+    let other = gpunet_client::sealing::random_secret().public();
+    let err = tenant
+        .deliver_inputs(LEASE, &other, &archive)
+        .await
+        .expect_err("not for this provider");
+    assert_eq!(api_error(err), (400, "inputs_unreadable".to_owned()));
+
+    // The right inputs, then the manifest: the workload starts with them in place.
+    tenant
+        .deliver_inputs(LEASE, &w.provider_key, &archive)
+        .await
+        .expect("inputs taken");
+    tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect("the manifest is taken");
+    let started = w.driver.started_specs();
+    assert_eq!(started.len(), 1);
+    let inputs = started[0].root_dir.join("inputs");
+    assert_eq!(
+        std::fs::read_to_string(inputs.join("data/x.csv")).expect("placed"),
+        "1,2,3\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(inputs.join("train.sh")).expect("placed"),
+        "cat data/x.csv\n"
+    );
+    assert!(
+        !started[0].root_dir.join("inputs.tar").exists(),
+        "the staged archive is gone once placed"
+    );
+}

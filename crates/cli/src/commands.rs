@@ -377,10 +377,19 @@ pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()>
 pub async fn job(cmd: JobCmd) -> Result<()> {
     match cmd {
         JobCmd::Submit { spec, wait, conn } => {
-            let spec = jobs::read_spec(&spec)?;
+            let spec_path = spec;
+            let spec = jobs::read_spec(&spec_path)?;
             let (client, key) = signed_client(&conn)?;
             let progress = Progress::new(conn.json);
-            let f = jobs::submit_and_follow(&client, &key, &spec, wait, &progress).await;
+            // Inputs are named relative to the spec file.
+            let base = spec_path.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            });
+            let f = jobs::submit_and_follow_in(&client, &key, &spec, base, wait, &progress).await;
             progress.finish();
             let f = f?;
             if conn.json {

@@ -45,12 +45,37 @@ pub struct Followed {
 /// The spec as it is submitted: with a fresh random salt, and `key`'s output key for the
 /// provider to seal outputs to.
 pub fn prepare_submission(spec: &JobSpec, key: &KeyFile) -> Result<JobSpec> {
+    Ok(prepare_submission_in(spec, key, None)?.0)
+}
+
+/// As [`prepare_submission`], and the spec's `inputs` read below `base` (the spec file's
+/// directory) and packed: the spec commits to the archive's digest, and the archive is what to
+/// deliver to the provider.
+pub fn prepare_submission_in(
+    spec: &JobSpec,
+    key: &KeyFile,
+    base: Option<&Path>,
+) -> Result<(JobSpec, Option<Vec<u8>>)> {
     let mut spec = spec.clone();
     spec.salt = Some(gpunet_client::sealing::random_salt());
     spec.output_key = Some(key.output_secret().public());
+    let archive = if spec.inputs.is_empty() {
+        None
+    } else {
+        let base = base.context(
+            "the spec lists inputs, which are read relative to the spec file; submit it from a file",
+        )?;
+        let archive = gpunet_client::inputs::pack_inputs(base, &spec.inputs)
+            .map_err(|e| anyhow::anyhow!("the job's inputs cannot be sent: {e}"))?;
+        spec.inputs_archive = Some(gpunet_protocol::jobspec::InputsArchive {
+            digest: gpunet_protocol::Hash::of(&archive),
+            bytes: archive.len() as u64,
+        });
+        Some(archive)
+    };
     spec.validate()
         .map_err(|e| anyhow::anyhow!("the job spec cannot be submitted: {e}"))?;
-    Ok(spec)
+    Ok((spec, archive))
 }
 
 /// The encryption key `provider` registered on chain: manifests are sealed to it.
@@ -75,8 +100,28 @@ pub async fn submit_and_follow(
     until_done: bool,
     progress: &Progress,
 ) -> Result<Followed> {
+    submit_and_follow_in(client, key, spec, None, until_done, progress).await
+}
+
+/// As [`submit_and_follow`], reading the spec's inputs below `base` (the spec file's
+/// directory) and delivering them to the provider before the manifest.
+pub async fn submit_and_follow_in(
+    client: &NodeClient,
+    key: &KeyFile,
+    spec: &JobSpec,
+    base: Option<&Path>,
+    until_done: bool,
+    progress: &Progress,
+) -> Result<Followed> {
     let started = Instant::now();
-    let spec = &prepare_submission(spec, key)?;
+    let (spec, inputs) = prepare_submission_in(spec, key, base)?;
+    let spec = &spec;
+    if let Some(archive) = &inputs {
+        progress.stage(&format!(
+            "inputs packed: {} bytes, sent sealed to the provider once leased",
+            archive.len()
+        ));
+    }
     progress.status("submitting order");
     let view = client
         .send_and_wait(
@@ -104,7 +149,7 @@ pub async fn submit_and_follow(
         client,
         key,
         order_id,
-        Some(spec),
+        Some((spec, inputs.as_deref())),
         until_done,
         started,
         progress,
@@ -112,16 +157,22 @@ pub async fn submit_and_follow(
     .await
 }
 
-/// Follows an order; delivers `spec`'s manifest when a lease appears (if given).
+/// Follows an order; delivers `spec`'s inputs (if any) and manifest when a lease appears (if
+/// given).
 pub async fn follow(
     client: &NodeClient,
     key: &KeyFile,
     order_id: OrderId,
-    spec: Option<&JobSpec>,
+    spec: Option<(&JobSpec, Option<&[u8]>)>,
     until_done: bool,
     started: Instant,
     progress: &Progress,
 ) -> Result<Followed> {
+    let (spec, inputs) = match spec {
+        Some((spec, inputs)) => (Some(spec), inputs),
+        None => (None, None),
+    };
+    let mut inputs_delivered = inputs.is_none();
     let mut seen_bids = 0usize;
     let mut delivered = false;
     let mut manifest_attempts = 0u32;
@@ -173,6 +224,23 @@ pub async fn follow(
                     }
                 };
                 let pc = ProviderClient::new(&lease.provider_endpoint, key.clone());
+                if let (Some(archive), false) = (inputs, inputs_delivered) {
+                    progress.status("sending the sealed inputs to the provider");
+                    match pc.deliver_inputs(lease.id, &provider_key, archive).await {
+                        Ok(()) => {
+                            inputs_delivered = true;
+                            progress.stage("inputs delivered");
+                        }
+                        Err(e) => {
+                            manifest_attempts += 1;
+                            if manifest_attempts >= MANIFEST_ATTEMPTS {
+                                return Err(e).context("the provider would not take the inputs");
+                            }
+                            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+                            continue;
+                        }
+                    }
+                }
                 match pc
                     .deliver_manifest(lease.id, &provider_key, &spec.manifest_bytes())
                     .await

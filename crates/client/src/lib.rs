@@ -2,6 +2,7 @@
 //! HTTP calls, a transaction signer that fetches nonces and fees, key files, and a reader for
 //! the node's event stream, and the randomness behind sealed manifests and outputs.
 
+pub mod inputs;
 pub mod keys;
 mod node;
 mod provider;

@@ -39,6 +39,17 @@ impl ProviderClient {
         path: &str,
         body: Vec<u8>,
     ) -> Result<reqwest::Response, ClientError> {
+        self.send_typed(method, path, body, "application/json")
+            .await
+    }
+
+    async fn send_typed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &'static str,
+    ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self
             .http
@@ -50,7 +61,7 @@ impl ProviderClient {
             req = req.header(name, value);
         }
         if !body.is_empty() {
-            req = req.header("content-type", "application/json").body(body);
+            req = req.header("content-type", content_type).body(body);
         }
         req.send()
             .await
@@ -91,6 +102,49 @@ impl ProviderClient {
         .expect("a manifest delivery always serialises");
         let resp = self.send(reqwest::Method::POST, &path, body).await?;
         decode(&format!("{}{}", self.base, path), resp).await
+    }
+
+    /// Seals the packed inputs (`gpunet_protocol::inputs`) for `lease` to `provider_key` and
+    /// sends them; deliver them before the manifest, which commits to their digest.
+    pub async fn deliver_inputs(
+        &self,
+        lease: LeaseId,
+        provider_key: &EncryptionKey,
+        archive: &[u8],
+    ) -> Result<(), ClientError> {
+        let ctx = SealContext {
+            purpose: Purpose::Inputs,
+            lease,
+        };
+        let sealed = crate::sealing::seal(provider_key, ctx, archive).map_err(|source| {
+            ClientError::Sealed {
+                what: format!("the inputs of lease {lease}"),
+                source,
+            }
+        })?;
+        self.deliver_sealed_inputs(lease, sealed).await
+    }
+
+    /// Sends inputs already sealed for `lease` (a test can send tampered ones).
+    pub async fn deliver_sealed_inputs(
+        &self,
+        lease: LeaseId,
+        sealed: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/leases/{lease}/inputs");
+        let resp = self
+            .send_typed(
+                reqwest::Method::PUT,
+                &path,
+                sealed,
+                "application/octet-stream",
+            )
+            .await?;
+        let url = format!("{}{}", self.base, path);
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        decode::<serde_json::Value>(&url, resp).await.map(|_| ())
     }
 
     pub async fn status(&self, lease: LeaseId) -> Result<WorkloadView, ClientError> {

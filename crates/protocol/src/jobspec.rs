@@ -89,6 +89,16 @@ pub struct JobSpec {
     pub placement: Placement,
     pub pricing: Pricing,
     pub limits: Limits,
+    /// Local files and directories, relative to the spec file, that the CLI packs, seals to
+    /// the winning provider and delivers with the manifest; the job finds them read-only under
+    /// `$GPUNET_INPUTS` with the same relative paths. At most [`MAX_INPUT_PATHS`]; packed, at
+    /// most [`crate::inputs::MAX_INPUTS_BYTES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
+    /// The packed inputs: the archive's BLAKE3 and size, so the provider checks it got exactly
+    /// them. Set by the CLI at submit; not written in the YAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_archive: Option<InputsArchive>,
     /// Collect everything the job writes under `$GPUNET_OUTPUTS`.
     #[serde(default)]
     pub outputs: bool,
@@ -100,6 +110,19 @@ pub struct JobSpec {
     /// by the CLI at submit; not written in the YAML.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<Salt>,
+}
+
+/// Most paths a spec's `inputs` may list (each a file or a whole directory).
+pub const MAX_INPUT_PATHS: usize = 64;
+
+/// What the manifest says of the packed inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputsArchive {
+    /// BLAKE3 of the archive's bytes (before sealing).
+    pub digest: crate::Hash,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// Random bytes mixed into a manifest before it is hashed. JSON shows 64 hex characters.
@@ -467,6 +490,12 @@ impl JobSpec {
                 "is set by gpunet when the job is submitted; remove it",
             ));
         }
+        if spec.inputs_archive.is_some() {
+            return Err(invalid(
+                "inputs_archive",
+                "is set by gpunet when the job is submitted; remove it",
+            ));
+        }
         spec.validate()?;
         Ok(spec)
     }
@@ -514,6 +543,7 @@ impl JobSpec {
         self.placement.validate()?;
         self.pricing.validate()?;
         self.limits.validate()?;
+        self.validate_inputs()?;
         // The shared request rules the ledger applies too; the checks above are stricter, so
         // this only guards against the two drifting apart.
         self.resources().validate().map_err(|e| {
@@ -529,6 +559,49 @@ impl JobSpec {
                      limit; shorten the command or the environment"
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// `inputs`: relative paths inside the spec's directory, a bounded number of them; the
+    /// packed archive (when set) within its limit.
+    fn validate_inputs(&self) -> Result<(), SpecError> {
+        if self.inputs.len() > MAX_INPUT_PATHS {
+            return Err(invalid(
+                "inputs",
+                format!(
+                    "lists {} paths, more than {MAX_INPUT_PATHS}; list directories instead of their files",
+                    self.inputs.len()
+                ),
+            ));
+        }
+        for (i, path) in self.inputs.iter().enumerate() {
+            crate::inputs::check_path(path.trim_end_matches('/')).map_err(|e| {
+                invalid(
+                    format!("inputs[{i}]"),
+                    format!(
+                        "{e}; name files and directories beside the spec file, e.g. train.py or data/"
+                    ),
+                )
+            })?;
+        }
+        if let Some(archive) = &self.inputs_archive {
+            if self.inputs.is_empty() {
+                return Err(invalid(
+                    "inputs_archive",
+                    "is set but the spec lists no inputs",
+                ));
+            }
+            if archive.bytes > crate::inputs::MAX_INPUTS_BYTES {
+                return Err(invalid(
+                    "inputs",
+                    format!(
+                        "pack to {} bytes, over the limit of {} bytes; send less, or fetch large data from inside the job",
+                        archive.bytes,
+                        crate::inputs::MAX_INPUTS_BYTES
+                    ),
+                ));
+            }
         }
         Ok(())
     }

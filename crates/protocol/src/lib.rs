@@ -11,6 +11,7 @@ pub mod amount;
 pub mod block;
 pub mod event;
 pub mod ids;
+pub mod inputs;
 pub mod jobspec;
 pub mod rejection;
 pub mod resources;

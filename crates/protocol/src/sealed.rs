@@ -157,6 +157,8 @@ pub enum Purpose {
     Output,
     /// A slice of a lease's log, sealed by the provider to the tenant.
     Logs,
+    /// A lease's packed inputs (`crate::inputs`), sealed by the tenant to the provider.
+    Inputs,
 }
 
 impl Purpose {
@@ -167,6 +169,7 @@ impl Purpose {
             Purpose::Manifest => "gpunet/sealed/v2/manifest",
             Purpose::Output => "gpunet/sealed/v2/output",
             Purpose::Logs => "gpunet/sealed/v2/logs",
+            Purpose::Inputs => "gpunet/sealed/v2/inputs",
         }
     }
 }

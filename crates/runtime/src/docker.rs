@@ -691,6 +691,7 @@ fn container_body(spec: &WorkloadSpec, image: &str, log_offset_bytes: u64) -> Co
     }];
     let inputs = root.join("inputs");
     if inputs.is_dir() {
+        env.insert("GPUNET_INPUTS".into(), CONTAINER_INPUTS_DIR.into());
         mounts.push(Mount {
             target: Some(CONTAINER_INPUTS_DIR.into()),
             source: Some(inputs.to_string_lossy().into_owned()),

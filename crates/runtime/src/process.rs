@@ -399,6 +399,15 @@ fn build_command(spec: &WorkloadSpec, sandboxed: bool) -> Command {
     }
     // Empty when no GPU is assigned, so a job cannot use GPUs it did not rent.
     command.env("CUDA_VISIBLE_DEVICES", spec.gpu_uuids.join(","));
+    // Inputs the agent placed for the job, read-only in a sandbox.
+    let inputs = crate::workload::inputs_dir(root);
+    if inputs.is_dir() {
+        if sandboxed {
+            command.env("GPUNET_INPUTS", "/inputs");
+        } else {
+            command.env("GPUNET_INPUTS", &inputs);
+        }
+    }
     if sandboxed {
         command
             .env("GPUNET_OUTPUTS", "/outputs")

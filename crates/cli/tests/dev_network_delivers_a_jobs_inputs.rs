@@ -1,0 +1,96 @@
+//! End to end on the dev network: a job's `inputs` (a script and a data directory beside the
+//! spec file) are packed, sealed to the winning provider, checked against the digest the
+//! manifest commits to, and found read-only under `$GPUNET_INPUTS` by the job.
+
+mod common;
+
+use std::time::Duration;
+
+use gpunet::devnet::{DevNet, DevOptions};
+use gpunet::jobs;
+use gpunet::progress::Progress;
+use gpunet_client::NodeClient;
+use gpunet_protocol::LeaseEndReason;
+
+const SPEC: &str = r#"
+version: 1
+name: with-inputs
+kind: batch
+run:
+  command: [sh, -c, 'sh "$GPUNET_INPUTS/train.sh" > "$GPUNET_OUTPUTS/result.txt"; touch "$GPUNET_INPUTS/x" 2>/dev/null || echo inputs-read-only']
+inputs: [train.sh, data/]
+resources: { cpu: 1, memory: 256Mi, disk: 64Mi, gpu: { count: 0 } }
+pricing: { max_per_hour: "2.50", deposit: "5.00" }
+limits: { max_duration: 2m }
+outputs: true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_inputs_reach_it_read_only_with_their_relative_paths() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let project = tempfile::tempdir().expect("tempdir");
+    std::fs::write(project.path().join("job.yaml"), SPEC).expect("writes");
+    std::fs::write(
+        project.path().join("train.sh"),
+        "cd \"$GPUNET_INPUTS\" && cat data/a.csv data/more/b.csv | wc -l\n",
+    )
+    .expect("writes");
+    std::fs::create_dir_all(project.path().join("data/more")).expect("mkdir");
+    std::fs::write(project.path().join("data/a.csv"), "1\n2\n").expect("writes");
+    std::fs::write(project.path().join("data/more/b.csv"), "3\n").expect("writes");
+
+    let net = DevNet::start(DevOptions {
+        home: home.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        block_ms: 100,
+    })
+    .await
+    .expect("dev network starts");
+    let reader = NodeClient::new(&net.api);
+    common::wait_for_provider(&reader, Duration::from_secs(30)).await;
+
+    let spec = jobs::read_spec(&project.path().join("job.yaml")).expect("spec parses");
+    let client = NodeClient::new(&net.api).with_signer(net.tenant.clone());
+    let followed = tokio::time::timeout(
+        Duration::from_secs(90),
+        jobs::submit_and_follow_in(
+            &client,
+            &net.tenant,
+            &spec,
+            Some(project.path()),
+            true,
+            &Progress::new(true),
+        ),
+    )
+    .await
+    .expect("the job finishes in time")
+    .expect("the job runs");
+    let lease = followed.lease.expect("the job got a lease");
+    assert_eq!(
+        lease.end_reason,
+        Some(LeaseEndReason::Completed),
+        "{lease:?}"
+    );
+
+    let (_, files) = jobs::fetch_outputs(&net.tenant, &lease, None)
+        .await
+        .expect("outputs");
+    let result = files
+        .iter()
+        .find(|(p, _)| p == "result.txt")
+        .expect("result.txt");
+    assert_eq!(String::from_utf8_lossy(&result.1).trim(), "3");
+    let mut log = String::new();
+    jobs::read_logs(&net.tenant, &lease, false, |t| log.push_str(t))
+        .await
+        .expect("logs");
+    assert!(log.contains("inputs-read-only"), "{log}");
+    net.stop().await;
+}
+
+#[test]
+fn inputs_that_climb_out_of_the_spec_directory_are_refused_before_submitting() {
+    let spec = SPEC.replace("inputs: [train.sh, data/]", "inputs: [../secrets.txt]");
+    let error = gpunet_protocol::jobspec::JobSpec::parse_yaml(&spec).expect_err("refused");
+    assert!(error.to_string().contains("inputs[0]"), "{error}");
+}
