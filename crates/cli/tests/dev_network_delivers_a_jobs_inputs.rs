@@ -94,3 +94,19 @@ fn inputs_that_climb_out_of_the_spec_directory_are_refused_before_submitting() {
     let error = gpunet_protocol::jobspec::JobSpec::parse_yaml(&spec).expect_err("refused");
     assert!(error.to_string().contains("inputs[0]"), "{error}");
 }
+
+#[test]
+fn the_bundled_inputs_example_parses_and_packs() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jobs/inputs-demo");
+    let spec = jobs::read_spec(&dir.join("job.yaml")).expect("the example parses");
+    let key = gpunet_client::KeyFile::generate();
+    let (prepared, archive) =
+        jobs::prepare_submission_in(&spec, &key, Some(&dir)).expect("the example packs");
+    let archive = archive.expect("the example has inputs");
+    let digest = prepared
+        .inputs_archive
+        .expect("the spec commits to them")
+        .digest;
+    assert_eq!(digest, gpunet_protocol::Hash::of(&archive));
+}
