@@ -1213,21 +1213,30 @@ fn write_inputs(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
+    // Modes are set after creation too: the umask must not make inputs unreadable to a
+    // container's non-root user.
+    let readable = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+    };
     std::fs::DirBuilder::new().mode(0o755).create(target)?;
+    readable(target, 0o755)?;
     for entry in entries {
         let path = target.join(&entry.path);
         match &entry.kind {
             gpunet_protocol::inputs::InputKind::Dir => {
                 std::fs::DirBuilder::new().mode(0o755).create(&path)?;
+                readable(&path, 0o755)?;
             }
             gpunet_protocol::inputs::InputKind::File { bytes, executable } => {
+                let mode = if *executable { 0o755 } else { 0o644 };
                 let mut file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .mode(if *executable { 0o755 } else { 0o644 })
+                    .mode(mode)
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&path)?;
                 file.write_all(bytes)?;
+                file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
             }
         }
     }

@@ -1335,6 +1335,27 @@ mod tests {
     }
 
     #[test]
+    fn inputs_are_mounted_read_only_and_named_in_the_environment_only_when_there_are_some() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut s = spec();
+        s.root_dir = root.path().to_path_buf();
+        let env_of =
+            |s: &WorkloadSpec| container_body(s, "busybox:1.36", 0).env.unwrap_or_default();
+        assert!(!env_of(&s).iter().any(|e| e.starts_with("GPUNET_INPUTS=")));
+        std::fs::create_dir(root.path().join("inputs")).expect("mkdir");
+        assert!(env_of(&s).contains(&"GPUNET_INPUTS=/inputs".to_owned()));
+        let mounts = container_body(&s, "busybox:1.36", 0)
+            .host_config
+            .and_then(|h| h.mounts)
+            .unwrap_or_default();
+        let inputs = mounts
+            .iter()
+            .find(|m| m.target.as_deref() == Some(CONTAINER_INPUTS_DIR))
+            .expect("inputs mounted");
+        assert_eq!(inputs.read_only, Some(true));
+    }
+
+    #[test]
     fn containers_are_locked_down_and_limited_by_the_spec() {
         let body = container_body(&spec(), "busybox:1.36", 12);
         let host = body.host_config.clone().expect("host config");
