@@ -76,7 +76,28 @@ pub async fn submit_and_follow(
     progress: &Progress,
 ) -> Result<Followed> {
     let started = Instant::now();
-    let spec = &prepare_submission(spec, key)?;
+    let (order_id, spec) = create_order(client, key, spec, progress).await?;
+    follow(
+        client,
+        key,
+        order_id,
+        Some(&spec),
+        until_done,
+        started,
+        progress,
+    )
+    .await
+}
+
+/// Creates the order for `spec`: returns its id and the spec as submitted (salted, with the
+/// output key), whose manifest the winning provider must be handed.
+pub async fn create_order(
+    client: &NodeClient,
+    key: &KeyFile,
+    spec: &JobSpec,
+    progress: &Progress,
+) -> Result<(OrderId, JobSpec)> {
+    let spec = prepare_submission(spec, key)?;
     progress.status("submitting order");
     let view = client
         .send_and_wait(
@@ -100,16 +121,7 @@ pub async fn submit_and_follow(
         spec.name,
         spec.order_terms().deposit
     ));
-    follow(
-        client,
-        key,
-        order_id,
-        Some(spec),
-        until_done,
-        started,
-        progress,
-    )
-    .await
+    Ok((order_id, spec))
 }
 
 /// Follows an order; delivers `spec`'s manifest when a lease appears (if given).
@@ -225,12 +237,12 @@ pub async fn follow(
             }
             let done = lease.state == LeaseState::Ended;
             if done || (!until_done && lease.state == LeaseState::Running) {
-                if done {
-                    let reason = lease
-                        .end_reason
-                        .map(end_reason_shown)
-                        .unwrap_or_else(|| "ended".into());
-                    progress.stage(&format!("done: {reason}"));
+                match lease.end_reason {
+                    _ if !done => {}
+                    Some(gpunet_protocol::LeaseEndReason::Completed) | None => {
+                        progress.stage("ended: completed")
+                    }
+                    Some(r) => progress.fail(&format!("ended: {}", end_reason_shown(r))),
                 }
                 return Ok(Followed {
                     order,
