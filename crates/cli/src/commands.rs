@@ -516,7 +516,7 @@ async fn submit(spec_path: &Path, wait: bool, conn: &Conn) -> Result<()> {
     let (order_id, spec) =
         match outcome::or_interrupt(jobs::create_order(&client, &key, &spec, &progress)).await {
             Some(created) => created.inspect_err(|_| progress.finish())?,
-            None => return Err(outcome::interrupted(&client, None, conn, &progress).await),
+            None => return Err(outcome::interrupted(&client, &key, None, conn, &progress).await),
         };
     let run = async {
         if wait {
@@ -553,7 +553,9 @@ async fn submit(spec_path: &Path, wait: bool, conn: &Conn) -> Result<()> {
     };
     let (followed, ending) = match outcome::or_interrupt(run).await {
         Some(r) => r.inspect_err(|_| progress.finish())?,
-        None => return Err(outcome::interrupted(&client, Some(order_id), conn, &progress).await),
+        None => {
+            return Err(outcome::interrupted(&client, &key, Some(order_id), conn, &progress).await);
+        }
     };
     progress.finish();
     let lease = followed.as_ref().and_then(|f| f.lease.as_ref());
@@ -616,7 +618,7 @@ async fn wait_for(id: OrderId, stream_log: bool, conn: &Conn) -> Result<()> {
     );
     let (followed, ending) = match outcome::or_interrupt(run).await {
         Some(r) => r.inspect_err(|_| progress.finish())?,
-        None => return Err(outcome::interrupted(&client, Some(id), conn, &progress).await),
+        None => return Err(outcome::interrupted(&client, &key, Some(id), conn, &progress).await),
     };
     progress.finish();
     let lease = followed.as_ref().and_then(|f| f.lease.as_ref());

@@ -20,7 +20,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use gpunet_api::node::{LeaseView, OrderState, OrderView};
+use gpunet_api::node::{LeaseState, LeaseView, OrderState, OrderView};
+use gpunet_api::provider::WorkloadState;
 use gpunet_client::{KeyFile, NodeClient, ProviderClient};
 use gpunet_protocol::jobspec::JobSpec;
 use gpunet_protocol::{LeaseEndReason, OrderId};
@@ -449,6 +450,7 @@ fn flags(conn: &Conn) -> String {
 /// exits 130.
 pub async fn interrupted(
     client: &NodeClient,
+    key: &KeyFile,
     order: Option<OrderId>,
     conn: &Conn,
     progress: &Progress,
@@ -465,6 +467,18 @@ pub async fn interrupted(
         .await
         .ok()
         .and_then(Result::ok);
+    // The chain records a start a block after the provider's; between the two, ask the
+    // provider whether it has the job.
+    let handed_over = match now.as_ref().and_then(|o| o.lease.as_ref()) {
+        Some(l) if l.state == LeaseState::Pending => {
+            let pc = ProviderClient::new(&l.provider_endpoint, key.clone());
+            matches!(
+                tokio::time::timeout(Duration::from_secs(3), pc.status(l.id)).await,
+                Ok(Ok(w)) if w.state != WorkloadState::AwaitingManifest
+            )
+        }
+        _ => true,
+    };
     let cancel = format!("gpunet job cancel {id}{f}");
     let wait = format!("gpunet job wait {id}{f}");
     let follow = format!("gpunet job follow {id}{f}");
@@ -479,11 +493,7 @@ pub async fn interrupted(
         Some(o) if o.lease.as_ref().is_some_and(|l| l.end_reason.is_some()) => {
             eprintln!("interrupted: job {id} has already ended; see how with:\n  {wait}")
         }
-        Some(o)
-            if o.lease
-                .as_ref()
-                .is_some_and(|l| l.state == gpunet_api::node::LeaseState::Pending) =>
-        {
+        Some(_) if !handed_over => {
             eprintln!(
                 "interrupted: job {id} is leased but not started, and only the command you \
                  stopped could hand the provider the job; it will end start_timeout. Cancel it \

@@ -139,9 +139,11 @@ fn from_home(home: &Path) -> Result<Target> {
             home.display()
         );
     }
+    // The key under the home as named here: api.json's path may be relative to wherever
+    // `gpunet dev` was started.
     Ok(Target {
         api: file.api,
-        tenant_key: Some(file.tenant_key),
+        tenant_key: Some(devnet::tenant_key_path(home)),
     })
 }
 

@@ -170,7 +170,7 @@ async fn each_failing_end_reason_gives_a_nonzero_exit_and_says_why() {
         (
             Case {
                 name: "disk-filler",
-                command: r#"[sh, -c, "head -c 50000000 /dev/zero > big; echo wrote"]"#,
+                command: "[dd, if=/dev/zero, of=big, bs=1M, count=50]",
                 memory: "256Mi",
                 disk: "4Mi",
                 max_duration: "1m",
