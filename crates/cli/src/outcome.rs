@@ -223,8 +223,11 @@ impl Ending {
         {
             println!("  {h}");
         }
+        // A failed command's detail only repeats its exit code.
+        let repeats = self.outcome == JobExit::Failed && self.exit_code.is_some();
         if let Some(d) = &self.detail
             && self.hint.is_some()
+            && !repeats
         {
             println!("  detail: {d}");
         }

@@ -4,7 +4,8 @@
 //! failed; 3: a limit ended it), name the end reason and the command's exit code in `--json`
 //! with the last lines of the log, and `gpunet job wait` on the ended job says the same in
 //! words. A job that succeeds exits 0. Its log is JSON under `job logs --json`, and `job output`
-//! on a job without outputs fails instead of printing "0 file(s)".
+//! on a job without outputs fails instead of printing "0 file(s)". `gpunet demo` with a failing
+//! spec exits the same way.
 
 mod binary;
 mod common;
@@ -26,7 +27,7 @@ struct Case {
     max_duration: &'static str,
 }
 
-fn spec(c: &Case) -> String {
+fn spec_text(c: &Case) -> String {
     format!(
         r#"version: 1
 name: {}
@@ -61,7 +62,7 @@ impl Net<'_> {
     /// Submits `case` with `--wait --json`; returns the exit code and the JSON.
     async fn submit(&self, case: &Case) -> (Option<i32>, serde_json::Value) {
         let path = self.dir.join(format!("{}.yaml", case.name));
-        std::fs::write(&path, spec(case)).expect("spec written");
+        std::fs::write(&path, spec_text(case)).expect("spec written");
         let path = path.display().to_string();
         let ran = self
             .gpunet(&["job", "submit", &path, "--wait", "--json"])
@@ -218,4 +219,44 @@ async fn each_failing_end_reason_gives_a_nonzero_exit_and_says_why() {
     assert!(text.stdout.contains("✓ completed: exit code 0"), "{text:?}");
 
     net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_with_a_failing_job_exits_nonzero_and_reports_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let user = User::new(dir.path());
+    let spec = dir.path().join("fails.yaml");
+    std::fs::write(
+        &spec,
+        spec_text(&Case {
+            name: "demo-fails",
+            command: r#"[sh, -c, "echo going down; exit 7"]"#,
+            memory: "256Mi",
+            disk: "64Mi",
+            max_duration: "1m",
+        }),
+    )
+    .expect("spec written");
+    let spec = spec.display().to_string();
+    let json = run(
+        user.gpunet(
+            &["demo", "--spec", &spec, "--block-ms", "100", "--json"],
+            dir.path(),
+        ),
+        PATIENCE,
+    )
+    .await;
+    assert_eq!(json.code, Some(2), "{json:?}");
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("demo --json is JSON");
+    assert_eq!(v["end_reason"], "workload_failed", "{v}");
+    assert_eq!(v["exit_code"], 7, "{v}");
+    assert!(log_tail(&v).contains("going down"), "{v}");
+    let text = run(
+        user.gpunet(&["demo", "--spec", &spec, "--block-ms", "100"], dir.path()),
+        PATIENCE,
+    )
+    .await;
+    assert_eq!(text.code, Some(2), "{text:?}");
+    assert!(text.stdout.contains("✗ failed: exit code 7"), "{text:?}");
+    assert!(text.stdout.contains("| going down"), "{text:?}");
 }
