@@ -446,7 +446,7 @@ fn print_how_to_reach(home: &Path, api: &str) {
     println!("  gpunet job submit examples/jobs/hello.yaml --wait     # in the gpunet checkout");
     println!("To name this network (scripts, or several dev networks at once):");
     println!("  export GPUNET_HOME={}", home.display());
-    println!("or, for any gpunet command on any machine that reaches the API:");
+    println!("or name its API and key directly:");
     println!("  export GPUNET_API={api}");
     println!(
         "  export GPUNET_KEY={}",
