@@ -5,7 +5,9 @@
 #
 #   deploy/cluster/cluster.sh up                 build, write the network, start it, wait until it serves
 #   deploy/cluster/cluster.sh job [SPEC]         the tenant submits SPEC (default examples/jobs/hello.yaml) and follows it
-#   deploy/cluster/cluster.sh tenant ARGS...     any gpunet command as the tenant, e.g. `tenant job logs 1`
+#   deploy/cluster/cluster.sh tenant ARGS...     any gpunet command as the tenant, e.g. `tenant job logs 1`;
+#                                                it runs in /out, which is $GPUNET_CLUSTER_DIR/out on the host
+#   deploy/cluster/cluster.sh output ID          download job ID's outputs to $GPUNET_CLUSTER_DIR/out/job-ID on the host
 #   deploy/cluster/cluster.sh status             height and state root of every validator
 #   deploy/cluster/cluster.sh logs [SERVICE]     container logs
 #   deploy/cluster/cluster.sh down               stop and remove the containers and the network (keeps the chain)
@@ -44,8 +46,21 @@ compose() {
   fi
 }
 
-# Runs gpunet in a throw-away container on the cluster's network (names resolve there).
-in_cluster() { compose run --rm -T --no-deps tenant "$@" 2> >(grep -v '^Creating .*_run' >&2); }
+# Runs gpunet in a throw-away container on the cluster's network (names resolve there). Its
+# working directory /out is $GPUNET_CLUSTER_DIR/out on the host, so files it writes there stay.
+in_cluster() {
+  mkdir -p "$GPUNET_CLUSTER_DIR/out"
+  compose run --rm -T --no-deps tenant "$@" 2> >(grep -v '^Creating .*_run' >&2)
+}
+
+# Downloads a job's outputs to the host (the providers are reachable only inside the network).
+output() {
+  local id="${1:?usage: $0 output JOB_ID}"
+  [[ "$id" =~ ^[0-9]+$ ]] || die "job id must be a number, not $id"
+  shift
+  in_cluster job output "$id" --to "/out/job-$id" "$@"
+  say "the files are in $GPUNET_CLUSTER_DIR/out/job-$id on this machine"
+}
 
 binary() {
   if [[ -n "${GPUNET_BIN:-}" ]]; then
@@ -120,12 +135,13 @@ case "${1:-}" in
   job) shift; job "$@" ;;
   status) shift; status "$@" ;;
   tenant) shift; in_cluster "$@" ;;
+  output) shift; output "$@" ;;
   logs) shift; compose logs --no-color "$@" ;;
   down) compose --profile tenant down --remove-orphans ;;
   purge)
     compose --profile tenant down --remove-orphans
     # Only what `up` wrote, in case GPUNET_CLUSTER_DIR points somewhere that holds more.
-    rm -rf "$GPUNET_CLUSTER_DIR/net" "$GPUNET_CLUSTER_DIR/jobs"
+    rm -rf "$GPUNET_CLUSTER_DIR/net" "$GPUNET_CLUSTER_DIR/jobs" "$GPUNET_CLUSTER_DIR/out"
     rmdir "$GPUNET_CLUSTER_DIR" 2>/dev/null || true
     ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;

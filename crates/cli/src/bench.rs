@@ -21,12 +21,15 @@ pub enum BenchCmd {
     ///
     /// Prints {"transfers_per_sec", "order_cycles_per_sec", "signed_admissions_per_sec"}.
     /// Build with --release for meaningful figures: cargo run --release -- bench ledger
+    ///
+    /// Example: gpunet bench ledger --json
     Ledger {
+        /// Print the figures as one JSON object instead of text.
         #[arg(long)]
         json: bool,
-        /// Where to write the figures.
-        #[arg(long, default_value = "target/bench/ledger.json")]
-        out: PathBuf,
+        /// Where to write the figures. Default: ~/.gpunet/bench/ledger.json, wherever it runs.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
         /// Transfers to apply.
         #[arg(long, default_value_t = 200_000)]
         transfers: usize,
@@ -41,14 +44,19 @@ pub enum BenchCmd {
     /// with the default block time: jobs run one after another; prints percentiles.
     ///
     /// Prints {"jobs", "block_ms", "submit_to_running_ms_p50", "submit_to_running_ms_p90", "submit_to_running_ms_max"}.
+    ///
+    /// Example: gpunet bench submit --jobs 20
     Submit {
+        /// Print the figures as one JSON object instead of text.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = "target/bench/submit.json")]
-        out: PathBuf,
+        /// Where to write the figures. Default: ~/.gpunet/bench/submit.json, wherever it runs.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
         /// Jobs to run.
         #[arg(long, default_value_t = 10)]
         jobs: usize,
+        /// Milliseconds between blocks of the benchmark's network.
         #[arg(long, default_value_t = 500)]
         block_ms: u64,
     },
@@ -59,11 +67,15 @@ pub enum BenchCmd {
     /// (the test image has no `/bin/true`).
     ///
     /// Prints {"runs", "agent_start_ms_p50", "agent_start_ms_p90", "docker_run_ms_p50", "docker_run_ms_p90"}.
+    ///
+    /// Example: gpunet bench runtime --runs 50
     Runtime {
+        /// Print the figures as one JSON object instead of text.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = "target/bench/runtime.json")]
-        out: PathBuf,
+        /// Where to write the figures. Default: ~/.gpunet/bench/runtime.json, wherever it runs.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
         /// Runs of each.
         #[arg(long, default_value_t = 20)]
         runs: usize,
@@ -77,11 +89,16 @@ pub enum BenchCmd {
     /// node in this process, in the same run. Load and validators share this machine's cores.
     ///
     /// Prints {"validators", "finality_ms_p50", "finality_ms_p99", "transfers_per_sec", "solo_transfers_per_sec"}.
+    ///
+    /// Example: gpunet bench consensus --validators 4 --seconds 30
     Consensus {
+        /// Print the figures as one JSON object instead of text.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = "target/bench/consensus.json")]
-        out: PathBuf,
+        /// Where to write the figures. Default: ~/.gpunet/bench/consensus.json, wherever it runs.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Validator processes to start.
         #[arg(long, default_value_t = 4)]
         validators: usize,
         /// Seconds of load for each throughput run.
@@ -395,6 +412,15 @@ fn bench_admissions(n: usize) -> Result<f64> {
         "only {admitted} of {n} transactions were admitted"
     );
     Ok(n as f64 / secs)
+}
+
+/// Where a benchmark's figures go unless `--out` says: `~/.gpunet/bench/<name>.json`, one
+/// place whatever the current directory (not a `target/` wherever the command happens to run).
+pub fn default_out(name: &str) -> PathBuf {
+    let base = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    base.join(".gpunet")
+        .join("bench")
+        .join(format!("{name}.json"))
 }
 
 fn write_figures(out: &std::path::Path, figures: &serde_json::Value) -> Result<()> {
@@ -799,6 +825,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 "accounts": accounts,
                 "build": build,
             });
+            let out = out.unwrap_or_else(|| default_out("consensus"));
             write_figures(&out, &figures)?;
             if json_out {
                 println!("{figures}");
@@ -833,6 +860,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 "docker_run_ms_p50": percentile(&docker, 50),
                 "docker_run_ms_p90": percentile(&docker, 90),
             });
+            let out = out.unwrap_or_else(|| default_out("runtime"));
             write_figures(&out, &figures)?;
             if json_out {
                 println!("{figures}");
@@ -866,6 +894,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 "submit_to_running_ms_p90": percentile(&v, 90),
                 "submit_to_running_ms_max": v.last().copied().unwrap_or(0),
             });
+            let out = out.unwrap_or_else(|| default_out("submit"));
             write_figures(&out, &figures)?;
             if json_out {
                 println!("{figures}");
@@ -911,6 +940,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 "order_cycles_per_sec": c.round() as u64,
                 "signed_admissions_per_sec": a.round() as u64,
             });
+            let out = out.unwrap_or_else(|| default_out("ledger"));
             write_figures(&out, &figures)?;
             if json_out {
                 println!("{figures}");

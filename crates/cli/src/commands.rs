@@ -11,33 +11,79 @@ use gpunet_protocol::{Address, Amount, Denom, Msg, OrderId};
 use serde_json::json;
 
 use crate::Conn;
-use crate::devnet::{self, ApiFile, DevNet, DevOptions};
+use crate::devnet::{self, DevNet, DevOptions};
 use crate::jobs::{self, Followed};
+use crate::outcome::{self, Ending};
 use crate::progress::Progress;
+use crate::running;
 
 const TX_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How `job submit --wait`, `job wait`, `job follow` and `demo` exit; see `outcome`.
+pub const EXIT_CODES_HELP: &str = "Exit codes: 0 the job completed with exit code 0; 1 gpunet \
+itself failed (arguments, spec, network); 2 the job's command exited nonzero; 3 a limit or the \
+provider ended it (timed_out, out_of_memory, disk_exceeded, escrow_exhausted, \
+max_duration_reached, start_failed, image_unavailable, manifest_rejected, start_timeout); 4 it \
+was cancelled; 5 it never ran (the order expired); 130 interrupted by Ctrl-C, the order left as \
+it is. --json prints end_reason, exit_code and log_tail.";
+
 #[derive(Subcommand)]
 pub enum JobCmd {
-    /// Submit a job spec (YAML). Waits until a provider runs it; with --wait, until it ends.
+    /// Submit a job spec (YAML). Waits until a provider runs it; with --wait, until it ends,
+    /// printing its log as it comes, then how it ended and the bill.
+    ///
+    /// Ctrl-C while waiting leaves the order as it is and prints how to re-attach
+    /// (`gpunet job wait ID`) or cancel.
     ///
     /// Example: gpunet job submit examples/jobs/hello.yaml --wait
+    #[command(after_help = EXIT_CODES_HELP)]
     Submit {
+        /// The job spec, a YAML file; examples/jobs/README.md explains each field.
+        #[arg(value_name = "SPEC.yaml")]
         spec: PathBuf,
-        /// Follow the job to its end and print the bill.
+        /// Follow the job to its end, print its log, how it ended and the bill; exit with the
+        /// job's exit code class (below).
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
         conn: Conn,
     },
-    /// Show a job's state, lease, provider and bill. Example: gpunet job status 3
-    Status {
+    /// Wait for a submitted job to end (re-attach after Ctrl-C), then print how it ended and
+    /// the bill; exits like `job submit --wait`.
+    ///
+    /// Example: gpunet job wait 3 && echo "job 3 succeeded"
+    #[command(after_help = EXIT_CODES_HELP)]
+    Wait {
+        /// The job's id (its order id), as `job submit` and `job list` print it.
         id: OrderId,
         #[command(flatten)]
         conn: Conn,
     },
-    /// Print a job's logs from its provider. Example: gpunet job logs 3 --follow
+    /// Like `job wait`, printing the job's log as it comes.
+    ///
+    /// Example: gpunet job follow 3
+    #[command(after_help = EXIT_CODES_HELP)]
+    Follow {
+        /// The job's id (its order id), as `job submit` and `job list` print it.
+        id: OrderId,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show a job's state, lease, provider and bill.
+    ///
+    /// Example: gpunet job status 3
+    Status {
+        /// The job's id (its order id), as `job submit` and `job list` print it.
+        id: OrderId,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Print a job's logs from its provider. With --json, one object {job, lease, log,
+    /// finished}; with --json --follow, one such object per line as the log grows.
+    ///
+    /// Example: gpunet job logs 3 --follow
     Logs {
+        /// The job's id (its order id), as `job submit` and `job list` print it.
         id: OrderId,
         /// Keep printing until the job ends.
         #[arg(long, short)]
@@ -45,10 +91,15 @@ pub enum JobCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Download a job's outputs, verifying each file's digest. Example: gpunet job output 3 --to out/
+    /// Download a job's outputs (what it wrote under $GPUNET_OUTPUTS, for a spec with
+    /// `outputs: true`), verifying each file's digest.
+    ///
+    /// Example: gpunet job output 3 --to out/
     Output {
+        /// The job's id (its order id), as `job submit` and `job list` print it.
         id: OrderId,
-        #[arg(long)]
+        /// Directory to write the files into (created if missing), keeping their relative paths.
+        #[arg(long, value_name = "DIR")]
         to: PathBuf,
         #[command(flatten)]
         conn: Conn,
@@ -57,6 +108,7 @@ pub enum JobCmd {
     ///
     /// Example: gpunet job cancel 3
     Cancel {
+        /// The job's id (its order id), as `job submit` and `job list` print it.
         id: OrderId,
         #[command(flatten)]
         conn: Conn,
@@ -72,10 +124,14 @@ pub enum JobCmd {
 
 #[derive(Subcommand)]
 pub enum WalletCmd {
-    /// Create a new key file. Example: gpunet wallet new --out ~/.gpunet/me.json
+    /// Create a new key file.
+    ///
+    /// Example: gpunet wallet new --out ~/.gpunet/me.json
     New {
-        #[arg(long)]
+        /// Where to write the key file (created 0600; an existing file is not overwritten).
+        #[arg(long, value_name = "PATH")]
         out: PathBuf,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -90,15 +146,23 @@ pub enum WalletCmd {
     ///
     /// Example: gpunet wallet balance gpn1… --json
     Balance {
+        /// An account address (gpn1…). Default: the signing key's.
+        #[arg(value_name = "ADDRESS")]
         address: Option<Address>,
         #[command(flatten)]
         conn: Conn,
     },
-    /// Send money. Example: gpunet wallet transfer gpn1… 12.5 --denom usd
+    /// Send money.
+    ///
+    /// Example: gpunet wallet transfer gpn1… 12.5 --denom usd
     Transfer {
+        /// The receiving address (gpn1…).
+        #[arg(value_name = "TO")]
         to: Address,
+        /// How much, in whole units with up to 6 decimals, e.g. 12.5.
         amount: Amount,
-        #[arg(long, default_value = "usd")]
+        /// Which money: usd (pays for jobs) or gpn (fees and provider stake).
+        #[arg(long, default_value = "usd", value_name = "usd|gpn")]
         denom: Denom,
         #[command(flatten)]
         conn: Conn,
@@ -118,6 +182,7 @@ pub enum MarketCmd {
     ///
     /// Example: gpunet market orders --all
     Orders {
+        /// Every order, not only open ones.
         #[arg(long)]
         all: bool,
         #[command(flatten)]
@@ -125,38 +190,28 @@ pub enum MarketCmd {
     },
 }
 
-/// The running dev network's `api.json`, if there is one.
-fn local_dev() -> Option<ApiFile> {
-    let text = std::fs::read_to_string(devnet::default_home().join("api.json")).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-fn api_url(conn: &Conn) -> String {
-    conn.api
-        .clone()
-        .or_else(|| local_dev().map(|f| f.api))
-        .unwrap_or_else(|| format!("http://{}", devnet::DEFAULT_DEV_LISTEN))
-}
-
 fn key(conn: &Conn) -> Result<KeyFile> {
-    let path = conn
-        .key
-        .clone()
-        .or_else(|| local_dev().map(|f| f.tenant_key))
-        .unwrap_or_else(|| devnet::tenant_key_path(&devnet::default_home()));
+    let path = match &conn.key {
+        Some(p) => p.clone(),
+        None => running::target(conn)?.tenant_key.context(
+            "no signing key: pass --key PATH (or set GPUNET_KEY), or start `gpunet dev` for a funded one",
+        )?,
+    };
     KeyFile::load(&path).with_context(|| {
-        "no signing key: pass --key PATH (or set GPUNET_KEY), or start `gpunet dev` for a funded one"
-            .to_string()
+        format!(
+            "no signing key at {}: pass --key PATH (or set GPUNET_KEY), or start `gpunet dev` for a funded one",
+            path.display()
+        )
     })
 }
 
-fn client(conn: &Conn) -> NodeClient {
-    NodeClient::new(&api_url(conn))
+fn client(conn: &Conn) -> Result<NodeClient> {
+    Ok(NodeClient::new(&running::target(conn)?.api))
 }
 
 fn signed_client(conn: &Conn) -> Result<(NodeClient, KeyFile)> {
     let k = key(conn)?;
-    Ok((client(conn).with_signer(k.clone()), k))
+    Ok((client(conn)?.with_signer(k.clone()), k))
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
@@ -199,17 +254,42 @@ pub async fn demo(
     ));
     wait_for_provider(&NodeClient::new(&net.api), &progress).await?;
     let client = NodeClient::new(&net.api).with_signer(net.tenant.clone());
-    let result = jobs::submit_and_follow(&client, &net.tenant, &spec, true, &progress).await;
+    let started = Instant::now();
+    let result = async {
+        let (id, submitted) =
+            jobs::create_order(&client, &net.tenant, &spec, None, &progress).await?;
+        outcome::follow_to_end(
+            &client,
+            &net.tenant,
+            id,
+            Some(&submitted),
+            started,
+            &progress,
+            false,
+        )
+        .await
+    }
+    .await;
     progress.finish();
-    let followed = match result {
-        Ok(f) => f,
+    let (followed, ending) = match result {
+        Ok((Some(f), ending)) => (f, ending),
+        Ok((None, ending)) => {
+            net.stop().await;
+            let _ = std::fs::remove_dir_all(&home);
+            if json_out {
+                print_json(&ending)?;
+            } else {
+                ending.print_text(true);
+            }
+            return ending.exit();
+        }
         Err(e) => {
             net.stop().await;
             let _ = std::fs::remove_dir_all(&home);
             return Err(e);
         }
     };
-    let report = demo_report(&client, &net.tenant, &followed, json_out).await;
+    let report = demo_report(&client, &net.tenant, &followed, &ending, json_out).await;
     if keep_running {
         println!();
         println!("The network keeps running (Ctrl-C to stop). From another terminal:");
@@ -242,33 +322,49 @@ pub async fn wait_for_provider(client: &NodeClient, progress: &Progress) -> Resu
     }
 }
 
+/// The demo's report: outputs (of a job that completed), bill, timing; exits with the job's
+/// exit code class.
 async fn demo_report(
     client: &NodeClient,
     key: &KeyFile,
     f: &Followed,
+    ending: &Ending,
     json_out: bool,
 ) -> Result<()> {
     let lease = f.lease.as_ref().context("the job ended without a lease")?;
-    let (digest, files) = jobs::fetch_outputs(key, lease, None).await?;
     let status = client.status().await?;
-    let job_status = lease
-        .end_reason
-        .map(|r| r.as_str().to_owned())
-        .unwrap_or_else(|| "running".into());
+    let job_status = &ending.end_reason;
+    let succeeded = ending.outcome == outcome::JobExit::Completed;
+    let (digest, files) = if succeeded {
+        let (d, files) = jobs::fetch_outputs(key, lease, None).await?;
+        (Some(d), files)
+    } else {
+        (None, Vec::new())
+    };
     if json_out {
-        return print_json(&json!({
+        let mut v = json!({
             "job_status": job_status,
-            "output_digest": digest.to_hex(),
+            "output_digest": digest.map(|d| d.to_hex()),
             "tenant_paid": lease.paid.to_string(),
             "provider_earned": lease.provider_earned.to_string(),
             "protocol_fee": lease.protocol_fee.to_string(),
             "refund": lease.refund.to_string(),
             "submit_to_running_ms": f.submit_to_running_ms,
             "state_root": status.state_root.to_hex(),
-        }));
+        });
+        if let Some(map) = v.as_object_mut() {
+            map.extend(ending_fields(ending));
+        }
+        print_json(&v)?;
+        return ending.exit();
     }
     println!();
     println!("job {} ({}) {}", f.order.id, f.order.terms.name, job_status);
+    let Some(digest) = digest else {
+        ending.print_text(true);
+        jobs::print_bill(lease);
+        return ending.exit();
+    };
     println!("output (digest {}):", digest.to_hex());
     for (path, bytes) in &files {
         println!("  {path} ({} bytes)", bytes.len());
@@ -292,8 +388,14 @@ async fn demo_report(
 /// `gpunet dev --validators N` with N ≥ 2: the validators as child processes, the provider
 /// agent here. Ctrl-C or SIGTERM stops them all.
 pub async fn dev_validators(opts: devnet::MultiDevOptions) -> Result<()> {
-    let home = opts.home.clone();
     let net = devnet::MultiDevNet::start(opts).await?;
+    let home = absolute(&net.home);
+    let _registered = running::Registration::record(&running::Entry {
+        pid: std::process::id(),
+        home: home.clone(),
+        api: net.apis[0].clone(),
+        tenant_key: devnet::tenant_key_path(&home),
+    })?;
     let status = NodeClient::new(&net.apis[0]).status().await?;
     println!(
         "gpunet dev network running: {} validators (chain {} at height {})",
@@ -315,15 +417,43 @@ pub async fn dev_validators(opts: devnet::MultiDevOptions) -> Result<()> {
         net.agent.address(),
         net.agent.endpoint()
     );
-    println!();
-    println!(
-        "Submit a job from another terminal:  gpunet job submit examples/jobs/hello.yaml --wait"
-    );
-    println!("Stop with Ctrl-C; start again with the same --home to carry on.");
+    print_how_to_reach(&home, &net.apis[0]);
     crate::nodecmd::wait_for_stop().await;
     eprintln!("stopping…");
     net.stop().await;
     Ok(())
+}
+
+/// `home` absolute, so the lines printed for another terminal work from any directory.
+fn absolute(home: &Path) -> PathBuf {
+    std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf())
+}
+
+/// The end of `gpunet dev`'s banner: how another terminal reaches this network.
+fn print_how_to_reach(home: &Path, api: &str) {
+    let others = running::running()
+        .into_iter()
+        .filter(|e| e.pid != std::process::id())
+        .count();
+    println!();
+    if others == 0 {
+        println!("Submit a job from another terminal (gpunet finds this network by itself):");
+    } else {
+        println!(
+            "{others} other gpunet dev network(s) run as well, so name this one first \
+             (GPUNET_HOME below):"
+        );
+    }
+    println!("  gpunet job submit examples/jobs/hello.yaml --wait     # in the gpunet checkout");
+    println!("To name this network (scripts, or several dev networks at once):");
+    println!("  export GPUNET_HOME={}", home.display());
+    println!("or name its API and key directly:");
+    println!("  export GPUNET_API={api}");
+    println!(
+        "  export GPUNET_KEY={}",
+        devnet::tenant_key_path(home).display()
+    );
+    println!("Stop with Ctrl-C; start again with the same --home to carry on.");
 }
 
 pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()> {
@@ -333,6 +463,13 @@ pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()>
         block_ms,
     })
     .await?;
+    let home = absolute(&home);
+    let _registered = running::Registration::record(&running::Entry {
+        pid: std::process::id(),
+        home: home.clone(),
+        api: net.api.clone(),
+        tenant_key: devnet::tenant_key_path(&home),
+    })?;
     let status = NodeClient::new(&net.api).status().await?;
     println!(
         "gpunet dev network running (chain {} at height {})",
@@ -363,60 +500,162 @@ pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()>
             " (no Docker Engine answered, so jobs with run.image cannot run here)"
         }
     );
-    println!();
-    println!(
-        "Submit a job from another terminal:  gpunet job submit examples/jobs/hello.yaml --wait"
-    );
-    println!("Stop with Ctrl-C; start again with the same --home to carry on.");
-    tokio::signal::ctrl_c().await.ok();
+    print_how_to_reach(&home, &net.api);
+    crate::nodecmd::wait_for_stop().await;
     eprintln!("stopping…");
     net.stop().await;
     Ok(())
 }
 
-pub async fn job(cmd: JobCmd) -> Result<()> {
-    match cmd {
-        JobCmd::Submit { spec, wait, conn } => {
-            let spec_path = spec;
-            let spec = jobs::read_spec(&spec_path)?;
-            let (client, key) = signed_client(&conn)?;
-            let progress = Progress::new(conn.json);
-            // Inputs are named relative to the spec file.
-            let base = spec_path.parent().map(|p| {
-                if p.as_os_str().is_empty() {
-                    std::path::Path::new(".")
-                } else {
-                    p
-                }
-            });
-            let f = jobs::submit_and_follow_in(&client, &key, &spec, base, wait, &progress).await;
-            progress.finish();
-            let f = f?;
-            if conn.json {
-                return print_json(&json!({
-                    "job": f.order.id,
-                    "state": f.lease.as_ref().map(|l| l.state),
-                    "end_reason": f.lease.as_ref().and_then(|l| l.end_reason),
-                    "submit_to_running_ms": f.submit_to_running_ms,
-                    "bill": f.lease.as_ref().map(jobs::bill),
-                }));
+/// `job submit`: the order, then (with `wait`) the job to its end; Ctrl-C leaves the order
+/// and says how to re-attach.
+async fn submit(spec_path: &Path, wait: bool, conn: &Conn) -> Result<()> {
+    let spec = jobs::read_spec(spec_path)?;
+    let (client, key) = signed_client(conn)?;
+    let progress = Progress::new(conn.json);
+    let started = Instant::now();
+    // Inputs are named relative to the spec file.
+    let base = spec_path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
+    let (order_id, spec) = match outcome::or_interrupt(jobs::create_order(
+        &client, &key, &spec, base, &progress,
+    ))
+    .await
+    {
+        Some(created) => created.inspect_err(|_| progress.finish())?,
+        None => return Err(outcome::interrupted(&client, &key, None, conn, &progress).await),
+    };
+    let run = async {
+        if wait {
+            outcome::follow_to_end(
+                &client,
+                &key,
+                order_id,
+                Some(&spec),
+                started,
+                &progress,
+                !conn.json,
+            )
+            .await
+            .map(|(f, ending)| (f, Some(ending)))
+        } else {
+            let f = jobs::follow(
+                &client,
+                &key,
+                order_id,
+                Some(&spec),
+                false,
+                started,
+                &progress,
+            )
+            .await?;
+            // A job can end before it is seen running (an image that cannot be had).
+            let ending = f
+                .lease
+                .as_ref()
+                .filter(|l| l.end_reason.is_some())
+                .map(|l| Ending::of_lease(order_id, l, outcome::LogTail::default()));
+            Ok((Some(f), ending))
+        }
+    };
+    let (followed, ending) = match outcome::or_interrupt(run).await {
+        Some(r) => r.inspect_err(|_| progress.finish())?,
+        None => {
+            return Err(outcome::interrupted(&client, &key, Some(order_id), conn, &progress).await);
+        }
+    };
+    progress.finish();
+    let lease = followed.as_ref().and_then(|f| f.lease.as_ref());
+    if conn.json {
+        let mut v = json!({
+            "job": order_id,
+            "state": lease.map(|l| l.state),
+            "submit_to_running_ms": followed.as_ref().and_then(|f| f.submit_to_running_ms),
+            "bill": lease.map(jobs::bill),
+        });
+        if let (Some(e), Some(map)) = (&ending, v.as_object_mut()) {
+            map.extend(ending_fields(e));
+        }
+        print_json(&v)?;
+        return ending.map_or(Ok(()), |e| e.exit());
+    }
+    println!("job {order_id} submitted");
+    match (&ending, lease) {
+        (Some(e), l) => {
+            if let Some(l) = l {
+                jobs::print_bill(l);
             }
-            println!("job {} submitted", f.order.id);
-            if let Some(l) = &f.lease {
-                if wait {
-                    jobs::print_bill(l);
-                } else {
-                    println!(
-                        "running on {}; follow with `gpunet job logs {} --follow`",
-                        l.provider.short(),
-                        f.order.id
-                    );
-                }
-            }
+            // The log was printed as it came; repeat its end only when it was not.
+            e.print_text(!wait);
+            e.exit()
+        }
+        (None, Some(l)) => {
+            println!(
+                "running on {}; follow with `gpunet job follow {order_id}`, or wait for its end \
+                 with `gpunet job wait {order_id}`",
+                l.provider.short()
+            );
             Ok(())
         }
+        (None, None) => Ok(()),
+    }
+}
+
+/// An ending's fields, for a command's JSON object.
+fn ending_fields(e: &Ending) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(e) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// `job wait` and (`stream_log`) `job follow`: re-attach to a submitted job until it ends.
+async fn wait_for(id: OrderId, stream_log: bool, conn: &Conn) -> Result<()> {
+    let client = client(conn)?;
+    let key = key(conn)?;
+    let progress = Progress::new(conn.json);
+    let run = outcome::follow_to_end(
+        &client,
+        &key,
+        id,
+        None,
+        Instant::now(),
+        &progress,
+        stream_log && !conn.json,
+    );
+    let (followed, ending) = match outcome::or_interrupt(run).await {
+        Some(r) => r.inspect_err(|_| progress.finish())?,
+        None => return Err(outcome::interrupted(&client, &key, Some(id), conn, &progress).await),
+    };
+    progress.finish();
+    let lease = followed.as_ref().and_then(|f| f.lease.as_ref());
+    if conn.json {
+        let mut v = json!({ "bill": lease.map(jobs::bill) });
+        if let Some(map) = v.as_object_mut() {
+            map.extend(ending_fields(&ending));
+        }
+        print_json(&v)?;
+        return ending.exit();
+    }
+    if let Some(l) = lease {
+        jobs::print_bill(l);
+    }
+    ending.print_text(!stream_log);
+    ending.exit()
+}
+
+pub async fn job(cmd: JobCmd) -> Result<()> {
+    match cmd {
+        JobCmd::Submit { spec, wait, conn } => submit(&spec, wait, &conn).await,
+        JobCmd::Wait { id, conn } => wait_for(id, false, &conn).await,
+        JobCmd::Follow { id, conn } => wait_for(id, true, &conn).await,
         JobCmd::Status { id, conn } => {
-            let client = client(&conn);
+            let client = client(&conn)?;
             let order = client.order(id).await?;
             let workload = match (&order.lease, key(&conn)) {
                 (Some(l), Ok(k)) if k.address() == order.tenant => {
@@ -482,22 +721,49 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             Ok(())
         }
         JobCmd::Logs { id, follow, conn } => {
-            let client = client(&conn);
+            let client = client(&conn)?;
             let k = key(&conn)?;
             let order = client.order(id).await?;
             let lease = order
                 .lease
                 .context("the job has no lease yet, so no logs; check `gpunet job status`")?;
-            jobs::read_logs(&k, &lease, follow, |text| print!("{text}")).await
+            if !conn.json {
+                return jobs::read_logs(&k, &lease, follow, |text| print!("{text}")).await;
+            }
+            let object = |log: &str, finished: bool| json!({"job": id, "lease": lease.id, "log": log, "finished": finished});
+            if follow {
+                // One object per line as the log grows: a stream a script can read line by line.
+                jobs::read_logs(&k, &lease, true, |text| {
+                    if !text.is_empty() {
+                        println!("{}", object(text, false));
+                    }
+                })
+                .await?;
+                println!("{}", object("", true));
+                return Ok(());
+            }
+            let mut log = String::new();
+            jobs::read_logs(&k, &lease, false, |text| log.push_str(text)).await?;
+            print_json(&object(&log, lease.end_reason.is_some()))
         }
         JobCmd::Output { id, to, conn } => {
-            let client = client(&conn);
+            let client = client(&conn)?;
             let k = key(&conn)?;
             let order = client.order(id).await?;
             let lease = order
                 .lease
                 .context("the job has no lease yet, so no outputs")?;
             let (digest, files) = jobs::fetch_outputs(&k, &lease, Some(&to)).await?;
+            if files.is_empty() {
+                // The chain does not say whether the spec asked for outputs (the manifest is
+                // private), so say both ways this happens.
+                bail!(
+                    "job {id} has no outputs, so nothing was written to {}: either its spec did \
+                     not ask for them (`outputs: true` collects what the job writes under \
+                     $GPUNET_OUTPUTS) or the job wrote nothing there; its log: `gpunet job logs {id}`",
+                    to.display()
+                );
+            }
             if conn.json {
                 let list: Vec<_> = files
                     .iter()
@@ -524,7 +790,7 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
         }
         JobCmd::List { conn } => {
             let k = key(&conn)?;
-            let list = client(&conn)
+            let list = client(&conn)?
                 .orders(&OrderFilter {
                     tenant: Some(k.address()),
                     open_only: false,
@@ -584,7 +850,7 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
                 Some(a) => a,
                 None => key(&conn)?.address(),
             };
-            let view = client(&conn).account(&addr).await?;
+            let view = client(&conn)?.account(&addr).await?;
             if conn.json {
                 return print_json(&view);
             }
@@ -620,7 +886,7 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
 pub async fn market(cmd: MarketCmd) -> Result<()> {
     match cmd {
         MarketCmd::Providers { conn } => {
-            let list = client(&conn).providers().await?;
+            let list = client(&conn)?.providers().await?;
             if conn.json {
                 return print_json(&list);
             }
@@ -652,7 +918,7 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
             Ok(())
         }
         MarketCmd::Orders { all, conn } => {
-            let list = client(&conn)
+            let list = client(&conn)?
                 .orders(&OrderFilter {
                     tenant: None,
                     open_only: !all,

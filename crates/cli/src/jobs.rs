@@ -42,6 +42,22 @@ pub struct Followed {
     pub submit_to_running_ms: Option<u64>,
 }
 
+/// A job as it was submitted: the spec (salted, with the output key, committing to its
+/// inputs) and its packed inputs, which the winning provider must be handed before the
+/// manifest.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub spec: JobSpec,
+    pub inputs: Option<Vec<u8>>,
+}
+
+impl std::ops::Deref for Submission {
+    type Target = JobSpec;
+    fn deref(&self) -> &JobSpec {
+        &self.spec
+    }
+}
+
 /// The spec as it is submitted: with a fresh random salt, and `key`'s output key for the
 /// provider to seal outputs to.
 pub fn prepare_submission(spec: &JobSpec, key: &KeyFile) -> Result<JobSpec> {
@@ -114,8 +130,30 @@ pub async fn submit_and_follow_in(
     progress: &Progress,
 ) -> Result<Followed> {
     let started = Instant::now();
+    let (order_id, spec) = create_order(client, key, spec, base, progress).await?;
+    follow(
+        client,
+        key,
+        order_id,
+        Some(&spec),
+        until_done,
+        started,
+        progress,
+    )
+    .await
+}
+
+/// Creates the order for `spec` (its inputs read below `base`, the spec file's directory):
+/// returns its id and the job as submitted, whose inputs and manifest the winning provider must
+/// be handed.
+pub async fn create_order(
+    client: &NodeClient,
+    key: &KeyFile,
+    spec: &JobSpec,
+    base: Option<&Path>,
+    progress: &Progress,
+) -> Result<(OrderId, Submission)> {
     let (spec, inputs) = prepare_submission_in(spec, key, base)?;
-    let spec = &spec;
     if let Some(archive) = &inputs {
         progress.stage(&format!(
             "inputs packed: {} bytes, sent sealed to the provider once leased",
@@ -145,33 +183,20 @@ pub async fn submit_and_follow_in(
         spec.name,
         spec.order_terms().deposit
     ));
-    follow(
-        client,
-        key,
-        order_id,
-        Some((spec, inputs.as_deref())),
-        until_done,
-        started,
-        progress,
-    )
-    .await
+    Ok((order_id, Submission { spec, inputs }))
 }
 
-/// Follows an order; delivers `spec`'s inputs (if any) and manifest when a lease appears (if
-/// given).
+/// Follows an order; delivers `spec`'s manifest when a lease appears (if given).
 pub async fn follow(
     client: &NodeClient,
     key: &KeyFile,
     order_id: OrderId,
-    spec: Option<(&JobSpec, Option<&[u8]>)>,
+    spec: Option<&Submission>,
     until_done: bool,
     started: Instant,
     progress: &Progress,
 ) -> Result<Followed> {
-    let (spec, inputs) = match spec {
-        Some((spec, inputs)) => (Some(spec), inputs),
-        None => (None, None),
-    };
+    let inputs = spec.and_then(|s| s.inputs.as_deref());
     let mut inputs_delivered = inputs.is_none();
     let mut seen_bids = 0usize;
     let mut delivered = false;
@@ -293,12 +318,12 @@ pub async fn follow(
             }
             let done = lease.state == LeaseState::Ended;
             if done || (!until_done && lease.state == LeaseState::Running) {
-                if done {
-                    let reason = lease
-                        .end_reason
-                        .map(end_reason_shown)
-                        .unwrap_or_else(|| "ended".into());
-                    progress.stage(&format!("done: {reason}"));
+                match lease.end_reason {
+                    _ if !done => {}
+                    Some(gpunet_protocol::LeaseEndReason::Completed) | None => {
+                        progress.stage("ended: completed")
+                    }
+                    Some(r) => progress.fail(&format!("ended: {}", end_reason_shown(r))),
                 }
                 return Ok(Followed {
                     order,

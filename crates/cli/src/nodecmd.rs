@@ -58,6 +58,8 @@ pub struct InitArgs {
     /// Directory to write `node-<i>/` and `keys/` into; must not hold a network already.
     #[arg(long)]
     pub out: PathBuf,
+    /// The network's name, in every transaction it accepts (a transaction signed for another
+    /// chain is refused).
     #[arg(long, default_value = DEFAULT_NETWORK_CHAIN_ID)]
     pub chain_id: String,
     /// Validator i listens for peers on this port + i.
@@ -241,10 +243,7 @@ async fn start(home: &Path, fault: Option<gpunet_node::Fault>) -> Result<()> {
 }
 
 async fn status(conn: &crate::Conn) -> Result<()> {
-    let api = conn
-        .api
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", crate::devnet::DEFAULT_DEV_LISTEN));
+    let api = crate::running::target(conn)?.api;
     let s = gpunet_client::NodeClient::new(&api)
         .status()
         .await

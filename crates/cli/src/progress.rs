@@ -43,6 +43,27 @@ impl Progress {
         }
     }
 
+    /// A stage that went wrong: like [`Progress::stage`], marked ✗.
+    pub fn fail(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        let t = self.started.elapsed().as_secs_f64();
+        let line = format!("✗ {t:>6.2}s  {line}");
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// A line of the job's own output (its log), on stdout, with the spinner kept out of it.
+    pub fn print_out(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
     /// What is happening now (spinner text only).
     pub fn status(&self, msg: &str) {
         if let Some(b) = &self.bar {

@@ -1094,12 +1094,45 @@ fn yaml_error(err: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> SpecErr
             message.truncate(at);
         }
     }
+    let message = with_shape_hint(&path, without_internal_fields(message));
     SpecError::Malformed {
         path,
         message,
         line,
         column,
     }
+}
+
+/// Fields gpunet fills in at submit; a person writing a spec is never offered them.
+const INTERNAL_FIELDS: [&str; 2] = ["output_key", "salt"];
+
+/// An unknown-field message lists the fields a spec may have; drop the internal ones.
+fn without_internal_fields(message: String) -> String {
+    if !message.starts_with("unknown field") {
+        return message;
+    }
+    INTERNAL_FIELDS
+        .iter()
+        .fold(message, |m, field| m.replace(&format!(", `{field}`"), ""))
+}
+
+/// For the shapes people get wrong most (a bare number for `gpu`, a string for `command`),
+/// a type error ends with the form that works.
+fn with_shape_hint(path: &str, message: String) -> String {
+    if !message.starts_with("invalid type") {
+        return message;
+    }
+    let hint = match path {
+        "resources.gpu" => {
+            "; write GPUs as a map, e.g. gpu: {count: 1} or gpu: {count: 1, models: [h100], vram: 40Gi}"
+        }
+        "run.command" => {
+            "; write the command as a list of program and arguments, e.g. command: [python3, train.py] \
+             or, for a shell line, command: [sh, -c, \"echo hello && date\"]"
+        }
+        _ => return message,
+    };
+    message + hint
 }
 
 fn strip_json_location(message: &str) -> String {
@@ -1485,6 +1518,37 @@ outputs: true
         ] {
             check(&edit(from, to), Ok(()));
         }
+    }
+
+    #[test]
+    fn shape_errors_people_make_most_show_the_working_form_and_no_internal_fields() {
+        let message = |text: &str| {
+            JobSpec::parse_yaml(text)
+                .expect_err("the spec is refused")
+                .to_string()
+        };
+        let unknown = message(&edit("outputs: true", "outputs: true\nextra: 1"));
+        assert_eq!(
+            unknown,
+            "extra: unknown field `extra`, expected one of `version`, `name`, `kind`, `run`, \
+             `expose`, `health`, `resources`, `placement`, `pricing`, `limits`, `outputs`"
+        );
+        let gpu = message(&edit(
+            "gpu: { count: 1, models: [H100, a100], vram: 40Gi }",
+            "gpu: 1",
+        ));
+        assert!(gpu.starts_with("resources.gpu: invalid type"), "{gpu}");
+        assert!(gpu.contains("e.g. gpu: {count: 1}"), "{gpu}");
+        let command = message(&edit(COMMAND, "command: python3 train.py"));
+        assert!(
+            command.starts_with("run.command: invalid type"),
+            "{command}"
+        );
+        assert!(command.contains("command: [sh, -c, "), "{command}");
+        // A hint only where it fits: another type error is left as it was.
+        let other = message(&edit("cpu: 1", "cpu: [1]"));
+        assert!(!other.contains("e.g. gpu"), "{other}");
+        assert!(!other.contains("command: ["), "{other}");
     }
 
     #[test]
