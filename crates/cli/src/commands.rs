@@ -14,6 +14,7 @@ use crate::Conn;
 use crate::devnet::{self, ApiFile, DevNet, DevOptions};
 use crate::jobs::{self, Followed};
 use crate::progress::Progress;
+use crate::quote;
 
 const TX_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -22,11 +23,32 @@ pub enum JobCmd {
     /// Submit a job spec (YAML). Waits until a provider runs it; with --wait, until it ends.
     ///
     /// Example: gpunet job submit examples/jobs/hello.yaml --wait
+    ///
+    /// Before signing, it checks the deposit pays pricing.max_per_hour for the whole
+    /// limits.max_duration, and that some provider registered now could run the spec; if none
+    /// could, it prints why (and what to change) and submits nothing.
     Submit {
         spec: PathBuf,
         /// Follow the job to its end and print the bill.
         #[arg(long)]
         wait: bool,
+        /// Submit even though no provider registered now could run it (one may join later;
+        /// the order waits its time-to-live, then the deposit is refunded).
+        #[arg(long)]
+        submit_anyway: bool,
+        /// Submit even though the deposit cannot pay the max price for the whole max duration:
+        /// the job is stopped (escrow_exhausted) when the deposit runs out.
+        #[arg(long)]
+        allow_short_deposit: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// What a job spec would cost now at each provider that can run it (cheapest first), how
+    /// long the deposit lasts there, the minimum deposit, and why the others cannot run it.
+    ///
+    /// Example: gpunet job quote examples/jobs/hello.yaml
+    Quote {
+        spec: PathBuf,
         #[command(flatten)]
         conn: Conn,
     },
@@ -107,7 +129,8 @@ pub enum WalletCmd {
 
 #[derive(Subcommand)]
 pub enum MarketCmd {
-    /// Registered providers with their capacity and what is free.
+    /// Registered providers with their capacity, what is free, and their posted rates (usd per
+    /// core-hour, GiB-hour of memory and GPU-hour, by model where they price one apart).
     ///
     /// Example: gpunet market providers --json
     Providers {
@@ -376,9 +399,22 @@ pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()>
 
 pub async fn job(cmd: JobCmd) -> Result<()> {
     match cmd {
-        JobCmd::Submit { spec, wait, conn } => {
+        JobCmd::Submit {
+            spec,
+            wait,
+            submit_anyway,
+            allow_short_deposit,
+            conn,
+        } => {
             let spec = jobs::read_spec(&spec)?;
             let (client, key) = signed_client(&conn)?;
+            quote::preflight(
+                &client,
+                &spec.order_terms(),
+                submit_anyway,
+                allow_short_deposit,
+            )
+            .await?;
             let progress = Progress::new(conn.json);
             let f = jobs::submit_and_follow(&client, &key, &spec, wait, &progress).await;
             progress.finish();
@@ -406,9 +442,23 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             }
             Ok(())
         }
+        JobCmd::Quote { spec, conn } => {
+            let spec = jobs::read_spec(&spec)?;
+            let q = quote::quote(&client(&conn), &spec.order_terms()).await?;
+            if conn.json {
+                return print_json(&q);
+            }
+            quote::print_quote(&spec.name, &q);
+            Ok(())
+        }
         JobCmd::Status { id, conn } => {
             let client = client(&conn);
             let order = client.order(id).await?;
+            // An open order: why it has not matched yet, from the providers registered now.
+            let explain = match order.state {
+                gpunet_api::node::OrderState::Open => client.explain_order(id).await.ok(),
+                _ => None,
+            };
             let workload = match (&order.lease, key(&conn)) {
                 (Some(l), Ok(k)) if k.address() == order.tenant => {
                     ProviderClient::new(&l.provider_endpoint, k)
@@ -419,7 +469,9 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 _ => None,
             };
             if conn.json {
-                return print_json(&json!({ "order": order, "workload": workload }));
+                return print_json(
+                    &json!({ "order": order, "workload": workload, "explain": explain }),
+                );
             }
             println!(
                 "job {} ({}): {}",
@@ -430,6 +482,9 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             println!("  tenant   {}", order.tenant);
             println!("  escrow   {} usd", order.escrow);
             println!("  bids     {}", order.bids.len());
+            if let Some(e) = &explain {
+                print!("  waiting: {}", e.explanation);
+            }
             if let Some(l) = &order.lease {
                 println!(
                     "  lease    {} on {} at {} usd/hour: {:?}",
@@ -639,6 +694,7 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
                     p.leases_failed,
                     p.profile.endpoint
                 );
+                println!("      rates {}", quote::rates_text(&p.profile.rates));
             }
             Ok(())
         }

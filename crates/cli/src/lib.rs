@@ -1,6 +1,7 @@
 //! The `gpunet` command line as a library, so integration tests can drive the same code the
 //! binary runs: the dev network (`devnet`), job submission and following (`jobs`), the
-//! subcommands (`commands`), benchmarks (`bench`) and progress display (`progress`).
+//! subcommands (`commands`), benchmarks (`bench`), prices and
+//! feasibility before submitting (`quote`) and progress display (`progress`).
 //! Thin over the other crates: every rule lives in `ledger`, `node`, `agent` and `runtime`.
 
 pub mod bench;
@@ -10,6 +11,7 @@ pub mod jobs;
 pub mod nodecmd;
 pub mod progress;
 pub mod providercmd;
+pub mod quote;
 
 use std::path::PathBuf;
 
