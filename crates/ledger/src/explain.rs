@@ -178,7 +178,7 @@ pub fn explain(state: &State, terms: &OrderTerms) -> Explanation {
             )),
         }
     }
-    offers.sort_by(|a, b| (a.price_per_hour, a.provider).cmp(&(b.price_per_hour, b.provider)));
+    offers.sort_by_key(|o| (o.price_per_hour, o.provider));
     // Closest first: fewest failures the tenant cannot fix by asking for less (runtime,
     // region, GPU model), then fewest failures, then the lowest price.
     let hard = |fails: &[Requirement]| {
