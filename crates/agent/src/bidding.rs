@@ -6,15 +6,13 @@ use gpunet_api::node::{OrderState, OrderView};
 use gpunet_protocol::{Address, Amount, Capacity, Free, OrderTerms, ProviderProfile, Resources};
 
 use crate::policy::TenantPolicy;
-use crate::pricing::Pricing;
 
-/// What this provider offers the market: who it is, its profile, its prices, and whose jobs
-/// its runtimes without isolation take.
+/// What this provider offers the market: who it is, its profile (with its posted rates), and
+/// whose jobs its runtimes without isolation take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
     pub provider: Address,
     pub profile: ProviderProfile,
-    pub pricing: Pricing,
     pub policy: TenantPolicy,
 }
 
@@ -92,12 +90,12 @@ pub fn plan_bid_on_terms(terms: &OrderTerms, free: &Free, offer: &Offer) -> Resu
             short: shortfall(free, &terms.resources),
         });
     };
-    let price = offer
-        .pricing
+    // Exactly the posted price: the ledger refuses a bid above it (and a free offer's price is
+    // the smallest nonzero one, since the ledger refuses a zero bid).
+    let price = profile
+        .rates
         .price_per_hour(&terms.resources, capacity, &slots)
-        .ok_or(NoBid::NoPrice)?
-        // The ledger refuses a zero price; a free offer bids the smallest one.
-        .max(Amount::from_micros(1));
+        .ok_or(NoBid::NoPrice)?;
     if price > terms.max_price_per_hour {
         return Err(NoBid::AboveMaxPrice {
             price,
@@ -170,8 +168,8 @@ mod tests {
                 },
                 runtimes: vec![Runtime::Process],
                 encryption_key: gpunet_protocol::EncryptionKey([7; 32]),
+                rates: gpunet_protocol::Rates::default(),
             },
-            pricing: Pricing::default(),
             policy: TenantPolicy::default(),
         }
     }
@@ -379,9 +377,9 @@ mod tests {
     #[test]
     fn a_free_offer_still_bids_a_nonzero_price() {
         let mut off = offer();
-        off.pricing = Pricing {
-            per_cpu_hour: Amount::ZERO,
-            per_gib_memory_hour: Amount::ZERO,
+        off.profile.rates = gpunet_protocol::Rates {
+            per_cpu_core_hour: Amount::ZERO,
+            per_memory_gib_hour: Amount::ZERO,
             per_gpu_hour: Default::default(),
             default_per_gpu_hour: Amount::ZERO,
         };

@@ -3,8 +3,8 @@
 //! its tenant over HTTP, runs the workload with a [`Driver`], and reports the start and the
 //! result on chain.
 //!
-//! The shape is a pure core in a thin shell: [`pricing`] and [`bidding`] decide what to bid
-//! (no I/O), [`machine`] turns discovery into an offer, [`outputs`] keeps results; the shell is
+//! The shape is a pure core in a thin shell: [`bidding`] decides what to bid (no I/O; the
+//! price is what the profile's posted [`Rates`] give, the rule the ledger checks bids by), [`machine`] turns discovery into an offer, [`outputs`] keeps results; the shell is
 //! [`leases`] (the lifecycle), [`server`] (the tenant-facing API) and the reconcile loop.
 //!
 //! Architecture Invariant: the agent never decides money. It offers prices; the ledger checks
@@ -18,7 +18,6 @@ pub mod leases;
 pub mod machine;
 pub mod outputs;
 pub mod policy;
-pub mod pricing;
 mod reconcile;
 pub mod record;
 pub mod server;
@@ -30,7 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gpunet_client::{ClientError, KeyError, KeyFile, NodeClient};
-use gpunet_protocol::{Address, Amount, Msg, ProviderProfile, Rejection, Runtime, ShapeError};
+use gpunet_protocol::{
+    Address, Amount, Msg, ProviderProfile, Rates, Rejection, Runtime, ShapeError,
+};
 use gpunet_runtime::{Driver, DriverError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -40,7 +41,6 @@ pub use chain::{Chain, ChainError, NodeChain};
 pub use drivers::Drivers;
 pub use leases::{Leases, LeasesConfig, MANIFEST_TIMEOUT, Retention};
 pub use policy::TenantPolicy;
-pub use pricing::Pricing;
 
 /// How long registering or updating the provider may take to be included.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -64,7 +64,9 @@ pub struct AgentConfig {
     pub public_endpoint: Option<String>,
     /// Region registered on chain, e.g. `local`.
     pub region: String,
-    pub pricing: Pricing,
+    /// The rates posted in the provider's profile; the agent bids what they give for an order
+    /// (and the ledger refuses a bid above that).
+    pub rates: Rates,
     /// Stake locked at registration (gpn).
     pub stake: Amount,
     /// The drivers to offer, e.g. process and docker. Each is fingerprinted at start; the
@@ -249,6 +251,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         capacity: inventory.capacity.clone(),
         runtimes: runtimes.clone(),
         encryption_key: encryption_secret.public(),
+        rates: config.rates.clone(),
     };
     profile
         .validate()
@@ -309,7 +312,6 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         offer: Offer {
             provider: address,
             profile,
-            pricing: config.pricing,
             policy,
         },
         bid_on: BTreeSet::new(),

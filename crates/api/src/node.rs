@@ -1,5 +1,6 @@
 //! Types of the node API.
 
+use gpunet_protocol::explain::Explanation;
 use gpunet_protocol::{
     Address, Amount, Balances, Event, Hash, LeaseEndReason, LeaseId, LeaseResult, OrderId,
     OrderTerms, ProviderProfile, Rejection, Resources,
@@ -270,6 +271,33 @@ pub struct LeaseView {
     pub refund: Amount,
     #[schema(value_type = Option<Object>)]
     pub result: Option<LeaseResult>,
+}
+
+/// `GET /v1/orders/{id}/explain` and `POST /v1/quote`: what the market would do with an
+/// order's terms now — which providers could run it and at what posted price, how many fail
+/// each requirement, and what change would let it match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExplainView {
+    /// The state explained.
+    pub height: u64,
+    /// The order explained; absent for a quote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>)]
+    pub order: Option<OrderId>,
+    /// The least deposit that pays the max price per hour for the whole max duration (usd).
+    #[schema(value_type = String)]
+    pub min_deposit: Amount,
+    /// `providers`, `matching`, `failing` (per requirement), `offers` (cheapest first), `near`
+    /// (closest misses) and `changes`.
+    #[schema(value_type = Object)]
+    pub explanation: Explanation,
+}
+
+/// `POST /v1/quote` body: order terms not yet submitted, as `CreateOrder` carries them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuoteRequest {
+    #[schema(value_type = Object)]
+    pub terms: OrderTerms,
 }
 
 /// One event on the stream, with where it happened.

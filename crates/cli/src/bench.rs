@@ -246,6 +246,13 @@ fn bench_order_cycles(n: usize) -> Result<f64> {
         runtimes: vec![Runtime::Process],
         // The bench never delivers manifests; any nonzero key registers.
         encryption_key: gpunet_protocol::EncryptionKey([1; 32]),
+        // 10.00 per core-hour: the bench's orders (0.1 core) come to exactly the 1.00 it bids.
+        rates: gpunet_protocol::Rates {
+            per_cpu_core_hour: units(10),
+            per_memory_gib_hour: Amount::ZERO,
+            per_gpu_hour: Default::default(),
+            default_per_gpu_hour: Amount::ZERO,
+        },
     };
     let register: Vec<SignedTx> = (TENANTS..TENANTS + PROVIDERS)
         .map(|p| {

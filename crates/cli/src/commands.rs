@@ -15,6 +15,7 @@ use crate::devnet::{self, DevNet, DevOptions};
 use crate::jobs::{self, Followed};
 use crate::outcome::{self, Ending};
 use crate::progress::Progress;
+use crate::quote;
 use crate::running;
 
 const TX_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +37,10 @@ pub enum JobCmd {
     /// (`gpunet job wait ID`) or cancel.
     ///
     /// Example: gpunet job submit examples/jobs/hello.yaml --wait
+    ///
+    /// Before signing, it checks the deposit pays pricing.max_per_hour for the whole
+    /// limits.max_duration, and that some provider registered now could run the spec; if none
+    /// could, it prints why (and what to change) and submits nothing.
     #[command(after_help = EXIT_CODES_HELP)]
     Submit {
         /// The job spec, a YAML file; examples/jobs/README.md explains each field.
@@ -45,6 +50,23 @@ pub enum JobCmd {
         /// job's exit code class (below).
         #[arg(long)]
         wait: bool,
+        /// Submit even though no provider registered now could run it (one may join later;
+        /// the order waits its time-to-live, then the deposit is refunded).
+        #[arg(long)]
+        submit_anyway: bool,
+        /// Submit even though the deposit cannot pay the max price for the whole max duration:
+        /// the job is stopped (escrow_exhausted) when the deposit runs out.
+        #[arg(long)]
+        allow_short_deposit: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// What a job spec would cost now at each provider that can run it (cheapest first), how
+    /// long the deposit lasts there, the minimum deposit, and why the others cannot run it.
+    ///
+    /// Example: gpunet job quote examples/jobs/hello.yaml
+    Quote {
+        spec: PathBuf,
         #[command(flatten)]
         conn: Conn,
     },
@@ -171,7 +193,8 @@ pub enum WalletCmd {
 
 #[derive(Subcommand)]
 pub enum MarketCmd {
-    /// Registered providers with their capacity and what is free.
+    /// Registered providers with their capacity, what is free, and their posted rates (usd per
+    /// core-hour, GiB-hour of memory and GPU-hour, by model where they price one apart).
     ///
     /// Example: gpunet market providers --json
     Providers {
@@ -509,9 +532,22 @@ pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()>
 
 /// `job submit`: the order, then (with `wait`) the job to its end; Ctrl-C leaves the order
 /// and says how to re-attach.
-async fn submit(spec_path: &Path, wait: bool, conn: &Conn) -> Result<()> {
+async fn submit(
+    spec_path: &Path,
+    wait: bool,
+    submit_anyway: bool,
+    allow_short_deposit: bool,
+    conn: &Conn,
+) -> Result<()> {
     let spec = jobs::read_spec(spec_path)?;
     let (client, key) = signed_client(conn)?;
+    quote::preflight(
+        &client,
+        &spec.order_terms(),
+        submit_anyway,
+        allow_short_deposit,
+    )
+    .await?;
     let progress = Progress::new(conn.json);
     let started = Instant::now();
     // Inputs are named relative to the spec file.
@@ -651,12 +687,32 @@ async fn wait_for(id: OrderId, stream_log: bool, conn: &Conn) -> Result<()> {
 
 pub async fn job(cmd: JobCmd) -> Result<()> {
     match cmd {
-        JobCmd::Submit { spec, wait, conn } => submit(&spec, wait, &conn).await,
+        JobCmd::Submit {
+            spec,
+            wait,
+            submit_anyway,
+            allow_short_deposit,
+            conn,
+        } => submit(&spec, wait, submit_anyway, allow_short_deposit, &conn).await,
+        JobCmd::Quote { spec, conn } => {
+            let spec = jobs::read_spec(&spec)?;
+            let q = quote::quote(&client(&conn)?, &spec.order_terms()).await?;
+            if conn.json {
+                return print_json(&q);
+            }
+            quote::print_quote(&spec.name, &q);
+            Ok(())
+        }
         JobCmd::Wait { id, conn } => wait_for(id, false, &conn).await,
         JobCmd::Follow { id, conn } => wait_for(id, true, &conn).await,
         JobCmd::Status { id, conn } => {
             let client = client(&conn)?;
             let order = client.order(id).await?;
+            // An open order: why it has not matched yet, from the providers registered now.
+            let explain = match order.state {
+                gpunet_api::node::OrderState::Open => client.explain_order(id).await.ok(),
+                _ => None,
+            };
             let workload = match (&order.lease, key(&conn)) {
                 (Some(l), Ok(k)) if k.address() == order.tenant => {
                     ProviderClient::new(&l.provider_endpoint, k)
@@ -667,7 +723,9 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 _ => None,
             };
             if conn.json {
-                return print_json(&json!({ "order": order, "workload": workload }));
+                return print_json(
+                    &json!({ "order": order, "workload": workload, "explain": explain }),
+                );
             }
             println!(
                 "job {} ({}): {}",
@@ -678,6 +736,9 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             println!("  tenant   {}", order.tenant);
             println!("  escrow   {} usd", order.escrow);
             println!("  bids     {}", order.bids.len());
+            if let Some(e) = &explain {
+                print!("  waiting: {}", e.explanation);
+            }
             if let Some(l) = &order.lease {
                 println!(
                     "  lease    {} on {} at {} usd/hour: {:?}",
@@ -914,6 +975,7 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
                     p.leases_failed,
                     p.profile.endpoint
                 );
+                println!("      rates {}", quote::rates_text(&p.profile.rates));
             }
             Ok(())
         }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use gpunet_agent::{AgentConfig, AgentHandle, Pricing, Retention};
+use gpunet_agent::{AgentConfig, AgentHandle, Retention};
 use gpunet_client::KeyFile;
 use gpunet_ledger::{Genesis, GenesisAccount, Params};
 use gpunet_node::{MempoolLimits, NodeConfig, NodeHandle};
@@ -341,7 +341,7 @@ fn start_agent_config(
         listen: "127.0.0.1:0".parse().expect("a literal socket address"),
         public_endpoint: None,
         region: "local".to_owned(),
-        pricing: Pricing::default(),
+        rates: gpunet_protocol::Rates::default(),
         stake: units(100),
         // Docker is offered when the engine answers (the agent fingerprints each driver and
         // registers the usable ones); otherwise only processes.

@@ -26,6 +26,20 @@ const POLL_MS: u64 = 100;
 const TX_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most attempts to hand the manifest to the provider.
 const MANIFEST_ATTEMPTS: u32 = 20;
+/// How long an order may wait without bids before the market explainer is asked why.
+const EXPLAIN_AFTER: Duration = Duration::from_secs(2);
+
+/// Says once why an open order has no bids yet, if no provider registered now could run it.
+async fn explain_waiting(client: &NodeClient, order_id: OrderId, progress: &Progress) {
+    if let Ok(view) = client.explain_order(order_id).await
+        && !view.explanation.matches()
+    {
+        progress.stage(&format!(
+            "order {order_id} has not matched: {}",
+            view.explanation.to_string().trim_end()
+        ));
+    }
+}
 
 /// Reads and validates a job spec file.
 pub fn read_spec(path: &Path) -> Result<JobSpec> {
@@ -205,6 +219,8 @@ pub async fn follow(
     let mut announced_lease = false;
     let mut announced_billing = false;
     let mut submit_to_running_ms = None;
+    let following = Instant::now();
+    let mut explained = false;
     loop {
         let order = client.order(order_id).await?;
         if order.bids.len() != seen_bids && order.state == OrderState::Open {
@@ -218,7 +234,13 @@ pub async fn follow(
             }
         }
         match order.state {
-            OrderState::Open => progress.status(&format!("order {order_id}: waiting for bids")),
+            OrderState::Open => {
+                progress.status(&format!("order {order_id}: waiting for bids"));
+                if !explained && order.bids.is_empty() && following.elapsed() >= EXPLAIN_AFTER {
+                    explained = true;
+                    explain_waiting(client, order_id, progress).await;
+                }
+            }
             OrderState::Expired => bail!(
                 "no provider took order {order_id} before it expired; the deposit was refunded. \
                  Check `gpunet market providers` for capacity and raise pricing.max_per_hour if bids were too high"

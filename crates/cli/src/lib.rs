@@ -1,7 +1,8 @@
 //! The `gpunet` command line as a library, so integration tests can drive the same code the
 //! binary runs: the dev network (`devnet`), job submission and following (`jobs`), the
 //! subcommands (`commands`), how a followed job ended (`outcome`), finding the running dev
-//! network (`running`), benchmarks (`bench`) and progress display (`progress`).
+//! network (`running`), prices and feasibility before submitting (`quote`), benchmarks (`bench`)
+//! and progress display (`progress`).
 //! Thin over the other crates: every rule lives in `ledger`, `node`, `agent` and `runtime`.
 
 pub mod bench;
@@ -12,6 +13,7 @@ pub mod nodecmd;
 pub mod outcome;
 pub mod progress;
 pub mod providercmd;
+pub mod quote;
 pub mod running;
 
 use std::path::PathBuf;

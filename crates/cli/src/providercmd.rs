@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use gpunet_agent::{AgentConfig, Pricing, Retention};
+use gpunet_agent::{AgentConfig, Retention};
 use gpunet_client::KeyFile;
 use gpunet_protocol::Amount;
 
@@ -58,9 +58,14 @@ pub struct StartArgs {
     /// Price per GiB of memory per hour, in usd.
     #[arg(long, default_value = "0.01")]
     pub gib_hour: String,
-    /// Price per GPU-hour, in usd.
+    /// Price per GPU-hour, in usd, for GPUs no --gpu-model-hour names.
     #[arg(long, default_value = "2.00")]
     pub gpu_hour: String,
+    /// Price per GPU-hour of one GPU model or family, in usd, e.g. `h100=3.50` or
+    /// `a100-40gb=1.20`; repeat for several (a model wins over its family). Posted on chain with
+    /// the other rates: tenants see them in `gpunet market providers`.
+    #[arg(long = "gpu-model-hour", value_name = "MODEL=PRICE")]
+    pub gpu_model_hours: Vec<String>,
     /// Do not offer the docker runtime even when a Docker Engine answers.
     #[arg(long)]
     pub no_docker: bool,
@@ -74,6 +79,21 @@ pub struct StartArgs {
 fn amount(flag: &str, value: &str) -> Result<Amount> {
     Amount::parse_decimal(value)
         .with_context(|| format!("--{flag} {value:?}: write a decimal amount like 0.25"))
+}
+
+/// `--gpu-model-hour MODEL=PRICE` flags as the profile's per-model rates.
+fn gpu_model_rates(flags: &[String]) -> Result<std::collections::BTreeMap<String, Amount>> {
+    let mut rates = std::collections::BTreeMap::new();
+    for flag in flags {
+        let Some((model, price)) = flag.split_once('=') else {
+            bail!("--gpu-model-hour {flag:?}: write MODEL=PRICE, e.g. h100=3.50");
+        };
+        rates.insert(
+            model.trim().to_owned(),
+            amount("gpu-model-hour", price.trim())?,
+        );
+    }
+    Ok(rates)
 }
 
 pub async fn run(cmd: ProviderCmd) -> Result<()> {
@@ -95,12 +115,15 @@ async fn start(a: StartArgs) -> Result<()> {
         "the provider key (its account pays the stake and fees: fund it with gpn, or use a key \
          from `gpunet node init --providers N`)",
     )?;
-    let pricing = Pricing {
-        per_cpu_hour: amount("cpu-hour", &a.cpu_hour)?,
-        per_gib_memory_hour: amount("gib-hour", &a.gib_hour)?,
+    let rates = gpunet_protocol::Rates {
+        per_cpu_core_hour: amount("cpu-hour", &a.cpu_hour)?,
+        per_memory_gib_hour: amount("gib-hour", &a.gib_hour)?,
         default_per_gpu_hour: amount("gpu-hour", &a.gpu_hour)?,
-        ..Pricing::default()
+        per_gpu_hour: gpu_model_rates(&a.gpu_model_hours)?,
     };
+    rates
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--gpu-model-hour: {e}"))?;
     let mut trusted_tenants = std::collections::BTreeSet::new();
     for text in &a.trust_tenants {
         let address = match text.parse::<gpunet_protocol::Address>() {
@@ -147,7 +170,7 @@ async fn start(a: StartArgs) -> Result<()> {
         listen: a.listen,
         public_endpoint: a.endpoint.clone(),
         region: a.region.clone(),
-        pricing,
+        rates,
         stake: amount("stake", &a.stake)?,
         drivers,
         retention: Retention::default(),

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use gpunet_api::node::{
-    AccountView, EventEnvelope, LeaseView, OrderList, OrderView, ParamsView, ProviderList,
-    StatusView, SubmitTx, SubmitTxResult, TxState, TxView,
+    AccountView, EventEnvelope, ExplainView, LeaseView, OrderList, OrderView, ParamsView,
+    ProviderList, QuoteRequest, StatusView, SubmitTx, SubmitTxResult, TxState, TxView,
 };
-use gpunet_protocol::{Address, Hash, LeaseId, Msg, OrderId, Rejection, SignedTx, TxBody};
+use gpunet_protocol::{
+    Address, Hash, LeaseId, Msg, OrderId, OrderTerms, Rejection, SignedTx, TxBody,
+};
 use tokio::sync::Mutex;
 
 use crate::{ClientError, KeyFile, decode};
@@ -111,6 +113,30 @@ impl NodeClient {
 
     pub async fn order(&self, id: OrderId) -> Result<OrderView, ClientError> {
         self.get(&format!("/v1/orders/{id}")).await
+    }
+
+    /// Why an open order has (or has not) matched: `GET /v1/orders/{id}/explain`.
+    pub async fn explain_order(&self, id: OrderId) -> Result<ExplainView, ClientError> {
+        self.get(&format!("/v1/orders/{id}/explain")).await
+    }
+
+    /// What `terms` would cost now, and who could run them: `POST /v1/quote`.
+    pub async fn quote(&self, terms: &OrderTerms) -> Result<ExplainView, ClientError> {
+        let url = format!("{}/v1/quote", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .json(&QuoteRequest {
+                terms: terms.clone(),
+            })
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        decode(&url, resp).await
     }
 
     pub async fn lease(&self, id: LeaseId) -> Result<LeaseView, ClientError> {

@@ -16,6 +16,7 @@
 #![deny(clippy::float_arithmetic)]
 
 mod accounts;
+pub mod explain;
 pub mod invariants;
 mod leases;
 mod market;

@@ -1,5 +1,6 @@
 //! Orders and the reverse auction: orders open with their deposit in escrow, providers bid
-//! during the bid window, and at the end of each block every order whose window has closed is
+//! during the bid window (at most the order's max price, and at most what their own posted
+//! rates give for it), and at the end of each block every order whose window has closed is
 //! matched to its lowest feasible bid (ties: earlier bid, then lower address). Orders nobody
 //! could serve expire and their deposit returns.
 
@@ -12,7 +13,7 @@ use crate::leases::create_lease;
 use crate::state::{Bid, Order, OrderStatus};
 use crate::{Provider, State};
 
-fn check_terms(state: &State, terms: &OrderTerms) -> Result<(), Rejection> {
+pub(crate) fn check_terms(state: &State, terms: &OrderTerms) -> Result<(), Rejection> {
     let bad = Rejection::OrderInvalid;
     if terms.name.is_empty() || terms.name.len() > MAX_ORDER_NAME_BYTES {
         return Err(bad);
@@ -73,15 +74,6 @@ pub(crate) fn create_order(
     });
 }
 
-/// Whether `provider` could run `order` right now: region, runtime and free resources.
-pub(crate) fn provider_can_serve(state: &State, provider: &Provider, terms: &OrderTerms) -> bool {
-    runtime_and_region_ok(provider, terms)
-        && state
-            .provider_free(provider)
-            .fit(&provider.profile.capacity, &terms.resources)
-            .is_some()
-}
-
 fn runtime_and_region_ok(provider: &Provider, terms: &OrderTerms) -> bool {
     let region_ok = terms.regions.is_empty() || terms.regions.contains(&provider.profile.region);
     region_ok && provider.profile.runtimes.contains(&terms.runtime)
@@ -115,8 +107,23 @@ pub(crate) fn check_place_bid(
     if price > order.terms.max_price_per_hour {
         return Err(Rejection::BidAboveMaxPrice);
     }
-    if !provider_can_serve(state, provider, &order.terms) {
+    if !runtime_and_region_ok(provider, &order.terms) {
         return Err(Rejection::ProviderCannotFit);
+    }
+    let capacity = &provider.profile.capacity;
+    let resources = &order.terms.resources;
+    let slots = state
+        .provider_free(provider)
+        .fit(capacity, resources)
+        .ok_or(Rejection::ProviderCannotFit)?;
+    // Posted rates bind: a provider bids at most what they give for this order (an overflow
+    // gives no price, and so no bid).
+    let posted = provider
+        .profile
+        .rates
+        .price_per_hour(resources, capacity, &slots);
+    if posted.is_none_or(|posted| price > posted) {
+        return Err(Rejection::BidAbovePostedPrice);
     }
     match order.bids.iter().find(|b| b.provider == *signer) {
         Some(existing) if price >= existing.price_per_hour => Err(Rejection::BidNotLower),

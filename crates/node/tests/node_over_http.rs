@@ -215,6 +215,7 @@ async fn a_transfer_submitted_over_http_is_applied_and_balances_match() {
     };
     for (path, name) in [
         ("/v1/orders/{id}", "id"),
+        ("/v1/orders/{id}/explain", "id"),
         ("/v1/leases/{id}", "id"),
         ("/v1/blocks/{height}", "height"),
         ("/v1/orders", "limit"),
@@ -387,6 +388,71 @@ async fn bad_input_over_http_gets_a_named_400_and_changes_nothing() {
     let recipient = api.account(addr(2)).await;
     assert_eq!(recipient.balances, recipient_before.balances);
     assert_eq!(recipient.nonce, recipient_before.nonce);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_and_explanations_answer_json_and_name_what_is_wrong() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path(), 50).await;
+    let api = Api::new(&node);
+    let terms = OrderTerms {
+        name: "render".into(),
+        manifest_hash: Hash::of(b"manifest"),
+        resources: Resources {
+            cpu_millis: 1_000,
+            memory_mib: 1_024,
+            ..Resources::default()
+        },
+        regions: Vec::new(),
+        runtime: Runtime::Process,
+        max_price_per_hour: units(2),
+        deposit: units(10),
+        max_duration_secs: 1_800,
+    };
+    let quote = |body: serde_json::Value| {
+        api.http
+            .post(format!("{}/v1/quote", api.base))
+            .json(&body)
+            .send()
+    };
+    // No provider on this network: the explainer says so, with the minimum deposit.
+    let r = quote(serde_json::json!({ "terms": terms }))
+        .await
+        .expect("request reaches the node");
+    assert_eq!(r.status(), 200);
+    let view: gpunet_api::node::ExplainView = r.json().await.expect("JSON");
+    assert_eq!(view.explanation.providers, 0);
+    assert!(!view.explanation.matches());
+    assert_eq!(
+        view.explanation.changes,
+        vec![gpunet_protocol::explain::Change::NoProviders]
+    );
+    assert_eq!(view.min_deposit, units(1));
+    // Terms CreateOrder would refuse are refused by name; a body that is not terms is a 400.
+    let mut bad = terms.clone();
+    bad.name = String::new();
+    let r = quote(serde_json::json!({ "terms": bad }))
+        .await
+        .expect("request reaches the node");
+    assert_eq!(r.status(), 400);
+    let err: ErrorBody = r.json().await.expect("JSON error body");
+    assert_eq!(err.name, "order_invalid");
+    let r = quote(serde_json::json!({ "terms": 7 }))
+        .await
+        .expect("request reaches the node");
+    assert_eq!(r.status(), 400);
+    let err: ErrorBody = r.json().await.expect("JSON error body");
+    assert_eq!(err.name, "bad_request");
+    // Explaining an order that does not exist, or is not a number.
+    assert_eq!(
+        api.get_error("/v1/orders/99/explain", 404).await.name,
+        "not_found"
+    );
+    assert_eq!(
+        api.get_error("/v1/orders/x/explain", 400).await.name,
+        "bad_request"
+    );
     node.shutdown().await;
 }
 

@@ -10,9 +10,11 @@ pub mod address;
 pub mod amount;
 pub mod block;
 pub mod event;
+pub mod explain;
 pub mod ids;
 pub mod inputs;
 pub mod jobspec;
+pub mod rates;
 pub mod rejection;
 pub mod resources;
 pub mod sealed;
@@ -23,6 +25,7 @@ pub use amount::{Amount, AmountError, Balances, Denom, MICROS_PER_UNIT};
 pub use block::{Block, BlockCtx, BlockHeader, BlockOutcome, Receipt};
 pub use event::{Event, LeaseEndReason};
 pub use ids::{Hash, IdError, LeaseId, OrderId};
+pub use rates::{Rates, deposit_lasts_secs, min_deposit};
 pub use rejection::{Rejection, RejectionInfo};
 pub use resources::{
     Capacity, Free, GpuRequirement, GpuSlot, ProviderProfile, Resources, Runtime, ShapeError,

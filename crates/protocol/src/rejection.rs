@@ -86,6 +86,7 @@ rejections! {
     LeaseNotStarted = 35, "lease_not_started", "a lease that never started can only end as manifest_rejected, image_unavailable or start_failed";
     // --- appended: codes below are out of check order, never renumbered ---
     ResourcesOutOfBounds = 36, "resources_out_of_bounds", "the order asks for more than any job may: at most 1024 CPU cores, 16Ti memory, 1024Ti disk, 64 GPUs and 1Ti per GPU; ask for less";
+    BidAbovePostedPrice = 37, "bid_above_posted_price", "the bid is above the price the provider's own posted rates give for this order; bid at most that price, or post higher rates with UpdateProvider first";
 }
 
 impl std::fmt::Display for Rejection {

@@ -9,7 +9,7 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
-use crate::EncryptionKey;
+use crate::{EncryptionKey, Rates};
 
 /// Most GPUs one provider may declare.
 pub const MAX_GPUS_PER_PROVIDER: usize = 64;
@@ -140,6 +140,9 @@ pub struct ProviderProfile {
     pub runtimes: Vec<Runtime>,
     /// The agent's X25519 public key: tenants seal manifests to it (see [`crate::sealed`]).
     pub encryption_key: EncryptionKey,
+    /// What the provider asks per hour ([`crate::rates`]): public, so tenants see prices before
+    /// they submit, and binding: the ledger refuses this provider's bids above them.
+    pub rates: Rates,
 }
 
 /// Why a profile or resource request is not acceptable. Each message names the field.
@@ -212,7 +215,7 @@ impl ProviderProfile {
                 "is all zeros; register the agent's X25519 public key",
             ));
         }
-        Ok(())
+        self.rates.validate()
     }
 }
 
@@ -440,6 +443,7 @@ mod tests {
             capacity: capacity(),
             runtimes: vec![Runtime::Process],
             encryption_key: EncryptionKey([7; 32]),
+            rates: Rates::default(),
         };
         assert_eq!(p.validate(), Ok(()));
         p.region = "EU West".into();

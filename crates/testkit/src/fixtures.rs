@@ -3,7 +3,7 @@
 
 use gpunet_protocol::{
     Amount, Capacity, EncryptionKey, GpuRequirement, GpuSlot, Hash, MICROS_PER_UNIT, OrderTerms,
-    ProviderProfile, Resources, Runtime,
+    ProviderProfile, Rates, Resources, Runtime,
 };
 
 /// `units` whole usd (or gpn) as an [`Amount`].
@@ -30,7 +30,32 @@ pub fn a100() -> GpuSlot {
     gpu("a100-40gb", "a100", 40_960)
 }
 
-/// A valid profile in region `eu-west` offering both runtimes, 1 TiB of disk and these GPUs.
+/// Posted rates of `cpu_core` per core-hour, `memory_gib` per GiB-hour and `gpu` per GPU-hour
+/// (usd micro-units), no per-model rates.
+pub fn rates(cpu_core: u64, memory_gib: u64, gpu: u64) -> Rates {
+    Rates {
+        per_cpu_core_hour: Amount::from_micros(cpu_core),
+        per_memory_gib_hour: Amount::from_micros(memory_gib),
+        per_gpu_hour: Default::default(),
+        default_per_gpu_hour: Amount::from_micros(gpu),
+    }
+}
+
+/// Rates so high (100 usd per core-hour, 1 per GiB-hour, 100 per GPU-hour) that every order
+/// the fixtures build prices above its max: any bid within an order's max price is within
+/// them, so tests of the auction need not think about posted prices. Tests of posted prices
+/// set their own with [`rates`] (or take the agent's
+/// `Rates::default()`).
+pub fn ceiling_rates() -> Rates {
+    rates(
+        100 * MICROS_PER_UNIT,
+        MICROS_PER_UNIT,
+        100 * MICROS_PER_UNIT,
+    )
+}
+
+/// A valid profile in region `eu-west` offering both runtimes, 1 TiB of disk and these GPUs, with
+/// [`ceiling_rates`].
 pub fn provider_profile(cpu_millis: u32, memory_mib: u64, gpus: Vec<GpuSlot>) -> ProviderProfile {
     ProviderProfile {
         endpoint: "http://provider.test:7000".to_owned(),
@@ -44,6 +69,7 @@ pub fn provider_profile(cpu_millis: u32, memory_mib: u64, gpus: Vec<GpuSlot>) ->
         runtimes: vec![Runtime::Process, Runtime::Docker],
         // Any valid point; ledger tests never seal to it.
         encryption_key: EncryptionKey([9; 32]),
+        rates: ceiling_rates(),
     }
 }
 

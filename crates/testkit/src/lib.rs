@@ -15,7 +15,9 @@ pub mod procs;
 pub mod strategy;
 pub mod world;
 
-pub use fixtures::{TermsBuilder, a100, gpu, h100, order_terms, provider_profile, usd};
+pub use fixtures::{
+    TermsBuilder, a100, ceiling_rates, gpu, h100, order_terms, provider_profile, rates, usd,
+};
 pub use outcome::OutcomeExt;
 pub use strategy::{TxPlan, arb_block, arb_blocks, arb_tx};
 pub use world::{DEFAULT_STEP_MS, World, WorldBuilder, key};

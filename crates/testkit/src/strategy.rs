@@ -76,11 +76,12 @@ pub enum LeasePick {
     Unknown,
 }
 
-/// A bid price relative to the order's max price.
+/// A bid price relative to the order's max price and the bidder's posted price for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PricePick {
     Zero,
-    /// `max × pct ÷ 100`, at least one micro-unit.
+    /// `min(max, posted) × pct ÷ 100`, at least one micro-unit: the price an honest agent
+    /// might bid.
     PercentOfMax(u8),
     AboveMax,
 }
@@ -475,6 +476,8 @@ impl World {
             ActionPlan::Update { gpus, region } => {
                 let mut profile = provider_profile(8_000, 32_768, vec![a100(); usize::from(*gpus)]);
                 profile.region = REGIONS[usize::from(*region) % REGIONS.len()].to_owned();
+                // The agent's own rates, low enough that bids meet them (and some go above).
+                profile.rates = gpunet_protocol::Rates::default();
                 Msg::UpdateProvider { profile }
             }
             ActionPlan::Deregister => Msg::DeregisterProvider,
@@ -511,9 +514,18 @@ impl World {
                     .orders
                     .get(&order)
                     .map_or(usd(1), |o| o.terms.max_price_per_hour);
+                let posted = self
+                    .state
+                    .orders
+                    .get(&order)
+                    .zip(self.state.providers.get(&signer))
+                    .and_then(|(o, p)| {
+                        gpunet_ledger::explain::posted_price(&self.state, p, &o.terms)
+                    });
                 let price_per_hour = match price {
                     PricePick::Zero => Amount::ZERO,
-                    PricePick::PercentOfMax(pct) => max
+                    PricePick::PercentOfMax(pct) => posted
+                        .map_or(max, |posted| posted.min(max))
                         .mul_div_floor(u64::from(*pct), 100)
                         .unwrap_or(Amount::MAX)
                         .max(Amount::from_micros(1)),

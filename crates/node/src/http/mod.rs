@@ -19,10 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gpunet_api::node::{
-    AccountView, BidView, BlockView, EventEnvelope, LeaseState, LeaseView, MAX_TX_BATCH_BODY_BYTES,
-    MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList, OrderState, OrderView, ParamsView, ProviderList,
-    ProviderView, StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult,
-    TxBatchItem, TxState, TxView,
+    AccountView, BidView, BlockView, EventEnvelope, ExplainView, LeaseState, LeaseView,
+    MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList, OrderState, OrderView,
+    ParamsView, ProviderList, ProviderView, QuoteRequest, StatusView, SubmitTx, SubmitTxBatch,
+    SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState, TxView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER, auth};
 use gpunet_protocol::{
@@ -67,6 +67,8 @@ pub(crate) struct App {
         providers,
         orders,
         order,
+        order_explain,
+        quote,
         lease,
         block,
         events::events,
@@ -90,6 +92,8 @@ pub(crate) struct App {
         OrderState,
         OrderView,
         OrderList,
+        ExplainView,
+        QuoteRequest,
         LeaseState,
         LeaseView,
         EventEnvelope,
@@ -148,6 +152,8 @@ fn router(app: App) -> Router {
         .route("/v1/providers", get(providers))
         .route("/v1/orders", get(orders))
         .route("/v1/orders/{id}", get(order))
+        .route("/v1/orders/{id}/explain", get(order_explain))
+        .route("/v1/quote", post(quote))
         .route("/v1/leases/{id}", get(lease))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/events", get(events::events))
@@ -717,6 +723,80 @@ async fn order(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
         .get(&id)
         .ok_or_else(|| ApiError::not_found(state.height, format!("no order {id}")))?;
     Ok(ok(state.height, &views::order_view(state, o)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}/explain",
+    params(("id" = u64, Path, description = "Order id: `42` (`order-42` is also accepted)")),
+    responses(
+        (status = 200, body = ExplainView, description = "Why the open order has or has not matched, from the providers registered now"),
+        (status = 400, body = ErrorSchema),
+        (status = 404, body = ErrorSchema),
+        (status = 409, body = ErrorSchema, description = "The order is no longer open (`order_not_open`): its lease or end says what happened"),
+    )
+)]
+async fn order_explain(
+    State(app): State<App>,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let raw = path_param(p)?;
+    let id: OrderId = raw
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("path parameter id: {e}")))?;
+    let tip = app.shared.tip();
+    let state = &tip.state;
+    let o = state
+        .orders
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(state.height, format!("no order {id}")))?;
+    if o.status != gpunet_ledger::OrderStatus::Open {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            height: Some(state.height),
+            body: ErrorBody::new(
+                "order_not_open",
+                format!(
+                    "order {id} is {}, no longer waiting for a provider; see GET /v1/orders/{}",
+                    format!("{:?}", views::order_state(o.status)).to_lowercase(),
+                    id.0
+                ),
+            ),
+        });
+    }
+    Ok(ok(
+        state.height,
+        &views::explain_view(state, Some(id), &o.terms),
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/quote",
+    request_body(content = QuoteRequest, description = "Order terms not yet submitted"),
+    responses(
+        (status = 200, body = ExplainView, description = "What the terms would cost now at each provider that can run them, and why the others cannot"),
+        (status = 400, body = ErrorSchema, description = "Not JSON terms (`bad_request`), or terms `CreateOrder` would refuse (`name` is the rejection)"),
+    )
+)]
+async fn quote(
+    State(app): State<App>,
+    body: Result<Json<QuoteRequest>, JsonRejection>,
+) -> ApiResult {
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON {{\"terms\": {{…order terms…}}}}: {}",
+            e.body_text()
+        ))
+    })?;
+    let tip = app.shared.tip();
+    let state = &tip.state;
+    gpunet_ledger::explain::check_order_terms(state, &body.terms)
+        .map_err(|r| ApiError::rejected(state.height, r))?;
+    Ok(ok(
+        state.height,
+        &views::explain_view(state, None, &body.terms),
+    ))
 }
 
 #[utoipa::path(

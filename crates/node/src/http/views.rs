@@ -1,9 +1,10 @@
 //! Conversions from ledger state to the API's views. Pure functions of the state.
 
 use gpunet_api::node::{
-    BidView, LeaseState, LeaseView, OrderState, OrderView, ParamsView, ProviderView,
+    BidView, ExplainView, LeaseState, LeaseView, OrderState, OrderView, ParamsView, ProviderView,
 };
 use gpunet_ledger::{Lease, LeaseStatus, Order, OrderStatus, Provider, State};
+use gpunet_protocol::{OrderId, OrderTerms};
 
 pub(crate) fn params_view(state: &State) -> ParamsView {
     let p = &state.params;
@@ -104,5 +105,26 @@ pub(crate) fn order_view(state: &State, o: &Order) -> OrderView {
             })
             .collect(),
         lease: lease.map(|l| lease_view(state, l)),
+    }
+}
+
+/// What the market would do with `terms` now (the ledger's explainer), with the deposit that
+/// pays its max price for its whole duration.
+pub(crate) fn explain_view(
+    state: &State,
+    order: Option<OrderId>,
+    terms: &OrderTerms,
+) -> ExplainView {
+    ExplainView {
+        height: state.height,
+        order,
+        // Terms past `check_terms` hold a duration of at most a year, so this fits; saturate
+        // rather than fail a read if the bounds ever move.
+        min_deposit: gpunet_protocol::min_deposit(
+            terms.max_price_per_hour,
+            terms.max_duration_secs,
+        )
+        .unwrap_or(gpunet_protocol::Amount::MAX),
+        explanation: gpunet_ledger::explain::explain(state, terms),
     }
 }
