@@ -66,6 +66,8 @@ pub enum JobCmd {
     ///
     /// Example: gpunet job quote examples/jobs/hello.yaml
     Quote {
+        /// The job spec to price, a YAML file; nothing is submitted.
+        #[arg(value_name = "SPEC.yaml")]
         spec: PathBuf,
         #[command(flatten)]
         conn: Conn,

@@ -110,3 +110,127 @@ fn the_bundled_inputs_example_parses_and_packs() {
         .digest;
     assert_eq!(digest, gpunet_protocol::Hash::of(&archive));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_inputs_are_refused_by_the_provider_and_the_right_ones_then_run() {
+    use gpunet_api::node::LeaseState;
+    use gpunet_client::ProviderClient;
+
+    let home = tempfile::tempdir().expect("tempdir");
+    let project = tempfile::tempdir().expect("tempdir");
+    std::fs::write(project.path().join("job.yaml"), SPEC).expect("writes");
+    std::fs::write(
+        project.path().join("train.sh"),
+        "cat \"$GPUNET_INPUTS/data/a.csv\" | wc -l\n",
+    )
+    .expect("writes");
+    std::fs::create_dir_all(project.path().join("data")).expect("mkdir");
+    std::fs::write(project.path().join("data/a.csv"), "1\n2\n").expect("writes");
+    let net = DevNet::start(DevOptions {
+        home: home.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        block_ms: 100,
+    })
+    .await
+    .expect("dev network starts");
+    let reader = NodeClient::new(&net.api);
+    common::wait_for_provider(&reader, Duration::from_secs(30)).await;
+
+    // The order commits to the inputs as packed now; then the data changes on disk.
+    let spec = jobs::read_spec(&project.path().join("job.yaml")).expect("spec parses");
+    let client = NodeClient::new(&net.api).with_signer(net.tenant.clone());
+    let progress = Progress::new(true);
+    let (order, submitted) =
+        jobs::create_order(&client, &net.tenant, &spec, Some(project.path()), &progress)
+            .await
+            .expect("order created");
+    let archive = submitted.inputs.clone().expect("inputs packed");
+    std::fs::write(project.path().join("data/a.csv"), "6\n6\n6\n").expect("writes");
+    let (_, tampered) =
+        jobs::prepare_submission_in(&spec, &net.tenant, Some(project.path())).expect("packs");
+    let tampered = tampered.expect("inputs packed");
+    assert_ne!(tampered, archive);
+
+    let lease = loop {
+        let view = reader.order(order).await.expect("order");
+        if let Some(lease) = view.lease {
+            break lease;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let provider_key = reader
+        .providers()
+        .await
+        .expect("providers")
+        .providers
+        .into_iter()
+        .find(|p| p.address == lease.provider)
+        .expect("the provider")
+        .profile
+        .encryption_key;
+    let provider = ProviderClient::new(&lease.provider_endpoint, net.tenant.clone());
+    provider
+        .deliver_inputs(lease.id, &provider_key, &tampered)
+        .await
+        .expect("sealed inputs are taken");
+    let refused = provider
+        .deliver_manifest(lease.id, &provider_key, &submitted.spec.manifest_bytes())
+        .await
+        .expect_err("tampered inputs refused");
+    assert!(
+        refused.to_string().contains("inputs_mismatch")
+            || refused
+                .to_string()
+                .contains("not those the manifest commits to"),
+        "{refused}"
+    );
+    assert_eq!(
+        reader
+            .order(order)
+            .await
+            .expect("order")
+            .lease
+            .map(|l| l.state),
+        Some(LeaseState::Pending),
+        "the lease waits for the right inputs"
+    );
+
+    provider
+        .deliver_inputs(lease.id, &provider_key, &archive)
+        .await
+        .expect("inputs taken");
+    provider
+        .deliver_manifest(lease.id, &provider_key, &submitted.spec.manifest_bytes())
+        .await
+        .expect("the manifest is taken");
+    let followed = tokio::time::timeout(
+        Duration::from_secs(60),
+        jobs::follow(
+            &client,
+            &net.tenant,
+            order,
+            None,
+            true,
+            std::time::Instant::now(),
+            &progress,
+        ),
+    )
+    .await
+    .expect("ends in time")
+    .expect("follows");
+    let lease = followed.lease.expect("leased");
+    assert_eq!(lease.end_reason, Some(LeaseEndReason::Completed));
+    let (_, files) = jobs::fetch_outputs(&net.tenant, &lease, None)
+        .await
+        .expect("outputs");
+    let result = files
+        .iter()
+        .find(|(p, _)| p == "result.txt")
+        .expect("result");
+    assert_eq!(
+        String::from_utf8_lossy(&result.1).trim(),
+        "2",
+        "the committed data ran"
+    );
+    net.stop().await;
+}

@@ -43,7 +43,12 @@ pub enum NodeError {
     },
 
     /// The store's state snapshot does not decode.
-    #[error("the state stored at height {height} does not decode; the store is damaged")]
+    #[error(
+        "the state stored at height {height} does not decode: the store is damaged, or was \
+         written by an older gpunet whose state format differs (this version added posted rates \
+         to provider profiles); start a new network in a fresh directory (another --home), or \
+         move this one away"
+    )]
     StateDecode {
         height: u64,
         #[source]

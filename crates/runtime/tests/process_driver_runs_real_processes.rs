@@ -237,8 +237,11 @@ async fn busy_loop_past_its_cpu_time_limit_ends_with_cpu_time_limit() {
     let outcome = driver.wait(&handle).await.expect("waits");
     assert_eq!(outcome.reason, ExitReason::CpuTimeLimit, "{outcome:?}");
     assert_eq!(outcome.signal, Some(libc::SIGXCPU));
+    // The kernel checks RLIMIT_CPU on its scheduler's accounting, and rusage reports a
+    // sampled split of it: on a loaded machine the two differ by up to a few ticks (891 ms
+    // was seen for a 1 s limit), so the bound only proves the loop ran into its limit.
     assert!(
-        outcome.usage.cpu_user_ms + outcome.usage.cpu_system_ms >= 900,
+        outcome.usage.cpu_user_ms + outcome.usage.cpu_system_ms >= 750,
         "{outcome:?}"
     );
 }
