@@ -1104,7 +1104,7 @@ fn yaml_error(err: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> SpecErr
 }
 
 /// Fields gpunet fills in at submit; a person writing a spec is never offered them.
-const INTERNAL_FIELDS: [&str; 2] = ["output_key", "salt"];
+const INTERNAL_FIELDS: [&str; 3] = ["inputs_archive", "output_key", "salt"];
 
 /// An unknown-field message lists the fields a spec may have; drop the internal ones.
 fn without_internal_fields(message: String) -> String {
@@ -1531,7 +1531,8 @@ outputs: true
         assert_eq!(
             unknown,
             "extra: unknown field `extra`, expected one of `version`, `name`, `kind`, `run`, \
-             `expose`, `health`, `resources`, `placement`, `pricing`, `limits`, `outputs`"
+             `expose`, `health`, `resources`, `placement`, `pricing`, `limits`, `inputs`, \
+             `outputs`"
         );
         let gpu = message(&edit(
             "gpu: { count: 1, models: [H100, a100], vram: 40Gi }",
@@ -1926,6 +1927,22 @@ outputs: true
             assert!(msg.starts_with(want), "want {want:?}…\n got {msg:?}");
             assert!(!msg.contains(SECRET), "{msg}");
         }
+    }
+
+    #[test]
+    fn the_inputs_archive_is_set_at_submit_not_written_in_a_spec() {
+        let text = edit(
+            "outputs: true",
+            &format!(
+                "outputs: true\ninputs: [train.py]\ninputs_archive: {{ digest: \"{}\", bytes: 10 }}",
+                "ab".repeat(32)
+            ),
+        );
+        let err = JobSpec::parse_yaml(&text).expect_err("refused").to_string();
+        assert!(err.starts_with("inputs_archive: is set by gpunet"), "{err}");
+        let fine = edit("outputs: true", "outputs: true\ninputs: [train.py, data/]");
+        let spec = JobSpec::parse_yaml(&fine).expect("inputs are a spec field");
+        assert_eq!(spec.inputs, ["train.py", "data/"]);
     }
 
     #[test]
