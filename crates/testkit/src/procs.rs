@@ -38,6 +38,11 @@ mod tests {
             .arg(&marker)
             .spawn()
             .expect("sleep runs");
+        // Until it has execed, the child still shows its parent's arguments.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while processes_with_arg(&marker).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(processes_with_arg(&marker), vec![child.id()]);
         assert!(!process_is_dead(child.id()));
         child.kill().expect("kills");
