@@ -110,3 +110,88 @@ async fn ctrl_c_during_submit_wait_says_how_to_reattach_and_job_wait_gets_the_en
 
     net.stop().await;
 }
+
+/// No provider asks this little: the order stays open.
+const TOO_CHEAP: &str = r#"version: 1
+name: too-cheap
+kind: batch
+run:
+  command: [sh, -c, "echo never"]
+resources:
+  cpu: 1
+  memory: 256Mi
+  disk: 64Mi
+pricing: { max_per_hour: "0.000001", deposit: "1.00" }
+limits: { max_duration: 1m }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_an_order_is_still_open_leaves_it_open_and_says_how_to_cancel_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let user = User::new(dir.path());
+    let net = DevNet::start(DevOptions {
+        home: dir.path().join("net"),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        block_ms: 100,
+    })
+    .await
+    .expect("dev network starts");
+    let reader = NodeClient::new(&net.api);
+    common::wait_for_provider(&reader, Duration::from_secs(30)).await;
+    let key = gpunet::devnet::tenant_key_path(&net.home)
+        .display()
+        .to_string();
+    let spec = dir.path().join("cheap.yaml");
+    std::fs::write(&spec, TOO_CHEAP).expect("spec written");
+    let spec = spec.display().to_string();
+    let conn = ["--api", net.api.as_str(), "--key", key.as_str()];
+
+    let mut args = vec!["job", "submit", spec.as_str(), "--wait", "--submit-anyway"];
+    args.extend(conn);
+    let mut child = user
+        .gpunet(&args, dir.path())
+        .spawn()
+        .expect("gpunet job submit starts");
+    // Interrupt once gpunet says the order is open (and so past creating it).
+    let order = gpunet_protocol::OrderId(1);
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut stderr = String::new();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.expect("stderr reads") {
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if line.contains("order 1 open") {
+                return;
+            }
+        }
+        panic!("stderr ended before the order was open: {stderr}");
+    })
+    .await
+    .expect("the order is created");
+    signal(&child, "-INT");
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("submit ends after Ctrl-C")
+        .expect("waits");
+    while let Ok(Some(line)) = lines.next_line().await {
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("gpunet job cancel 1"), "{stderr}");
+    assert_eq!(
+        reader.order(order).await.expect("order").state,
+        gpunet_api::node::OrderState::Open,
+        "Ctrl-C leaves the order as it is"
+    );
+
+    let mut args = vec!["job", "cancel", "1"];
+    args.extend(conn);
+    let cancelled = run(user.gpunet(&args, dir.path()), PATIENCE).await;
+    assert_eq!(cancelled.code, Some(0), "{cancelled:?}");
+    assert_eq!(
+        reader.order(order).await.expect("order").state,
+        gpunet_api::node::OrderState::Cancelled
+    );
+    net.stop().await;
+}
