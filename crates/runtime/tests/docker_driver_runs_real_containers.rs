@@ -517,7 +517,7 @@ async fn a_container_writing_past_its_disk_limit_ends_disk_exceeded() {
         &id,
         &image,
         dir.path(),
-        r#"i=0; while [ $i -lt 400 ]; do head -c 1048576 /dev/zero > /outputs/f$i; i=$((i+1)); sleep 0.02; done; echo survived"#,
+        r#"i=0; while [ $i -lt 1000 ]; do head -c 1048576 /dev/zero > /outputs/f$i; i=$((i+1)); sleep 0.02; done; echo survived"#,
     );
     s.disk_mib = Some(8);
     let handle = driver.start(&s).await.expect("starts");
@@ -532,7 +532,10 @@ async fn a_container_writing_past_its_disk_limit_ends_disk_exceeded() {
     let written = std::fs::read_dir(dir.path().join("outputs"))
         .expect("outputs")
         .count();
-    assert!((6..200).contains(&written), "{written} files written");
+    // Killed within seconds of passing 8 MiB, far from the 1000 MiB the script would write; a
+    // loaded machine scans and kills later (202 files were seen on a busy 2-core one), hence
+    // the wide bound: this checks the watchdog acts, `docs/benchmarks.md` is for how fast.
+    assert!((6..600).contains(&written), "{written} files written");
     // The reason is recorded, so a restarted driver reports it too.
     let again = DockerDriver::new();
     match again.recover(&handle).await.expect("recovers") {

@@ -490,7 +490,7 @@ async fn a_workloads_directories_are_0700_and_its_log_0600() {
 
 /// Writes 1 MiB files into the outputs one after another, each under any file size limit,
 /// until it is killed: only the disk watchdog can stop it.
-const MANY_FILES: &str = r#"i=0; while [ $i -lt 400 ]; do head -c 1048576 /dev/zero > "$GPUNET_OUTPUTS/f$i"; i=$((i+1)); sleep 0.02; done; echo survived"#;
+const MANY_FILES: &str = r#"i=0; while [ $i -lt 1000 ]; do head -c 1048576 /dev/zero > "$GPUNET_OUTPUTS/f$i"; i=$((i+1)); sleep 0.02; done; echo survived"#;
 
 #[tokio::test]
 async fn a_workload_writing_past_its_disk_limit_in_many_files_ends_disk_exceeded() {
@@ -509,13 +509,13 @@ async fn a_workload_writing_past_its_disk_limit_in_many_files_ends_disk_exceeded
     );
     assert_eq!(outcome.signal, Some(libc::SIGKILL), "{outcome:?}");
     assert!(!logs.contains("survived"), "{logs:?}");
-    // Killed soon after passing 8 MiB, far from the 400 MiB the script would write (a loaded
+    // Killed soon after passing 8 MiB, far from the 1000 MiB the script would write (a loaded
     // machine may take a while to scan and kill, hence the wide bound).
     let written = std::fs::read_dir(dir.path().join("outputs"))
         .expect("outputs")
         .count();
-    assert!((8..200).contains(&written), "{written} files written");
-    assert!(began.elapsed() < Duration::from_secs(20));
+    assert!((8..600).contains(&written), "{written} files written");
+    assert!(began.elapsed() < Duration::from_secs(60));
 }
 
 #[tokio::test]

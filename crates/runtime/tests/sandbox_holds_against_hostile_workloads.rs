@@ -569,7 +569,7 @@ async fn filling_the_disk_past_its_limit_ends_the_lease_disk_exceeded() {
         // 1 MiB files, each under any file size limit, into both of its writable directories.
         let script = r#"
             i=0
-            while [ $i -lt 300 ]; do
+            while [ $i -lt 1000 ]; do
                 head -c 1048576 /dev/zero > "$GPUNET_OUTPUTS/o$i"
                 head -c 1048576 /dev/zero > "./w$i" 2>/dev/null
                 i=$((i+1)); sleep 0.02
@@ -592,8 +592,9 @@ async fn filling_the_disk_past_its_limit_ends_the_lease_disk_exceeded() {
         let written = std::fs::read_dir(root.join("outputs"))
             .map(|d| d.count())
             .unwrap_or(0);
+        // Far from the 1000 MiB it would write; wide, for a loaded machine's slower scans.
         assert!(
-            written < 200,
+            written < 600,
             "{}: {written} MiB written against a limit of 8",
             target.name()
         );
