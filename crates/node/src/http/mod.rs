@@ -266,6 +266,17 @@ fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError
         .map_err(|e| ApiError::bad_request(format!("bad path parameter: {e}")))
 }
 
+/// The `{id}` path parameter of an order or lease route, parsed.
+fn id_param<T>(p: Result<Path<String>, PathRejection>) -> Result<T, ApiError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    path_param(p)?
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("path parameter id: {e}")))
+}
+
 async fn not_found_route(uri: Uri) -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
@@ -712,10 +723,7 @@ async fn orders(
     )
 )]
 async fn order(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
-    let raw = path_param(p)?;
-    let id: OrderId = raw
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("path parameter id: {e}")))?;
+    let id: OrderId = id_param(p)?;
     let tip = app.shared.tip();
     let state = &tip.state;
     let o = state
@@ -740,10 +748,7 @@ async fn order_explain(
     State(app): State<App>,
     p: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    let raw = path_param(p)?;
-    let id: OrderId = raw
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("path parameter id: {e}")))?;
+    let id: OrderId = id_param(p)?;
     let tip = app.shared.tip();
     let state = &tip.state;
     let o = state
@@ -810,10 +815,7 @@ async fn quote(
     )
 )]
 async fn lease(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
-    let raw = path_param(p)?;
-    let id: LeaseId = raw
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("path parameter id: {e}")))?;
+    let id: LeaseId = id_param(p)?;
     let tip = app.shared.tip();
     let state = &tip.state;
     let l = state
