@@ -109,7 +109,10 @@ pub fn prepare_submission_in(
 }
 
 /// The encryption key `provider` registered on chain: manifests are sealed to it.
-async fn provider_encryption_key(client: &NodeClient, provider: Address) -> Result<EncryptionKey> {
+pub async fn provider_encryption_key(
+    client: &NodeClient,
+    provider: Address,
+) -> Result<EncryptionKey> {
     let providers = client.providers().await.context("reading the providers")?;
     providers
         .providers

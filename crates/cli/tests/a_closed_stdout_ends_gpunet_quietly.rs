@@ -9,8 +9,6 @@ mod common;
 use std::time::Duration;
 
 use binary::User;
-use gpunet::devnet::{DevNet, DevOptions};
-use gpunet_client::NodeClient;
 use tokio::io::AsyncReadExt;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -38,14 +36,7 @@ async fn with_stdout_closed(mut cmd: tokio::process::Command) -> (Option<i32>, S
 async fn a_reader_that_stops_reading_ends_gpunet_without_a_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let user = User::new(dir.path());
-    let net = DevNet::start(DevOptions {
-        home: dir.path().join("net"),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        block_ms: 100,
-    })
-    .await
-    .expect("dev network starts");
-    common::wait_for_provider(&NodeClient::new(&net.api), Duration::from_secs(30)).await;
+    let net = common::ready_dev_net(dir.path().join("net")).await;
     let key = gpunet::devnet::tenant_key_path(&net.home)
         .display()
         .to_string();

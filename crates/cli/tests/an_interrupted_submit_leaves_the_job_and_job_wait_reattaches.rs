@@ -10,7 +10,6 @@ mod common;
 use std::time::Duration;
 
 use binary::{User, run, signal};
-use gpunet::devnet::{DevNet, DevOptions};
 use gpunet_client::NodeClient;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -33,14 +32,7 @@ limits: { max_duration: 1m }
 async fn ctrl_c_during_submit_wait_says_how_to_reattach_and_job_wait_gets_the_end() {
     let dir = tempfile::tempdir().expect("tempdir");
     let user = User::new(dir.path());
-    let net = DevNet::start(DevOptions {
-        home: dir.path().join("net"),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        block_ms: 100,
-    })
-    .await
-    .expect("dev network starts");
-    common::wait_for_provider(&NodeClient::new(&net.api), Duration::from_secs(30)).await;
+    let net = common::ready_dev_net(dir.path().join("net")).await;
     let key = gpunet::devnet::tenant_key_path(&net.home)
         .display()
         .to_string();
@@ -129,15 +121,8 @@ limits: { max_duration: 1m }
 async fn ctrl_c_while_an_order_is_still_open_leaves_it_open_and_says_how_to_cancel_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let user = User::new(dir.path());
-    let net = DevNet::start(DevOptions {
-        home: dir.path().join("net"),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        block_ms: 100,
-    })
-    .await
-    .expect("dev network starts");
+    let net = common::ready_dev_net(dir.path().join("net")).await;
     let reader = NodeClient::new(&net.api);
-    common::wait_for_provider(&reader, Duration::from_secs(30)).await;
     let key = gpunet::devnet::tenant_key_path(&net.home)
         .display()
         .to_string();

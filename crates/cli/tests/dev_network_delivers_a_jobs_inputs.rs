@@ -6,7 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use gpunet::devnet::{DevNet, DevOptions};
 use gpunet::jobs;
 use gpunet::progress::Progress;
 use gpunet_client::NodeClient;
@@ -39,15 +38,7 @@ async fn a_jobs_inputs_reach_it_read_only_with_their_relative_paths() {
     std::fs::write(project.path().join("data/a.csv"), "1\n2\n").expect("writes");
     std::fs::write(project.path().join("data/more/b.csv"), "3\n").expect("writes");
 
-    let net = DevNet::start(DevOptions {
-        home: home.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        block_ms: 100,
-    })
-    .await
-    .expect("dev network starts");
-    let reader = NodeClient::new(&net.api);
-    common::wait_for_provider(&reader, Duration::from_secs(30)).await;
+    let net = common::ready_dev_net(home.path().to_path_buf()).await;
 
     let spec = jobs::read_spec(&project.path().join("job.yaml")).expect("spec parses");
     let client = NodeClient::new(&net.api).with_signer(net.tenant.clone());
@@ -126,15 +117,8 @@ async fn tampered_inputs_are_refused_by_the_provider_and_the_right_ones_then_run
     .expect("writes");
     std::fs::create_dir_all(project.path().join("data")).expect("mkdir");
     std::fs::write(project.path().join("data/a.csv"), "1\n2\n").expect("writes");
-    let net = DevNet::start(DevOptions {
-        home: home.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        block_ms: 100,
-    })
-    .await
-    .expect("dev network starts");
+    let net = common::ready_dev_net(home.path().to_path_buf()).await;
     let reader = NodeClient::new(&net.api);
-    common::wait_for_provider(&reader, Duration::from_secs(30)).await;
 
     // The order commits to the inputs as packed now; then the data changes on disk.
     let spec = jobs::read_spec(&project.path().join("job.yaml")).expect("spec parses");
@@ -158,16 +142,9 @@ async fn tampered_inputs_are_refused_by_the_provider_and_the_right_ones_then_run
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let provider_key = reader
-        .providers()
+    let provider_key = jobs::provider_encryption_key(&reader, lease.provider)
         .await
-        .expect("providers")
-        .providers
-        .into_iter()
-        .find(|p| p.address == lease.provider)
-        .expect("the provider")
-        .profile
-        .encryption_key;
+        .expect("the provider's key");
     let provider = ProviderClient::new(&lease.provider_endpoint, net.tenant.clone());
     provider
         .deliver_inputs(lease.id, &provider_key, &tampered)

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use gpunet::devnet::{self, DevNet, DevOptions};
+use gpunet::devnet::{self, DevNet};
 use gpunet::quote;
 use gpunet_client::NodeClient;
 use gpunet_protocol::explain::{Change, Requirement};
@@ -48,18 +48,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-async fn start(home: &Path) -> DevNet {
-    let net = DevNet::start(DevOptions {
-        home: home.to_path_buf(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        block_ms: 100,
-    })
-    .await
-    .expect("dev network starts");
-    common::wait_for_provider(&NodeClient::new(&net.api), Duration::from_secs(30)).await;
-    net
-}
-
 /// Creates the order without the CLI's checks; returns its id and the height it opened at.
 async fn open_order(net: &DevNet, spec: &JobSpec) -> (OrderId, u64) {
     let client = NodeClient::new(&net.api).with_signer(net.tenant.clone());
@@ -87,7 +75,7 @@ async fn open_order(net: &DevNet, spec: &JobSpec) -> (OrderId, u64) {
 async fn jobs_that_cannot_run_are_explained_and_prices_are_shown_before_submitting() {
     let home = tempfile::tempdir().expect("tempdir");
     let specs = tempfile::tempdir().expect("tempdir");
-    let net = start(home.path()).await;
+    let net = common::ready_dev_net(home.path().to_path_buf()).await;
     let reader = NodeClient::new(&net.api);
     let providers = reader.providers().await.expect("providers");
     let dev = &providers.providers[0];

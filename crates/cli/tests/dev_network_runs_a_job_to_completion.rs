@@ -6,7 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use gpunet::devnet::{DevNet, DevOptions};
 use gpunet::jobs;
 use gpunet::progress::Progress;
 use gpunet_api::node::LeaseState;
@@ -19,15 +18,8 @@ const HELLO: &str = include_str!("../../../examples/jobs/hello.yaml");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_job_runs_to_completion_and_the_bill_is_exact() {
     let home = tempfile::tempdir().expect("tempdir");
-    let net = DevNet::start(DevOptions {
-        home: home.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        block_ms: 100,
-    })
-    .await
-    .expect("dev network starts");
+    let net = common::ready_dev_net(home.path().to_path_buf()).await;
     let reader = NodeClient::new(&net.api);
-    common::wait_for_provider(&reader, Duration::from_secs(30)).await;
 
     let tenant = net.tenant.address();
     let before = reader.account(&tenant).await.expect("account");

@@ -14,8 +14,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use binary::{Ran, User, run};
-use gpunet::devnet::{DevNet, DevOptions};
-use gpunet_client::NodeClient;
 
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -90,14 +88,7 @@ fn log_tail(json: &serde_json::Value) -> String {
 async fn each_failing_end_reason_gives_a_nonzero_exit_and_says_why() {
     let dir = tempfile::tempdir().expect("tempdir");
     let user = User::new(dir.path());
-    let net = DevNet::start(DevOptions {
-        home: dir.path().join("net"),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        block_ms: 100,
-    })
-    .await
-    .expect("dev network starts");
-    common::wait_for_provider(&NodeClient::new(&net.api), Duration::from_secs(30)).await;
+    let net = common::ready_dev_net(dir.path().join("net")).await;
     let cli = Net {
         user: &user,
         dir: dir.path(),

@@ -1,4 +1,6 @@
 //! Helpers shared by the CLI's end-to-end tests.
+// Each test file uses some of these; the others are dead code there, which is fine.
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
@@ -16,4 +18,18 @@ pub async fn wait_for_provider(client: &NodeClient, patience: Duration) {
         assert!(start.elapsed() < patience, "provider never registered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A dev network under `home` (blocks every 100 ms, API on a free port) whose provider is
+/// registered.
+pub async fn ready_dev_net(home: std::path::PathBuf) -> gpunet::devnet::DevNet {
+    let net = gpunet::devnet::DevNet::start(gpunet::devnet::DevOptions {
+        home,
+        listen: "127.0.0.1:0".parse().expect("a literal address"),
+        block_ms: 100,
+    })
+    .await
+    .expect("dev network starts");
+    wait_for_provider(&NodeClient::new(&net.api), Duration::from_secs(30)).await;
+    net
 }
