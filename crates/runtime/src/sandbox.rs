@@ -331,7 +331,13 @@ impl Sandbox {
         let (euid, _) = crate::sys::effective_ids();
         let (cgroups, cgroup_reason) = match Cgroups::detect().and_then(|c| {
             // Being able to make the parent directory is not enough: make (and drop) one.
-            let probe = format!("probe-{}", std::process::id());
+            // Unique per driver: drivers made at once in one process (tests) must not race
+            // on one probe cgroup, or one of them would lose its cgroups.
+            let probe = format!(
+                "probe-{}-{}",
+                std::process::id(),
+                CGROUP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
             let limits = CgroupLimits {
                 memory_bytes: 64 << 20,
                 pids_max: 8,
