@@ -203,6 +203,7 @@ mod tests {
             max_price_per_hour: Amount::from_micros(10_000_000),
             deposit: Amount::from_micros(5_000_000),
             max_duration_secs: 3_600,
+            recovery: gpunet_protocol::RecoveryPolicy::none(),
         }
     }
 
@@ -217,6 +218,10 @@ mod tests {
             escrow: Amount::from_micros(5_000_000),
             bids: vec![],
             lease: None,
+            attempts: vec![],
+            excluded: vec![],
+            open_since_height: 1,
+            not_before_ms: 0,
         }
     }
 

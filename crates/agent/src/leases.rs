@@ -296,7 +296,7 @@ impl Leases {
         }
         let state = match view.state {
             LeaseState::Pending => WorkloadState::AwaitingManifest,
-            LeaseState::Running => WorkloadState::Failed,
+            LeaseState::Running | LeaseState::Paused => WorkloadState::Failed,
             LeaseState::Ended => return false,
         };
         let record = LeaseRecord {

@@ -40,6 +40,14 @@ pub struct ParamsView {
     pub start_timeout_blocks: u64,
     pub max_bids_per_order: u32,
     pub max_lease_duration_secs: u64,
+    /// How often providers send heartbeats, in blocks.
+    pub heartbeat_interval_blocks: u64,
+    /// Blocks of silence after which a running lease ends `provider_lost`.
+    pub liveness_timeout_blocks: u64,
+    /// `escrow_low` goes out when the escrow pays for less than this much more, in seconds.
+    pub escrow_warning_secs: u64,
+    /// Blocks a lease with no escrow left stays paused before it ends `insufficient_funds`.
+    pub pause_grace_blocks: u64,
 }
 
 /// `GET /v1/accounts/{address}`.
@@ -169,6 +177,10 @@ pub struct ProviderView {
     pub free_gpus: u32,
     pub leases_completed: u64,
     pub leases_failed: u64,
+    /// Height of its last heartbeat.
+    pub last_heartbeat_height: u64,
+    /// It announced it is leaving and takes no new leases.
+    pub leaving: bool,
 }
 
 /// `GET /v1/providers`.
@@ -214,7 +226,17 @@ pub struct OrderView {
     #[schema(value_type = String)]
     pub escrow: Amount,
     pub bids: Vec<BidView>,
+    /// The current lease, or the last one once the order closed; none while (re)open.
     pub lease: Option<LeaseView>,
+    /// Every attempt, oldest first: the leases this order has had.
+    pub attempts: Vec<LeaseView>,
+    /// Providers that failed or lost an attempt: they cannot bid on it again.
+    #[schema(value_type = Vec<String>)]
+    pub excluded: Vec<Address>,
+    /// The height the order last (re)opened at.
+    pub open_since_height: u64,
+    /// No match before this block time (the backoff after a failed attempt).
+    pub not_before_ms: u64,
 }
 
 /// `GET /v1/orders`.
@@ -230,6 +252,8 @@ pub struct OrderList {
 pub enum LeaseState {
     Pending,
     Running,
+    /// The escrow ran out: the workload is stopped until a top-up (`gpunet job top-up`).
+    Paused,
     Ended,
 }
 
@@ -251,6 +275,8 @@ pub struct LeaseView {
     #[schema(value_type = Object)]
     pub resources: Resources,
     pub gpu_slots: Vec<u32>,
+    /// Which attempt of its order this lease is, from 1.
+    pub attempt: u32,
     pub state: LeaseState,
     #[schema(value_type = Option<String>)]
     pub end_reason: Option<LeaseEndReason>,
@@ -258,6 +284,11 @@ pub struct LeaseView {
     pub created_ms: u64,
     pub started_ms: Option<u64>,
     pub ended_ms: Option<u64>,
+    /// Block time of the provider's last proof that the workload runs: billing stops here.
+    pub last_proof_ms: u64,
+    pub last_proof_height: u64,
+    /// Since when the lease is paused for lack of escrow.
+    pub paused_since_height: Option<u64>,
     pub billed_ms: u64,
     /// Paid by the tenant so far, protocol fee included.
     #[schema(value_type = String)]

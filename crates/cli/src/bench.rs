@@ -282,6 +282,7 @@ fn bench_order_cycles(n: usize) -> Result<f64> {
         max_price_per_hour: units(2),
         deposit: units(1),
         max_duration_secs: 3_600,
+        recovery: gpunet_protocol::RecoveryPolicy::none(),
     };
     let window = state.params.bid_window_blocks;
     let mut total = 0.0;

@@ -11,7 +11,7 @@
 //! | 0 | the job completed and its command exited 0 |
 //! | 1 | gpunet itself failed: bad arguments or spec, no network, a refused transaction |
 //! | 2 | the job's command failed: it exited nonzero (`workload_failed`) |
-//! | 3 | a limit or the provider ended the job: `timed_out`, `out_of_memory`, `disk_exceeded`, `escrow_exhausted`, `max_duration_reached`, `start_failed`, `image_unavailable`, `manifest_rejected`, `start_timeout` |
+//! | 3 | a limit or the provider ended the job: `timed_out`, `out_of_memory`, `disk_exceeded`, `escrow_exhausted`, `insufficient_funds`, `max_duration_reached`, `start_failed`, `image_unavailable`, `manifest_rejected`, `start_timeout`, and `provider_lost` or `provider_left` once no attempt is left |
 //! | 4 | the job was cancelled |
 //! | 5 | the job never ran: no provider took the order before it expired |
 //! | 130 | interrupted (Ctrl-C); the order is left as it is |
@@ -90,7 +90,10 @@ impl JobExit {
             | LeaseEndReason::StartTimeout
             | LeaseEndReason::EscrowExhausted
             | LeaseEndReason::MaxDurationReached
-            | LeaseEndReason::DiskExceeded => JobExit::Stopped,
+            | LeaseEndReason::DiskExceeded
+            | LeaseEndReason::ProviderLost
+            | LeaseEndReason::ProviderLeft
+            | LeaseEndReason::InsufficientFunds => JobExit::Stopped,
         }
     }
 }
@@ -125,6 +128,15 @@ pub fn hint(reason: LeaseEndReason) -> &'static str {
         }
         LeaseEndReason::StartTimeout => {
             "the provider did not start the job in time, usually because no manifest reached it (the submitting command stopped before sending it)"
+        }
+        LeaseEndReason::ProviderLost => {
+            "its provider stopped proving the job runs and every attempt the recovery policy allows was used; you paid only up to the provider's last proof of life. Raise recovery.max_attempts to retry more"
+        }
+        LeaseEndReason::ProviderLeft => {
+            "its provider left the network and every attempt the recovery policy allows was used; raise recovery.max_attempts"
+        }
+        LeaseEndReason::InsufficientFunds => {
+            "the escrow ran out and nobody topped it up during the pause; next time raise pricing.deposit or run `gpunet job top-up` when warned (logs and outputs are kept)"
         }
         LeaseEndReason::CancelledByTenant => {
             "the job was cancelled; it paid for the time it ran and the rest was refunded"

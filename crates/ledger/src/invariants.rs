@@ -87,6 +87,19 @@ pub fn check_indexes(state: &State) -> Result<(), Violation> {
         if l.fee > l.paid {
             return Err(Violation(format!("lease {id}: fee exceeds paid")));
         }
+        // No tenant pays for time after the provider's last proof of life.
+        let proven = l
+            .price_per_hour
+            .mul_div_floor(l.proven_ms(), 3_600_000)
+            .unwrap_or(gpunet_protocol::Amount::MAX);
+        if l.paid > proven || l.billed_ms > l.proven_ms() {
+            return Err(Violation(format!(
+                "lease {id}: paid {} for {} ms, more than its {} ms proven running",
+                l.paid,
+                l.billed_ms,
+                l.proven_ms()
+            )));
+        }
     }
     Ok(())
 }

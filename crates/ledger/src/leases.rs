@@ -1,19 +1,24 @@
-//! Leases: created by the auction, started by the provider, billed every block from escrow at
-//! the lease price for the block's duration, and ended — by completion, cancellation, escrow
-//! running out, the max duration, or a provider that never started — with the unused escrow
-//! returned to the tenant.
+//! Leases: created by the auction, started by the provider, kept alive by its heartbeats,
+//! billed every block from escrow at the lease price for the running time its provider has
+//! proven, and ended — by completion, cancellation, a lost or leaving provider, the escrow
+//! running out past the pause grace, the max duration, or a provider that never started —
+//! with the unused escrow returned to the tenant, or kept for the next attempt when the
+//! order's recovery policy retries it.
 //!
-//! Billing is cumulative, not incremental: after every block a running lease has been paid
-//! exactly `floor(price × billed_ms ÷ 3 600 000)` and the fee is exactly
+//! Billing is cumulative, not incremental: after every block a lease has been paid exactly
+//! `floor(price × billed_ms ÷ 3 600 000)` and the fee is exactly
 //! `floor(paid × fee_bps ÷ 10 000)`, so rounding never drifts however many blocks pass.
+//! `billed_ms` never exceeds [`Lease::proven_ms`]: no tenant pays for time after the
+//! provider's last proof of life (ADR 0005).
 
+use gpunet_protocol::tx::MAX_HEARTBEAT_LEASES;
 use gpunet_protocol::{
     Address, Amount, Denom, Event, LeaseEndReason, LeaseId, LeaseResult, OrderId, Rejection,
     WorkloadOutcome,
 };
 
 use crate::State;
-use crate::accounts::credit;
+use crate::accounts::{check_can_pay, credit, debit};
 use crate::state::{Lease, LeaseStatus, OrderStatus};
 
 const MS_PER_HOUR: u64 = 3_600_000;
@@ -37,6 +42,8 @@ pub(crate) fn create_lease(
     order.status = OrderStatus::Leased { lease: id };
     order.bids.clear();
     let tenant = order.tenant;
+    order.attempts.push(id);
+    let attempt = u32::try_from(order.attempts.len()).unwrap_or(u32::MAX);
     let lease = Lease {
         id,
         order: order_id,
@@ -50,6 +57,12 @@ pub(crate) fn create_lease(
         started_ms: None,
         ended_ms: None,
         status: LeaseStatus::Pending,
+        attempt,
+        last_proof_ms: state.time_ms,
+        last_proof_height: state.height,
+        accrued_ms: 0,
+        segment_start_ms: state.time_ms,
+        warned_low: false,
         billed_ms: 0,
         paid: Amount::ZERO,
         fee: Amount::ZERO,
@@ -95,10 +108,13 @@ pub(crate) fn check_start(state: &State, signer: &Address, id: LeaseId) -> Resul
 }
 
 pub(crate) fn start(state: &mut State, id: LeaseId, events: &mut Vec<Event>) {
-    let now = state.time_ms;
+    let (now, height) = (state.time_ms, state.height);
     if let Some(l) = state.leases.get_mut(&id) {
         l.status = LeaseStatus::Running;
         l.started_ms = Some(now);
+        l.segment_start_ms = now;
+        l.last_proof_ms = now;
+        l.last_proof_height = height;
         events.push(Event::LeaseStarted {
             lease: id,
             order: l.order,
@@ -137,6 +153,7 @@ pub(crate) fn complete(
 ) {
     let reason = LeaseEndReason::from_outcome(result.outcome);
     let succeeded = result.outcome == WorkloadOutcome::Succeeded;
+    prove_alive(state, id);
     if let Some(l) = state.leases.get_mut(&id) {
         l.result = Some(result);
         let provider = l.provider;
@@ -151,25 +168,46 @@ pub(crate) fn complete(
     settle_and_end(state, id, reason, events);
 }
 
-/// Pays a running lease up to the current block time (capped by its max duration and its
-/// escrow). Returns whether the escrow ran out and whether the max duration was reached.
-fn settle(state: &mut State, id: LeaseId) -> (bool, bool) {
-    let now = state.time_ms;
+/// The provider's transaction about a running lease proves it alive at this block.
+fn prove_alive(state: &mut State, id: LeaseId) {
+    let (now, height) = (state.time_ms, state.height);
+    if let Some(l) = state.leases.get_mut(&id)
+        && l.status == LeaseStatus::Running
+    {
+        l.last_proof_ms = now;
+        l.last_proof_height = height;
+    }
+}
+
+/// What one settlement found.
+struct Settled {
+    /// The escrow could not pay everything due (or is empty).
+    exhausted: bool,
+    max_reached: bool,
+}
+
+/// Pays a running lease for its proven running time (capped by its max duration and its
+/// escrow).
+fn settle(state: &mut State, id: LeaseId) -> Settled {
+    let none = Settled {
+        exhausted: false,
+        max_reached: false,
+    };
     let fee_bps = u64::from(state.params.protocol_fee_bps);
     let Some(lease) = state.leases.get(&id) else {
-        return (false, false);
+        return none;
     };
-    let (Some(started), LeaseStatus::Running) = (lease.started_ms, lease.status) else {
-        return (false, false);
-    };
+    if lease.status != LeaseStatus::Running {
+        return none;
+    }
     let Some(order) = state.orders.get(&lease.order) else {
-        return (false, false);
+        return none;
     };
     let max_ms = order.terms.max_duration_secs.saturating_mul(1_000);
-    let billed_ms = now.saturating_sub(started).min(max_ms);
+    let billable_ms = lease.proven_ms().min(max_ms);
     let owed = lease
         .price_per_hour
-        .mul_div_floor(billed_ms, MS_PER_HOUR)
+        .mul_div_floor(billable_ms, MS_PER_HOUR)
         .unwrap_or(Amount::MAX);
     let due = owed.saturating_sub(lease.paid);
     let exhausted = (due >= order.escrow && !due.is_zero()) || order.escrow.is_zero();
@@ -177,7 +215,7 @@ fn settle(state: &mut State, id: LeaseId) -> (bool, bool) {
     let paid = lease
         .paid
         .checked_add(pay)
-        .expect("paid never exceeds the deposit, which fits in u64");
+        .expect("paid never exceeds the deposits, which fit in u64");
     let fee_total = paid
         .mul_div_floor(fee_bps, BPS)
         .expect("fee is a fraction of paid, so it fits");
@@ -192,17 +230,20 @@ fn settle(state: &mut State, id: LeaseId) -> (bool, bool) {
     if let Some(o) = state.orders.get_mut(&order_id) {
         o.escrow = o.escrow.saturating_sub(pay);
     }
-    // When escrow caps the payment, report only the time the payment covers (rounded down),
-    // not the wall time the lease ran past its money.
+    // When escrow caps the payment, report only the time the payment covers, not the time the
+    // lease ran past its money. Rounded up, so the price of the reported time is never below
+    // what was paid (and never past the billable time, which cost more than was paid).
     let billed_ms = if pay < due {
-        let covered =
-            u128::from(paid.micros()) * u128::from(MS_PER_HOUR) / u128::from(price.micros().max(1));
-        u64::try_from(covered).unwrap_or(billed_ms).min(billed_ms)
+        let covered = (u128::from(paid.micros()) * u128::from(MS_PER_HOUR))
+            .div_ceil(u128::from(price.micros().max(1)));
+        u64::try_from(covered)
+            .unwrap_or(billable_ms)
+            .min(billable_ms)
     } else {
-        billed_ms
+        billable_ms
     };
     if let Some(l) = state.leases.get_mut(&id) {
-        l.billed_ms = billed_ms;
+        l.billed_ms = l.billed_ms.max(billed_ms);
         l.paid = paid;
         l.fee = fee_total;
     }
@@ -211,10 +252,36 @@ fn settle(state: &mut State, id: LeaseId) -> (bool, bool) {
     *t = t
         .checked_add(fee)
         .expect("the treasury never exceeds the minted supply");
-    (exhausted, billed_ms >= max_ms)
+    Settled {
+        exhausted,
+        max_reached: billed_ms >= max_ms,
+    }
 }
 
-/// Settles a live lease up to now, ends it with `reason`, and returns the unused escrow.
+/// Whether the order's recovery policy retries an attempt that ended with `reason`.
+fn retried(state: &State, lease: &Lease, reason: LeaseEndReason) -> bool {
+    let Some(order) = state.orders.get(&lease.order) else {
+        return false;
+    };
+    let policy = &order.terms.recovery;
+    let exit_code = lease.result.as_ref().and_then(|r| r.exit_code);
+    let retryable = match reason {
+        LeaseEndReason::ProviderLost
+        | LeaseEndReason::ProviderLeft
+        | LeaseEndReason::StartTimeout
+        | LeaseEndReason::StartFailed => true,
+        LeaseEndReason::WorkloadFailed | LeaseEndReason::OutOfMemory => {
+            exit_code.is_some_and(|c| policy.on_exit_codes.contains(&c))
+        }
+        _ => false,
+    };
+    let attempts_left = (order.attempts.len() as u64) < u64::from(policy.max_attempts);
+    retryable && attempts_left && !order.escrow.is_zero()
+}
+
+/// Settles a live lease up to its last proof of life, ends it with `reason`, and either
+/// reopens its order for another attempt (escrow kept) or closes it and returns the unused
+/// escrow.
 pub(crate) fn settle_and_end(
     state: &mut State,
     id: LeaseId,
@@ -222,18 +289,40 @@ pub(crate) fn settle_and_end(
     events: &mut Vec<Event>,
 ) {
     settle(state, id);
-    let now = state.time_ms;
-    let Some(lease) = state.leases.get_mut(&id) else {
+    let (now, height) = (state.time_ms, state.height);
+    let Some(lease) = state.leases.get(&id) else {
         return;
     };
     if !lease.is_live() {
         return;
     }
+    let retry = retried(state, lease, reason);
+    let Some(lease) = state.leases.get_mut(&id) else {
+        return;
+    };
+    // Fold the running segment in, so the proven time stays what it was after the end.
+    lease.accrued_ms = lease.proven_ms();
     lease.status = LeaseStatus::Ended { reason };
     lease.ended_ms = Some(now);
     let (order_id, provider, tenant) = (lease.order, lease.provider, lease.tenant);
     let (billed_ms, paid, fee) = (lease.billed_ms, lease.paid, lease.fee);
+    let mut reopened = None;
     let refund = match state.orders.get_mut(&order_id) {
+        Some(o) if retry => {
+            o.status = OrderStatus::Open;
+            o.bids.clear();
+            o.open_since_height = height;
+            let backoff_ms = o.terms.recovery.backoff_secs.saturating_mul(1_000);
+            o.not_before_ms = now.saturating_add(backoff_ms);
+            if let Err(at) = o.excluded.binary_search(&provider) {
+                o.excluded.insert(at, provider);
+            }
+            let attempt = u32::try_from(o.attempts.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1);
+            reopened = Some((attempt, o.not_before_ms));
+            Amount::ZERO
+        }
         Some(o) => {
             let r = o.escrow;
             o.escrow = Amount::ZERO;
@@ -259,35 +348,237 @@ pub(crate) fn settle_and_end(
         fee,
         refund,
     });
+    if let Some((attempt, not_before_ms)) = reopened {
+        state.open_orders.insert(order_id);
+        events.push(Event::OrderReopened {
+            order: order_id,
+            after_lease: id,
+            attempt,
+            excluded: provider,
+            not_before_ms,
+        });
+    }
 }
 
-/// End of block: bill every running lease, end those whose escrow or duration ran out, and end
-/// pending leases whose provider did not start them in time.
+fn count_failure(state: &mut State, provider: Address) {
+    if let Some(p) = state.providers.get_mut(&provider) {
+        p.leases_failed = p.leases_failed.saturating_add(1);
+    }
+}
+
+/// End of block: bill every running lease for its proven time; end those whose provider went
+/// silent or whose max duration passed; pause those whose escrow ran out and end those paused
+/// past the grace; warn when the escrow runs low; end pending leases their provider did not
+/// start in time.
 pub(crate) fn settle_all(state: &mut State, events: &mut Vec<Event>) {
     let height = state.height;
     let timeout = state.params.start_timeout_blocks;
+    let liveness = state.params.liveness_timeout_blocks;
+    let grace = state.params.pause_grace_blocks;
     let live: Vec<LeaseId> = state.live_leases.iter().copied().collect();
     for id in live {
         let Some(lease) = state.leases.get(&id) else {
             continue;
         };
+        let provider = lease.provider;
         match lease.status {
             LeaseStatus::Running => {
-                let (exhausted, max_reached) = settle(state, id);
-                if exhausted {
-                    settle_and_end(state, id, LeaseEndReason::EscrowExhausted, events);
-                } else if max_reached {
+                let silent = height > lease.last_proof_height.saturating_add(liveness);
+                let settled = settle(state, id);
+                if silent {
+                    count_failure(state, provider);
+                    settle_and_end(state, id, LeaseEndReason::ProviderLost, events);
+                } else if settled.max_reached {
                     settle_and_end(state, id, LeaseEndReason::MaxDurationReached, events);
+                } else if settled.exhausted {
+                    pause(state, id, events);
+                } else {
+                    warn_if_low(state, id, events);
                 }
             }
+            LeaseStatus::Paused { since_height }
+                if height >= since_height.saturating_add(grace) =>
+            {
+                settle_and_end(state, id, LeaseEndReason::InsufficientFunds, events);
+            }
             LeaseStatus::Pending if height >= lease.created_height.saturating_add(timeout) => {
-                let provider = lease.provider;
-                if let Some(p) = state.providers.get_mut(&provider) {
-                    p.leases_failed = p.leases_failed.saturating_add(1);
-                }
+                count_failure(state, provider);
                 settle_and_end(state, id, LeaseEndReason::StartTimeout, events);
             }
             _ => {}
         }
     }
+}
+
+/// The escrow is empty: stop billing and tell the provider to stop the workload (keeping it),
+/// or end the lease at once when there is no grace.
+fn pause(state: &mut State, id: LeaseId, events: &mut Vec<Event>) {
+    let height = state.height;
+    let grace = state.params.pause_grace_blocks;
+    if grace == 0 {
+        settle_and_end(state, id, LeaseEndReason::InsufficientFunds, events);
+        return;
+    }
+    if let Some(l) = state.leases.get_mut(&id) {
+        // The closed segment counts only what the escrow paid for.
+        l.accrued_ms = l.billed_ms;
+        l.status = LeaseStatus::Paused {
+            since_height: height,
+        };
+        events.push(Event::LeasePaused {
+            lease: id,
+            order: l.order,
+            grace_until_height: height.saturating_add(grace),
+        });
+    }
+}
+
+/// Sends `escrow_low` once when the escrow pays for less than `escrow_warning_secs` more.
+fn warn_if_low(state: &mut State, id: LeaseId, events: &mut Vec<Event>) {
+    let warning_ms = state.params.escrow_warning_secs.saturating_mul(1_000);
+    let Some(lease) = state.leases.get(&id) else {
+        return;
+    };
+    if lease.warned_low || lease.price_per_hour.is_zero() {
+        return;
+    }
+    let Some(order) = state.orders.get(&lease.order) else {
+        return;
+    };
+    let remaining = u128::from(order.escrow.micros()) * u128::from(MS_PER_HOUR)
+        / u128::from(lease.price_per_hour.micros());
+    let remaining_ms = u64::try_from(remaining).unwrap_or(u64::MAX);
+    if remaining_ms >= warning_ms {
+        return;
+    }
+    let (order_id, escrow) = (order.id, order.escrow);
+    if let Some(l) = state.leases.get_mut(&id) {
+        l.warned_low = true;
+    }
+    events.push(Event::EscrowLow {
+        order: order_id,
+        lease: id,
+        escrow,
+        remaining_ms,
+    });
+}
+
+pub(crate) fn check_heartbeat(
+    state: &State,
+    signer: &Address,
+    leases: &[LeaseId],
+) -> Result<(), Rejection> {
+    if !state.providers.contains_key(signer) {
+        return Err(Rejection::ProviderNotRegistered);
+    }
+    if leases.len() > MAX_HEARTBEAT_LEASES || leases.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Rejection::HeartbeatInvalid);
+    }
+    for id in leases {
+        let lease = state.leases.get(id).ok_or(Rejection::LeaseNotFound)?;
+        if lease.provider != *signer {
+            return Err(Rejection::NotLeaseProvider);
+        }
+    }
+    Ok(())
+}
+
+/// Records the provider alive and each listed live lease proven running at this block. A
+/// lease that ended meanwhile is passed over (the heartbeat raced its end).
+pub(crate) fn heartbeat(state: &mut State, signer: Address, leases: &[LeaseId]) {
+    let height = state.height;
+    if let Some(p) = state.providers.get_mut(&signer) {
+        p.last_heartbeat_height = height;
+    }
+    for id in leases {
+        prove_alive(state, *id);
+        if let Some(l) = state.leases.get_mut(id)
+            && matches!(l.status, LeaseStatus::Paused { .. })
+        {
+            l.last_proof_height = height;
+        }
+    }
+}
+
+pub(crate) fn check_top_up(
+    state: &State,
+    signer: &Address,
+    fee: Amount,
+    order_id: OrderId,
+    amount: Amount,
+) -> Result<(), Rejection> {
+    if amount.is_zero() {
+        return Err(Rejection::ZeroAmount);
+    }
+    let order = state
+        .orders
+        .get(&order_id)
+        .ok_or(Rejection::OrderNotFound)?;
+    if !matches!(order.status, OrderStatus::Open | OrderStatus::Leased { .. }) {
+        return Err(Rejection::OrderNotOpen);
+    }
+    order
+        .escrow
+        .checked_add(amount)
+        .ok_or(Rejection::AmountOverflow)?;
+    check_can_pay(state, signer, fee, Denom::Usd, amount)
+}
+
+/// Adds to the escrow; a paused lease resumes (billing waits for its next proof of life).
+pub(crate) fn top_up(
+    state: &mut State,
+    from: Address,
+    order_id: OrderId,
+    amount: Amount,
+    events: &mut Vec<Event>,
+) {
+    let (now, height) = (state.time_ms, state.height);
+    debit(state, from, Denom::Usd, amount);
+    let Some(order) = state.orders.get_mut(&order_id) else {
+        return;
+    };
+    order.escrow = order
+        .escrow
+        .checked_add(amount)
+        .expect("checked in check_top_up");
+    // Bounded by the minted supply, like the escrow.
+    order.topped_up = order.topped_up.checked_add(amount).unwrap_or(Amount::MAX);
+    let escrow = order.escrow;
+    let lease = match order.status {
+        OrderStatus::Leased { lease } => Some(lease),
+        _ => None,
+    };
+    events.push(Event::EscrowToppedUp {
+        order: order_id,
+        from,
+        amount,
+        escrow,
+    });
+    let Some(l) = lease.and_then(|id| state.leases.get_mut(&id)) else {
+        return;
+    };
+    l.warned_low = false;
+    if matches!(l.status, LeaseStatus::Paused { .. }) {
+        l.status = LeaseStatus::Running;
+        l.segment_start_ms = now;
+        // Billing needs a fresh proof that the workload runs again; the liveness clock
+        // restarts so the provider has a full timeout to give it.
+        l.last_proof_ms = now;
+        l.last_proof_height = height;
+        events.push(Event::LeaseResumed {
+            lease: l.id,
+            order: order_id,
+        });
+    }
+}
+
+pub(crate) fn check_release(state: &State, signer: &Address, id: LeaseId) -> Result<(), Rejection> {
+    live_lease_of(state, signer, id).map(|_| ())
+}
+
+/// The provider gives the lease back: paid up to now (the release proves it alive), not
+/// counted as its failure, retried elsewhere under the order's policy.
+pub(crate) fn release(state: &mut State, id: LeaseId, events: &mut Vec<Event>) {
+    prove_alive(state, id);
+    settle_and_end(state, id, LeaseEndReason::ProviderLeft, events);
 }

@@ -5,7 +5,8 @@
 //! against the state with read-only access; only if every check passes is it *applied*, and the
 //! apply step cannot fail on user input. A rejected transaction leaves no trace: no fee, no
 //! nonce, no event. After the transactions, end-of-block rules run in a fixed order: settle
-//! running leases, time out unstarted ones, match orders whose bid window closed, expire orders
+//! running leases up to their last proof of life, end those whose provider went silent, pause
+//! those whose escrow ran out, time out unstarted ones, match orders whose bid window closed, expire orders
 //! nobody served.
 //!
 //! Architecture Invariant: no I/O, no clock, no randomness, no floats, no threads, no async, no
@@ -85,6 +86,12 @@ fn check_msg(state: &State, body: &TxBody) -> Result<(), Rejection> {
         Msg::CompleteLease { lease, result } => {
             leases::check_complete(state, signer, *lease, result)
         }
+        Msg::Heartbeat { leases } => leases::check_heartbeat(state, signer, leases),
+        Msg::TopUpOrder { order, amount } => {
+            leases::check_top_up(state, signer, fee, *order, *amount)
+        }
+        Msg::ReleaseLease { lease } => leases::check_release(state, signer, *lease),
+        Msg::AnnounceExit => providers::check_announce_exit(state, signer),
     }
 }
 
@@ -109,6 +116,10 @@ fn apply_checked(state: &mut State, body: TxBody, events: &mut Vec<Event>) {
         } => market::place_bid(state, signer, order, price_per_hour, events),
         Msg::StartLease { lease } => leases::start(state, lease, events),
         Msg::CompleteLease { lease, result } => leases::complete(state, lease, result, events),
+        Msg::Heartbeat { leases } => leases::heartbeat(state, signer, &leases),
+        Msg::TopUpOrder { order, amount } => leases::top_up(state, signer, order, amount, events),
+        Msg::ReleaseLease { lease } => leases::release(state, lease, events),
+        Msg::AnnounceExit => providers::announce_exit(state, signer, events),
     }
 }
 

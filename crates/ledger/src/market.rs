@@ -2,7 +2,9 @@
 //! during the bid window (at most the order's max price, and at most what their own posted
 //! rates give for it), and at the end of each block every order whose window has closed is
 //! matched to its lowest feasible bid (ties: earlier bid, then lower address). Orders nobody
-//! could serve expire and their deposit returns.
+//! could serve expire and their deposit returns. An order reopened for another attempt counts
+//! its window and time-to-live from the reopening, waits out its backoff, and refuses the bids
+//! of the providers that failed it.
 
 use gpunet_protocol::{Address, Amount, Denom, Event, OrderId, OrderTerms, Rejection};
 
@@ -40,6 +42,9 @@ pub(crate) fn check_terms(state: &State, terms: &OrderTerms) -> Result<(), Rejec
     }
     if terms.deposit.is_zero() {
         return Err(Rejection::DepositTooSmall);
+    }
+    if !terms.recovery.within_bounds() {
+        return Err(Rejection::RecoveryOutOfBounds);
     }
     Ok(())
 }
@@ -100,6 +105,12 @@ pub(crate) fn check_place_bid(
         .ok_or(Rejection::ProviderNotRegistered)?;
     if order.tenant == *signer {
         return Err(Rejection::SelfDealing);
+    }
+    if provider.leaving {
+        return Err(Rejection::ProviderLeaving);
+    }
+    if order.excluded.binary_search(signer).is_ok() {
+        return Err(Rejection::ProviderExcluded);
     }
     if price.is_zero() {
         return Err(Rejection::ZeroAmount);
@@ -221,7 +232,7 @@ fn close_unmatched(state: &mut State, order_id: OrderId, status: OrderStatus) ->
 /// End of block: match every open order whose bid window has closed, then expire those past
 /// their time-to-live. Orders are visited in id order, so earlier orders get first pick.
 pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
-    let height = state.height;
+    let (height, now) = (state.height, state.time_ms);
     let window = state.params.bid_window_blocks;
     let ttl = state.params.order_ttl_blocks;
     let open: Vec<OrderId> = state.open_orders.iter().copied().collect();
@@ -229,7 +240,8 @@ pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
         let Some(order) = state.orders.get(&id) else {
             continue;
         };
-        let window_closed = height >= order.created_height.saturating_add(window);
+        let window_closed =
+            height >= order.open_since_height.saturating_add(window) && now >= order.not_before_ms;
         if window_closed && !order.bids.is_empty() {
             let mut bids = order.bids.clone();
             bids.sort_by(|a, b| {
@@ -237,7 +249,7 @@ pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
             });
             let winner = bids.iter().find_map(|bid| {
                 let p = state.providers.get(&bid.provider)?;
-                if !runtime_and_region_ok(p, &order.terms) {
+                if p.leaving || !runtime_and_region_ok(p, &order.terms) {
                     return None;
                 }
                 let slots = state
@@ -261,7 +273,7 @@ pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
         let expired = state
             .orders
             .get(&id)
-            .is_some_and(|o| height >= o.created_height.saturating_add(ttl));
+            .is_some_and(|o| height >= o.open_since_height.saturating_add(ttl));
         if expired {
             let refund = close_unmatched(state, id, OrderStatus::Expired);
             events.push(Event::OrderExpired { order: id, refund });

@@ -23,6 +23,16 @@ pub struct Params {
     pub max_bids_per_order: u32,
     /// Longest `max_duration` an order may ask for, in seconds.
     pub max_lease_duration_secs: u64,
+    /// How often a provider should send a heartbeat, in blocks (agents follow this).
+    pub heartbeat_interval_blocks: u64,
+    /// Blocks a running lease may go without a proof of life before it ends `provider_lost`.
+    pub liveness_timeout_blocks: u64,
+    /// An `escrow_low` event goes out when the escrow pays for less than this much more
+    /// running time, in seconds.
+    pub escrow_warning_secs: u64,
+    /// Blocks a lease whose escrow ran out stays paused, waiting for a top-up, before it ends
+    /// `insufficient_funds`. 0 ends it at once.
+    pub pause_grace_blocks: u64,
 }
 
 impl Params {
@@ -43,6 +53,12 @@ impl Params {
         if self.max_bids_per_order == 0 {
             return Err("max_bids_per_order must be at least 1");
         }
+        if self.heartbeat_interval_blocks == 0 {
+            return Err("heartbeat_interval_blocks must be at least 1");
+        }
+        if self.liveness_timeout_blocks <= self.heartbeat_interval_blocks {
+            return Err("liveness_timeout_blocks must exceed heartbeat_interval_blocks");
+        }
         Ok(())
     }
 }
@@ -58,6 +74,12 @@ impl Default for Params {
             start_timeout_blocks: 120,
             max_bids_per_order: 64,
             max_lease_duration_secs: 30 * 24 * 3600,
+            // With 500 ms blocks: a heartbeat every 5 s, lost after 15 s of silence (three
+            // missed heartbeats), warned 5 minutes before the escrow runs out, paused for 10.
+            heartbeat_interval_blocks: 10,
+            liveness_timeout_blocks: 30,
+            escrow_warning_secs: 300,
+            pause_grace_blocks: 1_200,
         }
     }
 }

@@ -43,6 +43,8 @@ pub(crate) fn register(
             live_leases: BTreeSet::new(),
             leases_completed: 0,
             leases_failed: 0,
+            last_heartbeat_height: height,
+            leaving: false,
         },
     );
     events.push(Event::ProviderRegistered {
@@ -95,15 +97,40 @@ pub(crate) fn check_deregister(state: &State, signer: &Address) -> Result<(), Re
     Ok(())
 }
 
+pub(crate) fn check_announce_exit(state: &State, signer: &Address) -> Result<(), Rejection> {
+    let p = state
+        .providers
+        .get(signer)
+        .ok_or(Rejection::ProviderNotRegistered)?;
+    if p.leaving {
+        return Err(Rejection::ProviderLeaving);
+    }
+    Ok(())
+}
+
+/// Marks the provider leaving and drops its bids: it takes no new leases. Its live leases run
+/// on until they end or it releases them.
+pub(crate) fn announce_exit(state: &mut State, signer: Address, events: &mut Vec<Event>) {
+    if let Some(p) = state.providers.get_mut(&signer) {
+        p.leaving = true;
+        drop_bids(state, signer);
+        events.push(Event::ProviderLeaving { provider: signer });
+    }
+}
+
+fn drop_bids(state: &mut State, provider: Address) {
+    let open: Vec<_> = state.open_orders.iter().copied().collect();
+    for id in open {
+        if let Some(o) = state.orders.get_mut(&id) {
+            o.bids.retain(|b| b.provider != provider);
+        }
+    }
+}
+
 pub(crate) fn deregister(state: &mut State, signer: Address, events: &mut Vec<Event>) {
     if let Some(p) = state.providers.remove(&signer) {
         // Its bids go too: they could never win, and must not hold an order's bid slots.
-        let open: Vec<_> = state.open_orders.iter().copied().collect();
-        for id in open {
-            if let Some(o) = state.orders.get_mut(&id) {
-                o.bids.retain(|b| b.provider != signer);
-            }
-        }
+        drop_bids(state, signer);
         credit(state, signer, Denom::Gpn, p.stake);
         events.push(Event::ProviderDeregistered {
             provider: signer,

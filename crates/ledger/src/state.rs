@@ -35,6 +35,10 @@ pub struct Provider {
     /// Track record, the seed of reputation.
     pub leases_completed: u64,
     pub leases_failed: u64,
+    /// Height of its last heartbeat (its registration until the first).
+    pub last_heartbeat_height: u64,
+    /// It announced it is leaving: it takes no new leases.
+    pub leaving: bool,
 }
 
 /// One provider's offer on an order.
@@ -59,7 +63,7 @@ pub enum OrderStatus {
     Expired,
     /// The tenant cancelled it before a match.
     Cancelled,
-    /// Its lease ended.
+    /// Its last lease ended and no retry followed.
     Closed { lease: LeaseId },
 }
 
@@ -74,8 +78,18 @@ pub struct Order {
     pub status: OrderStatus,
     /// Usd held for this order; zero once it ends.
     pub escrow: Amount,
+    /// Usd added to the escrow after the deposit, by anyone.
+    pub topped_up: Amount,
     pub bids: Vec<Bid>,
     next_bid_seq: u32,
+    /// Every lease the order has had, one per attempt, oldest first.
+    pub attempts: Vec<LeaseId>,
+    /// Providers of failed or lost attempts, sorted: their bids are refused.
+    pub excluded: Vec<Address>,
+    /// Height the order (re)opened at: its bid window and time-to-live count from here.
+    pub open_since_height: u64,
+    /// No match before this block time (the recovery backoff after a failed attempt).
+    pub not_before_ms: u64,
 }
 
 /// Where a lease is in its life.
@@ -84,8 +98,13 @@ pub struct Order {
 pub enum LeaseStatus {
     /// Created; waiting for the provider to start the workload. Not billed.
     Pending,
-    /// Running since `started_ms`; billed every block.
+    /// Running since `started_ms`; billed every block up to its last proof of life.
     Running,
+    /// The escrow ran out: the workload is stopped, billing stopped, until a top-up or the
+    /// end of the grace period.
+    Paused {
+        since_height: u64,
+    },
     Ended {
         reason: LeaseEndReason,
     },
@@ -107,6 +126,19 @@ pub struct Lease {
     pub started_ms: Option<u64>,
     pub ended_ms: Option<u64>,
     pub status: LeaseStatus,
+    /// Which attempt of its order this is, from 1.
+    pub attempt: u32,
+    /// Block time of the provider's last proof that the workload runs (start, a heartbeat
+    /// listing it, its completion): billing never passes it.
+    pub last_proof_ms: u64,
+    /// Height of that proof (or of a resume): `liveness_timeout_blocks` count from here.
+    pub last_proof_height: u64,
+    /// Proven running time of the segments before the current one (a pause closes one).
+    pub accrued_ms: u64,
+    /// Block time the current running segment began (start or resume).
+    pub segment_start_ms: u64,
+    /// An `escrow_low` warning went out and no top-up came since.
+    pub warned_low: bool,
     /// Milliseconds billed so far.
     pub billed_ms: u64,
     /// Paid out of escrow so far, fee included.
@@ -121,6 +153,16 @@ pub struct Lease {
 impl Lease {
     pub fn is_live(&self) -> bool {
         !matches!(self.status, LeaseStatus::Ended { .. })
+    }
+
+    /// Running time proven by the provider's proofs of life: the closed segments plus the
+    /// running one up to the last proof. Billing never passes this (nor the max duration).
+    pub fn proven_ms(&self) -> u64 {
+        let open = match self.status {
+            LeaseStatus::Running => self.last_proof_ms.saturating_sub(self.segment_start_ms),
+            _ => 0,
+        };
+        self.accrued_ms.saturating_add(open)
     }
 }
 
@@ -287,12 +329,17 @@ impl Order {
             id,
             tenant,
             escrow: terms.deposit,
+            topped_up: Amount::ZERO,
             terms,
             created_height: height,
             created_ms: time_ms,
             status: OrderStatus::Open,
             bids: Vec::new(),
             next_bid_seq: 0,
+            attempts: Vec::new(),
+            excluded: Vec::new(),
+            open_since_height: height,
+            not_before_ms: time_ms,
         }
     }
 

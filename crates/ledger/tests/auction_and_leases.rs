@@ -447,7 +447,12 @@ fn a_provider_may_start_on_the_last_block_before_the_timeout() {
 
 #[test]
 fn a_lease_whose_escrow_runs_out_pays_the_provider_the_whole_deposit() {
-    let mut w = World::builder().providers(1).build();
+    // No pause grace: the lease ends the block its escrow runs out (the pause has its own
+    // tests in survival.rs).
+    let mut w = World::builder()
+        .providers(1)
+        .with_params(|p| p.pause_grace_blocks = 0)
+        .build();
     let (t, p) = (w.tenant(0), w.provider_addr(0));
     let usd_t0 = w.usd(&t);
     // 3.6 usd/hour is 1 000 micro-usd a second: 500 a block.
@@ -461,7 +466,7 @@ fn a_lease_whose_escrow_runs_out_pays_the_provider_the_whole_deposit() {
         LeaseEnd {
             lease,
             order,
-            reason: LeaseEndReason::EscrowExhausted,
+            reason: LeaseEndReason::InsufficientFunds,
             // The deposit covers 2 250 ms at 1 000 micro-usd a second.
             billed_ms: 2_250,
             paid: deposit,
@@ -554,10 +559,13 @@ fn a_tenant_that_cancels_a_running_lease_pays_for_the_time_used() {
     start(&mut w, lease);
     let started = w.state.time_ms;
     w.blocks(3);
+    // The provider's last proof of life is the heartbeat of the block before the cancel (the
+    // cancel applies before this block's heartbeat): billing stops there.
+    let proven_until = w.state.time_ms;
     let tx = w.cancel(t, order);
     let outcome = w.block(vec![tx]);
     outcome.assert_all_applied();
-    let billed_ms = w.state.time_ms - started;
+    let billed_ms = proven_until - started;
     let (paid, fee) = bill(&w, price, billed_ms);
     assert!(!paid.is_zero());
     assert_eq!(

@@ -12,13 +12,14 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 /// Three tenants, three providers of different shapes and regions, short windows and timeouts
-/// so that short runs reach matching, expiry, timeouts and settlement.
+/// so that short runs reach matching, expiry, timeouts and settlement. The second provider is
+/// silent (it heartbeats only when a plan makes it), so its leases are lost and retried.
 fn base_world() -> World {
     let mut small = provider_profile(4_000, 16_384, vec![h100()]);
     small.region = "us-east".into();
     let mut a100s = provider_profile(32_000, 131_072, vec![a100(), a100()]);
     a100s.runtimes = vec![gpunet_protocol::Runtime::Docker];
-    World::builder()
+    let mut w = World::builder()
         .tenants(3)
         .provider(provider_profile(16_000, 65_536, vec![h100(), h100()]))
         .provider(small)
@@ -30,8 +31,15 @@ fn base_world() -> World {
             p.start_timeout_blocks = 4;
             p.max_bids_per_order = 2;
             p.max_lease_duration_secs = 300;
+            p.heartbeat_interval_blocks = 1;
+            p.liveness_timeout_blocks = 3;
+            p.pause_grace_blocks = 3;
+            p.escrow_warning_secs = 60;
         })
-        .build()
+        .build();
+    let silent = w.provider_addr(1);
+    w.silence(silent);
+    w
 }
 
 type Blocks = Vec<(Vec<TxPlan>, u64)>;
@@ -73,8 +81,21 @@ proptest! {
             prop_assert_eq!(invariants::check_all(&w.state), Ok(()));
             for l in w.state.leases.values() {
                 prop_assert!(l.fee <= l.paid);
-                let deposit = w.order(l.order).terms.deposit;
-                prop_assert!(l.paid.checked_add(l.refund).is_some_and(|x| x <= deposit));
+                // No tenant pays for time after its provider's last proof of life.
+                prop_assert!(l.billed_ms <= l.proven_ms());
+            }
+            // Across all its attempts an order never pays out more than it was funded with.
+            for o in w.state.orders.values() {
+                let funded = u128::from(o.terms.deposit.micros()) + u128::from(o.topped_up.micros());
+                let out: u128 = o
+                    .attempts
+                    .iter()
+                    .map(|id| w.lease(*id))
+                    .map(|l| u128::from(l.paid.micros()) + u128::from(l.refund.micros()))
+                    .sum::<u128>()
+                    + u128::from(o.escrow.micros());
+                prop_assert!(out <= funded, "order {} paid out {} of {}", o.id, out, funded);
+                prop_assert!(o.attempts.len() <= o.terms.recovery.max_attempts as usize);
             }
         }
     }
@@ -128,7 +149,8 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
     let mut applied: BTreeMap<&'static str, u32> = BTreeMap::new();
     let mut rejected: BTreeMap<&'static str, u32> = BTreeMap::new();
     let mut ended: BTreeMap<String, u32> = BTreeMap::new();
-    for _ in 0..60 {
+    let mut reopened = 0u32;
+    for _ in 0..200 {
         let blocks = strategy.new_tree(&mut runner).expect("generates").current();
         let mut w = base_world();
         for (plans, step_ms) in &blocks {
@@ -143,8 +165,12 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
                 }
             }
             for e in outcome.events() {
-                if let Event::LeaseEnded { reason, .. } = e {
-                    *ended.entry(reason.to_string()).or_default() += 1;
+                match e {
+                    Event::LeaseEnded { reason, .. } => {
+                        *ended.entry(reason.to_string()).or_default() += 1;
+                    }
+                    Event::OrderReopened { .. } => reopened += 1,
+                    _ => {}
                 }
             }
         }
@@ -157,6 +183,9 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
         "start_lease",
         "complete_lease",
         "cancel_order",
+        "heartbeat",
+        "top_up_order",
+        "release_lease",
     ] {
         assert!(
             applied.get(kind).copied().unwrap_or(0) > 0,
@@ -166,6 +195,16 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
     assert!(
         ended.contains_key("completed"),
         "no lease ever completed: {ended:?}"
+    );
+    for reason in ["provider_lost", "provider_left"] {
+        assert!(
+            ended.contains_key(reason),
+            "no lease ever ended {reason}: {ended:?}"
+        );
+    }
+    assert!(
+        reopened > 0,
+        "no order was ever reopened for another attempt"
     );
     assert!(
         ended.len() >= 4,

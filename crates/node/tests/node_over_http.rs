@@ -409,6 +409,7 @@ async fn quotes_and_explanations_answer_json_and_name_what_is_wrong() {
         max_price_per_hour: units(2),
         deposit: units(10),
         max_duration_secs: 1_800,
+        recovery: gpunet_protocol::RecoveryPolicy::none(),
     };
     let quote = |body: serde_json::Value| {
         api.http
@@ -556,6 +557,7 @@ fn create_order(nonce: u64) -> SignedTx {
                 max_price_per_hour: units(2),
                 deposit: units(10),
                 max_duration_secs: 3_600,
+                recovery: gpunet_protocol::RecoveryPolicy::none(),
             },
         },
     }

@@ -33,6 +33,14 @@ pub enum LeaseEndReason {
     MaxDurationReached = 10,
     /// The workload filled more disk than the spec's `resources.disk` and was stopped.
     DiskExceeded = 11,
+    /// The provider stopped proving that the lease runs (no heartbeat listing it for
+    /// `liveness_timeout_blocks`); payment stopped at its last proof of life.
+    ProviderLost = 12,
+    /// The provider gave the lease back on its way out (graceful exit); not its failure.
+    ProviderLeft = 13,
+    /// The escrow ran out, the lease stayed paused for the whole grace period, and nobody
+    /// topped it up.
+    InsufficientFunds = 14,
 }
 
 impl LeaseEndReason {
@@ -50,6 +58,9 @@ impl LeaseEndReason {
             LeaseEndReason::EscrowExhausted => "escrow_exhausted",
             LeaseEndReason::MaxDurationReached => "max_duration_reached",
             LeaseEndReason::DiskExceeded => "disk_exceeded",
+            LeaseEndReason::ProviderLost => "provider_lost",
+            LeaseEndReason::ProviderLeft => "provider_left",
+            LeaseEndReason::InsufficientFunds => "insufficient_funds",
         }
     }
 
@@ -139,6 +150,49 @@ pub enum Event {
         order: OrderId,
         refund: Amount,
     },
+    /// An attempt ended in a way the order's recovery policy retries: the order takes bids
+    /// again (not before `not_before_ms`), its escrow kept, the failed provider excluded.
+    OrderReopened {
+        order: OrderId,
+        /// The attempt that ended.
+        after_lease: LeaseId,
+        /// The number the next attempt will have (2 for the first retry).
+        attempt: u32,
+        excluded: Address,
+        not_before_ms: u64,
+    },
+    /// The escrow pays for less than `escrow_warning_secs` more of the running lease.
+    EscrowLow {
+        order: OrderId,
+        lease: LeaseId,
+        escrow: Amount,
+        /// Running time the escrow still pays for at the lease price.
+        remaining_ms: u64,
+    },
+    /// The escrow ran out: the workload is stopped (not deleted) and billing stopped until a
+    /// top-up, or the end of the grace period.
+    LeasePaused {
+        lease: LeaseId,
+        order: OrderId,
+        /// The lease ends `insufficient_funds` at this height unless topped up before.
+        grace_until_height: u64,
+    },
+    /// A top-up paid for a paused lease: the workload runs again.
+    LeaseResumed {
+        lease: LeaseId,
+        order: OrderId,
+    },
+    /// Someone (anyone) added to an order's escrow.
+    EscrowToppedUp {
+        order: OrderId,
+        from: Address,
+        amount: Amount,
+        escrow: Amount,
+    },
+    /// The provider announced it is leaving: it takes no new leases.
+    ProviderLeaving {
+        provider: Address,
+    },
 }
 
 impl Event {
@@ -151,7 +205,12 @@ impl Event {
             | Event::LeaseStarted { order, .. }
             | Event::LeaseEnded { order, .. }
             | Event::OrderExpired { order, .. }
-            | Event::OrderCancelled { order, .. } => Some(*order),
+            | Event::OrderCancelled { order, .. }
+            | Event::OrderReopened { order, .. }
+            | Event::EscrowLow { order, .. }
+            | Event::LeasePaused { order, .. }
+            | Event::LeaseResumed { order, .. }
+            | Event::EscrowToppedUp { order, .. } => Some(*order),
             _ => None,
         }
     }

@@ -89,6 +89,10 @@ pub struct JobSpec {
     pub placement: Placement,
     pub pricing: Pricing,
     pub limits: Limits,
+    /// What the network does when an attempt fails or its provider is lost; see
+    /// [`Recovery`]. Absent: up to 3 attempts, lost providers retried, failures not.
+    #[serde(default, skip_serializing_if = "Recovery::is_default")]
+    pub recovery: Recovery,
     /// Local files and directories, relative to the spec file, that the CLI packs, seals to
     /// the winning provider and delivers with the manifest; the job finds them read-only under
     /// `$GPUNET_INPUTS` with the same relative paths. At most [`MAX_INPUT_PATHS`]; packed, at
@@ -340,6 +344,92 @@ pub struct Limits {
     pub max_duration: Seconds,
 }
 
+/// The job's recovery policy as written: `recovery: { max_attempts: 4, on_exit_codes: [137,
+/// 143], backoff: 10s }`. A lost provider is always retried while attempts remain; a workload
+/// that exits non-zero only for the listed codes. Every retry runs on a provider that has not
+/// failed this job, from the same escrow, under the same job id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// Attempts in all, the first included (1 = never retry); 1 to 10. Default 3.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Exit codes after which a failed workload is retried; at most 16. Default none.
+    #[serde(default)]
+    pub on_exit_codes: Vec<i32>,
+    /// Least wait between an attempt's end and the next match. Default 5s; at most 1h.
+    #[serde(default = "default_backoff")]
+    pub backoff: Seconds,
+}
+
+fn default_max_attempts() -> u32 {
+    crate::RecoveryPolicy::DEFAULT_MAX_ATTEMPTS
+}
+
+fn default_backoff() -> Seconds {
+    Seconds(crate::RecoveryPolicy::DEFAULT_BACKOFF_SECS)
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery {
+            max_attempts: default_max_attempts(),
+            on_exit_codes: Vec::new(),
+            backoff: default_backoff(),
+        }
+    }
+}
+
+impl Recovery {
+    fn is_default(&self) -> bool {
+        *self == Recovery::default()
+    }
+
+    /// The policy as the order carries it.
+    pub fn policy(&self) -> crate::RecoveryPolicy {
+        crate::RecoveryPolicy {
+            max_attempts: self.max_attempts,
+            on_exit_codes: self.on_exit_codes.clone(),
+            backoff_secs: self.backoff.0,
+        }
+    }
+
+    fn validate(&self) -> Result<(), SpecError> {
+        use crate::tx::{MAX_ATTEMPTS, MAX_BACKOFF_SECS, MAX_RETRY_EXIT_CODES};
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(invalid(
+                "recovery.max_attempts",
+                format!(
+                    "is {}; give 1 (never retry) to {MAX_ATTEMPTS}",
+                    self.max_attempts
+                ),
+            ));
+        }
+        if self.on_exit_codes.len() > MAX_RETRY_EXIT_CODES {
+            return Err(invalid(
+                "recovery.on_exit_codes",
+                format!(
+                    "lists {} codes, more than {MAX_RETRY_EXIT_CODES}",
+                    self.on_exit_codes.len()
+                ),
+            ));
+        }
+        if let Some(code) = self.on_exit_codes.iter().find(|c| **c == 0) {
+            return Err(invalid(
+                "recovery.on_exit_codes",
+                format!("lists {code}, which is success; list only failing exit codes"),
+            ));
+        }
+        if self.backoff.0 > MAX_BACKOFF_SECS {
+            return Err(invalid(
+                "recovery.backoff",
+                format!("is {}; the longest backoff is 1h", self.backoff),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// CPU in thousandths of a core. Written `1`, `0.5`, `1.5` or `250m`; kept as `1500m`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Millicores(pub u32);
@@ -543,6 +633,7 @@ impl JobSpec {
         self.placement.validate()?;
         self.pricing.validate()?;
         self.limits.validate()?;
+        self.recovery.validate()?;
         self.validate_inputs()?;
         // The shared request rules the ledger applies too; the checks above are stricter, so
         // this only guards against the two drifting apart.
@@ -733,6 +824,7 @@ impl JobSpec {
             max_price_per_hour: self.pricing.max_per_hour,
             deposit: self.pricing.deposit,
             max_duration_secs: self.max_duration_secs(),
+            recovery: self.recovery.policy(),
         }
     }
 }
@@ -1461,6 +1553,7 @@ outputs: true
                 max_price_per_hour: Amount::from_micros(2_500_000),
                 deposit: Amount::from_micros(5_000_000),
                 max_duration_secs: 3_600,
+                recovery: crate::RecoveryPolicy::default(),
             }
         );
     }

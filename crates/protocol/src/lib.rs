@@ -33,5 +33,6 @@ pub use resources::{
 };
 pub use sealed::{EncryptionKey, EncryptionSecret, EphemeralSeed, Purpose, SealContext, SealError};
 pub use tx::{
-    LeaseResult, MAX_TX_BYTES, Msg, OrderTerms, SignedTx, TxBody, UsageReport, WorkloadOutcome,
+    LeaseResult, MAX_TX_BYTES, Msg, OrderTerms, RecoveryPolicy, SignedTx, TxBody, UsageReport,
+    WorkloadOutcome,
 };

@@ -87,6 +87,10 @@ rejections! {
     // --- appended: codes below are out of check order, never renumbered ---
     ResourcesOutOfBounds = 36, "resources_out_of_bounds", "the order asks for more than any job may: at most 1024 CPU cores, 16Ti memory, 1024Ti disk, 64 GPUs and 1Ti per GPU; ask for less";
     BidAbovePostedPrice = 37, "bid_above_posted_price", "the bid is above the price the provider's own posted rates give for this order; bid at most that price, or post higher rates with UpdateProvider first";
+    HeartbeatInvalid = 38, "heartbeat_invalid", "a heartbeat lists each of the provider's leases at most once, in ascending id order, and at most 1024 of them; list only your own leases";
+    ProviderExcluded = 39, "provider_excluded", "this provider already ran a failed or lost attempt of this order, so the order does not take its bids; bid on another order";
+    ProviderLeaving = 40, "provider_leaving", "the provider announced that it is leaving and takes no new leases; register again with a new account, or wait for the leases to end and deregister";
+    RecoveryOutOfBounds = 41, "recovery_out_of_bounds", "the recovery policy is out of bounds: max_attempts 1 to 10, at most 16 on_exit_codes, backoff at most 1h; fix the job spec's recovery";
 }
 
 impl std::fmt::Display for Rejection {

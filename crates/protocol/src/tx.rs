@@ -15,6 +15,14 @@ pub const MAX_TX_BYTES: usize = 16 * 1024;
 pub const MAX_ORDER_NAME_BYTES: usize = 64;
 /// Longest failure detail a provider may attach to a lease result, in bytes.
 pub const MAX_RESULT_DETAIL_BYTES: usize = 512;
+/// Most leases one heartbeat may list.
+pub const MAX_HEARTBEAT_LEASES: usize = 1_024;
+/// Most attempts a recovery policy may allow.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// Most exit codes a recovery policy may list.
+pub const MAX_RETRY_EXIT_CODES: usize = 16;
+/// Longest backoff before a retry, in seconds.
+pub const MAX_BACKOFF_SECS: u64 = 3_600;
 /// Domain tag prefixed to the signed bytes of a transaction.
 pub const TX_SIGNING_DOMAIN: &[u8] = b"gpunet/tx/v1\0";
 
@@ -35,6 +43,55 @@ pub struct OrderTerms {
     pub deposit: Amount,
     /// The lease ends, and billing stops, this long after the workload starts.
     pub max_duration_secs: u64,
+    /// What happens when an attempt fails or its provider is lost.
+    pub recovery: RecoveryPolicy,
+}
+
+/// When the network itself retries a job on another provider, from the same order and escrow.
+///
+/// A lost provider (`provider_lost`), one that left (`provider_left`), never started the
+/// workload (`start_timeout`) or could not start it (`start_failed`) is always retried while
+/// attempts remain; a workload that exited non-zero (or was killed for memory) is retried only
+/// when its exit code is listed. Each retry excludes the providers of the failed attempts.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct RecoveryPolicy {
+    /// Attempts in all, the first included: 1 means never retry. At most [`MAX_ATTEMPTS`].
+    pub max_attempts: u32,
+    /// Exit codes that make a failed workload retried, e.g. 137 (SIGKILL) and 143 (SIGTERM).
+    pub on_exit_codes: Vec<i32>,
+    /// Least time between an attempt's end and the next attempt's match.
+    pub backoff_secs: u64,
+}
+
+impl RecoveryPolicy {
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+    pub const DEFAULT_BACKOFF_SECS: u64 = 5;
+
+    /// Within the protocol's bounds.
+    pub fn within_bounds(&self) -> bool {
+        (1..=MAX_ATTEMPTS).contains(&self.max_attempts)
+            && self.on_exit_codes.len() <= MAX_RETRY_EXIT_CODES
+            && self.backoff_secs <= MAX_BACKOFF_SECS
+    }
+
+    /// Never retry.
+    pub fn none() -> RecoveryPolicy {
+        RecoveryPolicy {
+            max_attempts: 1,
+            on_exit_codes: Vec::new(),
+            backoff_secs: 0,
+        }
+    }
+}
+
+impl Default for RecoveryPolicy {
+    fn default() -> Self {
+        RecoveryPolicy {
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            on_exit_codes: Vec::new(),
+            backoff_secs: Self::DEFAULT_BACKOFF_SECS,
+        }
+    }
 }
 
 /// How a workload ended, as the provider reports it.
@@ -119,6 +176,17 @@ pub enum Msg {
     StartLease { lease: LeaseId },
     /// The workload ended: final settlement, refund of unused escrow.
     CompleteLease { lease: LeaseId, result: LeaseResult },
+    /// The provider is alive and runs these leases (ascending ids, each at most once): each
+    /// listed live lease is paid up to this block; a running lease left unlisted for
+    /// `liveness_timeout_blocks` ends `provider_lost`.
+    Heartbeat { leases: Vec<LeaseId> },
+    /// Add `amount` usd to an order's escrow. Anyone may; a paused lease resumes.
+    TopUpOrder { order: OrderId, amount: Amount },
+    /// The provider gives a live lease back (graceful exit): it ends `provider_left`, paid up
+    /// to now, and the order is retried elsewhere under its recovery policy.
+    ReleaseLease { lease: LeaseId },
+    /// The provider is leaving: it takes no new leases (its bids are refused and dropped).
+    AnnounceExit,
 }
 
 impl Msg {
@@ -134,6 +202,10 @@ impl Msg {
             Msg::PlaceBid { .. } => "place_bid",
             Msg::StartLease { .. } => "start_lease",
             Msg::CompleteLease { .. } => "complete_lease",
+            Msg::Heartbeat { .. } => "heartbeat",
+            Msg::TopUpOrder { .. } => "top_up_order",
+            Msg::ReleaseLease { .. } => "release_lease",
+            Msg::AnnounceExit => "announce_exit",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use gpunet_protocol::{
     Amount, Capacity, EncryptionKey, GpuRequirement, GpuSlot, Hash, MICROS_PER_UNIT, OrderTerms,
-    ProviderProfile, Rates, Resources, Runtime,
+    ProviderProfile, Rates, RecoveryPolicy, Resources, Runtime,
 };
 
 /// `units` whole usd (or gpn) as an [`Amount`].
@@ -75,7 +75,8 @@ pub fn provider_profile(cpu_millis: u32, memory_mib: u64, gpus: Vec<GpuSlot>) ->
 
 /// Order terms, built one field at a time from valid defaults: 1 core, 1 GiB of memory and disk,
 /// no GPU, any region, the process runtime, a max price of 10 usd/hour, a deposit of 10 usd and
-/// a max duration of one hour.
+/// a max duration of one hour, and no retries (`RecoveryPolicy::none()`; set one with
+/// [`TermsBuilder::recovery`]).
 #[derive(Debug, Clone)]
 pub struct TermsBuilder {
     terms: OrderTerms,
@@ -98,6 +99,7 @@ pub fn order_terms() -> TermsBuilder {
             max_price_per_hour: usd(10),
             deposit: usd(10),
             max_duration_secs: 3_600,
+            recovery: RecoveryPolicy::none(),
         },
     }
 }
@@ -147,6 +149,15 @@ impl TermsBuilder {
     }
     pub fn max_duration_secs(mut self, secs: u64) -> Self {
         self.terms.max_duration_secs = secs;
+        self
+    }
+    /// Up to `max_attempts` attempts, retrying these exit codes, after `backoff_secs`.
+    pub fn recovery(mut self, max_attempts: u32, on_exit_codes: &[i32], backoff_secs: u64) -> Self {
+        self.terms.recovery = RecoveryPolicy {
+            max_attempts,
+            on_exit_codes: on_exit_codes.to_vec(),
+            backoff_secs,
+        };
         self
     }
     pub fn build(self) -> OrderTerms {

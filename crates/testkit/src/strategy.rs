@@ -99,6 +99,11 @@ pub struct OrderShape {
     pub max_duration_secs: u32,
     /// Break a term (empty name) so the order is invalid.
     pub malformed: bool,
+    /// Recovery policy: attempts in all (0 is out of bounds), whether exit code 137 is
+    /// retried, and the backoff in seconds.
+    pub max_attempts: u8,
+    pub retry_137: bool,
+    pub backoff_secs: u8,
 }
 
 /// The message a plan sends.
@@ -129,8 +134,17 @@ pub enum ActionPlan {
     Complete {
         lease: LeasePick,
         outcome: WorkloadOutcome,
+        exit_code: i32,
         long_detail: bool,
     },
+    /// The lease's provider proves all its live leases running.
+    Heartbeat(LeasePick),
+    TopUp {
+        order: OrderPick,
+        amount: AmountPick,
+    },
+    Release(LeasePick),
+    AnnounceExit,
 }
 
 /// One transaction to be built against whatever state it meets.
@@ -225,6 +239,11 @@ fn arb_order_shape() -> impl Strategy<Value = OrderShape> {
         ],
         prop_oneof![12 => 1u32..240, 1 => Just(0u32), 1 => Just(u32::MAX)],
         prop::bool::weighted(0.05),
+        (
+            prop_oneof![1 => Just(0u8), 24 => 1u8..=4, 1 => Just(11u8)],
+            prop::bool::weighted(0.5),
+            0u8..3,
+        ),
     )
         .prop_map(
             |(
@@ -234,6 +253,7 @@ fn arb_order_shape() -> impl Strategy<Value = OrderShape> {
                 deposit,
                 dur,
                 malformed,
+                (max_attempts, retry_137, backoff_secs),
             )| {
                 OrderShape {
                     gpus,
@@ -245,6 +265,9 @@ fn arb_order_shape() -> impl Strategy<Value = OrderShape> {
                     deposit,
                     max_duration_secs: dur,
                     malformed,
+                    max_attempts,
+                    retry_137,
+                    backoff_secs,
                 }
             },
         )
@@ -270,8 +293,12 @@ fn arb_action(world: &World) -> impl Strategy<Value = ActionPlan> + use<> {
         )
             .prop_map(|(order, price)| ActionPlan::Bid { order, price }),
         5 => arb_lease_pick().prop_map(ActionPlan::Start),
-        4 => (arb_lease_pick(), arb_outcome(), prop::bool::weighted(0.05))
-            .prop_map(|(lease, outcome, long_detail)| ActionPlan::Complete { lease, outcome, long_detail }),
+        4 => (arb_lease_pick(), arb_outcome(), prop_oneof![Just(0), Just(1), Just(137)], prop::bool::weighted(0.05))
+            .prop_map(|(lease, outcome, exit_code, long_detail)| ActionPlan::Complete { lease, outcome, exit_code, long_detail }),
+        2 => arb_lease_pick().prop_map(ActionPlan::Heartbeat),
+        2 => (arb_order_pick(), arb_amount()).prop_map(|(order, amount)| ActionPlan::TopUp { order, amount }),
+        1 => arb_lease_pick().prop_map(ActionPlan::Release),
+        1 => Just(ActionPlan::AnnounceExit),
     ]
 }
 
@@ -422,14 +449,17 @@ impl World {
         let unknown_order = OrderId(self.state.next_order_id + 1_000);
         let unknown_lease = LeaseId(self.state.next_lease_id + 1_000);
         let (owner, msg_for) = match &plan.action {
-            ActionPlan::Cancel(p) => {
+            ActionPlan::Cancel(p) | ActionPlan::TopUp { order: p, .. } => {
                 let id = self.resolve_order(*p);
                 (
                     id.map(|id| self.order(id).tenant),
                     ResolvedTarget::Order(id.unwrap_or(unknown_order)),
                 )
             }
-            ActionPlan::Start(p) | ActionPlan::Complete { lease: p, .. } => {
+            ActionPlan::Start(p)
+            | ActionPlan::Complete { lease: p, .. }
+            | ActionPlan::Heartbeat(p)
+            | ActionPlan::Release(p) => {
                 let id = self.resolve_lease(*p);
                 (
                     id.map(|id| self.lease(id).provider),
@@ -446,13 +476,21 @@ impl World {
                 });
                 (p, ResolvedTarget::Order(id.unwrap_or(unknown_order)))
             }
-            ActionPlan::Register { .. } | ActionPlan::Update { .. } | ActionPlan::Deregister => {
+            ActionPlan::Register { .. }
+            | ActionPlan::Update { .. }
+            | ActionPlan::Deregister
+            | ActionPlan::AnnounceExit => {
                 // The last provider: worlds that keep one unregistered put it there.
                 (self.providers.last().copied(), ResolvedTarget::None)
             }
             _ => (None, ResolvedTarget::None),
         };
-        let signer = self.resolve_signer(plan.signer, owner);
+        // A provider that announces its exit takes no more leases for the rest of the run: only
+        // the spare (last) provider ever does, so the others keep the market going.
+        let signer = match plan.action {
+            ActionPlan::AnnounceExit => self.resolve_signer(SignerPick::Owner, owner),
+            _ => self.resolve_signer(plan.signer, owner),
+        };
         let msg = match &plan.action {
             ActionPlan::Transfer { to, denom, amount } => Msg::Transfer {
                 to: self.resolve_signer(*to, None),
@@ -502,6 +540,12 @@ impl World {
                 if shape.malformed {
                     b = b.name("");
                 }
+                let codes: &[i32] = if shape.retry_137 { &[137] } else { &[] };
+                b = b.recovery(
+                    u32::from(shape.max_attempts),
+                    codes,
+                    u64::from(shape.backoff_secs),
+                );
                 Msg::CreateOrder { terms: b.build() }
             }
             ActionPlan::Cancel(_) => Msg::CancelOrder {
@@ -543,10 +587,12 @@ impl World {
             },
             ActionPlan::Complete {
                 outcome,
+                exit_code,
                 long_detail,
                 ..
             } => {
                 let mut result = lease_result(*outcome);
+                result.exit_code = Some(*exit_code);
                 if *long_detail {
                     result.detail = "x".repeat(gpunet_protocol::tx::MAX_RESULT_DETAIL_BYTES + 1);
                 }
@@ -555,6 +601,26 @@ impl World {
                     result,
                 }
             }
+            ActionPlan::Heartbeat(_) => {
+                let mut leases: Vec<LeaseId> = self
+                    .state
+                    .providers
+                    .get(&signer)
+                    .map(|p| p.live_leases.iter().copied().collect())
+                    .unwrap_or_default();
+                if leases.is_empty() {
+                    leases.push(msg_for.lease(unknown_lease));
+                }
+                Msg::Heartbeat { leases }
+            }
+            ActionPlan::TopUp { amount, .. } => Msg::TopUpOrder {
+                order: msg_for.order(unknown_order),
+                amount: self.resolve_amount(*amount, &signer, Denom::Usd),
+            },
+            ActionPlan::Release(_) => Msg::ReleaseLease {
+                lease: msg_for.lease(unknown_lease),
+            },
+            ActionPlan::AnnounceExit => Msg::AnnounceExit,
         };
         let mut body = self.body(signer, msg);
         match plan.nonce {

@@ -5,11 +5,12 @@
 //! (never funded) has `201 + i`. The same builder always gives the same world, down to the
 //! state root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::SigningKey;
 use gpunet_ledger::{
-    Genesis, GenesisAccount, Lease, Order, Params, Provider, State, apply_block, invariants,
+    Genesis, GenesisAccount, Lease, LeaseStatus, Order, Params, Provider, State, apply_block,
+    invariants,
 };
 use gpunet_protocol::{
     Address, Amount, Balances, BlockCtx, BlockOutcome, Denom, Event, Hash, LeaseId, LeaseResult,
@@ -179,6 +180,7 @@ impl WorldBuilder {
             strangers,
             step_ms: self.step_ms,
             fee: self.params.min_tx_fee,
+            silent: BTreeSet::new(),
         };
         let stake = self.params.min_provider_stake;
         let txs: Vec<SignedTx> = providers
@@ -209,6 +211,8 @@ pub struct World {
     pub step_ms: u64,
     /// Fee every built transaction pays (default: the minimum).
     pub fee: Amount,
+    /// Providers that send no heartbeats (see [`World::block`]).
+    pub silent: BTreeSet<Address>,
 }
 
 impl World {
@@ -359,14 +363,58 @@ impl World {
     // --- driving blocks ---
 
     /// Applies `txs` as the next block, `step_ms` after the last, then asserts every invariant.
-    pub fn block(&mut self, txs: Vec<SignedTx>) -> BlockOutcome {
+    ///
+    /// Healthy providers are alive: after `txs`, each provider not in [`World::silent`] that
+    /// holds running or paused leases, and signed none of `txs` (whose nonces may be rejected),
+    /// sends a heartbeat listing them, as its agent would. Those
+    /// heartbeats must apply (a rejection panics) and their receipts are left out of the
+    /// outcome, so `receipts` match `txs`. [`World::silence`] a provider to test its loss.
+    pub fn block(&mut self, mut txs: Vec<SignedTx>) -> BlockOutcome {
         let ctx = self.next_ctx();
-        let outcome = apply_block(&mut self.state, &ctx, &txs);
+        let ours = txs.len();
+        for provider in self.providers.clone() {
+            if self.silent.contains(&provider) || txs.iter().any(|t| t.body.signer == provider) {
+                continue;
+            }
+            let Some(p) = self.state.providers.get(&provider) else {
+                continue;
+            };
+            let leases: Vec<LeaseId> = p
+                .live_leases
+                .iter()
+                .copied()
+                .filter(|id| {
+                    self.state.leases.get(id).is_some_and(|l| {
+                        matches!(l.status, LeaseStatus::Running | LeaseStatus::Paused { .. })
+                    })
+                })
+                .collect();
+            if !leases.is_empty() {
+                txs.push(self.tx(provider, Msg::Heartbeat { leases }));
+            }
+        }
+        let mut outcome = apply_block(&mut self.state, &ctx, &txs);
         if let Err(v) = invariants::check_all(&self.state) {
             panic!("invariant broken after block {}: {v}", ctx.height);
         }
+        for receipt in outcome.receipts.drain(ours..) {
+            if let Some(r) = receipt.rejection {
+                panic!("a healthy provider's heartbeat was rejected: {r}");
+            }
+        }
         self.pending_nonces.clear();
         outcome
+    }
+
+    /// From now on `provider` sends no heartbeats: its running leases end `provider_lost`
+    /// after `liveness_timeout_blocks`.
+    pub fn silence(&mut self, provider: Address) {
+        self.silent.insert(provider);
+    }
+
+    /// `provider` sends heartbeats again.
+    pub fn revive(&mut self, provider: Address) {
+        self.silent.remove(&provider);
     }
 
     /// The context of the next block.

@@ -18,6 +18,10 @@ pub(crate) fn params_view(state: &State) -> ParamsView {
         start_timeout_blocks: p.start_timeout_blocks,
         max_bids_per_order: p.max_bids_per_order,
         max_lease_duration_secs: p.max_lease_duration_secs,
+        heartbeat_interval_blocks: p.heartbeat_interval_blocks,
+        liveness_timeout_blocks: p.liveness_timeout_blocks,
+        escrow_warning_secs: p.escrow_warning_secs,
+        pause_grace_blocks: p.pause_grace_blocks,
     }
 }
 
@@ -34,6 +38,8 @@ pub(crate) fn provider_view(state: &State, p: &Provider) -> ProviderView {
         free_gpus: u32::try_from(free.gpu_slots.len()).unwrap_or(u32::MAX),
         leases_completed: p.leases_completed,
         leases_failed: p.leases_failed,
+        last_heartbeat_height: p.last_heartbeat_height,
+        leaving: p.leaving,
     }
 }
 
@@ -41,6 +47,7 @@ pub(crate) fn lease_view(state: &State, l: &Lease) -> LeaseView {
     let (lease_state, end_reason) = match l.status {
         LeaseStatus::Pending => (LeaseState::Pending, None),
         LeaseStatus::Running => (LeaseState::Running, None),
+        LeaseStatus::Paused { .. } => (LeaseState::Paused, None),
         LeaseStatus::Ended { reason } => (LeaseState::Ended, Some(reason)),
     };
     LeaseView {
@@ -57,12 +64,19 @@ pub(crate) fn lease_view(state: &State, l: &Lease) -> LeaseView {
         price_per_hour: l.price_per_hour,
         resources: l.resources.clone(),
         gpu_slots: l.gpu_slots.clone(),
+        attempt: l.attempt,
         state: lease_state,
         end_reason,
         created_height: l.created_height,
         created_ms: l.created_ms,
         started_ms: l.started_ms,
         ended_ms: l.ended_ms,
+        last_proof_ms: l.last_proof_ms,
+        last_proof_height: l.last_proof_height,
+        paused_since_height: match l.status {
+            LeaseStatus::Paused { since_height } => Some(since_height),
+            _ => None,
+        },
         billed_ms: l.billed_ms,
         paid: l.paid,
         protocol_fee: l.fee,
@@ -105,6 +119,15 @@ pub(crate) fn order_view(state: &State, o: &Order) -> OrderView {
             })
             .collect(),
         lease: lease.map(|l| lease_view(state, l)),
+        attempts: o
+            .attempts
+            .iter()
+            .filter_map(|id| state.leases.get(id))
+            .map(|l| lease_view(state, l))
+            .collect(),
+        excluded: o.excluded.clone(),
+        open_since_height: o.open_since_height,
+        not_before_ms: o.not_before_ms,
     }
 }
 

@@ -1,0 +1,416 @@
+//! Jobs that survive their providers: heartbeats keep a lease alive and paid, a silent
+//! provider's lease ends `provider_lost` paid only up to its last proof of life, the order's
+//! recovery policy reopens it for another provider from the same escrow, an empty escrow pauses
+//! the lease until a top-up (or ends it after the grace), and a provider that leaves hands its
+//! leases back without a failure on its record.
+
+use gpunet_ledger::{LeaseStatus, OrderStatus};
+use gpunet_protocol::{
+    Amount, Event, LeaseEndReason, LeaseId, Msg, OrderId, Rejection, WorkloadOutcome,
+};
+use gpunet_testkit::world::lease_result;
+use gpunet_testkit::{OutcomeExt, TermsBuilder, World, order_terms, usd};
+
+const MS_PER_HOUR: u64 = 3_600_000;
+/// 3.6 usd an hour: one micro-usd a millisecond, so amounts read as milliseconds.
+const PRICE: Amount = Amount::from_micros(3_600_000);
+
+fn world() -> World {
+    World::builder().tenants(2).providers(3).build()
+}
+
+fn open(w: &mut World, terms: TermsBuilder) -> OrderId {
+    let t = w.tenant(0);
+    let tx = w.create_order(t, terms);
+    let outcome = w.block(vec![tx]);
+    outcome.assert_all_applied();
+    outcome.orders_created()[0]
+}
+
+/// Provider `p` bids on the open `order`; blocks run until it is leased; returns the lease.
+fn lease_to(w: &mut World, order: OrderId, p: usize) -> LeaseId {
+    let tx = w.bid(w.provider_addr(p), order, PRICE);
+    w.block(vec![tx]).assert_all_applied();
+    wait_leased(w, order)
+}
+
+/// Runs blocks until the order is leased; returns the lease.
+fn wait_leased(w: &mut World, order: OrderId) -> LeaseId {
+    for _ in 0..100 {
+        if let OrderStatus::Leased { lease } = w.order(order).status {
+            return lease;
+        }
+        w.block(Vec::new());
+    }
+    panic!(
+        "order {order} was never leased: {:?}",
+        w.order(order).status
+    );
+}
+
+fn start(w: &mut World, lease: LeaseId) {
+    let tx = w.start(w.lease(lease).provider, lease);
+    w.submit(tx).expect("the lease's provider starts it");
+}
+
+/// Runs blocks until `lease` ends; returns the block's events.
+fn until_ended(w: &mut World, lease: LeaseId, limit: u64) -> Vec<Event> {
+    for _ in 0..limit {
+        let outcome = w.block(Vec::new());
+        if outcome.leases_ended().iter().any(|e| e.lease == lease) {
+            return outcome.events().into_iter().cloned().collect();
+        }
+    }
+    panic!("lease {lease} still live after {limit} blocks");
+}
+
+fn paid_for(ms: u64) -> Amount {
+    PRICE.mul_div_floor(ms, MS_PER_HOUR).expect("fits")
+}
+
+#[test]
+fn a_silent_providers_lease_ends_provider_lost_paid_only_to_its_last_proof_of_life() {
+    let mut w = world();
+    let (t, p0) = (w.tenant(0), w.provider_addr(0));
+    let usd_t0 = w.usd(&t);
+    let order = open(&mut w, order_terms().deposit(usd(10)).recovery(1, &[], 0));
+    let lease = lease_to(&mut w, order, 0);
+    start(&mut w, lease);
+    let started = w.state.time_ms;
+    w.blocks(4);
+    // The last heartbeat went out with this block; then the provider's machine dies.
+    let last_proof = w.state.time_ms;
+    let last_proof_height = w.state.height;
+    w.silence(p0);
+    let timeout = w.state.params.liveness_timeout_blocks;
+    let events = until_ended(&mut w, lease, timeout + 2);
+    assert_eq!(
+        w.state.height,
+        last_proof_height + timeout + 1,
+        "lost the first block past the liveness timeout"
+    );
+    let l = w.lease(lease);
+    assert_eq!(
+        l.status,
+        LeaseStatus::Ended {
+            reason: LeaseEndReason::ProviderLost
+        }
+    );
+    // Paid exactly up to the last proof, not for the silent blocks after it.
+    assert_eq!(l.billed_ms, last_proof - started);
+    assert_eq!(l.paid, paid_for(last_proof - started));
+    assert_eq!(w.state.providers[&p0].leases_failed, 1);
+    // One attempt allowed: the order closes and everything not paid returns.
+    assert_eq!(w.order(order).status, OrderStatus::Closed { lease });
+    assert_eq!(
+        w.usd(&t),
+        usd_t0.checked_sub(l.paid).expect("paid < balance")
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::OrderReopened { .. })),
+        "no retry without attempts left"
+    );
+}
+
+#[test]
+fn a_lost_attempt_reopens_the_order_for_another_provider_from_the_same_escrow() {
+    let mut w = world();
+    let (t, p0, p1) = (w.tenant(0), w.provider_addr(0), w.provider_addr(1));
+    let usd_t0 = w.usd(&t);
+    let deposit = usd(10);
+    let order = open(&mut w, order_terms().deposit(deposit).recovery(3, &[], 2));
+    let first = lease_to(&mut w, order, 0);
+    start(&mut w, first);
+    w.blocks(3);
+    w.silence(p0);
+    let events = until_ended(&mut w, first, 100);
+    let first_paid = w.lease(first).paid;
+    assert!(!first_paid.is_zero());
+    let reopened = events.iter().find_map(|e| match e {
+        Event::OrderReopened {
+            order: o,
+            after_lease,
+            attempt,
+            excluded,
+            not_before_ms,
+        } if *o == order => Some((*after_lease, *attempt, *excluded, *not_before_ms)),
+        _ => None,
+    });
+    let now = w.state.time_ms;
+    assert_eq!(reopened, Some((first, 2, p0, now + 2_000)));
+    let o = w.order(order);
+    assert_eq!(o.status, OrderStatus::Open);
+    assert_eq!(o.excluded, vec![p0]);
+    // The escrow stays with the order, less what the lost attempt earned.
+    assert_eq!(o.escrow, deposit.checked_sub(first_paid).expect("fits"));
+    assert_eq!(w.lease(first).refund, Amount::ZERO);
+
+    // The provider that lost it may not bid again; another may.
+    w.revive(p0);
+    let tx = w.bid(p0, order, PRICE);
+    assert_eq!(w.submit(tx), Err(Rejection::ProviderExcluded));
+    let bid = w.bid(p1, order, PRICE);
+    w.block(vec![bid]).assert_all_applied();
+    // Not matched before the backoff has passed.
+    let not_before = w.order(order).not_before_ms;
+    while w.state.time_ms + w.step_ms < not_before {
+        w.block(Vec::new());
+        assert_eq!(
+            w.order(order).status,
+            OrderStatus::Open,
+            "matched during the backoff"
+        );
+    }
+    let second = wait_leased(&mut w, order);
+    assert_eq!(w.lease(second).provider, p1);
+    assert_eq!(w.lease(second).attempt, 2);
+    start(&mut w, second);
+    w.blocks(2);
+    let done = w.complete(p1, second, WorkloadOutcome::Succeeded);
+    let outcome = w.block(vec![done]);
+    outcome.assert_all_applied();
+    let s = w.lease(second);
+    assert_eq!(
+        s.status,
+        LeaseStatus::Ended {
+            reason: LeaseEndReason::Completed
+        }
+    );
+    assert_eq!(w.order(order).status, OrderStatus::Closed { lease: second });
+    assert_eq!(w.order(order).attempts, vec![first, second]);
+    // The tenant's bill is the sum of the attempts; the rest came back.
+    let total = first_paid.checked_add(s.paid).expect("fits");
+    assert_eq!(s.refund, deposit.checked_sub(total).expect("fits"));
+    assert_eq!(w.usd(&t), usd_t0.checked_sub(total).expect("fits"));
+}
+
+#[test]
+fn a_failed_workload_is_retried_only_for_the_listed_exit_codes() {
+    for (exit_code, retried) in [(137, true), (143, true), (1, false)] {
+        let mut w = world();
+        let p0 = w.provider_addr(0);
+        let order = open(&mut w, order_terms().recovery(4, &[137, 143], 0));
+        let lease = lease_to(&mut w, order, 0);
+        start(&mut w, lease);
+        w.blocks(2);
+        let mut result = lease_result(WorkloadOutcome::Failed);
+        result.exit_code = Some(exit_code);
+        let tx = w.tx(p0, Msg::CompleteLease { lease, result });
+        let outcome = w.block(vec![tx]);
+        outcome.assert_all_applied();
+        let reopened = outcome
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::OrderReopened { .. }));
+        assert_eq!(reopened, retried, "exit code {exit_code}");
+        let status = w.order(order).status;
+        if retried {
+            assert_eq!(status, OrderStatus::Open, "exit code {exit_code}");
+        } else {
+            assert_eq!(
+                status,
+                OrderStatus::Closed { lease },
+                "exit code {exit_code}"
+            );
+        }
+    }
+}
+
+#[test]
+fn attempts_stop_at_max_attempts_and_each_attempt_excludes_its_provider() {
+    let mut w = world();
+    let order = open(&mut w, order_terms().recovery(2, &[], 0));
+    for (attempt, p) in [(1, 0usize), (2, 1)] {
+        let lease = lease_to(&mut w, order, p);
+        assert_eq!(w.lease(lease).attempt, attempt);
+        start(&mut w, lease);
+        let who = w.provider_addr(p);
+        w.silence(who);
+        until_ended(&mut w, lease, 100);
+    }
+    let o = w.order(order);
+    assert!(
+        matches!(o.status, OrderStatus::Closed { .. }),
+        "{:?}",
+        o.status
+    );
+    assert_eq!(o.attempts.len(), 2);
+    assert_eq!(o.escrow, Amount::ZERO);
+}
+
+#[test]
+fn heartbeats_are_checked_list_only_the_providers_own_leases_and_race_safely_with_an_end() {
+    let mut w = world();
+    let (p0, p1, stranger) = (w.provider_addr(0), w.provider_addr(1), w.stranger(0));
+    let order = open(&mut w, order_terms());
+    let lease = lease_to(&mut w, order, 0);
+    start(&mut w, lease);
+    let other = open(&mut w, order_terms().name("other"));
+    let other_lease = lease_to(&mut w, other, 1);
+    let cases = [
+        (p1, vec![lease], Rejection::NotLeaseProvider),
+        (p0, vec![LeaseId(999)], Rejection::LeaseNotFound),
+        (p0, vec![lease, lease], Rejection::HeartbeatInvalid),
+        (p0, vec![other_lease, lease], Rejection::HeartbeatInvalid),
+        (
+            p0,
+            vec![lease; gpunet_protocol::tx::MAX_HEARTBEAT_LEASES + 1],
+            Rejection::HeartbeatInvalid,
+        ),
+    ];
+    for (signer, leases, want) in cases {
+        let tx = w.tx(signer, Msg::Heartbeat { leases });
+        assert_eq!(w.submit(tx), Err(want));
+    }
+    let funded_stranger = w.transfer(w.tenant(1), stranger, gpunet_protocol::Denom::Gpn, usd(1));
+    w.block(vec![funded_stranger]).assert_all_applied();
+    let tx = w.tx(stranger, Msg::Heartbeat { leases: vec![] });
+    assert_eq!(w.submit(tx), Err(Rejection::ProviderNotRegistered));
+    // A heartbeat in the same block as the lease's end is applied and changes nothing more.
+    let done = w.complete(p0, lease, WorkloadOutcome::Succeeded);
+    let late = w.tx(
+        p0,
+        Msg::Heartbeat {
+            leases: vec![lease],
+        },
+    );
+    w.block(vec![done, late]).assert_all_applied();
+    assert!(!w.lease(lease).is_live());
+}
+
+#[test]
+fn an_empty_escrow_pauses_the_lease_a_top_up_resumes_it_and_a_second_run_dry_ends_it() {
+    let mut w = World::builder()
+        .tenants(2)
+        .providers(1)
+        .with_params(|p| {
+            p.escrow_warning_secs = 2;
+            p.pause_grace_blocks = 6;
+        })
+        .build();
+    let (t, friend, p0) = (w.tenant(0), w.tenant(1), w.provider_addr(0));
+    // 3 000 micro-usd: three seconds at one micro-usd a millisecond.
+    let order = open(&mut w, order_terms().deposit(Amount::from_micros(3_000)));
+    let lease = lease_to(&mut w, order, 0);
+    start(&mut w, lease);
+    let mut warned = false;
+    let mut paused_at = None;
+    for _ in 0..20 {
+        let outcome = w.block(Vec::new());
+        for e in outcome.events() {
+            match e {
+                Event::EscrowLow { remaining_ms, .. } => {
+                    assert!(*remaining_ms < 2_000);
+                    warned = true;
+                }
+                Event::LeasePaused {
+                    grace_until_height, ..
+                } => paused_at = Some((w.state.height, *grace_until_height)),
+                _ => {}
+            }
+        }
+        if paused_at.is_some() {
+            break;
+        }
+    }
+    assert!(warned, "escrow_low went out before the escrow ran dry");
+    let (paused_height, grace_until) = paused_at.expect("the lease paused");
+    assert_eq!(grace_until, paused_height + 6);
+    let l = w.lease(lease);
+    assert!(matches!(l.status, LeaseStatus::Paused { .. }));
+    assert_eq!((l.paid, l.billed_ms), (Amount::from_micros(3_000), 3_000));
+    assert_eq!(w.escrow(order), Amount::ZERO);
+    // Paused: no billing however long it waits (within the grace).
+    w.blocks(3);
+    assert_eq!(w.lease(lease).paid, Amount::from_micros(3_000));
+
+    // Anyone may top up: a friend pays for two more seconds; the lease resumes.
+    let tx = w.tx(
+        friend,
+        Msg::TopUpOrder {
+            order,
+            amount: Amount::from_micros(2_000),
+        },
+    );
+    let events = w.submit(tx).expect("top-up applies");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::LeaseResumed { .. }))
+    );
+    assert_eq!(w.lease(lease).status, LeaseStatus::Running);
+    assert_eq!(w.order(order).topped_up, Amount::from_micros(2_000));
+    // The resumed segment is billed from the next proof of life, and runs dry again.
+    let events = until_ended(&mut w, lease, 40);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::LeaseResumed { .. })),
+        "no second resume"
+    );
+    let l = w.lease(lease);
+    assert_eq!(
+        l.status,
+        LeaseStatus::Ended {
+            reason: LeaseEndReason::InsufficientFunds
+        }
+    );
+    assert_eq!(
+        l.paid,
+        Amount::from_micros(5_000),
+        "all of deposit and top-up, no more"
+    );
+    assert_eq!(l.refund, Amount::ZERO);
+    assert!(w.usd(&p0) > Amount::ZERO);
+    // A closed order takes no more top-ups.
+    let tx = w.tx(
+        t,
+        Msg::TopUpOrder {
+            order,
+            amount: Amount::from_micros(1),
+        },
+    );
+    assert_eq!(w.submit(tx), Err(Rejection::OrderNotOpen));
+}
+
+#[test]
+fn a_leaving_provider_releases_its_leases_without_a_failure_and_takes_no_new_ones() {
+    let mut w = world();
+    let (p0, p1) = (w.provider_addr(0), w.provider_addr(1));
+    let order = open(&mut w, order_terms().recovery(2, &[], 0));
+    let lease = lease_to(&mut w, order, 0);
+    start(&mut w, lease);
+    w.blocks(2);
+    let tx = w.tx(p0, Msg::AnnounceExit);
+    let events = w.submit(tx).expect("announce applies");
+    assert!(events.contains(&Event::ProviderLeaving { provider: p0 }));
+    let again = w.tx(p0, Msg::AnnounceExit);
+    assert_eq!(w.submit(again), Err(Rejection::ProviderLeaving));
+    let other = open(&mut w, order_terms().name("other"));
+    let bid = w.bid(p0, other, PRICE);
+    assert_eq!(w.submit(bid), Err(Rejection::ProviderLeaving));
+
+    let release = w.tx(p0, Msg::ReleaseLease { lease });
+    let events = w.submit(release).expect("release applies");
+    let l = w.lease(lease);
+    assert_eq!(
+        l.status,
+        LeaseStatus::Ended {
+            reason: LeaseEndReason::ProviderLeft
+        }
+    );
+    assert!(!l.paid.is_zero(), "paid up to the release");
+    assert_eq!(w.state.providers[&p0].leases_failed, 0);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::OrderReopened { .. }))
+    );
+    let second = lease_to(&mut w, order, 1);
+    assert_eq!(w.lease(second).provider, p1);
+    // With its leases gone it may deregister and take its stake back.
+    let tx = w.deregister(p0);
+    w.submit(tx).expect("deregister applies");
+}
