@@ -5,7 +5,8 @@
 //!
 //! The shape is a pure core in a thin shell: [`bidding`] decides what to bid (no I/O; the
 //! price is what the profile's posted [`Rates`] give, the rule the ledger checks bids by), [`machine`] turns discovery into an offer, [`outputs`] keeps results; the shell is
-//! [`leases`] (the lifecycle), [`server`] (the tenant-facing API) and the reconcile loop.
+//! [`leases`] (the lifecycle), [`server`] (the tenant-facing API), [`heartbeat`] (proof of
+//! life for every running lease) and the reconcile loop.
 //!
 //! Architecture Invariant: the agent never decides money. It offers prices; the ledger checks
 //! every bid, start and result again.
@@ -14,6 +15,7 @@ pub mod bidding;
 pub mod chain;
 pub mod drivers;
 pub mod health;
+pub mod heartbeat;
 pub mod leases;
 pub mod machine;
 pub mod outputs;
@@ -133,6 +135,7 @@ pub struct AgentHandle {
     server: JoinHandle<()>,
     server_stop: oneshot::Sender<()>,
     reconciler: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -174,6 +177,7 @@ impl AgentHandle {
     /// Stops bidding and serving, and the background tasks. Running workloads are left
     /// running; a restarted agent recovers them from their records.
     pub async fn shutdown(self) {
+        self.heartbeat.abort();
         self.reconciler.abort();
         let _ = self.server_stop.send(());
         let mut server = self.server;
@@ -306,6 +310,14 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     });
     tracing::info!(%endpoint, provider = %address, "provider agent serving");
 
+    let every = heartbeat::interval_from(&client).await;
+    tracing::info!(interval = ?every, "sending a heartbeat while workloads run");
+    let heartbeat = tokio::spawn(heartbeat::run(
+        Arc::clone(&client),
+        Arc::clone(&leases),
+        every,
+    ));
+
     let reconciler = reconcile::Reconciler {
         client,
         leases: Arc::clone(&leases),
@@ -327,6 +339,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         server,
         server_stop,
         reconciler,
+        heartbeat,
     })
 }
 

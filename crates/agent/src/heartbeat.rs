@@ -1,0 +1,149 @@
+//! Proof of life: while this provider runs workloads, one `Heartbeat` transaction every
+//! `heartbeat_interval_blocks` lists every lease whose workload runs here. The chain pays a
+//! lease only up to its last proof, and ends it `provider_lost` after `liveness_timeout_blocks`
+//! without one (ADR 0005), so a provider that stops sending is stopped being paid — and a
+//! provider cannot be paid for a workload it does not list.
+//!
+//! What is listed is decided by [`leases_to_prove`], a pure function of the lease records;
+//! the loop around it only reads the clock and sends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gpunet_api::provider::WorkloadState;
+use gpunet_client::NodeClient;
+use gpunet_protocol::tx::MAX_HEARTBEAT_LEASES;
+use gpunet_protocol::{LeaseId, Msg};
+
+use crate::leases::Leases;
+use crate::record::LeaseRecord;
+
+/// Used when the node's parameters cannot be read: a heartbeat every 5 s.
+pub const FALLBACK_INTERVAL: Duration = Duration::from_secs(5);
+/// Never more often than this, whatever the block time.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// Never less often than this.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The leases a heartbeat proves: those whose workload runs (or is paused by the chain) here
+/// and that the chain has not ended, ascending, at most [`MAX_HEARTBEAT_LEASES`]. A workload
+/// that exited is not listed: its result, when it lands, is its last proof.
+pub fn leases_to_prove(records: &[LeaseRecord]) -> Vec<LeaseId> {
+    let mut ids: Vec<LeaseId> = records
+        .iter()
+        .filter(|r| !r.ended_on_chain && r.state == WorkloadState::Running)
+        .map(|r| r.lease)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.truncate(MAX_HEARTBEAT_LEASES);
+    ids
+}
+
+/// The time between heartbeats: the chain's `heartbeat_interval_blocks` at its block time,
+/// within [`MIN_INTERVAL`, `MAX_INTERVAL`].
+pub fn interval(heartbeat_interval_blocks: u64, block_ms: u64) -> Duration {
+    let ms = heartbeat_interval_blocks.saturating_mul(block_ms);
+    Duration::from_millis(ms).clamp(MIN_INTERVAL, MAX_INTERVAL)
+}
+
+/// Reads the interval from the node, or falls back to [`FALLBACK_INTERVAL`].
+pub async fn interval_from(client: &NodeClient) -> Duration {
+    match (client.params().await, client.status().await) {
+        (Ok(params), Ok(status)) => interval(params.heartbeat_interval_blocks, status.block_ms),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::warn!(%error, interval = ?FALLBACK_INTERVAL, "cannot read the heartbeat interval; using the fallback");
+            FALLBACK_INTERVAL
+        }
+    }
+}
+
+/// Sends a heartbeat every `every` while any lease runs here. Runs until aborted.
+pub async fn run(client: Arc<NodeClient>, leases: Arc<Leases>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let records: Vec<LeaseRecord> = leases
+            .ids()
+            .into_iter()
+            .filter_map(|id| leases.get(id))
+            .collect();
+        let proven = leases_to_prove(&records);
+        if proven.is_empty() {
+            continue;
+        }
+        let count = proven.len();
+        match client.send(Msg::Heartbeat { leases: proven }).await {
+            Ok(tx) => tracing::debug!(leases = count, %tx, "heartbeat sent"),
+            Err(error) => {
+                tracing::warn!(leases = count, %error, "heartbeat not sent; the next one retries")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpunet_protocol::{Address, OrderId, Resources};
+
+    fn record(id: u64, state: WorkloadState, ended_on_chain: bool) -> LeaseRecord {
+        LeaseRecord {
+            lease: LeaseId(id),
+            order: OrderId(id),
+            tenant: Address([1; 32]),
+            resources: Resources {
+                cpu_millis: 1_000,
+                memory_mib: 64,
+                disk_mib: 64,
+                gpu: Default::default(),
+            },
+            gpu_slots: vec![],
+            state,
+            terms: None,
+            handle: None,
+            exit: None,
+            outcome: None,
+            usage: None,
+            listing: None,
+            output_key: None,
+            detail: None,
+            ended_on_chain,
+            reported: false,
+            exposed: vec![],
+            health: None,
+            endpoints: vec![],
+            healthy: None,
+            ended_ms: None,
+        }
+    }
+
+    #[test]
+    fn only_running_leases_the_chain_has_not_ended_are_proven_in_ascending_order() {
+        let records = vec![
+            record(7, WorkloadState::Running, false),
+            record(3, WorkloadState::Running, false),
+            record(4, WorkloadState::AwaitingManifest, false),
+            record(5, WorkloadState::Exited, false),
+            record(6, WorkloadState::Running, true),
+            record(8, WorkloadState::Failed, false),
+        ];
+        assert_eq!(leases_to_prove(&records), vec![LeaseId(3), LeaseId(7)]);
+    }
+
+    #[test]
+    fn a_heartbeat_never_lists_more_than_the_chain_accepts() {
+        let records: Vec<_> = (0..(MAX_HEARTBEAT_LEASES as u64 + 10))
+            .map(|i| record(i, WorkloadState::Running, false))
+            .collect();
+        assert_eq!(leases_to_prove(&records).len(), MAX_HEARTBEAT_LEASES);
+    }
+
+    #[test]
+    fn the_interval_follows_the_chain_within_bounds() {
+        assert_eq!(interval(10, 500), Duration::from_secs(5));
+        assert_eq!(interval(1, 10), MIN_INTERVAL);
+        assert_eq!(interval(u64::MAX, u64::MAX), MAX_INTERVAL);
+    }
+}
