@@ -299,3 +299,30 @@ fn check_modes(path: &Path, seen: &mut (u32, u32)) {
         seen.1 += 1;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_puts_of_one_blob_all_succeed_and_publish_it_whole() {
+    let (_guard, dir) = scratch();
+    let store = store_in(&dir);
+    let src = dir.join("same.bin");
+    let digest = write_pattern(&src, PART * 6 + 3, 8);
+    let puts: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            let src = src.clone();
+            tokio::spawn(async move { store.put_file(&src).await })
+        })
+        .collect();
+    for put in puts {
+        let put = put.await.expect("join").expect("every put succeeds");
+        assert_eq!(put.digest, digest);
+    }
+    assert_eq!(digest_of(&store.blob_path(&digest)), digest);
+    assert!(!store.parts_dir(&digest).exists(), "parts were left behind");
+    let blob_dir = store.blob_path(&digest).parent().expect("dir").to_owned();
+    assert_eq!(
+        names_in(&blob_dir),
+        vec![digest.to_hex()],
+        "temporary files were left"
+    );
+}
