@@ -35,6 +35,8 @@ pub enum NoBid {
     OwnOrder,
     #[error("we have already bid on this order")]
     AlreadyBid,
+    #[error("we ran a failed or lost attempt of this order; the ledger refuses our bids on it")]
+    Excluded,
     #[error(
         "runtime {runtime} cannot isolate workloads here, and the order's tenant is not one the operator trusts"
     )]
@@ -62,6 +64,9 @@ pub fn plan_bid(order: &OrderView, free: &Free, offer: &Offer) -> Result<Amount,
     }
     if order.bids.iter().any(|b| b.provider == offer.provider) {
         return Err(NoBid::AlreadyBid);
+    }
+    if order.excluded.contains(&offer.provider) {
+        return Err(NoBid::Excluded);
     }
     if !offer.policy.allows(order.terms.runtime, order.tenant) {
         return Err(NoBid::TenantNotTrusted {

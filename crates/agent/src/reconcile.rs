@@ -31,8 +31,9 @@ pub(crate) struct Reconciler {
     pub client: Arc<NodeClient>,
     pub leases: Arc<Leases>,
     pub offer: Offer,
-    /// Orders bid on (or found already bid on): never bid twice.
-    pub bid_on: BTreeSet<OrderId>,
+    /// Orders bid on (or found already bid on), with the height they (re)opened at: never
+    /// bid twice on one opening; an order reopened for another attempt is a new one.
+    pub bid_on: BTreeSet<(OrderId, u64)>,
 }
 
 impl Reconciler {
@@ -53,12 +54,14 @@ impl Reconciler {
 
     async fn on_event(&mut self, envelope: EventEnvelope) {
         match envelope.event {
-            Event::OrderCreated { order, .. } => match self.client.order(order).await {
-                Ok(view) => self.consider(&view).await,
-                Err(error) => {
-                    tracing::debug!(%order, %error, "cannot read a new order; the poll will")
+            Event::OrderCreated { order, .. } | Event::OrderReopened { order, .. } => {
+                match self.client.order(order).await {
+                    Ok(view) => self.consider(&view).await,
+                    Err(error) => {
+                        tracing::debug!(%order, %error, "cannot read a new order; the poll will")
+                    }
                 }
-            },
+            }
             Event::LeaseCreated {
                 lease, provider, ..
             } if provider == self.offer.provider => self.adopt(lease).await,
@@ -129,7 +132,8 @@ impl Reconciler {
 
     /// Bids on `order` if the plan says so; never twice.
     async fn consider(&mut self, order: &OrderView) {
-        if self.bid_on.contains(&order.id) {
+        let opening = (order.id, order.open_since_height);
+        if self.bid_on.contains(&opening) {
             return;
         }
         let held = self.leases.held();
@@ -139,8 +143,8 @@ impl Reconciler {
         );
         let price = match plan_bid(order, &free, &self.offer) {
             Ok(price) => price,
-            Err(NoBid::AlreadyBid) => {
-                self.remember(order.id);
+            Err(NoBid::AlreadyBid | NoBid::Excluded) => {
+                self.remember(opening);
                 return;
             }
             Err(why) => {
@@ -148,7 +152,7 @@ impl Reconciler {
                 return;
             }
         };
-        self.remember(order.id);
+        self.remember(opening);
         let msg = Msg::PlaceBid {
             order: order.id,
             price_per_hour: price,
@@ -157,15 +161,15 @@ impl Reconciler {
             Ok(tx) => tracing::info!(order = %order.id, %price, %tx, "bid placed"),
             Err(error) if is_unreachable(&error) => {
                 // Nothing reached the node: the next poll may try again.
-                self.bid_on.remove(&order.id);
+                self.bid_on.remove(&opening);
                 tracing::warn!(order = %order.id, %error, "could not send the bid");
             }
             Err(error) => tracing::warn!(order = %order.id, %error, "the bid was refused"),
         }
     }
 
-    fn remember(&mut self, order: OrderId) {
-        self.bid_on.insert(order);
+    fn remember(&mut self, opening: (OrderId, u64)) {
+        self.bid_on.insert(opening);
         while self.bid_on.len() > MAX_REMEMBERED_BIDS {
             self.bid_on.pop_first();
         }

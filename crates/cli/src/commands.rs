@@ -137,6 +137,19 @@ pub enum JobCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Add usd to a job's escrow, so it keeps running (a paused job resumes). Anyone may top
+    /// up any job; `job status` shows how long the escrow lasts.
+    ///
+    /// Example: gpunet job top-up 3 2.5
+    #[command(name = "top-up")]
+    TopUp {
+        /// The job's id (its order id), as `job submit` and `job list` print it.
+        id: OrderId,
+        /// Usd to add, e.g. 2.5.
+        amount: gpunet_protocol::Amount,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// List your jobs (the signing key's orders), newest first.
     ///
     /// Example: gpunet job list --json
@@ -215,13 +228,24 @@ pub enum MarketCmd {
     },
 }
 
-fn key(conn: &Conn) -> Result<KeyFile> {
-    let path = match &conn.key {
-        Some(p) => p.clone(),
+/// Where the signing key is: --key, or the running dev network's tenant key.
+fn key_path(conn: &Conn) -> Result<PathBuf> {
+    match &conn.key {
+        Some(p) => Ok(p.clone()),
         None => running::target(conn)?.tenant_key.context(
             "no signing key: pass --key PATH (or set GPUNET_KEY), or start `gpunet dev` for a funded one",
-        )?,
-    };
+        ),
+    }
+}
+
+/// The job journal of `conn`'s key on the node's chain.
+async fn journal(conn: &Conn, client: &NodeClient) -> Result<PathBuf> {
+    let status = client.status().await?;
+    Ok(jobs::journal_dir(&key_path(conn)?, &status.chain_id))
+}
+
+fn key(conn: &Conn) -> Result<KeyFile> {
+    let path = key_path(conn)?;
     KeyFile::load(&path).with_context(|| {
         format!(
             "no signing key at {}: pass --key PATH (or set GPUNET_KEY), or start `gpunet dev` for a funded one",
@@ -532,6 +556,58 @@ pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()>
     Ok(())
 }
 
+/// How long the escrow pays the running lease for, or that it is paused.
+fn escrow_lasts(order: &gpunet_api::node::OrderView) -> String {
+    use gpunet_api::node::LeaseState;
+    let Some(l) = &order.lease else {
+        return String::new();
+    };
+    match l.state {
+        LeaseState::Paused => format!(
+            " (ran out: the job is paused since height {}; `gpunet job top-up {} AMOUNT` resumes it)",
+            l.paused_since_height.unwrap_or_default(),
+            order.id
+        ),
+        LeaseState::Running if !l.price_per_hour.is_zero() => {
+            let secs =
+                u128::from(order.escrow.micros()) * 3_600 / u128::from(l.price_per_hour.micros());
+            format!(
+                " (pays about {secs} s more at {} usd/hour)",
+                l.price_per_hour
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// Every attempt of a job: provider, start, end, end reason and cost, and the total.
+fn print_attempts(order: &gpunet_api::node::OrderView) {
+    println!(
+        "  attempts ({} of at most {}):",
+        order.attempts.len(),
+        order.terms.recovery.max_attempts
+    );
+    let mut total = gpunet_protocol::Amount::ZERO;
+    for a in &order.attempts {
+        let reason = a
+            .end_reason
+            .map(jobs::end_reason_shown)
+            .unwrap_or_else(|| format!("{:?}", a.state).to_lowercase());
+        println!(
+            "    #{} lease {} on {}: {} s billed, {} usd: {reason}",
+            a.attempt,
+            a.id,
+            a.provider.short(),
+            a.billed_ms / 1_000,
+            a.paid
+        );
+        total = total
+            .checked_add(a.paid)
+            .unwrap_or(gpunet_protocol::Amount::MAX);
+    }
+    println!("    total paid {total} usd");
+}
+
 /// `job submit`: the order, then (with `wait`) the job to its end; Ctrl-C leaves the order
 /// and says how to re-attach.
 async fn submit(
@@ -568,6 +644,17 @@ async fn submit(
         Some(created) => created.inspect_err(|_| progress.finish())?,
         None => return Err(outcome::interrupted(&client, &key, None, conn, &progress).await),
     };
+    // Journaled, so `job wait` and `job follow` can hand a retry its manifest later.
+    match journal(conn, &client).await {
+        Ok(dir) => {
+            if let Err(e) = jobs::save_submission(&dir, order_id, &spec) {
+                progress.stage(&format!(
+                    "warning: {e:#}; a retry of this job on another provider needs this command running"
+                ));
+            }
+        }
+        Err(e) => progress.stage(&format!("warning: cannot journal the job: {e:#}")),
+    }
     let run = async {
         if wait {
             outcome::follow_to_end(
@@ -657,11 +744,16 @@ async fn wait_for(id: OrderId, stream_log: bool, conn: &Conn) -> Result<()> {
     let client = client(conn)?;
     let key = key(conn)?;
     let progress = Progress::new(conn.json);
+    // The journaled manifest, so a retry on a new provider can be handed it.
+    let submission = match (journal(conn, &client).await, client.order(id).await) {
+        (Ok(dir), Ok(order)) => jobs::load_submission(&dir, &order),
+        _ => None,
+    };
     let run = outcome::follow_to_end(
         &client,
         &key,
         id,
-        None,
+        submission.as_ref(),
         Instant::now(),
         &progress,
         stream_log && !conn.json,
@@ -736,8 +828,13 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 format!("{:?}", order.state).to_lowercase()
             );
             println!("  tenant   {}", order.tenant);
-            println!("  escrow   {} usd", order.escrow);
+            println!("  escrow   {} usd{}", order.escrow, escrow_lasts(&order));
             println!("  bids     {}", order.bids.len());
+            if order.attempts.len() > 1
+                || order.state == gpunet_api::node::OrderState::Open && !order.attempts.is_empty()
+            {
+                print_attempts(&order);
+            }
             if let Some(e) = &explain {
                 print!("  waiting: {}", e.explanation);
             }
@@ -789,6 +886,7 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             let order = client.order(id).await?;
             let lease = order
                 .lease
+                .or_else(|| order.attempts.last().cloned())
                 .context("the job has no lease yet, so no logs; check `gpunet job status`")?;
             if !conn.json {
                 return jobs::read_logs(&k, &lease, follow, |text| print!("{text}")).await;
@@ -815,6 +913,7 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             let order = client.order(id).await?;
             let lease = order
                 .lease
+                .or_else(|| order.attempts.last().cloned())
                 .context("the job has no lease yet, so no outputs")?;
             let (digest, files) = jobs::fetch_outputs(&k, &lease, Some(&to)).await?;
             if files.is_empty() {
@@ -838,6 +937,33 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 println!("{}  {} bytes", Path::new(&to).join(p).display(), b.len());
             }
             println!("{} file(s), listing digest {}", files.len(), digest);
+            Ok(())
+        }
+        JobCmd::TopUp { id, amount, conn } => {
+            let (client, _) = signed_client(&conn)?;
+            let view = client
+                .send_and_wait(Msg::TopUpOrder { order: id, amount }, TX_TIMEOUT)
+                .await?;
+            if conn.json {
+                return print_json(&view);
+            }
+            let resumed = view
+                .events
+                .iter()
+                .any(|e| matches!(e, gpunet_protocol::Event::LeaseResumed { .. }));
+            let escrow = view.events.iter().find_map(|e| match e {
+                gpunet_protocol::Event::EscrowToppedUp { escrow, .. } => Some(*escrow),
+                _ => None,
+            });
+            println!(
+                "job {id}: {amount} usd added; escrow now {} usd{}",
+                escrow.map(|e| e.to_string()).unwrap_or_default(),
+                if resumed {
+                    "; the paused job resumes"
+                } else {
+                    ""
+                }
+            );
             Ok(())
         }
         JobCmd::Cancel { id, conn } => {

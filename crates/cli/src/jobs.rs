@@ -72,6 +72,63 @@ impl std::ops::Deref for Submission {
     }
 }
 
+/// Where the jobs a key submitted on a chain are journaled: `<key's dir>/jobs/<chain>/`. A retry
+/// of a job on a new provider needs its manifest and inputs delivered again, and only the
+/// tenant holds them: the journal lets `gpunet job wait` and `job follow` do that after the
+/// submitting command has gone.
+pub fn journal_dir(key_path: &Path, chain_id: &str) -> PathBuf {
+    let chain: String = chain_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    key_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("jobs")
+        .join(chain)
+}
+
+/// Journals a submission (0700 directory, 0600 files): its manifest and packed inputs.
+pub fn save_submission(dir: &Path, order: OrderId, sub: &Submission) -> Result<()> {
+    gpunet_files::create_private_dir_all(dir)
+        .with_context(|| format!("creating the job journal {}", dir.display()))?;
+    gpunet_files::write_private(
+        &dir.join(format!("{order}.json")),
+        &sub.spec.manifest_bytes(),
+    )
+    .with_context(|| format!("journaling job {order} in {}", dir.display()))?;
+    if let Some(archive) = &sub.inputs {
+        gpunet_files::write_private(&dir.join(format!("{order}.inputs")), archive)
+            .with_context(|| format!("journaling job {order}'s inputs in {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The journaled submission of `order`, if there is one and it is the very manifest the order
+/// commits to (and its inputs the archive the manifest names); anything else is ignored.
+pub fn load_submission(dir: &Path, order: &OrderView) -> Option<Submission> {
+    let bytes = std::fs::read(dir.join(format!("{}.json", order.id))).ok()?;
+    if Hash::of(&bytes) != order.terms.manifest_hash {
+        tracing::warn!(order = %order.id, "the journaled manifest does not match the order; not using it");
+        return None;
+    }
+    let spec: JobSpec = serde_json::from_slice(&bytes).ok()?;
+    let inputs = match &spec.inputs_archive {
+        Some(a) => {
+            let archive = std::fs::read(dir.join(format!("{}.inputs", order.id))).ok()?;
+            (Hash::of(&archive) == a.digest).then_some(archive)?.into()
+        }
+        None => None,
+    };
+    Some(Submission { spec, inputs })
+}
+
 /// The spec as it is submitted: with a fresh random salt, and `key`'s output key for the
 /// provider to seal outputs to.
 pub fn prepare_submission(spec: &JobSpec, key: &KeyFile) -> Result<JobSpec> {
@@ -224,8 +281,51 @@ pub async fn follow(
     let mut submit_to_running_ms = None;
     let following = Instant::now();
     let mut explained = false;
+    // The attempt being followed: a lost or failed attempt the recovery policy retries brings
+    // a new lease, to which the manifest (and inputs) must be delivered again.
+    let mut current: Option<gpunet_protocol::LeaseId> = None;
+    let mut announced_reopen = 0usize;
     loop {
         let order = client.order(order_id).await?;
+        if let Some(last) = order
+            .attempts
+            .last()
+            .filter(|_| order.state == OrderState::Open)
+            && last.state == LeaseState::Ended
+            && announced_reopen < order.attempts.len()
+        {
+            announced_reopen = order.attempts.len();
+            let reason = last.end_reason.map(end_reason_shown).unwrap_or_default();
+            progress.stage(&format!(
+                "attempt {} on {} ended: {reason}; the network retries it on another provider \
+                 (attempt {} of at most {})",
+                last.attempt,
+                last.provider.short(),
+                last.attempt + 1,
+                order.terms.recovery.max_attempts
+            ));
+        }
+        if let Some(lease) = &order.lease
+            && current != Some(lease.id)
+        {
+            if current.is_some() {
+                // A new attempt: everything is delivered afresh to its provider.
+                inputs_delivered = inputs.is_none();
+                delivered = false;
+                manifest_attempts = 0;
+                provider_key = None;
+                announced_lease = false;
+                announced_billing = false;
+                if spec.is_none() && lease.state == LeaseState::Pending {
+                    progress.stage(&format!(
+                        "attempt {} needs the job's manifest, which only the submitting command \
+                         holds; keep `gpunet job submit --wait` running for jobs that may be retried",
+                        lease.attempt
+                    ));
+                }
+            }
+            current = Some(lease.id);
+        }
         if order.bids.len() != seen_bids && order.state == OrderState::Open {
             seen_bids = order.bids.len();
             let best = order.bids.iter().map(|b| b.price_per_hour).min();
@@ -340,6 +440,12 @@ pub async fn follow(
             if lease.state == LeaseState::Running && !announced_billing {
                 announced_billing = true;
                 progress.stage("started on chain: billing by the block");
+            }
+            if lease.state == LeaseState::Paused {
+                progress.status(&format!(
+                    "lease {}: paused, the escrow ran out; top up with `gpunet job top-up {order_id} AMOUNT`",
+                    lease.id
+                ));
             }
             let done = lease.state == LeaseState::Ended;
             if done || (!until_done && lease.state == LeaseState::Running) {

@@ -338,39 +338,57 @@ async fn read_log(
             p.print_out(line);
         }
     };
-    let lease = loop {
-        if let Ok(o) = client.order(order).await {
-            if let Some(l) = o.lease {
-                break l;
-            }
-            if matches!(o.state, OrderState::Expired | OrderState::Cancelled) {
-                return;
-            }
-        }
-        tokio::time::sleep(LOG_POLL).await;
-    };
     let secret = key.output_secret();
-    let pc = ProviderClient::new(&lease.provider_endpoint, key.clone());
-    let mut offset = 0;
+    // The attempt whose log was read to its end (or whose provider is gone): a retry on a new
+    // provider has a log of its own, which follows.
+    let mut done: Option<gpunet_protocol::LeaseId> = None;
     loop {
-        match pc.logs(lease.id, offset, LOG_CHUNK_BYTES, &secret).await {
-            Ok(chunk) => {
-                tail.error = None;
-                tail.push(&chunk.text, print);
-                offset = chunk.next_offset;
-                if chunk.finished {
-                    tail.flush(print);
+        let lease = loop {
+            if let Ok(o) = client.order(order).await {
+                if let Some(l) = o.lease.filter(|l| Some(l.id) != done) {
+                    break l;
+                }
+                if matches!(o.state, OrderState::Expired | OrderState::Cancelled)
+                    || (o.state == OrderState::Closed && done.is_some())
+                {
                     return;
                 }
-                if chunk.text.is_empty() {
-                    tokio::time::sleep(LOG_POLL).await;
+            }
+            tokio::time::sleep(LOG_POLL).await;
+        };
+        let pc = ProviderClient::new(&lease.provider_endpoint, key.clone());
+        let mut offset = 0;
+        loop {
+            match pc.logs(lease.id, offset, LOG_CHUNK_BYTES, &secret).await {
+                Ok(chunk) => {
+                    tail.error = None;
+                    tail.push(&chunk.text, print);
+                    offset = chunk.next_offset;
+                    if chunk.finished {
+                        tail.flush(print);
+                        break;
+                    }
+                    if chunk.text.is_empty() {
+                        tokio::time::sleep(LOG_POLL).await;
+                    }
+                }
+                Err(e) => {
+                    tail.error = Some(e.to_string());
+                    // A lost provider never answers again: once the chain has moved past its
+                    // lease, go on to the next attempt's log.
+                    let moved_on = client.order(order).await.is_ok_and(|o| {
+                        o.lease.as_ref().is_none_or(|l| l.id != lease.id)
+                            || o.lease.is_some_and(|l| l.state == LeaseState::Ended)
+                    });
+                    if moved_on {
+                        tail.flush(print);
+                        break;
+                    }
+                    tokio::time::sleep(LOG_POLL * 2).await;
                 }
             }
-            Err(e) => {
-                tail.error = Some(e.to_string());
-                tokio::time::sleep(LOG_POLL * 2).await;
-            }
         }
+        done = Some(lease.id);
     }
 }
 

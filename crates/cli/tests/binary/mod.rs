@@ -66,6 +66,19 @@ pub async fn run(mut cmd: Command, patience: Duration) -> Ran {
     }
 }
 
+/// Waits for a spawned `child` (stdout and stderr piped) to end, at most `patience`.
+pub async fn run_child(child: Child, patience: Duration) -> Ran {
+    let out = tokio::time::timeout(patience, child.wait_with_output())
+        .await
+        .expect("the command finishes in time")
+        .expect("the command runs");
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// Sends `signal` (`-INT`, `-TERM`) to `child`.
 pub fn signal(child: &Child, signal: &str) {
     let pid = child.id().expect("the child still runs");

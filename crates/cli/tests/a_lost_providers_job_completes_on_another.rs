@@ -1,0 +1,278 @@
+//! A provider's agent killed (SIGKILL) mid-job, on a network of real processes — one validator
+//! and two `gpunet provider start` — as a user would run them: the chain notices the silence,
+//! ends the lease `provider_lost` paid only up to the last heartbeat, reopens the order, and
+//! the other provider runs the job to completion under the same job id, handed the manifest by
+//! the still-running `gpunet job submit --wait`. The bill is the sum of the two attempts. The
+//! killed agent, restarted on its data, stops the orphaned workload at once and is paid nothing
+//! more for it.
+
+mod binary;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use binary::User;
+use gpunet_api::node::{LeaseState, OrderView};
+use gpunet_client::{KeyFile, NodeClient};
+use gpunet_protocol::{Denom, LeaseEndReason, OrderId};
+use gpunet_testkit::procs::processes_with_arg;
+use tokio::process::Child;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn provider(user: &User, net: &Path, base: &Path, i: usize, api: &str, cpu_hour: &str) -> Child {
+    let key = net.join("keys").join(format!("provider-{i}.json"));
+    let tenant = net.join("keys").join("tenant.json");
+    let data = base.join(format!("provider-{i}"));
+    let args = [
+        "provider",
+        "start",
+        "--api",
+        api,
+        "--key",
+        key.to_str().expect("utf-8"),
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-docker",
+        "--cpu-hour",
+        cpu_hour,
+        "--trust-tenant",
+        tenant.to_str().expect("utf-8"),
+    ];
+    user.gpunet(&args, base).spawn().expect("provider starts")
+}
+
+/// The processes carrying `marker` that run in a lease of the provider whose data directory is
+/// `dir`: sandboxed, their root is a mount of `<dir>/leases/<id>/sandbox` (their mount table
+/// says so); unsandboxed, their working directory is below `dir`.
+fn workloads_under(marker: &str, dir: &Path) -> Vec<u32> {
+    let dir_text = dir.to_string_lossy().into_owned();
+    processes_with_arg(marker)
+        .into_iter()
+        .filter(|pid| {
+            let mounted_from_dir = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                .is_ok_and(|m| {
+                    m.lines()
+                        .any(|l| l.contains(&format!("{dir_text}/leases/")))
+                });
+            let cwd_in_dir =
+                std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|p| p.starts_with(dir));
+            mounted_from_dir || cwd_in_dir
+        })
+        .collect()
+}
+
+async fn order(client: &NodeClient, id: OrderId) -> OrderView {
+    client.order(id).await.expect("the order is readable")
+}
+
+/// Waits until `check` holds of the order, at most `patience`.
+async fn until(
+    client: &NodeClient,
+    id: OrderId,
+    patience: Duration,
+    what: &str,
+    check: impl Fn(&OrderView) -> bool,
+) -> OrderView {
+    let start = Instant::now();
+    loop {
+        if let Ok(o) = client.order(id).await
+            && check(&o)
+        {
+            return o;
+        }
+        assert!(
+            start.elapsed() < patience,
+            "{what}: not within {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_providers_job_completes_on_the_other_provider_and_bills_both_attempts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path();
+    let user = User::new(base);
+    let net = base.join("net");
+    let (api_port, p2p_port) = (free_port(), free_port());
+    let init = binary::run(
+        user.gpunet(
+            &[
+                "node",
+                "init",
+                "--validators",
+                "1",
+                "--providers",
+                "2",
+                "--block-ms",
+                "200",
+                "--api-port",
+                &api_port.to_string(),
+                "--p2p-port",
+                &p2p_port.to_string(),
+                "--out",
+                net.to_str().expect("utf-8"),
+            ],
+            base,
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(init.code, Some(0), "node init: {init:?}");
+    let node_home = net.join("node-0");
+    let _node = user
+        .gpunet(
+            &[
+                "node",
+                "start",
+                "--home",
+                node_home.to_str().expect("utf-8"),
+            ],
+            base,
+        )
+        .spawn()
+        .expect("node starts");
+    let api = format!("http://127.0.0.1:{api_port}");
+    let client = NodeClient::new(&api);
+    // Provider 0 is the cheaper, so it wins the first attempt.
+    let mut cheap = provider(&user, &net, base, 0, &api, "0.10");
+    let _dear = provider(&user, &net, base, 1, &api, "0.20");
+    let start = Instant::now();
+    while client.providers().await.map_or(0, |p| p.providers.len()) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "two providers never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cheap_addr = KeyFile::load(&net.join("keys/provider-0.json"))
+        .expect("provider key")
+        .address();
+    let dear_addr = KeyFile::load(&net.join("keys/provider-1.json"))
+        .expect("provider key")
+        .address();
+
+    // About 25 s of work, printing as it goes; the marker finds its processes on the host.
+    let marker = format!("survival-marker-{}", std::process::id());
+    let spec = format!(
+        r#"version: 1
+name: survivor
+run:
+  command: ["sh", "-c", "for i in $(seq 1 50); do echo tick $i; sleep 0.5; done", "{marker}"]
+resources: {{ cpu: 0.5, memory: 64Mi, disk: 64Mi }}
+pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
+limits: {{ max_duration: 10m }}
+recovery: {{ max_attempts: 3, backoff: 1s }}
+"#
+    );
+    std::fs::write(base.join("survivor.yaml"), spec).expect("spec written");
+    let tenant_key = net.join("keys/tenant.json");
+    let submit = user
+        .gpunet(
+            &[
+                "job",
+                "submit",
+                "survivor.yaml",
+                "--wait",
+                "--api",
+                &api,
+                "--key",
+                tenant_key.to_str().expect("utf-8"),
+            ],
+            base,
+        )
+        .spawn()
+        .expect("submit starts");
+
+    let job = OrderId(1);
+    let running = until(&client, job, Duration::from_secs(90), "the job runs", |o| {
+        o.lease
+            .as_ref()
+            .is_some_and(|l| l.state == LeaseState::Running)
+    })
+    .await;
+    let first = running.lease.expect("leased");
+    assert_eq!(first.provider, cheap_addr, "the cheaper provider won");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !workloads_under(&marker, &base.join("provider-0")).is_empty(),
+        "the workload runs on the host, under provider 0's data"
+    );
+    // The provider's machine "dies": its agent is killed outright.
+    cheap.start_kill().expect("SIGKILL the agent");
+    let _ = cheap.wait().await;
+    let killed_at = Instant::now();
+
+    let reopened = until(
+        &client,
+        job,
+        Duration::from_secs(60),
+        "the lease is lost",
+        |o| {
+            o.attempts
+                .first()
+                .is_some_and(|a| a.state == LeaseState::Ended)
+        },
+    )
+    .await;
+    let detect = killed_at.elapsed();
+    let lost = &reopened.attempts[0];
+    assert_eq!(lost.end_reason, Some(LeaseEndReason::ProviderLost));
+    // Paid only to its last proof of life: the billed time ends at the last heartbeat.
+    assert_eq!(
+        lost.billed_ms,
+        lost.last_proof_ms - lost.started_ms.expect("it started")
+    );
+    eprintln!("provider death to lease ended: {detect:?}");
+
+    // The killed agent comes back on its data: the orphaned workload is stopped at once.
+    let _revived = provider(&user, &net, base, 0, &api, "0.10");
+    let start = Instant::now();
+    loop {
+        let orphans = workloads_under(&marker, &base.join("provider-0"));
+        if orphans.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the orphaned workload still runs: {orphans:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let ran = binary::run_child(submit, Duration::from_secs(120)).await;
+    assert_eq!(ran.code, Some(0), "the job completed: {ran:?}");
+    assert!(
+        ran.stderr.contains("attempt 1") || ran.stdout.contains("attempt 1"),
+        "the lost attempt was reported: {ran:?}"
+    );
+    let done = order(&client, job).await;
+    assert_eq!(done.attempts.len(), 2, "{done:?}");
+    let second = &done.attempts[1];
+    assert_eq!(second.provider, dear_addr);
+    assert_eq!(second.end_reason, Some(LeaseEndReason::Completed));
+    assert_eq!(second.attempt, 2);
+    // The dead provider earned exactly what its proven time paid, nothing after.
+    let lost = &done.attempts[0];
+    let earned = client
+        .account(&cheap_addr)
+        .await
+        .expect("account")
+        .balances
+        .get(Denom::Usd);
+    assert_eq!(earned, lost.provider_earned);
+    // The tenant's bill is the sum of the attempts; the rest of the deposit came back.
+    let total = lost.paid.checked_add(second.paid).expect("fits");
+    let deposit = done.terms.deposit;
+    assert_eq!(second.refund, deposit.checked_sub(total).expect("fits"));
+}
