@@ -23,7 +23,7 @@ const TX_TIMEOUT: Duration = Duration::from_secs(30);
 /// How `job submit --wait`, `job wait`, `job follow` and `demo` exit; see `outcome`.
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 the job completed with exit code 0; 1 gpunet \
 itself failed (arguments, spec, network); 2 the job's command exited nonzero; 3 a limit or the \
-provider ended it (timed_out, out_of_memory, disk_exceeded, escrow_exhausted, \
+provider ended it (timed_out, out_of_memory, disk_exceeded, insufficient_funds, \
 max_duration_reached, start_failed, image_unavailable, manifest_rejected, start_timeout); 4 it \
 was cancelled; 5 it never ran (the order expired); 130 interrupted by Ctrl-C, the order left as \
 it is. --json prints end_reason, exit_code and log_tail.";
@@ -55,7 +55,8 @@ pub enum JobCmd {
         #[arg(long)]
         submit_anyway: bool,
         /// Submit even though the deposit cannot pay the max price for the whole max duration:
-        /// the job is stopped (escrow_exhausted) when the deposit runs out.
+        /// the job is paused when the deposit runs out and ends (insufficient_funds) unless
+        /// topped up with `gpunet job top-up`.
         #[arg(long)]
         allow_short_deposit: bool,
         #[command(flatten)]

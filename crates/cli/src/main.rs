@@ -26,7 +26,7 @@ const AFTER_HELP: &str = "Which network: --api URL (GPUNET_API) names a node; --
 Exit codes of `job submit --wait`, `job wait`, `job follow` and `demo`: 0 the job completed \
 with exit code 0; 1 gpunet itself failed (arguments, spec, network); 2 the job's command exited \
 nonzero; 3 a limit or the provider ended it (timed_out, out_of_memory, disk_exceeded, \
-escrow_exhausted, …); 4 cancelled; 5 never ran (the order expired); 130 interrupted by Ctrl-C. \
+insufficient_funds, provider_lost once no retry is left, …); 4 cancelled; 5 never ran (the order expired); 130 interrupted by Ctrl-C. \
 Every other command: 0 done, 1 failed.";
 
 #[derive(Parser)]

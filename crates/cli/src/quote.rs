@@ -33,8 +33,8 @@ pub fn duration_text(secs: u64) -> String {
 }
 
 /// Refuses terms whose deposit cannot pay the max price for the whole max duration: such a job
-/// is stopped (`escrow_exhausted`) as soon as the deposit runs out, which for a tiny deposit is
-/// within a second of starting.
+/// is paused as soon as the deposit runs out (and ends `insufficient_funds` unless topped up),
+/// which for a tiny deposit is within a second of starting.
 pub fn check_deposit(terms: &OrderTerms) -> Result<()> {
     let Some(min) = min_deposit(terms.max_price_per_hour, terms.max_duration_secs) else {
         bail!(
@@ -49,7 +49,7 @@ pub fn check_deposit(terms: &OrderTerms) -> Result<()> {
     let lasts = deposit_lasts_secs(terms.deposit, terms.max_price_per_hour).unwrap_or(0);
     bail!(
         "pricing.deposit {} cannot pay pricing.max_per_hour {} for limits.max_duration {}: at that \
-         price the job would be stopped (escrow_exhausted) after {}. Deposit at least {} (the \
+         price the job would be paused for want of money (escrow ran out) after {}. Deposit at least {} (the \
          minimum deposit: max_per_hour × max_duration), or lower max_per_hour or max_duration; \
          `gpunet job quote SPEC` shows what providers ask now. To stop at the deposit on purpose, \
          pass --allow-short-deposit",
