@@ -173,9 +173,10 @@ impl Freezer {
                 }
                 wait_until(|| {
                     match std::fs::read_to_string(dir.join("cgroup.events")) {
-                        Ok(events) => Ok(parse_frozen(&events)),
+                        Ok(events) if parse_frozen(&events) => Ok(None),
+                        Ok(_) => Ok(Some("the cgroup".to_owned())),
                         // The lease ended and its cgroup went.
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                         Err(e) => Err(e),
                     }
                 })
@@ -183,10 +184,19 @@ impl Freezer {
             Freezer::Namespace(_) | Freezer::Group(_) => {
                 let stopped = self.signal_all(libc::SIGSTOP)?;
                 wait_until(|| {
-                    Ok(stopped.iter().all(|pid| {
-                        // Stopped, or ended: nothing of it runs any more.
-                        read_stat(*pid).is_none_or(|s| matches!(s.state, 'T' | 'Z' | 'X'))
-                    }))
+                    let running: Vec<String> = stopped
+                        .iter()
+                        .filter(|pid| !holds_still(**pid))
+                        .map(|pid| {
+                            let state = read_stat(*pid).map_or('?', |s| s.state);
+                            format!("{pid} ({state})")
+                        })
+                        .collect();
+                    Ok(if running.is_empty() {
+                        None
+                    } else {
+                        Some(running.join(", "))
+                    })
                 })
             }
         }
@@ -238,20 +248,42 @@ impl Freezer {
     }
 }
 
-/// Polls `done` until it says yes, for at most [`FREEZE_TIMEOUT`].
-fn wait_until(mut done: impl FnMut() -> io::Result<bool>) -> io::Result<()> {
+/// Whether `pid` can run no more of its own code: stopped or ended, or with a SIGSTOP pending
+/// (taken before it next returns to user space: a parent waiting in `vfork` for a child that
+/// was stopped before its exec stays in the kernel, pending SIGSTOP, until it is continued).
+fn holds_still(pid: u32) -> bool {
+    match read_stat(pid) {
+        None => true,
+        Some(s) if matches!(s.state, 'T' | 't' | 'Z' | 'X') => true,
+        Some(_) => std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|status| parse_stop_pending(&status)),
+    }
+}
+
+/// Whether a `/proc/<pid>/status` text shows SIGSTOP pending, for the process or a thread.
+pub(crate) fn parse_stop_pending(status: &str) -> bool {
+    let bit = 1u64 << (libc::SIGSTOP - 1);
+    status.lines().any(|line| {
+        let Some((name, mask)) = line.split_once(':') else {
+            return false;
+        };
+        matches!(name, "SigPnd" | "ShdPnd")
+            && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & bit != 0)
+    })
+}
+
+/// Polls `left` (what is not frozen yet, if anything) until nothing is, for at most
+/// [`FREEZE_TIMEOUT`].
+fn wait_until(mut left: impl FnMut() -> io::Result<Option<String>>) -> io::Result<()> {
     let started = Instant::now();
     loop {
-        if done()? {
+        let Some(running) = left()? else {
             return Ok(());
-        }
+        };
         if started.elapsed() >= FREEZE_TIMEOUT {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!(
-                    "not every process was frozen after {} s",
-                    FREEZE_TIMEOUT.as_secs()
-                ),
+                format!("not frozen after {} s: {running}", FREEZE_TIMEOUT.as_secs()),
             ));
         }
         std::thread::sleep(FREEZE_POLL_INTERVAL);
@@ -318,6 +350,20 @@ mod tests {
         );
         assert_eq!(parse_stat("12 (sh) S"), None);
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn a_pending_sigstop_is_read_from_the_status_masks() {
+        let status = |shd: &str| {
+            format!(
+                "Name:\tsh\nState:\tD (disk sleep)\nSigPnd:\t0000000000000000\nShdPnd:\t{shd}\nSigBlk:\t0000000000040000\n"
+            )
+        };
+        assert!(parse_stop_pending(&status("0000000000040000")));
+        assert!(parse_stop_pending(&status("0000000000050002")));
+        // SIGCONT (18) pending, SIGSTOP blocked (it cannot be): not a pending stop.
+        assert!(!parse_stop_pending(&status("0000000000020000")));
+        assert!(!parse_stop_pending("Name:\tsh\n"));
     }
 
     #[test]
