@@ -368,6 +368,13 @@ impl LeaseCgroup {
         Ok(())
     }
 
+    /// The directory whose `cgroup.freeze` freezes the lease: a v2 cgroup on a kernel with the
+    /// freezer (5.2 and later). `None` for v1, whose lease cgroups have no freezer hierarchy.
+    pub(crate) fn freezer_dir(&self) -> Option<PathBuf> {
+        let dir = self.dirs.first()?;
+        (self.v2 && dir.join("cgroup.freeze").is_file()).then(|| dir.clone())
+    }
+
     /// How many times the kernel's OOM killer killed a process of this cgroup.
     pub(crate) fn oom_kills(&self) -> u64 {
         let file = if self.v2 {

@@ -54,6 +54,14 @@
 //! highest sampled usage on cgroup v2), page cache included, so it is not strictly a resident
 //! set. Usage of a workload that ended while no agent watched it is zero except `wall_ms`.
 //!
+//! Pause: [`Driver::pause`] is `docker pause` (the engine's cgroup freezer), [`Driver::resume`]
+//! `docker unpause`. Already paused, not paused, not running (it has just ended: the exit is on
+//! its way) and gone (nothing is left to freeze; `wait` reports how it ended) all count as
+//! done, so both are idempotent. An engine that cannot freeze (rootless on cgroup v1) gives
+//! [`DriverError::PauseUnsupported`]. A stop or kill of a paused container unpauses it after the
+//! signal, so the signal is delivered (a frozen process holds even SIGKILL under cgroup v1).
+//! A paused container is running to the engine, so a restarted agent re-attaches to it.
+//!
 //! Restarts: a new `DockerDriver` finds a workload's container by label. A running one is
 //! re-attached: the log follower re-reads the engine's log and skips what the file already
 //! holds (the log's length at start is kept in a label), the wall-clock limit is re-armed from
@@ -325,6 +333,42 @@ fn is_conflict(error: &EngineError) -> bool {
     )
 }
 
+/// Whether a pause or unpause found the container already in that state (or not running):
+/// 409 Conflict on recent engines, 500 with the reason on older ones (20.10 says "… is not
+/// paused").
+fn already_so(error: &EngineError) -> bool {
+    match error {
+        EngineError::DockerResponseServerError {
+            status_code: 409, ..
+        } => true,
+        EngineError::DockerResponseServerError {
+            status_code: 500,
+            message,
+        } => ["is not paused", "is already paused", "is not running"]
+            .iter()
+            .any(|m| message.contains(m)),
+        _ => false,
+    }
+}
+
+/// Whether the engine refused to pause because it cannot here (not a passing failure): runc
+/// without a freezer, as rootless on cgroup v1.
+fn cannot_pause_here(error: &EngineError) -> Option<String> {
+    match error {
+        EngineError::DockerResponseServerError {
+            status_code: 500,
+            message,
+        } => {
+            let lower = message.to_lowercase();
+            (lower.contains("not supported")
+                || lower.contains("rootless")
+                || lower.contains("freezer"))
+            .then(|| message.clone())
+        }
+        _ => None,
+    }
+}
+
 /// The container's name for a workload.
 pub fn container_name(workload_id: &str) -> String {
     format!("gpunet-{workload_id}")
@@ -492,6 +536,48 @@ impl Driver for DockerDriver {
         }
         request_stop(&entry.stop, grace);
         wait_outcome(&entry, &handle.workload_id).await.map(|_| ())
+    }
+
+    async fn pause(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
+        let entry = self.entry_for(handle).await?;
+        if entry.outcome.borrow().is_some() {
+            return Ok(());
+        }
+        let docker = self.client().await?;
+        match docker
+            .pause_container(&container_name(&handle.workload_id))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Already paused, or no longer running; 404: gone. Nothing left to freeze.
+            Err(e) if already_so(&e) || is_not_found(&e) => Ok(()),
+            Err(e) => match cannot_pause_here(&e) {
+                Some(why) => Err(DriverError::PauseUnsupported {
+                    workload_id: handle.workload_id.clone(),
+                    why,
+                }),
+                None => Err(engine_error(&handle.workload_id, "pause the container")(e)),
+            },
+        }
+    }
+
+    async fn resume(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
+        let entry = self.entry_for(handle).await?;
+        if entry.outcome.borrow().is_some() {
+            return Ok(());
+        }
+        let docker = self.client().await?;
+        match docker
+            .unpause_container(&container_name(&handle.workload_id))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Not paused (or not running); 404: gone.
+            Err(e) if already_so(&e) || is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine_error(&handle.workload_id, "unpause the container")(
+                e,
+            )),
+        }
     }
 
     async fn destroy(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
@@ -940,6 +1026,15 @@ async fn supervise(
                 }) => {}
                 Err(error) => {
                     tracing::warn!(%workload_id, signal, %error, "could not signal the container");
+                }
+            }
+            // A paused container gets the signal only once thawed.
+            match docker.unpause_container(&container_id).await {
+                Ok(()) => {}
+                // Not paused (the usual case) or not running; 404: gone.
+                Err(e) if already_so(&e) || is_not_found(&e) => {}
+                Err(error) => {
+                    tracing::warn!(%workload_id, %error, "could not unpause the container to end it");
                 }
             }
         }

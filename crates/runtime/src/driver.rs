@@ -1,5 +1,5 @@
-//! The one small trait every workload driver implements (process, fake, later Docker), so the
-//! agent can swap them freely.
+//! The one small trait every workload driver implements (process, Docker, fake), so the agent
+//! can swap them freely.
 
 use std::time::Duration;
 
@@ -53,7 +53,20 @@ pub trait Driver: Send + Sync {
     /// Removes the working directory (and the container, for container drivers); the outputs
     /// and logs belong to the agent and stay.
     async fn destroy(&self, handle: &WorkloadHandle) -> Result<(), DriverError>;
-    /// After an agent restart: is the workload still running, did it exit, or is it lost?
+    /// Freezes every process of the workload where it is (like `docker pause`): no CPU time,
+    /// its memory, files and log kept, so [`Driver::resume`] continues it exactly there. For a
+    /// lease whose escrow ran out. Returns once the workload is frozen. Idempotent; pausing an
+    /// ended workload does nothing. `wait`, `logs`, `stop` and `destroy` keep working on a paused
+    /// workload (`stop` thaws it after its SIGTERM, so the workload sees the signal and ends),
+    /// and the wall-clock limit keeps counting while it is paused: a paused lease still holds
+    /// memory. Where a driver cannot freeze a workload it fails with
+    /// [`DriverError::PauseUnsupported`] and leaves it running: the agent stops it instead.
+    async fn pause(&self, handle: &WorkloadHandle) -> Result<(), DriverError>;
+    /// Thaws a paused workload, which continues where it was. Idempotent: resuming a running
+    /// or ended workload does nothing.
+    async fn resume(&self, handle: &WorkloadHandle) -> Result<(), DriverError>;
+    /// After an agent restart: is the workload still running, did it exit, or is it lost? A
+    /// paused workload is `Running` (it has not ended; `resume` or `stop` it).
     async fn recover(&self, handle: &WorkloadHandle) -> Result<RecoverState, DriverError>;
     /// Where the spec's exposed ports can be reached on this machine, sorted by container port
     /// and protocol; empty once the workload has ended. Drivers that do not publish ports (the

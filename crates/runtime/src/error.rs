@@ -131,6 +131,10 @@ pub enum DriverError {
     /// registry's), not the provider's. See [`DriverError::is_image_unavailable`].
     #[error("image {image:?} is not available: {reason}")]
     ImageUnavailable { image: String, reason: String },
+    /// The workload cannot be frozen on this machine (see [`crate::Driver::pause`]); the agent
+    /// stops it instead.
+    #[error("workload {workload_id} cannot be paused here: {why}")]
+    PauseUnsupported { workload_id: String, why: String },
     #[error("the container engine could not {action} for workload {workload_id}: {source}")]
     Engine {
         workload_id: String,

@@ -1,5 +1,7 @@
 //! A driver that runs nothing, for the agent's unit tests: it writes a configured log and
 //! outputs, then ends with a configured outcome. Time comes from tokio, so tests may pause it.
+//! `pause` holds a workload's run time until `resume` (its wall-clock limit keeps counting, as
+//! with the real drivers), and [`FakeDriver::is_paused`] lets tests see it.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path};
@@ -38,6 +40,8 @@ struct Script {
     run_time: Duration,
     hangs: bool,
     unusable: Option<String>,
+    /// `pause` fails with `PauseUnsupported` and this reason.
+    cannot_pause: Option<String>,
 }
 
 impl Default for Script {
@@ -51,6 +55,7 @@ impl Default for Script {
             run_time: Duration::ZERO,
             hangs: false,
             unusable: None,
+            cannot_pause: None,
         }
     }
 }
@@ -59,6 +64,7 @@ impl Default for Script {
 struct FakeEntry {
     outcome: watch::Receiver<Option<ExitOutcome>>,
     stop: Arc<watch::Sender<bool>>,
+    paused: Arc<watch::Sender<bool>>,
 }
 
 impl FakeDriver {
@@ -121,6 +127,20 @@ impl FakeDriver {
     pub fn unusable(mut self, reason: impl Into<String>) -> Self {
         self.script.unusable = Some(reason.into());
         self
+    }
+
+    /// `pause` fails with [`DriverError::PauseUnsupported`] and this reason (the workload runs on).
+    pub fn unpausable(mut self, why: impl Into<String>) -> Self {
+        self.script.cannot_pause = Some(why.into());
+        self
+    }
+
+    /// Whether the workload is paused now: `pause` was called, and no `resume` since, and it has
+    /// not ended. `false` for a workload this driver does not know.
+    pub fn is_paused(&self, workload_id: &str) -> bool {
+        self.lock()
+            .get(workload_id)
+            .is_some_and(|e| e.outcome.borrow().is_none() && *e.paused.borrow())
     }
 
     /// Every spec `start` accepted, in order.
@@ -190,6 +210,7 @@ impl Driver for FakeDriver {
 
         let (outcome_tx, outcome_rx) = watch::channel(None);
         let (stop_tx, mut stop_rx) = watch::channel(false);
+        let (paused_tx, mut paused_rx) = watch::channel(false);
         {
             let mut map = self.lock();
             if map.contains_key(&spec.workload_id) {
@@ -202,6 +223,7 @@ impl Driver for FakeDriver {
                 FakeEntry {
                     outcome: outcome_rx,
                     stop: Arc::new(stop_tx),
+                    paused: Arc::new(paused_tx),
                 },
             );
         }
@@ -219,7 +241,23 @@ impl Driver for FakeDriver {
                 if script.hangs {
                     std::future::pending::<()>().await;
                 }
-                tokio::time::sleep(script.run_time).await;
+                // Run time passes only while not paused.
+                let mut left = script.run_time;
+                loop {
+                    // An error means the driver is gone; the workload can no longer be paused.
+                    let _ = paused_rx.wait_for(|paused| !*paused).await;
+                    let resumed = tokio::time::Instant::now();
+                    tokio::select! {
+                        () = tokio::time::sleep(left) => break,
+                        paused = async { paused_rx.wait_for(|paused| *paused).await.is_ok() } => {
+                            if !paused {
+                                tokio::time::sleep(left).await;
+                                break;
+                            }
+                            left = left.saturating_sub(resumed.elapsed());
+                        }
+                    }
+                }
             };
             let stopped = async {
                 // An error means the driver is gone; then only the clock ends the workload.
@@ -301,6 +339,27 @@ impl Driver for FakeDriver {
         }
         entry.stop.send_replace(true);
         self.wait(handle).await.map(|_| ())
+    }
+
+    async fn pause(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
+        let entry = self.known(handle)?;
+        if entry.outcome.borrow().is_some() {
+            return Ok(());
+        }
+        if let Some(why) = &self.script.cannot_pause {
+            return Err(DriverError::PauseUnsupported {
+                workload_id: handle.workload_id.clone(),
+                why: why.clone(),
+            });
+        }
+        entry.paused.send_replace(true);
+        Ok(())
+    }
+
+    async fn resume(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
+        let entry = self.known(handle)?;
+        entry.paused.send_replace(false);
+        Ok(())
     }
 
     async fn destroy(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
@@ -391,6 +450,65 @@ mod tests {
             driver.wait(&handle).await.expect("waits").reason,
             ExitReason::WallClockLimit
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_fake_workload_holds_its_run_time_until_resumed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let driver = FakeDriver::new().with_run_time(Duration::from_secs(10));
+        let handle = driver.start(&spec(dir.path())).await.expect("starts");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        driver.pause(&handle).await.expect("pauses");
+        driver
+            .pause(&handle)
+            .await
+            .expect("pausing twice does nothing");
+        assert!(driver.is_paused(&handle.workload_id));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(
+            driver.recover(&handle).await.expect("recovers"),
+            RecoverState::Running,
+            "a paused workload has not ended"
+        );
+        driver.resume(&handle).await.expect("resumes");
+        driver
+            .resume(&handle)
+            .await
+            .expect("resuming twice does nothing");
+        assert!(!driver.is_paused(&handle.workload_id));
+        let outcome = driver.wait(&handle).await.expect("waits");
+        assert_eq!(outcome.reason, ExitReason::Completed);
+        // 4 s, 30 s paused, then the 6 s left.
+        assert_eq!(outcome.usage.wall_ms, 40_000);
+        driver
+            .pause(&handle)
+            .await
+            .expect("pausing an ended workload does nothing");
+        assert!(!driver.is_paused(&handle.workload_id));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_fake_workload_still_stops_and_a_driver_can_refuse_to_pause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let driver = FakeDriver::new().hanging();
+        let handle = driver.start(&spec(dir.path())).await.expect("starts");
+        driver.pause(&handle).await.expect("pauses");
+        driver
+            .stop(&handle, Duration::from_secs(1))
+            .await
+            .expect("stops");
+        assert_eq!(
+            driver.wait(&handle).await.expect("waits").reason,
+            ExitReason::Stopped
+        );
+
+        let driver = FakeDriver::new().hanging().unpausable("no freezer");
+        let handle = driver.start(&spec(dir.path())).await.expect("starts");
+        assert!(matches!(
+            driver.pause(&handle).await,
+            Err(DriverError::PauseUnsupported { why, .. }) if why == "no freezer"
+        ));
+        assert!(!driver.is_paused(&handle.workload_id));
     }
 
     #[tokio::test]

@@ -5,8 +5,10 @@
 //! - [`discover`] reports the machine's CPU, memory, free disk and GPUs ([`MachineInfo`]). GPUs
 //!   come from NVML, then `nvidia-smi`, then nothing: a GPU is never invented, and when none is
 //!   found [`GpuSource::None`] says why.
-//! - The [`Driver`] trait (`fingerprint, start, wait, logs, stop, destroy, recover`) runs one
-//!   workload per lease. [`ProcessDriver`] runs a child process in a kernel sandbox (user, mount,
+//! - The [`Driver`] trait (`fingerprint, start, wait, logs, stop, pause, resume, destroy,
+//!   recover`) runs one workload per lease; `pause` freezes a workload in place (no CPU, its
+//!   memory and files kept: the cgroup v2 freezer, SIGSTOP to each of its processes, or
+//!   `docker pause`) when its lease's escrow runs out, and `resume` continues it. [`ProcessDriver`] runs a child process in a kernel sandbox (user, mount,
 //!   PID and network namespaces, a cgroup, seccomp, Landlock: see the `sandbox` module), or
 //!   plainly where no sandbox can be had, saying so in [`Isolation`]; [`DockerDriver`] runs a locked-down container of a local Docker Engine;
 //!   [`FakeDriver`] pretends, for the agent's unit tests.
@@ -23,6 +25,7 @@ mod docker;
 mod driver;
 mod error;
 mod fake;
+mod freeze;
 mod gpu;
 mod logs;
 mod machine;

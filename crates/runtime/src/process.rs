@@ -48,10 +48,17 @@
 //! and `HOME` are host paths, and GPU isolation is only `CUDA_VISIBLE_DEVICES`. The environment
 //! the driver sets (`GPUNET_OUTPUTS`, `HOME`, `CUDA_VISIBLE_DEVICES`) overrides the spec's.
 //!
+//! [`Driver::pause`] freezes the workload where it is (see `crate::freeze`): the lease's cgroup
+//! v2 freezer where it has one, else SIGSTOP to every process of its PID namespace (sandboxed)
+//! or of its process group and session (unsandboxed); [`Driver::resume`] thaws it. The shim is
+//! never stopped, so `wait` still sees the end; `stop` sends its SIGTERM and then thaws, so a
+//! paused workload ends within its grace. The wall-clock limit keeps counting while paused.
+//!
 //! After an agent restart ([`Driver::recover`]) a still-running workload is adopted: its pid is
 //! checked to be ours (a session leader that started at the recorded time, or, for handles
 //! written before start times were recorded, whose initial environment names this workload's
-//! outputs dir), it can be stopped and its log read, but its exit status and rusage cannot be had (it is
+//! outputs dir), it can be stopped, paused, resumed (a paused one is found again as running)
+//! and its log read, but its exit status and rusage cannot be had (it is
 //! no longer our child), so its end is reported as `Lost` (or `Stopped` if we stopped it), and
 //! the wall-clock and disk limits are no longer enforced by the driver. Its output pipe died with the old
 //! agent, so its later writes fail (EPIPE/SIGPIPE).
@@ -69,6 +76,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::driver::{Driver, DriverInfo, RecoverState, check_driver};
 use crate::error::{DriverError, SpecError};
+use crate::freeze::Freezer;
 use crate::logs::{LogCap, read_chunk};
 use crate::sandbox::{Isolation, Sandbox, SandboxedRun};
 use crate::sys::{self, ChildLimits};
@@ -123,6 +131,76 @@ impl Default for ProcessDriver {
 struct Entry {
     outcome: watch::Receiver<Option<ExitOutcome>>,
     stop: watch::Sender<Option<Duration>>,
+    freeze: Arc<tokio::sync::Mutex<FreezeState>>,
+}
+
+/// How to pause a workload, and whether it may still be: held while its processes are
+/// signalled, and taken by the supervisor before it reaps the workload's main process, so a
+/// scan never runs once that pid (and process group id) can be reused.
+#[derive(Debug)]
+struct FreezeState {
+    /// Why it cannot be paused, otherwise how.
+    freezer: Result<Freezer, String>,
+    ended: bool,
+}
+
+impl FreezeState {
+    fn new(freezer: Result<Freezer, String>) -> Arc<tokio::sync::Mutex<FreezeState>> {
+        Arc::new(tokio::sync::Mutex::new(FreezeState {
+            freezer,
+            ended: false,
+        }))
+    }
+}
+
+/// Freezes (`freeze`) or thaws a workload, unless it has ended.
+async fn freeze_or_thaw(
+    state: &Arc<tokio::sync::Mutex<FreezeState>>,
+    workload_id: &str,
+    freeze: bool,
+) -> Result<(), DriverError> {
+    let guard = Arc::clone(state).lock_owned().await;
+    if guard.ended {
+        return Ok(());
+    }
+    let freezer = match &guard.freezer {
+        Ok(freezer) => freezer.clone(),
+        Err(why) if freeze => {
+            return Err(DriverError::PauseUnsupported {
+                workload_id: workload_id.to_owned(),
+                why: why.clone(),
+            });
+        }
+        // Nothing was frozen, so nothing to thaw.
+        Err(_) => return Ok(()),
+    };
+    // The guard goes with the work, so a cancelled caller cannot let the supervisor reap
+    // while processes are still being signalled.
+    let done = tokio::task::spawn_blocking(move || {
+        let result = if freeze {
+            freezer.freeze()
+        } else {
+            freezer.thaw()
+        };
+        drop(guard);
+        result
+    })
+    .await;
+    let action = if freeze {
+        "pause the workload"
+    } else {
+        "resume the workload"
+    };
+    let source = match done {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(source)) => source,
+        Err(join) => std::io::Error::other(join.to_string()),
+    };
+    Err(DriverError::Os {
+        workload_id: workload_id.to_owned(),
+        action,
+        source,
+    })
 }
 
 /// What made the supervisor end a workload, if it did.
@@ -189,7 +267,8 @@ impl ProcessDriver {
         if let Some(entry) = map.get(&handle.workload_id) {
             return Ok(Arc::clone(entry));
         }
-        let entry = Arc::new(adopt(handle));
+        let v2_leases = self.sandbox.as_deref().and_then(Sandbox::v2_leases);
+        let entry = Arc::new(adopt(handle, v2_leases));
         map.insert(handle.workload_id.clone(), Arc::clone(&entry));
         Ok(entry)
     }
@@ -277,6 +356,21 @@ impl Driver for ProcessDriver {
         let started = Instant::now();
         let pid = child.id();
         let start_ticks = process_start_ticks(pid);
+        let freezer = match &sandboxed {
+            None => Ok(Freezer::Group(pid)),
+            Some(run) => match run.cgroup.as_ref().and_then(|c| c.freezer_dir()) {
+                Some(dir) => Ok(Freezer::Cgroup(dir)),
+                // The shim has unshared: its children's namespace is the lease's.
+                None => match crate::freeze::child_pid_namespace(pid) {
+                    Ok(Some(ns)) => Ok(Freezer::Namespace(ns)),
+                    Ok(None) => Err("the sandbox's shim has no PID namespace of its own".into()),
+                    Err(error) => Err(format!(
+                        "cannot read the PID namespace of the sandbox's shim: {error}"
+                    )),
+                },
+            },
+        };
+        let freeze = FreezeState::new(freezer);
         // Never waited through `child`: the supervisor reaps it with wait4 for the rusage.
         drop(child);
 
@@ -287,6 +381,7 @@ impl Driver for ProcessDriver {
             Arc::new(Entry {
                 outcome: outcome_rx,
                 stop: stop_tx,
+                freeze: Arc::clone(&freeze),
             }),
         );
         drop(map);
@@ -309,6 +404,7 @@ impl Driver for ProcessDriver {
             pump,
             outcome: outcome_tx,
             sandboxed,
+            freeze,
         }));
         tracing::info!(workload_id = %id, pid, sandboxed = self.sandbox.is_some(), "workload started");
         Ok(WorkloadHandle {
@@ -350,6 +446,22 @@ impl Driver for ProcessDriver {
         }
         request_stop(&entry.stop, grace);
         wait_outcome(&entry, &handle.workload_id).await.map(|_| ())
+    }
+
+    async fn pause(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
+        let entry = self.entry_for(handle)?;
+        if entry.outcome.borrow().is_some() {
+            return Ok(());
+        }
+        freeze_or_thaw(&entry.freeze, &handle.workload_id, true).await
+    }
+
+    async fn resume(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
+        let entry = self.entry_for(handle)?;
+        if entry.outcome.borrow().is_some() {
+            return Ok(());
+        }
+        freeze_or_thaw(&entry.freeze, &handle.workload_id, false).await
     }
 
     async fn destroy(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
@@ -503,6 +615,7 @@ struct Supervised {
     outcome: watch::Sender<Option<ExitOutcome>>,
     /// The sandbox's report pipe, cgroup and uid slot, when sandboxed.
     sandboxed: Option<SandboxedRun>,
+    freeze: Arc<tokio::sync::Mutex<FreezeState>>,
 }
 
 async fn supervise(mut s: Supervised) {
@@ -537,6 +650,10 @@ async fn supervise(mut s: Supervised) {
         grace = stop_requested(&mut s.stop) => {
             cause = Some(Cause::Stopped);
             kill_group(&s.workload_id, pid, libc::SIGTERM);
+            // A paused workload gets its SIGTERM only once thawed.
+            if let Err(error) = freeze_or_thaw(&s.freeze, &s.workload_id, false).await {
+                tracing::warn!(workload_id = %s.workload_id, %error, "could not thaw the workload to stop it; it is killed after the grace");
+            }
             tokio::select! {
                 result = &mut exited => result,
                 () = tokio::time::sleep(grace) => {
@@ -546,6 +663,8 @@ async fn supervise(mut s: Supervised) {
             }
         }
     };
+    // From here the main process's pid may be reaped (and reused): no more pausing.
+    s.freeze.lock().await.ended = true;
     let mut reaped = match exit {
         Ok(Ok(())) => {
             // The main process is a zombie, so its pid still names the group: clear out any
@@ -704,17 +823,23 @@ fn mentions_allocation_failure(tail: &[u8]) -> bool {
 
 /// Takes over a workload this driver did not start (after an agent restart), or records it as
 /// lost when its process is gone or is not ours.
-fn adopt(handle: &WorkloadHandle) -> Entry {
+/// A paused workload (stopped or frozen) is alive, so it is adopted like any other.
+fn adopt(handle: &WorkloadHandle, v2_leases: Option<&Path>) -> Entry {
     let (outcome_tx, outcome_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(None);
+    let ours = handle
+        .pid
+        .filter(|pid| is_our_workload(*pid, handle.start_ticks, &handle.root_dir));
+    let freeze = FreezeState::new(match ours {
+        Some(pid) => crate::freeze::for_adopted(pid, v2_leases),
+        None => Err("the workload's process is gone".into()),
+    });
     let entry = Entry {
         outcome: outcome_rx,
         stop: stop_tx,
+        freeze: Arc::clone(&freeze),
     };
-    match handle
-        .pid
-        .filter(|pid| is_our_workload(*pid, handle.start_ticks, &handle.root_dir))
-    {
+    match ours {
         Some(pid) => {
             tracing::info!(workload_id = %handle.workload_id, pid, "adopted running workload");
             tokio::spawn(watch_adopted(
@@ -722,6 +847,7 @@ fn adopt(handle: &WorkloadHandle) -> Entry {
                 pid,
                 stop_rx,
                 outcome_tx,
+                freeze,
             ));
         }
         None => {
@@ -746,6 +872,7 @@ async fn watch_adopted(
     pid: u32,
     mut stop: watch::Receiver<Option<Duration>>,
     outcome: watch::Sender<Option<ExitOutcome>>,
+    freeze: Arc<tokio::sync::Mutex<FreezeState>>,
 ) {
     let mut reason = ExitReason::Lost;
     let mut kill_at: Option<tokio::time::Instant> = None;
@@ -758,6 +885,9 @@ async fn watch_adopted(
             grace = stop_requested(&mut stop), if kill_at.is_none() => {
                 reason = ExitReason::Stopped;
                 kill_group(&workload_id, pid, libc::SIGTERM);
+                if let Err(error) = freeze_or_thaw(&freeze, &workload_id, false).await {
+                    tracing::warn!(%workload_id, %error, "could not thaw the workload to stop it; it is killed after the grace");
+                }
                 kill_at = Some(tokio::time::Instant::now() + grace);
             }
         }
@@ -765,7 +895,9 @@ async fn watch_adopted(
             kill_group(&workload_id, pid, libc::SIGKILL);
         }
     }
-    // Leftovers of the group go with it, as for a workload we started.
+    // Not our child, so its pid may already be reused: no more pausing, and leftovers of the
+    // group go with it, as for a workload we started.
+    freeze.lock().await.ended = true;
     let _ = sys::signal_group(pid, libc::SIGKILL);
     outcome.send_replace(Some(lost_outcome(reason)));
 }

@@ -364,6 +364,14 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// Where v2 lease cgroups are made, if they are.
+    pub(crate) fn v2_leases(&self) -> Option<&Path> {
+        match &self.cgroups {
+            Some(Cgroups::V2 { leases }) => Some(leases),
+            _ => None,
+        }
+    }
+
     /// What is enforced, for the driver's fingerprint and the agent's start message.
     pub(crate) fn describe(&self) -> String {
         let ids = if self.privileged {

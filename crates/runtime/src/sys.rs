@@ -1,5 +1,6 @@
 //! The only unsafe code in the crate: thin wrappers over the libc calls the standard library
-//! does not offer (setsid and setrlimit in the child, statvfs, waitid, wait4, killpg, getsid).
+//! does not offer (setsid and setrlimit in the child, statvfs, waitid, wait4, killpg, getsid,
+//! pidfd_open and pidfd_send_signal).
 //! Each wrapper returns `std::io::Result` and keeps its `unsafe` block to one call.
 #![allow(unsafe_code)]
 
@@ -216,4 +217,53 @@ pub(crate) fn locked_mount_flags(path: &Path) -> io::Result<libc::c_ulong> {
 pub(crate) fn effective_ids() -> (u32, u32) {
     // SAFETY: geteuid and getegid cannot fail and read nothing.
     unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// A pidfd for `pid`: it keeps naming that process even once the pid is reused.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid = to_pid(pid)?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_open,
+            libc::c_long::from(pid),
+            0 as libc::c_long,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = libc::c_int::try_from(fd)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "descriptor out of range"))?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends `signal` to the process `pidfd` names. `Ok(false)` when it has already exited.
+pub(crate) fn pidfd_send_signal(
+    pidfd: &std::os::fd::OwnedFd,
+    signal: libc::c_int,
+) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a live descriptor, a signal number, no siginfo (NULL: as kill(2) would send) and
+    // no flags; only sends a signal.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            libc::c_long::from(pidfd.as_raw_fd()),
+            libc::c_long::from(signal),
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_long,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ESRCH) {
+        Ok(false)
+    } else {
+        Err(error)
+    }
 }

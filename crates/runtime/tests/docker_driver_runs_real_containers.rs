@@ -571,3 +571,115 @@ async fn a_container_under_its_disk_limit_completes_and_its_tmp_is_sized_within_
     );
     assert!(logs.contains("tmp-bounded"), "{logs:?}");
 }
+
+/// A counter's value: the length of a file under the workload's outputs (0 before it exists).
+fn count(root: &Path, name: &str) -> u64 {
+    std::fs::metadata(root.join("outputs").join(name)).map_or(0, |m| m.len())
+}
+
+/// Waits until the `main` and `child` counters are both past `than`.
+async fn both_move_past(root: &Path, than: (u64, u64)) {
+    let deadline = Instant::now() + TEST_WAIT_LIMIT;
+    loop {
+        let now = (count(root, "main"), count(root, "child"));
+        if now.0 > than.0 && now.1 > than.1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters stuck at {now:?}, need past {than:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_paused_container_and_its_child_hold_still_and_go_on_when_resumed() {
+    let Some((driver, image)) = engine("pause").await else {
+        return;
+    };
+    let id = workload_id("pause");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    // Two counters growing two bytes every 50 ms, one kept by a forked child, until `done`.
+    let script = r#"
+( while [ ! -e "$GPUNET_OUTPUTS/done" ]; do echo x >> "$GPUNET_OUTPUTS/child"; sleep 0.05; done ) &
+while [ ! -e "$GPUNET_OUTPUTS/done" ]; do echo x >> "$GPUNET_OUTPUTS/main"; sleep 0.05; done
+wait
+exit 7
+"#;
+    let handle = driver
+        .start(&spec(&id, &image, root, script))
+        .await
+        .expect("starts");
+    both_move_past(root, (4, 4)).await;
+
+    driver.pause(&handle).await.expect("pauses");
+    driver
+        .pause(&handle)
+        .await
+        .expect("pausing a paused container does nothing");
+    let frozen = (count(root, "main"), count(root, "child"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        (count(root, "main"), count(root, "child")),
+        frozen,
+        "a counter moved while paused"
+    );
+    // A restarted agent finds it running.
+    let second = DockerDriver::new();
+    assert_eq!(
+        second.recover(&handle).await.expect("recovers"),
+        RecoverState::Running
+    );
+
+    second.resume(&handle).await.expect("resumes");
+    driver
+        .resume(&handle)
+        .await
+        .expect("resuming a running container does nothing");
+    both_move_past(root, frozen).await;
+
+    std::fs::write(root.join("outputs/done"), b"").expect("writes done");
+    let outcome = wait(&driver, &handle).await;
+    assert_eq!(
+        (outcome.reason, outcome.exit_code),
+        (ExitReason::Failed, Some(7)),
+        "{outcome:?}"
+    );
+    driver
+        .pause(&handle)
+        .await
+        .expect("pausing an ended container does nothing");
+}
+
+#[tokio::test]
+async fn stop_on_a_paused_container_ends_it_promptly() {
+    let Some((driver, image)) = engine("stop while paused").await else {
+        return;
+    };
+    let id = workload_id("stop-paused");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = r#"trap 'echo got-term; exit 3' TERM
+echo up
+while :; do sleep 0.05; done"#;
+    let handle = driver
+        .start(&spec(&id, &image, dir.path(), script))
+        .await
+        .expect("starts");
+    log_shows(dir.path(), "up\n").await;
+    driver.pause(&handle).await.expect("pauses");
+    let grace = Duration::from_secs(60);
+    let asked = Instant::now();
+    tokio::time::timeout(TEST_WAIT_LIMIT, driver.stop(&handle, grace))
+        .await
+        .expect("stop returns")
+        .expect("stops");
+    let took = asked.elapsed();
+    println!("stop of a paused container took {took:?}");
+    assert!(took < grace / 2, "stop waited out the grace: {took:?}");
+    assert_eq!(wait(&driver, &handle).await.reason, ExitReason::Stopped);
+    log_shows(dir.path(), "got-term").await;
+}
