@@ -409,6 +409,55 @@ impl Leases {
         }
     }
 
+    /// The chain paused `lease` (its escrow ran out): freeze the workload — no CPU, its memory
+    /// and files kept — until [`Leases::on_lease_resumed`]. A driver that cannot freeze it here
+    /// stops it instead (the lease then ends with the workload's exit).
+    pub fn on_lease_paused(self: &Arc<Self>, lease: LeaseId) {
+        self.freeze(lease, true);
+    }
+
+    /// A top-up resumed `lease`: thaw the workload where it stopped.
+    pub fn on_lease_resumed(self: &Arc<Self>, lease: LeaseId) {
+        self.freeze(lease, false);
+    }
+
+    fn freeze(self: &Arc<Self>, lease: LeaseId, pause: bool) {
+        let handle = self.update(lease, |r| match r.state {
+            WorkloadState::Running if !r.ended_on_chain => r.handle.clone(),
+            _ => None,
+        });
+        let Some(Some(handle)) = handle else {
+            return;
+        };
+        let driver = match self.driver_for(&handle) {
+            Ok(driver) => driver,
+            Err(error) => {
+                tracing::warn!(%lease, %error, "cannot reach the workload's driver");
+                return;
+            }
+        };
+        self.spawn(async move {
+            let done = if pause {
+                driver.pause(&handle).await
+            } else {
+                driver.resume(&handle).await
+            };
+            match done {
+                Ok(()) if pause => {
+                    tracing::info!(%lease, "escrow ran out: workload paused until a top-up")
+                }
+                Ok(()) => tracing::info!(%lease, "topped up: workload resumed"),
+                Err(gpunet_runtime::DriverError::PauseUnsupported { why, .. }) if pause => {
+                    tracing::warn!(%lease, %why, "cannot pause here; stopping the workload instead");
+                    if let Err(error) = driver.stop(&handle, STOP_GRACE).await {
+                        tracing::warn!(%lease, %error, "could not stop the workload");
+                    }
+                }
+                Err(error) => tracing::warn!(%lease, %error, pause, "could not pause or resume the workload"),
+            }
+        });
+    }
+
     async fn terms_of(&self, record: &LeaseRecord) -> Result<OrderTerms, LeaseError> {
         if let Some(terms) = &record.terms {
             return Ok(terms.clone());

@@ -65,6 +65,12 @@ impl Reconciler {
             Event::LeaseCreated {
                 lease, provider, ..
             } if provider == self.offer.provider => self.adopt(lease).await,
+            Event::LeasePaused { lease, .. } if self.leases.get(lease).is_some() => {
+                self.leases.on_lease_paused(lease);
+            }
+            Event::LeaseResumed { lease, .. } if self.leases.get(lease).is_some() => {
+                self.leases.on_lease_resumed(lease);
+            }
             Event::LeaseEnded { lease, reason, .. } if self.leases.get(lease).is_some() => {
                 tracing::info!(%lease, %reason, "lease ended on chain");
                 self.leases.on_lease_ended(lease);

@@ -993,3 +993,31 @@ async fn inputs_must_be_the_ones_the_manifest_commits_to_and_land_read_for_the_w
         "the staged archive is gone once placed"
     );
 }
+
+#[tokio::test]
+async fn a_lease_the_chain_pauses_freezes_its_workload_until_resumed() {
+    let w = world(FakeDriver::new().hanging(), Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect("accepted");
+    let workload = w
+        .leases
+        .get(LEASE)
+        .and_then(|r| r.handle)
+        .expect("the workload runs")
+        .workload_id;
+    w.leases.on_lease_paused(LEASE);
+    let driver = Arc::clone(&w.driver);
+    wait_for("the workload to freeze", || driver.is_paused(&workload)).await;
+    // Paused is not ended: it keeps its resources and reports nothing.
+    assert_eq!(
+        w.leases.get(LEASE).map(|r| r.state),
+        Some(WorkloadState::Running)
+    );
+    assert!(completions(&w.chain).is_empty());
+    w.leases.on_lease_resumed(LEASE);
+    wait_for("the workload to thaw", || !driver.is_paused(&workload)).await;
+    w.leases.on_lease_ended(LEASE);
+}
