@@ -442,6 +442,7 @@ impl MultiDevNet {
                 hosts: Vec::new(),
                 powers: Vec::new(),
                 providers: 0,
+                params: Vec::new(),
             };
             let provider_account = GenesisAccount {
                 address: provider.address(),

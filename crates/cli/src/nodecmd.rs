@@ -71,6 +71,48 @@ pub struct InitArgs {
     /// Least milliseconds between blocks.
     #[arg(long, default_value_t = 500)]
     pub block_ms: u64,
+    /// Set a network parameter at genesis, e.g. `--param liveness_timeout_blocks=60`
+    /// (repeatable). The names and defaults are those `GET /v1/params` shows.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+}
+
+/// The default parameters with `settings` (`name=value`) applied, checked together.
+pub fn params_with(settings: &[String]) -> Result<Params> {
+    let mut value = serde_json::to_value(Params::default())?;
+    let map = value
+        .as_object_mut()
+        .context("parameters serialize as an object")?;
+    for setting in settings {
+        let (name, raw) = setting.split_once('=').with_context(|| {
+            format!("--param {setting:?}: write NAME=VALUE, e.g. liveness_timeout_blocks=60")
+        })?;
+        let Some(slot) = map.get_mut(name) else {
+            let mut names: Vec<&String> = map.keys().collect();
+            names.sort();
+            anyhow::bail!(
+                "--param {name}: no such parameter; the parameters are {}",
+                names
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        // Numbers stay numbers; amounts are decimal strings.
+        *slot = match (&*slot, raw.parse::<u64>()) {
+            (serde_json::Value::Number(_), Ok(n)) => serde_json::Value::from(n),
+            (serde_json::Value::Number(_), Err(_)) => {
+                anyhow::bail!("--param {name}={raw}: give a whole number")
+            }
+            _ => serde_json::Value::from(raw),
+        };
+    }
+    let params: Params = serde_json::from_value(value).context("--param: a value does not fit")?;
+    params
+        .validate()
+        .map_err(|why| anyhow::anyhow!("--param: {why}"))?;
+    Ok(params)
 }
 
 #[derive(Args)]
@@ -164,7 +206,7 @@ pub fn write_network(
     let ledger = Genesis {
         chain_id: a.chain_id.clone(),
         genesis_time_ms: now_ms,
-        params: Params::default(),
+        params: params_with(&a.params)?,
         accounts: std::iter::once(GenesisAccount {
             address: tenant.address(),
             balances: Balances {
@@ -279,5 +321,28 @@ pub async fn wait_for_stop() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod params_tests {
+    use super::*;
+
+    #[test]
+    fn genesis_params_are_set_by_name_and_checked_together() {
+        let p = params_with(&["pause_grace_blocks=25".into(), "min_tx_fee=0.002".into()])
+            .expect("valid settings");
+        assert_eq!(p.pause_grace_blocks, 25);
+        assert_eq!(p.min_tx_fee, Amount::from_micros(2_000));
+        let err = |s: &str| params_with(&[s.to_owned()]).expect_err(s).to_string();
+        assert!(
+            err("no_such=1").contains("no such parameter"),
+            "{}",
+            err("no_such=1")
+        );
+        assert!(err("pause_grace_blocks").contains("NAME=VALUE"));
+        assert!(err("pause_grace_blocks=soon").contains("whole number"));
+        // Each alone is a number; together they break a rule.
+        assert!(err("liveness_timeout_blocks=5").contains("liveness_timeout_blocks must exceed"));
     }
 }

@@ -8,7 +8,6 @@
 
 mod binary;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,39 +16,6 @@ use gpunet_api::node::{LeaseState, OrderView};
 use gpunet_client::{KeyFile, NodeClient};
 use gpunet_protocol::{Denom, LeaseEndReason, OrderId};
 use gpunet_testkit::procs::processes_with_arg;
-use tokio::process::Child;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn provider(user: &User, net: &Path, base: &Path, i: usize, api: &str, cpu_hour: &str) -> Child {
-    let key = net.join("keys").join(format!("provider-{i}.json"));
-    let tenant = net.join("keys").join("tenant.json");
-    let data = base.join(format!("provider-{i}"));
-    let args = [
-        "provider",
-        "start",
-        "--api",
-        api,
-        "--key",
-        key.to_str().expect("utf-8"),
-        "--data",
-        data.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-        "--no-docker",
-        "--cpu-hour",
-        cpu_hour,
-        "--trust-tenant",
-        tenant.to_str().expect("utf-8"),
-    ];
-    user.gpunet(&args, base).spawn().expect("provider starts")
-}
 
 /// The processes carrying `marker` that run in a lease of the provider whose data directory is
 /// `dir`: sandboxed, their root is a mount of `<dir>/leases/<id>/sandbox` (their mount table
@@ -103,50 +69,11 @@ async fn a_killed_providers_job_completes_on_the_other_provider_and_bills_both_a
     let tmp = tempfile::tempdir().expect("tempdir");
     let base = tmp.path();
     let user = User::new(base);
-    let net = base.join("net");
-    let (api_port, p2p_port) = (free_port(), free_port());
-    let init = binary::run(
-        user.gpunet(
-            &[
-                "node",
-                "init",
-                "--validators",
-                "1",
-                "--providers",
-                "2",
-                "--block-ms",
-                "200",
-                "--api-port",
-                &api_port.to_string(),
-                "--p2p-port",
-                &p2p_port.to_string(),
-                "--out",
-                net.to_str().expect("utf-8"),
-            ],
-            base,
-        ),
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(init.code, Some(0), "node init: {init:?}");
-    let node_home = net.join("node-0");
-    let _node = user
-        .gpunet(
-            &[
-                "node",
-                "start",
-                "--home",
-                node_home.to_str().expect("utf-8"),
-            ],
-            base,
-        )
-        .spawn()
-        .expect("node starts");
-    let api = format!("http://127.0.0.1:{api_port}");
-    let client = NodeClient::new(&api);
+    let network = binary::Network::start(&user, base, 2, 200, &[]).await;
+    let client = NodeClient::new(&network.api);
     // Provider 0 is the cheaper, so it wins the first attempt.
-    let mut cheap = provider(&user, &net, base, 0, &api, "0.10");
-    let _dear = provider(&user, &net, base, 1, &api, "0.20");
+    let mut cheap = network.provider(&user, base, 0, "0.10");
+    let _dear = network.provider(&user, base, 1, "0.20");
     let start = Instant::now();
     while client.providers().await.map_or(0, |p| p.providers.len()) < 2 {
         assert!(
@@ -155,10 +82,10 @@ async fn a_killed_providers_job_completes_on_the_other_provider_and_bills_both_a
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let cheap_addr = KeyFile::load(&net.join("keys/provider-0.json"))
+    let cheap_addr = KeyFile::load(&network.key("provider-0"))
         .expect("provider key")
         .address();
-    let dear_addr = KeyFile::load(&net.join("keys/provider-1.json"))
+    let dear_addr = KeyFile::load(&network.key("provider-1"))
         .expect("provider key")
         .address();
 
@@ -176,21 +103,8 @@ recovery: {{ max_attempts: 3, backoff: 1s }}
 "#
     );
     std::fs::write(base.join("survivor.yaml"), spec).expect("spec written");
-    let tenant_key = net.join("keys/tenant.json");
-    let submit = user
-        .gpunet(
-            &[
-                "job",
-                "submit",
-                "survivor.yaml",
-                "--wait",
-                "--api",
-                &api,
-                "--key",
-                tenant_key.to_str().expect("utf-8"),
-            ],
-            base,
-        )
+    let submit = network
+        .tenant(&user, &["job", "submit", "survivor.yaml", "--wait"], base)
         .spawn()
         .expect("submit starts");
 
@@ -236,7 +150,7 @@ recovery: {{ max_attempts: 3, backoff: 1s }}
     eprintln!("provider death to lease ended: {detect:?}");
 
     // The killed agent comes back on its data: the orphaned workload is stopped at once.
-    let _revived = provider(&user, &net, base, 0, &api, "0.10");
+    let _revived = network.provider(&user, base, 0, "0.10");
     let start = Instant::now();
     loop {
         let orphans = workloads_under(&marker, &base.join("provider-0"));

@@ -88,3 +88,107 @@ pub fn signal(child: &Child, signal: &str) {
         .expect("kill runs");
     assert!(status.success(), "kill {signal} {pid}");
 }
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A one-validator network written by `gpunet node init` under `<base>/net` and started with
+/// `gpunet node start`, with `providers` provider keys and genesis `params` (`NAME=VALUE`).
+pub struct Network {
+    pub dir: PathBuf,
+    pub api: String,
+    pub node: Child,
+}
+
+impl Network {
+    pub async fn start(
+        user: &User,
+        base: &Path,
+        providers: usize,
+        block_ms: u64,
+        params: &[&str],
+    ) -> Network {
+        let dir = base.join("net");
+        let (api_port, p2p_port) = (free_port(), free_port());
+        let (providers, block_ms) = (providers.to_string(), block_ms.to_string());
+        let (api_port_s, p2p_port_s) = (api_port.to_string(), p2p_port.to_string());
+        let mut args = vec![
+            "node",
+            "init",
+            "--validators",
+            "1",
+            "--providers",
+            &providers,
+            "--block-ms",
+            &block_ms,
+            "--api-port",
+            &api_port_s,
+            "--p2p-port",
+            &p2p_port_s,
+            "--out",
+            dir.to_str().expect("utf-8"),
+        ];
+        for p in params {
+            args.extend(["--param", p]);
+        }
+        let init = run(user.gpunet(&args, base), Duration::from_secs(60)).await;
+        assert_eq!(init.code, Some(0), "node init: {init:?}");
+        let home = dir.join("node-0");
+        let node = user
+            .gpunet(
+                &["node", "start", "--home", home.to_str().expect("utf-8")],
+                base,
+            )
+            .spawn()
+            .expect("node starts");
+        Network {
+            dir,
+            api: format!("http://127.0.0.1:{api_port}"),
+            node,
+        }
+    }
+
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.dir.join("keys").join(format!("{name}.json"))
+    }
+
+    /// `gpunet provider start` with key `provider-<i>`, data under `<base>/provider-<i>`, the
+    /// process runtime only, the tenant trusted, and `cpu_hour` usd per core-hour.
+    pub fn provider(&self, user: &User, base: &Path, i: usize, cpu_hour: &str) -> Child {
+        let key = self.key(&format!("provider-{i}"));
+        let tenant = self.key("tenant");
+        let data = base.join(format!("provider-{i}"));
+        let args = [
+            "provider",
+            "start",
+            "--api",
+            &self.api,
+            "--key",
+            key.to_str().expect("utf-8"),
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-docker",
+            "--cpu-hour",
+            cpu_hour,
+            "--trust-tenant",
+            tenant.to_str().expect("utf-8"),
+        ];
+        user.gpunet(&args, base).spawn().expect("provider starts")
+    }
+
+    /// `gpunet ARGS --api <this network> --key <its tenant>` as `user`, in `cwd`.
+    pub fn tenant(&self, user: &User, args: &[&str], cwd: &Path) -> Command {
+        let key = self.key("tenant");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--api", &self.api, "--key", key.to_str().expect("utf-8")]);
+        user.gpunet(&all, cwd)
+    }
+}

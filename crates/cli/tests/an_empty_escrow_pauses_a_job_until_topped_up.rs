@@ -1,0 +1,199 @@
+//! A job whose deposit runs out is paused, not killed, on a network of real processes: the
+//! chain stops paying, the provider freezes the workload (its log stops growing), `gpunet job
+//! top-up` resumes it where it was, and when it runs dry a second time with no top-up it ends
+//! `insufficient_funds` after the grace — its logs and outputs still readable, the provider paid
+//! exactly the deposit and the top-up.
+
+mod binary;
+
+use std::time::{Duration, Instant};
+
+use binary::{Network, User};
+use gpunet_api::node::{LeaseState, OrderView};
+use gpunet_client::NodeClient;
+use gpunet_protocol::{Amount, LeaseEndReason, OrderId};
+
+async fn until(
+    client: &NodeClient,
+    id: OrderId,
+    patience: Duration,
+    what: &str,
+    check: impl Fn(&OrderView) -> bool,
+) -> OrderView {
+    let start = Instant::now();
+    loop {
+        if let Ok(o) = client.order(id).await
+            && check(&o)
+        {
+            return o;
+        }
+        assert!(
+            start.elapsed() < patience,
+            "{what}: not within {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn lease_state(o: &OrderView) -> Option<LeaseState> {
+    o.lease.as_ref().map(|l| l.state)
+}
+
+/// The job's log as `gpunet job logs --json` returns it.
+async fn log(network: &Network, user: &User, cwd: &std::path::Path) -> String {
+    let ran = binary::run(
+        network.tenant(user, &["job", "logs", "1", "--json"], cwd),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "job logs: {ran:?}");
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).expect("json");
+    v["log"].as_str().expect("log text").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_out_of_escrow_pauses_resumes_on_top_up_and_ends_after_the_grace() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path();
+    let user = User::new(base);
+    // 200 ms blocks: a heartbeat every 2 s, a 5 s grace, a warning 3 s before the end.
+    let network = Network::start(
+        &user,
+        base,
+        1,
+        200,
+        &["pause_grace_blocks=25", "escrow_warning_secs=3"],
+    )
+    .await;
+    let client = NodeClient::new(&network.api);
+    let _provider = network.provider(&user, base, 0, "0.10");
+    let start = Instant::now();
+    while client.providers().await.map_or(0, |p| p.providers.len()) < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the provider never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // 0.5 core and 64 MiB at 0.10 usd per core-hour and 0.01 per GiB-hour: 0.050625 usd an
+    // hour, about 14 micro-usd a second, so 50 micro-usd pay for about 3.5 s.
+    let spec = r#"version: 1
+name: thrifty
+run:
+  command: ["sh", "-c", "echo kept > \"$GPUNET_OUTPUTS/kept.txt\"; i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo tick $i; sleep 0.1; done"]
+resources: { cpu: 0.5, memory: 64Mi, disk: 64Mi }
+pricing: { max_per_hour: "1.00", deposit: "0.00005" }
+limits: { max_duration: 10m }
+outputs: true
+"#;
+    std::fs::write(base.join("thrifty.yaml"), spec).expect("spec written");
+    let submitted = binary::run(
+        network.tenant(
+            &user,
+            &["job", "submit", "thrifty.yaml", "--allow-short-deposit"],
+            base,
+        ),
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(submitted.code, Some(0), "submit: {submitted:?}");
+    let job = OrderId(1);
+
+    let paused = until(
+        &client,
+        job,
+        Duration::from_secs(60),
+        "the job pauses",
+        |o| lease_state(o) == Some(LeaseState::Paused),
+    )
+    .await;
+    let lease = paused.lease.expect("leased");
+    assert_eq!(
+        lease.paid,
+        Amount::from_micros(50),
+        "the whole deposit, no more"
+    );
+    assert_eq!(paused.escrow, Amount::ZERO);
+    // The workload is frozen: its log holds still.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let before = log(&network, &user, base).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let after = log(&network, &user, base).await;
+    assert!(
+        before.contains("tick"),
+        "it ran before the pause: {before:?}"
+    );
+    assert_eq!(before, after, "a paused job's log does not grow");
+    let status = binary::run(
+        network.tenant(&user, &["job", "status", "1"], base),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        status.stdout.contains("paused") && status.stdout.contains("job top-up 1"),
+        "job status says it is paused and how to resume: {status:?}"
+    );
+
+    // Topped up: it resumes where it stopped.
+    let topped = binary::run(
+        network.tenant(&user, &["job", "top-up", "1", "0.00005"], base),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(topped.code, Some(0), "top-up: {topped:?}");
+    assert!(topped.stdout.contains("resumes"), "{topped:?}");
+    until(
+        &client,
+        job,
+        Duration::from_secs(10),
+        "the job resumes",
+        |o| lease_state(o) == Some(LeaseState::Running),
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let now = log(&network, &user, base).await;
+        if now.len() > after.len() {
+            // Continued, not restarted: the first tick after the pause follows the last before.
+            let last_before = after.lines().filter(|l| l.starts_with("tick")).count();
+            assert!(
+                now.contains(&format!("tick {}", last_before + 1)),
+                "it continued from tick {last_before}"
+            );
+            assert_eq!(now.matches("tick 1\n").count(), 1, "not restarted");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the log never grew again"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Dry again and nobody tops up: it ends after the grace, everything paid, nothing more.
+    let ended = until(&client, job, Duration::from_secs(60), "the job ends", |o| {
+        lease_state(o) == Some(LeaseState::Ended)
+    })
+    .await;
+    let lease = ended.lease.expect("leased");
+    assert_eq!(lease.end_reason, Some(LeaseEndReason::InsufficientFunds));
+    assert_eq!(lease.paid, Amount::from_micros(100), "deposit and top-up");
+    assert_eq!(lease.refund, Amount::ZERO);
+    // Its logs and outputs are kept.
+    assert!(log(&network, &user, base).await.contains("tick"));
+    let out = base.join("out");
+    let fetched = binary::run(
+        network.tenant(
+            &user,
+            &["job", "output", "1", "--to", out.to_str().expect("utf-8")],
+            base,
+        ),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(fetched.code, Some(0), "job output: {fetched:?}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("kept.txt")).expect("the output was fetched"),
+        "kept\n"
+    );
+}
