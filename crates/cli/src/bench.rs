@@ -114,9 +114,52 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 500)]
         block_ms: u64,
     },
+    /// Jobs under provider churn: one validator and --providers `gpunet provider start`
+    /// processes on this machine; --jobs jobs of --job-secs each (recovery: --max-attempts)
+    /// while a random busy provider is killed (SIGKILL) every --kill-every seconds and
+    /// restarted half a period later. The tenant follows each job as `job submit --wait` does.
+    ///
+    /// Prints {"completion_rate", "detect_ms_p95", "replace_ms_p95", "lost_work_s_mean", "wasted_spend_ratio"}
+    /// (with the counts behind them).
+    ///
+    /// Example: gpunet bench churn --providers 4 --jobs 8 --kill-every 20
+    Churn {
+        /// Print the figures as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Where to write the figures. Default: ~/.gpunet/bench/churn.json, wherever it runs.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Provider processes.
+        #[arg(long, default_value_t = 4)]
+        providers: usize,
+        /// Jobs, submitted at once.
+        #[arg(long, default_value_t = 8)]
+        jobs: usize,
+        /// Seconds each job runs.
+        #[arg(long, default_value_t = 30)]
+        job_secs: u64,
+        /// Seconds between kills.
+        #[arg(long = "kill-every", default_value_t = 15)]
+        kill_every_secs: u64,
+        /// The jobs' recovery.max_attempts.
+        #[arg(long, default_value_t = 4)]
+        max_attempts: u32,
+        /// Least milliseconds between blocks.
+        #[arg(long, default_value_t = 500)]
+        block_ms: u64,
+    },
 }
 
 const CHAIN: &str = "bench";
+
+fn build_kind() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
 
 fn key(i: u64) -> SigningKey {
     let mut seed = [0u8; 32];
@@ -557,7 +600,7 @@ fn tempfile_dir() -> Result<PathBuf> {
 }
 
 /// Where `gpunet bench consensus` looks for free ports for its validators.
-const BENCH_PORTS: std::ops::Range<u16> = 30_000..46_000;
+pub(crate) const BENCH_PORTS: std::ops::Range<u16> = 30_000..46_000;
 
 const FINALITY_LANES: u64 = 8;
 /// Throughput accounts are keys from here on (finality lanes use keys 0..8).
@@ -800,6 +843,80 @@ async fn bench_consensus(
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
+        BenchCmd::Churn {
+            json: json_out,
+            out,
+            providers,
+            jobs,
+            job_secs,
+            kill_every_secs,
+            max_attempts,
+            block_ms,
+        } => {
+            let opts = crate::churn::ChurnOpts {
+                providers,
+                jobs,
+                job_secs,
+                kill_every_secs: kill_every_secs.max(1),
+                max_attempts,
+                block_ms,
+            };
+            let f = crate::churn::run(&opts).await?;
+            let figures = json!({
+                "completion_rate": f.completion_rate(),
+                "detect_ms_p95": percentile(&f.detect_ms, 95),
+                "replace_ms_p95": percentile(&f.replace_ms, 95),
+                "lost_work_s_mean": f.lost_work_s_mean(),
+                "wasted_spend_ratio": f.wasted_spend_ratio(),
+                "jobs": f.jobs,
+                "completed": f.completed,
+                "kills": f.kills,
+                "leases_lost": f.detect_ms.len(),
+                "attempts": f.attempts,
+                "providers": providers,
+                "job_secs": job_secs,
+                "kill_every_secs": kill_every_secs,
+                "max_attempts": max_attempts,
+                "block_ms": block_ms,
+                "build": build_kind(),
+            });
+            let out = out.unwrap_or_else(|| default_out("churn"));
+            write_figures(&out, &figures)?;
+            if json_out {
+                println!("{figures}");
+            } else {
+                println!(
+                    "churn, {providers} providers, {jobs} jobs of {job_secs} s, a kill every {kill_every_secs} s ({} build):",
+                    build_kind()
+                );
+                println!(
+                    "  completed              {}/{} ({:.1}%)",
+                    f.completed,
+                    f.jobs,
+                    100.0 * f.completion_rate()
+                );
+                println!(
+                    "  death → lease ended    p95 {} ms ({} leases lost in {} kills)",
+                    percentile(&f.detect_ms, 95),
+                    f.detect_ms.len(),
+                    f.kills
+                );
+                println!(
+                    "  death → replacement    p95 {} ms",
+                    percentile(&f.replace_ms, 95)
+                );
+                println!(
+                    "  work lost per failure  {:.1} s mean",
+                    f.lost_work_s_mean()
+                );
+                println!(
+                    "  spend on lost attempts {:.1}%",
+                    100.0 * f.wasted_spend_ratio()
+                );
+                println!("figures written to {}", out.display());
+            }
+            Ok(())
+        }
         BenchCmd::Consensus {
             json: json_out,
             out,

@@ -6,6 +6,7 @@
 //! Thin over the other crates: every rule lives in `ledger`, `node`, `agent` and `runtime`.
 
 pub mod bench;
+pub mod churn;
 pub mod commands;
 pub mod devnet;
 pub mod jobs;

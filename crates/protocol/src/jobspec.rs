@@ -1614,6 +1614,42 @@ outputs: true
     }
 
     #[test]
+    fn recovery_is_optional_defaults_to_three_attempts_and_is_bounded() {
+        let spec = JobSpec::parse_yaml(FULL).expect("FULL parses");
+        assert_eq!(spec.recovery, Recovery::default());
+        assert_eq!(
+            spec.order_terms().recovery,
+            crate::RecoveryPolicy::default()
+        );
+        // The default is left out of the manifest, so specs without it keep their bytes.
+        assert!(!String::from_utf8_lossy(&spec.manifest_bytes()).contains("recovery"));
+        let with = |r: &str| JobSpec::parse_yaml(&format!("{FULL}recovery: {r}\n"));
+        let spec = with("{ max_attempts: 4, on_exit_codes: [137, 143], backoff: 10s }")
+            .expect("a full policy parses");
+        assert_eq!(
+            spec.order_terms().recovery,
+            crate::RecoveryPolicy {
+                max_attempts: 4,
+                on_exit_codes: vec![137, 143],
+                backoff_secs: 10,
+            }
+        );
+        for (bad, path) in [
+            ("{ max_attempts: 0 }", "recovery.max_attempts"),
+            ("{ max_attempts: 11 }", "recovery.max_attempts"),
+            ("{ on_exit_codes: [0] }", "recovery.on_exit_codes"),
+            (
+                "{ on_exit_codes: [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17] }",
+                "recovery.on_exit_codes",
+            ),
+            ("{ backoff: 2h }", "recovery.backoff"),
+        ] {
+            let err = with(bad).expect_err(bad);
+            assert_eq!(err.path(), path, "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn shape_errors_people_make_most_show_the_working_form_and_no_internal_fields() {
         let message = |text: &str| {
             JobSpec::parse_yaml(text)
@@ -1624,8 +1660,8 @@ outputs: true
         assert_eq!(
             unknown,
             "extra: unknown field `extra`, expected one of `version`, `name`, `kind`, `run`, \
-             `expose`, `health`, `resources`, `placement`, `pricing`, `limits`, `inputs`, \
-             `outputs`"
+             `expose`, `health`, `resources`, `placement`, `pricing`, `limits`, `recovery`, \
+             `inputs`, `outputs`"
         );
         let gpu = message(&edit(
             "gpu: { count: 1, models: [H100, a100], vram: 40Gi }",

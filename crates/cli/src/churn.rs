@@ -1,0 +1,388 @@
+//! `gpunet bench churn`: jobs under provider churn, on a network of real processes — one
+//! validator (`gpunet node start`) and several providers (`gpunet provider start`), all this
+//! binary — with a random busy provider killed (SIGKILL) every few seconds and restarted a
+//! little later on its data, as a crashed and rebooted machine would be. The tenant follows
+//! every job to its end as `gpunet job submit --wait` does (handing each retry its manifest).
+//!
+//! Figures: the share of jobs that completed; provider death → its lease ended on chain and
+//! death → the replacement attempt running (p95, ms, as the tenant sees them by polling every
+//! 100 ms); the work each failure lost (the lost attempt's run time up to the kill, s — the
+//! whole of it, until checkpoints restore it); and the share of the tenants' spend that paid for
+//! lost attempts.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use gpunet_api::node::{LeaseState, OrderView};
+use gpunet_client::{KeyFile, NodeClient};
+use gpunet_protocol::{Address, LeaseEndReason, LeaseId, OrderId};
+use rand_core::RngCore;
+use tokio::process::{Child, Command};
+
+use crate::progress::Progress;
+
+/// What the churn run is asked to do.
+#[derive(Debug, Clone)]
+pub struct ChurnOpts {
+    pub providers: usize,
+    pub jobs: usize,
+    pub job_secs: u64,
+    pub kill_every_secs: u64,
+    pub max_attempts: u32,
+    pub block_ms: u64,
+}
+
+/// What it measured.
+#[derive(Debug, Clone, Default)]
+pub struct ChurnFigures {
+    pub jobs: usize,
+    pub completed: usize,
+    pub kills: usize,
+    pub detect_ms: Vec<u64>,
+    pub replace_ms: Vec<u64>,
+    pub lost_work_ms: Vec<u64>,
+    pub paid_lost_micros: u128,
+    pub paid_all_micros: u128,
+    pub attempts: usize,
+}
+
+impl ChurnFigures {
+    pub fn completion_rate(&self) -> f64 {
+        if self.jobs == 0 {
+            return 0.0;
+        }
+        self.completed as f64 / self.jobs as f64
+    }
+
+    pub fn lost_work_s_mean(&self) -> f64 {
+        if self.lost_work_ms.is_empty() {
+            return 0.0;
+        }
+        self.lost_work_ms.iter().sum::<u64>() as f64 / self.lost_work_ms.len() as f64 / 1_000.0
+    }
+
+    pub fn wasted_spend_ratio(&self) -> f64 {
+        if self.paid_all_micros == 0 {
+            return 0.0;
+        }
+        self.paid_lost_micros as f64 / self.paid_all_micros as f64
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+struct Provider {
+    index: usize,
+    address: Address,
+    child: Option<Child>,
+}
+
+/// One kill and what followed it.
+struct Kill {
+    at: Instant,
+    at_unix_ms: u64,
+    /// The leases the provider held then, with their orders.
+    leases: Vec<(LeaseId, OrderId)>,
+    detected: Vec<Option<u64>>,
+    replaced: Vec<Option<u64>>,
+}
+
+fn spawn_gpunet(args: &[&str], log: &Path) -> Result<Child> {
+    let exe = std::env::current_exe().context("finding this gpunet binary")?;
+    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone()?;
+    Command::new(exe)
+        .args(args)
+        .env("GPUNET_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a gpunet process")
+}
+
+fn start_provider(dir: &Path, api: &str, index: usize) -> Result<Child> {
+    let key = crate::nodecmd::provider_key_path(dir, index);
+    let tenant = crate::nodecmd::tenant_key_path(dir);
+    let data = dir.join(format!("provider-{index}"));
+    // Distinct prices, so the auction has a clear order.
+    let cpu_hour = format!("0.{:02}", 10 + index);
+    spawn_gpunet(
+        &[
+            "provider",
+            "start",
+            "--api",
+            api,
+            "--key",
+            &key.to_string_lossy(),
+            "--data",
+            &data.to_string_lossy(),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-docker",
+            "--cpu-hour",
+            &cpu_hour,
+            "--trust-tenant",
+            &tenant.to_string_lossy(),
+        ],
+        &dir.join(format!("provider-{index}.log")),
+    )
+}
+
+fn job_spec(i: usize, opts: &ChurnOpts) -> Result<gpunet_protocol::jobspec::JobSpec> {
+    let ticks = opts.job_secs * 2;
+    let yaml = format!(
+        r#"version: 1
+name: churn-{i}
+run:
+  command: ["sh", "-c", "i=0; while [ $i -lt {ticks} ]; do i=$((i+1)); sleep 0.5; done; echo done"]
+resources: {{ cpu: 0.25, memory: 32Mi, disk: 32Mi }}
+pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
+limits: {{ max_duration: 1h }}
+recovery: {{ max_attempts: {}, backoff: 1s }}
+"#,
+        opts.max_attempts
+    );
+    gpunet_protocol::jobspec::JobSpec::parse_yaml(&yaml)
+        .map_err(|e| anyhow::anyhow!("the churn job spec: {e}"))
+}
+
+/// Runs the churn benchmark in a scratch directory and returns its figures.
+pub async fn run(opts: &ChurnOpts) -> Result<ChurnFigures> {
+    anyhow::ensure!(
+        opts.providers >= 2,
+        "--providers must be at least 2 (one to kill, one to retry on)"
+    );
+    anyhow::ensure!(opts.jobs >= 1, "--jobs must be at least 1");
+    let dir = std::env::temp_dir().join(format!("gpunet-bench-churn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = run_in(&dir, opts).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
+    let ports = crate::devnet::free_port_run(crate::bench::BENCH_PORTS, 2, &[])?;
+    let (api_port, p2p_port) = (ports, ports + 1);
+    let args = crate::nodecmd::InitArgs {
+        validators: 1,
+        hosts: Vec::new(),
+        powers: Vec::new(),
+        providers: opts.providers,
+        out: dir.to_path_buf(),
+        chain_id: "churn".to_owned(),
+        p2p_port,
+        api_port,
+        block_ms: opts.block_ms,
+        params: Vec::new(),
+    };
+    let (_, tenant) = crate::nodecmd::write_network(&args, Vec::new())?;
+    let api = format!("http://127.0.0.1:{api_port}");
+    let home: PathBuf = dir.join("node-0");
+    let _node = spawn_gpunet(
+        &["node", "start", "--home", &home.to_string_lossy()],
+        &dir.join("node.log"),
+    )?;
+    let mut providers = Vec::new();
+    for index in 0..opts.providers {
+        let address = KeyFile::load(&crate::nodecmd::provider_key_path(dir, index))?.address();
+        providers.push(Provider {
+            index,
+            address,
+            child: Some(start_provider(dir, &api, index)?),
+        });
+    }
+    let watcher = NodeClient::new(&api);
+    let up = Instant::now();
+    while watcher.providers().await.map_or(0, |p| p.providers.len()) < opts.providers {
+        anyhow::ensure!(
+            up.elapsed() < Duration::from_secs(120),
+            "the providers did not register within 2 minutes; see {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "{} providers up; {} jobs of {} s, a busy provider killed every {} s…",
+        opts.providers, opts.jobs, opts.job_secs, opts.kill_every_secs
+    );
+
+    let tenant = Arc::new(tenant);
+    let mut tasks = Vec::new();
+    for i in 0..opts.jobs {
+        let spec = job_spec(i, opts)?;
+        let (api, tenant) = (api.clone(), Arc::clone(&tenant));
+        tasks.push(tokio::spawn(async move {
+            let client = NodeClient::new(&api).with_signer((*tenant).clone());
+            let progress = Progress::new(true);
+            crate::jobs::submit_and_follow(&client, &tenant, &spec, true, &progress)
+                .await
+                .map(|f| f.order.id)
+        }));
+    }
+
+    let mut kills: Vec<Kill> = Vec::new();
+    let mut restarts: Vec<(Instant, usize)> = Vec::new();
+    let mut next_kill = Instant::now() + Duration::from_secs(opts.kill_every_secs);
+    let mut rng = rand_core::OsRng;
+    while tasks.iter().any(|t| !t.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = Instant::now();
+        // A killed machine comes back after half a kill period, on its data.
+        for (_, index) in restarts.iter().filter(|(at, _)| *at <= now) {
+            providers[*index].child = Some(start_provider(dir, &api, *index)?);
+        }
+        restarts.retain(|(at, _)| *at > now);
+        observe(&watcher, &mut kills).await;
+        if now < next_kill {
+            continue;
+        }
+        next_kill = now + Duration::from_secs(opts.kill_every_secs);
+        let Ok(list) = watcher.providers().await else {
+            continue;
+        };
+        let busy: Vec<&Provider> = providers
+            .iter()
+            .filter(|p| p.child.is_some())
+            .filter(|p| {
+                list.providers
+                    .iter()
+                    .any(|v| v.address == p.address && !v.live_leases.is_empty())
+            })
+            .collect();
+        if busy.is_empty() {
+            continue;
+        }
+        let victim = busy[rng.next_u32() as usize % busy.len()].index;
+        let held: Vec<LeaseId> = list
+            .providers
+            .iter()
+            .find(|v| v.address == providers[victim].address)
+            .map(|v| v.live_leases.clone())
+            .unwrap_or_default();
+        let mut leases = Vec::new();
+        for lease in held {
+            if let Ok(view) = watcher.lease(lease).await
+                && view.state == LeaseState::Running
+            {
+                leases.push((lease, view.order));
+            }
+        }
+        if let Some(mut child) = providers[victim].child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        eprintln!(
+            "killed provider {victim} holding {} running lease(s)",
+            leases.len()
+        );
+        let n = leases.len();
+        kills.push(Kill {
+            at: Instant::now(),
+            at_unix_ms: unix_ms(),
+            leases,
+            detected: vec![None; n],
+            replaced: vec![None; n],
+        });
+        restarts.push((
+            now + Duration::from_secs(opts.kill_every_secs.div_ceil(2)),
+            victim,
+        ));
+    }
+
+    let mut figures = ChurnFigures {
+        jobs: opts.jobs,
+        kills: kills.len(),
+        ..ChurnFigures::default()
+    };
+    let mut orders = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(order)) => orders.push(order),
+            Ok(Err(e)) => eprintln!("a job did not finish: {e:#}"),
+            Err(e) => eprintln!("a job's task failed: {e}"),
+        }
+    }
+    for kill in &kills {
+        figures.detect_ms.extend(kill.detected.iter().flatten());
+        figures.replace_ms.extend(kill.replaced.iter().flatten());
+    }
+    let killed_leases: Vec<(LeaseId, u64)> = kills
+        .iter()
+        .flat_map(|k| k.leases.iter().map(move |(l, _)| (*l, k.at_unix_ms)))
+        .collect();
+    for id in orders {
+        let order = watcher.order(id).await?;
+        if order
+            .lease
+            .as_ref()
+            .is_some_and(|l| l.end_reason == Some(LeaseEndReason::Completed))
+        {
+            figures.completed += 1;
+        }
+        for attempt in &order.attempts {
+            figures.attempts += 1;
+            let paid = u128::from(attempt.paid.micros());
+            figures.paid_all_micros += paid;
+            if attempt.end_reason != Some(LeaseEndReason::Completed) {
+                figures.paid_lost_micros += paid;
+            }
+            if let Some((_, killed_ms)) = killed_leases.iter().find(|(l, _)| *l == attempt.id)
+                && let Some(started) = attempt.started_ms
+            {
+                figures.lost_work_ms.push(killed_ms.saturating_sub(started));
+            }
+        }
+    }
+    figures.detect_ms.sort_unstable();
+    figures.replace_ms.sort_unstable();
+    for p in &mut providers {
+        if let Some(mut c) = p.child.take() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+    }
+    Ok(figures)
+}
+
+/// Notes, for each killed lease, when the chain ended it and when its order's next attempt
+/// ran.
+async fn observe(client: &NodeClient, kills: &mut [Kill]) {
+    for kill in kills.iter_mut() {
+        for (i, (lease, order)) in kill.leases.iter().enumerate() {
+            if kill.detected[i].is_some() && kill.replaced[i].is_some() {
+                continue;
+            }
+            let Ok(view) = client.order(*order).await else {
+                continue;
+            };
+            let elapsed = kill.at.elapsed().as_millis() as u64;
+            if kill.detected[i].is_none() && ended(&view, *lease) {
+                kill.detected[i] = Some(elapsed);
+            }
+            if kill.replaced[i].is_none()
+                && view
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| l.id != *lease && l.state == LeaseState::Running)
+            {
+                kill.replaced[i] = Some(elapsed);
+            }
+        }
+    }
+}
+
+fn ended(order: &OrderView, lease: LeaseId) -> bool {
+    order
+        .attempts
+        .iter()
+        .any(|a| a.id == lease && a.state == LeaseState::Ended)
+}
