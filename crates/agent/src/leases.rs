@@ -339,7 +339,7 @@ impl Leases {
             tracing::warn!(lease = %view.id, "the chain says lease is running, but this agent has no workload for it");
             self.finish(
                 view.id,
-                WorkloadOutcome::Failed,
+                WorkloadOutcome::Lost,
                 None,
                 None,
                 "the provider agent lost this workload (no record of it survived)".into(),
@@ -1386,7 +1386,9 @@ fn is_transient(e: &ChainError) -> bool {
 pub fn outcome_of(reason: ExitReason) -> WorkloadOutcome {
     match reason {
         ExitReason::Completed => WorkloadOutcome::Succeeded,
-        ExitReason::Failed | ExitReason::Stopped | ExitReason::Lost => WorkloadOutcome::Failed,
+        ExitReason::Failed | ExitReason::Stopped => WorkloadOutcome::Failed,
+        // Not the tenant's failure: the chain ends it provider_lost and retries it.
+        ExitReason::Lost => WorkloadOutcome::Lost,
         ExitReason::OutOfMemory => WorkloadOutcome::OutOfMemory,
         ExitReason::WallClockLimit | ExitReason::CpuTimeLimit => WorkloadOutcome::TimedOut,
         ExitReason::DiskExceeded => WorkloadOutcome::DiskExceeded,
@@ -1441,7 +1443,7 @@ mod tests {
             (ExitReason::WallClockLimit, WorkloadOutcome::TimedOut),
             (ExitReason::CpuTimeLimit, WorkloadOutcome::TimedOut),
             (ExitReason::Stopped, WorkloadOutcome::Failed),
-            (ExitReason::Lost, WorkloadOutcome::Failed),
+            (ExitReason::Lost, WorkloadOutcome::Lost),
             (ExitReason::DiskExceeded, WorkloadOutcome::DiskExceeded),
         ] {
             assert_eq!(outcome_of(reason), outcome, "{reason:?}");

@@ -116,13 +116,13 @@ pub enum BenchCmd {
     },
     /// Jobs under provider churn: one validator and --providers `gpunet provider start`
     /// processes on this machine; --jobs jobs of --job-secs each (recovery: --max-attempts)
-    /// while a random busy provider is killed (SIGKILL) every --kill-every seconds and
+    /// while a random provider is killed (SIGKILL) every --kill-every seconds and
     /// restarted half a period later. The tenant follows each job as `job submit --wait` does.
     ///
     /// Prints {"completion_rate", "detect_ms_p95", "replace_ms_p95", "lost_work_s_mean", "wasted_spend_ratio"}
     /// (with the counts behind them).
     ///
-    /// Example: gpunet bench churn --providers 4 --jobs 8 --kill-every 20
+    /// Example: gpunet bench churn --providers 6 --jobs 24 --kill-every 10
     Churn {
         /// Print the figures as one JSON object instead of text.
         #[arg(long)]
@@ -131,16 +131,17 @@ pub enum BenchCmd {
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
         /// Provider processes.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 6)]
         providers: usize,
-        /// Jobs, submitted at once.
-        #[arg(long, default_value_t = 8)]
+        /// Jobs, submitted at once (one CPU core each; those that do not fit wait for a
+        /// provider to free up).
+        #[arg(long, default_value_t = 24)]
         jobs: usize,
         /// Seconds each job runs.
         #[arg(long, default_value_t = 30)]
         job_secs: u64,
         /// Seconds between kills.
-        #[arg(long = "kill-every", default_value_t = 15)]
+        #[arg(long = "kill-every", default_value_t = 10)]
         kill_every_secs: u64,
         /// The jobs' recovery.max_attempts.
         #[arg(long, default_value_t = 4)]

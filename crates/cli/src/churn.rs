@@ -1,6 +1,6 @@
 //! `gpunet bench churn`: jobs under provider churn, on a network of real processes — one
 //! validator (`gpunet node start`) and several providers (`gpunet provider start`), all this
-//! binary — with a random busy provider killed (SIGKILL) every few seconds and restarted a
+//! binary — with a random provider killed (SIGKILL) every few seconds and restarted a
 //! little later on its data, as a crashed and rebooted machine would be. The tenant follows
 //! every job to its end as `gpunet job submit --wait` does (handing each retry its manifest).
 //!
@@ -139,12 +139,15 @@ fn start_provider(dir: &Path, api: &str, index: usize) -> Result<Child> {
 
 fn job_spec(i: usize, opts: &ChurnOpts) -> Result<gpunet_protocol::jobspec::JobSpec> {
     let ticks = opts.job_secs * 2;
+    // A whole core each, so a provider on a small machine holds only a few jobs and a kill
+    // takes some jobs, not all.
+    let cpu = 1;
     let yaml = format!(
         r#"version: 1
 name: churn-{i}
 run:
   command: ["sh", "-c", "i=0; while [ $i -lt {ticks} ]; do i=$((i+1)); sleep 0.5; done; echo done"]
-resources: {{ cpu: 0.25, memory: 32Mi, disk: 32Mi }}
+resources: {{ cpu: {cpu}, memory: 32Mi, disk: 32Mi }}
 pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
 limits: {{ max_duration: 1h }}
 recovery: {{ max_attempts: {}, backoff: 1s }}
@@ -216,12 +219,13 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
     );
 
     let tenant = Arc::new(tenant);
+    // One client for every job: it hands out the tenant's nonces in order.
+    let submitter = Arc::new(NodeClient::new(&api).with_signer((*tenant).clone()));
     let mut tasks = Vec::new();
     for i in 0..opts.jobs {
         let spec = job_spec(i, opts)?;
-        let (api, tenant) = (api.clone(), Arc::clone(&tenant));
+        let (client, tenant) = (Arc::clone(&submitter), Arc::clone(&tenant));
         tasks.push(tokio::spawn(async move {
-            let client = NodeClient::new(&api).with_signer((*tenant).clone());
             let progress = Progress::new(true);
             crate::jobs::submit_and_follow(&client, &tenant, &spec, true, &progress)
                 .await
@@ -249,19 +253,12 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
         let Ok(list) = watcher.providers().await else {
             continue;
         };
-        let busy: Vec<&Provider> = providers
-            .iter()
-            .filter(|p| p.child.is_some())
-            .filter(|p| {
-                list.providers
-                    .iter()
-                    .any(|v| v.address == p.address && !v.live_leases.is_empty())
-            })
-            .collect();
-        if busy.is_empty() {
+        // Any provider that runs, busy or idle, as machines fail.
+        let up: Vec<&Provider> = providers.iter().filter(|p| p.child.is_some()).collect();
+        if up.is_empty() {
             continue;
         }
-        let victim = busy[rng.next_u32() as usize % busy.len()].index;
+        let victim = up[rng.next_u32() as usize % up.len()].index;
         let held: Vec<LeaseId> = list
             .providers
             .iter()
@@ -303,14 +300,24 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
         kills: kills.len(),
         ..ChurnFigures::default()
     };
-    let mut orders = Vec::new();
     for task in tasks {
         match task.await {
-            Ok(Ok(order)) => orders.push(order),
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => eprintln!("a job did not finish: {e:#}"),
             Err(e) => eprintln!("a job's task failed: {e}"),
         }
     }
+    let orders: Vec<OrderId> = watcher
+        .orders(&gpunet_client::OrderFilter {
+            tenant: Some(tenant.address()),
+            open_only: false,
+            limit: None,
+        })
+        .await?
+        .orders
+        .iter()
+        .map(|o| o.id)
+        .collect();
     for kill in &kills {
         figures.detect_ms.extend(kill.detected.iter().flatten());
         figures.replace_ms.extend(kill.replaced.iter().flatten());
@@ -321,6 +328,15 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
         .collect();
     for id in orders {
         let order = watcher.order(id).await?;
+        let attempts: Vec<String> = order
+            .attempts
+            .iter()
+            .map(|a| {
+                let how = a.end_reason.map_or("live".to_owned(), |r| r.to_string());
+                format!("#{} {how}", a.attempt)
+            })
+            .collect();
+        eprintln!("job {id}: {}", attempts.join(", "));
         if order
             .lease
             .as_ref()

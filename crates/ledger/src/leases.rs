@@ -153,7 +153,10 @@ pub(crate) fn complete(
 ) {
     let reason = LeaseEndReason::from_outcome(result.outcome);
     let succeeded = result.outcome == WorkloadOutcome::Succeeded;
-    prove_alive(state, id);
+    // A provider reporting that it lost the workload proves nothing ran since its last proof.
+    if result.outcome != WorkloadOutcome::Lost {
+        prove_alive(state, id);
+    }
     if let Some(l) = state.leases.get_mut(&id) {
         l.result = Some(result);
         let provider = l.provider;

@@ -414,3 +414,41 @@ fn a_leaving_provider_releases_its_leases_without_a_failure_and_takes_no_new_one
     let tx = w.deregister(p0);
     w.submit(tx).expect("deregister applies");
 }
+
+#[test]
+fn a_provider_that_lost_the_workload_is_paid_only_to_its_last_proof_and_the_job_is_retried() {
+    let mut w = world();
+    let p0 = w.provider_addr(0);
+    let order = open(&mut w, order_terms().recovery(2, &[], 0));
+    let lease = lease_to(&mut w, order, 0);
+    start(&mut w, lease);
+    w.blocks(2);
+    let started = w.lease(lease).started_ms.expect("started");
+    let last_proof = w.state.time_ms;
+    // The agent crashed, came back a few blocks later and found its workload gone.
+    w.silence(p0);
+    w.blocks(3);
+    let tx = w.complete(p0, lease, WorkloadOutcome::Lost);
+    let outcome = w.block(vec![tx]);
+    outcome.assert_all_applied();
+    let l = w.lease(lease);
+    assert_eq!(
+        l.status,
+        LeaseStatus::Ended {
+            reason: LeaseEndReason::ProviderLost
+        }
+    );
+    assert_eq!(
+        l.billed_ms,
+        last_proof - started,
+        "nothing after the last proof"
+    );
+    assert_eq!(w.state.providers[&p0].leases_failed, 1);
+    assert!(
+        outcome
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::OrderReopened { .. })),
+        "retried"
+    );
+}

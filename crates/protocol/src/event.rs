@@ -75,6 +75,7 @@ impl LeaseEndReason {
             WorkloadOutcome::ImageUnavailable => LeaseEndReason::ImageUnavailable,
             WorkloadOutcome::StartFailed => LeaseEndReason::StartFailed,
             WorkloadOutcome::DiskExceeded => LeaseEndReason::DiskExceeded,
+            WorkloadOutcome::Lost => LeaseEndReason::ProviderLost,
         }
     }
 }

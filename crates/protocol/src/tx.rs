@@ -116,6 +116,9 @@ pub enum WorkloadOutcome {
     StartFailed = 6,
     /// Filled more disk than the spec's `resources.disk` and was stopped by the provider.
     DiskExceeded = 7,
+    /// The provider lost the workload (its agent restarted and could not find it again):
+    /// the lease ends `provider_lost`, paid only to the last proof of life, and is retried.
+    Lost = 8,
 }
 
 /// Usage the provider measured, reported at completion.

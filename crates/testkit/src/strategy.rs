@@ -216,6 +216,7 @@ fn arb_outcome() -> impl Strategy<Value = WorkloadOutcome> {
         1 => Just(WorkloadOutcome::ImageUnavailable),
         1 => Just(WorkloadOutcome::StartFailed),
         1 => Just(WorkloadOutcome::DiskExceeded),
+        1 => Just(WorkloadOutcome::Lost),
     ]
 }
 
