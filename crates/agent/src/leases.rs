@@ -199,19 +199,24 @@ impl Leases {
     /// A lease book with the records persisted under `config.data_dir` loaded back. Call
     /// [`Leases::resume`] to pick up their work. A manifest runs on the driver of its runtime;
     /// the runtimes offered are those of `drivers`.
-    pub fn new(config: LeasesConfig, chain: Arc<dyn Chain>, drivers: Drivers) -> Arc<Self> {
-        let records = record::load_all(&config.data_dir)
+    /// A record that cannot be read is an error: the agent must not forget a lease it holds.
+    pub fn new(
+        config: LeasesConfig,
+        chain: Arc<dyn Chain>,
+        drivers: Drivers,
+    ) -> Result<Arc<Self>, record::RecordError> {
+        let records = record::load_all(&config.data_dir)?
             .into_iter()
             .map(|r| (r.lease, r))
             .collect();
-        Arc::new(Leases {
+        Ok(Arc::new(Leases {
             config,
             chain,
             drivers,
             records: Mutex::new(records),
             tasks: Mutex::new(JoinSet::new()),
             gpus: Arc::new(GpuSampler::new()),
-        })
+        }))
     }
 
     pub fn provider(&self) -> Address {

@@ -116,6 +116,8 @@ pub enum AgentError {
         #[source]
         source: ShapeError,
     },
+    #[error(transparent)]
+    Record(#[from] record::RecordError),
     #[error("cannot {action} with the node at {node}: {source}")]
     Node {
         action: &'static str,
@@ -292,7 +294,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         },
         Arc::new(NodeChain::new(Arc::clone(&client))),
         drivers,
-    );
+    )?;
     leases.resume().await;
     leases.spawn_sweeper();
 

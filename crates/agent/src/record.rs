@@ -90,37 +90,81 @@ pub fn lease_dir(data_dir: &Path, lease: LeaseId) -> PathBuf {
     data_dir.join("leases").join(lease.to_string())
 }
 
-/// Writes the record atomically (temporary file, then rename), 0600 in a 0700 lease dir.
+/// Writes the record atomically and durably (temporary file synced, renamed, directory
+/// synced), 0600 in a 0700 lease dir: after a crash the record is the old one or the new one.
 pub fn save(data_dir: &Path, record: &LeaseRecord) -> std::io::Result<()> {
     let dir = lease_dir(data_dir, record.lease);
     gpunet_files::create_private_dir_all(&dir)?;
     let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-    gpunet_files::write_private(&dir.join(RECORD_FILE), &bytes)
+    gpunet_files::write_private_durable(&dir.join(RECORD_FILE), &bytes)
 }
 
-/// Every record under `data_dir/leases`. Unreadable ones are logged and skipped.
-pub fn load_all(data_dir: &Path) -> Vec<LeaseRecord> {
+/// A lease record that exists but cannot be used. The agent refuses to start rather than
+/// forget a lease (and a workload) it may still hold.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the lease record {path:?} cannot be read ({why}); the agent will not start without knowing \
+     what that lease holds. If its lease is over, move the directory {dir:?} out of the data \
+     directory; otherwise restore the file from a backup"
+)]
+pub struct RecordError {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+    pub why: String,
+}
+
+/// Every record under `data_dir/leases` (a lease directory without a record holds none yet).
+/// A record that is too large, unreadable or malformed is an error.
+pub fn load_all(data_dir: &Path) -> Result<Vec<LeaseRecord>, RecordError> {
     let root = data_dir.join("leases");
     let Ok(entries) = std::fs::read_dir(&root) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for entry in entries.flatten() {
-        let path = entry.path().join(RECORD_FILE);
+        let dir = entry.path();
+        let path = dir.join(RECORD_FILE);
+        let fail = |why: String| RecordError {
+            path: path.clone(),
+            dir: dir.clone(),
+            why,
+        };
         match std::fs::metadata(&path) {
             Ok(m) if m.len() > MAX_RECORD_BYTES => {
-                tracing::warn!(?path, "lease record is over the size limit; skipped");
-                continue;
+                return Err(fail(format!(
+                    "{} bytes, over the {MAX_RECORD_BYTES}-byte limit",
+                    m.len()
+                )));
             }
             Ok(_) => {}
-            Err(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(fail(e.to_string())),
         }
-        match std::fs::read(&path).map(|b| serde_json::from_slice::<LeaseRecord>(&b)) {
-            Ok(Ok(record)) => out.push(record),
-            Ok(Err(error)) => tracing::warn!(?path, %error, "unreadable lease record; skipped"),
-            Err(error) => tracing::warn!(?path, %error, "cannot read lease record; skipped"),
-        }
+        let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
+        let record =
+            serde_json::from_slice::<LeaseRecord>(&bytes).map_err(|e| fail(e.to_string()))?;
+        out.push(record);
     }
     out.sort_by_key(|r| r.lease);
-    out
+    Ok(out)
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+
+    #[test]
+    fn a_record_that_cannot_be_read_is_an_error_naming_it_and_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(load_all(dir.path()).expect("no leases yet").is_empty());
+        let lease = dir.path().join("leases").join("7");
+        gpunet_files::create_private_dir_all(&lease).expect("lease dir");
+        // A lease directory without a record yet holds nothing to forget.
+        assert!(load_all(dir.path()).expect("an empty lease dir").is_empty());
+        gpunet_files::write_private(&lease.join(RECORD_FILE), b"{ torn").expect("written");
+        let err = load_all(dir.path()).expect_err("a torn record is refused");
+        assert_eq!(err.path, lease.join(RECORD_FILE));
+        let text = err.to_string();
+        assert!(text.contains("move the directory"), "{text}");
+    }
 }

@@ -219,6 +219,7 @@ impl World {
             chain,
             drivers,
         )
+        .expect("the lease records load")
     }
 
     async fn deliver(&self, leases: &Arc<Leases>) -> Result<(), LeaseError> {

@@ -253,6 +253,7 @@ fn start_leases_with_policy(
         chain,
         Drivers::single(driver).expect("the fake driver runs processes"),
     )
+    .expect("the lease records load")
 }
 
 async fn serve(leases: &Arc<Leases>) -> String {
