@@ -25,13 +25,23 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Never less often than this.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The leases a heartbeat proves: those whose workload runs (or is paused by the chain) here
-/// and that the chain has not ended, ascending, at most [`MAX_HEARTBEAT_LEASES`]. A workload
-/// that exited is not listed: its result, when it lands, is its last proof.
+/// The leases a heartbeat proves: those whose workload runs (or is paused by the chain) here,
+/// or that wait for their manifest or are starting, and that the chain has not ended,
+/// ascending, at most [`MAX_HEARTBEAT_LEASES`]. (The chain bills only running ones; for the
+/// others it shows the provider is still there.) A workload that exited is not listed: its
+/// result, when it lands, is its last proof.
 pub fn leases_to_prove(records: &[LeaseRecord]) -> Vec<LeaseId> {
     let mut ids: Vec<LeaseId> = records
         .iter()
-        .filter(|r| !r.ended_on_chain && r.state == WorkloadState::Running)
+        .filter(|r| {
+            !r.ended_on_chain
+                && matches!(
+                    r.state,
+                    WorkloadState::Running
+                        | WorkloadState::AwaitingManifest
+                        | WorkloadState::Starting
+                )
+        })
         .map(|r| r.lease)
         .collect();
     ids.sort_unstable();
@@ -120,16 +130,20 @@ mod tests {
     }
 
     #[test]
-    fn only_running_leases_the_chain_has_not_ended_are_proven_in_ascending_order() {
+    fn live_leases_the_chain_has_not_ended_are_proven_in_ascending_order() {
         let records = vec![
             record(7, WorkloadState::Running, false),
             record(3, WorkloadState::Running, false),
             record(4, WorkloadState::AwaitingManifest, false),
+            record(9, WorkloadState::Starting, false),
             record(5, WorkloadState::Exited, false),
             record(6, WorkloadState::Running, true),
             record(8, WorkloadState::Failed, false),
         ];
-        assert_eq!(leases_to_prove(&records), vec![LeaseId(3), LeaseId(7)]);
+        assert_eq!(
+            leases_to_prove(&records),
+            vec![LeaseId(3), LeaseId(4), LeaseId(7), LeaseId(9)]
+        );
     }
 
     #[test]

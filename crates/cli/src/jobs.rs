@@ -384,7 +384,8 @@ pub async fn follow(
                         Err(e) => {
                             manifest_attempts += 1;
                             if manifest_attempts >= MANIFEST_ATTEMPTS {
-                                return Err(e).context("the provider would not take the inputs");
+                                give_up_on_provider(progress, &lease, &e);
+                                delivered = true;
                             }
                             tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
                             continue;
@@ -425,7 +426,8 @@ pub async fn follow(
                     Err(e) => {
                         manifest_attempts += 1;
                         if manifest_attempts >= MANIFEST_ATTEMPTS {
-                            return Err(e).context("the provider would not take the manifest");
+                            give_up_on_provider(progress, &lease, &e);
+                            delivered = true;
                         }
                     }
                 }
@@ -466,6 +468,17 @@ pub async fn follow(
         }
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
+}
+
+/// The provider of `lease` does not take the job (unreachable, or refusing): stop sending and
+/// let the chain end the attempt (the provider goes silent, or never starts it), after which
+/// the recovery policy retries it elsewhere.
+fn give_up_on_provider(progress: &Progress, lease: &LeaseView, e: &gpunet_client::ClientError) {
+    progress.stage(&format!(
+        "provider {} does not take the job ({e}); waiting for the chain to end attempt {} and retry it elsewhere",
+        lease.provider.short(),
+        lease.attempt
+    ));
 }
 
 /// The bill of an ended (or running) lease.

@@ -404,6 +404,11 @@ pub(crate) fn settle_all(state: &mut State, events: &mut Vec<Event>) {
             {
                 settle_and_end(state, id, LeaseEndReason::InsufficientFunds, events);
             }
+            // A provider that won the lease and went silent before starting it.
+            LeaseStatus::Pending if height > lease.last_proof_height.saturating_add(liveness) => {
+                count_failure(state, provider);
+                settle_and_end(state, id, LeaseEndReason::ProviderLost, events);
+            }
             LeaseStatus::Pending if height >= lease.created_height.saturating_add(timeout) => {
                 count_failure(state, provider);
                 settle_and_end(state, id, LeaseEndReason::StartTimeout, events);
@@ -495,8 +500,10 @@ pub(crate) fn heartbeat(state: &mut State, signer: Address, leases: &[LeaseId]) 
     }
     for id in leases {
         prove_alive(state, *id);
+        // A pending (waiting for its manifest) or paused lease is not billed: the heartbeat
+        // only shows its provider is still there.
         if let Some(l) = state.leases.get_mut(id)
-            && matches!(l.status, LeaseStatus::Paused { .. })
+            && matches!(l.status, LeaseStatus::Pending | LeaseStatus::Paused { .. })
         {
             l.last_proof_height = height;
         }

@@ -452,3 +452,32 @@ fn a_provider_that_lost_the_workload_is_paid_only_to_its_last_proof_and_the_job_
         "retried"
     );
 }
+
+#[test]
+fn a_provider_silent_before_it_starts_the_lease_loses_it_within_the_liveness_timeout() {
+    let mut w = world();
+    let p0 = w.provider_addr(0);
+    let order = open(&mut w, order_terms().recovery(2, &[], 0));
+    let lease = lease_to(&mut w, order, 0);
+    let liveness = w.state.params.liveness_timeout_blocks;
+    // Its heartbeats keep a pending lease (waiting for the manifest) its own.
+    w.blocks(liveness + 5);
+    assert!(w.lease(lease).is_live());
+    w.silence(p0);
+    let silent_from = w.state.height;
+    until_ended(&mut w, lease, liveness + 2);
+    let l = w.lease(lease);
+    assert_eq!(
+        l.status,
+        LeaseStatus::Ended {
+            reason: LeaseEndReason::ProviderLost
+        }
+    );
+    assert!(w.state.height < l.created_height + w.state.params.start_timeout_blocks);
+    assert_eq!(
+        w.state.height,
+        silent_from + w.state.params.liveness_timeout_blocks + 1
+    );
+    assert_eq!(l.paid, Amount::ZERO, "never started, never paid");
+    assert_eq!(w.order(order).status, OrderStatus::Open, "retried");
+}

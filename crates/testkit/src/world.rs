@@ -385,7 +385,12 @@ impl World {
                 .copied()
                 .filter(|id| {
                     self.state.leases.get(id).is_some_and(|l| {
-                        matches!(l.status, LeaseStatus::Running | LeaseStatus::Paused { .. })
+                        matches!(
+                            l.status,
+                            LeaseStatus::Pending
+                                | LeaseStatus::Running
+                                | LeaseStatus::Paused { .. }
+                        )
                     })
                 })
                 .collect();
