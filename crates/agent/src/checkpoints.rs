@@ -74,19 +74,19 @@ pub enum CheckpointError {
     #[error("the checkpoint archive is refused: {source}")]
     Archive {
         #[source]
-        source: InputsError,
+        source: Box<InputsError>,
     },
     #[error("the checkpoint is damaged: {why}")]
     Malformed { why: &'static str },
     #[error("bad ref name: {source}")]
     RefName {
         #[source]
-        source: RefNameError,
+        source: Box<RefNameError>,
     },
     #[error("the blob store failed: {source}")]
     Store {
         #[source]
-        source: BlobError,
+        source: Box<BlobError>,
     },
 }
 
@@ -110,8 +110,11 @@ pub fn checkpoint_ref(
     order: OrderId,
     leaf: &str,
 ) -> Result<RefName, CheckpointError> {
-    RefName::new(&format!("jobs/{chain_id}/{}/checkpoint/{leaf}", order.0))
-        .map_err(|source| CheckpointError::RefName { source })
+    RefName::new(&format!("jobs/{chain_id}/{}/checkpoint/{leaf}", order.0)).map_err(|source| {
+        CheckpointError::RefName {
+            source: Box::new(source),
+        }
+    })
 }
 
 /// A digest of the directory's sorted listing (path, kind, size, modification time), or
@@ -229,8 +232,10 @@ pub fn open(
         b.copy_from_slice(&header[at..at + 8]);
         u64::from_be_bytes(b)
     };
-    let entries = gpunet_protocol::inputs::unpack(archive)
-        .map_err(|source| CheckpointError::Archive { source })?;
+    let entries =
+        gpunet_protocol::inputs::unpack(archive).map_err(|source| CheckpointError::Archive {
+            source: Box::new(source),
+        })?;
     Ok(Opened {
         lease: LeaseId(word(0)),
         seq: word(8),
@@ -313,11 +318,14 @@ pub async fn restore(
     scratch: &Path,
 ) -> Result<Option<Restored>, CheckpointError> {
     let name = checkpoint_ref(&store.chain_id, order, "latest")?;
-    let Some(digest) = store
-        .store
-        .get_ref(&name)
-        .await
-        .map_err(|source| CheckpointError::Store { source })?
+    let Some(digest) =
+        store
+            .store
+            .get_ref(&name)
+            .await
+            .map_err(|source| CheckpointError::Store {
+                source: Box::new(source),
+            })?
     else {
         return Ok(None);
     };
@@ -326,7 +334,9 @@ pub async fn restore(
         .store
         .get_to_file(&digest, scratch)
         .await
-        .map_err(|source| CheckpointError::Store { source })?;
+        .map_err(|source| CheckpointError::Store {
+            source: Box::new(source),
+        })?;
     let (secret, order, scratch_path, target_path) = (
         secret.clone(),
         order,
@@ -414,7 +424,9 @@ impl LeaseCheckpoints {
             .store
             .put_bytes(&sealed)
             .await
-            .map_err(|source| CheckpointError::Store { source })?;
+            .map_err(|source| CheckpointError::Store {
+                source: Box::new(source),
+            })?;
         let chain = &self.store.chain_id;
         for leaf in [format!("{}-{seq}", self.lease.0), "latest".to_owned()] {
             let name = checkpoint_ref(chain, self.order, &leaf)?;
@@ -422,7 +434,9 @@ impl LeaseCheckpoints {
                 .store
                 .set_ref(&name, &blob.digest)
                 .await
-                .map_err(|source| CheckpointError::Store { source })?;
+                .map_err(|source| CheckpointError::Store {
+                    source: Box::new(source),
+                })?;
         }
         *state = (Some(listing), seq + 1);
         Ok(Some(blob.digest))
