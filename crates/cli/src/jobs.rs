@@ -129,8 +129,8 @@ pub fn load_submission(dir: &Path, order: &OrderView) -> Option<Submission> {
     Some(Submission { spec, inputs })
 }
 
-/// The spec as it is submitted: with a fresh random salt, and `key`'s output key for the
-/// provider to seal outputs to.
+/// The spec as it is submitted: with a fresh random salt, `key`'s output key for the
+/// provider to seal outputs to, and a fresh checkpoint key for the job's checkpoints.
 pub fn prepare_submission(spec: &JobSpec, key: &KeyFile) -> Result<JobSpec> {
     Ok(prepare_submission_in(spec, key, None)?.0)
 }
@@ -146,6 +146,10 @@ pub fn prepare_submission_in(
     let mut spec = spec.clone();
     spec.salt = Some(gpunet_client::sealing::random_salt());
     spec.output_key = Some(key.output_secret().public());
+    // Fresh per job: every attempt's provider seals and opens the job's checkpoints with it.
+    spec.checkpoint_key = Some(gpunet_protocol::jobspec::CheckpointKey::from_bytes(
+        gpunet_client::sealing::random_secret().to_bytes(),
+    ));
     let archive = if spec.inputs.is_empty() {
         None
     } else {
