@@ -32,6 +32,7 @@ use gpunet_runtime::{
 use tokio::task::JoinSet;
 
 use crate::chain::{Chain, ChainError};
+use crate::checkpoints::{CHECKPOINT_INTERVAL, LeaseCheckpoints, MAX_CHECKPOINT_BYTES};
 use crate::drivers::Drivers;
 use crate::health::{HEALTH_PROBE_INTERVAL, HEALTH_PROBE_TIMEOUT, probe};
 use crate::outputs::{blob_path, collect_outputs};
@@ -92,6 +93,9 @@ pub struct LeasesConfig {
     pub retention: Retention,
     /// Whose jobs runtimes without isolation take (see [`crate::policy`]).
     pub policy: crate::policy::TenantPolicy,
+    /// Where jobs' checkpoints go and come from (see [`crate::checkpoints`]); `None`: no
+    /// checkpoints are kept or restored.
+    pub checkpoints: Option<crate::checkpoints::CheckpointStore>,
 }
 
 /// Why a lease request could not be served. The server maps each to a status and an
@@ -185,6 +189,8 @@ pub struct Leases {
     tasks: Mutex<JoinSet<()>>,
     /// Reads GPU utilisation and memory by UUID (NVML); samples nothing without it.
     gpus: Arc<GpuSampler>,
+    /// Running leases whose jobs keep checkpoints (held in memory only: the job's key is).
+    checkpointing: Mutex<BTreeMap<LeaseId, Arc<LeaseCheckpoints>>>,
 }
 
 impl std::fmt::Debug for Leases {
@@ -216,6 +222,7 @@ impl Leases {
             records: Mutex::new(records),
             tasks: Mutex::new(JoinSet::new()),
             gpus: Arc::new(GpuSampler::new()),
+            checkpointing: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -663,6 +670,9 @@ impl Leases {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
+        if let Some(path) = self.prepare_checkpoints(lease, &record, &spec).await {
+            env.insert("GPUNET_CHECKPOINTS".into(), path);
+        }
         // Lease ids are per chain, and container names per engine: the provider's address
         // keeps two agents (two dev networks, two chains) on one engine apart.
         let workload_id = format!(
@@ -730,9 +740,102 @@ impl Leases {
                 this.finish(lease, WorkloadOutcome::StartFailed, None, None, detail);
                 return;
             }
+            this.spawn_checkpointer(lease);
             this.supervise(lease, handle).await;
         });
         view.ok_or(LeaseError::NoRecord { lease })
+    }
+
+    /// For a job with a checkpoint key: restores the order's latest checkpoint into the
+    /// lease's checkpoint directory (or leaves it empty) and remembers the lease for uploads.
+    /// Returns the path the workload sees, or `None` when the job keeps no checkpoints here.
+    async fn prepare_checkpoints(
+        &self,
+        lease: LeaseId,
+        record: &LeaseRecord,
+        spec: &JobSpec,
+    ) -> Option<String> {
+        let key = spec.checkpoint_key.as_ref()?;
+        let Some(store) = self.config.checkpoints.clone() else {
+            tracing::info!(%lease, "this agent has no blob store: the job's checkpoints are not kept");
+            return None;
+        };
+        // Only runtimes that mount the lease's `work/` reach the directory.
+        if spec.runtime() != Runtime::Process {
+            tracing::info!(%lease, runtime = spec.runtime().as_str(), "checkpoints are kept only for process jobs for now");
+            return None;
+        }
+        let root = lease_dir(&self.config.data_dir, lease);
+        let dir = crate::checkpoints::checkpoint_dir(&root);
+        let scratch = root.join("checkpoint.incoming");
+        let restored =
+            crate::checkpoints::restore(&store, record.order, &key.secret(), &dir, &scratch).await;
+        let line = match &restored {
+            Ok(Some(r)) => Some(format!(
+                "gpunet: restored checkpoint {} from attempt lease {} (checkpoint {})",
+                r.digest, r.from_lease, r.seq
+            )),
+            Ok(None) => None,
+            Err(error) => Some(format!(
+                "gpunet: the job's latest checkpoint could not be restored, so it starts fresh: {error}"
+            )),
+        };
+        if let Some(line) = &line {
+            tracing::info!(%lease, "{line}");
+            append_log_line(&root, line);
+        }
+        let restored_ok = matches!(restored, Ok(Some(_)));
+        if !restored_ok && let Err(error) = crate::checkpoints::create_empty(&dir) {
+            tracing::warn!(%lease, %error, "cannot create the checkpoint directory; no checkpoints");
+            return None;
+        }
+        let disk_bytes = record.resources.disk_mib.saturating_mul(1024 * 1024);
+        let job = LeaseCheckpoints {
+            store,
+            order: record.order,
+            lease,
+            key: key.public(),
+            dir: dir.clone(),
+            max_bytes: MAX_CHECKPOINT_BYTES.min(disk_bytes),
+            state: tokio::sync::Mutex::new((None, 0)),
+        };
+        self.lock_checkpointing().insert(lease, Arc::new(job));
+        // Sandboxed, the lease's work directory is `/work`; without the sandbox (trusted
+        // tenants only) the workload sees the host's paths.
+        let unsandboxed = self.config.policy.unisolated.contains(&Runtime::Process);
+        Some(if unsandboxed {
+            dir.to_string_lossy().into_owned()
+        } else {
+            format!("/work/{}", crate::checkpoints::CHECKPOINT_DIR_NAME)
+        })
+    }
+
+    fn lock_checkpointing(&self) -> MutexGuard<'_, BTreeMap<LeaseId, Arc<LeaseCheckpoints>>> {
+        self.checkpointing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Uploads the lease's checkpoints every [`CHECKPOINT_INTERVAL`] while it runs; the last
+    /// upload is `conclude`'s.
+    fn spawn_checkpointer(self: &Arc<Self>, lease: LeaseId) {
+        let Some(job) = self.lock_checkpointing().get(&lease).cloned() else {
+            return;
+        };
+        let this = Arc::clone(self);
+        self.spawn(async move {
+            loop {
+                tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+                let still = this.lock_checkpointing().contains_key(&lease)
+                    && this
+                        .get(lease)
+                        .is_some_and(|r| r.state == WorkloadState::Running);
+                if !still {
+                    return;
+                }
+                upload_checkpoint(&job).await;
+            }
+        });
     }
 
     /// Rejects the lease for a manifest that matches the order but cannot run.
@@ -925,6 +1028,11 @@ impl Leases {
         exit: ExitOutcome,
         gpu: GpuUsage,
     ) {
+        // The last checkpoint, before the workload's directory goes.
+        let checkpoints = self.lock_checkpointing().remove(&lease);
+        if let Some(job) = checkpoints {
+            upload_checkpoint(&job).await;
+        }
         let outputs_dir = handle.root_dir.join("outputs");
         let blobs_dir = self.blobs_dir();
         let collected =
@@ -1295,6 +1403,33 @@ fn write_inputs(
         }
     }
     Ok(())
+}
+
+/// Uploads a lease's checkpoint if it changed; never fails the job.
+async fn upload_checkpoint(job: &LeaseCheckpoints) {
+    match job.upload_if_changed().await {
+        Ok(Some(digest)) => {
+            tracing::info!(lease = %job.lease, order = %job.order, %digest, "checkpoint uploaded");
+        }
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(lease = %job.lease, %error, "checkpoint not uploaded");
+        }
+    }
+}
+
+/// Appends one line of the agent's own to the lease's log (before the workload starts).
+fn append_log_line(root: &Path, line: &str) {
+    use std::io::Write;
+    let path = root.join(LOG_FILE);
+    let written = path
+        .parent()
+        .map_or(Ok(()), gpunet_files::create_private_dir_all)
+        .and_then(|()| gpunet_files::open_private_append(&path))
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(error) = written {
+        tracing::warn!(?path, %error, "cannot write to the lease's log");
+    }
 }
 
 fn check_awaiting(record: &LeaseRecord) -> Result<(), LeaseError> {

@@ -13,6 +13,7 @@
 
 pub mod bidding;
 pub mod chain;
+pub mod checkpoints;
 pub mod drivers;
 pub mod health;
 pub mod heartbeat;
@@ -79,6 +80,10 @@ pub struct AgentConfig {
     /// Accounts whose jobs may run on a driver that cannot isolate them (the process runtime
     /// where no sandbox can be had): the operator's own. Nobody else's job ever does.
     pub trusted_tenants: BTreeSet<Address>,
+    /// Where jobs' checkpoints are kept, shared with the providers that may run the next
+    /// attempt of a job (`gpunet provider start --blob-store DIR`). `None`: checkpoints are
+    /// neither uploaded nor restored.
+    pub blob_store: Option<Arc<dyn gpunet_blobs::BlobStore>>,
 }
 
 /// Why the agent could not start.
@@ -276,11 +281,18 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     register(&client, &profile, config.stake)
         .await
         .map_err(node_err("register the provider"))?;
-    let from_height = client
-        .status()
-        .await
-        .map_err(node_err("read the status"))?
-        .height;
+    let status = client.status().await.map_err(node_err("read the status"))?;
+    let from_height = status.height;
+    let checkpoints = match &config.blob_store {
+        Some(store) => Some(checkpoints::CheckpointStore {
+            store: Arc::clone(store),
+            chain_id: status.chain_id.clone(),
+        }),
+        None => {
+            tracing::info!("no blob store configured: jobs' checkpoints are not kept");
+            None
+        }
+    };
 
     let leases = Leases::new(
         LeasesConfig {
@@ -291,6 +303,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             encryption_secret,
             retention: config.retention,
             policy: policy.clone(),
+            checkpoints,
         },
         Arc::new(NodeChain::new(Arc::clone(&client))),
         drivers,

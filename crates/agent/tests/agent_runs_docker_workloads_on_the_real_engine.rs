@@ -215,6 +215,7 @@ impl World {
                 encryption_secret: self.secret.clone(),
                 retention: Retention::default(),
                 policy: gpunet_agent::TenantPolicy::default(),
+                checkpoints: None,
             },
             chain,
             drivers,

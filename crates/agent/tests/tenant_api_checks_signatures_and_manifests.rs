@@ -249,6 +249,7 @@ fn start_leases_with_policy(
             encryption_secret: encryption_secret.clone(),
             retention: Retention::default(),
             policy,
+            checkpoints: None,
         },
         chain,
         Drivers::single(driver).expect("the fake driver runs processes"),

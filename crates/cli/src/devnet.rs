@@ -353,6 +353,15 @@ fn start_agent_config(
         ],
         retention: Retention::default(),
         trusted_tenants: std::collections::BTreeSet::from([tenant]),
+        // One store under the dev home, so a job's attempts on any dev provider share its
+        // checkpoints (and `gpunet provider start --blob-store <home>/blobs` joins them).
+        blob_store: match gpunet_blobs::LocalStore::open(&home.join("blobs")) {
+            Ok(store) => Some(Arc::new(store) as Arc<dyn gpunet_blobs::BlobStore>),
+            Err(error) => {
+                tracing::warn!(%error, "no blob store for checkpoints");
+                None
+            }
+        },
     }
 }
 

@@ -129,8 +129,8 @@ pub fn load_submission(dir: &Path, order: &OrderView) -> Option<Submission> {
     Some(Submission { spec, inputs })
 }
 
-/// The spec as it is submitted: with a fresh random salt, and `key`'s output key for the
-/// provider to seal outputs to.
+/// The spec as it is submitted: with a fresh random salt, `key`'s output key for the
+/// provider to seal outputs to, and a fresh checkpoint key for the job's checkpoints.
 pub fn prepare_submission(spec: &JobSpec, key: &KeyFile) -> Result<JobSpec> {
     Ok(prepare_submission_in(spec, key, None)?.0)
 }
@@ -146,6 +146,10 @@ pub fn prepare_submission_in(
     let mut spec = spec.clone();
     spec.salt = Some(gpunet_client::sealing::random_salt());
     spec.output_key = Some(key.output_secret().public());
+    // Fresh per job: every attempt's provider seals and opens the job's checkpoints with it.
+    spec.checkpoint_key = Some(gpunet_protocol::jobspec::CheckpointKey::from_bytes(
+        gpunet_client::sealing::random_secret().to_bytes(),
+    ));
     let archive = if spec.inputs.is_empty() {
         None
     } else {
@@ -383,9 +387,8 @@ pub async fn follow(
                         }
                         Err(e) => {
                             manifest_attempts += 1;
-                            if manifest_attempts >= MANIFEST_ATTEMPTS {
-                                give_up_on_provider(progress, &lease, &e);
-                                delivered = true;
+                            if manifest_attempts == MANIFEST_ATTEMPTS {
+                                unreachable_provider(progress, &lease, &e);
                             }
                             tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
                             continue;
@@ -425,9 +428,8 @@ pub async fn follow(
                     }
                     Err(e) => {
                         manifest_attempts += 1;
-                        if manifest_attempts >= MANIFEST_ATTEMPTS {
-                            give_up_on_provider(progress, &lease, &e);
-                            delivered = true;
+                        if manifest_attempts == MANIFEST_ATTEMPTS {
+                            unreachable_provider(progress, &lease, &e);
                         }
                     }
                 }
@@ -470,12 +472,14 @@ pub async fn follow(
     }
 }
 
-/// The provider of `lease` does not take the job (unreachable, or refusing): stop sending and
-/// let the chain end the attempt (the provider goes silent, or never starts it), after which
-/// the recovery policy retries it elsewhere.
-fn give_up_on_provider(progress: &Progress, lease: &LeaseView, e: &gpunet_client::ClientError) {
+/// The provider of `lease` does not take the job (unreachable, or refusing): say so once. The
+/// follower keeps trying while the lease waits — a restarting provider takes it when it is
+/// back — and the chain ends the attempt if the provider stays away (it goes silent, or never
+/// starts it), after which the recovery policy retries it elsewhere.
+fn unreachable_provider(progress: &Progress, lease: &LeaseView, e: &gpunet_client::ClientError) {
     progress.stage(&format!(
-        "provider {} does not take the job ({e}); waiting for the chain to end attempt {} and retry it elsewhere",
+        "provider {} does not take the job yet ({e}); still trying while attempt {} waits, and \
+         the network retries it elsewhere if that provider stays away",
         lease.provider.short(),
         lease.attempt
     ));

@@ -74,6 +74,11 @@ pub struct StartArgs {
     /// process jobs always run sandboxed, or not at all.
     #[arg(long = "trust-tenant", value_name = "ADDRESS|KEY_FILE")]
     pub trust_tenants: Vec<String>,
+    /// A directory where jobs' checkpoints are kept (a local blob store), shared with the
+    /// providers that may run a job's next attempt; without it checkpoints are not kept. (An
+    /// `s3://` store is not offered here yet.)
+    #[arg(long, value_name = "DIR")]
+    pub blob_store: Option<std::path::PathBuf>,
 }
 
 fn amount(flag: &str, value: &str) -> Result<Amount> {
@@ -175,6 +180,13 @@ async fn start(a: StartArgs) -> Result<()> {
         drivers,
         retention: Retention::default(),
         trusted_tenants,
+        blob_store: match &a.blob_store {
+            Some(dir) => Some(Arc::new(
+                gpunet_blobs::LocalStore::open(dir)
+                    .with_context(|| format!("opening the blob store {}", dir.display()))?,
+            ) as Arc<dyn gpunet_blobs::BlobStore>),
+            None => None,
+        },
     })
     .await
     .with_context(|| format!("starting the provider agent against {}", a.api))?;

@@ -15,7 +15,9 @@
 //! ([`crate::sealed`]), so `run.secrets` travel only inside it. The chain holds only its hash,
 //! and at submit time the CLI fills [`JobSpec::salt`] with 32 random bytes so that the hash
 //! reveals nothing about the manifest (not even a guessable secret), and
-//! [`JobSpec::output_key`] with the key the provider seals outputs to.
+//! [`JobSpec::output_key`] with the key the provider seals outputs to, and
+//! [`JobSpec::checkpoint_key`] with a fresh per-job secret that every attempt's provider seals
+//! and opens the job's checkpoints with.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -114,6 +116,57 @@ pub struct JobSpec {
     /// by the CLI at submit; not written in the YAML.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<Salt>,
+    /// The job's checkpoint secret: the provider running any attempt seals what the job
+    /// leaves under `$GPUNET_CHECKPOINTS` to its public key, and the next attempt's provider
+    /// opens it with it. Set by the CLI at submit (fresh for every job); not written in the
+    /// YAML. It travels only inside the sealed manifest, so only the tenant and the job's
+    /// providers hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_key: Option<CheckpointKey>,
+}
+
+/// A job's checkpoint secret (X25519). `Debug` shows only its public key; JSON (inside the
+/// sealed manifest only) shows 64 hex characters.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CheckpointKey([u8; 32]);
+
+impl CheckpointKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> CheckpointKey {
+        CheckpointKey(bytes)
+    }
+
+    /// The secret that opens the job's checkpoints.
+    pub fn secret(&self) -> crate::EncryptionSecret {
+        crate::EncryptionSecret::from_bytes(self.0)
+    }
+
+    /// The key checkpoints are sealed to.
+    pub fn public(&self) -> EncryptionKey {
+        self.secret().public()
+    }
+}
+
+impl fmt::Debug for CheckpointKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CheckpointKey(public {})", self.public())
+    }
+}
+
+impl Serialize for CheckpointKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckpointKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as Deserialize>::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&s, &mut out).map_err(|_| {
+            de::Error::custom("is not a checkpoint key; expected 64 hex characters")
+        })?;
+        Ok(CheckpointKey(out))
+    }
 }
 
 /// Most paths a spec's `inputs` may list (each a file or a whole directory).
@@ -583,6 +636,12 @@ impl JobSpec {
         if spec.inputs_archive.is_some() {
             return Err(invalid(
                 "inputs_archive",
+                "is set by gpunet when the job is submitted; remove it",
+            ));
+        }
+        if spec.checkpoint_key.is_some() {
+            return Err(invalid(
+                "checkpoint_key",
                 "is set by gpunet when the job is submitted; remove it",
             ));
         }
@@ -1196,7 +1255,7 @@ fn yaml_error(err: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> SpecErr
 }
 
 /// Fields gpunet fills in at submit; a person writing a spec is never offered them.
-const INTERNAL_FIELDS: [&str; 3] = ["inputs_archive", "output_key", "salt"];
+const INTERNAL_FIELDS: [&str; 4] = ["inputs_archive", "output_key", "salt", "checkpoint_key"];
 
 /// An unknown-field message lists the fields a spec may have; drop the internal ones.
 fn without_internal_fields(message: String) -> String {
@@ -2076,7 +2135,7 @@ outputs: true
 
     #[test]
     fn salt_and_output_key_are_set_at_submit_and_change_the_hash() {
-        for field in ["salt", "output_key"] {
+        for field in ["salt", "output_key", "checkpoint_key"] {
             let text = edit(
                 "outputs: true",
                 &format!("outputs: true\n{field}: {}", "ab".repeat(32)),
@@ -2097,6 +2156,42 @@ outputs: true
         let mut resalted = submitted.clone();
         resalted.salt = Some(Salt([3; 32]));
         assert_ne!(resalted.manifest_hash(), submitted.manifest_hash());
+    }
+
+    #[test]
+    fn the_checkpoint_key_round_trips_in_the_manifest_and_never_shows_in_debug() {
+        let mut submitted = JobSpec::parse_yaml(FULL).expect("parses");
+        submitted.salt = Some(Salt([1; 32]));
+        let without = submitted.manifest_hash();
+        let key = CheckpointKey::from_bytes([0x5a; 32]);
+        submitted.checkpoint_key = Some(key.clone());
+        let bytes = submitted.manifest_bytes();
+        let back = JobSpec::from_manifest_bytes(&bytes).expect("parses");
+        assert_eq!(back, submitted);
+        assert_eq!(
+            back.checkpoint_key.as_ref().map(|k| k.public()),
+            Some(key.public())
+        );
+        // The hash commits to the key: another key is another manifest.
+        assert_ne!(submitted.manifest_hash(), without);
+        let mut other = submitted.clone();
+        other.checkpoint_key = Some(CheckpointKey::from_bytes([0x5b; 32]));
+        assert_ne!(other.manifest_hash(), submitted.manifest_hash());
+        // Debug shows the public key only, never the secret's bytes.
+        let secret_hex = "5a".repeat(32);
+        for shown in [
+            format!("{key:?}"),
+            format!("{submitted:?}"),
+            format!("{:?}", key.secret()),
+        ] {
+            assert!(!shown.to_lowercase().contains(&secret_hex), "{shown}");
+        }
+        assert!(format!("{submitted:?}").contains("CheckpointKey(public "));
+        // Only the manifest carries it, as hex; a spec without one is byte-for-byte as before.
+        assert!(String::from_utf8_lossy(&bytes).contains(&secret_hex));
+        let mut plain = submitted.clone();
+        plain.checkpoint_key = None;
+        assert!(!String::from_utf8_lossy(&plain.manifest_bytes()).contains("checkpoint_key"));
     }
 
     #[test]

@@ -159,6 +159,10 @@ pub enum Purpose {
     Logs,
     /// A lease's packed inputs (`crate::inputs`), sealed by the tenant to the provider.
     Inputs,
+    /// A job's packed checkpoint directory, sealed by the provider of one attempt to the job's
+    /// checkpoint key and opened by the next attempt's provider. Bound to the order, not the
+    /// lease: see [`SealContext::checkpoint`].
+    Checkpoint,
 }
 
 impl Purpose {
@@ -170,6 +174,7 @@ impl Purpose {
             Purpose::Output => "gpunet/sealed/v2/output",
             Purpose::Logs => "gpunet/sealed/v2/logs",
             Purpose::Inputs => "gpunet/sealed/v2/inputs",
+            Purpose::Checkpoint => "gpunet/sealed/v2/checkpoint",
         }
     }
 }
@@ -182,6 +187,17 @@ pub struct SealContext {
 }
 
 impl SealContext {
+    /// A job's checkpoints: purpose [`Purpose::Checkpoint`], bound to the order (every attempt
+    /// of a job is a different lease, and the next one must open what the last one sealed).
+    /// The order id takes the id's place in `info`; the purpose's own label keeps it apart
+    /// from any lease's context.
+    pub fn checkpoint(order: crate::OrderId) -> SealContext {
+        SealContext {
+            purpose: Purpose::Checkpoint,
+            lease: LeaseId(order.0),
+        }
+    }
+
     /// HPKE's `info`: the purpose's label, then the lease id (u64 big-endian). The id has a
     /// fixed width at the end, so no two contexts give the same bytes.
     fn info(self) -> Vec<u8> {

@@ -1,0 +1,339 @@
+//! Checkpoints across attempts, with real processes (the process driver, sandboxed where this
+//! machine allows) and a stub chain: a job that counts into `$GPUNET_CHECKPOINTS/state` runs
+//! on one agent; once the agent has uploaded a checkpoint to the shared `LocalStore`, a second
+//! attempt of the same order on a second agent (its own data directory) finds `state` restored
+//! before its command runs. And a checkpoint sealed for another order is refused: the job
+//! starts fresh.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gpunet_agent::checkpoints::{CheckpointStore, checkpoint_ref};
+use gpunet_agent::leases::{Leases, LeasesConfig};
+use gpunet_agent::{Chain, ChainError, Drivers, Retention, TenantPolicy};
+use gpunet_api::node::{LeaseState, LeaseView, OrderState, OrderView};
+use gpunet_blobs::{BlobStore, LocalStore};
+use gpunet_protocol::jobspec::{CheckpointKey, JobSpec, Salt};
+use gpunet_protocol::{
+    Address, Amount, EncryptionSecret, GpuRequirement, LeaseId, Msg, OrderId, Purpose, Resources,
+    Runtime, SealContext,
+};
+use gpunet_runtime::{Driver, Isolation, ProcessDriver};
+
+/// Prints the restored count first, then counts on from it, a tick every 0.2 s.
+const COUNTER: &str = r#"
+version: 1
+name: counter
+run:
+  command: ["sh", "-c", "d=\"$GPUNET_CHECKPOINTS\"; n=$(cat \"$d/state\" 2>/dev/null || echo 0); echo \"restored=$n\"; while [ \"$n\" -lt 100000 ]; do n=$((n+1)); echo \"$n\" > \"$d/state.new\"; mv \"$d/state.new\" \"$d/state\"; sleep 0.2; done"]
+resources:
+  cpu: 1
+  memory: 256Mi
+  disk: 1Gi
+pricing: { max_per_hour: "2.50", deposit: "5.00" }
+limits: { max_duration: 10m }
+"#;
+
+const CHAIN_ID: &str = "gpunet-test";
+const ORDER: OrderId = OrderId(3);
+const OTHER_ORDER: OrderId = OrderId(4);
+
+struct StubChain {
+    leases: BTreeMap<LeaseId, LeaseView>,
+    orders: BTreeMap<OrderId, OrderView>,
+    submitted: Mutex<Vec<Msg>>,
+}
+
+#[async_trait::async_trait]
+impl Chain for StubChain {
+    async fn lease(&self, id: LeaseId) -> Result<LeaseView, ChainError> {
+        self.leases.get(&id).cloned().ok_or(ChainError::NotFound {
+            what: format!("lease {id}"),
+        })
+    }
+    async fn order(&self, id: OrderId) -> Result<OrderView, ChainError> {
+        self.orders.get(&id).cloned().ok_or(ChainError::NotFound {
+            what: format!("order {id}"),
+        })
+    }
+    async fn submit(&self, msg: Msg) -> Result<(), ChainError> {
+        self.submitted.lock().expect("lock").push(msg);
+        Ok(())
+    }
+}
+
+fn resources() -> Resources {
+    Resources {
+        cpu_millis: 1_000,
+        memory_mib: 256,
+        disk_mib: 1_024,
+        gpu: GpuRequirement::default(),
+    }
+}
+
+fn lease_view(id: LeaseId, order: OrderId, tenant: Address, provider: Address) -> LeaseView {
+    LeaseView {
+        id,
+        order,
+        tenant,
+        provider,
+        provider_endpoint: "http://127.0.0.1:1".into(),
+        price_per_hour: Amount::from_micros(110_000),
+        resources: resources(),
+        gpu_slots: vec![],
+        attempt: u32::try_from(id.0).expect("small"),
+        state: LeaseState::Pending,
+        end_reason: None,
+        created_height: 1,
+        created_ms: 0,
+        started_ms: None,
+        ended_ms: None,
+        last_proof_ms: 0,
+        last_proof_height: 0,
+        paused_since_height: None,
+        billed_ms: 0,
+        paid: Amount::ZERO,
+        protocol_fee: Amount::ZERO,
+        provider_earned: Amount::ZERO,
+        refund: Amount::ZERO,
+        result: None,
+    }
+}
+
+struct Agent {
+    leases: Arc<Leases>,
+    data_dir: PathBuf,
+    provider: Address,
+    secret: EncryptionSecret,
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    store: Arc<LocalStore>,
+    manifest: Vec<u8>,
+    key: CheckpointKey,
+    tenant: Address,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(LocalStore::open(&dir.path().join("blobs")).expect("opens"));
+    let mut spec = JobSpec::parse_yaml(COUNTER).expect("the test spec parses");
+    spec.salt = Some(Salt([5; 32]));
+    let key = CheckpointKey::from_bytes(gpunet_client::sealing::random_secret().to_bytes());
+    spec.checkpoint_key = Some(key.clone());
+    spec.validate().expect("valid");
+    World {
+        dir,
+        store,
+        manifest: spec.manifest_bytes(),
+        key,
+        tenant: gpunet_client::KeyFile::generate().address(),
+    }
+}
+
+/// An agent with its own data directory, holding `lease` of `order`, sharing the world's store.
+fn agent(w: &World, name: &str, lease: LeaseId, order: OrderId) -> Agent {
+    let provider = gpunet_client::KeyFile::generate().address();
+    let secret = gpunet_client::sealing::random_secret();
+    let spec = JobSpec::from_manifest_bytes(&w.manifest).expect("parses");
+    let mut leases = BTreeMap::new();
+    leases.insert(lease, lease_view(lease, order, w.tenant, provider));
+    let mut orders = BTreeMap::new();
+    orders.insert(
+        order,
+        OrderView {
+            id: order,
+            tenant: w.tenant,
+            terms: spec.order_terms(),
+            state: OrderState::Leased,
+            created_height: 1,
+            created_ms: 0,
+            escrow: Amount::from_micros(5_000_000),
+            bids: vec![],
+            lease: None,
+            attempts: vec![],
+            excluded: vec![],
+            open_since_height: 1,
+            not_before_ms: 0,
+        },
+    );
+    let chain: Arc<dyn Chain> = Arc::new(StubChain {
+        leases: leases.clone(),
+        orders,
+        submitted: Mutex::new(Vec::new()),
+    });
+    let data_dir = w.dir.path().join(name);
+    let process = ProcessDriver::with_protected_paths(vec![w.dir.path().join("blobs")]);
+    // Where this machine allows no sandbox, process jobs run for trusted tenants only.
+    let policy = match process.isolation() {
+        Isolation::Sandboxed { .. } => TenantPolicy::default(),
+        Isolation::Unsandboxed { .. } => TenantPolicy {
+            unisolated: [Runtime::Process].into(),
+            trusted_tenants: [w.tenant].into(),
+        },
+    };
+    let driver: Arc<dyn Driver> = Arc::new(process);
+    let leases_book = Leases::new(
+        LeasesConfig {
+            provider,
+            data_dir: data_dir.clone(),
+            gpu_uuids: vec![],
+            manifest_timeout: Duration::from_secs(60),
+            encryption_secret: secret.clone(),
+            retention: Retention::default(),
+            policy,
+            checkpoints: Some(CheckpointStore {
+                store: w.store.clone() as Arc<dyn BlobStore>,
+                chain_id: CHAIN_ID.into(),
+            }),
+        },
+        chain,
+        Drivers::single(driver).expect("the process driver runs processes"),
+    )
+    .expect("the lease records load");
+    assert!(leases_book.track(&leases[&lease]));
+    Agent {
+        leases: leases_book,
+        data_dir,
+        provider,
+        secret,
+    }
+}
+
+impl Agent {
+    async fn start(&self, w: &World, lease: LeaseId) {
+        let _ = self.provider;
+        let ctx = SealContext {
+            purpose: Purpose::Manifest,
+            lease,
+        };
+        let sealed =
+            gpunet_client::sealing::seal(&self.secret.public(), ctx, &w.manifest).expect("seals");
+        self.leases
+            .deliver_manifest(lease, &sealed)
+            .await
+            .expect("the manifest starts the workload");
+    }
+
+    fn log(&self, lease: LeaseId) -> String {
+        let path = gpunet_agent::record::lease_dir(&self.data_dir, lease).join("logs/combined.log");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// Waits for a log line starting with `restored=` and gives its number.
+    async fn restored_count(&self, lease: LeaseId) -> u64 {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log(lease);
+            if let Some(line) = log.lines().find(|l| l.starts_with("restored=")) {
+                return line["restored=".len()..].trim().parse().expect("a number");
+            }
+            assert!(Instant::now() < until, "the job printed nothing: {log}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn wait_for_ref(store: &LocalStore, order: OrderId) -> gpunet_protocol::Hash {
+    let name = checkpoint_ref(CHAIN_ID, order, "latest").expect("valid");
+    let until = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(digest) = store.get_ref(&name).await.expect("reads") {
+            return digest;
+        }
+        assert!(
+            Instant::now() < until,
+            "no checkpoint was uploaded for order {order}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_attempt_on_another_agent_starts_from_the_first_attempts_checkpoint() {
+    let w = world();
+    let first = agent(&w, "agent-a", LeaseId(1), ORDER);
+    first.start(&w, LeaseId(1)).await;
+    assert_eq!(
+        first.restored_count(LeaseId(1)).await,
+        0,
+        "nothing to restore yet"
+    );
+    // The agent looks every CHECKPOINT_INTERVAL (10 s) while the job runs.
+    let uploaded = wait_for_ref(&w.store, ORDER).await;
+    // The first provider is lost: its workload goes without a last upload's guarantee.
+    first.leases.on_lease_ended(LeaseId(1));
+
+    let second = agent(&w, "agent-b", LeaseId(2), ORDER);
+    second.start(&w, LeaseId(2)).await;
+    let resumed_from = second.restored_count(LeaseId(2)).await;
+    assert!(
+        resumed_from > 0,
+        "the second attempt started from 0: {}",
+        second.log(LeaseId(2))
+    );
+    let log = second.log(LeaseId(2));
+    let restored_line = log
+        .lines()
+        .position(|l| l.starts_with("gpunet: restored checkpoint"))
+        .unwrap_or_else(|| panic!("no restore line in the log: {log}"));
+    let printed_line = log
+        .lines()
+        .position(|l| l.starts_with("restored="))
+        .expect("printed");
+    assert!(restored_line < printed_line, "{log}");
+    assert!(log.contains("from attempt lease 1"), "{log}");
+    // `latest` may have moved on (agent A's last upload as it stopped); the restored one is
+    // one of agent A's.
+    let latest = w
+        .store
+        .get_ref(&checkpoint_ref(CHAIN_ID, ORDER, "latest").expect("valid"))
+        .await
+        .expect("reads")
+        .expect("set");
+    assert!(
+        log.contains(&latest.to_string()) || log.contains(&uploaded.to_string()),
+        "{log}"
+    );
+    second.leases.on_lease_ended(LeaseId(2));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_sealed_for_another_order_is_refused_and_the_job_starts_fresh() {
+    let w = world();
+    // A real checkpoint of another order, under the same key: only the order binding tells.
+    let src = w.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("state"), b"777\n").expect("write");
+    let archive = gpunet_agent::checkpoints::pack(&src, 1 << 20).expect("packs");
+    let sealed =
+        gpunet_agent::checkpoints::seal(&w.key.public(), OTHER_ORDER, LeaseId(9), 0, &archive)
+            .expect("seals");
+    let blob = w.store.put_bytes(&sealed).await.expect("puts");
+    let theirs = checkpoint_ref(CHAIN_ID, OTHER_ORDER, "latest").expect("valid");
+    w.store.set_ref(&theirs, &blob.digest).await.expect("sets");
+    // The tamper: this order's `latest` points at the other order's blob.
+    let ours = checkpoint_ref(CHAIN_ID, ORDER, "latest").expect("valid");
+    w.store.set_ref(&ours, &blob.digest).await.expect("sets");
+
+    let a = agent(&w, "agent-a", LeaseId(2), ORDER);
+    a.start(&w, LeaseId(2)).await;
+    assert_eq!(
+        a.restored_count(LeaseId(2)).await,
+        0,
+        "{}",
+        a.log(LeaseId(2))
+    );
+    let log = a.log(LeaseId(2));
+    assert!(
+        log.contains("could not be restored, so it starts fresh"),
+        "{log}"
+    );
+    a.leases.on_lease_ended(LeaseId(2));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _: &Path = w.dir.path();
+}
