@@ -645,18 +645,19 @@ async fn submit(
         Some(created) => created.inspect_err(|_| progress.finish())?,
         None => return Err(outcome::interrupted(&client, &key, None, conn, &progress).await),
     };
-    // Journaled, so `job wait` and `job follow` can hand a retry its manifest later.
-    match journal(conn, &client).await {
-        Ok(dir) => {
-            if let Err(e) = jobs::save_submission(&dir, order_id, &spec) {
-                progress.stage(&format!(
-                    "warning: {e:#}; a retry of this job on another provider needs this command running"
-                ));
-            }
-        }
-        Err(e) => progress.stage(&format!("warning: cannot journal the job: {e:#}")),
-    }
     let run = async {
+        // Journaled, so `job wait` and `job follow` can hand a retry its manifest later. Inside
+        // the interruptible part: Ctrl-C from here on leaves the order and says so.
+        match journal(conn, &client).await {
+            Ok(dir) => {
+                if let Err(e) = jobs::save_submission(&dir, order_id, &spec) {
+                    progress.stage(&format!(
+                        "warning: {e:#}; a retry of this job on another provider needs this command running"
+                    ));
+                }
+            }
+            Err(e) => progress.stage(&format!("warning: cannot journal the job: {e:#}")),
+        }
         if wait {
             outcome::follow_to_end(
                 &client,
@@ -745,20 +746,23 @@ async fn wait_for(id: OrderId, stream_log: bool, conn: &Conn) -> Result<()> {
     let client = client(conn)?;
     let key = key(conn)?;
     let progress = Progress::new(conn.json);
-    // The journaled manifest, so a retry on a new provider can be handed it.
-    let submission = match (journal(conn, &client).await, client.order(id).await) {
-        (Ok(dir), Ok(order)) => jobs::load_submission(&dir, &order),
-        _ => None,
+    let run = async {
+        // The journaled manifest, so a retry on a new provider can be handed it.
+        let submission = match (journal(conn, &client).await, client.order(id).await) {
+            (Ok(dir), Ok(order)) => jobs::load_submission(&dir, &order),
+            _ => None,
+        };
+        outcome::follow_to_end(
+            &client,
+            &key,
+            id,
+            submission.as_ref(),
+            Instant::now(),
+            &progress,
+            stream_log && !conn.json,
+        )
+        .await
     };
-    let run = outcome::follow_to_end(
-        &client,
-        &key,
-        id,
-        submission.as_ref(),
-        Instant::now(),
-        &progress,
-        stream_log && !conn.json,
-    );
     let (followed, ending) = match outcome::or_interrupt(run).await {
         Some(r) => r.inspect_err(|_| progress.finish())?,
         None => return Err(outcome::interrupted(&client, &key, Some(id), conn, &progress).await),

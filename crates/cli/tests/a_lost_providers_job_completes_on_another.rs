@@ -2,9 +2,9 @@
 //! and two `gpunet provider start` — as a user would run them: the chain notices the silence,
 //! ends the lease `provider_lost` paid only up to the last heartbeat, reopens the order, and
 //! the other provider runs the job to completion under the same job id, handed the manifest by
-//! the still-running `gpunet job submit --wait`. The bill is the sum of the two attempts. The
-//! killed agent, restarted on its data, stops the orphaned workload at once and is paid nothing
-//! more for it.
+//! the still-running `gpunet job submit --wait`, from the job's last checkpoint (the providers
+//! share a blob store). The bill is the sum of the two attempts. The killed agent, restarted on
+//! its data, stops the orphaned workload at once and is paid nothing more for it.
 
 mod binary;
 
@@ -72,8 +72,10 @@ async fn a_killed_providers_job_completes_on_the_other_provider_and_bills_both_a
     let network = binary::Network::start(&user, base, 2, 200, &[]).await;
     let client = NodeClient::new(&network.api);
     // Provider 0 is the cheaper, so it wins the first attempt.
-    let mut cheap = network.provider(&user, base, 0, "0.10");
-    let _dear = network.provider(&user, base, 1, "0.20");
+    let blobs = base.join("blobs");
+    let store = ["--blob-store", blobs.to_str().expect("utf-8")];
+    let mut cheap = network.provider_with(&user, base, 0, "0.10", &store);
+    let _dear = network.provider_with(&user, base, 1, "0.20", &store);
     let start = Instant::now();
     while client.providers().await.map_or(0, |p| p.providers.len()) < 2 {
         assert!(
@@ -89,13 +91,14 @@ async fn a_killed_providers_job_completes_on_the_other_provider_and_bills_both_a
         .expect("provider key")
         .address();
 
-    // About 25 s of work, printing as it goes; the marker finds its processes on the host.
+    // 50 ticks of 0.5 s, printing as it goes and keeping its count as a checkpoint (restored
+    // into the next attempt); the marker finds its processes on the host.
     let marker = format!("survival-marker-{}", std::process::id());
     let spec = format!(
         r#"version: 1
 name: survivor
 run:
-  command: ["sh", "-c", "for i in $(seq 1 50); do echo tick $i; sleep 0.5; done", "{marker}"]
+  command: ["sh", "-c", "d=\"$GPUNET_CHECKPOINTS\"; i=$(cat \"$d/tick\" 2>/dev/null || echo 0); echo \"resumed at $i\"; while [ $i -lt 50 ]; do i=$((i+1)); echo tick $i; echo $i > \"$d/tick.new\"; mv \"$d/tick.new\" \"$d/tick\"; sleep 0.5; done", "{marker}"]
 resources: {{ cpu: 0.5, memory: 64Mi, disk: 64Mi }}
 pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
 limits: {{ max_duration: 10m }}
@@ -117,7 +120,8 @@ recovery: {{ max_attempts: 3, backoff: 1s }}
     .await;
     let first = running.lease.expect("leased");
     assert_eq!(first.provider, cheap_addr, "the cheaper provider won");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Long enough for the agent to upload a checkpoint (every 10 s).
+    tokio::time::sleep(Duration::from_secs(13)).await;
     assert!(
         !workloads_under(&marker, &base.join("provider-0")).is_empty(),
         "the workload runs on the host, under provider 0's data"
@@ -170,6 +174,25 @@ recovery: {{ max_attempts: 3, backoff: 1s }}
         ran.stderr.contains("attempt 1") || ran.stdout.contains("attempt 1"),
         "the lost attempt was reported: {ran:?}"
     );
+    // The second attempt started from the checkpoint, not from tick 0.
+    let log = binary::run(
+        network.tenant(&user, &["job", "logs", "1", "--json"], base),
+        Duration::from_secs(30),
+    )
+    .await;
+    let log: serde_json::Value = serde_json::from_str(&log.stdout).expect("job logs --json");
+    let log = log["log"].as_str().expect("the log");
+    assert!(log.contains("restored checkpoint"), "{log}");
+    let resumed_at: u32 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("resumed at "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the job says where it resumed");
+    assert!(
+        resumed_at >= 10,
+        "resumed at tick {resumed_at}, not near the start: {log}"
+    );
+    assert!(log.contains("tick 50"), "{log}");
     let done = order(&client, job).await;
     assert_eq!(done.attempts.len(), 2, "{done:?}");
     let second = &done.attempts[1];

@@ -161,6 +161,18 @@ impl Network {
     /// `gpunet provider start` with key `provider-<i>`, data under `<base>/provider-<i>`, the
     /// process runtime only, the tenant trusted, and `cpu_hour` usd per core-hour.
     pub fn provider(&self, user: &User, base: &Path, i: usize, cpu_hour: &str) -> Child {
+        self.provider_with(user, base, i, cpu_hour, &[])
+    }
+
+    /// [`Network::provider`] with `extra` arguments, e.g. `--blob-store DIR`.
+    pub fn provider_with(
+        &self,
+        user: &User,
+        base: &Path,
+        i: usize,
+        cpu_hour: &str,
+        extra: &[&str],
+    ) -> Child {
         let key = self.key(&format!("provider-{i}"));
         let tenant = self.key("tenant");
         let data = base.join(format!("provider-{i}"));
@@ -181,6 +193,7 @@ impl Network {
             "--trust-tenant",
             tenant.to_str().expect("utf-8"),
         ];
+        let args: Vec<&str> = args.iter().chain(extra).copied().collect();
         user.gpunet(&args, base).spawn().expect("provider starts")
     }
 
