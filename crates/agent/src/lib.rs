@@ -429,10 +429,25 @@ async fn register(
                 )
                 .await;
             match sent {
-                // Capacity changed while leases run: keep serving under the old profile; the
-                // next start after they end updates it.
+                // Capacity, region or runtimes changed while leases run: those stay as the
+                // leases were matched under until they end, but the endpoint (a restart on a
+                // new address) and the rest must move now, or tenants cannot reach this agent.
                 Err(e) if e.rejection() == Some(Rejection::ProviderHasLiveLeases) => {
-                    tracing::warn!(%address, "profile not updated while leases run: {e}");
+                    tracing::warn!(%address, "capacity, region or runtimes not updated while leases run: {e}");
+                    let kept = ProviderProfile {
+                        capacity: p.profile.capacity.clone(),
+                        region: p.profile.region.clone(),
+                        runtimes: p.profile.runtimes.clone(),
+                        ..profile.clone()
+                    };
+                    if kept != p.profile {
+                        client
+                            .send_and_wait(
+                                Msg::UpdateProvider { profile: kept },
+                                REGISTRATION_TIMEOUT,
+                            )
+                            .await?;
+                    }
                 }
                 other => {
                     other?;

@@ -168,7 +168,12 @@ pub async fn run(opts: &ChurnOpts) -> Result<ChurnFigures> {
     let dir = std::env::temp_dir().join(format!("gpunet-bench-churn-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let result = run_in(&dir, opts).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    // GPUNET_BENCH_KEEP=1 keeps the processes' logs and data for a look afterwards.
+    if std::env::var_os("GPUNET_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 
