@@ -41,29 +41,6 @@ async fn order(client: &NodeClient, id: OrderId) -> OrderView {
     client.order(id).await.expect("the order is readable")
 }
 
-/// Waits until `check` holds of the order, at most `patience`.
-async fn until(
-    client: &NodeClient,
-    id: OrderId,
-    patience: Duration,
-    what: &str,
-    check: impl Fn(&OrderView) -> bool,
-) -> OrderView {
-    let start = Instant::now();
-    loop {
-        if let Ok(o) = client.order(id).await
-            && check(&o)
-        {
-            return o;
-        }
-        assert!(
-            start.elapsed() < patience,
-            "{what}: not within {patience:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_providers_job_completes_on_the_other_provider_and_bills_both_attempts() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -76,14 +53,7 @@ async fn a_killed_providers_job_completes_on_the_other_provider_and_bills_both_a
     let store = ["--blob-store", blobs.to_str().expect("utf-8")];
     let mut cheap = network.provider_with(&user, base, 0, "0.10", &store);
     let _dear = network.provider_with(&user, base, 1, "0.20", &store);
-    let start = Instant::now();
-    while client.providers().await.map_or(0, |p| p.providers.len()) < 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "two providers never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    binary::until_providers(&client, 2).await;
     let cheap_addr = KeyFile::load(&network.key("provider-0"))
         .expect("provider key")
         .address();
@@ -112,7 +82,7 @@ recovery: {{ max_attempts: 3, backoff: 1s }}
         .expect("submit starts");
 
     let job = OrderId(1);
-    let running = until(&client, job, Duration::from_secs(90), "the job runs", |o| {
+    let running = binary::until_order(&client, job, Duration::from_secs(90), "the job runs", |o| {
         o.lease
             .as_ref()
             .is_some_and(|l| l.state == LeaseState::Running)
@@ -131,7 +101,7 @@ recovery: {{ max_attempts: 3, backoff: 1s }}
     let _ = cheap.wait().await;
     let killed_at = Instant::now();
 
-    let reopened = until(
+    let reopened = binary::until_order(
         &client,
         job,
         Duration::from_secs(60),

@@ -13,28 +13,6 @@ use gpunet_api::node::{LeaseState, OrderView};
 use gpunet_client::NodeClient;
 use gpunet_protocol::{Amount, LeaseEndReason, OrderId};
 
-async fn until(
-    client: &NodeClient,
-    id: OrderId,
-    patience: Duration,
-    what: &str,
-    check: impl Fn(&OrderView) -> bool,
-) -> OrderView {
-    let start = Instant::now();
-    loop {
-        if let Ok(o) = client.order(id).await
-            && check(&o)
-        {
-            return o;
-        }
-        assert!(
-            start.elapsed() < patience,
-            "{what}: not within {patience:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn lease_state(o: &OrderView) -> Option<LeaseState> {
     o.lease.as_ref().map(|l| l.state)
 }
@@ -67,14 +45,7 @@ async fn a_job_out_of_escrow_pauses_resumes_on_top_up_and_ends_after_the_grace()
     .await;
     let client = NodeClient::new(&network.api);
     let _provider = network.provider(&user, base, 0, "0.10");
-    let start = Instant::now();
-    while client.providers().await.map_or(0, |p| p.providers.len()) < 1 {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "the provider never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    binary::until_providers(&client, 1).await;
     // 0.5 core and 64 MiB at 0.10 usd per core-hour and 0.01 per GiB-hour: 0.050625 usd an
     // hour, about 14 micro-usd a second, so 50 micro-usd pay for about 3.5 s.
     let spec = r#"version: 1
@@ -99,7 +70,7 @@ outputs: true
     assert_eq!(submitted.code, Some(0), "submit: {submitted:?}");
     let job = OrderId(1);
 
-    let paused = until(
+    let paused = binary::until_order(
         &client,
         job,
         Duration::from_secs(60),
@@ -142,7 +113,7 @@ outputs: true
     .await;
     assert_eq!(topped.code, Some(0), "top-up: {topped:?}");
     assert!(topped.stdout.contains("resumes"), "{topped:?}");
-    until(
+    binary::until_order(
         &client,
         job,
         Duration::from_secs(10),
@@ -171,7 +142,7 @@ outputs: true
     }
 
     // Dry again and nobody tops up: it ends after the grace, everything paid, nothing more.
-    let ended = until(&client, job, Duration::from_secs(60), "the job ends", |o| {
+    let ended = binary::until_order(&client, job, Duration::from_secs(60), "the job ends", |o| {
         lease_state(o) == Some(LeaseState::Ended)
     })
     .await;

@@ -4,7 +4,7 @@
 
 mod binary;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use binary::{Network, User};
 use gpunet_api::node::OrderState;
@@ -34,14 +34,7 @@ async fn a_listed_exit_code_is_retried_on_another_provider_and_another_is_not() 
     let client = NodeClient::new(&network.api);
     let _p0 = network.provider(&user, base, 0, "0.10");
     let _p1 = network.provider(&user, base, 1, "0.20");
-    let start = Instant::now();
-    while client.providers().await.map_or(0, |p| p.providers.len()) < 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "two providers never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    binary::until_providers(&client, 2).await;
 
     for (i, (exit_code, retried)) in [(137u8, true), (3, false)].into_iter().enumerate() {
         let file = format!("exit-{exit_code}.yaml");

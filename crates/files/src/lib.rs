@@ -134,6 +134,16 @@ pub fn touch_private(path: &Path) -> io::Result<()> {
 /// Replaces `path` with `bytes`: written to a fresh 0600 file beside it, then renamed over it,
 /// so readers see the old contents or the new, and the new file is 0600 whatever the old was.
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_private(path, bytes, false)
+}
+
+/// As [`write_private`], and durable: the file's bytes are synced before the rename, and the
+/// directory after it, so a crash leaves the old contents or the new, never an empty file.
+pub fn write_private_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_private(path, bytes, true)
+}
+
+fn replace_private(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
@@ -148,30 +158,12 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     }
     let mut file = create_private_new(&tmp)?;
     file.write_all(bytes)?;
-    drop(file);
-    std::fs::rename(&tmp, path)
-}
-
-/// As [`write_private`], and durable: the file's bytes are synced before the rename, and the
-/// directory after it, so a crash leaves the old contents or the new, never an empty file.
-pub fn write_private_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+    if durable {
+        file.sync_all()?;
     }
-    let mut file = create_private_new(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
     drop(file);
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if durable && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         File::open(dir)?.sync_all()?;
     }
     Ok(())

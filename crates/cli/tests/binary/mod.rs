@@ -205,3 +205,38 @@ impl Network {
         user.gpunet(&all, cwd)
     }
 }
+
+/// Polls order `id` until `check` holds of it, at most `patience`; returns it.
+pub async fn until_order(
+    client: &gpunet_client::NodeClient,
+    id: gpunet_protocol::OrderId,
+    patience: Duration,
+    what: &str,
+    check: impl Fn(&gpunet_api::node::OrderView) -> bool,
+) -> gpunet_api::node::OrderView {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(o) = client.order(id).await
+            && check(&o)
+        {
+            return o;
+        }
+        assert!(
+            start.elapsed() < patience,
+            "{what}: not within {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (at most 90 s) until `n` providers are registered.
+pub async fn until_providers(client: &gpunet_client::NodeClient, n: usize) {
+    let start = std::time::Instant::now();
+    while client.providers().await.map_or(0, |p| p.providers.len()) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{n} provider(s) never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
