@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gpunet_api::provider::WorkloadState;
 use gpunet_client::NodeClient;
 use gpunet_protocol::tx::MAX_HEARTBEAT_LEASES;
 use gpunet_protocol::{LeaseId, Msg};
@@ -25,23 +24,18 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Never less often than this.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The leases a heartbeat proves: those whose workload runs (or is paused by the chain) here,
-/// or that wait for their manifest or are starting, and that the chain has not ended,
-/// ascending, at most [`MAX_HEARTBEAT_LEASES`]. (The chain bills only running ones; for the
-/// others it shows the provider is still there.) A workload that exited is not listed: its
-/// result, when it lands, is its last proof.
+/// The leases a heartbeat proves: the live ones ([`crate::lifecycle::Phase::is_live`]) —
+/// whose workload runs (or is paused by the chain, or is being stopped, or has just ended and
+/// is being concluded) here, that wait for their manifest or are starting, or that are being
+/// released — ascending, at most [`MAX_HEARTBEAT_LEASES`]. (The chain bills only running ones;
+/// for the others it shows the provider is still there. A leaving provider's workloads are
+/// proven through their exit grace, so none is taken for lost before it is released.) Not a
+/// lease the chain has ended, nor one whose result is known: its result, when it lands, is its
+/// last proof.
 pub fn leases_to_prove(records: &[LeaseRecord]) -> Vec<LeaseId> {
     let mut ids: Vec<LeaseId> = records
         .iter()
-        .filter(|r| {
-            !r.ended_on_chain
-                && matches!(
-                    r.state,
-                    WorkloadState::Running
-                        | WorkloadState::AwaitingManifest
-                        | WorkloadState::Starting
-                )
-        })
+        .filter(|r| r.is_live())
         .map(|r| r.lease)
         .collect();
     ids.sort_unstable();
@@ -96,60 +90,72 @@ pub async fn run(client: Arc<NodeClient>, leases: Arc<Leases>, every: Duration) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gpunet_protocol::{Address, OrderId, Resources};
+    use crate::lifecycle::{Phase, Settle, StopCause};
+    use gpunet_protocol::{Address, OrderId, Resources, WorkloadOutcome};
 
-    fn record(id: u64, state: WorkloadState, ended_on_chain: bool) -> LeaseRecord {
-        LeaseRecord {
-            lease: LeaseId(id),
-            order: OrderId(id),
-            tenant: Address([1; 32]),
-            resources: Resources {
-                cpu_millis: 1_000,
-                memory_mib: 64,
-                disk_mib: 64,
-                gpu: Default::default(),
-            },
-            gpu_slots: vec![],
-            state,
-            terms: None,
-            handle: None,
-            exit: None,
-            outcome: None,
-            usage: None,
-            listing: None,
-            output_key: None,
-            detail: None,
-            ended_on_chain,
-            reported: false,
-            exposed: vec![],
-            health: None,
-            endpoints: vec![],
-            healthy: None,
-            ended_ms: None,
-        }
+    fn record(id: u64, phase: Phase) -> LeaseRecord {
+        let resources = Resources {
+            cpu_millis: 1_000,
+            memory_mib: 64,
+            disk_mib: 64,
+            gpu: Default::default(),
+        };
+        LeaseRecord::new(
+            LeaseId(id),
+            OrderId(id),
+            Address([1; 32]),
+            resources,
+            vec![],
+            phase,
+        )
     }
 
     #[test]
     fn live_leases_the_chain_has_not_ended_are_proven_in_ascending_order() {
+        let stopping = |why| Phase::Stopping {
+            why,
+            supervised: true,
+        };
         let records = vec![
-            record(7, WorkloadState::Running, false),
-            record(3, WorkloadState::Running, false),
-            record(4, WorkloadState::AwaitingManifest, false),
-            record(9, WorkloadState::Starting, false),
-            record(5, WorkloadState::Exited, false),
-            record(6, WorkloadState::Running, true),
-            record(8, WorkloadState::Failed, false),
+            record(7, Phase::Running),
+            record(3, Phase::Running),
+            record(4, Phase::AwaitingManifest),
+            record(9, Phase::Starting),
+            record(10, Phase::Started),
+            record(11, Phase::Paused { supervised: true }),
+            record(12, stopping(StopCause::Leaving)),
+            record(13, Phase::Releasing),
+            record(
+                14,
+                Phase::Concluding {
+                    then: Settle::Release,
+                },
+            ),
+            record(5, Phase::Ended),
+            record(
+                15,
+                Phase::Reporting {
+                    outcome: WorkloadOutcome::Succeeded,
+                    detail: None,
+                },
+            ),
+            // The chain ended them: an orphan being stopped and concluded is not proven.
+            record(6, stopping(StopCause::LeaseEnded)),
+            record(
+                16,
+                Phase::Concluding {
+                    then: Settle::Nothing,
+                },
+            ),
         ];
-        assert_eq!(
-            leases_to_prove(&records),
-            vec![LeaseId(3), LeaseId(4), LeaseId(7), LeaseId(9)]
-        );
+        let proven: Vec<u64> = leases_to_prove(&records).iter().map(|l| l.0).collect();
+        assert_eq!(proven, vec![3, 4, 7, 9, 10, 11, 12, 13, 14]);
     }
 
     #[test]
     fn a_heartbeat_never_lists_more_than_the_chain_accepts() {
         let records: Vec<_> = (0..(MAX_HEARTBEAT_LEASES as u64 + 10))
-            .map(|i| record(i, WorkloadState::Running, false))
+            .map(|i| record(i, Phase::Running))
             .collect();
         assert_eq!(leases_to_prove(&records).len(), MAX_HEARTBEAT_LEASES);
     }

@@ -1,28 +1,33 @@
-//! The lease lifecycle on this machine: a lease is tracked when the chain creates it, waits for
-//! its tenant's manifest (at most [`MANIFEST_TIMEOUT`]; it arrives sealed to this provider's
-//! encryption key and is opened here), starts the workload, reports
-//! `StartLease`, waits for the end, keeps the outputs, and reports `CompleteLease`.
+//! The lease lifecycle's runner: the I/O around [`crate::lifecycle`]. A lease is tracked when
+//! the chain creates it, waits for its tenant's manifest (at most [`MANIFEST_TIMEOUT`]; it
+//! arrives sealed to this provider's encryption key and is opened here), starts the workload,
+//! reports `StartLease`, waits for the end, keeps the last checkpoint and the outputs, and
+//! reports `CompleteLease` — or, when the provider leaves, stops the workload and releases the
+//! lease.
 //!
-//! Every step records the lease's state (in memory and in `leases/<id>/record.json`) before it
-//! acts on the world, so a request that races another sees a clear state and an agent restart
-//! picks up where it was.
+//! What happens next is never decided here: every event (the chain's, the tenant's, the
+//! driver's, a timer's) is fed to [`crate::lifecycle::step`] as an [`Input`] under the records'
+//! lock, the new [`Phase`] is stored in the lease's record (in memory and, durably, in
+//! `leases/<id>/record.json`) before anything is done, and the [`Effect`]s that come back are
+//! carried out by small functions here. So a request that races another sees a clear phase,
+//! and an agent restart picks up where it was.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use gpunet_api::node::{LeaseState, LeaseView};
 use gpunet_api::provider::{
-    LogSlice, MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, OutputListing, WorkloadState,
-    WorkloadView,
+    LogSlice, MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, WorkloadState, WorkloadView,
 };
 use gpunet_client::ClientError;
 use gpunet_protocol::jobspec::{ExposeProto, JobSpec, Network};
 use gpunet_protocol::tx::MAX_RESULT_DETAIL_BYTES;
 use gpunet_protocol::{
     Address, EncryptionKey, EncryptionSecret, Hash, LeaseId, LeaseResult, Msg, OrderTerms, Purpose,
-    Resources, Runtime, SealContext, SealError, UsageReport, WorkloadOutcome,
+    Resources, Runtime, SealContext, SealError, UsageReport,
 };
 use gpunet_runtime::{
     DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort, GpuSampler,
@@ -35,6 +40,7 @@ use crate::chain::{Chain, ChainError};
 use crate::checkpoints::{CHECKPOINT_INTERVAL, LeaseCheckpoints, MAX_CHECKPOINT_BYTES};
 use crate::drivers::Drivers;
 use crate::health::{HEALTH_PROBE_INTERVAL, HEALTH_PROBE_TIMEOUT, probe};
+use crate::lifecycle::{self, Ctx, Effect, Input, Phase, Recovery};
 use crate::outputs::{blob_path, collect_outputs};
 use crate::record::{self, LeaseRecord, lease_dir};
 
@@ -42,6 +48,9 @@ use crate::record::{self, LeaseRecord, lease_dir};
 pub const MANIFEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a workload may take to end after it is asked to stop, before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a leaving provider's workloads get to end after SIGTERM (to write a last
+/// checkpoint), before they are killed: `gpunet provider start --exit-grace`.
+pub const DEFAULT_EXIT_GRACE: Duration = Duration::from_secs(30);
 /// How often the GPUs of a running GPU lease are sampled for its usage report.
 pub const GPU_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 /// Most attempts at reporting a lease's result when the node cannot be reached.
@@ -96,6 +105,9 @@ pub struct LeasesConfig {
     /// Where jobs' checkpoints go and come from (see [`crate::checkpoints`]); `None`: no
     /// checkpoints are kept or restored.
     pub checkpoints: Option<crate::checkpoints::CheckpointStore>,
+    /// How long a workload gets between SIGTERM and SIGKILL when this provider leaves
+    /// ([`DEFAULT_EXIT_GRACE`] by default).
+    pub exit_grace: Duration,
 }
 
 /// Why a lease request could not be served. The server maps each to a status and an
@@ -191,6 +203,8 @@ pub struct Leases {
     gpus: Arc<GpuSampler>,
     /// Running leases whose jobs keep checkpoints (held in memory only: the job's key is).
     checkpointing: Mutex<BTreeMap<LeaseId, Arc<LeaseCheckpoints>>>,
+    /// The provider is leaving the network: every lease is given back, none is taken.
+    leaving: AtomicBool,
 }
 
 impl std::fmt::Debug for Leases {
@@ -223,6 +237,7 @@ impl Leases {
             tasks: Mutex::new(JoinSet::new()),
             gpus: Arc::new(GpuSampler::new()),
             checkpointing: Mutex::new(BTreeMap::new()),
+            leaving: AtomicBool::new(false),
         }))
     }
 
@@ -288,75 +303,160 @@ impl Leases {
             .collect()
     }
 
-    /// Changes the record of `lease` and persists it; `None` if there is no record.
+    /// Changes the record of `lease` and persists it; `None` if there is no record. For data
+    /// only: the phase changes through [`Leases::advance`].
     fn update<T>(&self, lease: LeaseId, f: impl FnOnce(&mut LeaseRecord) -> T) -> Option<T> {
         let mut records = self.lock();
         let record = records.get_mut(&lease)?;
         let out = f(record);
-        if let Err(error) = record::save(&self.config.data_dir, record) {
-            tracing::warn!(%lease, %error, "could not persist the lease record");
-        }
+        self.persist(record);
         Some(out)
     }
 
+    fn persist(&self, record: &LeaseRecord) {
+        if let Err(error) = record::save(&self.config.data_dir, record) {
+            tracing::warn!(lease = %record.lease, %error, "could not persist the lease record");
+        }
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            exit_grace: self.config.exit_grace,
+            stop_grace: STOP_GRACE,
+        }
+    }
+
+    /// Feeds `input` to the lifecycle of `lease` (see [`crate::lifecycle::step`]): under the
+    /// records' lock, steps its phase, writes down what the effects record (a note, a result)
+    /// and persists the record — then returns the effects left to carry out, in order, for
+    /// [`Leases::perform`]. `None` if there is no record.
+    fn advance(&self, lease: LeaseId, input: Input) -> Option<Vec<Effect>> {
+        self.advance_with(lease, input, |_| {})
+    }
+
+    /// [`Leases::advance`], with the facts the input brings (a workload handle, an exit)
+    /// stored in the record when the phase takes the input.
+    fn advance_with(
+        &self,
+        lease: LeaseId,
+        input: Input,
+        facts: impl FnOnce(&mut LeaseRecord),
+    ) -> Option<Vec<Effect>> {
+        let mut records = self.lock();
+        let record = records.get_mut(&lease)?;
+        let (next, effects) = lifecycle::step(&record.phase, &input, &self.ctx());
+        if next == record.phase && effects.is_empty() {
+            tracing::debug!(%lease, phase = ?record.phase, ?input, "nothing to do");
+            return Some(effects);
+        }
+        facts(record);
+        record.phase = next;
+        let persist = note(record, &effects);
+        if persist {
+            self.persist(record);
+        }
+        Some(
+            effects
+                .into_iter()
+                .filter(|e| !matches!(e, Effect::Persist | Effect::Note { .. }))
+                .collect(),
+        )
+    }
+
+    /// Carries out `effects` of `lease` in a task of its own.
+    fn run_effects(self: &Arc<Self>, lease: LeaseId, effects: Vec<Effect>) {
+        if effects.is_empty() {
+            return;
+        }
+        let this = Arc::clone(self);
+        self.spawn(async move { this.perform(lease, effects).await });
+    }
+
+    /// Carries out `effects` of `lease` in order, and those of the inputs they lead to.
+    /// Background work (supervising, reporting, timers) is spawned; the rest is awaited, so
+    /// the last checkpoint is kept before the outputs, and both before the lease is settled.
+    async fn perform(self: &Arc<Self>, lease: LeaseId, effects: Vec<Effect>) {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            queue.extend(self.carry_out(lease, effect).await);
+        }
+    }
+
+    async fn carry_out(self: &Arc<Self>, lease: LeaseId, effect: Effect) -> Vec<Effect> {
+        match effect {
+            // Done under the lock by `advance`; starting is the manifest request's own work.
+            Effect::Persist | Effect::Note { .. } | Effect::StartWorkload => {}
+            Effect::ArmManifestTimer => self.spawn_manifest_timer(lease),
+            Effect::SubmitStart => self.spawn_submit_start(lease),
+            Effect::PublishEndpoints => self.publish_endpoints(lease).await,
+            Effect::StartCheckpointer => self.spawn_checkpointer(lease),
+            Effect::Supervise => self.spawn_supervisor(lease),
+            Effect::StopWorkload { grace } => self.spawn_stop(lease, grace),
+            Effect::Pause => self.spawn_freeze(lease, true),
+            Effect::Resume => self.spawn_freeze(lease, false),
+            Effect::UploadCheckpoint => {
+                let job = self.lock_checkpointing().get(&lease).cloned();
+                if let Some(job) = job {
+                    upload_checkpoint(&job).await;
+                }
+            }
+            Effect::KeepOutputs => return self.keep_outputs(lease).await,
+            Effect::Report { .. } => self.spawn_report(lease),
+            Effect::ReleaseLease => self.spawn_release(lease),
+        }
+        Vec::new()
+    }
+
+    /// The running workload's driver and handle, if the record names one.
+    fn workload_of(&self, lease: LeaseId) -> Option<(Arc<dyn Driver>, WorkloadHandle)> {
+        let handle = self.get(lease)?.handle?;
+        match self.driver_for(&handle) {
+            Ok(driver) => Some((driver, handle)),
+            Err(error) => {
+                tracing::warn!(%lease, %error, "cannot reach the workload's driver");
+                None
+            }
+        }
+    }
+
     /// Starts tracking a lease the chain assigned to this provider: a pending one waits for
-    /// its manifest; a running or ended one this agent never saw is reported as lost.
-    /// Idempotent; returns whether the lease was new.
+    /// its manifest (or, while this provider leaves, is given back at once); a running one
+    /// this agent never saw is reported as lost. Idempotent; returns whether the lease was new.
     pub fn track(self: &Arc<Self>, view: &LeaseView) -> bool {
         if view.provider != self.config.provider {
             return false;
         }
-        let state = match view.state {
-            LeaseState::Pending => WorkloadState::AwaitingManifest,
-            LeaseState::Running | LeaseState::Paused => WorkloadState::Failed,
+        let running_on_chain = match view.state {
+            LeaseState::Pending => false,
+            LeaseState::Running | LeaseState::Paused => true,
             LeaseState::Ended => return false,
         };
-        let record = LeaseRecord {
-            lease: view.id,
-            order: view.order,
-            tenant: view.tenant,
-            resources: view.resources.clone(),
-            gpu_slots: view.gpu_slots.clone(),
-            state,
-            terms: None,
-            handle: None,
-            exit: None,
-            outcome: None,
-            usage: None,
-            listing: None,
-            output_key: None,
-            detail: None,
-            ended_on_chain: false,
-            reported: false,
-            exposed: Vec::new(),
-            health: None,
-            endpoints: Vec::new(),
-            healthy: None,
-            ended_ms: None,
-        };
+        let (phase, effects) = Phase::tracked(running_on_chain, self.is_leaving());
+        let mut record = LeaseRecord::new(
+            view.id,
+            view.order,
+            view.tenant,
+            view.resources.clone(),
+            view.gpu_slots.clone(),
+            phase,
+        );
         {
             let mut records = self.lock();
             if records.contains_key(&view.id) {
                 return false;
             }
-            if let Err(error) = record::save(&self.config.data_dir, &record) {
-                tracing::warn!(lease = %view.id, %error, "could not persist the lease record");
-            }
+            note(&mut record, &effects);
+            self.persist(&record);
             records.insert(view.id, record);
         }
-        if state == WorkloadState::AwaitingManifest {
-            tracing::info!(lease = %view.id, order = %view.order, tenant = %view.tenant, "lease created; waiting for the manifest");
-            self.spawn_manifest_timer(view.id);
-        } else {
+        if running_on_chain {
             tracing::warn!(lease = %view.id, "the chain says lease is running, but this agent has no workload for it");
-            self.finish(
-                view.id,
-                WorkloadOutcome::Lost,
-                None,
-                None,
-                "the provider agent lost this workload (no record of it survived)".into(),
-            );
+        } else if self.is_leaving() {
+            tracing::info!(lease = %view.id, order = %view.order, "lease created while this provider leaves; releasing it");
+        } else {
+            tracing::info!(lease = %view.id, order = %view.order, tenant = %view.tenant, "lease created; waiting for the manifest");
         }
+        self.run_effects(view.id, effects);
         true
     }
 
@@ -365,89 +465,82 @@ impl Leases {
         let timeout = self.config.manifest_timeout;
         self.spawn(async move {
             tokio::time::sleep(timeout).await;
-            let waiting = this.update(lease, |r| {
-                let waiting = r.state == WorkloadState::AwaitingManifest && !r.ended_on_chain;
-                if waiting {
-                    // Claimed here, under the lock, so a late manifest finds the lease closed.
-                    r.state = WorkloadState::Failed;
-                }
-                waiting
-            });
-            if waiting == Some(true) {
+            let after_secs = timeout.as_secs();
+            let effects = this
+                .advance(lease, Input::ManifestTimeout { after_secs })
+                .unwrap_or_default();
+            if !effects.is_empty() {
                 tracing::warn!(%lease, ?timeout, "no valid manifest arrived in time; rejecting the lease");
-                this.finish(
-                    lease,
-                    WorkloadOutcome::ManifestRejected,
-                    None,
-                    None,
-                    format!(
-                        "no valid manifest arrived within {} s",
-                        timeout.as_secs()
-                    ),
-                );
+                this.perform(lease, effects).await;
             }
         });
     }
 
-    /// The chain ended `lease` (cancelled, start timeout, max duration, out of escrow, or our
-    /// own result): stop its workload if it still runs.
+    /// The chain ended `lease` (cancelled, start timeout, max duration, out of escrow, lost
+    /// while this agent was away, or our own result): stop its workload if it still runs, and
+    /// claim nothing more for it.
     pub fn on_lease_ended(self: &Arc<Self>, lease: LeaseId) {
-        let running = self.update(lease, |r| {
-            r.ended_on_chain = true;
-            if r.state == WorkloadState::AwaitingManifest {
-                r.state = WorkloadState::Failed;
-                r.detail = Some("the lease ended before a manifest arrived".into());
-                r.reported = true;
-            }
-            match r.state {
-                WorkloadState::Running | WorkloadState::Starting => r.handle.clone(),
-                _ => None,
-            }
-        });
-        if let Some(Some(handle)) = running {
+        let Some(effects) = self.advance(lease, Input::LeaseEndedOnChain) else {
+            return;
+        };
+        if effects
+            .iter()
+            .any(|e| matches!(e, Effect::StopWorkload { .. }))
+        {
             tracing::info!(%lease, "lease ended on chain; stopping its workload");
-            let driver = match self.driver_for(&handle) {
-                Ok(driver) => driver,
-                Err(error) => {
-                    tracing::warn!(%lease, %error, "cannot stop the workload");
-                    return;
-                }
-            };
-            self.spawn(async move {
-                if let Err(error) = driver.stop(&handle, STOP_GRACE).await {
-                    tracing::warn!(%lease, %error, "could not stop the workload");
-                }
-            });
         }
+        self.run_effects(lease, effects);
     }
 
     /// The chain paused `lease` (its escrow ran out): freeze the workload — no CPU, its memory
     /// and files kept — until [`Leases::on_lease_resumed`]. A driver that cannot freeze it here
     /// stops it instead (the lease then ends with the workload's exit).
     pub fn on_lease_paused(self: &Arc<Self>, lease: LeaseId) {
-        self.freeze(lease, true);
+        if let Some(effects) = self.advance(lease, Input::LeasePausedOnChain) {
+            self.run_effects(lease, effects);
+        }
     }
 
     /// A top-up resumed `lease`: thaw the workload where it stopped.
     pub fn on_lease_resumed(self: &Arc<Self>, lease: LeaseId) {
-        self.freeze(lease, false);
+        if let Some(effects) = self.advance(lease, Input::LeaseResumedOnChain) {
+            self.run_effects(lease, effects);
+        }
     }
 
-    fn freeze(self: &Arc<Self>, lease: LeaseId, pause: bool) {
-        let handle = self.update(lease, |r| match r.state {
-            WorkloadState::Running if !r.ended_on_chain => r.handle.clone(),
-            _ => None,
-        });
-        let Some(Some(handle)) = handle else {
+    /// This provider is leaving the network (its `AnnounceExit` is on chain): every workload
+    /// gets SIGTERM and the exit grace to end, keeps its last checkpoint, and its lease is
+    /// released; leases waiting for a manifest are released at once, and new ones too.
+    /// Idempotent: called again, it changes nothing.
+    pub fn leave(self: &Arc<Self>) {
+        if !self.leaving.swap(true, Ordering::SeqCst) {
+            tracing::info!(grace = ?self.config.exit_grace, "this provider is leaving: stopping its workloads and releasing its leases");
+        }
+        for lease in self.ids() {
+            if let Some(effects) = self.advance(lease, Input::ExitRequested) {
+                self.run_effects(lease, effects);
+            }
+        }
+    }
+
+    /// Whether this provider is leaving (see [`Leases::leave`]).
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::SeqCst)
+    }
+
+    /// Whether no lease needs this agent any more: no workload runs or is being concluded,
+    /// nothing waits to be released (see [`Phase::is_settled`]).
+    pub fn is_settled(&self) -> bool {
+        self.lock().values().all(|r| r.phase.is_settled())
+    }
+
+    /// Freezes (or thaws) the lease's workload, in the background. A driver that cannot
+    /// freeze it says so, and the lifecycle has it stopped instead.
+    fn spawn_freeze(self: &Arc<Self>, lease: LeaseId, pause: bool) {
+        let Some((driver, handle)) = self.workload_of(lease) else {
             return;
         };
-        let driver = match self.driver_for(&handle) {
-            Ok(driver) => driver,
-            Err(error) => {
-                tracing::warn!(%lease, %error, "cannot reach the workload's driver");
-                return;
-            }
-        };
+        let this = Arc::clone(self);
         self.spawn(async move {
             let done = if pause {
                 driver.pause(&handle).await
@@ -459,13 +552,29 @@ impl Leases {
                     tracing::info!(%lease, "escrow ran out: workload paused until a top-up")
                 }
                 Ok(()) => tracing::info!(%lease, "topped up: workload resumed"),
-                Err(gpunet_runtime::DriverError::PauseUnsupported { why, .. }) if pause => {
+                Err(DriverError::PauseUnsupported { why, .. }) if pause => {
                     tracing::warn!(%lease, %why, "cannot pause here; stopping the workload instead");
-                    if let Err(error) = driver.stop(&handle, STOP_GRACE).await {
-                        tracing::warn!(%lease, %error, "could not stop the workload");
-                    }
+                    let effects = this
+                        .advance(lease, Input::PauseUnsupported)
+                        .unwrap_or_default();
+                    this.perform(lease, effects).await;
                 }
-                Err(error) => tracing::warn!(%lease, %error, pause, "could not pause or resume the workload"),
+                Err(error) => {
+                    tracing::warn!(%lease, %error, pause, "could not pause or resume the workload")
+                }
+            }
+        });
+    }
+
+    /// Asks the lease's workload to end (SIGTERM, SIGKILL after `grace`), in the background;
+    /// its supervisor sees it end.
+    fn spawn_stop(self: &Arc<Self>, lease: LeaseId, grace: Duration) {
+        let Some((driver, handle)) = self.workload_of(lease) else {
+            return;
+        };
+        self.spawn(async move {
+            if let Err(error) = driver.stop(&handle, grace).await {
+                tracing::warn!(%lease, %error, "could not stop the workload");
             }
         });
     }
@@ -571,14 +680,32 @@ impl Leases {
     }
 
     /// Takes the tenant's sealed manifest for `lease`: opens it with this provider's secret,
-    /// checks it against the order's hash, parses it, starts the workload and reports
-    /// `StartLease`. A manifest that does not open or has the wrong hash leaves the lease
-    /// waiting; one with the right hash that cannot run rejects the lease.
+    /// checks it against the order's hash, checks it can run here, starts the workload and
+    /// reports `StartLease`. A manifest that does not open or has the wrong hash leaves the
+    /// lease waiting; one with the right hash that cannot run rejects the lease.
     pub async fn deliver_manifest(
         self: &Arc<Self>,
         lease: LeaseId,
         sealed: &[u8],
     ) -> Result<WorkloadView, LeaseError> {
+        let (record, terms, manifest) = self.open_manifest(lease, sealed).await?;
+        let admitted = self.admit(&record, &manifest)?;
+        self.claim(lease, &admitted.spec)?;
+        let workload = self.workload_spec(&record, &terms, &admitted).await;
+        self.start_workload(lease, &admitted.driver, &workload)
+            .await?;
+        self.get(lease)
+            .map(|r| r.view())
+            .ok_or(LeaseError::NoRecord { lease })
+    }
+
+    /// The manifest of a lease waiting for it, opened and checked against the order's hash:
+    /// with the record and the order's terms.
+    async fn open_manifest(
+        &self,
+        lease: LeaseId,
+        sealed: &[u8],
+    ) -> Result<(LeaseRecord, OrderTerms, Vec<u8>), LeaseError> {
         if sealed.len() > MAX_SEALED_MANIFEST_BYTES {
             return Err(LeaseError::ManifestTooLarge {
                 bytes: sealed.len(),
@@ -593,19 +720,29 @@ impl Leases {
         };
         let manifest = gpunet_protocol::sealed::open(&self.config.encryption_secret, ctx, sealed)
             .map_err(|source| LeaseError::ManifestUnreadable { source })?;
-        let manifest = manifest.as_slice();
         let terms = self.terms_of(&record).await?;
-        let got = Hash::of(manifest);
+        let got = Hash::of(&manifest);
         if got != terms.manifest_hash {
             return Err(LeaseError::HashMismatch {
                 expected: terms.manifest_hash,
                 got,
             });
         }
-        let spec = match JobSpec::from_manifest_bytes(manifest) {
-            Ok(spec) => spec,
-            Err(e) => return Err(self.reject_manifest(lease, format!("{e}"))),
-        };
+        Ok((record, terms, manifest))
+    }
+
+    /// Whether the order's own manifest can run here: it parses, its runtime is offered and
+    /// allowed for this tenant, its inputs are the ones it commits to, it names an output key
+    /// if it wants outputs, and the lease's GPU slots exist. A manifest that cannot run
+    /// rejects the lease; inputs not (yet) right leave it waiting.
+    fn admit(
+        self: &Arc<Self>,
+        record: &LeaseRecord,
+        manifest: &[u8],
+    ) -> Result<Admitted, LeaseError> {
+        let lease = record.lease;
+        let spec = JobSpec::from_manifest_bytes(manifest)
+            .map_err(|e| self.reject_manifest(lease, format!("{e}")))?;
         let Some(driver) = self.drivers.for_runtime(spec.runtime()).cloned() else {
             let why = format!(
                 "it needs runtime {}, which this provider does not offer",
@@ -641,24 +778,46 @@ impl Leases {
                 Some(uuid) => gpu_uuids.push(uuid.clone()),
                 None => {
                     let why = format!("the lease names GPU slot {slot}, which this machine lacks");
-                    return Err(self.fail_start(lease, why));
+                    return Err(self.fail_start(lease, why, false));
                 }
             }
         }
-        // Claim the lease: one manifest starts it, a concurrent one finds it taken.
-        let claimed = self.update(lease, |r| {
-            if r.state == WorkloadState::AwaitingManifest && !r.ended_on_chain {
-                r.state = WorkloadState::Starting;
+        Ok(Admitted {
+            spec,
+            driver,
+            gpu_uuids,
+        })
+    }
+
+    /// Claims the lease for this manifest: one manifest starts it, a concurrent one (or one
+    /// after the lease ended or was given back) finds it taken.
+    fn claim(&self, lease: LeaseId, spec: &JobSpec) -> Result<(), LeaseError> {
+        let effects = self
+            .advance_with(lease, Input::ManifestAccepted, |r| {
                 r.output_key = spec.output_key;
                 r.exposed = spec.expose.clone();
                 r.health = spec.health.clone();
-                Ok(())
-            } else {
-                check_awaiting(r)
-            }
-        });
-        claimed.ok_or(LeaseError::NoRecord { lease })??;
+            })
+            .ok_or(LeaseError::NoRecord { lease })?;
+        if effects.contains(&Effect::StartWorkload) {
+            return Ok(());
+        }
+        let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
+        check_awaiting(&record)?;
+        Err(LeaseError::AlreadyReceived {
+            state: record.state(),
+        })
+    }
 
+    /// What the driver is asked to run: the command and environment of the manifest (its
+    /// secrets and checkpoint directory included), within what the chain reserved.
+    async fn workload_spec(
+        &self,
+        record: &LeaseRecord,
+        terms: &OrderTerms,
+        admitted: &Admitted,
+    ) -> WorkloadSpec {
+        let (lease, spec) = (record.lease, &admitted.spec);
         let duration_secs = spec.max_duration_secs().min(terms.max_duration_secs).max(1);
         // Secrets reach the workload as environment variables; validation keeps their names
         // apart from `env`'s. Nothing here logs the environment.
@@ -670,7 +829,7 @@ impl Leases {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
-        if let Some(path) = self.prepare_checkpoints(lease, &record, &spec).await {
+        if let Some(path) = self.prepare_checkpoints(lease, record, spec).await {
             env.insert("GPUNET_CHECKPOINTS".into(), path);
         }
         // Lease ids are per chain, and container names per engine: the provider's address
@@ -679,7 +838,8 @@ impl Leases {
             "lease-{lease}-{}",
             hex::encode(&self.config.provider.0[..6])
         );
-        let workload = WorkloadSpec {
+        let root_dir = lease_dir(&self.config.data_dir, lease);
+        WorkloadSpec {
             workload_id: workload_id.clone(),
             command: spec.run.command.clone(),
             env,
@@ -690,8 +850,8 @@ impl Leases {
             // Like CPU and memory, the disk the chain reserved is what the workload may fill.
             disk_mib: Some(record.resources.disk_mib),
             max_duration: Duration::from_secs(duration_secs),
-            root_dir: lease_dir(&self.config.data_dir, lease),
-            gpu_uuids,
+            root_dir: root_dir.clone(),
+            gpu_uuids: admitted.gpu_uuids.clone(),
             log_limit_bytes: LOG_LIMIT_BYTES,
             image: spec.run.image.clone(),
             network: match spec.run.network {
@@ -707,43 +867,59 @@ impl Leases {
                     proto: PortProto::Tcp,
                 })
                 .collect(),
-            ..WorkloadSpec::new(
-                workload_id,
-                spec.run.command.clone(),
-                lease_dir(&self.config.data_dir, lease),
-            )
-        };
-        let handle = match driver.start(&workload).await {
-            Ok(h) => h,
-            Err(e) if e.is_image_unavailable() => {
-                return Err(self.fail_image_unavailable(lease, e.to_string()));
+            ..WorkloadSpec::new(workload_id, spec.run.command.clone(), root_dir)
+        }
+    }
+
+    /// Starts the claimed lease's workload and carries on as the lifecycle says: `StartLease`
+    /// in the background (the tenant hears "running" now; the chain records the start a block
+    /// later, and the supervisor — with it `CompleteLease` — waits for that, so a completion
+    /// can never get ahead of its start), the endpoints published before the answer.
+    async fn start_workload(
+        self: &Arc<Self>,
+        lease: LeaseId,
+        driver: &Arc<dyn Driver>,
+        workload: &WorkloadSpec,
+    ) -> Result<(), LeaseError> {
+        let handle = match driver.start(workload).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                let image_unavailable = e.is_image_unavailable();
+                return Err(self.fail_start(lease, e.to_string(), image_unavailable));
             }
-            Err(e) => return Err(self.fail_start(lease, e.to_string())),
         };
-        self.update(lease, |r| r.handle = Some(handle.clone()));
         tracing::info!(%lease, command = ?workload.command, "workload started; reporting StartLease");
-        self.update(lease, |r| r.state = WorkloadState::Running);
-        self.publish_endpoints(lease, &driver, &handle).await;
-        let view = self.get(lease).map(|r| r.view());
-        // The tenant hears "running" now; the chain records the start a block later. The
-        // supervisor, and with it `CompleteLease`, waits for `StartLease` to be included, so a
-        // completion can never get ahead of its start.
+        let effects = self
+            .advance_with(lease, Input::Started, |r| r.handle = Some(handle.clone()))
+            .unwrap_or_default();
+        if effects.is_empty() {
+            // Nothing took the workload (the lease is gone): it must not run unseen.
+            tracing::warn!(%lease, "the lease no longer takes its workload; stopping it");
+            if let Err(error) = driver.stop(&handle, STOP_GRACE).await {
+                tracing::warn!(%lease, %error, "could not stop the workload");
+            }
+            return Err(LeaseError::Ended { lease });
+        }
+        self.perform(lease, effects).await;
+        Ok(())
+    }
+
+    /// Submits `StartLease`, in the background, and feeds the answer to the lifecycle.
+    fn spawn_submit_start(self: &Arc<Self>, lease: LeaseId) {
         let this = Arc::clone(self);
         self.spawn(async move {
-            if let Err(source) = this.chain.submit(Msg::StartLease { lease }).await {
-                tracing::warn!(%lease, error = %source, "StartLease failed; stopping the workload");
-                if let Err(error) = driver.stop(&handle, STOP_GRACE).await {
-                    tracing::warn!(%lease, %error, "could not stop the workload");
+            let input = match this.chain.submit(Msg::StartLease { lease }).await {
+                Ok(()) => Input::StartRecorded,
+                Err(source) => {
+                    tracing::warn!(%lease, error = %source, "StartLease failed; stopping the workload");
+                    Input::StartNotRecorded {
+                        why: source.to_string(),
+                    }
                 }
-                let detail = format!("the chain did not record the start: {source}");
-                this.update(lease, |r| r.state = WorkloadState::Failed);
-                this.finish(lease, WorkloadOutcome::StartFailed, None, None, detail);
-                return;
-            }
-            this.spawn_checkpointer(lease);
-            this.supervise(lease, handle).await;
+            };
+            let effects = this.advance(lease, input).unwrap_or_default();
+            this.perform(lease, effects).await;
         });
-        view.ok_or(LeaseError::NoRecord { lease })
     }
 
     /// For a job with a checkpoint key: restores the order's latest checkpoint into the
@@ -816,8 +992,9 @@ impl Leases {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Uploads the lease's checkpoints every [`CHECKPOINT_INTERVAL`] while it runs; the last
-    /// upload is `conclude`'s.
+    /// Looks at the lease's checkpoints every [`CHECKPOINT_INTERVAL`] while it runs (frozen,
+    /// it is looked at again once thawed); the last upload is the lifecycle's, once the
+    /// workload has ended.
     fn spawn_checkpointer(self: &Arc<Self>, lease: LeaseId) {
         let Some(job) = self.lock_checkpointing().get(&lease).cloned() else {
             return;
@@ -826,14 +1003,20 @@ impl Leases {
         self.spawn(async move {
             loop {
                 tokio::time::sleep(CHECKPOINT_INTERVAL).await;
-                let still = this.lock_checkpointing().contains_key(&lease)
-                    && this
-                        .get(lease)
-                        .is_some_and(|r| r.state == WorkloadState::Running);
-                if !still {
+                if !this.lock_checkpointing().contains_key(&lease) {
                     return;
                 }
-                upload_checkpoint(&job).await;
+                let Some(effects) = this.advance(lease, Input::CheckpointDue) else {
+                    return;
+                };
+                if effects.contains(&Effect::UploadCheckpoint) {
+                    upload_checkpoint(&job).await;
+                } else if !this
+                    .get(lease)
+                    .is_some_and(|r| matches!(r.phase, Phase::Paused { .. }))
+                {
+                    return;
+                }
             }
         });
     }
@@ -841,55 +1024,54 @@ impl Leases {
     /// Rejects the lease for a manifest that matches the order but cannot run.
     fn reject_manifest(self: &Arc<Self>, lease: LeaseId, why: String) -> LeaseError {
         tracing::warn!(%lease, %why, "rejecting the lease's manifest");
-        let claimed = self.update(lease, |r| {
-            let ok = r.state == WorkloadState::AwaitingManifest;
-            if ok {
-                r.state = WorkloadState::Failed;
-            }
-            ok
-        });
-        if claimed == Some(true) {
-            self.finish(
-                lease,
-                WorkloadOutcome::ManifestRejected,
-                None,
-                None,
-                format!("manifest rejected: {why}"),
-            );
+        let input = Input::ManifestRejected { why: why.clone() };
+        if let Some(effects) = self.advance(lease, input) {
+            self.run_effects(lease, effects);
         }
         LeaseError::ManifestInvalid { why }
     }
 
-    /// The image cannot be had: the lease never started, so the ledger refunds the tenant in
-    /// full; the driver's message says why.
-    fn fail_image_unavailable(self: &Arc<Self>, lease: LeaseId, why: String) -> LeaseError {
-        tracing::warn!(%lease, %why, "the workload's image is not available");
-        self.update(lease, |r| r.state = WorkloadState::Failed);
-        self.finish(
-            lease,
-            WorkloadOutcome::ImageUnavailable,
-            None,
-            None,
-            why.clone(),
-        );
-        LeaseError::ImageUnavailable { why }
+    /// The workload could not be started: the lease never started, so the ledger refunds the
+    /// tenant in full; `why` (the driver's message) says why. `image_unavailable`: its image
+    /// cannot be had.
+    fn fail_start(
+        self: &Arc<Self>,
+        lease: LeaseId,
+        why: String,
+        image_unavailable: bool,
+    ) -> LeaseError {
+        if image_unavailable {
+            tracing::warn!(%lease, %why, "the workload's image is not available");
+        } else {
+            tracing::warn!(%lease, %why, "the workload could not be started");
+        }
+        let input = Input::StartFailed {
+            why: why.clone(),
+            image_unavailable,
+        };
+        if let Some(effects) = self.advance(lease, input) {
+            self.run_effects(lease, effects);
+        }
+        if image_unavailable {
+            LeaseError::ImageUnavailable { why }
+        } else {
+            LeaseError::StartFailed { why }
+        }
     }
 
     /// Asks the driver where the service's ports are published, records them as endpoints and,
     /// if the manifest has a health check, starts probing it.
-    async fn publish_endpoints(
-        self: &Arc<Self>,
-        lease: LeaseId,
-        driver: &Arc<dyn Driver>,
-        handle: &WorkloadHandle,
-    ) {
+    async fn publish_endpoints(self: &Arc<Self>, lease: LeaseId) {
         let Some(record) = self.get(lease) else {
             return;
         };
         if record.exposed.is_empty() {
             return;
         }
-        let ports = match driver.ports(handle).await {
+        let Some((driver, handle)) = self.workload_of(lease) else {
+            return;
+        };
+        let ports = match driver.ports(&handle).await {
             Ok(ports) => ports,
             Err(error) => {
                 tracing::warn!(%lease, %error, "could not read the published ports");
@@ -923,9 +1105,12 @@ impl Leases {
         let this = Arc::clone(self);
         self.spawn(async move {
             loop {
-                let running = this
-                    .get(lease)
-                    .is_some_and(|r| r.state == WorkloadState::Running && !r.ended_on_chain);
+                let running = this.get(lease).is_some_and(|r| {
+                    matches!(
+                        r.phase,
+                        Phase::Started | Phase::Running | Phase::Paused { .. }
+                    )
+                });
                 if !running {
                     return;
                 }
@@ -940,25 +1125,16 @@ impl Leases {
         });
     }
 
-    fn fail_start(self: &Arc<Self>, lease: LeaseId, why: String) -> LeaseError {
-        tracing::warn!(%lease, %why, "the workload could not be started");
-        self.update(lease, |r| r.state = WorkloadState::Failed);
-        self.finish(
-            lease,
-            WorkloadOutcome::StartFailed,
-            None,
-            None,
-            format!("start failed: {why}"),
-        );
-        LeaseError::StartFailed { why }
-    }
-
-    fn spawn_supervisor(self: &Arc<Self>, lease: LeaseId, handle: WorkloadHandle) {
+    fn spawn_supervisor(self: &Arc<Self>, lease: LeaseId) {
+        let Some(handle) = self.get(lease).and_then(|r| r.handle) else {
+            tracing::warn!(%lease, "no workload to supervise");
+            return;
+        };
         let this = Arc::clone(self);
         self.spawn(async move { this.supervise(lease, handle).await });
     }
 
-    /// Waits for the workload to end, keeps its outputs and reports the result.
+    /// Waits for the workload to end, then has the lifecycle conclude it.
     async fn supervise(self: Arc<Self>, lease: LeaseId, handle: WorkloadHandle) {
         // GPU leases are sampled while they run; the mean and peak go into the usage report.
         let uuids = self.gpu_uuids_of(lease);
@@ -997,15 +1173,25 @@ impl Leases {
             Ok(exit) => exit,
             Err(error) => {
                 tracing::warn!(%lease, %error, "lost track of the workload");
-                ExitOutcome {
-                    exit_code: None,
-                    signal: None,
-                    reason: ExitReason::Lost,
-                    usage: Usage::default(),
-                }
+                lost_exit()
             }
         };
-        self.conclude(lease, handle, exit, gpu).await;
+        self.exited(lease, exit, gpu).await;
+    }
+
+    /// The workload of `lease` ended with `exit`: recorded, and concluded as the lifecycle says.
+    async fn exited(self: &Arc<Self>, lease: LeaseId, exit: ExitOutcome, gpu: GpuUsage) {
+        let input = Input::WorkloadExited {
+            reason: exit.reason,
+        };
+        let usage = usage_report(&exit.usage, &gpu);
+        let effects = self
+            .advance_with(lease, input, |r| {
+                r.exit = Some(exit);
+                r.usage = Some(usage);
+            })
+            .unwrap_or_default();
+        self.perform(lease, effects).await;
     }
 
     /// The UUIDs of the GPUs the lease holds, from its slots.
@@ -1020,81 +1206,56 @@ impl Leases {
             .unwrap_or_default()
     }
 
-    /// Collects outputs, cleans up and reports an ended workload.
-    async fn conclude(
-        self: &Arc<Self>,
-        lease: LeaseId,
-        handle: WorkloadHandle,
-        exit: ExitOutcome,
-        gpu: GpuUsage,
-    ) {
-        // The last checkpoint, before the workload's directory goes.
-        let checkpoints = self.lock_checkpointing().remove(&lease);
-        if let Some(job) = checkpoints {
-            upload_checkpoint(&job).await;
-        }
-        let outputs_dir = handle.root_dir.join("outputs");
-        let blobs_dir = self.blobs_dir();
-        let collected =
-            tokio::task::spawn_blocking(move || collect_outputs(lease, &outputs_dir, &blobs_dir))
-                .await;
-        let destroyed = match self.driver_for(&handle) {
-            Ok(driver) => driver.destroy(&handle).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+    /// Collects an ended workload's outputs and cleans it up; returns what the lifecycle
+    /// says next (settling the lease).
+    async fn keep_outputs(self: &Arc<Self>, lease: LeaseId) -> Vec<Effect> {
+        // No more checkpoints: the last one, if any, was taken before this.
+        self.lock_checkpointing().remove(&lease);
+        let Some(record) = self.get(lease) else {
+            return Vec::new();
         };
-        if let Err(error) = destroyed {
-            tracing::warn!(%lease, %error, "could not clean up the workload's directory");
-        }
-        let mut outcome = outcome_of(exit.reason);
+        let exit = record.exit.clone().unwrap_or_else(lost_exit);
         let mut detail = describe_exit(&exit);
-        let listing = match collected {
-            Ok(Ok(listing)) => Some(listing),
-            Ok(Err(e)) => {
-                tracing::warn!(%lease, error = %e, "outputs not kept");
-                outcome = WorkloadOutcome::Failed;
-                detail = format!("{detail}; {e}");
-                None
+        let mut listing = None;
+        if let Some(handle) = &record.handle {
+            let outputs_dir = handle.root_dir.join("outputs");
+            let blobs_dir = self.blobs_dir();
+            let collected = tokio::task::spawn_blocking(move || {
+                collect_outputs(lease, &outputs_dir, &blobs_dir)
+            })
+            .await;
+            let destroyed = match self.driver_for(handle) {
+                Ok(driver) => driver.destroy(handle).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(error) = destroyed {
+                tracing::warn!(%lease, %error, "could not clean up the workload's directory");
             }
-            Err(e) => {
-                outcome = WorkloadOutcome::Failed;
-                detail = format!("{detail}; collecting outputs failed: {e}");
-                None
+            match collected {
+                Ok(Ok(kept)) => listing = Some(kept),
+                Ok(Err(e)) => {
+                    tracing::warn!(%lease, error = %e, "outputs not kept");
+                    detail = format!("{detail}; {e}");
+                }
+                Err(e) => detail = format!("{detail}; collecting outputs failed: {e}"),
             }
+        }
+        let kept = listing.is_some() || record.handle.is_none();
+        tracing::info!(%lease, %detail, files = listing.as_ref().map_or(0, |l| l.files.len()), "workload ended");
+        // What the end amounts to, kept even when nothing is reported (the chain ended the
+        // lease); a report states its own outcome.
+        let outcome = if kept {
+            outcome_of(exit.reason)
+        } else {
+            gpunet_protocol::WorkloadOutcome::Failed
         };
-        tracing::info!(%lease, ?outcome, %detail, files = listing.as_ref().map_or(0, |l| l.files.len()), "workload ended");
-        let usage = usage_report(&exit.usage, &gpu);
-        self.update(lease, |r| {
-            r.state = WorkloadState::Exited;
-            r.exit = Some(exit);
-            r.endpoints.clear();
-        });
-        self.finish(lease, outcome, Some(usage), listing, detail);
-    }
-
-    /// Records the lease's result and reports it with `CompleteLease` (in the background,
-    /// retried while the node cannot be reached). Not reported if the chain already ended it.
-    fn finish(
-        self: &Arc<Self>,
-        lease: LeaseId,
-        outcome: WorkloadOutcome,
-        usage: Option<UsageReport>,
-        listing: Option<OutputListing>,
-        detail: String,
-    ) {
-        let report = self.update(lease, |r| {
+        self.advance_with(lease, Input::OutputsKept { kept }, |r| {
             r.outcome = Some(outcome);
-            r.usage = usage;
             r.listing = listing;
             r.detail = Some(detail);
-            r.ended_ms = Some(now_ms());
-            if r.ended_on_chain {
-                r.reported = true;
-            }
-            !r.reported
-        });
-        if report == Some(true) {
-            self.spawn_report(lease);
-        }
+            r.endpoints.clear();
+        })
+        .unwrap_or_default()
     }
 
     fn spawn_report(self: &Arc<Self>, lease: LeaseId) {
@@ -1102,11 +1263,13 @@ impl Leases {
         self.spawn(async move { this.report(lease).await });
     }
 
-    async fn report(&self, lease: LeaseId) {
+    /// Reports the lease's result with `CompleteLease`, retried while the node cannot be
+    /// reached; not once the chain has ended the lease.
+    async fn report(self: &Arc<Self>, lease: LeaseId) {
         let Some(record) = self.get(lease) else {
             return;
         };
-        let Some(outcome) = record.outcome else {
+        let Phase::Reporting { outcome, .. } = record.phase else {
             return;
         };
         let result = LeaseResult {
@@ -1119,99 +1282,130 @@ impl Leases {
                 MAX_RESULT_DETAIL_BYTES,
             ),
         };
+        let msg = Msg::CompleteLease {
+            lease,
+            result: result.clone(),
+        };
+        let settled = self
+            .settle(
+                lease,
+                msg,
+                |p| matches!(p, Phase::Reporting { .. }),
+                "report the lease result",
+            )
+            .await;
+        if settled {
+            tracing::info!(%lease, ?outcome, "lease result reported");
+            let effects = self.advance(lease, Input::Reported).unwrap_or_default();
+            self.perform(lease, effects).await;
+        }
+    }
+
+    fn spawn_release(self: &Arc<Self>, lease: LeaseId) {
+        let this = Arc::clone(self);
+        self.spawn(async move { this.release(lease).await });
+    }
+
+    /// Gives the lease back with `ReleaseLease` (this provider is leaving), retried while the
+    /// node cannot be reached; not once the chain has ended the lease.
+    async fn release(self: &Arc<Self>, lease: LeaseId) {
+        let msg = Msg::ReleaseLease { lease };
+        let settled = self
+            .settle(lease, msg, |p| *p == Phase::Releasing, "release the lease")
+            .await;
+        if settled {
+            tracing::info!(%lease, "lease released: the job goes on with another provider");
+            let effects = self.advance(lease, Input::Released).unwrap_or_default();
+            self.perform(lease, effects).await;
+        }
+    }
+
+    /// Submits `msg` while the lease is still in a phase `still` accepts, retrying while the
+    /// node cannot be reached (at most [`MAX_REPORT_ATTEMPTS`], backing off). Returns whether
+    /// the lease is settled: included, refused for good, or no longer needed. `false`: left
+    /// to the next agent start.
+    async fn settle(
+        &self,
+        lease: LeaseId,
+        msg: Msg,
+        still: impl Fn(&Phase) -> bool,
+        what: &'static str,
+    ) -> bool {
         let mut delay = REPORT_RETRY_BASE;
         for attempt in 1..=MAX_REPORT_ATTEMPTS {
-            if self.get(lease).is_some_and(|r| r.ended_on_chain) {
-                break;
+            if !self.get(lease).is_some_and(|r| still(&r.phase)) {
+                return true;
             }
-            let msg = Msg::CompleteLease {
-                lease,
-                result: result.clone(),
-            };
-            match self.chain.submit(msg).await {
-                Ok(()) => {
-                    tracing::info!(%lease, ?outcome, "lease result reported");
-                    break;
-                }
+            match self.chain.submit(msg.clone()).await {
+                Ok(()) => return true,
                 Err(e) if !is_transient(&e) => {
-                    tracing::warn!(%lease, error = %e, "the chain refused the lease result");
-                    break;
+                    tracing::warn!(%lease, error = %e, "the chain refused to {what}");
+                    return true;
                 }
                 Err(e) => {
-                    tracing::warn!(%lease, attempt, error = %e, "could not report the lease result; retrying");
+                    tracing::warn!(%lease, attempt, error = %e, "could not {what}; retrying");
                     if attempt == MAX_REPORT_ATTEMPTS {
-                        // Left unreported: the next agent start tries again.
-                        return;
+                        return false;
                     }
                     tokio::time::sleep(delay).await;
                     delay = delay.saturating_mul(2);
                 }
             }
         }
-        self.update(lease, |r| r.reported = true);
+        false
     }
 
-    /// Picks up persisted leases after a restart: waiting ones get a fresh manifest timer,
-    /// running ones are recovered from the driver, ended ones are reported if they were not.
+    /// Picks up persisted leases after a restart: each is fed [`Input::Restarted`] with what
+    /// its driver says of its workload — waiting ones get a fresh manifest timer, running ones
+    /// are supervised again, ended ones concluded, and results or releases not yet on chain
+    /// are sent again.
     pub async fn resume(self: &Arc<Self>) {
         let records: Vec<LeaseRecord> = self.lock().values().cloned().collect();
         for r in records {
-            match (r.state, &r.handle) {
-                (WorkloadState::AwaitingManifest, _) if !r.ended_on_chain => {
-                    self.spawn_manifest_timer(r.lease);
-                }
-                (WorkloadState::Running | WorkloadState::Starting, Some(handle)) => {
-                    let recovered = match self.driver_for(handle) {
-                        Ok(driver) => driver.recover(handle).await.map(|state| (driver, state)),
-                        Err(e) => Err(DriverError::Unavailable {
-                            driver: "unknown",
-                            reason: e.to_string(),
-                        }),
-                    };
-                    match recovered.map_err(|e| {
-                        tracing::warn!(lease = %r.lease, error = %e, "could not recover the workload");
-                        e
-                    }) {
-                        Ok((driver, RecoverState::Running)) => {
-                            tracing::info!(lease = %r.lease, "recovered a running workload");
-                            self.update(r.lease, |r| r.state = WorkloadState::Running);
-                            self.publish_endpoints(r.lease, &driver, handle).await;
-                            self.spawn_supervisor(r.lease, handle.clone());
-                        }
-                        Ok((_, RecoverState::Exited(exit))) => {
-                            let this = Arc::clone(self);
-                            let handle = handle.clone();
-                            self.spawn(async move { this.conclude(r.lease, handle, exit, GpuUsage::default()).await });
-                        }
-                        Ok((_, RecoverState::Lost)) | Err(_) => {
-                            let this = Arc::clone(self);
-                            let handle = handle.clone();
-                            let exit = ExitOutcome {
-                                exit_code: None,
-                                signal: None,
-                                reason: ExitReason::Lost,
-                                usage: Usage::default(),
-                            };
-                            self.spawn(async move { this.conclude(r.lease, handle, exit, GpuUsage::default()).await });
-                        }
+            let (workload, exit) = self.recover(&r).await;
+            let effects = self
+                .advance_with(r.lease, Input::Restarted { workload }, |record| {
+                    if let Some(exit) = exit {
+                        record.usage = Some(usage_report(&exit.usage, &GpuUsage::default()));
+                        record.exit = Some(exit);
                     }
-                }
-                (WorkloadState::Starting, None) => {
-                    self.update(r.lease, |r| r.state = WorkloadState::Failed);
-                    self.finish(
-                        r.lease,
-                        WorkloadOutcome::StartFailed,
-                        None,
-                        None,
-                        "the provider agent restarted while starting the workload".into(),
-                    );
-                }
-                (WorkloadState::Exited | WorkloadState::Failed, _)
-                    if !r.reported && !r.ended_on_chain && r.outcome.is_some() =>
-                {
-                    self.spawn_report(r.lease);
-                }
-                _ => {}
+                })
+                .unwrap_or_default();
+            if effects.contains(&Effect::KeepOutputs) {
+                // Collecting outputs may take a while: not before the agent serves.
+                self.run_effects(r.lease, effects);
+            } else {
+                self.perform(r.lease, effects).await;
+            }
+        }
+    }
+
+    /// What the driver says of a record's workload after a restart, with its exit if it ended.
+    async fn recover(&self, r: &LeaseRecord) -> (Recovery, Option<ExitOutcome>) {
+        let Some(handle) = r.handle.as_ref().filter(|_| r.phase.has_workload()) else {
+            return (Recovery::NoWorkload, None);
+        };
+        // A workload concluded before the restart keeps the exit it had.
+        if let (Phase::Concluding { .. }, Some(exit)) = (&r.phase, &r.exit) {
+            return (Recovery::Exited(exit.reason), None);
+        }
+        let recovered = match self.driver_for(handle) {
+            Ok(driver) => driver.recover(handle).await,
+            Err(e) => Err(DriverError::Unavailable {
+                driver: "unknown",
+                reason: e.to_string(),
+            }),
+        };
+        match recovered {
+            Ok(RecoverState::Running) => {
+                tracing::info!(lease = %r.lease, "recovered a running workload");
+                (Recovery::Running, None)
+            }
+            Ok(RecoverState::Exited(exit)) => (Recovery::Exited(exit.reason), Some(exit)),
+            Ok(RecoverState::Lost) => (Recovery::Exited(ExitReason::Lost), Some(lost_exit())),
+            Err(error) => {
+                tracing::warn!(lease = %r.lease, %error, "could not recover the workload");
+                (Recovery::Exited(ExitReason::Lost), Some(lost_exit()))
             }
         }
     }
@@ -1226,11 +1420,7 @@ impl Leases {
         let candidates: Vec<(LeaseId, Option<u64>)> = self
             .lock()
             .values()
-            .filter(|r| {
-                !r.is_live()
-                    && r.reported
-                    && matches!(r.state, WorkloadState::Exited | WorkloadState::Failed)
-            })
+            .filter(|r| r.phase == Phase::Ended)
             .map(|r| (r.lease, r.ended_ms))
             .collect();
         let mut removed = Vec::new();
@@ -1291,7 +1481,7 @@ impl Leases {
         max_bytes: usize,
     ) -> Result<LogSlice, LeaseError> {
         let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
-        let Some(handle) = record.handle else {
+        let Some(handle) = record.handle.clone() else {
             return Ok(LogSlice {
                 offset,
                 finished: !record.is_live(),
@@ -1299,7 +1489,7 @@ impl Leases {
             });
         };
         let max_bytes = max_bytes.min(MAX_LOG_CHUNK_BYTES);
-        if record.state == WorkloadState::Exited {
+        if record.state() == WorkloadState::Exited {
             // Concluded and destroyed: the log file is all there is, and all there will be.
             let path = handle.root_dir.join(LOG_FILE);
             let read =
@@ -1355,6 +1545,48 @@ impl Leases {
 enum InputsProblem {
     Retry(LeaseError),
     Invalid(String),
+}
+
+/// A manifest that can run here: the job, the driver of its runtime, the lease's GPUs.
+struct Admitted {
+    spec: JobSpec,
+    driver: Arc<dyn Driver>,
+    gpu_uuids: Vec<String>,
+}
+
+/// Writes into `record` what `effects` record — a note, a result, when the lease's result was
+/// known (the retention sweep counts from it) — and returns whether it is to be persisted.
+fn note(record: &mut LeaseRecord, effects: &[Effect]) -> bool {
+    for effect in effects {
+        match effect {
+            Effect::Note { detail } => record.detail = Some(detail.clone()),
+            Effect::Report { outcome, detail } => {
+                record.outcome = Some(*outcome);
+                if let Some(detail) = detail {
+                    record.detail = Some(detail.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    let over = matches!(
+        record.phase,
+        Phase::Reporting { .. } | Phase::Releasing | Phase::Ended
+    );
+    if over && record.ended_ms.is_none() {
+        record.ended_ms = Some(now_ms());
+    }
+    effects.contains(&Effect::Persist)
+}
+
+/// The exit of a workload whose end was not seen.
+fn lost_exit() -> ExitOutcome {
+    ExitOutcome {
+        exit_code: None,
+        signal: None,
+        reason: ExitReason::Lost,
+        usage: Usage::default(),
+    }
 }
 
 /// Where a lease's inputs wait, packed, for the manifest.
@@ -1432,10 +1664,14 @@ fn append_log_line(root: &Path, line: &str) {
     }
 }
 
+/// Whether the lease still waits for its manifest; else why a manifest (or inputs) cannot be
+/// taken now.
 fn check_awaiting(record: &LeaseRecord) -> Result<(), LeaseError> {
-    match record.state {
-        WorkloadState::AwaitingManifest if !record.ended_on_chain => Ok(()),
-        WorkloadState::AwaitingManifest | WorkloadState::Failed => Err(LeaseError::Ended {
+    if record.phase == Phase::AwaitingManifest {
+        return Ok(());
+    }
+    match record.state() {
+        WorkloadState::Failed => Err(LeaseError::Ended {
             lease: record.lease,
         }),
         state => Err(LeaseError::AlreadyReceived { state }),
@@ -1522,18 +1758,7 @@ fn is_transient(e: &ChainError) -> bool {
     }
 }
 
-/// How a workload's end is reported on chain.
-pub fn outcome_of(reason: ExitReason) -> WorkloadOutcome {
-    match reason {
-        ExitReason::Completed => WorkloadOutcome::Succeeded,
-        ExitReason::Failed | ExitReason::Stopped => WorkloadOutcome::Failed,
-        // Not the tenant's failure: the chain ends it provider_lost and retries it.
-        ExitReason::Lost => WorkloadOutcome::Lost,
-        ExitReason::OutOfMemory => WorkloadOutcome::OutOfMemory,
-        ExitReason::WallClockLimit | ExitReason::CpuTimeLimit => WorkloadOutcome::TimedOut,
-        ExitReason::DiskExceeded => WorkloadOutcome::DiskExceeded,
-    }
-}
+pub use crate::lifecycle::outcome_of;
 
 /// The driver's usage as the chain counts it.
 pub fn usage_report(usage: &Usage, gpu: &GpuUsage) -> UsageReport {
@@ -1573,22 +1798,6 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_reasons_map_to_outcomes() {
-        for (reason, outcome) in [
-            (ExitReason::Completed, WorkloadOutcome::Succeeded),
-            (ExitReason::Failed, WorkloadOutcome::Failed),
-            (ExitReason::OutOfMemory, WorkloadOutcome::OutOfMemory),
-            (ExitReason::WallClockLimit, WorkloadOutcome::TimedOut),
-            (ExitReason::CpuTimeLimit, WorkloadOutcome::TimedOut),
-            (ExitReason::Stopped, WorkloadOutcome::Failed),
-            (ExitReason::Lost, WorkloadOutcome::Lost),
-            (ExitReason::DiskExceeded, WorkloadOutcome::DiskExceeded),
-        ] {
-            assert_eq!(outcome_of(reason), outcome, "{reason:?}");
-        }
-    }
 
     #[test]
     fn usage_is_summed_and_rounded_up_to_the_mib() {

@@ -4,9 +4,18 @@
 //! result on chain.
 //!
 //! The shape is a pure core in a thin shell: [`bidding`] decides what to bid (no I/O; the
-//! price is what the profile's posted [`Rates`] give, the rule the ledger checks bids by), [`machine`] turns discovery into an offer, [`outputs`] keeps results; the shell is
-//! [`leases`] (the lifecycle), [`server`] (the tenant-facing API), [`heartbeat`] (proof of
+//! price is what the profile's posted [`Rates`] give, the rule the ledger checks bids by),
+//! [`lifecycle`] decides what happens to a lease next (the pure [`lifecycle::step`]: a phase
+//! and an input in, the new phase and the effects out), [`machine`] turns discovery into an
+//! offer, [`outputs`] keeps results; the shell is [`leases`] (the lifecycle's runner: it feeds
+//! inputs and carries effects out), [`server`] (the tenant-facing API), [`heartbeat`] (proof of
 //! life for every running lease) and the reconcile loop.
+//!
+//! A provider leaves with `AnnounceExit` on chain (`gpunet provider leave`): the agent stops
+//! bidding, gives each workload SIGTERM and [`AgentConfig::exit_grace`] to end, keeps its last
+//! checkpoint, releases each lease (`ReleaseLease`: not a failure; the job is retried on
+//! another provider from that checkpoint), deregisters once it holds none, and
+//! [`AgentHandle::departed`] completes.
 //!
 //! Architecture Invariant: the agent never decides money. It offers prices; the ledger checks
 //! every bid, start and result again.
@@ -18,6 +27,7 @@ pub mod drivers;
 pub mod health;
 pub mod heartbeat;
 pub mod leases;
+pub mod lifecycle;
 pub mod machine;
 pub mod outputs;
 pub mod policy;
@@ -36,13 +46,13 @@ use gpunet_protocol::{
     Address, Amount, Msg, ProviderProfile, Rates, Rejection, Runtime, ShapeError,
 };
 use gpunet_runtime::{Driver, DriverError};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use bidding::{NoBid, Offer, free_capacity, plan_bid, plan_bid_on_terms};
 pub use chain::{Chain, ChainError, NodeChain};
 pub use drivers::Drivers;
-pub use leases::{Leases, LeasesConfig, MANIFEST_TIMEOUT, Retention};
+pub use leases::{DEFAULT_EXIT_GRACE, Leases, LeasesConfig, MANIFEST_TIMEOUT, Retention};
 pub use policy::TenantPolicy;
 
 /// How long registering or updating the provider may take to be included.
@@ -84,6 +94,9 @@ pub struct AgentConfig {
     /// attempt of a job (`gpunet provider start --blob-store DIR`). `None`: checkpoints are
     /// neither uploaded nor restored.
     pub blob_store: Option<Arc<dyn gpunet_blobs::BlobStore>>,
+    /// When this provider leaves, how long each workload gets between SIGTERM and SIGKILL to
+    /// finish (and write a last checkpoint): [`DEFAULT_EXIT_GRACE`] by default.
+    pub exit_grace: Duration,
 }
 
 /// Why the agent could not start.
@@ -143,6 +156,7 @@ pub struct AgentHandle {
     server_stop: oneshot::Sender<()>,
     reconciler: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
+    departed: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -179,6 +193,19 @@ impl AgentHandle {
     /// The leases this agent holds.
     pub fn leases(&self) -> &Arc<Leases> {
         &self.leases
+    }
+
+    /// Completes once this provider has left the network: its `AnnounceExit` was seen on
+    /// chain, every lease ended or was released, and it is deregistered (its stake returned).
+    /// Pending forever otherwise. Owned, so it can be awaited beside a shutdown signal.
+    pub fn departed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut departed = self.departed.clone();
+        async move {
+            // An error means the reconciler is gone (shutdown): it will never depart then.
+            if departed.wait_for(|d| *d).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Stops bidding and serving, and the background tasks. Running workloads are left
@@ -304,6 +331,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             retention: config.retention,
             policy: policy.clone(),
             checkpoints,
+            exit_grace: config.exit_grace,
         },
         Arc::new(NodeChain::new(Arc::clone(&client))),
         drivers,
@@ -333,6 +361,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         every,
     ));
 
+    let (departed_tx, departed) = watch::channel(false);
     let reconciler = reconcile::Reconciler {
         client,
         leases: Arc::clone(&leases),
@@ -342,6 +371,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             policy,
         },
         bid_on: BTreeSet::new(),
+        departed: departed_tx,
     };
     let reconciler = tokio::spawn(reconciler.run(from_height));
 
@@ -355,6 +385,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         server_stop,
         reconciler,
         heartbeat,
+        departed,
     })
 }
 

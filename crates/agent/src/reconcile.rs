@@ -2,6 +2,11 @@
 //! orders that fit (see [`crate::bidding`]), and hand leases the chain gives this provider to
 //! [`Leases`]. One task does all of it, so decisions never race each other; every transaction
 //! goes through the one [`NodeClient`], which serialises nonces.
+//!
+//! It also sees this provider leave: once its `AnnounceExit` is on chain (`gpunet provider
+//! leave`), it stops bidding, has [`Leases::leave`] stop the workloads and release the leases,
+//! and when the chain lists no live lease for it and no workload is left here, it submits
+//! `DeregisterProvider` (the stake comes back) and says the agent has departed.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,8 +15,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use gpunet_api::node::{EventEnvelope, OrderView};
 use gpunet_client::{ClientError, NodeClient, OrderFilter};
-use gpunet_protocol::{Event, LeaseId, Msg, OrderId};
-use tokio::sync::mpsc;
+use gpunet_protocol::{Event, LeaseId, Msg, OrderId, Rejection};
+use tokio::sync::{mpsc, watch};
 
 use crate::bidding::{NoBid, Offer, free_capacity, plan_bid};
 use crate::leases::Leases;
@@ -34,6 +39,8 @@ pub(crate) struct Reconciler {
     /// Orders bid on (or found already bid on), with the height they (re)opened at: never
     /// bid twice on one opening; an order reopened for another attempt is a new one.
     pub bid_on: BTreeSet<(OrderId, u64)>,
+    /// Set to `true` once this provider has left: every lease ended and it is deregistered.
+    pub departed: watch::Sender<bool>,
 }
 
 impl Reconciler {
@@ -74,6 +81,12 @@ impl Reconciler {
             Event::LeaseEnded { lease, reason, .. } if self.leases.get(lease).is_some() => {
                 tracing::info!(%lease, %reason, "lease ended on chain");
                 self.leases.on_lease_ended(lease);
+                if self.leases.is_leaving() {
+                    self.poll_provider().await;
+                }
+            }
+            Event::ProviderLeaving { provider } if provider == self.offer.provider => {
+                self.leases.leave();
             }
             _ => {}
         }
@@ -91,6 +104,14 @@ impl Reconciler {
     }
 
     async fn poll(&mut self) {
+        if !self.leases.is_leaving() {
+            self.poll_orders().await;
+        }
+        self.poll_provider().await;
+    }
+
+    /// Considers every open order for a bid.
+    async fn poll_orders(&mut self) {
         let filter = OrderFilter {
             tenant: None,
             open_only: true,
@@ -103,6 +124,14 @@ impl Reconciler {
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot list open orders"),
+        }
+    }
+
+    /// Compares this provider's leases on chain with the agent's: adopts the ones it lacks,
+    /// ends the ones the chain has ended, and follows the provider's exit.
+    async fn poll_provider(&mut self) {
+        if *self.departed.borrow() {
+            return;
         }
         // Known before the providers are read, so a lease tracked meanwhile is not mistaken
         // for one the chain has ended.
@@ -119,9 +148,18 @@ impl Reconciler {
             .iter()
             .find(|p| p.address == self.offer.provider)
         else {
-            tracing::warn!(provider = %self.offer.provider, "this provider is not registered on chain");
+            if self.leases.is_leaving() && self.leases.is_settled() {
+                // Deregistered by someone else holding the key (`gpunet provider leave`).
+                tracing::info!(provider = %self.offer.provider, "this provider is no longer registered: it has left");
+                self.departed.send_replace(true);
+            } else {
+                tracing::warn!(provider = %self.offer.provider, "this provider is not registered on chain");
+            }
             return;
         };
+        if me.leaving {
+            self.leases.leave();
+        }
         for lease in &me.live_leases {
             if !known.contains(lease) {
                 self.adopt(*lease).await;
@@ -134,10 +172,38 @@ impl Reconciler {
                 self.leases.on_lease_ended(lease);
             }
         }
+        if me.leaving && me.live_leases.is_empty() && self.leases.is_settled() {
+            self.deregister().await;
+        }
     }
 
-    /// Bids on `order` if the plan says so; never twice.
+    /// Takes this leaving provider off the chain (its stake comes back) and says the agent
+    /// has departed. A refusal (a lease created meanwhile) is tried again at the next poll.
+    async fn deregister(&mut self) {
+        let sent = self
+            .client
+            .send_and_wait(Msg::DeregisterProvider, crate::chain::TX_INCLUSION_TIMEOUT)
+            .await;
+        match sent {
+            Ok(_) => {
+                tracing::info!(provider = %self.offer.provider, "every lease ended: provider deregistered, stake returned");
+                self.departed.send_replace(true);
+            }
+            Err(e) if e.rejection() == Some(Rejection::ProviderNotRegistered) => {
+                tracing::info!(provider = %self.offer.provider, "already deregistered");
+                self.departed.send_replace(true);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not deregister the provider; the next poll tries again")
+            }
+        }
+    }
+
+    /// Bids on `order` if the plan says so; never twice, and never while leaving.
     async fn consider(&mut self, order: &OrderView) {
+        if self.leases.is_leaving() {
+            return;
+        }
         let opening = (order.id, order.open_since_height);
         if self.bid_on.contains(&opening) {
             return;

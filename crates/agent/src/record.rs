@@ -1,6 +1,7 @@
 //! What the agent remembers of each lease it holds: kept in memory and written as a small JSON
 //! file, `leases/<id>/record.json`, so logs and outputs can still be served (and a running
-//! workload recovered) after an agent restart.
+//! workload recovered) after an agent restart. Where the lease is in its life is its
+//! [`Phase`] (see [`crate::lifecycle`]); what a tenant is shown is derived from it.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,8 @@ use gpunet_protocol::{
 };
 use gpunet_runtime::{ExitOutcome, WorkloadHandle};
 use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::Phase;
 
 /// Largest record file read back, in bytes (a listing of many files is the big part).
 pub const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
@@ -24,7 +27,8 @@ pub struct LeaseRecord {
     pub tenant: Address,
     pub resources: Resources,
     pub gpu_slots: Vec<u32>,
-    pub state: WorkloadState,
+    /// Where the lease is in its life here; changed only by [`crate::lifecycle::step`].
+    pub phase: Phase,
     /// The order's terms, once fetched (for the manifest hash and the duration).
     pub terms: Option<OrderTerms>,
     pub handle: Option<WorkloadHandle>,
@@ -36,10 +40,6 @@ pub struct LeaseRecord {
     #[serde(default)]
     pub output_key: Option<EncryptionKey>,
     pub detail: Option<String>,
-    /// The chain has ended the lease (cancelled, timed out, or our own result applied).
-    pub ended_on_chain: bool,
-    /// Our `CompleteLease` was applied, or is no longer needed.
-    pub reported: bool,
     /// The manifest's `expose`: which ports a service publishes, and their protocols.
     #[serde(default)]
     pub exposed: Vec<Expose>,
@@ -58,19 +58,69 @@ pub struct LeaseRecord {
 }
 
 impl LeaseRecord {
-    /// Whether the lease holds its resources on this machine.
+    /// A lease as first tracked: what the chain says of it, in `phase`, nothing run yet.
+    pub fn new(
+        lease: LeaseId,
+        order: OrderId,
+        tenant: Address,
+        resources: Resources,
+        gpu_slots: Vec<u32>,
+        phase: Phase,
+    ) -> LeaseRecord {
+        LeaseRecord {
+            lease,
+            order,
+            tenant,
+            resources,
+            gpu_slots,
+            phase,
+            terms: None,
+            handle: None,
+            exit: None,
+            outcome: None,
+            usage: None,
+            listing: None,
+            output_key: None,
+            detail: None,
+            exposed: Vec::new(),
+            health: None,
+            endpoints: Vec::new(),
+            healthy: None,
+            ended_ms: None,
+        }
+    }
+
+    /// Whether the lease holds its resources on this machine (see [`Phase::is_live`]).
     pub fn is_live(&self) -> bool {
-        !self.ended_on_chain
-            && matches!(
-                self.state,
-                WorkloadState::AwaitingManifest | WorkloadState::Starting | WorkloadState::Running
-            )
+        self.phase.is_live()
+    }
+
+    /// What the tenant is shown: the workload runs from its start until its result is known
+    /// (paused or being stopped, it still holds its place); after that it `Exited` if it ran
+    /// and `Failed` if it never did.
+    pub fn state(&self) -> WorkloadState {
+        match self.phase {
+            Phase::AwaitingManifest => WorkloadState::AwaitingManifest,
+            Phase::Starting => WorkloadState::Starting,
+            Phase::Started
+            | Phase::Running
+            | Phase::Paused { .. }
+            | Phase::Stopping { .. }
+            | Phase::Concluding { .. } => WorkloadState::Running,
+            Phase::Reporting { .. } | Phase::Releasing | Phase::Ended => {
+                if self.exit.is_some() {
+                    WorkloadState::Exited
+                } else {
+                    WorkloadState::Failed
+                }
+            }
+        }
     }
 
     pub fn view(&self) -> WorkloadView {
         WorkloadView {
             lease: self.lease,
-            state: self.state,
+            state: self.state(),
             exit_code: self.exit.as_ref().and_then(|e| e.exit_code),
             reason: self.exit.as_ref().and_then(|e| {
                 serde_json::to_value(e.reason)
@@ -141,12 +191,58 @@ pub fn load_all(data_dir: &Path) -> Result<Vec<LeaseRecord>, RecordError> {
             Err(e) => return Err(fail(e.to_string())),
         }
         let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
-        let record =
-            serde_json::from_slice::<LeaseRecord>(&bytes).map_err(|e| fail(e.to_string()))?;
+        let record = parse(&bytes).map_err(|e| fail(e.to_string()))?;
         out.push(record);
     }
     out.sort_by_key(|r| r.lease);
     Ok(out)
+}
+
+/// A record from its JSON, including one written before records had a `phase` (they had
+/// `state`, `ended_on_chain` and `reported`), whose phase is then derived from those.
+pub fn parse(bytes: &[u8]) -> Result<LeaseRecord, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    if let Some(fields) = value.as_object_mut()
+        && !fields.contains_key("phase")
+    {
+        let phase = legacy_phase(fields);
+        fields.insert("phase".into(), serde_json::to_value(phase)?);
+    }
+    serde_json::from_value(value)
+}
+
+/// The phase of a record written before phases: what its old flags meant.
+fn legacy_phase(fields: &serde_json::Map<String, serde_json::Value>) -> Phase {
+    let flag = |name: &str| fields.get(name).and_then(|v| v.as_bool()).unwrap_or(false);
+    let state = fields
+        .get("state")
+        .cloned()
+        .and_then(|v| serde_json::from_value::<WorkloadState>(v).ok());
+    let outcome = fields
+        .get("outcome")
+        .cloned()
+        .and_then(|v| serde_json::from_value::<Option<WorkloadOutcome>>(v).ok())
+        .flatten();
+    let (ended_on_chain, reported) = (flag("ended_on_chain"), flag("reported"));
+    match state {
+        Some(WorkloadState::AwaitingManifest) if !ended_on_chain => Phase::AwaitingManifest,
+        Some(WorkloadState::Starting) if !ended_on_chain => Phase::Starting,
+        Some(WorkloadState::Running) if !ended_on_chain => Phase::Running,
+        Some(WorkloadState::Starting | WorkloadState::Running) => Phase::Stopping {
+            why: crate::lifecycle::StopCause::LeaseEnded,
+            supervised: false,
+        },
+        Some(WorkloadState::Exited | WorkloadState::Failed) if !reported && !ended_on_chain => {
+            match outcome {
+                Some(outcome) => Phase::Reporting {
+                    outcome,
+                    detail: None,
+                },
+                None => Phase::Ended,
+            }
+        }
+        _ => Phase::Ended,
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +262,83 @@ mod load_tests {
         assert_eq!(err.path, lease.join(RECORD_FILE));
         let text = err.to_string();
         assert!(text.contains("move the directory"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use super::*;
+    use crate::lifecycle::StopCause;
+
+    /// A record as agents wrote it before phases: `state`, `ended_on_chain`, `reported`.
+    fn legacy(state: &str, ended_on_chain: bool, reported: bool, outcome: Option<&str>) -> Vec<u8> {
+        let record = LeaseRecord::new(
+            LeaseId(7),
+            OrderId(3),
+            Address([1; 32]),
+            Resources {
+                cpu_millis: 1_000,
+                memory_mib: 64,
+                disk_mib: 64,
+                gpu: Default::default(),
+            },
+            vec![],
+            Phase::Ended,
+        );
+        let mut value = serde_json::to_value(&record).expect("serializes");
+        let fields = value.as_object_mut().expect("an object");
+        fields.remove("phase");
+        fields.insert("state".into(), state.into());
+        fields.insert("ended_on_chain".into(), ended_on_chain.into());
+        fields.insert("reported".into(), reported.into());
+        fields.insert("outcome".into(), outcome.into());
+        serde_json::to_vec(&value).expect("serializes")
+    }
+
+    #[test]
+    fn a_record_written_before_phases_loads_in_the_phase_its_flags_meant() {
+        let reporting = Phase::Reporting {
+            outcome: WorkloadOutcome::Succeeded,
+            detail: None,
+        };
+        let orphan = Phase::Stopping {
+            why: StopCause::LeaseEnded,
+            supervised: false,
+        };
+        for (state, ended, reported, outcome, phase) in [
+            (
+                "awaiting_manifest",
+                false,
+                false,
+                None,
+                Phase::AwaitingManifest,
+            ),
+            ("awaiting_manifest", true, true, None, Phase::Ended),
+            ("starting", false, false, None, Phase::Starting),
+            ("running", false, false, None, Phase::Running),
+            ("running", true, false, None, orphan),
+            ("exited", false, false, Some("succeeded"), reporting),
+            ("exited", false, true, Some("succeeded"), Phase::Ended),
+            ("exited", true, false, Some("succeeded"), Phase::Ended),
+            ("failed", false, false, None, Phase::Ended),
+        ] {
+            let record = parse(&legacy(state, ended, reported, outcome))
+                .unwrap_or_else(|e| panic!("{state}: {e}"));
+            assert_eq!(
+                record.phase, phase,
+                "{state} ended={ended} reported={reported}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips_with_its_phase() {
+        let mut record = parse(&legacy("running", false, false, None)).expect("parses");
+        record.phase = Phase::Stopping {
+            why: StopCause::StartNotRecorded { why: "x".into() },
+            supervised: true,
+        };
+        let bytes = serde_json::to_vec(&record).expect("serializes");
+        assert_eq!(parse(&bytes).expect("parses"), record);
     }
 }

@@ -345,7 +345,7 @@ async fn outputs(
             "no_outputs",
             format!(
                 "lease {lease} has no outputs (yet): it is {:?}{}",
-                record.state,
+                record.state(),
                 record.detail.map(|d| format!(" ({d})")).unwrap_or_default()
             ),
         )),

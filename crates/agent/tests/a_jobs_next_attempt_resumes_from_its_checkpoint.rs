@@ -189,6 +189,7 @@ fn agent(w: &World, name: &str, lease: LeaseId, order: OrderId) -> Agent {
                 store: w.store.clone() as Arc<dyn BlobStore>,
                 chain_id: CHAIN_ID.into(),
             }),
+            exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
         },
         chain,
         Drivers::single(driver).expect("the process driver runs processes"),

@@ -216,6 +216,7 @@ impl World {
                 retention: Retention::default(),
                 policy: gpunet_agent::TenantPolicy::default(),
                 checkpoints: None,
+                exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
             },
             chain,
             drivers,
@@ -400,7 +401,7 @@ async fn a_restarted_agent_recovers_its_container_and_reports_it_once() {
     let second = w.agent();
     second.resume().await;
     assert_eq!(
-        second.get(w.lease).expect("record").state,
+        second.get(w.lease).expect("record").state(),
         WorkloadState::Running,
         "recovered while it still runs"
     );
@@ -469,7 +470,7 @@ async fn a_service_reports_its_endpoint_and_stops_when_its_lease_ends() {
     wait_until("the service to stop", || {
         leases
             .get(w.lease)
-            .is_some_and(|r| r.state == WorkloadState::Exited)
+            .is_some_and(|r| r.state() == WorkloadState::Exited)
     })
     .await;
     let view = leases.get(w.lease).expect("record").view();

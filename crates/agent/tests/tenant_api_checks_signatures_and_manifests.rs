@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gpunet_agent::leases::{Leases, LeasesConfig};
+use gpunet_agent::lifecycle::Phase;
 use gpunet_agent::server;
 use gpunet_agent::{Chain, ChainError, Drivers, Retention};
 use gpunet_api::ErrorBody;
@@ -250,6 +251,7 @@ fn start_leases_with_policy(
             retention: Retention::default(),
             policy,
             checkpoints: None,
+            exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
         },
         chain,
         Drivers::single(driver).expect("the fake driver runs processes"),
@@ -851,7 +853,7 @@ async fn a_cancelled_lease_stops_its_workload_and_reports_nothing() {
     wait_for("the workload to stop", || {
         leases
             .get(LEASE)
-            .is_some_and(|r| r.state == WorkloadState::Exited)
+            .is_some_and(|r| r.state() == WorkloadState::Exited)
     })
     .await;
     let record = w.leases.get(LEASE).expect("record");
@@ -881,7 +883,7 @@ async fn an_ended_leases_directory_is_kept_for_the_retention_period_then_swept()
         .expect("accepted");
     let leases = Arc::clone(&w.leases);
     wait_for("the result to be reported", || {
-        leases.get(LEASE).is_some_and(|r| r.reported)
+        leases.get(LEASE).is_some_and(|r| r.phase == Phase::Ended)
     })
     .await;
     let ended_ms = w.leases.get(LEASE).and_then(|r| r.ended_ms).expect("ended");
@@ -1015,11 +1017,96 @@ async fn a_lease_the_chain_pauses_freezes_its_workload_until_resumed() {
     wait_for("the workload to freeze", || driver.is_paused(&workload)).await;
     // Paused is not ended: it keeps its resources and reports nothing.
     assert_eq!(
-        w.leases.get(LEASE).map(|r| r.state),
+        w.leases.get(LEASE).map(|r| r.state()),
         Some(WorkloadState::Running)
     );
     assert!(completions(&w.chain).is_empty());
     w.leases.on_lease_resumed(LEASE);
     wait_for("the workload to thaw", || !driver.is_paused(&workload)).await;
     w.leases.on_lease_ended(LEASE);
+}
+
+fn releases(chain: &StubChain) -> Vec<LeaseId> {
+    chain
+        .submitted()
+        .into_iter()
+        .filter_map(|m| match m {
+            Msg::ReleaseLease { lease } => Some(lease),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_leaving_provider_stops_the_workload_releases_the_lease_and_reports_no_result() {
+    let w = world(FakeDriver::new().hanging(), Duration::from_secs(60)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect("accepted");
+    let chain = Arc::clone(&w.chain);
+    wait_for("StartLease", || {
+        chain
+            .submitted()
+            .iter()
+            .any(|m| matches!(m, Msg::StartLease { .. }))
+    })
+    .await;
+    assert!(!w.leases.is_settled(), "a workload runs");
+    w.leases.leave();
+    // The next poll sees the provider leaving again: nothing more happens.
+    w.leases.leave();
+    assert!(w.leases.is_leaving());
+    let leases = Arc::clone(&w.leases);
+    wait_for("the lease to be released", || {
+        leases.get(LEASE).is_some_and(|r| r.phase == Phase::Ended)
+    })
+    .await;
+    assert_eq!(releases(&w.chain), vec![LEASE], "released, once");
+    assert!(
+        completions(&w.chain).is_empty(),
+        "a stopped workload of a leaving provider reports no result"
+    );
+    let record = w.leases.get(LEASE).expect("record");
+    assert_eq!(record.state(), WorkloadState::Exited);
+    assert_eq!(
+        record.exit.map(|e| e.reason),
+        Some(gpunet_runtime::ExitReason::Stopped)
+    );
+    assert!(w.leases.held().is_empty());
+    assert!(
+        w.leases.is_settled(),
+        "nothing left: the agent may deregister"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_waiting_for_its_manifest_is_released_at_once_when_the_provider_leaves() {
+    let w = world(FakeDriver::new(), Duration::from_millis(300)).await;
+    let tenant = ProviderClient::new(&w.endpoint, w.tenant.clone());
+    // Any signed request makes the agent track the lease (as the chain's event would).
+    tenant.status(LEASE).await.expect("status");
+    w.leases.leave();
+    let chain = Arc::clone(&w.chain);
+    wait_for("the lease to be released", || {
+        releases(&chain) == vec![LEASE]
+    })
+    .await;
+    let err = tenant
+        .deliver_manifest(LEASE, &w.provider_key, &w.manifest)
+        .await
+        .expect_err("given back");
+    assert_eq!(api_error(err), (410, "lease_ended".to_owned()));
+    // The manifest timer fires later and finds nothing to reject.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(completions(&w.chain).is_empty());
+    assert!(w.driver.started_specs().is_empty(), "nothing started");
+    assert_eq!(releases(&w.chain), vec![LEASE]);
+    let view = tenant.status(LEASE).await.expect("status");
+    assert_eq!(view.state, WorkloadState::Failed);
+    assert!(
+        view.detail.is_some_and(|d| d.contains("leaving")),
+        "the tenant is told why"
+    );
 }

@@ -362,6 +362,7 @@ fn start_agent_config(
                 None
             }
         },
+        exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
     }
 }
 

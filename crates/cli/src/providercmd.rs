@@ -1,6 +1,6 @@
 //! `gpunet provider start`: run the provider agent on this machine against any node of a
 //! network — discover the machine, register (locking stake), bid on orders it can serve, run
-//! the workloads and get paid — until Ctrl-C or SIGTERM.
+//! the workloads and get paid — until Ctrl-C or SIGTERM, or until the provider has left.
 //!
 //! `gpunet dev` runs an agent inside its own process; this is the same agent on its own, for a
 //! machine that joins a network run elsewhere (`gpunet node`, `deploy/cluster/`).
@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -79,6 +80,15 @@ pub struct StartArgs {
     /// `s3://` store is not offered here yet.)
     #[arg(long, value_name = "DIR")]
     pub blob_store: Option<std::path::PathBuf>,
+    /// When the provider leaves (its `AnnounceExit` is on chain): how long each workload gets
+    /// after SIGTERM to finish and write a last checkpoint before it is killed, e.g. 30s or 2m.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub exit_grace: Duration,
+}
+
+/// A duration flag: `90s`, `30m`, `1h30m` (the job spec's durations).
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    gpunet_protocol::jobspec::Seconds::parse(text).map(|s| Duration::from_secs(s.0))
 }
 
 fn amount(flag: &str, value: &str) -> Result<Amount> {
@@ -187,6 +197,7 @@ async fn start(a: StartArgs) -> Result<()> {
             ) as Arc<dyn gpunet_blobs::BlobStore>),
             None => None,
         },
+        exit_grace: a.exit_grace,
     })
     .await
     .with_context(|| format!("starting the provider agent against {}", a.api))?;
@@ -198,7 +209,18 @@ async fn start(a: StartArgs) -> Result<()> {
         runtimes.join(", "),
         a.api
     );
-    crate::nodecmd::wait_for_stop().await;
+    let departed = agent.departed();
+    let left = tokio::select! {
+        () = crate::nodecmd::wait_for_stop() => false,
+        () = departed => true,
+    };
+    let address = agent.address();
     agent.shutdown().await;
+    if left {
+        println!(
+            "provider {address} has left the network: its leases ended or were released, and it \
+             is deregistered (stake returned)"
+        );
+    }
     Ok(())
 }
