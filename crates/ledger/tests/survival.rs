@@ -416,6 +416,113 @@ fn a_leaving_provider_releases_its_leases_without_a_failure_and_takes_no_new_one
 }
 
 #[test]
+fn a_released_lease_is_paid_only_to_its_last_proof_of_life_and_only_its_provider_can_release_it() {
+    let mut w = world();
+    let (t, p0, p1) = (w.tenant(0), w.provider_addr(0), w.provider_addr(1));
+    let usd_t0 = w.usd(&t);
+    let order = open(&mut w, order_terms().deposit(usd(10)).recovery(2, &[], 0));
+    let lease = lease_to(&mut w, order, 0);
+    start(&mut w, lease);
+    let started = w.lease(lease).started_ms.expect("started");
+    w.blocks(3);
+
+    // Leaving is no way to end a lease one does not hold: another provider can neither
+    // release it nor end it by leaving itself.
+    let tx = w.tx(p1, Msg::ReleaseLease { lease });
+    assert_eq!(w.submit(tx), Err(Rejection::NotLeaseProvider));
+    let tx = w.tx(p1, Msg::AnnounceExit);
+    w.submit(tx).expect("p1 may leave");
+    assert_eq!(w.lease(lease).status, LeaseStatus::Running);
+    let tx = w.tx(p1, Msg::ReleaseLease { lease });
+    assert_eq!(w.submit(tx), Err(Rejection::NotLeaseProvider));
+    assert_eq!(w.state.providers[&p0].leases_failed, 0);
+
+    // Its provider goes quiet a while (its workload being stopped), then releases it.
+    w.silence(p0);
+    let last_heartbeat = w.state.time_ms;
+    w.blocks(2);
+    let tx = w.tx(p0, Msg::AnnounceExit);
+    w.submit(tx).expect("announce applies");
+    let tx = w.tx(p0, Msg::ReleaseLease { lease });
+    w.submit(tx).expect("release applies");
+    let released_at = w.state.time_ms;
+    assert!(released_at > last_heartbeat);
+    let l = w.lease(lease).clone();
+    assert_eq!(
+        l.status,
+        LeaseStatus::Ended {
+            reason: LeaseEndReason::ProviderLeft
+        }
+    );
+    // The release is itself a proof of life (like a heartbeat or a result): the lease is
+    // paid up to it, and not a millisecond past it.
+    assert_eq!(l.last_proof_ms, released_at);
+    assert_eq!(l.billed_ms, released_at - started);
+    assert_eq!(l.paid, paid_for(released_at - started));
+    assert_eq!(
+        w.state.providers[&p0].leases_failed, 0,
+        "leaving is not failing"
+    );
+    w.blocks(5);
+    assert_eq!(
+        w.lease(lease).paid,
+        l.paid,
+        "nothing is paid after the release"
+    );
+    // Once ended it cannot be released (or paid) again.
+    let tx = w.tx(p0, Msg::ReleaseLease { lease });
+    assert_eq!(w.submit(tx), Err(Rejection::LeaseNotLive));
+    // The order is open again with its escrow, for another provider (not the leaver).
+    let o = w.order(order);
+    assert_eq!(o.status, OrderStatus::Open);
+    assert!(o.excluded.contains(&p0));
+    assert_eq!(
+        w.escrow(order),
+        usd(10).checked_sub(l.paid).expect("paid < deposit")
+    );
+    assert_eq!(
+        w.usd(&t),
+        usd_t0.checked_sub(usd(10)).expect("deposit held")
+    );
+}
+
+#[test]
+fn a_paused_lease_released_is_paid_nothing_for_its_pause() {
+    let mut w = World::builder()
+        .tenants(1)
+        .providers(1)
+        .with_params(|p| p.pause_grace_blocks = 20)
+        .build();
+    let p0 = w.provider_addr(0);
+    // 2 000 micro-usd: two seconds at one micro-usd a millisecond.
+    let order = open(&mut w, order_terms().deposit(Amount::from_micros(2_000)));
+    let lease = lease_to(&mut w, order, 0);
+    start(&mut w, lease);
+    for _ in 0..20 {
+        w.block(Vec::new());
+        if matches!(w.lease(lease).status, LeaseStatus::Paused { .. }) {
+            break;
+        }
+    }
+    assert!(matches!(w.lease(lease).status, LeaseStatus::Paused { .. }));
+    let paid = w.lease(lease).paid;
+    w.blocks(4);
+    let tx = w.tx(p0, Msg::AnnounceExit);
+    w.submit(tx).expect("announce applies");
+    let tx = w.tx(p0, Msg::ReleaseLease { lease });
+    w.submit(tx).expect("a paused lease can be released");
+    let l = w.lease(lease);
+    assert_eq!(
+        l.status,
+        LeaseStatus::Ended {
+            reason: LeaseEndReason::ProviderLeft
+        }
+    );
+    assert_eq!(l.paid, paid, "a release proves nothing for the paused time");
+    assert_eq!(w.state.providers[&p0].leases_failed, 0);
+}
+
+#[test]
 fn a_provider_that_lost_the_workload_is_paid_only_to_its_last_proof_and_the_job_is_retried() {
     let mut w = world();
     let p0 = w.provider_addr(0);
