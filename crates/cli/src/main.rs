@@ -68,7 +68,7 @@ enum Command {
     /// A network of validators on the Malachite BFT engine: init, start.
     #[command(subcommand)]
     Node(nodecmd::NodeCmd),
-    /// Offer this machine's capacity to a network: run the provider agent.
+    /// Offer this machine's capacity to a network (run the provider agent), or leave it.
     #[command(subcommand)]
     Provider(providercmd::ProviderCmd),
     /// Measure performance; figures are printed and written to a file.

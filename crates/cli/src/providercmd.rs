@@ -2,20 +2,31 @@
 //! network — discover the machine, register (locking stake), bid on orders it can serve, run
 //! the workloads and get paid — until Ctrl-C or SIGTERM, or until the provider has left.
 //!
+//! `gpunet provider leave`: leave the network gracefully — announce the exit on chain, then
+//! (with `--wait`) follow the provider while its agent stops the workloads, releases the leases
+//! (each job goes on with another provider) and deregisters, saying what became of each lease.
+//!
 //! `gpunet dev` runs an agent inside its own process; this is the same agent on its own, for a
 //! machine that joins a network run elsewhere (`gpunet node`, `deploy/cluster/`).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use gpunet_agent::{AgentConfig, Retention};
-use gpunet_client::KeyFile;
-use gpunet_protocol::Amount;
+use gpunet_api::node::{LeaseState, LeaseView, ProviderView};
+use gpunet_client::{KeyFile, NodeClient};
+use gpunet_protocol::{Address, Amount, LeaseEndReason, LeaseId, Msg, Rejection};
+use serde_json::json;
 
+use crate::progress::Progress;
+
+// Parsed once per process: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ProviderCmd {
     /// Run the provider agent until Ctrl-C: register this machine with the network, bid on
@@ -25,7 +36,42 @@ pub enum ProviderCmd {
     /// Example: gpunet provider start --api http://127.0.0.1:8650 --key provider.json --data /var/lib/gpunet-provider
     ///
     /// Example: gpunet provider start --api http://validator-0:8650 --key /net/keys/provider-0.json --listen 0.0.0.0:8700 --endpoint http://provider-0:8700
+    ///
+    /// It exits 0 by itself once the provider has left (`gpunet provider leave`).
     Start(StartArgs),
+    /// Leave the network gracefully: announce the exit on chain, so the provider takes no new
+    /// leases. Its running agent (`gpunet provider start`) then stops each workload (SIGTERM,
+    /// and its --exit-grace to finish and write a last checkpoint), releases each lease — the
+    /// job goes on with another provider, from that checkpoint, and the release is not
+    /// counted as this provider's failure — deregisters (the stake comes back) and exits 0.
+    ///
+    /// Without --wait it returns once the exit is announced; with --wait it follows the
+    /// provider until it is deregistered, saying what became of each lease. Run it again with
+    /// --wait to follow a leave already under way. If every lease has ended but the agent does
+    /// not deregister (it is not running), --wait deregisters the provider itself.
+    ///
+    /// Example: gpunet provider leave --api http://127.0.0.1:8650 --key provider.json --wait
+    Leave(LeaveArgs),
+}
+
+#[derive(Args)]
+pub struct LeaveArgs {
+    /// Node API URL (any validator of the network).
+    #[arg(long, env = "GPUNET_API")]
+    pub api: String,
+    /// The provider's account key: the one its agent runs with.
+    #[arg(long, env = "GPUNET_KEY")]
+    pub key: PathBuf,
+    /// Follow the provider until every lease has ended and it is deregistered.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up (exit 1) if the provider is still registered after this long,
+    /// e.g. 30m or 2h.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -80,8 +126,8 @@ pub struct StartArgs {
     /// `s3://` store is not offered here yet.)
     #[arg(long, value_name = "DIR")]
     pub blob_store: Option<std::path::PathBuf>,
-    /// When the provider leaves (its `AnnounceExit` is on chain): how long each workload gets
-    /// after SIGTERM to finish and write a last checkpoint before it is killed, e.g. 30s or 2m.
+    /// When the provider leaves (`gpunet provider leave`): how long each workload gets after
+    /// SIGTERM to finish and write a last checkpoint before it is killed, e.g. 30s or 2m.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub exit_grace: Duration,
 }
@@ -114,6 +160,7 @@ fn gpu_model_rates(flags: &[String]) -> Result<std::collections::BTreeMap<String
 pub async fn run(cmd: ProviderCmd) -> Result<()> {
     match cmd {
         ProviderCmd::Start(a) => start(a).await,
+        ProviderCmd::Leave(a) => leave(a).await,
     }
 }
 
@@ -223,4 +270,234 @@ async fn start(a: StartArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// How often `provider leave --wait` reads the chain.
+const LEAVE_POLL: Duration = Duration::from_secs(1);
+/// How long `provider leave --wait` lets the agent deregister once every lease has ended,
+/// before it deregisters the provider itself.
+const DEREGISTER_PATIENCE: Duration = Duration::from_secs(20);
+/// How long without a lease ending before `provider leave --wait` asks whether the agent runs.
+const QUIET_HINT_AFTER: Duration = Duration::from_secs(60);
+/// How long a transaction of `provider leave` may take to be included.
+const LEAVE_TX_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn leave(a: LeaveArgs) -> Result<()> {
+    let key = KeyFile::load(&a.key).context("the provider key (the one its agent runs with)")?;
+    let address = key.address();
+    let client = NodeClient::new(&a.api).with_signer(key);
+    let progress = Progress::new(a.json);
+    let Some(me) = provider_view(&client, address).await? else {
+        bail!(
+            "{address} is not a registered provider on {}: there is nothing to leave (it may \
+             have left already). Check the key with `gpunet market providers --api {}`",
+            a.api,
+            a.api
+        );
+    };
+    let announced = !me.leaving;
+    if announced {
+        client
+            .send_and_wait(Msg::AnnounceExit, LEAVE_TX_TIMEOUT)
+            .await
+            .context("announcing the exit on chain")?;
+        progress.stage(&format!(
+            "exit announced: provider {address} takes no new leases"
+        ));
+    } else {
+        progress.stage(&format!(
+            "provider {address} was already leaving; following it"
+        ));
+    }
+    if !a.wait {
+        progress.finish();
+        if a.json {
+            let value = json!({
+                "provider": address.to_string(),
+                "announced": announced,
+                "leaving": true,
+                "live_leases": me.live_leases.iter().map(|l| l.0).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            println!(
+                "provider {address} is leaving. Its agent (`gpunet provider start`) stops the \
+                 workloads of its {} live lease(s), releases them for other providers, \
+                 deregisters and exits.\nFollow it with: gpunet provider leave --api {} --key {} --wait",
+                me.live_leases.len(),
+                a.api,
+                a.key.display()
+            );
+        }
+        return Ok(());
+    }
+    let followed = follow_leave(&client, address, me, &a, &progress).await;
+    progress.finish();
+    let followed = followed?;
+    if a.json {
+        let leases: Vec<serde_json::Value> = followed.ended.values().map(lease_json).collect();
+        let value = json!({
+            "provider": address.to_string(),
+            "announced": announced,
+            "deregistered": true,
+            "deregistered_by": if followed.deregistered_here { "this command" } else { "the agent" },
+            "stake_returned": followed.stake.to_string(),
+            "leases": leases,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for lease in followed.ended.values() {
+            println!("{}", lease_line(lease));
+        }
+        println!(
+            "provider {address} has left: {} lease(s) ended, deregistered, stake of {} gpn returned",
+            followed.ended.len(),
+            followed.stake
+        );
+    }
+    Ok(())
+}
+
+/// This provider as the chain shows it, or `None` if it is not registered.
+async fn provider_view(client: &NodeClient, address: Address) -> Result<Option<ProviderView>> {
+    let list = client.providers().await.context("reading the providers")?;
+    Ok(list.providers.into_iter().find(|p| p.address == address))
+}
+
+/// What `provider leave --wait` saw.
+struct Followed {
+    /// Every lease that was live during the leave, as it ended.
+    ended: BTreeMap<LeaseId, LeaseView>,
+    /// The stake locked when last seen (returned by the deregistration).
+    stake: Amount,
+    /// This command deregistered the provider (its agent did not).
+    deregistered_here: bool,
+}
+
+/// Follows a leaving provider until it is deregistered: each lease's end is shown as it
+/// happens; once none is live, the agent gets [`DEREGISTER_PATIENCE`] to deregister before
+/// this does it.
+async fn follow_leave(
+    client: &NodeClient,
+    address: Address,
+    mut me: ProviderView,
+    a: &LeaveArgs,
+    progress: &Progress,
+) -> Result<Followed> {
+    let started = Instant::now();
+    let mut live: Vec<LeaseId> = me.live_leases.clone();
+    let mut ended: BTreeMap<LeaseId, LeaseView> = BTreeMap::new();
+    let mut last_change = Instant::now();
+    let mut hinted = false;
+    let mut none_live_since: Option<Instant> = None;
+    let mut deregistered_here = false;
+    loop {
+        // Leases that ended since the last look.
+        let mut still = Vec::new();
+        for id in live {
+            match client.lease(id).await {
+                Ok(view) if view.state == LeaseState::Ended => {
+                    progress.stage(&lease_line(&view));
+                    ended.insert(id, view);
+                    last_change = Instant::now();
+                }
+                Ok(_) | Err(_) => still.push(id),
+            }
+        }
+        live = still;
+        let Some(now) = provider_view(client, address).await? else {
+            return Ok(Followed {
+                ended,
+                stake: me.stake,
+                deregistered_here,
+            });
+        };
+        me = now;
+        for id in &me.live_leases {
+            if !live.contains(id) && !ended.contains_key(id) {
+                live.push(*id);
+            }
+        }
+        if live.is_empty() && me.live_leases.is_empty() {
+            let since = *none_live_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= DEREGISTER_PATIENCE {
+                progress.stage(
+                    "every lease has ended but the agent has not deregistered (is `gpunet provider start` running?): deregistering the provider now",
+                );
+                match client
+                    .send_and_wait(Msg::DeregisterProvider, LEAVE_TX_TIMEOUT)
+                    .await
+                {
+                    Ok(_) => deregistered_here = true,
+                    Err(e) if e.rejection() == Some(Rejection::ProviderNotRegistered) => {}
+                    // A lease created meanwhile: follow it.
+                    Err(e) if e.rejection() == Some(Rejection::ProviderHasLiveLeases) => {
+                        none_live_since = None;
+                    }
+                    Err(e) => return Err(e).context("deregistering the provider"),
+                }
+                continue;
+            }
+            progress.status("every lease has ended; waiting for the agent to deregister");
+        } else {
+            none_live_since = None;
+            let ids: Vec<String> = live.iter().map(|l| l.to_string()).collect();
+            progress.status(&format!(
+                "waiting for the agent to stop and release {} lease(s): {}",
+                live.len(),
+                ids.join(", ")
+            ));
+            if !hinted && last_change.elapsed() >= QUIET_HINT_AFTER {
+                hinted = true;
+                progress.stage(&format!(
+                    "no lease has ended for {} s: is `gpunet provider start` running for this \
+                     provider? It stops the workloads and releases the leases (without it they \
+                     end provider_lost once the chain stops hearing from them)",
+                    QUIET_HINT_AFTER.as_secs()
+                ));
+            }
+        }
+        if started.elapsed() >= a.timeout {
+            let ids: Vec<String> = live.iter().map(|l| l.to_string()).collect();
+            bail!(
+                "provider {address} is still registered after {} s, with live lease(s) [{}]; \
+                 the leave goes on — follow it again with `gpunet provider leave --api {} --key {} --wait`",
+                a.timeout.as_secs(),
+                ids.join(", "),
+                a.api,
+                a.key.display()
+            );
+        }
+        tokio::time::sleep(LEAVE_POLL).await;
+    }
+}
+
+/// One line on how a lease ended during a leave.
+fn lease_line(lease: &LeaseView) -> String {
+    let what = match lease.end_reason {
+        Some(LeaseEndReason::ProviderLeft) => {
+            "released: the job goes on with another provider (not counted as a failure)".to_owned()
+        }
+        Some(LeaseEndReason::Completed) => "completed before the provider left".to_owned(),
+        Some(reason) => format!("ended {reason}"),
+        None => "ended".to_owned(),
+    };
+    format!(
+        "lease {} (job {}): {what}; {:.1} s billed, {} usd paid",
+        lease.id,
+        lease.order,
+        lease.billed_ms as f64 / 1_000.0,
+        lease.paid
+    )
+}
+
+fn lease_json(lease: &LeaseView) -> serde_json::Value {
+    json!({
+        "lease": lease.id.0,
+        "job": lease.order.0,
+        "end_reason": lease.end_reason.map(|r| r.to_string()),
+        "billed_ms": lease.billed_ms,
+        "paid": lease.paid.to_string(),
+        "provider_earned": lease.provider_earned.to_string(),
+    })
 }

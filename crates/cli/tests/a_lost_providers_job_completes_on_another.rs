@@ -8,34 +8,12 @@
 
 mod binary;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use binary::User;
 use gpunet_api::node::{LeaseState, OrderView};
 use gpunet_client::{KeyFile, NodeClient};
 use gpunet_protocol::{Denom, LeaseEndReason, OrderId};
-use gpunet_testkit::procs::processes_with_arg;
-
-/// The processes carrying `marker` that run in a lease of the provider whose data directory is
-/// `dir`: sandboxed, their root is a mount of `<dir>/leases/<id>/sandbox` (their mount table
-/// says so); unsandboxed, their working directory is below `dir`.
-fn workloads_under(marker: &str, dir: &Path) -> Vec<u32> {
-    let dir_text = dir.to_string_lossy().into_owned();
-    processes_with_arg(marker)
-        .into_iter()
-        .filter(|pid| {
-            let mounted_from_dir = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-                .is_ok_and(|m| {
-                    m.lines()
-                        .any(|l| l.contains(&format!("{dir_text}/leases/")))
-                });
-            let cwd_in_dir =
-                std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|p| p.starts_with(dir));
-            mounted_from_dir || cwd_in_dir
-        })
-        .collect()
-}
 
 async fn order(client: &NodeClient, id: OrderId) -> OrderView {
     client.order(id).await.expect("the order is readable")
@@ -93,7 +71,7 @@ recovery: {{ max_attempts: 3, backoff: 1s }}
     // Long enough for the agent to upload a checkpoint (every 10 s).
     tokio::time::sleep(Duration::from_secs(13)).await;
     assert!(
-        !workloads_under(&marker, &base.join("provider-0")).is_empty(),
+        !binary::workloads_under(&marker, &base.join("provider-0")).is_empty(),
         "the workload runs on the host, under provider 0's data"
     );
     // The provider's machine "dies": its agent is killed outright.
@@ -127,7 +105,7 @@ recovery: {{ max_attempts: 3, backoff: 1s }}
     let _revived = network.provider(&user, base, 0, "0.10");
     let start = Instant::now();
     loop {
-        let orphans = workloads_under(&marker, &base.join("provider-0"));
+        let orphans = binary::workloads_under(&marker, &base.join("provider-0"));
         if orphans.is_empty() {
             break;
         }

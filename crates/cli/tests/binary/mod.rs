@@ -240,3 +240,23 @@ pub async fn until_providers(client: &gpunet_client::NodeClient, n: usize) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The processes carrying `marker` that run in a lease of the provider whose data directory is
+/// `dir`: sandboxed, their root is a mount of `<dir>/leases/<id>/sandbox` (their mount table
+/// says so); unsandboxed, their working directory is below `dir`.
+pub fn workloads_under(marker: &str, dir: &Path) -> Vec<u32> {
+    let dir_text = dir.to_string_lossy().into_owned();
+    gpunet_testkit::procs::processes_with_arg(marker)
+        .into_iter()
+        .filter(|pid| {
+            let mounted_from_dir = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                .is_ok_and(|m| {
+                    m.lines()
+                        .any(|l| l.contains(&format!("{dir_text}/leases/")))
+                });
+            let cwd_in_dir =
+                std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|p| p.starts_with(dir));
+            mounted_from_dir || cwd_in_dir
+        })
+        .collect()
+}
