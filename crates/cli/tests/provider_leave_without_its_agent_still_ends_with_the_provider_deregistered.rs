@@ -1,0 +1,82 @@
+//! `gpunet provider leave` for a provider whose agent is gone (its machine died before the
+//! leave): the exit is announced, a second `leave --wait` follows the leave already under way,
+//! and with no lease left and no agent to deregister, it deregisters the provider itself — the
+//! stake comes back. Leaving again is refused with what to check.
+
+mod binary;
+
+use std::time::Duration;
+
+use binary::User;
+use gpunet_client::{KeyFile, NodeClient};
+use gpunet_protocol::Denom;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leave_announces_follows_and_deregisters_a_provider_whose_agent_is_gone() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path();
+    let user = User::new(base);
+    let network = binary::Network::start(&user, base, 1, 200, &[]).await;
+    let client = NodeClient::new(&network.api);
+    let mut agent = network.provider(&user, base, 0, "0.10");
+    binary::until_providers(&client, 1).await;
+    // The provider's machine dies: registered, no agent.
+    agent.start_kill().expect("SIGKILL the agent");
+    let _ = agent.wait().await;
+    let address = KeyFile::load(&network.key("provider-0"))
+        .expect("provider key")
+        .address();
+    let gpn_before = client
+        .account(&address)
+        .await
+        .expect("account")
+        .balances
+        .get(Denom::Gpn);
+
+    let key = network.key("provider-0");
+    let key = key.to_str().expect("utf-8");
+    let leave = |extra: &[&str]| {
+        let mut args = vec!["provider", "leave", "--api", &network.api, "--key", key];
+        args.extend(extra);
+        user.gpunet(&args, base)
+    };
+
+    let announced = binary::run(leave(&[]), Duration::from_secs(60)).await;
+    assert_eq!(announced.code, Some(0), "{announced:?}");
+    assert!(
+        announced.stdout.contains("is leaving") && announced.stdout.contains("--wait"),
+        "says what happens next and how to follow it: {announced:?}"
+    );
+    let providers = client.providers().await.expect("providers");
+    let me = providers
+        .providers
+        .iter()
+        .find(|p| p.address == address)
+        .expect("still registered");
+    assert!(me.leaving, "the exit is on chain");
+
+    let followed = binary::run(leave(&["--wait", "--json"]), Duration::from_secs(90)).await;
+    assert_eq!(followed.code, Some(0), "{followed:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&followed.stdout).expect("provider leave --json prints JSON");
+    assert_eq!(report["announced"], false, "already leaving: {report}");
+    assert_eq!(report["deregistered"], true, "{report}");
+    assert_eq!(report["deregistered_by"], "this command", "{report}");
+    assert_eq!(report["leases"], serde_json::json!([]), "{report}");
+    let providers = client.providers().await.expect("providers");
+    assert!(providers.providers.iter().all(|p| p.address != address));
+    let gpn_after = client
+        .account(&address)
+        .await
+        .expect("account")
+        .balances
+        .get(Denom::Gpn);
+    assert!(gpn_after > gpn_before, "the stake came back");
+
+    let again = binary::run(leave(&["--wait"]), Duration::from_secs(60)).await;
+    assert_eq!(again.code, Some(1), "{again:?}");
+    assert!(
+        again.stderr.contains("is not a registered provider"),
+        "{again:?}"
+    );
+}
