@@ -901,18 +901,23 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 .context("the job has no lease yet, so no logs; check `gpunet job status`")?;
             let object = |log: &str, finished: bool| json!({"job": id, "lease": lease.id, "log": log, "finished": finished});
             if follow {
-                // The escrow's warnings come beside the log: on stderr as text; as objects
-                // of their own in the JSON stream.
-                let escrow = jobs::watch_escrow(&client, id, |name, notice| {
-                    if conn.json {
-                        println!(
-                            "{}",
-                            json!({"job": id, "lease": lease.id, "notice": name, "detail": notice})
-                        );
-                    } else {
-                        eprintln!("gpunet: {name}: {notice}");
-                    }
-                });
+                // The escrow's warnings since the lease began come beside the log: on stderr
+                // as text; as objects of their own in the JSON stream.
+                let escrow = jobs::watch_escrow(
+                    &client,
+                    id,
+                    Some(lease.created_height),
+                    |name, notice| {
+                        if conn.json {
+                            println!(
+                                "{}",
+                                json!({"job": id, "lease": lease.id, "notice": name, "detail": notice})
+                            );
+                        } else {
+                            eprintln!("gpunet: {name}: {notice}");
+                        }
+                    },
+                );
                 // One object per line as the log grows: a stream a script can read line by line.
                 let logs = jobs::read_logs(&k, &lease, true, |text| {
                     if !conn.json {

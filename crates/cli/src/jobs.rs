@@ -579,12 +579,21 @@ pub fn escrow_notice(event: &Event, order: OrderId) -> Option<(&'static str, Str
     }
 }
 
-/// Follows the chain's events from now on and hands `each` every escrow notice of `order`
-/// ([`escrow_notice`]). Never returns: it runs until dropped, reopening a broken stream from
-/// the last height seen (a notice replayed by the reopening is not handed twice).
-pub async fn watch_escrow(client: &NodeClient, order: OrderId, mut each: impl FnMut(&str, &str)) {
+/// Follows the chain's events from `from_height` (`None`: from now on) and hands `each` every
+/// escrow notice of `order` ([`escrow_notice`]). Never returns: it runs until dropped,
+/// reopening a broken stream from the last height seen (a notice replayed by the reopening is
+/// not handed twice).
+pub async fn watch_escrow(
+    client: &NodeClient,
+    order: OrderId,
+    from_height: Option<u64>,
+    mut each: impl FnMut(&str, &str),
+) {
     use futures::StreamExt;
-    let mut from = client.status().await.map_or(0, |s| s.height);
+    let mut from = match from_height {
+        Some(h) => h,
+        None => client.status().await.map_or(0, |s| s.height),
+    };
     let mut seen: std::collections::BTreeSet<(u64, String)> = std::collections::BTreeSet::new();
     loop {
         if let Ok(stream) = client.events(from).await {

@@ -416,7 +416,7 @@ pub async fn follow_to_end(
         );
         let follow = jobs::follow(client, key, order, spec, true, started, progress);
         // The escrow's warnings (running low, paused, resumed) as they happen.
-        let escrow = jobs::watch_escrow(client, order, |_, notice| progress.warn(notice));
+        let escrow = jobs::watch_escrow(client, order, None, |_, notice| progress.warn(notice));
         tokio::pin!(log, follow, escrow);
         let mut log_done = false;
         let followed = loop {
