@@ -14,7 +14,7 @@ set -euo pipefail
 root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 binary="${1:-$root_dir/target/release/gpunet}"
 image="${2:-gpunet:local}"
-programs=(sh cat ls sleep head tr echo mkdir touch id hostname env)
+programs=(sh cat ls sleep head tr echo mkdir mv touch id hostname env)
 
 die() { echo "build-image: $*" >&2; exit 1; }
 [[ -x "$binary" ]] || die "no gpunet binary at $binary; run: cargo build --release -p gpunet"

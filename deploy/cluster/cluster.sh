@@ -19,6 +19,9 @@
 #   GPUNET_CLUSTER_DIR      the network's homes, keys and provider data (default deploy/cluster/.state)
 #   GPUNET_CLUSTER_PROJECT  compose project name: containers <project>_<service>_1 (default gpunetcluster)
 #   GPUNET_CLUSTER_API_PORT host port (127.0.0.1) of validator-0's API (default 18650)
+#   GPUNET_CLUSTER_PARAMS   network parameters for a new chain, NAME=VALUE separated by spaces,
+#                           e.g. "liveness_timeout_blocks=12 heartbeat_interval_blocks=4"
+#                           (names and defaults: GET /v1/params); each becomes a `node init --param`
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -102,8 +105,10 @@ up() {
   if [[ ! -e "$GPUNET_CLUSTER_DIR/net/node-0" ]]; then
     local hosts
     hosts="$(for ((i = 0; i < validators; i++)); do printf 'validator-%d,' "$i"; done)"
+    local params=() p
+    for p in ${GPUNET_CLUSTER_PARAMS:-}; do params+=(--param "$p"); done
     "$bin" node init --validators "$validators" --hosts "${hosts%,}" --providers "$providers" \
-      --chain-id gpunet-cluster --out "$GPUNET_CLUSTER_DIR/net" >&2
+      --chain-id gpunet-cluster --out "$GPUNET_CLUSTER_DIR/net" "${params[@]}" >&2
   else
     say "reusing the network in $GPUNET_CLUSTER_DIR/net (purge to start a fresh chain)"
   fi

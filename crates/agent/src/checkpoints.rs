@@ -6,12 +6,21 @@
 //! when its listing changed it packs it (the inputs' tar format, `gpunet_protocol::inputs`),
 //! seals it to the job's checkpoint key (purpose `Checkpoint`, bound to the *order*, so any
 //! attempt of the job opens it and no other job's does), puts it in the blob store and points
-//! `jobs/<chain>/<order>/checkpoint/latest` (and `.../checkpoint/<n>`) at it.
+//! the attempt's own ref `jobs/<chain>/<order>/checkpoint/<lease>/latest` (and
+//! `.../<lease>/<n>`) at it.
 //!
-//! When a manifest with a checkpoint key arrives, the agent looks that ref up before it starts
-//! the workload and unpacks what it finds into the checkpoint directory, with the inputs'
-//! path rules (no `..`, no links, bounded). Nothing here ever fails a job: an upload or a
-//! restore that goes wrong is logged and the job runs on (fresh, for a restore).
+//! When a manifest with a checkpoint key arrives, the agent looks up the job's earlier
+//! attempts (from the chain), newest first, takes the first one that left a checkpoint and
+//! unpacks it into the checkpoint directory, with the inputs' path rules (no `..`, no links,
+//! bounded). Nothing here ever fails a job: an upload or a restore that goes wrong is logged
+//! and the job runs on (fresh, for a restore).
+//!
+//! Each attempt writes only its own ref, because an attempt declared lost may not be dead: a
+//! provider cut off from the chain keeps its workload running (and, if it still reaches the
+//! blob store, uploading) until it hears that its lease ended. With one shared `latest` that
+//! orphan would overwrite the live attempt's checkpoints; with a ref per attempt, the next
+//! attempt restores the newest *attempt's* checkpoint, and an orphan's late uploads are read
+//! only if no later attempt left one.
 //!
 //! The sealed plaintext is `lease id (u64 BE) ‖ sequence (u64 BE) ‖ tar archive`, so a restore
 //! can say which attempt wrote it; the seal authenticates both.
@@ -76,6 +85,8 @@ pub enum CheckpointError {
         #[source]
         source: Box<InputsError>,
     },
+    #[error("the job's earlier attempts could not be read from the chain: {why}")]
+    Attempts { why: String },
     #[error("the checkpoint is damaged: {why}")]
     Malformed { why: &'static str },
     #[error("bad ref name: {source}")]
@@ -104,16 +115,20 @@ pub fn checkpoint_dir(lease_root: &Path) -> PathBuf {
     lease_root.join("work").join(CHECKPOINT_DIR_NAME)
 }
 
-/// `jobs/<chain>/<order>/checkpoint/<leaf>`.
+/// `jobs/<chain>/<order>/checkpoint/<lease>/<leaf>`: one attempt's checkpoints (`latest`, or
+/// the sequence number of one upload).
 pub fn checkpoint_ref(
     chain_id: &str,
     order: OrderId,
+    lease: LeaseId,
     leaf: &str,
 ) -> Result<RefName, CheckpointError> {
-    RefName::new(&format!("jobs/{chain_id}/{}/checkpoint/{leaf}", order.0)).map_err(|source| {
-        CheckpointError::RefName {
-            source: Box::new(source),
-        }
+    RefName::new(&format!(
+        "jobs/{chain_id}/{}/checkpoint/{}/{leaf}",
+        order.0, lease.0
+    ))
+    .map_err(|source| CheckpointError::RefName {
+        source: Box::new(source),
     })
 }
 
@@ -308,25 +323,36 @@ pub struct Restored {
     pub seq: u64,
 }
 
-/// Looks up the order's latest checkpoint and unpacks it into `target`. `Ok(None)`: there is
-/// none. On an error `target` is left empty.
+/// Finds the latest checkpoint of the newest of `earlier` (the job's earlier attempts, in any
+/// order) that left one, and unpacks it into `target`. `Ok(None)`: none left one. On an error
+/// `target` is left empty.
 pub async fn restore(
     store: &CheckpointStore,
     order: OrderId,
+    earlier: &[LeaseId],
     secret: &EncryptionSecret,
     target: &Path,
     scratch: &Path,
 ) -> Result<Option<Restored>, CheckpointError> {
-    let name = checkpoint_ref(&store.chain_id, order, "latest")?;
-    let Some(digest) =
-        store
+    let mut newest_first = earlier.to_vec();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    newest_first.dedup();
+    let mut found = None;
+    for lease in newest_first {
+        let name = checkpoint_ref(&store.chain_id, order, lease, "latest")?;
+        let digest = store
             .store
             .get_ref(&name)
             .await
             .map_err(|source| CheckpointError::Store {
                 source: Box::new(source),
-            })?
-    else {
+            })?;
+        if let Some(digest) = digest {
+            found = Some((lease, digest));
+            break;
+        }
+    }
+    let Some((writer, digest)) = found else {
         return Ok(None);
     };
     // The blob store verifies the digest on the way in.
@@ -360,6 +386,13 @@ pub async fn restore(
         };
         let _ = std::fs::remove_file(&scratch_path);
         let opened = result?;
+        // The seal authenticates the writing attempt: a blob moved under another attempt's
+        // ref is refused.
+        if opened.lease != writer {
+            return Err(CheckpointError::Malformed {
+                why: "it was written by another attempt than the one whose ref points at it",
+            });
+        }
         write_entries(&target_path, &opened.entries)?;
         Ok::<_, CheckpointError>(opened)
     })
@@ -428,8 +461,8 @@ impl LeaseCheckpoints {
                 source: Box::new(source),
             })?;
         let chain = &self.store.chain_id;
-        for leaf in [format!("{}-{seq}", self.lease.0), "latest".to_owned()] {
-            let name = checkpoint_ref(chain, self.order, &leaf)?;
+        for leaf in [seq.to_string(), "latest".to_owned()] {
+            let name = checkpoint_ref(chain, self.order, self.lease, &leaf)?;
             self.store
                 .store
                 .set_ref(&name, &blob.digest)
@@ -476,5 +509,109 @@ mod tests {
             Err(CheckpointError::TooLarge { .. })
         ));
         assert_eq!(listing_digest(&dir.path().join("nope")).expect("ok"), None);
+    }
+
+    /// Seals `count` as a checkpoint of `lease` and points that attempt's `latest` at it.
+    async fn checkpoint_of(
+        store: &CheckpointStore,
+        key: &EncryptionSecret,
+        lease: LeaseId,
+        count: &str,
+        scratch: &Path,
+    ) {
+        let src = scratch.join(format!("src-{}", lease.0));
+        std::fs::create_dir_all(&src).expect("mkdir");
+        std::fs::write(src.join("count"), count).expect("write");
+        let archive = pack(&src, MAX_CHECKPOINT_BYTES).expect("packs");
+        let sealed = seal(&key.public(), OrderId(3), lease, 0, &archive).expect("seals");
+        let blob = store.store.put_bytes(&sealed).await.expect("puts");
+        let name = checkpoint_ref(&store.chain_id, OrderId(3), lease, "latest").expect("valid");
+        store
+            .store
+            .set_ref(&name, &blob.digest)
+            .await
+            .expect("sets");
+    }
+
+    #[tokio::test]
+    async fn the_newest_attempt_with_a_checkpoint_wins_over_an_orphans_later_uploads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore {
+            store: Arc::new(
+                gpunet_blobs::LocalStore::open(&dir.path().join("blobs")).expect("opens"),
+            ),
+            chain_id: "test".into(),
+        };
+        let key = gpunet_client::sealing::random_secret();
+        let restore_into = |name: &str| dir.path().join(name);
+        let scratch = dir.path().join("scratch");
+        // Nothing yet: a fresh start.
+        let got = restore(
+            &store,
+            OrderId(3),
+            &[LeaseId(1)],
+            &key,
+            &restore_into("a"),
+            &scratch,
+        )
+        .await
+        .expect("restores");
+        assert!(got.is_none());
+
+        // Attempt 2 checkpointed; then attempt 1, lost but still running behind a partition,
+        // uploads a later one under its own ref. Attempt 3 resumes from attempt 2's.
+        checkpoint_of(&store, &key, LeaseId(2), "20", dir.path()).await;
+        checkpoint_of(&store, &key, LeaseId(1), "35", dir.path()).await;
+        let got = restore(
+            &store,
+            OrderId(3),
+            &[LeaseId(1), LeaseId(2)],
+            &key,
+            &restore_into("b"),
+            &scratch,
+        )
+        .await
+        .expect("restores")
+        .expect("found");
+        assert_eq!(got.from_lease, LeaseId(2));
+        assert_eq!(
+            std::fs::read(restore_into("b").join("count")).expect("read"),
+            b"20"
+        );
+
+        // An attempt that left nothing is passed over for the one before it.
+        let got = restore(
+            &store,
+            OrderId(3),
+            &[LeaseId(1), LeaseId(4)],
+            &key,
+            &restore_into("c"),
+            &scratch,
+        )
+        .await
+        .expect("restores")
+        .expect("found");
+        assert_eq!(got.from_lease, LeaseId(1));
+
+        // A blob moved under another attempt's ref is refused: the seal names its writer.
+        let moved = store
+            .store
+            .get_ref(&checkpoint_ref("test", OrderId(3), LeaseId(1), "latest").expect("valid"))
+            .await
+            .expect("reads")
+            .expect("set");
+        let name = checkpoint_ref("test", OrderId(3), LeaseId(4), "latest").expect("valid");
+        store.store.set_ref(&name, &moved).await.expect("sets");
+        let err = restore(
+            &store,
+            OrderId(3),
+            &[LeaseId(4)],
+            &key,
+            &restore_into("d"),
+            &scratch,
+        )
+        .await
+        .expect_err("refused");
+        assert!(matches!(err, CheckpointError::Malformed { .. }), "{err}");
     }
 }

@@ -944,8 +944,29 @@ impl Leases {
         let root = lease_dir(&self.config.data_dir, lease);
         let dir = crate::checkpoints::checkpoint_dir(&root);
         let scratch = root.join("checkpoint.incoming");
-        let restored =
-            crate::checkpoints::restore(&store, record.order, &key.secret(), &dir, &scratch).await;
+        // The job's earlier attempts, from the chain: each wrote its own checkpoints.
+        let restored = match self.chain.order(record.order).await {
+            Ok(order) => {
+                let earlier: Vec<LeaseId> = order
+                    .attempts
+                    .iter()
+                    .map(|a| a.id)
+                    .filter(|id| *id < lease)
+                    .collect();
+                crate::checkpoints::restore(
+                    &store,
+                    record.order,
+                    &earlier,
+                    &key.secret(),
+                    &dir,
+                    &scratch,
+                )
+                .await
+            }
+            Err(source) => Err(crate::checkpoints::CheckpointError::Attempts {
+                why: source.to_string(),
+            }),
+        };
         let line = match &restored {
             Ok(Some(r)) => Some(format!(
                 "gpunet: restored checkpoint {} from attempt lease {} (checkpoint {})",

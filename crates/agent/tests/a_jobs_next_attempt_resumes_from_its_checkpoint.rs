@@ -154,7 +154,10 @@ fn agent(w: &World, name: &str, lease: LeaseId, order: OrderId) -> Agent {
             escrow: Amount::from_micros(5_000_000),
             bids: vec![],
             lease: None,
-            attempts: vec![],
+            // Every attempt up to this one (ids 1..=lease), as the chain lists them.
+            attempts: (1..=lease.0)
+                .map(|id| lease_view(LeaseId(id), order, w.tenant, provider))
+                .collect(),
             excluded: vec![],
             open_since_height: 1,
             not_before_ms: 0,
@@ -238,8 +241,8 @@ impl Agent {
     }
 }
 
-async fn wait_for_ref(store: &LocalStore, order: OrderId) -> gpunet_protocol::Hash {
-    let name = checkpoint_ref(CHAIN_ID, order, "latest").expect("valid");
+async fn wait_for_ref(store: &LocalStore, order: OrderId, lease: LeaseId) -> gpunet_protocol::Hash {
+    let name = checkpoint_ref(CHAIN_ID, order, lease, "latest").expect("valid");
     let until = Instant::now() + Duration::from_secs(40);
     loop {
         if let Some(digest) = store.get_ref(&name).await.expect("reads") {
@@ -264,7 +267,7 @@ async fn a_second_attempt_on_another_agent_starts_from_the_first_attempts_checkp
         "nothing to restore yet"
     );
     // The agent looks every CHECKPOINT_INTERVAL (10 s) while the job runs.
-    let uploaded = wait_for_ref(&w.store, ORDER).await;
+    let uploaded = wait_for_ref(&w.store, ORDER, LeaseId(1)).await;
     // The first provider is lost: its workload goes without a last upload's guarantee.
     first.leases.on_lease_ended(LeaseId(1));
 
@@ -291,7 +294,7 @@ async fn a_second_attempt_on_another_agent_starts_from_the_first_attempts_checkp
     // one of agent A's.
     let latest = w
         .store
-        .get_ref(&checkpoint_ref(CHAIN_ID, ORDER, "latest").expect("valid"))
+        .get_ref(&checkpoint_ref(CHAIN_ID, ORDER, LeaseId(1), "latest").expect("valid"))
         .await
         .expect("reads")
         .expect("set");
@@ -315,10 +318,10 @@ async fn a_checkpoint_sealed_for_another_order_is_refused_and_the_job_starts_fre
         gpunet_agent::checkpoints::seal(&w.key.public(), OTHER_ORDER, LeaseId(9), 0, &archive)
             .expect("seals");
     let blob = w.store.put_bytes(&sealed).await.expect("puts");
-    let theirs = checkpoint_ref(CHAIN_ID, OTHER_ORDER, "latest").expect("valid");
+    let theirs = checkpoint_ref(CHAIN_ID, OTHER_ORDER, LeaseId(9), "latest").expect("valid");
     w.store.set_ref(&theirs, &blob.digest).await.expect("sets");
-    // The tamper: this order's `latest` points at the other order's blob.
-    let ours = checkpoint_ref(CHAIN_ID, ORDER, "latest").expect("valid");
+    // The tamper: this order's first attempt's `latest` points at the other order's blob.
+    let ours = checkpoint_ref(CHAIN_ID, ORDER, LeaseId(1), "latest").expect("valid");
     w.store.set_ref(&ours, &blob.digest).await.expect("sets");
 
     let a = agent(&w, "agent-a", LeaseId(2), ORDER);

@@ -115,9 +115,10 @@ pub enum BenchCmd {
         block_ms: u64,
     },
     /// Jobs under provider churn: one validator and --providers `gpunet provider start`
-    /// processes on this machine; --jobs jobs of --job-secs each (recovery: --max-attempts)
-    /// while a random provider is killed (SIGKILL) every --kill-every seconds and
-    /// restarted half a period later. The tenant follows each job as `job submit --wait` does.
+    /// processes on this machine sharing a blob store; --jobs checkpointing jobs of
+    /// --job-secs each (recovery: --max-attempts) while a random provider is killed (SIGKILL)
+    /// every --kill-every seconds and restarted half a period later. The tenant follows each
+    /// job as `job submit --wait` does; a retry resumes from the job's last checkpoint.
     ///
     /// Prints {"completion_rate", "detect_ms_p95", "replace_ms_p95", "lost_work_s_mean", "wasted_spend_ratio"}
     /// (with the counts behind them).

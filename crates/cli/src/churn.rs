@@ -4,11 +4,16 @@
 //! little later on its data, as a crashed and rebooted machine would be. The tenant follows
 //! every job to its end as `gpunet job submit --wait` does (handing each retry its manifest).
 //!
+//! The jobs checkpoint: each counts ticks of 0.5 s into `$GPUNET_CHECKPOINTS` and prints
+//! `resumed at N` as it starts and `tick N` as it goes; the providers share one blob store, so
+//! a retry on another provider resumes from the last checkpoint the agent uploaded (every
+//! 10 s).
+//!
 //! Figures: the share of jobs that completed; provider death → its lease ended on chain and
 //! death → the replacement attempt running (p95, ms, as the tenant sees them by polling every
-//! 100 ms); the work each failure lost (the lost attempt's run time up to the kill, s — the
-//! whole of it, until checkpoints restore it); and the share of the tenants' spend that paid for
-//! lost attempts.
+//! 100 ms); the work each failure lost (ticks the lost attempt had counted beyond where the
+//! next attempt resumed, read from the attempts' logs on the providers' disks, in seconds);
+//! and the share of the tenants' spend that paid for that lost work.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -44,6 +49,8 @@ pub struct ChurnFigures {
     pub detect_ms: Vec<u64>,
     pub replace_ms: Vec<u64>,
     pub lost_work_ms: Vec<u64>,
+    /// What the tenants paid for work that was lost (each lost attempt's pay times the share
+    /// of its ticks that the next attempt did not resume from).
     pub paid_lost_micros: u128,
     pub paid_all_micros: u128,
     pub attempts: usize,
@@ -72,12 +79,6 @@ impl ChurnFigures {
     }
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 struct Provider {
     index: usize,
     address: Address,
@@ -87,7 +88,6 @@ struct Provider {
 /// One kill and what followed it.
 struct Kill {
     at: Instant,
-    at_unix_ms: u64,
     /// The leases the provider held then, with their orders.
     leases: Vec<(LeaseId, OrderId)>,
     detected: Vec<Option<u64>>,
@@ -109,10 +109,18 @@ fn spawn_gpunet(args: &[&str], log: &Path) -> Result<Child> {
         .context("starting a gpunet process")
 }
 
+/// Milliseconds per tick of the churn jobs.
+const TICK_MS: u64 = 500;
+
+fn provider_data(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("provider-{index}"))
+}
+
 fn start_provider(dir: &Path, api: &str, index: usize) -> Result<Child> {
     let key = crate::nodecmd::provider_key_path(dir, index);
     let tenant = crate::nodecmd::tenant_key_path(dir);
-    let data = dir.join(format!("provider-{index}"));
+    let data = provider_data(dir, index);
+    let blobs = dir.join("blobs");
     // Distinct prices, so the auction has a clear order.
     let cpu_hour = format!("0.{:02}", 10 + index);
     spawn_gpunet(
@@ -132,13 +140,15 @@ fn start_provider(dir: &Path, api: &str, index: usize) -> Result<Child> {
             &cpu_hour,
             "--trust-tenant",
             &tenant.to_string_lossy(),
+            "--blob-store",
+            &blobs.to_string_lossy(),
         ],
         &dir.join(format!("provider-{index}.log")),
     )
 }
 
 fn job_spec(i: usize, opts: &ChurnOpts) -> Result<gpunet_protocol::jobspec::JobSpec> {
-    let ticks = opts.job_secs * 2;
+    let ticks = opts.job_secs * 1_000 / TICK_MS;
     // A whole core each, so a provider on a small machine holds only a few jobs and a kill
     // takes some jobs, not all.
     let cpu = 1;
@@ -146,7 +156,7 @@ fn job_spec(i: usize, opts: &ChurnOpts) -> Result<gpunet_protocol::jobspec::JobS
         r#"version: 1
 name: churn-{i}
 run:
-  command: ["sh", "-c", "i=0; while [ $i -lt {ticks} ]; do i=$((i+1)); sleep 0.5; done; echo done"]
+  command: ["sh", "-c", "d=\"$GPUNET_CHECKPOINTS\"; i=$(cat \"$d/tick\" 2>/dev/null || echo 0); echo \"resumed at $i\"; while [ $i -lt {ticks} ]; do i=$((i+1)); sleep 0.5; echo tick $i; echo $i > \"$d/tick.new\"; mv \"$d/tick.new\" \"$d/tick\"; done; echo done"]
 resources: {{ cpu: {cpu}, memory: 32Mi, disk: 32Mi }}
 pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
 limits: {{ max_duration: 1h }}
@@ -289,7 +299,6 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
         let n = leases.len();
         kills.push(Kill {
             at: Instant::now(),
-            at_unix_ms: unix_ms(),
             leases,
             detected: vec![None; n],
             replaced: vec![None; n],
@@ -327,10 +336,6 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
         figures.detect_ms.extend(kill.detected.iter().flatten());
         figures.replace_ms.extend(kill.replaced.iter().flatten());
     }
-    let killed_leases: Vec<(LeaseId, u64)> = kills
-        .iter()
-        .flat_map(|k| k.leases.iter().map(move |(l, _)| (*l, k.at_unix_ms)))
-        .collect();
     for id in orders {
         let order = watcher.order(id).await?;
         let attempts: Vec<String> = order
@@ -349,17 +354,51 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
         {
             figures.completed += 1;
         }
-        for attempt in &order.attempts {
+        let ticks: Vec<Option<AttemptTicks>> = order
+            .attempts
+            .iter()
+            .map(|a| {
+                let index = providers.iter().position(|p| p.address == a.provider)?;
+                attempt_ticks(&provider_data(dir, index), a.id)
+            })
+            .collect();
+        for (k, attempt) in order.attempts.iter().enumerate() {
             figures.attempts += 1;
             let paid = u128::from(attempt.paid.micros());
             figures.paid_all_micros += paid;
-            if attempt.end_reason != Some(LeaseEndReason::Completed) {
-                figures.paid_lost_micros += paid;
+            if attempt.end_reason == Some(LeaseEndReason::Completed) {
+                continue;
             }
-            if let Some((_, killed_ms)) = killed_leases.iter().find(|(l, _)| *l == attempt.id)
-                && let Some(started) = attempt.started_ms
-            {
-                figures.lost_work_ms.push(killed_ms.saturating_sub(started));
+            // A failed attempt's work survives as far as the next attempt resumed from it.
+            let next = order
+                .attempts
+                .get(k + 1)
+                .and(ticks.get(k + 1).copied().flatten());
+            match (ticks[k], next) {
+                (Some(this), Some(next)) => {
+                    let ran = this.last.saturating_sub(this.resumed_at);
+                    let lost = this
+                        .last
+                        .saturating_sub(next.resumed_at.max(this.resumed_at));
+                    figures.lost_work_ms.push(lost * TICK_MS);
+                    figures.paid_lost_micros += if ran == 0 {
+                        paid
+                    } else {
+                        paid * u128::from(lost.min(ran)) / u128::from(ran)
+                    };
+                }
+                // No next attempt (the job failed for good) or no log to read: all of it.
+                (this, _) => {
+                    figures.paid_lost_micros += paid;
+                    let lost_ms = match (this, attempt.started_ms, attempt.ended_ms) {
+                        (Some(this), _, _) => {
+                            Some(this.last.saturating_sub(this.resumed_at) * TICK_MS)
+                        }
+                        (None, Some(started), Some(ended)) => Some(ended.saturating_sub(started)),
+                        _ => None,
+                    };
+                    figures.lost_work_ms.extend(lost_ms);
+                }
             }
         }
     }
@@ -406,4 +445,54 @@ fn ended(order: &OrderView, lease: LeaseId) -> bool {
         .attempts
         .iter()
         .any(|a| a.id == lease && a.state == LeaseState::Ended)
+}
+
+/// Where an attempt of a churn job began and how far it counted, from its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AttemptTicks {
+    resumed_at: u64,
+    last: u64,
+}
+
+/// Reads the attempt's log on the provider's disk (`None` if it is gone or says nothing).
+fn attempt_ticks(provider_data: &Path, lease: LeaseId) -> Option<AttemptTicks> {
+    let log = gpunet_agent::record::lease_dir(provider_data, lease).join("logs/combined.log");
+    parse_ticks(&std::fs::read_to_string(log).ok()?)
+}
+
+fn parse_ticks(log: &str) -> Option<AttemptTicks> {
+    let number = |l: &str, prefix: &str| l.strip_prefix(prefix)?.trim().parse::<u64>().ok();
+    let resumed_at = log.lines().find_map(|l| number(l, "resumed at "))?;
+    let last = log
+        .lines()
+        .filter_map(|l| number(l, "tick "))
+        .max()
+        .unwrap_or(resumed_at);
+    Some(AttemptTicks { resumed_at, last })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempts_ticks_are_read_from_its_log() {
+        let log =
+            "gpunet: restored checkpoint abc\nresumed at 20\ntick 21\ntick 22\nnoise\ntick 23\n";
+        assert_eq!(
+            parse_ticks(log),
+            Some(AttemptTicks {
+                resumed_at: 20,
+                last: 23
+            })
+        );
+        assert_eq!(
+            parse_ticks("resumed at 5\n"),
+            Some(AttemptTicks {
+                resumed_at: 5,
+                last: 5
+            })
+        );
+        assert_eq!(parse_ticks("tick 3\n"), None, "no start line: unknown");
+    }
 }

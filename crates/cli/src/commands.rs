@@ -103,8 +103,11 @@ pub enum JobCmd {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Print a job's logs from its provider. With --json, one object {job, lease, log,
-    /// finished}; with --json --follow, one such object per line as the log grows.
+    /// Print a job's logs from its provider. With --follow, keep printing as the log grows,
+    /// and warn (on stderr) when the job's escrow runs low, runs out (the job pauses) or is
+    /// topped up. With --json, one object {job, lease, log, finished}; with --json --follow,
+    /// one such object per line as the log grows, and {job, lease, notice, detail} for each
+    /// escrow warning (notice: escrow_low, lease_paused, lease_resumed).
     ///
     /// Example: gpunet job logs 3 --follow
     Logs {
@@ -385,6 +388,7 @@ async fn demo_report(
     let status = client.status().await?;
     let job_status = &ending.end_reason;
     let succeeded = ending.outcome == outcome::JobExit::Completed;
+    let bill = jobs::bill(&f.order, lease);
     let (digest, files) = if succeeded {
         let (d, files) = jobs::fetch_outputs(key, lease, None).await?;
         (Some(d), files)
@@ -395,10 +399,10 @@ async fn demo_report(
         let mut v = json!({
             "job_status": job_status,
             "output_digest": digest.map(|d| d.to_hex()),
-            "tenant_paid": lease.paid.to_string(),
-            "provider_earned": lease.provider_earned.to_string(),
-            "protocol_fee": lease.protocol_fee.to_string(),
-            "refund": lease.refund.to_string(),
+            "tenant_paid": bill.tenant_paid,
+            "provider_earned": bill.provider_earned,
+            "protocol_fee": bill.protocol_fee,
+            "refund": bill.refund,
             "submit_to_running_ms": f.submit_to_running_ms,
             "state_root": status.state_root.to_hex(),
         });
@@ -412,7 +416,7 @@ async fn demo_report(
     println!("job {} ({}) {}", f.order.id, f.order.terms.name, job_status);
     let Some(digest) = digest else {
         ending.print_text(true);
-        jobs::print_bill(lease);
+        jobs::print_bill(&f.order, lease);
         return ending.exit();
     };
     println!("output (digest {}):", digest.to_hex());
@@ -424,7 +428,7 @@ async fn demo_report(
             }
         }
     }
-    jobs::print_bill(lease);
+    jobs::print_bill(&f.order, lease);
     if let Some(ms) = f.submit_to_running_ms {
         println!("submit to running: {ms} ms");
     }
@@ -703,7 +707,7 @@ async fn submit(
             "job": order_id,
             "state": lease.map(|l| l.state),
             "submit_to_running_ms": followed.as_ref().and_then(|f| f.submit_to_running_ms),
-            "bill": lease.map(jobs::bill),
+            "bill": followed.as_ref().and_then(|f| Some(jobs::bill(&f.order, f.lease.as_ref()?))),
         });
         if let (Some(e), Some(map)) = (&ending, v.as_object_mut()) {
             map.extend(ending_fields(e));
@@ -714,8 +718,8 @@ async fn submit(
     println!("job {order_id} submitted");
     match (&ending, lease) {
         (Some(e), l) => {
-            if let Some(l) = l {
-                jobs::print_bill(l);
+            if let (Some(l), Some(f)) = (l, &followed) {
+                jobs::print_bill(&f.order, l);
             }
             // The log was printed as it came; repeat its end only when it was not.
             e.print_text(!wait);
@@ -770,15 +774,17 @@ async fn wait_for(id: OrderId, stream_log: bool, conn: &Conn) -> Result<()> {
     progress.finish();
     let lease = followed.as_ref().and_then(|f| f.lease.as_ref());
     if conn.json {
-        let mut v = json!({ "bill": lease.map(jobs::bill) });
+        let mut v = json!({
+            "bill": followed.as_ref().and_then(|f| Some(jobs::bill(&f.order, f.lease.as_ref()?))),
+        });
         if let Some(map) = v.as_object_mut() {
             map.extend(ending_fields(&ending));
         }
         print_json(&v)?;
         return ending.exit();
     }
-    if let Some(l) = lease {
-        jobs::print_bill(l);
+    if let (Some(l), Some(f)) = (lease, &followed) {
+        jobs::print_bill(&f.order, l);
     }
     ending.print_text(!stream_log);
     ending.exit()
@@ -881,7 +887,7 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                         println!("  detail   {d}");
                     }
                 }
-                jobs::print_bill(l);
+                jobs::print_bill(&order, l);
             }
             Ok(())
         }
@@ -893,20 +899,47 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 .lease
                 .or_else(|| order.attempts.last().cloned())
                 .context("the job has no lease yet, so no logs; check `gpunet job status`")?;
-            if !conn.json {
-                return jobs::read_logs(&k, &lease, follow, |text| print!("{text}")).await;
-            }
             let object = |log: &str, finished: bool| json!({"job": id, "lease": lease.id, "log": log, "finished": finished});
             if follow {
+                // The escrow's warnings since the lease began come beside the log: on stderr
+                // as text; as objects of their own in the JSON stream.
+                let escrow = jobs::watch_escrow(
+                    &client,
+                    id,
+                    Some(lease.created_height),
+                    |name, notice| {
+                        if conn.json {
+                            println!(
+                                "{}",
+                                json!({"job": id, "lease": lease.id, "notice": name, "detail": notice})
+                            );
+                        } else {
+                            eprintln!("gpunet: {name}: {notice}");
+                        }
+                    },
+                );
                 // One object per line as the log grows: a stream a script can read line by line.
-                jobs::read_logs(&k, &lease, true, |text| {
-                    if !text.is_empty() {
+                let logs = jobs::read_logs(&k, &lease, true, |text| {
+                    if !conn.json {
+                        print!("{text}");
+                    } else if !text.is_empty() {
                         println!("{}", object(text, false));
                     }
-                })
-                .await?;
-                println!("{}", object("", true));
+                });
+                tokio::pin!(escrow, logs);
+                loop {
+                    tokio::select! {
+                        r = &mut logs => { r?; break; }
+                        () = &mut escrow => {}
+                    }
+                }
+                if conn.json {
+                    println!("{}", object("", true));
+                }
                 return Ok(());
+            }
+            if !conn.json {
+                return jobs::read_logs(&k, &lease, false, |text| print!("{text}")).await;
             }
             let mut log = String::new();
             jobs::read_logs(&k, &lease, false, |text| log.push_str(text)).await?;

@@ -15,7 +15,7 @@ use gpunet_api::node::{LeaseState, LeaseView, OrderState, OrderView};
 use gpunet_api::provider::WorkloadState;
 use gpunet_client::{KeyFile, NodeClient, ProviderClient};
 use gpunet_protocol::jobspec::JobSpec;
-use gpunet_protocol::{Address, EncryptionKey, Event, Hash, Msg, OrderId};
+use gpunet_protocol::{Address, Amount, EncryptionKey, Event, Hash, Msg, OrderId};
 use serde::Serialize;
 
 use crate::progress::Progress;
@@ -485,9 +485,13 @@ fn unreachable_provider(progress: &Progress, lease: &LeaseView, e: &gpunet_clien
     ));
 }
 
-/// The bill of an ended (or running) lease.
+/// The bill of a job: every attempt's billed time and pay added up (a retried job pays for
+/// each attempt's own time), the refund of its escrow, and the price of the latest attempt.
 #[derive(Debug, Serialize)]
 pub struct Bill {
+    /// Attempts billed (`gpunet job status ID` lists each).
+    pub attempts: usize,
+    /// The latest attempt's price.
     pub price_per_hour: String,
     pub seconds_billed: String,
     pub tenant_paid: String,
@@ -496,26 +500,117 @@ pub struct Bill {
     pub refund: String,
 }
 
-pub fn bill(lease: &LeaseView) -> Bill {
+/// The bill of `order`, whose latest attempt is `lease` (the order's attempts as read, with
+/// `lease` standing in for its own entry, which may be newer).
+pub fn bill(order: &OrderView, lease: &LeaseView) -> Bill {
+    let mut attempts: Vec<&LeaseView> =
+        order.attempts.iter().filter(|a| a.id != lease.id).collect();
+    attempts.push(lease);
+    let sum = |f: fn(&LeaseView) -> Amount| {
+        attempts
+            .iter()
+            .try_fold(Amount::ZERO, |total, a| total.checked_add(f(a)))
+            .map_or_else(|| "overflow".to_owned(), |a| a.to_string())
+    };
+    let billed_ms: u64 = attempts
+        .iter()
+        .map(|a| a.billed_ms)
+        .fold(0, u64::saturating_add);
     Bill {
+        attempts: attempts.len(),
         price_per_hour: lease.price_per_hour.to_string(),
-        seconds_billed: format!("{}.{:03}", lease.billed_ms / 1000, lease.billed_ms % 1000),
-        tenant_paid: lease.paid.to_string(),
-        provider_earned: lease.provider_earned.to_string(),
-        protocol_fee: lease.protocol_fee.to_string(),
-        refund: lease.refund.to_string(),
+        seconds_billed: format!("{}.{:03}", billed_ms / 1000, billed_ms % 1000),
+        tenant_paid: sum(|a| a.paid),
+        provider_earned: sum(|a| a.provider_earned),
+        protocol_fee: sum(|a| a.protocol_fee),
+        refund: sum(|a| a.refund),
     }
 }
 
-pub fn print_bill(lease: &LeaseView) {
-    let b = bill(lease);
-    println!("bill (usd):");
+pub fn print_bill(order: &OrderView, lease: &LeaseView) {
+    let b = bill(order, lease);
+    if b.attempts > 1 {
+        println!(
+            "bill (usd), {} attempts together (gpunet job status {} lists each):",
+            b.attempts, order.id
+        );
+    } else {
+        println!("bill (usd):");
+    }
     println!("  price per hour   {}", b.price_per_hour);
     println!("  seconds billed   {}", b.seconds_billed);
     println!("  amount paid      {}", b.tenant_paid);
     println!("    to provider    {}", b.provider_earned);
     println!("    protocol fee   {}", b.protocol_fee);
     println!("  refund           {}", b.refund);
+}
+
+/// What an escrow event of `order` tells its tenant, with its name: running low, paused when
+/// it ran out, resumed after a top-up. `None` for any other event.
+pub fn escrow_notice(event: &Event, order: OrderId) -> Option<(&'static str, String)> {
+    match event {
+        Event::EscrowLow {
+            order: o,
+            escrow,
+            remaining_ms,
+            ..
+        } if *o == order => Some((
+            "escrow_low",
+            format!(
+                "job {order}'s escrow ({escrow} usd) pays for about {} s more; top it up with                  `gpunet job top-up {order} AMOUNT`, or the job pauses when it runs out",
+                remaining_ms / 1_000
+            ),
+        )),
+        Event::LeasePaused {
+            order: o,
+            grace_until_height,
+            ..
+        } if *o == order => Some((
+            "lease_paused",
+            format!(
+                "job {order}'s escrow ran out: its workload is paused and billing stopped; it                  ends insufficient_funds at height {grace_until_height} unless topped up with                  `gpunet job top-up {order} AMOUNT`"
+            ),
+        )),
+        Event::LeaseResumed { order: o, .. } if *o == order => Some((
+            "lease_resumed",
+            format!("job {order} was topped up and runs again"),
+        )),
+        _ => None,
+    }
+}
+
+/// Follows the chain's events from `from_height` (`None`: from now on) and hands `each` every
+/// escrow notice of `order` ([`escrow_notice`]). Never returns: it runs until dropped,
+/// reopening a broken stream from the last height seen (a notice replayed by the reopening is
+/// not handed twice).
+pub async fn watch_escrow(
+    client: &NodeClient,
+    order: OrderId,
+    from_height: Option<u64>,
+    mut each: impl FnMut(&str, &str),
+) {
+    use futures::StreamExt;
+    let mut from = match from_height {
+        Some(h) => h,
+        None => client.status().await.map_or(0, |s| s.height),
+    };
+    let mut seen: std::collections::BTreeSet<(u64, String)> = std::collections::BTreeSet::new();
+    loop {
+        if let Ok(stream) = client.events(from).await {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(Ok(envelope)) = stream.next().await {
+                from = from.max(envelope.height);
+                if let Some((name, text)) = escrow_notice(&envelope.event, order)
+                    && seen.insert((envelope.height, text.clone()))
+                {
+                    each(name, &text);
+                }
+                // Only the current height's notices can come again.
+                seen.retain(|(h, _)| *h >= from);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 /// A relative output path that cannot escape the destination directory.
@@ -627,5 +722,48 @@ mod tests {
         assert!(safe_relative("/etc/passwd").is_none());
         assert!(safe_relative("a/../../b").is_none());
         assert!(safe_relative("").is_none());
+    }
+
+    #[test]
+    fn escrow_events_of_the_job_become_notices_that_name_the_fix() {
+        use gpunet_protocol::LeaseId;
+        let (job, other) = (OrderId(7), OrderId(8));
+        let low = Event::EscrowLow {
+            order: job,
+            lease: LeaseId(3),
+            escrow: Amount::from_micros(120_000),
+            remaining_ms: 240_500,
+        };
+        let (name, text) = escrow_notice(&low, job).expect("a notice");
+        assert_eq!(name, "escrow_low");
+        assert!(text.contains("about 240 s more"), "{text}");
+        assert!(text.contains("gpunet job top-up 7 AMOUNT"), "{text}");
+        assert_eq!(escrow_notice(&low, other), None, "another job's event");
+        let paused = Event::LeasePaused {
+            lease: LeaseId(3),
+            order: job,
+            grace_until_height: 1_500,
+        };
+        let (name, text) = escrow_notice(&paused, job).expect("a notice");
+        assert_eq!(name, "lease_paused");
+        assert!(
+            text.contains("height 1500") && text.contains("top-up 7"),
+            "{text}"
+        );
+        let resumed = Event::LeaseResumed {
+            lease: LeaseId(3),
+            order: job,
+        };
+        assert_eq!(
+            escrow_notice(&resumed, job).map(|n| n.0),
+            Some("lease_resumed")
+        );
+        let topped = Event::EscrowToppedUp {
+            order: job,
+            from: gpunet_protocol::Address([1; 32]),
+            amount: Amount::from_micros(1),
+            escrow: Amount::from_micros(2),
+        };
+        assert_eq!(escrow_notice(&topped, job), None);
     }
 }

@@ -415,12 +415,15 @@ pub async fn follow_to_end(
             stream_log.then_some(progress),
         );
         let follow = jobs::follow(client, key, order, spec, true, started, progress);
-        tokio::pin!(log, follow);
+        // The escrow's warnings (running low, paused, resumed) as they happen.
+        let escrow = jobs::watch_escrow(client, order, None, |_, notice| progress.warn(notice));
+        tokio::pin!(log, follow, escrow);
         let mut log_done = false;
         let followed = loop {
             tokio::select! {
                 r = &mut follow => break r,
                 () = &mut log, if !log_done => log_done = true,
+                () = &mut escrow => {}
             }
         };
         if !log_done {

@@ -56,6 +56,20 @@ impl Progress {
         }
     }
 
+    /// Something the user should act on (the escrow running low), marked `!`; printed even
+    /// where stages are not (only `--json` silences it, which reports it its own way).
+    pub fn warn(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        let t = self.started.elapsed().as_secs_f64();
+        let line = format!("! {t:>6.2}s  {line}");
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// A line of the job's own output (its log), on stdout, with the spinner kept out of it.
     pub fn print_out(&self, line: &str) {
         match &self.bar {

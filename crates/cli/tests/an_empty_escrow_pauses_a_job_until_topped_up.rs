@@ -78,6 +78,11 @@ outputs: true
         |o| lease_state(o) == Some(LeaseState::Paused),
     )
     .await;
+    // A tenant following the log is told about the escrow as it goes (from the lease's start).
+    let follower = network
+        .tenant(&user, &["job", "logs", "1", "--follow", "--json"], base)
+        .spawn()
+        .expect("job logs --follow starts");
     let lease = paused.lease.expect("leased");
     assert_eq!(
         lease.paid,
@@ -150,6 +155,26 @@ outputs: true
     assert_eq!(lease.end_reason, Some(LeaseEndReason::InsufficientFunds));
     assert_eq!(lease.paid, Amount::from_micros(100), "deposit and top-up");
     assert_eq!(lease.refund, Amount::ZERO);
+    // The log follower saw the log end, and the escrow's story beside it: low, ran out (the
+    // job paused), topped up (resumed), and ran out again.
+    let followed = binary::run_child(follower, Duration::from_secs(60)).await;
+    assert_eq!(followed.code, Some(0), "job logs --follow: {followed:?}");
+    let notices: Vec<String> = followed
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["notice"].as_str().map(str::to_owned))
+        .collect();
+    for (notice, times) in [("escrow_low", 1), ("lease_paused", 2), ("lease_resumed", 1)] {
+        assert!(
+            notices.iter().filter(|n| *n == notice).count() >= times,
+            "{notice} at least {times} time(s) in {notices:?}: {followed:?}"
+        );
+    }
+    assert!(
+        followed.stdout.contains("\"finished\":true"),
+        "the log stream ends: {followed:?}"
+    );
     // Its logs and outputs are kept.
     assert!(log(&network, &user, base).await.contains("tick"));
     let out = base.join("out");

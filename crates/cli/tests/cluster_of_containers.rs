@@ -9,7 +9,12 @@
 //! - a 2–2 network partition decides nothing on either side and forks nothing; healed, the
 //!   network goes on;
 //! - a validator that proposes invalid blocks (the hidden `--fault invalid-proposals` flag) is
-//!   refused by the others, and its forged transfer never lands.
+//!   refused by the others, and its forged transfer never lands;
+//! - a provider's container killed mid-job (`docker kill`), and then one cut off from the
+//!   network (`docker network disconnect`): each time the chain ends the lease `provider_lost`,
+//!   paid only to its last proof of life, and the job completes on the other provider from its
+//!   last checkpoint; the cut-off provider, reconnected, stops its orphaned workload at once and
+//!   earns nothing more for it.
 //!
 //! The tests take turns (one cluster at a time: they share 2 cores in CI). Without a Docker
 //! Engine and docker-compose each test prints "skipped: …" and passes — unless
@@ -92,6 +97,8 @@ fn docker_available(test: &str) -> bool {
 /// when dropped.
 struct Cluster {
     project: String,
+    /// `GPUNET_CLUSTER_PARAMS` for `cluster.sh up`: network parameters set at genesis.
+    params: String,
     dir: tempfile::TempDir,
     extra_networks: Vec<String>,
     extra_containers: Vec<String>,
@@ -100,9 +107,15 @@ struct Cluster {
 
 impl Cluster {
     fn up(name: &str) -> Cluster {
+        Cluster::up_with(name, "")
+    }
+
+    /// A cluster whose chain starts with `params` (`NAME=VALUE ...`, see `cluster.sh`).
+    fn up_with(name: &str, params: &str) -> Cluster {
         let project = format!("gpunettest{}{name}", std::process::id());
         let cluster = Cluster {
             project,
+            params: params.to_owned(),
             dir: tempfile::tempdir().expect("tempdir"),
             extra_networks: Vec::new(),
             extra_containers: Vec::new(),
@@ -123,15 +136,22 @@ impl Cluster {
 
     /// Runs `deploy/cluster/cluster.sh args` for this cluster.
     fn script(&self, args: &[&str]) -> Output {
+        run(&mut self.script_command(args))
+    }
+
+    /// The command `deploy/cluster/cluster.sh args` for this cluster, to run or spawn.
+    fn script_command(&self, args: &[&str]) -> Command {
         let api_port = free_port();
-        run(Command::new(repo_root().join("deploy/cluster/cluster.sh"))
-            .args(args)
+        let mut cmd = Command::new(repo_root().join("deploy/cluster/cluster.sh"));
+        cmd.args(args)
             .env("GPUNET_BIN", env!("CARGO_BIN_EXE_gpunet"))
             .env("GPUNET_IMAGE", "gpunet:test")
             .env("GPUNET_CLUSTER_DIR", self.dir.path())
             .env("GPUNET_CLUSTER_PROJECT", &self.project)
             .env("GPUNET_CLUSTER_API_PORT", api_port.to_string())
-            .env("GPUNET_LOG", "info"))
+            .env("GPUNET_CLUSTER_PARAMS", &self.params)
+            .env("GPUNET_LOG", "info");
+        cmd
     }
 
     /// The container of a compose service, found by compose's labels (docker-compose v1 and
@@ -548,4 +568,303 @@ async fn tenant_usd(cluster: &Cluster) -> String {
         .as_str()
         .expect("usd balance")
         .to_owned()
+}
+
+/// A provider's account address, from its key in the cluster's files.
+fn provider_address(cluster: &Cluster, i: usize) -> gpunet_protocol::Address {
+    gpunet_client::KeyFile::load(
+        &cluster
+            .dir
+            .path()
+            .join(format!("net/keys/provider-{i}.json")),
+    )
+    .expect("the provider's key")
+    .address()
+}
+
+/// An account's dollars, read from validator 0.
+async fn usd_of(cluster: &Cluster, address: &gpunet_protocol::Address) -> gpunet_protocol::Amount {
+    let account = cluster
+        .get(0, &format!("/v1/accounts/{address}"))
+        .await
+        .expect("validator-0 serves the account");
+    serde_json::from_value::<gpunet_api::node::AccountView>(account)
+        .expect("an account")
+        .balances
+        .get(gpunet_protocol::Denom::Usd)
+}
+
+/// Job `id` as validator 0 sees it.
+async fn order_view(cluster: &Cluster, id: u64) -> Option<gpunet_api::node::OrderView> {
+    serde_json::from_value(cluster.get(0, &format!("/v1/orders/{id}")).await?).ok()
+}
+
+/// Polls job `id` until `done` holds for it, for at most `within`.
+async fn until_order(
+    cluster: &Cluster,
+    id: u64,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&gpunet_api::node::OrderView) -> bool,
+) -> gpunet_api::node::OrderView {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    loop {
+        if let Some(order) = order_view(cluster, id).await {
+            if done(&order) {
+                return order;
+            }
+            last = Some(order);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?}; job {id} is {last:#?}\nlogs:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The workload processes of a provider's container that carry `marker` in their command line
+/// (`docker top` lists the container's processes from the host).
+fn workloads_in(cluster: &Cluster, service: &str, marker: &str) -> usize {
+    let out = docker(&["top", &cluster.container(service), "-o", "pid,args"]);
+    if !out.status.success() {
+        // A stopped container has no processes.
+        return 0;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(marker) && !l.contains("gpunet "))
+        .count()
+}
+
+/// A process job that ticks `ticks` times every 0.4 s, keeping its count in
+/// `$GPUNET_CHECKPOINTS` (the agent uploads it every 10 s; the next attempt starts with it) and
+/// printing where it resumed; `marker` finds its processes.
+fn checkpointing_job(ticks: u32, marker: &str) -> String {
+    format!(
+        r#"version: 1
+name: survivor
+run:
+  command: ["sh", "-c", "d=\"$GPUNET_CHECKPOINTS\"; i=$(cat \"$d/tick\" 2>/dev/null || echo 0); echo \"resumed at $i\"; while [ $i -lt {ticks} ]; do i=$((i+1)); echo tick $i; echo $i > \"$d/tick.new\"; mv \"$d/tick.new\" \"$d/tick\"; sleep 0.4; done", "{marker}"]
+resources: {{ cpu: 0.5, memory: 64Mi, disk: 64Mi }}
+pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
+limits: {{ max_duration: 10m }}
+recovery: {{ max_attempts: 3, backoff: 1s }}
+"#
+    )
+}
+
+/// Submits `spec` as the tenant (in its container, through validator-2) and follows it to the
+/// end: the follower hands every new attempt its manifest. Returns the running `cluster.sh job`.
+fn submit_and_follow(cluster: &Cluster, name: &str, spec: &str) -> std::process::Child {
+    let path = cluster.dir.path().join(name);
+    std::fs::write(&path, spec).expect("the spec is written");
+    cluster
+        .script_command(&["job", path.to_str().expect("a UTF-8 path"), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cluster.sh job starts")
+}
+
+/// Waits for the follower to end, at most `within`; its output.
+async fn follower_result(child: std::process::Child, within: Duration) -> Output {
+    let waited = tokio::time::timeout(
+        within,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await;
+    match waited {
+        Ok(Ok(Ok(out))) => out,
+        Ok(Ok(Err(e))) => panic!("the follower could not be waited for: {e}"),
+        Ok(Err(e)) => panic!("the waiting task failed: {e}"),
+        Err(_) => panic!("the job did not end within {within:?}"),
+    }
+}
+
+/// Checks a job that lost its first attempt and completed on provider-1: the first attempt
+/// ended `provider_lost` and was billed only to its last proof of life; the second resumed from
+/// the checkpoint and completed; the bill is the sum of both; and the lost provider earned
+/// exactly what its proven time paid (`earned_since` is its dollars gained since the job began).
+async fn assert_completed_on_the_other(
+    cluster: &Cluster,
+    id: u64,
+    follower: Output,
+    earned_since: gpunet_protocol::Amount,
+) {
+    use gpunet_protocol::LeaseEndReason;
+    let stdout = String::from_utf8_lossy(&follower.stdout);
+    assert!(
+        follower.status.success(),
+        "job {id} did not complete:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&follower.stderr),
+        cluster.logs()
+    );
+    let result: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("job submit --json prints JSON ({e}): {stdout}"));
+    assert_eq!(result["end_reason"], "completed", "{result}");
+
+    let done = order_view(cluster, id).await.expect("the job is served");
+    assert_eq!(done.attempts.len(), 2, "two attempts: {done:#?}");
+    let (lost, second) = (&done.attempts[0], &done.attempts[1]);
+    assert_eq!(lost.provider, provider_address(cluster, 0), "{done:#?}");
+    assert_eq!(lost.end_reason, Some(LeaseEndReason::ProviderLost));
+    assert_eq!(
+        lost.billed_ms,
+        lost.last_proof_ms - lost.started_ms.expect("it started"),
+        "billed only to the last proof of life: {lost:#?}"
+    );
+    assert_eq!(second.provider, provider_address(cluster, 1));
+    assert_eq!(second.end_reason, Some(LeaseEndReason::Completed));
+    assert_eq!(second.attempt, 2);
+    let total = lost.paid.checked_add(second.paid).expect("fits");
+    assert_eq!(
+        (
+            result["bill"]["attempts"].as_u64(),
+            result["bill"]["tenant_paid"].as_str()
+        ),
+        (Some(2), Some(total.to_string().as_str())),
+        "the bill the tenant is shown covers both attempts: {result}"
+    );
+    assert_eq!(
+        second.refund,
+        done.terms.deposit.checked_sub(total).expect("fits"),
+        "the bill is the sum of the attempts; the rest came back"
+    );
+    assert_eq!(
+        earned_since, lost.provider_earned,
+        "the lost provider earned what its proven time paid, nothing after"
+    );
+
+    // The second attempt began from the checkpoint, not from tick 0.
+    let logs = cluster.script(&["tenant", "job", "logs", &id.to_string(), "--json"]);
+    let logs: Value = serde_json::from_slice(&logs.stdout).unwrap_or_else(|e| {
+        panic!(
+            "job logs --json ({e}): {}",
+            String::from_utf8_lossy(&logs.stderr)
+        )
+    });
+    let log = logs["log"].as_str().expect("the log");
+    assert!(log.contains("restored checkpoint"), "{log}");
+    let resumed_at: u32 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("resumed at "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the job says where it resumed");
+    assert!(
+        resumed_at >= 10,
+        "resumed at tick {resumed_at}, not near the start: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_or_cut_off_providers_job_completes_on_the_other_from_its_checkpoint() {
+    if !docker_available("a_killed_or_cut_off_providers_job_completes_on_the_other") {
+        return;
+    }
+    let _turn = ONE_CLUSTER.lock().await;
+    // Liveness tightened so the test is short: a heartbeat every 4 blocks, lost after 12.
+    let cluster = Cluster::up_with(
+        "survive",
+        "heartbeat_interval_blocks=4 liveness_timeout_blocks=12",
+    );
+    let provider0 = provider_address(&cluster, 0);
+    let running_on_0 = |o: &gpunet_api::node::OrderView| {
+        o.lease.as_ref().is_some_and(|l| {
+            l.provider == provider0 && l.state == gpunet_api::node::LeaseState::Running
+        })
+    };
+    let first_ended = |o: &gpunet_api::node::OrderView| {
+        o.attempts
+            .first()
+            .is_some_and(|a| a.state == gpunet_api::node::LeaseState::Ended)
+    };
+
+    // 1. provider-0 (the cheaper) runs job 1; its container is killed outright.
+    let marker = format!("killed-{}", std::process::id());
+    let before = usd_of(&cluster, &provider0).await;
+    let follower = submit_and_follow(&cluster, "killed.yaml", &checkpointing_job(60, &marker));
+    until_order(
+        &cluster,
+        1,
+        PATIENCE,
+        "job 1 runs on provider-0",
+        running_on_0,
+    )
+    .await;
+    // Long enough for a checkpoint to be uploaded (every 10 s).
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    assert_eq!(
+        workloads_in(&cluster, "provider-0", &marker),
+        1,
+        "job 1 runs in provider-0's container"
+    );
+    docker_ok(&["kill", &cluster.container("provider-0")]);
+    let lost = until_order(&cluster, 1, PATIENCE, "the killed lease ends", first_ended).await;
+    assert_eq!(
+        lost.attempts[0].end_reason,
+        Some(gpunet_protocol::LeaseEndReason::ProviderLost),
+        "{lost:#?}"
+    );
+    let out = follower_result(follower, Duration::from_secs(240)).await;
+    let earned = usd_of(&cluster, &provider0)
+        .await
+        .checked_sub(before)
+        .expect("no loss");
+    assert_completed_on_the_other(&cluster, 1, out, earned).await;
+
+    // 2. provider-0 comes back on its data and runs job 2, then is cut off from the network.
+    docker_ok(&["start", &cluster.container("provider-0")]);
+    let marker = format!("cutoff-{}", std::process::id());
+    let before = usd_of(&cluster, &provider0).await;
+    // 130 ticks of 0.4 s: left alone, the orphan would run on well past the 15 s it is given
+    // to stop once the network heals.
+    let follower = submit_and_follow(&cluster, "cutoff.yaml", &checkpointing_job(130, &marker));
+    until_order(
+        &cluster,
+        2,
+        PATIENCE,
+        "job 2 runs on provider-0",
+        running_on_0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let provider = cluster.container("provider-0");
+    docker_ok(&["network", "disconnect", &cluster.network(), &provider]);
+    let lost = until_order(&cluster, 2, PATIENCE, "the cut-off lease ends", first_ended).await;
+    assert_eq!(
+        lost.attempts[0].end_reason,
+        Some(gpunet_protocol::LeaseEndReason::ProviderLost),
+        "{lost:#?}"
+    );
+    assert_eq!(
+        workloads_in(&cluster, "provider-0", &marker),
+        1,
+        "cut off, provider-0 cannot know: its workload still runs"
+    );
+    docker_ok(&[
+        "network",
+        "connect",
+        "--alias",
+        "provider-0",
+        &cluster.network(),
+        &provider,
+    ]);
+    let healed = Instant::now();
+    while workloads_in(&cluster, "provider-0", &marker) > 0 {
+        assert!(
+            healed.elapsed() < Duration::from_secs(15),
+            "reconnected, provider-0 still runs the orphaned workload; logs:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let out = follower_result(follower, Duration::from_secs(240)).await;
+    let earned = usd_of(&cluster, &provider0)
+        .await
+        .checked_sub(before)
+        .expect("no loss");
+    assert_completed_on_the_other(&cluster, 2, out, earned).await;
 }

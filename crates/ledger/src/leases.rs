@@ -582,8 +582,14 @@ pub(crate) fn top_up(
     }
 }
 
+/// Only a leaving provider (one that announced its exit) hands leases back: otherwise a
+/// provider could release any lease it was about to fail, to keep failures off its record.
 pub(crate) fn check_release(state: &State, signer: &Address, id: LeaseId) -> Result<(), Rejection> {
-    live_lease_of(state, signer, id).map(|_| ())
+    live_lease_of(state, signer, id)?;
+    if !state.providers.get(signer).is_some_and(|p| p.leaving) {
+        return Err(Rejection::ProviderNotLeaving);
+    }
+    Ok(())
 }
 
 /// The provider gives the lease back: paid up to now (the release proves it alive), not

@@ -437,6 +437,12 @@ fn a_released_lease_is_paid_only_to_its_last_proof_of_life_and_only_its_provider
     assert_eq!(w.submit(tx), Err(Rejection::NotLeaseProvider));
     assert_eq!(w.state.providers[&p0].leases_failed, 0);
 
+    // Its own provider cannot hand it back without leaving: a release is no way to keep a
+    // failure off its record.
+    let tx = w.tx(p0, Msg::ReleaseLease { lease });
+    assert_eq!(w.submit(tx), Err(Rejection::ProviderNotLeaving));
+    assert_eq!(w.lease(lease).status, LeaseStatus::Running);
+
     // Its provider goes quiet a while (its workload being stopped), then releases it.
     w.silence(p0);
     let last_heartbeat = w.state.time_ms;

@@ -91,6 +91,7 @@ rejections! {
     ProviderExcluded = 39, "provider_excluded", "this provider already ran a failed or lost attempt of this order, so the order does not take its bids; bid on another order";
     ProviderLeaving = 40, "provider_leaving", "the provider announced that it is leaving and takes no new leases; register again with a new account, or wait for the leases to end and deregister";
     RecoveryOutOfBounds = 41, "recovery_out_of_bounds", "the recovery policy is out of bounds: max_attempts 1 to 10, at most 16 on_exit_codes, backoff at most 1h; fix the job spec's recovery";
+    ProviderNotLeaving = 42, "provider_not_leaving", "a provider hands a lease back only while it is leaving: announce the exit first (AnnounceExit, `gpunet provider leave`), or run the lease to its end and report its outcome";
 }
 
 impl std::fmt::Display for Rejection {
