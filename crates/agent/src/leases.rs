@@ -37,7 +37,9 @@ use gpunet_runtime::{
 use tokio::task::JoinSet;
 
 use crate::chain::{Chain, ChainError};
-use crate::checkpoints::{CHECKPOINT_INTERVAL, LeaseCheckpoints, MAX_CHECKPOINT_BYTES};
+use crate::checkpoints::{
+    CHECKPOINT_INTERVAL, CheckpointStore, LeaseCheckpoints, MAX_CHECKPOINT_BYTES,
+};
 use crate::drivers::Drivers;
 use crate::health::{HEALTH_PROBE_INTERVAL, HEALTH_PROBE_TIMEOUT, probe};
 use crate::lifecycle::{self, Ctx, Effect, Input, Phase, Recovery};
@@ -396,8 +398,10 @@ impl Leases {
             Effect::Resume => self.spawn_freeze(lease, false),
             Effect::UploadCheckpoint => {
                 let job = self.lock_checkpointing().get(&lease).cloned();
-                if let Some(job) = job {
-                    upload_checkpoint(&job).await;
+                if let Some(job) = job
+                    && let Some(next) = upload_checkpoint(&job).await
+                {
+                    self.update(lease, |r| r.checkpoint_seq = next);
                 }
             }
             Effect::KeepOutputs => return self.keep_outputs(lease).await,
@@ -986,17 +990,13 @@ impl Leases {
             tracing::warn!(%lease, %error, "cannot create the checkpoint directory; no checkpoints");
             return None;
         }
-        let disk_bytes = record.resources.disk_mib.saturating_mul(1024 * 1024);
-        let job = LeaseCheckpoints {
-            store,
-            order: record.order,
-            lease,
-            key: key.public(),
-            dir: dir.clone(),
-            max_bytes: MAX_CHECKPOINT_BYTES.min(disk_bytes),
-            state: tokio::sync::Mutex::new((None, 0)),
-        };
+        let job = lease_checkpoints(store, record, key.public(), dir.clone(), 0);
         self.lock_checkpointing().insert(lease, Arc::new(job));
+        // Kept in the record, so a restarted agent goes on checkpointing the workload.
+        self.update(lease, |r| {
+            r.checkpoint_key = Some(key.public());
+            r.checkpoint_seq = 0;
+        });
         // Sandboxed, the lease's work directory is `/work`; without the sandbox (trusted
         // tenants only) the workload sees the host's paths.
         let unsandboxed = self.config.policy.unisolated.contains(&Runtime::Process);
@@ -1031,7 +1031,9 @@ impl Leases {
                     return;
                 };
                 if effects.contains(&Effect::UploadCheckpoint) {
-                    upload_checkpoint(&job).await;
+                    if let Some(next) = upload_checkpoint(&job).await {
+                        this.update(lease, |r| r.checkpoint_seq = next);
+                    }
                 } else if !this
                     .get(lease)
                     .is_some_and(|r| matches!(r.phase, Phase::Paused { .. }))
@@ -1384,6 +1386,9 @@ impl Leases {
         let records: Vec<LeaseRecord> = self.lock().values().cloned().collect();
         for r in records {
             let (workload, exit) = self.recover(&r).await;
+            if workload == Recovery::Running {
+                self.resume_checkpointing(&r);
+            }
             let effects = self
                 .advance_with(r.lease, Input::Restarted { workload }, |record| {
                     if let Some(exit) = exit {
@@ -1399,6 +1404,18 @@ impl Leases {
                 self.perform(r.lease, effects).await;
             }
         }
+    }
+
+    /// A workload found running after a restart goes on checkpointing where it left off (the
+    /// key and the next sequence number are in its record).
+    fn resume_checkpointing(&self, r: &LeaseRecord) {
+        let (Some(key), Some(store)) = (r.checkpoint_key, self.config.checkpoints.clone()) else {
+            return;
+        };
+        let root = lease_dir(&self.config.data_dir, r.lease);
+        let dir = crate::checkpoints::checkpoint_dir(&root);
+        let job = lease_checkpoints(store, r, key, dir, r.checkpoint_seq);
+        self.lock_checkpointing().insert(r.lease, Arc::new(job));
     }
 
     /// What the driver says of a record's workload after a restart, with its exit if it ended.
@@ -1659,16 +1676,41 @@ fn write_inputs(
 }
 
 /// Uploads a lease's checkpoint if it changed; never fails the job.
-async fn upload_checkpoint(job: &LeaseCheckpoints) {
+/// A lease's checkpointing: `record`'s job, sealing to `key`, from `dir`, numbering uploads
+/// from `next_seq`.
+fn lease_checkpoints(
+    store: CheckpointStore,
+    record: &LeaseRecord,
+    key: EncryptionKey,
+    dir: PathBuf,
+    next_seq: u64,
+) -> LeaseCheckpoints {
+    let disk_bytes = record.resources.disk_mib.saturating_mul(1024 * 1024);
+    LeaseCheckpoints {
+        store,
+        order: record.order,
+        lease: record.lease,
+        key,
+        dir,
+        max_bytes: MAX_CHECKPOINT_BYTES.min(disk_bytes),
+        state: tokio::sync::Mutex::new((None, next_seq)),
+    }
+}
+
+/// Uploads the lease's checkpoint if it changed; returns the sequence number of the next
+/// upload when one was made.
+async fn upload_checkpoint(job: &LeaseCheckpoints) -> Option<u64> {
     match job.upload_if_changed().await {
         Ok(Some(digest)) => {
             tracing::info!(lease = %job.lease, order = %job.order, %digest, "checkpoint uploaded");
+            return Some(job.state.lock().await.1);
         }
         Ok(None) => {}
         Err(error) => {
             tracing::warn!(lease = %job.lease, %error, "checkpoint not uploaded");
         }
     }
+    None
 }
 
 /// Appends one line of the agent's own to the lease's log (before the workload starts).

@@ -338,7 +338,11 @@ fn transition(phase: &Phase, input: &Input, ctx: &Ctx) -> (Phase, Vec<Effect>) {
             // A record from before `Started` existed: the workload had started.
             Recovery::Running => (
                 P::Running,
-                vec![Effect::PublishEndpoints, Effect::Supervise],
+                vec![
+                    Effect::PublishEndpoints,
+                    Effect::StartCheckpointer,
+                    Effect::Supervise,
+                ],
             ),
             Recovery::Exited(reason) => exited(phase, *reason),
         },
@@ -601,7 +605,15 @@ fn restarted_running(phase: &Phase, workload: Recovery) -> (Phase, Vec<Effect>) 
                 Phase::Paused { .. } => Phase::Paused { supervised: true },
                 _ => Phase::Running,
             };
-            (next, vec![Effect::PublishEndpoints, Effect::Supervise])
+            // Checkpointing goes on where it was kept (a job without checkpoints has none).
+            (
+                next,
+                vec![
+                    Effect::PublishEndpoints,
+                    Effect::StartCheckpointer,
+                    Effect::Supervise,
+                ],
+            )
         }
         Recovery::Exited(reason) => exited(phase, reason),
         Recovery::NoWorkload => exited(phase, ExitReason::Lost),
@@ -999,7 +1011,12 @@ mod tests {
             p(),
             restarted(Recovery::Running),
             Phase::Running,
-            &[Effect::Persist, Effect::PublishEndpoints, Effect::Supervise],
+            &[
+                Effect::Persist,
+                Effect::PublishEndpoints,
+                Effect::StartCheckpointer,
+                Effect::Supervise,
+            ],
         );
         ignored(p(), Input::Started);
         ignored(p(), Input::CheckpointDue);
@@ -1092,7 +1109,11 @@ mod tests {
             p(),
             restarted(Recovery::Running),
             p(),
-            &[Effect::PublishEndpoints, Effect::Supervise],
+            &[
+                Effect::PublishEndpoints,
+                Effect::StartCheckpointer,
+                Effect::Supervise,
+            ],
         );
         check(
             p(),
@@ -1173,7 +1194,11 @@ mod tests {
             p(),
             restarted(Recovery::Running),
             p(),
-            &[Effect::PublishEndpoints, Effect::Supervise],
+            &[
+                Effect::PublishEndpoints,
+                Effect::StartCheckpointer,
+                Effect::Supervise,
+            ],
         );
         // Frozen, nothing changes: no checkpoint to look at.
         ignored(p(), Input::CheckpointDue);

@@ -55,6 +55,13 @@ pub struct LeaseRecord {
     /// When the agent recorded the lease's result (Unix ms); the retention sweep counts from it.
     #[serde(default)]
     pub ended_ms: Option<u64>,
+    /// The key the job's checkpoints are sealed to (public: uploads need no secret), kept so
+    /// an agent that restarts under a running workload goes on checkpointing it.
+    #[serde(default)]
+    pub checkpoint_key: Option<EncryptionKey>,
+    /// The sequence number of the lease's next checkpoint upload.
+    #[serde(default)]
+    pub checkpoint_seq: u64,
 }
 
 impl LeaseRecord {
@@ -87,6 +94,8 @@ impl LeaseRecord {
             endpoints: Vec::new(),
             healthy: None,
             ended_ms: None,
+            checkpoint_key: None,
+            checkpoint_seq: 0,
         }
     }
 

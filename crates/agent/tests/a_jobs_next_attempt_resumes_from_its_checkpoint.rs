@@ -107,6 +107,11 @@ struct Agent {
     data_dir: PathBuf,
     provider: Address,
     secret: EncryptionSecret,
+    /// The process driver keeps its workloads' supervision in memory: an agent "restarted" in
+    /// this process recovers them through the same driver.
+    driver: Arc<dyn Driver>,
+    chain: Arc<dyn Chain>,
+    policy: TenantPolicy,
 }
 
 struct World {
@@ -179,35 +184,68 @@ fn agent(w: &World, name: &str, lease: LeaseId, order: OrderId) -> Agent {
         },
     };
     let driver: Arc<dyn Driver> = Arc::new(process);
-    let leases_book = Leases::new(
+    let agent = Agent {
+        leases: leases_book(w, &data_dir, provider, &secret, &policy, &driver, &chain),
+        data_dir,
+        provider,
+        secret,
+        driver,
+        chain,
+        policy,
+    };
+    assert!(agent.leases.track(&leases[&lease]));
+    agent
+}
+
+/// The lease book of an agent on `data_dir` (loading the records there).
+fn leases_book(
+    w: &World,
+    data_dir: &Path,
+    provider: Address,
+    secret: &EncryptionSecret,
+    policy: &TenantPolicy,
+    driver: &Arc<dyn Driver>,
+    chain: &Arc<dyn Chain>,
+) -> Arc<Leases> {
+    Leases::new(
         LeasesConfig {
             provider,
-            data_dir: data_dir.clone(),
+            data_dir: data_dir.to_path_buf(),
             gpu_uuids: vec![],
             manifest_timeout: Duration::from_secs(60),
             encryption_secret: secret.clone(),
             retention: Retention::default(),
-            policy,
+            policy: policy.clone(),
             checkpoints: Some(CheckpointStore {
                 store: w.store.clone() as Arc<dyn BlobStore>,
                 chain_id: CHAIN_ID.into(),
             }),
             exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
         },
-        chain,
-        Drivers::single(driver).expect("the process driver runs processes"),
+        Arc::clone(chain),
+        Drivers::single(Arc::clone(driver)).expect("the process driver runs processes"),
     )
-    .expect("the lease records load");
-    assert!(leases_book.track(&leases[&lease]));
-    Agent {
-        leases: leases_book,
-        data_dir,
-        provider,
-        secret,
-    }
+    .expect("the lease records load")
 }
 
 impl Agent {
+    /// The agent dies (its tasks stop; its workloads run on) and a new one starts on the same
+    /// data directory, resuming from the lease records.
+    async fn restart(self, w: &World) -> Agent {
+        self.leases.abort_all();
+        let leases = leases_book(
+            w,
+            &self.data_dir,
+            self.provider,
+            &self.secret,
+            &self.policy,
+            &self.driver,
+            &self.chain,
+        );
+        leases.resume().await;
+        Agent { leases, ..self }
+    }
+
     async fn start(&self, w: &World, lease: LeaseId) {
         let _ = self.provider;
         let ctx = SealContext {
@@ -340,4 +378,53 @@ async fn a_checkpoint_sealed_for_another_order_is_refused_and_the_job_starts_fre
     a.leases.on_lease_ended(LeaseId(2));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _: &Path = w.dir.path();
+}
+
+/// The checkpoint `lease` last uploaded, opened: its digest and sequence number.
+async fn latest_of(w: &World, lease: LeaseId) -> Option<(gpunet_protocol::Hash, u64)> {
+    let digest = w
+        .store
+        .get_ref(&checkpoint_ref(CHAIN_ID, ORDER, lease, "latest").expect("valid"))
+        .await
+        .expect("reads")?;
+    let scratch = w.dir.path().join(format!("peek-{digest}"));
+    w.store
+        .get_to_file(&digest, &scratch)
+        .await
+        .expect("fetches");
+    let sealed = std::fs::read(&scratch).expect("reads");
+    let opened = gpunet_agent::checkpoints::open(&w.key.secret(), ORDER, &sealed).expect("opens");
+    Some((digest, opened.seq))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restarted_under_a_running_workload_goes_on_checkpointing_it() {
+    let w = world();
+    let first = agent(&w, "agent-a", LeaseId(1), ORDER);
+    first.start(&w, LeaseId(1)).await;
+    wait_for_ref(&w.store, ORDER, LeaseId(1)).await;
+    let (before, seq_before) = latest_of(&w, LeaseId(1)).await.expect("uploaded");
+
+    // The agent restarts; the workload (counting on) is recovered from its record.
+    let second = first.restart(&w).await;
+    let until = Instant::now() + Duration::from_secs(40);
+    let (after, seq_after) = loop {
+        let latest = latest_of(&w, LeaseId(1)).await.expect("still there");
+        if latest.0 != before {
+            break latest;
+        }
+        assert!(
+            Instant::now() < until,
+            "no checkpoint was uploaded after the restart; the lease's log:\n{}",
+            second.log(LeaseId(1))
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_ne!(after, before);
+    assert!(
+        seq_after > seq_before,
+        "the numbering goes on ({seq_before} then {seq_after}), overwriting no earlier checkpoint"
+    );
+    second.leases.on_lease_ended(LeaseId(1));
+    tokio::time::sleep(Duration::from_millis(500)).await;
 }

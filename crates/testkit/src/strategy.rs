@@ -428,6 +428,27 @@ impl World {
         }
     }
 
+    /// A live lease of a provider that announced its exit, for a `Live` pick.
+    fn resolve_leaving_lease(&self, pick: LeasePick) -> Option<LeaseId> {
+        let LeasePick::Live(i) = pick else {
+            return None;
+        };
+        let leaving: Vec<LeaseId> = self
+            .state
+            .live_leases
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.state
+                    .leases
+                    .get(id)
+                    .and_then(|l| self.state.providers.get(&l.provider))
+                    .is_some_and(|p| p.leaving)
+            })
+            .collect();
+        nth_wrapped(&leaving, i)
+    }
+
     fn resolve_signer(
         &self,
         pick: SignerPick,
@@ -457,10 +478,20 @@ impl World {
                     ResolvedTarget::Order(id.unwrap_or(unknown_order)),
                 )
             }
+            ActionPlan::Release(p) => {
+                // Only a leaving provider may release: pick among its live leases when there
+                // are any, so releases apply as well as get refused.
+                let id = self
+                    .resolve_leaving_lease(*p)
+                    .or_else(|| self.resolve_lease(*p));
+                (
+                    id.map(|id| self.lease(id).provider),
+                    ResolvedTarget::Lease(id.unwrap_or(unknown_lease)),
+                )
+            }
             ActionPlan::Start(p)
             | ActionPlan::Complete { lease: p, .. }
-            | ActionPlan::Heartbeat(p)
-            | ActionPlan::Release(p) => {
+            | ActionPlan::Heartbeat(p) => {
                 let id = self.resolve_lease(*p);
                 (
                     id.map(|id| self.lease(id).provider),
@@ -477,17 +508,34 @@ impl World {
                 });
                 (p, ResolvedTarget::Order(id.unwrap_or(unknown_order)))
             }
-            ActionPlan::Register { .. }
-            | ActionPlan::Update { .. }
-            | ActionPlan::Deregister
-            | ActionPlan::AnnounceExit => {
+            ActionPlan::Register { .. } | ActionPlan::Update { .. } | ActionPlan::Deregister => {
                 // The last provider: worlds that keep one unregistered put it there.
                 (self.providers.last().copied(), ResolvedTarget::None)
             }
+            ActionPlan::AnnounceExit => {
+                // A provider that holds a live lease (so that it has leases to release), never
+                // the first, which keeps the market going; else the last provider.
+                let holding = self
+                    .providers
+                    .iter()
+                    .skip(1)
+                    .rev()
+                    .find(|p| {
+                        self.state
+                            .providers
+                            .get(p)
+                            .is_some_and(|v| !v.leaving && !v.live_leases.is_empty())
+                    })
+                    .copied();
+                (
+                    holding.or(self.providers.last().copied()),
+                    ResolvedTarget::None,
+                )
+            }
             _ => (None, ResolvedTarget::None),
         };
-        // A provider that announces its exit takes no more leases for the rest of the run: only
-        // the spare (last) provider ever does, so the others keep the market going.
+        // A provider that announces its exit takes no more leases for the rest of the run: never
+        // the first provider, so the market keeps going.
         let signer = match plan.action {
             ActionPlan::AnnounceExit => self.resolve_signer(SignerPick::Owner, owner),
             _ => self.resolve_signer(plan.signer, owner),
