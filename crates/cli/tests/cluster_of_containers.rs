@@ -639,6 +639,29 @@ fn workloads_in(cluster: &Cluster, service: &str, marker: &str) -> usize {
         .count()
 }
 
+/// Waits until the agent in `service`'s container answers HTTP (any answer: it serves).
+async fn agent_serves(cluster: &Cluster, service: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let ip = docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &cluster.container(service),
+        ]);
+        let url = format!("http://{ip}:8700/v1/leases/0/status");
+        if !ip.is_empty() && cluster.http.get(&url).send().await.is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service}'s agent did not serve again; logs:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// A process job that ticks `ticks` times every 0.4 s, keeping its count in
 /// `$GPUNET_CHECKPOINTS` (the agent uploads it every 10 s; the next attempt starts with it) and
 /// printing where it resumed; `marker` finds its processes.
@@ -817,6 +840,9 @@ async fn a_killed_or_cut_off_providers_job_completes_on_the_other_from_its_check
 
     // 2. provider-0 comes back on its data and runs job 2, then is cut off from the network.
     docker_ok(&["start", &cluster.container("provider-0")]);
+    // Its agent serves once it is registered again, just before it starts bidding: submitted
+    // earlier, job 2 could go to provider-1.
+    agent_serves(&cluster, "provider-0").await;
     let marker = format!("cutoff-{}", std::process::id());
     let before = usd_of(&cluster, &provider0).await;
     // 130 ticks of 0.4 s: left alone, the orphan would run on well past the 15 s it is given
