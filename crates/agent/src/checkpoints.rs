@@ -426,8 +426,8 @@ pub struct LeaseCheckpoints {
 
 impl LeaseCheckpoints {
     /// Uploads the directory if its listing changed since the last upload. Returns the blob's
-    /// digest when it uploaded one.
-    pub async fn upload_if_changed(&self) -> Result<Option<Hash>, CheckpointError> {
+    /// digest and the sequence number of the next upload when it uploaded one.
+    pub async fn upload_if_changed(&self) -> Result<Option<(Hash, u64)>, CheckpointError> {
         let mut state = self.state.lock().await;
         let dir = self.dir.clone();
         let max_bytes = self.max_bytes;
@@ -472,7 +472,7 @@ impl LeaseCheckpoints {
                 })?;
         }
         *state = (Some(listing), seq + 1);
-        Ok(Some(blob.digest))
+        Ok(Some((blob.digest, seq + 1)))
     }
 }
 

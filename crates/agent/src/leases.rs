@@ -1701,9 +1701,9 @@ fn lease_checkpoints(
 /// upload when one was made.
 async fn upload_checkpoint(job: &LeaseCheckpoints) -> Option<u64> {
     match job.upload_if_changed().await {
-        Ok(Some(digest)) => {
+        Ok(Some((digest, next_seq))) => {
             tracing::info!(lease = %job.lease, order = %job.order, %digest, "checkpoint uploaded");
-            return Some(job.state.lock().await.1);
+            return Some(next_seq);
         }
         Ok(None) => {}
         Err(error) => {

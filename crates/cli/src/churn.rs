@@ -370,10 +370,7 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
                 continue;
             }
             // A failed attempt's work survives as far as the next attempt resumed from it.
-            let next = order
-                .attempts
-                .get(k + 1)
-                .and(ticks.get(k + 1).copied().flatten());
+            let next = ticks.get(k + 1).copied().flatten();
             match (ticks[k], next) {
                 (Some(this), Some(next)) => {
                     let ran = this.last.saturating_sub(this.resumed_at);

@@ -32,38 +32,27 @@ impl Progress {
 
     /// A stage reached: printed once, kept on screen.
     pub fn stage(&self, line: &str) {
-        if self.quiet {
-            return;
-        }
-        let t = self.started.elapsed().as_secs_f64();
-        let line = format!("✓ {t:>6.2}s  {line}");
-        match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
-        }
+        self.mark('✓', line);
     }
 
     /// A stage that went wrong: like [`Progress::stage`], marked ✗.
     pub fn fail(&self, line: &str) {
-        if self.quiet {
-            return;
-        }
-        let t = self.started.elapsed().as_secs_f64();
-        let line = format!("✗ {t:>6.2}s  {line}");
-        match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
-        }
+        self.mark('✗', line);
     }
 
     /// Something the user should act on (the escrow running low), marked `!`; printed even
     /// where stages are not (only `--json` silences it, which reports it its own way).
     pub fn warn(&self, line: &str) {
+        self.mark('!', line);
+    }
+
+    /// A line kept on screen, marked and timed since the start.
+    fn mark(&self, mark: char, line: &str) {
         if self.quiet {
             return;
         }
         let t = self.started.elapsed().as_secs_f64();
-        let line = format!("! {t:>6.2}s  {line}");
+        let line = format!("{mark} {t:>6.2}s  {line}");
         match &self.bar {
             Some(b) => b.println(line),
             None => eprintln!("{line}"),

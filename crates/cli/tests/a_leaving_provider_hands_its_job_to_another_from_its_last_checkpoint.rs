@@ -46,17 +46,7 @@ async fn a_provider_that_leaves_mid_job_hands_it_to_another_that_resumes_from_it
 
     // 60 ticks of 0.5 s, keeping its count as a checkpoint (restored into the next attempt).
     let marker = format!("leaving-marker-{}", std::process::id());
-    let spec = format!(
-        r#"version: 1
-name: handed-over
-run:
-  command: ["sh", "-c", "d=\"$GPUNET_CHECKPOINTS\"; i=$(cat \"$d/tick\" 2>/dev/null || echo 0); echo \"resumed at $i\"; while [ $i -lt 60 ]; do i=$((i+1)); echo tick $i; echo $i > \"$d/tick.new\"; mv \"$d/tick.new\" \"$d/tick\"; sleep 0.5; done", "{marker}"]
-resources: {{ cpu: 0.5, memory: 64Mi, disk: 64Mi }}
-pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
-limits: {{ max_duration: 10m }}
-recovery: {{ max_attempts: 3, backoff: 1s }}
-"#
-    );
+    let spec = binary::checkpointing_job("handed-over", 60, "0.5", &marker);
     std::fs::write(base.join("handed-over.yaml"), spec).expect("spec written");
     let submit = network
         .tenant(
@@ -166,19 +156,8 @@ recovery: {{ max_attempts: 3, backoff: 1s }}
     // The job completes on the other provider, from the leaver's last checkpoint.
     let ran = binary::run_child(submit, Duration::from_secs(120)).await;
     assert_eq!(ran.code, Some(0), "the job completed: {ran:?}");
-    let log = binary::run(
-        network.tenant(&user, &["job", "logs", "1", "--json"], base),
-        Duration::from_secs(30),
-    )
-    .await;
-    let log: serde_json::Value = serde_json::from_str(&log.stdout).expect("job logs --json");
-    let log = log["log"].as_str().expect("the log");
-    assert!(log.contains("restored checkpoint"), "{log}");
-    let resumed_at: u32 = log
-        .lines()
-        .find_map(|l| l.strip_prefix("resumed at "))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("the job says where it resumed");
+    let log = binary::job_log(&network, &user, 1, base).await;
+    let resumed_at = binary::resumed_at(&log);
     eprintln!("the second attempt resumed at tick {resumed_at}");
     assert!(
         resumed_at >= 5,

@@ -42,17 +42,7 @@ async fn a_killed_providers_job_completes_on_the_other_provider_and_bills_both_a
     // 50 ticks of 0.5 s, printing as it goes and keeping its count as a checkpoint (restored
     // into the next attempt); the marker finds its processes on the host.
     let marker = format!("survival-marker-{}", std::process::id());
-    let spec = format!(
-        r#"version: 1
-name: survivor
-run:
-  command: ["sh", "-c", "d=\"$GPUNET_CHECKPOINTS\"; i=$(cat \"$d/tick\" 2>/dev/null || echo 0); echo \"resumed at $i\"; while [ $i -lt 50 ]; do i=$((i+1)); echo tick $i; echo $i > \"$d/tick.new\"; mv \"$d/tick.new\" \"$d/tick\"; sleep 0.5; done", "{marker}"]
-resources: {{ cpu: 0.5, memory: 64Mi, disk: 64Mi }}
-pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
-limits: {{ max_duration: 10m }}
-recovery: {{ max_attempts: 3, backoff: 1s }}
-"#
-    );
+    let spec = binary::checkpointing_job("survivor", 50, "0.5", &marker);
     std::fs::write(base.join("survivor.yaml"), spec).expect("spec written");
     let submit = network
         .tenant(&user, &["job", "submit", "survivor.yaml", "--wait"], base)
@@ -123,19 +113,8 @@ recovery: {{ max_attempts: 3, backoff: 1s }}
         "the lost attempt was reported: {ran:?}"
     );
     // The second attempt started from the checkpoint, not from tick 0.
-    let log = binary::run(
-        network.tenant(&user, &["job", "logs", "1", "--json"], base),
-        Duration::from_secs(30),
-    )
-    .await;
-    let log: serde_json::Value = serde_json::from_str(&log.stdout).expect("job logs --json");
-    let log = log["log"].as_str().expect("the log");
-    assert!(log.contains("restored checkpoint"), "{log}");
-    let resumed_at: u32 = log
-        .lines()
-        .find_map(|l| l.strip_prefix("resumed at "))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("the job says where it resumed");
+    let log = binary::job_log(&network, &user, 1, base).await;
+    let resumed_at = binary::resumed_at(&log);
     assert!(
         resumed_at >= 10,
         "resumed at tick {resumed_at}, not near the start: {log}"

@@ -17,18 +17,6 @@ fn lease_state(o: &OrderView) -> Option<LeaseState> {
     o.lease.as_ref().map(|l| l.state)
 }
 
-/// The job's log as `gpunet job logs --json` returns it.
-async fn log(network: &Network, user: &User, cwd: &std::path::Path) -> String {
-    let ran = binary::run(
-        network.tenant(user, &["job", "logs", "1", "--json"], cwd),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(ran.code, Some(0), "job logs: {ran:?}");
-    let v: serde_json::Value = serde_json::from_str(&ran.stdout).expect("json");
-    v["log"].as_str().expect("log text").to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_out_of_escrow_pauses_resumes_on_top_up_and_ends_after_the_grace() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -92,9 +80,9 @@ outputs: true
     assert_eq!(paused.escrow, Amount::ZERO);
     // The workload is frozen: its log holds still.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let before = log(&network, &user, base).await;
+    let before = binary::job_log(&network, &user, 1, base).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let after = log(&network, &user, base).await;
+    let after = binary::job_log(&network, &user, 1, base).await;
     assert!(
         before.contains("tick"),
         "it ran before the pause: {before:?}"
@@ -128,7 +116,7 @@ outputs: true
     .await;
     let start = Instant::now();
     loop {
-        let now = log(&network, &user, base).await;
+        let now = binary::job_log(&network, &user, 1, base).await;
         if now.len() > after.len() {
             // Continued, not restarted: the first tick after the pause follows the last before.
             let last_before = after.lines().filter(|l| l.starts_with("tick")).count();
@@ -176,7 +164,11 @@ outputs: true
         "the log stream ends: {followed:?}"
     );
     // Its logs and outputs are kept.
-    assert!(log(&network, &user, base).await.contains("tick"));
+    assert!(
+        binary::job_log(&network, &user, 1, base)
+            .await
+            .contains("tick")
+    );
     let out = base.join("out");
     let fetched = binary::run(
         network.tenant(

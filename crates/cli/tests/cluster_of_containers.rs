@@ -20,6 +20,8 @@
 //! Engine and docker-compose each test prints "skipped: …" and passes — unless
 //! `GPUNET_REQUIRE_DOCKER=1` (set by `.ci/run`), when it fails.
 
+mod binary;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -662,23 +664,6 @@ async fn agent_serves(cluster: &Cluster, service: &str) {
     }
 }
 
-/// A process job that ticks `ticks` times every 0.4 s, keeping its count in
-/// `$GPUNET_CHECKPOINTS` (the agent uploads it every 10 s; the next attempt starts with it) and
-/// printing where it resumed; `marker` finds its processes.
-fn checkpointing_job(ticks: u32, marker: &str) -> String {
-    format!(
-        r#"version: 1
-name: survivor
-run:
-  command: ["sh", "-c", "d=\"$GPUNET_CHECKPOINTS\"; i=$(cat \"$d/tick\" 2>/dev/null || echo 0); echo \"resumed at $i\"; while [ $i -lt {ticks} ]; do i=$((i+1)); echo tick $i; echo $i > \"$d/tick.new\"; mv \"$d/tick.new\" \"$d/tick\"; sleep 0.4; done", "{marker}"]
-resources: {{ cpu: 0.5, memory: 64Mi, disk: 64Mi }}
-pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
-limits: {{ max_duration: 10m }}
-recovery: {{ max_attempts: 3, backoff: 1s }}
-"#
-    )
-}
-
 /// Submits `spec` as the tenant (in its container, through validator-2) and follows it to the
 /// end: the follower hands every new attempt its manifest. Returns the running `cluster.sh job`.
 fn submit_and_follow(cluster: &Cluster, name: &str, spec: &str) -> std::process::Child {
@@ -770,12 +755,7 @@ async fn assert_completed_on_the_other(
         )
     });
     let log = logs["log"].as_str().expect("the log");
-    assert!(log.contains("restored checkpoint"), "{log}");
-    let resumed_at: u32 = log
-        .lines()
-        .find_map(|l| l.strip_prefix("resumed at "))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("the job says where it resumed");
+    let resumed_at = binary::resumed_at(log);
     assert!(
         resumed_at >= 10,
         "resumed at tick {resumed_at}, not near the start: {log}"
@@ -808,7 +788,11 @@ async fn a_killed_or_cut_off_providers_job_completes_on_the_other_from_its_check
     // 1. provider-0 (the cheaper) runs job 1; its container is killed outright.
     let marker = format!("killed-{}", std::process::id());
     let before = usd_of(&cluster, &provider0).await;
-    let follower = submit_and_follow(&cluster, "killed.yaml", &checkpointing_job(60, &marker));
+    let follower = submit_and_follow(
+        &cluster,
+        "killed.yaml",
+        &binary::checkpointing_job("survivor", 60, "0.4", &marker),
+    );
     until_order(
         &cluster,
         1,
@@ -847,7 +831,11 @@ async fn a_killed_or_cut_off_providers_job_completes_on_the_other_from_its_check
     let before = usd_of(&cluster, &provider0).await;
     // 130 ticks of 0.4 s: left alone, the orphan would run on well past the 15 s it is given
     // to stop once the network heals.
-    let follower = submit_and_follow(&cluster, "cutoff.yaml", &checkpointing_job(130, &marker));
+    let follower = submit_and_follow(
+        &cluster,
+        "cutoff.yaml",
+        &binary::checkpointing_job("survivor", 130, "0.4", &marker),
+    );
     until_order(
         &cluster,
         2,

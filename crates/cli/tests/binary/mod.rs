@@ -260,3 +260,44 @@ pub fn workloads_under(marker: &str, dir: &Path) -> Vec<u32> {
         })
         .collect()
 }
+
+/// A process job named `name` that counts `ticks` ticks of `tick` seconds (`"0.5"`), printing
+/// `resumed at N` as it starts and `tick N` as it goes, and keeping its count in
+/// `$GPUNET_CHECKPOINTS` (restored into the next attempt); `marker`, an argument of its
+/// process, finds it on the host.
+pub fn checkpointing_job(name: &str, ticks: u32, tick: &str, marker: &str) -> String {
+    format!(
+        r#"version: 1
+name: {name}
+run:
+  command: ["sh", "-c", "d=\"$GPUNET_CHECKPOINTS\"; i=$(cat \"$d/tick\" 2>/dev/null || echo 0); echo \"resumed at $i\"; while [ $i -lt {ticks} ]; do i=$((i+1)); echo tick $i; echo $i > \"$d/tick.new\"; mv \"$d/tick.new\" \"$d/tick\"; sleep {tick}; done", "{marker}"]
+resources: {{ cpu: 0.5, memory: 64Mi, disk: 64Mi }}
+pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
+limits: {{ max_duration: 10m }}
+recovery: {{ max_attempts: 3, backoff: 1s }}
+"#
+    )
+}
+
+/// Where a [`checkpointing_job`]'s latest attempt resumed, from its log: the agent says it
+/// restored a checkpoint, then the job says `resumed at N`. Panics, showing the log, otherwise.
+pub fn resumed_at(log: &str) -> u32 {
+    assert!(log.contains("restored checkpoint"), "{log}");
+    log.lines()
+        .find_map(|l| l.strip_prefix("resumed at "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the job does not say where it resumed: {log}"))
+}
+
+/// Job `id`'s log (its latest attempt's) as `gpunet job logs ID --json` returns it.
+pub async fn job_log(network: &Network, user: &User, id: u64, cwd: &Path) -> String {
+    let id = id.to_string();
+    let ran = run(
+        network.tenant(user, &["job", "logs", &id, "--json"], cwd),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "job logs: {ran:?}");
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).expect("job logs --json");
+    v["log"].as_str().expect("the log").to_owned()
+}
