@@ -16,6 +16,9 @@ use crate::{ClientError, KeyFile, decode};
 
 /// How often [`NodeClient::wait_tx`] polls, in milliseconds.
 const TX_POLL_MS: u64 = 100;
+/// How long [`NodeClient::send`] keeps retrying a transaction the node refuses as
+/// `mempool_full` before it returns that refusal.
+pub const MEMPOOL_FULL_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Which orders to list.
 #[derive(Debug, Clone, Default)]
@@ -195,7 +198,9 @@ impl NodeClient {
 
     /// Signs `msg` with this client's key at the next nonce and the minimum fee, and submits it.
     /// Sends from one client are serialised so their nonces never collide; a nonce the node
-    /// refuses is re-learned and the send retried once.
+    /// refuses is re-learned and the send retried once. A full mempool (for everyone, or for
+    /// this signer's waiting transactions) empties as blocks commit: the send waits and tries
+    /// again, with a growing pause, for up to [`MEMPOOL_FULL_PATIENCE`].
     pub async fn send(&self, msg: Msg) -> Result<Hash, ClientError> {
         let key = self.signer.as_ref().ok_or_else(|| ClientError::Api {
             url: self.base.clone(),
@@ -215,6 +220,8 @@ impl NodeClient {
             })
             .await?;
         let mut retried = false;
+        let full_since = std::time::Instant::now();
+        let mut pause = Duration::from_millis(100);
         loop {
             let nonce = match *cached {
                 Some(n) => n,
@@ -242,6 +249,13 @@ impl NodeClient {
                 {
                     retried = true;
                     *cached = None;
+                }
+                Err(e)
+                    if e.rejection() == Some(Rejection::MempoolFull)
+                        && full_since.elapsed() < MEMPOOL_FULL_PATIENCE =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
                 }
                 Err(e) => {
                     *cached = None;
