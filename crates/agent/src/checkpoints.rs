@@ -1,7 +1,8 @@
 //! A job's checkpoints, so that a job whose provider is lost resumes on the next one instead of
 //! starting over. The workload writes whatever it wants to keep under `$GPUNET_CHECKPOINTS`
-//! (`<lease>/work/.gpunet-checkpoints`: inside its own working directory, so every runtime
-//! that mounts `/work` sees it without a mount of its own). While the lease runs the agent
+//! (`<lease>/work/.gpunet-checkpoints` on the host, [`gpunet_runtime::checkpoints_dir`]: a
+//! process job sees it inside its own working directory, `/work/.gpunet-checkpoints`; a
+//! container gets it mounted at `/checkpoints`). While the lease runs the agent
 //! looks at that directory every [`CHECKPOINT_INTERVAL`] and once more when the workload ends;
 //! when its listing changed it packs it (the inputs' tar format, `gpunet_protocol::inputs`),
 //! seals it to the job's checkpoint key (purpose `Checkpoint`, bound to the *order*, so any
@@ -40,7 +41,7 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 /// (64 MiB). A bigger directory is not uploaded (logged).
 pub const MAX_CHECKPOINT_BYTES: u64 = MAX_INPUTS_BYTES;
 /// The checkpoint directory's name under the lease's working directory.
-pub const CHECKPOINT_DIR_NAME: &str = ".gpunet-checkpoints";
+pub const CHECKPOINT_DIR_NAME: &str = gpunet_runtime::CHECKPOINTS_DIR_NAME;
 /// Most entries looked at when listing the checkpoint directory.
 const MAX_LISTED_ENTRIES: usize = gpunet_protocol::inputs::MAX_INPUT_ENTRIES;
 /// Bytes before the archive in the sealed plaintext: lease id and sequence.
@@ -112,7 +113,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Check
 
 /// The lease's checkpoint directory on this machine.
 pub fn checkpoint_dir(lease_root: &Path) -> PathBuf {
-    lease_root.join("work").join(CHECKPOINT_DIR_NAME)
+    gpunet_runtime::checkpoints_dir(lease_root)
 }
 
 /// `jobs/<chain>/<order>/checkpoint/<lease>/<leaf>`: one attempt's checkpoints (`latest`, or

@@ -940,11 +940,6 @@ impl Leases {
             tracing::info!(%lease, "this agent has no blob store: the job's checkpoints are not kept");
             return None;
         };
-        // Only runtimes that mount the lease's `work/` reach the directory.
-        if spec.runtime() != Runtime::Process {
-            tracing::info!(%lease, runtime = spec.runtime().as_str(), "checkpoints are kept only for process jobs for now");
-            return None;
-        }
         let root = lease_dir(&self.config.data_dir, lease);
         let dir = crate::checkpoints::checkpoint_dir(&root);
         let scratch = root.join("checkpoint.incoming");
@@ -997,13 +992,15 @@ impl Leases {
             r.checkpoint_key = Some(key.public());
             r.checkpoint_seq = 0;
         });
-        // Sandboxed, the lease's work directory is `/work`; without the sandbox (trusted
-        // tenants only) the workload sees the host's paths.
-        let unsandboxed = self.config.policy.unisolated.contains(&Runtime::Process);
-        Some(if unsandboxed {
-            dir.to_string_lossy().into_owned()
-        } else {
-            format!("/work/{}", crate::checkpoints::CHECKPOINT_DIR_NAME)
+        // A container gets the directory mounted (the Docker driver names it in the
+        // container's environment itself). Sandboxed, a process's work directory is `/work`;
+        // without the sandbox (trusted tenants only) it sees the host's paths.
+        Some(match spec.runtime() {
+            Runtime::Docker => gpunet_runtime::CONTAINER_CHECKPOINTS_DIR.to_owned(),
+            Runtime::Process if self.config.policy.unisolated.contains(&Runtime::Process) => {
+                dir.to_string_lossy().into_owned()
+            }
+            Runtime::Process => format!("/work/{}", crate::checkpoints::CHECKPOINT_DIR_NAME),
         })
     }
 

@@ -9,12 +9,15 @@
 //! - a read-only root filesystem when the spec asks (the default), a 64 MiB tmpfs at `/tmp`
 //!   (under a disk limit: a quarter of the limit, at most 64 MiB),
 //!   `cap_drop: ALL`, `no-new-privileges`, not privileged;
-//! - one host mount, `<root_dir>/outputs` at `/outputs` read-write, and `<root_dir>/inputs` at
-//!   `/inputs` read-only when that directory exists;
+//! - one host mount, `<root_dir>/outputs` at `/outputs` read-write, `<root_dir>/inputs` at
+//!   `/inputs` read-only when that directory exists, and the checkpoint directory
+//!   ([`crate::checkpoints_dir`]) at `/checkpoints` read-write when the agent created it (the
+//!   job keeps checkpoints; `GPUNET_CHECKPOINTS=/checkpoints`);
 //! - network `none` (loopback only) unless the spec asks for egress (then the default bridge,
 //!   with the exposed ports published on 127.0.0.1 at engine-chosen ports, see
 //!   [`Driver::ports`]);
-//! - the spec's environment, overridden by `GPUNET_OUTPUTS=/outputs`, `CUDA_VISIBLE_DEVICES`
+//! - the spec's environment, overridden by `GPUNET_OUTPUTS=/outputs` (and
+//!   `GPUNET_CHECKPOINTS`, `GPUNET_INPUTS` with their mounts), `CUDA_VISIBLE_DEVICES`
 //!   and `NVIDIA_VISIBLE_DEVICES` (the GPU uuids, or empty / `void` with no GPU, so an image
 //!   that asks for all GPUs gets none), and a `nvidia` device request naming exactly the
 //!   assigned uuids, so two leases never share a GPU;
@@ -35,9 +38,9 @@
 //! grace), samples usage, lets the log drain, and publishes the [`ExitOutcome`].
 //!
 //! Disk (`disk_mib`, when set): the container's writable places are the bind-mounted outputs
-//! dir and the `/tmp` tmpfs. The tmpfs is sized at a quarter of the limit (at most 64 MiB); the
-//! disk watchdog (`crate::disk`) measures the outputs dir on the host and SIGKILLs the
-//! container once it holds more than the rest. With `read_only_rootfs: false` the container's
+//! and checkpoint dirs and the `/tmp` tmpfs. The tmpfs is sized at a quarter of the limit (at
+//! most 64 MiB); the disk watchdog (`crate::disk`) measures the outputs and checkpoint dirs on
+//! the host and SIGKILLs the container once they hold more than the rest. With `read_only_rootfs: false` the container's
 //! own writable layer is not measured.
 //!
 //! How an end is classified, first match wins: stop requested → `Stopped`; wall-clock kill →
@@ -98,8 +101,8 @@ use crate::error::{DriverError, SpecError};
 use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
     ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, NetworkMode, PublishedPort, Usage,
-    WorkloadHandle, WorkloadSpec, create_workload_dirs, log_path, logs_dir, open_log, outputs_dir,
-    remove_work_dir, request_stop, work_dir,
+    WorkloadHandle, WorkloadSpec, checkpoints_dir, create_workload_dirs, log_path, logs_dir,
+    open_log, outputs_dir, remove_work_dir, request_stop, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -120,6 +123,8 @@ const LABEL_DISK_LIMIT_BYTES: &str = "gpunet.disk_limit_bytes";
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// Where the outputs dir is mounted in the container.
 pub const CONTAINER_OUTPUTS_DIR: &str = "/outputs";
+/// Where the checkpoint dir (if the job keeps checkpoints) is mounted, read-write.
+pub const CONTAINER_CHECKPOINTS_DIR: &str = "/checkpoints";
 /// Where the inputs dir (if any) is mounted, read-only.
 pub const CONTAINER_INPUTS_DIR: &str = "/inputs";
 /// Size of the writable tmpfs at `/tmp`, or less under a disk limit (see [`disk_split`]).
@@ -787,6 +792,21 @@ fn container_body(spec: &WorkloadSpec, image: &str, log_offset_bytes: u64) -> Co
         });
     }
 
+    let checkpoints = checkpoints_dir(root);
+    if checkpoints.is_dir() {
+        env.insert(
+            "GPUNET_CHECKPOINTS".into(),
+            CONTAINER_CHECKPOINTS_DIR.into(),
+        );
+        mounts.push(Mount {
+            target: Some(CONTAINER_CHECKPOINTS_DIR.into()),
+            source: Some(checkpoints.to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(false),
+            ..Default::default()
+        });
+    }
+
     let device_requests = (!spec.gpu_uuids.is_empty()).then(|| {
         vec![DeviceRequest {
             driver: Some("nvidia".into()),
@@ -1053,7 +1073,7 @@ async fn supervise(
     let mut kill_at: Option<tokio::time::Instant> = None;
     // The container's other writable place, /tmp, is a tmpfs bounded by its size.
     let mut disk = std::pin::pin!(crate::disk::exceeded(
-        vec![outputs_dir(&root_dir)],
+        vec![outputs_dir(&root_dir), checkpoints_dir(&root_dir)],
         disk_limit_bytes
     ));
     let far_future = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
@@ -1448,6 +1468,38 @@ mod tests {
             .find(|m| m.target.as_deref() == Some(CONTAINER_INPUTS_DIR))
             .expect("inputs mounted");
         assert_eq!(inputs.read_only, Some(true));
+    }
+
+    #[test]
+    fn the_checkpoint_dir_is_mounted_writable_and_named_only_when_the_agent_made_it() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut s = spec();
+        s.root_dir = root.path().to_path_buf();
+        // A tenant's own variable does not survive: the driver names the mount itself.
+        s.env
+            .insert("GPUNET_CHECKPOINTS".into(), "/etc/elsewhere".into());
+        let body = |s: &WorkloadSpec| container_body(s, "busybox:1.36", 0);
+        let mounted = |s: &WorkloadSpec| {
+            body(s)
+                .host_config
+                .and_then(|h| h.mounts)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|m| m.target.as_deref() == Some(CONTAINER_CHECKPOINTS_DIR))
+        };
+        assert!(mounted(&s).is_none(), "no checkpoint dir, no mount");
+
+        let dir = checkpoints_dir(root.path());
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mount = mounted(&s).expect("checkpoints mounted");
+        assert_eq!(mount.read_only, Some(false));
+        assert_eq!(mount.source.as_deref(), Some(dir.to_str().expect("utf-8")));
+        let env = body(&s).env.unwrap_or_default();
+        assert!(
+            env.contains(&"GPUNET_CHECKPOINTS=/checkpoints".to_owned()),
+            "{env:?}"
+        );
+        assert!(!env.iter().any(|e| e.contains("/etc/elsewhere")), "{env:?}");
     }
 
     #[test]

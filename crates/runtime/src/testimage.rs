@@ -27,7 +27,7 @@ use crate::docker::{DEFAULT_DOCKER_SOCKET, LABEL_MANAGED, LABEL_WORKLOAD};
 pub const TEST_IMAGE_REPO: &str = "gpunet-test/busybox";
 /// Host programs copied to the image's `/bin`, looked up in [`HOST_PROGRAM_DIRS`].
 pub const TEST_IMAGE_PROGRAMS: &[&str] = &[
-    "sh", "cat", "ls", "sleep", "head", "tr", "mount", "id", "hostname", "touch", "mkdir",
+    "sh", "cat", "ls", "sleep", "head", "tr", "mount", "id", "hostname", "touch", "mkdir", "mv",
 ];
 /// Where the host programs are looked for, in order.
 pub const HOST_PROGRAM_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin"];

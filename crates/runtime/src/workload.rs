@@ -365,6 +365,16 @@ pub(crate) fn remove_work_dir(root_dir: &Path) -> Result<(), crate::DriverError>
 pub(crate) fn outputs_dir(root_dir: &Path) -> PathBuf {
     root_dir.join("outputs")
 }
+/// The directory the agent keeps a workload's checkpoints in, when the job keeps any: under
+/// `work/`, so a process workload sees it in its own working directory and a container gets it
+/// mounted (at [`crate::CONTAINER_CHECKPOINTS_DIR`]) only when the agent created it.
+pub fn checkpoints_dir(root_dir: &Path) -> PathBuf {
+    work_dir(root_dir).join(CHECKPOINTS_DIR_NAME)
+}
+
+/// The checkpoint directory's name under a workload's `work/`.
+pub const CHECKPOINTS_DIR_NAME: &str = ".gpunet-checkpoints";
+
 /// Read-only inputs the agent placed for the workload, if any.
 pub(crate) fn inputs_dir(root_dir: &Path) -> PathBuf {
     root_dir.join("inputs")

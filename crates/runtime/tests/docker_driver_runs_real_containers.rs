@@ -544,6 +544,43 @@ async fn a_container_writing_past_its_disk_limit_ends_disk_exceeded() {
     }
 }
 
+/// A hostile job filling its checkpoint directory instead of its outputs: the mount is the
+/// host's directory, so the watchdog counts it too.
+#[tokio::test]
+async fn a_container_filling_its_checkpoints_past_its_disk_limit_ends_disk_exceeded() {
+    let Some((driver, image)) = engine("checkpoint disk limit").await else {
+        return;
+    };
+    let id = workload_id("ckpt-disk");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The agent makes the directory for a job that keeps checkpoints; the driver mounts it.
+    let checkpoints = gpunet_runtime::checkpoints_dir(dir.path());
+    std::fs::create_dir_all(&checkpoints).expect("mkdir");
+    let mut s = spec(
+        &id,
+        &image,
+        dir.path(),
+        r#"echo "into $GPUNET_CHECKPOINTS"; i=0; while [ $i -lt 1000 ]; do head -c 1048576 /dev/zero > "$GPUNET_CHECKPOINTS/f$i"; i=$((i+1)); sleep 0.02; done; echo survived"#,
+    );
+    s.disk_mib = Some(8);
+    let handle = driver.start(&s).await.expect("starts");
+    let outcome = wait(&driver, &handle).await;
+    let logs = all_logs(&driver, &handle).await;
+    assert!(logs.contains("into /checkpoints"), "{logs:?}");
+    assert_eq!(
+        outcome.reason,
+        ExitReason::DiskExceeded,
+        "{outcome:?} {logs:?}"
+    );
+    assert!(!logs.contains("survived"), "{logs:?}");
+    // What the container wrote is on the host, where the agent packs it.
+    let written = std::fs::read_dir(&checkpoints)
+        .expect("checkpoints")
+        .count();
+    assert!((6..600).contains(&written), "{written} files written");
+}
+
 #[tokio::test]
 async fn a_container_under_its_disk_limit_completes_and_its_tmp_is_sized_within_it() {
     let Some((driver, image)) = engine("disk under limit").await else {

@@ -173,6 +173,31 @@ impl Network {
         cpu_hour: &str,
         extra: &[&str],
     ) -> Child {
+        let extra: Vec<&str> = ["--no-docker"].iter().chain(extra).copied().collect();
+        self.provider_offering(user, base, i, cpu_hour, &extra)
+    }
+
+    /// [`Network::provider_with`] that also runs container jobs when this machine's Docker
+    /// Engine answers (the agent's own detection decides).
+    pub fn provider_with_docker(
+        &self,
+        user: &User,
+        base: &Path,
+        i: usize,
+        cpu_hour: &str,
+        extra: &[&str],
+    ) -> Child {
+        self.provider_offering(user, base, i, cpu_hour, extra)
+    }
+
+    fn provider_offering(
+        &self,
+        user: &User,
+        base: &Path,
+        i: usize,
+        cpu_hour: &str,
+        extra: &[&str],
+    ) -> Child {
         let key = self.key(&format!("provider-{i}"));
         let tenant = self.key("tenant");
         let data = base.join(format!("provider-{i}"));
@@ -187,7 +212,6 @@ impl Network {
             data.to_str().expect("utf-8"),
             "--listen",
             "127.0.0.1:0",
-            "--no-docker",
             "--cpu-hour",
             cpu_hour,
             "--trust-tenant",
