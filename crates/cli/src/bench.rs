@@ -134,8 +134,8 @@ pub enum BenchCmd {
         /// Provider processes.
         #[arg(long, default_value_t = 6)]
         providers: usize,
-        /// Jobs, submitted at once (one CPU core each; those that do not fit wait for a
-        /// provider to free up).
+        /// Jobs, 1 to 1000, one CPU core each. The tenant keeps as many in the market as the
+        /// providers' cores less the largest provider's, and submits the next as one ends.
         #[arg(long, default_value_t = 24)]
         jobs: usize,
         /// Seconds each job runs.

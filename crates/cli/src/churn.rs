@@ -9,6 +9,11 @@
 //! a retry on another provider resumes from the last checkpoint the agent uploaded (every
 //! 10 s).
 //!
+//! The tenant keeps only as many jobs in the market as the providers could run with one of
+//! them down (each job takes a whole core), submitting the next as one ends: the bench
+//! measures survival under churn, not orders that expire waiting for capacity that a small
+//! network never had.
+//!
 //! Figures: the share of jobs that completed; provider death → its lease ended on chain and
 //! death → the replacement attempt running (p95, ms, as the tenant sees them by polling every
 //! 100 ms); the work each failure lost (ticks the lost attempt had counted beyond where the
@@ -28,6 +33,9 @@ use rand_core::RngCore;
 use tokio::process::{Child, Command};
 
 use crate::progress::Progress;
+
+/// Most jobs one churn run takes: what one `GET /v1/orders` lists.
+pub const MAX_CHURN_JOBS: usize = 1_000;
 
 /// What the churn run is asked to do.
 #[derive(Debug, Clone)]
@@ -174,7 +182,10 @@ pub async fn run(opts: &ChurnOpts) -> Result<ChurnFigures> {
         opts.providers >= 2,
         "--providers must be at least 2 (one to kill, one to retry on)"
     );
-    anyhow::ensure!(opts.jobs >= 1, "--jobs must be at least 1");
+    anyhow::ensure!(
+        (1..=MAX_CHURN_JOBS).contains(&opts.jobs),
+        "--jobs must be from 1 to {MAX_CHURN_JOBS} (the figures read every order in one listing)"
+    );
     let dir = std::env::temp_dir().join(format!("gpunet-bench-churn-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let result = run_in(&dir, opts).await;
@@ -233,14 +244,25 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
         opts.providers, opts.jobs, opts.job_secs, opts.kill_every_secs
     );
 
+    let slots = job_slots(&watcher.providers().await?.providers);
+    eprintln!(
+        "at most {slots} jobs in the market at once (the cores of all providers but the largest)"
+    );
+    let slots = Arc::new(tokio::sync::Semaphore::new(slots));
     let tenant = Arc::new(tenant);
     // One client for every job: it hands out the tenant's nonces in order.
     let submitter = Arc::new(NodeClient::new(&api).with_signer((*tenant).clone()));
     let mut tasks = Vec::new();
     for i in 0..opts.jobs {
         let spec = job_spec(i, opts)?;
-        let (client, tenant) = (Arc::clone(&submitter), Arc::clone(&tenant));
+        let (client, tenant, slots) = (
+            Arc::clone(&submitter),
+            Arc::clone(&tenant),
+            Arc::clone(&slots),
+        );
         tasks.push(tokio::spawn(async move {
+            // Held until the job ends; never closed, so acquiring only waits.
+            let _slot = slots.acquire_owned().await;
             let progress = Progress::new(true);
             crate::jobs::submit_and_follow(&client, &tenant, &spec, true, &progress)
                 .await
@@ -321,17 +343,26 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
             Err(e) => eprintln!("a job's task failed: {e}"),
         }
     }
+    // Every order the tenant placed (`run` keeps --jobs within one page); a submission that
+    // never reached the chain counts as a job that did not complete.
     let orders: Vec<OrderId> = watcher
         .orders(&gpunet_client::OrderFilter {
             tenant: Some(tenant.address()),
             open_only: false,
-            limit: None,
+            limit: Some(opts.jobs),
         })
         .await?
         .orders
         .iter()
         .map(|o| o.id)
         .collect();
+    if orders.len() < opts.jobs {
+        eprintln!(
+            "{} of {} jobs never reached the chain",
+            opts.jobs - orders.len(),
+            opts.jobs
+        );
+    }
     for kill in &kills {
         figures.detect_ms.extend(kill.detected.iter().flatten());
         figures.replace_ms.extend(kill.replaced.iter().flatten());
@@ -410,6 +441,16 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
     Ok(figures)
 }
 
+/// How many churn jobs (a whole core each) may be in the market at once: the providers'
+/// free cores, less the largest provider's, so the retries of a killed provider's jobs find
+/// room on the others instead of queueing behind new submissions. At least one.
+fn job_slots(providers: &[gpunet_api::node::ProviderView]) -> usize {
+    let cores = |p: &gpunet_api::node::ProviderView| (p.free_cpu_millis / 1_000) as usize;
+    let all: usize = providers.iter().map(cores).sum();
+    let largest = providers.iter().map(cores).max().unwrap_or(0);
+    all.saturating_sub(largest).max(1)
+}
+
 /// Notes, for each killed lease, when the chain ended it and when its order's next attempt
 /// ran.
 async fn observe(client: &NodeClient, kills: &mut [Kill]) {
@@ -471,6 +512,35 @@ fn parse_ticks(log: &str) -> Option<AttemptTicks> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn provider(free_cpu_millis: u32) -> gpunet_api::node::ProviderView {
+        gpunet_api::node::ProviderView {
+            address: Address([7; 32]),
+            profile: Default::default(),
+            stake: gpunet_protocol::Amount::ZERO,
+            registered_height: 1,
+            live_leases: Vec::new(),
+            free_cpu_millis,
+            free_memory_mib: 1024,
+            free_gpus: 0,
+            leases_completed: 0,
+            leases_failed: 0,
+            last_heartbeat_height: 1,
+            leaving: false,
+        }
+    }
+
+    #[test]
+    fn the_market_holds_what_the_providers_can_run_with_the_largest_down() {
+        let slots =
+            |cpus: &[u32]| job_slots(&cpus.iter().map(|c| provider(*c)).collect::<Vec<_>>());
+        assert_eq!(slots(&[2_000; 6]), 10);
+        // Part of a core is no room for a whole-core job.
+        assert_eq!(slots(&[4_000, 1_500, 2_999]), 3);
+        // Never none, or the bench would wait forever.
+        assert_eq!(slots(&[2_000]), 1);
+        assert_eq!(slots(&[]), 1);
+    }
 
     #[test]
     fn an_attempts_ticks_are_read_from_its_log() {
