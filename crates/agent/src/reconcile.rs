@@ -61,14 +61,14 @@ impl Reconciler {
 
     async fn on_event(&mut self, envelope: EventEnvelope) {
         match envelope.event {
-            Event::OrderCreated { order, .. } | Event::OrderReopened { order, .. } => {
-                match self.client.order(order).await {
-                    Ok(view) => self.consider(&view).await,
-                    Err(error) => {
-                        tracing::debug!(%order, %error, "cannot read a new order; the poll will")
-                    }
+            Event::OrderCreated { order, .. }
+            | Event::OrderReopened { order, .. }
+            | Event::OrderExclusionLapsed { order, .. } => match self.client.order(order).await {
+                Ok(view) => self.consider(&view).await,
+                Err(error) => {
+                    tracing::debug!(%order, %error, "cannot read a new order; the poll will")
                 }
-            }
+            },
             Event::LeaseCreated {
                 lease, provider, ..
             } if provider == self.offer.provider => self.adopt(lease).await,
@@ -215,10 +215,13 @@ impl Reconciler {
         );
         let price = match plan_bid(order, &free, &self.offer) {
             Ok(price) => price,
-            Err(NoBid::AlreadyBid | NoBid::Excluded) => {
+            Err(NoBid::AlreadyBid) => {
                 self.remember(opening);
                 return;
             }
+            // Not remembered: the exclusion lapses if nobody else bids (the ledger's
+            // `exclusion_lapse_blocks`), and then this provider may bid after all.
+            Err(NoBid::Excluded) => return,
             Err(why) => {
                 tracing::debug!(order = %order.id, %why, "no bid");
                 return;

@@ -48,6 +48,9 @@ pub struct ParamsView {
     pub escrow_warning_secs: u64,
     /// Blocks a lease with no escrow left stays paused before it ends `insufficient_funds`.
     pub pause_grace_blocks: u64,
+    /// Blocks a reopened order goes without a bid before the providers that failed it may bid
+    /// again (0: never).
+    pub exclusion_lapse_blocks: u64,
 }
 
 /// `GET /v1/accounts/{address}`.

@@ -231,6 +231,24 @@ fn close_unmatched(state: &mut State, order_id: OrderId, status: OrderStatus) ->
 
 /// End of block: match every open order whose bid window has closed, then expire those past
 /// their time-to-live. Orders are visited in id order, so earlier orders get first pick.
+/// An open order that has gone `exclusion_lapse_blocks` since it (re)opened without a bid,
+/// while it excludes the providers that failed it: nobody else wants it, so they may bid again
+/// rather than the job waiting out its TTL on a network with no one else to run it.
+fn lapse_exclusions(state: &mut State, id: OrderId, events: &mut Vec<Event>) {
+    let (height, lapse) = (state.height, state.params.exclusion_lapse_blocks);
+    let Some(order) = state.orders.get_mut(&id) else {
+        return;
+    };
+    let due = lapse > 0 && height >= order.open_since_height.saturating_add(lapse);
+    if due && order.bids.is_empty() && !order.excluded.is_empty() {
+        let providers = std::mem::take(&mut order.excluded);
+        events.push(Event::OrderExclusionLapsed {
+            order: id,
+            providers,
+        });
+    }
+}
+
 pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
     let (height, now) = (state.height, state.time_ms);
     let window = state.params.bid_window_blocks;
@@ -270,6 +288,7 @@ pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
                 }
             }
         }
+        lapse_exclusions(state, id, events);
         let expired = state
             .orders
             .get(&id)

@@ -33,6 +33,15 @@ pub struct Params {
     /// Blocks a lease whose escrow ran out stays paused, waiting for a top-up, before it ends
     /// `insufficient_funds`. 0 ends it at once.
     pub pause_grace_blocks: u64,
+    /// Blocks a reopened order may go without any bid before the providers that failed its
+    /// earlier attempts may bid again (`OrderExclusionLapsed`), so a small network does not
+    /// strand a job every provider has failed once. 0: exclusions never lapse.
+    #[serde(default = "default_exclusion_lapse_blocks")]
+    pub exclusion_lapse_blocks: u64,
+}
+
+fn default_exclusion_lapse_blocks() -> u64 {
+    Params::default().exclusion_lapse_blocks
 }
 
 impl Params {
@@ -80,6 +89,8 @@ impl Default for Params {
             liveness_timeout_blocks: 30,
             escrow_warning_secs: 300,
             pause_grace_blocks: 1_200,
+            // 30 s with 500 ms blocks: long enough for every other provider to have bid.
+            exclusion_lapse_blocks: 60,
         }
     }
 }

@@ -240,6 +240,83 @@ fn attempts_stop_at_max_attempts_and_each_attempt_excludes_its_provider() {
     assert_eq!(o.escrow, Amount::ZERO);
 }
 
+/// Ends `order`'s current attempt on provider `p` as lost; returns the block height the order
+/// reopened at.
+fn lose_attempt(w: &mut World, order: OrderId, p: usize) -> u64 {
+    let lease = lease_to(w, order, p);
+    start(w, lease);
+    let who = w.provider_addr(p);
+    w.silence(who);
+    until_ended(w, lease, 100);
+    w.revive(who);
+    assert_eq!(w.order(order).status, OrderStatus::Open);
+    assert_eq!(w.order(order).excluded, [who]);
+    w.order(order).open_since_height
+}
+
+fn lapsed(outcome: &gpunet_protocol::BlockOutcome) -> Option<Vec<gpunet_protocol::Address>> {
+    outcome.events().into_iter().find_map(|e| match e {
+        Event::OrderExclusionLapsed { providers, .. } => Some(providers.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn an_exclusion_lapses_when_nobody_else_bids_so_a_small_network_does_not_strand_the_job() {
+    const LAPSE: u64 = 8;
+    let mut w = World::builder()
+        .tenants(1)
+        .providers(1)
+        .with_params(|p| p.exclusion_lapse_blocks = LAPSE)
+        .build();
+    let p0 = w.provider_addr(0);
+    let order = open(&mut w, order_terms().recovery(3, &[], 0));
+    let reopened_at = lose_attempt(&mut w, order, 0);
+    // The provider that failed it may not bid while the exclusion holds.
+    let early = w.bid(p0, order, PRICE);
+    assert_eq!(w.submit(early), Err(Rejection::ProviderExcluded));
+    // Nobody else bids: after LAPSE blocks the exclusion lapses, and not a block before.
+    let lapsed_at = loop {
+        let outcome = w.block(Vec::new());
+        if let Some(providers) = lapsed(&outcome) {
+            assert_eq!(providers, [p0]);
+            break w.state.height;
+        }
+        assert!(w.state.height < reopened_at + 2 * LAPSE, "it never lapsed");
+    };
+    assert_eq!(lapsed_at, reopened_at + LAPSE);
+    assert!(w.order(order).excluded.is_empty());
+    // So the only provider runs the second attempt.
+    let lease = lease_to(&mut w, order, 0);
+    assert_eq!(w.lease(lease).attempt, 2);
+}
+
+#[test]
+fn an_exclusion_holds_while_another_provider_bids_and_when_the_lapse_is_off() {
+    // Another bid within the lapse: it wins, and the failed provider stays excluded.
+    let mut w = world();
+    let p0 = w.provider_addr(0);
+    let order = open(&mut w, order_terms().recovery(3, &[], 0));
+    lose_attempt(&mut w, order, 0);
+    let lease = lease_to(&mut w, order, 1);
+    assert_eq!(w.lease(lease).provider, w.provider_addr(1));
+    assert_eq!(w.order(order).excluded, [p0]);
+
+    // exclusion_lapse_blocks = 0: never, however long the order waits.
+    let mut w = World::builder()
+        .tenants(1)
+        .providers(1)
+        .with_params(|p| p.exclusion_lapse_blocks = 0)
+        .build();
+    let p0 = w.provider_addr(0);
+    let order = open(&mut w, order_terms().recovery(3, &[], 0));
+    lose_attempt(&mut w, order, 0);
+    for outcome in w.blocks(200) {
+        assert_eq!(lapsed(&outcome), None);
+    }
+    assert_eq!(w.order(order).excluded, [p0]);
+}
+
 #[test]
 fn heartbeats_are_checked_list_only_the_providers_own_leases_and_race_safely_with_an_end() {
     let mut w = world();

@@ -194,6 +194,13 @@ pub enum Event {
     ProviderLeaving {
         provider: Address,
     },
+    /// A reopened order went `exclusion_lapse_blocks` without a bid from anyone else: the
+    /// providers that failed its earlier attempts may bid on it again.
+    OrderExclusionLapsed {
+        order: OrderId,
+        /// The providers no longer excluded.
+        providers: Vec<Address>,
+    },
 }
 
 impl Event {
@@ -211,7 +218,8 @@ impl Event {
             | Event::EscrowLow { order, .. }
             | Event::LeasePaused { order, .. }
             | Event::LeaseResumed { order, .. }
-            | Event::EscrowToppedUp { order, .. } => Some(*order),
+            | Event::EscrowToppedUp { order, .. }
+            | Event::OrderExclusionLapsed { order, .. } => Some(*order),
             _ => None,
         }
     }

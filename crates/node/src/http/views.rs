@@ -22,6 +22,7 @@ pub(crate) fn params_view(state: &State) -> ParamsView {
         liveness_timeout_blocks: p.liveness_timeout_blocks,
         escrow_warning_secs: p.escrow_warning_secs,
         pause_grace_blocks: p.pause_grace_blocks,
+        exclusion_lapse_blocks: p.exclusion_lapse_blocks,
     }
 }
 
