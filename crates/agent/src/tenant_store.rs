@@ -46,7 +46,7 @@ pub enum TenantStoreError {
     #[error("the job's storage cannot be used: {source}")]
     Config {
         #[source]
-        source: BlobError,
+        source: Box<BlobError>,
     },
 }
 
@@ -90,7 +90,9 @@ pub async fn open(storage: &Storage, allow_private: bool) -> Result<S3Store, Ten
     };
     S3Store::new(config).map_err(|source| match source {
         BlobError::EndpointRefused { source } => refused(source.to_string()),
-        source => TenantStoreError::Config { source },
+        source => TenantStoreError::Config {
+            source: Box::new(source),
+        },
     })
 }
 
@@ -129,7 +131,7 @@ pub enum OutputUploadError {
     #[error("the job's store refused an output: {source}")]
     Store {
         #[source]
-        source: BlobError,
+        source: Box<BlobError>,
     },
 }
 
@@ -163,12 +165,7 @@ pub async fn upload_outputs(
     for file in &listing.files {
         let name = outputs_ref(chain_id, order, lease, &format!("files/{}", file.digest))?;
         // Dedup within the job: a file with the same contents was sent before.
-        if store
-            .get_ref(&name)
-            .await
-            .map_err(|source| OutputUploadError::Store { source })?
-            .is_some()
-        {
+        if store.get_ref(&name).await.map_err(store_error)?.is_some() {
             continue;
         }
         let src = crate::outputs::blob_path(blobs_dir, &file.digest);
@@ -183,11 +180,11 @@ pub async fn upload_outputs(
             })??;
         let put = store.put_file(&sealed).await;
         let _ = std::fs::remove_file(&sealed);
-        let blob = put.map_err(|source| OutputUploadError::Store { source })?;
+        let blob = put.map_err(store_error)?;
         store
             .set_ref(&name, &blob.digest)
             .await
-            .map_err(|source| OutputUploadError::Store { source })?;
+            .map_err(store_error)?;
         sent += 1;
     }
     let json = serde_json::to_vec(listing).map_err(|e| OutputUploadError::Io {
@@ -197,16 +194,19 @@ pub async fn upload_outputs(
     })?;
     let sealed = gpunet_client::sealing::seal(key, ctx, &json)
         .map_err(|source| OutputUploadError::Seal { source })?;
-    let blob = store
-        .put_bytes(&sealed)
-        .await
-        .map_err(|source| OutputUploadError::Store { source })?;
+    let blob = store.put_bytes(&sealed).await.map_err(store_error)?;
     let name = outputs_ref(chain_id, order, lease, "listing")?;
     store
         .set_ref(&name, &blob.digest)
         .await
-        .map_err(|source| OutputUploadError::Store { source })?;
+        .map_err(store_error)?;
     Ok(sent)
+}
+
+fn store_error(source: BlobError) -> OutputUploadError {
+    OutputUploadError::Store {
+        source: Box::new(source),
+    }
 }
 
 /// Seals the file at `src` into a new file at `dest` (0600), chunk by chunk, so a large output
