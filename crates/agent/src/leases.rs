@@ -105,11 +105,18 @@ pub struct LeasesConfig {
     /// Whose jobs runtimes without isolation take (see [`crate::policy`]).
     pub policy: crate::policy::TenantPolicy,
     /// Where jobs' checkpoints go and come from (see [`crate::checkpoints`]); `None`: no
-    /// checkpoints are kept or restored.
+    /// checkpoints are kept or restored. A job that names its own store (its spec's
+    /// `storage:`) uses that one instead ([`crate::tenant_store`]).
     pub checkpoints: Option<crate::checkpoints::CheckpointStore>,
     /// How long a workload gets between SIGTERM and SIGKILL when this provider leaves
     /// ([`DEFAULT_EXIT_GRACE`] by default).
     pub exit_grace: Duration,
+    /// The chain's id: order ids are per chain, so the refs of a job's blobs name it.
+    pub chain_id: String,
+    /// Whether a job's own store may be reached over `http://` or at a private address
+    /// (`gpunet provider start --allow-private-blob-endpoints`): for test networks only; off,
+    /// a tenant cannot point this agent at its operator's network.
+    pub allow_private_blob_endpoints: bool,
 }
 
 /// Why a lease request could not be served. The server maps each to a status and an
@@ -205,6 +212,9 @@ pub struct Leases {
     gpus: Arc<GpuSampler>,
     /// Running leases whose jobs keep checkpoints (held in memory only: the job's key is).
     checkpointing: Mutex<BTreeMap<LeaseId, Arc<LeaseCheckpoints>>>,
+    /// The stores jobs named (their spec's `storage:`), by lease, from the manifest until the
+    /// outputs are kept: in memory only, because they hold the tenant's credentials.
+    job_stores: Mutex<BTreeMap<LeaseId, CheckpointStore>>,
     /// The provider is leaving the network: every lease is given back, none is taken.
     leaving: AtomicBool,
 }
@@ -239,6 +249,7 @@ impl Leases {
             tasks: Mutex::new(JoinSet::new()),
             gpus: Arc::new(GpuSampler::new()),
             checkpointing: Mutex::new(BTreeMap::new()),
+            job_stores: Mutex::new(BTreeMap::new()),
             leaving: AtomicBool::new(false),
         }))
     }
@@ -695,6 +706,7 @@ impl Leases {
         let (record, terms, manifest) = self.open_manifest(lease, sealed).await?;
         let admitted = self.admit(&record, &manifest)?;
         self.claim(lease, &admitted.spec)?;
+        self.open_job_store(lease, &admitted.spec).await;
         let workload = self.workload_spec(&record, &terms, &admitted).await;
         self.start_workload(lease, &admitted.driver, &workload)
             .await?;
@@ -936,10 +948,7 @@ impl Leases {
         spec: &JobSpec,
     ) -> Option<String> {
         let key = spec.checkpoint_key.as_ref()?;
-        let Some(store) = self.config.checkpoints.clone() else {
-            tracing::info!(%lease, "this agent has no blob store: the job's checkpoints are not kept");
-            return None;
-        };
+        let store = self.checkpoint_store_for(lease, spec)?;
         let root = lease_dir(&self.config.data_dir, lease);
         let dir = crate::checkpoints::checkpoint_dir(&root);
         let scratch = root.join("checkpoint.incoming");
@@ -1004,6 +1013,60 @@ impl Leases {
         })
     }
 
+    /// For a job that names its own store (its spec's `storage:`): builds it, through the
+    /// endpoint guard, and keeps it for the lease. A refused one is said in the lease's log;
+    /// the job runs on without it.
+    async fn open_job_store(&self, lease: LeaseId, spec: &JobSpec) {
+        let Some(storage) = &spec.storage else {
+            return;
+        };
+        self.update(lease, |r| r.job_store = true);
+        let root = lease_dir(&self.config.data_dir, lease);
+        let allow_private = self.config.allow_private_blob_endpoints;
+        match crate::tenant_store::open(storage, allow_private).await {
+            Ok(store) => {
+                tracing::info!(%lease, endpoint = %storage.s3.endpoint, bucket = %storage.s3.bucket, "the job keeps its checkpoints and outputs in its own store");
+                append_log_line(
+                    &root,
+                    &format!(
+                        "gpunet: the job's checkpoints and outputs go to its own bucket {} at {}",
+                        storage.s3.bucket, storage.s3.endpoint
+                    ),
+                );
+                self.lock_job_stores().insert(
+                    lease,
+                    CheckpointStore {
+                        store: Arc::new(store),
+                        chain_id: self.config.chain_id.clone(),
+                    },
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%lease, %error, "the job's own store is not used");
+                append_log_line(&root, &format!("gpunet: {error}"));
+            }
+        }
+    }
+
+    /// Where the lease's checkpoints go: the job's own store when it names one (or none, if
+    /// that one was refused), else the operator's.
+    fn checkpoint_store_for(&self, lease: LeaseId, spec: &JobSpec) -> Option<CheckpointStore> {
+        if spec.storage.is_some() {
+            return self.lock_job_stores().get(&lease).cloned();
+        }
+        let store = self.config.checkpoints.clone();
+        if store.is_none() {
+            tracing::info!(%lease, "this agent has no blob store: the job's checkpoints are not kept");
+        }
+        store
+    }
+
+    fn lock_job_stores(&self) -> MutexGuard<'_, BTreeMap<LeaseId, CheckpointStore>> {
+        self.job_stores
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn lock_checkpointing(&self) -> MutexGuard<'_, BTreeMap<LeaseId, Arc<LeaseCheckpoints>>> {
         self.checkpointing
             .lock()
@@ -1065,6 +1128,7 @@ impl Leases {
         } else {
             tracing::warn!(%lease, %why, "the workload could not be started");
         }
+        self.lock_job_stores().remove(&lease);
         let input = Input::StartFailed {
             why: why.clone(),
             image_unavailable,
@@ -1229,8 +1293,10 @@ impl Leases {
     /// Collects an ended workload's outputs and cleans it up; returns what the lifecycle
     /// says next (settling the lease).
     async fn keep_outputs(self: &Arc<Self>, lease: LeaseId) -> Vec<Effect> {
-        // No more checkpoints: the last one, if any, was taken before this.
+        // No more checkpoints: the last one, if any, was taken before this. The job's own
+        // store (and the tenant's credentials with it) is dropped once the outputs are in it.
         self.lock_checkpointing().remove(&lease);
+        let job_store = self.lock_job_stores().remove(&lease);
         let Some(record) = self.get(lease) else {
             return Vec::new();
         };
@@ -1260,6 +1326,11 @@ impl Leases {
                 Err(e) => detail = format!("{detail}; collecting outputs failed: {e}"),
             }
         }
+        if let (Some(store), Some(listing), Some(key)) =
+            (&job_store, &listing, record.output_key.as_ref())
+        {
+            self.upload_outputs(&record, store, listing, key).await;
+        }
         let kept = listing.is_some() || record.handle.is_none();
         tracing::info!(%lease, %detail, files = listing.as_ref().map_or(0, |l| l.files.len()), "workload ended");
         // What the end amounts to, kept even when nothing is reported (the chain ended the
@@ -1276,6 +1347,48 @@ impl Leases {
             r.endpoints.clear();
         })
         .unwrap_or_default()
+    }
+
+    /// Puts the kept outputs in the job's own store too, sealed to the tenant; says in the
+    /// lease's log how it went. Never fails the job: the agent still serves them.
+    async fn upload_outputs(
+        &self,
+        record: &LeaseRecord,
+        store: &CheckpointStore,
+        listing: &gpunet_api::provider::OutputListing,
+        key: &EncryptionKey,
+    ) {
+        let lease = record.lease;
+        let root = lease_dir(&self.config.data_dir, lease);
+        let scratch = root.join("outputs.sealing");
+        let uploaded = crate::tenant_store::upload_outputs(
+            store,
+            record.order,
+            lease,
+            listing,
+            &self.blobs_dir(),
+            key,
+            &scratch,
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&scratch);
+        let line = match uploaded {
+            Ok(sent) => {
+                tracing::info!(%lease, files = listing.files.len(), sent, "outputs uploaded to the job's own store");
+                format!(
+                    "gpunet: {} output file(s) uploaded, sealed, to the job's own bucket",
+                    listing.files.len()
+                )
+            }
+            Err(error) => {
+                tracing::warn!(%lease, %error, "outputs not uploaded to the job's own store");
+                format!(
+                    "gpunet: the outputs could not be uploaded to the job's own bucket ({error}); \
+                     they stay on this provider"
+                )
+            }
+        };
+        append_log_line(&root, &line);
     }
 
     fn spawn_report(self: &Arc<Self>, lease: LeaseId) {
@@ -1405,11 +1518,22 @@ impl Leases {
 
     /// A workload found running after a restart goes on checkpointing where it left off (the
     /// key and the next sequence number are in its record).
+    /// A job that named its own store is not checkpointed after a restart: its credentials
+    /// were never written down (see [`crate::tenant_store`]).
     fn resume_checkpointing(&self, r: &LeaseRecord) {
+        let root = lease_dir(&self.config.data_dir, r.lease);
+        if r.job_store {
+            append_log_line(
+                &root,
+                "gpunet: the provider's agent restarted; it does not keep the job's storage \
+                 credentials, so this attempt uploads no more checkpoints and its outputs stay on \
+                 this provider",
+            );
+            return;
+        }
         let (Some(key), Some(store)) = (r.checkpoint_key, self.config.checkpoints.clone()) else {
             return;
         };
-        let root = lease_dir(&self.config.data_dir, r.lease);
         let dir = crate::checkpoints::checkpoint_dir(&root);
         let job = lease_checkpoints(store, r, key, dir, r.checkpoint_seq);
         self.lock_checkpointing().insert(r.lease, Arc::new(job));

@@ -7,7 +7,8 @@
 //! price is what the profile's posted [`Rates`] give, the rule the ledger checks bids by),
 //! [`lifecycle`] decides what happens to a lease next (the pure [`lifecycle::step`]: a phase
 //! and an input in, the new phase and the effects out), [`machine`] turns discovery into an
-//! offer, [`outputs`] keeps results; the shell is [`leases`] (the lifecycle's runner: it feeds
+//! offer, [`outputs`] keeps results, [`tenant_store`] builds the store a job names (behind the
+//! endpoint guard); the shell is [`leases`] (the lifecycle's runner: it feeds
 //! inputs and carries effects out), [`server`] (the tenant-facing API), [`heartbeat`] (proof of
 //! life for every running lease) and the reconcile loop.
 //!
@@ -34,6 +35,7 @@ pub mod policy;
 mod reconcile;
 pub mod record;
 pub mod server;
+pub mod tenant_store;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -97,6 +99,10 @@ pub struct AgentConfig {
     /// When this provider leaves, how long each workload gets between SIGTERM and SIGKILL to
     /// finish (and write a last checkpoint): [`DEFAULT_EXIT_GRACE`] by default.
     pub exit_grace: Duration,
+    /// Let a job's own store (its spec's `storage:`) be reached over `http://` or at a
+    /// private, loopback or link-local address (`--allow-private-blob-endpoints`): for test
+    /// networks only. Off, a tenant cannot point the agent at its operator's network.
+    pub allow_private_blob_endpoints: bool,
 }
 
 /// Why the agent could not start.
@@ -332,6 +338,8 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             policy: policy.clone(),
             checkpoints,
             exit_grace: config.exit_grace,
+            chain_id: status.chain_id.clone(),
+            allow_private_blob_endpoints: config.allow_private_blob_endpoints,
         },
         Arc::new(NodeChain::new(Arc::clone(&client))),
         drivers,

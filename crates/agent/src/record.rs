@@ -62,6 +62,10 @@ pub struct LeaseRecord {
     /// The sequence number of the lease's next checkpoint upload.
     #[serde(default)]
     pub checkpoint_seq: u64,
+    /// The job named its own store (its spec's `storage:`). Its credentials are never
+    /// recorded: after an agent restart the lease keeps no more checkpoints there.
+    #[serde(default)]
+    pub job_store: bool,
 }
 
 impl LeaseRecord {
@@ -96,6 +100,7 @@ impl LeaseRecord {
             ended_ms: None,
             checkpoint_key: None,
             checkpoint_seq: 0,
+            job_store: false,
         }
     }
 

@@ -221,6 +221,8 @@ fn leases_book(
                 chain_id: CHAIN_ID.into(),
             }),
             exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
+            chain_id: CHAIN_ID.into(),
+            allow_private_blob_endpoints: false,
         },
         Arc::clone(chain),
         Drivers::single(Arc::clone(driver)).expect("the process driver runs processes"),
@@ -426,5 +428,59 @@ async fn an_agent_restarted_under_a_running_workload_goes_on_checkpointing_it() 
         "the numbering goes on ({seq_before} then {seq_after}), overwriting no earlier checkpoint"
     );
     second.leases.on_lease_ended(LeaseId(1));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_naming_a_private_bucket_endpoint_is_refused_it_and_runs_on_without_checkpoints() {
+    use gpunet_protocol::storage::{Credentials, S3Bucket, SecretString, Storage};
+    const SECRET: &str = "tenant-s3-secret-never-on-disk";
+    let mut w = world();
+    // The tenant points the provider's agent at the provider's own loopback.
+    let mut spec = JobSpec::from_manifest_bytes(&w.manifest).expect("parses");
+    spec.storage = Some(Storage {
+        s3: S3Bucket {
+            endpoint: "https://127.0.0.1:9000".into(),
+            bucket: "internal".into(),
+            region: "us-east-1".into(),
+            prefix: String::new(),
+        },
+        credentials: Credentials {
+            access_key_id: Some(SecretString::new("AKIATENANT".into())),
+            secret_access_key: Some(SecretString::new(SECRET.into())),
+            ..Credentials::default()
+        },
+    });
+    spec.validate().expect("valid");
+    w.manifest = spec.manifest_bytes();
+    // This agent does not allow private endpoints (`allow_private_blob_endpoints: false`).
+    let a = agent(&w, "agent-a", LeaseId(1), ORDER);
+    a.start(&w, LeaseId(1)).await;
+    assert_eq!(a.restored_count(LeaseId(1)).await, 0);
+    let log = a.log(LeaseId(1));
+    assert!(
+        log.contains("storage endpoint https://127.0.0.1:9000 is refused")
+            && log.contains("not a public address (loopback"),
+        "{log}"
+    );
+    assert!(!log.contains(SECRET), "{log}");
+    // The job runs on, without checkpoints: the job named its own store, so none go to the
+    // operator's either.
+    tokio::time::sleep(gpunet_agent::checkpoints::CHECKPOINT_INTERVAL + Duration::from_secs(2))
+        .await;
+    let name = checkpoint_ref(CHAIN_ID, ORDER, LeaseId(1), "latest").expect("valid");
+    assert_eq!(w.store.get_ref(&name).await.expect("reads"), None);
+    assert_eq!(
+        a.leases.get(LeaseId(1)).map(|r| r.state()),
+        Some(gpunet_api::provider::WorkloadState::Running)
+    );
+    // The credentials never reach the lease's record on disk.
+    let record = std::fs::read_to_string(
+        gpunet_agent::record::lease_dir(&a.data_dir, LeaseId(1)).join("record.json"),
+    )
+    .expect("the record");
+    assert!(!record.contains(SECRET), "{record}");
+    assert!(record.contains("\"job_store\": true"), "{record}");
+    a.leases.on_lease_ended(LeaseId(1));
     tokio::time::sleep(Duration::from_millis(500)).await;
 }

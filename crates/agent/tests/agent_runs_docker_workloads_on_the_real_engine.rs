@@ -217,6 +217,8 @@ impl World {
                 policy: gpunet_agent::TenantPolicy::default(),
                 checkpoints: None,
                 exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
+                chain_id: "gpunet-test".into(),
+                allow_private_blob_endpoints: false,
             },
             chain,
             drivers,

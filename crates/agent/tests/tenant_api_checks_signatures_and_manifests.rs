@@ -252,6 +252,8 @@ fn start_leases_with_policy(
             policy,
             checkpoints: None,
             exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
+            chain_id: "gpunet-test".into(),
+            allow_private_blob_endpoints: false,
         },
         chain,
         Drivers::single(driver).expect("the fake driver runs processes"),

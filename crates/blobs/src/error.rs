@@ -87,6 +87,12 @@ pub enum BlobError {
         source: Option<object_store::Error>,
     },
 
+    #[error("the S3 endpoint is refused: {source}")]
+    EndpointRefused {
+        #[source]
+        source: crate::guard::EndpointRefused,
+    },
+
     #[error("bucket {bucket:?} does not exist at {endpoint}; create it or fix `S3Config::bucket`")]
     BucketMissing {
         bucket: String,

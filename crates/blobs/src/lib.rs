@@ -12,7 +12,9 @@
 //!   `refs/`), created owner-only (0700 directories, 0600 files, through `gpunet-files`), every
 //!   write a temporary file, fsync and rename.
 //! - [`S3Store`]: any S3-compatible service through `object_store` (keys `<prefix>/blobs/<hex>`
-//!   and `<prefix>/refs/<name>`), large blobs as S3 multipart uploads.
+//!   and `<prefix>/refs/<name>`), large blobs as S3 multipart uploads. A store in a bucket
+//!   someone else named (a tenant's) is built with [`S3Config::public_addresses_only`], and
+//!   then reaches only public addresses ([`guard`]).
 //!
 //! # What every backend guarantees
 //!
@@ -55,6 +57,7 @@
 
 mod download;
 mod error;
+pub mod guard;
 mod local;
 mod parts;
 mod refs;

@@ -53,8 +53,13 @@ pub struct S3Config {
     pub secret_access_key: String,
     /// Keys are placed under this prefix (`""` for none); the same charset as ref names.
     pub prefix: String,
+    /// A session token, for short-lived (STS) credentials. Never printed.
+    pub session_token: Option<String>,
     /// Allow an `http://` endpoint (a test server on loopback); off, only `https://` is used.
     pub allow_http: bool,
+    /// Connect only to public addresses ([`crate::guard`]): set for a store someone else
+    /// named (a tenant's bucket), so it cannot point the client at this machine's network.
+    pub public_addresses_only: bool,
 }
 
 impl fmt::Debug for S3Config {
@@ -66,7 +71,12 @@ impl fmt::Debug for S3Config {
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
             .field("prefix", &self.prefix)
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("allow_http", &self.allow_http)
+            .field("public_addresses_only", &self.public_addresses_only)
             .finish()
     }
 }
@@ -120,7 +130,21 @@ impl S3Store {
         if config.bucket.is_empty() {
             return Err(bad("the bucket name is empty".into()));
         }
+        let mut options = object_store::ClientOptions::new();
+        if config.public_addresses_only {
+            // An endpoint written as an address is never resolved: check it here. Names are
+            // checked at every connection by the resolver.
+            if let Some(host) = config.endpoint.as_deref().and_then(endpoint_host)
+                && let Ok(ip) = host.parse::<std::net::IpAddr>()
+            {
+                crate::guard::check_addresses(&host, &[ip])
+                    .map_err(|source| BlobError::EndpointRefused { source })?;
+            }
+            options = options.with_dns_resolver(Arc::new(crate::guard::PublicOnlyResolver));
+        }
+        // Client options first: they would override `allow_http`.
         let mut builder = AmazonS3Builder::new()
+            .with_client_options(options)
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_access_key_id(&config.access_key_id)
@@ -133,6 +157,9 @@ impl S3Store {
             });
         if let Some(endpoint) = &config.endpoint {
             builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(token) = &config.session_token {
+            builder = builder.with_token(token);
         }
         let s3 = builder.build().map_err(|source| BlobError::BadS3Config {
             reason: "object_store refused it".into(),
@@ -382,6 +409,18 @@ impl S3Store {
     }
 }
 
+/// The host of an endpoint URL (`https://host:port/…`), an IPv6 address without brackets.
+fn endpoint_host(endpoint: &str) -> Option<String> {
+    let rest = endpoint.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    Some(host.to_owned())
+}
+
 #[async_trait::async_trait]
 impl BlobStore for S3Store {
     async fn put_file_with(
@@ -468,13 +507,48 @@ mod tests {
             access_key_id: "AKIAEXAMPLE".into(),
             secret_access_key: "s3cr3t-do-not-print".into(),
             prefix: "".into(),
+            session_token: Some("t0k3n-do-not-print".into()),
             allow_http: true,
+            public_addresses_only: false,
         };
         let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains("t0k3n"), "{shown}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("AKIAEXAMPLE"), "{shown}");
         let store = S3Store::new(config).expect("valid");
         let shown = format!("{store:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
+    fn a_guarded_store_refuses_an_endpoint_written_as_a_private_address() {
+        let config = |endpoint: &str| S3Config {
+            endpoint: Some(endpoint.into()),
+            bucket: "b".into(),
+            region: "us-east-1".into(),
+            access_key_id: "k".into(),
+            secret_access_key: "s".into(),
+            prefix: "".into(),
+            session_token: None,
+            allow_http: true,
+            public_addresses_only: true,
+        };
+        for endpoint in [
+            "http://127.0.0.1:9000",
+            "https://169.254.169.254",
+            "https://[::1]:443",
+            "https://[fd00::1]/",
+        ] {
+            let err = S3Store::new(config(endpoint)).expect_err(endpoint);
+            assert!(
+                matches!(err, BlobError::EndpointRefused { .. }),
+                "{endpoint}: {err}"
+            );
+        }
+        // A public address, or a name (checked when it is resolved), is accepted here.
+        S3Store::new(config("https://52.216.0.1")).expect("a public address");
+        S3Store::new(config("https://s3.example.com")).expect("a name");
+        assert_eq!(endpoint_host("https://[::1]:443/x").as_deref(), Some("::1"));
+        assert_eq!(endpoint_host("http://a.b:9").as_deref(), Some("a.b"));
     }
 }

@@ -1,126 +1,26 @@
 //! The S3 backend against a real S3-protocol server: moto's server (PyPI `moto[server]`),
-//! started by the test on a free loopback port and killed at the end. Without it installed the
-//! tests say plainly that they are skipped — and fail instead where `GPUNET_REQUIRE_S3=1` (CI).
+//! started by the test on a free loopback port and killed at the end (`gpunet_testkit::moto`).
+//! Without it installed the tests say plainly that they are skipped — and fail instead where
+//! `GPUNET_REQUIRE_S3=1` (CI).
 
 mod common;
-
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use gpunet_blobs::{
     BlobError, BlobStore, Hash, Limits, RefName, S3_MIN_PART_SIZE_BYTES, S3Config, S3Store,
 };
+use gpunet_testkit::moto::{Moto, start_moto};
 
 const PART: u64 = S3_MIN_PART_SIZE_BYTES;
 const BUCKET: &str = "gpunet-blobs";
-const INSTALL: &str = "python3 -m pip install 'moto[server]==5.2.1'";
 
-/// A moto server on a loopback port; killed when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
+/// A store in moto's bucket.
+trait MotoStores {
+    fn config(&self, bucket: &str, prefix: &str) -> S3Config;
+    fn store(&self, prefix: &str) -> S3Store;
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts moto's server, or says why not: `None` is a skip (printed), unless S3 is required.
-fn start_moto(test: &str) -> Option<Moto> {
-    let required = std::env::var("GPUNET_REQUIRE_S3").is_ok_and(|v| v == "1");
-    let installed = Command::new("moto_server")
-        .arg("--help")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        if required {
-            panic!(
-                "GPUNET_REQUIRE_S3=1 but moto's S3 server (`moto_server`) is not installed or \
-                 does not run; install it with `{INSTALL}`"
-            );
-        }
-        // Written to the process's stderr, not through `eprintln!`, which the test harness
-        // captures and hides for a passing test: a skip must be seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: moto's S3 server (`moto_server`) is not installed; install it \
-             with `{INSTALL}` to run the S3 backend's tests (CI sets GPUNET_REQUIRE_S3=1)"
-        );
-        return None;
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let moto = Moto { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen on 127.0.0.1:{port} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(moto)
-}
-
-impl Moto {
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// One HTTP request with a dummy signature (moto reads the access key from it but checks
-    /// signatures only when told to), for looking at and spoiling keys behind the store's back;
-    /// returns the status code and body.
-    fn raw(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential=test-key/20260101/us-east-1/s3/\
-             aws4_request, SignedHeaders=host, Signature=0\r\nConnection: close\r\n\r\n",
-            self.port,
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).expect("send");
-        stream.write_all(body).expect("send");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).expect("receive");
-        let text = String::from_utf8_lossy(&response);
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status line");
-        let split = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("headers end");
-        (status, response[split + 4..].to_vec())
-    }
-
-    fn create_bucket(&self, bucket: &str) {
-        let (status, body) = self.raw("PUT", &format!("/{bucket}"), b"");
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    }
-
+impl MotoStores for Moto {
     fn config(&self, bucket: &str, prefix: &str) -> S3Config {
         S3Config {
             endpoint: Some(self.endpoint()),
@@ -129,7 +29,9 @@ impl Moto {
             access_key_id: "test-key".into(),
             secret_access_key: "test-secret".into(),
             prefix: prefix.into(),
+            session_token: None,
             allow_http: true,
+            public_addresses_only: false,
         }
     }
 
@@ -286,7 +188,9 @@ fn s3_config_refuses_a_part_size_s3_cannot_take_and_a_bad_prefix() {
         access_key_id: "k".into(),
         secret_access_key: "s".into(),
         prefix: "".into(),
+        session_token: None,
         allow_http: true,
+        public_addresses_only: false,
     };
     let small = Limits {
         part_size_bytes: S3_MIN_PART_SIZE_BYTES - 1,
@@ -306,6 +210,43 @@ fn s3_config_refuses_a_part_size_s3_cannot_take_and_a_bad_prefix() {
             "{prefix}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_guarded_store_does_not_reach_a_server_whose_name_resolves_to_loopback() {
+    let Some(moto) =
+        start_moto("a_guarded_store_does_not_reach_a_server_whose_name_resolves_to_loopback")
+    else {
+        return;
+    };
+    moto.create_bucket(BUCKET);
+    // The same server, by a name: the guard resolves it at connection time and refuses it.
+    let config = S3Config {
+        endpoint: Some(format!("http://localhost:{}", moto.port)),
+        public_addresses_only: true,
+        ..moto.config(BUCKET, "guarded")
+    };
+    let store = S3Store::new(config.clone()).expect("a name is checked when resolved");
+    let error = store.put_bytes(b"x").await.expect_err("refused");
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(e) = source {
+        text = format!("{text}: {e}");
+        source = e.source();
+    }
+    assert!(text.contains("not a public address"), "{text}");
+    assert!(moto.keys(BUCKET).is_empty(), "{:?}", moto.keys(BUCKET));
+    // Unguarded (an operator that allows private endpoints), it works.
+    let open = S3Store::new(S3Config {
+        public_addresses_only: false,
+        ..config
+    })
+    .expect("config");
+    open.put_bytes(b"x").await.expect("stored");
+    assert_eq!(
+        moto.keys(BUCKET),
+        vec![format!("guarded/blobs/{}", Hash::of(b"x"))]
+    );
 }
 
 // No "credentials refused" test here: moto's server accepts any access key and does not check

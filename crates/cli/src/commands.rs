@@ -120,7 +120,9 @@ pub enum JobCmd {
         conn: Conn,
     },
     /// Download a job's outputs (what it wrote under $GPUNET_OUTPUTS, for a spec with
-    /// `outputs: true`), verifying each file's digest.
+    /// `outputs: true`), verifying each file's digest. A job whose spec names its own bucket
+    /// (`storage:`) has them there, sealed to you: they are read from the bucket with the
+    /// credentials of the spec as submitted (kept in your job journal), else from the provider.
     ///
     /// Example: gpunet job output 3 --to out/
     Output {
@@ -240,6 +242,37 @@ fn key_path(conn: &Conn) -> Result<PathBuf> {
             "no signing key: pass --key PATH (or set GPUNET_KEY), or start `gpunet dev` for a funded one",
         ),
     }
+}
+
+/// `job output`: from the job's own bucket when its spec named one (the journaled spec holds
+/// the bucket and the credentials), else — or when the bucket has no listing for the lease —
+/// from the provider.
+async fn outputs_of(
+    client: &NodeClient,
+    k: &KeyFile,
+    order: &gpunet_api::node::OrderView,
+    lease: &gpunet_api::node::LeaseView,
+    to: &Path,
+    conn: &Conn,
+) -> Result<(gpunet_protocol::Hash, Vec<(String, Vec<u8>)>)> {
+    let status = client.status().await?;
+    let storage = jobs::load_submission(
+        &jobs::journal_dir(&key_path(conn)?, &status.chain_id),
+        order,
+    )
+    .and_then(|sub| sub.spec.storage);
+    if let Some(storage) = storage {
+        match jobs::fetch_outputs_from_store(k, &storage, &status.chain_id, lease, Some(to)).await?
+        {
+            Some(found) => return Ok(found),
+            None => eprintln!(
+                "gpunet: job {}'s bucket {} holds no outputs of lease {} (its provider kept them; \
+                 the job's log says why); fetching them from the provider",
+                order.id, storage.s3.bucket, lease.id
+            ),
+        }
+    }
+    jobs::fetch_outputs(k, lease, Some(to)).await
 }
 
 /// The job journal of `conn`'s key on the node's chain.
@@ -951,9 +984,10 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             let order = client.order(id).await?;
             let lease = order
                 .lease
+                .clone()
                 .or_else(|| order.attempts.last().cloned())
                 .context("the job has no lease yet, so no outputs")?;
-            let (digest, files) = jobs::fetch_outputs(&k, &lease, Some(&to)).await?;
+            let (digest, files) = outputs_of(&client, &k, &order, &lease, &to, &conn).await?;
             if files.is_empty() {
                 // The chain does not say whether the spec asked for outputs (the manifest is
                 // private), so say both ways this happens.

@@ -144,6 +144,13 @@ pub fn prepare_submission_in(
     base: Option<&Path>,
 ) -> Result<(JobSpec, Option<Vec<u8>>)> {
     let mut spec = spec.clone();
+    // Credentials named by environment variable are read now: the manifest carries values,
+    // sealed to the provider like `run.secrets`.
+    if let Some(storage) = spec.storage.as_mut() {
+        storage
+            .resolve_env(|name| std::env::var(name).ok())
+            .map_err(|e| anyhow::anyhow!("the job spec cannot be submitted: {e}"))?;
+    }
     spec.salt = Some(gpunet_client::sealing::random_salt());
     spec.output_key = Some(key.output_secret().public());
     // Fresh per job: every attempt's provider seals and opens the job's checkpoints with it.
@@ -694,6 +701,187 @@ pub async fn fetch_outputs(
         files.push((f.path.clone(), bytes));
     }
     Ok((listing.digest, files))
+}
+
+/// Downloads a lease's outputs from the job's own bucket (the spec's `storage:`, with the
+/// credentials the tenant holds), where the provider put them sealed to `key`'s output key;
+/// each is opened and checked against the listing, and the listing against the digest the
+/// provider reported on chain. `Ok(None)`: the bucket holds no listing for the lease (the
+/// provider kept the outputs itself: a refused endpoint, a failed upload, an agent restart).
+pub async fn fetch_outputs_from_store(
+    key: &KeyFile,
+    storage: &gpunet_protocol::jobspec::Storage,
+    chain_id: &str,
+    lease: &LeaseView,
+    dir: Option<&Path>,
+) -> Result<Option<(Hash, Vec<(String, Vec<u8>)>)>> {
+    use gpunet_agent::tenant_store::outputs_ref;
+    use gpunet_blobs::BlobStore;
+    let s3 = &storage.s3;
+    let where_ = format!("bucket {} at {}", s3.bucket, s3.endpoint);
+    let store = job_store_of(storage).with_context(|| format!("opening the job's {where_}"))?;
+    let name = outputs_ref(chain_id, lease.order, lease.id, "listing")?;
+    let Some(listing_digest) = store
+        .get_ref(&name)
+        .await
+        .with_context(|| format!("reading the job's outputs from its {where_}"))?
+    else {
+        return Ok(None);
+    };
+    let scratch = std::env::temp_dir().join(format!(
+        "gpunet-outputs-{}-{}",
+        std::process::id(),
+        lease.id
+    ));
+    gpunet_files::create_private_dir_all(&scratch)
+        .with_context(|| format!("creating {}", scratch.display()))?;
+    let fetched = fetch_listed(
+        key,
+        &store,
+        &scratch,
+        &where_,
+        chain_id,
+        lease,
+        listing_digest,
+        dir,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    fetched.map(Some)
+}
+
+/// Largest output listing read from a job's bucket: 16 MiB (the agent's own record limit).
+const MAX_LISTING_BYTES: u64 = 16 * 1024 * 1024;
+
+/// [`fetch_outputs_from_store`] once the listing is found: `scratch` holds each sealed blob
+/// while it is opened.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_listed(
+    key: &KeyFile,
+    store: &gpunet_blobs::S3Store,
+    scratch: &Path,
+    where_: &str,
+    chain_id: &str,
+    lease: &LeaseView,
+    listing_digest: Hash,
+    dir: Option<&Path>,
+) -> Result<(Hash, Vec<(String, Vec<u8>)>)> {
+    use gpunet_agent::tenant_store::outputs_ref;
+    use gpunet_blobs::BlobStore;
+    use gpunet_protocol::{Purpose, SealContext};
+    let output_secret = key.output_secret();
+    let ctx = SealContext {
+        purpose: Purpose::Output,
+        lease: lease.id,
+    };
+    // Whoever can write the bucket (the provider holds the credentials while it runs the job)
+    // could leave anything there: each blob is read only if its size is what it must be.
+    let get = |digest: Hash, what: String, max_sealed_bytes: u64| {
+        let path = scratch.join(digest.to_hex());
+        let secret = &output_secret;
+        async move {
+            // The store checks the sealed bytes' digest on the way in; the seal checks the rest.
+            store
+                .get_to_file(&digest, &path)
+                .await
+                .with_context(|| format!("fetching {what} from the job's {where_}"))?;
+            let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+            if len > max_sealed_bytes {
+                let _ = std::fs::remove_file(&path);
+                bail!(
+                    "{what} in the job's bucket is {len} bytes, more than the {max_sealed_bytes} it may be"
+                );
+            }
+            let sealed = std::fs::read(&path).with_context(|| format!("reading {what}"))?;
+            let _ = std::fs::remove_file(&path);
+            gpunet_protocol::sealed::open(secret, ctx, &sealed).with_context(|| {
+                format!("{what} in the job's bucket does not open with your output key")
+            })
+        }
+    };
+    let max_listing = gpunet_protocol::sealed::sealed_len(MAX_LISTING_BYTES);
+    let listing_bytes = get(listing_digest, "the output listing".into(), max_listing).await?;
+    let listing: gpunet_api::provider::OutputListing = serde_json::from_slice(&listing_bytes)
+        .context("the output listing in the job's bucket is not a listing")?;
+    if listing.lease != lease.id
+        || listing.digest != gpunet_api::provider::OutputListing::digest_of(&listing.files)
+    {
+        bail!(
+            "the output listing in the job's bucket is not lease {}'s",
+            lease.id
+        );
+    }
+    if let Some(r) = &lease.result
+        && let Some(d) = r.output_digest
+        && d != listing.digest
+    {
+        bail!(
+            "the output listing in the job's bucket has digest {}, not the {d} the provider \
+             reported on chain",
+            listing.digest
+        );
+    }
+    let mut files = Vec::new();
+    for f in &listing.files {
+        let rel = safe_relative(&f.path)
+            .with_context(|| format!("the listing names an unsafe output path {:?}", f.path))?;
+        let name = outputs_ref(
+            chain_id,
+            lease.order,
+            lease.id,
+            &format!("files/{}", f.digest),
+        )?;
+        let sealed_digest = store
+            .get_ref(&name)
+            .await
+            .with_context(|| format!("reading output {} from the job's {where_}", f.path))?
+            .with_context(|| {
+                format!("output {} is listed but not in the job's {where_}", f.path)
+            })?;
+        let sealed_len = gpunet_protocol::sealed::sealed_len(f.size);
+        let bytes = get(sealed_digest, format!("output {}", f.path), sealed_len).await?;
+        if Hash::of(&bytes) != f.digest {
+            bail!(
+                "output {} from the job's bucket does not match its digest {}",
+                f.path,
+                f.digest
+            );
+        }
+        if let Some(dir) = dir {
+            let target = dir.join(&rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(&target, &bytes)
+                .with_context(|| format!("writing {}", target.display()))?;
+        }
+        files.push((f.path.clone(), bytes));
+    }
+    Ok((listing.digest, files))
+}
+
+/// The tenant's side of the job's own bucket: the tenant's own configuration, so neither the
+/// endpoint guard nor https is imposed (a test server on loopback is the tenant's choice).
+fn job_store_of(storage: &gpunet_protocol::jobspec::Storage) -> Result<gpunet_blobs::S3Store> {
+    let c = &storage.credentials;
+    let value = |v: &Option<gpunet_protocol::jobspec::SecretString>| {
+        v.as_ref().map(|s| s.expose().to_owned())
+    };
+    let config = gpunet_blobs::S3Config {
+        endpoint: Some(storage.s3.endpoint.trim_end_matches('/').to_owned()),
+        bucket: storage.s3.bucket.clone(),
+        region: storage.s3.region.clone(),
+        access_key_id: value(&c.access_key_id)
+            .context("the journaled spec has no access key id")?,
+        secret_access_key: value(&c.secret_access_key)
+            .context("the journaled spec has no secret access key")?,
+        session_token: value(&c.session_token),
+        prefix: storage.s3.prefix.clone(),
+        allow_http: storage.s3.endpoint.starts_with("http://"),
+        public_addresses_only: false,
+    };
+    Ok(gpunet_blobs::S3Store::new(config)?)
 }
 
 /// An end reason as people read it: its name, and for the ones a tenant can fix, how.

@@ -122,10 +122,16 @@ pub struct StartArgs {
     #[arg(long = "trust-tenant", value_name = "ADDRESS|KEY_FILE")]
     pub trust_tenants: Vec<String>,
     /// A directory where jobs' checkpoints are kept (a local blob store), shared with the
-    /// providers that may run a job's next attempt; without it checkpoints are not kept. (An
-    /// `s3://` store is not offered here yet.)
+    /// providers that may run a job's next attempt; without it checkpoints are not kept, except
+    /// for jobs that name their own bucket (the spec's `storage:`), which always go there.
     #[arg(long, value_name = "DIR")]
     pub blob_store: Option<std::path::PathBuf>,
+    /// Let jobs name a bucket at an `http://` endpoint or one that resolves to a loopback,
+    /// private, link-local or otherwise non-public address. Only for test networks (an S3
+    /// server on this machine): without it a tenant cannot point this agent at your own network
+    /// or the cloud's metadata service.
+    #[arg(long)]
+    pub allow_private_blob_endpoints: bool,
     /// When the provider leaves (`gpunet provider leave`): how long each workload gets after
     /// SIGTERM to finish and write a last checkpoint before it is killed, e.g. 30s or 2m.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -245,6 +251,7 @@ async fn start(a: StartArgs) -> Result<()> {
             None => None,
         },
         exit_grace: a.exit_grace,
+        allow_private_blob_endpoints: a.allow_private_blob_endpoints,
     })
     .await
     .with_context(|| format!("starting the provider agent against {}", a.api))?;

@@ -12,7 +12,8 @@
 //! the hash of the bytes it received with the order's.
 //!
 //! The manifest is private: the tenant sends it sealed to the provider's encryption key
-//! ([`crate::sealed`]), so `run.secrets` travel only inside it. The chain holds only its hash,
+//! ([`crate::sealed`]), so `run.secrets` (and `storage.credentials`, see [`crate::storage`])
+//! travel only inside it. The chain holds only its hash,
 //! and at submit time the CLI fills [`JobSpec::salt`] with 32 random bytes so that the hash
 //! reveals nothing about the manifest (not even a guessable secret), and
 //! [`JobSpec::output_key`] with the key the provider seals outputs to, and
@@ -30,6 +31,7 @@ use crate::resources::{
     MAX_GPU_MODELS_PER_ORDER, MAX_GPU_NAME_BYTES, MAX_REGION_BYTES, MAX_REGIONS_PER_ORDER,
     check_name,
 };
+pub use crate::storage::{Credentials, S3Bucket, SecretString, Storage};
 use crate::tx::MAX_ORDER_NAME_BYTES;
 use crate::{
     Amount, EncryptionKey, GpuRequirement, Hash, OrderTerms, Resources, Runtime, ShapeError,
@@ -108,6 +110,11 @@ pub struct JobSpec {
     /// Collect everything the job writes under `$GPUNET_OUTPUTS`.
     #[serde(default)]
     pub outputs: bool,
+    /// The tenant's own S3-compatible bucket for the job's checkpoints and outputs, and the
+    /// credentials for it (secrets: see [`crate::storage`]). Absent: checkpoints go to the
+    /// provider's store, if it has one, and outputs are fetched from the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
     /// The X25519 key the provider seals outputs to. Set by the CLI at submit (the tenant's
     /// output key); not written in the YAML.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -678,6 +685,9 @@ impl JobSpec {
             column: Some(e.column()),
         })?;
         spec.validate()?;
+        if let Some(storage) = &spec.storage {
+            storage.check_resolved()?;
+        }
         Ok(spec)
     }
 
@@ -694,6 +704,9 @@ impl JobSpec {
         self.limits.validate()?;
         self.recovery.validate()?;
         self.validate_inputs()?;
+        if let Some(storage) = &self.storage {
+            storage.validate()?;
+        }
         // The shared request rules the ledger applies too; the checks above are stricter, so
         // this only guards against the two drifting apart.
         self.resources().validate().map_err(|e| {
@@ -1062,7 +1075,7 @@ impl RunSpec {
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`
-fn is_env_name(s: &str) -> bool {
+pub(crate) fn is_env_name(s: &str) -> bool {
     let mut bytes = s.bytes();
     bytes
         .next()
@@ -1720,7 +1733,7 @@ outputs: true
             unknown,
             "extra: unknown field `extra`, expected one of `version`, `name`, `kind`, `run`, \
              `expose`, `health`, `resources`, `placement`, `pricing`, `limits`, `recovery`, \
-             `inputs`, `outputs`"
+             `inputs`, `outputs`, `storage`"
         );
         let gpu = message(&edit(
             "gpu: { count: 1, models: [H100, a100], vram: 40Gi }",
@@ -2114,6 +2127,175 @@ outputs: true
             let msg = format!("{err} {err:?}");
             assert!(msg.starts_with(want), "want {want:?}…\n got {msg:?}");
             assert!(!msg.contains(SECRET), "{msg}");
+        }
+    }
+
+    const STORAGE_SECRET: &str = "wJalrXUtnFEMI-K7MDENG-s3cr3t";
+    const STORAGE_KEY_ID: &str = "AKIAEXAMPLEKEYID0001";
+
+    fn with_storage(section: &str) -> String {
+        format!("{FULL}storage:\n{section}")
+    }
+
+    fn storage_values() -> String {
+        with_storage(&format!(
+            "  s3: {{ endpoint: https://s3.example.com, bucket: my-bucket, region: us-east-1, prefix: gpunet }}\n  credentials: {{ access_key_id: {STORAGE_KEY_ID}, secret_access_key: \"{STORAGE_SECRET}\" }}\n"
+        ))
+    }
+
+    #[test]
+    fn storage_credentials_travel_in_the_manifest_but_never_show() {
+        let text = storage_values();
+        check(&text, Ok(()));
+        let spec = JobSpec::parse_yaml(&text).expect("parses");
+        let storage = spec.storage.as_ref().expect("storage");
+        assert_eq!(storage.s3.bucket, "my-bucket");
+        assert_eq!(
+            storage
+                .credentials
+                .secret_access_key
+                .as_ref()
+                .map(SecretString::expose),
+            Some(STORAGE_SECRET)
+        );
+        let manifest = String::from_utf8(spec.manifest_bytes()).expect("utf-8");
+        assert!(manifest.contains(STORAGE_SECRET), "the provider needs it");
+        let shown = format!("{spec:?} {spec:#?} {storage:?}");
+        assert!(shown.contains("my-bucket"), "{shown}");
+        assert!(!shown.contains(STORAGE_SECRET), "{shown}");
+        assert!(!shown.contains(STORAGE_KEY_ID), "{shown}");
+        // No storage, no field: manifests of specs without it are unchanged.
+        let plain = JobSpec::parse_yaml(FULL).expect("parses");
+        let plain_json = String::from_utf8(plain.manifest_bytes()).expect("utf-8");
+        assert!(!plain_json.contains("storage"), "{plain_json}");
+    }
+
+    #[test]
+    fn storage_credentials_from_the_environment_are_resolved_at_submit() {
+        let text = with_storage(
+            "  s3: { endpoint: https://s3.example.com, bucket: my-bucket, region: us-east-1 }\n  credentials: { access_key_id_env: MY_KEY_ID, secret_access_key_env: MY_SECRET, session_token_env: MY_TOKEN }\n",
+        );
+        let mut spec = JobSpec::parse_yaml(&text).expect("a spec may name variables");
+        // A manifest must carry values: the provider cannot read the tenant's environment.
+        let err = JobSpec::from_manifest_bytes(&spec.manifest_bytes()).expect_err("unresolved");
+        assert!(
+            err.to_string()
+                .starts_with("storage.credentials.access_key_id_env: is read by gpunet"),
+            "{err}"
+        );
+        let env = |name: &str| match name {
+            "MY_KEY_ID" => Some(STORAGE_KEY_ID.to_owned()),
+            "MY_SECRET" => Some(STORAGE_SECRET.to_owned()),
+            _ => None,
+        };
+        let storage = spec.storage.as_mut().expect("storage");
+        let err = storage
+            .clone()
+            .resolve_env(env)
+            .expect_err("MY_TOKEN unset");
+        assert_eq!(
+            err.to_string(),
+            "storage.credentials.session_token_env: names MY_TOKEN, which is not set in this \
+             environment; export it before `gpunet job submit`, or give session_token instead"
+        );
+        storage.credentials.session_token_env = None;
+        storage.resolve_env(env).expect("resolves");
+        assert_eq!(storage.credentials.access_key_id_env, None);
+        let back = JobSpec::from_manifest_bytes(&spec.manifest_bytes()).expect("resolved");
+        assert_eq!(back, spec);
+        assert!(!format!("{back:?}").contains(STORAGE_SECRET));
+    }
+
+    #[test]
+    fn bad_storage_is_rejected_naming_the_field_without_quoting_credentials() {
+        let s3 =
+            "  s3: { endpoint: https://s3.example.com, bucket: my-bucket, region: us-east-1 }\n";
+        let creds = format!(
+            "  credentials: {{ access_key_id: {STORAGE_KEY_ID}, secret_access_key: {STORAGE_SECRET} }}\n"
+        );
+        let with_s3 = |s3: &str| with_storage(&format!("  s3: {s3}\n{creds}"));
+        let with_creds = |c: &str| with_storage(&format!("{s3}  credentials: {c}\n"));
+        for (text, want) in [
+            (
+                with_s3("{ endpoint: s3.example.com, bucket: my-bucket, region: us-east-1 }"),
+                "storage.s3.endpoint: \"s3.example.com\" must start with https://",
+            ),
+            (
+                with_s3(
+                    "{ endpoint: https://s3.example.com/my-bucket, bucket: my-bucket, region: us-east-1 }",
+                ),
+                "storage.s3.endpoint: \"https://s3.example.com/my-bucket\" must be only scheme, host and port",
+            ),
+            (
+                with_s3(
+                    "{ endpoint: https://s3.example.com, bucket: My_Bucket, region: us-east-1 }",
+                ),
+                "storage.s3.bucket: \"My_Bucket\" is not an S3 bucket name",
+            ),
+            (
+                with_s3("{ endpoint: https://s3.example.com, bucket: my-bucket, region: US East }"),
+                "storage.s3.region: \"US East\" must be 1 to 64 bytes",
+            ),
+            (
+                with_s3(
+                    "{ endpoint: https://s3.example.com, bucket: my-bucket, region: us-east-1, prefix: ../x }",
+                ),
+                "storage.s3.prefix: \"../x\" must be",
+            ),
+            (
+                with_s3("{ endpoint: https://s3.example.com, region: us-east-1 }"),
+                "storage.s3: missing field `bucket`",
+            ),
+            (
+                with_creds(&format!("{{ secret_access_key: {STORAGE_SECRET} }}")),
+                "storage.credentials.access_key_id: is missing; give access_key_id_env",
+            ),
+            (
+                with_creds(&format!(
+                    "{{ access_key_id: {STORAGE_KEY_ID}, access_key_id_env: K, secret_access_key: {STORAGE_SECRET} }}"
+                )),
+                "storage.credentials.access_key_id: is given both as a value and as access_key_id_env",
+            ),
+            (
+                with_creds(&format!(
+                    "{{ access_key_id: {STORAGE_KEY_ID}, secret_access_key: [{STORAGE_SECRET}] }}"
+                )),
+                // The YAML reader names the shape itself, without the value.
+                "storage.credentials.secret_access_key: invalid type: sequence, expected a string (not shown)",
+            ),
+            (
+                with_creds(&format!(
+                    "{{ access_key_id: {STORAGE_KEY_ID}, secret_access_key: \"{STORAGE_SECRET} x\" }}"
+                )),
+                "storage.credentials.secret_access_key: holds a space",
+            ),
+            (
+                with_creds(&format!(
+                    "{{ access_key_id: {STORAGE_KEY_ID}, secret_access_key: {} }}",
+                    "x".repeat(300)
+                )),
+                "storage.credentials.secret_access_key: is 300 bytes; at most 256",
+            ),
+            (
+                with_creds(&format!(
+                    "{{ access_key_id: {STORAGE_KEY_ID}, secret_access_key_env: 1BAD }}"
+                )),
+                "storage.credentials.secret_access_key_env: \"1BAD\" is not an environment variable name",
+            ),
+            (
+                with_creds(&format!(
+                    "{{ access_key_id: {STORAGE_KEY_ID}, secret_access_key: {STORAGE_SECRET}, password: {STORAGE_SECRET} }}"
+                )),
+                "storage.credentials.password: unknown field `password`",
+            ),
+        ] {
+            let err = JobSpec::parse_yaml(&text).expect_err(want);
+            let msg = format!("{err} {err:?}");
+            assert!(msg.starts_with(want), "want {want:?}…\n got {msg:?}");
+            assert!(!msg.contains(STORAGE_SECRET), "{msg}");
+            if !want.contains("unknown field") {
+                assert!(!msg.contains(STORAGE_KEY_ID), "{msg}");
+            }
         }
     }
 

@@ -18,6 +18,7 @@ pub mod rates;
 pub mod rejection;
 pub mod resources;
 pub mod sealed;
+pub mod storage;
 pub mod tx;
 
 pub use address::{Address, AddressError};
