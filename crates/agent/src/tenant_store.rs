@@ -464,9 +464,9 @@ mod tests {
     /// the sealed blob it names, stored in `store`.
     async fn submitted(store: &dyn BlobStore, archive: &[u8]) -> (JobSpec, Vec<u8>) {
         use gpunet_protocol::jobspec::{CheckpointKey, InputsArchive, Salt};
-        let mut spec = JobSpec::parse_yaml(&format!(
-            "version: 1\nname: t\nrun: {{ command: [\"true\"] }}\nresources: {{ cpu: 1, memory: 64Mi, disk: 64Mi }}\npricing: {{ max_per_hour: \"1.00\", deposit: \"1.00\" }}\nlimits: {{ max_duration: 1m }}\ninputs: [data.txt]\nstorage:\n  s3: {{ endpoint: https://s3.example.com, bucket: b-1, region: us-east-1 }}\n  credentials: {{ access_key_id: AKIAKEY, secret_access_key: s3cr3t-value }}\n"
-        ))
+        let mut spec = JobSpec::parse_yaml(
+            "version: 1\nname: t\nrun: { command: [\"true\"] }\nresources: { cpu: 1, memory: 64Mi, disk: 64Mi }\npricing: { max_per_hour: \"1.00\", deposit: \"1.00\" }\nlimits: { max_duration: 1m }\ninputs: [data.txt]\nstorage:\n  s3: { endpoint: https://s3.example.com, bucket: b-1, region: us-east-1 }\n  credentials: { access_key_id: AKIAKEY, secret_access_key: s3cr3t-value }\n",
+        )
         .expect("a spec");
         spec.salt = Some(Salt([7; 32]));
         spec.checkpoint_key = Some(CheckpointKey::from_bytes(

@@ -98,7 +98,8 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Recovery::is_default")]
     pub recovery: Recovery,
     /// Local files and directories, relative to the spec file, that the CLI packs, seals to
-    /// the winning provider and delivers with the manifest; the job finds them read-only under
+    /// the winning provider and delivers with the manifest (or, with `storage`, seals to the
+    /// job's key and leaves in the job's bucket: [`JobSpec::inputs_blob`]); the job finds them read-only under
     /// `$GPUNET_INPUTS` with the same relative paths. At most [`MAX_INPUT_PATHS`]; packed, at
     /// most [`crate::inputs::MAX_INPUTS_BYTES`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -117,7 +118,7 @@ pub struct JobSpec {
     /// Collect everything the job writes under `$GPUNET_OUTPUTS`.
     #[serde(default)]
     pub outputs: bool,
-    /// The tenant's own S3-compatible bucket for the job's checkpoints and outputs, and the
+    /// The tenant's own S3-compatible bucket for the job's checkpoints, outputs and inputs, and the
     /// credentials for it (secrets: see [`crate::storage`]). Absent: checkpoints go to the
     /// provider's store, if it has one, and outputs are fetched from the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
