@@ -172,6 +172,11 @@ pub enum LeaseError {
         got: Hash,
         got_bytes: u64,
     },
+    #[error("the job's inputs cannot be taken from its own bucket: {source}")]
+    InputsFromBucket {
+        #[source]
+        source: crate::tenant_store::InputsBlobError,
+    },
     #[error("cannot keep the inputs: {source}")]
     InputsStore {
         #[source]
@@ -694,6 +699,65 @@ impl Leases {
         Ok(())
     }
 
+    /// For a manifest naming an inputs blob in the job's own bucket: fetches it, opens it with
+    /// the job's key, checks it against `inputs_archive` and stages the archive where pushed
+    /// inputs wait, for [`Leases::place_inputs`] to place. On any failure the lease waits, as
+    /// for inputs that never arrived, and the reason (naming the fix) is written to the
+    /// lease's log — once, however often the tenant retries — and returned to the tenant.
+    async fn fetch_inputs_from_bucket(
+        &self,
+        lease: LeaseId,
+        spec: &JobSpec,
+    ) -> Result<(), LeaseError> {
+        use crate::tenant_store::InputsBlobError;
+        let dir = lease_dir(&self.config.data_dir, lease);
+        let fetched = match &spec.storage {
+            None => Err(InputsBlobError::Incomplete),
+            Some(storage) => {
+                let limits = gpunet_blobs::Limits {
+                    max_blob_bytes: crate::tenant_store::max_sealed_inputs_bytes(),
+                    ..gpunet_blobs::Limits::default()
+                };
+                match crate::tenant_store::open_with_limits(
+                    storage,
+                    self.config.allow_private_blob_endpoints,
+                    limits,
+                )
+                .await
+                {
+                    Ok(store) => {
+                        let scratch = dir.join("inputs.sealed");
+                        crate::tenant_store::fetch_inputs(&store, spec, &scratch).await
+                    }
+                    Err(source) => Err(InputsBlobError::Store { source }),
+                }
+            }
+        };
+        let archive = match fetched {
+            Ok(Some(archive)) => archive,
+            Ok(None) => return Ok(()),
+            Err(source) => {
+                let error = LeaseError::InputsFromBucket { source };
+                if append_log_line_once(&dir, &format!("gpunet: {error}")) {
+                    tracing::warn!(%lease, %error, "the job's inputs are not taken from its bucket");
+                }
+                return Err(error);
+            }
+        };
+        gpunet_files::create_private_dir_all(&dir)
+            .and_then(|()| gpunet_files::write_private(&staged_inputs_path(&dir), &archive))
+            .map_err(|source| LeaseError::InputsStore { source })?;
+        tracing::info!(%lease, bytes = archive.len(), "inputs fetched from the job's bucket");
+        append_log_line(
+            &dir,
+            &format!(
+                "gpunet: the job's inputs ({} bytes) came, sealed, from its own bucket",
+                archive.len()
+            ),
+        );
+        Ok(())
+    }
+
     /// Takes the tenant's sealed manifest for `lease`: opens it with this provider's secret,
     /// checks it against the order's hash, checks it can run here, starts the workload and
     /// reports `StartLease`. A manifest that does not open or has the wrong hash leaves the
@@ -704,7 +768,7 @@ impl Leases {
         sealed: &[u8],
     ) -> Result<WorkloadView, LeaseError> {
         let (record, terms, manifest) = self.open_manifest(lease, sealed).await?;
-        let admitted = self.admit(&record, &manifest)?;
+        let admitted = self.admit(&record, &manifest).await?;
         self.claim(lease, &admitted.spec)?;
         self.open_job_store(lease, &admitted.spec).await;
         let workload = self.workload_spec(&record, &terms, &admitted).await;
@@ -751,7 +815,7 @@ impl Leases {
     /// allowed for this tenant, its inputs are the ones it commits to, it names an output key
     /// if it wants outputs, and the lease's GPU slots exist. A manifest that cannot run
     /// rejects the lease; inputs not (yet) right leave it waiting.
-    fn admit(
+    async fn admit(
         self: &Arc<Self>,
         record: &LeaseRecord,
         manifest: &[u8],
@@ -776,6 +840,9 @@ impl Leases {
             return Err(self.reject_manifest(lease, why));
         }
         if !spec.inputs.is_empty() {
+            if spec.inputs_blob.is_some() {
+                self.fetch_inputs_from_bucket(lease, &spec).await?;
+            }
             match self.place_inputs(lease, &spec) {
                 Ok(()) => {}
                 Err(InputsProblem::Retry(error)) => return Err(error),
@@ -1846,6 +1913,26 @@ fn append_log_line(root: &Path, line: &str) {
     if let Err(error) = written {
         tracing::warn!(?path, %error, "cannot write to the lease's log");
     }
+}
+
+/// As [`append_log_line`], unless the log already ends with `line` (a tenant retrying a
+/// manifest whose inputs cannot be had gets the reason once, not once per retry). Returns
+/// whether it was written.
+fn append_log_line_once(root: &Path, line: &str) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let tail = std::fs::File::open(root.join(LOG_FILE)).and_then(|mut f| {
+        let len = f.metadata()?.len();
+        let want = line.len() as u64 + 1;
+        f.seek(SeekFrom::Start(len.saturating_sub(want)))?;
+        let mut tail = Vec::new();
+        f.take(want).read_to_end(&mut tail)?;
+        Ok(tail)
+    });
+    if tail.is_ok_and(|t| t == format!("{line}\n").as_bytes()) {
+        return false;
+    }
+    append_log_line(root, line);
+    true
 }
 
 /// Whether the lease still waits for its manifest; else why a manifest (or inputs) cannot be

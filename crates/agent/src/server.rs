@@ -82,6 +82,9 @@ impl From<LeaseError> for ApiError {
             LeaseError::InputsUnreadable { .. } => (StatusCode::BAD_REQUEST, "inputs_unreadable"),
             LeaseError::InputsMissing { .. } => (StatusCode::CONFLICT, "inputs_missing"),
             LeaseError::InputsMismatch { .. } => (StatusCode::BAD_REQUEST, "inputs_mismatch"),
+            LeaseError::InputsFromBucket { .. } => {
+                (StatusCode::CONFLICT, "inputs_unavailable_in_bucket")
+            }
             LeaseError::InputsStore { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "inputs_unstored")
             }

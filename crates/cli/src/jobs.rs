@@ -120,6 +120,8 @@ pub fn load_submission(dir: &Path, order: &OrderView) -> Option<Submission> {
     }
     let spec: JobSpec = serde_json::from_slice(&bytes).ok()?;
     let inputs = match &spec.inputs_archive {
+        // Inputs in the job's own bucket are fetched by each provider, not delivered.
+        Some(_) if spec.inputs_blob.is_some() => None,
         Some(a) => {
             let archive = std::fs::read(dir.join(format!("{}.inputs", order.id))).ok()?;
             (Hash::of(&archive) == a.digest).then_some(archive)?.into()
@@ -238,12 +240,21 @@ pub async fn create_order(
     base: Option<&Path>,
     progress: &Progress,
 ) -> Result<(OrderId, Submission)> {
-    let (spec, inputs) = prepare_submission_in(spec, key, base)?;
-    if let Some(archive) = &inputs {
-        progress.stage(&format!(
+    let (mut spec, mut inputs) = prepare_submission_in(spec, key, base)?;
+    match (&inputs, spec.storage.is_some()) {
+        (Some(archive), true) => {
+            // A job with its own bucket: the inputs go there, sealed to the job's key, and
+            // every attempt's provider fetches them; nothing is pushed to providers.
+            spec.inputs_blob = Some(upload_inputs(&spec, archive, progress).await?);
+            spec.validate()
+                .map_err(|e| anyhow::anyhow!("the job spec cannot be submitted: {e}"))?;
+            inputs = None;
+        }
+        (Some(archive), false) => progress.stage(&format!(
             "inputs packed: {} bytes, sent sealed to the provider once leased",
             archive.len()
-        ));
+        )),
+        (None, _) => {}
     }
     progress.status("submitting order");
     let view = client
@@ -269,6 +280,73 @@ pub async fn create_order(
         spec.order_terms().deposit
     ));
     Ok((order_id, Submission { spec, inputs }))
+}
+
+/// Seals the packed inputs to the job's checkpoint key (purpose `JobInputs`, bound to the
+/// salt: `SealContext::job_inputs`) and puts them in the job's own bucket, showing each part
+/// sent; returns the sealed blob's digest, for the manifest's `inputs_blob`. The bucket holds
+/// only the sealed bytes; a provider of another job cannot open them, and whoever can write
+/// the bucket cannot put other inputs in their place (the manifest names the blob's digest
+/// and the archive's).
+async fn upload_inputs(spec: &JobSpec, archive: &[u8], progress: &Progress) -> Result<Hash> {
+    use gpunet_blobs::BlobStore;
+    let (Some(storage), Some(key), Some(salt)) =
+        (&spec.storage, spec.checkpoint_key.as_ref(), spec.salt)
+    else {
+        bail!("the job's inputs cannot go to its bucket: the prepared spec lacks its key");
+    };
+    let sealed = gpunet_client::sealing::seal(
+        &key.public(),
+        gpunet_protocol::SealContext::job_inputs(&salt),
+        archive,
+    )
+    .context("sealing the job's inputs")?;
+    // Through a private file, so the store streams it in parts and reports each.
+    let dir = tempfile::tempdir().context("creating a temporary directory for the inputs")?;
+    let path = dir.path().join("inputs.sealed");
+    gpunet_files::write_private(&path, &sealed)
+        .with_context(|| format!("writing the sealed inputs to {}", path.display()))?;
+    let where_ = format!(
+        "bucket {} at {}",
+        storage.s3.bucket,
+        storage.s3.endpoint.trim_end_matches('/')
+    );
+    progress.status(&format!(
+        "uploading the sealed inputs ({} bytes) to the job's {where_}",
+        sealed.len()
+    ));
+    let store = job_store_of(storage).with_context(|| format!("opening the job's {where_}"))?;
+    let blob = store
+        .put_file_with(&path, &UploadProgress { progress })
+        .await
+        .with_context(|| {
+            format!(
+                "uploading the job's sealed inputs to its {where_}; check the endpoint and \
+                 that the credentials may write the bucket"
+            )
+        })?;
+    progress.stage(&format!(
+        "inputs packed: {} bytes, sealed to the job's key and uploaded to its {where_} (blob {})",
+        archive.len(),
+        blob.digest
+    ));
+    Ok(blob.digest)
+}
+
+/// Shows each part of the inputs' upload.
+struct UploadProgress<'a> {
+    progress: &'a Progress,
+}
+
+impl gpunet_blobs::PutProgress for UploadProgress<'_> {
+    fn part_done(&self, part: gpunet_blobs::PartDone) -> std::ops::ControlFlow<()> {
+        self.progress.status(&format!(
+            "uploading the sealed inputs: part {} of {} sent",
+            part.index + 1,
+            part.parts_total
+        ));
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 /// Follows an order; delivers `spec`'s manifest when a lease appears (if given).

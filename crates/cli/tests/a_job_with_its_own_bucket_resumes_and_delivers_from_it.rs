@@ -6,6 +6,10 @@
 //! killed too, and `gpunet job output` still delivers the outputs — from the bucket. Every
 //! object in the bucket is sealed (the job's plaintext marker is in none of them).
 //!
+//! The job's input file goes through the bucket too: `gpunet job submit` seals it to the job's
+//! key and uploads it (the manifest names the blob), and both attempts' providers fetch it
+//! from there and run the command that reads it; nothing is pushed to them.
+//!
 //! And the credentials (given through environment variables, read by `gpunet job submit`)
 //! appear nowhere they must not: not in `job submit`'s output, `job status --json`, the job's
 //! log, the providers' output, their lease records or any other file of theirs, nor in the
@@ -27,20 +31,21 @@ const BUCKET: &str = "tenant-bucket";
 const KEY_ID: &str = "AKIATENANTKEYID00042";
 const SECRET: &str = "tenant-s3-secret-Zq9vX3-never-shown";
 
-/// Counts 40 ticks of 0.5 s, keeping its count (and a note carrying `marker`) as a checkpoint,
-/// then writes `marker` to its outputs. Its bucket is moto's, its credentials named by
-/// environment variable.
+/// Shows its input file (`data.txt`), counts 40 ticks of 0.5 s, keeping its count (and a note
+/// carrying `marker`) as a checkpoint, then writes `marker` to its outputs. Its bucket is
+/// moto's, its credentials named by environment variable.
 fn job(endpoint: &str, marker: &str) -> String {
     format!(
         r#"version: 1
 name: own-bucket
 run:
-  command: ["sh", "-c", "d=\"$GPUNET_CHECKPOINTS\"; echo \"note $1\" > \"$d/note\"; i=$(cat \"$d/tick\" 2>/dev/null || echo 0); echo \"resumed at $i\"; while [ $i -lt 40 ]; do i=$((i+1)); echo tick $i; echo $i > \"$d/tick.new\"; mv \"$d/tick.new\" \"$d/tick\"; sleep 0.5; done; echo \"result $1\" > \"$GPUNET_OUTPUTS/result.txt\"", "sh", "{marker}"]
+  command: ["sh", "-c", "echo \"input $(cat \"$GPUNET_INPUTS/data.txt\")\"; d=\"$GPUNET_CHECKPOINTS\"; echo \"note $1\" > \"$d/note\"; i=$(cat \"$d/tick\" 2>/dev/null || echo 0); echo \"resumed at $i\"; while [ $i -lt 40 ]; do i=$((i+1)); echo tick $i; echo $i > \"$d/tick.new\"; mv \"$d/tick.new\" \"$d/tick\"; sleep 0.5; done; echo \"result $1\" > \"$GPUNET_OUTPUTS/result.txt\"", "sh", "{marker}"]
 resources: {{ cpu: 0.5, memory: 64Mi, disk: 64Mi }}
 pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
 limits: {{ max_duration: 10m }}
 recovery: {{ max_attempts: 3, backoff: 1s }}
 outputs: true
+inputs: [data.txt]
 storage:
   s3: {{ endpoint: "{endpoint}", bucket: {BUCKET}, region: us-east-1, prefix: gpunet }}
   credentials: {{ access_key_id_env: TENANT_S3_KEY_ID, secret_access_key_env: TENANT_S3_SECRET }}
@@ -98,6 +103,8 @@ async fn a_job_with_its_own_bucket_resumes_from_it_on_another_provider_and_deliv
 
     let marker = format!("plaintext-marker-{}", std::process::id());
     std::fs::write(base.join("job.yaml"), job(&moto.endpoint(), &marker)).expect("spec");
+    let input_marker = format!("input-marker-{}", std::process::id());
+    std::fs::write(base.join("data.txt"), &input_marker).expect("the input");
     let mut submit = network.tenant(&user, &["job", "submit", "job.yaml", "--wait"], base);
     submit
         .env("TENANT_S3_KEY_ID", KEY_ID)
@@ -133,6 +140,29 @@ async fn a_job_with_its_own_bucket_resumes_from_it_on_another_provider_and_deliv
     let resumed_at = binary::resumed_at(&log);
     assert!(resumed_at >= 5, "resumed at tick {resumed_at}: {log}");
     assert!(log.contains("go to its own bucket tenant-bucket"), "{log}");
+    // The second attempt read the input, fetched from the bucket; so did the first (its log
+    // is on the killed provider's disk).
+    assert!(log.contains(&format!("input {input_marker}\n")), "{log}");
+    assert!(
+        log.contains("the job's inputs (") && log.contains("came, sealed, from its own bucket"),
+        "{log}"
+    );
+    let first_log = std::fs::read_to_string(
+        base.join("provider-0")
+            .join("leases")
+            .join(first.id.to_string())
+            .join("logs/combined.log"),
+    )
+    .unwrap_or_default();
+    assert!(
+        first_log.contains(&format!("input {input_marker}\n")),
+        "the first attempt read its input: {first_log}"
+    );
+    assert!(
+        ran.stderr.contains("uploaded to its bucket tenant-bucket"),
+        "{}",
+        ran.stderr
+    );
     assert!(
         log.contains("uploaded, sealed, to the job's own bucket"),
         "{log}"
@@ -190,10 +220,31 @@ async fn a_job_with_its_own_bucket_resumes_from_it_on_another_provider_and_deliv
         .iter()
         .filter(|k| k.starts_with("gpunet/blobs/"))
         .count();
-    assert!(blobs >= 3, "a checkpoint, a listing and a file: {keys:?}");
+    assert!(
+        blobs >= 4,
+        "the inputs, a checkpoint, a listing and a file: {keys:?}"
+    );
+    // The sealed inputs blob the journaled manifest names is in the bucket.
+    let journaled: Vec<String> = files_holding(base, b"\"inputs_blob\"")
+        .into_iter()
+        .filter(|p| p.ends_with("/1.json"))
+        .collect();
+    assert_eq!(journaled.len(), 1, "the journaled manifest: {journaled:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&journaled[0]).expect("the manifest")).expect("json");
+    let inputs_blob = manifest["inputs_blob"].as_str().expect("inputs_blob");
+    assert!(
+        keys.contains(&format!("gpunet/blobs/{inputs_blob}")),
+        "{inputs_blob} not in {keys:?}"
+    );
     for key in &keys {
         let body = moto.get(BUCKET, key);
-        for needle in [marker.as_bytes(), SECRET.as_bytes(), KEY_ID.as_bytes()] {
+        for needle in [
+            marker.as_bytes(),
+            input_marker.as_bytes(),
+            SECRET.as_bytes(),
+            KEY_ID.as_bytes(),
+        ] {
             assert!(
                 !body.windows(needle.len()).any(|w| w == needle),
                 "{key} holds {:?} in the clear",

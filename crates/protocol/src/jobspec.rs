@@ -98,7 +98,8 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Recovery::is_default")]
     pub recovery: Recovery,
     /// Local files and directories, relative to the spec file, that the CLI packs, seals to
-    /// the winning provider and delivers with the manifest; the job finds them read-only under
+    /// the winning provider and delivers with the manifest (or, with `storage`, seals to the
+    /// job's key and leaves in the job's bucket: [`JobSpec::inputs_blob`]); the job finds them read-only under
     /// `$GPUNET_INPUTS` with the same relative paths. At most [`MAX_INPUT_PATHS`]; packed, at
     /// most [`crate::inputs::MAX_INPUTS_BYTES`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -107,10 +108,17 @@ pub struct JobSpec {
     /// them. Set by the CLI at submit; not written in the YAML.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs_archive: Option<InputsArchive>,
+    /// For a job with its own bucket (`storage`): the digest of the sealed inputs blob the CLI
+    /// left there — the archive sealed to the job's `checkpoint_key` (purpose `JobInputs`,
+    /// bound to the salt). Every attempt's provider fetches it from the bucket instead of
+    /// being sent the inputs, opens it, and checks the archive against `inputs_archive`. Set
+    /// by the CLI at submit; not written in the YAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_blob: Option<Hash>,
     /// Collect everything the job writes under `$GPUNET_OUTPUTS`.
     #[serde(default)]
     pub outputs: bool,
-    /// The tenant's own S3-compatible bucket for the job's checkpoints and outputs, and the
+    /// The tenant's own S3-compatible bucket for the job's checkpoints, outputs and inputs, and the
     /// credentials for it (secrets: see [`crate::storage`]). Absent: checkpoints go to the
     /// provider's store, if it has one, and outputs are fetched from the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -646,6 +654,12 @@ impl JobSpec {
                 "is set by gpunet when the job is submitted; remove it",
             ));
         }
+        if spec.inputs_blob.is_some() {
+            return Err(invalid(
+                "inputs_blob",
+                "is set by gpunet when the job is submitted; remove it",
+            ));
+        }
         if spec.checkpoint_key.is_some() {
             return Err(invalid(
                 "checkpoint_key",
@@ -762,6 +776,25 @@ impl JobSpec {
                         "pack to {} bytes, over the limit of {} bytes; send less, or fetch large data from inside the job",
                         archive.bytes,
                         crate::inputs::MAX_INPUTS_BYTES
+                    ),
+                ));
+            }
+        }
+        if self.inputs_blob.is_some() {
+            // The provider opens the blob with the job's key and the salt, fetches it from
+            // the job's bucket and checks it against the archive's digest: all must be there.
+            let missing = [
+                ("inputs_archive", self.inputs_archive.is_none()),
+                ("storage", self.storage.is_none()),
+                ("checkpoint_key", self.checkpoint_key.is_none()),
+                ("salt", self.salt.is_none()),
+            ];
+            if let Some((field, _)) = missing.iter().find(|(_, absent)| *absent) {
+                return Err(invalid(
+                    "inputs_blob",
+                    format!(
+                        "is set but the manifest has no {field}; submit the job with \
+                         `gpunet job submit`"
                     ),
                 ));
             }
@@ -1268,7 +1301,13 @@ fn yaml_error(err: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> SpecErr
 }
 
 /// Fields gpunet fills in at submit; a person writing a spec is never offered them.
-const INTERNAL_FIELDS: [&str; 4] = ["inputs_archive", "output_key", "salt", "checkpoint_key"];
+const INTERNAL_FIELDS: [&str; 5] = [
+    "inputs_archive",
+    "inputs_blob",
+    "output_key",
+    "salt",
+    "checkpoint_key",
+];
 
 /// An unknown-field message lists the fields a spec may have; drop the internal ones.
 fn without_internal_fields(message: String) -> String {
@@ -2313,6 +2352,64 @@ outputs: true
         let fine = edit("outputs: true", "outputs: true\ninputs: [train.py, data/]");
         let spec = JobSpec::parse_yaml(&fine).expect("inputs are a spec field");
         assert_eq!(spec.inputs, ["train.py", "data/"]);
+    }
+
+    #[test]
+    fn the_inputs_blob_is_set_at_submit_for_a_job_with_its_own_bucket_only() {
+        let blob = "cd".repeat(32);
+        let text = format!(
+            "{}inputs: [train.py]\ninputs_blob: \"{blob}\"\n",
+            storage_values()
+        );
+        let err = JobSpec::parse_yaml(&text).expect_err("refused").to_string();
+        assert_eq!(
+            err,
+            "inputs_blob: is set by gpunet when the job is submitted; remove it"
+        );
+        // A typo is not offered the internal field.
+        let err = JobSpec::parse_yaml(&edit("outputs: true", "outputs: true\ninputs_blb: 1"))
+            .expect_err("refused")
+            .to_string();
+        assert!(!err.contains("inputs_blob"), "{err}");
+
+        // As submitted: with the archive, the bucket, the job's key and the salt.
+        let mut spec = JobSpec::parse_yaml(&format!("{}inputs: [train.py]\n", storage_values()))
+            .expect("parses");
+        spec.inputs_archive = Some(InputsArchive {
+            digest: Hash::of(b"archive"),
+            bytes: 7,
+        });
+        spec.salt = Some(Salt([1; 32]));
+        spec.checkpoint_key = Some(CheckpointKey::from_bytes([2; 32]));
+        let without_blob = spec.manifest_bytes();
+        assert!(
+            !String::from_utf8_lossy(&without_blob).contains("inputs_blob"),
+            "no blob, no field: the manifest is as before"
+        );
+        spec.inputs_blob = Some(Hash::of(b"sealed"));
+        let back = JobSpec::from_manifest_bytes(&spec.manifest_bytes()).expect("a manifest");
+        assert_eq!(back.inputs_blob, spec.inputs_blob);
+        for (field, clear) in [
+            (
+                "inputs_archive",
+                (|s: &mut JobSpec| s.inputs_archive = None) as fn(&mut JobSpec),
+            ),
+            ("storage", |s| s.storage = None),
+            ("checkpoint_key", |s| s.checkpoint_key = None),
+            ("salt", |s| s.salt = None),
+        ] {
+            let mut broken = spec.clone();
+            clear(&mut broken);
+            let err = JobSpec::from_manifest_bytes(&broken.manifest_bytes())
+                .expect_err(field)
+                .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "inputs_blob: is set but the manifest has no {field}"
+                )),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -163,6 +163,10 @@ pub enum Purpose {
     /// checkpoint key and opened by the next attempt's provider. Bound to the order, not the
     /// lease: see [`SealContext::checkpoint`].
     Checkpoint,
+    /// A job's packed inputs, sealed by the tenant to the job's checkpoint key and left in the
+    /// job's own bucket, for every attempt's provider to fetch. Bound to the manifest's salt,
+    /// not a lease: see [`SealContext::job_inputs`].
+    JobInputs,
 }
 
 impl Purpose {
@@ -175,6 +179,7 @@ impl Purpose {
             Purpose::Logs => "gpunet/sealed/v2/logs",
             Purpose::Inputs => "gpunet/sealed/v2/inputs",
             Purpose::Checkpoint => "gpunet/sealed/v2/checkpoint",
+            Purpose::JobInputs => "gpunet/sealed/v2/job-inputs",
         }
     }
 }
@@ -195,6 +200,22 @@ impl SealContext {
         SealContext {
             purpose: Purpose::Checkpoint,
             lease: LeaseId(order.0),
+        }
+    }
+
+    /// A job's inputs in its own bucket: purpose [`Purpose::JobInputs`], bound to the
+    /// manifest's salt (its first 8 bytes, big-endian, in the id's place). The order does not
+    /// exist yet when the tenant seals them (the manifest, which names the sealed blob, is what
+    /// the order commits to), and every attempt's provider reads the salt from the manifest it
+    /// was given. The key they are sealed to is fresh for every job (`checkpoint_key`), so the
+    /// salt only adds that a blob sealed for one submission does not open as another's, should
+    /// a key ever be reused.
+    pub fn job_inputs(salt: &crate::jobspec::Salt) -> SealContext {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&salt.0[..8]);
+        SealContext {
+            purpose: Purpose::JobInputs,
+            lease: LeaseId(u64::from_be_bytes(id)),
         }
     }
 
@@ -577,6 +598,28 @@ mod tests {
             );
         }
         assert_eq!(open_it(&bytes).expect("opens"), b"the manifest");
+    }
+
+    #[test]
+    fn job_inputs_open_only_with_their_salt_and_purpose() {
+        use crate::jobspec::Salt;
+        let salt = Salt([5; 32]);
+        let ctx = SealContext::job_inputs(&salt);
+        let bytes = seal(&secret(1).public(), seed(3), ctx, b"inputs").expect("seals");
+        assert_eq!(open(&secret(1), ctx, &bytes).expect("opens"), b"inputs");
+        let mut other = salt;
+        other.0[0] = 6;
+        for wrong in [
+            SealContext::job_inputs(&other),
+            SealContext::checkpoint(crate::OrderId(ctx.lease.0)),
+            SealContext {
+                purpose: Purpose::Inputs,
+                lease: ctx.lease,
+            },
+        ] {
+            assert_eq!(open(&secret(1), wrong, &bytes), Err(SealError::Unreadable));
+        }
+        assert_eq!(open(&secret(2), ctx, &bytes), Err(SealError::Unreadable));
     }
 
     #[test]

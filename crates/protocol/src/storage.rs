@@ -1,5 +1,6 @@
 //! The job spec's `storage:` section: an S3-compatible bucket the *tenant* names, where the
-//! job's checkpoints and outputs go instead of the provider's own store.
+//! job's checkpoints and outputs go instead of the provider's own store, and through which its
+//! inputs reach every attempt's provider (sealed to the job's key: `JobSpec::inputs_blob`).
 //!
 //! ```yaml
 //! storage:
