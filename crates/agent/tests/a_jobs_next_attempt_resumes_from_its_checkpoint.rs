@@ -484,3 +484,73 @@ async fn a_job_naming_a_private_bucket_endpoint_is_refused_it_and_runs_on_withou
     a.leases.on_lease_ended(LeaseId(1));
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
+
+/// The glue of inputs taken from the job's own bucket: a blob that cannot be had (here the
+/// bucket's endpoint is refused) is an error to the tenant naming why, said once in the lease's
+/// log however often the tenant retries, and nothing starts without the inputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_inputs_blob_cannot_be_had_does_not_start_and_says_why_once() {
+    use gpunet_protocol::jobspec::InputsArchive;
+    use gpunet_protocol::storage::{Credentials, S3Bucket, SecretString, Storage};
+    let mut w = world();
+    let mut spec = JobSpec::from_manifest_bytes(&w.manifest).expect("parses");
+    spec.inputs = vec!["data.txt".into()];
+    spec.inputs_archive = Some(InputsArchive {
+        digest: gpunet_protocol::Hash::of(b"the archive"),
+        bytes: 11,
+    });
+    spec.inputs_blob = Some(gpunet_protocol::Hash::of(b"the sealed archive"));
+    spec.storage = Some(Storage {
+        s3: S3Bucket {
+            endpoint: "https://127.0.0.1:9000".into(),
+            bucket: "internal".into(),
+            region: "us-east-1".into(),
+            prefix: String::new(),
+        },
+        credentials: Credentials {
+            access_key_id: Some(SecretString::new("AKIATENANT".into())),
+            secret_access_key: Some(SecretString::new("tenant-secret".into())),
+            ..Credentials::default()
+        },
+    });
+    spec.validate().expect("valid");
+    w.manifest = spec.manifest_bytes();
+    let a = agent(&w, "agent-a", LeaseId(1), ORDER);
+    let sealed = gpunet_client::sealing::seal(
+        &a.secret.public(),
+        SealContext {
+            purpose: Purpose::Manifest,
+            lease: LeaseId(1),
+        },
+        &w.manifest,
+    )
+    .expect("seals");
+    // The tenant's CLI retries a refused delivery; each time the same answer.
+    for _ in 0..3 {
+        let error = a
+            .leases
+            .deliver_manifest(LeaseId(1), &sealed)
+            .await
+            .expect_err("no inputs, no start");
+        let said = error.to_string();
+        assert!(
+            said.contains("inputs cannot be taken from its own bucket")
+                && said.contains("https://127.0.0.1:9000 is refused"),
+            "{said}"
+        );
+    }
+    let log = a.log(LeaseId(1));
+    assert_eq!(
+        log.matches("inputs cannot be taken from its own bucket")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("tenant-secret"), "{log}");
+    // Nothing runs: the lease still waits for a manifest it can act on.
+    assert_eq!(
+        a.leases.get(LeaseId(1)).map(|r| r.state()),
+        Some(gpunet_api::provider::WorkloadState::AwaitingManifest)
+    );
+    a.leases.on_lease_ended(LeaseId(1));
+}
