@@ -18,8 +18,8 @@ use gpunet_protocol::{
     Amount, EncryptionSecret, GpuRequirement, LeaseId, Msg, OrderId, Purpose, Resources,
     SealContext, WorkloadOutcome,
 };
-use gpunet_runtime::testimage::{ContainerCleanup, ensure_test_image};
-use gpunet_runtime::{DockerDriver, Driver, ProcessDriver};
+use gpunet_runtime::testimage::ContainerCleanup;
+use gpunet_runtime::{DockerDriver, ProcessDriver};
 
 /// Longest any wait in these tests may take.
 const TEST_WAIT_LIMIT: Duration = Duration::from_secs(90);
@@ -38,23 +38,7 @@ outputs: true
 
 /// The test image, or `None` when the engine is unreachable and skipping is allowed.
 async fn engine(test: &str) -> Option<String> {
-    if let Err(error) = DockerDriver::new().fingerprint().await {
-        if std::env::var("GPUNET_REQUIRE_DOCKER").as_deref() == Ok("1") {
-            panic!(
-                "the Docker Engine is needed by this test and is unreachable: {error}\n\
-                 (GPUNET_REQUIRE_DOCKER=1 is set, so the Docker tests may not be skipped)"
-            );
-        }
-        println!(
-            "skipped: {test}: no Docker Engine ({error}); set GPUNET_REQUIRE_DOCKER=1 to make this fail"
-        );
-        return None;
-    }
-    Some(
-        ensure_test_image()
-            .await
-            .unwrap_or_else(|e| panic!("could not build the test image: {e}")),
-    )
+    gpunet_runtime::testimage::test_image_or_skip(test).await
 }
 
 /// A lease id unique to this test process and test, so parallel runs never share a container.

@@ -768,13 +768,7 @@ pub async fn fetch_outputs(
             .await
             .with_context(|| format!("fetching output {}", f.path))?;
         if let Some(dir) = dir {
-            let target = dir.join(&rel);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            std::fs::write(&target, &bytes)
-                .with_context(|| format!("writing {}", target.display()))?;
+            write_output(dir, &rel, &bytes)?;
         }
         files.push((f.path.clone(), bytes));
     }
@@ -926,17 +920,21 @@ async fn fetch_listed(
             );
         }
         if let Some(dir) = dir {
-            let target = dir.join(&rel);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            std::fs::write(&target, &bytes)
-                .with_context(|| format!("writing {}", target.display()))?;
+            write_output(dir, &rel, &bytes)?;
         }
         files.push((f.path.clone(), bytes));
     }
     Ok((listing.digest, files))
+}
+
+/// Writes one fetched output at `rel` (already checked safe) under `dir`, making its parents.
+fn write_output(dir: &Path, rel: &Path, bytes: &[u8]) -> Result<()> {
+    let target = dir.join(rel);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))
 }
 
 /// The tenant's side of the job's own bucket: the tenant's own configuration, so neither the

@@ -16,28 +16,11 @@ use binary::User;
 use gpunet_api::node::LeaseState;
 use gpunet_client::{KeyFile, NodeClient};
 use gpunet_protocol::{Address, LeaseEndReason, OrderId};
-use gpunet_runtime::testimage::{ContainerCleanup, ensure_test_image};
-use gpunet_runtime::{DockerDriver, Driver};
+use gpunet_runtime::testimage::ContainerCleanup;
 
 /// The test image, or `None` when the engine is unreachable and skipping is allowed.
 async fn engine(test: &str) -> Option<String> {
-    if let Err(error) = DockerDriver::new().fingerprint().await {
-        if std::env::var("GPUNET_REQUIRE_DOCKER").as_deref() == Ok("1") {
-            panic!(
-                "the Docker Engine is needed by this test and is unreachable: {error}\n\
-                 (GPUNET_REQUIRE_DOCKER=1 is set, so the Docker tests may not be skipped)"
-            );
-        }
-        println!(
-            "skipped: {test}: no Docker Engine ({error}); set GPUNET_REQUIRE_DOCKER=1 to make this fail"
-        );
-        return None;
-    }
-    Some(
-        ensure_test_image()
-            .await
-            .unwrap_or_else(|e| panic!("could not build the test image: {e}")),
-    )
+    gpunet_runtime::testimage::test_image_or_skip(test).await
 }
 
 /// The workload id (and so the container name) the agent of `provider` gives `lease`.

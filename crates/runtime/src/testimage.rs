@@ -342,6 +342,31 @@ pub fn remove_workload_containers(workload_id: &str) {
     }
 }
 
+/// For a test that needs the Docker Engine: the test image, or `None` (after printing
+/// "skipped: `test`: …") when the engine is unreachable — unless `GPUNET_REQUIRE_DOCKER=1`
+/// (set by `.ci/run`), when an unreachable engine fails the test instead of skipping it.
+/// Panics (a test helper) when the image cannot be built.
+pub async fn test_image_or_skip(test: &str) -> Option<String> {
+    use crate::Driver;
+    if let Err(error) = crate::DockerDriver::new().fingerprint().await {
+        if std::env::var("GPUNET_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!(
+                "the Docker Engine is needed by this test and is unreachable: {error}\n\
+                 (GPUNET_REQUIRE_DOCKER=1 is set, so the Docker tests may not be skipped)"
+            );
+        }
+        println!(
+            "skipped: {test}: no Docker Engine ({error}); set GPUNET_REQUIRE_DOCKER=1 to make this fail"
+        );
+        return None;
+    }
+    Some(
+        ensure_test_image()
+            .await
+            .unwrap_or_else(|e| panic!("could not build the test image: {e}")),
+    )
+}
+
 /// Removes a workload's containers when dropped, even when the test fails.
 #[derive(Debug)]
 pub struct ContainerCleanup {
