@@ -431,14 +431,11 @@ async fn an_agent_restarted_under_a_running_workload_goes_on_checkpointing_it() 
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_naming_a_private_bucket_endpoint_is_refused_it_and_runs_on_without_checkpoints() {
+/// A tenant's bucket on the provider's own loopback (refused by an agent that does not allow
+/// private endpoints), with `secret` as its secret key.
+fn loopback_bucket(secret: &str) -> gpunet_protocol::storage::Storage {
     use gpunet_protocol::storage::{Credentials, S3Bucket, SecretString, Storage};
-    const SECRET: &str = "tenant-s3-secret-never-on-disk";
-    let mut w = world();
-    // The tenant points the provider's agent at the provider's own loopback.
-    let mut spec = JobSpec::from_manifest_bytes(&w.manifest).expect("parses");
-    spec.storage = Some(Storage {
+    Storage {
         s3: S3Bucket {
             endpoint: "https://127.0.0.1:9000".into(),
             bucket: "internal".into(),
@@ -447,10 +444,19 @@ async fn a_job_naming_a_private_bucket_endpoint_is_refused_it_and_runs_on_withou
         },
         credentials: Credentials {
             access_key_id: Some(SecretString::new("AKIATENANT".into())),
-            secret_access_key: Some(SecretString::new(SECRET.into())),
+            secret_access_key: Some(SecretString::new(secret.into())),
             ..Credentials::default()
         },
-    });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_naming_a_private_bucket_endpoint_is_refused_it_and_runs_on_without_checkpoints() {
+    const SECRET: &str = "tenant-s3-secret-never-on-disk";
+    let mut w = world();
+    // The tenant points the provider's agent at the provider's own loopback.
+    let mut spec = JobSpec::from_manifest_bytes(&w.manifest).expect("parses");
+    spec.storage = Some(loopback_bucket(SECRET));
     spec.validate().expect("valid");
     w.manifest = spec.manifest_bytes();
     // This agent does not allow private endpoints (`allow_private_blob_endpoints: false`).
@@ -491,7 +497,6 @@ async fn a_job_naming_a_private_bucket_endpoint_is_refused_it_and_runs_on_withou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_inputs_blob_cannot_be_had_does_not_start_and_says_why_once() {
     use gpunet_protocol::jobspec::InputsArchive;
-    use gpunet_protocol::storage::{Credentials, S3Bucket, SecretString, Storage};
     let mut w = world();
     let mut spec = JobSpec::from_manifest_bytes(&w.manifest).expect("parses");
     spec.inputs = vec!["data.txt".into()];
@@ -500,19 +505,7 @@ async fn a_job_whose_inputs_blob_cannot_be_had_does_not_start_and_says_why_once(
         bytes: 11,
     });
     spec.inputs_blob = Some(gpunet_protocol::Hash::of(b"the sealed archive"));
-    spec.storage = Some(Storage {
-        s3: S3Bucket {
-            endpoint: "https://127.0.0.1:9000".into(),
-            bucket: "internal".into(),
-            region: "us-east-1".into(),
-            prefix: String::new(),
-        },
-        credentials: Credentials {
-            access_key_id: Some(SecretString::new("AKIATENANT".into())),
-            secret_access_key: Some(SecretString::new("tenant-secret".into())),
-            ..Credentials::default()
-        },
-    });
+    spec.storage = Some(loopback_bucket("tenant-secret"));
     spec.validate().expect("valid");
     w.manifest = spec.manifest_bytes();
     let a = agent(&w, "agent-a", LeaseId(1), ORDER);
