@@ -9,7 +9,7 @@ use crate::State;
 
 /// Adds to a balance. See the module doc for why it cannot overflow.
 pub(crate) fn credit(state: &mut State, who: Address, denom: Denom, amount: Amount) {
-    let acct = state.accounts.entry(who).or_default();
+    let acct = state.accounts.get_or_default(who);
     let bal = acct.balances.get_mut(denom);
     *bal = bal
         .checked_add(amount)
@@ -18,7 +18,7 @@ pub(crate) fn credit(state: &mut State, who: Address, denom: Denom, amount: Amou
 
 /// Takes from a balance the caller has checked.
 pub(crate) fn debit(state: &mut State, who: Address, denom: Denom, amount: Amount) {
-    let acct = state.accounts.entry(who).or_default();
+    let acct = state.accounts.get_or_default(who);
     let bal = acct.balances.get_mut(denom);
     *bal = bal
         .checked_sub(amount)
@@ -84,7 +84,7 @@ pub(crate) fn charge_fee(state: &mut State, payer: Address, fee: Amount, events:
     *burned = burned
         .checked_add(fee)
         .expect("burned never exceeds minted, which fits in u64");
-    let acct = state.accounts.entry(payer).or_default();
+    let acct = state.accounts.get_or_default(payer);
     acct.nonce = acct
         .nonce
         .checked_add(1)

@@ -24,12 +24,14 @@ mod market;
 mod params;
 mod providers;
 mod state;
+mod table;
 
 pub use params::Params;
 pub use state::{
-    Account, Bid, Genesis, GenesisAccount, GenesisError, Lease, LeaseStatus, Order, OrderStatus,
-    Provider, State, Supply,
+    Account, Bid, EntityError, Genesis, GenesisAccount, GenesisError, Lease, LeaseStatus, Order,
+    OrderStatus, Provider, State, Supply,
 };
+pub use table::Table;
 
 use gpunet_protocol::{
     BlockCtx, BlockOutcome, Denom, Event, Msg, Receipt, Rejection, SignedTx, TxBody,

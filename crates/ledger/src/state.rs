@@ -1,18 +1,26 @@
-//! The whole replicated state, its genesis, and its root.
+//! The whole replicated state, its genesis, and the entities it is stored and proven as.
 //!
-//! Every collection is a `BTreeMap` or `BTreeSet`, so iteration order — and with it every
-//! outcome and the borsh encoding the root is hashed from — is the same on every machine.
+//! Every collection is ordered (a [`Table`], an `imbl::OrdSet`, a `BTreeSet`), so iteration
+//! order — and with it every outcome — is the same on every machine.
+//!
+//! The state is a set of entities keyed by table and id ([`StateTable`]): one per account,
+//! provider, order and lease, and the chain's singletons (`chain`, `params`). Each is encoded
+//! with borsh on its own. [`State::take_changes`] hands the node the entities a block wrote; the
+//! node stores those and folds them into the Merkle root. The ledger never sees the root.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use gpunet_protocol::merkle::{CHAIN_KEY, PARAMS_KEY, StateTable, StateWrite, id_key, state_key};
 use gpunet_protocol::{
     Address, Amount, Balances, Denom, Free, Hash, LeaseEndReason, LeaseId, LeaseResult, OrderId,
     OrderTerms, ProviderProfile, Resources,
 };
+use imbl::OrdSet;
 use serde::{Deserialize, Serialize};
 
 use crate::Params;
+use crate::table::Table;
 
 /// An account's money and its next nonce.
 #[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
@@ -212,7 +220,7 @@ impl std::fmt::Display for GenesisError {
 impl std::error::Error for GenesisError {}
 
 /// The replicated state.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     pub chain_id: String,
     /// Height of the last applied block (0 at genesis).
@@ -220,18 +228,69 @@ pub struct State {
     /// Time of the last applied block.
     pub time_ms: u64,
     pub params: Params,
-    pub accounts: BTreeMap<Address, Account>,
-    pub providers: BTreeMap<Address, Provider>,
-    pub orders: BTreeMap<OrderId, Order>,
-    pub leases: BTreeMap<LeaseId, Lease>,
-    /// Index: orders with status Open.
-    pub open_orders: BTreeSet<OrderId>,
-    /// Index: leases not ended.
-    pub live_leases: BTreeSet<LeaseId>,
+    pub accounts: Table<Address, Account>,
+    pub providers: Table<Address, Provider>,
+    pub orders: Table<OrderId, Order>,
+    pub leases: Table<LeaseId, Lease>,
+    /// Index: orders with status Open. Derived from `orders`; not stored.
+    pub open_orders: OrdSet<OrderId>,
+    /// Index: leases not ended. Derived from `leases`; not stored.
+    pub live_leases: OrdSet<LeaseId>,
     pub treasury: Balances,
     pub supply: Supply,
     pub next_order_id: u64,
     pub next_lease_id: u64,
+}
+
+/// The chain's singleton entity (`chain` in [`StateTable::Chain`]): everything in [`State`]
+/// that is not a table, an index, or the params.
+#[derive(BorshSerialize, BorshDeserialize)]
+struct ChainEntity {
+    chain_id: String,
+    height: u64,
+    time_ms: u64,
+    treasury: Balances,
+    supply: Supply,
+    next_order_id: u64,
+    next_lease_id: u64,
+}
+
+/// Why stored entities do not make a state.
+#[derive(Debug, thiserror::Error)]
+pub enum EntityError {
+    #[error("entity key {key} has no table tag this build knows")]
+    UnknownTable { key: String },
+    #[error("{table} entity {key} does not decode: {why}")]
+    Decode {
+        table: StateTable,
+        key: String,
+        why: String,
+    },
+    #[error("the stored state has no `{0}` entity")]
+    Missing(&'static str),
+}
+
+fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
+    borsh::to_vec(value).expect("borsh encoding into a Vec cannot fail")
+}
+
+fn entity_write<T: BorshSerialize>(table: StateTable, key: &[u8], value: Option<&T>) -> StateWrite {
+    StateWrite {
+        key: state_key(table, key),
+        value: value.map(encode),
+    }
+}
+
+/// The writes for every key of `table` touched since the last call: the value now, or none.
+fn drain_touched<K: Ord + Clone, V: Clone + BorshSerialize>(
+    out: &mut Vec<StateWrite>,
+    table_id: StateTable,
+    table: &mut Table<K, V>,
+    key_bytes: impl Fn(&K) -> Vec<u8>,
+) {
+    for k in table.take_touched() {
+        out.push(entity_write(table_id, &key_bytes(&k), table.get(&k)));
+    }
 }
 
 impl State {
@@ -241,7 +300,7 @@ impl State {
             return Err(GenesisError::EmptyChainId);
         }
         g.params.validate().map_err(GenesisError::BadParams)?;
-        let mut accounts = BTreeMap::new();
+        let mut accounts = Table::default();
         let mut minted = Balances::default();
         for a in &g.accounts {
             for d in Denom::ALL {
@@ -259,17 +318,18 @@ impl State {
                 return Err(GenesisError::DuplicateAccount(a.address));
             }
         }
+        accounts.take_touched();
         Ok(State {
             chain_id: g.chain_id.clone(),
             height: 0,
             time_ms: g.genesis_time_ms,
             params: g.params.clone(),
             accounts,
-            providers: BTreeMap::new(),
-            orders: BTreeMap::new(),
-            leases: BTreeMap::new(),
-            open_orders: BTreeSet::new(),
-            live_leases: BTreeSet::new(),
+            providers: Table::default(),
+            orders: Table::default(),
+            leases: Table::default(),
+            open_orders: OrdSet::new(),
+            live_leases: OrdSet::new(),
             treasury: Balances::default(),
             supply: Supply {
                 minted,
@@ -280,19 +340,165 @@ impl State {
         })
     }
 
-    /// Canonical encoding of the whole state.
-    pub fn encode(&self) -> Vec<u8> {
-        borsh::to_vec(self).expect("borsh encoding into a Vec cannot fail")
+    fn chain_entity(&self) -> ChainEntity {
+        ChainEntity {
+            chain_id: self.chain_id.clone(),
+            height: self.height,
+            time_ms: self.time_ms,
+            treasury: self.treasury,
+            supply: self.supply.clone(),
+            next_order_id: self.next_order_id,
+            next_lease_id: self.next_lease_id,
+        }
     }
 
-    /// Decodes a state the node stored itself.
-    pub fn decode(bytes: &[u8]) -> Result<State, std::io::Error> {
-        borsh::from_slice(bytes)
+    /// The entities written since the last call (by the last block), in (table, key) order, and
+    /// the chain singletons, which every block changes; forgets them. The node stores exactly
+    /// these and folds them into the root.
+    pub fn take_changes(&mut self) -> Vec<StateWrite> {
+        let mut out = vec![
+            entity_write(StateTable::Chain, CHAIN_KEY, Some(&self.chain_entity())),
+            entity_write(StateTable::Chain, PARAMS_KEY, Some(&self.params)),
+        ];
+        drain_touched(&mut out, StateTable::Accounts, &mut self.accounts, |a| {
+            a.0.to_vec()
+        });
+        drain_touched(&mut out, StateTable::Providers, &mut self.providers, |a| {
+            a.0.to_vec()
+        });
+        drain_touched(&mut out, StateTable::Orders, &mut self.orders, |id| {
+            id_key(id.0).to_vec()
+        });
+        drain_touched(&mut out, StateTable::Leases, &mut self.leases, |id| {
+            id_key(id.0).to_vec()
+        });
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
     }
 
-    /// BLAKE3 of the canonical encoding: equal roots mean equal states.
-    pub fn root(&self) -> Hash {
-        Hash::of(&self.encode())
+    /// Every entity of the state, in (table, key) order: what a store holds for it.
+    pub fn entities(&self) -> Vec<StateWrite> {
+        let mut out = vec![
+            entity_write(StateTable::Chain, CHAIN_KEY, Some(&self.chain_entity())),
+            entity_write(StateTable::Chain, PARAMS_KEY, Some(&self.params)),
+        ];
+        out.extend(
+            self.accounts
+                .iter()
+                .map(|(k, v)| entity_write(StateTable::Accounts, &k.0, Some(v))),
+        );
+        out.extend(
+            self.providers
+                .iter()
+                .map(|(k, v)| entity_write(StateTable::Providers, &k.0, Some(v))),
+        );
+        out.extend(
+            self.orders
+                .iter()
+                .map(|(k, v)| entity_write(StateTable::Orders, &id_key(k.0), Some(v))),
+        );
+        out.extend(
+            self.leases
+                .iter()
+                .map(|(k, v)| entity_write(StateTable::Leases, &id_key(k.0), Some(v))),
+        );
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// The state the entities describe (as [`State::entities`] or a store gives them, in any
+    /// order), with its indexes rebuilt.
+    pub fn from_entities(
+        entities: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<State, EntityError> {
+        let mut chain: Option<ChainEntity> = None;
+        let mut params: Option<Params> = None;
+        let mut accounts = Vec::new();
+        let mut providers = Vec::new();
+        let mut orders = Vec::new();
+        let mut leases = Vec::new();
+        for (key, value) in entities {
+            let Some((&tag, rest)) = key.split_first() else {
+                return Err(EntityError::UnknownTable { key: String::new() });
+            };
+            let table = StateTable::from_tag(tag)
+                .ok_or_else(|| EntityError::UnknownTable { key: hex_key(&key) })?;
+            let bad = |why: String| EntityError::Decode {
+                table,
+                key: hex_key(rest),
+                why,
+            };
+            let id = || -> Result<u64, EntityError> {
+                let bytes: [u8; 8] = rest
+                    .try_into()
+                    .map_err(|_| bad(format!("{} key bytes, not 8", rest.len())))?;
+                Ok(u64::from_be_bytes(bytes))
+            };
+            let address = || -> Result<Address, EntityError> {
+                let bytes: [u8; 32] = rest
+                    .try_into()
+                    .map_err(|_| bad(format!("{} key bytes, not 32", rest.len())))?;
+                Ok(Address(bytes))
+            };
+            match table {
+                StateTable::Chain if rest == CHAIN_KEY => {
+                    chain = Some(decode(&value).map_err(bad)?);
+                }
+                StateTable::Chain if rest == PARAMS_KEY => {
+                    params = Some(decode(&value).map_err(bad)?);
+                }
+                StateTable::Chain => return Err(bad("no such chain singleton".to_owned())),
+                StateTable::Accounts => accounts.push((address()?, decode(&value).map_err(bad)?)),
+                StateTable::Providers => providers.push((address()?, decode(&value).map_err(bad)?)),
+                StateTable::Orders => orders.push((OrderId(id()?), decode(&value).map_err(bad)?)),
+                StateTable::Leases => leases.push((LeaseId(id()?), decode(&value).map_err(bad)?)),
+            }
+        }
+        let chain = chain.ok_or(EntityError::Missing("chain"))?;
+        let params = params.ok_or(EntityError::Missing("params"))?;
+        let orders: Table<OrderId, Order> = orders.into_iter().collect();
+        let leases: Table<LeaseId, Lease> = leases.into_iter().collect();
+        let open_orders = orders
+            .iter()
+            .filter(|(_, o)| matches!(o.status, OrderStatus::Open))
+            .map(|(id, _)| *id)
+            .collect();
+        let live_leases = leases
+            .iter()
+            .filter(|(_, l)| l.is_live())
+            .map(|(id, _)| *id)
+            .collect();
+        Ok(State {
+            chain_id: chain.chain_id,
+            height: chain.height,
+            time_ms: chain.time_ms,
+            params,
+            accounts: accounts.into_iter().collect(),
+            providers: providers.into_iter().collect(),
+            orders,
+            leases,
+            open_orders,
+            live_leases,
+            treasury: chain.treasury,
+            supply: chain.supply,
+            next_order_id: chain.next_order_id,
+            next_lease_id: chain.next_lease_id,
+        })
+    }
+
+    /// BLAKE3 over every entity in order: equal digests mean equal states. For tests and
+    /// tools; it is not the chain's state root (the Merkle root the store computes) and costs a
+    /// pass over the whole state.
+    pub fn digest(&self) -> Hash {
+        let mut h = blake3::Hasher::new();
+        for e in self.entities() {
+            h.update(&(e.key.len() as u64).to_le_bytes());
+            h.update(&e.key);
+            let v = e.value.unwrap_or_default();
+            h.update(&(v.len() as u64).to_le_bytes());
+            h.update(&v);
+        }
+        Hash(*h.finalize().as_bytes())
     }
 
     pub fn balance(&self, who: &Address, denom: Denom) -> Amount {
@@ -315,6 +521,14 @@ impl State {
         }
         free
     }
+}
+
+fn decode<T: BorshDeserialize>(bytes: &[u8]) -> Result<T, String> {
+    borsh::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+fn hex_key(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Order {

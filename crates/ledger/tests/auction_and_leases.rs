@@ -95,11 +95,11 @@ fn minus(a: Amount, b: Amount) -> Amount {
 /// Applies `msg` from `signer` on its own; a rejection must leave the root unchanged.
 fn check(w: &mut World, signer: Address, msg: Msg, expected: Result<(), Rejection>) {
     let tx = w.probe(signer, msg);
-    let root = w.state.root();
+    let root = w.state.digest();
     let got = apply_tx(&mut w.state, &tx).map(|_| ());
     assert_eq!(got, expected, "{:?} from {}", tx.body.msg, signer.short());
     if expected.is_err() {
-        assert_eq!(w.state.root(), root, "a rejected tx changed the state");
+        assert_eq!(w.state.digest(), root, "a rejected tx changed the state");
     }
 }
 
@@ -329,14 +329,14 @@ fn bad_bids_are_rejected_with_their_code() {
     ];
     for (what, terms, p) in cannot_fit {
         let o = open(&mut w, terms);
-        let root = w.state.root();
+        let root = w.state.digest();
         let tx = w.probe(p, bid(o, usd(1)));
         assert_eq!(
             apply_tx(&mut w.state, &tx).map(|_| ()),
             Err(Rejection::ProviderCannotFit),
             "{what}"
         );
-        assert_eq!(w.state.root(), root, "{what}");
+        assert_eq!(w.state.digest(), root, "{what}");
     }
 
     // A tenant that is also a provider may not bid on its own order.
@@ -892,10 +892,10 @@ fn order_terms_out_of_bounds_are_rejected() {
         ),
     ];
     for (what, terms, why) in cases {
-        let root = w.state.root();
+        let root = w.state.digest();
         let tx = w.probe(t, create(terms.build()));
         assert_eq!(apply_tx(&mut w.state, &tx).map(|_| ()), Err(why), "{what}");
-        assert_eq!(w.state.root(), root, "{what}");
+        assert_eq!(w.state.digest(), root, "{what}");
     }
     check(
         &mut w,

@@ -288,7 +288,7 @@ fn a_bid_above_the_bidders_posted_price_is_refused_and_changes_nothing() {
     let p1 = w.provider_addr(1);
     let posted = posted_price(&w.state, &w.state.providers[&p1], &w.order(order).terms);
     assert_eq!(posted, Some(micros(1_310_000)));
-    let root = w.state.root();
+    let root = w.state.digest();
     let above = w.probe(
         p1,
         gpunet_protocol::Msg::PlaceBid {
@@ -301,7 +301,7 @@ fn a_bid_above_the_bidders_posted_price_is_refused_and_changes_nothing() {
         Err(Rejection::BidAbovePostedPrice),
         "one micro-unit above the posted price"
     );
-    assert_eq!(w.state.root(), root, "a refused bid leaves no trace");
+    assert_eq!(w.state.digest(), root, "a refused bid leaves no trace");
     let at = w.bid(p1, order, micros(1_310_000));
     assert!(
         w.submit(at).is_ok(),

@@ -27,11 +27,11 @@ fn check(
     expected: Result<(), Rejection>,
 ) {
     let tx = w.probe(signer, msg);
-    let root = w.state.root();
+    let root = w.state.digest();
     let got = apply_tx(&mut w.state, &tx).map(|_| ());
     assert_eq!(got, expected, "{:?}", tx.body.msg);
     if expected.is_err() {
-        assert_eq!(w.state.root(), root, "a rejected tx changed the state");
+        assert_eq!(w.state.digest(), root, "a rejected tx changed the state");
     }
 }
 
@@ -153,7 +153,7 @@ fn bad_registrations_are_rejected_with_their_code() {
         ),
     ];
     for (what, bad) in bad_profiles {
-        let root = w.state.root();
+        let root = w.state.digest();
         let tx = w.probe(fresh, reg(min, bad.clone()));
         assert_eq!(
             apply_tx(&mut w.state, &tx).map(|_| ()),
@@ -166,7 +166,7 @@ fn bad_registrations_are_rejected_with_their_code() {
             Err(Rejection::ProfileInvalid),
             "update: {what}"
         );
-        assert_eq!(w.state.root(), root, "{what}");
+        assert_eq!(w.state.digest(), root, "{what}");
     }
 
     check(

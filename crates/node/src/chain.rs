@@ -5,7 +5,9 @@
 //!
 //! Whatever orderer decided the block (solo now, BFT later), [`Committer::commit`] is the same.
 //! Readers never wait on block production: they clone an `Arc` of the published [`Tip`] and
-//! read from it while the committer works on its own copy.
+//! read from it while the committer works on its own copy. The copies share structure (the
+//! ledger's tables are persistent maps), so publishing a tip costs O(1), not a state copy; the
+//! store writes only the entities the block changed and folds them into the Merkle root.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
@@ -295,30 +297,31 @@ impl Committer {
 
         let started = Instant::now();
         let outcome = gpunet_ledger::apply_block(&mut self.state, &block.ctx(), &block.txs);
-        let state_bytes = self.state.encode();
-        let state_root = Hash::of(&state_bytes);
+        let changes = self.state.take_changes();
         self.shared.metrics.observe_apply(started.elapsed());
 
         let block_hash = block.header.hash();
         let block_bytes = borsh::to_vec(&block).expect("borsh encoding into a Vec cannot fail");
         let receipt_bytes = borsh::to_vec(&outcome).expect("borsh encoding into a Vec cannot fail");
         let raw_hashes: Vec<[u8; 32]> = tx_hashes.iter().map(|h| h.0).collect();
-        self.shared
+        let state_root = self
+            .shared
             .store
             .commit_block(&BlockRecord {
                 height,
                 block_hash: block_hash.0,
-                state_root: state_root.0,
                 block: &block_bytes,
                 receipts: &receipt_bytes,
-                state: &state_bytes,
+                changes: &changes,
                 tx_hashes: &raw_hashes,
             })
+            .map(Hash)
             .map_err(|source| CommitError::Store { height, source })?;
         self.block_hash = block_hash;
         self.state_root = state_root;
 
-        // Durable: now readers, the mempool and subscribers may see it.
+        // Durable: now readers, the mempool and subscribers may see it. The clone shares the
+        // state's tables (persistent maps): O(1), whatever the state's size.
         let tip = Arc::new(Tip {
             state: self.state.clone(),
             block_hash,

@@ -42,20 +42,19 @@ pub enum NodeError {
         given_chain_id: String,
     },
 
-    /// The store's state snapshot does not decode.
+    /// An entity of the stored state does not decode.
     #[error(
         "the state stored at height {height} does not decode: the store is damaged, or was \
-         written by an older gpunet whose state format differs (this version added posted rates \
-         to provider profiles); start a new network in a fresh directory (another --home), or \
-         move this one away"
+         written by another gpunet whose entity formats differ; start a new network in a fresh \
+         directory (another --home), or move this one away"
     )]
     StateDecode {
         height: u64,
         #[source]
-        source: std::io::Error,
+        source: gpunet_ledger::EntityError,
     },
 
-    /// The store's state snapshot disagrees with its head.
+    /// The store's state disagrees with its head.
     #[error("the stored state does not match the store's head at height {height}: {why}")]
     StateMismatch { height: u64, why: String },
 

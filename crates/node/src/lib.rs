@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use gpunet_ledger::{Genesis, State};
 use gpunet_protocol::Hash;
-use gpunet_store::Store;
+use gpunet_store::{Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -254,44 +254,66 @@ fn open_chain(config: &NodeConfig) -> Result<(Store, Tip), NodeError> {
             let genesis_bytes = serde_json::to_vec(&config.genesis)
                 .expect("a genesis of plain data always encodes as JSON");
             store
-                .init_genesis(
-                    &state.chain_id,
-                    &genesis_bytes,
-                    &state.encode(),
-                    state.root().0,
-                )
+                .init_genesis(&state.chain_id, &genesis_bytes, &state.entities())
                 .map_err(store_err)?;
         }
     }
-    let Some((head, bytes)) = store.latest_state().map_err(store_err)? else {
-        return Err(NodeError::StateMismatch {
+    load_tip(&store)
+        .map(|tip| (store, tip))
+        .map_err(|e| match e {
+            LoadError::Store(source) => store_err(source),
+            LoadError::Node(e) => e,
+        })
+}
+
+enum LoadError {
+    Store(StoreError),
+    Node(NodeError),
+}
+
+impl From<StoreError> for LoadError {
+    fn from(e: StoreError) -> Self {
+        LoadError::Store(e)
+    }
+}
+
+/// Reads the state at the store's head, entity by entity, and checks that the tree's root at
+/// the head is the head's recorded root.
+fn load_tip(store: &Store) -> Result<Tip, LoadError> {
+    let mut entities = Vec::new();
+    let Some((head, _size)) = store.for_each_entity(|k, v| {
+        entities.push((k.to_vec(), v.to_vec()));
+        Ok::<(), LoadError>(())
+    })?
+    else {
+        return Err(LoadError::Node(NodeError::StateMismatch {
             height: 0,
             why: "the store has a genesis but no head".to_owned(),
-        });
+        }));
     };
-    let state = State::decode(&bytes).map_err(|source| NodeError::StateDecode {
-        height: head.height,
-        source,
+    let state = State::from_entities(entities).map_err(|source| {
+        LoadError::Node(NodeError::StateDecode {
+            height: head.height,
+            source,
+        })
     })?;
-    let root = state.root();
-    if state.height != head.height || root.0 != head.state_root {
-        return Err(NodeError::StateMismatch {
+    let tree_root = store.tree_root(head.height)?;
+    if state.height != head.height || tree_root != Some(head.state_root) {
+        return Err(LoadError::Node(NodeError::StateMismatch {
             height: head.height,
             why: format!(
-                "snapshot is at height {} with root {root}, head has root {}",
+                "the stored state is at height {} and its tree root is {}, head has root {}",
                 state.height,
+                tree_root.map_or("missing".to_owned(), |r| Hash(r).to_string()),
                 Hash(head.state_root)
             ),
-        });
+        }));
     }
-    Ok((
-        store,
-        Tip {
-            state,
-            block_hash: Hash(head.block_hash),
-            state_root: root,
-        },
-    ))
+    Ok(Tip {
+        state,
+        block_hash: Hash(head.block_hash),
+        state_root: Hash(head.state_root),
+    })
 }
 
 /// The block production loop: decide, commit, repeat, until shutdown or a failure that makes

@@ -14,6 +14,7 @@ pub mod explain;
 pub mod ids;
 pub mod inputs;
 pub mod jobspec;
+pub mod merkle;
 pub mod rates;
 pub mod rejection;
 pub mod resources;

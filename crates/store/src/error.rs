@@ -29,8 +29,31 @@ pub enum StoreError {
     },
 
     /// The file was written by a store with a layout this build does not read.
-    #[error("store schema version {found} is not supported; this build reads version {supported}")]
-    UnsupportedSchema { found: u32, supported: u32 },
+    #[error(
+        "store file {path} has storage format {found}; this build reads format {supported} only. \
+         A chain cannot be carried across formats: move the node's home directory aside and start \
+         it again (a dev network starts afresh; a validator re-syncs from its peers), or run the \
+         gpunet release that wrote it"
+    )]
+    UnsupportedSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    /// The state tree could not be read or updated.
+    #[error("state tree: {0}")]
+    Tree(String),
+
+    /// A proof was asked for at a height whose tree has been pruned (or not yet committed).
+    #[error(
+        "no state tree is kept for height {height}: this node keeps heights {kept_from} to {head}"
+    )]
+    NoTreeAt {
+        height: u64,
+        kept_from: u64,
+        head: u64,
+    },
 
     /// A read or write transaction could not be started.
     #[error("cannot begin a store transaction")]

@@ -1,35 +1,43 @@
 //! Durable chain storage for a gpunet node, on one redb file.
 //!
-//! The node calls [`Store::commit_block`] once per committed block. The store keeps every block,
-//! its receipts, block hash and state root by height, an index from transaction hash to where it
-//! was included, and one snapshot of the state: the one at the head, overwritten by each commit.
+//! The node calls [`Store::commit_block`] once per committed block with the entities the block
+//! wrote. The store keeps every block, its receipts, block hash and state root by height, an
+//! index from transaction hash to where it was included, the state as one row per entity (only
+//! the changed rows are written), and the Jellyfish Merkle tree over those entities whose root is
+//! the state root: each block costs O(changes · log state), never a pass over the whole state.
+//! Tree versions older than a retention window ([`StoreOptions::keep_versions`]) are pruned;
+//! within it, [`Store::prove`] proves any entity's value, or its absence, at any kept height.
 //!
-//! **Architecture Invariant:** the store never decodes what it stores. Blocks, receipts, state and
-//! genesis arrive as bytes the node encoded (borsh); the store knows neither the consensus engine
-//! nor the ledger's types, only heights and 32-byte hashes.
+//! **Architecture Invariant:** the store never decodes what it stores. Blocks, receipts, entities
+//! and genesis arrive as bytes the node encoded (borsh); the store knows neither the consensus
+//! engine nor the ledger's types, only heights, keys and 32-byte hashes. It hashes the tree as
+//! `gpunet_protocol::merkle` says, so that a client checks its proofs with that module alone.
 //!
-//! **Architecture Invariant:** the block, its root and the state snapshot of a height are written
+//! **Architecture Invariant:** the block, its entities, its tree version and its root are written
 //! in one durable redb write transaction together with the new head, so a crash at any moment
-//! leaves the file at some committed head whose state snapshot and root agree with it.
+//! leaves the file at some committed head whose entities and tree agree with it.
 //!
 //! The on-disk layout lives in the private `schema` module; errors in [`StoreError`].
 
 mod error;
 mod schema;
+mod tree;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use gpunet_protocol::merkle::StateWrite;
 use redb::{
-    Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, StorageError,
-    WriteTransaction,
+    Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, StorageError, WriteTransaction,
 };
 
 pub use error::StoreError;
 use schema::{
-    BLOCK_HASHES, BLOCKS, META, RECEIPTS, SCHEMA_VERSION, STATE_ROOTS, TX_INDEX, height_from_key,
-    height_key, meta_key,
+    BLOCK_HASHES, BLOCKS, JMT_NODES, JMT_VALUES, META, RECEIPTS, SCHEMA_VERSION, STALE_NODES,
+    STALE_VALUES, STATE, STATE_ROOTS, TX_INDEX, height_from_key, height_key, meta_key,
 };
+use tree::TreeTables;
 
 /// Most blocks one [`Store::blocks_range`] call returns, whatever limit the caller asks for,
 /// so that a catch-up request from a peer cannot make the node load the whole chain.
@@ -38,22 +46,64 @@ pub const MAX_BLOCKS_PER_RANGE: usize = 1000;
 /// Block hash recorded for height 0: genesis is not a block, so no block hash precedes height 1.
 pub const GENESIS_BLOCK_HASH: [u8; 32] = [0; 32];
 
+/// Tree versions kept whole by default: ten minutes of 500 ms blocks.
+pub const DEFAULT_KEEP_VERSIONS: u64 = 1200;
+
+/// How a store is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// How many of the latest heights keep their whole state tree (for proofs at those
+    /// heights); older tree nodes and values are deleted as they fall out. At least 1.
+    pub keep_versions: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            keep_versions: DEFAULT_KEEP_VERSIONS,
+        }
+    }
+}
+
 /// Everything the store keeps for one committed height, borrowed from the node's encodings.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockRecord<'a> {
     /// Must be the store's head height + 1.
     pub height: u64,
     pub block_hash: [u8; 32],
-    /// Root of `state`, the state after applying this block.
-    pub state_root: [u8; 32],
     /// The encoded block.
     pub block: &'a [u8],
     /// The encoded receipts of the block's transactions.
     pub receipts: &'a [u8],
-    /// The encoded full state after this block; replaces the previous snapshot.
-    pub state: &'a [u8],
+    /// Every entity the block wrote (its new encoding, or `None` if removed), each key once.
+    pub changes: &'a [StateWrite],
     /// Hashes of the block's transactions, in block order; their position is the index recorded.
     pub tx_hashes: &'a [[u8; 32]],
+}
+
+/// An entity's value at a height and the Merkle proof of it against that height's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenValue {
+    pub height: u64,
+    pub root: [u8; 32],
+    /// `None`: the proof shows there is no such entity.
+    pub value: Option<Vec<u8>>,
+    /// Borsh of a `gpunet_protocol::merkle::SparseProof`.
+    pub proof: Vec<u8>,
+}
+
+/// Rows the state tree holds: what pruning keeps bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeSize {
+    pub nodes: u64,
+    pub values: u64,
+}
+
+/// What a state-wide pass over the entities found, for progress and checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSize {
+    pub entities: u64,
+    pub bytes: u64,
 }
 
 /// The latest committed height, and what identifies it.
@@ -69,6 +119,7 @@ pub struct Head {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    options: StoreOptions,
 }
 
 impl fmt::Debug for Store {
@@ -90,6 +141,11 @@ impl Store {
     /// [`StoreError::Corrupt`] rather than trusted; after a crash redb repairs the file to its
     /// last durable commit. Fails with [`StoreError::Locked`] if another process has it open.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with options.
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         // Created owner-only before redb opens it by path (redb would use the umask's mode);
         // redb initialises an empty file as a new database.
         gpunet_files::touch_private(path).map_err(|e| StoreError::Open {
@@ -103,6 +159,9 @@ impl Store {
         let store = Store {
             db,
             path: path.to_path_buf(),
+            options: StoreOptions {
+                keep_versions: options.keep_versions.max(1),
+            },
         };
         store.prepare_tables()?;
         Ok(store)
@@ -121,6 +180,7 @@ impl Store {
             match found {
                 Some(found) if found != SCHEMA_VERSION => {
                     return Err(StoreError::UnsupportedSchema {
+                        path: self.path.clone(),
                         found,
                         supported: SCHEMA_VERSION,
                     });
@@ -135,24 +195,30 @@ impl Store {
             txn.open_table(STATE_ROOTS)?;
             txn.open_table(BLOCK_HASHES)?;
             txn.open_table(TX_INDEX)?;
+            txn.open_table(STATE)?;
+            txn.open_table(JMT_NODES)?;
+            txn.open_table(JMT_VALUES)?;
+            txn.open_table(STALE_NODES)?;
+            txn.open_table(STALE_VALUES)?;
         }
         txn.commit()?;
         Ok(())
     }
 
-    /// Records genesis as height 0: chain id, genesis bytes, the initial state and its root.
+    /// Records genesis as height 0: chain id, genesis bytes, the initial entities and the tree
+    /// over them; returns the genesis state root.
     ///
-    /// Calling it again with the same chain id, genesis and root is a no-op, so a node may call it
-    /// on every start; with anything different it fails with [`StoreError::GenesisMismatch`] and
-    /// changes nothing.
+    /// Calling it again with the same chain id and genesis is a no-op that returns the stored
+    /// root, so a node may call it on every start; with anything different it fails with
+    /// [`StoreError::GenesisMismatch`] and changes nothing.
     pub fn init_genesis(
         &self,
         chain_id: &str,
         genesis: &[u8],
-        state: &[u8],
-        state_root: [u8; 32],
-    ) -> Result<(), StoreError> {
+        entities: &[StateWrite],
+    ) -> Result<[u8; 32], StoreError> {
         let txn = self.db.begin_write()?;
+        let root;
         {
             let mut meta = txn.open_table(META)?;
             let mut roots = txn.open_table(STATE_ROOTS)?;
@@ -164,11 +230,11 @@ impl Store {
                 let same_genesis = meta
                     .get(meta_key::GENESIS)?
                     .is_some_and(|v| v.value() == genesis);
-                let same_root = roots
-                    .get(height_key(0))?
-                    .is_some_and(|v| v.value() == state_root);
-                if stored_chain_id == chain_id && same_genesis && same_root {
-                    return Ok(());
+                let stored_root = roots.get(height_key(0))?.map(|v| v.value());
+                if let (true, true, Some(root)) =
+                    (stored_chain_id == chain_id, same_genesis, stored_root)
+                {
+                    return Ok(root);
                 }
                 return Err(StoreError::GenesisMismatch {
                     stored_chain_id,
@@ -176,19 +242,20 @@ impl Store {
                 });
             }
 
+            root = write_state(&txn, 0, entities, None)?;
             let mut hashes = txn.open_table(BLOCK_HASHES)?;
             meta.insert(meta_key::CHAIN_ID, chain_id.as_bytes())?;
             meta.insert(meta_key::GENESIS, genesis)?;
-            meta.insert(meta_key::LATEST_STATE, state)?;
             meta.insert(
                 meta_key::HEAD,
-                &schema::encode_head(0, &GENESIS_BLOCK_HASH, &state_root)[..],
+                &schema::encode_head(0, &GENESIS_BLOCK_HASH, &root)[..],
             )?;
-            roots.insert(height_key(0), state_root)?;
+            meta.insert(meta_key::TREE_KEPT_FROM, &0u64.to_be_bytes()[..])?;
+            roots.insert(height_key(0), root)?;
             hashes.insert(height_key(0), GENESIS_BLOCK_HASH)?;
         }
         txn.commit()?;
-        Ok(())
+        Ok(root)
     }
 
     /// The chain id and genesis bytes, if genesis has been recorded.
@@ -216,42 +283,125 @@ impl Store {
         read_head(&txn.open_table(META)?)
     }
 
-    /// The head and the state snapshot at it, read from one consistent snapshot of the file.
-    pub fn latest_state(&self) -> Result<Option<(Head, Vec<u8>)>, StoreError> {
+    /// The head, and every entity at it passed to `visit` in key order, read from one
+    /// consistent snapshot of the file. `visit` may stop the pass with an error of its own.
+    pub fn for_each_entity<E: From<StoreError>>(
+        &self,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<Option<(Head, StateSize)>, E> {
         let txn = self.read()?;
-        let meta = txn.open_table(META)?;
+        let meta = txn.open_table(META).map_err(StoreError::from)?;
         let Some(head) = read_head(&meta)? else {
             return Ok(None);
         };
-        let state = meta
-            .get(meta_key::LATEST_STATE)?
-            .ok_or(StoreError::MalformedRecord {
-                record: meta_key::LATEST_STATE,
-                len: 0,
-            })?
-            .value()
-            .to_vec();
-        Ok(Some((head, state)))
+        let state = txn.open_table(STATE).map_err(StoreError::from)?;
+        let mut size = StateSize {
+            entities: 0,
+            bytes: 0,
+        };
+        for entry in state.iter().map_err(StoreError::from)? {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            size.entities += 1;
+            size.bytes += (k.value().len() + v.value().len()) as u64;
+            visit(k.value(), v.value())?;
+        }
+        Ok(Some((head, size)))
+    }
+
+    /// The entity under `key` (table tag ‖ entity key) at the head.
+    pub fn entity(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let state = txn.open_table(STATE)?;
+        Ok(state.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The root the state tree holds for `height`, if that version is still kept: at the head it
+    /// must equal the head's recorded root.
+    pub fn tree_root(&self, height: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        let txn = self.read()?;
+        let nodes = txn.open_table(JMT_NODES)?;
+        let values = txn.open_table(JMT_VALUES)?;
+        tree::root_at(
+            &TreeTables {
+                nodes: &nodes,
+                values: &values,
+            },
+            height,
+        )
+    }
+
+    /// How many nodes and values the state tree holds now.
+    pub fn tree_size(&self) -> Result<TreeSize, StoreError> {
+        let txn = self.read()?;
+        Ok(TreeSize {
+            nodes: txn.open_table(JMT_NODES)?.len()?,
+            values: txn.open_table(JMT_VALUES)?.len()?,
+        })
+    }
+
+    /// The value of the entity under `key` at `height` (the head if `None`) with a Merkle proof
+    /// of it, or of its absence, against that height's state root.
+    pub fn prove(&self, key: &[u8], height: Option<u64>) -> Result<ProvenValue, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        let head = read_head(&meta)?.ok_or(StoreError::NotInitialised)?;
+        let kept_from = read_u64(&meta, meta_key::TREE_KEPT_FROM)?.unwrap_or(0);
+        let height = height.unwrap_or(head.height);
+        if height < kept_from || height > head.height {
+            return Err(StoreError::NoTreeAt {
+                height,
+                kept_from,
+                head: head.height,
+            });
+        }
+        let root = txn
+            .open_table(STATE_ROOTS)?
+            .get(height_key(height))?
+            .map(|v| v.value())
+            .ok_or(StoreError::NoTreeAt {
+                height,
+                kept_from,
+                head: head.height,
+            })?;
+        let nodes = txn.open_table(JMT_NODES)?;
+        let values = txn.open_table(JMT_VALUES)?;
+        let (value, proof) = tree::prove(
+            &TreeTables {
+                nodes: &nodes,
+                values: &values,
+            },
+            key,
+            height,
+        )?;
+        let proof = borsh::to_vec(&proof).map_err(|e| StoreError::Tree(e.to_string()))?;
+        Ok(ProvenValue {
+            height,
+            root,
+            value,
+            proof,
+        })
     }
 
     /// Appends one height in a single durable write transaction: block, receipts, block hash,
-    /// state root, transaction index, new head and the new state snapshot.
+    /// the changed entities, the tree's new version and its root, transaction index and new
+    /// head; prunes tree versions that fell out of the retention window. Returns the new state
+    /// root.
     ///
     /// Fails with [`StoreError::NonContiguousHeight`] unless `rec.height` is head + 1, and with
     /// [`StoreError::NotInitialised`] before genesis; a failed call changes nothing. A transaction
     /// hash seen before is re-pointed at this block.
-    pub fn commit_block(&self, rec: &BlockRecord<'_>) -> Result<(), StoreError> {
+    pub fn commit_block(&self, rec: &BlockRecord<'_>) -> Result<[u8; 32], StoreError> {
         let txn = self.db.begin_write()?;
-        self.check_and_write_block(&txn, rec)?;
+        let root = self.check_and_write_block(&txn, rec)?;
         txn.commit()?;
-        Ok(())
+        Ok(root)
     }
 
     fn check_and_write_block(
         &self,
         txn: &WriteTransaction,
         rec: &BlockRecord<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<[u8; 32], StoreError> {
         let mut meta = txn.open_table(META)?;
 
         // Check everything first, so that a refused block leaves no trace.
@@ -273,10 +423,22 @@ impl Store {
             });
         }
 
+        if rec.changes.is_empty() {
+            return Err(StoreError::Tree(format!(
+                "block {} changes no entity; every block changes at least the chain's",
+                rec.height
+            )));
+        }
+
+        let keep_from = rec
+            .height
+            .saturating_sub(self.options.keep_versions.saturating_sub(1));
+        let root = write_state(txn, rec.height, rec.changes, Some(keep_from))?;
+        meta.insert(meta_key::TREE_KEPT_FROM, &keep_from.to_be_bytes()[..])?;
         let key = height_key(rec.height);
         txn.open_table(BLOCKS)?.insert(key, rec.block)?;
         txn.open_table(RECEIPTS)?.insert(key, rec.receipts)?;
-        txn.open_table(STATE_ROOTS)?.insert(key, rec.state_root)?;
+        txn.open_table(STATE_ROOTS)?.insert(key, root)?;
         txn.open_table(BLOCK_HASHES)?.insert(key, rec.block_hash)?;
         let mut tx_index = txn.open_table(TX_INDEX)?;
         for (index, tx_hash) in (0u32..).zip(rec.tx_hashes) {
@@ -284,10 +446,9 @@ impl Store {
         }
         meta.insert(
             meta_key::HEAD,
-            &schema::encode_head(rec.height, &rec.block_hash, &rec.state_root)[..],
+            &schema::encode_head(rec.height, &rec.block_hash, &root)[..],
         )?;
-        meta.insert(meta_key::LATEST_STATE, rec.state)?;
-        Ok(())
+        Ok(root)
     }
 
     /// The encoded block at `height` (heights 1 and up; genesis is in [`Store::genesis`]).
@@ -346,6 +507,64 @@ impl Store {
     fn read(&self) -> Result<ReadTransaction, StoreError> {
         Ok(self.db.begin_read()?)
     }
+}
+
+/// Writes one version of the state: its entity rows and its tree version; prunes tree versions
+/// below `keep_from` if given. Returns the root.
+fn write_state(
+    txn: &WriteTransaction,
+    version: u64,
+    changes: &[StateWrite],
+    keep_from: Option<u64>,
+) -> Result<[u8; 32], StoreError> {
+    {
+        let mut state = txn.open_table(STATE)?;
+        for w in changes {
+            match &w.value {
+                Some(v) => state.insert(w.key.as_slice(), v.as_slice())?,
+                None => state.remove(w.key.as_slice())?,
+            };
+        }
+    }
+    let mut nodes = txn.open_table(JMT_NODES)?;
+    let mut values = txn.open_table(JMT_VALUES)?;
+    let mut stale_nodes = txn.open_table(STALE_NODES)?;
+    let mut stale_values = txn.open_table(STALE_VALUES)?;
+    let root = tree::put_version(
+        &mut nodes,
+        &mut values,
+        &mut stale_nodes,
+        &mut stale_values,
+        version,
+        changes,
+    )?;
+    if let Some(keep_from) = keep_from {
+        tree::prune_below(
+            &mut nodes,
+            &mut values,
+            &mut stale_nodes,
+            &mut stale_values,
+            keep_from,
+        )?;
+    }
+    Ok(root)
+}
+
+fn read_u64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &'static str,
+) -> Result<Option<u64>, StoreError> {
+    let Some(v) = meta.get(key)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = v
+        .value()
+        .try_into()
+        .map_err(|_| StoreError::MalformedRecord {
+            record: key,
+            len: v.value().len(),
+        })?;
+    Ok(Some(u64::from_be_bytes(bytes)))
 }
 
 fn open_error(path: &Path, source: DatabaseError) -> StoreError {

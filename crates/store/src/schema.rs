@@ -8,9 +8,12 @@
 use redb::TableDefinition;
 
 /// Version of the layout below, written at genesis and checked on every open.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 1: one snapshot of the whole state, BLAKE3 of its encoding as the root.
+/// 2: the state as entities ([`STATE`]) under a Jellyfish Merkle tree ([`JMT_NODES`]).
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// Singletons: schema version, chain id, genesis bytes, head, latest state snapshot.
+/// Singletons: schema version, chain id, genesis bytes, head, the tree's retention mark.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Height key → encoded block, for heights 1 and up (genesis lives in [`META`]).
 pub const BLOCKS: TableDefinition<HeightKey, &[u8]> = TableDefinition::new("blocks");
@@ -23,6 +26,19 @@ pub const BLOCK_HASHES: TableDefinition<HeightKey, [u8; 32]> = TableDefinition::
 /// Transaction hash → [`TxLocation`] record of where the transaction was included.
 pub const TX_INDEX: TableDefinition<[u8; 32], TxLocationRecord> = TableDefinition::new("tx_index");
 
+/// State key (table tag ‖ entity key, see `gpunet_protocol::merkle`) → the entity's encoding,
+/// at the head. Removed entities are removed.
+pub const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+/// Borsh of a tree `NodeKey` → borsh of the tree node.
+pub const JMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
+/// [`ValueKey`] (leaf key ‖ version) → [`encode_tree_value`] of the value that version set.
+pub const JMT_VALUES: TableDefinition<ValueKey, &[u8]> = TableDefinition::new("jmt_values");
+/// Stale-since version (big-endian) ‖ borsh of a `NodeKey`: nodes that roots from that version
+/// on no longer reach, pruned once the version falls out of the retention window.
+pub const STALE_NODES: TableDefinition<&[u8], ()> = TableDefinition::new("jmt_stale_nodes");
+/// Stale-since version ‖ leaf key ‖ the superseded value's version, all big-endian.
+pub const STALE_VALUES: TableDefinition<[u8; 48], ()> = TableDefinition::new("jmt_stale_values");
+
 /// Keys of the [`META`] table.
 pub mod meta_key {
     /// Big-endian `u32` [`super::SCHEMA_VERSION`] the file was written with.
@@ -33,8 +49,8 @@ pub mod meta_key {
     pub const GENESIS: &str = "genesis";
     /// [`super::HeadRecord`] of the latest committed height.
     pub const HEAD: &str = "head";
-    /// State snapshot at the head; overwritten by every commit.
-    pub const LATEST_STATE: &str = "latest_state";
+    /// Big-endian `u64`: the lowest version whose tree is still kept whole.
+    pub const TREE_KEPT_FROM: &str = "tree_kept_from";
 }
 
 /// A height as a table key: big-endian, so keys sort in height order.
@@ -75,6 +91,70 @@ pub fn decode_head(bytes: &[u8]) -> Option<(u64, [u8; 32], [u8; 32])> {
     block_hash.copy_from_slice(&record[8..40]);
     state_root.copy_from_slice(&record[40..]);
     Some((u64::from_be_bytes(height), block_hash, state_root))
+}
+
+/// A tree value's key: the leaf key ‖ the version (big-endian), so one key's versions sit
+/// together in version order.
+pub type ValueKey = [u8; 40];
+
+pub fn value_key(key_hash: &[u8; 32], version: u64) -> ValueKey {
+    let mut out = [0u8; 40];
+    out[..32].copy_from_slice(key_hash);
+    out[32..].copy_from_slice(&version.to_be_bytes());
+    out
+}
+
+pub fn version_of_value_key(key: &ValueKey) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&key[32..]);
+    u64::from_be_bytes(v)
+}
+
+/// A value in [`JMT_VALUES`]: `0` for a removal, `1` ‖ bytes for a value.
+pub fn encode_tree_value(value: Option<&[u8]>) -> Vec<u8> {
+    match value {
+        None => vec![0],
+        Some(v) => {
+            let mut out = Vec::with_capacity(1 + v.len());
+            out.push(1);
+            out.extend_from_slice(v);
+            out
+        }
+    }
+}
+
+/// Decodes [`encode_tree_value`]; anything but a `1` tag reads as a removal.
+pub fn decode_tree_value(bytes: &[u8]) -> Option<Vec<u8>> {
+    match bytes.split_first() {
+        Some((1, v)) => Some(v.to_vec()),
+        _ => None,
+    }
+}
+
+pub fn stale_node_key(
+    since: u64,
+    node_key: &jmt::storage::NodeKey,
+) -> Result<Vec<u8>, std::io::Error> {
+    let mut out = since.to_be_bytes().to_vec();
+    out.extend(borsh::to_vec(node_key)?);
+    Ok(out)
+}
+
+pub fn stale_value_key(since: u64, key_hash: &[u8; 32], old_version: u64) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    out[..8].copy_from_slice(&since.to_be_bytes());
+    out[8..40].copy_from_slice(key_hash);
+    out[40..].copy_from_slice(&old_version.to_be_bytes());
+    out
+}
+
+/// The leaf key and superseded version of a [`stale_value_key`].
+pub fn split_stale_value_key(key: &[u8; 48]) -> ([u8; 32], u64) {
+    let mut kh = [0u8; 32];
+    kh.copy_from_slice(&key[8..40]);
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&key[40..]);
+    (kh, u64::from_be_bytes(v))
 }
 
 /// An encoded transaction location: height (big-endian `u64`) ‖ index in block (big-endian `u32`).
@@ -186,6 +266,24 @@ mod tests {
     }
 
     #[test]
+    fn value_keys_keep_one_keys_versions_together_in_version_order() {
+        let a = [1u8; 32];
+        let b = [2u8; 32];
+        assert!(value_key(&a, u64::MAX) < value_key(&b, 0));
+        assert!(value_key(&a, 255) < value_key(&a, 256));
+        assert_eq!(version_of_value_key(&value_key(&a, 1 << 40)), 1 << 40);
+        let k = stale_value_key(9, &b, 7);
+        assert_eq!(split_stale_value_key(&k), (b, 7));
+        assert!(stale_value_key(9, &b, 7) < stale_value_key(10, &a, 0));
+        assert_eq!(decode_tree_value(&encode_tree_value(None)), None);
+        assert_eq!(
+            decode_tree_value(&encode_tree_value(Some(b"v"))),
+            Some(b"v".to_vec())
+        );
+        assert_eq!(decode_tree_value(&encode_tree_value(Some(b""))), Some(vec![]));
+    }
+
+    #[test]
     fn table_names_are_distinct() {
         use redb::TableHandle;
         let mut names = vec![
@@ -195,6 +293,11 @@ mod tests {
             STATE_ROOTS.name(),
             BLOCK_HASHES.name(),
             TX_INDEX.name(),
+            STATE.name(),
+            JMT_NODES.name(),
+            JMT_VALUES.name(),
+            STALE_NODES.name(),
+            STALE_VALUES.name(),
         ];
         let before = names.len();
         names.sort_unstable();

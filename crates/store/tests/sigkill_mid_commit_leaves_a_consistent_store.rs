@@ -1,7 +1,7 @@
 //! Crash safety with a real `SIGKILL`: a child process commits blocks as fast as it can, the test
 //! kills it at three different moments, and after each kill the reopened file must hold a head
-//! whose blocks, roots and state snapshot all agree, and must not have lost a block the child
-//! reported as committed.
+//! whose blocks, roots, entities and state tree all agree, and must not have lost a block (or
+//! changed a root) the child reported as committed.
 //!
 //! The child is this very test binary, re-run with `--exact` on [`WRITER_TEST`] and
 //! [`WRITER_ENV`] set; without that variable the writer test returns at once.
@@ -29,22 +29,8 @@ const CHAIN_ID: &str = "gpunet-crash-test";
 /// Transactions per block; enough that the index is written alongside every block.
 const TXS_PER_BLOCK: u64 = 4;
 
-/// The state after `height`: a few pages of bytes that change with every height, so a torn write
-/// or a state from the wrong height cannot go unnoticed.
-fn state_at(height: u64) -> Vec<u8> {
-    let len = 2_000 + usize::try_from(height % 7).expect("small") * 1_500;
-    let mut state = vec![0u8; len];
-    blake3::Hasher::new()
-        .update(b"state")
-        .update(&height.to_be_bytes())
-        .finalize_xof()
-        .fill(&mut state);
-    state
-}
-
-fn root_at(height: u64) -> [u8; 32] {
-    *blake3::hash(&state_at(height)).as_bytes()
-}
+mod support;
+use support::{changes_at, entities, genesis_entities, model_at};
 
 fn block_hash_at(height: u64) -> [u8; 32] {
     *blake3::hash(&block_at(height)).as_bytes()
@@ -64,10 +50,6 @@ fn tx_hashes_at(height: u64) -> Vec<[u8; 32]> {
         .collect()
 }
 
-fn genesis_state() -> Vec<u8> {
-    state_at(0)
-}
-
 /// Not a real test: the body of the child process. Returns at once in a normal test run.
 #[test]
 fn writer_commits_blocks_until_killed() {
@@ -76,7 +58,7 @@ fn writer_commits_blocks_until_killed() {
     };
     let store = Store::open(Path::new(&path)).expect("writer opens store");
     store
-        .init_genesis(CHAIN_ID, b"genesis", &genesis_state(), root_at(0))
+        .init_genesis(CHAIN_ID, b"genesis", &genesis_entities())
         .expect("writer records genesis");
     let mut height = store
         .head()
@@ -87,23 +69,27 @@ fn writer_commits_blocks_until_killed() {
     let mut stdout = std::io::stdout().lock();
     while started.elapsed() < WRITER_MAX_RUN {
         height += 1;
-        let (block, receipts, state) = (block_at(height), receipts_at(height), state_at(height));
+        let (block, receipts, changes) =
+            (block_at(height), receipts_at(height), changes_at(height));
         let tx_hashes = tx_hashes_at(height);
-        store
+        let root = store
             .commit_block(&BlockRecord {
                 height,
                 block_hash: block_hash_at(height),
-                state_root: root_at(height),
                 block: &block,
                 receipts: &receipts,
-                state: &state,
+                changes: &changes,
                 tx_hashes: &tx_hashes,
             })
             .expect("writer commits block");
         // Printed only after the commit returned: every reported height must survive the kill.
-        writeln!(stdout, "committed {height}").expect("report progress");
+        writeln!(stdout, "committed {height} {}", hex(&root)).expect("report progress");
         stdout.flush().expect("flush progress");
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Kills the child if the test fails before it does, so no writer outlives a failed run.
@@ -118,8 +104,13 @@ impl Drop for KillOnDrop {
 }
 
 /// Starts the writer, waits until it has reported `min_new_commits` commits, lets it run on for
-/// `then_wait`, kills it with `SIGKILL` and returns the last height it reported as committed.
-fn run_writer_and_kill(path: &Path, min_new_commits: usize, then_wait: Duration) -> u64 {
+/// `then_wait`, kills it with `SIGKILL` and returns every (height, root) it reported as
+/// committed, in order.
+fn run_writer_and_kill(
+    path: &Path,
+    min_new_commits: usize,
+    then_wait: Duration,
+) -> Vec<(u64, String)> {
     let exe = std::env::current_exe().expect("path of this test binary");
     let mut child = KillOnDrop(
         Command::new(exe)
@@ -131,24 +122,27 @@ fn run_writer_and_kill(path: &Path, min_new_commits: usize, then_wait: Duration)
     );
 
     let stdout = child.0.stdout.take().expect("piped stdout");
-    let (progress_tx, progress_rx) = mpsc::channel::<u64>();
+    let (progress_tx, progress_rx) = mpsc::channel::<(u64, String)>();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(height) = line.strip_prefix("committed ") {
+            if let Some(rest) = line.strip_prefix("committed ") {
+                let (height, root) = rest.split_once(' ').expect("height and root");
                 let height = height.parse().expect("progress line holds a height");
-                if progress_tx.send(height).is_err() {
+                if progress_tx.send((height, root.to_owned())).is_err() {
                     break;
                 }
             }
         }
     });
 
-    let mut last_reported = 0;
+    let mut reported = Vec::new();
     for _ in 0..min_new_commits {
-        last_reported = progress_rx
-            .recv_timeout(PROGRESS_TIMEOUT)
-            .expect("writer keeps reporting commits");
+        reported.push(
+            progress_rx
+                .recv_timeout(PROGRESS_TIMEOUT)
+                .expect("writer keeps reporting commits"),
+        );
     }
 
     // While the writer lives, nobody else may open the file.
@@ -162,43 +156,33 @@ fn run_writer_and_kill(path: &Path, min_new_commits: usize, then_wait: Duration)
 
     reader.join().expect("reader thread");
     // Lines already in the pipe when the kill landed still count as reported commits.
-    last_reported.max(progress_rx.try_iter().max().unwrap_or(0))
+    reported.extend(progress_rx.try_iter());
+    reported
 }
 
 /// Checks that every height up to the head is present and agrees with the deterministic chain,
-/// and that nothing exists past the head.
+/// that the entities and the tree at the head agree with it, and that nothing exists past it.
 fn assert_consistent(store: &Store) -> Head {
     let head = store.head().expect("read head").expect("head exists");
+    assert_eq!(head.block_hash, block_hash_at(head.height));
     assert_eq!(
-        head,
-        Head {
-            height: head.height,
-            block_hash: block_hash_at(head.height),
-            state_root: root_at(head.height),
-        }
+        store.tree_root(head.height).expect("tree root"),
+        Some(head.state_root),
+        "the tree's root at the head is the head's root"
     );
-    let (latest_head, latest_state) = store
-        .latest_state()
-        .expect("read latest state")
-        .expect("latest state exists");
-    assert_eq!(latest_head, head);
     assert!(
-        latest_state == state_at(head.height),
-        "state snapshot is the state at head {}",
+        entities(store) == model_at(head.height),
+        "the entities are those after head {}",
         head.height
     );
 
-    assert_eq!(store.state_root(0).expect("root 0"), Some(root_at(0)));
     for height in 1..=head.height {
         assert_eq!(store.block(height).expect("block"), Some(block_at(height)));
         assert_eq!(
             store.receipts(height).expect("receipts"),
             Some(receipts_at(height))
         );
-        assert_eq!(
-            store.state_root(height).expect("root"),
-            Some(root_at(height))
-        );
+        assert!(store.state_root(height).expect("root").is_some());
         assert_eq!(
             store.block_hash(height).expect("hash"),
             Some(block_hash_at(height))
@@ -234,10 +218,19 @@ fn store_is_consistent_after_sigkill_at_three_different_moments() {
     ];
     let mut previous_head = 0;
     for (round, (min_new_commits, then_wait)) in moments.into_iter().enumerate() {
-        let last_reported = run_writer_and_kill(&path, min_new_commits, then_wait);
+        let reported = run_writer_and_kill(&path, min_new_commits, then_wait);
+        let last_reported = reported.last().map_or(0, |(h, _)| *h);
 
         let store = Store::open(&path).expect("reopen after SIGKILL");
         let head = assert_consistent(&store);
+        for (height, root) in &reported {
+            let stored = store.state_root(*height).expect("root").expect("kept");
+            assert_eq!(
+                &hex(&stored),
+                root,
+                "round {round}: root of {height} changed"
+            );
+        }
         assert!(
             head.height >= last_reported,
             "round {round}: head {} lost height {last_reported}, which the writer reported committed",

@@ -3,35 +3,33 @@
 
 use std::path::Path;
 
+use gpunet_protocol::Hash;
+use gpunet_protocol::merkle::{ProofError, StateWrite, verify_proof};
 use gpunet_store::{
-    BlockRecord, GENESIS_BLOCK_HASH, Head, MAX_BLOCKS_PER_RANGE, Store, StoreError,
+    BlockRecord, GENESIS_BLOCK_HASH, Head, MAX_BLOCKS_PER_RANGE, Store, StoreError, StoreOptions,
 };
 
-const CHAIN_ID: &str = "gpunet-test-1";
-const GENESIS: &[u8] = b"genesis bytes";
-const GENESIS_STATE: &[u8] = b"state at genesis";
+mod support;
+use support::{CHAIN_ID, GENESIS, changes_at, entities, genesis_entities, key, model_at};
 
 /// Everything one synthetic height stores, derived from the height alone.
 struct Fixture {
     height: u64,
     block_hash: [u8; 32],
-    state_root: [u8; 32],
     block: Vec<u8>,
     receipts: Vec<u8>,
-    state: Vec<u8>,
+    changes: Vec<StateWrite>,
     tx_hashes: Vec<[u8; 32]>,
 }
 
 impl Fixture {
     fn at(height: u64) -> Fixture {
-        let state = format!("state after {height}").into_bytes();
         Fixture {
             height,
             block_hash: *blake3::hash(format!("block hash {height}").as_bytes()).as_bytes(),
-            state_root: *blake3::hash(&state).as_bytes(),
             block: format!("block {height}").into_bytes(),
             receipts: format!("receipts {height}").into_bytes(),
-            state,
+            changes: changes_at(height),
             // Height h carries h transactions, so block 1 has one and later blocks more.
             tx_hashes: (0..height).map(|i| tx_hash(height, i)).collect(),
         }
@@ -41,19 +39,10 @@ impl Fixture {
         BlockRecord {
             height: self.height,
             block_hash: self.block_hash,
-            state_root: self.state_root,
             block: &self.block,
             receipts: &self.receipts,
-            state: &self.state,
+            changes: &self.changes,
             tx_hashes: &self.tx_hashes,
-        }
-    }
-
-    fn head(&self) -> Head {
-        Head {
-            height: self.height,
-            block_hash: self.block_hash,
-            state_root: self.state_root,
         }
     }
 }
@@ -62,52 +51,64 @@ fn tx_hash(height: u64, index: u64) -> [u8; 32] {
     *blake3::hash(format!("tx {height} {index}").as_bytes()).as_bytes()
 }
 
-fn genesis_root() -> [u8; 32] {
-    *blake3::hash(GENESIS_STATE).as_bytes()
+fn open_with_genesis(path: &Path) -> Store {
+    open_with_genesis_keeping(path, StoreOptions::default())
 }
 
-fn open_with_genesis(path: &Path) -> Store {
-    let store = Store::open(path).expect("open store");
+fn open_with_genesis_keeping(path: &Path, options: StoreOptions) -> Store {
+    let store = Store::open_with(path, options).expect("open store");
     store
-        .init_genesis(CHAIN_ID, GENESIS, GENESIS_STATE, genesis_root())
+        .init_genesis(CHAIN_ID, GENESIS, &genesis_entities())
         .expect("init genesis");
     store
 }
 
-fn commit_heights(store: &Store, heights: std::ops::RangeInclusive<u64>) {
-    for height in heights {
-        store
-            .commit_block(&Fixture::at(height).record())
-            .expect("commit block");
-    }
+/// Commits the heights and returns the root each commit reported.
+fn commit_heights(store: &Store, heights: std::ops::RangeInclusive<u64>) -> Vec<[u8; 32]> {
+    heights
+        .map(|height| {
+            store
+                .commit_block(&Fixture::at(height).record())
+                .expect("commit block")
+        })
+        .collect()
 }
 
 #[test]
-fn blocks_roots_state_and_tx_index_survive_a_reopen() {
+fn blocks_roots_entities_and_tx_index_survive_a_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("chain.redb");
-    {
+    let (genesis_root, roots) = {
         let store = open_with_genesis(&path);
-        commit_heights(&store, 1..=5);
-    }
+        let genesis_root = store.state_root(0).expect("root 0").expect("genesis root");
+        (genesis_root, commit_heights(&store, 1..=5))
+    };
 
     let store = Store::open(&path).expect("reopen store");
     let last = Fixture::at(5);
-    assert_eq!(store.head().expect("head"), Some(last.head()));
     assert_eq!(
-        store.latest_state().expect("latest state"),
-        Some((last.head(), last.state.clone()))
+        store.head().expect("head"),
+        Some(Head {
+            height: 5,
+            block_hash: last.block_hash,
+            state_root: roots[4],
+        })
     );
+    assert_eq!(entities(&store), model_at(5));
+    assert_eq!(store.tree_root(5).expect("tree root"), Some(roots[4]));
     assert_eq!(
         store.genesis().expect("genesis"),
         Some((CHAIN_ID.to_owned(), GENESIS.to_vec()))
     );
-    assert_eq!(store.state_root(0).expect("root 0"), Some(genesis_root()));
     assert_eq!(
         store.block_hash(0).expect("hash 0"),
         Some(GENESIS_BLOCK_HASH)
     );
     assert_eq!(store.block(0).expect("block 0"), None);
+    assert_ne!(
+        genesis_root, roots[0],
+        "a block that writes changes the root"
+    );
 
     for height in 1..=5 {
         let fixture = Fixture::at(height);
@@ -116,9 +117,11 @@ fn blocks_roots_state_and_tx_index_survive_a_reopen() {
             store.receipts(height).expect("receipts"),
             Some(fixture.receipts)
         );
+        let index = usize::try_from(height - 1).expect("small");
+        assert_eq!(store.state_root(height).expect("root"), Some(roots[index]));
         assert_eq!(
-            store.state_root(height).expect("root"),
-            Some(fixture.state_root)
+            store.tree_root(height).expect("tree root"),
+            Some(roots[index])
         );
         assert_eq!(
             store.block_hash(height).expect("hash"),
@@ -138,28 +141,208 @@ fn blocks_roots_state_and_tx_index_survive_a_reopen() {
 }
 
 #[test]
+fn the_same_writes_give_the_same_roots_and_any_different_write_another_root() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = open_with_genesis(&dir.path().join("a.redb"));
+    let b = open_with_genesis(&dir.path().join("b.redb"));
+    assert_eq!(
+        a.state_root(0).expect("root"),
+        b.state_root(0).expect("root")
+    );
+    assert_eq!(commit_heights(&a, 1..=20), commit_heights(&b, 1..=20));
+
+    // The order of one block's writes does not matter; their content does.
+    let mut reversed = Fixture::at(21);
+    reversed.changes.reverse();
+    let root_a = a.commit_block(&Fixture::at(21).record()).expect("commit");
+    let root_b = b.commit_block(&reversed.record()).expect("commit");
+    assert_eq!(root_a, root_b);
+
+    let c = open_with_genesis(&dir.path().join("c.redb"));
+    commit_heights(&c, 1..=21);
+    let mut changed = Fixture::at(22);
+    changed.changes[1].value = Some(b"one byte else".to_vec());
+    let removed = {
+        let mut f = Fixture::at(22);
+        f.changes.push(StateWrite {
+            key: key(1, 3),
+            value: None,
+        });
+        f
+    };
+    let honest = a.commit_block(&Fixture::at(22).record()).expect("commit");
+    let other = b.commit_block(&changed.record()).expect("commit");
+    let fewer = c.commit_block(&removed.record()).expect("commit");
+    assert_ne!(honest, other);
+    assert_ne!(honest, fewer);
+    assert_ne!(other, fewer);
+}
+
+#[test]
+fn proofs_show_values_and_absences_against_the_root_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_with_genesis(&dir.path().join("chain.redb"));
+    let roots = commit_heights(&store, 1..=12);
+    let head_root = Hash(roots[11]);
+
+    // A value at the head: it verifies, and a changed value, key or root does not.
+    let account = key(1, 12);
+    let p = store.prove(&account, None).expect("prove");
+    assert_eq!((p.height, p.root), (12, roots[11]));
+    let value = p.value.clone().expect("account 12 was written at 12");
+    assert_eq!(Some(&value), model_at(12).get(&account));
+    verify_proof(head_root, &account, Some(&value), &p.proof).expect("the proof holds");
+    let mut forged = value.clone();
+    forged[0] ^= 1;
+    assert!(matches!(
+        verify_proof(head_root, &account, Some(&forged), &p.proof),
+        Err(ProofError::Mismatch { .. })
+    ));
+    assert!(verify_proof(head_root, &key(1, 11), Some(&value), &p.proof).is_err());
+    assert!(verify_proof(Hash(roots[10]), &account, Some(&value), &p.proof).is_err());
+    assert!(
+        verify_proof(head_root, &account, None, &p.proof).is_err(),
+        "an inclusion proof is no proof of absence"
+    );
+
+    // An entity that never existed, and one the chain removed: proofs of absence.
+    for absent in [key(1, 999), key(3, 100 + 12 % 5)] {
+        let p = store.prove(&absent, None).expect("prove");
+        assert_eq!(p.value, None, "{absent:?}");
+        verify_proof(head_root, &absent, None, &p.proof).expect("absence holds");
+        assert!(verify_proof(head_root, &absent, Some(b"made up"), &p.proof).is_err());
+    }
+
+    // An older kept height proves the value it had then, against that height's root.
+    let then = store.prove(&account, Some(5)).expect("prove at 5");
+    assert_eq!(then.root, roots[4]);
+    assert_eq!(then.value.as_ref(), model_at(5).get(&account));
+    verify_proof(Hash(roots[4]), &account, then.value.as_deref(), &then.proof)
+        .expect("the old proof holds against the old root");
+
+    let err = store
+        .prove(&account, Some(13))
+        .expect_err("no height 13 yet");
+    assert!(
+        matches!(err, StoreError::NoTreeAt { height: 13, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn old_tree_versions_are_pruned_past_the_window_and_the_kept_ones_still_prove() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_with_genesis_keeping(
+        &dir.path().join("chain.redb"),
+        StoreOptions { keep_versions: 10 },
+    );
+    commit_heights(&store, 1..=100);
+    let after_100 = store.tree_size().expect("size");
+    let roots = commit_heights(&store, 101..=400);
+    let after_400 = store.tree_size().expect("size");
+    // The same few keys rewritten 300 more times: a pruned tree does not grow with the chain.
+    assert!(
+        after_400.nodes <= after_100.nodes + 20 && after_400.values <= after_100.values + 20,
+        "tree grew from {after_100:?} to {after_400:?}"
+    );
+
+    let account = key(1, 400 % 13);
+    let err = store.prove(&account, Some(390)).expect_err("pruned");
+    assert!(
+        matches!(
+            err,
+            StoreError::NoTreeAt {
+                height: 390,
+                kept_from: 391,
+                head: 400
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("keeps heights 391 to 400"),
+        "{err}"
+    );
+    for height in 391..=400 {
+        let p = store.prove(&account, Some(height)).expect("kept");
+        let root = roots[usize::try_from(height - 101).expect("small")];
+        assert_eq!(p.root, root);
+        assert_eq!(p.value.as_ref(), model_at(height).get(&account));
+        verify_proof(Hash(root), &account, p.value.as_deref(), &p.proof)
+            .unwrap_or_else(|e| panic!("height {height}: {e}"));
+    }
+}
+
+#[test]
+fn a_block_that_writes_nothing_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_with_genesis(&dir.path().join("chain.redb"));
+    let mut f = Fixture::at(1);
+    f.changes.clear();
+    let err = store.commit_block(&f.record()).expect_err("no changes");
+    assert!(err.to_string().contains("changes no entity"), "{err}");
+    assert_eq!(store.head().expect("head").map(|h| h.height), Some(0));
+}
+
+#[test]
+fn a_store_of_another_format_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chain.redb");
+    {
+        // A file as format 1 left it: the meta table with its version.
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
+                .expect("meta");
+            meta.insert("schema_version", &1u32.to_be_bytes()[..])
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let err = Store::open(&path).expect_err("format 1");
+    assert!(
+        matches!(
+            err,
+            StoreError::UnsupportedSchema {
+                found: 1,
+                supported: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("home directory aside"), "{msg}");
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+}
+
+#[test]
 fn fresh_store_has_no_head_genesis_or_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&dir.path().join("chain.redb")).expect("open store");
     assert_eq!(store.head().expect("head"), None);
     assert_eq!(store.genesis().expect("genesis"), None);
-    assert_eq!(store.latest_state().expect("latest state"), None);
+    assert!(entities(&store).is_empty());
     assert_eq!(store.blocks_range(0, 10).expect("range"), vec![]);
 }
 
 #[test]
-fn genesis_alone_gives_a_head_at_height_zero_with_the_genesis_state() {
+fn genesis_alone_gives_a_head_at_height_zero_with_the_genesis_entities() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_with_genesis(&dir.path().join("chain.redb"));
-    let head = Head {
-        height: 0,
-        block_hash: GENESIS_BLOCK_HASH,
-        state_root: genesis_root(),
-    };
+    let root = store.state_root(0).expect("root").expect("genesis root");
     assert_eq!(
-        store.latest_state().expect("latest state"),
-        Some((head, GENESIS_STATE.to_vec()))
+        store.head().expect("head"),
+        Some(Head {
+            height: 0,
+            block_hash: GENESIS_BLOCK_HASH,
+            state_root: root,
+        })
     );
+    assert_eq!(store.tree_root(0).expect("tree root"), Some(root));
+    assert_eq!(entities(&store), model_at(0));
 }
 
 #[test]
@@ -178,7 +361,7 @@ fn non_contiguous_heights_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_with_genesis(&dir.path().join("chain.redb"));
     commit_heights(&store, 1..=2);
-    let before = store.latest_state().expect("latest state");
+    let before = (store.head().expect("head"), entities(&store));
 
     for bad in [0, 1, 2, 4, 100] {
         let err = store
@@ -191,7 +374,7 @@ fn non_contiguous_heights_are_refused_and_change_nothing() {
         assert!(err.to_string().contains("expected height 3"), "{err}");
     }
 
-    assert_eq!(store.latest_state().expect("latest state"), before);
+    assert_eq!((store.head().expect("head"), entities(&store)), before);
     assert_eq!(store.block(4).expect("block 4"), None);
     assert_eq!(store.state_root(100).expect("root 100"), None);
     // Height 4's transactions were never indexed.
@@ -205,13 +388,14 @@ fn same_genesis_twice_is_accepted_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_with_genesis(&dir.path().join("chain.redb"));
     commit_heights(&store, 1..=3);
-    let before = store.latest_state().expect("latest state");
+    let before = (store.head().expect("head"), entities(&store));
 
-    store
-        .init_genesis(CHAIN_ID, GENESIS, GENESIS_STATE, genesis_root())
+    let root = store
+        .init_genesis(CHAIN_ID, GENESIS, &genesis_entities())
         .expect("repeating the same genesis is fine");
 
-    assert_eq!(store.latest_state().expect("latest state"), before);
+    assert_eq!(Some(root), store.state_root(0).expect("root 0"));
+    assert_eq!((store.head().expect("head"), entities(&store)), before);
 }
 
 #[test]
@@ -219,17 +403,13 @@ fn a_different_genesis_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_with_genesis(&dir.path().join("chain.redb"));
     commit_heights(&store, 1..=2);
-    let before = store.latest_state().expect("latest state");
+    let before = (store.head().expect("head"), entities(&store));
+    let genesis_root = store.state_root(0).expect("root 0");
 
-    let other_root = [0x42; 32];
-    let attempts: [(&str, &[u8], [u8; 32]); 3] = [
-        ("other-chain", GENESIS, genesis_root()),
-        (CHAIN_ID, b"other genesis", genesis_root()),
-        (CHAIN_ID, GENESIS, other_root),
-    ];
-    for (chain_id, genesis, root) in attempts {
+    let attempts: [(&str, &[u8]); 2] = [("other-chain", GENESIS), (CHAIN_ID, b"other genesis")];
+    for (chain_id, genesis) in attempts {
         let err = store
-            .init_genesis(chain_id, genesis, b"other state", root)
+            .init_genesis(chain_id, genesis, &changes_at(7))
             .expect_err("a different genesis must be refused");
         assert!(
             matches!(&err, StoreError::GenesisMismatch { stored_chain_id, given_chain_id }
@@ -243,8 +423,8 @@ fn a_different_genesis_is_refused_and_changes_nothing() {
         store.genesis().expect("genesis"),
         Some((CHAIN_ID.to_owned(), GENESIS.to_vec()))
     );
-    assert_eq!(store.state_root(0).expect("root 0"), Some(genesis_root()));
-    assert_eq!(store.latest_state().expect("latest state"), before);
+    assert_eq!(store.state_root(0).expect("root 0"), genesis_root);
+    assert_eq!((store.head().expect("head"), entities(&store)), before);
 }
 
 #[test]
@@ -289,10 +469,9 @@ fn blocks_range_never_returns_more_than_the_cap() {
             .commit_block(&BlockRecord {
                 height,
                 block_hash: [1; 32],
-                state_root: [2; 32],
                 block: &height.to_be_bytes(),
                 receipts: &[],
-                state: &[],
+                changes: &changes_at(height),
                 tx_hashes: &[],
             })
             .expect("commit block");
@@ -340,9 +519,9 @@ fn a_store_with_a_flipped_byte_is_reported_corrupt() {
     let mut bytes = std::fs::read(&path).expect("read store");
     // Damage a data page, well past the header.
     let target = bytes
-        .windows(b"state after 20".len())
-        .position(|w| w == b"state after 20")
-        .expect("state bytes are stored verbatim");
+        .windows(b"order at 20".len())
+        .position(|w| w == b"order at 20")
+        .expect("entity bytes are stored verbatim");
     bytes[target] ^= 0xff;
     std::fs::write(&path, bytes).expect("write damaged store");
 

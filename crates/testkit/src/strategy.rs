@@ -523,7 +523,7 @@ impl World {
                     .find(|p| {
                         self.state
                             .providers
-                            .get(p)
+                            .get(*p)
                             .is_some_and(|v| !v.leaving && !v.live_leases.is_empty())
                     })
                     .copied();
