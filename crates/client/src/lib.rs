@@ -7,10 +7,12 @@ pub mod keys;
 mod node;
 mod provider;
 pub mod sealing;
+mod state;
 
 pub use keys::{KeyError, KeyFile, load_or_create_encryption_secret};
 pub use node::{NodeClient, OrderFilter};
 pub use provider::ProviderClient;
+pub use state::VerifiedAccount;
 
 use gpunet_api::ErrorBody;
 
@@ -42,6 +44,8 @@ pub enum ClientError {
         tx_hash: gpunet_protocol::Hash,
         rejection: gpunet_protocol::Rejection,
     },
+    #[error("{what} could not be verified: {why}; the node's answer does not prove it")]
+    Unverified { what: String, why: String },
     #[error("the event stream from {url} broke: {why}")]
     Stream { url: String, why: String },
     #[error("cannot seal or open {what}: {source}")]

@@ -13,22 +13,14 @@ use std::collections::BTreeSet;
 use borsh::{BorshDeserialize, BorshSerialize};
 use gpunet_protocol::merkle::{CHAIN_KEY, PARAMS_KEY, StateTable, StateWrite, id_key, state_key};
 use gpunet_protocol::{
-    Address, Amount, Balances, Denom, Free, Hash, LeaseEndReason, LeaseId, LeaseResult, OrderId,
-    OrderTerms, ProviderProfile, Resources,
+    Account, Address, Amount, Balances, Denom, Free, Hash, LeaseEndReason, LeaseId, LeaseResult,
+    OrderId, OrderTerms, ProviderProfile, Resources,
 };
 use imbl::OrdSet;
 use serde::{Deserialize, Serialize};
 
 use crate::Params;
 use crate::table::Table;
-
-/// An account's money and its next nonce.
-#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
-pub struct Account {
-    pub balances: Balances,
-    /// The nonce its next transaction must carry.
-    pub nonce: u64,
-}
 
 /// A registered provider.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
@@ -244,7 +236,7 @@ pub struct State {
 
 /// The chain's singleton entity (`chain` in [`StateTable::Chain`]): everything in [`State`]
 /// that is not a table, an index, or the params.
-#[derive(BorshSerialize, BorshDeserialize)]
+#[derive(BorshSerialize, BorshDeserialize, Serialize)]
 struct ChainEntity {
     chain_id: String,
     height: u64,
@@ -484,6 +476,37 @@ impl State {
             next_order_id: chain.next_order_id,
             next_lease_id: chain.next_lease_id,
         })
+    }
+
+    /// The JSON view of an entity's encoding (as [`State::take_changes`] makes it), for people
+    /// and the API; `key` is the full state key (table tag first).
+    pub fn entity_json(key: &[u8], value: &[u8]) -> Result<serde_json::Value, EntityError> {
+        let Some((&tag, rest)) = key.split_first() else {
+            return Err(EntityError::UnknownTable { key: String::new() });
+        };
+        let table = StateTable::from_tag(tag)
+            .ok_or_else(|| EntityError::UnknownTable { key: hex_key(key) })?;
+        let bad = |why: String| EntityError::Decode {
+            table,
+            key: hex_key(rest),
+            why,
+        };
+        fn json<T: BorshDeserialize + Serialize>(
+            value: &[u8],
+        ) -> Result<serde_json::Value, String> {
+            let v: T = decode(value)?;
+            serde_json::to_value(v).map_err(|e| e.to_string())
+        }
+        match table {
+            StateTable::Chain if rest == CHAIN_KEY => json::<ChainEntity>(value),
+            StateTable::Chain if rest == PARAMS_KEY => json::<Params>(value),
+            StateTable::Chain => Err("no such chain singleton".to_owned()),
+            StateTable::Accounts => json::<Account>(value),
+            StateTable::Providers => json::<Provider>(value),
+            StateTable::Orders => json::<Order>(value),
+            StateTable::Leases => json::<Lease>(value),
+        }
+        .map_err(bad)
     }
 
     /// BLAKE3 over every entity in order: equal digests mean equal states. For tests and
