@@ -17,6 +17,44 @@ use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
+    /// What committing a block costs as the state grows: for each size a real store is filled
+    /// with that many accounts, then blocks of transfers (each changing --changed entities) are
+    /// applied by the ledger and committed (entities, Merkle tree, durable write); then a node is
+    /// started on the store in a fresh process and timed until its API answers.
+    ///
+    /// Prints {"commit_ms_p50_at_1m", "commit_growth_10k_to_1m", "bytes_per_block_at_1m",
+    /// "rss_mb_at_1m", "restart_ms_at_1m"} and the figures of every size. Build with --release:
+    /// cargo run --release -- bench state
+    ///
+    /// Example: gpunet bench state --sizes 10000,100000 --blocks 20
+    State {
+        /// Print the figures as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Where to write the figures. Default: ~/.gpunet/bench/state.json, wherever it runs.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// State sizes (entities), comma-separated, smallest first.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        sizes: Vec<u64>,
+        /// Entities each measured block changes (two per transfer).
+        #[arg(long, default_value_t = 1000)]
+        changed: u64,
+        /// Measured blocks per size.
+        #[arg(long, default_value_t = 50)]
+        blocks: usize,
+        /// Where to build the stores (they need about 1 GB at a million entities). Default: a
+        /// scratch directory under the system's temporary directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Not for people: `bench state` runs it in a fresh process to time a node's restart on a
+    /// store it built and read the node's memory.
+    #[command(hide = true)]
+    StateProbe {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+    },
     /// Ledger apply and mempool admission throughput.
     ///
     /// Prints {"transfers_per_sec", "order_cycles_per_sec", "signed_admissions_per_sec"}.
@@ -155,13 +193,7 @@ pub enum BenchCmd {
 
 const CHAIN: &str = "bench";
 
-fn build_kind() -> &'static str {
-    if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    }
-}
+use gpunet_bench::figures::build_kind;
 
 fn key(i: u64) -> SigningKey {
     let mut seed = [0u8; 32];
@@ -467,32 +499,8 @@ fn bench_admissions(n: usize) -> Result<f64> {
     Ok(n as f64 / secs)
 }
 
-/// Where a benchmark's figures go unless `--out` says: `~/.gpunet/bench/<name>.json`, one
-/// place whatever the current directory (not a `target/` wherever the command happens to run).
-pub fn default_out(name: &str) -> PathBuf {
-    let base = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    base.join(".gpunet")
-        .join("bench")
-        .join(format!("{name}.json"))
-}
-
-fn write_figures(out: &std::path::Path, figures: &serde_json::Value) -> Result<()> {
-    if let Some(dir) = out.parent() {
-        gpunet_files::create_private_dir_all(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
-    gpunet_files::write_private(out, &serde_json::to_vec_pretty(figures)?)
-        .with_context(|| format!("writing {}", out.display()))
-}
-
-/// The value at percentile `p` (0–100) of sorted `v`, nearest rank.
-fn percentile(v: &[u64], p: usize) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    let rank = (p * v.len()).div_ceil(100).clamp(1, v.len());
-    v[rank - 1]
-}
+pub use gpunet_bench::figures::default_out;
+use gpunet_bench::figures::{percentile, write as write_figures};
 
 async fn bench_submit(jobs_n: usize, block_ms: u64) -> Result<Vec<u64>> {
     use crate::devnet::{DevNet, DevOptions};
@@ -845,6 +853,19 @@ async fn bench_consensus(
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
+        BenchCmd::State {
+            json: json_out,
+            out,
+            sizes,
+            changed,
+            blocks,
+            dir,
+        } => crate::statebench::run(json_out, out, sizes, changed, blocks, dir).await,
+        BenchCmd::StateProbe { home } => {
+            let f = gpunet_bench::state::restart_probe(&home).await?;
+            println!("{}", serde_json::to_string(&f)?);
+            Ok(())
+        }
         BenchCmd::Churn {
             json: json_out,
             out,
@@ -1088,20 +1109,5 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let v = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
-        assert_eq!(percentile(&v, 50), 50);
-        assert_eq!(percentile(&v, 90), 90);
-        assert_eq!(percentile(&v, 100), 100);
-        assert_eq!(percentile(&[7], 50), 7);
-        assert_eq!(percentile(&[], 50), 0);
     }
 }
