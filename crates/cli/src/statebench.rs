@@ -35,14 +35,29 @@ fn at(figures: &[SizeFigures], entities: u64) -> Option<&SizeFigures> {
     figures.iter().find(|f| f.entities == entities)
 }
 
-pub async fn run(
-    json_out: bool,
-    out: Option<PathBuf>,
-    mut sizes: Vec<u64>,
-    changed: u64,
-    blocks: usize,
-    dir: Option<PathBuf>,
-) -> Result<()> {
+/// `gpunet bench state`'s arguments.
+pub struct Args {
+    pub json_out: bool,
+    pub out: Option<PathBuf>,
+    pub sizes: Vec<u64>,
+    pub changed: u64,
+    pub blocks: usize,
+    pub dir: Option<PathBuf>,
+    pub e2e_transfers: usize,
+    pub e2e_block_txs: usize,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let Args {
+        json_out,
+        out,
+        mut sizes,
+        changed,
+        blocks,
+        dir,
+        e2e_transfers,
+        e2e_block_txs,
+    } = args;
     ensure!(
         !sizes.is_empty(),
         "--sizes names no size; e.g. --sizes 10000,100000"
@@ -68,13 +83,14 @@ pub async fn run(
         blocks,
         work_dir: scratch.clone(),
     };
-    let progress = Progress::new(json_out);
+    let progress = std::sync::Arc::new(Progress::new(json_out));
+    let p = std::sync::Arc::clone(&progress);
     // Blocking work (redb, the ledger) off the async runtime.
     let measured = tokio::task::spawn_blocking(move || -> Result<Vec<SizeFigures>> {
         let mut all = Vec::new();
         for &n in &opts.sizes {
-            let f = measure_size(&opts, n, &|line| progress.status(&line), &probe_in_child)?;
-            progress.stage(&format!(
+            let f = measure_size(&opts, n, &|line| p.status(&line), &probe_in_child)?;
+            p.stage(&format!(
                 "{n} entities: commit p50 {:.1} ms (apply {:.1}, root+write {:.1}), restart {} ms",
                 f.commit_ms_p50,
                 f.apply_ms_p50,
@@ -83,13 +99,43 @@ pub async fn run(
             ));
             all.push(f);
         }
-        progress.finish();
         Ok(all)
     })
     .await
     .context("the benchmark task failed")?;
-    let _ = std::fs::remove_dir_all(&scratch);
-    let figures = measured?;
+    let figures = match measured {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(e);
+        }
+    };
+    let e2e = if e2e_transfers > 0 {
+        let p = std::sync::Arc::clone(&progress);
+        let r = gpunet_bench::e2e::run(
+            &gpunet_bench::e2e::E2eOptions {
+                transfers: e2e_transfers,
+                accounts: 2_000,
+                senders: 4,
+                block_ms: 500,
+                max_txs_per_block: e2e_block_txs,
+                work_dir: scratch.clone(),
+            },
+            &move |line| p.status(&line),
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&scratch);
+        let r = r?;
+        progress.stage(&format!(
+            "end to end: {:.0} transfers/s ({} transfers in {:.1} s, {} blocks)",
+            r.transfers_per_sec, r.transfers, r.seconds, r.blocks
+        ));
+        Some(r)
+    } else {
+        let _ = std::fs::remove_dir_all(&scratch);
+        None
+    };
+    progress.finish();
 
     let one_m = at(&figures, 1_000_000);
     let ten_k = at(&figures, 10_000);
@@ -103,6 +149,8 @@ pub async fn run(
         "bytes_per_block_at_1m": one_m.and_then(|f| f.bytes_per_block),
         "rss_mb_at_1m": one_m.and_then(|f| f.restart).map(|r| r.rss_mb),
         "restart_ms_at_1m": one_m.and_then(|f| f.restart).map(|r| r.restart_ms),
+        "e2e_transfers_per_sec": e2e.as_ref().map(|e| e.transfers_per_sec.round() as u64),
+        "e2e": e2e,
         "changed_per_block": changed,
         "blocks": blocks,
         "sizes": figures,
@@ -138,6 +186,22 @@ pub async fn run(
     }
     if let Some(g) = growth {
         println!("  commit p50 growth from 10k to 1M entities: {g:.2}x");
+    }
+    if let Some(e) = &e2e {
+        let share = |s: f64| 100.0 * s / e.seconds;
+        println!(
+            "end to end, solo node over HTTP: {:.0} transfers/s ({} in {:.1} s, {} blocks)",
+            e.transfers_per_sec, e.transfers, e.seconds, e.blocks
+        );
+        println!(
+            "  node busy time: admission {:.1} s ({:.0}%), apply {:.1} s ({:.0}%), commit {:.1} s ({:.0}%) of the wall time",
+            e.stages.admission_s,
+            share(e.stages.admission_s),
+            e.stages.apply_s,
+            share(e.stages.apply_s),
+            e.stages.commit_s,
+            share(e.stages.commit_s)
+        );
     }
     println!("figures written to {}", out.display());
     Ok(())

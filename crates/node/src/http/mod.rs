@@ -499,11 +499,14 @@ async fn submit_tx_batch(
     let shared = Arc::clone(&app.shared);
     // A thousand signature checks take tens of milliseconds: not on the async workers.
     let admitted = tokio::task::spawn_blocking(move || {
-        batch
+        let started = std::time::Instant::now();
+        let results = batch
             .txs_hex
             .iter()
             .map(|tx_hex| admit_hex(&shared, tx_hex, origin))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        shared.metrics.observe_admission(started.elapsed());
+        results
     })
     .await;
     let results = match admitted {
