@@ -29,7 +29,7 @@ mod table;
 pub use gpunet_protocol::Account;
 pub use params::Params;
 pub use state::{
-    Bid, EntityError, Genesis, GenesisAccount, GenesisError, Lease, LeaseStatus, Order,
+    Bid, DueOrders, EntityError, Genesis, GenesisAccount, GenesisError, Lease, LeaseStatus, Order,
     OrderStatus, Provider, State, Supply,
 };
 pub use table::Table;

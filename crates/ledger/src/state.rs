@@ -228,10 +228,63 @@ pub struct State {
     pub open_orders: OrdSet<OrderId>,
     /// Index: leases not ended. Derived from `leases`; not stored.
     pub live_leases: OrdSet<LeaseId>,
+    /// Which open orders the end-of-block rules must look at, by height. Derived; not stored.
+    pub due_orders: DueOrders,
     pub treasury: Balances,
     pub supply: Supply,
     pub next_order_id: u64,
     pub next_lease_id: u64,
+}
+
+/// The open orders the end-of-block rules must visit, by the height they are due at, so that a
+/// block touches the orders whose bid window closes, whose exclusions lapse or whose
+/// time-to-live runs out — not every open order.
+///
+/// It is a set of *candidates*: an order visited when nothing is due for it is left as it was,
+/// so a superset gives the same outcome as the exact set, and the outcome never depends on how
+/// the index came to be (built block by block, or rebuilt at a restart with every open order due
+/// at once). That is why equality ignores it. What must hold is that no order with something due
+/// is missing: an order is marked when it is created, reopened, bid on or loses bids, and after
+/// each visit at the next height its rules name ([`crate::market`]'s `next_due`).
+#[derive(Debug, Clone, Default)]
+pub struct DueOrders(OrdSet<(u64, OrderId)>);
+
+impl PartialEq for DueOrders {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DueOrders {}
+
+impl DueOrders {
+    /// Marks `order` for a visit at the end of block `height` (or the next block's end, if that
+    /// block has ended).
+    pub(crate) fn mark(&mut self, height: u64, order: OrderId) {
+        self.0.insert((height, order));
+    }
+
+    /// The orders due at or before `height`, each once, in id order; forgets them.
+    pub(crate) fn take_due(&mut self, height: u64) -> BTreeSet<OrderId> {
+        let mut out = BTreeSet::new();
+        while let Some(&(h, id)) = self.0.get_min() {
+            if h > height {
+                break;
+            }
+            self.0.remove(&(h, id));
+            out.insert(id);
+        }
+        out
+    }
+
+    /// How many visits are pending.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The chain's singleton entity (`chain` in [`StateTable::Chain`]): everything in [`State`]
@@ -322,6 +375,7 @@ impl State {
             leases: Table::default(),
             open_orders: OrdSet::new(),
             live_leases: OrdSet::new(),
+            due_orders: DueOrders::default(),
             treasury: Balances::default(),
             supply: Supply {
                 minted,
@@ -450,11 +504,17 @@ impl State {
         let params = params.ok_or(EntityError::Missing("params"))?;
         let orders: Table<OrderId, Order> = orders.into_iter().collect();
         let leases: Table<LeaseId, Lease> = leases.into_iter().collect();
-        let open_orders = orders
+        let open_orders: OrdSet<OrderId> = orders
             .iter()
             .filter(|(_, o)| matches!(o.status, OrderStatus::Open))
             .map(|(id, _)| *id)
             .collect();
+        // Every open order is visited once at the next block's end, which finds each one's
+        // next due height.
+        let mut due_orders = DueOrders::default();
+        for id in &open_orders {
+            due_orders.mark(chain.height, *id);
+        }
         let live_leases = leases
             .iter()
             .filter(|(_, l)| l.is_live())
@@ -471,6 +531,7 @@ impl State {
             leases,
             open_orders,
             live_leases,
+            due_orders,
             treasury: chain.treasury,
             supply: chain.supply,
             next_order_id: chain.next_order_id,
