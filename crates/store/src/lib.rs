@@ -55,12 +55,17 @@ pub struct StoreOptions {
     /// How many of the latest heights keep their whole state tree (for proofs at those
     /// heights); older tree nodes and values are deleted as they fall out. At least 1.
     pub keep_versions: u64,
+    /// Tests only: fold every block into the tree key by key, as blocks with removals are,
+    /// instead of by batch (both must give the same tree).
+    #[doc(hidden)]
+    pub key_by_key: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             keep_versions: DEFAULT_KEEP_VERSIONS,
+            key_by_key: false,
         }
     }
 }
@@ -161,6 +166,7 @@ impl Store {
             path: path.to_path_buf(),
             options: StoreOptions {
                 keep_versions: options.keep_versions.max(1),
+                ..options
             },
         };
         store.prepare_tables()?;
@@ -242,7 +248,7 @@ impl Store {
                 });
             }
 
-            root = write_state(&txn, 0, entities, None)?;
+            root = write_state(&txn, 0, entities, None, self.options.key_by_key)?;
             let mut hashes = txn.open_table(BLOCK_HASHES)?;
             meta.insert(meta_key::CHAIN_ID, chain_id.as_bytes())?;
             meta.insert(meta_key::GENESIS, genesis)?;
@@ -391,9 +397,14 @@ impl Store {
     /// [`StoreError::NotInitialised`] before genesis; a failed call changes nothing. A transaction
     /// hash seen before is re-pointed at this block.
     pub fn commit_block(&self, rec: &BlockRecord<'_>) -> Result<[u8; 32], StoreError> {
+        let t0 = std::time::Instant::now();
         let txn = self.db.begin_write()?;
         let root = self.check_and_write_block(&txn, rec)?;
+        let t1 = std::time::Instant::now();
         txn.commit()?;
+        if std::env::var_os("GPUNET_STORE_TIMING").is_some() {
+            eprintln!("TIMING write {:?} commit {:?}", t1 - t0, t1.elapsed());
+        }
         Ok(root)
     }
 
@@ -433,7 +444,13 @@ impl Store {
         let keep_from = rec
             .height
             .saturating_sub(self.options.keep_versions.saturating_sub(1));
-        let root = write_state(txn, rec.height, rec.changes, Some(keep_from))?;
+        let root = write_state(
+            txn,
+            rec.height,
+            rec.changes,
+            Some(keep_from),
+            self.options.key_by_key,
+        )?;
         meta.insert(meta_key::TREE_KEPT_FROM, &keep_from.to_be_bytes()[..])?;
         let key = height_key(rec.height);
         txn.open_table(BLOCKS)?.insert(key, rec.block)?;
@@ -516,6 +533,7 @@ fn write_state(
     version: u64,
     changes: &[StateWrite],
     keep_from: Option<u64>,
+    key_by_key: bool,
 ) -> Result<[u8; 32], StoreError> {
     {
         let mut state = txn.open_table(STATE)?;
@@ -530,6 +548,7 @@ fn write_state(
     let mut values = txn.open_table(JMT_VALUES)?;
     let mut stale_nodes = txn.open_table(STALE_NODES)?;
     let mut stale_values = txn.open_table(STALE_VALUES)?;
+    let tp = std::time::Instant::now();
     let root = tree::put_version(
         &mut nodes,
         &mut values,
@@ -537,7 +556,11 @@ fn write_state(
         &mut stale_values,
         version,
         changes,
+        key_by_key,
     )?;
+    if std::env::var_os("GPUNET_STORE_TIMING").is_some() {
+        eprintln!("TIMING tree {:?}", tp.elapsed());
+    }
     if let Some(keep_from) = keep_from {
         tree::prune_below(
             &mut nodes,

@@ -33,11 +33,14 @@ pub const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 pub const JMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
 /// [`ValueKey`] (leaf key ‖ version) → [`encode_tree_value`] of the value that version set.
 pub const JMT_VALUES: TableDefinition<ValueKey, &[u8]> = TableDefinition::new("jmt_values");
-/// Stale-since version (big-endian) ‖ borsh of a `NodeKey`: nodes that roots from that version
-/// on no longer reach, pruned once the version falls out of the retention window.
-pub const STALE_NODES: TableDefinition<&[u8], ()> = TableDefinition::new("jmt_stale_nodes");
-/// Stale-since version ‖ leaf key ‖ the superseded value's version, all big-endian.
-pub const STALE_VALUES: TableDefinition<[u8; 48], ()> = TableDefinition::new("jmt_stale_values");
+/// Height key of a version → borsh of the `Vec<NodeKey>` that roots from that version on no
+/// longer reach, pruned once the version falls out of the retention window. One row per
+/// version, so a block adds one row here, not one per replaced node.
+pub const STALE_NODES: TableDefinition<HeightKey, &[u8]> = TableDefinition::new("jmt_stale_nodes");
+/// Height key of a version → the values it superseded, as [`STALE_VALUE_LEN`]-byte records of
+/// leaf key ‖ superseded version (big-endian).
+pub const STALE_VALUES: TableDefinition<HeightKey, &[u8]> =
+    TableDefinition::new("jmt_stale_values");
 
 /// Keys of the [`META`] table.
 pub mod meta_key {
@@ -131,30 +134,31 @@ pub fn decode_tree_value(bytes: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-pub fn stale_node_key(
-    since: u64,
-    node_key: &jmt::storage::NodeKey,
-) -> Result<Vec<u8>, std::io::Error> {
-    let mut out = since.to_be_bytes().to_vec();
-    out.extend(borsh::to_vec(node_key)?);
-    Ok(out)
+/// Width of one record in a [`STALE_VALUES`] row.
+pub const STALE_VALUE_LEN: usize = 40;
+
+/// One [`STALE_VALUES`] record: leaf key ‖ superseded version.
+pub fn encode_stale_value(out: &mut Vec<u8>, key_hash: &[u8; 32], old_version: u64) {
+    out.extend_from_slice(key_hash);
+    out.extend_from_slice(&old_version.to_be_bytes());
 }
 
-pub fn stale_value_key(since: u64, key_hash: &[u8; 32], old_version: u64) -> [u8; 48] {
-    let mut out = [0u8; 48];
-    out[..8].copy_from_slice(&since.to_be_bytes());
-    out[8..40].copy_from_slice(key_hash);
-    out[40..].copy_from_slice(&old_version.to_be_bytes());
-    out
-}
-
-/// The leaf key and superseded version of a [`stale_value_key`].
-pub fn split_stale_value_key(key: &[u8; 48]) -> ([u8; 32], u64) {
-    let mut kh = [0u8; 32];
-    kh.copy_from_slice(&key[8..40]);
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&key[40..]);
-    (kh, u64::from_be_bytes(v))
+/// The records of a [`STALE_VALUES`] row; `None` if its length is not a whole number of them.
+pub fn decode_stale_values(row: &[u8]) -> Option<Vec<([u8; 32], u64)>> {
+    if row.len() % STALE_VALUE_LEN != 0 {
+        return None;
+    }
+    Some(
+        row.chunks_exact(STALE_VALUE_LEN)
+            .map(|r| {
+                let mut kh = [0u8; 32];
+                kh.copy_from_slice(&r[..32]);
+                let mut v = [0u8; 8];
+                v.copy_from_slice(&r[32..]);
+                (kh, u64::from_be_bytes(v))
+            })
+            .collect(),
+    )
 }
 
 /// An encoded transaction location: height (big-endian `u64`) ‖ index in block (big-endian `u32`).
@@ -272,9 +276,11 @@ mod tests {
         assert!(value_key(&a, u64::MAX) < value_key(&b, 0));
         assert!(value_key(&a, 255) < value_key(&a, 256));
         assert_eq!(version_of_value_key(&value_key(&a, 1 << 40)), 1 << 40);
-        let k = stale_value_key(9, &b, 7);
-        assert_eq!(split_stale_value_key(&k), (b, 7));
-        assert!(stale_value_key(9, &b, 7) < stale_value_key(10, &a, 0));
+        let mut row = Vec::new();
+        encode_stale_value(&mut row, &b, 7);
+        encode_stale_value(&mut row, &a, 1 << 40);
+        assert_eq!(decode_stale_values(&row), Some(vec![(b, 7), (a, 1 << 40)]));
+        assert_eq!(decode_stale_values(&row[..41]), None);
         assert_eq!(decode_tree_value(&encode_tree_value(None)), None);
         assert_eq!(
             decode_tree_value(&encode_tree_value(Some(b"v"))),

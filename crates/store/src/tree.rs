@@ -12,7 +12,7 @@ use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, Version};
 use redb::{ReadableTable, Table};
 
 use crate::StoreError;
-use crate::schema::{self, ValueKey, stale_node_key, stale_value_key, value_key};
+use crate::schema::{self, ValueKey, height_key, value_key};
 
 type Tree<'a, R> = JellyfishMerkleTree<'a, R, Blake3Hasher>;
 
@@ -66,10 +66,11 @@ fn tree_error(what: &str, e: impl std::fmt::Display) -> StoreError {
 pub(crate) fn put_version(
     nodes: &mut Table<'_, &'static [u8], &'static [u8]>,
     values: &mut Table<'_, ValueKey, &'static [u8]>,
-    stale_nodes: &mut Table<'_, &'static [u8], ()>,
-    stale_values: &mut Table<'_, [u8; 48], ()>,
+    stale_nodes: &mut Table<'_, schema::HeightKey, &'static [u8]>,
+    stale_values: &mut Table<'_, schema::HeightKey, &'static [u8]>,
     version: Version,
     changes: &[StateWrite],
+    key_by_key: bool,
 ) -> Result<[u8; 32], StoreError> {
     let value_set: Vec<(KeyHash, Option<OwnedValue>)> = changes
         .iter()
@@ -85,15 +86,22 @@ pub(crate) fn put_version(
             superseded.push((*kh, schema::version_of_value_key(&key.value())));
         }
     }
+    let tj = std::time::Instant::now();
     let (root, batch): (jmt::RootHash, TreeUpdateBatch) = {
         let reader = TreeTables {
             nodes: &*nodes,
             values: &*values,
         };
-        Tree::new(&reader)
-            .put_value_set(value_set, version)
-            .map_err(|e| tree_error("cannot fold the block's changes into the state tree", e))?
+        fold(&reader, value_set, version, key_by_key)?
     };
+    if std::env::var_os("GPUNET_STORE_TIMING").is_some() {
+        eprintln!(
+            "TIMING jmt-put {:?} nodes {} stale {}",
+            tj.elapsed(),
+            batch.node_batch.nodes().len(),
+            batch.stale_node_index_batch.len()
+        );
+    }
     for (node_key, node) in batch.node_batch.nodes() {
         let key = borsh::to_vec(node_key).map_err(|e| tree_error("node key", e))?;
         let bytes = borsh::to_vec(node).map_err(|e| tree_error("node", e))?;
@@ -105,17 +113,49 @@ pub(crate) fn put_version(
             schema::encode_tree_value(value.as_deref()).as_slice(),
         )?;
     }
-    for stale in &batch.stale_node_index_batch {
-        let key = stale_node_key(stale.stale_since_version, &stale.node_key)
-            .map_err(|e| tree_error("stale node key", e))?;
-        stale_nodes.insert(key.as_slice(), ())?;
+    // Every node this version replaced is stale since this version.
+    let stale: Vec<&NodeKey> = batch
+        .stale_node_index_batch
+        .iter()
+        .map(|s| &s.node_key)
+        .collect();
+    if !stale.is_empty() {
+        let row = borsh::to_vec(&stale).map_err(|e| tree_error("stale nodes", e))?;
+        stale_nodes.insert(height_key(version), row.as_slice())?;
     }
+    let mut row = Vec::new();
     for (kh, old) in superseded {
         if old < version {
-            stale_values.insert(stale_value_key(version, &kh.0, old), ())?;
+            schema::encode_stale_value(&mut row, &kh.0, old);
         }
     }
+    if !row.is_empty() {
+        stale_values.insert(height_key(version), row.as_slice())?;
+    }
     Ok(root.0)
+}
+
+/// Folds one version's writes into the tree. Without removals, `jmt`'s batch insertion (each
+/// touched node read and hashed once for the whole set); with removals, its key-by-key path,
+/// which supports them. Both build the same tree (a test holds them to it).
+fn fold<R: TreeReader>(
+    reader: &R,
+    value_set: Vec<(KeyHash, Option<OwnedValue>)>,
+    version: Version,
+    key_by_key: bool,
+) -> Result<(jmt::RootHash, TreeUpdateBatch), StoreError> {
+    let tree = Tree::new(reader);
+    let result = if value_set.iter().all(|(_, v)| v.is_some()) && !key_by_key {
+        let kvs = value_set
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+        tree.batch_put_value_sets(vec![kvs], None, version)
+            .map(|(roots, batch)| (roots[0], batch))
+    } else {
+        tree.put_value_set(value_set, version)
+    };
+    result.map_err(|e| tree_error("cannot fold the block's changes into the state tree", e))
 }
 
 /// Deletes the nodes and values that no version at or above `keep_from` needs; returns how many
@@ -123,33 +163,39 @@ pub(crate) fn put_version(
 pub(crate) fn prune_below(
     nodes: &mut Table<'_, &'static [u8], &'static [u8]>,
     values: &mut Table<'_, ValueKey, &'static [u8]>,
-    stale_nodes: &mut Table<'_, &'static [u8], ()>,
-    stale_values: &mut Table<'_, [u8; 48], ()>,
+    stale_nodes: &mut Table<'_, schema::HeightKey, &'static [u8]>,
+    stale_values: &mut Table<'_, schema::HeightKey, &'static [u8]>,
     keep_from: Version,
 ) -> Result<u64, StoreError> {
     let mut pruned = 0u64;
-    // A node stale since version s is read by roots below s only.
-    let end = keep_from.saturating_add(1).to_be_bytes();
-    let stale: Vec<Vec<u8>> = stale_nodes
-        .range(..&end[..])?
-        .map(|e| e.map(|(k, _)| k.value().to_vec()))
-        .collect::<Result<_, _>>()?;
-    for key in stale {
-        nodes.remove(&key[8..])?;
-        stale_nodes.remove(key.as_slice())?;
-        pruned += 1;
-    }
-    let mut end = [0u8; 48];
-    end[..8].copy_from_slice(&keep_from.saturating_add(1).to_be_bytes());
-    let stale: Vec<[u8; 48]> = stale_values
+    // What became stale at version s is read by roots below s only: prune every s ≤ keep_from.
+    let end = height_key(keep_from.saturating_add(1));
+    let rows: Vec<(schema::HeightKey, Vec<u8>)> = stale_nodes
         .range(..end)?
-        .map(|e| e.map(|(k, _)| k.value()))
+        .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
         .collect::<Result<_, _>>()?;
-    for key in stale {
-        let (kh, old) = schema::split_stale_value_key(&key);
-        values.remove(value_key(&kh, old))?;
-        stale_values.remove(key)?;
-        pruned += 1;
+    for (since, row) in rows {
+        let keys: Vec<NodeKey> =
+            borsh::from_slice(&row).map_err(|e| tree_error("a stale-node row", e))?;
+        for key in keys {
+            let key = borsh::to_vec(&key).map_err(|e| tree_error("node key", e))?;
+            nodes.remove(key.as_slice())?;
+            pruned += 1;
+        }
+        stale_nodes.remove(since)?;
+    }
+    let rows: Vec<(schema::HeightKey, Vec<u8>)> = stale_values
+        .range(..end)?
+        .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
+        .collect::<Result<_, _>>()?;
+    for (since, row) in rows {
+        let records = schema::decode_stale_values(&row)
+            .ok_or_else(|| tree_error("a stale-value row", format!("{} bytes", row.len())))?;
+        for (kh, old) in records {
+            values.remove(value_key(&kh, old))?;
+            pruned += 1;
+        }
+        stale_values.remove(since)?;
     }
     Ok(pruned)
 }

@@ -179,6 +179,34 @@ fn the_same_writes_give_the_same_roots_and_any_different_write_another_root() {
 }
 
 #[test]
+fn folding_by_batch_and_key_by_key_build_the_same_tree() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let batch = open_with_genesis(&dir.path().join("batch.redb"));
+    let keyed = open_with_genesis_keeping(
+        &dir.path().join("keyed.redb"),
+        StoreOptions {
+            key_by_key: true,
+            ..StoreOptions::default()
+        },
+    );
+    assert_eq!(
+        batch.state_root(0).expect("root"),
+        keyed.state_root(0).expect("root")
+    );
+    // Heights 1 to 40 hold blocks with removals (every fourth) and without.
+    assert_eq!(
+        commit_heights(&batch, 1..=40),
+        commit_heights(&keyed, 1..=40)
+    );
+    let key = key(1, 40 % 13);
+    let (a, b) = (
+        batch.prove(&key, None).expect("prove"),
+        keyed.prove(&key, None).expect("prove"),
+    );
+    assert_eq!(a, b);
+}
+
+#[test]
 fn proofs_show_values_and_absences_against_the_root_and_nothing_else() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_with_genesis(&dir.path().join("chain.redb"));
@@ -234,7 +262,10 @@ fn old_tree_versions_are_pruned_past_the_window_and_the_kept_ones_still_prove() 
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_with_genesis_keeping(
         &dir.path().join("chain.redb"),
-        StoreOptions { keep_versions: 10 },
+        StoreOptions {
+            keep_versions: 10,
+            ..StoreOptions::default()
+        },
     );
     commit_heights(&store, 1..=100);
     let after_100 = store.tree_size().expect("size");
