@@ -409,7 +409,8 @@ mod tests {
             blocks: 1,
             work_dir: dir.path().to_path_buf(),
         };
-        let err = measure_size(&opts, 10, &|_| {}, &|_| bail!("not reached")).unwrap_err();
+        let err =
+            measure_size(&opts, 10, &|_| {}, &|_| bail!("not reached")).expect_err("too small");
         assert!(err.to_string().contains("cannot hold blocks"), "{err}");
     }
 }

@@ -234,9 +234,13 @@ mod tests {
             StateTable::Chain.parse_key("params"),
             Ok(b"params".to_vec())
         );
-        let e = StateTable::Chain.parse_key("height").unwrap_err();
+        let e = StateTable::Chain
+            .parse_key("height")
+            .expect_err("not a key");
         assert!(e.contains("`chain` or `params`"), "{e}");
-        let e = StateTable::Accounts.parse_key("alice").unwrap_err();
+        let e = StateTable::Accounts
+            .parse_key("alice")
+            .expect_err("not an address");
         assert!(e.contains("gpn1"), "{e}");
         assert!(StateTable::Orders.parse_key("order-x").is_err());
     }
@@ -251,7 +255,8 @@ mod tests {
 
     #[test]
     fn a_garbled_proof_is_refused_as_malformed() {
-        let e = verify_proof(Hash([1; 32]), b"\x01abc", Some(b"v"), &[0xff; 7]).unwrap_err();
+        let e =
+            verify_proof(Hash([1; 32]), b"\x01abc", Some(b"v"), &[0xff; 7]).expect_err("garbled");
         assert!(matches!(e, ProofError::Malformed(_)), "{e}");
     }
 }

@@ -55,6 +55,14 @@ pub enum StoreError {
         head: u64,
     },
 
+    /// A proof was asked for at an older height for an entity that has changed since: only
+    /// the latest value of an entity is kept.
+    #[error(
+        "the entity has changed since height {height} and only its latest value is kept; ask at \
+         the latest height ({head}) or leave the height out"
+    )]
+    ChangedSince { height: u64, head: u64 },
+
     /// A read or write transaction could not be started.
     #[error("cannot begin a store transaction")]
     Begin {

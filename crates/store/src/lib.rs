@@ -34,8 +34,8 @@ use redb::{
 
 pub use error::StoreError;
 use schema::{
-    BLOCK_HASHES, BLOCKS, JMT_NODES, JMT_VALUES, META, RECEIPTS, SCHEMA_VERSION, STALE_NODES,
-    STALE_VALUES, STATE, STATE_ROOTS, TX_INDEX, height_from_key, height_key, meta_key,
+    BLOCK_HASHES, BLOCKS, JMT_NODES, META, RECEIPTS, SCHEMA_VERSION, STALE_NODES, STATE,
+    STATE_ROOTS, TX_INDEX, height_from_key, height_key, meta_key,
 };
 use tree::TreeTables;
 
@@ -101,7 +101,7 @@ pub struct ProvenValue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeSize {
     pub nodes: u64,
-    pub values: u64,
+    pub entities: u64,
 }
 
 /// What a state-wide pass over the entities found, for progress and checks.
@@ -203,9 +203,7 @@ impl Store {
             txn.open_table(TX_INDEX)?;
             txn.open_table(STATE)?;
             txn.open_table(JMT_NODES)?;
-            txn.open_table(JMT_VALUES)?;
             txn.open_table(STALE_NODES)?;
-            txn.open_table(STALE_VALUES)?;
         }
         txn.commit()?;
         Ok(())
@@ -289,8 +287,9 @@ impl Store {
         read_head(&txn.open_table(META)?)
     }
 
-    /// The head, and every entity at it passed to `visit` in key order, read from one
-    /// consistent snapshot of the file. `visit` may stop the pass with an error of its own.
+    /// The head, and every entity at it passed to `visit` as (state key, value), in leaf key
+    /// order (not table order), read from one consistent snapshot of the file. `visit` may stop
+    /// the pass with an error of its own.
     pub fn for_each_entity<E: From<StoreError>>(
         &self,
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
@@ -306,10 +305,16 @@ impl Store {
             bytes: 0,
         };
         for entry in state.iter().map_err(StoreError::from)? {
-            let (k, v) = entry.map_err(StoreError::from)?;
+            let (_, row) = entry.map_err(StoreError::from)?;
+            let row = row.value();
+            let (key, value) =
+                schema::decode_entity_row(row).ok_or(StoreError::MalformedRecord {
+                    record: "entity row",
+                    len: row.len(),
+                })?;
             size.entities += 1;
-            size.bytes += (k.value().len() + v.value().len()) as u64;
-            visit(k.value(), v.value())?;
+            size.bytes += row.len() as u64;
+            visit(key, value)?;
         }
         Ok(Some((head, size)))
     }
@@ -318,7 +323,19 @@ impl Store {
     pub fn entity(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.read()?;
         let state = txn.open_table(STATE)?;
-        Ok(state.get(key)?.map(|v| v.value().to_vec()))
+        let Some(row) = state.get(gpunet_protocol::merkle::leaf_key(key).0)? else {
+            return Ok(None);
+        };
+        let row = row.value();
+        match schema::decode_entity_row(row) {
+            // Another key under the same leaf key would be a BLAKE3 collision.
+            Some((stored, value)) if stored == key => Ok(Some(value.to_vec())),
+            Some(_) => Ok(None),
+            None => Err(StoreError::MalformedRecord {
+                record: "entity row",
+                len: row.len(),
+            }),
+        }
     }
 
     /// The root the state tree holds for `height`, if that version is still kept: at the head it
@@ -326,27 +343,29 @@ impl Store {
     pub fn tree_root(&self, height: u64) -> Result<Option<[u8; 32]>, StoreError> {
         let txn = self.read()?;
         let nodes = txn.open_table(JMT_NODES)?;
-        let values = txn.open_table(JMT_VALUES)?;
+        let state = txn.open_table(STATE)?;
         tree::root_at(
             &TreeTables {
                 nodes: &nodes,
-                values: &values,
+                state: &state,
             },
             height,
         )
     }
 
-    /// How many nodes and values the state tree holds now.
+    /// How many tree nodes and entities the store holds now.
     pub fn tree_size(&self) -> Result<TreeSize, StoreError> {
         let txn = self.read()?;
         Ok(TreeSize {
             nodes: txn.open_table(JMT_NODES)?.len()?,
-            values: txn.open_table(JMT_VALUES)?.len()?,
+            entities: txn.open_table(STATE)?.len()?,
         })
     }
 
     /// The value of the entity under `key` at `height` (the head if `None`) with a Merkle proof
-    /// of it, or of its absence, against that height's state root.
+    /// of it, or of its absence, against that height's state root. Only the latest value of an
+    /// entity is kept: at an older kept height an entity that changed since has no proof
+    /// ([`StoreError::ChangedSince`]).
     pub fn prove(&self, key: &[u8], height: Option<u64>) -> Result<ProvenValue, StoreError> {
         let txn = self.read()?;
         let meta = txn.open_table(META)?;
@@ -370,15 +389,23 @@ impl Store {
                 head: head.height,
             })?;
         let nodes = txn.open_table(JMT_NODES)?;
-        let values = txn.open_table(JMT_VALUES)?;
+        let state = txn.open_table(STATE)?;
         let (value, proof) = tree::prove(
             &TreeTables {
                 nodes: &nodes,
-                values: &values,
+                state: &state,
             },
             key,
             height,
-        )?;
+            root,
+        )
+        .map_err(|e| match e {
+            tree::ProveError::ChangedSince => StoreError::ChangedSince {
+                height,
+                head: head.height,
+            },
+            tree::ProveError::Store(e) => e,
+        })?;
         let proof = borsh::to_vec(&proof).map_err(|e| StoreError::Tree(e.to_string()))?;
         Ok(ProvenValue {
             height,
@@ -397,14 +424,9 @@ impl Store {
     /// [`StoreError::NotInitialised`] before genesis; a failed call changes nothing. A transaction
     /// hash seen before is re-pointed at this block.
     pub fn commit_block(&self, rec: &BlockRecord<'_>) -> Result<[u8; 32], StoreError> {
-        let t0 = std::time::Instant::now();
         let txn = self.db.begin_write()?;
         let root = self.check_and_write_block(&txn, rec)?;
-        let t1 = std::time::Instant::now();
         txn.commit()?;
-        if std::env::var_os("GPUNET_STORE_TIMING").is_some() {
-            eprintln!("TIMING write {:?} commit {:?}", t1 - t0, t1.elapsed());
-        }
         Ok(root)
     }
 
@@ -535,40 +557,19 @@ fn write_state(
     keep_from: Option<u64>,
     key_by_key: bool,
 ) -> Result<[u8; 32], StoreError> {
-    {
-        let mut state = txn.open_table(STATE)?;
-        for w in changes {
-            match &w.value {
-                Some(v) => state.insert(w.key.as_slice(), v.as_slice())?,
-                None => state.remove(w.key.as_slice())?,
-            };
-        }
-    }
     let mut nodes = txn.open_table(JMT_NODES)?;
-    let mut values = txn.open_table(JMT_VALUES)?;
+    let mut state = txn.open_table(STATE)?;
     let mut stale_nodes = txn.open_table(STALE_NODES)?;
-    let mut stale_values = txn.open_table(STALE_VALUES)?;
-    let tp = std::time::Instant::now();
     let root = tree::put_version(
         &mut nodes,
-        &mut values,
+        &mut state,
         &mut stale_nodes,
-        &mut stale_values,
         version,
         changes,
         key_by_key,
     )?;
-    if std::env::var_os("GPUNET_STORE_TIMING").is_some() {
-        eprintln!("TIMING tree {:?}", tp.elapsed());
-    }
     if let Some(keep_from) = keep_from {
-        tree::prune_below(
-            &mut nodes,
-            &mut values,
-            &mut stale_nodes,
-            &mut stale_values,
-            keep_from,
-        )?;
+        tree::prune_below(&mut nodes, &mut stale_nodes, keep_from)?;
     }
     Ok(root)
 }

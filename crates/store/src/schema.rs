@@ -26,21 +26,16 @@ pub const BLOCK_HASHES: TableDefinition<HeightKey, [u8; 32]> = TableDefinition::
 /// Transaction hash → [`TxLocation`] record of where the transaction was included.
 pub const TX_INDEX: TableDefinition<[u8; 32], TxLocationRecord> = TableDefinition::new("tx_index");
 
-/// State key (table tag ‖ entity key, see `gpunet_protocol::merkle`) → the entity's encoding,
-/// at the head. Removed entities are removed.
-pub const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+/// Leaf key (BLAKE3 of the state key: table tag ‖ entity key, see `gpunet_protocol::merkle`) →
+/// [`encode_entity_row`] of the state key and the entity's encoding, at the head. Removed
+/// entities are removed. It is the entity store and the state tree's values at once.
+pub const STATE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("state");
 /// Borsh of a tree `NodeKey` → borsh of the tree node.
 pub const JMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
-/// [`ValueKey`] (leaf key ‖ version) → [`encode_tree_value`] of the value that version set.
-pub const JMT_VALUES: TableDefinition<ValueKey, &[u8]> = TableDefinition::new("jmt_values");
 /// Height key of a version → borsh of the `Vec<NodeKey>` that roots from that version on no
 /// longer reach, pruned once the version falls out of the retention window. One row per
 /// version, so a block adds one row here, not one per replaced node.
 pub const STALE_NODES: TableDefinition<HeightKey, &[u8]> = TableDefinition::new("jmt_stale_nodes");
-/// Height key of a version → the values it superseded, as [`STALE_VALUE_LEN`]-byte records of
-/// leaf key ‖ superseded version (big-endian).
-pub const STALE_VALUES: TableDefinition<HeightKey, &[u8]> =
-    TableDefinition::new("jmt_stale_values");
 
 /// Keys of the [`META`] table.
 pub mod meta_key {
@@ -96,69 +91,22 @@ pub fn decode_head(bytes: &[u8]) -> Option<(u64, [u8; 32], [u8; 32])> {
     Some((u64::from_be_bytes(height), block_hash, state_root))
 }
 
-/// A tree value's key: the leaf key ‖ the version (big-endian), so one key's versions sit
-/// together in version order.
-pub type ValueKey = [u8; 40];
-
-pub fn value_key(key_hash: &[u8; 32], version: u64) -> ValueKey {
-    let mut out = [0u8; 40];
-    out[..32].copy_from_slice(key_hash);
-    out[32..].copy_from_slice(&version.to_be_bytes());
-    out
+/// An entity row: the state key's length (one byte), the state key, the entity's encoding.
+/// `None` for a state key longer than 255 bytes (none is: the longest is 33).
+pub fn encode_entity_row(state_key: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+    let len = u8::try_from(state_key.len()).ok()?;
+    let mut out = Vec::with_capacity(1 + state_key.len() + value.len());
+    out.push(len);
+    out.extend_from_slice(state_key);
+    out.extend_from_slice(value);
+    Some(out)
 }
 
-pub fn version_of_value_key(key: &ValueKey) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&key[32..]);
-    u64::from_be_bytes(v)
-}
-
-/// A value in [`JMT_VALUES`]: `0` for a removal, `1` ‖ bytes for a value.
-pub fn encode_tree_value(value: Option<&[u8]>) -> Vec<u8> {
-    match value {
-        None => vec![0],
-        Some(v) => {
-            let mut out = Vec::with_capacity(1 + v.len());
-            out.push(1);
-            out.extend_from_slice(v);
-            out
-        }
-    }
-}
-
-/// Decodes [`encode_tree_value`]; anything but a `1` tag reads as a removal.
-pub fn decode_tree_value(bytes: &[u8]) -> Option<Vec<u8>> {
-    match bytes.split_first() {
-        Some((1, v)) => Some(v.to_vec()),
-        _ => None,
-    }
-}
-
-/// Width of one record in a [`STALE_VALUES`] row.
-pub const STALE_VALUE_LEN: usize = 40;
-
-/// One [`STALE_VALUES`] record: leaf key ‖ superseded version.
-pub fn encode_stale_value(out: &mut Vec<u8>, key_hash: &[u8; 32], old_version: u64) {
-    out.extend_from_slice(key_hash);
-    out.extend_from_slice(&old_version.to_be_bytes());
-}
-
-/// The records of a [`STALE_VALUES`] row; `None` if its length is not a whole number of them.
-pub fn decode_stale_values(row: &[u8]) -> Option<Vec<([u8; 32], u64)>> {
-    if row.len() % STALE_VALUE_LEN != 0 {
-        return None;
-    }
-    Some(
-        row.chunks_exact(STALE_VALUE_LEN)
-            .map(|r| {
-                let mut kh = [0u8; 32];
-                kh.copy_from_slice(&r[..32]);
-                let mut v = [0u8; 8];
-                v.copy_from_slice(&r[32..]);
-                (kh, u64::from_be_bytes(v))
-            })
-            .collect(),
-    )
+/// The state key and the value of an [`encode_entity_row`]; `None` if it is cut short.
+pub fn decode_entity_row(row: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&len, rest) = row.split_first()?;
+    let len = usize::from(len);
+    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 /// An encoded transaction location: height (big-endian `u64`) ‖ index in block (big-endian `u32`).
@@ -270,26 +218,20 @@ mod tests {
     }
 
     #[test]
-    fn value_keys_keep_one_keys_versions_together_in_version_order() {
-        let a = [1u8; 32];
-        let b = [2u8; 32];
-        assert!(value_key(&a, u64::MAX) < value_key(&b, 0));
-        assert!(value_key(&a, 255) < value_key(&a, 256));
-        assert_eq!(version_of_value_key(&value_key(&a, 1 << 40)), 1 << 40);
-        let mut row = Vec::new();
-        encode_stale_value(&mut row, &b, 7);
-        encode_stale_value(&mut row, &a, 1 << 40);
-        assert_eq!(decode_stale_values(&row), Some(vec![(b, 7), (a, 1 << 40)]));
-        assert_eq!(decode_stale_values(&row[..41]), None);
-        assert_eq!(decode_tree_value(&encode_tree_value(None)), None);
+    fn entity_rows_round_trip_and_refuse_what_they_cannot_hold() {
+        let row = encode_entity_row(b"\x01abc", b"value").expect("short key");
         assert_eq!(
-            decode_tree_value(&encode_tree_value(Some(b"v"))),
-            Some(b"v".to_vec())
+            decode_entity_row(&row),
+            Some((&b"\x01abc"[..], &b"value"[..]))
         );
+        let empty = encode_entity_row(b"\x00chain", b"").expect("short key");
         assert_eq!(
-            decode_tree_value(&encode_tree_value(Some(b""))),
-            Some(vec![])
+            decode_entity_row(&empty),
+            Some((&b"\x00chain"[..], &b""[..]))
         );
+        assert_eq!(encode_entity_row(&[7u8; 256], b"v"), None);
+        assert_eq!(decode_entity_row(&[9, 1, 2]), None);
+        assert_eq!(decode_entity_row(&[]), None);
     }
 
     #[test]
@@ -304,9 +246,7 @@ mod tests {
             TX_INDEX.name(),
             STATE.name(),
             JMT_NODES.name(),
-            JMT_VALUES.name(),
             STALE_NODES.name(),
-            STALE_VALUES.name(),
         ];
         let before = names.len();
         names.sort_unstable();

@@ -2,8 +2,17 @@
 //! write of one version's update batch, pruning of what fell out of the retention window, and
 //! proofs.
 //!
-//! One tree version per height. A version's nodes and values are written in the same redb write
-//! transaction as its block, so the tree and the head never disagree after a crash.
+//! One tree version per height. The tree's nodes are versioned (as `jmt` builds them) and kept
+//! for [`crate::StoreOptions::keep_versions`] heights; its values are not: the [`STATE`] table
+//! holds each entity once, under its leaf key, with its state key beside it, and serves both as
+//! the entity store and as the tree's values. So a changed entity costs one row written in place,
+//! not a new row per version and a deletion later. A proof at an older kept height is therefore
+//! only given for an entity that has not changed since ([`prove`] checks it).
+//!
+//! A version's rows are written in the same redb write transaction as its block, so the tree and
+//! the head never disagree after a crash.
+//!
+//! [`STATE`]: crate::schema::STATE
 
 use borsh::BorshDeserialize;
 use gpunet_protocol::merkle::{Blake3Hasher, SparseProof, StateWrite, leaf_key};
@@ -12,20 +21,21 @@ use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, Version};
 use redb::{ReadableTable, Table};
 
 use crate::StoreError;
-use crate::schema::{self, ValueKey, height_key, value_key};
+use crate::schema::{self, HeightKey, height_key};
 
 type Tree<'a, R> = JellyfishMerkleTree<'a, R, Blake3Hasher>;
 
 /// `jmt`'s view of the tree tables, in a read or a write transaction.
 pub(crate) struct TreeTables<'a, N, V> {
     pub nodes: &'a N,
-    pub values: &'a V,
+    /// The entity table: leaf key → state key and value.
+    pub state: &'a V,
 }
 
 impl<N, V> TreeReader for TreeTables<'_, N, V>
 where
     N: ReadableTable<&'static [u8], &'static [u8]>,
-    V: ReadableTable<ValueKey, &'static [u8]>,
+    V: ReadableTable<[u8; 32], &'static [u8]>,
 {
     fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
         let key = borsh::to_vec(node_key)?;
@@ -35,17 +45,18 @@ where
         }
     }
 
+    /// The entity's value now, whatever `max_version`: values are not versioned. [`prove`] checks
+    /// a proof at an older height against that height's root before handing it out.
     fn get_value_option(
         &self,
-        max_version: Version,
+        _max_version: Version,
         key_hash: KeyHash,
     ) -> anyhow::Result<Option<OwnedValue>> {
-        let from = value_key(&key_hash.0, 0);
-        let to = value_key(&key_hash.0, max_version);
-        match self.values.range(from..=to)?.next_back() {
-            Some(entry) => {
-                let (_, value) = entry?;
-                Ok(schema::decode_tree_value(value.value()))
+        match self.state.get(key_hash.0)? {
+            Some(row) => {
+                let (_, value) = schema::decode_entity_row(row.value())
+                    .ok_or_else(|| anyhow::anyhow!("a malformed entity row"))?;
+                Ok(Some(value.to_vec()))
             }
             None => Ok(None),
         }
@@ -61,13 +72,12 @@ fn tree_error(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Tree(format!("{what}: {e}"))
 }
 
-/// Folds `changes` into the tree as version `version` and writes the new nodes and values, the
-/// stale-node index, and the stale-value index; returns the new root.
+/// Folds `changes` into the tree as version `version`: writes the entity rows, the new nodes
+/// and the version's stale-node row; returns the new root.
 pub(crate) fn put_version(
     nodes: &mut Table<'_, &'static [u8], &'static [u8]>,
-    values: &mut Table<'_, ValueKey, &'static [u8]>,
-    stale_nodes: &mut Table<'_, schema::HeightKey, &'static [u8]>,
-    stale_values: &mut Table<'_, schema::HeightKey, &'static [u8]>,
+    state: &mut Table<'_, [u8; 32], &'static [u8]>,
+    stale_nodes: &mut Table<'_, HeightKey, &'static [u8]>,
     version: Version,
     changes: &[StateWrite],
     key_by_key: bool,
@@ -76,42 +86,34 @@ pub(crate) fn put_version(
         .iter()
         .map(|w| (leaf_key(&w.key), w.value.clone()))
         .collect();
-    // The version each changed key held before, which this version makes stale.
-    let mut superseded = Vec::with_capacity(value_set.len());
-    for (kh, _) in &value_set {
-        let from = value_key(&kh.0, 0);
-        let to = value_key(&kh.0, version);
-        if let Some(entry) = values.range(from..=to)?.next_back() {
-            let (key, _) = entry?;
-            superseded.push((*kh, schema::version_of_value_key(&key.value())));
-        }
-    }
-    let tj = std::time::Instant::now();
-    let (root, batch): (jmt::RootHash, TreeUpdateBatch) = {
+    let (root, batch) = {
         let reader = TreeTables {
             nodes: &*nodes,
-            values: &*values,
+            state: &*state,
         };
         fold(&reader, value_set, version, key_by_key)?
     };
-    if std::env::var_os("GPUNET_STORE_TIMING").is_some() {
-        eprintln!(
-            "TIMING jmt-put {:?} nodes {} stale {}",
-            tj.elapsed(),
-            batch.node_batch.nodes().len(),
-            batch.stale_node_index_batch.len()
-        );
+    for w in changes {
+        let kh = leaf_key(&w.key).0;
+        match &w.value {
+            Some(v) => {
+                let row = schema::encode_entity_row(&w.key, v).ok_or_else(|| {
+                    tree_error(
+                        "an entity key",
+                        format!("{} bytes, at most 255", w.key.len()),
+                    )
+                })?;
+                state.insert(kh, row.as_slice())?;
+            }
+            None => {
+                state.remove(kh)?;
+            }
+        }
     }
     for (node_key, node) in batch.node_batch.nodes() {
         let key = borsh::to_vec(node_key).map_err(|e| tree_error("node key", e))?;
         let bytes = borsh::to_vec(node).map_err(|e| tree_error("node", e))?;
         nodes.insert(key.as_slice(), bytes.as_slice())?;
-    }
-    for ((v, kh), value) in batch.node_batch.values() {
-        values.insert(
-            value_key(&kh.0, *v),
-            schema::encode_tree_value(value.as_deref()).as_slice(),
-        )?;
     }
     // Every node this version replaced is stale since this version.
     let stale: Vec<&NodeKey> = batch
@@ -122,15 +124,6 @@ pub(crate) fn put_version(
     if !stale.is_empty() {
         let row = borsh::to_vec(&stale).map_err(|e| tree_error("stale nodes", e))?;
         stale_nodes.insert(height_key(version), row.as_slice())?;
-    }
-    let mut row = Vec::new();
-    for (kh, old) in superseded {
-        if old < version {
-            schema::encode_stale_value(&mut row, &kh.0, old);
-        }
-    }
-    if !row.is_empty() {
-        stale_values.insert(height_key(version), row.as_slice())?;
     }
     Ok(root.0)
 }
@@ -158,19 +151,16 @@ fn fold<R: TreeReader>(
     result.map_err(|e| tree_error("cannot fold the block's changes into the state tree", e))
 }
 
-/// Deletes the nodes and values that no version at or above `keep_from` needs; returns how many
-/// rows went.
+/// Deletes the nodes that no version at or above `keep_from` reaches; returns how many went.
 pub(crate) fn prune_below(
     nodes: &mut Table<'_, &'static [u8], &'static [u8]>,
-    values: &mut Table<'_, ValueKey, &'static [u8]>,
-    stale_nodes: &mut Table<'_, schema::HeightKey, &'static [u8]>,
-    stale_values: &mut Table<'_, schema::HeightKey, &'static [u8]>,
+    stale_nodes: &mut Table<'_, HeightKey, &'static [u8]>,
     keep_from: Version,
 ) -> Result<u64, StoreError> {
     let mut pruned = 0u64;
     // What became stale at version s is read by roots below s only: prune every s ≤ keep_from.
     let end = height_key(keep_from.saturating_add(1));
-    let rows: Vec<(schema::HeightKey, Vec<u8>)> = stale_nodes
+    let rows: Vec<(HeightKey, Vec<u8>)> = stale_nodes
         .range(..end)?
         .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
         .collect::<Result<_, _>>()?;
@@ -184,19 +174,6 @@ pub(crate) fn prune_below(
         }
         stale_nodes.remove(since)?;
     }
-    let rows: Vec<(schema::HeightKey, Vec<u8>)> = stale_values
-        .range(..end)?
-        .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
-        .collect::<Result<_, _>>()?;
-    for (since, row) in rows {
-        let records = schema::decode_stale_values(&row)
-            .ok_or_else(|| tree_error("a stale-value row", format!("{} bytes", row.len())))?;
-        for (kh, old) in records {
-            values.remove(value_key(&kh, old))?;
-            pruned += 1;
-        }
-        stale_values.remove(since)?;
-    }
     Ok(pruned)
 }
 
@@ -207,7 +184,7 @@ pub(crate) fn root_at<N, V>(
 ) -> Result<Option<[u8; 32]>, StoreError>
 where
     N: ReadableTable<&'static [u8], &'static [u8]>,
-    V: ReadableTable<ValueKey, &'static [u8]>,
+    V: ReadableTable<[u8; 32], &'static [u8]>,
 {
     Tree::new(tables)
         .get_root_hash_option(version)
@@ -215,17 +192,42 @@ where
         .map_err(|e| tree_error("cannot read the state tree's root", e))
 }
 
-/// The value of `state_key` at `version` and the proof of it (or of its absence).
+/// Why an entity cannot be proven at a kept height.
+pub(crate) enum ProveError {
+    /// The entity changed after that height; only its value now is kept.
+    ChangedSince,
+    Store(StoreError),
+}
+
+/// The value of `state_key` at `version` (whose root is `root`) and the proof of it (or of its
+/// absence). At an older version the proof is checked against `root` here: an entity that has
+/// changed since has no proof to give.
 pub(crate) fn prove<N, V>(
     tables: &TreeTables<'_, N, V>,
     state_key: &[u8],
     version: Version,
-) -> Result<(Option<Vec<u8>>, SparseProof), StoreError>
+    root: [u8; 32],
+) -> Result<(Option<Vec<u8>>, SparseProof), ProveError>
 where
     N: ReadableTable<&'static [u8], &'static [u8]>,
-    V: ReadableTable<ValueKey, &'static [u8]>,
+    V: ReadableTable<[u8; 32], &'static [u8]>,
 {
-    Tree::new(tables)
-        .get_with_proof(leaf_key(state_key), version)
-        .map_err(|e| tree_error("cannot prove the value", e))
+    let kh = leaf_key(state_key);
+    let (value, proof) = match Tree::new(tables).get_with_proof(kh, version) {
+        Ok(found) => found,
+        // The leaf of that version names an entity whose row is gone: removed since.
+        Err(e) if e.to_string().contains("Missing value with max_version") => {
+            return Err(ProveError::ChangedSince);
+        }
+        Err(e) => {
+            return Err(ProveError::Store(tree_error("cannot prove the value", e)));
+        }
+    };
+    if proof
+        .verify(jmt::RootHash(root), kh, value.as_deref())
+        .is_err()
+    {
+        return Err(ProveError::ChangedSince);
+    }
+    Ok((value, proof))
 }

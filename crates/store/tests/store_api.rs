@@ -241,12 +241,32 @@ fn proofs_show_values_and_absences_against_the_root_and_nothing_else() {
         assert!(verify_proof(head_root, &absent, Some(b"made up"), &p.proof).is_err());
     }
 
-    // An older kept height proves the value it had then, against that height's root.
-    let then = store.prove(&account, Some(5)).expect("prove at 5");
-    assert_eq!(then.root, roots[4]);
-    assert_eq!(then.value.as_ref(), model_at(5).get(&account));
-    verify_proof(Hash(roots[4]), &account, then.value.as_deref(), &then.proof)
-        .expect("the old proof holds against the old root");
+    // At an older kept height, an entity unchanged since proves against that height's root;
+    // one that changed (or went) since has no proof to give: only its latest value is kept.
+    let unchanged = key(1, 9); // last written at height 9
+    let then = store.prove(&unchanged, Some(10)).expect("prove at 10");
+    assert_eq!(then.root, roots[9]);
+    assert_eq!(then.value.as_ref(), model_at(10).get(&unchanged));
+    verify_proof(
+        Hash(roots[9]),
+        &unchanged,
+        then.value.as_deref(),
+        &then.proof,
+    )
+    .expect("the old proof holds against the old root");
+    // Account 9 changed at 9 (from its genesis value); order 102 went at 12. (An entity absent
+    // then is proven absent then: that proof reads no value.)
+    for (changed, at) in [(key(1, 9), 5), (key(3, 102), 11)] {
+        let err = store.prove(&changed, Some(at)).expect_err("changed since");
+        assert!(
+            matches!(err, StoreError::ChangedSince { height, head: 12 } if height == at),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("only its latest value is kept"),
+            "{err}"
+        );
+    }
 
     let err = store
         .prove(&account, Some(13))
@@ -273,11 +293,13 @@ fn old_tree_versions_are_pruned_past_the_window_and_the_kept_ones_still_prove() 
     let after_400 = store.tree_size().expect("size");
     // The same few keys rewritten 300 more times: a pruned tree does not grow with the chain.
     assert!(
-        after_400.nodes <= after_100.nodes + 20 && after_400.values <= after_100.values + 20,
+        after_400.nodes <= after_100.nodes + 20,
         "tree grew from {after_100:?} to {after_400:?}"
     );
+    assert_eq!(after_400.entities, model_at(400).len() as u64);
 
-    let account = key(1, 400 % 13);
+    // The chain singleton changes every block.
+    let account = key(0, 0);
     let err = store.prove(&account, Some(390)).expect_err("pruned");
     assert!(
         matches!(
@@ -294,13 +316,29 @@ fn old_tree_versions_are_pruned_past_the_window_and_the_kept_ones_still_prove() 
         err.to_string().contains("keeps heights 391 to 400"),
         "{err}"
     );
+    // Every kept height still has its whole tree: each entity unchanged since proves there,
+    // and the one that changes every block only at the head.
+    let head_model = model_at(400);
     for height in 391..=400 {
-        let p = store.prove(&account, Some(height)).expect("kept");
         let root = roots[usize::try_from(height - 101).expect("small")];
-        assert_eq!(p.root, root);
-        assert_eq!(p.value.as_ref(), model_at(height).get(&account));
-        verify_proof(Hash(root), &account, p.value.as_deref(), &p.proof)
-            .unwrap_or_else(|e| panic!("height {height}: {e}"));
+        let then = model_at(height);
+        let unchanged: Vec<&Vec<u8>> = head_model
+            .keys()
+            .filter(|k| then.get(*k) == head_model.get(*k))
+            .collect();
+        assert!(!unchanged.is_empty(), "height {height}");
+        for k in unchanged {
+            let p = store.prove(k, Some(height)).expect("kept");
+            assert_eq!(p.root, root);
+            verify_proof(Hash(root), k, p.value.as_deref(), &p.proof)
+                .unwrap_or_else(|e| panic!("height {height}: {e}"));
+        }
+        let changed = store.prove(&account, Some(height));
+        assert_eq!(
+            changed.is_ok(),
+            height == 400,
+            "height {height}: {changed:?}"
+        );
     }
 }
 

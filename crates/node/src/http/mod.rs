@@ -891,12 +891,12 @@ struct StateQuery {
         ("table" = String, Path, description = "`chain`, `accounts`, `providers`, `orders` or `leases`"),
         ("key" = String, Path, description = "An address (`gpn1…`) for accounts and providers, an id (`42`, `order-42`, `lease-42`) for orders and leases, `chain` or `params` for the chain table"),
         ("proof" = Option<bool>, Query, description = "Include the Merkle proof and the root it is against (default false)"),
-        ("height" = Option<u64>, Query, description = "A recent height still kept by this node (default: the latest)"),
+        ("height" = Option<u64>, Query, description = "A recent height still kept by this node (default: the latest); an entity that changed after it has no proof there"),
     ),
     responses(
         (status = 200, body = StateEntryView, description = "The entity, or `found: false` (with a proof of absence when asked)"),
         (status = 400, body = ErrorSchema),
-        (status = 404, body = ErrorSchema, description = "The height is not kept by this node"),
+        (status = 404, body = ErrorSchema, description = "The height is not kept by this node, or the entity changed after it (only an entity's latest value is kept)"),
     )
 )]
 async fn state_entry(
@@ -943,7 +943,8 @@ async fn state_entry(
         .store
         .prove(&full_key, height)
         .map_err(|e| match e {
-            e @ gpunet_store::StoreError::NoTreeAt { .. } => {
+            e @ (gpunet_store::StoreError::NoTreeAt { .. }
+            | gpunet_store::StoreError::ChangedSince { .. }) => {
                 ApiError::not_found(tip_height, e.to_string())
             }
             e => ApiError::store("the state tree", e),

@@ -47,7 +47,7 @@ pub fn changes_at(height: u64) -> Vec<StateWrite> {
         ),
         set(3, 100 + (height + 2) % 5, format!("order at {height}")),
     ];
-    if height % 4 == 0 {
+    if height.is_multiple_of(4) {
         out.push(StateWrite {
             key: key(3, 100 + height % 5),
             value: None,
