@@ -69,7 +69,7 @@ impl ErrorBody {
 const MAX_QUOTED_CHARS: usize = 200;
 
 /// `s`, cut to [`MAX_QUOTED_CHARS`] characters so a huge path does not make a huge answer.
-fn shorten(s: &str) -> String {
+pub fn shorten(s: &str) -> String {
     match s.char_indices().nth(MAX_QUOTED_CHARS) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
         None => s.to_owned(),

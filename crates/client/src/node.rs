@@ -5,7 +5,8 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use gpunet_api::node::{
     AccountView, EventEnvelope, ExplainView, LeaseView, OrderList, OrderView, ParamsView,
-    ProviderList, QuoteRequest, StatusView, SubmitTx, SubmitTxResult, TxState, TxView,
+    ProviderList, ProviderView, QuoteRequest, StatusView, SubmitTx, SubmitTxResult, TxState,
+    TxView,
 };
 use gpunet_protocol::{
     Address, Hash, LeaseId, Msg, OrderId, OrderTerms, Rejection, SignedTx, TxBody,
@@ -26,7 +27,67 @@ pub struct OrderFilter {
     pub tenant: Option<Address>,
     /// Only open orders.
     pub open_only: bool,
+    /// Entries per page (the node's default when `None`; at most
+    /// `gpunet_api::node::MAX_PAGE_LIMIT`).
     pub limit: Option<usize>,
+    /// Start after this cursor: the `next` of an earlier page with the same filter.
+    pub after: Option<String>,
+}
+
+/// Most pages one walk ([`NodeClient::providers`], [`NodeClient::orders_all`]) reads before it
+/// gives up: a million entries at the largest page, or a node whose cursor never ends.
+pub const MAX_WALK_PAGES: usize = 1_000;
+
+/// `s` as a query value: unreserved characters as they are, every other byte `%XX`.
+fn query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Walks a cursor-paged list: `fetch(after)` reads one page and returns its height, its
+/// entries and `next`; the walk returns the first page's height and every entry. Each page reads the tip at its own height, so a walk is not one snapshot: an entry
+/// added meanwhile before the cursor is missed, one changed meanwhile may appear in its newer
+/// form; none appears twice, since the cursor only moves on.
+async fn walk<T, F, Fut>(
+    what: &str,
+    first: Option<String>,
+    mut fetch: F,
+) -> Result<(u64, Vec<T>), ClientError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(u64, Vec<T>, Option<String>), ClientError>>,
+{
+    let mut all = Vec::new();
+    let mut after = first;
+    let mut first_height = None;
+    for _ in 0..MAX_WALK_PAGES {
+        let (height, mut page, next) = fetch(after.clone()).await?;
+        first_height.get_or_insert(height);
+        all.append(&mut page);
+        match next {
+            None => return Ok((first_height.unwrap_or(height), all)),
+            Some(n) if Some(&n) == after.as_ref() => {
+                return Err(ClientError::Stream {
+                    url: what.to_owned(),
+                    why: format!(
+                        "the node returned the cursor {n:?} it was given: the walk would not end"
+                    ),
+                });
+            }
+            Some(n) => after = Some(n),
+        }
+    }
+    Err(ClientError::Stream {
+        url: what.to_owned(),
+        why: format!("more than {MAX_WALK_PAGES} pages; ask for one page at a time"),
+    })
 }
 
 /// A client for one node, optionally holding a signing key.
@@ -96,10 +157,52 @@ impl NodeClient {
         self.get(&format!("/v1/accounts/{address}")).await
     }
 
-    pub async fn providers(&self) -> Result<ProviderList, ClientError> {
-        self.get("/v1/providers").await
+    /// One page of providers, by address: at most `limit` (the node's default when `None`)
+    /// after the cursor `after` (`None`: from the first).
+    pub async fn providers_page(
+        &self,
+        limit: Option<usize>,
+        after: Option<&str>,
+    ) -> Result<ProviderList, ClientError> {
+        let mut q = Vec::new();
+        if let Some(l) = limit {
+            q.push(format!("limit={l}"));
+        }
+        if let Some(a) = after {
+            q.push(format!("after={}", query_value(a)));
+        }
+        self.get(&format!("/v1/providers?{}", q.join("&"))).await
     }
 
+    /// Every provider, walking the pages (largest pages; see `walk` for what a walk across
+    /// heights may miss). `height` is the first page's; `next` is `None`.
+    pub async fn providers(&self) -> Result<ProviderList, ClientError> {
+        let (height, providers) = walk("/v1/providers", None, |after| async move {
+            let page = self
+                .providers_page(Some(gpunet_api::node::MAX_PAGE_LIMIT), after.as_deref())
+                .await?;
+            Ok((page.height, page.providers, page.next))
+        })
+        .await?;
+        Ok(ProviderList {
+            height,
+            providers,
+            next: None,
+        })
+    }
+
+    /// The provider registered at `address`, `None` if there is none.
+    pub async fn provider(&self, address: &Address) -> Result<Option<ProviderView>, ClientError> {
+        match self.get(&format!("/v1/providers/{address}")).await {
+            Ok(view) => Ok(Some(view)),
+            Err(ClientError::Api {
+                status: 404, body, ..
+            }) if body.name == "not_found" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of orders, newest first, from `filter.after`.
     pub async fn orders(&self, filter: &OrderFilter) -> Result<OrderList, ClientError> {
         let mut q = vec![format!(
             "state={}",
@@ -111,7 +214,34 @@ impl NodeClient {
         if let Some(l) = filter.limit {
             q.push(format!("limit={l}"));
         }
+        if let Some(a) = &filter.after {
+            q.push(format!("after={}", query_value(a)));
+        }
         self.get(&format!("/v1/orders?{}", q.join("&"))).await
+    }
+
+    /// Every order `filter` selects, newest first, walking the pages from `filter.after`
+    /// (pages of `filter.limit`, or the largest). `height` is the first page's; `next` is
+    /// `None`.
+    pub async fn orders_all(&self, filter: &OrderFilter) -> Result<OrderList, ClientError> {
+        let limit = filter.limit.or(Some(gpunet_api::node::MAX_PAGE_LIMIT));
+        let (height, orders) = walk("/v1/orders", filter.after.clone(), |after| {
+            let page_filter = OrderFilter {
+                limit,
+                after,
+                ..filter.clone()
+            };
+            async move {
+                let page = self.orders(&page_filter).await?;
+                Ok((page.height, page.orders, page.next))
+            }
+        })
+        .await?;
+        Ok(OrderList {
+            height,
+            orders,
+            next: None,
+        })
     }
 
     pub async fn order(&self, id: OrderId) -> Result<OrderView, ClientError> {

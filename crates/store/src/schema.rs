@@ -280,7 +280,10 @@ mod tests {
             decode_tree_value(&encode_tree_value(Some(b"v"))),
             Some(b"v".to_vec())
         );
-        assert_eq!(decode_tree_value(&encode_tree_value(Some(b""))), Some(vec![]));
+        assert_eq!(
+            decode_tree_value(&encode_tree_value(Some(b""))),
+            Some(vec![])
+        );
     }
 
     #[test]
