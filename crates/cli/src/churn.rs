@@ -34,7 +34,7 @@ use tokio::process::{Child, Command};
 
 use crate::progress::Progress;
 
-/// Most jobs one churn run takes: what one `GET /v1/orders` lists.
+/// Most jobs one churn run takes: each is followed by a task of its own, all at once.
 pub const MAX_CHURN_JOBS: usize = 1_000;
 
 /// What the churn run is asked to do.
@@ -184,7 +184,7 @@ pub async fn run(opts: &ChurnOpts) -> Result<ChurnFigures> {
     );
     anyhow::ensure!(
         (1..=MAX_CHURN_JOBS).contains(&opts.jobs),
-        "--jobs must be from 1 to {MAX_CHURN_JOBS} (the figures read every order in one listing)"
+        "--jobs must be from 1 to {MAX_CHURN_JOBS} (each job is followed by a task of its own)"
     );
     let dir = std::env::temp_dir().join(format!("gpunet-bench-churn-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -343,13 +343,12 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
             Err(e) => eprintln!("a job's task failed: {e}"),
         }
     }
-    // Every order the tenant placed (`run` keeps --jobs within one page); a submission that
-    // never reached the chain counts as a job that did not complete.
+    // Every order the tenant placed, page after page; a submission that never reached the
+    // chain counts as a job that did not complete.
     let orders: Vec<OrderId> = watcher
-        .orders(&gpunet_client::OrderFilter {
+        .orders_all(&gpunet_client::OrderFilter {
             tenant: Some(tenant.address()),
-            open_only: false,
-            limit: Some(opts.jobs),
+            ..Default::default()
         })
         .await?
         .orders
