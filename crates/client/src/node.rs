@@ -13,7 +13,7 @@ use gpunet_protocol::{
 };
 use tokio::sync::Mutex;
 
-use crate::{ClientError, KeyFile, decode};
+use crate::{ClientError, KeyFile, MAX_RESPONSE_BODY_BYTES, decode};
 
 /// How often [`NodeClient::wait_tx`] polls, in milliseconds.
 const TX_POLL_MS: u64 = 100;
@@ -430,18 +430,26 @@ impl NodeClient {
                     why: "unexpected status".into(),
                 }));
         }
-        let bytes = resp.bytes_stream();
+        let bytes = resp.bytes_stream().boxed();
         let state = (bytes, Vec::<u8>::new(), url);
         Ok(futures::stream::unfold(
             state,
             |(mut bytes, mut buf, url)| async move {
                 loop {
-                    if let Some(pos) = find_frame_end(&buf) {
-                        let frame: Vec<u8> = buf.drain(..pos).collect();
-                        let item = parse_frame(&frame, &url);
-                        match item {
+                    match take_frame(&mut buf, MAX_RESPONSE_BODY_BYTES) {
+                        Ok(Some(frame)) => match parse_frame(&frame, &url) {
                             Some(item) => return Some((item, (bytes, buf, url))),
                             None => continue,
+                        },
+                        Ok(None) => {}
+                        Err(FrameTooLong) => {
+                            let err = ClientError::TooLarge {
+                                url: url.clone(),
+                                limit_bytes: MAX_RESPONSE_BODY_BYTES,
+                            };
+                            // Ends the stream: what follows is not known to be a frame.
+                            let stop = futures::stream::empty().boxed();
+                            return Some((Err(err), (stop, Vec::new(), url)));
                         }
                     }
                     match bytes.next().await {
@@ -458,6 +466,22 @@ impl NodeClient {
                 }
             },
         ))
+    }
+}
+
+/// An event frame grew past the limit without ending.
+#[derive(Debug, PartialEq, Eq)]
+struct FrameTooLong;
+
+/// The first whole SSE frame of `buf`, taken out of it; `None` while it is still incomplete;
+/// refused once `buf` holds more than `limit_bytes` with no frame end, so a node (or anything
+/// answering in its place) cannot make the reader buffer without bound.
+fn take_frame(buf: &mut Vec<u8>, limit_bytes: usize) -> Result<Option<Vec<u8>>, FrameTooLong> {
+    match find_frame_end(buf) {
+        Some(pos) if pos <= limit_bytes => Ok(Some(buf.drain(..pos).collect())),
+        Some(_) => Err(FrameTooLong),
+        None if buf.len() > limit_bytes => Err(FrameTooLong),
+        None => Ok(None),
     }
 }
 
@@ -522,6 +546,17 @@ mod tests {
         let parsed = parse_frame(&buf[..end], "u").expect("some").expect("ok");
         assert_eq!(parsed, env);
         assert!(parse_frame(b": keep-alive\n\n", "u").is_none());
+
+        // Frames are taken whole, one at a time, up to the limit.
+        let mut buf = b"data: 1\n\ndata: 2".to_vec();
+        assert_eq!(take_frame(&mut buf, 64), Ok(Some(b"data: 1\n\n".to_vec())));
+        assert_eq!(take_frame(&mut buf, 64), Ok(None));
+        assert_eq!(buf, b"data: 2");
+        // A frame that does not end within the limit is refused, ended or not.
+        let mut endless = vec![b'x'; 65];
+        assert_eq!(take_frame(&mut endless, 64), Err(FrameTooLong));
+        let mut long = [vec![b'x'; 64], b"\n\n".to_vec()].concat();
+        assert_eq!(take_frame(&mut long, 64), Err(FrameTooLong));
         assert!(matches!(
             parse_frame(b"event: error\ndata: lagged\n\n", "u"),
             Some(Err(_))
