@@ -287,21 +287,16 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
             continue;
         }
         next_kill = now + Duration::from_secs(opts.kill_every_secs);
-        let Ok(list) = watcher.providers().await else {
-            continue;
-        };
         // Any provider that runs, busy or idle, as machines fail.
         let up: Vec<&Provider> = providers.iter().filter(|p| p.child.is_some()).collect();
         if up.is_empty() {
             continue;
         }
         let victim = up[rng.next_u32() as usize % up.len()].index;
-        let held: Vec<LeaseId> = list
-            .providers
-            .iter()
-            .find(|v| v.address == providers[victim].address)
-            .map(|v| v.live_leases.clone())
-            .unwrap_or_default();
+        let Ok(record) = watcher.provider(&providers[victim].address).await else {
+            continue;
+        };
+        let held: Vec<LeaseId> = record.map(|v| v.live_leases).unwrap_or_default();
         let mut leases = Vec::new();
         for lease in held {
             if let Ok(view) = watcher.lease(lease).await
