@@ -191,13 +191,15 @@ impl NodeClient {
         })
     }
 
-    /// The provider registered at `address`, `None` if there is none.
+    /// The provider registered at `address`, `None` if there is none. A node too old to have
+    /// `GET /v1/providers/{address}` answers an error (its "no route"), not `None`: a caller
+    /// must not take "cannot ask" for "not registered".
     pub async fn provider(&self, address: &Address) -> Result<Option<ProviderView>, ClientError> {
         match self.get(&format!("/v1/providers/{address}")).await {
             Ok(view) => Ok(Some(view)),
             Err(ClientError::Api {
                 status: 404, body, ..
-            }) if body.name == "not_found" => Ok(None),
+            }) if body.name == "not_found" && !body.message.starts_with("no route") => Ok(None),
             Err(e) => Err(e),
         }
     }
