@@ -1,11 +1,13 @@
 //! The reconcile loop: follow the node's event stream (and poll as a safety net), bid on open
 //! orders that fit (see [`crate::bidding`]), and hand leases the chain gives this provider to
-//! [`Leases`]. Orders are found through the stream (`OrderCreated`, `OrderReopened`,
-//! `OrderExclusionLapsed`, each read by id); the poll reads one bounded page of open orders
-//! per tick, going on from the last page's cursor and starting over at the newest once the list
-//! is done, and only this provider's own record (`GET /v1/providers/{address}`): no poll
-//! reads a whole list, however many orders and providers the chain holds. One task does all of it, so decisions never race each other; every transaction
+//! [`Leases`]. One task does all of it, so decisions never race each other; every transaction
 //! goes through the one [`NodeClient`], which serialises nonces.
+//!
+//! Orders are found through the stream (`OrderCreated`, `OrderReopened`,
+//! `OrderExclusionLapsed`, each read by id). The poll reads one bounded page of open orders per
+//! tick, going on from the last page's cursor and starting over at the newest once the list is
+//! done, and only this provider's own record (`GET /v1/providers/{address}`): no poll reads a
+//! whole list, however many orders and providers the chain holds.
 //!
 //! It also sees this provider leave: once its `AnnounceExit` is on chain (`gpunet provider
 //! leave`), it stops bidding, has [`Leases::leave`] stop the workloads and release the leases,

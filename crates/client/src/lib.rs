@@ -53,6 +53,8 @@ pub enum ClientError {
         tx_hash: gpunet_protocol::Hash,
         rejection: gpunet_protocol::Rejection,
     },
+    #[error("cannot read every page of {url}: {why}")]
+    Pages { url: String, why: String },
     #[error("the event stream from {url} broke: {why}")]
     Stream { url: String, why: String },
     #[error("cannot seal or open {what}: {source}")]

@@ -52,9 +52,10 @@ fn query_value(s: &str) -> String {
 }
 
 /// Walks a cursor-paged list: `fetch(after)` reads one page and returns its height, its
-/// entries and `next`; the walk returns the first page's height and every entry. Each page reads the tip at its own height, so a walk is not one snapshot: an entry
-/// added meanwhile before the cursor is missed, one changed meanwhile may appear in its newer
-/// form; none appears twice, since the cursor only moves on.
+/// entries and `next`; the walk returns the first page's height and every entry. Each page
+/// reads the tip at its own height, so a walk is not one snapshot: an entry added meanwhile
+/// before the cursor is missed, one changed meanwhile may appear in its newer form; none
+/// appears twice, since the cursor only moves on.
 async fn walk<T, F, Fut>(
     what: &str,
     first: Option<String>,
@@ -74,19 +75,17 @@ where
         match next {
             None => return Ok((first_height.unwrap_or(height), all)),
             Some(n) if Some(&n) == after.as_ref() => {
-                return Err(ClientError::Stream {
+                return Err(ClientError::Pages {
                     url: what.to_owned(),
-                    why: format!(
-                        "the node returned the cursor {n:?} it was given: the walk would not end"
-                    ),
+                    why: format!("the node answered the cursor {n:?} it was given"),
                 });
             }
             Some(n) => after = Some(n),
         }
     }
-    Err(ClientError::Stream {
+    Err(ClientError::Pages {
         url: what.to_owned(),
-        why: format!("more than {MAX_WALK_PAGES} pages; ask for one page at a time"),
+        why: format!("more than {MAX_WALK_PAGES} pages; read one page at a time instead"),
     })
 }
 
@@ -177,12 +176,16 @@ impl NodeClient {
     /// Every provider, walking the pages (largest pages; see `walk` for what a walk across
     /// heights may miss). `height` is the first page's; `next` is `None`.
     pub async fn providers(&self) -> Result<ProviderList, ClientError> {
-        let (height, providers) = walk("/v1/providers", None, |after| async move {
-            let page = self
-                .providers_page(Some(gpunet_api::node::MAX_PAGE_LIMIT), after.as_deref())
-                .await?;
-            Ok((page.height, page.providers, page.next))
-        })
+        let (height, providers) = walk(
+            &format!("{}/v1/providers", self.base),
+            None,
+            |after| async move {
+                let page = self
+                    .providers_page(Some(gpunet_api::node::MAX_PAGE_LIMIT), after.as_deref())
+                    .await?;
+                Ok((page.height, page.providers, page.next))
+            },
+        )
         .await?;
         Ok(ProviderList {
             height,
@@ -227,17 +230,21 @@ impl NodeClient {
     /// `None`.
     pub async fn orders_all(&self, filter: &OrderFilter) -> Result<OrderList, ClientError> {
         let limit = filter.limit.or(Some(gpunet_api::node::MAX_PAGE_LIMIT));
-        let (height, orders) = walk("/v1/orders", filter.after.clone(), |after| {
-            let page_filter = OrderFilter {
-                limit,
-                after,
-                ..filter.clone()
-            };
-            async move {
-                let page = self.orders(&page_filter).await?;
-                Ok((page.height, page.orders, page.next))
-            }
-        })
+        let (height, orders) = walk(
+            &format!("{}/v1/orders", self.base),
+            filter.after.clone(),
+            |after| {
+                let page_filter = OrderFilter {
+                    limit,
+                    after,
+                    ..filter.clone()
+                };
+                async move {
+                    let page = self.orders(&page_filter).await?;
+                    Ok((page.height, page.orders, page.next))
+                }
+            },
+        )
         .await?;
         Ok(OrderList {
             height,
@@ -527,6 +534,37 @@ fn parse_frame(frame: &[u8], url: &str) -> Option<Result<EventEnvelope, ClientEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fake list of `total` numbers served `per_page` at a time, cursors as the last number.
+    async fn numbers(
+        total: u64,
+        per_page: u64,
+        after: Option<String>,
+    ) -> Result<(u64, Vec<u64>, Option<String>), ClientError> {
+        let start = after.map_or(0, |a| a.parse::<u64>().expect("our cursor") + 1);
+        let page: Vec<u64> = (start..total).take(per_page as usize).collect();
+        let next = page.last().filter(|&&l| l + 1 < total).map(u64::to_string);
+        Ok((start, page, next))
+    }
+
+    #[tokio::test]
+    async fn a_walk_reads_every_page_once_and_stops_on_a_cursor_that_does_not_move() {
+        let (height, all) = walk("u", None, |after| numbers(7, 3, after))
+            .await
+            .expect("walks");
+        assert_eq!(all, (0..7).collect::<Vec<_>>());
+        assert_eq!(height, 0, "the first page's height");
+        let (_, rest) = walk("u", Some("3".into()), |after| numbers(7, 3, after))
+            .await
+            .expect("walks");
+        assert_eq!(rest, vec![4, 5, 6]);
+
+        let stuck = walk("u", None, |_| async {
+            Ok::<_, ClientError>((1, vec![1u64], Some("same".to_owned())))
+        })
+        .await;
+        assert!(matches!(stuck, Err(ClientError::Pages { .. })), "{stuck:?}");
+    }
 
     #[test]
     fn sse_frames_parse_and_keepalives_are_skipped() {
