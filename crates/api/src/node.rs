@@ -191,10 +191,10 @@ pub struct ProviderView {
 pub const DEFAULT_PAGE_LIMIT: usize = 100;
 /// Most entries one page of a list endpoint holds; a larger `limit` is refused (400).
 pub const MAX_PAGE_LIMIT: usize = 1_000;
-/// Most entries one page of a filtered list (`GET /v1/orders?tenant=…`) examines: a filter
-/// the node has no index for walks the list from the cursor and stops here, so one request
-/// costs at most this many reads however few entries match. Such a page may hold fewer than
-/// `limit` entries, even none, with `next` set: follow it.
+/// Most entries one page of a filtered list examines (`GET /v1/orders?tenant=…&state=open`
+/// walks the tenant's orders, keeping the open ones): a filter no range lookup answers stops
+/// here, so one request costs at most this many reads however few entries match. Such a page
+/// may hold fewer than `limit` entries, even none, with `next` set: follow it.
 pub const MAX_PAGE_EXAMINED: usize = 10 * MAX_PAGE_LIMIT;
 
 /// `GET /v1/providers`: one page of providers, by address.

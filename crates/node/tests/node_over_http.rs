@@ -764,9 +764,22 @@ async fn lists_are_read_page_by_page_each_entry_once_in_order() {
             "limit {limit}"
         );
     }
+    // The tenant index catches up with orders created since it was last read.
+    let newest = api.submit(&create_order(5)).await;
+    api.wait_applied(newest).await;
+    let first: gpunet_api::node::OrderList = api.get(&format!("{by_tenant}&limit=1")).await;
+    assert_eq!(
+        first.orders[0].id.0, 8,
+        "the tenant's newest order comes first"
+    );
+    let open_mine = format!("/v1/orders?tenant={}&state=open", addr(1));
+    let mine: Vec<String> = [8, 5, 4, 3, 2, 1].map(|id: u64| id.to_string()).to_vec();
+    assert_eq!(walk_pages(&api, &open_mine, 2).await, mine);
+    let all: Vec<String> = (1..=8).rev().map(|id: u64| id.to_string()).collect();
+
     // The default page is the largest the list needs here, and says it is the last.
     let page: gpunet_api::node::OrderList = api.get("/v1/orders").await;
-    assert_eq!(page.orders.len(), 7);
+    assert_eq!(page.orders.len(), 8);
     assert_eq!(page.next, None);
 
     // Providers: by address (its bytes, not its gpn1… text).

@@ -7,6 +7,7 @@
 
 mod events;
 mod pages;
+mod tenants;
 mod views;
 
 use std::ops::Bound::{Excluded, Unbounded};
@@ -46,6 +47,7 @@ const MAX_BODY_BYTES: usize = 4 * MAX_TX_BYTES;
 pub(crate) struct App {
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
+    tenants: tenants::SharedTenantIndex,
 }
 
 /// The OpenAPI document of the node API, served at `/openapi.json`.
@@ -124,7 +126,12 @@ pub(crate) async fn serve(
     let app = App {
         shared,
         shutdown: shutdown.clone(),
+        tenants: tenants::SharedTenantIndex::default(),
     };
+    // The first catch-up reads every order: off the async workers, before requests need it
+    // (one that comes first waits for it on the index's lock).
+    let (index, shared) = (app.tenants.clone(), Arc::clone(&app.shared));
+    tokio::task::spawn_blocking(move || drop(index.caught_up(&shared.tip().state)));
     let result = axum::serve(listener, router(app))
         .with_graceful_shutdown(async move {
             // An error means the sender is gone, which also means stop.
@@ -693,7 +700,7 @@ struct OrdersQuery {
     get,
     path = "/v1/orders",
     params(
-        ("tenant" = Option<String>, Query, description = "Only this tenant's orders. There is no index by tenant: a page examines at most 10000 orders from the cursor, so it may hold fewer than `limit` (even none) and still have a `next`"),
+        ("tenant" = Option<String>, Query, description = "Only this tenant's orders (from the node's index by tenant). With `state=open` a page examines at most 10000 of the tenant's orders from the cursor, so it may hold fewer than `limit` (even none) and still have a `next`"),
         ("state" = Option<OrdersStateParam>, Query, description = "`open` or `all` (default)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many orders, newest first (default 100, 1 to 1000; more is refused)"),
         ("after" = Option<String>, Query, description = "The `next` cursor of the previous page (with the same `tenant` and `state`); leave it out for the first page"),
@@ -728,20 +735,32 @@ async fn orders(
     // Newest first: the ids below the cursor, from the highest down.
     let below = after.map_or(Unbounded, Excluded);
     let view = |id: OrderId| {
+        if open_only && !state.open_orders.contains(&id) {
+            return None;
+        }
         state
             .orders
             .get(&id)
             .filter(|o| tenant.is_none_or(|t| o.tenant == t))
             .map(|o| views::order_view(state, o))
     };
-    let (orders, next) = if open_only {
-        pages::page(
+    let (orders, next) = match tenant {
+        // The tenant's own orders from the node's index; with `state=open`, a page examines
+        // at most `MAX_PAGE_EXAMINED` of them.
+        Some(tenant) => {
+            let index = app.tenants.caught_up(state);
+            let ids = index
+                .orders_of(&tenant)
+                .into_iter()
+                .flat_map(|set| set.range((Unbounded, below)));
+            pages::page(ids.rev().copied(), limit, view)
+        }
+        None if open_only => pages::page(
             state.open_orders.range((Unbounded, below)).rev().copied(),
             limit,
             view,
-        )
-    } else {
-        pages::page(
+        ),
+        None => pages::page(
             state
                 .orders
                 .range((Unbounded, below))
@@ -749,7 +768,7 @@ async fn orders(
                 .map(|(id, _)| *id),
             limit,
             view,
-        )
+        ),
     };
     Ok(ok(
         state.height,

@@ -6,9 +6,10 @@
 //! page after it, `null` once the list is done. The ledger's tables are ordered maps, so a page
 //! starts with one `range` lookup and costs O(page · log n), never a walk of the whole table.
 //!
-//! A cursor names the last key a page *examined* (not the last it returned), so a filter the
-//! node has no index for (`tenant=`) can stop after [`MAX_PAGE_EXAMINED`] entries and still
-//! hand back where to go on. Cursors are opaque to clients: `p.<address>` for providers,
+//! A cursor names the last key a page *examined* (not the last it returned), so a filter no
+//! range lookup answers (`tenant=` with `state=open`: the tenant's orders, from the node's
+//! index, kept when open) can stop after [`MAX_PAGE_EXAMINED`] entries and still hand back
+//! where to go on. Cursors are opaque to clients: `p.<address>` for providers,
 //! `o.<order id>` for orders; one list's cursor is refused by the other.
 
 use gpunet_api::node::{DEFAULT_PAGE_LIMIT, MAX_PAGE_EXAMINED, MAX_PAGE_LIMIT};
