@@ -366,6 +366,33 @@ pub struct EventEnvelope {
     pub event: Event,
 }
 
+/// `GET /v1/state/{table}/{key}`: one entity of the replicated state at a height, and with
+/// `?proof=true` the Merkle proof of it (or of its absence) against that height's state root.
+///
+/// Check a proof with `gpunet_protocol::merkle::verify_proof(root, key, value, proof)` over the
+/// hex-decoded `key_hex`, `value_hex` and `proof_hex`; `value` is only a readable copy of
+/// `value_hex` and is not what the proof covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StateEntryView {
+    /// The height the value (and proof) is for.
+    pub height: u64,
+    /// `chain`, `accounts`, `providers`, `orders` or `leases`.
+    pub table: String,
+    /// Hex of the full state key (table tag, then the entity's key).
+    pub key_hex: String,
+    /// Whether the entity exists at that height.
+    pub found: bool,
+    /// Hex of the entity's canonical (borsh) encoding: what the proof covers.
+    pub value_hex: Option<String>,
+    /// The entity as JSON.
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<serde_json::Value>,
+    /// Hex of the state root after `height`; with `proof=true` only.
+    pub root: Option<String>,
+    /// Hex of the borsh-encoded sparse Merkle proof; with `proof=true` only.
+    pub proof_hex: Option<String>,
+}
+
 /// `GET /v1/blocks/{height}`: a summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BlockView {

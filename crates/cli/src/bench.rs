@@ -17,9 +17,59 @@ use serde_json::json;
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
+    /// What committing a block costs as the state grows: for each size a real store is filled
+    /// with that many accounts, then blocks of transfers (each changing --changed entities) are
+    /// applied by the ledger and committed (entities, Merkle tree, durable write); then a node is
+    /// started on the store in a fresh process and timed until its API answers.
+    ///
+    /// Then, end to end: a solo node in this process takes --e2e-transfers pre-signed transfers
+    /// over HTTP in batches (admission, blocks, apply, commit with fsync) and the applied rate and
+    /// the node's busy time per stage are reported.
+    ///
+    /// Prints {"commit_ms_p50_at_1m", "commit_growth_10k_to_1m", "bytes_per_block_at_1m",
+    /// "rss_mb_at_1m", "restart_ms_at_1m", "e2e_transfers_per_sec"} and the figures behind them.
+    /// Build with --release: cargo run --release -- bench state
+    ///
+    /// Example: gpunet bench state --sizes 10000,100000 --blocks 20
+    State {
+        /// Print the figures as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Where to write the figures. Default: ~/.gpunet/bench/state.json, wherever it runs.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// State sizes (entities), comma-separated, smallest first.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        sizes: Vec<u64>,
+        /// Entities each measured block changes (two per transfer).
+        #[arg(long, default_value_t = 1000)]
+        changed: u64,
+        /// Measured blocks per size.
+        #[arg(long, default_value_t = 50)]
+        blocks: usize,
+        /// Where to build the stores (they need about 1 GB at a million entities). Default: a
+        /// scratch directory under the system's temporary directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Transfers for the end-to-end run (0: skip it).
+        #[arg(long, default_value_t = 200_000)]
+        e2e_transfers: usize,
+        /// Most transactions per block in the end-to-end run (500 ms blocks).
+        #[arg(long, default_value_t = 20_000)]
+        e2e_block_txs: usize,
+    },
+    /// Not for people: `bench state` runs it in a fresh process to time a node's restart on a
+    /// store it built and read the node's memory.
+    #[command(hide = true)]
+    StateProbe {
+        #[arg(long, value_name = "DIR")]
+        home: PathBuf,
+    },
     /// Ledger apply and mempool admission throughput.
     ///
-    /// Prints {"transfers_per_sec", "order_cycles_per_sec", "signed_admissions_per_sec"}.
+    /// Prints {"transfers_per_sec", "transfers_committed_per_sec", "order_cycles_per_sec",
+    /// "signed_admissions_per_sec"}: transfers applied by the ledger alone, and the same blocks
+    /// applied and committed to a real store (write set, Merkle root, durable write).
     /// Build with --release for meaningful figures: cargo run --release -- bench ledger
     ///
     /// Example: gpunet bench ledger --json
@@ -155,13 +205,7 @@ pub enum BenchCmd {
 
 const CHAIN: &str = "bench";
 
-fn build_kind() -> &'static str {
-    if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    }
-}
+use gpunet_bench::figures::build_kind;
 
 fn key(i: u64) -> SigningKey {
     let mut seed = [0u8; 32];
@@ -235,7 +279,39 @@ fn apply_all(state: &mut State, blocks: &[Vec<SignedTx>]) -> Result<f64> {
     Ok(secs)
 }
 
-fn bench_transfers(n: usize) -> Result<f64> {
+/// Applies `blocks` and commits each to a real store in a scratch directory as the node does
+/// (write set, Merkle root, durable write); returns the seconds spent in all of it.
+fn apply_and_commit_all(state: &mut State, blocks: &[Vec<SignedTx>]) -> Result<f64> {
+    let dir = tempfile::tempdir().context("a scratch directory for the store")?;
+    let store = gpunet_store::Store::open(&dir.path().join("chain.redb"))?;
+    store.init_genesis(&state.chain_id, b"bench", &state.entities())?;
+    let mut secs = 0.0;
+    for txs in blocks {
+        let c = ctx(state);
+        let t = Instant::now();
+        let out = apply_block(state, &c, txs);
+        let changes = state.take_changes();
+        let receipts = borsh::to_vec(&out)?;
+        let hashes: Vec<[u8; 32]> = txs.iter().map(|t| t.hash().0).collect();
+        store.commit_block(&gpunet_store::BlockRecord {
+            height: c.height,
+            block_hash: Hash::of(&c.height.to_be_bytes()).0,
+            block: &[],
+            receipts: &receipts,
+            changes: &changes,
+            tx_hashes: &hashes,
+        })?;
+        secs += t.elapsed().as_secs_f64();
+        if let Some(r) = out.receipts.iter().find_map(|r| r.rejection) {
+            anyhow::bail!("benchmark transaction rejected: {r}");
+        }
+    }
+    Ok(secs)
+}
+
+/// Transfers per second applied by the ledger alone, and applied and committed (write set,
+/// root, durable write) — the same blocks on the same starting state.
+fn bench_transfers(n: usize) -> Result<(f64, f64)> {
     const SENDERS: u64 = 1_000;
     let keys: Vec<SigningKey> = (0..SENDERS).map(key).collect();
     let mut state = genesis(&keys);
@@ -262,8 +338,11 @@ fn bench_transfers(n: usize) -> Result<f64> {
         made += txs.len();
         blocks.push(txs);
     }
+    let start = state.clone();
     let secs = apply_all(&mut state, &blocks)?;
-    Ok(made as f64 / secs)
+    let mut state = start;
+    let committed_secs = apply_and_commit_all(&mut state, &blocks)?;
+    Ok((made as f64 / secs, made as f64 / committed_secs))
 }
 
 fn bench_order_cycles(n: usize) -> Result<f64> {
@@ -467,32 +546,8 @@ fn bench_admissions(n: usize) -> Result<f64> {
     Ok(n as f64 / secs)
 }
 
-/// Where a benchmark's figures go unless `--out` says: `~/.gpunet/bench/<name>.json`, one
-/// place whatever the current directory (not a `target/` wherever the command happens to run).
-pub fn default_out(name: &str) -> PathBuf {
-    let base = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    base.join(".gpunet")
-        .join("bench")
-        .join(format!("{name}.json"))
-}
-
-fn write_figures(out: &std::path::Path, figures: &serde_json::Value) -> Result<()> {
-    if let Some(dir) = out.parent() {
-        gpunet_files::create_private_dir_all(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
-    gpunet_files::write_private(out, &serde_json::to_vec_pretty(figures)?)
-        .with_context(|| format!("writing {}", out.display()))
-}
-
-/// The value at percentile `p` (0–100) of sorted `v`, nearest rank.
-fn percentile(v: &[u64], p: usize) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    let rank = (p * v.len()).div_ceil(100).clamp(1, v.len());
-    v[rank - 1]
-}
+pub use gpunet_bench::figures::default_out;
+use gpunet_bench::figures::{percentile, write as write_figures};
 
 async fn bench_submit(jobs_n: usize, block_ms: u64) -> Result<Vec<u64>> {
     use crate::devnet::{DevNet, DevOptions};
@@ -845,6 +900,33 @@ async fn bench_consensus(
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
+        BenchCmd::State {
+            json: json_out,
+            out,
+            sizes,
+            changed,
+            blocks,
+            dir,
+            e2e_transfers,
+            e2e_block_txs,
+        } => {
+            crate::statebench::run(crate::statebench::Args {
+                json_out,
+                out,
+                sizes,
+                changed,
+                blocks,
+                dir,
+                e2e_transfers,
+                e2e_block_txs,
+            })
+            .await
+        }
+        BenchCmd::StateProbe { home } => {
+            let f = gpunet_bench::state::restart_probe(&home).await?;
+            println!("{}", serde_json::to_string(&f)?);
+            Ok(())
+        }
         BenchCmd::Churn {
             json: json_out,
             out,
@@ -1052,7 +1134,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                     "note: this is a debug build; use `cargo run --release -- bench ledger` for real figures"
                 );
             }
-            let (t, c, a) = tokio::task::spawn_blocking(move || -> Result<(f64, f64, f64)> {
+            let ((t, tc), c, a) = tokio::task::spawn_blocking(move || -> Result<_> {
                 eprintln!("applying {transfers} transfers…");
                 let t = bench_transfers(transfers)?;
                 eprintln!("running {cycles} order → bid → lease → settle cycles…");
@@ -1064,6 +1146,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             .await??;
             let figures = json!({
                 "transfers_per_sec": t.round() as u64,
+                "transfers_committed_per_sec": tc.round() as u64,
                 "order_cycles_per_sec": c.round() as u64,
                 "signed_admissions_per_sec": a.round() as u64,
             });
@@ -1077,6 +1160,10 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                     t
                 );
                 println!(
+                    "  … and committed        {:>12.0} /s   (write set, Merkle root, durable write)",
+                    tc
+                );
+                println!(
                     "order cycles             {:>12.0} /s   (target ≥ 20,000)",
                     c
                 );
@@ -1088,20 +1175,5 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let v = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
-        assert_eq!(percentile(&v, 50), 50);
-        assert_eq!(percentile(&v, 90), 90);
-        assert_eq!(percentile(&v, 100), 100);
-        assert_eq!(percentile(&[7], 50), 7);
-        assert_eq!(percentile(&[], 50), 0);
     }
 }

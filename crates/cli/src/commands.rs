@@ -189,11 +189,18 @@ pub enum WalletCmd {
     },
     /// Balances and nonce of an address (default: the signing key's).
     ///
-    /// Example: gpunet wallet balance gpn1… --json
+    /// With --verify the balance is not taken on the node's word: the node sends a Merkle proof
+    /// of the account against the state root of the latest block, and the CLI checks it (and
+    /// that the root is the one the block records) before printing anything.
+    ///
+    /// Example: gpunet wallet balance gpn1… --verify --json
     Balance {
         /// An account address (gpn1…). Default: the signing key's.
         #[arg(value_name = "ADDRESS")]
         address: Option<Address>,
+        /// Check the node's Merkle proof of the account before showing it.
+        #[arg(long)]
+        verify: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -1150,11 +1157,45 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
             println!("{}", k.address());
             Ok(())
         }
-        WalletCmd::Balance { address, conn } => {
+        WalletCmd::Balance {
+            address,
+            verify,
+            conn,
+        } => {
             let addr = match address {
                 Some(a) => a,
                 None => key(&conn)?.address(),
             };
+            if verify {
+                let v = client(&conn)?.verified_account(&addr).await?;
+                let account = v.account.clone().unwrap_or_default();
+                if conn.json {
+                    return print_json(&serde_json::json!({
+                        "address": addr,
+                        "height": v.height,
+                        "verified": true,
+                        "state_root": v.root,
+                        "exists": v.account.is_some(),
+                        "balances": account.balances,
+                        "nonce": account.nonce,
+                    }));
+                }
+                println!("{addr} at height {} (verified)", v.height);
+                println!("  usd  {}", account.balances.usd);
+                println!("  gpn  {}", account.balances.gpn);
+                println!("  nonce {}", account.nonce);
+                println!(
+                    "  proven against state root {} of block {}{}",
+                    v.root,
+                    v.height,
+                    if v.account.is_none() {
+                        " (the account does not exist yet)"
+                    } else {
+                        ""
+                    }
+                );
+                return Ok(());
+            }
             let view = client(&conn)?.account(&addr).await?;
             if conn.json {
                 return print_json(&view);

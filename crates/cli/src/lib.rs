@@ -16,6 +16,7 @@ pub mod progress;
 pub mod providercmd;
 pub mod quote;
 pub mod running;
+pub mod statebench;
 
 use std::path::PathBuf;
 

@@ -7,10 +7,12 @@ pub mod keys;
 mod node;
 mod provider;
 pub mod sealing;
+mod state;
 
 pub use keys::{KeyError, KeyFile, load_or_create_encryption_secret};
 pub use node::{MAX_WALK_PAGES, NodeClient, OrderFilter};
 pub use provider::ProviderClient;
+pub use state::VerifiedAccount;
 
 use gpunet_api::ErrorBody;
 
@@ -55,6 +57,8 @@ pub enum ClientError {
     },
     #[error("cannot read every page of {url}: {why}")]
     Pages { url: String, why: String },
+    #[error("{what} could not be verified: {why}; the node's answer does not prove it")]
+    Unverified { what: String, why: String },
     #[error("the event stream from {url} broke: {why}")]
     Stream { url: String, why: String },
     #[error("cannot seal or open {what}: {source}")]

@@ -129,7 +129,10 @@ impl NodeClient {
         self.signer.as_ref()
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    pub(crate) async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
         let resp = self
             .http

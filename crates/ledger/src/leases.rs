@@ -353,6 +353,7 @@ pub(crate) fn settle_and_end(
     });
     if let Some((attempt, not_before_ms)) = reopened {
         state.open_orders.insert(order_id);
+        state.due_orders.mark(state.height, order_id);
         events.push(Event::OrderReopened {
             order: order_id,
             after_lease: id,

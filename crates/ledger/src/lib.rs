@@ -26,9 +26,10 @@ mod providers;
 mod state;
 mod table;
 
+pub use gpunet_protocol::Account;
 pub use params::Params;
 pub use state::{
-    Account, Bid, EntityError, Genesis, GenesisAccount, GenesisError, Lease, LeaseStatus, Order,
+    Bid, DueOrders, EntityError, Genesis, GenesisAccount, GenesisError, Lease, LeaseStatus, Order,
     OrderStatus, Provider, State, Supply,
 };
 pub use table::Table;

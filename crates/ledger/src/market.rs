@@ -72,6 +72,7 @@ pub(crate) fn create_order(
     let order = Order::new(id, tenant, terms, state.height, state.time_ms);
     state.orders.insert(id, order);
     state.open_orders.insert(id);
+    state.due_orders.mark(state.height, id);
     events.push(Event::OrderCreated {
         order: id,
         tenant,
@@ -165,6 +166,7 @@ pub(crate) fn place_bid(
         height,
         seq,
     });
+    state.due_orders.mark(height, order_id);
     events.push(Event::BidPlaced {
         order: order_id,
         provider,
@@ -249,12 +251,42 @@ fn lapse_exclusions(state: &mut State, id: OrderId, events: &mut Vec<Event>) {
     }
 }
 
+/// The first height after `height` at which the open `order` may need end-of-block work: its bid
+/// window closing, its exclusions lapsing, its time-to-live running out; or the next block when
+/// it already waits on something only time brings (its backoff with bids in hand, a lapse held
+/// back by bids).
+fn next_due(state: &State, order: &Order, height: u64) -> u64 {
+    let p = &state.params;
+    let next = height.saturating_add(1);
+    let window_at = order.open_since_height.saturating_add(p.bid_window_blocks);
+    let lapse_at = (p.exclusion_lapse_blocks > 0 && !order.excluded.is_empty()).then(|| {
+        order
+            .open_since_height
+            .saturating_add(p.exclusion_lapse_blocks)
+    });
+    let expiry_at = order.open_since_height.saturating_add(p.order_ttl_blocks);
+    if (window_at <= height && !order.bids.is_empty()) || lapse_at.is_some_and(|h| h <= height) {
+        return next;
+    }
+    [Some(window_at), lapse_at, Some(expiry_at)]
+        .into_iter()
+        .flatten()
+        .filter(|h| *h > height)
+        .min()
+        .unwrap_or(next)
+}
+
+/// End-of-block matching and expiry, for the open orders that are due (see
+/// [`crate::state::DueOrders`]), in order id order: an order not due would be left as it is.
 pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
     let (height, now) = (state.height, state.time_ms);
     let window = state.params.bid_window_blocks;
     let ttl = state.params.order_ttl_blocks;
-    let open: Vec<OrderId> = state.open_orders.iter().copied().collect();
-    for id in open {
+    let due = state.due_orders.take_due(height);
+    for id in due {
+        if !state.open_orders.contains(&id) {
+            continue;
+        }
         let Some(order) = state.orders.get(&id) else {
             continue;
         };
@@ -296,6 +328,11 @@ pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
         if expired {
             let refund = close_unmatched(state, id, OrderStatus::Expired);
             events.push(Event::OrderExpired { order: id, refund });
+        } else if let Some(o) = state.orders.get(&id)
+            && o.status == OrderStatus::Open
+        {
+            let at = next_due(state, o, height);
+            state.due_orders.mark(at, id);
         }
     }
 }

@@ -119,11 +119,24 @@ pub(crate) fn announce_exit(state: &mut State, signer: Address, events: &mut Vec
 }
 
 fn drop_bids(state: &mut State, provider: Address) {
-    let open: Vec<_> = state.open_orders.iter().copied().collect();
-    for id in open {
+    // Only the orders it bid on are written (and so stored and re-hashed), not every open one.
+    let bid_on: Vec<_> = state
+        .open_orders
+        .iter()
+        .copied()
+        .filter(|id| {
+            state
+                .orders
+                .get(id)
+                .is_some_and(|o| o.bids.iter().any(|b| b.provider == provider))
+        })
+        .collect();
+    for id in bid_on {
         if let Some(o) = state.orders.get_mut(&id) {
             o.bids.retain(|b| b.provider != provider);
         }
+        // Fewer bids can make its exclusions lapse now.
+        state.due_orders.mark(state.height, id);
     }
 }
 

@@ -13,22 +13,14 @@ use std::collections::BTreeSet;
 use borsh::{BorshDeserialize, BorshSerialize};
 use gpunet_protocol::merkle::{CHAIN_KEY, PARAMS_KEY, StateTable, StateWrite, id_key, state_key};
 use gpunet_protocol::{
-    Address, Amount, Balances, Denom, Free, Hash, LeaseEndReason, LeaseId, LeaseResult, OrderId,
-    OrderTerms, ProviderProfile, Resources,
+    Account, Address, Amount, Balances, Denom, Free, Hash, LeaseEndReason, LeaseId, LeaseResult,
+    OrderId, OrderTerms, ProviderProfile, Resources,
 };
 use imbl::OrdSet;
 use serde::{Deserialize, Serialize};
 
 use crate::Params;
 use crate::table::Table;
-
-/// An account's money and its next nonce.
-#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
-pub struct Account {
-    pub balances: Balances,
-    /// The nonce its next transaction must carry.
-    pub nonce: u64,
-}
 
 /// A registered provider.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
@@ -236,15 +228,68 @@ pub struct State {
     pub open_orders: OrdSet<OrderId>,
     /// Index: leases not ended. Derived from `leases`; not stored.
     pub live_leases: OrdSet<LeaseId>,
+    /// Which open orders the end-of-block rules must look at, by height. Derived; not stored.
+    pub due_orders: DueOrders,
     pub treasury: Balances,
     pub supply: Supply,
     pub next_order_id: u64,
     pub next_lease_id: u64,
 }
 
+/// The open orders the end-of-block rules must visit, by the height they are due at, so that a
+/// block touches the orders whose bid window closes, whose exclusions lapse or whose
+/// time-to-live runs out — not every open order.
+///
+/// It is a set of *candidates*: an order visited when nothing is due for it is left as it was,
+/// so a superset gives the same outcome as the exact set, and the outcome never depends on how
+/// the index came to be (built block by block, or rebuilt at a restart with every open order due
+/// at once). That is why equality ignores it. What must hold is that no order with something due
+/// is missing: an order is marked when it is created, reopened, bid on or loses bids, and after
+/// each visit at the next height its rules name ([`crate::market`]'s `next_due`).
+#[derive(Debug, Clone, Default)]
+pub struct DueOrders(OrdSet<(u64, OrderId)>);
+
+impl PartialEq for DueOrders {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DueOrders {}
+
+impl DueOrders {
+    /// Marks `order` for a visit at the end of block `height` (or the next block's end, if that
+    /// block has ended).
+    pub(crate) fn mark(&mut self, height: u64, order: OrderId) {
+        self.0.insert((height, order));
+    }
+
+    /// The orders due at or before `height`, each once, in id order; forgets them.
+    pub(crate) fn take_due(&mut self, height: u64) -> BTreeSet<OrderId> {
+        let mut out = BTreeSet::new();
+        while let Some(&(h, id)) = self.0.get_min() {
+            if h > height {
+                break;
+            }
+            self.0.remove(&(h, id));
+            out.insert(id);
+        }
+        out
+    }
+
+    /// How many visits are pending.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The chain's singleton entity (`chain` in [`StateTable::Chain`]): everything in [`State`]
 /// that is not a table, an index, or the params.
-#[derive(BorshSerialize, BorshDeserialize)]
+#[derive(BorshSerialize, BorshDeserialize, Serialize)]
 struct ChainEntity {
     chain_id: String,
     height: u64,
@@ -330,6 +375,7 @@ impl State {
             leases: Table::default(),
             open_orders: OrdSet::new(),
             live_leases: OrdSet::new(),
+            due_orders: DueOrders::default(),
             treasury: Balances::default(),
             supply: Supply {
                 minted,
@@ -458,11 +504,17 @@ impl State {
         let params = params.ok_or(EntityError::Missing("params"))?;
         let orders: Table<OrderId, Order> = orders.into_iter().collect();
         let leases: Table<LeaseId, Lease> = leases.into_iter().collect();
-        let open_orders = orders
+        let open_orders: OrdSet<OrderId> = orders
             .iter()
             .filter(|(_, o)| matches!(o.status, OrderStatus::Open))
             .map(|(id, _)| *id)
             .collect();
+        // Every open order is visited once at the next block's end, which finds each one's
+        // next due height.
+        let mut due_orders = DueOrders::default();
+        for id in &open_orders {
+            due_orders.mark(chain.height, *id);
+        }
         let live_leases = leases
             .iter()
             .filter(|(_, l)| l.is_live())
@@ -479,11 +531,43 @@ impl State {
             leases,
             open_orders,
             live_leases,
+            due_orders,
             treasury: chain.treasury,
             supply: chain.supply,
             next_order_id: chain.next_order_id,
             next_lease_id: chain.next_lease_id,
         })
+    }
+
+    /// The JSON view of an entity's encoding (as [`State::take_changes`] makes it), for people
+    /// and the API; `key` is the full state key (table tag first).
+    pub fn entity_json(key: &[u8], value: &[u8]) -> Result<serde_json::Value, EntityError> {
+        let Some((&tag, rest)) = key.split_first() else {
+            return Err(EntityError::UnknownTable { key: String::new() });
+        };
+        let table = StateTable::from_tag(tag)
+            .ok_or_else(|| EntityError::UnknownTable { key: hex_key(key) })?;
+        let bad = |why: String| EntityError::Decode {
+            table,
+            key: hex_key(rest),
+            why,
+        };
+        fn json<T: BorshDeserialize + Serialize>(
+            value: &[u8],
+        ) -> Result<serde_json::Value, String> {
+            let v: T = decode(value)?;
+            serde_json::to_value(v).map_err(|e| e.to_string())
+        }
+        match table {
+            StateTable::Chain if rest == CHAIN_KEY => json::<ChainEntity>(value),
+            StateTable::Chain if rest == PARAMS_KEY => json::<Params>(value),
+            StateTable::Chain => Err("no such chain singleton".to_owned()),
+            StateTable::Accounts => json::<Account>(value),
+            StateTable::Providers => json::<Provider>(value),
+            StateTable::Orders => json::<Order>(value),
+            StateTable::Leases => json::<Lease>(value),
+        }
+        .map_err(bad)
     }
 
     /// BLAKE3 over every entity in order: equal digests mean equal states. For tests and

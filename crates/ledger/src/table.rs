@@ -100,6 +100,11 @@ impl<K: Ord + Clone, V: Clone> Table<K, V> {
         std::mem::take(&mut self.touched)
     }
 
+    /// The keys written since the last [`Table::take_touched`], in key order.
+    pub fn touched(&self) -> &BTreeSet<K> {
+        &self.touched
+    }
+
     /// Whether any key was written since the last [`Table::take_touched`].
     pub fn is_touched(&self) -> bool {
         !self.touched.is_empty()

@@ -304,6 +304,7 @@ impl Committer {
         let block_bytes = borsh::to_vec(&block).expect("borsh encoding into a Vec cannot fail");
         let receipt_bytes = borsh::to_vec(&outcome).expect("borsh encoding into a Vec cannot fail");
         let raw_hashes: Vec<[u8; 32]> = tx_hashes.iter().map(|h| h.0).collect();
+        let writing = Instant::now();
         let state_root = self
             .shared
             .store
@@ -317,6 +318,7 @@ impl Committer {
             })
             .map(Hash)
             .map_err(|source| CommitError::Store { height, source })?;
+        self.shared.metrics.observe_commit(writing.elapsed());
         self.block_hash = block_hash;
         self.state_root = state_root;
 

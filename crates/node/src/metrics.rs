@@ -16,9 +16,11 @@ const TXS_APPLIED: &str = "gpunet_txs_applied_total";
 const TXS_REJECTED: &str = "gpunet_txs_rejected_total";
 const MEMPOOL_SIZE: &str = "gpunet_mempool_size";
 const BLOCK_APPLY_SECONDS: &str = "gpunet_block_apply_seconds";
+const BLOCK_COMMIT_SECONDS: &str = "gpunet_block_commit_seconds";
+const ADMISSION_SECONDS: &str = "gpunet_tx_admission_seconds";
 const PROPOSALS_REFUSED: &str = "gpunet_consensus_proposals_refused_total";
 
-/// Bucket bounds of the block apply time histogram, in seconds.
+/// Bucket bounds of the block apply, block commit and admission time histograms, in seconds.
 const APPLY_BUCKETS_SECONDS: &[f64] = &[
     0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
@@ -54,6 +56,16 @@ impl NodeMetrics {
                 metrics_exporter_prometheus::Matcher::Full(BLOCK_APPLY_SECONDS.to_owned()),
                 APPLY_BUCKETS_SECONDS,
             )
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(BLOCK_COMMIT_SECONDS.to_owned()),
+                APPLY_BUCKETS_SECONDS,
+            )
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(ADMISSION_SECONDS.to_owned()),
+                APPLY_BUCKETS_SECONDS,
+            )
             .expect("the bucket list is not empty");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -77,7 +89,17 @@ impl NodeMetrics {
             metrics::describe_histogram!(
                 BLOCK_APPLY_SECONDS,
                 metrics::Unit::Seconds,
-                "Time to apply a block with the ledger and compute its state root."
+                "Time to apply a block with the ledger and collect the entities it wrote."
+            );
+            metrics::describe_histogram!(
+                BLOCK_COMMIT_SECONDS,
+                metrics::Unit::Seconds,
+                "Time to write a block, its entities and its Merkle tree version durably and compute its state root."
+            );
+            metrics::describe_histogram!(
+                ADMISSION_SECONDS,
+                metrics::Unit::Seconds,
+                "Time to admit one submission (a transaction or a batch): decode, signature and checks."
             );
             metrics::counter!(BLOCKS_PRODUCED).absolute(0);
             metrics::counter!(TXS_APPLIED).absolute(0);
@@ -102,6 +124,14 @@ impl NodeMetrics {
 
     pub(crate) fn observe_apply(&self, took: Duration) {
         self.with(|| metrics::histogram!(BLOCK_APPLY_SECONDS).record(took.as_secs_f64()));
+    }
+
+    pub(crate) fn observe_commit(&self, took: Duration) {
+        self.with(|| metrics::histogram!(BLOCK_COMMIT_SECONDS).record(took.as_secs_f64()));
+    }
+
+    pub(crate) fn observe_admission(&self, took: Duration) {
+        self.with(|| metrics::histogram!(ADMISSION_SECONDS).record(took.as_secs_f64()));
     }
 
     /// A proposal from another validator was invalid; this node voted nil.

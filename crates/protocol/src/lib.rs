@@ -27,6 +27,7 @@ pub use amount::{Amount, AmountError, Balances, Denom, MICROS_PER_UNIT};
 pub use block::{Block, BlockCtx, BlockHeader, BlockOutcome, Receipt};
 pub use event::{Event, LeaseEndReason};
 pub use ids::{Hash, IdError, LeaseId, OrderId};
+pub use merkle::Account;
 pub use rates::{Rates, deposit_lasts_secs, min_deposit};
 pub use rejection::{Rejection, RejectionInfo};
 pub use resources::{

@@ -11,7 +11,18 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
-use crate::{Address, Hash, LeaseId, OrderId};
+use crate::{Address, Balances, Hash, LeaseId, OrderId};
+
+/// An account's money and its next nonce: the value of an entity in [`StateTable::Accounts`],
+/// which a light client decodes after checking its proof.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct Account {
+    pub balances: Balances,
+    /// The nonce its next transaction must carry.
+    pub nonce: u64,
+}
 
 /// BLAKE3 as the tree's hash, for nodes and leaf keys alike.
 pub struct Blake3Hasher(blake3::Hasher);

@@ -398,9 +398,19 @@ impl World {
                 txs.push(self.tx(provider, Msg::Heartbeat { leases }));
             }
         }
+        // As the node does: the last block's writes are taken before the next block, and a
+        // proposal is checked against the tip with the O(changes) invariant check.
+        self.state.take_changes();
+        let before = self.state.clone();
         let mut outcome = apply_block(&mut self.state, &ctx, &txs);
         if let Err(v) = invariants::check_all(&self.state) {
             panic!("invariant broken after block {}: {v}", ctx.height);
+        }
+        if let Err(v) = invariants::check_changes(&before, &self.state) {
+            panic!(
+                "the change check failed where the full check passed, block {}: {v}",
+                ctx.height
+            );
         }
         for receipt in outcome.receipts.drain(ours..) {
             if let Some(r) = receipt.rejection {

@@ -24,10 +24,11 @@ use axum::{Json, Router};
 use gpunet_api::node::{
     AccountView, BidView, BlockView, EventEnvelope, ExplainView, LeaseState, LeaseView,
     MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList, OrderState, OrderView,
-    ParamsView, ProviderList, ProviderView, QuoteRequest, StatusView, SubmitTx, SubmitTxBatch,
-    SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState, TxView,
+    ParamsView, ProviderList, ProviderView, QuoteRequest, StateEntryView, StatusView, SubmitTx,
+    SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState, TxView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER, auth};
+use gpunet_protocol::merkle::{self, StateTable};
 use gpunet_protocol::{
     Address, Block, BlockOutcome, Hash, LeaseId, MAX_TX_BYTES, OrderId, Rejection,
 };
@@ -72,6 +73,7 @@ pub(crate) struct App {
         quote,
         lease,
         block,
+        state_entry,
         events::events,
         metrics_text,
         openapi_json
@@ -99,6 +101,7 @@ pub(crate) struct App {
         LeaseView,
         EventEnvelope,
         BlockView,
+        StateEntryView,
         OrdersStateParam,
         ErrorSchema
     ))
@@ -163,6 +166,7 @@ fn router(app: App) -> Router {
         .route("/v1/quote", post(quote))
         .route("/v1/leases/{id}", get(lease))
         .route("/v1/blocks/{height}", get(block))
+        .route("/v1/state/{table}/{key}", get(state_entry))
         .route("/v1/events", get(events::events))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
@@ -268,7 +272,7 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+fn path_param<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     p.map(|Path(s)| s)
         .map_err(|e| ApiError::bad_request(format!("bad path parameter: {e}")))
 }
@@ -502,11 +506,14 @@ async fn submit_tx_batch(
     let shared = Arc::clone(&app.shared);
     // A thousand signature checks take tens of milliseconds: not on the async workers.
     let admitted = tokio::task::spawn_blocking(move || {
-        batch
+        let started = std::time::Instant::now();
+        let results = batch
             .txs_hex
             .iter()
             .map(|tx_hex| admit_hex(&shared, tx_hex, origin))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        shared.metrics.observe_admission(started.elapsed());
+        results
     })
     .await;
     let results = match admitted {
@@ -935,6 +942,97 @@ async fn block(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
             block_hash: b.header.hash(),
             state_root: Hash(state_root),
             tx_hashes: b.txs.iter().map(|t| t.hash()).collect(),
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct StateQuery {
+    proof: Option<String>,
+    height: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/state/{table}/{key}",
+    params(
+        ("table" = String, Path, description = "`chain`, `accounts`, `providers`, `orders` or `leases`"),
+        ("key" = String, Path, description = "An address (`gpn1…`) for accounts and providers, an id (`42`, `order-42`, `lease-42`) for orders and leases, `chain` or `params` for the chain table"),
+        ("proof" = Option<bool>, Query, description = "Include the Merkle proof and the root it is against (default false)"),
+        ("height" = Option<u64>, Query, description = "A recent height still kept by this node (default: the latest)"),
+    ),
+    responses(
+        (status = 200, body = StateEntryView, description = "The entity, or `found: false` (with a proof of absence when asked)"),
+        (status = 400, body = ErrorSchema),
+        (status = 404, body = ErrorSchema, description = "The height is not kept by this node"),
+    )
+)]
+async fn state_entry(
+    State(app): State<App>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<StateQuery>, QueryRejection>,
+) -> ApiResult {
+    let (table_name, key_text) = path_param(p)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let table = StateTable::from_name(&table_name).ok_or_else(|| {
+        let names: Vec<&str> = StateTable::ALL.iter().map(|t| t.name()).collect();
+        ApiError::bad_request(format!(
+            "path parameter table: {table_name:?} is not a state table; use one of {}",
+            names.join(", ")
+        ))
+    })?;
+    let key = table
+        .parse_key(&key_text)
+        .map_err(|e| ApiError::bad_request(format!("path parameter key: {e}")))?;
+    let with_proof = match q.proof.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter proof: {other:?} is neither true nor false"
+            )));
+        }
+    };
+    let height = q
+        .height
+        .as_deref()
+        .map(|h| {
+            h.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "query parameter height: {h:?} is not a block height (a number)"
+                ))
+            })
+        })
+        .transpose()?;
+    let full_key = merkle::state_key(table, &key);
+    let tip_height = app.shared.tip().state.height;
+    let proven = app
+        .shared
+        .store
+        .prove(&full_key, height)
+        .map_err(|e| match e {
+            e @ gpunet_store::StoreError::NoTreeAt { .. } => {
+                ApiError::not_found(tip_height, e.to_string())
+            }
+            e => ApiError::store("the state tree", e),
+        })?;
+    let value = proven
+        .value
+        .as_deref()
+        .map(|v| gpunet_ledger::State::entity_json(&full_key, v))
+        .transpose()
+        .map_err(|e| ApiError::store("an entity", e))?;
+    Ok(ok(
+        proven.height,
+        &StateEntryView {
+            height: proven.height,
+            table: table.name().to_owned(),
+            key_hex: hex::encode(&full_key),
+            found: proven.value.is_some(),
+            value_hex: proven.value.as_deref().map(hex::encode),
+            value,
+            root: with_proof.then(|| hex::encode(proven.root)),
+            proof_hex: with_proof.then(|| hex::encode(&proven.proof)),
         },
     ))
 }

@@ -1,0 +1,208 @@
+//! `gpunet bench state`: argument handling, progress and printing around
+//! `gpunet_bench::state`, which does the measuring.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use gpunet_bench::figures::{build_kind, default_out, write as write_figures};
+use gpunet_bench::state::{RestartFigures, SizeFigures, StateOptions, measure_size};
+use serde_json::json;
+
+use crate::progress::Progress;
+
+/// Runs the restart probe in a fresh `gpunet` process on `home`, so that its memory figure is
+/// a node's alone.
+fn probe_in_child(home: &Path) -> Result<RestartFigures> {
+    let exe = std::env::current_exe().context("finding this gpunet binary")?;
+    let out = Command::new(exe)
+        .args(["bench", "state-probe", "--home"])
+        .arg(home)
+        .output()
+        .context("starting the restart probe")?;
+    ensure!(
+        out.status.success(),
+        "the restart probe failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.trim())
+        .with_context(|| format!("the restart probe printed {:?}", line.trim()))
+}
+
+fn at(figures: &[SizeFigures], entities: u64) -> Option<&SizeFigures> {
+    figures.iter().find(|f| f.entities == entities)
+}
+
+/// `gpunet bench state`'s arguments.
+pub struct Args {
+    pub json_out: bool,
+    pub out: Option<PathBuf>,
+    pub sizes: Vec<u64>,
+    pub changed: u64,
+    pub blocks: usize,
+    pub dir: Option<PathBuf>,
+    pub e2e_transfers: usize,
+    pub e2e_block_txs: usize,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let Args {
+        json_out,
+        out,
+        mut sizes,
+        changed,
+        blocks,
+        dir,
+        e2e_transfers,
+        e2e_block_txs,
+    } = args;
+    ensure!(
+        !sizes.is_empty(),
+        "--sizes names no size; e.g. --sizes 10000,100000"
+    );
+    ensure!(blocks > 0, "--blocks must be at least 1");
+    ensure!(
+        changed >= 2,
+        "--changed must be at least 2 (one transfer changes two accounts)"
+    );
+    sizes.sort_unstable();
+    sizes.dedup();
+    if cfg!(debug_assertions) && !json_out {
+        eprintln!(
+            "note: this is a debug build; use `cargo run --release -- bench state` for real figures"
+        );
+    }
+    let scratch = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("gpunet-bench-state-{}", std::process::id()))
+    });
+    let opts = StateOptions {
+        sizes: sizes.clone(),
+        changed_per_block: changed,
+        blocks,
+        work_dir: scratch.clone(),
+    };
+    let progress = std::sync::Arc::new(Progress::new(json_out));
+    let p = std::sync::Arc::clone(&progress);
+    // Blocking work (redb, the ledger) off the async runtime.
+    let measured = tokio::task::spawn_blocking(move || -> Result<Vec<SizeFigures>> {
+        let mut all = Vec::new();
+        for &n in &opts.sizes {
+            let f = measure_size(&opts, n, &|line| p.status(&line), &probe_in_child)?;
+            p.stage(&format!(
+                "{n} entities: commit p50 {:.1} ms (apply {:.1}, root+write {:.1}), restart {} ms",
+                f.commit_ms_p50,
+                f.apply_ms_p50,
+                f.root_and_write_ms_p50,
+                f.restart.map_or(0, |r| r.restart_ms)
+            ));
+            all.push(f);
+        }
+        Ok(all)
+    })
+    .await
+    .context("the benchmark task failed")?;
+    let figures = match measured {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(e);
+        }
+    };
+    let e2e = if e2e_transfers > 0 {
+        let p = std::sync::Arc::clone(&progress);
+        let r = gpunet_bench::e2e::run(
+            &gpunet_bench::e2e::E2eOptions {
+                transfers: e2e_transfers,
+                accounts: 2_000,
+                senders: 4,
+                block_ms: 500,
+                max_txs_per_block: e2e_block_txs,
+                work_dir: scratch.clone(),
+            },
+            &move |line| p.status(&line),
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&scratch);
+        let r = r?;
+        progress.stage(&format!(
+            "end to end: {:.0} transfers/s ({} transfers in {:.1} s, {} blocks)",
+            r.transfers_per_sec, r.transfers, r.seconds, r.blocks
+        ));
+        Some(r)
+    } else {
+        let _ = std::fs::remove_dir_all(&scratch);
+        None
+    };
+    progress.finish();
+
+    let one_m = at(&figures, 1_000_000);
+    let ten_k = at(&figures, 10_000);
+    let growth = match (ten_k, one_m) {
+        (Some(a), Some(b)) if a.commit_ms_p50 > 0.0 => Some(b.commit_ms_p50 / a.commit_ms_p50),
+        _ => None,
+    };
+    let summary = json!({
+        "commit_ms_p50_at_1m": one_m.map(|f| f.commit_ms_p50),
+        "commit_growth_10k_to_1m": growth,
+        "bytes_per_block_at_1m": one_m.and_then(|f| f.bytes_per_block),
+        "rss_mb_at_1m": one_m.and_then(|f| f.restart).map(|r| r.rss_mb),
+        "restart_ms_at_1m": one_m.and_then(|f| f.restart).map(|r| r.restart_ms),
+        "e2e_transfers_per_sec": e2e.as_ref().map(|e| e.transfers_per_sec.round() as u64),
+        "e2e": e2e,
+        "changed_per_block": changed,
+        "blocks": blocks,
+        "sizes": figures,
+        "build": build_kind(),
+    });
+    let out = out.unwrap_or_else(|| default_out("state"));
+    write_figures(&out, &summary)?;
+    if json_out {
+        println!("{summary}");
+        return Ok(());
+    }
+    println!(
+        "state commit, blocks changing {changed} entities, {blocks} blocks per size ({} build):",
+        build_kind()
+    );
+    println!(
+        "  {:>10}  {:>9}  {:>9}  {:>11}  {:>9}  {:>11}  {:>10}  {:>7}",
+        "entities", "apply", "root+wr", "commit p50", "p95", "bytes/blk", "restart", "rss"
+    );
+    for f in &figures {
+        let r = f.restart;
+        println!(
+            "  {:>10}  {:>6.1} ms  {:>6.1} ms  {:>8.1} ms  {:>6.1} ms  {:>11}  {:>7} ms  {:>4} MB",
+            f.entities,
+            f.apply_ms_p50,
+            f.root_and_write_ms_p50,
+            f.commit_ms_p50,
+            f.commit_ms_p95,
+            f.bytes_per_block.map_or("?".to_owned(), |b| b.to_string()),
+            r.map_or(0, |r| r.restart_ms),
+            r.map_or(0, |r| r.rss_mb),
+        );
+    }
+    if let Some(g) = growth {
+        println!("  commit p50 growth from 10k to 1M entities: {g:.2}x");
+    }
+    if let Some(e) = &e2e {
+        let share = |s: f64| 100.0 * s / e.seconds;
+        println!(
+            "end to end, solo node over HTTP: {:.0} transfers/s ({} in {:.1} s, {} blocks)",
+            e.transfers_per_sec, e.transfers, e.seconds, e.blocks
+        );
+        println!(
+            "  node busy time: admission {:.1} s ({:.0}%), apply {:.1} s ({:.0}%), commit {:.1} s ({:.0}%) of the wall time",
+            e.stages.admission_s,
+            share(e.stages.admission_s),
+            e.stages.apply_s,
+            share(e.stages.apply_s),
+            e.stages.commit_s,
+            share(e.stages.commit_s)
+        );
+    }
+    println!("figures written to {}", out.display());
+    Ok(())
+}
