@@ -2023,6 +2023,7 @@ fn is_transient(e: &ChainError) -> bool {
                 ClientError::Unreachable { .. }
                     | ClientError::Timeout { .. }
                     | ClientError::Decode { .. }
+                    | ClientError::Body { .. }
                     | ClientError::Stream { .. }
             ) || matches!(source, ClientError::Api { status, .. } if *status >= 500)
         }

@@ -379,6 +379,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             policy,
         },
         bid_on: BTreeSet::new(),
+        orders_after: None,
         departed: departed_tx,
     };
     let reconciler = tokio::spawn(reconciler.run(from_height));
@@ -443,8 +444,7 @@ async fn register(
     let Some(address) = client.signer().map(KeyFile::address) else {
         return Ok(());
     };
-    let providers = client.providers().await?;
-    match providers.providers.iter().find(|p| p.address == address) {
+    match client.provider(&address).await? {
         None => {
             tracing::info!(%address, %stake, "registering as a provider");
             client

@@ -3,6 +3,12 @@
 //! [`Leases`]. One task does all of it, so decisions never race each other; every transaction
 //! goes through the one [`NodeClient`], which serialises nonces.
 //!
+//! Orders are found through the stream (`OrderCreated`, `OrderReopened`,
+//! `OrderExclusionLapsed`, each read by id). The poll reads one bounded page of open orders per
+//! tick, going on from the last page's cursor and starting over at the newest once the list is
+//! done, and only this provider's own record (`GET /v1/providers/{address}`): no poll reads a
+//! whole list, however many orders and providers the chain holds.
+//!
 //! It also sees this provider leave: once its `AnnounceExit` is on chain (`gpunet provider
 //! leave`), it stops bidding, has [`Leases::leave`] stop the workloads and release the leases,
 //! and when the chain lists no live lease for it and no workload is left here, it submits
@@ -23,8 +29,8 @@ use crate::leases::Leases;
 
 /// How often open orders and this provider's leases are polled, besides the event stream.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
-/// Most open orders read per poll.
-pub const MAX_ORDERS_PER_POLL: usize = 500;
+/// Open orders read per poll: one page, from where the last poll's page ended.
+pub const MAX_ORDERS_PER_POLL: usize = 200;
 /// Most order ids remembered as bid on; the oldest are forgotten first.
 pub const MAX_REMEMBERED_BIDS: usize = 100_000;
 /// Events buffered between the stream reader and the loop.
@@ -39,6 +45,9 @@ pub(crate) struct Reconciler {
     /// Orders bid on (or found already bid on), with the height they (re)opened at: never
     /// bid twice on one opening; an order reopened for another attempt is a new one.
     pub bid_on: BTreeSet<(OrderId, u64)>,
+    /// Where the next poll's page of open orders starts: the last page's `next`, `None` to
+    /// start over at the newest.
+    pub orders_after: Option<String>,
     /// Set to `true` once this provider has left: every lease ended and it is deregistered.
     pub departed: watch::Sender<bool>,
 }
@@ -110,19 +119,24 @@ impl Reconciler {
         self.poll_provider().await;
     }
 
-    /// Considers every open order for a bid.
+    /// Considers one page of open orders for a bid, the page after the last poll's: over
+    /// successive polls every open order is seen, at a bounded cost per poll.
     async fn poll_orders(&mut self) {
         let filter = OrderFilter {
             tenant: None,
             open_only: true,
             limit: Some(MAX_ORDERS_PER_POLL),
+            after: self.orders_after.take(),
         };
         match self.client.orders(&filter).await {
             Ok(list) => {
+                self.orders_after = list.next;
                 for order in &list.orders {
                     self.consider(order).await;
                 }
             }
+            // A cursor the node refuses (another node's, an older version's) is dropped with
+            // the page: the next poll starts over.
             Err(error) => tracing::warn!(%error, "cannot list open orders"),
         }
     }
@@ -133,21 +147,17 @@ impl Reconciler {
         if *self.departed.borrow() {
             return;
         }
-        // Known before the providers are read, so a lease tracked meanwhile is not mistaken
+        // Known before the provider is read, so a lease tracked meanwhile is not mistaken
         // for one the chain has ended.
         let known = self.leases.ids();
-        let providers = match self.client.providers().await {
-            Ok(list) => list,
+        let me = match self.client.provider(&self.offer.provider).await {
+            Ok(me) => me,
             Err(error) => {
-                tracing::warn!(%error, "cannot list providers");
+                tracing::warn!(%error, "cannot read this provider's record");
                 return;
             }
         };
-        let Some(me) = providers
-            .providers
-            .iter()
-            .find(|p| p.address == self.offer.provider)
-        else {
+        let Some(me) = me else {
             if self.leases.is_leaving() && self.leases.is_settled() {
                 // Deregistered by someone else holding the key (`gpunet provider leave`).
                 tracing::info!(provider = %self.offer.provider, "this provider is no longer registered: it has left");

@@ -4,7 +4,8 @@
 //!
 //! Two servers speak it:
 //! - a **node** (`/v1/status`, `/v1/accounts/…`, `/v1/txs`, `/v1/txs/batch`, `/v1/orders`,
-//!   `/v1/leases/…`, `/v1/providers`, `/v1/events`, `/metrics`, `/openapi.json`);
+//!   `/v1/leases/…`, `/v1/providers`, `/v1/providers/…`, `/v1/events`, `/metrics`,
+//!   `/openapi.json`; lists in cursor pages: `limit`, `after`, `next`);
 //! - a **provider agent** (`/v1/leases/{id}/manifest|status|logs|outputs`), where every request
 //!   is signed by the lease's tenant (see [`auth`]).
 //!
@@ -69,7 +70,7 @@ impl ErrorBody {
 const MAX_QUOTED_CHARS: usize = 200;
 
 /// `s`, cut to [`MAX_QUOTED_CHARS`] characters so a huge path does not make a huge answer.
-fn shorten(s: &str) -> String {
+pub fn shorten(s: &str) -> String {
     match s.char_indices().nth(MAX_QUOTED_CHARS) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
         None => s.to_owned(),

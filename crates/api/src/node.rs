@@ -186,11 +186,26 @@ pub struct ProviderView {
     pub leaving: bool,
 }
 
-/// `GET /v1/providers`.
+/// Entries a list endpoint (`GET /v1/providers`, `GET /v1/orders`) returns when `limit` is
+/// not given.
+pub const DEFAULT_PAGE_LIMIT: usize = 100;
+/// Most entries one page of a list endpoint holds; a larger `limit` is refused (400).
+pub const MAX_PAGE_LIMIT: usize = 1_000;
+/// Most entries one page of a filtered list examines (`GET /v1/orders?tenant=…&state=open`
+/// walks the tenant's orders, keeping the open ones): a filter no range lookup answers stops
+/// here, so one request costs at most this many reads however few entries match. Such a page
+/// may hold fewer than `limit` entries, even none, with `next` set: follow it.
+pub const MAX_PAGE_EXAMINED: usize = 10 * MAX_PAGE_LIMIT;
+
+/// `GET /v1/providers`: one page of providers, by address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProviderList {
     pub height: u64,
     pub providers: Vec<ProviderView>,
+    /// The cursor of the next page (pass it back as `after`), or `null` when this page is the
+    /// last. Opaque: build none yourself.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// A bid on an order.
@@ -242,11 +257,16 @@ pub struct OrderView {
     pub not_before_ms: u64,
 }
 
-/// `GET /v1/orders`.
+/// `GET /v1/orders`: one page of orders, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderList {
     pub height: u64,
     pub orders: Vec<OrderView>,
+    /// The cursor of the next page (pass it back as `after`), or `null` when this page is the
+    /// last. Opaque: build none yourself. A filtered page may be short, even empty, and still
+    /// have a `next` ([`MAX_PAGE_EXAMINED`]).
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// Where a lease is: `pending`, `running`, `ended`.

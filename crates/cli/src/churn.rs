@@ -34,7 +34,7 @@ use tokio::process::{Child, Command};
 
 use crate::progress::Progress;
 
-/// Most jobs one churn run takes: what one `GET /v1/orders` lists.
+/// Most jobs one churn run takes: each is followed by a task of its own, all at once.
 pub const MAX_CHURN_JOBS: usize = 1_000;
 
 /// What the churn run is asked to do.
@@ -184,7 +184,7 @@ pub async fn run(opts: &ChurnOpts) -> Result<ChurnFigures> {
     );
     anyhow::ensure!(
         (1..=MAX_CHURN_JOBS).contains(&opts.jobs),
-        "--jobs must be from 1 to {MAX_CHURN_JOBS} (the figures read every order in one listing)"
+        "--jobs must be from 1 to {MAX_CHURN_JOBS} (each job is followed by a task of its own)"
     );
     let dir = std::env::temp_dir().join(format!("gpunet-bench-churn-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -287,21 +287,16 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
             continue;
         }
         next_kill = now + Duration::from_secs(opts.kill_every_secs);
-        let Ok(list) = watcher.providers().await else {
-            continue;
-        };
         // Any provider that runs, busy or idle, as machines fail.
         let up: Vec<&Provider> = providers.iter().filter(|p| p.child.is_some()).collect();
         if up.is_empty() {
             continue;
         }
         let victim = up[rng.next_u32() as usize % up.len()].index;
-        let held: Vec<LeaseId> = list
-            .providers
-            .iter()
-            .find(|v| v.address == providers[victim].address)
-            .map(|v| v.live_leases.clone())
-            .unwrap_or_default();
+        let Ok(record) = watcher.provider(&providers[victim].address).await else {
+            continue;
+        };
+        let held: Vec<LeaseId> = record.map(|v| v.live_leases).unwrap_or_default();
         let mut leases = Vec::new();
         for lease in held {
             if let Ok(view) = watcher.lease(lease).await
@@ -343,13 +338,12 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
             Err(e) => eprintln!("a job's task failed: {e}"),
         }
     }
-    // Every order the tenant placed (`run` keeps --jobs within one page); a submission that
-    // never reached the chain counts as a job that did not complete.
+    // Every order the tenant placed, page after page; a submission that never reached the
+    // chain counts as a job that did not complete.
     let orders: Vec<OrderId> = watcher
-        .orders(&gpunet_client::OrderFilter {
+        .orders_all(&gpunet_client::OrderFilter {
             tenant: Some(tenant.address()),
-            open_only: false,
-            limit: Some(opts.jobs),
+            ..Default::default()
         })
         .await?
         .orders

@@ -161,6 +161,8 @@ pub enum JobCmd {
     /// Example: gpunet job list --json
     List {
         #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
         conn: Conn,
     },
 }
@@ -227,18 +229,49 @@ pub enum MarketCmd {
     /// Example: gpunet market providers --json
     Providers {
         #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
         conn: Conn,
     },
-    /// Orders on the market (open ones unless --all).
+    /// Orders on the market (open ones unless --all), newest first.
     ///
-    /// Example: gpunet market orders --all
+    /// Example: gpunet market orders --all --limit 20
     Orders {
         /// Every order, not only open ones.
         #[arg(long)]
         all: bool,
         #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
         conn: Conn,
     },
+}
+
+/// Which page of a list to show: one page (`--limit`, from `--after`), or every page.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PageArgs {
+    /// Entries per page, 1 to 1000 (the node's default is 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=gpunet_api::node::MAX_PAGE_LIMIT as i64))]
+    pub limit: Option<u32>,
+    /// Start after this cursor: the `next` an earlier page printed.
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
+    /// Read every page, not only one (on a large network, a long list).
+    #[arg(long)]
+    pub all_pages: bool,
+}
+
+impl PageArgs {
+    fn limit(&self) -> Option<usize> {
+        self.limit.map(|n| n as usize)
+    }
+}
+
+/// After a one-page text listing: how to read on, when there is more.
+fn print_more(next: Option<&str>) {
+    if let Some(next) = next {
+        println!("more: pass --after {next} for the next page, or --all-pages for all");
+    }
 }
 
 /// Where the signing key is: --key, or the running dev network's tenant key.
@@ -403,7 +436,12 @@ pub async fn wait_for_provider(client: &NodeClient, progress: &Progress) -> Resu
     let start = Instant::now();
     progress.status("waiting for the provider's registration");
     loop {
-        if !client.providers().await?.providers.is_empty() {
+        if !client
+            .providers_page(Some(1), None)
+            .await?
+            .providers
+            .is_empty()
+        {
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(30) {
@@ -1056,15 +1094,20 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             println!("job {id} cancelled");
             Ok(())
         }
-        JobCmd::List { conn } => {
+        JobCmd::List { page, conn } => {
             let k = key(&conn)?;
-            let list = client(&conn)?
-                .orders(&OrderFilter {
-                    tenant: Some(k.address()),
-                    open_only: false,
-                    limit: None,
-                })
-                .await?;
+            let filter = OrderFilter {
+                tenant: Some(k.address()),
+                open_only: false,
+                limit: page.limit(),
+                after: page.after.clone(),
+            };
+            let client = client(&conn)?;
+            let list = if page.all_pages {
+                client.orders_all(&filter).await?
+            } else {
+                client.orders(&filter).await?
+            };
             if conn.json {
                 return print_json(&list);
             }
@@ -1086,6 +1129,7 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                     paid
                 );
             }
+            print_more(list.next.as_deref());
             Ok(())
         }
     }
@@ -1187,8 +1231,15 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
 
 pub async fn market(cmd: MarketCmd) -> Result<()> {
     match cmd {
-        MarketCmd::Providers { conn } => {
-            let list = client(&conn)?.providers().await?;
+        MarketCmd::Providers { page, conn } => {
+            let client = client(&conn)?;
+            let list = if page.all_pages {
+                client.providers().await?
+            } else {
+                client
+                    .providers_page(page.limit(), page.after.as_deref())
+                    .await?
+            };
             if conn.json {
                 return print_json(&list);
             }
@@ -1218,16 +1269,22 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
                 );
                 println!("      rates {}", quote::rates_text(&p.profile.rates));
             }
+            print_more(list.next.as_deref());
             Ok(())
         }
-        MarketCmd::Orders { all, conn } => {
-            let list = client(&conn)?
-                .orders(&OrderFilter {
-                    tenant: None,
-                    open_only: !all,
-                    limit: None,
-                })
-                .await?;
+        MarketCmd::Orders { all, page, conn } => {
+            let filter = OrderFilter {
+                tenant: None,
+                open_only: !all,
+                limit: page.limit(),
+                after: page.after.clone(),
+            };
+            let client = client(&conn)?;
+            let list = if page.all_pages {
+                client.orders_all(&filter).await?
+            } else {
+                client.orders(&filter).await?
+            };
             if conn.json {
                 return print_json(&list);
             }
@@ -1244,6 +1301,7 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
                     o.tenant.short()
                 );
             }
+            print_more(list.next.as_deref());
             Ok(())
         }
     }

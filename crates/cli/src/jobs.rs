@@ -183,11 +183,10 @@ pub async fn provider_encryption_key(
     client: &NodeClient,
     provider: Address,
 ) -> Result<EncryptionKey> {
-    let providers = client.providers().await.context("reading the providers")?;
-    providers
-        .providers
-        .into_iter()
-        .find(|p| p.address == provider)
+    client
+        .provider(&provider)
+        .await
+        .with_context(|| format!("reading provider {provider}"))?
         .map(|p| p.profile.encryption_key)
         .with_context(|| {
             format!("provider {provider} is not registered, so its encryption key is unknown")

@@ -367,8 +367,10 @@ async fn leave(a: LeaveArgs) -> Result<()> {
 
 /// This provider as the chain shows it, or `None` if it is not registered.
 async fn provider_view(client: &NodeClient, address: Address) -> Result<Option<ProviderView>> {
-    let list = client.providers().await.context("reading the providers")?;
-    Ok(list.providers.into_iter().find(|p| p.address == address))
+    client
+        .provider(&address)
+        .await
+        .with_context(|| format!("reading provider {address}"))
 }
 
 /// What `provider leave --wait` saw.

@@ -231,5 +231,63 @@ async fn jobs_that_cannot_run_are_explained_and_prices_are_shown_before_submitti
         eprintln!("this machine has a GPU: the GPU-less case is left to machines without one");
     }
 
+    // Listings page: one order at a time with the cursor each page prints, or every page.
+    let (newest, _) = open_order(&net, &spec).await;
+    let page = |args: &[&str]| {
+        let out = gpunet(&net, home.path(), args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("a JSON page")
+    };
+    let ids = |page: &serde_json::Value| -> Vec<u64> {
+        page["orders"]
+            .as_array()
+            .expect("orders")
+            .iter()
+            .map(|o| o["id"].as_u64().expect("id"))
+            .collect()
+    };
+    let every = page(&["job", "list", "--all-pages", "--json"]);
+    assert!(every["next"].is_null(), "{every}");
+    let all = ids(&every);
+    assert!(all.len() >= 2 && all[0] == newest.0, "{all:?}");
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec!["job", "list", "--limit", "1", "--json"];
+        if let Some(a) = &after {
+            args.extend(["--after", a.as_str()]);
+        }
+        let one = page(&args);
+        walked.extend(ids(&one));
+        match one["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walked, all,
+        "one page at a time gives the same orders, once each"
+    );
+    let out = gpunet(
+        &net,
+        home.path(),
+        &["market", "orders", "--all", "--limit", "1"],
+    );
+    assert!(
+        text(&out).contains("more: pass --after o."),
+        "the text listing says how to read on: {}",
+        text(&out)
+    );
+    let out = gpunet(
+        &net,
+        home.path(),
+        &["market", "providers", "--limit", "1001"],
+    );
+    assert!(
+        !out.status.success(),
+        "a page over 1000 is refused: {}",
+        text(&out)
+    );
+
     net.stop().await;
 }

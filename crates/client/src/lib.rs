@@ -10,7 +10,7 @@ pub mod sealing;
 mod state;
 
 pub use keys::{KeyError, KeyFile, load_or_create_encryption_secret};
-pub use node::{NodeClient, OrderFilter};
+pub use node::{MAX_WALK_PAGES, NodeClient, OrderFilter};
 pub use provider::ProviderClient;
 pub use state::VerifiedAccount;
 
@@ -35,8 +35,19 @@ pub enum ClientError {
     Decode {
         url: String,
         #[source]
+        source: serde_json::Error,
+    },
+    #[error("reading the answer of {url} failed: {source}")]
+    Body {
+        url: String,
+        #[source]
         source: reqwest::Error,
     },
+    #[error(
+        "{url} answered more than {limit_bytes} bytes, the most this client reads of one \
+         answer; ask for less (a smaller `limit` on a list) or check that the URL is a gpunet node"
+    )]
+    TooLarge { url: String, limit_bytes: usize },
     #[error("timed out after {waited_ms} ms waiting for {what}")]
     Timeout { what: String, waited_ms: u64 },
     #[error("transaction {tx_hash} was rejected: {rejection}")]
@@ -44,6 +55,8 @@ pub enum ClientError {
         tx_hash: gpunet_protocol::Hash,
         rejection: gpunet_protocol::Rejection,
     },
+    #[error("cannot read every page of {url}: {why}")]
+    Pages { url: String, why: String },
     #[error("{what} could not be verified: {why}; the node's answer does not prove it")]
     Unverified { what: String, why: String },
     #[error("the event stream from {url} broke: {why}")]
@@ -83,22 +96,63 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Most bytes of one JSON answer (or error body) the client reads, from a node or an agent:
+/// far above the largest page a node serves (`MAX_PAGE_LIMIT` orders), far below what would
+/// hurt the reader. A larger body is refused ([`ClientError::TooLarge`]) as it arrives, not
+/// after it was all held in memory.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most bytes of an error answer's body read: it becomes a message, not data.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// The body of `resp`, read chunk by chunk and refused past `limit_bytes`.
+pub(crate) async fn read_capped(
+    url: &str,
+    mut resp: reqwest::Response,
+    limit_bytes: usize,
+) -> Result<Vec<u8>, ClientError> {
+    let too_large = || ClientError::TooLarge {
+        url: url.to_owned(),
+        limit_bytes,
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > limit_bytes as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|source| ClientError::Body {
+        url: url.to_owned(),
+        source,
+    })? {
+        if body.len() + chunk.len() > limit_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Turns an HTTP answer into `T` or a [`ClientError::Api`] carrying the server's error body.
+/// A success body is read up to [`MAX_RESPONSE_BODY_BYTES`], an error body up to 64 KiB.
 pub(crate) async fn decode<T: serde::de::DeserializeOwned>(
     url: &str,
     resp: reqwest::Response,
 ) -> Result<T, ClientError> {
     let status = resp.status();
     if status.is_success() {
-        return resp
-            .json::<T>()
-            .await
-            .map_err(|source| ClientError::Decode {
-                url: url.to_owned(),
-                source,
-            });
+        let bytes = read_capped(url, resp, MAX_RESPONSE_BODY_BYTES).await?;
+        return serde_json::from_slice::<T>(&bytes).map_err(|source| ClientError::Decode {
+            url: url.to_owned(),
+            source,
+        });
     }
-    let text = resp.text().await.unwrap_or_default();
+    // An error body that cannot be read, or is too long to quote, still leaves the status.
+    let text = read_capped(url, resp, MAX_ERROR_BODY_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let body = serde_json::from_str::<ErrorBody>(&text)
         .unwrap_or_else(|_| ErrorBody::new("http_error", text.trim().to_owned()));
     Err(ClientError::Api {

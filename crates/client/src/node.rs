@@ -5,14 +5,15 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use gpunet_api::node::{
     AccountView, EventEnvelope, ExplainView, LeaseView, OrderList, OrderView, ParamsView,
-    ProviderList, QuoteRequest, StatusView, SubmitTx, SubmitTxResult, TxState, TxView,
+    ProviderList, ProviderView, QuoteRequest, StatusView, SubmitTx, SubmitTxResult, TxState,
+    TxView,
 };
 use gpunet_protocol::{
     Address, Hash, LeaseId, Msg, OrderId, OrderTerms, Rejection, SignedTx, TxBody,
 };
 use tokio::sync::Mutex;
 
-use crate::{ClientError, KeyFile, decode};
+use crate::{ClientError, KeyFile, MAX_RESPONSE_BODY_BYTES, decode};
 
 /// How often [`NodeClient::wait_tx`] polls, in milliseconds.
 const TX_POLL_MS: u64 = 100;
@@ -26,7 +27,66 @@ pub struct OrderFilter {
     pub tenant: Option<Address>,
     /// Only open orders.
     pub open_only: bool,
+    /// Entries per page (the node's default when `None`; at most
+    /// `gpunet_api::node::MAX_PAGE_LIMIT`).
     pub limit: Option<usize>,
+    /// Start after this cursor: the `next` of an earlier page with the same filter.
+    pub after: Option<String>,
+}
+
+/// Most pages one walk ([`NodeClient::providers`], [`NodeClient::orders_all`]) reads before it
+/// gives up: a million entries at the largest page, or a node whose cursor never ends.
+pub const MAX_WALK_PAGES: usize = 1_000;
+
+/// `s` as a query value: unreserved characters as they are, every other byte `%XX`.
+fn query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Walks a cursor-paged list: `fetch(after)` reads one page and returns its height, its
+/// entries and `next`; the walk returns the first page's height and every entry. Each page
+/// reads the tip at its own height, so a walk is not one snapshot: an entry added meanwhile
+/// before the cursor is missed, one changed meanwhile may appear in its newer form; none
+/// appears twice, since the cursor only moves on.
+async fn walk<T, F, Fut>(
+    what: &str,
+    first: Option<String>,
+    mut fetch: F,
+) -> Result<(u64, Vec<T>), ClientError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(u64, Vec<T>, Option<String>), ClientError>>,
+{
+    let mut all = Vec::new();
+    let mut after = first;
+    let mut first_height = None;
+    for _ in 0..MAX_WALK_PAGES {
+        let (height, mut page, next) = fetch(after.clone()).await?;
+        first_height.get_or_insert(height);
+        all.append(&mut page);
+        match next {
+            None => return Ok((first_height.unwrap_or(height), all)),
+            Some(n) if Some(&n) == after.as_ref() => {
+                return Err(ClientError::Pages {
+                    url: what.to_owned(),
+                    why: format!("the node answered the cursor {n:?} it was given"),
+                });
+            }
+            Some(n) => after = Some(n),
+        }
+    }
+    Err(ClientError::Pages {
+        url: what.to_owned(),
+        why: format!("more than {MAX_WALK_PAGES} pages; read one page at a time instead"),
+    })
 }
 
 /// A client for one node, optionally holding a signing key.
@@ -99,10 +159,58 @@ impl NodeClient {
         self.get(&format!("/v1/accounts/{address}")).await
     }
 
-    pub async fn providers(&self) -> Result<ProviderList, ClientError> {
-        self.get("/v1/providers").await
+    /// One page of providers, by address: at most `limit` (the node's default when `None`)
+    /// after the cursor `after` (`None`: from the first).
+    pub async fn providers_page(
+        &self,
+        limit: Option<usize>,
+        after: Option<&str>,
+    ) -> Result<ProviderList, ClientError> {
+        let mut q = Vec::new();
+        if let Some(l) = limit {
+            q.push(format!("limit={l}"));
+        }
+        if let Some(a) = after {
+            q.push(format!("after={}", query_value(a)));
+        }
+        self.get(&format!("/v1/providers?{}", q.join("&"))).await
     }
 
+    /// Every provider, walking the pages (largest pages; see `walk` for what a walk across
+    /// heights may miss). `height` is the first page's; `next` is `None`.
+    pub async fn providers(&self) -> Result<ProviderList, ClientError> {
+        let (height, providers) = walk(
+            &format!("{}/v1/providers", self.base),
+            None,
+            |after| async move {
+                let page = self
+                    .providers_page(Some(gpunet_api::node::MAX_PAGE_LIMIT), after.as_deref())
+                    .await?;
+                Ok((page.height, page.providers, page.next))
+            },
+        )
+        .await?;
+        Ok(ProviderList {
+            height,
+            providers,
+            next: None,
+        })
+    }
+
+    /// The provider registered at `address`, `None` if there is none. A node too old to have
+    /// `GET /v1/providers/{address}` answers an error (its "no route"), not `None`: a caller
+    /// must not take "cannot ask" for "not registered".
+    pub async fn provider(&self, address: &Address) -> Result<Option<ProviderView>, ClientError> {
+        match self.get(&format!("/v1/providers/{address}")).await {
+            Ok(view) => Ok(Some(view)),
+            Err(ClientError::Api {
+                status: 404, body, ..
+            }) if body.name == "not_found" && !body.message.starts_with("no route") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of orders, newest first, from `filter.after`.
     pub async fn orders(&self, filter: &OrderFilter) -> Result<OrderList, ClientError> {
         let mut q = vec![format!(
             "state={}",
@@ -114,7 +222,38 @@ impl NodeClient {
         if let Some(l) = filter.limit {
             q.push(format!("limit={l}"));
         }
+        if let Some(a) = &filter.after {
+            q.push(format!("after={}", query_value(a)));
+        }
         self.get(&format!("/v1/orders?{}", q.join("&"))).await
+    }
+
+    /// Every order `filter` selects, newest first, walking the pages from `filter.after`
+    /// (pages of `filter.limit`, or the largest). `height` is the first page's; `next` is
+    /// `None`.
+    pub async fn orders_all(&self, filter: &OrderFilter) -> Result<OrderList, ClientError> {
+        let limit = filter.limit.or(Some(gpunet_api::node::MAX_PAGE_LIMIT));
+        let (height, orders) = walk(
+            &format!("{}/v1/orders", self.base),
+            filter.after.clone(),
+            |after| {
+                let page_filter = OrderFilter {
+                    limit,
+                    after,
+                    ..filter.clone()
+                };
+                async move {
+                    let page = self.orders(&page_filter).await?;
+                    Ok((page.height, page.orders, page.next))
+                }
+            },
+        )
+        .await?;
+        Ok(OrderList {
+            height,
+            orders,
+            next: None,
+        })
     }
 
     pub async fn order(&self, id: OrderId) -> Result<OrderView, ClientError> {
@@ -303,18 +442,26 @@ impl NodeClient {
                     why: "unexpected status".into(),
                 }));
         }
-        let bytes = resp.bytes_stream();
+        let bytes = resp.bytes_stream().boxed();
         let state = (bytes, Vec::<u8>::new(), url);
         Ok(futures::stream::unfold(
             state,
             |(mut bytes, mut buf, url)| async move {
                 loop {
-                    if let Some(pos) = find_frame_end(&buf) {
-                        let frame: Vec<u8> = buf.drain(..pos).collect();
-                        let item = parse_frame(&frame, &url);
-                        match item {
+                    match take_frame(&mut buf, MAX_RESPONSE_BODY_BYTES) {
+                        Ok(Some(frame)) => match parse_frame(&frame, &url) {
                             Some(item) => return Some((item, (bytes, buf, url))),
                             None => continue,
+                        },
+                        Ok(None) => {}
+                        Err(FrameTooLong) => {
+                            let err = ClientError::TooLarge {
+                                url: url.clone(),
+                                limit_bytes: MAX_RESPONSE_BODY_BYTES,
+                            };
+                            // Ends the stream: what follows is not known to be a frame.
+                            let stop = futures::stream::empty().boxed();
+                            return Some((Err(err), (stop, Vec::new(), url)));
                         }
                     }
                     match bytes.next().await {
@@ -331,6 +478,22 @@ impl NodeClient {
                 }
             },
         ))
+    }
+}
+
+/// An event frame grew past the limit without ending.
+#[derive(Debug, PartialEq, Eq)]
+struct FrameTooLong;
+
+/// The first whole SSE frame of `buf`, taken out of it; `None` while it is still incomplete;
+/// refused once `buf` holds more than `limit_bytes` with no frame end, so a node (or anything
+/// answering in its place) cannot make the reader buffer without bound.
+fn take_frame(buf: &mut Vec<u8>, limit_bytes: usize) -> Result<Option<Vec<u8>>, FrameTooLong> {
+    match find_frame_end(buf) {
+        Some(pos) if pos <= limit_bytes => Ok(Some(buf.drain(..pos).collect())),
+        Some(_) => Err(FrameTooLong),
+        None if buf.len() > limit_bytes => Err(FrameTooLong),
+        None => Ok(None),
     }
 }
 
@@ -375,6 +538,37 @@ fn parse_frame(frame: &[u8], url: &str) -> Option<Result<EventEnvelope, ClientEr
 mod tests {
     use super::*;
 
+    /// A fake list of `total` numbers served `per_page` at a time, cursors as the last number.
+    async fn numbers(
+        total: u64,
+        per_page: u64,
+        after: Option<String>,
+    ) -> Result<(u64, Vec<u64>, Option<String>), ClientError> {
+        let start = after.map_or(0, |a| a.parse::<u64>().expect("our cursor") + 1);
+        let page: Vec<u64> = (start..total).take(per_page as usize).collect();
+        let next = page.last().filter(|&&l| l + 1 < total).map(u64::to_string);
+        Ok((start, page, next))
+    }
+
+    #[tokio::test]
+    async fn a_walk_reads_every_page_once_and_stops_on_a_cursor_that_does_not_move() {
+        let (height, all) = walk("u", None, |after| numbers(7, 3, after))
+            .await
+            .expect("walks");
+        assert_eq!(all, (0..7).collect::<Vec<_>>());
+        assert_eq!(height, 0, "the first page's height");
+        let (_, rest) = walk("u", Some("3".into()), |after| numbers(7, 3, after))
+            .await
+            .expect("walks");
+        assert_eq!(rest, vec![4, 5, 6]);
+
+        let stuck = walk("u", None, |_| async {
+            Ok::<_, ClientError>((1, vec![1u64], Some("same".to_owned())))
+        })
+        .await;
+        assert!(matches!(stuck, Err(ClientError::Pages { .. })), "{stuck:?}");
+    }
+
     #[test]
     fn sse_frames_parse_and_keepalives_are_skipped() {
         let env = EventEnvelope {
@@ -395,6 +589,17 @@ mod tests {
         let parsed = parse_frame(&buf[..end], "u").expect("some").expect("ok");
         assert_eq!(parsed, env);
         assert!(parse_frame(b": keep-alive\n\n", "u").is_none());
+
+        // Frames are taken whole, one at a time, up to the limit.
+        let mut buf = b"data: 1\n\ndata: 2".to_vec();
+        assert_eq!(take_frame(&mut buf, 64), Ok(Some(b"data: 1\n\n".to_vec())));
+        assert_eq!(take_frame(&mut buf, 64), Ok(None));
+        assert_eq!(buf, b"data: 2");
+        // A frame that does not end within the limit is refused, ended or not.
+        let mut endless = vec![b'x'; 65];
+        assert_eq!(take_frame(&mut endless, 64), Err(FrameTooLong));
+        let mut long = [vec![b'x'; 64], b"\n\n".to_vec()].concat();
+        assert_eq!(take_frame(&mut long, 64), Err(FrameTooLong));
         assert!(matches!(
             parse_frame(b"event: error\ndata: lagged\n\n", "u"),
             Some(Err(_))

@@ -265,7 +265,7 @@ impl ProviderClient {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|source| ClientError::Decode { url, source })?;
+            .map_err(|source| ClientError::Body { url, source })?;
         Ok(bytes.to_vec())
     }
 }

@@ -35,15 +35,21 @@ fn genesis() -> Genesis {
         chain_id: CHAIN.into(),
         genesis_time_ms: 1_700_000_000_000,
         params: Params::default(),
-        accounts: vec![GenesisAccount {
-            address: addr(1),
-            balances: Balances {
-                usd: units(1_000),
-                gpn: units(1_000),
-            },
-        }],
+        accounts: std::iter::once(1)
+            .chain(PROVIDER_SEEDS)
+            .map(|seed| GenesisAccount {
+                address: addr(seed),
+                balances: Balances {
+                    usd: units(1_000),
+                    gpn: units(1_000),
+                },
+            })
+            .collect(),
     }
 }
+
+/// Accounts funded at genesis to register as providers (and post orders of their own).
+const PROVIDER_SEEDS: std::ops::Range<u8> = 10..15;
 
 async fn start_node(home: &Path, block_ms: u64) -> NodeHandle {
     gpunet_node::start(NodeConfig {
@@ -223,8 +229,17 @@ async fn a_transfer_submitted_over_http_is_applied_and_balances_match() {
     ] {
         assert_eq!(param(path, name)["type"], "integer", "{path} {name}");
     }
-    assert_eq!(param("/v1/orders", "limit")["maximum"], 1000);
-    assert_eq!(param("/v1/orders", "limit")["minimum"], 1);
+    for list in ["/v1/orders", "/v1/providers"] {
+        assert_eq!(param(list, "limit")["type"], "integer", "{list}");
+        assert_eq!(
+            param(list, "limit")["maximum"],
+            gpunet_api::node::MAX_PAGE_LIMIT,
+            "{list}"
+        );
+        assert_eq!(param(list, "limit")["minimum"], 1, "{list}");
+        assert_eq!(param(list, "after")["type"], "string", "{list}");
+    }
+    assert!(openapi["paths"]["/v1/providers/{address}"]["get"].is_object());
     let schemas = &openapi["components"]["schemas"];
     assert_eq!(
         schemas["SubmitTx"]["properties"]["tx_hex"]["maxLength"],
@@ -337,6 +352,11 @@ async fn bad_input_over_http_gets_a_named_400_and_changes_nothing() {
         "/v1/orders?limit=many",
         "/v1/orders?limit=0",
         "/v1/orders?limit=1001",
+        "/v1/providers?limit=0",
+        "/v1/providers?limit=1001",
+        "/v1/providers?after=p.gpn1nope",
+        "/v1/orders?after=o.x",
+        "/v1/providers/gpn1notanaddress",
         "/v1/blocks/%201",
         "/v1/orders?tenant=cosmos1xyz",
         "/v1/events?from_height=soon",
@@ -344,7 +364,9 @@ async fn bad_input_over_http_gets_a_named_400_and_changes_nothing() {
         let e = api.get_error(path, 400).await;
         assert_eq!(e.name, "bad_request", "{path}");
     }
+    let unregistered = format!("/v1/providers/{}", addr(2));
     for path in [
+        unregistered.as_str(),
         "/v1/orders/999",
         "/v1/leases/999",
         "/v1/blocks/999999",
@@ -634,5 +656,199 @@ async fn the_event_stream_delivers_an_order_created_over_http() {
 
     drop(live);
     drop(replay);
+    node.shutdown().await;
+}
+
+fn create_order_by(seed: u8, nonce: u64) -> SignedTx {
+    let mut tx = create_order(nonce).body;
+    tx.signer = addr(seed);
+    tx.sign(&key(seed))
+}
+
+fn register_provider(seed: u8) -> SignedTx {
+    TxBody {
+        chain_id: CHAIN.into(),
+        signer: addr(seed),
+        nonce: 0,
+        fee: fee(),
+        msg: Msg::RegisterProvider {
+            stake: Params::default().min_provider_stake,
+            profile: gpunet_testkit::fixtures::provider_profile(4_000, 8_192, Vec::new()),
+        },
+    }
+    .sign(&key(seed))
+}
+
+/// Every page of `list` (`/v1/orders?…` or `/v1/providers?…`) from the first, `limit` at a
+/// time, as the entries' keys in the order they came; each page but the last is full.
+async fn walk_pages(api: &Api, list: &str, limit: usize) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..100 {
+        let mut path = format!("{list}&limit={limit}");
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let page: serde_json::Value = api.get(&path).await;
+        let entries = page["orders"]
+            .as_array()
+            .or(page["providers"].as_array())
+            .unwrap_or_else(|| panic!("{path}: no list in {page}"));
+        keys.extend(entries.iter().map(|e| {
+            e["id"]
+                .as_u64()
+                .map(|id| id.to_string())
+                .or(e["address"].as_str().map(str::to_owned))
+                .expect("an id or an address")
+        }));
+        match page["next"].as_str() {
+            None => {
+                assert!(page["next"].is_null(), "{path}: next is null at the end");
+                return keys;
+            }
+            Some(next) => {
+                assert_eq!(
+                    entries.len(),
+                    limit,
+                    "{path}: a page before the last is full"
+                );
+                after = Some(next.to_owned());
+            }
+        }
+    }
+    panic!("{list}: the cursor never ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_read_page_by_page_each_entry_once_in_order() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path(), 200).await;
+    let api = Api::new(&node);
+    // Blocks of 200 ms: the orders stay open (their time to live is 600 blocks) while read.
+
+    // 7 orders: 5 by addr(1), then 2 by the first provider's account; 5 providers.
+    let mut last = None;
+    for nonce in 0..5 {
+        last = Some(api.submit(&create_order(nonce)).await);
+    }
+    for seed in PROVIDER_SEEDS {
+        last = Some(api.submit(&register_provider(seed)).await);
+    }
+    let other = PROVIDER_SEEDS.start;
+    for nonce in 1..3 {
+        last = Some(api.submit(&create_order_by(other, nonce)).await);
+    }
+    api.wait_applied(last.expect("submitted")).await;
+
+    // Orders: newest first, over page boundaries that do and do not divide the count.
+    let all: Vec<String> = (1..=7).rev().map(|id: u64| id.to_string()).collect();
+    for limit in [1, 2, 3, 7, 1000] {
+        assert_eq!(
+            walk_pages(&api, "/v1/orders?state=all", limit).await,
+            all,
+            "limit {limit}"
+        );
+        assert_eq!(
+            walk_pages(&api, "/v1/orders?state=open", limit).await,
+            all,
+            "limit {limit}"
+        );
+    }
+    // A tenant's own orders, paged past the other tenant's.
+    let mine: Vec<String> = (1..=5).rev().map(|id: u64| id.to_string()).collect();
+    let by_tenant = format!("/v1/orders?tenant={}", addr(1));
+    for limit in [1, 2, 5] {
+        assert_eq!(
+            walk_pages(&api, &by_tenant, limit).await,
+            mine,
+            "limit {limit}"
+        );
+    }
+    // The tenant index catches up with orders created since it was last read.
+    let newest = api.submit(&create_order(5)).await;
+    api.wait_applied(newest).await;
+    let first: gpunet_api::node::OrderList = api.get(&format!("{by_tenant}&limit=1")).await;
+    assert_eq!(
+        first.orders[0].id.0, 8,
+        "the tenant's newest order comes first"
+    );
+    let open_mine = format!("/v1/orders?tenant={}&state=open", addr(1));
+    let mine: Vec<String> = [8, 5, 4, 3, 2, 1].map(|id: u64| id.to_string()).to_vec();
+    assert_eq!(walk_pages(&api, &open_mine, 2).await, mine);
+    let all: Vec<String> = (1..=8).rev().map(|id: u64| id.to_string()).collect();
+
+    // The default page is the largest the list needs here, and says it is the last.
+    let page: gpunet_api::node::OrderList = api.get("/v1/orders").await;
+    assert_eq!(page.orders.len(), 8);
+    assert_eq!(page.next, None);
+
+    // Providers: by address (its bytes, not its gpn1… text).
+    let mut addresses: Vec<Address> = PROVIDER_SEEDS.map(addr).collect();
+    addresses.sort();
+    let addresses: Vec<String> = addresses.iter().map(Address::to_string).collect();
+    for limit in [1, 2, 5, 6] {
+        assert_eq!(
+            walk_pages(&api, "/v1/providers?", limit).await,
+            addresses,
+            "limit {limit}"
+        );
+    }
+    let one: gpunet_api::node::ProviderView =
+        api.get(&format!("/v1/providers/{}", addr(other))).await;
+    assert_eq!(one.address, addr(other));
+
+    // The client walks every page, and reads one provider.
+    let client = gpunet_client::NodeClient::new(&api.base);
+    let everyone = client.providers().await.expect("providers");
+    assert_eq!(everyone.providers.len(), PROVIDER_SEEDS.len());
+    let filter = gpunet_client::OrderFilter {
+        limit: Some(2),
+        ..Default::default()
+    };
+    let orders = client.orders_all(&filter).await.expect("orders");
+    let ids: Vec<String> = orders.orders.iter().map(|o| o.id.0.to_string()).collect();
+    assert_eq!(ids, all);
+    assert!(client.provider(&addr(other)).await.expect("read").is_some());
+    assert!(client.provider(&addr(2)).await.expect("read").is_none());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_too_large_or_a_garbled_cursor_is_refused_saying_why() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path(), 50).await;
+    let api = Api::new(&node);
+    let max = gpunet_api::node::MAX_PAGE_LIMIT;
+    for list in ["/v1/orders", "/v1/providers"] {
+        let e = api
+            .get_error(&format!("{list}?limit={}", max + 1), 400)
+            .await;
+        assert_eq!(e.name, "bad_request");
+        assert!(
+            e.message.contains(&format!("from 1 to {max}")),
+            "{list}: {}",
+            e.message
+        );
+        let ok: serde_json::Value = api.get(&format!("{list}?limit={max}")).await;
+        assert!(ok["next"].is_null(), "{list}: {ok}");
+    }
+    // Garbled, another list's, or a bare key: each refused, saying what a cursor is.
+    for path in [
+        "/v1/orders?after=garbled".to_owned(),
+        "/v1/orders?after=o.01".to_owned(),
+        format!("/v1/orders?after=p.{}", addr(1)),
+        format!("/v1/providers?after={}", addr(1)),
+        "/v1/providers?after=o.1".to_owned(),
+    ] {
+        let e = api.get_error(&path, 400).await;
+        assert_eq!(e.name, "bad_request", "{path}");
+        assert!(
+            e.message.contains("query parameter after")
+                && e.message
+                    .contains("a cursor is the `next` string of an earlier page"),
+            "{path}: {}",
+            e.message
+        );
+    }
     node.shutdown().await;
 }

@@ -6,8 +6,11 @@
 //! bad bodies get a 400 [`ErrorBody`] naming what was wrong, never a panic.
 
 mod events;
+mod pages;
+mod tenants;
 mod views;
 
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -40,15 +43,12 @@ use crate::metrics::Stage;
 /// Largest request body accepted, in bytes: a hex-encoded transaction at the size limit and
 /// its JSON wrapping fit with room to spare.
 const MAX_BODY_BYTES: usize = 4 * MAX_TX_BYTES;
-/// Orders returned by `GET /v1/orders` unless `limit` says otherwise.
-pub(crate) const DEFAULT_ORDERS_LIMIT: usize = 100;
-/// Most orders one `GET /v1/orders` returns.
-pub(crate) const MAX_ORDERS_LIMIT: usize = 1000;
 
 #[derive(Clone)]
 pub(crate) struct App {
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
+    tenants: tenants::SharedTenantIndex,
 }
 
 /// The OpenAPI document of the node API, served at `/openapi.json`.
@@ -66,6 +66,7 @@ pub(crate) struct App {
         submit_tx_batch,
         tx,
         providers,
+        provider,
         orders,
         order,
         order_explain,
@@ -128,7 +129,12 @@ pub(crate) async fn serve(
     let app = App {
         shared,
         shutdown: shutdown.clone(),
+        tenants: tenants::SharedTenantIndex::default(),
     };
+    // The first catch-up reads every order: off the async workers, before requests need it
+    // (one that comes first waits for it on the index's lock).
+    let (index, shared) = (app.tenants.clone(), Arc::clone(&app.shared));
+    tokio::task::spawn_blocking(move || drop(index.caught_up(&shared.tip().state)));
     let result = axum::serve(listener, router(app))
         .with_graceful_shutdown(async move {
             // An error means the sender is gone, which also means stop.
@@ -153,6 +159,7 @@ fn router(app: App) -> Router {
         )
         .route("/v1/txs/{hash}", get(tx))
         .route("/v1/providers", get(providers))
+        .route("/v1/providers/{address}", get(provider))
         .route("/v1/orders", get(orders))
         .route("/v1/orders/{id}", get(order))
         .route("/v1/orders/{id}/explain", get(order_explain))
@@ -608,21 +615,74 @@ async fn tx(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> A
     ))
 }
 
-#[utoipa::path(get, path = "/v1/providers", responses((status = 200, body = ProviderList)))]
-async fn providers(State(app): State<App>) -> Response {
+#[derive(Debug, Deserialize)]
+struct ProvidersQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/providers",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many providers, by address (default 100, 1 to 1000; more is refused)"),
+        ("after" = Option<String>, Query, description = "The `next` cursor of the previous page; leave it out for the first page"),
+    ),
+    responses((status = 200, body = ProviderList), (status = 400, body = ErrorSchema))
+)]
+async fn providers(
+    State(app): State<App>,
+    q: Result<Query<ProvidersQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let limit = pages::parse_limit(q.limit.as_deref())?;
+    let after = pages::parse_after::<Address>(q.after.as_deref())?;
     let tip = app.shared.tip();
     let state = &tip.state;
-    ok(
+    let from = after.map_or(Unbounded, Excluded);
+    let (providers, next) = pages::page(
+        state.providers.range((from, Unbounded)).map(|(a, _)| *a),
+        limit,
+        |a| {
+            state
+                .providers
+                .get(&a)
+                .map(|p| views::provider_view(state, p))
+        },
+    );
+    Ok(ok(
         state.height,
         &ProviderList {
             height: state.height,
-            providers: state
-                .providers
-                .values()
-                .map(|p| views::provider_view(state, p))
-                .collect(),
+            providers,
+            next,
         },
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/providers/{address}",
+    params(("address" = String, Path, pattern = "^gpn1[02-9ac-hj-np-z]{58}$", description = "A gpn1… address")),
+    responses(
+        (status = 200, body = ProviderView),
+        (status = 400, body = ErrorSchema),
+        (status = 404, body = ErrorSchema, description = "No provider is registered at this address"),
     )
+)]
+async fn provider(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+    let raw = path_param(p)?;
+    let address = Address::parse(&raw)
+        .map_err(|e| ApiError::bad_request(format!("path parameter address: {e}")))?;
+    let tip = app.shared.tip();
+    let state = &tip.state;
+    let provider = state.providers.get(&address).ok_or_else(|| {
+        ApiError::not_found(
+            state.height,
+            format!("no provider is registered at {address}"),
+        )
+    })?;
+    Ok(ok(state.height, &views::provider_view(state, provider)))
 }
 
 /// `state` of `GET /v1/orders`, for the OpenAPI document (the handler reads the text).
@@ -640,15 +700,17 @@ struct OrdersQuery {
     tenant: Option<String>,
     state: Option<String>,
     limit: Option<String>,
+    after: Option<String>,
 }
 
 #[utoipa::path(
     get,
     path = "/v1/orders",
     params(
-        ("tenant" = Option<String>, Query, description = "Only this tenant's orders"),
+        ("tenant" = Option<String>, Query, description = "Only this tenant's orders (from the node's index by tenant). With `state=open` a page examines at most 10000 of the tenant's orders from the cursor, so it may hold fewer than `limit` (even none) and still have a `next`"),
         ("state" = Option<OrdersStateParam>, Query, description = "`open` or `all` (default)"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many, newest first (default 100, 1 to 1000)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many orders, newest first (default 100, 1 to 1000; more is refused)"),
+        ("after" = Option<String>, Query, description = "The `next` cursor of the previous page (with the same `tenant` and `state`); leave it out for the first page"),
     ),
     responses((status = 200, body = OrderList), (status = 400, body = ErrorSchema))
 )]
@@ -672,49 +734,55 @@ async fn orders(
             )));
         }
     };
-    // Refused, not clamped: the OpenAPI document declares 1 to 1000, and a client asking for
-    // more should learn it gets less.
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_ORDERS_LIMIT,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_ORDERS_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "query parameter limit: {s:?} is not a number from 1 to {MAX_ORDERS_LIMIT}"
-                ))
-            })?,
-    };
+    let limit = pages::parse_limit(q.limit.as_deref())?;
+    let after = pages::parse_after::<OrderId>(q.after.as_deref())?;
 
     let tip = app.shared.tip();
     let state = &tip.state;
-    let wanted = |o: &&gpunet_ledger::Order| tenant.is_none_or(|t| o.tenant == t);
-    let list: Vec<OrderView> = if open_only {
-        state
-            .open_orders
-            .iter()
-            .rev()
-            .filter_map(|id| state.orders.get(id))
-            .filter(wanted)
-            .take(limit)
-            .map(|o| views::order_view(state, o))
-            .collect()
-    } else {
+    // Newest first: the ids below the cursor, from the highest down.
+    let below = after.map_or(Unbounded, Excluded);
+    let view = |id: OrderId| {
+        if open_only && !state.open_orders.contains(&id) {
+            return None;
+        }
         state
             .orders
-            .values()
-            .rev()
-            .filter(wanted)
-            .take(limit)
+            .get(&id)
+            .filter(|o| tenant.is_none_or(|t| o.tenant == t))
             .map(|o| views::order_view(state, o))
-            .collect()
+    };
+    let (orders, next) = match tenant {
+        // The tenant's own orders from the node's index; with `state=open`, a page examines
+        // at most `MAX_PAGE_EXAMINED` of them.
+        Some(tenant) => {
+            let index = app.tenants.caught_up(state);
+            let ids = index
+                .orders_of(&tenant)
+                .into_iter()
+                .flat_map(|set| set.range((Unbounded, below)));
+            pages::page(ids.rev().copied(), limit, view)
+        }
+        None if open_only => pages::page(
+            state.open_orders.range((Unbounded, below)).rev().copied(),
+            limit,
+            view,
+        ),
+        None => pages::page(
+            state
+                .orders
+                .range((Unbounded, below))
+                .rev()
+                .map(|(id, _)| *id),
+            limit,
+            view,
+        ),
     };
     Ok(ok(
         state.height,
         &OrderList {
             height: state.height,
-            orders: list,
+            orders,
+            next,
         },
     ))
 }
