@@ -59,9 +59,12 @@ pub enum BenchCmd {
         e2e_block_txs: usize,
     },
     /// Not for people: `bench state` runs it in a fresh process to time a node's restart on a
-    /// store it built and read the node's memory.
+    /// store it built and read the node's memory. Prints {"restart_ms", "rss_mb"}.
+    ///
+    /// Example: gpunet bench state-probe --home /tmp/gpunet-bench-state-1/state-10000
     #[command(hide = true)]
     StateProbe {
+        /// A node home holding a store `bench state` built (its chain id).
         #[arg(long, value_name = "DIR")]
         home: PathBuf,
     },
