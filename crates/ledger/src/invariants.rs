@@ -138,7 +138,7 @@ pub fn check_changes(before: &State, after: &State) -> Result<(), Violation> {
         let mut add = |new: Amount, old: Amount| {
             delta += i128::from(new.micros()) - i128::from(old.micros());
         };
-        for k in after.accounts.touched() {
+        for k in &after.accounts.touched() {
             let get = |s: &State| {
                 s.accounts
                     .get(k)
@@ -147,13 +147,13 @@ pub fn check_changes(before: &State, after: &State) -> Result<(), Violation> {
             add(get(after), get(before));
         }
         if d == Denom::Usd {
-            for k in after.orders.touched() {
+            for k in &after.orders.touched() {
                 let get = |s: &State| s.orders.get(k).map_or(Amount::ZERO, |o| o.escrow);
                 add(get(after), get(before));
             }
         }
         if d == Denom::Gpn {
-            for k in after.providers.touched() {
+            for k in &after.providers.touched() {
                 let get = |s: &State| s.providers.get(k).map_or(Amount::ZERO, |p| p.stake);
                 add(get(after), get(before));
             }
@@ -170,7 +170,7 @@ pub fn check_changes(before: &State, after: &State) -> Result<(), Violation> {
             )));
         }
     }
-    for id in after.orders.touched() {
+    for id in &after.orders.touched() {
         match after.orders.get(id) {
             Some(o) => check_order(after, id, o)?,
             None if after.open_orders.contains(id) => {
@@ -181,7 +181,7 @@ pub fn check_changes(before: &State, after: &State) -> Result<(), Violation> {
             None => {}
         }
     }
-    for id in after.leases.touched() {
+    for id in &after.leases.touched() {
         match after.leases.get(id) {
             Some(l) => check_lease(after, id, l)?,
             None if after.live_leases.contains(id) => {

@@ -19,14 +19,16 @@ use imbl::OrdMap;
 #[derive(Debug, Clone)]
 pub struct Table<K: Ord + Clone, V: Clone> {
     map: OrdMap<K, V>,
-    touched: BTreeSet<K>,
+    /// Every key written, in write order, repeats included: a push per write is cheaper than
+    /// keeping a set; [`Table::take_touched`] sorts it once per block.
+    touched: Vec<K>,
 }
 
 impl<K: Ord + Clone, V: Clone> Default for Table<K, V> {
     fn default() -> Self {
         Table {
             map: OrdMap::new(),
-            touched: BTreeSet::new(),
+            touched: Vec::new(),
         }
     }
 }
@@ -62,7 +64,7 @@ impl<K: Ord + Clone, V: Clone> FromIterator<(K, V)> for Table<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         Table {
             map: iter.into_iter().collect(),
-            touched: BTreeSet::new(),
+            touched: Vec::new(),
         }
     }
 }
@@ -71,7 +73,7 @@ impl<K: Ord + Clone, V: Clone> Table<K, V> {
     /// The value under `key`, to change; touches the key if it is there.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let value = self.map.get_mut(key)?;
-        self.touched.insert(key.clone());
+        self.touched.push(key.clone());
         Some(value)
     }
 
@@ -80,29 +82,29 @@ impl<K: Ord + Clone, V: Clone> Table<K, V> {
     where
         V: Default,
     {
-        self.touched.insert(key.clone());
+        self.touched.push(key.clone());
         self.map.entry(key).or_default()
     }
 
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.touched.insert(key.clone());
+        self.touched.push(key.clone());
         self.map.insert(key, value)
     }
 
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let old = self.map.remove(key)?;
-        self.touched.insert(key.clone());
+        self.touched.push(key.clone());
         Some(old)
     }
 
-    /// The keys written since the last call, in key order; the table forgets them.
+    /// The keys written since the last call, each once, in key order; the table forgets them.
     pub fn take_touched(&mut self) -> BTreeSet<K> {
-        std::mem::take(&mut self.touched)
+        std::mem::take(&mut self.touched).into_iter().collect()
     }
 
-    /// The keys written since the last [`Table::take_touched`], in key order.
-    pub fn touched(&self) -> &BTreeSet<K> {
-        &self.touched
+    /// The keys written since the last [`Table::take_touched`], each once, in key order.
+    pub fn touched(&self) -> BTreeSet<K> {
+        self.touched.iter().cloned().collect()
     }
 
     /// Whether any key was written since the last [`Table::take_touched`].
