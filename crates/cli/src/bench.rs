@@ -31,33 +31,7 @@ pub enum BenchCmd {
     /// Build with --release: cargo run --release -- bench state
     ///
     /// Example: gpunet bench state --sizes 10000,100000 --blocks 20
-    State {
-        /// Print the figures as one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Where to write the figures. Default: ~/.gpunet/bench/state.json, wherever it runs.
-        #[arg(long, value_name = "PATH")]
-        out: Option<PathBuf>,
-        /// State sizes (entities), comma-separated, smallest first.
-        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
-        sizes: Vec<u64>,
-        /// Entities each measured block changes (two per transfer).
-        #[arg(long, default_value_t = 1000)]
-        changed: u64,
-        /// Measured blocks per size.
-        #[arg(long, default_value_t = 50)]
-        blocks: usize,
-        /// Where to build the stores (they need about 1 GB at a million entities). Default: a
-        /// scratch directory under the system's temporary directory.
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-        /// Transfers for the end-to-end run (0: skip it).
-        #[arg(long, default_value_t = 200_000)]
-        e2e_transfers: usize,
-        /// Most transactions per block in the end-to-end run (500 ms blocks).
-        #[arg(long, default_value_t = 20_000)]
-        e2e_block_txs: usize,
-    },
+    State(crate::statebench::Args),
     /// Not for people: `bench state` runs it in a fresh process to time a node's restart on a
     /// store it built and read the node's memory. Prints {"restart_ms", "rss_mb"}.
     ///
@@ -295,15 +269,7 @@ fn apply_and_commit_all(state: &mut State, blocks: &[Vec<SignedTx>]) -> Result<f
         let out = apply_block(state, &c, txs);
         let changes = state.take_changes();
         let receipts = borsh::to_vec(&out)?;
-        let hashes: Vec<[u8; 32]> = txs.iter().map(|t| t.hash().0).collect();
-        store.commit_block(&gpunet_store::BlockRecord {
-            height: c.height,
-            block_hash: Hash::of(&c.height.to_be_bytes()).0,
-            block: &[],
-            receipts: &receipts,
-            changes: &changes,
-            tx_hashes: &hashes,
-        })?;
+        gpunet_bench::state::commit(&store, state, txs, &receipts, &changes)?;
         secs += t.elapsed().as_secs_f64();
         if let Some(r) = out.receipts.iter().find_map(|r| r.rejection) {
             anyhow::bail!("benchmark transaction rejected: {r}");
@@ -903,28 +869,7 @@ async fn bench_consensus(
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
-        BenchCmd::State {
-            json: json_out,
-            out,
-            sizes,
-            changed,
-            blocks,
-            dir,
-            e2e_transfers,
-            e2e_block_txs,
-        } => {
-            crate::statebench::run(crate::statebench::Args {
-                json_out,
-                out,
-                sizes,
-                changed,
-                blocks,
-                dir,
-                e2e_transfers,
-                e2e_block_txs,
-            })
-            .await
-        }
+        BenchCmd::State(args) => crate::statebench::run(args).await,
         BenchCmd::StateProbe { home } => {
             let f = gpunet_bench::state::restart_probe(&home).await?;
             println!("{}", serde_json::to_string(&f)?);

@@ -265,6 +265,27 @@ impl PageArgs {
     fn limit(&self) -> Option<usize> {
         self.limit.map(|n| n as usize)
     }
+
+    /// The orders `tenant` (all tenants if `None`; only open ones if `open_only`) asks for: one
+    /// page from `--after`, or every page with `--all-pages`.
+    async fn orders(
+        &self,
+        client: &NodeClient,
+        tenant: Option<Address>,
+        open_only: bool,
+    ) -> Result<gpunet_api::node::OrderList> {
+        let filter = OrderFilter {
+            tenant,
+            open_only,
+            limit: self.limit(),
+            after: self.after.clone(),
+        };
+        Ok(if self.all_pages {
+            client.orders_all(&filter).await?
+        } else {
+            client.orders(&filter).await?
+        })
+    }
 }
 
 /// After a one-page text listing: how to read on, when there is more.
@@ -1096,18 +1117,9 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
         }
         JobCmd::List { page, conn } => {
             let k = key(&conn)?;
-            let filter = OrderFilter {
-                tenant: Some(k.address()),
-                open_only: false,
-                limit: page.limit(),
-                after: page.after.clone(),
-            };
-            let client = client(&conn)?;
-            let list = if page.all_pages {
-                client.orders_all(&filter).await?
-            } else {
-                client.orders(&filter).await?
-            };
+            let list = page
+                .orders(&client(&conn)?, Some(k.address()), false)
+                .await?;
             if conn.json {
                 return print_json(&list);
             }
@@ -1273,18 +1285,7 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
             Ok(())
         }
         MarketCmd::Orders { all, page, conn } => {
-            let filter = OrderFilter {
-                tenant: None,
-                open_only: !all,
-                limit: page.limit(),
-                after: page.after.clone(),
-            };
-            let client = client(&conn)?;
-            let list = if page.all_pages {
-                client.orders_all(&filter).await?
-            } else {
-                client.orders(&filter).await?
-            };
+            let list = page.orders(&client(&conn)?, None, !all).await?;
             if conn.json {
                 return print_json(&list);
             }

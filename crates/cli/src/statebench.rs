@@ -36,20 +36,38 @@ fn at(figures: &[SizeFigures], entities: u64) -> Option<&SizeFigures> {
 }
 
 /// `gpunet bench state`'s arguments.
+#[derive(clap::Args)]
 pub struct Args {
-    pub json_out: bool,
+    /// Print the figures as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Where to write the figures. Default: ~/.gpunet/bench/state.json, wherever it runs.
+    #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
+    /// State sizes (entities), comma-separated, smallest first.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     pub sizes: Vec<u64>,
+    /// Entities each measured block changes (two per transfer).
+    #[arg(long, default_value_t = 1000)]
     pub changed: u64,
+    /// Measured blocks per size.
+    #[arg(long, default_value_t = 50)]
     pub blocks: usize,
+    /// Where to build the stores (they need about 1 GB at a million entities). Default: a
+    /// scratch directory under the system's temporary directory.
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Transfers for the end-to-end run (0: skip it).
+    #[arg(long, default_value_t = 200_000)]
     pub e2e_transfers: usize,
+    /// Most transactions per block in the end-to-end run (500 ms blocks).
+    #[arg(long, default_value_t = 20_000)]
     pub e2e_block_txs: usize,
 }
 
 pub async fn run(args: Args) -> Result<()> {
     let Args {
-        json_out,
+        json: json_out,
         out,
         mut sizes,
         changed,
