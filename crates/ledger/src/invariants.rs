@@ -133,12 +133,14 @@ pub fn check_all(state: &State) -> Result<(), Violation> {
 /// their money rules. An index changed without its entity being written is not seen here; the
 /// full [`check_all`] runs after every block in debug builds and tests.
 pub fn check_changes(before: &State, after: &State) -> Result<(), Violation> {
+    let (accounts, orders) = (after.accounts.touched(), after.orders.touched());
+    let providers = after.providers.touched();
     for d in Denom::ALL {
         let mut delta: i128 = 0;
         let mut add = |new: Amount, old: Amount| {
             delta += i128::from(new.micros()) - i128::from(old.micros());
         };
-        for k in &after.accounts.touched() {
+        for k in &accounts {
             let get = |s: &State| {
                 s.accounts
                     .get(k)
@@ -147,13 +149,13 @@ pub fn check_changes(before: &State, after: &State) -> Result<(), Violation> {
             add(get(after), get(before));
         }
         if d == Denom::Usd {
-            for k in &after.orders.touched() {
+            for k in &orders {
                 let get = |s: &State| s.orders.get(k).map_or(Amount::ZERO, |o| o.escrow);
                 add(get(after), get(before));
             }
         }
         if d == Denom::Gpn {
-            for k in &after.providers.touched() {
+            for k in &providers {
                 let get = |s: &State| s.providers.get(k).map_or(Amount::ZERO, |p| p.stake);
                 add(get(after), get(before));
             }
@@ -170,7 +172,7 @@ pub fn check_changes(before: &State, after: &State) -> Result<(), Violation> {
             )));
         }
     }
-    for id in &after.orders.touched() {
+    for id in &orders {
         match after.orders.get(id) {
             Some(o) => check_order(after, id, o)?,
             None if after.open_orders.contains(id) => {

@@ -30,7 +30,7 @@ pub use gpunet_protocol::Account;
 pub use params::Params;
 pub use state::{
     Bid, DueOrders, EntityError, Genesis, GenesisAccount, GenesisError, Lease, LeaseStatus, Order,
-    OrderStatus, Provider, State, Supply,
+    OrderStatus, Provider, State, StateLoader, Supply,
 };
 pub use table::Table;
 

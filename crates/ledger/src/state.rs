@@ -303,7 +303,7 @@ struct ChainEntity {
 /// Why stored entities do not make a state.
 #[derive(Debug, thiserror::Error)]
 pub enum EntityError {
-    #[error("entity key {key} has no table tag this build knows")]
+    #[error("entity key {key:?} (hex) has no table tag this build knows")]
     UnknownTable { key: String },
     #[error("{table} entity {key} does not decode: {why}")]
     Decode {
@@ -453,103 +453,24 @@ impl State {
     }
 
     /// The state the entities describe (as [`State::entities`] or a store gives them, in any
-    /// order), with its indexes rebuilt.
+    /// order), with its indexes rebuilt. See [`StateLoader`] to feed them one at a time.
     pub fn from_entities(
         entities: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
     ) -> Result<State, EntityError> {
-        let mut chain: Option<ChainEntity> = None;
-        let mut params: Option<Params> = None;
-        let mut accounts = Vec::new();
-        let mut providers = Vec::new();
-        let mut orders = Vec::new();
-        let mut leases = Vec::new();
+        let mut loader = StateLoader::default();
         for (key, value) in entities {
-            let Some((&tag, rest)) = key.split_first() else {
-                return Err(EntityError::UnknownTable { key: String::new() });
-            };
-            let table = StateTable::from_tag(tag)
-                .ok_or_else(|| EntityError::UnknownTable { key: hex_key(&key) })?;
-            let bad = |why: String| EntityError::Decode {
-                table,
-                key: hex_key(rest),
-                why,
-            };
-            let id = || -> Result<u64, EntityError> {
-                let bytes: [u8; 8] = rest
-                    .try_into()
-                    .map_err(|_| bad(format!("{} key bytes, not 8", rest.len())))?;
-                Ok(u64::from_be_bytes(bytes))
-            };
-            let address = || -> Result<Address, EntityError> {
-                let bytes: [u8; 32] = rest
-                    .try_into()
-                    .map_err(|_| bad(format!("{} key bytes, not 32", rest.len())))?;
-                Ok(Address(bytes))
-            };
-            match table {
-                StateTable::Chain if rest == CHAIN_KEY => {
-                    chain = Some(decode(&value).map_err(bad)?);
-                }
-                StateTable::Chain if rest == PARAMS_KEY => {
-                    params = Some(decode(&value).map_err(bad)?);
-                }
-                StateTable::Chain => return Err(bad("no such chain singleton".to_owned())),
-                StateTable::Accounts => accounts.push((address()?, decode(&value).map_err(bad)?)),
-                StateTable::Providers => providers.push((address()?, decode(&value).map_err(bad)?)),
-                StateTable::Orders => orders.push((OrderId(id()?), decode(&value).map_err(bad)?)),
-                StateTable::Leases => leases.push((LeaseId(id()?), decode(&value).map_err(bad)?)),
-            }
+            loader.add(&key, &value)?;
         }
-        let chain = chain.ok_or(EntityError::Missing("chain"))?;
-        let params = params.ok_or(EntityError::Missing("params"))?;
-        let orders: Table<OrderId, Order> = orders.into_iter().collect();
-        let leases: Table<LeaseId, Lease> = leases.into_iter().collect();
-        let open_orders: OrdSet<OrderId> = orders
-            .iter()
-            .filter(|(_, o)| matches!(o.status, OrderStatus::Open))
-            .map(|(id, _)| *id)
-            .collect();
-        // Every open order is visited once at the next block's end, which finds each one's
-        // next due height.
-        let mut due_orders = DueOrders::default();
-        for id in &open_orders {
-            due_orders.mark(chain.height, *id);
-        }
-        let live_leases = leases
-            .iter()
-            .filter(|(_, l)| l.is_live())
-            .map(|(id, _)| *id)
-            .collect();
-        Ok(State {
-            chain_id: chain.chain_id,
-            height: chain.height,
-            time_ms: chain.time_ms,
-            params,
-            accounts: accounts.into_iter().collect(),
-            providers: providers.into_iter().collect(),
-            orders,
-            leases,
-            open_orders,
-            live_leases,
-            due_orders,
-            treasury: chain.treasury,
-            supply: chain.supply,
-            next_order_id: chain.next_order_id,
-            next_lease_id: chain.next_lease_id,
-        })
+        loader.finish()
     }
 
     /// The JSON view of an entity's encoding (as [`State::take_changes`] makes it), for people
     /// and the API; `key` is the full state key (table tag first).
     pub fn entity_json(key: &[u8], value: &[u8]) -> Result<serde_json::Value, EntityError> {
-        let Some((&tag, rest)) = key.split_first() else {
-            return Err(EntityError::UnknownTable { key: String::new() });
-        };
-        let table = StateTable::from_tag(tag)
-            .ok_or_else(|| EntityError::UnknownTable { key: hex_key(key) })?;
+        let (table, rest) = split_key(key)?;
         let bad = |why: String| EntityError::Decode {
             table,
-            key: hex_key(rest),
+            key: hex::encode(rest),
             why,
         };
         fn json<T: BorshDeserialize + Serialize>(
@@ -607,12 +528,120 @@ impl State {
     }
 }
 
-fn decode<T: BorshDeserialize>(bytes: &[u8]) -> Result<T, String> {
-    borsh::from_slice(bytes).map_err(|e| e.to_string())
+/// Builds a [`State`] from its entities one at a time (a store's rows as it reads them), so
+/// that nothing holds the raw rows of the whole state at once.
+#[derive(Default)]
+pub struct StateLoader {
+    chain: Option<ChainEntity>,
+    params: Option<Params>,
+    accounts: Vec<(Address, Account)>,
+    providers: Vec<(Address, Provider)>,
+    orders: Vec<(OrderId, Order)>,
+    leases: Vec<(LeaseId, Lease)>,
 }
 
-fn hex_key(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+impl StateLoader {
+    /// Decodes one entity: its full state key (table tag first) and its encoding.
+    pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<(), EntityError> {
+        let (table, rest) = split_key(key)?;
+        let bad = |why: String| EntityError::Decode {
+            table,
+            key: hex::encode(rest),
+            why,
+        };
+        let id = || -> Result<u64, EntityError> {
+            let bytes: [u8; 8] = rest
+                .try_into()
+                .map_err(|_| bad(format!("{} key bytes, not 8", rest.len())))?;
+            Ok(u64::from_be_bytes(bytes))
+        };
+        let address = || -> Result<Address, EntityError> {
+            let bytes: [u8; 32] = rest
+                .try_into()
+                .map_err(|_| bad(format!("{} key bytes, not 32", rest.len())))?;
+            Ok(Address(bytes))
+        };
+        match table {
+            StateTable::Chain if rest == CHAIN_KEY => {
+                self.chain = Some(decode(value).map_err(bad)?);
+            }
+            StateTable::Chain if rest == PARAMS_KEY => {
+                self.params = Some(decode(value).map_err(bad)?);
+            }
+            StateTable::Chain => return Err(bad("no such chain singleton".to_owned())),
+            StateTable::Accounts => {
+                let entry = (address()?, decode(value).map_err(bad)?);
+                self.accounts.push(entry);
+            }
+            StateTable::Providers => {
+                let entry = (address()?, decode(value).map_err(bad)?);
+                self.providers.push(entry);
+            }
+            StateTable::Orders => {
+                let entry = (OrderId(id()?), decode(value).map_err(bad)?);
+                self.orders.push(entry);
+            }
+            StateTable::Leases => {
+                let entry = (LeaseId(id()?), decode(value).map_err(bad)?);
+                self.leases.push(entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// The state, its indexes rebuilt; refused if a chain singleton never came.
+    pub fn finish(self) -> Result<State, EntityError> {
+        let chain = self.chain.ok_or(EntityError::Missing("chain"))?;
+        let params = self.params.ok_or(EntityError::Missing("params"))?;
+        let orders: Table<OrderId, Order> = self.orders.into_iter().collect();
+        let leases: Table<LeaseId, Lease> = self.leases.into_iter().collect();
+        let open_orders: OrdSet<OrderId> = orders
+            .iter()
+            .filter(|(_, o)| matches!(o.status, OrderStatus::Open))
+            .map(|(id, _)| *id)
+            .collect();
+        // Every open order is visited once at the next block's end, which finds each one's
+        // next due height.
+        let mut due_orders = DueOrders::default();
+        for id in &open_orders {
+            due_orders.mark(chain.height, *id);
+        }
+        let live_leases = leases
+            .iter()
+            .filter(|(_, l)| l.is_live())
+            .map(|(id, _)| *id)
+            .collect();
+        Ok(State {
+            chain_id: chain.chain_id,
+            height: chain.height,
+            time_ms: chain.time_ms,
+            params,
+            accounts: self.accounts.into_iter().collect(),
+            providers: self.providers.into_iter().collect(),
+            orders,
+            leases,
+            open_orders,
+            live_leases,
+            due_orders,
+            treasury: chain.treasury,
+            supply: chain.supply,
+            next_order_id: chain.next_order_id,
+            next_lease_id: chain.next_lease_id,
+        })
+    }
+}
+
+/// A state key's table and the entity's key within it.
+fn split_key(key: &[u8]) -> Result<(StateTable, &[u8]), EntityError> {
+    key.split_first()
+        .and_then(|(&tag, rest)| Some((StateTable::from_tag(tag)?, rest)))
+        .ok_or_else(|| EntityError::UnknownTable {
+            key: hex::encode(key),
+        })
+}
+
+fn decode<T: BorshDeserialize>(bytes: &[u8]) -> Result<T, String> {
+    borsh::from_slice(bytes).map_err(|e| e.to_string())
 }
 
 impl Order {

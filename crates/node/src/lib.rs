@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gpunet_ledger::{Genesis, State};
+use gpunet_ledger::{Genesis, State, StateLoader};
 use gpunet_protocol::Hash;
 use gpunet_store::{Store, StoreError};
 use tokio::sync::watch;
@@ -280,9 +280,14 @@ impl From<StoreError> for LoadError {
 /// Reads the state at the store's head, entity by entity, and checks that the tree's root at
 /// the head is the head's recorded root.
 fn load_tip(store: &Store) -> Result<Tip, LoadError> {
-    let mut entities = Vec::new();
+    let mut loader = StateLoader::default();
+    let mut decode_error = None;
     let Some((head, _size)) = store.for_each_entity(|k, v| {
-        entities.push((k.to_vec(), v.to_vec()));
+        if decode_error.is_none()
+            && let Err(e) = loader.add(k, v)
+        {
+            decode_error = Some(e);
+        }
         Ok::<(), LoadError>(())
     })?
     else {
@@ -291,7 +296,11 @@ fn load_tip(store: &Store) -> Result<Tip, LoadError> {
             why: "the store has a genesis but no head".to_owned(),
         }));
     };
-    let state = State::from_entities(entities).map_err(|source| {
+    let state = match decode_error {
+        Some(e) => Err(e),
+        None => loader.finish(),
+    }
+    .map_err(|source| {
         LoadError::Node(NodeError::StateDecode {
             height: head.height,
             source,
