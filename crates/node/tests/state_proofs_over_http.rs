@@ -13,20 +13,13 @@ use gpunet_api::node::{AccountView, StateEntryView};
 use gpunet_client::{ClientError, NodeClient};
 use gpunet_ledger::{Genesis, GenesisAccount, Params};
 use gpunet_node::{MempoolLimits, NodeConfig, NodeHandle};
-use gpunet_protocol::{Account, Address, Amount, Balances, Denom, Msg, TxBody};
+use gpunet_protocol::{Account, Address, Balances, Denom, Msg, TxBody};
+use gpunet_testkit::{key, usd};
 
 const CHAIN: &str = "gpunet-proof-test";
 
-fn key(seed: u8) -> ed25519_dalek::SigningKey {
-    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
-}
-
-fn addr(seed: u8) -> Address {
+fn addr(seed: u64) -> Address {
     Address::from_key(&key(seed).verifying_key())
-}
-
-fn units(n: u64) -> Amount {
-    Amount::from_units(n).expect("small amounts fit")
 }
 
 async fn start_node(home: &std::path::Path) -> NodeHandle {
@@ -41,8 +34,8 @@ async fn start_node(home: &std::path::Path) -> NodeHandle {
             accounts: vec![GenesisAccount {
                 address: addr(1),
                 balances: Balances {
-                    usd: units(1_000),
-                    gpn: units(1_000),
+                    usd: usd(1_000),
+                    gpn: usd(1_000),
                 },
             }],
         },
@@ -62,7 +55,7 @@ async fn transfer(client: &NodeClient) {
         msg: Msg::Transfer {
             to: addr(2),
             denom: Denom::Usd,
-            amount: units(5),
+            amount: usd(5),
         },
     }
     .sign(&key(1));
@@ -83,7 +76,7 @@ async fn a_proven_balance_matches_the_nodes_and_an_absent_account_is_proven_abse
 
     let proven = client.verified_account(&addr(2)).await.expect("verified");
     let account = proven.account.expect("account 2 exists after the transfer");
-    assert_eq!(account.balances.usd, units(5));
+    assert_eq!(account.balances.usd, usd(5));
     let plain: AccountView = client.account(&addr(2)).await.expect("account");
     assert!(plain.height >= proven.height);
     assert_eq!(plain.balances, account.balances);
@@ -190,7 +183,7 @@ async fn forward(State(p): State<Proxy>, req: Request) -> Response {
     } else {
         borsh::from_slice(&honest).expect("an account")
     };
-    account.balances.usd = units(1_000_000);
+    account.balances.usd = usd(1_000_000);
     entry.found = true;
     entry.value_hex = Some(hex::encode(borsh::to_vec(&account).expect("encodes")));
     entry.value = Some(serde_json::to_value(&account).expect("json"));

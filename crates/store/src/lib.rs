@@ -398,6 +398,7 @@ impl Store {
             key,
             height,
             root,
+            head.height,
         )
         .map_err(|e| match e {
             tree::ProveError::ChangedSince => StoreError::ChangedSince {

@@ -201,12 +201,14 @@ pub(crate) enum ProveError {
 
 /// The value of `state_key` at `version` (whose root is `root`) and the proof of it (or of its
 /// absence). At an older version the proof is checked against `root` here: an entity that has
-/// changed since has no proof to give.
+/// changed since (or gone: its leaf then names a row that is no longer there) has no proof to
+/// give.
 pub(crate) fn prove<N, V>(
     tables: &TreeTables<'_, N, V>,
     state_key: &[u8],
     version: Version,
     root: [u8; 32],
+    head: Version,
 ) -> Result<(Option<Vec<u8>>, SparseProof), ProveError>
 where
     N: ReadableTable<&'static [u8], &'static [u8]>,
@@ -215,12 +217,18 @@ where
     let kh = leaf_key(state_key);
     let (value, proof) = match Tree::new(tables).get_with_proof(kh, version) {
         Ok(found) => found,
-        // The leaf of that version names an entity whose row is gone: removed since.
-        Err(e) if e.to_string().contains("Missing value with max_version") => {
-            return Err(ProveError::ChangedSince);
-        }
         Err(e) => {
-            return Err(ProveError::Store(tree_error("cannot prove the value", e)));
+            let row_gone = version < head
+                && tables
+                    .state
+                    .get(kh.0)
+                    .map_err(|e| ProveError::Store(e.into()))?
+                    .is_none();
+            return Err(if row_gone {
+                ProveError::ChangedSince
+            } else {
+                ProveError::Store(tree_error("cannot prove the value", e))
+            });
         }
     };
     if proof
