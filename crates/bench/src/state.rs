@@ -121,14 +121,14 @@ impl XorShift {
     }
 }
 
-/// Commits the block at `state`'s height — its header, `txs`, `receipts` and the entities it
-/// changed — to the store as the node's committer does.
+/// Commits the block at `state`'s height — its header, `txs`, `receipts`, the entities it
+/// changed and those it archived — to the store as the node's committer does.
 pub fn commit(
     store: &Store,
     state: &State,
     txs: &[SignedTx],
     receipts: &[u8],
-    changes: &[gpunet_protocol::merkle::StateWrite],
+    changes: &gpunet_ledger::Changes,
 ) -> Result<()> {
     let tx_hashes: Vec<[u8; 32]> = txs.iter().map(|t| t.hash().0).collect();
     let header = BlockHeader {
@@ -147,8 +147,10 @@ pub fn commit(
             block_hash: header.hash().0,
             block: &block_bytes,
             receipts,
-            changes,
+            changes: &changes.state,
             tx_hashes: &tx_hashes,
+            history: &changes.history(),
+            lookups: &[],
         })
         .with_context(|| format!("committing block {}", state.height))?;
     Ok(())

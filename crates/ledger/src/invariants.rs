@@ -59,7 +59,7 @@ pub fn check_conservation(state: &State) -> Result<(), Violation> {
     Ok(())
 }
 
-/// Every index agrees with the records it indexes, and ended things hold no money.
+/// Every index agrees with the records it indexes, and nothing ended is left in the tables.
 pub fn check_indexes(state: &State) -> Result<(), Violation> {
     for (id, o) in &state.orders {
         check_order(state, id, o)?;
@@ -77,8 +77,10 @@ fn check_order(state: &State, id: &OrderId, o: &Order) -> Result<(), Violation> 
             return Err(Violation(format!("order {id}: open index disagrees")));
         }
         let holds_escrow = matches!(o.status, OrderStatus::Open | OrderStatus::Leased { .. });
-        if !holds_escrow && !o.escrow.is_zero() {
-            return Err(Violation(format!("order {id}: ended but holds escrow")));
+        if !holds_escrow {
+            return Err(Violation(format!(
+                "order {id}: ended but still in the state, not archived"
+            )));
         }
     }
     Ok(())
@@ -87,6 +89,12 @@ fn check_order(state: &State, id: &OrderId, o: &Order) -> Result<(), Violation> 
 fn check_lease(state: &State, id: &LeaseId, l: &Lease) -> Result<(), Violation> {
     {
         let live = !matches!(l.status, LeaseStatus::Ended { .. });
+        let archived = state.archived().leases().contains_key(id);
+        if !live && !archived {
+            return Err(Violation(format!(
+                "lease {id}: ended but still in the state, not archived"
+            )));
+        }
         if live != state.live_leases.contains(id) {
             return Err(Violation(format!("lease {id}: live index disagrees")));
         }
@@ -118,10 +126,45 @@ fn check_lease(state: &State, id: &LeaseId, l: &Lease) -> Result<(), Violation> 
     Ok(())
 }
 
+/// An order or lease in the archive has ended for good, holds no money, and is gone from the
+/// tables and their indexes.
+fn check_archived(state: &State) -> Result<(), Violation> {
+    for (id, o) in state.archived().orders() {
+        let ended = matches!(
+            o.status,
+            OrderStatus::Expired | OrderStatus::Cancelled | OrderStatus::Closed { .. }
+        );
+        if !ended || !o.escrow.is_zero() {
+            return Err(Violation(format!(
+                "order {id}: archived while {:?} holding {} escrow",
+                o.status, o.escrow
+            )));
+        }
+        if state.orders.contains_key(id) || state.open_orders.contains(id) {
+            return Err(Violation(format!(
+                "order {id}: archived but still in the state"
+            )));
+        }
+    }
+    for (id, l) in state.archived().leases() {
+        if l.is_live() {
+            return Err(Violation(format!("lease {id}: archived while live")));
+        }
+        if state.leases.contains_key(id) || state.live_leases.contains(id) {
+            return Err(Violation(format!(
+                "lease {id}: archived but still in the state"
+            )));
+        }
+        check_lease(state, id, l)?;
+    }
+    Ok(())
+}
+
 /// All invariants.
 pub fn check_all(state: &State) -> Result<(), Violation> {
     check_conservation(state)?;
-    check_indexes(state)
+    check_indexes(state)?;
+    check_archived(state)
 }
 
 /// The invariants of `after`, given that `before` held them and `after` is `before` with one
@@ -175,10 +218,9 @@ pub fn check_changes(before: &State, after: &State) -> Result<(), Violation> {
     for id in &orders {
         match after.orders.get(id) {
             Some(o) => check_order(after, id, o)?,
-            None if after.open_orders.contains(id) => {
-                return Err(Violation(format!(
-                    "order {id}: removed but still indexed open"
-                )));
+            // Orders leave the state only for the archive.
+            None if !after.archived().orders().contains_key(id) => {
+                return Err(Violation(format!("order {id}: removed but not archived")));
             }
             None => {}
         }
@@ -186,13 +228,11 @@ pub fn check_changes(before: &State, after: &State) -> Result<(), Violation> {
     for id in &after.leases.touched() {
         match after.leases.get(id) {
             Some(l) => check_lease(after, id, l)?,
-            None if after.live_leases.contains(id) => {
-                return Err(Violation(format!(
-                    "lease {id}: removed but still indexed live"
-                )));
+            None if !after.archived().leases().contains_key(id) => {
+                return Err(Violation(format!("lease {id}: removed but not archived")));
             }
             None => {}
         }
     }
-    Ok(())
+    check_archived(after)
 }

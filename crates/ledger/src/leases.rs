@@ -84,12 +84,23 @@ pub(crate) fn create_lease(
     });
 }
 
+/// Why a lease the state lacks is refused: it ended (and left for history), or never was.
+fn missing_lease(state: &State, id: LeaseId) -> Rejection {
+    if state.lease_ended(id) {
+        Rejection::LeaseNotLive
+    } else {
+        Rejection::LeaseNotFound
+    }
+}
+
 fn live_lease_of<'a>(
     state: &'a State,
     signer: &Address,
     id: LeaseId,
 ) -> Result<&'a Lease, Rejection> {
-    let lease = state.leases.get(&id).ok_or(Rejection::LeaseNotFound)?;
+    let Some(lease) = state.leases.get(&id) else {
+        return Err(missing_lease(state, id));
+    };
     if lease.provider != *signer {
         return Err(Rejection::NotLeaseProvider);
     }
@@ -484,7 +495,13 @@ pub(crate) fn check_heartbeat(
         return Err(Rejection::HeartbeatInvalid);
     }
     for id in leases {
-        let lease = state.leases.get(id).ok_or(Rejection::LeaseNotFound)?;
+        // A lease that ended is passed over (the heartbeat raced its end), whoever ran it.
+        let Some(lease) = state.leases.get(id) else {
+            if state.lease_ended(*id) {
+                continue;
+            }
+            return Err(Rejection::LeaseNotFound);
+        };
         if lease.provider != *signer {
             return Err(Rejection::NotLeaseProvider);
         }
@@ -524,7 +541,7 @@ pub(crate) fn check_top_up(
     let order = state
         .orders
         .get(&order_id)
-        .ok_or(Rejection::OrderNotFound)?;
+        .ok_or_else(|| crate::market::missing_order(state, order_id))?;
     if !matches!(order.status, OrderStatus::Open | OrderStatus::Leased { .. }) {
         return Err(Rejection::OrderNotOpen);
     }

@@ -7,7 +7,8 @@
 //! nonce, no event. After the transactions, end-of-block rules run in a fixed order: settle
 //! running leases up to their last proof of life, end those whose provider went silent, pause
 //! those whose escrow ran out, time out unstarted ones, match orders whose bid window closed, expire orders
-//! nobody served.
+//! nobody served, and move the orders and leases that ended for good out of the state into the
+//! block's archive ([`Archive`]), which the node keeps as history.
 //!
 //! Architecture Invariant: no I/O, no clock, no randomness, no floats, no threads, no async, no
 //! hash-map iteration. Time and randomness arrive in [`BlockCtx`]. Signatures are verified by
@@ -29,8 +30,8 @@ mod table;
 pub use gpunet_protocol::Account;
 pub use params::Params;
 pub use state::{
-    Bid, DueOrders, EntityError, Genesis, GenesisAccount, GenesisError, Lease, LeaseStatus, Order,
-    OrderStatus, Provider, State, StateLoader, Supply,
+    Archive, Bid, Changes, DueOrders, EntityError, Genesis, GenesisAccount, GenesisError, Lease,
+    LeaseStatus, Order, OrderStatus, Provider, State, StateLoader, Supply,
 };
 pub use table::Table;
 
@@ -159,6 +160,7 @@ pub fn apply_block(state: &mut State, ctx: &BlockCtx, txs: &[SignedTx]) -> Block
     let mut end_block_events = Vec::new();
     leases::settle_all(state, &mut end_block_events);
     market::match_and_expire(state, &mut end_block_events);
+    state.archive_ended();
     if cfg!(debug_assertions)
         && let Err(v) = invariants::check_all(state)
     {

@@ -94,7 +94,7 @@ pub(crate) fn check_place_bid(
     let order = state
         .orders
         .get(&order_id)
-        .ok_or(Rejection::OrderNotFound)?;
+        .ok_or_else(|| missing_order(state, order_id))?;
     // An open order takes bids until it is matched: the bid window is the least time bids
     // gather, not a deadline.
     if order.status != OrderStatus::Open {
@@ -174,6 +174,16 @@ pub(crate) fn place_bid(
     });
 }
 
+/// Why an order the state lacks is refused: it ended for good (and left for history), or never
+/// was. An ended order's owner is not known here, so anyone is told it is no longer open.
+pub(crate) fn missing_order(state: &State, id: OrderId) -> Rejection {
+    if state.order_ended(id) {
+        Rejection::OrderNotOpen
+    } else {
+        Rejection::OrderNotFound
+    }
+}
+
 pub(crate) fn check_cancel_order(
     state: &State,
     signer: &Address,
@@ -182,7 +192,7 @@ pub(crate) fn check_cancel_order(
     let order = state
         .orders
         .get(&order_id)
-        .ok_or(Rejection::OrderNotFound)?;
+        .ok_or_else(|| missing_order(state, order_id))?;
     if order.tenant != *signer {
         return Err(Rejection::NotOrderOwner);
     }

@@ -8,7 +8,7 @@
 //! with borsh on its own. [`State::take_changes`] hands the node the entities a block wrote; the
 //! node stores those and folds them into the Merkle root. The ledger never sees the root.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use gpunet_protocol::merkle::{CHAIN_KEY, PARAMS_KEY, StateTable, StateWrite, id_key, state_key};
@@ -234,6 +234,69 @@ pub struct State {
     pub supply: Supply,
     pub next_order_id: u64,
     pub next_lease_id: u64,
+    /// Orders and leases that ended for good since the last [`State::take_changes`] and left
+    /// the tables. Not state: history the node keeps outside it.
+    archive: Archive,
+}
+
+/// Orders and leases that ended for good and left the state: an order expired, cancelled or
+/// closed after its last attempt, a lease ended. Nothing the ledger decides reads an ended
+/// order or lease again (an id below `next_order_id`/`next_lease_id` that the tables lack is
+/// one that ended, which is all a rejection needs to know), so the state that consensus carries
+/// and proves holds only live entities, and the node keeps these as history for lookups.
+///
+/// They leave at the end of the block they ended in, so later transactions of that block still
+/// see them as before. Equality ignores the archive: it is bookkeeping, like the touched keys.
+#[derive(Debug, Clone, Default)]
+pub struct Archive {
+    orders: BTreeMap<OrderId, Order>,
+    leases: BTreeMap<LeaseId, Lease>,
+}
+
+impl PartialEq for Archive {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Archive {}
+
+impl Archive {
+    pub fn orders(&self) -> &BTreeMap<OrderId, Order> {
+        &self.orders
+    }
+
+    pub fn leases(&self) -> &BTreeMap<LeaseId, Lease> {
+        &self.leases
+    }
+}
+
+/// What a block did to the state, as [`State::take_changes`] hands it to the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Every entity written, in state-key order, each once: its encoding now, or `None` when it
+    /// left the state (archived orders and leases among them). The store writes exactly these
+    /// and folds them into the Merkle root.
+    pub state: Vec<StateWrite>,
+    /// The orders and leases that ended for good and left the state, for the node's history.
+    pub archived: Archive,
+}
+
+impl Changes {
+    /// The archived entities under their state keys (table tag ‖ id), encoded as in the state.
+    pub fn history(&self) -> Vec<StateWrite> {
+        let orders = self
+            .archived
+            .orders
+            .iter()
+            .map(|(id, o)| entity_write(StateTable::Orders, &id_key(id.0), Some(o)));
+        let leases = self
+            .archived
+            .leases
+            .iter()
+            .map(|(id, l)| entity_write(StateTable::Leases, &id_key(id.0), Some(l)));
+        orders.chain(leases).collect()
+    }
 }
 
 /// The open orders the end-of-block rules must visit, by the height they are due at, so that a
@@ -383,6 +446,7 @@ impl State {
             },
             next_order_id: 1,
             next_lease_id: 1,
+            archive: Archive::default(),
         })
     }
 
@@ -398,10 +462,11 @@ impl State {
         }
     }
 
-    /// The entities written since the last call (by the last block), in (table, key) order, and
-    /// the chain singletons, which every block changes; forgets them. The node stores exactly
-    /// these and folds them into the root.
-    pub fn take_changes(&mut self) -> Vec<StateWrite> {
+    /// What the blocks since the last call did (the last block, for the node): the entities they
+    /// wrote, in (table, key) order, with the chain singletons, which every block changes, and
+    /// the orders and leases they archived; forgets both. The node stores exactly these, folds
+    /// the state writes into the root and keeps the archived ones as history.
+    pub fn take_changes(&mut self) -> Changes {
         let mut out = vec![
             entity_write(StateTable::Chain, CHAIN_KEY, Some(&self.chain_entity())),
             entity_write(StateTable::Chain, PARAMS_KEY, Some(&self.params)),
@@ -419,7 +484,51 @@ impl State {
             id_key(id.0).to_vec()
         });
         out.sort_by(|a, b| a.key.cmp(&b.key));
-        out
+        Changes {
+            state: out,
+            archived: std::mem::take(&mut self.archive),
+        }
+    }
+
+    /// Moves the orders and leases written since the last [`State::take_changes`] that have
+    /// ended for good out of the tables into the archive: O(entities written), run at the end
+    /// of every block. An order ends for good when it expires, is cancelled or closes after its
+    /// last attempt (its escrow is zero then); a lease when it ends (its order, if retried,
+    /// lists it among its attempts and stays).
+    pub(crate) fn archive_ended(&mut self) {
+        for id in self.orders.touched() {
+            let ended = self.orders.get(&id).is_some_and(|o| {
+                matches!(
+                    o.status,
+                    OrderStatus::Expired | OrderStatus::Cancelled | OrderStatus::Closed { .. }
+                )
+            });
+            if ended && let Some(o) = self.orders.remove(&id) {
+                self.archive.orders.insert(id, o);
+            }
+        }
+        for id in self.leases.touched() {
+            if self.leases.get(&id).is_some_and(|l| !l.is_live())
+                && let Some(l) = self.leases.remove(&id)
+            {
+                self.archive.leases.insert(id, l);
+            }
+        }
+    }
+
+    /// The orders and leases archived since the last [`State::take_changes`].
+    pub fn archived(&self) -> &Archive {
+        &self.archive
+    }
+
+    /// Whether order `id` existed and has ended for good (left the state for history).
+    pub fn order_ended(&self, id: OrderId) -> bool {
+        (1..self.next_order_id).contains(&id.0) && !self.orders.contains_key(&id)
+    }
+
+    /// Whether lease `id` existed and has ended (left the state for history).
+    pub fn lease_ended(&self, id: LeaseId) -> bool {
+        (1..self.next_lease_id).contains(&id.0) && !self.leases.contains_key(&id)
     }
 
     /// Every entity of the state, in (table, key) order: what a store holds for it.
@@ -627,6 +736,7 @@ impl StateLoader {
             supply: chain.supply,
             next_order_id: chain.next_order_id,
             next_lease_id: chain.next_lease_id,
+            archive: Archive::default(),
         })
     }
 }

@@ -99,13 +99,13 @@ proptest! {
             w.step_ms = *step_ms;
             w.block(txs);
             prop_assert_eq!(invariants::check_all(&w.state), Ok(()));
-            for l in w.state.leases.values() {
+            for l in w.all_leases() {
                 prop_assert!(l.fee <= l.paid);
                 // No tenant pays for time after its provider's last proof of life.
                 prop_assert!(l.billed_ms <= l.proven_ms());
             }
             // Across all its attempts an order never pays out more than it was funded with.
-            for o in w.state.orders.values() {
+            for o in w.all_orders() {
                 let funded = u128::from(o.terms.deposit.micros()) + u128::from(o.topped_up.micros());
                 let out: u128 = o
                     .attempts

@@ -296,8 +296,11 @@ impl Committer {
         }
 
         let started = Instant::now();
+        let first_new_order = self.state.next_order_id;
         let outcome = gpunet_ledger::apply_block(&mut self.state, &block.ctx(), &block.txs);
         let changes = self.state.take_changes();
+        let history = changes.history();
+        let lookups = crate::history::block_lookups(first_new_order, &self.state, &changes);
         self.shared.metrics.observe_apply(started.elapsed());
 
         let block_hash = block.header.hash();
@@ -313,8 +316,10 @@ impl Committer {
                 block_hash: block_hash.0,
                 block: &block_bytes,
                 receipts: &receipt_bytes,
-                changes: &changes,
+                changes: &changes.state,
                 tx_hashes: &raw_hashes,
+                history: &history,
+                lookups: &lookups,
             })
             .map(Hash)
             .map_err(|source| CommitError::Store { height, source })?;

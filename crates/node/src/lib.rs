@@ -17,6 +17,7 @@
 mod addr;
 mod chain;
 mod error;
+mod history;
 mod http;
 mod malachite;
 mod mempool;

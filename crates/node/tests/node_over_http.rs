@@ -10,8 +10,8 @@ use gpunet_api::{ErrorBody, HEIGHT_HEADER};
 use gpunet_ledger::{Genesis, GenesisAccount, Params};
 use gpunet_node::{MempoolLimits, NodeConfig, NodeHandle};
 use gpunet_protocol::{
-    Address, Amount, Balances, Denom, Event, Hash, Msg, OrderTerms, Resources, Runtime, SignedTx,
-    TxBody,
+    Address, Amount, Balances, Denom, Event, Hash, Msg, OrderId, OrderTerms, Resources, Runtime,
+    SignedTx, TxBody,
 };
 
 const CHAIN: &str = "gpunet-node-test";
@@ -850,5 +850,127 @@ async fn a_page_too_large_or_a_garbled_cursor_is_refused_saying_why() {
             e.message
         );
     }
+    node.shutdown().await;
+}
+
+fn signed(seed: u8, nonce: u64, msg: Msg) -> SignedTx {
+    TxBody {
+        chain_id: CHAIN.into(),
+        signer: addr(seed),
+        nonce,
+        fee: fee(),
+        msg,
+    }
+    .sign(&key(seed))
+}
+
+/// What the node says about an ended job: its order (closed, with its lease and attempt) and a
+/// cancelled order, from the order, lease and list endpoints; none of them in the state.
+async fn check_ended_jobs_are_served(api: &Api, lease: gpunet_protocol::LeaseId) {
+    use gpunet_api::node::{LeaseState, OrderList, OrderState, OrderView, StateEntryView};
+    let closed: OrderView = api.get("/v1/orders/3").await;
+    assert_eq!(closed.state, OrderState::Closed);
+    let its_lease = closed
+        .lease
+        .as_ref()
+        .expect("the closed order shows its lease");
+    assert_eq!((its_lease.id, its_lease.state), (lease, LeaseState::Ended));
+    assert_eq!(closed.attempts.len(), 1);
+    assert!(its_lease.paid <= units(10) && its_lease.refund > Amount::ZERO);
+    let view: gpunet_api::node::LeaseView = api.get(&format!("/v1/leases/{}", lease.0)).await;
+    assert_eq!(view.state, LeaseState::Ended);
+    let cancelled: OrderView = api.get("/v1/orders/2").await;
+    assert_eq!(cancelled.state, OrderState::Cancelled);
+
+    // The state proves them gone.
+    for path in ["/v1/state/orders/2", "/v1/state/orders/3"] {
+        let entry: StateEntryView = api.get(&format!("{path}?proof=true")).await;
+        assert!(!entry.found, "{path} is not in the state");
+    }
+    let entry: StateEntryView = api.get(&format!("/v1/state/leases/{}", lease.0)).await;
+    assert!(!entry.found);
+    let live: StateEntryView = api.get("/v1/state/orders/1").await;
+    assert!(live.found, "the open order is");
+
+    // Listings show them as before: by tenant, all, and open only.
+    let mine = format!("/v1/orders?tenant={}", addr(1));
+    for limit in [1, 2, 3] {
+        assert_eq!(walk_pages(api, &mine, limit).await, ["3", "2", "1"]);
+        assert_eq!(
+            walk_pages(api, "/v1/orders?state=all", limit).await,
+            ["3", "2", "1"]
+        );
+    }
+    assert_eq!(
+        walk_pages(api, &format!("{mine}&state=open"), 1).await,
+        ["1"]
+    );
+    let other: OrderList = api.get(&format!("/v1/orders?tenant={}", addr(2))).await;
+    assert!(other.orders.is_empty() && other.next.is_none());
+    let explain = api.get_error("/v1/orders/3/explain", 409).await;
+    assert_eq!(explain.name, "order_not_open");
+    api.get_error("/v1/orders/4", 404).await;
+    api.get_error(&format!("/v1/leases/{}", lease.0 + 1), 404)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_jobs_leave_the_state_and_are_still_served_from_history_after_a_restart() {
+    use gpunet_api::node::{OrderState, OrderView};
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path(), 100).await;
+    let api = Api::new(&node);
+    // 100 ms blocks: the lease, which gets no heartbeats here, stays live for 30 of them.
+    let provider = PROVIDER_SEEDS.start;
+    api.submit(&register_provider(provider)).await;
+    for nonce in 0..3 {
+        api.submit(&create_order(nonce)).await;
+    }
+    let cancel = api
+        .submit(&signed(1, 3, Msg::CancelOrder { order: OrderId(2) }))
+        .await;
+    api.wait_applied(cancel).await;
+    let bid = Msg::PlaceBid {
+        order: OrderId(3),
+        price_per_hour: units(1),
+    };
+    api.wait_applied(api.submit(&signed(provider, 1, bid)).await)
+        .await;
+    let deadline = Instant::now() + PATIENCE;
+    let lease = loop {
+        let order: OrderView = api.get("/v1/orders/3").await;
+        if let Some(l) = order.lease {
+            break l.id;
+        }
+        assert!(Instant::now() < deadline, "order 3 never leased");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let started = api
+        .submit(&signed(provider, 2, Msg::StartLease { lease }))
+        .await;
+    api.wait_applied(started).await;
+    // Some billed time, so the lease has paid something and refunds the rest.
+    api.wait_height(node.height() + 4).await;
+    let result = gpunet_testkit::world::lease_result(gpunet_protocol::WorkloadOutcome::Succeeded);
+    let done = api
+        .submit(&signed(provider, 3, Msg::CompleteLease { lease, result }))
+        .await;
+    api.wait_applied(done).await;
+    let closed: OrderView = api.get("/v1/orders/3").await;
+    assert_eq!(closed.state, OrderState::Closed);
+
+    check_ended_jobs_are_served(&api, lease).await;
+    // A transaction naming the ended order is refused as ended, not unknown.
+    let again = signed(1, 4, Msg::CancelOrder { order: OrderId(3) });
+    assert_eq!(
+        api.rejection(hex::encode(again.encode())).await,
+        "order_not_open"
+    );
+    node.shutdown().await;
+
+    // History is in the store, not in memory: a restarted node serves the same.
+    let node = start_node(home.path(), 100).await;
+    let api = Api::new(&node);
+    check_ended_jobs_are_served(&api, lease).await;
     node.shutdown().await;
 }

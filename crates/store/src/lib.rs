@@ -34,8 +34,8 @@ use redb::{
 
 pub use error::StoreError;
 use schema::{
-    BLOCK_HASHES, BLOCKS, JMT_NODES, META, RECEIPTS, SCHEMA_VERSION, STALE_NODES, STATE,
-    STATE_ROOTS, TX_INDEX, height_from_key, height_key, meta_key,
+    BLOCK_HASHES, BLOCKS, HISTORY, JMT_NODES, LOOKUP, META, RECEIPTS, SCHEMA_VERSION, STALE_NODES,
+    STATE, STATE_ROOTS, TX_INDEX, height_from_key, height_key, meta_key,
 };
 use tree::TreeTables;
 
@@ -84,6 +84,11 @@ pub struct BlockRecord<'a> {
     pub changes: &'a [StateWrite],
     /// Hashes of the block's transactions, in block order; their position is the index recorded.
     pub tx_hashes: &'a [[u8; 32]],
+    /// Entities that left the state for good in this block (state key, encoding; a `None`
+    /// value is refused), kept as history outside the tree: see [`Store::history`].
+    pub history: &'a [StateWrite],
+    /// Lookup keys to keep from this block on (see [`Store::lookup_below`]).
+    pub lookups: &'a [Vec<u8>],
 }
 
 /// An entity's value at a height and the Merkle proof of it against that height's root.
@@ -204,6 +209,8 @@ impl Store {
             txn.open_table(STATE)?;
             txn.open_table(JMT_NODES)?;
             txn.open_table(STALE_NODES)?;
+            txn.open_table(HISTORY)?;
+            txn.open_table(LOOKUP)?;
         }
         txn.commit()?;
         Ok(())
@@ -463,6 +470,12 @@ impl Store {
                 rec.height
             )));
         }
+        if let Some(w) = rec.history.iter().find(|w| w.value.is_none()) {
+            return Err(StoreError::Tree(format!(
+                "block {} archives entity {:02x?} without its value",
+                rec.height, w.key
+            )));
+        }
 
         let keep_from = rec
             .height
@@ -483,6 +496,16 @@ impl Store {
         let mut tx_index = txn.open_table(TX_INDEX)?;
         for (index, tx_hash) in (0u32..).zip(rec.tx_hashes) {
             tx_index.insert(tx_hash, schema::encode_tx_location(rec.height, index))?;
+        }
+        let mut history = txn.open_table(HISTORY)?;
+        for w in rec.history {
+            if let Some(value) = &w.value {
+                history.insert(w.key.as_slice(), value.as_slice())?;
+            }
+        }
+        let mut lookup = txn.open_table(LOOKUP)?;
+        for key in rec.lookups {
+            lookup.insert(key.as_slice(), ())?;
         }
         meta.insert(
             meta_key::HEAD,
@@ -544,9 +567,65 @@ impl Store {
         Ok(out)
     }
 
+    /// An entity that left the state for good (an ended order or lease), by its state key
+    /// (table tag ‖ entity key): its encoding when it left.
+    pub fn history(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let history = txn.open_table(HISTORY)?;
+        Ok(history.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The lookup keys that start with `prefix` and sort below `below` (all of them if `None`),
+    /// highest first, at most `limit`: one range read, whatever the table holds.
+    pub fn lookup_below(
+        &self,
+        prefix: &[u8],
+        below: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        use std::ops::Bound::{self, Excluded, Included, Unbounded};
+        let txn = self.read()?;
+        let lookup = txn.open_table(LOOKUP)?;
+        let start: Bound<&[u8]> = Included(prefix);
+        // Keys with the prefix sort below the prefix with every following byte at its highest;
+        // `below`, when it has the prefix, cuts there instead.
+        let end_key = prefix_end(prefix);
+        let end: Bound<&[u8]> = match below {
+            Some(b) if b.starts_with(prefix) => Excluded(b),
+            Some(b) if b < prefix => return Ok(Vec::new()),
+            _ => match &end_key {
+                Some(k) => Excluded(k.as_slice()),
+                None => Unbounded,
+            },
+        };
+        let mut out = Vec::new();
+        for entry in lookup.range::<&[u8]>((start, end))?.rev().take(limit) {
+            let (key, _) = entry?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(key.to_vec());
+        }
+        Ok(out)
+    }
+
     fn read(&self) -> Result<ReadTransaction, StoreError> {
         Ok(self.db.begin_read()?)
     }
+}
+
+/// The least key above every key that starts with `prefix`: `None` if there is none (the prefix
+/// is all `0xff`).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// Writes one version of the state: its entity rows and its tree version; prunes tree versions

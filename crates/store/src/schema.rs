@@ -11,7 +11,8 @@ use redb::TableDefinition;
 ///
 /// 1: one snapshot of the whole state, BLAKE3 of its encoding as the root.
 /// 2: the state as entities ([`STATE`]) under a Jellyfish Merkle tree ([`JMT_NODES`]).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: ended orders and leases leave the state for [`HISTORY`]; the [`LOOKUP`] index.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Singletons: schema version, chain id, genesis bytes, head, the tree's retention mark.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -36,6 +37,13 @@ pub const JMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_n
 /// longer reach, pruned once the version falls out of the retention window. One row per
 /// version, so a block adds one row here, not one per replaced node.
 pub const STALE_NODES: TableDefinition<HeightKey, &[u8]> = TableDefinition::new("jmt_stale_nodes");
+
+/// State key (table tag ‖ entity key) → the entity's encoding when it left the state for good
+/// (an ended order or lease). Outside the tree: history the node serves, not state it proves.
+pub const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
+/// Secondary lookup keys the node asks to keep (e.g. tenant ‖ order id), each with nothing:
+/// the key is the entry. Written with the block that makes them true; never removed.
+pub const LOOKUP: TableDefinition<&[u8], ()> = TableDefinition::new("lookup");
 
 /// Keys of the [`META`] table.
 pub mod meta_key {

@@ -80,6 +80,8 @@ fn writer_commits_blocks_until_killed() {
                 receipts: &receipts,
                 changes: &changes,
                 tx_hashes: &tx_hashes,
+                history: &[],
+                lookups: &[],
             })
             .expect("writer commits block");
         // Printed only after the commit returned: every reported height must survive the kill.

@@ -43,6 +43,8 @@ impl Fixture {
             receipts: &self.receipts,
             changes: &self.changes,
             tx_hashes: &self.tx_hashes,
+            history: &[],
+            lookups: &[],
         }
     }
 }
@@ -354,6 +356,100 @@ fn a_block_that_writes_nothing_is_refused() {
 }
 
 #[test]
+fn history_and_lookups_are_kept_with_their_block_and_read_back_in_range() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chain.redb");
+    let tenant = |t: u8, id: u64| {
+        let mut k = vec![t; 32];
+        k.extend_from_slice(&id.to_be_bytes());
+        k
+    };
+    {
+        let store = open_with_genesis(&path);
+        let f = Fixture::at(1);
+        let archived = [StateWrite {
+            key: b"\x03order-7".to_vec(),
+            value: Some(b"ended order".to_vec()),
+        }];
+        let lookups: Vec<Vec<u8>> = [(1, 3), (1, 9), (2, 4), (1, 12), (0xff, 1)]
+            .into_iter()
+            .map(|(t, id)| tenant(t, id))
+            .collect();
+        store
+            .commit_block(&BlockRecord {
+                history: &archived,
+                lookups: &lookups,
+                ..f.record()
+            })
+            .expect("commit");
+
+        // A history entry without its value is refused whole: no head moves, nothing is kept.
+        let g = Fixture::at(2);
+        let bad = [StateWrite {
+            key: b"\x04lease-1".to_vec(),
+            value: None,
+        }];
+        let err = store
+            .commit_block(&BlockRecord {
+                history: &bad,
+                lookups: &[tenant(5, 5)],
+                ..g.record()
+            })
+            .expect_err("no value");
+        assert!(err.to_string().contains("without its value"), "{err}");
+        assert_eq!(store.head().expect("head").map(|h| h.height), Some(1));
+    }
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(
+        store.history(b"\x03order-7").expect("read"),
+        Some(b"ended order".to_vec())
+    );
+    assert_eq!(store.history(b"\x03order-8").expect("read"), None);
+    assert_eq!(store.history(b"\x04lease-1").expect("read"), None);
+
+    let ids = |keys: Vec<Vec<u8>>| -> Vec<u64> {
+        keys.iter()
+            .map(|k| u64::from_be_bytes(k[32..].try_into().expect("8 bytes")))
+            .collect()
+    };
+    let prefix = [1u8; 32];
+    // Highest first, only this prefix, at most `limit`.
+    assert_eq!(
+        ids(store.lookup_below(&prefix, None, 10).expect("read")),
+        [12, 9, 3]
+    );
+    assert_eq!(
+        ids(store.lookup_below(&prefix, None, 2).expect("read")),
+        [12, 9]
+    );
+    // Strictly below the cursor.
+    assert_eq!(
+        ids(store
+            .lookup_below(&prefix, Some(&tenant(1, 9)), 10)
+            .expect("read")),
+        [3]
+    );
+    assert!(
+        store
+            .lookup_below(&prefix, Some(&tenant(1, 3)), 10)
+            .expect("read")
+            .is_empty()
+    );
+    // An all-0xff prefix has no end key and still finds its own keys only.
+    assert_eq!(
+        ids(store.lookup_below(&[0xff; 32], None, 10).expect("read")),
+        [1]
+    );
+    assert!(
+        store
+            .lookup_below(&[5u8; 32], None, 10)
+            .expect("read")
+            .is_empty(),
+        "the refused block's lookup was not kept"
+    );
+}
+
+#[test]
 fn a_store_of_another_format_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("chain.redb");
@@ -376,7 +472,7 @@ fn a_store_of_another_format_is_refused_with_what_to_do() {
             err,
             StoreError::UnsupportedSchema {
                 found: 1,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -542,6 +638,8 @@ fn blocks_range_never_returns_more_than_the_cap() {
                 receipts: &[],
                 changes: &changes_at(height),
                 tx_hashes: &[],
+                history: &[],
+                lookups: &[],
             })
             .expect("commit block");
     }

@@ -407,7 +407,8 @@ impl World {
                 nth_wrapped(&leased, i)
             }
             OrderPick::Any(i) => {
-                let all: Vec<OrderId> = self.state.orders.keys().copied().collect();
+                // Live and ended (archived) orders alike.
+                let all: Vec<OrderId> = (1..self.state.next_order_id).map(OrderId).collect();
                 nth_wrapped(&all, i)
             }
             OrderPick::Unknown => None,
@@ -421,7 +422,7 @@ impl World {
                 nth_wrapped(&live, i)
             }
             LeasePick::Any(i) => {
-                let all: Vec<LeaseId> = self.state.leases.keys().copied().collect();
+                let all: Vec<LeaseId> = (1..self.state.next_lease_id).map(LeaseId).collect();
                 nth_wrapped(&all, i)
             }
             LeasePick::Unknown => None,

@@ -181,6 +181,8 @@ impl WorldBuilder {
             step_ms: self.step_ms,
             fee: self.params.min_tx_fee,
             silent: BTreeSet::new(),
+            history_orders: BTreeMap::new(),
+            history_leases: BTreeMap::new(),
         };
         let stake = self.params.min_provider_stake;
         let txs: Vec<SignedTx> = providers
@@ -213,6 +215,10 @@ pub struct World {
     pub fee: Amount,
     /// Providers that send no heartbeats (see [`World::block`]).
     pub silent: BTreeSet<Address>,
+    /// Orders and leases that ended and left the state, as the node keeps them: what
+    /// [`World::order`] and [`World::lease`] fall back to.
+    pub history_orders: BTreeMap<OrderId, Order>,
+    pub history_leases: BTreeMap<LeaseId, Lease>,
 }
 
 impl World {
@@ -403,6 +409,13 @@ impl World {
         self.state.take_changes();
         let before = self.state.clone();
         let mut outcome = apply_block(&mut self.state, &ctx, &txs);
+        // Kept at once (not at the next block's take), so a test reads an order that ended in
+        // the block it just ran.
+        let archived = self.state.archived();
+        self.history_orders
+            .extend(archived.orders().iter().map(|(id, o)| (*id, o.clone())));
+        self.history_leases
+            .extend(archived.leases().iter().map(|(id, l)| (*id, l.clone())));
         if let Err(v) = invariants::check_all(&self.state) {
             panic!("invariant broken after block {}: {v}", ctx.height);
         }
@@ -480,17 +493,43 @@ impl World {
     pub fn burned(&self, denom: Denom) -> Amount {
         self.state.supply.burned.get(denom)
     }
+    /// Order `id`, live or ended (from history).
     pub fn order(&self, id: OrderId) -> &Order {
         self.state
             .orders
             .get(&id)
+            .or_else(|| self.history_orders.get(&id))
             .unwrap_or_else(|| panic!("no order {id}"))
     }
+    /// Lease `id`, live or ended (from history).
     pub fn lease(&self, id: LeaseId) -> &Lease {
         self.state
             .leases
             .get(&id)
+            .or_else(|| self.history_leases.get(&id))
             .unwrap_or_else(|| panic!("no lease {id}"))
+    }
+    /// Every order ever created, live or ended, by id.
+    pub fn all_orders(&self) -> impl Iterator<Item = &Order> {
+        let mut all: Vec<&Order> = self
+            .state
+            .orders
+            .values()
+            .chain(self.history_orders.values())
+            .collect();
+        all.sort_by_key(|o| o.id);
+        all.into_iter()
+    }
+    /// Every lease ever created, live or ended, by id.
+    pub fn all_leases(&self) -> impl Iterator<Item = &Lease> {
+        let mut all: Vec<&Lease> = self
+            .state
+            .leases
+            .values()
+            .chain(self.history_leases.values())
+            .collect();
+        all.sort_by_key(|l| l.id);
+        all.into_iter()
     }
     pub fn provider(&self, who: &Address) -> Option<&Provider> {
         self.state.providers.get(who)

@@ -7,7 +7,6 @@
 
 mod events;
 mod pages;
-mod tenants;
 mod views;
 
 use std::ops::Bound::{Excluded, Unbounded};
@@ -23,9 +22,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use gpunet_api::node::{
     AccountView, BidView, BlockView, EventEnvelope, ExplainView, LeaseState, LeaseView,
-    MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList, OrderState, OrderView,
-    ParamsView, ProviderList, ProviderView, QuoteRequest, StateEntryView, StatusView, SubmitTx,
-    SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState, TxView,
+    MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList,
+    OrderState, OrderView, ParamsView, ProviderList, ProviderView, QuoteRequest, StateEntryView,
+    StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState,
+    TxView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER, auth};
 use gpunet_protocol::merkle::{self, StateTable};
@@ -37,6 +37,7 @@ use tokio::sync::watch;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::chain::Shared;
+use crate::history::{self, Lookup};
 use crate::mempool::{Mempool, Origin};
 use crate::metrics::Stage;
 
@@ -48,7 +49,6 @@ const MAX_BODY_BYTES: usize = 4 * MAX_TX_BYTES;
 pub(crate) struct App {
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
-    tenants: tenants::SharedTenantIndex,
 }
 
 /// The OpenAPI document of the node API, served at `/openapi.json`.
@@ -129,12 +129,7 @@ pub(crate) async fn serve(
     let app = App {
         shared,
         shutdown: shutdown.clone(),
-        tenants: tenants::SharedTenantIndex::default(),
     };
-    // The first catch-up reads every order: off the async workers, before requests need it
-    // (one that comes first waits for it on the index's lock).
-    let (index, shared) = (app.tenants.clone(), Arc::clone(&app.shared));
-    tokio::task::spawn_blocking(move || drop(index.caught_up(&shared.tip().state)));
     let result = axum::serve(listener, router(app))
         .with_graceful_shutdown(async move {
             // An error means the sender is gone, which also means stop.
@@ -707,7 +702,7 @@ struct OrdersQuery {
     get,
     path = "/v1/orders",
     params(
-        ("tenant" = Option<String>, Query, description = "Only this tenant's orders (from the node's index by tenant). With `state=open` a page examines at most 10000 of the tenant's orders from the cursor, so it may hold fewer than `limit` (even none) and still have a `next`"),
+        ("tenant" = Option<String>, Query, description = "Only this tenant's orders, live and ended (from the node's index by tenant). With `state=open` a page examines at most 10000 of the tenant's orders from the cursor, so it may hold fewer than `limit` (even none) and still have a `next`"),
         ("state" = Option<OrdersStateParam>, Query, description = "`open` or `all` (default)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many orders, newest first (default 100, 1 to 1000; more is refused)"),
         ("after" = Option<String>, Query, description = "The `next` cursor of the previous page (with the same `tenant` and `state`); leave it out for the first page"),
@@ -739,44 +734,58 @@ async fn orders(
 
     let tip = app.shared.tip();
     let state = &tip.state;
-    // Newest first: the ids below the cursor, from the highest down.
-    let below = after.map_or(Unbounded, Excluded);
-    let view = |id: OrderId| {
+    let lookup = Lookup {
+        state,
+        store: &app.shared.store,
+    };
+    // Newest first: the ids below the cursor, from the highest down. Ended orders come from
+    // history, so a listing shows them as before.
+    let view = |id: OrderId| -> Option<Result<OrderView, ApiError>> {
         if open_only && !state.open_orders.contains(&id) {
             return None;
         }
-        state
-            .orders
-            .get(&id)
-            .filter(|o| tenant.is_none_or(|t| o.tenant == t))
-            .map(|o| views::order_view(state, o))
+        let o = match lookup.order(id) {
+            Ok(o) => o?,
+            Err(e) => return Some(Err(ApiError::store("order history", e))),
+        };
+        if tenant.is_some_and(|t| o.tenant != t) {
+            return None;
+        }
+        Some(views::order_view(lookup, &o).map_err(|e| ApiError::store("lease history", e)))
     };
     let (orders, next) = match tenant {
-        // The tenant's own orders from the node's index; with `state=open`, a page examines
-        // at most `MAX_PAGE_EXAMINED` of them.
+        // The tenant's orders from the store's index, live and ended; a page examines at most
+        // `MAX_PAGE_EXAMINED` of them (with `state=open`, fewer may match).
         Some(tenant) => {
-            let index = app.tenants.caught_up(state);
-            let ids = index
-                .orders_of(&tenant)
-                .into_iter()
-                .flat_map(|set| set.range((Unbounded, below)));
-            pages::page(ids.rev().copied(), limit, view)
+            let below = after.map(|id| history::tenant_order_key(&tenant, id));
+            let keys = app
+                .shared
+                .store
+                .lookup_below(
+                    &history::tenant_prefix(&tenant),
+                    below.as_deref(),
+                    MAX_PAGE_EXAMINED + 1,
+                )
+                .map_err(|e| ApiError::store("the tenant index", e))?;
+            let ids = keys.iter().filter_map(|k| history::order_of_key(k));
+            pages::page(ids, limit, view)
         }
         None if open_only => pages::page(
-            state.open_orders.range((Unbounded, below)).rev().copied(),
-            limit,
-            view,
-        ),
-        None => pages::page(
             state
-                .orders
-                .range((Unbounded, below))
+                .open_orders
+                .range((Unbounded, after.map_or(Unbounded, Excluded)))
                 .rev()
-                .map(|(id, _)| *id),
+                .copied(),
             limit,
             view,
         ),
+        // Every id ever given out is an order, live or in history.
+        None => {
+            let upper = after.map_or(state.next_order_id, |a| a.0.min(state.next_order_id));
+            pages::page((1..upper).rev().map(OrderId), limit, view)
+        }
     };
+    let orders = orders.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(ok(
         state.height,
         &OrderList {
@@ -801,11 +810,16 @@ async fn order(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
     let id: OrderId = id_param(p)?;
     let tip = app.shared.tip();
     let state = &tip.state;
-    let o = state
-        .orders
-        .get(&id)
+    let lookup = Lookup {
+        state,
+        store: &app.shared.store,
+    };
+    let o = lookup
+        .order(id)
+        .map_err(|e| ApiError::store("order history", e))?
         .ok_or_else(|| ApiError::not_found(state.height, format!("no order {id}")))?;
-    Ok(ok(state.height, &views::order_view(state, o)))
+    let view = views::order_view(lookup, &o).map_err(|e| ApiError::store("lease history", e))?;
+    Ok(ok(state.height, &view))
 }
 
 #[utoipa::path(
@@ -826,9 +840,13 @@ async fn order_explain(
     let id: OrderId = id_param(p)?;
     let tip = app.shared.tip();
     let state = &tip.state;
-    let o = state
-        .orders
-        .get(&id)
+    let lookup = Lookup {
+        state,
+        store: &app.shared.store,
+    };
+    let o = lookup
+        .order(id)
+        .map_err(|e| ApiError::store("order history", e))?
         .ok_or_else(|| ApiError::not_found(state.height, format!("no order {id}")))?;
     if o.status != gpunet_ledger::OrderStatus::Open {
         return Err(ApiError {
@@ -893,12 +911,16 @@ async fn lease(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
     let id: LeaseId = id_param(p)?;
     let tip = app.shared.tip();
     let state = &tip.state;
-    let l = state
-        .leases
-        .get(&id)
+    let lookup = Lookup {
+        state,
+        store: &app.shared.store,
+    };
+    let l = lookup
+        .lease(id)
+        .map_err(|e| ApiError::store("lease history", e))?
         .ok_or_else(|| ApiError::not_found(state.height, format!("no lease {id}")))?;
     // A lease view has no `height` field of its own; the header carries it.
-    Ok(ok(state.height, &views::lease_view(state, l)))
+    Ok(ok(state.height, &views::lease_view(state, &l)))
 }
 
 #[utoipa::path(

@@ -1,10 +1,13 @@
-//! Conversions from ledger state to the API's views. Pure functions of the state.
+//! Conversions from ledger state to the API's views. Pure functions of the state (and, for
+//! ended orders and leases, of the node's history).
 
 use gpunet_api::node::{
     BidView, ExplainView, LeaseState, LeaseView, OrderState, OrderView, ParamsView, ProviderView,
 };
 use gpunet_ledger::{Lease, LeaseStatus, Order, OrderStatus, Provider, State};
 use gpunet_protocol::{OrderId, OrderTerms};
+
+use crate::history::{HistoryError, Lookup};
 
 pub(crate) fn params_view(state: &State) -> ParamsView {
     let p = &state.params;
@@ -97,12 +100,20 @@ pub(crate) fn order_state(status: OrderStatus) -> OrderState {
     }
 }
 
-pub(crate) fn order_view(state: &State, o: &Order) -> OrderView {
+/// An order with its current lease and every attempt, live or from history.
+pub(crate) fn order_view(lookup: Lookup<'_>, o: &Order) -> Result<OrderView, HistoryError> {
+    let state = lookup.state;
     let lease = match o.status {
-        OrderStatus::Leased { lease } | OrderStatus::Closed { lease } => state.leases.get(&lease),
+        OrderStatus::Leased { lease } | OrderStatus::Closed { lease } => lookup.lease(lease)?,
         _ => None,
     };
-    OrderView {
+    let mut attempts = Vec::with_capacity(o.attempts.len());
+    for id in &o.attempts {
+        if let Some(l) = lookup.lease(*id)? {
+            attempts.push(lease_view(state, &l));
+        }
+    }
+    Ok(OrderView {
         id: o.id,
         tenant: o.tenant,
         terms: o.terms.clone(),
@@ -119,17 +130,12 @@ pub(crate) fn order_view(state: &State, o: &Order) -> OrderView {
                 height: b.height,
             })
             .collect(),
-        lease: lease.map(|l| lease_view(state, l)),
-        attempts: o
-            .attempts
-            .iter()
-            .filter_map(|id| state.leases.get(id))
-            .map(|l| lease_view(state, l))
-            .collect(),
+        lease: lease.map(|l| lease_view(state, &l)),
+        attempts,
         excluded: o.excluded.clone(),
         open_since_height: o.open_since_height,
         not_before_ms: o.not_before_ms,
-    }
+    })
 }
 
 /// What the market would do with `terms` now (the ledger's explainer), with the deposit that
