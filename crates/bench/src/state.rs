@@ -121,6 +121,12 @@ impl XorShift {
     }
 }
 
+/// The entities the last block wrote, taken from `state`: the benchmarks' one call of
+/// `State::take_changes`, so a change to what it returns is met here.
+pub fn take_changes(state: &mut State) -> Vec<gpunet_protocol::merkle::StateWrite> {
+    state.take_changes()
+}
+
 /// Commits the block at `state`'s height — its header, `txs`, `receipts` and the entities it
 /// changed — to the store as the node's committer does.
 pub fn commit(
@@ -195,7 +201,7 @@ fn fill(home: &Path, entities: u64, progress: &dyn Fn(String)) -> Result<(Store,
         }
         state.height += 1;
         state.time_ms += 500;
-        let changes = state.take_changes();
+        let changes = take_changes(&mut state);
         commit(&store, &state, &[], &[], &changes)?;
         filled += n;
         progress(format!("filled {filled}/{entities} accounts"));
@@ -274,7 +280,7 @@ pub fn measure_size(
         };
         let t0 = Instant::now();
         let outcome = apply_block(&mut state, &ctx, &txs);
-        let changes = state.take_changes();
+        let changes = take_changes(&mut state);
         let t1 = Instant::now();
         if let Some(r) = outcome.receipts.iter().find_map(|r| r.rejection) {
             bail!("benchmark transfer rejected: {r}");
@@ -357,6 +363,41 @@ pub async fn restart_probe(home: &Path) -> Result<RestartFigures> {
     let rss_mb = rss_mb().unwrap_or(0);
     node.shutdown().await;
     Ok(RestartFigures { restart_ms, rss_mb })
+}
+
+/// Runs [`restart_probe`] on `home` in a fresh process of the running executable, which must be
+/// `gpunet` (as `gpunet bench state-probe --home <home>`, which prints the figures as JSON), so
+/// that its memory figure is a node's alone.
+pub fn probe_in_child(home: &Path) -> Result<RestartFigures> {
+    let exe = std::env::current_exe().context("finding this gpunet binary")?;
+    let out = std::process::Command::new(exe)
+        .args(["bench", "state-probe", "--home"])
+        .arg(home)
+        .output()
+        .context("starting the restart probe")?;
+    ensure!(
+        out.status.success(),
+        "the restart probe failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.trim())
+        .with_context(|| format!("the restart probe printed {:?}", line.trim()))
+}
+
+/// The figures of the size with `entities` entities, if it was measured.
+pub fn at(figures: &[SizeFigures], entities: u64) -> Option<&SizeFigures> {
+    figures.iter().find(|f| f.entities == entities)
+}
+
+/// How many times the commit p50 at a million entities is the one at 10,000, when both sizes
+/// were measured.
+pub fn commit_growth_10k_to_1m(figures: &[SizeFigures]) -> Option<f64> {
+    match (at(figures, 10_000), at(figures, 1_000_000)) {
+        (Some(a), Some(b)) if a.commit_ms_p50 > 0.0 => Some(b.commit_ms_p50 / a.commit_ms_p50),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
