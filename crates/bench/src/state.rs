@@ -361,6 +361,41 @@ pub async fn restart_probe(home: &Path) -> Result<RestartFigures> {
     Ok(RestartFigures { restart_ms, rss_mb })
 }
 
+/// Runs [`restart_probe`] on `home` in a fresh process of the running executable, which must be
+/// `gpunet` (as `gpunet bench state-probe --home <home>`, which prints the figures as JSON), so
+/// that its memory figure is a node's alone.
+pub fn probe_in_child(home: &Path) -> Result<RestartFigures> {
+    let exe = std::env::current_exe().context("finding this gpunet binary")?;
+    let out = std::process::Command::new(exe)
+        .args(["bench", "state-probe", "--home"])
+        .arg(home)
+        .output()
+        .context("starting the restart probe")?;
+    ensure!(
+        out.status.success(),
+        "the restart probe failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.trim())
+        .with_context(|| format!("the restart probe printed {:?}", line.trim()))
+}
+
+/// The figures of the size with `entities` entities, if it was measured.
+pub fn at(figures: &[SizeFigures], entities: u64) -> Option<&SizeFigures> {
+    figures.iter().find(|f| f.entities == entities)
+}
+
+/// How many times the commit p50 at a million entities is the one at 10,000, when both sizes
+/// were measured.
+pub fn commit_growth_10k_to_1m(figures: &[SizeFigures]) -> Option<f64> {
+    match (at(figures, 10_000), at(figures, 1_000_000)) {
+        (Some(a), Some(b)) if a.commit_ms_p50 > 0.0 => Some(b.commit_ms_p50 / a.commit_ms_p50),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,19 +1,22 @@
 //! `gpunet bench …`: end-to-end performance figures, printed and written to a JSON file so runs
 //! can be compared. Quote ratios from one run only.
+//!
+//! The subcommands and their output; `gpunet_bench` measures. The benchmarks that run jobs are
+//! handed [`QuietTenant`], this CLI's own `job submit --wait` path.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
-use ed25519_dalek::SigningKey;
-use gpunet_ledger::{Genesis, GenesisAccount, Params, State, apply_block};
-use gpunet_protocol::{
-    Address, Amount, Balances, BlockCtx, Capacity, Denom, Event, GpuRequirement, Hash, LeaseId,
-    LeaseResult, Msg, OrderTerms, ProviderProfile, Resources, Runtime, SignedTx, TxBody,
-    UsageReport, WorkloadOutcome,
-};
+use futures::future::BoxFuture;
+use gpunet_bench::figures::{build_kind, default_out, percentile, write as write_figures};
+use gpunet_bench::{FollowedJob, SubmitAndFollow};
+use gpunet_client::{KeyFile, NodeClient};
+use gpunet_protocol::jobspec::JobSpec;
 use serde_json::json;
+
+use crate::progress::Progress;
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
@@ -180,691 +183,26 @@ pub enum BenchCmd {
     },
 }
 
-const CHAIN: &str = "bench";
+/// The benchmarks' tenant: submits and follows a job as `gpunet job submit --wait` does,
+/// showing no progress.
+pub struct QuietTenant;
 
-use gpunet_bench::figures::build_kind;
-
-fn key(i: u64) -> SigningKey {
-    let mut seed = [0u8; 32];
-    seed[..8].copy_from_slice(&i.to_le_bytes());
-    seed[8] = 0xbe;
-    SigningKey::from_bytes(&seed)
-}
-
-fn addr(k: &SigningKey) -> Address {
-    Address::from_key(&k.verifying_key())
-}
-
-fn units(n: u64) -> Amount {
-    Amount::from_units(n).expect("bench constants fit")
-}
-
-fn genesis(keys: &[SigningKey]) -> State {
-    State::from_genesis(&ledger_genesis(keys)).expect("bench genesis is valid")
-}
-
-fn ledger_genesis(keys: &[SigningKey]) -> Genesis {
-    Genesis {
-        chain_id: CHAIN.into(),
-        genesis_time_ms: 0,
-        params: Params::default(),
-        accounts: keys
-            .iter()
-            .map(|k| GenesisAccount {
-                address: addr(k),
-                balances: Balances {
-                    usd: units(1_000_000),
-                    gpn: units(1_000_000),
-                },
-            })
-            .collect(),
-    }
-}
-
-fn sign(k: &SigningKey, nonce: u64, msg: Msg) -> SignedTx {
-    TxBody {
-        chain_id: CHAIN.into(),
-        signer: addr(k),
-        nonce,
-        fee: Params::default().min_tx_fee,
-        msg,
-    }
-    .sign(k)
-}
-
-fn ctx(state: &State) -> BlockCtx {
-    BlockCtx {
-        height: state.height + 1,
-        time_ms: state.time_ms + 500,
-        seed: Hash::default(),
-    }
-}
-
-/// Applies `blocks` and returns the seconds spent inside `apply_block`, checking nothing was
-/// rejected (a benchmark of rejections would measure the wrong thing).
-fn apply_all(state: &mut State, blocks: &[Vec<SignedTx>]) -> Result<f64> {
-    let mut secs = 0.0;
-    for txs in blocks {
-        let c = ctx(state);
-        let t = Instant::now();
-        let out = apply_block(state, &c, txs);
-        secs += t.elapsed().as_secs_f64();
-        if let Some(r) = out.receipts.iter().find_map(|r| r.rejection) {
-            anyhow::bail!("benchmark transaction rejected: {r}");
-        }
-    }
-    Ok(secs)
-}
-
-/// Applies `blocks` and commits each to a real store in a scratch directory as the node does
-/// (write set, Merkle root, durable write); returns the seconds spent in all of it.
-fn apply_and_commit_all(state: &mut State, blocks: &[Vec<SignedTx>]) -> Result<f64> {
-    let dir = tempfile::tempdir().context("a scratch directory for the store")?;
-    let store = gpunet_store::Store::open(&dir.path().join("chain.redb"))?;
-    store.init_genesis(&state.chain_id, b"bench", &state.entities())?;
-    let mut secs = 0.0;
-    for txs in blocks {
-        let c = ctx(state);
-        let t = Instant::now();
-        let out = apply_block(state, &c, txs);
-        let changes = state.take_changes();
-        let receipts = borsh::to_vec(&out)?;
-        gpunet_bench::state::commit(&store, state, txs, &receipts, &changes)?;
-        secs += t.elapsed().as_secs_f64();
-        if let Some(r) = out.receipts.iter().find_map(|r| r.rejection) {
-            anyhow::bail!("benchmark transaction rejected: {r}");
-        }
-    }
-    Ok(secs)
-}
-
-/// Transfers per second applied by the ledger alone, and applied and committed (write set,
-/// root, durable write) — the same blocks on the same starting state.
-fn bench_transfers(n: usize) -> Result<(f64, f64)> {
-    const SENDERS: u64 = 1_000;
-    let keys: Vec<SigningKey> = (0..SENDERS).map(key).collect();
-    let mut state = genesis(&keys);
-    let mut blocks = Vec::new();
-    let per_block = 10_000usize;
-    let mut made = 0usize;
-    let mut nonce = 0u64;
-    while made < n {
-        let mut txs = Vec::with_capacity(per_block);
-        for i in 0..per_block.min(n - made) as u64 {
-            let s = &keys[(i % SENDERS) as usize];
-            let to = addr(&keys[((i + 1) % SENDERS) as usize]);
-            txs.push(sign(
-                s,
-                nonce + i / SENDERS,
-                Msg::Transfer {
-                    to,
-                    denom: Denom::Usd,
-                    amount: Amount::from_micros(1),
-                },
-            ));
-        }
-        nonce += (per_block as u64).div_ceil(SENDERS);
-        made += txs.len();
-        blocks.push(txs);
-    }
-    let start = state.clone();
-    let secs = apply_all(&mut state, &blocks)?;
-    let mut state = start;
-    let committed_secs = apply_and_commit_all(&mut state, &blocks)?;
-    Ok((made as f64 / secs, made as f64 / committed_secs))
-}
-
-fn bench_order_cycles(n: usize) -> Result<f64> {
-    // Tenants 0..T, providers T..T+P; each provider serves a bounded number of orders so
-    // feasibility checks stay per-provider small, as on a real network.
-    const TENANTS: u64 = 1_000;
-    const PROVIDERS: u64 = 1_000;
-    let keys: Vec<SigningKey> = (0..TENANTS + PROVIDERS).map(key).collect();
-    let mut state = genesis(&keys);
-    let mut nonces = vec![0u64; keys.len()];
-    let mut next = |i: usize| {
-        let n = nonces[i];
-        nonces[i] += 1;
-        n
-    };
-    let profile = ProviderProfile {
-        endpoint: "http://127.0.0.1:1".into(),
-        region: "bench".into(),
-        capacity: Capacity {
-            cpu_millis: 1_000_000,
-            memory_mib: 1 << 30,
-            disk_mib: 1 << 30,
-            gpus: vec![],
-        },
-        runtimes: vec![Runtime::Process],
-        // The bench never delivers manifests; any nonzero key registers.
-        encryption_key: gpunet_protocol::EncryptionKey([1; 32]),
-        // 10.00 per core-hour: the bench's orders (0.1 core) come to exactly the 1.00 it bids.
-        rates: gpunet_protocol::Rates {
-            per_cpu_core_hour: units(10),
-            per_memory_gib_hour: Amount::ZERO,
-            per_gpu_hour: Default::default(),
-            default_per_gpu_hour: Amount::ZERO,
-        },
-    };
-    let register: Vec<SignedTx> = (TENANTS..TENANTS + PROVIDERS)
-        .map(|p| {
-            sign(
-                &keys[p as usize],
-                next(p as usize),
-                Msg::RegisterProvider {
-                    stake: units(100),
-                    profile: profile.clone(),
-                },
-            )
-        })
-        .collect();
-    apply_all(&mut state, &[register])?;
-
-    let terms = OrderTerms {
-        name: "bench".into(),
-        manifest_hash: Hash::of(b"bench"),
-        resources: Resources {
-            cpu_millis: 100,
-            memory_mib: 64,
-            disk_mib: 64,
-            gpu: GpuRequirement::default(),
-        },
-        regions: vec![],
-        runtime: Runtime::Process,
-        max_price_per_hour: units(2),
-        deposit: units(1),
-        max_duration_secs: 3_600,
-        recovery: gpunet_protocol::RecoveryPolicy::none(),
-    };
-    let window = state.params.bid_window_blocks;
-    let mut total = 0.0;
-    let batch = 5_000usize;
-    let mut done = 0usize;
-    while done < n {
-        let m = batch.min(n - done);
-        let first_order = state.next_order_id;
-        let creates: Vec<SignedTx> = (0..m)
-            .map(|i| {
-                let t = i % TENANTS as usize;
-                sign(
-                    &keys[t],
-                    next(t),
-                    Msg::CreateOrder {
-                        terms: terms.clone(),
-                    },
-                )
-            })
-            .collect();
-        total += apply_all(&mut state, &[creates])?;
-        let bids: Vec<SignedTx> = (0..m)
-            .map(|i| {
-                let p = TENANTS as usize + i % PROVIDERS as usize;
-                let order = gpunet_protocol::OrderId(first_order + i as u64);
-                sign(
-                    &keys[p],
-                    next(p),
-                    Msg::PlaceBid {
-                        order,
-                        price_per_hour: units(1),
-                    },
-                )
-            })
-            .collect();
-        total += apply_all(&mut state, &[bids])?;
-        let mut leases: Vec<(LeaseId, usize)> = Vec::new();
-        for _ in 1..window.max(1) {
-            let c = ctx(&state);
-            let t = Instant::now();
-            let out = apply_block(&mut state, &c, &[]);
-            total += t.elapsed().as_secs_f64();
-            collect_leases(&out.end_block_events, &keys, TENANTS, &mut leases);
-        }
-        let starts: Vec<SignedTx> = leases
-            .iter()
-            .map(|(l, p)| sign(&keys[*p], next(*p), Msg::StartLease { lease: *l }))
-            .collect();
-        total += apply_all(&mut state, &[starts])?;
-        let result = LeaseResult {
-            outcome: WorkloadOutcome::Succeeded,
-            exit_code: Some(0),
-            output_digest: None,
-            usage: UsageReport::default(),
-            detail: String::new(),
-        };
-        let completes: Vec<SignedTx> = leases
-            .iter()
-            .map(|(l, p)| {
-                sign(
-                    &keys[*p],
-                    next(*p),
-                    Msg::CompleteLease {
-                        lease: *l,
-                        result: result.clone(),
-                    },
-                )
-            })
-            .collect();
-        anyhow::ensure!(
-            completes.len() == m,
-            "only {} of {m} orders were leased",
-            completes.len()
-        );
-        total += apply_all(&mut state, &[completes])?;
-        done += m;
-    }
-    Ok(n as f64 / total)
-}
-
-fn collect_leases(
-    events: &[Event],
-    keys: &[SigningKey],
-    tenants: u64,
-    out: &mut Vec<(LeaseId, usize)>,
-) {
-    for e in events {
-        if let Event::LeaseCreated {
-            lease, provider, ..
-        } = e
-        {
-            let idx = keys[tenants as usize..]
-                .iter()
-                .position(|k| addr(k) == *provider)
-                .map(|i| i + tenants as usize);
-            if let Some(i) = idx {
-                out.push((*lease, i));
-            }
-        }
-    }
-}
-
-fn bench_admissions(n: usize) -> Result<f64> {
-    const SENDERS: u64 = 1_000;
-    let keys: Vec<SigningKey> = (0..SENDERS).map(key).collect();
-    let state = genesis(&keys);
-    let per_sender = (n as u64).div_ceil(SENDERS);
-    let txs: Vec<Vec<u8>> = (0..per_sender)
-        .flat_map(|nonce| {
-            keys.iter().map(move |k| {
-                sign(
-                    k,
-                    nonce,
-                    Msg::Transfer {
-                        to: addr(k),
-                        denom: Denom::Usd,
-                        amount: Amount::from_micros(1),
-                    },
-                )
-                .encode()
+impl SubmitAndFollow for QuietTenant {
+    fn submit_and_follow<'a>(
+        &'a self,
+        client: &'a NodeClient,
+        tenant: &'a KeyFile,
+        spec: &'a JobSpec,
+    ) -> BoxFuture<'a, Result<FollowedJob>> {
+        Box::pin(async move {
+            let quiet = Progress::new(true);
+            let f = crate::jobs::submit_and_follow(client, tenant, spec, true, &quiet).await?;
+            Ok(FollowedJob {
+                order: f.order.id,
+                submit_to_running_ms: f.submit_to_running_ms,
             })
         })
-        .take(n)
-        .collect();
-    let limits = gpunet_node::MempoolLimits {
-        max_txs: n + 1,
-        max_pending_per_signer: per_sender as usize + 1,
-        ..Default::default()
-    };
-    let t = Instant::now();
-    let admitted = gpunet_node::admit_batch(&limits, &state, &txs)?;
-    let secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        admitted == n,
-        "only {admitted} of {n} transactions were admitted"
-    );
-    Ok(n as f64 / secs)
-}
-
-pub use gpunet_bench::figures::default_out;
-use gpunet_bench::figures::{percentile, write as write_figures};
-
-async fn bench_submit(jobs_n: usize, block_ms: u64) -> Result<Vec<u64>> {
-    use crate::devnet::{DevNet, DevOptions};
-    let home = std::env::temp_dir().join(format!("gpunet-bench-{}", std::process::id()));
-    let net = DevNet::start(DevOptions {
-        home: home.clone(),
-        listen: "127.0.0.1:0".parse().expect("a literal socket address"),
-        block_ms,
-    })
-    .await?;
-    let spec = gpunet_protocol::jobspec::JobSpec::parse_yaml(crate::commands::HELLO_SPEC)
-        .map_err(|e| anyhow::anyhow!("bundled example spec: {e}"))?;
-    let client = gpunet_client::NodeClient::new(&net.api).with_signer(net.tenant.clone());
-    let quiet = crate::progress::Progress::new(true);
-    let mut samples = Vec::with_capacity(jobs_n);
-    let run = async {
-        crate::commands::wait_for_provider(&client, &quiet).await?;
-        for i in 0..jobs_n {
-            // Jobs run back to back would all be submitted at the same point of the block
-            // cycle; spread the submit moments evenly over one block instead.
-            let phase_ms = (i as u64 * block_ms) / jobs_n as u64;
-            tokio::time::sleep(std::time::Duration::from_millis(phase_ms)).await;
-            let f =
-                crate::jobs::submit_and_follow(&client, &net.tenant, &spec, true, &quiet).await?;
-            let ms = f.submit_to_running_ms.context("the job never ran")?;
-            eprintln!("job {}/{jobs_n}: running after {ms} ms", i + 1);
-            samples.push(ms);
-        }
-        anyhow::Ok(())
     }
-    .await;
-    net.stop().await;
-    let _ = std::fs::remove_dir_all(&home);
-    run?;
-    samples.sort_unstable();
-    Ok(samples)
-}
-
-/// Milliseconds of each (agent start, `docker run`) pair, `runs` of each, sorted.
-async fn bench_runtime(runs: usize) -> Result<(Vec<u64>, Vec<u64>)> {
-    use gpunet_runtime::{DockerDriver, Driver, WorkloadSpec};
-    let driver = DockerDriver::new();
-    driver
-        .fingerprint()
-        .await
-        .context("bench runtime needs a Docker Engine")?;
-    let image = gpunet_runtime::testimage::ensure_test_image()
-        .await
-        .context("building the test image")?;
-    let mut spec = gpunet_protocol::jobspec::JobSpec::parse_yaml(crate::commands::HELLO_SPEC)
-        .map_err(|e| anyhow::anyhow!("bundled example spec: {e}"))?;
-    spec.run.image = Some(image.clone());
-    spec.run.command = vec!["/bin/sleep".into(), "30".into()];
-    let manifest = spec.manifest_bytes();
-    let root = tempfile_dir()?;
-    let mut agent_ms = Vec::with_capacity(runs);
-    let mut docker_ms = Vec::with_capacity(runs);
-    for i in 0..runs {
-        let id = format!("bench-{}-{i}", std::process::id());
-        let started = Instant::now();
-        let parsed = gpunet_protocol::jobspec::JobSpec::from_manifest_bytes(&manifest)
-            .map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
-        let workload = WorkloadSpec {
-            image: parsed.run.image.clone(),
-            cpu_millis: parsed.resources().cpu_millis,
-            memory_mib: parsed.resources().memory_mib,
-            env: parsed.run.env.clone(),
-            ..WorkloadSpec::new(id.clone(), parsed.run.command.clone(), root.join(&id))
-        };
-        let handle = driver.start(&workload).await.context("starting")?;
-        agent_ms.push(started.elapsed().as_millis() as u64);
-        driver
-            .stop(&handle, std::time::Duration::from_millis(100))
-            .await
-            .context("stopping")?;
-        driver.destroy(&handle).await.context("removing")?;
-
-        let started = Instant::now();
-        let status = tokio::process::Command::new("docker")
-            // The test image has no /bin/true; `sh -c :` is its no-op.
-            .args(["run", "--rm", &image, "/bin/sh", "-c", ":"])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .await
-            .context("running `docker run`")?;
-        anyhow::ensure!(status.success(), "`docker run` failed: {status}");
-        docker_ms.push(started.elapsed().as_millis() as u64);
-        eprintln!(
-            "run {}/{runs}: agent start {} ms, docker run {} ms",
-            i + 1,
-            agent_ms[i],
-            docker_ms[i]
-        );
-    }
-    let _ = std::fs::remove_dir_all(&root);
-    agent_ms.sort_unstable();
-    docker_ms.sort_unstable();
-    Ok((agent_ms, docker_ms))
-}
-
-/// A fresh, absolute scratch directory under the system temp dir.
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("gpunet-bench-runtime-{}", std::process::id()));
-    gpunet_files::create_private_dir_all(&dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
-}
-
-/// Where `gpunet bench consensus` looks for free ports for its validators.
-pub(crate) const BENCH_PORTS: std::ops::Range<u16> = 30_000..46_000;
-
-const FINALITY_LANES: u64 = 8;
-/// Throughput accounts are keys from here on (finality lanes use keys 0..8).
-const LOAD_KEYS_FROM: u64 = 1_000;
-
-/// `samples` finality measurements, `FINALITY_LANES` at a time, lane `l` sending through node
-/// `(l + i) % apis.len()`: milliseconds from submit to that node to that node saying applied.
-async fn measure_finality(apis: &[String], samples: usize) -> Result<Vec<u64>> {
-    let per_lane = samples.div_ceil(FINALITY_LANES as usize);
-    let lanes = (0..FINALITY_LANES).map(|lane| {
-        let apis = apis.to_vec();
-        async move {
-            let k = key(lane);
-            let to = addr(&key(lane + 100));
-            let mut v = Vec::with_capacity(per_lane);
-            for i in 0..per_lane {
-                let client =
-                    gpunet_client::NodeClient::new(&apis[(lane as usize + i) % apis.len()]);
-                let tx = sign(
-                    &k,
-                    i as u64,
-                    Msg::Transfer {
-                        to,
-                        denom: Denom::Usd,
-                        amount: Amount::from_micros(1),
-                    },
-                );
-                let started = Instant::now();
-                let hash = client.submit(&tx).await.context("submitting a transfer")?;
-                loop {
-                    let view = client.tx(&hash).await?;
-                    match view.state {
-                        gpunet_api::node::TxState::Applied => break,
-                        gpunet_api::node::TxState::Rejected => {
-                            anyhow::bail!("finality transfer rejected: {view:?}")
-                        }
-                        _ => {}
-                    }
-                    anyhow::ensure!(
-                        started.elapsed() < std::time::Duration::from_secs(60),
-                        "a transfer was not applied within a minute"
-                    );
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
-                v.push(started.elapsed().as_millis() as u64);
-            }
-            anyhow::Ok(v)
-        }
-    });
-    let mut all = Vec::with_capacity(samples);
-    for lane in futures::future::join_all(lanes).await {
-        all.extend(lane?);
-    }
-    all.sort_unstable();
-    Ok(all)
-}
-
-/// Sends transfers from `k` through `client` one after another, the next nonce once the node
-/// admitted the last (a refused one is retried after a pause: the mempool is full), until
-/// `stop`. Returns the transfers admitted.
-async fn pump(
-    client: std::sync::Arc<gpunet_client::NodeClient>,
-    k: SigningKey,
-    to: Address,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> u64 {
-    let mut nonce = 0u64;
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let tx = sign(
-            &k,
-            nonce,
-            Msg::Transfer {
-                to,
-                denom: Denom::Usd,
-                amount: Amount::from_micros(1),
-            },
-        );
-        let admitted = match client.submit(&tx).await {
-            Ok(_) => true,
-            // Lost answer or refusal: admitted if the node knows it.
-            Err(_) => client
-                .tx(&tx.hash())
-                .await
-                .is_ok_and(|v| v.state != gpunet_api::node::TxState::Unknown),
-        };
-        if admitted {
-            nonce += 1;
-        } else {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-    nonce
-}
-
-/// Applied transfers per second: `accounts` accounts (funded at genesis, unused so far) send
-/// through `apis` round-robin for `seconds`, then until every mempool is empty.
-async fn measure_throughput(apis: &[String], accounts: usize, seconds: u64) -> Result<f64> {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<std::sync::Arc<gpunet_client::NodeClient>> = apis
-        .iter()
-        .map(|a| std::sync::Arc::new(gpunet_client::NodeClient::new(a)))
-        .collect();
-    let started = Instant::now();
-    let pumps: Vec<_> = (0..accounts)
-        .map(|i| {
-            let k = key(LOAD_KEYS_FROM + i as u64);
-            let to = addr(&key(LOAD_KEYS_FROM + ((i + 1) % accounts) as u64));
-            tokio::spawn(pump(
-                std::sync::Arc::clone(&clients[i % clients.len()]),
-                k,
-                to,
-                std::sync::Arc::clone(&stop),
-            ))
-        })
-        .collect();
-    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut submitted = 0u64;
-    for p in pumps {
-        submitted += p.await.context("a load task failed")?;
-    }
-    // Drain: every node's mempool empty.
-    let deadline = Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let mut waiting = 0;
-        for c in &clients {
-            waiting += c.status().await?.mempool_size;
-        }
-        if waiting == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{waiting} transactions still waiting two minutes after the load stopped"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    // Read the nonces where every block that held load is committed: a node whose mempool is
-    // empty may still be a block behind the others (it never held that block's transactions
-    // when its mempool refused them as full).
-    let mut last_height = 0;
-    for c in &clients {
-        last_height = last_height.max(c.status().await?.height);
-    }
-    while clients[0].status().await?.height < last_height {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{} never reached height {last_height}",
-            clients[0].base()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let mut applied = 0u64;
-    for i in 0..accounts {
-        let a = addr(&key(LOAD_KEYS_FROM + i as u64));
-        applied += clients[0].account(&a).await?.next_nonce;
-    }
-    anyhow::ensure!(
-        applied == submitted,
-        "{submitted} transfers admitted but {applied} applied"
-    );
-    Ok(applied as f64 / secs)
-}
-
-struct ConsensusFigures {
-    finality: Vec<u64>,
-    transfers_per_sec: f64,
-    solo_transfers_per_sec: f64,
-}
-
-async fn bench_consensus(
-    validators: usize,
-    seconds: u64,
-    samples: usize,
-    accounts: usize,
-    block_ms: u64,
-) -> Result<ConsensusFigures> {
-    anyhow::ensure!(validators >= 1, "--validators must be at least 1");
-    anyhow::ensure!(accounts >= 2, "--accounts must be at least 2");
-    let dir = std::env::temp_dir().join(format!("gpunet-bench-consensus-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let keys: Vec<SigningKey> = (0..FINALITY_LANES)
-        .chain(LOAD_KEYS_FROM..LOAD_KEYS_FROM + accounts as u64)
-        .map(key)
-        .collect();
-    let mut ledger = ledger_genesis(&keys);
-    ledger.genesis_time_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let n = u16::try_from(validators).context("too many validators")?;
-    let p2p = crate::devnet::free_port_run(BENCH_PORTS, n, &[])?;
-    let api = crate::devnet::free_port_run(BENCH_PORTS, n, &(p2p..p2p + n).collect::<Vec<_>>())?;
-    let vkeys: Vec<[u8; 32]> = (0..validators)
-        .map(|_| gpunet_node::generate_validator_key())
-        .collect();
-    let net = dir.join("net");
-    let genesis = gpunet_node::init_network(&net, ledger.clone(), &vkeys, p2p, api, block_ms)
-        .context("writing the network")?;
-    let result = async {
-        let (mut procs, apis) =
-            crate::devnet::spawn_validators(&net, &genesis, std::time::Duration::from_secs(60))
-                .await?;
-        let run = async {
-            eprintln!("{validators} validators up; measuring finality over {samples} transfers…");
-            let finality = measure_finality(&apis, samples).await?;
-            eprintln!(
-                "finality p50 {} ms; {seconds} s of load from {accounts} accounts over {validators} validators…",
-                percentile(&finality, 50)
-            );
-            let tps = measure_throughput(&apis, accounts, seconds).await?;
-            anyhow::Ok((finality, tps))
-        }
-        .await;
-        let _ = tokio::task::spawn_blocking(move || procs.stop()).await;
-        let (finality, transfers_per_sec) = run?;
-        eprintln!("{transfers_per_sec:.0} transfers/s; now a solo node, {seconds} s of load…");
-        let solo = gpunet_node::start(gpunet_node::NodeConfig {
-            home: dir.join("solo"),
-            listen: "127.0.0.1:0".parse().expect("a literal socket address"),
-            block_ms,
-            genesis: ledger,
-            mempool: gpunet_node::MempoolLimits::default(),
-        })
-        .await
-        .context("starting the solo node")?;
-        let solo_api = format!("http://{}", solo.api_addr());
-        let solo_tps = measure_throughput(&[solo_api], accounts, seconds).await;
-        solo.shutdown().await;
-        anyhow::Ok(ConsensusFigures {
-            finality,
-            transfers_per_sec,
-            solo_transfers_per_sec: solo_tps?,
-        })
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
 }
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
@@ -885,7 +223,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             max_attempts,
             block_ms,
         } => {
-            let opts = crate::churn::ChurnOpts {
+            let opts = gpunet_bench::churn::ChurnOpts {
                 providers,
                 jobs,
                 job_secs,
@@ -893,7 +231,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 max_attempts,
                 block_ms,
             };
-            let f = crate::churn::run(&opts).await?;
+            let f = gpunet_bench::churn::run(&opts, Arc::new(QuietTenant)).await?;
             let figures = json!({
                 "completion_rate": f.completion_rate(),
                 "detect_ms_p95": percentile(&f.detect_ms, 95),
@@ -958,25 +296,27 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             accounts,
             block_ms,
         } => {
-            let build = if cfg!(debug_assertions) {
-                "debug"
-            } else {
-                "release"
-            };
+            let build = build_kind();
             if cfg!(debug_assertions) && !json_out {
                 eprintln!(
                     "note: this is a debug build; use `cargo run --release -- bench consensus` for real figures"
                 );
             }
-            let f =
-                bench_consensus(validators, seconds, samples.max(1), accounts, block_ms).await?;
+            let f = gpunet_bench::consensus::run(&gpunet_bench::consensus::ConsensusOptions {
+                validators,
+                seconds,
+                samples: samples.max(1),
+                accounts,
+                block_ms,
+            })
+            .await?;
             let figures = json!({
                 "validators": validators,
-                "finality_ms_p50": percentile(&f.finality, 50),
-                "finality_ms_p99": percentile(&f.finality, 99),
+                "finality_ms_p50": percentile(&f.finality_ms, 50),
+                "finality_ms_p99": percentile(&f.finality_ms, 99),
                 "transfers_per_sec": f.transfers_per_sec.round() as u64,
                 "solo_transfers_per_sec": f.solo_transfers_per_sec.round() as u64,
-                "finality_samples": f.finality.len(),
+                "finality_samples": f.finality_ms.len(),
                 "block_ms": block_ms,
                 "seconds": seconds,
                 "accounts": accounts,
@@ -992,9 +332,9 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 );
                 println!(
                     "  finality      p50 {} ms   p99 {} ms   ({} transfers)",
-                    percentile(&f.finality, 50),
-                    percentile(&f.finality, 99),
-                    f.finality.len()
+                    percentile(&f.finality_ms, 50),
+                    percentile(&f.finality_ms, 99),
+                    f.finality_ms.len()
                 );
                 println!(
                     "  throughput    {:.0} transfers/s   (solo node: {:.0} /s)",
@@ -1009,7 +349,8 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             out,
             runs,
         } => {
-            let (agent, docker) = bench_runtime(runs.max(1)).await?;
+            let f = gpunet_bench::runtime::run(runs.max(1)).await?;
+            let (agent, docker) = (f.agent_start_ms, f.docker_run_ms);
             let figures = json!({
                 "runs": agent.len(),
                 "agent_start_ms_p50": percentile(&agent, 50),
@@ -1043,7 +384,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             jobs,
             block_ms,
         } => {
-            let v = bench_submit(jobs.max(1), block_ms).await?;
+            let v = gpunet_bench::submit::run(jobs.max(1), block_ms, &QuietTenant).await?;
             let figures = json!({
                 "jobs": v.len(),
                 "block_ms": block_ms,
@@ -1082,16 +423,21 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                     "note: this is a debug build; use `cargo run --release -- bench ledger` for real figures"
                 );
             }
-            let ((t, tc), c, a) = tokio::task::spawn_blocking(move || -> Result<_> {
-                eprintln!("applying {transfers} transfers…");
-                let t = bench_transfers(transfers)?;
-                eprintln!("running {cycles} order → bid → lease → settle cycles…");
-                let c = bench_order_cycles(cycles)?;
-                eprintln!("admitting {admissions} signed transactions…");
-                let a = bench_admissions(admissions)?;
-                Ok((t, c, a))
+            let opts = gpunet_bench::ledger::LedgerOptions {
+                transfers,
+                cycles,
+                admissions,
+            };
+            let f = tokio::task::spawn_blocking(move || {
+                gpunet_bench::ledger::run(&opts, &|line| eprintln!("{line}"))
             })
             .await??;
+            let (t, tc, c, a) = (
+                f.transfers_per_sec,
+                f.transfers_committed_per_sec,
+                f.order_cycles_per_sec,
+                f.signed_admissions_per_sec,
+            );
             let figures = json!({
                 "transfers_per_sec": t.round() as u64,
                 "transfers_committed_per_sec": tc.round() as u64,

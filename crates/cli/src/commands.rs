@@ -11,12 +11,12 @@ use gpunet_protocol::{Address, Amount, Denom, Msg, OrderId};
 use serde_json::json;
 
 use crate::Conn;
-use crate::devnet::{self, DevNet, DevOptions};
 use crate::jobs::{self, Followed};
 use crate::outcome::{self, Ending};
 use crate::progress::Progress;
 use crate::quote;
 use crate::running;
+use gpunet_devnet::{self as devnet, DevNet, DevOptions};
 
 const TX_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -366,9 +366,6 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
-/// The bundled example job, so `gpunet demo` works from any directory.
-pub const HELLO_SPEC: &str = include_str!("../../../examples/jobs/hello.yaml");
-
 pub async fn demo(
     spec_path: Option<PathBuf>,
     keep_running: bool,
@@ -377,7 +374,7 @@ pub async fn demo(
 ) -> Result<()> {
     let spec = match &spec_path {
         Some(p) => jobs::read_spec(p)?,
-        None => gpunet_protocol::jobspec::JobSpec::parse_yaml(HELLO_SPEC)
+        None => gpunet_protocol::jobspec::JobSpec::parse_yaml(devnet::HELLO_SPEC)
             .map_err(|e| anyhow::anyhow!("bundled example spec: {e}"))?,
     };
     let spec_shown = spec_path.map_or_else(
@@ -454,24 +451,8 @@ pub async fn demo(
 }
 
 pub async fn wait_for_provider(client: &NodeClient, progress: &Progress) -> Result<()> {
-    let start = Instant::now();
     progress.status("waiting for the provider's registration");
-    loop {
-        if !client
-            .providers_page(Some(1), None)
-            .await?
-            .providers
-            .is_empty()
-        {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            bail!(
-                "the provider agent did not register within 30 s; run with GPUNET_LOG=info to see why"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    gpunet_devnet::wait_for_provider(client).await
 }
 
 /// The demo's report: outputs (of a job that completed), bill, timing; exits with the job's

@@ -1,14 +1,13 @@
 //! The `gpunet` command line as a library, so integration tests can drive the same code the
-//! binary runs: the dev network (`devnet`), job submission and following (`jobs`), the
-//! subcommands (`commands`), how a followed job ended (`outcome`), finding the running dev
-//! network (`running`), prices and feasibility before submitting (`quote`), benchmarks (`bench`)
+//! binary runs: job submission and following (`jobs`), the subcommands (`commands`), how a
+//! followed job ended (`outcome`), finding the running dev network (`running`), prices and
+//! feasibility before submitting (`quote`), the `gpunet bench` commands (`bench`, `statebench`)
 //! and progress display (`progress`).
-//! Thin over the other crates: every rule lives in `ledger`, `node`, `agent` and `runtime`.
+//! Thin over the other crates: every rule lives in `ledger`, `node`, `agent` and `runtime`; the
+//! dev network is assembled by `gpunet-devnet`, and benchmarks measure in `gpunet-bench`.
 
 pub mod bench;
-pub mod churn;
 pub mod commands;
-pub mod devnet;
 pub mod jobs;
 pub mod nodecmd;
 pub mod outcome;

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use gpunet::outcome::{EXIT_ERROR, ExitWith};
-use gpunet::{bench, commands, devnet, nodecmd, providercmd};
+use gpunet::{bench, commands, nodecmd, providercmd};
+use gpunet_devnet as devnet;
 
 const ABOUT: &str = "gpunet — an open marketplace for GPU compute.
 

@@ -251,7 +251,7 @@ mod tests {
     }
 
     fn hello_terms() -> OrderTerms {
-        gpunet_protocol::jobspec::JobSpec::parse_yaml(crate::commands::HELLO_SPEC)
+        gpunet_protocol::jobspec::JobSpec::parse_yaml(gpunet_devnet::HELLO_SPEC)
             .expect("the bundled spec parses")
             .order_terms()
     }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::Conn;
-use crate::devnet::{self, ApiFile};
+use gpunet_devnet::{self as devnet, ApiFile};
 
 /// One running dev network, as recorded in the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,39 +1,16 @@
 //! `gpunet bench state`: argument handling, progress and printing around
 //! `gpunet_bench::state`, which does the measuring.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
 use gpunet_bench::figures::{build_kind, default_out, write as write_figures};
-use gpunet_bench::state::{RestartFigures, SizeFigures, StateOptions, measure_size};
+use gpunet_bench::state::{
+    SizeFigures, StateOptions, at, commit_growth_10k_to_1m, measure_size, probe_in_child,
+};
 use serde_json::json;
 
 use crate::progress::Progress;
-
-/// Runs the restart probe in a fresh `gpunet` process on `home`, so that its memory figure is
-/// a node's alone.
-fn probe_in_child(home: &Path) -> Result<RestartFigures> {
-    let exe = std::env::current_exe().context("finding this gpunet binary")?;
-    let out = Command::new(exe)
-        .args(["bench", "state-probe", "--home"])
-        .arg(home)
-        .output()
-        .context("starting the restart probe")?;
-    ensure!(
-        out.status.success(),
-        "the restart probe failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(line.trim())
-        .with_context(|| format!("the restart probe printed {:?}", line.trim()))
-}
-
-fn at(figures: &[SizeFigures], entities: u64) -> Option<&SizeFigures> {
-    figures.iter().find(|f| f.entities == entities)
-}
 
 /// `gpunet bench state`'s arguments.
 #[derive(clap::Args)]
@@ -156,11 +133,7 @@ pub async fn run(args: Args) -> Result<()> {
     progress.finish();
 
     let one_m = at(&figures, 1_000_000);
-    let ten_k = at(&figures, 10_000);
-    let growth = match (ten_k, one_m) {
-        (Some(a), Some(b)) if a.commit_ms_p50 > 0.0 => Some(b.commit_ms_p50 / a.commit_ms_p50),
-        _ => None,
-    };
+    let growth = commit_growth_10k_to_1m(&figures);
     let summary = json!({
         "commit_ms_p50_at_1m": one_m.map(|f| f.commit_ms_p50),
         "commit_growth_10k_to_1m": growth,

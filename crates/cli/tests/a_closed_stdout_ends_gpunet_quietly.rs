@@ -37,7 +37,7 @@ async fn a_reader_that_stops_reading_ends_gpunet_without_a_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let user = User::new(dir.path());
     let net = common::ready_dev_net(dir.path().join("net")).await;
-    let key = gpunet::devnet::tenant_key_path(&net.home)
+    let key = gpunet_devnet::tenant_key_path(&net.home)
         .display()
         .to_string();
     for args in [

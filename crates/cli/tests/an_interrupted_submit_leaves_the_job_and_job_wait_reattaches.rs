@@ -33,7 +33,7 @@ async fn ctrl_c_during_submit_wait_says_how_to_reattach_and_job_wait_gets_the_en
     let dir = tempfile::tempdir().expect("tempdir");
     let user = User::new(dir.path());
     let net = common::ready_dev_net(dir.path().join("net")).await;
-    let key = gpunet::devnet::tenant_key_path(&net.home)
+    let key = gpunet_devnet::tenant_key_path(&net.home)
         .display()
         .to_string();
     let spec = dir.path().join("slow.yaml");
@@ -123,7 +123,7 @@ async fn ctrl_c_while_an_order_is_still_open_leaves_it_open_and_says_how_to_canc
     let user = User::new(dir.path());
     let net = common::ready_dev_net(dir.path().join("net")).await;
     let reader = NodeClient::new(&net.api);
-    let key = gpunet::devnet::tenant_key_path(&net.home)
+    let key = gpunet_devnet::tenant_key_path(&net.home)
         .display()
         .to_string();
     let spec = dir.path().join("cheap.yaml");

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use gpunet::devnet::{self, DevNet};
 use gpunet::quote;
 use gpunet_client::NodeClient;
+use gpunet_devnet::{self as devnet, DevNet};
 use gpunet_protocol::explain::{Change, Requirement};
 use gpunet_protocol::jobspec::JobSpec;
 use gpunet_protocol::{Amount, Event, Msg, OrderId, Rates};

@@ -12,10 +12,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use gpunet::devnet::{DevNet, DevOptions};
 use gpunet::jobs;
 use gpunet::progress::Progress;
 use gpunet_client::NodeClient;
+use gpunet_devnet::{DevNet, DevOptions};
 use gpunet_protocol::LeaseEndReason;
 use gpunet_protocol::jobspec::JobSpec;
 use gpunet_testkit::procs::processes_with_arg;

@@ -8,11 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use gpunet::devnet::{DevNet, DevOptions};
 use gpunet::jobs;
 use gpunet::progress::Progress;
 use gpunet_api::node::LeaseState;
 use gpunet_client::NodeClient;
+use gpunet_devnet::{DevNet, DevOptions};
 use gpunet_protocol::jobspec::JobSpec;
 use gpunet_protocol::{Amount, Denom, LeaseEndReason, Runtime};
 

@@ -18,7 +18,7 @@ const GONE_WITHIN: Duration = Duration::from_secs(10);
 
 /// A base port with `n` consecutive free ports after it, in this test's own range.
 fn free_port_run(n: u16, avoid: &[u16]) -> u16 {
-    gpunet::devnet::free_port_run(47_000..56_000, n, avoid).expect("free ports")
+    gpunet_devnet::free_port_run(47_000..56_000, n, avoid).expect("free ports")
 }
 
 /// `/proc/<pid>/stat`'s state and parent pid, or `None` once the process is gone.

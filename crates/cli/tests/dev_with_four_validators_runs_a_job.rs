@@ -23,7 +23,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 /// A base port with `n` consecutive free ports after it, in this test's own range.
 fn free_port_run(n: u16, avoid: &[u16]) -> u16 {
-    gpunet::devnet::free_port_run(37_000..46_000, n, avoid).expect("free ports")
+    gpunet_devnet::free_port_run(37_000..46_000, n, avoid).expect("free ports")
 }
 
 /// Stops `gpunet dev` (SIGTERM, so it stops its validators too; SIGKILL after ten seconds) if

@@ -93,7 +93,7 @@ async fn each_failing_end_reason_gives_a_nonzero_exit_and_says_why() {
         user: &user,
         dir: dir.path(),
         api: &net.api,
-        key: gpunet::devnet::tenant_key_path(&net.home)
+        key: gpunet_devnet::tenant_key_path(&net.home)
             .display()
             .to_string(),
     };

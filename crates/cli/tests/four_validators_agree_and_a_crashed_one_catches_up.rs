@@ -22,7 +22,7 @@ fn gpunet() -> Command {
 
 /// A base port with `n` consecutive free ports after it, in this test's own range.
 fn free_port_run(n: u16, avoid: &[u16]) -> u16 {
-    gpunet::devnet::free_port_run(21_000..30_000, n, avoid).expect("free ports")
+    gpunet_devnet::free_port_run(21_000..30_000, n, avoid).expect("free ports")
 }
 
 struct Node {

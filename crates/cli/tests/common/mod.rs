@@ -22,8 +22,8 @@ pub async fn wait_for_provider(client: &NodeClient, patience: Duration) {
 
 /// A dev network under `home` (blocks every 100 ms, API on a free port) whose provider is
 /// registered.
-pub async fn ready_dev_net(home: std::path::PathBuf) -> gpunet::devnet::DevNet {
-    let net = gpunet::devnet::DevNet::start(gpunet::devnet::DevOptions {
+pub async fn ready_dev_net(home: std::path::PathBuf) -> gpunet_devnet::DevNet {
+    let net = gpunet_devnet::DevNet::start(gpunet_devnet::DevOptions {
         home,
         listen: "127.0.0.1:0".parse().expect("a literal address"),
         block_ms: 100,

@@ -1,8 +1,9 @@
 //! `gpunet bench churn`: jobs under provider churn, on a network of real processes — one
-//! validator (`gpunet node start`) and several providers (`gpunet provider start`), all this
-//! binary — with a random provider killed (SIGKILL) every few seconds and restarted a
+//! validator (`gpunet node start`) and several providers (`gpunet provider start`), all the
+//! running executable, which must be `gpunet` — with a random provider killed (SIGKILL) every few seconds and restarted a
 //! little later on its data, as a crashed and rebooted machine would be. The tenant follows
-//! every job to its end as `gpunet job submit --wait` does (handing each retry its manifest).
+//! every job to its end as `gpunet job submit --wait` does (handing each retry its manifest),
+//! through the [`SubmitAndFollow`] it is handed.
 //!
 //! The jobs checkpoint: each counts ticks of 0.5 s into `$GPUNET_CHECKPOINTS` and prints
 //! `resumed at N` as it starts and `tick N` as it goes; the providers share one blob store, so
@@ -32,7 +33,7 @@ use gpunet_protocol::{Address, LeaseEndReason, LeaseId, OrderId};
 use rand_core::RngCore;
 use tokio::process::{Child, Command};
 
-use crate::progress::Progress;
+use crate::SubmitAndFollow;
 
 /// Most jobs one churn run takes: each is followed by a task of its own, all at once.
 pub const MAX_CHURN_JOBS: usize = 1_000;
@@ -125,8 +126,8 @@ fn provider_data(dir: &Path, index: usize) -> PathBuf {
 }
 
 fn start_provider(dir: &Path, api: &str, index: usize) -> Result<Child> {
-    let key = crate::nodecmd::provider_key_path(dir, index);
-    let tenant = crate::nodecmd::tenant_key_path(dir);
+    let key = gpunet_devnet::network::provider_key_path(dir, index);
+    let tenant = gpunet_devnet::network::tenant_key_path(dir);
     let data = provider_data(dir, index);
     let blobs = dir.join("blobs");
     // Distinct prices, so the auction has a clear order.
@@ -176,8 +177,9 @@ recovery: {{ max_attempts: {}, backoff: 1s }}
         .map_err(|e| anyhow::anyhow!("the churn job spec: {e}"))
 }
 
-/// Runs the churn benchmark in a scratch directory and returns its figures.
-pub async fn run(opts: &ChurnOpts) -> Result<ChurnFigures> {
+/// Runs the churn benchmark in a scratch directory and returns its figures; `tenant` submits
+/// and follows each job.
+pub async fn run(opts: &ChurnOpts, tenant: Arc<dyn SubmitAndFollow>) -> Result<ChurnFigures> {
     anyhow::ensure!(
         opts.providers >= 2,
         "--providers must be at least 2 (one to kill, one to retry on)"
@@ -188,7 +190,7 @@ pub async fn run(opts: &ChurnOpts) -> Result<ChurnFigures> {
     );
     let dir = std::env::temp_dir().join(format!("gpunet-bench-churn-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let result = run_in(&dir, opts).await;
+    let result = run_in(&dir, opts, tenant).await;
     // GPUNET_BENCH_KEEP=1 keeps the processes' logs and data for a look afterwards.
     if std::env::var_os("GPUNET_BENCH_KEEP").is_some() {
         eprintln!("kept {}", dir.display());
@@ -198,10 +200,14 @@ pub async fn run(opts: &ChurnOpts) -> Result<ChurnFigures> {
     result
 }
 
-async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
-    let ports = crate::devnet::free_port_run(crate::bench::BENCH_PORTS, 2, &[])?;
+async fn run_in(
+    dir: &Path,
+    opts: &ChurnOpts,
+    follower: Arc<dyn SubmitAndFollow>,
+) -> Result<ChurnFigures> {
+    let ports = gpunet_devnet::free_port_run(crate::BENCH_PORTS, 2, &[])?;
     let (api_port, p2p_port) = (ports, ports + 1);
-    let args = crate::nodecmd::InitArgs {
+    let args = gpunet_devnet::network::InitArgs {
         validators: 1,
         hosts: Vec::new(),
         powers: Vec::new(),
@@ -213,7 +219,7 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
         block_ms: opts.block_ms,
         params: Vec::new(),
     };
-    let (_, tenant) = crate::nodecmd::write_network(&args, Vec::new())?;
+    let (_, tenant) = gpunet_devnet::network::write_network(&args, Vec::new())?;
     let api = format!("http://127.0.0.1:{api_port}");
     let home: PathBuf = dir.join("node-0");
     let _node = spawn_gpunet(
@@ -222,7 +228,8 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
     )?;
     let mut providers = Vec::new();
     for index in 0..opts.providers {
-        let address = KeyFile::load(&crate::nodecmd::provider_key_path(dir, index))?.address();
+        let address =
+            KeyFile::load(&gpunet_devnet::network::provider_key_path(dir, index))?.address();
         providers.push(Provider {
             index,
             address,
@@ -255,18 +262,19 @@ async fn run_in(dir: &Path, opts: &ChurnOpts) -> Result<ChurnFigures> {
     let mut tasks = Vec::new();
     for i in 0..opts.jobs {
         let spec = job_spec(i, opts)?;
-        let (client, tenant, slots) = (
+        let (client, tenant, slots, follower) = (
             Arc::clone(&submitter),
             Arc::clone(&tenant),
             Arc::clone(&slots),
+            Arc::clone(&follower),
         );
         tasks.push(tokio::spawn(async move {
             // Held until the job ends; never closed, so acquiring only waits.
             let _slot = slots.acquire_owned().await;
-            let progress = Progress::new(true);
-            crate::jobs::submit_and_follow(&client, &tenant, &spec, true, &progress)
+            follower
+                .submit_and_follow(&client, &tenant, &spec)
                 .await
-                .map(|f| f.order.id)
+                .map(|f| f.order)
         }));
     }
 

@@ -1,8 +1,15 @@
-//! The one-process network behind `gpunet dev` and `gpunet demo`: a solo validator with its
-//! embedded store, a provider agent on this machine, and a funded tenant key, all under one
-//! home directory so a restart carries on where it stopped.
+//! gpunet's networks on one machine, as a library that the CLI (`gpunet dev`, `demo`, `node
+//! init`) and the benchmarks (`gpunet-bench`) both use: neither depends on the other for it.
 //!
-//! Home layout: `genesis.json`, `chain.redb` (the node's store), `keys/tenant.json`,
+//! [`DevNet`] is the one-process network behind `gpunet dev` and `gpunet demo`: a solo
+//! validator with its embedded store, a provider agent on this machine, and a funded tenant
+//! key, all under one home directory so a restart carries on where it stopped.
+//! [`MultiDevNet`] is `gpunet dev --validators N`: validators as `gpunet node start` processes
+//! ([`spawn_validators`]; the current executable must be `gpunet`), the agent in this process.
+//! [`network`] writes a network's files as `gpunet node init` does; [`free_port_run`] finds
+//! ports for one on this machine.
+//!
+//! Dev home layout: `genesis.json`, `chain.redb` (the node's store), `keys/tenant.json`,
 //! `keys/provider.json`, `agent/` (the agent's data, with `agent/encryption.key`: the X25519
 //! secret whose public key the agent registers and tenants seal manifests to), `api.json`
 //! (where the running API is, so other `gpunet` commands find it).
@@ -18,6 +25,12 @@ use gpunet_ledger::{Genesis, GenesisAccount, Params};
 use gpunet_node::{MempoolLimits, NodeConfig, NodeHandle};
 use gpunet_protocol::{Amount, Balances};
 use serde::{Deserialize, Serialize};
+
+pub mod network;
+
+/// The bundled example job (`examples/jobs/hello.yaml`): what `gpunet demo` runs unless given a
+/// spec, and the job `gpunet bench submit` and `bench runtime` time.
+pub const HELLO_SPEC: &str = include_str!("../../../examples/jobs/hello.yaml");
 
 /// Chain id of every dev network.
 pub const DEV_CHAIN_ID: &str = "gpunet-dev";
@@ -41,6 +54,8 @@ pub fn default_home() -> PathBuf {
     base.join(".gpunet").join("dev")
 }
 
+/// The funded tenant key under a dev home, or under a network's directory (`gpunet node init
+/// --out`): the same place in both.
 pub fn tenant_key_path(home: &Path) -> PathBuf {
     home.join("keys").join("tenant.json")
 }
@@ -399,6 +414,28 @@ pub fn free_port_run(within: std::ops::Range<u16>, n: u16, avoid: &[u16]) -> Res
     )
 }
 
+/// Waits until a provider has registered on the node `client` talks to (the dev network's
+/// agent registers as it starts); gives up after 30 s.
+pub async fn wait_for_provider(client: &gpunet_client::NodeClient) -> Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        if !client
+            .providers_page(Some(1), None)
+            .await?
+            .providers
+            .is_empty()
+        {
+            return Ok(());
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            anyhow::bail!(
+                "the provider agent did not register within 30 s; run with GPUNET_LOG=info to see why"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// How to run `gpunet dev --validators N` (N ≥ 2).
 pub struct MultiDevOptions {
     pub home: PathBuf,
@@ -444,7 +481,7 @@ impl MultiDevNet {
                 opts.listen.port() != 0,
                 "--listen needs a fixed port with --validators (validator i serves port + i)"
             );
-            let args = crate::nodecmd::InitArgs {
+            let args = crate::network::InitArgs {
                 validators: opts.validators,
                 out: home.clone(),
                 chain_id: DEV_CHAIN_ID.to_owned(),
@@ -463,7 +500,7 @@ impl MultiDevNet {
                     gpn: units(1_000),
                 },
             };
-            crate::nodecmd::write_network(&args, vec![provider_account])?.0
+            crate::network::write_network(&args, vec![provider_account])?.0
         };
         anyhow::ensure!(
             genesis.validators.len() == opts.validators,
