@@ -160,6 +160,27 @@ pub struct StateWrite {
     pub value: Option<Vec<u8>>,
 }
 
+/// The most entities one [`StateChunk`] holds.
+pub const MAX_CHUNK_ENTITIES: usize = 4096;
+
+/// One chunk of a state snapshot, as state sync moves it between nodes: entities in leaf-key
+/// order (the tree's order) after the previous chunk's last, and the proof that they, with every
+/// entity before them, are the leftmost leaves of the tree whose root the snapshot names. The
+/// receiver derives each leaf key from the state key itself, so a sender cannot pair a value
+/// with another entity's place in the tree.
+#[derive(Debug, Clone, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct StateChunk {
+    /// (state key, encoding), in increasing [`leaf_key`] order; never empty.
+    pub entities: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Borsh of the `jmt` range proof (the right siblings of the path to the last entity).
+    pub proof: Vec<u8>,
+    /// No entity follows the last one: the snapshot is complete with this chunk.
+    pub last: bool,
+}
+
+/// The range proof a [`StateChunk`] carries.
+pub type RangeProof = jmt::proof::SparseMerkleRangeProof<Blake3Hasher>;
+
 /// The full key of an entity: its table's tag, then its key.
 pub fn state_key(table: StateTable, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + key.len());

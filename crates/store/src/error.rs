@@ -41,6 +41,17 @@ pub enum StoreError {
         supported: u32,
     },
 
+    /// A state restore was refused or could not finish.
+    #[error("state restore: {0}")]
+    Restore(String),
+
+    /// The file holds a state restore that never finished.
+    #[error(
+        "store file {path} holds a state restore (of height {height}) that never finished; \
+         delete the file and sync again"
+    )]
+    IncompleteRestore { path: PathBuf, height: u64 },
+
     /// The state tree could not be read or updated.
     #[error("state tree: {0}")]
     Tree(String),

@@ -21,6 +21,7 @@
 
 mod error;
 mod schema;
+mod sync;
 mod tree;
 
 use std::fmt;
@@ -37,6 +38,7 @@ use schema::{
     BLOCK_HASHES, BLOCKS, HISTORY, JMT_NODES, LOOKUP, META, RECEIPTS, SCHEMA_VERSION, STALE_NODES,
     STATE, STATE_ROOTS, TX_INDEX, height_from_key, height_key, meta_key,
 };
+pub use sync::{Restore, Snapshot};
 use tree::TreeTables;
 
 /// Most blocks one [`Store::blocks_range`] call returns, whatever limit the caller asks for,
@@ -200,6 +202,12 @@ impl Store {
                 None => {
                     meta.insert(meta_key::SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes()[..])?;
                 }
+            }
+            if let Some(height) = read_u64(&meta, meta_key::RESTORING)? {
+                return Err(StoreError::IncompleteRestore {
+                    path: self.path.clone(),
+                    height,
+                });
             }
             txn.open_table(BLOCKS)?;
             txn.open_table(RECEIPTS)?;

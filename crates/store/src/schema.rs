@@ -57,6 +57,12 @@ pub mod meta_key {
     pub const HEAD: &str = "head";
     /// Big-endian `u64`: the lowest version whose tree is still kept whole.
     pub const TREE_KEPT_FROM: &str = "tree_kept_from";
+    /// Big-endian `u64`, only while a state restore is under way: the height being restored. A
+    /// store holding it was interrupted and is refused on open.
+    pub const RESTORING: &str = "restoring";
+    /// Big-endian `u64`, only in a store that began from a restored state: its first height (no
+    /// blocks, receipts or history below it).
+    pub const BASE_HEIGHT: &str = "base_height";
 }
 
 /// A height as a table key: big-endian, so keys sort in height order.

@@ -63,8 +63,9 @@ where
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
-        // Only `jmt`'s restore path asks for it; this store does not restore a tree from chunks.
-        anyhow::bail!("this store does not restore trees from chunks")
+        // Only `jmt`'s resumable restore asks for it; a state restore here (`sync`) always
+        // starts afresh (`new_overwrite`), and an interrupted one is refused on open.
+        anyhow::bail!("a state restore is not resumed; it starts again in a new store")
     }
 }
 
