@@ -1,6 +1,8 @@
 //! Invariants that must hold after every block. A violation is a bug in the ledger, never the
 //! fault of input, so callers `assert!` on it: halting beats forking.
 
+use std::collections::BTreeMap;
+
 use gpunet_protocol::{Amount, Denom, LeaseId, OrderId};
 
 use crate::State;
@@ -66,6 +68,32 @@ pub fn check_indexes(state: &State) -> Result<(), Violation> {
     }
     for (id, l) in &state.leases {
         check_lease(state, id, l)?;
+    }
+    check_due_leases(state)
+}
+
+/// Every live lease is marked for a visit no later than the height its rules next name
+/// (`DueLeases`): settlement cannot miss a silent provider, a start timeout or a pause's end.
+/// (A mark a transaction needs — for a new proof of life, a top-up — lies at its own block and
+/// is taken at that block's end, so it is not seen here; the property tests cover those.)
+fn check_due_leases(state: &State) -> Result<(), Violation> {
+    let mut first: BTreeMap<LeaseId, u64> = BTreeMap::new();
+    for &(height, id) in state.due_leases.iter() {
+        first.entry(id).or_insert(height);
+    }
+    for id in &state.live_leases {
+        let Some(l) = state.leases.get(id) else {
+            continue;
+        };
+        let Some(due) = crate::leases::rule_due(&state.params, l) else {
+            continue;
+        };
+        if first.get(id).is_none_or(|&at| at > due) {
+            return Err(Violation(format!(
+                "lease {id}: due at {due} but not marked for a visit by then ({:?})",
+                first.get(id)
+            )));
+        }
     }
     Ok(())
 }

@@ -10,6 +10,16 @@
 //! `floor(paid × fee_bps ÷ 10 000)`, so rounding never drifts however many blocks pass.
 //! `billed_ms` never exceeds [`Lease::proven_ms`]: no tenant pays for time after the
 //! provider's last proof of life (ADR 0005).
+//!
+//! Settlement visits only the leases in [`State::due_leases`], not every live lease. Because
+//! billing stops at the last proof of life, a running lease's bill changes only when that proof
+//! or its escrow changes; everything else a visit does happens at a height its rules name
+//! ([`rule_due`]). So a lease is marked for the end of the block by each transaction that
+//! changes what its next visit would do — [`start`], a [`heartbeat`] listing it, a [`top_up`] of
+//! its order (which also resumes a paused one and re-arms `escrow_low`) — at its first deadline
+//! when it is created, and after every visit at its next rule height. A visit with nothing due
+//! pays nothing and changes nothing, so a superset of the due leases (a restart marks them all)
+//! goes exactly the way the full scan went.
 
 use gpunet_protocol::tx::MAX_HEARTBEAT_LEASES;
 use gpunet_protocol::{
@@ -17,9 +27,9 @@ use gpunet_protocol::{
     WorkloadOutcome,
 };
 
-use crate::State;
 use crate::accounts::{check_can_pay, credit, debit};
 use crate::state::{Lease, LeaseStatus, OrderStatus};
+use crate::{Params, State};
 
 const MS_PER_HOUR: u64 = 3_600_000;
 const BPS: u64 = 10_000;
@@ -72,6 +82,13 @@ pub(crate) fn create_lease(
     state.open_orders.remove(&order_id);
     state.leases.insert(id, lease);
     state.live_leases.insert(id);
+    if let Some(at) = state
+        .leases
+        .get(&id)
+        .and_then(|l| rule_due(&state.params, l))
+    {
+        state.due_leases.mark(at, id);
+    }
     if let Some(p) = state.providers.get_mut(&provider) {
         p.live_leases.insert(id);
     }
@@ -120,6 +137,8 @@ pub(crate) fn check_start(state: &State, signer: &Address, id: LeaseId) -> Resul
 
 pub(crate) fn start(state: &mut State, id: LeaseId, events: &mut Vec<Event>) {
     let (now, height) = (state.time_ms, state.height);
+    // Running from now: billed from this block's end, its liveness clock restarted.
+    due_now(state, id);
     if let Some(l) = state.leases.get_mut(&id) {
         l.status = LeaseStatus::Running;
         l.started_ms = Some(now);
@@ -164,6 +183,8 @@ pub(crate) fn complete(
 ) {
     let reason = LeaseEndReason::from_outcome(result.outcome);
     let succeeded = result.outcome == WorkloadOutcome::Succeeded;
+    // It ends here: its pending mark (at the height its last proof names) goes first.
+    forget_due(state, id);
     // A provider reporting that it lost the workload proves nothing ran since its last proof.
     if result.outcome != WorkloadOutcome::Lost {
         prove_alive(state, id);
@@ -190,6 +211,57 @@ fn prove_alive(state: &mut State, id: LeaseId) {
     {
         l.last_proof_ms = now;
         l.last_proof_height = height;
+    }
+}
+
+/// The first height at which the end-of-block rules have something to do for `lease` if no
+/// transaction touches it before: a running lease's provider counting as silent (billing between
+/// proofs changes nothing, see the module doc; `escrow_low` depends on the escrow alone, which
+/// only a top-up or this lease's own settlement changes), the end of a pause's grace, a pending
+/// lease's provider counting as silent or its start timing out. `None` once it ended.
+///
+/// A live lease after the end of block `h` always has this above `h`: at this height its visit
+/// would have ended it or moved it on.
+pub(crate) fn rule_due(params: &Params, lease: &Lease) -> Option<u64> {
+    let silent_at = lease
+        .last_proof_height
+        .saturating_add(params.liveness_timeout_blocks)
+        .saturating_add(1);
+    match lease.status {
+        LeaseStatus::Running => Some(silent_at),
+        LeaseStatus::Paused { since_height } => {
+            Some(since_height.saturating_add(params.pause_grace_blocks))
+        }
+        LeaseStatus::Pending => Some(
+            silent_at.min(
+                lease
+                    .created_height
+                    .saturating_add(params.start_timeout_blocks),
+            ),
+        ),
+        LeaseStatus::Ended { .. } => None,
+    }
+}
+
+/// Before a transaction changes what the next visit of live lease `id` would do: marks it for
+/// this block's end (whose visit marks its next rule height) and drops its mark at the rule
+/// height its fields name now, which the change may make wrong. Call it *before* the change.
+fn due_now(state: &mut State, id: LeaseId) {
+    if state.leases.get(&id).is_some_and(Lease::is_live) {
+        forget_due(state, id);
+        state.due_leases.mark(state.height, id);
+    }
+}
+
+/// Drops the mark of live lease `id` at the rule height its fields name now: for a lease about
+/// to end, or (with a mark at this block's end) about to change. Call it *before* the change.
+fn forget_due(state: &mut State, id: LeaseId) {
+    if let Some(at) = state
+        .leases
+        .get(&id)
+        .and_then(|l| rule_due(&state.params, l))
+    {
+        state.due_leases.unmark(at, id);
     }
 }
 
@@ -311,6 +383,8 @@ pub(crate) fn settle_and_end(
         return;
     }
     let retry = retried(state, lease, reason);
+    // An ended lease has nothing due: its pending mark would only cost a visit.
+    forget_due(state, id);
     let Some(lease) = state.leases.get_mut(&id) else {
         return;
     };
@@ -385,13 +459,39 @@ fn count_failure(state: &mut State, provider: Address) {
 /// silent or whose max duration passed; pause those whose escrow ran out and end those paused
 /// past the grace; warn when the escrow runs low; end pending leases their provider did not
 /// start in time.
+///
+/// Only the leases that are due (see [`crate::state::DueLeases`]) are visited, in lease id
+/// order, each then marked at its next rule height ([`rule_due`]). A live lease that no
+/// transaction touched since its last visit has nothing due before that height, so visiting it
+/// would leave it as it is, and the outcome — events and their order, money, statuses — is that
+/// of a visit of every live lease:
+/// - running: its last visit paid all its proven time owed (an escrow that could not was
+///   exhausted, and the lease paused or ended), so it owes nothing until a new proof; the escrow
+///   left is not zero (else exhausted); the max duration is measured on the same proven time;
+///   `escrow_low` reads only the escrow and `warned_low`, as they were when that visit checked
+///   them — it does not depend on block time, so it needs no mark of its own. Only silence
+///   comes with height: at `last_proof_height + liveness_timeout_blocks + 1`.
+/// - paused: only the end of its grace, at `since_height + pause_grace_blocks`.
+/// - pending: its provider's silence or the start timeout, whichever comes first.
+///
+/// What changes that between visits marks the lease for this block's end: [`start`], a
+/// [`heartbeat`] (a proof), a [`top_up`] (the escrow, `warned_low`, a resume). Completion,
+/// release and cancellation end the lease on the spot; the params are fixed at genesis; nothing
+/// else writes a live lease or its order's escrow. A lease visited with nothing due — a
+/// restart's marks, a top-up of a pending lease — is settled for nothing and left as it was.
 pub(crate) fn settle_all(state: &mut State, events: &mut Vec<Event>) {
     let height = state.height;
     let timeout = state.params.start_timeout_blocks;
     let liveness = state.params.liveness_timeout_blocks;
     let grace = state.params.pause_grace_blocks;
-    let live: Vec<LeaseId> = state.live_leases.iter().copied().collect();
-    for id in live {
+    let due = state.due_leases.take_due(height);
+    for id in due {
+        if !state.live_leases.contains(&id) {
+            continue;
+        }
+        // The mark at the rule height the lease's fields name now: taken if due, else dropped
+        // here (the visit, should it leave the lease live, marks the height it names then).
+        forget_due(state, id);
         let Some(lease) = state.leases.get(&id) else {
             continue;
         };
@@ -426,6 +526,16 @@ pub(crate) fn settle_all(state: &mut State, events: &mut Vec<Event>) {
                 settle_and_end(state, id, LeaseEndReason::StartTimeout, events);
             }
             _ => {}
+        }
+        // Still live: its next rule height lies above this one, since the visit just applied
+        // its rules. The `max` only guards that: a mark at the next block would cost a visit,
+        // never change an outcome.
+        if let Some(at) = state
+            .leases
+            .get(&id)
+            .and_then(|l| rule_due(&state.params, l))
+        {
+            state.due_leases.mark(at.max(height.saturating_add(1)), id);
         }
     }
 }
@@ -517,6 +627,8 @@ pub(crate) fn heartbeat(state: &mut State, signer: Address, leases: &[LeaseId]) 
         p.last_heartbeat_height = height;
     }
     for id in leases {
+        // A proof moves a running lease's bill and every live lease's liveness deadline.
+        due_now(state, *id);
         prove_alive(state, *id);
         // A pending (waiting for its manifest) or paused lease is not billed: the heartbeat
         // only shows its provider is still there.
@@ -582,6 +694,10 @@ pub(crate) fn top_up(
         amount,
         escrow,
     });
+    // More escrow re-arms `escrow_low` (and may resume a paused lease): its visit decides.
+    if let Some(id) = lease {
+        due_now(state, id);
+    }
     let Some(l) = lease.and_then(|id| state.leases.get_mut(&id)) else {
         return;
     };
@@ -613,6 +729,8 @@ pub(crate) fn check_release(state: &State, signer: &Address, id: LeaseId) -> Res
 /// The provider gives the lease back: paid up to now (the release proves it alive), not
 /// counted as its failure, retried elsewhere under the order's policy.
 pub(crate) fn release(state: &mut State, id: LeaseId, events: &mut Vec<Event>) {
+    // It ends here: its pending mark (at the height its last proof names) goes first.
+    forget_due(state, id);
     prove_alive(state, id);
     settle_and_end(state, id, LeaseEndReason::ProviderLeft, events);
 }

@@ -30,8 +30,8 @@ mod table;
 pub use gpunet_protocol::Account;
 pub use params::Params;
 pub use state::{
-    Archive, Bid, Changes, DueOrders, EntityError, Genesis, GenesisAccount, GenesisError, Lease,
-    LeaseStatus, Order, OrderStatus, Provider, State, StateLoader, Supply,
+    Archive, Bid, Changes, Due, DueLeases, DueOrders, EntityError, Genesis, GenesisAccount,
+    GenesisError, Lease, LeaseStatus, Order, OrderStatus, Provider, State, StateLoader, Supply,
 };
 pub use table::Table;
 

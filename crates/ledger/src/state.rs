@@ -230,6 +230,8 @@ pub struct State {
     pub live_leases: OrdSet<LeaseId>,
     /// Which open orders the end-of-block rules must look at, by height. Derived; not stored.
     pub due_orders: DueOrders,
+    /// Which live leases settlement must look at, by height. Derived; not stored.
+    pub due_leases: DueLeases,
     pub treasury: Balances,
     pub supply: Supply,
     pub next_order_id: u64,
@@ -299,42 +301,73 @@ impl Changes {
     }
 }
 
+/// Entities the end-of-block rules must visit, by the height they are due at: the
+/// *candidates* behind [`DueOrders`] and [`DueLeases`].
+///
+/// An entity visited when nothing is due for it is left as it was, so a superset gives the same
+/// outcome as the exact set, and the outcome never depends on how the index came to be (built
+/// block by block, or rebuilt at a restart with every entity due at once). That is why equality
+/// ignores it. What must hold is that no entity with something due is missing.
+#[derive(Debug, Clone)]
+pub struct Due<K: Ord + Clone>(OrdSet<(u64, K)>);
+
 /// The open orders the end-of-block rules must visit, by the height they are due at, so that a
 /// block touches the orders whose bid window closes, whose exclusions lapse or whose
 /// time-to-live runs out — not every open order.
 ///
-/// It is a set of *candidates*: an order visited when nothing is due for it is left as it was,
-/// so a superset gives the same outcome as the exact set, and the outcome never depends on how
-/// the index came to be (built block by block, or rebuilt at a restart with every open order due
-/// at once). That is why equality ignores it. What must hold is that no order with something due
-/// is missing: an order is marked when it is created, reopened, bid on or loses bids, and after
-/// each visit at the next height its rules name ([`crate::market`]'s `next_due`).
-#[derive(Debug, Clone, Default)]
-pub struct DueOrders(OrdSet<(u64, OrderId)>);
+/// A set of candidates ([`Due`]): an order is marked when it is created, reopened, bid on or
+/// loses bids, and after each visit at the next height its rules name ([`crate::market`]'s
+/// `next_due`).
+pub type DueOrders = Due<OrderId>;
 
-impl PartialEq for DueOrders {
+/// The live leases settlement must visit, by the height they are due at, so that a block
+/// touches the leases that have something due — billing for a new proof of life, a changed
+/// escrow, a silent provider, a start timeout, the end of a pause's grace — not every live lease.
+///
+/// A set of candidates ([`Due`]): a lease visited with nothing due pays nothing and changes
+/// nothing, so a superset (a restart marks every live lease) changes no outcome. A lease is
+/// marked for this block's end by every transaction that changes what its next visit would do
+/// (start, a heartbeat listing it, a top-up of its order, which may resume it), at its first
+/// deadline when it is created, and after each visit at the next height its rules name
+/// ([`crate::leases`]'s `rule_due`); the marks a transaction makes obsolete are dropped, so a
+/// live lease waits under one height.
+pub type DueLeases = Due<LeaseId>;
+
+impl<K: Ord + Clone> Default for Due<K> {
+    fn default() -> Self {
+        Due(OrdSet::new())
+    }
+}
+
+impl<K: Ord + Clone> PartialEq for Due<K> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for DueOrders {}
+impl<K: Ord + Clone> Eq for Due<K> {}
 
-impl DueOrders {
-    /// Marks `order` for a visit at the end of block `height` (or the next block's end, if that
+impl<K: Ord + Clone> Due<K> {
+    /// Marks `id` for a visit at the end of block `height` (or the next block's end, if that
     /// block has ended).
-    pub(crate) fn mark(&mut self, height: u64, order: OrderId) {
-        self.0.insert((height, order));
+    pub(crate) fn mark(&mut self, height: u64, id: K) {
+        self.0.insert((height, id));
     }
 
-    /// The orders due at or before `height`, each once, in id order; forgets them.
-    pub(crate) fn take_due(&mut self, height: u64) -> BTreeSet<OrderId> {
+    /// Drops the mark of `id` at `height`, if there is one: for a mark that what changed has
+    /// made obsolete (keeping it would only cost a visit that finds nothing due).
+    pub(crate) fn unmark(&mut self, height: u64, id: K) {
+        self.0.remove(&(height, id));
+    }
+
+    /// The entities due at or before `height`, each once, in id order; forgets them.
+    pub(crate) fn take_due(&mut self, height: u64) -> BTreeSet<K> {
         let mut out = BTreeSet::new();
-        while let Some(&(h, id)) = self.0.get_min() {
+        while let Some((h, id)) = self.0.get_min().cloned() {
             if h > height {
                 break;
             }
-            self.0.remove(&(h, id));
+            self.0.remove(&(h, id.clone()));
             out.insert(id);
         }
         out
@@ -347,6 +380,17 @@ impl DueOrders {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// How many of the pending visits are due at or before `height`: what the end of block
+    /// `height` visits, less what that block's transactions add.
+    pub fn due_by(&self, height: u64) -> usize {
+        self.0.iter().take_while(|(h, _)| *h <= height).count()
+    }
+
+    /// Every pending visit, by height then id.
+    pub fn iter(&self) -> impl Iterator<Item = &(u64, K)> {
+        self.0.iter()
     }
 }
 
@@ -439,6 +483,7 @@ impl State {
             open_orders: OrdSet::new(),
             live_leases: OrdSet::new(),
             due_orders: DueOrders::default(),
+            due_leases: DueLeases::default(),
             treasury: Balances::default(),
             supply: Supply {
                 minted,
@@ -715,11 +760,17 @@ impl StateLoader {
         for id in &open_orders {
             due_orders.mark(chain.height, *id);
         }
-        let live_leases = leases
+        let live_leases: OrdSet<LeaseId> = leases
             .iter()
             .filter(|(_, l)| l.is_live())
             .map(|(id, _)| *id)
             .collect();
+        // Likewise every live lease: a visit with nothing due changes nothing, and each visit
+        // marks the lease's next due height.
+        let mut due_leases = DueLeases::default();
+        for id in &live_leases {
+            due_leases.mark(chain.height, *id);
+        }
         Ok(State {
             chain_id: chain.chain_id,
             height: chain.height,
@@ -732,6 +783,7 @@ impl StateLoader {
             open_orders,
             live_leases,
             due_orders,
+            due_leases,
             treasury: chain.treasury,
             supply: chain.supply,
             next_order_id: chain.next_order_id,

@@ -671,3 +671,130 @@ fn a_provider_silent_before_it_starts_the_lease_loses_it_within_the_liveness_tim
     assert_eq!(l.paid, Amount::ZERO, "never started, never paid");
     assert_eq!(w.order(order).status, OrderStatus::Open, "retried");
 }
+
+/// Settlement visits only the leases that have something due, not every live lease: with 40
+/// running leases whose providers heartbeat on schedule (a tenth of them each block), no lease
+/// is due by its rules between proofs — each waits under one mark, at the height its provider
+/// would count as silent — so a block visits just the leases its heartbeats prove. Billing still
+/// follows every proof, and a provider that goes silent loses its leases at exactly
+/// `liveness_timeout_blocks` after its last proof, as when every lease was visited every block.
+#[test]
+fn a_block_visits_only_the_leases_that_are_due() {
+    const LEASES: usize = 40;
+    const PROVIDERS: usize = 10;
+    let mut w = World::builder().tenants(1).providers(PROVIDERS).build();
+    let (interval, liveness) = (
+        w.state.params.heartbeat_interval_blocks,
+        w.state.params.liveness_timeout_blocks,
+    );
+    assert_eq!(
+        interval, PROVIDERS as u64,
+        "one provider heartbeats per block"
+    );
+    // Heartbeats are sent by hand below, on each provider's own schedule.
+    for p in w.providers.clone() {
+        w.silence(p);
+    }
+    let t = w.tenant(0);
+    let txs: Vec<_> = (0..LEASES)
+        .map(|_| w.create_order(t, order_terms().deposit(usd(2))))
+        .collect();
+    let outcome = w.block(txs);
+    outcome.assert_all_applied();
+    let orders = outcome.orders_created();
+    let txs: Vec<_> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, o)| w.bid(w.provider_addr(i % PROVIDERS), *o, PRICE))
+        .collect();
+    w.block(txs).assert_all_applied();
+    let leases: Vec<LeaseId> = orders.iter().map(|o| wait_leased(&mut w, *o)).collect();
+    let txs: Vec<_> = leases
+        .iter()
+        .map(|l| w.start(w.lease(*l).provider, *l))
+        .collect();
+    w.block(txs).assert_all_applied();
+    assert!(
+        leases
+            .iter()
+            .all(|l| w.lease(*l).status == LeaseStatus::Running)
+    );
+
+    let heartbeat = |w: &mut World, p: usize| {
+        let provider = w.provider_addr(p);
+        let mine: Vec<LeaseId> = w
+            .state
+            .providers
+            .get(&provider)
+            .expect("registered")
+            .live_leases
+            .iter()
+            .copied()
+            .collect();
+        (
+            w.tx(
+                provider,
+                Msg::Heartbeat {
+                    leases: mine.clone(),
+                },
+            ),
+            mine.len(),
+        )
+    };
+    // Provider p heartbeats at the heights ≡ p (mod interval); the last one goes silent after
+    // its first round.
+    let silent = PROVIDERS - 1;
+    let mut last_proof = w.state.height;
+    let mut lost_at = None;
+    for _ in 0..(3 * interval + liveness) {
+        let height = w.state.height + 1;
+        let p = (height % interval) as usize;
+        let mut visited = w.state.due_leases.due_by(height);
+        let mut txs = Vec::new();
+        if p != silent || lost_at.is_none() && height < last_proof + interval {
+            let (tx, n) = heartbeat(&mut w, p);
+            visited += n;
+            txs.push(tx);
+            if p == silent {
+                last_proof = height;
+            }
+        }
+        let live = w.state.live_leases.len();
+        let outcome = w.block(txs);
+        outcome.assert_all_applied();
+        if let Some(end) = outcome.leases_ended().first() {
+            assert_eq!(end.reason, LeaseEndReason::ProviderLost);
+            lost_at = Some(height);
+        }
+        // A round of heartbeats proves a tenth of the leases; only a silent provider's leases
+        // add to that, once, when they are lost.
+        let lost = outcome.leases_ended().len();
+        assert!(
+            visited <= LEASES / PROVIDERS + lost,
+            "block {height} visits {visited} of {live} live leases"
+        );
+        // Each live lease waits under exactly one mark, at a height to come.
+        assert_eq!(w.state.due_leases.len(), w.state.live_leases.len());
+        assert_eq!(w.state.due_leases.due_by(height), 0);
+    }
+    let lost_at = lost_at.expect("the silent provider's leases were lost");
+    assert_eq!(lost_at, last_proof + liveness + 1);
+    let silent_addr = w.provider_addr(silent);
+    for l in &leases {
+        let lease = w.lease(*l);
+        if lease.provider == silent_addr {
+            assert_eq!(
+                lease.status,
+                LeaseStatus::Ended {
+                    reason: LeaseEndReason::ProviderLost
+                }
+            );
+        } else {
+            // Paid for exactly the time up to its provider's last heartbeat.
+            assert_eq!(lease.status, LeaseStatus::Running);
+            assert_eq!(lease.billed_ms, lease.proven_ms());
+            assert_eq!(lease.paid, paid_for(lease.proven_ms()));
+            assert!(lease.proven_ms() > 0);
+        }
+    }
+}
