@@ -393,6 +393,42 @@ pub struct StateEntryView {
     pub proof_hex: Option<String>,
 }
 
+/// `POST /v1/sync/snapshots`: a state snapshot pinned for a syncing node.
+///
+/// Read its chunks with `GET /v1/sync/snapshots/{id}/chunk?after=<leaf key hex>&limit=N`
+/// (borsh of `gpunet_protocol::merkle::StateChunk`), from the first (no `after`) until one says
+/// it is the last. The snapshot is dropped after [`SNAPSHOT_IDLE_SECS`] without a read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotView {
+    /// Opaque id of the snapshot (32 hex digits).
+    pub id: String,
+    /// The height the snapshot is of.
+    pub height: u64,
+    /// Hash of the block at that height.
+    #[schema(value_type = String)]
+    pub block_hash: Hash,
+    /// State root after that height: check it against the next block's `prev_state_root`,
+    /// under that block's commit certificate, before trusting a chunk.
+    #[schema(value_type = String)]
+    pub state_root: Hash,
+}
+
+/// A snapshot nobody reads for this long is dropped.
+pub const SNAPSHOT_IDLE_SECS: u64 = 60;
+/// Most snapshots a node serves at once.
+pub const MAX_SNAPSHOTS: usize = 4;
+
+/// `GET /v1/sync/decided/{height}`: a decided block with the commit certificate the validators
+/// signed for it (a BFT validator's only; a solo node keeps none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DecidedView {
+    pub height: u64,
+    /// Hex of the borsh-encoded block.
+    pub block_hex: String,
+    /// Hex of the borsh-encoded commit certificate.
+    pub certificate_hex: String,
+}
+
 /// `GET /v1/blocks/{height}`: a summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BlockView {

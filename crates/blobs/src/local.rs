@@ -134,10 +134,13 @@ impl LocalStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
                 Err(e) => return Err(local("read", &part_path)(e)),
             };
-            if !resumed {
-                let mut out = VerifiedFile::create(&part_path, plan.part_size_bytes)?;
-                out.write(&bytes).await?;
-                out.finish(&Hash::of(&bytes)).await?;
+            if !resumed && let Err(e) = self.write_part(&part_path, &plan, &bytes).await {
+                // Another put of the same blob may have finished and taken the parts directory
+                // away under this one: then the blob is whole and this put is done too.
+                if self.stored_len(&digest).await? == Some(len_bytes) {
+                    return Ok(done);
+                }
+                return Err(e);
             }
             let part = PartDone {
                 digest,
@@ -201,14 +204,35 @@ impl LocalStore {
         out.finish(digest).await.map(drop)
     }
 
+    async fn write_part(
+        &self,
+        part_path: &std::path::Path,
+        plan: &PartPlan,
+        bytes: &[u8],
+    ) -> Result<(), BlobError> {
+        let mut out = VerifiedFile::create(part_path, plan.part_size_bytes)?;
+        out.write(bytes).await?;
+        out.finish(&Hash::of(bytes)).await.map(drop)
+    }
+
+    /// Removes the parts of `digest`'s put. A concurrent put of the same blob may be writing a
+    /// part into the directory meanwhile (the removal then finds it not empty): it is tried
+    /// again, and if that put is still at it, left to it — every put removes the parts when it
+    /// ends, so the last one leaves none.
     async fn remove_parts(&self, digest: &Hash) -> Result<(), BlobError> {
         let parts_dir = self.parts_dir(digest);
-        match tokio::fs::remove_dir_all(&parts_dir).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(local("remove", &parts_dir)(e))
+        for _ in 0..5 {
+            match tokio::fs::remove_dir_all(&parts_dir).await {
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(local("remove", &parts_dir)(e));
+                }
+                _ => return Ok(()),
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@
 //! DIR/node-<i>` runs that validator on the Malachite BFT engine with its HTTP API until Ctrl-C
 //! or SIGTERM.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -24,7 +24,12 @@ pub enum NodeCmd {
     Init(InitArgs),
     /// Run one validator (consensus, store, HTTP API) from its home until Ctrl-C.
     ///
+    /// A validator joining late can start from a peer's recent state (--state-sync) instead of
+    /// replaying every block since genesis.
+    ///
     /// Example: gpunet node start --home /tmp/gpunet-net/node-0
+    ///
+    /// Example: gpunet node start --home /tmp/gpunet-net/node-4 --state-sync
     Start(StartArgs),
     /// Show what a node reports: chain, height, state root, orderer, mempool.
     ///
@@ -40,6 +45,13 @@ pub struct StartArgs {
     /// The validator's home, as written by `gpunet node init`.
     #[arg(long)]
     pub home: PathBuf,
+    /// If the home holds no chain yet, first fetch a recent state from the other validators
+    /// (their APIs, from the genesis file): the state is checked, chunk by chunk, against the
+    /// state root of a block the validators signed, then consensus starts at the next height
+    /// and catches up from there. The node keeps no blocks from before that height. A home
+    /// that holds a chain starts from it as usual.
+    #[arg(long)]
+    pub state_sync: bool,
     /// Misbehave on purpose, for tests of the network's defences (`invalid-proposals`: every
     /// block this validator proposes carries a forged transfer). Never on a real network.
     #[arg(long, hide = true, value_parser = parse_fault)]
@@ -58,7 +70,7 @@ fn parse_fault(s: &str) -> Result<gpunet_node::Fault, String> {
 pub async fn run(cmd: NodeCmd) -> Result<()> {
     match cmd {
         NodeCmd::Init(a) => init(&a),
-        NodeCmd::Start(a) => start(&a.home, a.fault).await,
+        NodeCmd::Start(a) => start(&a).await,
         NodeCmd::Status { conn } => status(&conn).await,
     }
 }
@@ -94,8 +106,12 @@ fn init(a: &InitArgs) -> Result<()> {
     Ok(())
 }
 
-async fn start(home: &Path, fault: Option<gpunet_node::Fault>) -> Result<()> {
-    let v = gpunet_node::start_validator_with(home, fault)
+async fn start(a: &StartArgs) -> Result<()> {
+    let home = &a.home;
+    if a.state_sync {
+        eprintln!("syncing state from the other validators (see the log for progress)…");
+    }
+    let v = gpunet_node::start_validator_with(home, a.fault, a.state_sync)
         .await
         .with_context(|| format!("starting the validator in {}", home.display()))?;
     let me = &v.genesis.validators[v.index];

@@ -117,6 +117,24 @@ pub(crate) struct Shared {
     /// Who may send batches marked as forwarded (the other validators' consensus keys); set
     /// once by a validator at start, empty on a solo node.
     forwarders: OnceLock<BTreeSet<Address>>,
+    /// Where the commit certificates of decided heights are kept: set once by a BFT orderer
+    /// when it starts; none on a solo node.
+    certificates: OnceLock<Arc<dyn CertificateSource>>,
+    /// State snapshots being served to syncing nodes.
+    pub snapshots: Mutex<crate::statesync::Snapshots>,
+}
+
+/// Why a commit certificate cannot be had.
+#[derive(Debug)]
+pub(crate) enum CertificateError {
+    /// This node decides blocks alone and keeps no certificates.
+    NotKept,
+    Unreadable(String),
+}
+
+/// Commit certificates by height, as the consensus engine keeps them (encoded).
+pub(crate) trait CertificateSource: Send + Sync {
+    fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, String>;
 }
 
 impl Shared {
@@ -141,7 +159,22 @@ impl Shared {
             events,
             metrics,
             forwarders: OnceLock::new(),
+            certificates: OnceLock::new(),
+            snapshots: Mutex::new(crate::statesync::Snapshots::default()),
         }
+    }
+
+    /// Names where commit certificates are kept; only the first call counts.
+    pub(crate) fn set_certificates(&self, source: Arc<dyn CertificateSource>) {
+        let _ = self.certificates.set(source);
+    }
+
+    /// The commit certificate of `height`: `Ok(None)` if there is none, `Err` on a solo node.
+    pub(crate) fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, CertificateError> {
+        let source = self.certificates.get().ok_or(CertificateError::NotKept)?;
+        source
+            .certificate(height)
+            .map_err(CertificateError::Unreadable)
     }
 
     /// Names the validators whose signed batches count as forwarded; only the first call counts.

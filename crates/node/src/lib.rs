@@ -23,6 +23,7 @@ mod malachite;
 mod mempool;
 mod metrics;
 mod orderer;
+mod statesync;
 mod validator;
 
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ pub use malachite::{
 };
 pub use mempool::{Mempool, MempoolLimits, Origin, PEER_ROOM_FACTOR};
 pub use orderer::{ChainTip, Orderer, OrdererContext, OrdererError, SoloOrderer};
+pub use statesync::{StateSyncError, SyncTarget, sync_state};
 pub use validator::{
     GENESIS_FILE, GenesisValidator, KEY_FILE, NetworkGenesis, VALIDATOR_FILE, ValidatorError,
     ValidatorFile, ValidatorHandle, ValidatorLayout, generate_validator_key, init_network,

@@ -113,6 +113,8 @@ pub enum ValidatorError {
     Consensus(#[from] crate::MalachiteConfigError),
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error(transparent)]
+    StateSync(#[from] crate::StateSyncError),
 }
 
 /// A fresh secret consensus key from the operating system's randomness.
@@ -326,13 +328,16 @@ impl ValidatorHandle {
 
 /// Starts the validator whose home is `home` (written by [`init_network`]).
 pub async fn start_validator(home: &Path) -> Result<ValidatorHandle, ValidatorError> {
-    start_validator_with(home, None).await
+    start_validator_with(home, None, false).await
 }
 
-/// [`start_validator`], misbehaving as `fault` says (for tests of the network's defences).
+/// [`start_validator`], misbehaving as `fault` says (for tests of the network's defences), and
+/// with `state_sync`, filling a home that holds no chain yet with a recent state from the other
+/// validators first ([`crate::sync_state`]).
 pub async fn start_validator_with(
     home: &Path,
     fault: Option<Fault>,
+    state_sync: bool,
 ) -> Result<ValidatorHandle, ValidatorError> {
     if let Some(fault) = fault {
         tracing::warn!(
@@ -368,6 +373,28 @@ pub async fn start_validator_with(
         .filter(|(i, _)| *i != index)
         .map(|(_, v)| v)
         .collect();
+    if state_sync {
+        let store_path = home.join(crate::STORE_FILE);
+        if store_path.exists() {
+            tracing::info!(
+                store = %store_path.display(),
+                "state sync asked for, but this home holds a chain: starting from it"
+            );
+        } else {
+            let target = crate::SyncTarget {
+                chain_id: genesis.ledger.chain_id.clone(),
+                genesis_bytes: serde_json::to_vec(&genesis.ledger)
+                    .expect("a genesis of plain data always encodes as JSON"),
+                validators: validators.clone(),
+                peers: others.iter().map(|v| v.api.http_url()).collect(),
+            };
+            let head = crate::sync_state(&store_path, &target).await?;
+            tracing::info!(
+                height = head.height,
+                "state synced; consensus starts at the next height"
+            );
+        }
+    }
     let mempool = MempoolLimits::default();
     let orderer = MalachiteOrderer::new(MalachiteConfig {
         home: home.to_path_buf(),

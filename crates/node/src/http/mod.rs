@@ -7,6 +7,7 @@
 
 mod events;
 mod pages;
+mod sync;
 mod views;
 
 use std::ops::Bound::{Excluded, Unbounded};
@@ -21,11 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gpunet_api::node::{
-    AccountView, BidView, BlockView, EventEnvelope, ExplainView, LeaseState, LeaseView,
-    MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList,
-    OrderState, OrderView, ParamsView, ProviderList, ProviderView, QuoteRequest, StateEntryView,
-    StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState,
-    TxView,
+    AccountView, BidView, BlockView, DecidedView, EventEnvelope, ExplainView, LeaseState,
+    LeaseView, MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS,
+    OrderList, OrderState, OrderView, ParamsView, ProviderList, ProviderView, QuoteRequest,
+    SnapshotView, StateEntryView, StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult,
+    SubmitTxResult, TxBatchItem, TxState, TxView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER, auth};
 use gpunet_protocol::merkle::{self, StateTable};
@@ -74,6 +75,9 @@ pub(crate) struct App {
         lease,
         block,
         state_entry,
+        sync::create_snapshot,
+        sync::chunk,
+        sync::decided,
         events::events,
         metrics_text,
         openapi_json
@@ -102,6 +106,8 @@ pub(crate) struct App {
         EventEnvelope,
         BlockView,
         StateEntryView,
+        SnapshotView,
+        DecidedView,
         OrdersStateParam,
         ErrorSchema
     ))
@@ -162,6 +168,9 @@ fn router(app: App) -> Router {
         .route("/v1/leases/{id}", get(lease))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/state/{table}/{key}", get(state_entry))
+        .route("/v1/sync/snapshots", post(sync::create_snapshot))
+        .route("/v1/sync/snapshots/{id}/chunk", get(sync::chunk))
+        .route("/v1/sync/decided/{height}", get(sync::decided))
         .route("/v1/events", get(events::events))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))

@@ -124,6 +124,12 @@ impl CertStore {
     }
 }
 
+impl crate::chain::CertificateSource for CertStore {
+    fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, String> {
+        self.get(height).map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,14 +113,56 @@ impl MalachiteConfig {
     }
 
     fn validator_set(&self) -> Result<ValidatorSet, MalachiteConfigError> {
-        let mut vals = Vec::with_capacity(self.validators.len());
-        for (index, v) in self.validators.iter().enumerate() {
-            let key = PublicKey::from_bytes(v.public_key)
-                .map_err(|_| MalachiteConfigError::BadValidatorKey { index })?;
-            vals.push(Validator::new(key, v.voting_power));
-        }
-        ValidatorSet::new(vals).ok_or(MalachiteConfigError::BadValidatorSet)
+        validator_set(&self.validators)
     }
+}
+
+fn validator_set(validators: &[ValidatorEntry]) -> Result<ValidatorSet, MalachiteConfigError> {
+    let mut vals = Vec::with_capacity(validators.len());
+    for (index, v) in validators.iter().enumerate() {
+        let key = PublicKey::from_bytes(v.public_key)
+            .map_err(|_| MalachiteConfigError::BadValidatorKey { index })?;
+        vals.push(Validator::new(key, v.voting_power));
+    }
+    ValidatorSet::new(vals).ok_or(MalachiteConfigError::BadValidatorSet)
+}
+
+/// Checks that `block` was decided by `validators`: `certificate` (a commit certificate as a
+/// validator keeps and serves it) names this block's height and hash, and carries valid
+/// precommit signatures of more than two thirds of the voting power. What a node that syncs its
+/// state checks before it trusts a peer's state root.
+pub async fn verify_decided_block(
+    chain_id: &str,
+    validators: &[ValidatorEntry],
+    block: &Block,
+    certificate: &[u8],
+) -> Result<(), String> {
+    use malachitebft_app_channel::app::types::core::ThresholdParams;
+    use malachitebft_signing::VerifierExt as _;
+
+    let set = validator_set(validators).map_err(|e| e.to_string())?;
+    let wire: codec::WireCertificate = borsh::from_slice(certificate)
+        .map_err(|e| format!("the commit certificate does not decode: {e}"))?;
+    let cert = wire.into_certificate().trim_vote_extensions();
+    if cert.height != Height(block.header.height) {
+        return Err(format!(
+            "the certificate is for height {}, the block is at {}",
+            cert.height.0, block.header.height
+        ));
+    }
+    if cert.value_id != context::BlockId(block.header.hash().0) {
+        return Err(format!(
+            "the certificate is for block {}, not this block ({})",
+            cert.value_id,
+            block.header.hash()
+        ));
+    }
+    // Verification uses the validators' public keys only; the signer's own key is never used.
+    let verifier = ValidatorSigner::new(PrivateKey::from([0; 32]), chain_id);
+    verifier
+        .verify_commit_certificate(&GpunetContext, &cert, &set, ThresholdParams::default())
+        .await
+        .map_err(|e| format!("the commit certificate does not hold: {e}"))
 }
 
 /// The BFT orderer. Create it with [`MalachiteOrderer::new`] and hand it to
@@ -219,8 +261,11 @@ impl MalachiteOrderer {
             value_sync,
         };
 
-        let certs =
-            CertStore::open(&cfg.home.join(CERTS_FILE)).map_err(|e| stopped(e.to_string()))?;
+        let certs = Arc::new(
+            CertStore::open(&cfg.home.join(CERTS_FILE)).map_err(|e| stopped(e.to_string()))?,
+        );
+        // Served to nodes that sync their state from this one (`GET /v1/sync/decided/{h}`).
+        shared.set_certificates(Arc::clone(&certs) as Arc<dyn crate::chain::CertificateSource>);
         let mctx = GpunetContext;
         let (channels, engine) = malachitebft_app_channel::start_engine(
             mctx,
@@ -255,7 +300,7 @@ impl MalachiteOrderer {
             signer,
             validators: self.validators.clone(),
             params: HeightParams::new(self.validators.clone(), timeouts, None),
-            certs: Arc::new(certs),
+            certs,
             max_txs_per_block: cfg.max_txs_per_block,
             block_ms: cfg.block_ms,
             decided: decided_tx,
