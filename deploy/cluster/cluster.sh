@@ -8,6 +8,8 @@
 #   deploy/cluster/cluster.sh tenant ARGS...     any gpunet command as the tenant, e.g. `tenant job logs 1`;
 #                                                it runs in /out, which is $GPUNET_CLUSTER_DIR/out on the host
 #   deploy/cluster/cluster.sh output ID          download job ID's outputs to $GPUNET_CLUSTER_DIR/out/job-ID on the host
+#   deploy/cluster/cluster.sh join               start validator-4, a late joiner, by state sync (needs
+#                                                GPUNET_CLUSTER_VALIDATORS=5 when the network was written)
 #   deploy/cluster/cluster.sh status             height and state root of every validator
 #   deploy/cluster/cluster.sh logs [SERVICE]     container logs
 #   deploy/cluster/cluster.sh down               stop and remove the containers and the network (keeps the chain)
@@ -22,6 +24,11 @@
 #   GPUNET_CLUSTER_PARAMS   network parameters for a new chain, NAME=VALUE separated by spaces,
 #                           e.g. "liveness_timeout_blocks=12 heartbeat_interval_blocks=4"
 #                           (names and defaults: GET /v1/params); each becomes a `node init --param`
+#   GPUNET_CLUSTER_VALIDATORS validators in the genesis of a new chain: 4 (default), or 5, where
+#                           validator-4 is left out of `up` and started later by `join`
+#   GPUNET_CLUSTER_BLOCK_MS least time between blocks of a new chain (default 500)
+#   GPUNET_CLUSTER_POWERS   voting power of each validator of a new chain, comma-separated
+#                           (default 1 each; `node init --powers`)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,12 +39,17 @@ export GPUNET_CLUSTER_API_PORT="${GPUNET_CLUSTER_API_PORT:-18650}"
 export GPUNET_UID="${GPUNET_UID:-$(id -u)}"
 export GPUNET_GID="${GPUNET_GID:-$(id -g)}"
 project="${GPUNET_CLUSTER_PROJECT:-gpunetcluster}"
-validators=4
+validators="${GPUNET_CLUSTER_VALIDATORS:-4}"
+# validator-4 (of 5) joins late: `up` starts and waits for the first four.
+running=4
 providers=2
 wait_secs="${GPUNET_CLUSTER_WAIT_SECS:-180}"
 
 die() { echo "cluster: $*" >&2; exit 1; }
 say() { echo "cluster: $*" >&2; }
+
+[[ "$validators" == 4 || "$validators" == 5 ]] \
+  || die "GPUNET_CLUSTER_VALIDATORS must be 4 or 5, not $validators"
 
 compose() {
   if command -v docker-compose >/dev/null; then
@@ -83,14 +95,14 @@ wait_ready() {
   local deadline=$((SECONDS + wait_secs)) i h ready
   while :; do
     ready=0
-    for ((i = 0; i < validators; i++)); do
+    for ((i = 0; i < running; i++)); do
       h="$(in_cluster node status --api "$(api_of "$i")" --json 2>/dev/null | sed -n 's/.*"height":\([0-9]*\).*/\1/p')"
       [[ -n "$h" && "$h" -ge 1 ]] && ready=$((ready + 1))
     done
     local n_prov
     n_prov="$(in_cluster market providers --api "$(api_of 0)" --json 2>/dev/null | grep -o '"address"' | wc -l || true)"
-    say "validators committing: $ready/$validators, providers registered: ${n_prov:-0}/$providers"
-    if [[ "$ready" -eq "$validators" && "${n_prov:-0}" -ge "$providers" ]]; then return 0; fi
+    say "validators committing: $ready/$running, providers registered: ${n_prov:-0}/$providers"
+    if [[ "$ready" -eq "$running" && "${n_prov:-0}" -ge "$providers" ]]; then return 0; fi
     ((SECONDS < deadline)) || die "the cluster was not ready after ${wait_secs}s; see: $0 logs"
     sleep 2
   done
@@ -107,7 +119,9 @@ up() {
     hosts="$(for ((i = 0; i < validators; i++)); do printf 'validator-%d,' "$i"; done)"
     local params=() p
     for p in ${GPUNET_CLUSTER_PARAMS:-}; do params+=(--param "$p"); done
+    [[ -n "${GPUNET_CLUSTER_POWERS:-}" ]] && params+=(--powers "$GPUNET_CLUSTER_POWERS")
     "$bin" node init --validators "$validators" --hosts "${hosts%,}" --providers "$providers" \
+      --block-ms "${GPUNET_CLUSTER_BLOCK_MS:-500}" \
       --chain-id gpunet-cluster --out "$GPUNET_CLUSTER_DIR/net" "${params[@]}" >&2
   else
     say "reusing the network in $GPUNET_CLUSTER_DIR/net (purge to start a fresh chain)"
@@ -128,6 +142,14 @@ job() {
   in_cluster job submit "/jobs/$name" --wait "$@"
 }
 
+# Starts validator-4, which joins the running network by state sync.
+join() {
+  [[ -e "$GPUNET_CLUSTER_DIR/net/node-4" ]] \
+    || die "this network has no validator-4: write it with GPUNET_CLUSTER_VALIDATORS=5 (purge, then up)"
+  compose --profile late up -d --no-deps validator-4 >&2
+  say "validator-4 is syncing state from the others: $0 logs validator-4"
+}
+
 status() {
   local i
   for ((i = 0; i < validators; i++)); do
@@ -138,13 +160,14 @@ status() {
 case "${1:-}" in
   up) up ;;
   job) shift; job "$@" ;;
+  join) join ;;
   status) shift; status "$@" ;;
   tenant) shift; in_cluster "$@" ;;
   output) shift; output "$@" ;;
   logs) shift; compose logs --no-color "$@" ;;
-  down) compose --profile tenant down --remove-orphans ;;
+  down) compose --profile tenant --profile late down --remove-orphans ;;
   purge)
-    compose --profile tenant down --remove-orphans
+    compose --profile tenant --profile late down --remove-orphans
     # Only what `up` wrote, in case GPUNET_CLUSTER_DIR points somewhere that holds more.
     rm -rf "$GPUNET_CLUSTER_DIR/net" "$GPUNET_CLUSTER_DIR/jobs" "$GPUNET_CLUSTER_DIR/out"
     rmdir "$GPUNET_CLUSTER_DIR" 2>/dev/null || true

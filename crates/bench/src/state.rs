@@ -59,6 +59,58 @@ pub struct SizeFigures {
     pub bytes_per_block: Option<u64>,
     pub store_file_bytes: u64,
     pub restart: Option<RestartFigures>,
+    /// State sync of the whole state, in this process (no network): every chunk read from a
+    /// snapshot of the store and restored, proof-checked, into a new store.
+    pub sync: SyncFigures,
+}
+
+/// What a state sync of one size cost ([`sync_state`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SyncFigures {
+    pub chunks: u64,
+    /// Reading the chunks and their range proofs from the snapshot.
+    pub serve_ms: f64,
+    /// Checking and writing them, and finishing the tree, in the new store.
+    pub restore_ms: f64,
+    /// Both, end to end.
+    pub total_ms: f64,
+}
+
+/// Copies `store`'s state into a new store at `target` the way state sync does (snapshot,
+/// chunks of [`MAX_CHUNK_ENTITIES`] with range proofs, checked restore), timing both sides.
+pub fn sync_state(store: &Store, target: &Path) -> Result<SyncFigures> {
+    use gpunet_protocol::merkle::{MAX_CHUNK_ENTITIES, leaf_key};
+    let started = Instant::now();
+    let snapshot = store.snapshot()?;
+    let fresh = Store::open(target)?;
+    let mut restore = fresh.begin_restore(CHAIN, b"bench", snapshot.head())?;
+    let (mut serve, mut chunks) = (Duration::ZERO, 0u64);
+    let mut after = None;
+    loop {
+        let t = Instant::now();
+        let chunk = snapshot
+            .chunk(after, MAX_CHUNK_ENTITIES)?
+            .context("the snapshot ended without a last chunk")?;
+        serve += t.elapsed();
+        chunks += 1;
+        after = chunk.entities.last().map(|(k, _)| leaf_key(k).0);
+        restore.add_chunk(&chunk)?;
+        if chunk.last {
+            break;
+        }
+    }
+    let root = restore.finish()?;
+    ensure!(
+        root == snapshot.head().state_root,
+        "the restored root differs"
+    );
+    let total = started.elapsed();
+    Ok(SyncFigures {
+        chunks,
+        serve_ms: ms(serve),
+        restore_ms: ms(total.saturating_sub(serve)),
+        total_ms: ms(total),
+    })
 }
 
 /// What [`restart_probe`] saw.
@@ -296,6 +348,8 @@ pub fn measure_size(
             progress(format!("{entities}: {}/{} blocks", b + 1, opts.blocks));
         }
     }
+    progress(format!("{entities}: state sync into a new store"));
+    let sync = sync_state(&store, &home.join("synced.redb"))?;
     drop(store);
     drop(state);
     let store_file_bytes = std::fs::metadata(home.join(gpunet_node::STORE_FILE))
@@ -321,6 +375,7 @@ pub fn measure_size(
         bytes_per_block: (!bytes.is_empty()).then(|| percentile(&bytes, 50)),
         store_file_bytes,
         restart,
+        sync,
     })
 }
 

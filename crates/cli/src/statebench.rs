@@ -140,6 +140,7 @@ pub async fn run(args: Args) -> Result<()> {
         "bytes_per_block_at_1m": one_m.and_then(|f| f.bytes_per_block),
         "rss_mb_at_1m": one_m.and_then(|f| f.restart).map(|r| r.rss_mb),
         "restart_ms_at_1m": one_m.and_then(|f| f.restart).map(|r| r.restart_ms),
+        "state_sync_ms_at_1m": one_m.map(|f| f.sync.total_ms),
         "e2e_transfers_per_sec": e2e.as_ref().map(|e| e.transfers_per_sec.round() as u64),
         "e2e": e2e,
         "changed_per_block": changed,
@@ -158,13 +159,21 @@ pub async fn run(args: Args) -> Result<()> {
         build_kind()
     );
     println!(
-        "  {:>10}  {:>9}  {:>9}  {:>11}  {:>9}  {:>11}  {:>10}  {:>7}",
-        "entities", "apply", "root+wr", "commit p50", "p95", "bytes/blk", "restart", "rss"
+        "  {:>10}  {:>9}  {:>9}  {:>11}  {:>9}  {:>11}  {:>10}  {:>7}  {:>10}",
+        "entities",
+        "apply",
+        "root+wr",
+        "commit p50",
+        "p95",
+        "bytes/blk",
+        "restart",
+        "rss",
+        "state sync"
     );
     for f in &figures {
         let r = f.restart;
         println!(
-            "  {:>10}  {:>6.1} ms  {:>6.1} ms  {:>8.1} ms  {:>6.1} ms  {:>11}  {:>7} ms  {:>4} MB",
+            "  {:>10}  {:>6.1} ms  {:>6.1} ms  {:>8.1} ms  {:>6.1} ms  {:>11}  {:>7} ms  {:>4} MB  {:>7.0} ms",
             f.entities,
             f.apply_ms_p50,
             f.root_and_write_ms_p50,
@@ -173,6 +182,7 @@ pub async fn run(args: Args) -> Result<()> {
             f.bytes_per_block.map_or("?".to_owned(), |b| b.to_string()),
             r.map_or(0, |r| r.restart_ms),
             r.map_or(0, |r| r.rss_mb),
+            f.sync.total_ms,
         );
     }
     if let Some(g) = growth {

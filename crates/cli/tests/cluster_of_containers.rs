@@ -8,6 +8,9 @@
 //!   starts again;
 //! - a 2–2 network partition decides nothing on either side and forks nothing; healed, the
 //!   network goes on;
+//! - a fifth validator, started after a few thousand blocks with an empty home, syncs its state
+//!   from the others (checked against a block they signed), keeps no earlier block, and from
+//!   then on commits the same roots as they do;
 //! - a validator that proposes invalid blocks (the hidden `--fault invalid-proposals` flag) is
 //!   refused by the others, and its forged transfer never lands;
 //! - a provider's container killed mid-job (`docker kill`), and then one cut off from the
@@ -101,6 +104,8 @@ struct Cluster {
     project: String,
     /// `GPUNET_CLUSTER_PARAMS` for `cluster.sh up`: network parameters set at genesis.
     params: String,
+    /// More environment for `cluster.sh` (`GPUNET_CLUSTER_VALIDATORS`, `GPUNET_CLUSTER_BLOCK_MS`).
+    env: Vec<(&'static str, String)>,
     dir: tempfile::TempDir,
     extra_networks: Vec<String>,
     extra_containers: Vec<String>,
@@ -114,10 +119,15 @@ impl Cluster {
 
     /// A cluster whose chain starts with `params` (`NAME=VALUE ...`, see `cluster.sh`).
     fn up_with(name: &str, params: &str) -> Cluster {
+        Cluster::up_with_env(name, params, Vec::new())
+    }
+
+    fn up_with_env(name: &str, params: &str, env: Vec<(&'static str, String)>) -> Cluster {
         let project = format!("gpunettest{}{name}", std::process::id());
         let cluster = Cluster {
             project,
             params: params.to_owned(),
+            env,
             dir: tempfile::tempdir().expect("tempdir"),
             extra_networks: Vec::new(),
             extra_containers: Vec::new(),
@@ -152,7 +162,8 @@ impl Cluster {
             .env("GPUNET_CLUSTER_PROJECT", &self.project)
             .env("GPUNET_CLUSTER_API_PORT", api_port.to_string())
             .env("GPUNET_CLUSTER_PARAMS", &self.params)
-            .env("GPUNET_LOG", "info");
+            .env("GPUNET_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
         cmd
     }
 
@@ -398,6 +409,89 @@ async fn a_stopped_validator_does_not_stop_the_others_and_catches_up_when_restar
     let target = cluster.max_height(&[0, 1, 2]).await;
     cluster.wait_all_at_least(&[3], target).await;
     cluster.assert_same_roots(&all, target).await;
+}
+
+/// Blocks the network runs before the fifth validator joins.
+const BLOCKS_BEFORE_JOINING: u64 = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_validator_joins_after_thousands_of_blocks_by_state_sync() {
+    if !docker_available("a_fifth_validator_joins_after_thousands_of_blocks_by_state_sync") {
+        return;
+    }
+    let _turn = ONE_CLUSTER.lock().await;
+    // Five in the genesis, four running; short blocks, so a few thousand go by in minutes. The
+    // fifth has a small voting power, so it is rarely the proposer: a height whose proposer is
+    // down waits out a propose timeout, and the fifth is down until it joins.
+    let cluster = Cluster::up_with_env(
+        "join",
+        "",
+        vec![
+            ("GPUNET_CLUSTER_VALIDATORS", "5".to_owned()),
+            ("GPUNET_CLUSTER_BLOCK_MS", "60".to_owned()),
+            ("GPUNET_CLUSTER_POWERS", "100,100,100,100,1".to_owned()),
+        ],
+    );
+    let first4: Vec<usize> = (0..VALIDATORS).collect();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let h = cluster.max_height(&first4).await;
+        if h >= BLOCKS_BEFORE_JOINING {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the network reached only height {h} in 15 minutes; logs:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    let out = cluster.script(&["join"]);
+    assert!(
+        out.status.success(),
+        "cluster.sh join failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = cluster.max_height(&first4).await + 20;
+    cluster.wait_all_at_least(&[4], target).await;
+
+    let logs =
+        String::from_utf8_lossy(&cluster.script(&["logs", "validator-4"]).stdout).into_owned();
+    assert!(
+        logs.contains("state restored and checked against the decided root"),
+        "validator-4 did not sync its state:\n{logs}"
+    );
+    // It did not replay: block 1 is not there, and it holds blocks from a height past the
+    // thousands the others ran, each with the others' root.
+    let fifth = cluster.api(4);
+    assert!(
+        cluster.root_from(&fifth, 1).await.is_none(),
+        "validator-4 serves block 1, so it replayed from genesis"
+    );
+    let zero = cluster.api(0);
+    let mut first_kept = None;
+    for h in (BLOCKS_BEFORE_JOINING..=target).rev() {
+        match cluster.root_from(&fifth, h).await {
+            Some(root) => {
+                assert_eq!(
+                    Some(root),
+                    cluster.root_from(&zero, h).await,
+                    "roots differ at height {h}"
+                );
+                first_kept = Some(h);
+            }
+            None => break,
+        }
+    }
+    let first_kept = first_kept.expect("validator-4 commits blocks after its synced state");
+    assert!(
+        first_kept > BLOCKS_BEFORE_JOINING,
+        "validator-4 holds blocks from {first_kept} on"
+    );
+    // And it goes on with the others.
+    let now = cluster.max_height(&first4).await;
+    cluster.wait_all_at_least(&[0, 1, 2, 3, 4], now + 10).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
