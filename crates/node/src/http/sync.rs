@@ -21,7 +21,7 @@ use crate::statesync::SnapshotRefusal;
 fn refusal(e: SnapshotRefusal, height: u64) -> ApiError {
     match e {
         SnapshotRefusal::Busy(secs) => ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
+            status: StatusCode::TOO_MANY_REQUESTS,
             height: Some(height),
             body: ErrorBody::new(
                 "snapshots_busy",
@@ -44,7 +44,7 @@ fn refusal(e: SnapshotRefusal, height: u64) -> ApiError {
     path = "/v1/sync/snapshots",
     responses(
         (status = 201, body = SnapshotView, description = "The head's state, pinned for chunked reads"),
-        (status = 503, body = ErrorSchema, description = "Too many snapshots are being served (`snapshots_busy`)"),
+        (status = 429, body = ErrorSchema, description = "Too many snapshots are being served (`snapshots_busy`); the message says when to ask again"),
     )
 )]
 pub(super) async fn create_snapshot(State(app): State<App>) -> ApiResult {
@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn a_busy_refusal_says_when_to_come_back() {
         let e = refusal(SnapshotRefusal::Busy(12), 5);
-        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
         assert!(e.body.message.contains("12 s"), "{}", e.body.message);
     }
 }
