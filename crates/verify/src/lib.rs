@@ -1,0 +1,26 @@
+//! Pure checks shared by the ledger and the provider agent: the matrix-product challenges that
+//! back a provider's hardware claims (`matrix`, `freivalds`), and (to come) output comparison and
+//! replica and spot-check planning.
+//!
+//! A challenge is two `n × n` matrices of `i8` that anyone derives from a seed (block
+//! randomness), whose product `C = A·B` (exact `i32` accumulation, the arithmetic GPUs' int8
+//! tensor cores do) only a device with the claimed memory and throughput computes before its
+//! deadline. A verifier checks a claimed `C` in O(n²) with Freivalds' algorithm, in exact
+//! arithmetic modulo the prime 2⁶¹ − 1: a wrong product passes one round with probability at
+//! most 2⁻⁶¹, and [`freivalds::ROUNDS`] rounds bring it under 2⁻¹²². See
+//! `docs/adr/0009-hardware-challenges-with-freivalds.md`.
+//!
+//! Architecture Invariant: no I/O, clock, randomness of its own, floats, threads or hash-map
+//! iteration — the ledger decides outcomes with these functions, so they must give every
+//! validator the same answer. Randomness comes in as seeds.
+//!
+//! Must never depend on: `ledger`, `store`, `node`, `agent`, `runtime`, any async or I/O crate.
+
+#![forbid(unsafe_code)]
+#![deny(clippy::float_arithmetic)]
+
+pub mod freivalds;
+pub mod matrix;
+
+pub use freivalds::{FreivaldsError, check_product};
+pub use matrix::{MAX_N, Matrices, multiply};
