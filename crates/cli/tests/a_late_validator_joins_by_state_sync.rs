@@ -6,8 +6,9 @@
 //! hostile (a proxy that swaps the snapshot's state root for another): that peer is caught and
 //! the next one is asked.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -18,6 +19,8 @@ use axum::response::{IntoResponse, Response};
 use gpunet_client::{KeyFile, NodeClient};
 use gpunet_protocol::{Amount, Denom, Msg};
 
+use common::validators::{self, Node, root_at};
+
 const VALIDATORS: usize = 5;
 const BLOCK_MS: u64 = 200;
 /// Generous: the machine running tests may be busy compiling.
@@ -27,73 +30,8 @@ fn gpunet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gpunet"))
 }
 
-struct Node {
-    home: PathBuf,
-    api: String,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn start(&mut self, extra: &[&str]) {
-        assert!(self.child.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.home.join("node.log"))
-            .expect("log file");
-        let child = gpunet()
-            .args(["node", "start", "--home"])
-            .arg(&self.home)
-            .args(extra)
-            .env("GPUNET_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn gpunet node start");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.home.join("node.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn get(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
-    let r = http.get(url).send().await.ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    r.json().await.ok()
-}
-
 async fn height(http: &reqwest::Client, api: &str) -> u64 {
-    get(http, &format!("{api}/v1/status"))
-        .await
-        .and_then(|s| s.get("height")?.as_u64())
-        .unwrap_or(0)
-}
-
-async fn root_at(http: &reqwest::Client, api: &str, h: u64) -> Option<String> {
-    Some(
-        get(http, &format!("{api}/v1/blocks/{h}"))
-            .await?
-            .get("state_root")?
-            .as_str()?
-            .to_owned(),
-    )
+    validators::height(http, api).await.unwrap_or(0)
 }
 
 async fn wait_at_least(http: &reqwest::Client, nodes: &[&Node], h: u64, what: &str) {
@@ -203,10 +141,11 @@ async fn a_late_validator_joins_by_state_sync_and_its_vote_counts() {
         .expect("run gpunet node init");
     assert!(status.success(), "gpunet node init failed");
     let mut nodes: Vec<Node> = (0..VALIDATORS)
-        .map(|i| Node {
-            home: out.join(format!("node-{i}")),
-            api: format!("http://127.0.0.1:{}", api_base + i as u16),
-            child: None,
+        .map(|i| {
+            Node::new(
+                out.join(format!("node-{i}")),
+                format!("http://127.0.0.1:{}", api_base + i as u16),
+            )
         })
         .collect();
     for n in &mut nodes[..4] {

@@ -3,9 +3,13 @@
 //! height, blocks keep coming with one validator killed, and the killed one catches up to the
 //! same roots after a restart.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::validators::{Node, height, root_at};
 
 use gpunet_api::node::TxState;
 use gpunet_client::{KeyFile, NodeClient};
@@ -23,70 +27,6 @@ fn gpunet() -> Command {
 /// A base port with `n` consecutive free ports after it, in this test's own range.
 fn free_port_run(n: u16, avoid: &[u16]) -> u16 {
     gpunet_devnet::free_port_run(21_000..30_000, n, avoid).expect("free ports")
-}
-
-struct Node {
-    home: PathBuf,
-    api: String,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn start(&mut self) {
-        assert!(self.child.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.home.join("node.log"))
-            .expect("log file");
-        let child = gpunet()
-            .args(["node", "start", "--home"])
-            .arg(&self.home)
-            .env("GPUNET_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn gpunet node start");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
-    let r = http.get(url).send().await.ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    r.json().await.ok()
-}
-
-async fn height(http: &reqwest::Client, api: &str) -> Option<u64> {
-    get_json(http, &format!("{api}/v1/status"))
-        .await?
-        .get("height")?
-        .as_u64()
-}
-
-async fn root_at(http: &reqwest::Client, api: &str, h: u64) -> Option<String> {
-    Some(
-        get_json(http, &format!("{api}/v1/blocks/{h}"))
-            .await?
-            .get("state_root")?
-            .as_str()?
-            .to_owned(),
-    )
 }
 
 /// Waits until every node in `nodes` reports at least height `h`.
@@ -157,14 +97,15 @@ async fn four_validators_agree_and_a_crashed_one_catches_up() {
     assert!(status.success(), "gpunet node init failed");
 
     let mut nodes: Vec<Node> = (0..VALIDATORS)
-        .map(|i| Node {
-            home: out.join(format!("node-{i}")),
-            api: format!("http://127.0.0.1:{}", api_base + i as u16),
-            child: None,
+        .map(|i| {
+            Node::new(
+                out.join(format!("node-{i}")),
+                format!("http://127.0.0.1:{}", api_base + i as u16),
+            )
         })
         .collect();
     for n in &mut nodes {
-        n.start();
+        n.start(&[]);
     }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -250,7 +191,7 @@ async fn four_validators_agree_and_a_crashed_one_catches_up() {
 
     // Back up: it catches up to the others, with the same roots.
     let target = max_height(&http, &live).await + 2;
-    nodes[3].start();
+    nodes[3].start(&[]);
     let all: Vec<&Node> = nodes.iter().collect();
     wait_all_at_least(&http, &all, target).await;
     assert_same_roots(&http, &all, target).await;

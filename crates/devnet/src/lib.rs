@@ -45,6 +45,20 @@ pub struct ApiFile {
     pub pid: u32,
 }
 
+/// Writes `<home>/api.json` for this process's dev network serving at `api`.
+fn write_api_file(home: &Path, api: String) -> Result<()> {
+    let api_file = ApiFile {
+        api,
+        tenant_key: tenant_key_path(home),
+        pid: std::process::id(),
+    };
+    gpunet_files::write_private(
+        &home.join("api.json"),
+        &serde_json::to_vec_pretty(&api_file)?,
+    )?;
+    Ok(())
+}
+
 /// The default home: `$GPUNET_HOME`, else `~/.gpunet/dev`.
 pub fn default_home() -> PathBuf {
     if let Some(h) = std::env::var_os("GPUNET_HOME") {
@@ -158,15 +172,7 @@ impl DevNet {
         ))
         .await
         .context("starting the provider agent")?;
-        let api_file = ApiFile {
-            api: api.clone(),
-            tenant_key: tenant_key_path(&home),
-            pid: std::process::id(),
-        };
-        gpunet_files::write_private(
-            &home.join("api.json"),
-            &serde_json::to_vec_pretty(&api_file)?,
-        )?;
+        write_api_file(&home, api.clone())?;
         Ok(DevNet {
             home,
             node,
@@ -531,15 +537,7 @@ impl MultiDevNet {
         ))
         .await
         .context("starting the provider agent")?;
-        let api_file = ApiFile {
-            api: apis[0].clone(),
-            tenant_key: tenant_key_path(&home),
-            pid: std::process::id(),
-        };
-        gpunet_files::write_private(
-            &home.join("api.json"),
-            &serde_json::to_vec_pretty(&api_file)?,
-        )?;
+        write_api_file(&home, apis[0].clone())?;
         Ok(MultiDevNet {
             home,
             validators,

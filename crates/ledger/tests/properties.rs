@@ -59,6 +59,16 @@ fn run(blocks: &Blocks) -> Vec<(Hash, BlockOutcome)> {
         .collect()
 }
 
+/// Rebuilds the state from its entities, as a restarted node does: every derived index afresh,
+/// and every open order and live lease due for a visit.
+fn reload(w: &mut World) {
+    let entities = w.state.entities().into_iter().map(|e| {
+        let value = e.value.expect("a whole state holds no removals");
+        (e.key, value)
+    });
+    w.state = gpunet_ledger::State::from_entities(entities).expect("its own entities");
+}
+
 /// As [`run`], but before every block the state is rebuilt from its entities, as a restarted
 /// node rebuilds it: every derived index afresh, and every open order and live lease due for a
 /// visit.
@@ -67,11 +77,7 @@ fn run_reloading(blocks: &Blocks) -> Vec<(Hash, BlockOutcome)> {
     blocks
         .iter()
         .map(|(plans, step_ms)| {
-            let entities = w.state.entities().into_iter().map(|e| {
-                let value = e.value.expect("a whole state holds no removals");
-                (e.key, value)
-            });
-            w.state = gpunet_ledger::State::from_entities(entities).expect("its own entities");
+            reload(&mut w);
             let txs: Vec<SignedTx> = w.realize_block(plans);
             w.step_ms = *step_ms;
             let outcome = w.block(txs);
@@ -84,10 +90,10 @@ fn run_reloading(blocks: &Blocks) -> Vec<(Hash, BlockOutcome)> {
 /// the one that is always silent.
 type Quiet = Vec<u8>;
 
-/// As [`run`] (or [`run_reloading`], with `reload`), but before each block the providers `quiet`
+/// As [`run`] (or [`run_reloading`], with `reloading`), but before each block the providers `quiet`
 /// names for it send no heartbeat: proofs of life come in some blocks and not in others, so the
 /// blocks between them show whether the leases left unvisited there had anything due.
-fn run_quiet(blocks: &Blocks, quiet: &Quiet, reload: bool) -> Vec<(Hash, BlockOutcome)> {
+fn run_quiet(blocks: &Blocks, quiet: &Quiet, reloading: bool) -> Vec<(Hash, BlockOutcome)> {
     let mut w = base_world();
     let always = w.provider_addr(1);
     blocks
@@ -101,12 +107,8 @@ fn run_quiet(blocks: &Blocks, quiet: &Quiet, reload: bool) -> Vec<(Hash, BlockOu
                     w.revive(p);
                 }
             }
-            if reload {
-                let entities = w.state.entities().into_iter().map(|e| {
-                    let value = e.value.expect("a whole state holds no removals");
-                    (e.key, value)
-                });
-                w.state = gpunet_ledger::State::from_entities(entities).expect("its own entities");
+            if reloading {
+                reload(&mut w);
             }
             let txs: Vec<SignedTx> = w.realize_block(plans);
             w.step_ms = *step_ms;

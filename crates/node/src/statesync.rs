@@ -174,7 +174,10 @@ async fn sync_from(
     tracing::info!(%peer, height = snap.height, "state sync: snapshot pinned");
 
     // The root is trusted only once the validators' certificate on the next block vouches it.
-    let next = snap.height + 1;
+    let next = snap
+        .height
+        .checked_add(1)
+        .ok_or_else(|| format!("the peer offers a snapshot at height {}", snap.height))?;
     let deadline = Instant::now() + NEXT_BLOCK_PATIENCE;
     let decided: DecidedView = loop {
         let r = http
@@ -235,10 +238,7 @@ async fn sync_from(
         if !r.status().is_success() {
             return Err(error_text(r).await);
         }
-        let bytes = r
-            .bytes()
-            .await
-            .map_err(|e| format!("reading a chunk: {e}"))?;
+        let bytes = body(r, MAX_CHUNK_BYTES).await?;
         let chunk: StateChunk =
             borsh::from_slice(&bytes).map_err(|e| format!("a chunk does not decode: {e}"))?;
         if let Some((k, _)) = chunk.entities.first()
@@ -271,14 +271,38 @@ async fn json<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> Result<T,
     if !r.status().is_success() {
         return Err(error_text(r).await);
     }
-    r.json()
-        .await
+    let bytes = body(r, MAX_JSON_BYTES).await?;
+    serde_json::from_slice(&bytes)
         .map_err(|e| format!("an answer that is not the JSON expected: {e}"))
+}
+
+/// The most a chunk's encoding may take: 4,096 entities of 32 KiB each.
+const MAX_CHUNK_BYTES: usize = 128 << 20;
+/// The most a snapshot or decided-block answer may take: a block of 5,000 transactions at their
+/// 16 KiB limit, in hex, with room for its certificate.
+const MAX_JSON_BYTES: usize = 256 << 20;
+
+/// `r`'s body, read piece by piece and refused past `limit` bytes: a peer cannot make this node
+/// hold more than that.
+async fn body(mut r: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(piece) = r
+        .chunk()
+        .await
+        .map_err(|e| format!("reading an answer: {e}"))?
+    {
+        if out.len() + piece.len() > limit {
+            return Err(format!("the peer's answer exceeds {limit} bytes"));
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out)
 }
 
 async fn error_text(r: reqwest::Response) -> String {
     let status = r.status();
-    let body = r.text().await.unwrap_or_default();
-    let body: String = body.chars().take(300).collect();
+    // An error body is only quoted: a peer that sends more than 64 KiB is not read further.
+    let bytes = body(r, 64 << 10).await.unwrap_or_default();
+    let body: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
     format!("HTTP {status}: {body}")
 }

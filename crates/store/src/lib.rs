@@ -322,11 +322,7 @@ impl Store {
         for entry in state.iter().map_err(StoreError::from)? {
             let (_, row) = entry.map_err(StoreError::from)?;
             let row = row.value();
-            let (key, value) =
-                schema::decode_entity_row(row).ok_or(StoreError::MalformedRecord {
-                    record: "entity row",
-                    len: row.len(),
-                })?;
+            let (key, value) = schema::entity_row(row)?;
             size.entities += 1;
             size.bytes += row.len() as u64;
             visit(key, value)?;

@@ -116,6 +116,14 @@ pub fn encode_entity_row(state_key: &[u8], value: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// [`decode_entity_row`], refusing a malformed row as a [`crate::StoreError`].
+pub fn entity_row(row: &[u8]) -> Result<(&[u8], &[u8]), crate::StoreError> {
+    decode_entity_row(row).ok_or(crate::StoreError::MalformedRecord {
+        record: "entity row",
+        len: row.len(),
+    })
+}
+
 /// The state key and the value of an [`encode_entity_row`]; `None` if it is cut short.
 pub fn decode_entity_row(row: &[u8]) -> Option<(&[u8], &[u8])> {
     let (&len, rest) = row.split_first()?;

@@ -80,11 +80,7 @@ impl Snapshot {
         for entry in rows.by_ref().take(limit) {
             let (leaf, row) = entry?;
             let row = row.value();
-            let (key, value) =
-                schema::decode_entity_row(row).ok_or(StoreError::MalformedRecord {
-                    record: "entity row",
-                    len: row.len(),
-                })?;
+            let (key, value) = schema::entity_row(row)?;
             entities.push((key.to_vec(), value.to_vec()));
             last_leaf = Some(leaf.value());
         }

@@ -2,6 +2,8 @@
 // Each test file uses some of these; the others are dead code there, which is fine.
 #![allow(dead_code)]
 
+pub mod validators;
+
 use std::time::{Duration, Instant};
 
 use gpunet_client::NodeClient;

@@ -281,6 +281,35 @@ fn path_param<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("bad path parameter: {e}")))
 }
 
+/// The `{height}` path parameter of a block route, parsed.
+fn height_param(p: Result<Path<String>, PathRejection>) -> Result<u64, ApiError> {
+    let raw = path_param(p)?;
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "path parameter height: {raw:?} is not a block height (a number, 1 and up)"
+        ))
+    })
+}
+
+/// Reads of orders and leases from `state`, and from this node's history for ended ones.
+fn lookup_in<'a>(app: &'a App, state: &'a gpunet_ledger::State) -> Lookup<'a> {
+    Lookup {
+        state,
+        store: &app.shared.store,
+    }
+}
+
+/// Order `id`, live or ended; 404 if there never was one.
+fn order_or_404<'a>(
+    lookup: Lookup<'a>,
+    id: OrderId,
+) -> Result<std::borrow::Cow<'a, gpunet_ledger::Order>, ApiError> {
+    lookup
+        .order(id)
+        .map_err(|e| ApiError::store("order history", e))?
+        .ok_or_else(|| ApiError::not_found(lookup.state.height, format!("no order {id}")))
+}
+
 /// The `{id}` path parameter of an order or lease route, parsed.
 fn id_param<T>(p: Result<Path<String>, PathRejection>) -> Result<T, ApiError>
 where
@@ -743,10 +772,7 @@ async fn orders(
 
     let tip = app.shared.tip();
     let state = &tip.state;
-    let lookup = Lookup {
-        state,
-        store: &app.shared.store,
-    };
+    let lookup = lookup_in(&app, state);
     // Newest first: the ids below the cursor, from the highest down. Ended orders come from
     // history, so a listing shows them as before.
     let view = |id: OrderId| -> Option<Result<OrderView, ApiError>> {
@@ -766,15 +792,20 @@ async fn orders(
         // The tenant's orders from the store's index, live and ended; a page examines at most
         // `MAX_PAGE_EXAMINED` of them (with `state=open`, fewer may match).
         Some(tenant) => {
-            let below = after.map(|id| history::tenant_order_key(&tenant, id));
+            // The store may hold orders of a block this tip does not have yet: start below the
+            // tip's next id, so every id read is one this tip can show, and a page needs only
+            // `limit + 1` of them (to know whether more follow) unless a filter drops some.
+            let below = after.map_or(state.next_order_id, |a| a.0.min(state.next_order_id));
+            let below = history::tenant_order_key(&tenant, OrderId(below));
+            let want = if open_only {
+                MAX_PAGE_EXAMINED + 1
+            } else {
+                limit + 1
+            };
             let keys = app
                 .shared
                 .store
-                .lookup_below(
-                    &history::tenant_prefix(&tenant),
-                    below.as_deref(),
-                    MAX_PAGE_EXAMINED + 1,
-                )
+                .lookup_below(&history::tenant_prefix(&tenant), Some(&below), want)
                 .map_err(|e| ApiError::store("the tenant index", e))?;
             let ids = keys.iter().filter_map(|k| history::order_of_key(k));
             pages::page(ids, limit, view)
@@ -819,14 +850,8 @@ async fn order(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
     let id: OrderId = id_param(p)?;
     let tip = app.shared.tip();
     let state = &tip.state;
-    let lookup = Lookup {
-        state,
-        store: &app.shared.store,
-    };
-    let o = lookup
-        .order(id)
-        .map_err(|e| ApiError::store("order history", e))?
-        .ok_or_else(|| ApiError::not_found(state.height, format!("no order {id}")))?;
+    let lookup = lookup_in(&app, state);
+    let o = order_or_404(lookup, id)?;
     let view = views::order_view(lookup, &o).map_err(|e| ApiError::store("lease history", e))?;
     Ok(ok(state.height, &view))
 }
@@ -849,14 +874,8 @@ async fn order_explain(
     let id: OrderId = id_param(p)?;
     let tip = app.shared.tip();
     let state = &tip.state;
-    let lookup = Lookup {
-        state,
-        store: &app.shared.store,
-    };
-    let o = lookup
-        .order(id)
-        .map_err(|e| ApiError::store("order history", e))?
-        .ok_or_else(|| ApiError::not_found(state.height, format!("no order {id}")))?;
+    let lookup = lookup_in(&app, state);
+    let o = order_or_404(lookup, id)?;
     if o.status != gpunet_ledger::OrderStatus::Open {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
@@ -920,10 +939,7 @@ async fn lease(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
     let id: LeaseId = id_param(p)?;
     let tip = app.shared.tip();
     let state = &tip.state;
-    let lookup = Lookup {
-        state,
-        store: &app.shared.store,
-    };
+    let lookup = lookup_in(&app, state);
     let l = lookup
         .lease(id)
         .map_err(|e| ApiError::store("lease history", e))?
@@ -943,12 +959,7 @@ async fn lease(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
     )
 )]
 async fn block(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
-    let raw = path_param(p)?;
-    let height: u64 = raw.parse().map_err(|_| {
-        ApiError::bad_request(format!(
-            "path parameter height: {raw:?} is not a block height (a number, 1 and up)"
-        ))
-    })?;
+    let height = height_param(p)?;
     let tip_height = app.shared.tip().state.height;
     let store = &app.shared.store;
     let bytes = store

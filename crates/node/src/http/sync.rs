@@ -14,7 +14,9 @@ use gpunet_protocol::Hash;
 use gpunet_protocol::merkle::MAX_CHUNK_ENTITIES;
 use serde::Deserialize;
 
-use super::{ApiError, ApiResult, App, ErrorSchema, answer, height_header, ok, path_param};
+use super::{
+    ApiError, ApiResult, App, ErrorSchema, answer, height_header, height_param, ok, path_param,
+};
 use crate::chain::CertificateError;
 use crate::statesync::SnapshotRefusal;
 
@@ -169,12 +171,7 @@ pub(super) async fn decided(
     State(app): State<App>,
     p: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    let raw = path_param(p)?;
-    let at: u64 = raw.parse().map_err(|_| {
-        ApiError::bad_request(format!(
-            "path parameter height: {raw:?} is not a block height (a number, 1 and up)"
-        ))
-    })?;
+    let at = height_param(p)?;
     let height = app.shared.tip().state.height;
     let certificate = match app.shared.certificate(at) {
         Ok(Some(c)) => c,
