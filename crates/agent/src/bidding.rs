@@ -209,6 +209,7 @@ mod tests {
             deposit: Amount::from_micros(5_000_000),
             max_duration_secs: 3_600,
             recovery: gpunet_protocol::RecoveryPolicy::none(),
+            verification: Default::default(),
         }
     }
 
@@ -227,6 +228,7 @@ mod tests {
             excluded: vec![],
             open_since_height: 1,
             not_before_ms: 0,
+            verification: None,
         }
     }
 

@@ -166,6 +166,7 @@ fn agent(w: &World, name: &str, lease: LeaseId, order: OrderId) -> Agent {
             excluded: vec![],
             open_since_height: 1,
             not_before_ms: 0,
+            verification: None,
         },
     );
     let chain: Arc<dyn Chain> = Arc::new(StubChain {

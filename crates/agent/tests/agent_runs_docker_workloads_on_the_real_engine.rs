@@ -167,6 +167,7 @@ impl World {
                 excluded: vec![],
                 open_since_height: 1,
                 not_before_ms: 0,
+                verification: None,
             },
             submitted: Mutex::new(Vec::new()),
         });

@@ -180,6 +180,7 @@ async fn world_with(
             excluded: vec![],
             open_since_height: 1,
             not_before_ms: 0,
+            verification: None,
         },
     );
     let chain = Arc::new(StubChain {

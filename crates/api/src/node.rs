@@ -51,6 +51,32 @@ pub struct ParamsView {
     /// Blocks a reopened order goes without a bid before the providers that failed it may bid
     /// again (0: never).
     pub exclusion_lapse_blocks: u64,
+    /// Stake each listed GPU needs (gpn); a provider holds at least
+    /// `max(min_provider_stake, stake_per_gpu × GPUs)`.
+    #[schema(value_type = String)]
+    pub stake_per_gpu: Amount,
+    /// Share of its stake a provider loses per wrong run (basis points).
+    pub slash_bps: u32,
+    /// Share of a slash paid to the harmed tenant (basis points); the rest is burned.
+    pub slash_to_tenant_bps: u32,
+    /// Blocks a slashed provider takes no new leases for.
+    pub jail_blocks: u64,
+    /// Verified runs in a GPU class that end a provider's probation there.
+    pub probation_runs: u32,
+    /// Largest deposit (usd) of an order a provider on probation may take.
+    #[schema(value_type = String)]
+    pub probation_max_deposit: Amount,
+    /// Least spot-check probability (millionths), for a perfect record.
+    pub spot_check_min_ppm: u32,
+    /// Spot-check probability added as reputation falls to zero (millionths).
+    pub spot_check_record_ppm: u32,
+    /// Reference price of 1 gpn in usd, for weighing a slash against a run's payment.
+    #[schema(value_type = String)]
+    pub gpn_reference_price: Amount,
+    /// Blocks a verified run's provider has to reveal its digest once asked.
+    pub reveal_window_blocks: u64,
+    /// Blocks over which reputation evidence loses half its weight.
+    pub reputation_half_life_blocks: u64,
 }
 
 /// `GET /v1/accounts/{address}`.
@@ -184,6 +210,54 @@ pub struct ProviderView {
     pub last_heartbeat_height: u64,
     /// It announced it is leaving and takes no new leases.
     pub leaving: bool,
+    /// Its reputation now, in millionths: `(good + 1) / (good + bad + 2)` over decaying
+    /// evidence (ADR 0010). 500000 for a newcomer.
+    pub reputation_ppm: u64,
+    /// It takes no new leases before this height (a slash jails it); 0 if never jailed.
+    pub jailed_until_height: u64,
+    /// Stake it has lost to slashes, in all (gpn).
+    #[schema(value_type = String)]
+    pub slashed: Amount,
+    /// Verified runs per GPU class (`h100`, `cpu`): probation in a class ends at the params'
+    /// `probation_runs`.
+    pub verified_runs: Vec<ClassRuns>,
+}
+
+/// Verified runs of a provider in one GPU class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClassRuns {
+    pub class: String,
+    pub runs: u32,
+    /// Still on probation in this class: small orders only, every spot-checked run checked.
+    pub on_probation: bool,
+}
+
+/// One run of a verified order that reported success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunView {
+    #[schema(value_type = u64)]
+    pub lease: LeaseId,
+    #[schema(value_type = String)]
+    pub provider: Address,
+    /// The result tag it reported (hex).
+    #[schema(value_type = String)]
+    pub tag: gpunet_protocol::Hash,
+    pub reveal_due: bool,
+    pub revealed: bool,
+    /// Judged wrong, its provider slashed.
+    pub wrong: bool,
+}
+
+/// Where a verified order's comparison stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerificationView {
+    /// `running`, `drawing` or `revealing`.
+    pub stage: String,
+    /// Runs the comparison needs now.
+    pub needed: u8,
+    /// The draw's or the reveals' height, when waiting on one.
+    pub until_height: Option<u64>,
+    pub runs: Vec<RunView>,
 }
 
 /// Entries a list endpoint (`GET /v1/providers`, `GET /v1/orders`) returns when `limit` is
@@ -227,6 +301,8 @@ pub enum OrderState {
     Expired,
     Cancelled,
     Closed,
+    /// A verified order's runs are being compared (a spot-check draw, reveals).
+    Verifying,
 }
 
 /// An order with its bids and its lease, if any.
@@ -255,6 +331,9 @@ pub struct OrderView {
     pub open_since_height: u64,
     /// No match before this block time (the backoff after a failed attempt).
     pub not_before_ms: u64,
+    /// The comparison of a verified order's runs; none for an order without verification.
+    #[serde(default)]
+    pub verification: Option<VerificationView>,
 }
 
 /// `GET /v1/orders`: one page of orders, newest first.

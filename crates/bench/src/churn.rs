@@ -529,6 +529,10 @@ mod tests {
             leases_failed: 0,
             last_heartbeat_height: 1,
             leaving: false,
+            reputation_ppm: 500_000,
+            jailed_until_height: 0,
+            slashed: gpunet_protocol::Amount::ZERO,
+            verified_runs: Vec::new(),
         }
     }
 

@@ -204,6 +204,7 @@ fn order_cycles(n: usize) -> Result<f64> {
         deposit: units(1),
         max_duration_secs: 3_600,
         recovery: gpunet_protocol::RecoveryPolicy::none(),
+        verification: Default::default(),
     };
     let window = state.params.bid_window_blocks;
     let mut total = 0.0;

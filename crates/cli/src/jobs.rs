@@ -439,6 +439,9 @@ pub async fn follow(
             OrderState::Cancelled => {
                 bail!("order {order_id} was cancelled; the deposit was refunded")
             }
+            OrderState::Verifying => {
+                progress.status(&format!("order {order_id}: runs being compared"));
+            }
             OrderState::Leased | OrderState::Closed => {}
         }
         if let Some(lease) = order.lease.clone() {

@@ -104,11 +104,46 @@ fn check_order(state: &State, id: &OrderId, o: &Order) -> Result<(), Violation> 
         if open != state.open_orders.contains(id) {
             return Err(Violation(format!("order {id}: open index disagrees")));
         }
-        let holds_escrow = matches!(o.status, OrderStatus::Open | OrderStatus::Leased { .. });
+        let holds_escrow = matches!(
+            o.status,
+            OrderStatus::Open | OrderStatus::Leased { .. } | OrderStatus::Verifying
+        );
         if !holds_escrow {
             return Err(Violation(format!(
                 "order {id}: ended but still in the state, not archived"
             )));
+        }
+        let f = &o.verifying;
+        if !o.terms.verification.is_verified() && (!f.runs.is_empty() || f.needed != 0) {
+            return Err(Violation(format!("order {id}: runs without verification")));
+        }
+        let waiting = !matches!(f.stage, crate::VerifyStage::Running);
+        if (o.status == OrderStatus::Verifying) != waiting || (waiting && f.runs.is_empty()) {
+            return Err(Violation(format!(
+                "order {id}: status {:?} disagrees with verification stage {:?} ({} runs)",
+                o.status,
+                f.stage,
+                f.runs.len()
+            )));
+        }
+        if o.status == OrderStatus::Verifying
+            && !state.due_checks.iter().any(|(_, due)| due == id)
+        {
+            return Err(Violation(format!(
+                "order {id}: verifying but never visited again"
+            )));
+        }
+        for r in &f.runs {
+            let under = state
+                .providers
+                .get(&r.provider)
+                .map_or(0, |p| p.runs_under_verification);
+            if under == 0 {
+                return Err(Violation(format!(
+                    "order {id}: run {} of provider {} not counted under verification",
+                    r.lease, r.provider
+                )));
+            }
         }
     }
     Ok(())

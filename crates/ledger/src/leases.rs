@@ -28,6 +28,7 @@ use gpunet_protocol::{
 };
 
 use crate::accounts::{check_can_pay, credit, debit};
+use crate::checks::Next;
 use crate::state::{Lease, LeaseStatus, OrderStatus};
 use crate::{Params, State};
 
@@ -172,7 +173,12 @@ pub(crate) fn check_complete(
     if lease.status == LeaseStatus::Pending && !never_ran {
         return Err(Rejection::LeaseNotStarted);
     }
-    Ok(())
+    crate::checks::check_tag(
+        state,
+        lease,
+        result.outcome == WorkloadOutcome::Succeeded,
+        result.output_digest,
+    )
 }
 
 pub(crate) fn complete(
@@ -361,7 +367,12 @@ fn retried(state: &State, lease: &Lease, reason: LeaseEndReason) -> bool {
         }
         _ => false,
     };
-    let attempts_left = (order.attempts.len() as u64) < u64::from(policy.max_attempts);
+    // The runs of a verified order that succeeded are not failed attempts.
+    let failed_attempts = order
+        .attempts
+        .len()
+        .saturating_sub(order.verifying.runs.len());
+    let attempts_left = (failed_attempts as u64) < u64::from(policy.max_attempts);
     retryable && attempts_left && !order.escrow.is_zero()
 }
 
@@ -385,6 +396,8 @@ pub(crate) fn settle_and_end(
     let retry = retried(state, lease, reason);
     // An ended lease has nothing due: its pending mark would only cost a visit.
     forget_due(state, id);
+    // A successful run of a verified order goes on to the comparison (ADR 0010).
+    let next = crate::checks::run_ended(state, id, reason);
     let Some(lease) = state.leases.get_mut(&id) else {
         return;
     };
@@ -395,7 +408,21 @@ pub(crate) fn settle_and_end(
     let (order_id, provider, tenant) = (lease.order, lease.provider, lease.tenant);
     let (billed_ms, paid, fee) = (lease.billed_ms, lease.paid, lease.fee);
     let mut reopened = None;
+    let mut next_run = false;
+    let mut abandoned = false;
     let refund = match state.orders.get_mut(&order_id) {
+        Some(o) if matches!(next, Next::NextRun) => {
+            o.status = OrderStatus::Open;
+            o.bids.clear();
+            o.open_since_height = height;
+            o.not_before_ms = now;
+            next_run = true;
+            Amount::ZERO
+        }
+        Some(o) if matches!(next, Next::Wait) => {
+            o.status = OrderStatus::Verifying;
+            Amount::ZERO
+        }
         Some(o) if retry => {
             o.status = OrderStatus::Open;
             o.bids.clear();
@@ -415,6 +442,7 @@ pub(crate) fn settle_and_end(
             let r = o.escrow;
             o.escrow = Amount::ZERO;
             o.status = OrderStatus::Closed { lease: id };
+            abandoned = !o.verifying.runs.is_empty();
             r
         }
         None => Amount::ZERO,
@@ -436,6 +464,16 @@ pub(crate) fn settle_and_end(
         fee,
         refund,
     });
+    if abandoned {
+        crate::checks::abandon(state, order_id, events);
+    }
+    if next_run {
+        state.open_orders.insert(order_id);
+        state.due_orders.mark(state.height, order_id);
+    }
+    if matches!(next, Next::Wait) {
+        crate::checks::begin_reveals(state, order_id, events);
+    }
     if let Some((attempt, not_before_ms)) = reopened {
         state.open_orders.insert(order_id);
         state.due_orders.mark(state.height, order_id);
@@ -449,10 +487,12 @@ pub(crate) fn settle_and_end(
     }
 }
 
+/// A lease its provider lost or never started: a failure, and evidence against its liveness.
 fn count_failure(state: &mut State, provider: Address) {
     if let Some(p) = state.providers.get_mut(&provider) {
         p.leases_failed = p.leases_failed.saturating_add(1);
     }
+    crate::trust::record(state, &provider, crate::trust::Evidence::Lost);
 }
 
 /// End of block: bill every running lease for its proven time; end those whose provider went

@@ -6,8 +6,9 @@
 //! apply step cannot fail on user input. A rejected transaction leaves no trace: no fee, no
 //! nonce, no event. After the transactions, end-of-block rules run in a fixed order: settle
 //! running leases up to their last proof of life, end those whose provider went silent, pause
-//! those whose escrow ran out, time out unstarted ones, match orders whose bid window closed, expire orders
-//! nobody served, and move the orders and leases that ended for good out of the state into the
+//! those whose escrow ran out, time out unstarted ones, draw spot checks and decide the
+//! comparisons of verified orders whose runs are in ([`checks`], ADR 0010), match orders whose
+//! bid window closed (by price weighed by reputation, [`trust`]), expire orders nobody served, and move the orders and leases that ended for good out of the state into the
 //! block's archive ([`Archive`]), which the node keeps as history.
 //!
 //! Architecture Invariant: no I/O, no clock, no randomness, no floats, no threads, no async, no
@@ -18,6 +19,7 @@
 #![deny(clippy::float_arithmetic)]
 
 mod accounts;
+mod checks;
 pub mod explain;
 pub mod invariants;
 mod leases;
@@ -26,12 +28,14 @@ mod params;
 mod providers;
 mod state;
 mod table;
+pub mod trust;
 
 pub use gpunet_protocol::Account;
 pub use params::Params;
 pub use state::{
     Archive, Bid, Changes, Due, DueLeases, DueOrders, EntityError, Genesis, GenesisAccount,
-    GenesisError, Lease, LeaseStatus, Order, OrderStatus, Provider, State, StateLoader, Supply,
+    GenesisError, Lease, LeaseStatus, Order, OrderStatus, Provider, Reputation, Run, State,
+    StateLoader, Supply, Verifying, VerifyStage,
 };
 pub use table::Table;
 
@@ -96,6 +100,12 @@ fn check_msg(state: &State, body: &TxBody) -> Result<(), Rejection> {
         }
         Msg::ReleaseLease { lease } => leases::check_release(state, signer, *lease),
         Msg::AnnounceExit => providers::check_announce_exit(state, signer),
+        Msg::BondStake { amount } => providers::check_bond(state, signer, fee, *amount),
+        Msg::RevealDigest {
+            order,
+            lease,
+            digest,
+        } => checks::check_reveal(state, signer, *order, *lease, digest),
     }
 }
 
@@ -124,6 +134,8 @@ fn apply_checked(state: &mut State, body: TxBody, events: &mut Vec<Event>) {
         Msg::TopUpOrder { order, amount } => leases::top_up(state, signer, order, amount, events),
         Msg::ReleaseLease { lease } => leases::release(state, lease, events),
         Msg::AnnounceExit => providers::announce_exit(state, signer, events),
+        Msg::BondStake { amount } => providers::bond(state, signer, amount, events),
+        Msg::RevealDigest { order, lease, .. } => checks::reveal(state, order, lease),
     }
 }
 
@@ -159,6 +171,7 @@ pub fn apply_block(state: &mut State, ctx: &BlockCtx, txs: &[SignedTx]) -> Block
     }
     let mut end_block_events = Vec::new();
     leases::settle_all(state, &mut end_block_events);
+    checks::advance_all(state, &ctx.seed, &mut end_block_events);
     market::match_and_expire(state, &mut end_block_events);
     state.archive_ended();
     if cfg!(debug_assertions)

@@ -1,7 +1,8 @@
 //! Orders and the reverse auction: orders open with their deposit in escrow, providers bid
 //! during the bid window (at most the order's max price, and at most what their own posted
 //! rates give for it), and at the end of each block every order whose window has closed is
-//! matched to its lowest feasible bid (ties: earlier bid, then lower address). Orders nobody
+//! matched to its lowest feasible bid, each bid's price weighed by its provider's reputation
+//! ([`crate::trust::ranked_price`]; ties: lower price, earlier bid, then lower address). Orders nobody
 //! could serve expire and their deposit returns. An order reopened for another attempt counts
 //! its window and time-to-live from the reopening, waits out its backoff, and refuses the bids
 //! of the providers that failed it.
@@ -12,6 +13,7 @@ use gpunet_protocol::tx::MAX_ORDER_NAME_BYTES;
 
 use crate::accounts::{check_can_pay, credit, debit};
 use crate::leases::create_lease;
+use crate::trust;
 use crate::state::{Bid, Order, OrderStatus};
 use crate::{Provider, State};
 
@@ -45,6 +47,15 @@ pub(crate) fn check_terms(state: &State, terms: &OrderTerms) -> Result<(), Rejec
     }
     if !terms.recovery.within_bounds() {
         return Err(Rejection::RecoveryOutOfBounds);
+    }
+    terms
+        .verification
+        .validate()
+        .map_err(|_| Rejection::VerificationInvalid)?;
+    if terms.verification.is_verified()
+        && terms.verification.compare != gpunet_protocol::Compare::Exact
+    {
+        return Err(Rejection::VerificationUnsupported);
     }
     Ok(())
 }
@@ -110,7 +121,18 @@ pub(crate) fn check_place_bid(
     if provider.leaving {
         return Err(Rejection::ProviderLeaving);
     }
-    if order.excluded.binary_search(signer).is_ok() {
+    if trust::jailed(provider, state.height) {
+        return Err(Rejection::ProviderJailed);
+    }
+    if provider.stake < trust::required_stake(&state.params, provider.profile.capacity.gpus.len())
+    {
+        return Err(Rejection::StakeBelowMinimum);
+    }
+    // A run of a verified order is compared with the order's other runs, so none of them may
+    // be its own: its exclusion never lapses.
+    if order.excluded.binary_search(signer).is_ok()
+        || order.verifying.runs.iter().any(|r| r.provider == *signer)
+    {
         return Err(Rejection::ProviderExcluded);
     }
     if price.is_zero() {
@@ -128,6 +150,11 @@ pub(crate) fn check_place_bid(
         .provider_free(provider)
         .fit(capacity, resources)
         .ok_or(Rejection::ProviderCannotFit)?;
+    if order.terms.deposit > state.params.probation_max_deposit
+        && trust::on_probation(&state.params, provider, &trust::class_of(provider, &slots))
+    {
+        return Err(Rejection::ProbationJobTooLarge);
+    }
     // Posted rates bind: a provider bids at most what they give for this order (an overflow
     // gives no price, and so no bid).
     let posted = provider
@@ -213,6 +240,7 @@ pub(crate) fn cancel_order(state: &mut State, order_id: OrderId, events: &mut Ve
                 order: order_id,
                 refund,
             });
+            crate::checks::abandon(state, order_id, events);
         }
         OrderStatus::Leased { lease } => {
             crate::leases::settle_and_end(
@@ -227,6 +255,9 @@ pub(crate) fn cancel_order(state: &mut State, order_id: OrderId, events: &mut Ve
 }
 
 /// Ends an order that never got a lease, returning its whole escrow. Returns the refund.
+///
+/// A verified order reopened for a check, a referee or a replica that ends here ends its
+/// comparison `incomplete` (the caller emits the order's own event first).
 fn close_unmatched(state: &mut State, order_id: OrderId, status: OrderStatus) -> Amount {
     let Some(order) = state.orders.get_mut(&order_id) else {
         return Amount::ZERO;
@@ -303,13 +334,29 @@ pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
         let window_closed =
             height >= order.open_since_height.saturating_add(window) && now >= order.not_before_ms;
         if window_closed && !order.bids.is_empty() {
-            let mut bids = order.bids.clone();
-            bids.sort_by(|a, b| {
-                (a.price_per_hour, a.seq, a.provider).cmp(&(b.price_per_hour, b.seq, b.provider))
+            // Ranked by price weighed by reputation (`trust::ranked_price`); the winner is
+            // paid its own bid.
+            let (height, half_life) = (state.height, state.params.reputation_half_life_blocks);
+            let rank = |bid: &Bid| {
+                let score = state
+                    .providers
+                    .get(&bid.provider)
+                    .map_or(0, |p| p.reputation.score_at(height, half_life));
+                trust::ranked_price(bid.price_per_hour, score)
+            };
+            let mut bids: Vec<(u128, Bid)> =
+                order.bids.iter().map(|b| (rank(b), b.clone())).collect();
+            bids.sort_by(|(ra, a), (rb, b)| {
+                (ra, a.price_per_hour, a.seq, a.provider).cmp(&(
+                    rb,
+                    b.price_per_hour,
+                    b.seq,
+                    b.provider,
+                ))
             });
-            let winner = bids.iter().find_map(|bid| {
+            let winner = bids.iter().map(|(_, b)| b).find_map(|bid| {
                 let p = state.providers.get(&bid.provider)?;
-                if p.leaving || !runtime_and_region_ok(p, &order.terms) {
+                if p.leaving || trust::jailed(p, height) || !runtime_and_region_ok(p, &order.terms) {
                     return None;
                 }
                 let slots = state
@@ -338,6 +385,7 @@ pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
         if expired {
             let refund = close_unmatched(state, id, OrderStatus::Expired);
             events.push(Event::OrderExpired { order: id, refund });
+            crate::checks::abandon(state, id, events);
         } else if let Some(o) = state.orders.get(&id)
             && o.status == OrderStatus::Open
         {

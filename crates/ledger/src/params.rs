@@ -38,10 +38,95 @@ pub struct Params {
     /// strand a job every provider has failed once. 0: exclusions never lapse.
     #[serde(default = "default_exclusion_lapse_blocks")]
     pub exclusion_lapse_blocks: u64,
+    /// Stake a provider bonds for each GPU it lists (gpn), on top of nothing: its stake must be
+    /// at least `max(min_provider_stake, stake_per_gpu × GPUs)` to register, list more GPUs or
+    /// bid.
+    #[serde(default = "trust::stake_per_gpu")]
+    pub stake_per_gpu: Amount,
+    /// Share of its stake a provider loses for each wrong or unrevealed run of a verified
+    /// order, in basis points.
+    #[serde(default = "trust::slash_bps")]
+    pub slash_bps: u32,
+    /// Share of a slash that goes to the tenant of the order, in basis points; the rest is
+    /// burned.
+    #[serde(default = "trust::slash_to_tenant_bps")]
+    pub slash_to_tenant_bps: u32,
+    /// Blocks a slashed provider takes no new leases for.
+    #[serde(default = "trust::jail_blocks")]
+    pub jail_blocks: u64,
+    /// Verified runs a provider needs in a GPU class (a GPU family, or `cpu`) before it leaves
+    /// probation there. On probation it takes only small orders (`probation_max_deposit`) and
+    /// every spot-checked run of it is checked. 0: no probation.
+    #[serde(default = "trust::probation_runs")]
+    pub probation_runs: u32,
+    /// Largest deposit (usd) of an order a provider on probation may take.
+    #[serde(default = "trust::probation_max_deposit")]
+    pub probation_max_deposit: Amount,
+    /// Least probability of a spot check, in millionths: that of a provider past probation with
+    /// a perfect record and little at stake in the run.
+    #[serde(default = "trust::spot_check_min_ppm")]
+    pub spot_check_min_ppm: u32,
+    /// Probability added, in millionths, as the provider's reputation falls from perfect to
+    /// zero.
+    #[serde(default = "trust::spot_check_record_ppm")]
+    pub spot_check_record_ppm: u32,
+    /// The network's reference price of 1 gpn in usd, which converts a slash into the usd a run
+    /// pays, so that a run paying more than the expected slash is checked more often. A genesis
+    /// parameter until a price oracle exists.
+    #[serde(default = "trust::gpn_reference_price")]
+    pub gpn_reference_price: Amount,
+    /// Blocks the providers of a verified order's runs have to reveal their digests once asked.
+    #[serde(default = "trust::reveal_window_blocks")]
+    pub reveal_window_blocks: u64,
+    /// Blocks over which a provider's reputation evidence loses half its weight.
+    #[serde(default = "trust::reputation_half_life_blocks")]
+    pub reputation_half_life_blocks: u64,
 }
 
 fn default_exclusion_lapse_blocks() -> u64 {
     Params::default().exclusion_lapse_blocks
+}
+
+/// Defaults of the trust parameters (ADR 0010), for genesis files written before them.
+mod trust {
+    use gpunet_protocol::Amount;
+
+    pub(super) fn stake_per_gpu() -> Amount {
+        Amount::from_micros(100_000_000)
+    }
+    pub(super) fn slash_bps() -> u32 {
+        1_000
+    }
+    pub(super) fn slash_to_tenant_bps() -> u32 {
+        5_000
+    }
+    pub(super) fn jail_blocks() -> u64 {
+        // An hour at 500 ms blocks.
+        7_200
+    }
+    pub(super) fn probation_runs() -> u32 {
+        10
+    }
+    pub(super) fn probation_max_deposit() -> Amount {
+        Amount::from_micros(50_000_000)
+    }
+    pub(super) fn spot_check_min_ppm() -> u32 {
+        40_000
+    }
+    pub(super) fn spot_check_record_ppm() -> u32 {
+        200_000
+    }
+    pub(super) fn gpn_reference_price() -> Amount {
+        Amount::from_micros(1_000_000)
+    }
+    pub(super) fn reveal_window_blocks() -> u64 {
+        // A minute at 500 ms blocks.
+        120
+    }
+    pub(super) fn reputation_half_life_blocks() -> u64 {
+        // A week at 500 ms blocks.
+        1_209_600
+    }
 }
 
 impl Params {
@@ -68,6 +153,20 @@ impl Params {
         if self.liveness_timeout_blocks <= self.heartbeat_interval_blocks {
             return Err("liveness_timeout_blocks must exceed heartbeat_interval_blocks");
         }
+        if self.slash_bps > 10_000 || self.slash_to_tenant_bps > 10_000 {
+            return Err("slash_bps and slash_to_tenant_bps must be at most 10000 (100%)");
+        }
+        if self.spot_check_min_ppm > 1_000_000
+            || self.spot_check_min_ppm as u64 + self.spot_check_record_ppm as u64 > 1_000_000
+        {
+            return Err("spot_check_min_ppm + spot_check_record_ppm must be at most 1000000");
+        }
+        if self.reveal_window_blocks == 0 {
+            return Err("reveal_window_blocks must be at least 1");
+        }
+        if self.reputation_half_life_blocks == 0 {
+            return Err("reputation_half_life_blocks must be at least 1");
+        }
         Ok(())
     }
 }
@@ -91,6 +190,17 @@ impl Default for Params {
             pause_grace_blocks: 1_200,
             // 30 s with 500 ms blocks: long enough for every other provider to have bid.
             exclusion_lapse_blocks: 60,
+            stake_per_gpu: trust::stake_per_gpu(),
+            slash_bps: trust::slash_bps(),
+            slash_to_tenant_bps: trust::slash_to_tenant_bps(),
+            jail_blocks: trust::jail_blocks(),
+            probation_runs: trust::probation_runs(),
+            probation_max_deposit: trust::probation_max_deposit(),
+            spot_check_min_ppm: trust::spot_check_min_ppm(),
+            spot_check_record_ppm: trust::spot_check_record_ppm(),
+            gpn_reference_price: trust::gpn_reference_price(),
+            reveal_window_blocks: trust::reveal_window_blocks(),
+            reputation_half_life_blocks: trust::reputation_half_life_blocks(),
         }
     }
 }

@@ -1,10 +1,13 @@
-//! Provider registration, profile updates and deregistration, with stake.
+//! Provider registration, profile updates and deregistration, with stake: at least
+//! `max(min_provider_stake, stake_per_gpu × GPUs listed)` ([`crate::trust::required_stake`]),
+//! added to with `BondStake`, kept while any of its runs is still being compared.
 
 use std::collections::BTreeSet;
 
 use gpunet_protocol::{Address, Amount, Denom, Event, ProviderProfile, Rejection};
 
 use crate::accounts::{check_can_pay, credit, debit};
+use crate::trust::required_stake;
 use crate::{Provider, State};
 
 pub(crate) fn check_register(
@@ -18,7 +21,7 @@ pub(crate) fn check_register(
     if state.providers.contains_key(signer) {
         return Err(Rejection::ProviderAlreadyRegistered);
     }
-    if stake < state.params.min_provider_stake {
+    if stake < required_stake(&state.params, profile.capacity.gpus.len()) {
         return Err(Rejection::StakeBelowMinimum);
     }
     check_can_pay(state, signer, fee, Denom::Gpn, stake)
@@ -45,6 +48,15 @@ pub(crate) fn register(
             leases_failed: 0,
             last_heartbeat_height: height,
             leaving: false,
+            jailed_until_height: 0,
+            reputation: crate::Reputation {
+                good_milli: 0,
+                bad_milli: 0,
+                at_height: height,
+            },
+            verified_runs: Vec::new(),
+            runs_under_verification: 0,
+            slashed: Amount::ZERO,
         },
     );
     events.push(Event::ProviderRegistered {
@@ -71,7 +83,42 @@ pub(crate) fn check_update(
     if !p.live_leases.is_empty() && !same_offer {
         return Err(Rejection::ProviderHasLiveLeases);
     }
+    if p.stake < required_stake(&state.params, profile.capacity.gpus.len()) {
+        return Err(Rejection::StakeBelowMinimum);
+    }
     Ok(())
+}
+
+pub(crate) fn check_bond(
+    state: &State,
+    signer: &Address,
+    fee: Amount,
+    amount: Amount,
+) -> Result<(), Rejection> {
+    let p = state
+        .providers
+        .get(signer)
+        .ok_or(Rejection::ProviderNotRegistered)?;
+    if amount.is_zero() {
+        return Err(Rejection::ZeroAmount);
+    }
+    p.stake.checked_add(amount).ok_or(Rejection::AmountOverflow)?;
+    check_can_pay(state, signer, fee, Denom::Gpn, amount)
+}
+
+pub(crate) fn bond(state: &mut State, signer: Address, amount: Amount, events: &mut Vec<Event>) {
+    debit(state, signer, Denom::Gpn, amount);
+    if let Some(p) = state.providers.get_mut(&signer) {
+        p.stake = p
+            .stake
+            .checked_add(amount)
+            .expect("checked: the stake plus the amount fits");
+        events.push(Event::StakeBonded {
+            provider: signer,
+            amount,
+            stake: p.stake,
+        });
+    }
 }
 
 pub(crate) fn update(
@@ -91,7 +138,9 @@ pub(crate) fn check_deregister(state: &State, signer: &Address) -> Result<(), Re
         .providers
         .get(signer)
         .ok_or(Rejection::ProviderNotRegistered)?;
-    if !p.live_leases.is_empty() {
+    // Runs still being compared may yet cost it a slash: the stake stays until they are
+    // decided.
+    if !p.live_leases.is_empty() || p.runs_under_verification > 0 {
         return Err(Rejection::ProviderHasLiveLeases);
     }
     Ok(())

@@ -39,6 +39,71 @@ pub struct Provider {
     pub last_heartbeat_height: u64,
     /// It announced it is leaving: it takes no new leases.
     pub leaving: bool,
+    /// It takes no new leases before this height (a slash jails it).
+    pub jailed_until_height: u64,
+    /// Its decaying record of verified results and liveness ([`Reputation::score_ppm`]).
+    pub reputation: Reputation,
+    /// Verified runs per GPU class (family, or `cpu`), sorted by class: probation ends in a
+    /// class at `probation_runs`.
+    pub verified_runs: Vec<(String, u32)>,
+    /// Its runs still under comparison: it cannot deregister (taking its stake) until they are
+    /// decided.
+    pub runs_under_verification: u32,
+    /// Stake it has lost to slashes, in all.
+    pub slashed: Amount,
+}
+
+/// A provider's evidence, in thousandths of a run, decaying by half every
+/// `reputation_half_life_blocks` ([`crate::trust`]). Integers only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Reputation {
+    /// Verified runs that agreed with the majority (1000 each).
+    pub good_milli: u64,
+    /// Wrong or unrevealed runs (10 000 each) and lost leases (1000 each).
+    pub bad_milli: u64,
+    /// Height the two were last decayed to.
+    pub at_height: u64,
+}
+
+/// One run of a verified order that reported success, with the tag it reported.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Run {
+    pub lease: LeaseId,
+    pub provider: Address,
+    pub tag: Hash,
+    /// GPU class it ran in (family of its first GPU, or `cpu`).
+    pub class: String,
+    /// What the tenant paid for it (usd).
+    pub paid: Amount,
+    /// It must reveal its digest: its tag equals an earlier run's, so it could have copied.
+    pub reveal_due: bool,
+    pub revealed: bool,
+    /// Judged wrong (another result won, or it did not reveal) and its provider slashed.
+    pub wrong: bool,
+}
+
+/// Where a verified order's comparison is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum VerifyStage {
+    /// Runs are being gathered (or none is needed yet).
+    #[default]
+    Running,
+    /// The first run reported; whether to check it is drawn at the end of `at_height`.
+    Drawing { at_height: u64 },
+    /// Every run needed is in; the runs asked to reveal have until `deadline_height`.
+    Revealing { deadline_height: u64 },
+}
+
+/// A verified order's runs and the comparison's stage (ADR 0010). Empty for an order without
+/// verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Verifying {
+    pub runs: Vec<Run>,
+    /// Runs the comparison needs now: 1 until a spot check is drawn, then 2; `replicas`; one
+    /// more for each referee or replacement.
+    pub needed: u8,
+    pub stage: VerifyStage,
 }
 
 /// One provider's offer on an order.
@@ -65,6 +130,9 @@ pub enum OrderStatus {
     Cancelled,
     /// Its last lease ended and no retry followed.
     Closed { lease: LeaseId },
+    /// A verified order whose runs are being compared: a spot check being drawn, or digests
+    /// being revealed. It reopens for another run, or closes.
+    Verifying,
 }
 
 /// A tenant's request for work, holding the deposit in escrow.
@@ -90,6 +158,8 @@ pub struct Order {
     pub open_since_height: u64,
     /// No match before this block time (the recovery backoff after a failed attempt).
     pub not_before_ms: u64,
+    /// The runs of a verified order and their comparison.
+    pub verifying: Verifying,
 }
 
 /// Where a lease is in its life.
@@ -232,6 +302,9 @@ pub struct State {
     pub due_orders: DueOrders,
     /// Which live leases settlement must look at, by height. Derived; not stored.
     pub due_leases: DueLeases,
+    /// Which verifying orders the end-of-block rules must look at (a draw, a reveal deadline,
+    /// every reveal in), by height. Derived; not stored.
+    pub due_checks: Due<OrderId>,
     pub treasury: Balances,
     pub supply: Supply,
     pub next_order_id: u64,
@@ -484,6 +557,7 @@ impl State {
             live_leases: OrdSet::new(),
             due_orders: DueOrders::default(),
             due_leases: DueLeases::default(),
+            due_checks: Due::default(),
             treasury: Balances::default(),
             supply: Supply {
                 minted,
@@ -771,6 +845,13 @@ impl StateLoader {
         for id in &live_leases {
             due_leases.mark(chain.height, *id);
         }
+        // And every verifying order: a visit before its draw or deadline finds nothing due.
+        let mut due_checks = Due::default();
+        for (id, o) in orders.iter() {
+            if o.status == OrderStatus::Verifying {
+                due_checks.mark(chain.height, *id);
+            }
+        }
         Ok(State {
             chain_id: chain.chain_id,
             height: chain.height,
@@ -784,6 +865,7 @@ impl StateLoader {
             live_leases,
             due_orders,
             due_leases,
+            due_checks,
             treasury: chain.treasury,
             supply: chain.supply,
             next_order_id: chain.next_order_id,
@@ -829,6 +911,7 @@ impl Order {
             excluded: Vec::new(),
             open_since_height: height,
             not_before_ms: time_ms,
+            verifying: Verifying::default(),
         }
     }
 

@@ -181,10 +181,28 @@ fn bad_registrations_are_rejected_with_their_code() {
         Msg::DeregisterProvider,
         Err(Rejection::ProviderNotRegistered),
     );
+    // 64 GPUs need 64 × stake_per_gpu, not the minimum (ADR 0010).
+    let per_gpu = w.state.params.stake_per_gpu;
+    let full = Amount::from_micros(per_gpu.micros() * 8);
     check(
         &mut w,
         fresh,
-        reg(min, with(|p| p.capacity.gpus = vec![h100(); 64])),
+        reg(min, with(|p| p.capacity.gpus = vec![h100(); 8])),
+        Err(Rejection::StakeBelowMinimum),
+    );
+    check(
+        &mut w,
+        fresh,
+        reg(
+            Amount::from_micros(full.micros() - 1),
+            with(|p| p.capacity.gpus = vec![h100(); 8]),
+        ),
+        Err(Rejection::StakeBelowMinimum),
+    );
+    check(
+        &mut w,
+        fresh,
+        reg(full, with(|p| p.capacity.gpus = vec![h100(); 8])),
         Ok(()),
     );
 }

@@ -432,6 +432,7 @@ async fn quotes_and_explanations_answer_json_and_name_what_is_wrong() {
         deposit: units(10),
         max_duration_secs: 1_800,
         recovery: gpunet_protocol::RecoveryPolicy::none(),
+        verification: Default::default(),
     };
     let quote = |body: serde_json::Value| {
         api.http
@@ -580,6 +581,7 @@ fn create_order(nonce: u64) -> SignedTx {
                 deposit: units(10),
                 max_duration_secs: 3_600,
                 recovery: gpunet_protocol::RecoveryPolicy::none(),
+                verification: Default::default(),
             },
         },
     }

@@ -4,7 +4,7 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
-use crate::{Address, Amount, Denom, LeaseId, OrderId, WorkloadOutcome};
+use crate::{Address, Amount, Denom, Hash, LeaseId, OrderId, WorkloadOutcome};
 
 /// Why a lease ended. Every lease ends with exactly one.
 #[derive(
@@ -83,6 +83,40 @@ impl LeaseEndReason {
 impl std::fmt::Display for LeaseEndReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// How the verification of an order ended (ADR 0010).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[borsh(use_discriminant = true)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum VerificationOutcome {
+    /// The spot check was not drawn: the one run's report stands, unchecked.
+    Unchecked = 0,
+    /// Every run reported the same tag (and the later runs revealed its digest).
+    Agreed = 1,
+    /// A strict majority of the runs agreed; the others were wrong and their providers slashed.
+    Majority = 2,
+    /// No strict majority: nobody is slashed, and the tenant is told the result is not
+    /// confirmed (a job that is not deterministic ends here).
+    Inconclusive = 3,
+    /// A run needed for the comparison could not be had (no provider, the escrow ran out):
+    /// nobody is slashed, nothing is confirmed.
+    Incomplete = 4,
+}
+
+impl VerificationOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationOutcome::Unchecked => "unchecked",
+            VerificationOutcome::Agreed => "agreed",
+            VerificationOutcome::Majority => "majority",
+            VerificationOutcome::Inconclusive => "inconclusive",
+            VerificationOutcome::Incomplete => "incomplete",
+        }
     }
 }
 
@@ -201,6 +235,53 @@ pub enum Event {
         /// The providers no longer excluded.
         providers: Vec<Address>,
     },
+    /// A provider added to its stake.
+    StakeBonded {
+        provider: Address,
+        amount: Amount,
+        stake: Amount,
+    },
+    /// The ledger drew, after a verified order's first run reported, whether to rerun it
+    /// elsewhere. Drawn from the next block's seed, so the run could not know when it reported.
+    SpotCheckDrawn {
+        order: OrderId,
+        lease: LeaseId,
+        /// The probability it was drawn with, in millionths.
+        probability_ppm: u32,
+        checked: bool,
+    },
+    /// Every run a comparison needs has reported: the providers of the listed runs must reveal
+    /// the digests behind their tags (`RevealDigest`) by `deadline_height`.
+    RevealRequested {
+        order: OrderId,
+        leases: Vec<LeaseId>,
+        deadline_height: u64,
+    },
+    /// A verified order's comparison ended; `tag` is the result the majority reported.
+    VerificationDecided {
+        order: OrderId,
+        outcome: VerificationOutcome,
+        tag: Option<Hash>,
+        /// Runs that reported the winning tag.
+        agreed: Vec<LeaseId>,
+        /// Runs that reported another tag, or did not reveal in time.
+        wrong: Vec<LeaseId>,
+        /// Escrow returned to the tenant as the order closed (0 when it closed another way:
+        /// its lease's or expiry's event tells the refund).
+        refund: Amount,
+    },
+    /// A provider's stake was cut for a wrong or unrevealed run: `to_tenant` went to the
+    /// harmed tenant and `burned` was destroyed; it takes no new leases until
+    /// `jailed_until_height`.
+    ProviderSlashed {
+        provider: Address,
+        order: OrderId,
+        lease: LeaseId,
+        amount: Amount,
+        to_tenant: Amount,
+        burned: Amount,
+        jailed_until_height: u64,
+    },
 }
 
 impl Event {
@@ -219,7 +300,11 @@ impl Event {
             | Event::LeasePaused { order, .. }
             | Event::LeaseResumed { order, .. }
             | Event::EscrowToppedUp { order, .. }
-            | Event::OrderExclusionLapsed { order, .. } => Some(*order),
+            | Event::OrderExclusionLapsed { order, .. }
+            | Event::SpotCheckDrawn { order, .. }
+            | Event::RevealRequested { order, .. }
+            | Event::VerificationDecided { order, .. }
+            | Event::ProviderSlashed { order, .. } => Some(*order),
             _ => None,
         }
     }

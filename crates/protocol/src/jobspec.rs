@@ -97,6 +97,11 @@ pub struct JobSpec {
     /// [`Recovery`]. Absent: up to 3 attempts, lost providers retried, failures not.
     #[serde(default, skip_serializing_if = "Recovery::is_default")]
     pub recovery: Recovery,
+    /// How the network checks the result: `verification: { mode: spot_check }` or
+    /// `{ mode: replicas, replicas: 3 }`, `compare: exact` (ADR 0010). Absent: not checked.
+    /// A checked job must be deterministic: its runs are compared byte for byte.
+    #[serde(default, skip_serializing_if = "crate::Verification::is_none")]
+    pub verification: crate::Verification,
     /// Local files and directories, relative to the spec file, that the CLI packs, seals to
     /// the winning provider and delivers with the manifest (or, with `storage`, seals to the
     /// job's key and leaves in the job's bucket: [`JobSpec::inputs_blob`]); the job finds them read-only under
@@ -717,6 +722,17 @@ impl JobSpec {
         self.pricing.validate()?;
         self.limits.validate()?;
         self.recovery.validate()?;
+        self.verification
+            .validate()
+            .map_err(|why| invalid("verification", why))?;
+        if self.verification.is_verified() && self.verification.compare == crate::Compare::Tensors
+        {
+            return Err(invalid(
+                "verification.compare",
+                "tensors is not supported yet (it needs verifier providers); use exact with a \
+                 deterministic job",
+            ));
+        }
         self.validate_inputs()?;
         if let Some(storage) = &self.storage {
             storage.validate()?;
@@ -930,6 +946,7 @@ impl JobSpec {
             deposit: self.pricing.deposit,
             max_duration_secs: self.max_duration_secs(),
             recovery: self.recovery.policy(),
+            verification: self.verification,
         }
     }
 }
@@ -1665,6 +1682,7 @@ outputs: true
                 deposit: Amount::from_micros(5_000_000),
                 max_duration_secs: 3_600,
                 recovery: crate::RecoveryPolicy::default(),
+                verification: Default::default(),
             }
         );
     }
@@ -1771,7 +1789,7 @@ outputs: true
         assert_eq!(
             unknown,
             "extra: unknown field `extra`, expected one of `version`, `name`, `kind`, `run`, \
-             `expose`, `health`, `resources`, `placement`, `pricing`, `limits`, `recovery`, \
+             `expose`, `health`, `resources`, `placement`, `pricing`, `limits`, `recovery`, `verification`, \
              `inputs`, `outputs`, `storage`"
         );
         let gpu = message(&edit(

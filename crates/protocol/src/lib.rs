@@ -21,11 +21,12 @@ pub mod resources;
 pub mod sealed;
 pub mod storage;
 pub mod tx;
+pub mod verification;
 
 pub use address::{Address, AddressError};
 pub use amount::{Amount, AmountError, Balances, Denom, MICROS_PER_UNIT};
 pub use block::{Block, BlockCtx, BlockHeader, BlockOutcome, Receipt};
-pub use event::{Event, LeaseEndReason};
+pub use event::{Event, LeaseEndReason, VerificationOutcome};
 pub use ids::{Hash, IdError, LeaseId, OrderId};
 pub use merkle::Account;
 pub use rates::{Rates, deposit_lasts_secs, min_deposit};
@@ -39,3 +40,4 @@ pub use tx::{
     LeaseResult, MAX_TX_BYTES, Msg, OrderTerms, RecoveryPolicy, SignedTx, TxBody, UsageReport,
     WorkloadOutcome,
 };
+pub use verification::{Compare, Verification, VerificationMode, result_tag};

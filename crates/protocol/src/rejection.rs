@@ -61,9 +61,9 @@ rejections! {
     // --- providers ---
     ProfileInvalid = 14, "profile_invalid", "the provider profile is malformed (endpoint, region, GPU names or runtimes); fix the named field";
     ProviderAlreadyRegistered = 15, "provider_already_registered", "this account is already a provider; use UpdateProvider to change its profile";
-    StakeBelowMinimum = 16, "stake_below_minimum", "the stake is below the network minimum; stake at least min_provider_stake gpn (see /v1/params)";
+    StakeBelowMinimum = 16, "stake_below_minimum", "the stake is below what the provider's GPUs need: at least min_provider_stake, and stake_per_gpu for each GPU listed (see /v1/params); stake more, or bond more with BondStake (`gpunet provider bond`)";
     ProviderNotRegistered = 17, "provider_not_registered", "the signer is not a registered provider; register first";
-    ProviderHasLiveLeases = 18, "provider_has_live_leases", "the provider still runs leases; wait for them to end before deregistering";
+    ProviderHasLiveLeases = 18, "provider_has_live_leases", "the provider still runs leases, or has runs of verified orders still being compared; wait for them to end before deregistering";
     // --- orders ---
     OrderInvalid = 19, "order_invalid", "the order terms are malformed (resources, regions, name or duration out of bounds); fix the job spec";
     DepositTooSmall = 20, "deposit_too_small", "the deposit must be more than zero; raise pricing.deposit";
@@ -92,6 +92,12 @@ rejections! {
     ProviderLeaving = 40, "provider_leaving", "the provider announced that it is leaving and takes no new leases; register again with a new account, or wait for the leases to end and deregister";
     RecoveryOutOfBounds = 41, "recovery_out_of_bounds", "the recovery policy is out of bounds: max_attempts 1 to 10, at most 16 on_exit_codes, backoff at most 1h; fix the job spec's recovery";
     ProviderNotLeaving = 42, "provider_not_leaving", "a provider hands a lease back only while it is leaving: announce the exit first (AnnounceExit, `gpunet provider leave`), or run the lease to its end and report its outcome";
+    VerificationInvalid = 43, "verification_invalid", "the verification is out of bounds: replicas must be 2 to 5 for mode replicas; fix the job spec's verification";
+    VerificationUnsupported = 44, "verification_unsupported", "compare: tensors needs verifier providers, which this network does not have yet; use compare: exact with a deterministic job";
+    ProviderJailed = 45, "provider_jailed", "the provider was jailed after a failed verification and takes no new leases until its jail ends (see its jailed_until_height)";
+    ProbationJobTooLarge = 46, "probation_job_too_large", "the provider is on probation in this GPU class and may take only orders whose deposit is at most probation_max_deposit (see /v1/params); bid on smaller orders until its verified runs pass probation_runs";
+    ResultTagMissing = 47, "result_tag_missing", "a successful run of a verified order must report its result tag (result_tag(order, output digest)) as output_digest";
+    RevealInvalid = 48, "reveal_invalid", "no run of this lease is waiting for a reveal, or the digest does not match the tag it reported; reveal the output digest behind the reported tag, after the RevealRequested event";
 }
 
 impl std::fmt::Display for Rejection {

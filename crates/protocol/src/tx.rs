@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Address, Amount, Denom, Hash, LeaseId, OrderId, ProviderProfile, Rejection, Resources, Runtime,
+    Verification,
 };
 
 /// Largest encoded transaction the network accepts, in bytes.
@@ -45,6 +46,9 @@ pub struct OrderTerms {
     pub max_duration_secs: u64,
     /// What happens when an attempt fails or its provider is lost.
     pub recovery: RecoveryPolicy,
+    /// How the result is checked (ADR 0010); none by default.
+    #[serde(default)]
+    pub verification: Verification,
 }
 
 /// When the network itself retries a job on another provider, from the same order and escrow.
@@ -141,6 +145,8 @@ pub struct LeaseResult {
     pub outcome: WorkloadOutcome,
     pub exit_code: Option<i32>,
     /// BLAKE3 of the output listing (sorted paths with their digests), if outputs were kept.
+    /// For an order with verification, the run's result tag instead
+    /// ([`crate::verification::result_tag`]), required when the outcome is `succeeded`.
     pub output_digest: Option<Hash>,
     pub usage: UsageReport,
     /// A short explanation for people, e.g. the image name that was missing.
@@ -190,6 +196,15 @@ pub enum Msg {
     ReleaseLease { lease: LeaseId },
     /// The provider is leaving: it takes no new leases (its bids are refused and dropped).
     AnnounceExit,
+    /// Add `amount` gpn to the signer's provider stake (to list more GPUs, or after a slash).
+    BondStake { amount: Amount },
+    /// The provider of a run of a verified order that the ledger asked to reveal
+    /// (`RevealRequested`) shows the output digest behind the tag it reported.
+    RevealDigest {
+        order: OrderId,
+        lease: LeaseId,
+        digest: Hash,
+    },
 }
 
 impl Msg {
@@ -209,6 +224,8 @@ impl Msg {
             Msg::TopUpOrder { .. } => "top_up_order",
             Msg::ReleaseLease { .. } => "release_lease",
             Msg::AnnounceExit => "announce_exit",
+            Msg::BondStake { .. } => "bond_stake",
+            Msg::RevealDigest { .. } => "reveal_digest",
         }
     }
 }

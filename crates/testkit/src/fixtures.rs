@@ -100,6 +100,7 @@ pub fn order_terms() -> TermsBuilder {
             deposit: usd(10),
             max_duration_secs: 3_600,
             recovery: RecoveryPolicy::none(),
+            verification: Default::default(),
         },
     }
 }

@@ -184,11 +184,20 @@ impl WorldBuilder {
             history_orders: BTreeMap::new(),
             history_leases: BTreeMap::new(),
         };
-        let stake = self.params.min_provider_stake;
+        let params = self.params.clone();
         let txs: Vec<SignedTx> = providers
             .iter()
             .zip(self.providers)
-            .filter_map(|(a, p)| p.map(|profile| world.register(*a, stake, profile)))
+            .filter_map(|(a, p)| {
+                p.map(|profile| {
+                    // What its GPUs need (ADR 0010): the minimum, or more for many GPUs.
+                    let stake = gpunet_ledger::trust::required_stake(
+                        &params,
+                        profile.capacity.gpus.len(),
+                    );
+                    world.register(*a, stake, profile)
+                })
+            })
             .collect();
         if !txs.is_empty() {
             world.block(txs).assert_all_applied();

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gpunet_api::node::{
-    AccountView, BidView, BlockView, DecidedView, EventEnvelope, ExplainView, LeaseState,
+    AccountView, BidView, BlockView, ClassRuns, RunView, VerificationView, DecidedView, EventEnvelope, ExplainView, LeaseState,
     LeaseView, MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS,
     OrderList, OrderState, OrderView, ParamsView, ProviderList, ProviderView, QuoteRequest,
     SnapshotView, StateEntryView, StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult,
@@ -94,10 +94,13 @@ pub(crate) struct App {
         TxState,
         TxView,
         ProviderView,
+        ClassRuns,
         ProviderList,
         BidView,
         OrderState,
         OrderView,
+        RunView,
+        VerificationView,
         OrderList,
         ExplainView,
         QuoteRequest,

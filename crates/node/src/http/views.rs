@@ -2,9 +2,10 @@
 //! ended orders and leases, of the node's history).
 
 use gpunet_api::node::{
-    BidView, ExplainView, LeaseState, LeaseView, OrderState, OrderView, ParamsView, ProviderView,
+    BidView, ClassRuns, ExplainView, LeaseState, LeaseView, OrderState, OrderView, ParamsView,
+    ProviderView, RunView, VerificationView,
 };
-use gpunet_ledger::{Lease, LeaseStatus, Order, OrderStatus, Provider, State};
+use gpunet_ledger::{Lease, LeaseStatus, Order, OrderStatus, Provider, State, VerifyStage};
 use gpunet_protocol::{OrderId, OrderTerms};
 
 use crate::history::{HistoryError, Lookup};
@@ -26,6 +27,17 @@ pub(crate) fn params_view(state: &State) -> ParamsView {
         escrow_warning_secs: p.escrow_warning_secs,
         pause_grace_blocks: p.pause_grace_blocks,
         exclusion_lapse_blocks: p.exclusion_lapse_blocks,
+        stake_per_gpu: p.stake_per_gpu,
+        slash_bps: p.slash_bps,
+        slash_to_tenant_bps: p.slash_to_tenant_bps,
+        jail_blocks: p.jail_blocks,
+        probation_runs: p.probation_runs,
+        probation_max_deposit: p.probation_max_deposit,
+        spot_check_min_ppm: p.spot_check_min_ppm,
+        spot_check_record_ppm: p.spot_check_record_ppm,
+        gpn_reference_price: p.gpn_reference_price,
+        reveal_window_blocks: p.reveal_window_blocks,
+        reputation_half_life_blocks: p.reputation_half_life_blocks,
     }
 }
 
@@ -44,7 +56,51 @@ pub(crate) fn provider_view(state: &State, p: &Provider) -> ProviderView {
         leases_failed: p.leases_failed,
         last_heartbeat_height: p.last_heartbeat_height,
         leaving: p.leaving,
+        reputation_ppm: p
+            .reputation
+            .score_at(state.height, state.params.reputation_half_life_blocks),
+        jailed_until_height: p.jailed_until_height,
+        slashed: p.slashed,
+        verified_runs: p
+            .verified_runs
+            .iter()
+            .map(|(class, runs)| ClassRuns {
+                class: class.clone(),
+                runs: *runs,
+                on_probation: gpunet_ledger::trust::on_probation(&state.params, p, class),
+            })
+            .collect(),
     }
+}
+
+/// The comparison of a verified order's runs, if it has verification.
+fn verification_view(o: &Order) -> Option<VerificationView> {
+    if !o.terms.verification.is_verified() {
+        return None;
+    }
+    let f = &o.verifying;
+    let (stage, until_height) = match f.stage {
+        VerifyStage::Running => ("running", None),
+        VerifyStage::Drawing { at_height } => ("drawing", Some(at_height)),
+        VerifyStage::Revealing { deadline_height } => ("revealing", Some(deadline_height)),
+    };
+    Some(VerificationView {
+        stage: stage.to_owned(),
+        needed: f.needed,
+        until_height,
+        runs: f
+            .runs
+            .iter()
+            .map(|r| RunView {
+                lease: r.lease,
+                provider: r.provider,
+                tag: r.tag,
+                reveal_due: r.reveal_due,
+                revealed: r.revealed,
+                wrong: r.wrong,
+            })
+            .collect(),
+    })
 }
 
 pub(crate) fn lease_view(state: &State, l: &Lease) -> LeaseView {
@@ -97,6 +153,7 @@ pub(crate) fn order_state(status: OrderStatus) -> OrderState {
         OrderStatus::Expired => OrderState::Expired,
         OrderStatus::Cancelled => OrderState::Cancelled,
         OrderStatus::Closed { .. } => OrderState::Closed,
+        OrderStatus::Verifying => OrderState::Verifying,
     }
 }
 
@@ -135,6 +192,7 @@ pub(crate) fn order_view(lookup: Lookup<'_>, o: &Order) -> Result<OrderView, His
         excluded: o.excluded.clone(),
         open_since_height: o.open_since_height,
         not_before_ms: o.not_before_ms,
+        verification: verification_view(o),
     })
 }
 
