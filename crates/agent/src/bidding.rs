@@ -51,6 +51,11 @@ pub enum NoBid {
     NoPrice,
     #[error("our price {price}/h is above the order's maximum {max}/h")]
     AboveMaxPrice { price: Amount, max: Amount },
+    #[error(
+        "the order asks for verification ({mode}); this agent does not yet report result tags \
+         or reveal digests, so its runs would be judged wrong and its stake slashed"
+    )]
+    VerificationNotSupported { mode: &'static str },
 }
 
 /// The price to bid on `order`, or why not to bid. `free` is the capacity not held by live
@@ -71,6 +76,13 @@ pub fn plan_bid(order: &OrderView, free: &Free, offer: &Offer) -> Result<Amount,
     if !offer.policy.allows(order.terms.runtime, order.tenant) {
         return Err(NoBid::TenantNotTrusted {
             runtime: order.terms.runtime.as_str(),
+        });
+    }
+    // Verified orders need the tag-and-reveal protocol of ADR 0010, which the agent does not
+    // speak yet: bidding would only earn a slash.
+    if order.terms.verification.is_verified() {
+        return Err(NoBid::VerificationNotSupported {
+            mode: order.terms.verification.mode.as_str(),
         });
     }
     plan_bid_on_terms(&order.terms, free, offer)
@@ -247,6 +259,14 @@ mod tests {
             models: models.iter().map(|m| (*m).to_owned()).collect(),
             vram_mib_min,
         }
+    }
+
+    #[test]
+    fn a_verified_order_gets_no_bid_until_the_agent_reports_tags() {
+        check(
+            |o| o.terms.verification.mode = gpunet_protocol::VerificationMode::SpotCheck,
+            Err(NoBid::VerificationNotSupported { mode: "spot_check" }),
+        );
     }
 
     #[test]

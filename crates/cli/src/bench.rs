@@ -518,10 +518,7 @@ fn verification(json_out: bool, out: Option<PathBuf>, seeds: u64, first_seed: u6
     let started = std::time::Instant::now();
     let mut per_seed: Vec<SeedReport> = Vec::new();
     for seed in first_seed..first_seed.saturating_add(seeds) {
-        progress.status(&format!(
-            "seed {seed} ({} of {seeds})",
-            per_seed.len() + 1
-        ));
+        progress.status(&format!("seed {seed} ({} of {seeds})", per_seed.len() + 1));
         per_seed.push(run_seed(&config, seed));
     }
     progress.finish();
@@ -549,7 +546,8 @@ fn verification(json_out: bool, out: Option<PathBuf>, seeds: u64, first_seed: u6
         println!("{figures}");
         return Ok(());
     }
-    let never = |v: Option<u64>| v.map_or_else(|| "over the horizon".to_owned(), |n| format!("{n} runs"));
+    let never =
+        |v: Option<u64>| v.map_or_else(|| "over the horizon".to_owned(), |n| format!("{n} runs"));
     println!(
         "verification, {} seeds from {first_seed}, {} runs ({} build):",
         r.seeds,

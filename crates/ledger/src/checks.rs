@@ -97,10 +97,10 @@ pub(crate) fn run_ended(state: &mut State, lease_id: LeaseId, reason: LeaseEndRe
     let Some(tag) = tag else {
         return Next::Unchanged;
     };
-    let class = state
-        .providers
-        .get(&lease.provider)
-        .map_or_else(|| "cpu".to_owned(), |p| trust::class_of(p, &lease.gpu_slots));
+    let class = state.providers.get(&lease.provider).map_or_else(
+        || "cpu".to_owned(),
+        |p| trust::class_of(p, &lease.gpu_slots),
+    );
     let run = Run {
         lease: lease_id,
         provider: lease.provider,
@@ -275,10 +275,12 @@ fn spot_check(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Even
     let Some(run) = order.verifying.runs.first().cloned() else {
         return;
     };
-    let probability_ppm = state.providers.get(&run.provider).map_or(
-        trust::PPM as u32,
-        |p| trust::spot_check_ppm(&state.params, p, &run.class, run.paid, state.height),
-    );
+    let probability_ppm = state
+        .providers
+        .get(&run.provider)
+        .map_or(trust::PPM as u32, |p| {
+            trust::spot_check_ppm(&state.params, p, &run.class, run.paid, state.height)
+        });
     let checked = draw(seed, id, run.lease) < probability_ppm;
     events.push(Event::SpotCheckDrawn {
         order: id,
@@ -354,7 +356,14 @@ fn decide(state: &mut State, id: OrderId, events: &mut Vec<Event>) {
     let wrong: Vec<LeaseId> = state
         .orders
         .get(&id)
-        .map(|o| o.verifying.runs.iter().filter(|r| r.wrong).map(|r| r.lease).collect())
+        .map(|o| {
+            o.verifying
+                .runs
+                .iter()
+                .filter(|r| r.wrong)
+                .map(|r| r.lease)
+                .collect()
+        })
         .unwrap_or_default();
     match outcome {
         Some((tag, agreeing)) => {

@@ -126,8 +126,7 @@ fn check_order(state: &State, id: &OrderId, o: &Order) -> Result<(), Violation> 
                 f.runs.len()
             )));
         }
-        if o.status == OrderStatus::Verifying
-            && !state.due_checks.iter().any(|(_, due)| due == id)
+        if o.status == OrderStatus::Verifying && !state.due_checks.iter().any(|(_, due)| due == id)
         {
             return Err(Violation(format!(
                 "order {id}: verifying but never visited again"

@@ -35,7 +35,7 @@ pub use params::Params;
 pub use state::{
     Archive, Bid, Changes, Due, DueLeases, DueOrders, EntityError, Genesis, GenesisAccount,
     GenesisError, Lease, LeaseStatus, Order, OrderStatus, Provider, Reputation, Run, State,
-    StateLoader, Supply, Verifying, VerifyStage,
+    StateLoader, Supply, VerifyStage, Verifying,
 };
 pub use table::Table;
 

@@ -13,8 +13,8 @@ use gpunet_protocol::tx::MAX_ORDER_NAME_BYTES;
 
 use crate::accounts::{check_can_pay, credit, debit};
 use crate::leases::create_lease;
-use crate::trust;
 use crate::state::{Bid, Order, OrderStatus};
+use crate::trust;
 use crate::{Provider, State};
 
 pub(crate) fn check_terms(state: &State, terms: &OrderTerms) -> Result<(), Rejection> {
@@ -124,8 +124,7 @@ pub(crate) fn check_place_bid(
     if trust::jailed(provider, state.height) {
         return Err(Rejection::ProviderJailed);
     }
-    if provider.stake < trust::required_stake(&state.params, provider.profile.capacity.gpus.len())
-    {
+    if provider.stake < trust::required_stake(&state.params, provider.profile.capacity.gpus.len()) {
         return Err(Rejection::StakeBelowMinimum);
     }
     // A run of a verified order is compared with the order's other runs, so none of them may
@@ -356,7 +355,8 @@ pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
             });
             let winner = bids.iter().map(|(_, b)| b).find_map(|bid| {
                 let p = state.providers.get(&bid.provider)?;
-                if p.leaving || trust::jailed(p, height) || !runtime_and_region_ok(p, &order.terms) {
+                if p.leaving || trust::jailed(p, height) || !runtime_and_region_ok(p, &order.terms)
+                {
                     return None;
                 }
                 let slots = state

@@ -102,7 +102,9 @@ pub(crate) fn check_bond(
     if amount.is_zero() {
         return Err(Rejection::ZeroAmount);
     }
-    p.stake.checked_add(amount).ok_or(Rejection::AmountOverflow)?;
+    p.stake
+        .checked_add(amount)
+        .ok_or(Rejection::AmountOverflow)?;
     check_can_pay(state, signer, fee, Denom::Gpn, amount)
 }
 

@@ -83,7 +83,9 @@ pub struct Run {
 }
 
 /// Where a verified order's comparison is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize,
+)]
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum VerifyStage {
     /// Runs are being gathered (or none is needed yet).

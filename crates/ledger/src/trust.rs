@@ -24,10 +24,10 @@
 
 use gpunet_protocol::{Amount, Denom, Event, LeaseId, OrderId};
 
+use crate::Params;
 use crate::State;
 use crate::accounts::credit;
 use crate::state::{Provider, Reputation};
-use crate::Params;
 
 /// One million: probabilities and scores are in millionths.
 pub const PPM: u64 = 1_000_000;
@@ -108,9 +108,16 @@ pub(crate) fn record(state: &mut State, provider: &gpunet_protocol::Address, evi
 }
 
 /// Counts a verified run in `class` toward the end of the provider's probation there.
-pub(crate) fn count_verified_run(state: &mut State, provider: &gpunet_protocol::Address, class: &str) {
+pub(crate) fn count_verified_run(
+    state: &mut State,
+    provider: &gpunet_protocol::Address,
+    class: &str,
+) {
     if let Some(p) = state.providers.get_mut(provider) {
-        match p.verified_runs.binary_search_by(|(c, _)| c.as_str().cmp(class)) {
+        match p
+            .verified_runs
+            .binary_search_by(|(c, _)| c.as_str().cmp(class))
+        {
             Ok(i) => p.verified_runs[i].1 = p.verified_runs[i].1.saturating_add(1),
             Err(i) => p.verified_runs.insert(i, (class.to_owned(), 1)),
         }
@@ -211,7 +218,9 @@ pub(crate) fn slash(
         .checked_sub(amount)
         .expect("a slash is a fraction of the stake");
     p.slashed = p.slashed.checked_add(amount).unwrap_or(Amount::MAX);
-    let jailed_until_height = height.saturating_add(params.jail_blocks).max(p.jailed_until_height);
+    let jailed_until_height = height
+        .saturating_add(params.jail_blocks)
+        .max(p.jailed_until_height);
     p.jailed_until_height = jailed_until_height;
     credit(state, tenant, Denom::Gpn, to_tenant);
     let b = state.supply.burned.get_mut(Denom::Gpn);

@@ -725,8 +725,7 @@ impl JobSpec {
         self.verification
             .validate()
             .map_err(|why| invalid("verification", why))?;
-        if self.verification.is_verified() && self.verification.compare == crate::Compare::Tensors
-        {
+        if self.verification.is_verified() && self.verification.compare == crate::Compare::Tensors {
             return Err(invalid(
                 "verification.compare",
                 "tensors is not supported yet (it needs verifier providers); use exact with a \

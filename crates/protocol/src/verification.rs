@@ -153,7 +153,10 @@ mod tests {
         let d = Hash([7; 32]);
         assert_eq!(result_tag(OrderId(1), &d), result_tag(OrderId(1), &d));
         assert_ne!(result_tag(OrderId(1), &d), result_tag(OrderId(2), &d));
-        assert_ne!(result_tag(OrderId(1), &d), result_tag(OrderId(1), &Hash([8; 32])));
+        assert_ne!(
+            result_tag(OrderId(1), &d),
+            result_tag(OrderId(1), &Hash([8; 32]))
+        );
         assert_ne!(result_tag(OrderId(1), &d), d);
     }
 

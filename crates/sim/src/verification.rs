@@ -434,7 +434,11 @@ impl<'a> Sim<'a> {
         for (lease, provider) in std::mem::take(&mut self.to_start) {
             msgs.push((provider, Msg::StartLease { lease }));
             let d = 2 + self.rng.below(5);
-            let order = self.state.leases.get(&lease).map_or(OrderId(0), |l| l.order);
+            let order = self
+                .state
+                .leases
+                .get(&lease)
+                .map_or(OrderId(0), |l| l.order);
             self.to_complete
                 .entry(height + d)
                 .or_default()
@@ -594,17 +598,16 @@ impl<'a> Sim<'a> {
                 }
             }
             Event::RevealRequested { order, leases, .. } => {
-                self.to_reveal.extend(leases.into_iter().map(|l| (order, l)));
+                self.to_reveal
+                    .extend(leases.into_iter().map(|l| (order, l)));
             }
-            Event::ProviderSlashed { provider, .. } => {
-                match self.kinds.get(&provider) {
-                    Some(Kind::Honest) | None => self.report.honest_slashed += 1,
-                    Some(_) => {
-                        let runs = self.runs_by.get(&provider).copied().unwrap_or(0);
-                        self.caught.entry(provider).or_insert(runs);
-                    }
+            Event::ProviderSlashed { provider, .. } => match self.kinds.get(&provider) {
+                Some(Kind::Honest) | None => self.report.honest_slashed += 1,
+                Some(_) => {
+                    let runs = self.runs_by.get(&provider).copied().unwrap_or(0);
+                    self.caught.entry(provider).or_insert(runs);
                 }
-            }
+            },
             Event::VerificationDecided { order, outcome, .. } => {
                 use gpunet_protocol::VerificationOutcome as O;
                 if matches!(outcome, O::Inconclusive | O::Incomplete) {

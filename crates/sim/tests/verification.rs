@@ -35,8 +35,17 @@ fn cheaters_are_caught_fast_honest_providers_never_slashed_and_checks_stay_cheap
     assert!(report.check_overhead_ratio_with_probation > report.check_overhead_ratio);
     // Every seed ran past probation and caught every cheater on every run.
     for s in &seeds {
-        assert!(s.blocks >= config.min_blocks, "seed {}: {} blocks", s.seed, s.blocks);
-        assert!(s.caught_cheat100.iter().all(Option::is_some), "seed {}", s.seed);
+        assert!(
+            s.blocks >= config.min_blocks,
+            "seed {}: {} blocks",
+            s.seed,
+            s.blocks
+        );
+        assert!(
+            s.caught_cheat100.iter().all(Option::is_some),
+            "seed {}",
+            s.seed
+        );
     }
 }
 
@@ -69,5 +78,9 @@ fn with_checks_off_nobody_is_caught() {
     let (report, _) = run(&config, 1, 2);
     assert_eq!(report.cheat10_caught_within_horizon, 0);
     assert_eq!(report.cheat100_caught_within_horizon, 0);
-    assert!(report.check_overhead_ratio < 0.001, "{}", report.check_overhead_ratio);
+    assert!(
+        report.check_overhead_ratio < 0.001,
+        "{}",
+        report.check_overhead_ratio
+    );
 }

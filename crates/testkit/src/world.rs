@@ -191,10 +191,8 @@ impl WorldBuilder {
             .filter_map(|(a, p)| {
                 p.map(|profile| {
                     // What its GPUs need (ADR 0010): the minimum, or more for many GPUs.
-                    let stake = gpunet_ledger::trust::required_stake(
-                        &params,
-                        profile.capacity.gpus.len(),
-                    );
+                    let stake =
+                        gpunet_ledger::trust::required_stake(&params, profile.capacity.gpus.len());
                     world.register(*a, stake, profile)
                 })
             })

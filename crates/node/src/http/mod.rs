@@ -22,11 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gpunet_api::node::{
-    AccountView, BidView, BlockView, ClassRuns, RunView, VerificationView, DecidedView, EventEnvelope, ExplainView, LeaseState,
-    LeaseView, MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS,
-    OrderList, OrderState, OrderView, ParamsView, ProviderList, ProviderView, QuoteRequest,
-    SnapshotView, StateEntryView, StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult,
-    SubmitTxResult, TxBatchItem, TxState, TxView,
+    AccountView, BidView, BlockView, ClassRuns, DecidedView, EventEnvelope, ExplainView,
+    LeaseState, LeaseView, MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS,
+    MAX_TX_HEX_CHARS, OrderList, OrderState, OrderView, ParamsView, ProviderList, ProviderView,
+    QuoteRequest, RunView, SnapshotView, StateEntryView, StatusView, SubmitTx, SubmitTxBatch,
+    SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState, TxView, VerificationView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER, auth};
 use gpunet_protocol::merkle::{self, StateTable};
