@@ -50,7 +50,7 @@ pub(crate) enum Next {
     /// Not a verified run: the lease's own rules decide (retry or close).
     Unchanged,
     /// Reopen the order for another run.
-    NextRun,
+    AnotherRun,
     /// The order waits in `Verifying` (a draw, reveals), escrow kept.
     Wait,
 }
@@ -127,7 +127,7 @@ pub(crate) fn run_ended(state: &mut State, lease_id: LeaseId, reason: LeaseEndRe
         };
     }
     if f.runs.len() < usize::from(f.needed) {
-        return Next::NextRun;
+        return Next::AnotherRun;
     }
     if v.mode == VerificationMode::SpotCheck && f.runs.len() == 1 {
         f.stage = VerifyStage::Drawing {

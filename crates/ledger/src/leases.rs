@@ -411,7 +411,7 @@ pub(crate) fn settle_and_end(
     let mut next_run = false;
     let mut abandoned = false;
     let refund = match state.orders.get_mut(&order_id) {
-        Some(o) if matches!(next, Next::NextRun) => {
+        Some(o) if matches!(next, Next::AnotherRun) => {
             o.status = OrderStatus::Open;
             o.bids.clear();
             o.open_since_height = height;

@@ -176,11 +176,10 @@ pub fn spot_check_ppm(
     let slash_usd = u128::from(slash_amount(params, provider).micros())
         * u128::from(params.gpn_reference_price.micros())
         / u128::from(gpunet_protocol::MICROS_PER_UNIT);
-    let economic = if slash_usd == 0 {
-        u128::from(PPM)
-    } else {
-        u128::from(payment.micros()) * u128::from(PPM) / slash_usd
-    };
+    // Nothing to slash: always checked.
+    let economic = (u128::from(payment.micros()) * u128::from(PPM))
+        .checked_div(slash_usd)
+        .unwrap_or(u128::from(PPM));
     let p = u128::from(record).max(economic).min(u128::from(PPM));
     u32::try_from(p).unwrap_or(PPM as u32)
 }

@@ -581,21 +581,15 @@ impl<'a> Sim<'a> {
             Event::LeaseEnded {
                 order,
                 billed_ms,
-                reason,
+                reason: LeaseEndReason::Completed,
                 ..
-            } => {
-                if reason == LeaseEndReason::Completed {
-                    self.billed.entry(order).or_default().push(billed_ms);
-                }
-            }
+            } => self.billed.entry(order).or_default().push(billed_ms),
             Event::SpotCheckDrawn {
                 order,
                 probability_ppm,
                 ..
-            } => {
-                if u64::from(probability_ppm) < PPM {
-                    self.past_probation.insert(order);
-                }
+            } if u64::from(probability_ppm) < PPM => {
+                self.past_probation.insert(order);
             }
             Event::RevealRequested { order, leases, .. } => {
                 self.to_reveal
