@@ -51,11 +51,6 @@ pub enum NoBid {
     NoPrice,
     #[error("our price {price}/h is above the order's maximum {max}/h")]
     AboveMaxPrice { price: Amount, max: Amount },
-    #[error(
-        "the order asks for verification ({mode}); this agent does not yet report result tags \
-         or reveal digests, so its runs would be judged wrong and its stake slashed"
-    )]
-    VerificationNotSupported { mode: &'static str },
 }
 
 /// The price to bid on `order`, or why not to bid. `free` is the capacity not held by live
@@ -76,13 +71,6 @@ pub fn plan_bid(order: &OrderView, free: &Free, offer: &Offer) -> Result<Amount,
     if !offer.policy.allows(order.terms.runtime, order.tenant) {
         return Err(NoBid::TenantNotTrusted {
             runtime: order.terms.runtime.as_str(),
-        });
-    }
-    // Verified orders need the tag-and-reveal protocol of ADR 0010, which the agent does not
-    // speak yet: bidding would only earn a slash.
-    if order.terms.verification.is_verified() {
-        return Err(NoBid::VerificationNotSupported {
-            mode: order.terms.verification.mode.as_str(),
         });
     }
     plan_bid_on_terms(&order.terms, free, offer)
@@ -262,10 +250,11 @@ mod tests {
     }
 
     #[test]
-    fn a_verified_order_gets_no_bid_until_the_agent_reports_tags() {
+    fn a_verified_order_is_bid_on_like_any_other() {
+        // The agent reports tags and reveals (`crate::reveals`): verification changes no price.
         check(
             |o| o.terms.verification.mode = gpunet_protocol::VerificationMode::SpotCheck,
-            Err(NoBid::VerificationNotSupported { mode: "spot_check" }),
+            Ok("0.11"),
         );
     }
 

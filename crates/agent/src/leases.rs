@@ -307,6 +307,11 @@ impl Leases {
         self.lock().get(&lease).cloned()
     }
 
+    /// Marks the reveal of a verified run settled: revealed, or no longer owed.
+    pub fn settle_reveal(&self, lease: LeaseId) {
+        self.update(lease, |r| r.reveal_settled = true);
+    }
+
     /// Every lease id this agent has a record of.
     pub fn ids(&self) -> Vec<LeaseId> {
         self.lock().keys().copied().collect()
@@ -1472,10 +1477,21 @@ impl Leases {
         let Phase::Reporting { outcome, .. } = record.phase else {
             return;
         };
+        // A run of a verified order reports its result tag, never the digest itself, which it
+        // reveals only when the ledger asks (ADR 0010, `crate::reveals`).
+        let output_digest =
+            if record.verified() && outcome == gpunet_protocol::WorkloadOutcome::Succeeded {
+                Some(gpunet_protocol::result_tag(
+                    record.order,
+                    &record.output_digest(),
+                ))
+            } else {
+                record.listing.as_ref().map(|l| l.digest)
+            };
         let result = LeaseResult {
             outcome,
             exit_code: record.exit.as_ref().and_then(|e| e.exit_code),
-            output_digest: record.listing.as_ref().map(|l| l.digest),
+            output_digest,
             usage: record.usage.clone().unwrap_or_default(),
             detail: truncate(
                 record.detail.as_deref().unwrap_or(""),

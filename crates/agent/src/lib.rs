@@ -10,7 +10,8 @@
 //! offer, [`outputs`] keeps results, [`tenant_store`] builds the store a job names (behind the
 //! endpoint guard); the shell is [`leases`] (the lifecycle's runner: it feeds
 //! inputs and carries effects out), [`server`] (the tenant-facing API), [`heartbeat`] (proof of
-//! life for every running lease) and the reconcile loop.
+//! life for every running lease), [`reveals`] (the digests behind verified runs' tags, when the
+//! ledger asks) and the reconcile loop.
 //!
 //! A provider leaves with `AnnounceExit` on chain (`gpunet provider leave`): the agent stops
 //! bidding, gives each workload SIGTERM and [`AgentConfig::exit_grace`] to end, keeps its last
@@ -34,6 +35,7 @@ pub mod outputs;
 pub mod policy;
 mod reconcile;
 pub mod record;
+pub mod reveals;
 pub mod server;
 pub mod tenant_store;
 
@@ -162,6 +164,7 @@ pub struct AgentHandle {
     server_stop: oneshot::Sender<()>,
     reconciler: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
+    reveals: JoinHandle<()>,
     departed: watch::Receiver<bool>,
 }
 
@@ -218,6 +221,7 @@ impl AgentHandle {
     /// running; a restarted agent recovers them from their records.
     pub async fn shutdown(self) {
         self.heartbeat.abort();
+        self.reveals.abort();
         self.reconciler.abort();
         let _ = self.server_stop.send(());
         let mut server = self.server;
@@ -368,6 +372,12 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         Arc::clone(&leases),
         every,
     ));
+    // Verified runs reveal their digests when asked, checked as often as heartbeats go.
+    let reveals = tokio::spawn(reveals::run(
+        Arc::clone(&client),
+        Arc::clone(&leases),
+        every,
+    ));
 
     let (departed_tx, departed) = watch::channel(false);
     let reconciler = reconcile::Reconciler {
@@ -394,6 +404,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         server_stop,
         reconciler,
         heartbeat,
+        reveals,
         departed,
     })
 }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use gpunet_api::provider::{OutputListing, WorkloadState, WorkloadView};
 use gpunet_protocol::jobspec::{Expose, HealthCheck};
 use gpunet_protocol::{
-    Address, EncryptionKey, LeaseId, OrderId, OrderTerms, Resources, UsageReport, WorkloadOutcome,
+    Address, EncryptionKey, Hash, LeaseId, OrderId, OrderTerms, Resources, UsageReport,
+    WorkloadOutcome,
 };
 use gpunet_runtime::{ExitOutcome, WorkloadHandle};
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,10 @@ pub struct LeaseRecord {
     /// recorded: after an agent restart the lease keeps no more checkpoints there.
     #[serde(default)]
     pub job_store: bool,
+    /// A run of a verified order: the digest behind its reported tag was revealed, or no
+    /// reveal is owed any more (ADR 0010; see [`crate::reveals`]).
+    #[serde(default)]
+    pub reveal_settled: bool,
 }
 
 impl LeaseRecord {
@@ -101,7 +106,24 @@ impl LeaseRecord {
             checkpoint_key: None,
             checkpoint_seq: 0,
             job_store: false,
+            reveal_settled: false,
         }
+    }
+
+    /// The output digest of the run: its listing's, or an empty listing's when it kept none
+    /// (what every run of the same deterministic job gives).
+    pub fn output_digest(&self) -> Hash {
+        self.listing.as_ref().map_or_else(
+            || gpunet_api::provider::OutputListing::digest_of(&[]),
+            |l| l.digest,
+        )
+    }
+
+    /// Whether this is a run of an order whose result is verified (it reports a result tag).
+    pub fn verified(&self) -> bool {
+        self.terms
+            .as_ref()
+            .is_some_and(|t| t.verification.is_verified())
     }
 
     /// Whether the lease holds its resources on this machine (see [`Phase::is_live`]).

@@ -258,6 +258,10 @@ pub struct VerificationView {
     /// The draw's or the reveals' height, when waiting on one.
     pub until_height: Option<u64>,
     pub runs: Vec<RunView>,
+    /// How the comparison ended (`unchecked`, `agreed`, `majority`, `inconclusive`,
+    /// `incomplete`), once it has.
+    #[serde(default)]
+    pub outcome: Option<String>,
 }
 
 /// Entries a list endpoint (`GET /v1/providers`, `GET /v1/orders`) returns when `limit` is

@@ -224,7 +224,10 @@ pub enum WalletCmd {
 #[derive(Subcommand)]
 pub enum MarketCmd {
     /// Registered providers with their capacity, what is free, and their posted rates (usd per
-    /// core-hour, GiB-hour of memory and GPU-hour, by model where they price one apart).
+    /// core-hour, GiB-hour of memory and GPU-hour, by model where they price one apart), and
+    /// what the network knows of them: reputation (0–1; 0.5 for a newcomer; matching ranks a
+    /// bid at price × (3 − reputation) / 2), verified runs per GPU class and probation, stake
+    /// lost to slashes, and a jail in force (ADR 0010).
     ///
     /// Example: gpunet market providers --json
     Providers {
@@ -1222,6 +1225,36 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
     }
 }
 
+/// A provider's record as the ledger keeps it: reputation, verified runs by class (with
+/// probation), slashes and jail.
+fn trust_text(p: &gpunet_api::node::ProviderView, height: u64) -> String {
+    let runs: Vec<String> = p
+        .verified_runs
+        .iter()
+        .map(|c| {
+            let probation = if c.on_probation { ", probation" } else { "" };
+            format!("{} {}{probation}", c.class, c.runs)
+        })
+        .collect();
+    let runs = if runs.is_empty() {
+        "none yet (on probation in every class)".to_owned()
+    } else {
+        runs.join("; ")
+    };
+    let mut out = format!(
+        "reputation {}.{:03}  verified runs: {runs}",
+        p.reputation_ppm / 1_000_000,
+        (p.reputation_ppm % 1_000_000) / 1_000
+    );
+    if !p.slashed.is_zero() {
+        out.push_str(&format!("  slashed {} gpn", p.slashed));
+    }
+    if p.jailed_until_height > height {
+        out.push_str(&format!("  JAILED until height {}", p.jailed_until_height));
+    }
+    out
+}
+
 pub async fn market(cmd: MarketCmd) -> Result<()> {
     match cmd {
         MarketCmd::Providers { page, conn } => {
@@ -1261,6 +1294,7 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
                     p.profile.endpoint
                 );
                 println!("      rates {}", quote::rates_text(&p.profile.rates));
+                println!("      {}", trust_text(p, list.height));
             }
             print_more(list.next.as_deref());
             Ok(())

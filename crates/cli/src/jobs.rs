@@ -384,14 +384,27 @@ pub async fn follow(
         {
             announced_reopen = order.attempts.len();
             let reason = last.end_reason.map(end_reason_shown).unwrap_or_default();
-            progress.stage(&format!(
-                "attempt {} on {} ended: {reason}; the network retries it on another provider \
+            if order.verification.is_some()
+                && last.end_reason == Some(gpunet_protocol::LeaseEndReason::Completed)
+            {
+                // A verified job's run is in; another provider reruns it to compare (a spot
+                // check drawn, a replica, a referee): the manifest goes to it too.
+                progress.stage(&format!(
+                    "run {} on {} completed; the network reruns the job on another provider to \
+                     compare results",
+                    last.attempt,
+                    last.provider.short()
+                ));
+            } else {
+                progress.stage(&format!(
+                    "attempt {} on {} ended: {reason}; the network retries it on another provider \
                  (attempt {} of at most {})",
-                last.attempt,
-                last.provider.short(),
-                last.attempt + 1,
-                order.terms.recovery.max_attempts
-            ));
+                    last.attempt,
+                    last.provider.short(),
+                    last.attempt + 1,
+                    order.terms.recovery.max_attempts
+                ));
+            }
         }
         if let Some(lease) = &order.lease
             && current != Some(lease.id)
@@ -543,7 +556,15 @@ pub async fn follow(
                 match lease.end_reason {
                     _ if !done => {}
                     Some(gpunet_protocol::LeaseEndReason::Completed) | None => {
-                        progress.stage("ended: completed")
+                        progress.stage("ended: completed");
+                        if let Some(outcome) = order
+                            .verification
+                            .as_ref()
+                            .and_then(|v| v.outcome.as_deref())
+                        {
+                            let runs = order.verification.as_ref().map_or(0, |v| v.runs.len());
+                            progress.stage(&format!("verification: {outcome} ({runs} run(s))"));
+                        }
                     }
                     Some(r) => progress.fail(&format!("ended: {}", end_reason_shown(r))),
                 }

@@ -52,6 +52,28 @@ pub enum ProviderCmd {
     ///
     /// Example: gpunet provider leave --api http://127.0.0.1:8650 --key provider.json --wait
     Leave(LeaveArgs),
+    /// Add gpn to the provider's stake: to list more GPUs (each needs the network's
+    /// stake_per_gpu, see `gpunet market providers` and /v1/params), or to bid again after a
+    /// slash left the stake below what its GPUs need.
+    ///
+    /// Example: gpunet provider bond --api http://127.0.0.1:8650 --key provider.json --amount 100
+    Bond(BondArgs),
+}
+
+#[derive(Args)]
+pub struct BondArgs {
+    /// Node API URL (any validator of the network).
+    #[arg(long, env = "GPUNET_API")]
+    pub api: String,
+    /// The provider's account key: it pays the amount and the fee.
+    #[arg(long, env = "GPUNET_KEY")]
+    pub key: PathBuf,
+    /// Gpn to add to the stake, e.g. 100 or 12.5.
+    #[arg(long)]
+    pub amount: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -96,7 +118,9 @@ pub struct StartArgs {
     /// Region registered on chain.
     #[arg(long, default_value = "local")]
     pub region: String,
-    /// Stake locked at registration, in gpn.
+    /// Stake locked at registration, in gpn: at least the network's min_provider_stake and
+    /// its stake_per_gpu for each GPU this machine lists (see /v1/params; 100 each by
+    /// default), or registration is refused with stake_below_minimum.
     #[arg(long, default_value = "100")]
     pub stake: String,
     /// Price per CPU core-hour, in usd.
@@ -167,7 +191,33 @@ pub async fn run(cmd: ProviderCmd) -> Result<()> {
     match cmd {
         ProviderCmd::Start(a) => start(a).await,
         ProviderCmd::Leave(a) => leave(a).await,
+        ProviderCmd::Bond(a) => bond(a).await,
     }
+}
+
+async fn bond(a: BondArgs) -> Result<()> {
+    let amount = amount("amount", &a.amount)?;
+    let key = KeyFile::load(&a.key).context("the provider key (the one its agent runs with)")?;
+    let address = key.address();
+    let client = NodeClient::new(&a.api).with_signer(key);
+    client
+        .send_and_wait(Msg::BondStake { amount }, LEAVE_TX_TIMEOUT)
+        .await
+        .context("bonding stake")?;
+    let stake = provider_view(&client, address)
+        .await?
+        .map_or(Amount::ZERO, |p| p.stake);
+    if a.json {
+        let value = json!({
+            "provider": address.to_string(),
+            "bonded": amount.to_string(),
+            "stake": stake.to_string(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("provider {address}: bonded {amount} gpn, stake now {stake} gpn");
+    }
+    Ok(())
 }
 
 async fn start(a: StartArgs) -> Result<()> {

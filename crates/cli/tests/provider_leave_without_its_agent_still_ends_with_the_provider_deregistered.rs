@@ -1,7 +1,9 @@
 //! `gpunet provider leave` for a provider whose agent is gone (its machine died before the
 //! leave): the exit is announced, a second `leave --wait` follows the leave already under way,
 //! and with no lease left and no agent to deregister, it deregisters the provider itself — the
-//! stake comes back. Leaving again is refused with what to check.
+//! stake comes back. Leaving again is refused with what to check. Before it leaves, the provider
+//! bonds more stake (`gpunet provider bond`), and `gpunet market providers` shows its record:
+//! a newcomer's reputation, on probation, never slashed.
 
 mod binary;
 
@@ -35,6 +37,77 @@ async fn leave_announces_follows_and_deregisters_a_provider_whose_agent_is_gone(
 
     let key = network.key("provider-0");
     let key = key.to_str().expect("utf-8");
+
+    let stake_before = client
+        .provider(&address)
+        .await
+        .expect("provider")
+        .expect("registered")
+        .stake;
+    let bond = binary::run(
+        user.gpunet(
+            &[
+                "provider",
+                "bond",
+                "--api",
+                &network.api,
+                "--key",
+                key,
+                "--amount",
+                "25",
+                "--json",
+            ],
+            base,
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(bond.code, Some(0), "{bond:?}");
+    let bonded: serde_json::Value = serde_json::from_str(&bond.stdout).expect("bond --json");
+    let me = client
+        .provider(&address)
+        .await
+        .expect("provider")
+        .expect("registered");
+    assert_eq!(
+        me.stake.micros(),
+        stake_before.micros() + 25_000_000,
+        "{bonded}"
+    );
+    assert_eq!(bonded["stake"], me.stake.to_string());
+    assert_eq!(me.reputation_ppm, 500_000, "a newcomer's score");
+    assert!(me.slashed.is_zero() && me.jailed_until_height == 0);
+    let listed = binary::run(
+        user.gpunet(&["market", "providers", "--api", &network.api], base),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(listed.code, Some(0), "{listed:?}");
+    assert!(
+        listed.stdout.contains("reputation 0.500")
+            && listed.stdout.contains("on probation in every class"),
+        "{listed:?}"
+    );
+    let refused = binary::run(
+        user.gpunet(
+            &[
+                "provider",
+                "bond",
+                "--api",
+                &network.api,
+                "--key",
+                key,
+                "--amount",
+                "0",
+            ],
+            base,
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(refused.stderr.contains("zero_amount"), "{refused:?}");
+
     let leave = |extra: &[&str]| {
         let mut args = vec!["provider", "leave", "--api", &network.api, "--key", key];
         args.extend(extra);

@@ -293,7 +293,7 @@ fn spot_check(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Even
             o.verifying.needed = 2;
             o.verifying.stage = VerifyStage::Running;
         }
-        reopen_for_run(state, id, run.lease);
+        reopen_for_run(state, id);
     } else {
         finish(
             state,
@@ -346,8 +346,7 @@ fn decide(state: &mut State, id: OrderId, events: &mut Vec<Event>) {
                 o.verifying.needed = u8::try_from(runs.len() + 1).unwrap_or(u8::MAX);
                 o.verifying.stage = VerifyStage::Running;
             }
-            let last = runs.last().map_or(LeaseId(0), |r| r.lease);
-            reopen_for_run(state, id, last);
+            reopen_for_run(state, id);
             return;
         }
         _ => None,
@@ -418,7 +417,7 @@ fn judge_wrong(
 
 /// Reopens a verifying order for one more run: bids gather afresh, no backoff, and the
 /// providers of its runs may not bid (see `market::check_place_bid`).
-fn reopen_for_run(state: &mut State, id: OrderId, after_lease: LeaseId) {
+fn reopen_for_run(state: &mut State, id: OrderId) {
     let height = state.height;
     let now = state.time_ms;
     let Some(o) = state.orders.get_mut(&id) else {
@@ -428,7 +427,6 @@ fn reopen_for_run(state: &mut State, id: OrderId, after_lease: LeaseId) {
     o.bids.clear();
     o.open_since_height = height;
     o.not_before_ms = now;
-    let _ = after_lease;
     state.open_orders.insert(id);
     state.due_orders.mark(height, id);
 }
@@ -446,15 +444,24 @@ fn finish(
     events: &mut Vec<Event>,
 ) {
     release_runs(state, id);
-    // Close the order and return what is left of its escrow.
+    // Close the order and return what is left of its escrow. Its lease is a run that agreed
+    // with the result, so the tenant takes the outputs from one.
     let mut refund = Amount::ZERO;
+    if let Some(o) = state.orders.get_mut(&id) {
+        o.verifying.outcome = Some(outcome);
+    }
     if let Some(o) = state.orders.get_mut(&id)
         && o.status == OrderStatus::Verifying
     {
         refund = o.escrow;
         o.escrow = Amount::ZERO;
         let last = o.verifying.runs.last().map_or(LeaseId(0), |r| r.lease);
-        o.status = OrderStatus::Closed { lease: last };
+        let first = o.verifying.runs.first().map_or(last, |r| r.lease);
+        let shown = match outcome {
+            VerificationOutcome::Unchecked => first,
+            _ => agreed.first().copied().unwrap_or(last),
+        };
+        o.status = OrderStatus::Closed { lease: shown };
         o.verifying.stage = VerifyStage::Running;
         let tenant = o.tenant;
         credit(state, tenant, Denom::Usd, refund);
@@ -491,6 +498,9 @@ pub(crate) fn abandon(state: &mut State, id: OrderId, events: &mut Vec<Event>) {
         .is_some_and(|o| !o.verifying.runs.is_empty());
     if has_runs {
         release_runs(state, id);
+        if let Some(o) = state.orders.get_mut(&id) {
+            o.verifying.outcome = Some(VerificationOutcome::Incomplete);
+        }
         events.push(Event::VerificationDecided {
             order: id,
             outcome: VerificationOutcome::Incomplete,

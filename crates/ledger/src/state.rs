@@ -106,6 +106,8 @@ pub struct Verifying {
     /// more for each referee or replacement.
     pub needed: u8,
     pub stage: VerifyStage,
+    /// How the comparison ended, once it has.
+    pub outcome: Option<gpunet_protocol::VerificationOutcome>,
 }
 
 /// One provider's offer on an order.

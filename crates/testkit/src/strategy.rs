@@ -104,6 +104,9 @@ pub struct OrderShape {
     pub max_attempts: u8,
     pub retry_137: bool,
     pub backoff_secs: u8,
+    /// 0: no verification; 1: spot check; 2, 3: replicas of that many; 4: replicas of 1
+    /// (out of bounds).
+    pub verification: u8,
 }
 
 /// The message a plan sends.
@@ -136,7 +139,18 @@ pub enum ActionPlan {
         outcome: WorkloadOutcome,
         exit_code: i32,
         long_detail: bool,
+        /// 0: no digest (a verified order's success is refused); 1, 2: the result tag of
+        /// digest `[k; 32]` — two answers, so runs agree and disagree.
+        tag: u8,
     },
+    /// The provider of a run that owes a reveal (by index among them) reveals digest `[k; 32]`:
+    /// the one behind its tag when `right`, the other one otherwise.
+    Reveal {
+        pick: u8,
+        right: bool,
+    },
+    /// A provider adds to its stake.
+    Bond(AmountPick),
     /// The lease's provider proves all its live leases running.
     Heartbeat(LeasePick),
     TopUp {
@@ -245,6 +259,7 @@ fn arb_order_shape() -> impl Strategy<Value = OrderShape> {
             prop::bool::weighted(0.5),
             0u8..3,
         ),
+        prop_oneof![6 => Just(0u8), 3 => Just(1u8), 2 => 2u8..=3, 1 => Just(4u8)],
     )
         .prop_map(
             |(
@@ -255,6 +270,7 @@ fn arb_order_shape() -> impl Strategy<Value = OrderShape> {
                 dur,
                 malformed,
                 (max_attempts, retry_137, backoff_secs),
+                verification,
             )| {
                 OrderShape {
                     gpus,
@@ -269,6 +285,7 @@ fn arb_order_shape() -> impl Strategy<Value = OrderShape> {
                     max_attempts,
                     retry_137,
                     backoff_secs,
+                    verification,
                 }
             },
         )
@@ -294,8 +311,10 @@ fn arb_action(world: &World) -> impl Strategy<Value = ActionPlan> + use<> {
         )
             .prop_map(|(order, price)| ActionPlan::Bid { order, price }),
         5 => arb_lease_pick().prop_map(ActionPlan::Start),
-        4 => (arb_lease_pick(), arb_outcome(), prop_oneof![Just(0), Just(1), Just(137)], prop::bool::weighted(0.05))
-            .prop_map(|(lease, outcome, exit_code, long_detail)| ActionPlan::Complete { lease, outcome, exit_code, long_detail }),
+        4 => (arb_lease_pick(), arb_outcome(), prop_oneof![Just(0), Just(1), Just(137)], prop::bool::weighted(0.05), prop_oneof![1 => Just(0u8), 6 => Just(1u8), 2 => Just(2u8)])
+            .prop_map(|(lease, outcome, exit_code, long_detail, tag)| ActionPlan::Complete { lease, outcome, exit_code, long_detail, tag }),
+        3 => (any::<u8>(), prop::bool::weighted(0.8)).prop_map(|(pick, right)| ActionPlan::Reveal { pick, right }),
+        1 => prop_oneof![3 => Just(AmountPick::Units(100)), 1 => arb_amount()].prop_map(ActionPlan::Bond),
         2 => arb_lease_pick().prop_map(ActionPlan::Heartbeat),
         2 => (arb_order_pick(), arb_amount()).prop_map(|(order, amount)| ActionPlan::TopUp { order, amount }),
         1 => arb_lease_pick().prop_map(ActionPlan::Release),
@@ -450,6 +469,30 @@ impl World {
         nth_wrapped(&leaving, i)
     }
 
+    /// A run that owes a reveal, by index (wrapped) among all of them, with its order.
+    fn resolve_reveal(&self, pick: u8) -> Option<(OrderId, gpunet_ledger::Run)> {
+        let owing: Vec<(OrderId, gpunet_ledger::Run)> = self
+            .state
+            .orders
+            .iter()
+            .filter(|(_, o)| {
+                matches!(
+                    o.verifying.stage,
+                    gpunet_ledger::VerifyStage::Revealing { .. }
+                )
+            })
+            .flat_map(|(id, o)| {
+                o.verifying
+                    .runs
+                    .iter()
+                    .filter(|r| r.reveal_due && !r.revealed && !r.wrong)
+                    .map(|r| (*id, r.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        nth_wrapped(&(0..owing.len()).collect::<Vec<_>>(), pick).map(|i| owing[i].clone())
+    }
+
     fn resolve_signer(
         &self,
         pick: SignerPick,
@@ -509,6 +552,14 @@ impl World {
                 });
                 (p, ResolvedTarget::Order(id.unwrap_or(unknown_order)))
             }
+            ActionPlan::Reveal { pick, .. } => match self.resolve_reveal(*pick) {
+                Some((order, run)) => (Some(run.provider), ResolvedTarget::Run(order, run)),
+                None => (None, ResolvedTarget::None),
+            },
+            ActionPlan::Bond(_) => (
+                self.state.providers.keys().next().copied(),
+                ResolvedTarget::None,
+            ),
             ActionPlan::Register { .. } | ActionPlan::Update { .. } | ActionPlan::Deregister => {
                 // The last provider: worlds that keep one unregistered put it there.
                 (self.providers.last().copied(), ResolvedTarget::None)
@@ -596,7 +647,22 @@ impl World {
                     codes,
                     u64::from(shape.backoff_secs),
                 );
-                Msg::CreateOrder { terms: b.build() }
+                let mut terms = b.build();
+                terms.verification = match shape.verification {
+                    0 => gpunet_protocol::Verification::NONE,
+                    1 => gpunet_protocol::Verification {
+                        mode: gpunet_protocol::VerificationMode::SpotCheck,
+                        replicas: 0,
+                        compare: gpunet_protocol::Compare::Exact,
+                    },
+                    n => gpunet_protocol::Verification {
+                        mode: gpunet_protocol::VerificationMode::Replicas,
+                        // 4 asks for replicas of 1: out of bounds, refused.
+                        replicas: if n == 4 { 1 } else { n },
+                        compare: gpunet_protocol::Compare::Exact,
+                    },
+                };
+                Msg::CreateOrder { terms }
             }
             ActionPlan::Cancel(_) => Msg::CancelOrder {
                 order: msg_for.order(unknown_order),
@@ -639,10 +705,23 @@ impl World {
                 outcome,
                 exit_code,
                 long_detail,
+                tag,
                 ..
             } => {
                 let mut result = lease_result(*outcome);
                 result.exit_code = Some(*exit_code);
+                let lease = msg_for.lease(unknown_lease);
+                let order = self
+                    .state
+                    .leases
+                    .get(&lease)
+                    .map_or(unknown_order, |l| l.order);
+                if *tag > 0 {
+                    result.output_digest = Some(gpunet_protocol::result_tag(
+                        order,
+                        &gpunet_protocol::Hash([*tag; 32]),
+                    ));
+                }
                 if *long_detail {
                     result.detail = "x".repeat(gpunet_protocol::tx::MAX_RESULT_DETAIL_BYTES + 1);
                 }
@@ -671,6 +750,30 @@ impl World {
                 lease: msg_for.lease(unknown_lease),
             },
             ActionPlan::AnnounceExit => Msg::AnnounceExit,
+            ActionPlan::Reveal { right, .. } => match &msg_for {
+                ResolvedTarget::Run(order, run) => {
+                    let behind = (1u8..=2)
+                        .find(|k| {
+                            gpunet_protocol::result_tag(*order, &gpunet_protocol::Hash([*k; 32]))
+                                == run.tag
+                        })
+                        .unwrap_or(1);
+                    let k = if *right { behind } else { 3 - behind };
+                    Msg::RevealDigest {
+                        order: *order,
+                        lease: run.lease,
+                        digest: gpunet_protocol::Hash([k; 32]),
+                    }
+                }
+                _ => Msg::RevealDigest {
+                    order: unknown_order,
+                    lease: unknown_lease,
+                    digest: gpunet_protocol::Hash([1; 32]),
+                },
+            },
+            ActionPlan::Bond(amount) => Msg::BondStake {
+                amount: self.resolve_amount(*amount, &signer, Denom::Gpn),
+            },
         };
         let mut body = self.body(signer, msg);
         match plan.nonce {
@@ -697,6 +800,7 @@ impl World {
 enum ResolvedTarget {
     Order(OrderId),
     Lease(LeaseId),
+    Run(OrderId, gpunet_ledger::Run),
     None,
 }
 

@@ -100,6 +100,7 @@ fn verification_view(o: &Order) -> Option<VerificationView> {
                 wrong: r.wrong,
             })
             .collect(),
+        outcome: f.outcome.map(|o| o.as_str().to_owned()),
     })
 }
 
