@@ -248,6 +248,7 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
     let mut rejected: BTreeMap<&'static str, u32> = BTreeMap::new();
     let mut ended: BTreeMap<String, u32> = BTreeMap::new();
     let mut reopened = 0u32;
+    let mut trust: BTreeMap<&'static str, u32> = BTreeMap::new();
     for _ in 0..200 {
         let blocks = strategy.new_tree(&mut runner).expect("generates").current();
         let mut w = base_world();
@@ -268,12 +269,22 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
                         *ended.entry(reason.to_string()).or_default() += 1;
                     }
                     Event::OrderReopened { .. } => reopened += 1,
+                    Event::SpotCheckDrawn { .. } => {
+                        *trust.entry("spot_check_drawn").or_default() += 1
+                    }
+                    Event::RevealRequested { .. } => {
+                        *trust.entry("reveal_requested").or_default() += 1
+                    }
+                    Event::VerificationDecided { outcome, .. } => {
+                        *trust.entry(outcome.as_str()).or_default() += 1
+                    }
+                    Event::ProviderSlashed { .. } => *trust.entry("slashed").or_default() += 1,
                     _ => {}
                 }
             }
         }
     }
-    eprintln!("applied: {applied:?}\nrejected: {rejected:?}\nended: {ended:?}");
+    eprintln!("applied: {applied:?}\nrejected: {rejected:?}\nended: {ended:?}\ntrust: {trust:?}");
     for kind in [
         "transfer",
         "create_order",
@@ -284,6 +295,7 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
         "heartbeat",
         "top_up_order",
         "release_lease",
+        "bond_stake",
     ] {
         assert!(
             applied.get(kind).copied().unwrap_or(0) > 0,
@@ -311,5 +323,18 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
     assert!(
         rejected.len() >= 20,
         "too few kinds of rejection: {rejected:?}"
+    );
+    // Verified orders are made, refused when out of bounds, and reach the spot-check draw
+    // (the flows past it are driven in tests/trust.rs and by the simulator).
+    for r in [
+        "verification_invalid",
+        "probation_job_too_large",
+        "stake_below_minimum",
+    ] {
+        assert!(rejected.contains_key(r), "never refused {r}: {rejected:?}");
+    }
+    assert!(
+        trust.contains_key("spot_check_drawn"),
+        "no spot check was ever drawn: {trust:?}"
     );
 }

@@ -317,7 +317,7 @@ fn arb_action(world: &World) -> impl Strategy<Value = ActionPlan> + use<> {
         1 => prop_oneof![3 => Just(AmountPick::Units(100)), 1 => arb_amount()].prop_map(ActionPlan::Bond),
         2 => arb_lease_pick().prop_map(ActionPlan::Heartbeat),
         2 => (arb_order_pick(), arb_amount()).prop_map(|(order, amount)| ActionPlan::TopUp { order, amount }),
-        1 => arb_lease_pick().prop_map(ActionPlan::Release),
+        2 => arb_lease_pick().prop_map(ActionPlan::Release),
         1 => Just(ActionPlan::AnnounceExit),
     ]
 }
