@@ -135,7 +135,7 @@ pub fn free_capacity<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use gpunet_api::node::BidView;
     use gpunet_protocol::{GpuRequirement, GpuSlot, Hash, OrderId, Runtime};
@@ -193,7 +193,7 @@ mod tests {
     }
 
     /// 1 core, 1 GiB, no GPU, anywhere, max 10.00/h: our default price is 0.11.
-    fn terms() -> OrderTerms {
+    pub(crate) fn terms() -> OrderTerms {
         OrderTerms {
             name: "job".into(),
             manifest_hash: Hash::of(b"m"),
@@ -213,7 +213,7 @@ mod tests {
         }
     }
 
-    fn order(terms: OrderTerms) -> OrderView {
+    pub(crate) fn order(terms: OrderTerms) -> OrderView {
         OrderView {
             id: OrderId(1),
             tenant: tenant(),

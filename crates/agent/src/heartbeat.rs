@@ -68,11 +68,7 @@ pub async fn run(client: Arc<NodeClient>, leases: Arc<Leases>, every: Duration) 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let records: Vec<LeaseRecord> = leases
-            .ids()
-            .into_iter()
-            .filter_map(|id| leases.get(id))
-            .collect();
+        let records = leases.records();
         let proven = leases_to_prove(&records);
         if proven.is_empty() {
             continue;

@@ -312,6 +312,11 @@ impl Leases {
         self.update(lease, |r| r.reveal_settled = true);
     }
 
+    /// A copy of every record.
+    pub fn records(&self) -> Vec<LeaseRecord> {
+        self.lock().values().cloned().collect()
+    }
+
     /// Every lease id this agent has a record of.
     pub fn ids(&self) -> Vec<LeaseId> {
         self.lock().keys().copied().collect()

@@ -81,11 +81,7 @@ pub async fn run(client: Arc<NodeClient>, leases: Arc<Leases>, every: Duration) 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let records: Vec<LeaseRecord> = leases
-            .ids()
-            .into_iter()
-            .filter_map(|id| leases.get(id))
-            .collect();
+        let records = leases.records();
         for lease in awaiting(&records) {
             let Some(record) = records.iter().find(|r| r.lease == lease) else {
                 continue;
@@ -118,5 +114,83 @@ pub async fn run(client: Arc<NodeClient>, leases: Arc<Leases>, every: Duration) 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpunet_api::node::{OrderState, RunView, VerificationView};
+    use gpunet_protocol::{Address, Hash, OrderId, Resources, Verification, VerificationMode};
+
+    fn record(id: u64, verified: bool, phase: Phase, outcome: WorkloadOutcome) -> LeaseRecord {
+        let mut r = LeaseRecord::new(
+            LeaseId(id),
+            OrderId(id),
+            Address([1; 32]),
+            Resources::default(),
+            vec![],
+            phase,
+        );
+        let mut terms = crate::bidding::tests::terms();
+        if verified {
+            terms.verification = Verification {
+                mode: VerificationMode::SpotCheck,
+                ..Verification::NONE
+            };
+        }
+        r.terms = Some(terms);
+        r.outcome = Some(outcome);
+        r
+    }
+
+    #[test]
+    fn only_ended_successful_verified_runs_not_yet_settled_may_owe_a_reveal() {
+        let mut settled = record(5, true, Phase::Ended, WorkloadOutcome::Succeeded);
+        settled.reveal_settled = true;
+        let records = vec![
+            record(4, true, Phase::Ended, WorkloadOutcome::Succeeded),
+            record(1, false, Phase::Ended, WorkloadOutcome::Succeeded),
+            record(2, true, Phase::Ended, WorkloadOutcome::Failed),
+            record(3, true, Phase::Running, WorkloadOutcome::Succeeded),
+            settled,
+        ];
+        assert_eq!(awaiting(&records), vec![LeaseId(4)]);
+    }
+
+    #[test]
+    fn a_run_reveals_only_when_its_order_asks_it_to() {
+        let run = |lease: u64, reveal_due: bool, revealed: bool| RunView {
+            lease: LeaseId(lease),
+            provider: Address([1; 32]),
+            tag: Hash([7; 32]),
+            reveal_due,
+            revealed,
+            wrong: false,
+        };
+        let mut order = crate::bidding::tests::order(crate::bidding::tests::terms());
+        order.state = OrderState::Verifying;
+        order.verification = Some(VerificationView {
+            stage: "revealing".to_owned(),
+            needed: 2,
+            until_height: Some(40),
+            runs: vec![run(1, false, false), run(2, true, false)],
+            outcome: None,
+        });
+        assert_eq!(ask(&order, LeaseId(2)), Ask::Reveal);
+        // The first run of its tag owes nothing, but the order is not done with it.
+        assert_eq!(ask(&order, LeaseId(1)), Ask::Wait);
+        assert_eq!(ask(&order, LeaseId(9)), Ask::Settled);
+        if let Some(v) = order.verification.as_mut() {
+            v.runs[1].revealed = true;
+        }
+        assert_eq!(ask(&order, LeaseId(2)), Ask::Settled);
+        order.state = OrderState::Closed;
+        if let Some(v) = order.verification.as_mut() {
+            v.stage = "running".to_owned();
+        }
+        assert_eq!(ask(&order, LeaseId(1)), Ask::Settled);
+        order.verification = None;
+        assert_eq!(ask(&order, LeaseId(1)), Ask::Settled);
     }
 }

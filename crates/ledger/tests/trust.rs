@@ -87,6 +87,19 @@ fn reveal(w: &mut World, order: OrderId, lease: LeaseId, digest: Hash) -> Vec<Ev
     outcome.events().into_iter().cloned().collect()
 }
 
+/// What the ledger would say to `msg` from `signer` now (applied to a copy of the state).
+fn refusal(w: &World, signer: gpunet_protocol::Address, msg: Msg) -> Result<(), Rejection> {
+    let tx = w.probe(signer, msg);
+    gpunet_ledger::apply_tx(&mut w.state.clone(), &tx).map(|_| ())
+}
+
+fn bid_msg(order: OrderId) -> Msg {
+    Msg::PlaceBid {
+        order,
+        price_per_hour: PRICE,
+    }
+}
+
 fn decided(events: &[Event]) -> Option<Event> {
     events
         .iter()
@@ -118,15 +131,8 @@ fn a_run_on_probation_is_always_checked_and_agreement_confirms_it() {
     )));
     assert_eq!(w.order(order).status, OrderStatus::Open);
     // The first run's provider may not check itself.
-    let tx = w.probe(
-        p0,
-        Msg::PlaceBid {
-            order,
-            price_per_hour: PRICE,
-        },
-    );
     assert_eq!(
-        gpunet_ledger::apply_tx(&mut w.state.clone(), &tx),
+        refusal(&w, p0, bid_msg(order)),
         Err(Rejection::ProviderExcluded)
     );
     let l2 = lease_to(&mut w, order, 1);
@@ -137,28 +143,28 @@ fn a_run_on_probation_is_always_checked_and_agreement_confirms_it() {
         Event::RevealRequested { leases, .. } if leases == &vec![l2]
     )));
     // Not by another provider, not a digest that does not give the tag.
-    let tx = w.probe(
-        p0,
-        Msg::RevealDigest {
-            order,
-            lease: l2,
-            digest: RIGHT,
-        },
-    );
     assert_eq!(
-        gpunet_ledger::apply_tx(&mut w.state.clone(), &tx),
+        refusal(
+            &w,
+            p0,
+            Msg::RevealDigest {
+                order,
+                lease: l2,
+                digest: RIGHT,
+            }
+        ),
         Err(Rejection::NotLeaseProvider)
     );
-    let tx = w.probe(
-        p1,
-        Msg::RevealDigest {
-            order,
-            lease: l2,
-            digest: WRONG,
-        },
-    );
     assert_eq!(
-        gpunet_ledger::apply_tx(&mut w.state.clone(), &tx),
+        refusal(
+            &w,
+            p1,
+            Msg::RevealDigest {
+                order,
+                lease: l2,
+                digest: WRONG,
+            }
+        ),
         Err(Rejection::RevealInvalid)
     );
     let usd_before = w.usd(&t);
@@ -206,15 +212,8 @@ fn a_disagreement_calls_a_referee_and_the_wrong_run_is_slashed_exactly() {
     assert_eq!(w.order(order).status, OrderStatus::Open);
     assert_eq!(w.order(order).verifying.needed, 3);
     for p in [0, 1] {
-        let tx = w.probe(
-            w.provider_addr(p),
-            Msg::PlaceBid {
-                order,
-                price_per_hour: PRICE,
-            },
-        );
         assert_eq!(
-            gpunet_ledger::apply_tx(&mut w.state.clone(), &tx),
+            refusal(&w, w.provider_addr(p), bid_msg(order)),
             Err(Rejection::ProviderExcluded)
         );
     }
@@ -274,26 +273,15 @@ fn a_disagreement_calls_a_referee_and_the_wrong_run_is_slashed_exactly() {
     assert!(slashed.reputation.bad_milli >= 10_000);
     // Jailed: it bids on nothing until the jail ends.
     let other = open(&mut w, Verification::NONE);
-    let tx = w.probe(
-        p1,
-        Msg::PlaceBid {
-            order: other,
-            price_per_hour: PRICE,
-        },
-    );
     assert_eq!(
-        gpunet_ledger::apply_tx(&mut w.state.clone(), &tx),
+        refusal(&w, p1, bid_msg(other)),
         Err(Rejection::ProviderJailed)
     );
     // Now under the stake its listing needs, once out of jail it must bond again to bid.
     w.advance_to(height + params.jail_blocks);
     let other = open(&mut w, Verification::NONE);
-    let bid = Msg::PlaceBid {
-        order: other,
-        price_per_hour: PRICE,
-    };
     assert_eq!(
-        gpunet_ledger::apply_tx(&mut w.state.clone(), &w.probe(p1, bid)),
+        refusal(&w, p1, bid_msg(other)),
         Err(Rejection::StakeBelowMinimum)
     );
     let bond = w.tx(p1, Msg::BondStake { amount });
@@ -428,8 +416,7 @@ fn verified_orders_need_a_tag_exact_comparison_and_bounded_replicas() {
     ] {
         let mut terms = order_terms().build();
         terms.verification = v;
-        let tx = w.probe(t, Msg::CreateOrder { terms });
-        assert_eq!(gpunet_ledger::apply_tx(&mut w.state.clone(), &tx), Err(why));
+        assert_eq!(refusal(&w, t, Msg::CreateOrder { terms }), Err(why));
     }
     let order = open(&mut w, verified(VerificationMode::SpotCheck, 0));
     let lease = lease_to(&mut w, order, 0);
@@ -513,15 +500,8 @@ fn a_provider_on_probation_takes_small_orders_only() {
     terms.deposit = Amount::from_micros(cap.micros() + 1);
     let tx = w.create_order(t, terms);
     let order = w.block(vec![tx]).orders_created()[0];
-    let tx = w.probe(
-        p0,
-        Msg::PlaceBid {
-            order,
-            price_per_hour: PRICE,
-        },
-    );
     assert_eq!(
-        gpunet_ledger::apply_tx(&mut w.state.clone(), &tx),
+        refusal(&w, p0, bid_msg(order)),
         Err(Rejection::ProbationJobTooLarge)
     );
     // With no probation on the network, the same bid is taken.
