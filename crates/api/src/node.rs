@@ -77,6 +77,8 @@ pub struct ParamsView {
     pub reveal_window_blocks: u64,
     /// Blocks over which reputation evidence loses half its weight.
     pub reputation_half_life_blocks: u64,
+    /// Blocks a tenant has to dispute a spot-checked job's unchecked result.
+    pub dispute_window_blocks: u64,
 }
 
 /// `GET /v1/accounts/{address}`.
@@ -251,7 +253,8 @@ pub struct RunView {
 /// Where a verified order's comparison stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerificationView {
-    /// `running`, `drawing` or `revealing`.
+    /// `running`, `drawing`, `revealing`, or `disputable` (the check was not drawn; the tenant
+    /// may dispute until `until_height`).
     pub stage: String,
     /// Runs the comparison needs now.
     pub needed: u8,

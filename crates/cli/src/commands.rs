@@ -143,6 +143,19 @@ pub enum JobCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Dispute a spot-checked job's unchecked result (its check was not drawn), within the
+    /// network's dispute window: the job is rerun on another provider from its escrow and the
+    /// results compared, a referee deciding if they disagree. The loser pays: a wrong provider
+    /// is slashed, part of it to you; if the provider was right, you have paid for the reruns.
+    /// Then waits for the verdict as `job wait` does, handing the rerun the journaled manifest.
+    ///
+    /// Example: gpunet job dispute 3
+    Dispute {
+        /// The job's id (its order id), as `job submit` and `job list` print it.
+        id: OrderId,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Add usd to a job's escrow, so it keeps running (a paused job resumes). Anyone may top
     /// up any job; `job status` shows how long the escrow lasts.
     ///
@@ -1087,6 +1100,16 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 }
             );
             Ok(())
+        }
+        JobCmd::Dispute { id, conn } => {
+            let (client, _) = signed_client(&conn)?;
+            client
+                .send_and_wait(Msg::Dispute { order: id }, TX_TIMEOUT)
+                .await?;
+            if !conn.json {
+                println!("job {id}: disputed; it is rerun on another provider and compared");
+            }
+            wait_for(id, false, &conn).await
         }
         JobCmd::Cancel { id, conn } => {
             let (client, _) = signed_client(&conn)?;

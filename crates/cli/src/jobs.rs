@@ -375,6 +375,26 @@ pub async fn follow(
     let mut announced_reopen = 0usize;
     loop {
         let order = client.order(order_id).await?;
+        // A spot-checked job whose check was not drawn: done, unless the tenant disputes it.
+        if let Some(v) = order
+            .verification
+            .as_ref()
+            .filter(|v| v.stage == "disputable")
+            && let Some(first) = v.runs.first()
+        {
+            let lease = client.lease(first.lease).await?;
+            progress.stage("ended: completed");
+            progress.stage(&format!(
+                "verification: unchecked (the spot check was not drawn); to have it rerun \
+                 elsewhere and compared, `gpunet job dispute {order_id}` before height {}",
+                v.until_height.unwrap_or_default()
+            ));
+            return Ok(Followed {
+                order,
+                lease: Some(lease),
+                submit_to_running_ms,
+            });
+        }
         if let Some(last) = order
             .attempts
             .last()

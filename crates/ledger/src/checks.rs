@@ -7,8 +7,12 @@
 //! - **spot check**: after the first run, the order waits one block (`Drawing`) and the end of
 //!   that block draws from its seed — which the run's transaction helped make, so the run could
 //!   not know the draw when it reported — whether to rerun it, with the probability
-//!   [`crate::trust::spot_check_ppm`] gives. Not drawn: the order closes, `unchecked`. Drawn:
-//!   the order reopens for a second run, on any provider but the first.
+//!   [`crate::trust::spot_check_ppm`] gives. Drawn: the order reopens for a second run, on any
+//!   provider but the first.
+//!   Not drawn: the order waits `dispute_window_blocks` (`Disputable`, escrow kept); the tenant
+//!   may `Dispute` it, which reruns it as a drawn check would — the loser pays: a wrong provider
+//!   is slashed, a tenant whose provider was right has paid for the reruns. Undisputed, the order
+//!   closes `unchecked`.
 //! - **replicas**: the order reopens after each run until it has `replicas` of them.
 //!
 //! Once every run needed is in, each run whose tag equals an earlier run's must reveal the
@@ -178,6 +182,36 @@ pub(crate) fn begin_reveals(state: &mut State, order_id: OrderId, events: &mut V
     }
 }
 
+pub(crate) fn check_dispute(
+    state: &State,
+    signer: &Address,
+    order_id: OrderId,
+) -> Result<(), Rejection> {
+    let order = state
+        .orders
+        .get(&order_id)
+        .ok_or_else(|| crate::market::missing_order(state, order_id))?;
+    if order.tenant != *signer {
+        return Err(Rejection::NotOrderOwner);
+    }
+    let open = matches!(order.verifying.stage, VerifyStage::Disputable { until_height } if state.height < until_height);
+    if !open || order.escrow.is_zero() {
+        return Err(Rejection::DisputeNotOpen);
+    }
+    Ok(())
+}
+
+/// The tenant disputes the unchecked result: the order reopens for a rerun, as a drawn check
+/// does, and the comparison goes on from there.
+pub(crate) fn dispute(state: &mut State, order_id: OrderId, events: &mut Vec<Event>) {
+    if let Some(o) = state.orders.get_mut(&order_id) {
+        o.verifying.needed = 2;
+        o.verifying.stage = VerifyStage::Running;
+    }
+    reopen_for_run(state, order_id);
+    events.push(Event::DisputeOpened { order: order_id });
+}
+
 pub(crate) fn check_reveal(
     state: &State,
     signer: &Address,
@@ -263,6 +297,19 @@ pub(crate) fn advance_all(state: &mut State, seed: &Hash, events: &mut Vec<Event
                 }
             }
             VerifyStage::Drawing { at_height } => state.due_checks.mark(at_height, id),
+            VerifyStage::Disputable { until_height } if until_height <= height => {
+                let tag = order.verifying.runs.first().map(|r| r.tag);
+                finish(
+                    state,
+                    id,
+                    VerificationOutcome::Unchecked,
+                    tag,
+                    Vec::new(),
+                    Vec::new(),
+                    events,
+                );
+            }
+            VerifyStage::Disputable { until_height } => state.due_checks.mark(until_height, id),
             VerifyStage::Running => {}
         }
     }
@@ -288,12 +335,20 @@ fn spot_check(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Even
         probability_ppm,
         checked,
     });
+    let window = state.params.dispute_window_blocks;
     if checked {
         if let Some(o) = state.orders.get_mut(&id) {
             o.verifying.needed = 2;
             o.verifying.stage = VerifyStage::Running;
         }
         reopen_for_run(state, id);
+    } else if window > 0 {
+        // Unchecked, unless the tenant disputes it in time.
+        let until_height = state.height.saturating_add(window);
+        if let Some(o) = state.orders.get_mut(&id) {
+            o.verifying.stage = VerifyStage::Disputable { until_height };
+        }
+        state.due_checks.mark(until_height, id);
     } else {
         finish(
             state,

@@ -694,7 +694,11 @@ pub(crate) fn check_top_up(
         .orders
         .get(&order_id)
         .ok_or_else(|| crate::market::missing_order(state, order_id))?;
-    if !matches!(order.status, OrderStatus::Open | OrderStatus::Leased { .. }) {
+    // A verifying order's escrow pays its next run (a check, a referee, a disputed rerun).
+    if !matches!(
+        order.status,
+        OrderStatus::Open | OrderStatus::Leased { .. } | OrderStatus::Verifying
+    ) {
         return Err(Rejection::OrderNotOpen);
     }
     order

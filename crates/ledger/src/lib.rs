@@ -106,6 +106,7 @@ fn check_msg(state: &State, body: &TxBody) -> Result<(), Rejection> {
             lease,
             digest,
         } => checks::check_reveal(state, signer, *order, *lease, digest),
+        Msg::Dispute { order } => checks::check_dispute(state, signer, *order),
     }
 }
 
@@ -136,6 +137,7 @@ fn apply_checked(state: &mut State, body: TxBody, events: &mut Vec<Event>) {
         Msg::AnnounceExit => providers::announce_exit(state, signer, events),
         Msg::BondStake { amount } => providers::bond(state, signer, amount, events),
         Msg::RevealDigest { order, lease, .. } => checks::reveal(state, order, lease),
+        Msg::Dispute { order } => checks::dispute(state, order, events),
     }
 }
 

@@ -81,6 +81,11 @@ pub struct Params {
     /// Blocks over which a provider's reputation evidence loses half its weight.
     #[serde(default = "trust::reputation_half_life_blocks")]
     pub reputation_half_life_blocks: u64,
+    /// Blocks a tenant has, after a spot-checked job's check was not drawn, to dispute its
+    /// result (a rerun elsewhere, then a referee if they disagree; the loser pays). The escrow
+    /// stays with the order meanwhile. 0: no disputes, the order closes at once.
+    #[serde(default = "trust::dispute_window_blocks")]
+    pub dispute_window_blocks: u64,
 }
 
 fn default_exclusion_lapse_blocks() -> u64 {
@@ -128,6 +133,10 @@ mod trust {
     pub(super) fn reputation_half_life_blocks() -> u64 {
         // A week at 500 ms blocks.
         1_209_600
+    }
+    pub(super) fn dispute_window_blocks() -> u64 {
+        // Five minutes at 500 ms blocks: time to fetch the outputs and look.
+        600
     }
 }
 
@@ -203,6 +212,7 @@ impl Default for Params {
             gpn_reference_price: trust::gpn_reference_price(),
             reveal_window_blocks: trust::reveal_window_blocks(),
             reputation_half_life_blocks: trust::reputation_half_life_blocks(),
+            dispute_window_blocks: trust::dispute_window_blocks(),
         }
     }
 }

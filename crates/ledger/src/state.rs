@@ -95,6 +95,10 @@ pub enum VerifyStage {
     Drawing { at_height: u64 },
     /// Every run needed is in; the runs asked to reveal have until `deadline_height`.
     Revealing { deadline_height: u64 },
+    /// The spot check was not drawn: the tenant may dispute the result (`Dispute`) until
+    /// `until_height`, when the order closes `unchecked`. The escrow waits with it, to pay a
+    /// disputed rerun.
+    Disputable { until_height: u64 },
 }
 
 /// A verified order's runs and the comparison's stage (ADR 0010). Empty for an order without

@@ -517,3 +517,161 @@ fn a_provider_on_probation_takes_small_orders_only() {
     let tx = w.bid(p0, order, PRICE);
     w.submit(tx).expect("no probation, no cap");
 }
+
+/// A world where a spot check is never drawn: no probation, no floor on the probability (the
+/// economic term of these cheap runs rounds to nothing).
+fn undrawn_world() -> World {
+    World::builder()
+        .tenants(2)
+        .providers(4)
+        .with_params(|p| {
+            p.probation_runs = 0;
+            p.spot_check_min_ppm = 0;
+            p.spot_check_record_ppm = 0;
+        })
+        .build()
+}
+
+/// Runs the first run of a spot-checked order to its (undrawn) draw; returns the order, the
+/// lease and the dispute window's end.
+fn unchecked(w: &mut World, digest: Hash) -> (OrderId, LeaseId, u64) {
+    let order = open(w, verified(VerificationMode::SpotCheck, 0));
+    let l1 = lease_to(w, order, 0);
+    run(w, order, l1, digest);
+    let drawn = w.block(Vec::new());
+    assert!(
+        drawn
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::SpotCheckDrawn { checked: false, .. }))
+    );
+    let VerifyStage::Disputable { until_height } = w.order(order).verifying.stage else {
+        panic!("not disputable: {:?}", w.order(order).verifying);
+    };
+    assert_eq!(
+        until_height,
+        w.state.height + w.state.params.dispute_window_blocks
+    );
+    (order, l1, until_height)
+}
+
+#[test]
+fn a_disputed_wrong_result_is_rerun_refereed_and_its_provider_pays() {
+    let mut w = undrawn_world();
+    let (t, p0) = (w.tenant(0), w.provider_addr(0));
+    let (order, l1, _) = unchecked(&mut w, WRONG);
+    // Only the tenant may dispute.
+    assert_eq!(
+        refusal(&w, w.tenant(1), Msg::Dispute { order }),
+        Err(Rejection::NotOrderOwner)
+    );
+    let tx = w.tx(t, Msg::Dispute { order });
+    let events = w.submit(tx).expect("the tenant disputes");
+    assert!(events.contains(&Event::DisputeOpened { order }));
+    assert_eq!(w.order(order).status, OrderStatus::Open);
+    // The rerun disagrees, a referee sides with it, and the first run's provider is slashed.
+    let l2 = lease_to(&mut w, order, 1);
+    run(&mut w, order, l2, RIGHT);
+    let l3 = lease_to(&mut w, order, 2);
+    run(&mut w, order, l3, RIGHT);
+    let stake = w.provider(&p0).expect("registered").stake;
+    let tenant_gpn = w.gpn(&t);
+    let events = reveal(&mut w, order, l3, RIGHT);
+    let Some(Event::VerificationDecided {
+        outcome,
+        agreed,
+        wrong,
+        ..
+    }) = decided(&events)
+    else {
+        panic!("no decision: {events:?}");
+    };
+    assert_eq!(outcome, VerificationOutcome::Majority);
+    assert_eq!(agreed, vec![l2, l3]);
+    assert_eq!(wrong, vec![l1]);
+    let slash = stake
+        .mul_div_floor(u64::from(w.state.params.slash_bps), 10_000)
+        .expect("fits");
+    assert_eq!(
+        w.provider(&p0).expect("registered").stake,
+        stake.checked_sub(slash).expect("fits")
+    );
+    assert!(
+        w.gpn(&t) > tenant_gpn,
+        "the tenant got its share of the slash"
+    );
+    // The order closes on a run that agreed: the outputs the tenant takes are confirmed ones.
+    assert_eq!(w.order(order).status, OrderStatus::Closed { lease: l2 });
+}
+
+#[test]
+fn a_disputed_right_result_is_confirmed_and_the_tenant_paid_for_the_rerun() {
+    let mut w = undrawn_world();
+    let t = w.tenant(0);
+    let (order, l1, _) = unchecked(&mut w, RIGHT);
+    let escrow = w.escrow(order);
+    let tx = w.tx(t, Msg::Dispute { order });
+    w.submit(tx).expect("the tenant disputes");
+    let l2 = lease_to(&mut w, order, 1);
+    run(&mut w, order, l2, RIGHT);
+    let events = reveal(&mut w, order, l2, RIGHT);
+    let Some(Event::VerificationDecided {
+        outcome,
+        agreed,
+        refund,
+        ..
+    }) = decided(&events)
+    else {
+        panic!("no decision: {events:?}");
+    };
+    assert_eq!(outcome, VerificationOutcome::Agreed);
+    assert_eq!(agreed, vec![l1, l2]);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ProviderSlashed { .. })),
+        "nobody was wrong"
+    );
+    // The loser pays: the rerun came out of the tenant's escrow.
+    let rerun = w.lease(l2).paid;
+    assert!(!rerun.is_zero());
+    assert_eq!(refund, escrow.checked_sub(rerun).expect("fits"));
+}
+
+#[test]
+fn an_undisputed_result_closes_unchecked_when_the_window_ends() {
+    let mut w = undrawn_world();
+    let t = w.tenant(0);
+    let (order, l1, until) = unchecked(&mut w, RIGHT);
+    let escrow = w.escrow(order);
+    let usd = w.usd(&t);
+    let outcomes = w.advance_to(until);
+    let events: Vec<Event> = outcomes
+        .iter()
+        .flat_map(|o| o.events().into_iter().cloned())
+        .collect();
+    let Some(Event::VerificationDecided {
+        outcome,
+        tag,
+        refund,
+        ..
+    }) = decided(&events)
+    else {
+        panic!("no decision: {events:?}");
+    };
+    assert_eq!(outcome, VerificationOutcome::Unchecked);
+    assert_eq!(tag, Some(result_tag(order, &RIGHT)));
+    assert_eq!(refund, escrow);
+    assert_eq!(w.usd(&t), usd.checked_add(escrow).expect("fits"));
+    assert_eq!(w.order(order).status, OrderStatus::Closed { lease: l1 });
+    // Too late now, and never for an order without verification.
+    assert_eq!(
+        refusal(&w, t, Msg::Dispute { order }),
+        Err(Rejection::OrderNotOpen)
+    );
+    let plain = open(&mut w, Verification::NONE);
+    assert_eq!(
+        refusal(&w, t, Msg::Dispute { order: plain }),
+        Err(Rejection::DisputeNotOpen)
+    );
+}

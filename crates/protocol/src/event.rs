@@ -270,6 +270,10 @@ pub enum Event {
         /// its lease's or expiry's event tells the refund).
         refund: Amount,
     },
+    /// The tenant disputed the unchecked result: the order reopens for a rerun elsewhere.
+    DisputeOpened {
+        order: OrderId,
+    },
     /// A provider's stake was cut for a wrong or unrevealed run: `to_tenant` went to the
     /// harmed tenant and `burned` was destroyed; it takes no new leases until
     /// `jailed_until_height`.
@@ -304,6 +308,7 @@ impl Event {
             | Event::SpotCheckDrawn { order, .. }
             | Event::RevealRequested { order, .. }
             | Event::VerificationDecided { order, .. }
+            | Event::DisputeOpened { order, .. }
             | Event::ProviderSlashed { order, .. } => Some(*order),
             _ => None,
         }

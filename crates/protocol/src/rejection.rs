@@ -98,6 +98,7 @@ rejections! {
     ProbationJobTooLarge = 46, "probation_job_too_large", "the provider is on probation in this GPU class and may take only orders whose deposit is at most probation_max_deposit (see /v1/params); bid on smaller orders until its verified runs pass probation_runs";
     ResultTagMissing = 47, "result_tag_missing", "a successful run of a verified order must report its result tag (result_tag(order, output digest)) as output_digest";
     RevealInvalid = 48, "reveal_invalid", "no run of this lease is waiting for a reveal, or the digest does not match the tag it reported; reveal the output digest behind the reported tag, after the RevealRequested event";
+    DisputeNotOpen = 49, "dispute_not_open", "only the tenant may dispute, and only a spot-checked job whose check was not drawn, within dispute_window_blocks of the draw (see the order's verification: stage disputable); its escrow must still pay a rerun (top it up with TopUpOrder)";
 }
 
 impl std::fmt::Display for Rejection {

@@ -205,6 +205,11 @@ pub enum Msg {
         lease: LeaseId,
         digest: Hash,
     },
+    /// The tenant disputes the unchecked result of its spot-checked order, within the dispute
+    /// window: the job is rerun elsewhere from the order's escrow, and a referee decides if the
+    /// two disagree. The loser pays: a wrong provider is slashed (part to the tenant); a
+    /// tenant whose provider was right has paid for the reruns.
+    Dispute { order: OrderId },
 }
 
 impl Msg {
@@ -226,6 +231,7 @@ impl Msg {
             Msg::AnnounceExit => "announce_exit",
             Msg::BondStake { .. } => "bond_stake",
             Msg::RevealDigest { .. } => "reveal_digest",
+            Msg::Dispute { .. } => "dispute",
         }
     }
 }

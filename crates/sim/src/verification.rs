@@ -587,9 +587,17 @@ impl<'a> Sim<'a> {
             Event::SpotCheckDrawn {
                 order,
                 probability_ppm,
+                checked,
                 ..
-            } if u64::from(probability_ppm) < PPM => {
-                self.past_probation.insert(order);
+            } => {
+                if u64::from(probability_ppm) < PPM {
+                    self.past_probation.insert(order);
+                }
+                // Not drawn: the one run is all the compute this order will have (nobody
+                // disputes here), so it is counted now, not when its dispute window ends.
+                if !checked {
+                    self.account(order);
+                }
             }
             Event::RevealRequested { order, leases, .. } => {
                 self.to_reveal
@@ -607,17 +615,22 @@ impl<'a> Sim<'a> {
                 if matches!(outcome, O::Inconclusive | O::Incomplete) {
                     self.report.undecided += 1;
                 }
-                let billed = self.billed.remove(&order).unwrap_or_default();
-                let all: u128 = billed.iter().map(|b| u128::from(*b)).sum();
-                let first = billed.first().map_or(0, |b| u128::from(*b));
-                self.report.all_ms += all;
-                self.report.all_check_ms += all - first;
-                if self.past_probation.remove(&order) {
-                    self.report.past_probation_ms += all;
-                    self.report.past_probation_check_ms += all - first;
-                }
+                self.account(order);
             }
             _ => {}
+        }
+    }
+
+    /// Adds an order's billed runs to the compute figures, once.
+    fn account(&mut self, order: OrderId) {
+        let billed = self.billed.remove(&order).unwrap_or_default();
+        let all: u128 = billed.iter().map(|b| u128::from(*b)).sum();
+        let first = billed.first().map_or(0, |b| u128::from(*b));
+        self.report.all_ms += all;
+        self.report.all_check_ms += all - first;
+        if self.past_probation.remove(&order) {
+            self.report.past_probation_ms += all;
+            self.report.past_probation_check_ms += all - first;
         }
     }
 }

@@ -151,6 +151,8 @@ pub enum ActionPlan {
     },
     /// A provider adds to its stake.
     Bond(AmountPick),
+    /// A tenant disputes an order's unchecked result.
+    Dispute(OrderPick),
     /// The lease's provider proves all its live leases running.
     Heartbeat(LeasePick),
     TopUp {
@@ -315,10 +317,11 @@ fn arb_action(world: &World) -> impl Strategy<Value = ActionPlan> + use<> {
             .prop_map(|(lease, outcome, exit_code, long_detail, tag)| ActionPlan::Complete { lease, outcome, exit_code, long_detail, tag }),
         3 => (any::<u8>(), prop::bool::weighted(0.8)).prop_map(|(pick, right)| ActionPlan::Reveal { pick, right }),
         1 => prop_oneof![3 => Just(AmountPick::Units(100)), 1 => arb_amount()].prop_map(ActionPlan::Bond),
+        1 => arb_order_pick().prop_map(ActionPlan::Dispute),
         2 => arb_lease_pick().prop_map(ActionPlan::Heartbeat),
         2 => (arb_order_pick(), arb_amount()).prop_map(|(order, amount)| ActionPlan::TopUp { order, amount }),
-        2 => arb_lease_pick().prop_map(ActionPlan::Release),
-        1 => Just(ActionPlan::AnnounceExit),
+        3 => arb_lease_pick().prop_map(ActionPlan::Release),
+        2 => Just(ActionPlan::AnnounceExit),
     ]
 }
 
@@ -515,7 +518,7 @@ impl World {
         let unknown_order = OrderId(self.state.next_order_id + 1_000);
         let unknown_lease = LeaseId(self.state.next_lease_id + 1_000);
         let (owner, msg_for) = match &plan.action {
-            ActionPlan::Cancel(p) | ActionPlan::TopUp { order: p, .. } => {
+            ActionPlan::Cancel(p) | ActionPlan::TopUp { order: p, .. } | ActionPlan::Dispute(p) => {
                 let id = self.resolve_order(*p);
                 (
                     id.map(|id| self.order(id).tenant),
@@ -770,6 +773,9 @@ impl World {
                     lease: unknown_lease,
                     digest: gpunet_protocol::Hash([1; 32]),
                 },
+            },
+            ActionPlan::Dispute(_) => Msg::Dispute {
+                order: msg_for.order(unknown_order),
             },
             ActionPlan::Bond(amount) => Msg::BondStake {
                 amount: self.resolve_amount(*amount, &signer, Denom::Gpn),

@@ -38,6 +38,7 @@ pub(crate) fn params_view(state: &State) -> ParamsView {
         gpn_reference_price: p.gpn_reference_price,
         reveal_window_blocks: p.reveal_window_blocks,
         reputation_half_life_blocks: p.reputation_half_life_blocks,
+        dispute_window_blocks: p.dispute_window_blocks,
     }
 }
 
@@ -83,6 +84,7 @@ fn verification_view(o: &Order) -> Option<VerificationView> {
         VerifyStage::Running => ("running", None),
         VerifyStage::Drawing { at_height } => ("drawing", Some(at_height)),
         VerifyStage::Revealing { deadline_height } => ("revealing", Some(deadline_height)),
+        VerifyStage::Disputable { until_height } => ("disputable", Some(until_height)),
     };
     Some(VerificationView {
         stage: stage.to_owned(),
