@@ -12,7 +12,9 @@ use redb::TableDefinition;
 /// 1: one snapshot of the whole state, BLAKE3 of its encoding as the root.
 /// 2: the state as entities ([`STATE`]) under a Jellyfish Merkle tree ([`JMT_NODES`]).
 /// 3: ended orders and leases leave the state for [`HISTORY`]; the [`LOOKUP`] index.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: the ledger's entities carry trust (ADR 0010): orders their verification and runs,
+///    providers their reputation, jail, slashes and verified runs; older entities do not decode.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Singletons: schema version, chain id, genesis bytes, head, the tree's retention mark.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
