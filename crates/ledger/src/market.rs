@@ -355,7 +355,14 @@ pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
             });
             let winner = bids.iter().map(|(_, b)| b).find_map(|bid| {
                 let p = state.providers.get(&bid.provider)?;
-                if p.leaving || trust::jailed(p, height) || !runtime_and_region_ok(p, &order.terms)
+                // A bid placed before its provider was slashed (jailed, or left under the stake
+                // its GPUs need) cannot win.
+                let staked =
+                    p.stake >= trust::required_stake(&state.params, p.profile.capacity.gpus.len());
+                if p.leaving
+                    || trust::jailed(p, height)
+                    || !staked
+                    || !runtime_and_region_ok(p, &order.terms)
                 {
                     return None;
                 }
