@@ -187,13 +187,7 @@ pub(crate) fn check_dispute(
     signer: &Address,
     order_id: OrderId,
 ) -> Result<(), Rejection> {
-    let order = state
-        .orders
-        .get(&order_id)
-        .ok_or_else(|| crate::market::missing_order(state, order_id))?;
-    if order.tenant != *signer {
-        return Err(Rejection::NotOrderOwner);
-    }
+    let order = crate::market::owned_order(state, signer, order_id)?;
     let open = matches!(order.verifying.stage, VerifyStage::Disputable { until_height } if state.height < until_height);
     if !open || order.escrow.is_zero() {
         return Err(Rejection::DisputeNotOpen);
@@ -472,7 +466,7 @@ fn judge_wrong(
 
 /// Reopens a verifying order for one more run: bids gather afresh, no backoff, and the
 /// providers of its runs may not bid (see `market::check_place_bid`).
-fn reopen_for_run(state: &mut State, id: OrderId) {
+pub(crate) fn reopen_for_run(state: &mut State, id: OrderId) {
     let height = state.height;
     let now = state.time_ms;
     let Some(o) = state.orders.get_mut(&id) else {

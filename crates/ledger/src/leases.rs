@@ -411,11 +411,7 @@ pub(crate) fn settle_and_end(
     let mut next_run = false;
     let mut abandoned = false;
     let refund = match state.orders.get_mut(&order_id) {
-        Some(o) if matches!(next, Next::AnotherRun) => {
-            o.status = OrderStatus::Open;
-            o.bids.clear();
-            o.open_since_height = height;
-            o.not_before_ms = now;
+        Some(_) if matches!(next, Next::AnotherRun) => {
             next_run = true;
             Amount::ZERO
         }
@@ -468,8 +464,7 @@ pub(crate) fn settle_and_end(
         crate::checks::abandon(state, order_id, events);
     }
     if next_run {
-        state.open_orders.insert(order_id);
-        state.due_orders.mark(state.height, order_id);
+        crate::checks::reopen_for_run(state, order_id);
     }
     if matches!(next, Next::Wait) {
         crate::checks::begin_reveals(state, order_id, events);

@@ -210,11 +210,12 @@ pub(crate) fn missing_order(state: &State, id: OrderId) -> Rejection {
     }
 }
 
-pub(crate) fn check_cancel_order(
-    state: &State,
+/// The order `order_id`, if `signer` is its tenant: for the tenant's own actions on it.
+pub(crate) fn owned_order<'a>(
+    state: &'a State,
     signer: &Address,
     order_id: OrderId,
-) -> Result<(), Rejection> {
+) -> Result<&'a Order, Rejection> {
     let order = state
         .orders
         .get(&order_id)
@@ -222,6 +223,15 @@ pub(crate) fn check_cancel_order(
     if order.tenant != *signer {
         return Err(Rejection::NotOrderOwner);
     }
+    Ok(order)
+}
+
+pub(crate) fn check_cancel_order(
+    state: &State,
+    signer: &Address,
+    order_id: OrderId,
+) -> Result<(), Rejection> {
+    let order = owned_order(state, signer, order_id)?;
     match order.status {
         OrderStatus::Open | OrderStatus::Leased { .. } => Ok(()),
         _ => Err(Rejection::OrderNotOpen),

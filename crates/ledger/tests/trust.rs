@@ -100,6 +100,36 @@ fn bid_msg(order: OrderId) -> Msg {
     }
 }
 
+/// What a `VerificationDecided` event said.
+struct Decision {
+    outcome: VerificationOutcome,
+    tag: Option<Hash>,
+    agreed: Vec<LeaseId>,
+    wrong: Vec<LeaseId>,
+    refund: Amount,
+}
+
+/// The decision among `events`; panics, showing them, if there is none.
+fn decision(events: &[Event]) -> Decision {
+    match decided(events) {
+        Some(Event::VerificationDecided {
+            outcome,
+            tag,
+            agreed,
+            wrong,
+            refund,
+            ..
+        }) => Decision {
+            outcome,
+            tag,
+            agreed,
+            wrong,
+            refund,
+        },
+        _ => panic!("no decision: {events:?}"),
+    }
+}
+
 fn decided(events: &[Event]) -> Option<Event> {
     events
         .iter()
@@ -170,17 +200,14 @@ fn a_run_on_probation_is_always_checked_and_agreement_confirms_it() {
     let usd_before = w.usd(&t);
     let escrow = w.escrow(order);
     let events = reveal(&mut w, order, l2, RIGHT);
-    let Some(Event::VerificationDecided {
+    let Decision {
         outcome,
         tag,
         agreed,
         wrong,
         refund,
         ..
-    }) = decided(&events)
-    else {
-        panic!("no decision: {events:?}");
-    };
+    } = decision(&events);
     assert_eq!(outcome, VerificationOutcome::Agreed);
     assert_eq!(tag, Some(result_tag(order, &RIGHT)));
     assert_eq!(agreed, vec![l1, l2]);
@@ -222,15 +249,12 @@ fn a_disagreement_calls_a_referee_and_the_wrong_run_is_slashed_exactly() {
     let stake = w.provider(&p1).expect("registered").stake;
     let (tenant_gpn, burned) = (w.gpn(&t), w.burned(Denom::Gpn));
     let events = reveal(&mut w, order, l3, RIGHT);
-    let Some(Event::VerificationDecided {
+    let Decision {
         outcome,
         agreed,
         wrong,
         ..
-    }) = decided(&events)
-    else {
-        panic!("no decision: {events:?}");
-    };
+    } = decision(&events);
     assert_eq!(outcome, VerificationOutcome::Majority);
     assert_eq!(agreed, vec![l1, l3]);
     assert_eq!(wrong, vec![l2]);
@@ -331,15 +355,12 @@ fn a_run_that_copies_an_earlier_tag_cannot_reveal_and_is_replaced_and_slashed() 
     let l3 = lease_to(&mut w, order, 2);
     run(&mut w, order, l3, RIGHT);
     let events = reveal(&mut w, order, l3, RIGHT);
-    let Some(Event::VerificationDecided {
+    let Decision {
         outcome,
         agreed,
         wrong,
         ..
-    }) = decided(&events)
-    else {
-        panic!("no decision: {events:?}");
-    };
+    } = decision(&events);
     assert_eq!(outcome, VerificationOutcome::Majority);
     assert_eq!(agreed, vec![l1, l3]);
     assert_eq!(wrong, vec![l2]);
@@ -373,15 +394,12 @@ fn replicas_run_on_distinct_providers_and_the_majority_wins() {
         Event::RevealRequested { leases, .. } if leases == &vec![l2]
     )));
     let events = reveal(&mut w, order, l2, RIGHT);
-    let Some(Event::VerificationDecided {
+    let Decision {
         outcome,
         agreed,
         wrong,
         ..
-    }) = decided(&events)
-    else {
-        panic!("no decision: {events:?}");
-    };
+    } = decision(&events);
     assert_eq!(outcome, VerificationOutcome::Majority);
     assert_eq!(agreed, vec![l1, l2]);
     assert_eq!(wrong, vec![l3]);
@@ -577,15 +595,12 @@ fn a_disputed_wrong_result_is_rerun_refereed_and_its_provider_pays() {
     let stake = w.provider(&p0).expect("registered").stake;
     let tenant_gpn = w.gpn(&t);
     let events = reveal(&mut w, order, l3, RIGHT);
-    let Some(Event::VerificationDecided {
+    let Decision {
         outcome,
         agreed,
         wrong,
         ..
-    }) = decided(&events)
-    else {
-        panic!("no decision: {events:?}");
-    };
+    } = decision(&events);
     assert_eq!(outcome, VerificationOutcome::Majority);
     assert_eq!(agreed, vec![l2, l3]);
     assert_eq!(wrong, vec![l1]);
@@ -615,15 +630,12 @@ fn a_disputed_right_result_is_confirmed_and_the_tenant_paid_for_the_rerun() {
     let l2 = lease_to(&mut w, order, 1);
     run(&mut w, order, l2, RIGHT);
     let events = reveal(&mut w, order, l2, RIGHT);
-    let Some(Event::VerificationDecided {
+    let Decision {
         outcome,
         agreed,
         refund,
         ..
-    }) = decided(&events)
-    else {
-        panic!("no decision: {events:?}");
-    };
+    } = decision(&events);
     assert_eq!(outcome, VerificationOutcome::Agreed);
     assert_eq!(agreed, vec![l1, l2]);
     assert!(
@@ -650,15 +662,12 @@ fn an_undisputed_result_closes_unchecked_when_the_window_ends() {
         .iter()
         .flat_map(|o| o.events().into_iter().cloned())
         .collect();
-    let Some(Event::VerificationDecided {
+    let Decision {
         outcome,
         tag,
         refund,
         ..
-    }) = decided(&events)
-    else {
-        panic!("no decision: {events:?}");
-    };
+    } = decision(&events);
     assert_eq!(outcome, VerificationOutcome::Unchecked);
     assert_eq!(tag, Some(result_tag(order, &RIGHT)));
     assert_eq!(refund, escrow);
