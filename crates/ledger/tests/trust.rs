@@ -5,8 +5,9 @@
 use gpunet_ledger::{OrderStatus, VerifyStage};
 use gpunet_protocol::{
     Amount, Compare, Denom, Event, Hash, LeaseId, LeaseResult, Msg, OrderId, Rejection,
-    UsageReport, Verification, VerificationMode, VerificationOutcome, WorkloadOutcome, result_tag,
+    Verification, VerificationMode, VerificationOutcome, WorkloadOutcome, result_tag,
 };
+use gpunet_testkit::world::lease_result;
 use gpunet_testkit::{OutcomeExt, World, h100, order_terms, provider_profile, usd};
 
 const PRICE: Amount = Amount::from_micros(1_000_000);
@@ -59,11 +60,8 @@ fn run(w: &mut World, order: OrderId, lease: LeaseId, digest: Hash) -> Vec<Event
         Msg::CompleteLease {
             lease,
             result: LeaseResult {
-                outcome: WorkloadOutcome::Succeeded,
-                exit_code: Some(0),
                 output_digest: Some(result_tag(order, &digest)),
-                usage: UsageReport::default(),
-                detail: String::new(),
+                ..lease_result(WorkloadOutcome::Succeeded)
             },
         },
     );
