@@ -61,6 +61,11 @@ pub use policy::TenantPolicy;
 
 /// How long registering or updating the provider may take to be included.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a starting agent waits for its node to answer at all (a node started beside it
+/// may still be opening its store) before it gives up and says which node it could not reach.
+pub const NODE_PATIENCE: Duration = Duration::from_secs(120);
+/// How often a starting agent asks an unreachable node again.
+const NODE_RETRY: Duration = Duration::from_millis(500);
 /// How long shutdown waits for the HTTP server to finish its requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The agent's X25519 secret, under its data directory; its public key is registered on chain.
@@ -315,6 +320,9 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             source,
         }
     };
+    wait_for_node(&client, NODE_PATIENCE)
+        .await
+        .map_err(node_err("reach the node"))?;
     register(&client, &profile, config.stake)
         .await
         .map_err(node_err("register the provider"))?;
@@ -444,6 +452,32 @@ async fn usable_drivers(
     }
     tracing::info!(runtimes = ?drivers.runtimes(), "offering runtimes");
     Ok((drivers, unisolated))
+}
+
+/// Waits until the node answers its status, asking again every [`NODE_RETRY`] while it cannot
+/// be reached at all, for at most `patience`; says once that it is waiting. Any other failure
+/// (the URL answers, but not as a node) is returned at once.
+async fn wait_for_node(client: &NodeClient, patience: Duration) -> Result<(), ClientError> {
+    let start = tokio::time::Instant::now();
+    let mut said = false;
+    loop {
+        match client.status().await {
+            Ok(_) => {
+                if said {
+                    tracing::info!("the node answers");
+                }
+                return Ok(());
+            }
+            Err(e @ ClientError::Unreachable { .. }) if start.elapsed() < patience => {
+                if !said {
+                    tracing::warn!("waiting up to {}s for the node: {e}", patience.as_secs());
+                    said = true;
+                }
+                tokio::time::sleep(NODE_RETRY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Registers the provider, or updates its profile if it differs from what is on chain.

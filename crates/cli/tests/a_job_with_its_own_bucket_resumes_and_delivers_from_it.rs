@@ -95,7 +95,7 @@ async fn a_job_with_its_own_bucket_resumes_from_it_on_another_provider_and_deliv
     let allow = ["--allow-private-blob-endpoints"];
     let mut cheap = network.provider_with(&user, base, 0, "0.10", &allow);
     let mut dear = network.provider_with(&user, base, 1, "0.20", &allow);
-    binary::until_providers(&client, 2).await;
+    network.until_providers(2).await;
     let cheap_addr = KeyFile::load(&network.key("provider-0"))
         .expect("provider key")
         .address();
@@ -253,7 +253,11 @@ async fn a_job_with_its_own_bucket_resumes_from_it_on_another_provider_and_deliv
         }
     }
 
-    // The credentials appear nowhere they must not.
+    // The credentials appear nowhere they must not (an agent's errors go to its log file).
+    let agent_log = |i: usize| {
+        std::fs::read_to_string(base.join(format!("provider-{i}.log"))).expect("the agent's log")
+    };
+    let (cheap_errors, dear_errors) = (agent_log(0), agent_log(1));
     for (what, text) in [
         ("job submit's stdout", &ran.stdout),
         ("job submit's stderr", &ran.stderr),
@@ -262,9 +266,9 @@ async fn a_job_with_its_own_bucket_resumes_from_it_on_another_provider_and_deliv
         ("job output's output", &fetched.stdout),
         ("job output's stderr", &fetched.stderr),
         ("provider 0's output", &cheap_out.stdout),
-        ("provider 0's errors", &cheap_out.stderr),
+        ("provider 0's errors", &cheap_errors),
         ("provider 1's output", &dear_out.stdout),
-        ("provider 1's errors", &dear_out.stderr),
+        ("provider 1's errors", &dear_errors),
     ] {
         for secret in [SECRET, KEY_ID] {
             assert!(!text.contains(secret), "{what} shows a credential: {text}");

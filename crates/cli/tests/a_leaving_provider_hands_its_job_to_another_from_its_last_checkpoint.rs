@@ -36,7 +36,7 @@ async fn a_provider_that_leaves_mid_job_hands_it_to_another_that_resumes_from_it
         &["--blob-store", blobs, "--exit-grace", "20s"],
     );
     let _stayer = network.provider_with(&user, base, 1, "0.20", &["--blob-store", blobs]);
-    binary::until_providers(&client, 2).await;
+    network.until_providers(2).await;
     let leaver_addr = KeyFile::load(&network.key("provider-0"))
         .expect("provider key")
         .address();

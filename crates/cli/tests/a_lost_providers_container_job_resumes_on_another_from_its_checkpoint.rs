@@ -58,7 +58,7 @@ async fn a_killed_providers_container_job_resumes_on_the_other_from_its_checkpoi
     // Provider 0 is the cheaper, so it wins the first attempt.
     let mut cheap = network.provider_with_docker(&user, base, 0, "0.10", &store);
     let _dear = network.provider_with_docker(&user, base, 1, "0.20", &store);
-    binary::until_providers(&client, 2).await;
+    network.until_providers(2).await;
     let address = |name: &str| {
         KeyFile::load(&network.key(name))
             .expect("provider key")

@@ -31,7 +31,7 @@ async fn a_killed_providers_job_completes_on_the_other_provider_and_bills_both_a
     let store = ["--blob-store", blobs.to_str().expect("utf-8")];
     let mut cheap = network.provider_with(&user, base, 0, "0.10", &store);
     let _dear = network.provider_with(&user, base, 1, "0.20", &store);
-    binary::until_providers(&client, 2).await;
+    network.until_providers(2).await;
     let cheap_addr = KeyFile::load(&network.key("provider-0"))
         .expect("provider key")
         .address();

@@ -35,7 +35,7 @@ async fn a_spot_checked_job_on_probation_is_rerun_elsewhere_and_confirmed() {
     let client = NodeClient::new(&network.api);
     let _cheap = network.provider(&user, base, 0, "0.10");
     let _dear = network.provider(&user, base, 1, "0.20");
-    binary::until_providers(&client, 2).await;
+    network.until_providers(2).await;
     let addresses: Vec<_> = (0..2)
         .map(|i| {
             KeyFile::load(&network.key(&format!("provider-{i}")))

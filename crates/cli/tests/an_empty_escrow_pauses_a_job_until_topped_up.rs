@@ -33,7 +33,7 @@ async fn a_job_out_of_escrow_pauses_resumes_on_top_up_and_ends_after_the_grace()
     .await;
     let client = NodeClient::new(&network.api);
     let _provider = network.provider(&user, base, 0, "0.10");
-    binary::until_providers(&client, 1).await;
+    network.until_providers(1).await;
     // 0.5 core and 64 MiB at 0.10 usd per core-hour and 0.01 per GiB-hour: 0.050625 usd an
     // hour, about 14 micro-usd a second, so 50 micro-usd pay for about 3.5 s.
     let spec = r#"version: 1

@@ -34,7 +34,7 @@ async fn a_listed_exit_code_is_retried_on_another_provider_and_another_is_not() 
     let client = NodeClient::new(&network.api);
     let _p0 = network.provider(&user, base, 0, "0.10");
     let _p1 = network.provider(&user, base, 1, "0.20");
-    binary::until_providers(&client, 2).await;
+    network.until_providers(2).await;
 
     for (i, (exit_code, retried)) in [(137u8, true), (3, false)].into_iter().enumerate() {
         let file = format!("exit-{exit_code}.yaml");

@@ -21,7 +21,7 @@ async fn leave_announces_follows_and_deregisters_a_provider_whose_agent_is_gone(
     let network = binary::Network::start(&user, base, 1, 200, &[]).await;
     let client = NodeClient::new(&network.api);
     let mut agent = network.provider(&user, base, 0, "0.10");
-    binary::until_providers(&client, 1).await;
+    network.until_providers(1).await;
     // The provider's machine dies: registered, no agent.
     agent.start_kill().expect("SIGKILL the agent");
     let _ = agent.wait().await;

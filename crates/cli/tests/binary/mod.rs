@@ -103,11 +103,27 @@ pub fn free_port() -> u16 {
 pub struct Network {
     pub dir: PathBuf,
     pub api: String,
-    pub node: Child,
+    node: Option<Child>,
 }
 
 impl Network {
+    /// [`Network::init`], then [`Network::start_node`], then waits (at most 60 s) until the
+    /// node answers, so what starts next finds it up.
     pub async fn start(
+        user: &User,
+        base: &Path,
+        providers: usize,
+        block_ms: u64,
+        params: &[&str],
+    ) -> Network {
+        let mut network = Network::init(user, base, providers, block_ms, params).await;
+        network.start_node(user, base);
+        network.until_up().await;
+        network
+    }
+
+    /// Writes the network with `gpunet node init`; its node is not started yet.
+    pub async fn init(
         user: &User,
         base: &Path,
         providers: usize,
@@ -139,7 +155,17 @@ impl Network {
         }
         let init = run(user.gpunet(&args, base), Duration::from_secs(60)).await;
         assert_eq!(init.code, Some(0), "node init: {init:?}");
-        let home = dir.join("node-0");
+        Network {
+            dir,
+            api: format!("http://127.0.0.1:{api_port}"),
+            node: None,
+        }
+    }
+
+    /// `gpunet node start` of the network's one validator.
+    pub fn start_node(&mut self, user: &User, base: &Path) {
+        assert!(self.node.is_none(), "the node is already started");
+        let home = self.dir.join("node-0");
         let node = user
             .gpunet(
                 &["node", "start", "--home", home.to_str().expect("utf-8")],
@@ -147,10 +173,25 @@ impl Network {
             )
             .spawn()
             .expect("node starts");
-        Network {
-            dir,
-            api: format!("http://127.0.0.1:{api_port}"),
-            node,
+        self.node = Some(node);
+    }
+
+    /// Waits (at most 60 s) until the node answers its status.
+    pub async fn until_up(&mut self) {
+        let client = gpunet_client::NodeClient::new(&self.api);
+        let start = std::time::Instant::now();
+        while client.status().await.is_err() {
+            if let Some(node) = self.node.as_mut()
+                && let Ok(Some(status)) = node.try_wait()
+            {
+                panic!("the node exited ({status}) before it answered");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the node at {} never answered",
+                self.api
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -218,7 +259,34 @@ impl Network {
             tenant.to_str().expect("utf-8"),
         ];
         let args: Vec<&str> = args.iter().chain(extra).copied().collect();
-        user.gpunet(&args, base).spawn().expect("provider starts")
+        // What the agent says goes to a file that `until_providers` shows when it fails.
+        let log = std::fs::File::create(base.join(format!("provider-{i}.log")))
+            .expect("the agent's log file");
+        user.gpunet(&args, base)
+            .stderr(log)
+            .spawn()
+            .expect("provider starts")
+    }
+
+    /// Waits (at most 90 s) until `n` providers are registered; otherwise fails showing what
+    /// each agent started by [`Network::provider`] and its kin said (`<base>/provider-<i>.log`).
+    pub async fn until_providers(&self, n: usize) {
+        let client = gpunet_client::NodeClient::new(&self.api);
+        let start = std::time::Instant::now();
+        while client.providers().await.map_or(0, |p| p.providers.len()) < n {
+            if start.elapsed() > Duration::from_secs(90) {
+                let base = self.dir.parent().expect("the network's base");
+                let mut said = String::new();
+                for i in 0..8 {
+                    let log = base.join(format!("provider-{i}.log"));
+                    if let Ok(text) = std::fs::read_to_string(&log) {
+                        said.push_str(&format!("\n--- {}:\n{text}", log.display()));
+                    }
+                }
+                panic!("{n} provider(s) never registered; the agents said:{said}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// `gpunet ARGS --api <this network> --key <its tenant>` as `user`, in `cwd`.
@@ -250,18 +318,6 @@ pub async fn until_order(
             "{what}: not within {patience:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits (at most 90 s) until `n` providers are registered.
-pub async fn until_providers(client: &gpunet_client::NodeClient, n: usize) {
-    let start = std::time::Instant::now();
-    while client.providers().await.map_or(0, |p| p.providers.len()) < n {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "{n} provider(s) never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
