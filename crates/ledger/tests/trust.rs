@@ -682,3 +682,63 @@ fn an_undisputed_result_closes_unchecked_when_the_window_ends() {
         Err(Rejection::DisputeNotOpen)
     );
 }
+
+/// A bid placed before its provider was slashed cannot win once the provider is out of jail
+/// but still under the stake its GPUs need: the order drops it and gathers fresh bids, and
+/// once bonded back the provider's new bid wins.
+#[test]
+fn a_bid_from_before_a_slash_cannot_win_until_the_stake_is_bonded_back() {
+    let mut w = World::builder()
+        .tenants(2)
+        .providers(4)
+        .with_params(|p| {
+            p.jail_blocks = 2;
+            p.bid_window_blocks = 12;
+            p.order_ttl_blocks = 200;
+        })
+        .build();
+    let p1 = w.provider_addr(1);
+    let order = open(&mut w, verified(VerificationMode::SpotCheck, 0));
+    let l1 = lease_to(&mut w, order, 0);
+    run(&mut w, order, l1, RIGHT);
+    w.block(Vec::new()); // the draw: on probation, always checked
+    let l2 = lease_to(&mut w, order, 1);
+    run(&mut w, order, l2, WRONG);
+    let l3 = lease_to(&mut w, order, 2);
+    run(&mut w, order, l3, RIGHT);
+    // Before the referee's reveal slashes it, p1 bids on another order, alone.
+    let other = open(&mut w, Verification::NONE);
+    let tx = w.bid(p1, other, PRICE);
+    w.block(vec![tx]).assert_all_applied();
+    let events = reveal(&mut w, order, l3, RIGHT);
+    assert_eq!(decision(&events).wrong, vec![l2]);
+    let slashed = w.provider(&p1).expect("registered").clone();
+    let needed =
+        gpunet_ledger::trust::required_stake(&w.state.params, slashed.profile.capacity.gpus.len());
+    assert!(slashed.stake < needed, "the slash left it under-staked");
+    // Out of jail when the bid window closes: its bid is the only one, and it does not win.
+    let window_ends = w.order(other).open_since_height + w.state.params.bid_window_blocks;
+    assert!(
+        window_ends > slashed.jailed_until_height,
+        "the test's timing"
+    );
+    w.advance_to(window_ends + 1);
+    assert!(!gpunet_ledger::trust::jailed(&slashed, w.state.height));
+    assert_eq!(w.order(other).status, OrderStatus::Open, "no lease for it");
+    assert!(w.order(other).bids.is_empty(), "its bid was dropped");
+    assert_eq!(
+        refusal(&w, p1, bid_msg(other)),
+        Err(Rejection::StakeBelowMinimum)
+    );
+    // Bonded back above what its GPUs need, its fresh bid wins.
+    let short = needed.checked_sub(slashed.stake).expect("under");
+    let bond = w.tx(p1, Msg::BondStake { amount: short });
+    w.submit(bond).expect("bonds");
+    let tx = w.bid(p1, other, PRICE);
+    w.block(vec![tx]).assert_all_applied();
+    w.blocks(2);
+    match w.order(other).status {
+        OrderStatus::Leased { lease } => assert_eq!(w.lease(lease).provider, p1),
+        status => panic!("the bonded provider's bid did not win: {status:?}"),
+    }
+}
