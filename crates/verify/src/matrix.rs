@@ -2,8 +2,9 @@
 //!
 //! Entries are uniform `i8`s from BLAKE3 in extendable-output mode, keyed by the seed with a
 //! domain tag per matrix, so the prover and every verifier derive the same matrices and no one
-//! can choose them. Row `i` of a matrix is the output stream from byte offset `i · n`, so a
-//! verifier can regenerate any row alone.
+//! can choose them. Row `i` of `A` and column `j` of `B` are the output streams from byte
+//! offsets `i · n` and `j · n`, so a verifier regenerates any entry of the product,
+//! `C[i][j] = A_i · B^j`, from `2n` bytes of its own (see [`Matrices::entry`]).
 
 /// The largest `n` whose products cannot overflow `i32`: each of the `n` terms of an entry is at
 /// most 128 · 128 = 2¹⁴ in magnitude, and `n · 2¹⁴ < 2³¹` for `n ≤ 131,071`.
@@ -53,27 +54,45 @@ impl Matrices {
         self.row_of(TAG_A, i, out);
     }
 
-    /// Row `i` of `B` into `out`.
-    pub fn b_row(&self, i: usize, out: &mut [i8]) {
-        self.row_of(TAG_B, i, out);
+    /// Column `j` of `B` into `out` (`n` long): `B` is defined column by column.
+    pub fn b_col(&self, j: usize, out: &mut [i8]) {
+        self.row_of(TAG_B, j, out);
     }
 
-    fn whole(&self, tag: &str) -> Vec<i8> {
-        let mut m = vec![0i8; self.n * self.n];
-        for (i, row) in m.chunks_mut(self.n).enumerate() {
-            self.row_of(tag, i, row);
-        }
-        m
+    /// Entry `(i, j)` of the product `C = A·B`, exact: what a verifier checks an opened entry
+    /// against, from row `i` of `A` and column `j` of `B` alone (O(n)). `i, j < n`.
+    pub fn entry(&self, i: usize, j: usize) -> i32 {
+        let (mut a, mut b) = (vec![0i8; self.n], vec![0i8; self.n]);
+        self.a_row(i, &mut a);
+        self.b_col(j, &mut b);
+        // n ≤ MAX_N terms of magnitude ≤ 2¹⁴: the sum fits (see MAX_N).
+        a.iter()
+            .zip(&b)
+            .map(|(&x, &y)| i32::from(x) * i32::from(y))
+            .sum()
     }
 
     /// All of `A`, row-major.
     pub fn a(&self) -> Vec<i8> {
-        self.whole(TAG_A)
+        let mut m = vec![0i8; self.n * self.n];
+        for (i, row) in m.chunks_mut(self.n).enumerate() {
+            self.a_row(i, row);
+        }
+        m
     }
 
-    /// All of `B`, row-major.
+    /// All of `B`, row-major (transposed from its columns).
     pub fn b(&self) -> Vec<i8> {
-        self.whole(TAG_B)
+        let n = self.n;
+        let mut m = vec![0i8; n * n];
+        let mut col = vec![0i8; n];
+        for j in 0..n {
+            self.b_col(j, &mut col);
+            for (i, &x) in col.iter().enumerate() {
+                m[i * n + j] = x;
+            }
+        }
+        m
     }
 }
 
@@ -109,10 +128,20 @@ mod tests {
             Matrices::new([8; 32], 9).expect("size").a(),
             "another seed, other matrices"
         );
-        let whole = m.b();
+        let whole_a = m.a();
         let mut row = vec![0i8; 9];
-        m.b_row(5, &mut row);
-        assert_eq!(row, whole[45..54]);
+        m.a_row(5, &mut row);
+        assert_eq!(row, whole_a[45..54]);
+        // B is defined by columns: column 4 is every ninth entry from the fifth.
+        let whole_b = m.b();
+        m.b_col(4, &mut row);
+        let col: Vec<i8> = (0..9).map(|i| whole_b[i * 9 + 4]).collect();
+        assert_eq!(row, col);
+        // Any entry of the product from one row and one column.
+        let c = multiply(&whole_a, &whole_b, 9);
+        for (i, j) in [(0, 0), (3, 7), (8, 8)] {
+            assert_eq!(m.entry(i, j), c[i * 9 + j]);
+        }
         // Entries cover the whole i8 range over a larger matrix.
         let big = Matrices::new([1; 32], 200).expect("size").a();
         assert!(big.contains(&i8::MIN) && big.contains(&i8::MAX));
