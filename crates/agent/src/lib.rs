@@ -24,6 +24,7 @@
 
 pub mod bidding;
 pub mod chain;
+pub mod challenge;
 pub mod checkpoints;
 pub mod drivers;
 pub mod health;
@@ -170,6 +171,7 @@ pub struct AgentHandle {
     reconciler: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     reveals: JoinHandle<()>,
+    challenges: JoinHandle<()>,
     departed: watch::Receiver<bool>,
 }
 
@@ -227,6 +229,7 @@ impl AgentHandle {
     pub async fn shutdown(self) {
         self.heartbeat.abort();
         self.reveals.abort();
+        self.challenges.abort();
         self.reconciler.abort();
         let _ = self.server_stop.send(());
         let mut server = self.server;
@@ -387,6 +390,9 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         every,
     ));
 
+    // Hardware challenges, when a band covers this listing.
+    let challenges = tokio::spawn(challenge::run(Arc::clone(&client), address, every));
+
     let (departed_tx, departed) = watch::channel(false);
     let reconciler = reconcile::Reconciler {
         client,
@@ -413,6 +419,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         reconciler,
         heartbeat,
         reveals,
+        challenges,
         departed,
     })
 }

@@ -79,6 +79,67 @@ pub struct ParamsView {
     pub reputation_half_life_blocks: u64,
     /// Blocks a tenant has to dispute a spot-checked job's unchecked result.
     pub dispute_window_blocks: u64,
+    /// Hardware challenges (ADR 0009): the int8 throughput of one unit of each class (a GPU
+    /// family, or `cpu` per core) that sizes a challenge and sets its deadline. Empty: no
+    /// listing is challenged.
+    pub challenge_bands: Vec<BandView>,
+    /// Device time a challenge asks of the claimed hardware at its band, at most (ms).
+    pub challenge_target_ms: u64,
+    /// How much slower than its band a listing may be, in basis points of the band's time.
+    pub challenge_slack_bps: u32,
+    /// Added to every deadline for the commitment and its transaction (ms).
+    pub challenge_allowance_ms: u64,
+    /// Entries of a committed product sampled and checked.
+    pub challenge_samples: u32,
+    /// Blocks to open the sampled entries once drawn.
+    pub challenge_open_blocks: u64,
+    /// A passed provider is challenged again within this many blocks (while idle).
+    pub challenge_interval_blocks: u64,
+}
+
+/// One hardware class's throughput band.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BandView {
+    /// A GPU family (`h100`) or `cpu`.
+    pub class: String,
+    /// Int8 operations per millisecond one unit (GPU, or core) sustains.
+    pub ops_per_ms: u64,
+}
+
+/// Where a provider's hardware claim stands (ADR 0009).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HardwareView {
+    /// A band covers its listing, so its claim is challenged.
+    pub challenged: bool,
+    /// Its listing passed its last challenge (or is not challenged): it may bid.
+    pub proven: bool,
+    pub passed: u64,
+    pub failed: u64,
+    /// It is due its next challenge from this height (while idle and out of jail).
+    pub next_at_height: u64,
+    /// The challenge in flight.
+    pub challenge: Option<ChallengeView>,
+}
+
+/// A hardware challenge in flight: what the provider's agent computes and opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChallengeView {
+    pub id: u64,
+    /// The matrices' seed (hex).
+    #[schema(value_type = String)]
+    pub seed: gpunet_protocol::Hash,
+    /// The matrices are n × n.
+    pub n: u32,
+    pub issued_height: u64,
+    /// The commitment must be in a block whose time is at most this (ms since the epoch).
+    pub deadline_ms: u64,
+    /// The committed root (hex), once committed.
+    #[schema(value_type = Option<String>)]
+    pub root: Option<gpunet_protocol::Hash>,
+    /// Once sampled: the leaves to open, by `open_until_height`, and those opened so far.
+    pub leaves_to_open: Vec<u64>,
+    pub opened: Vec<u64>,
+    pub open_until_height: Option<u64>,
 }
 
 /// `GET /v1/accounts/{address}`.
@@ -223,6 +284,8 @@ pub struct ProviderView {
     /// Verified runs per GPU class (`h100`, `cpu`): probation in a class ends at the params'
     /// `probation_runs`.
     pub verified_runs: Vec<ClassRuns>,
+    /// Its hardware claim's challenges.
+    pub hardware: HardwareView,
 }
 
 /// Verified runs of a provider in one GPU class.

@@ -533,6 +533,14 @@ mod tests {
             jailed_until_height: 0,
             slashed: gpunet_protocol::Amount::ZERO,
             verified_runs: Vec::new(),
+            hardware: gpunet_api::node::HardwareView {
+                challenged: false,
+                proven: true,
+                passed: 0,
+                failed: 0,
+                next_at_height: 1,
+                challenge: None,
+            },
         }
     }
 

@@ -185,6 +185,31 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 500)]
         block_ms: u64,
     },
+    /// A hardware challenge (ADR 0009) answered on this machine's CPU and checked as a chain
+    /// checks it: the challenge's two n × n int8 matrices generated and multiplied on every
+    /// core, the Merkle commitment built over the product, 64 entries sampled after it and
+    /// their openings checked. The product's rate is this CPU's throughput band; the check's
+    /// time is what one challenge costs a block.
+    ///
+    /// Prints {"n", "threads", "ops", "product_ms", "commit_ms", "ops_per_ms", "check_ms",
+    /// "openings"}.
+    ///
+    /// Example: gpunet bench challenge --n 2048 --json
+    Challenge {
+        /// Print the figures as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Where to write the figures. Default: ~/.gpunet/bench/challenge.json, wherever it
+        /// runs.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// The matrices' size, n × n (16 to 131,071; the product is 2n³ operations).
+        #[arg(long, default_value_t = 1024)]
+        n: usize,
+        /// CPU threads to multiply on. Default: every core.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// How fast result verification catches cheaters, and what it costs: the simulator
     /// (`gpunet-sim`) drives the real ledger through thousands of spot-checked jobs per seed,
     /// served by 12 honest providers, 4 that cheat on 10% of their runs and 2 that cheat on
@@ -245,6 +270,12 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             seeds,
             first_seed,
         } => verification(json_out, out, seeds, first_seed),
+        BenchCmd::Challenge {
+            json: json_out,
+            out,
+            n,
+            threads,
+        } => challenge(json_out, out, n, threads),
         BenchCmd::State(args) => crate::statebench::run(args).await,
         BenchCmd::StateProbe { home } => {
             let f = gpunet_bench::state::restart_probe(&home).await?;
@@ -508,6 +539,68 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn challenge(json_out: bool, out: Option<PathBuf>, n: usize, threads: Option<usize>) -> Result<()> {
+    use gpunet_verify::challenge::leaves_to_open;
+    let m = gpunet_verify::Matrices::new(*b"gpunet bench challenge seed 0001", n)
+        .map_err(|e| anyhow::anyhow!("--n {n}: {e}"))?;
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |t| t.get()))
+        .max(1);
+    let progress = Progress::new(json_out);
+    progress.status(&format!(
+        "multiplying two {n} × {n} int8 matrices on {threads} thread(s)"
+    ));
+    let proof = gpunet_agent::challenge::prove_on_cpu(&m, threads);
+    progress.finish();
+    let root = proof.tree.root();
+    let started = std::time::Instant::now();
+    let picked = gpunet_verify::samples(b"gpunet bench challenge draw 0001", &root, n, 64);
+    let openings: Vec<_> = leaves_to_open(&picked)
+        .into_iter()
+        .filter_map(|l| proof.tree.open(l))
+        .collect();
+    let checked = gpunet_verify::check_openings(&m, &root, &picked, &openings);
+    let check = started.elapsed();
+    checked.map_err(|e| anyhow::anyhow!("the CPU's own product failed the check: {e}"))?;
+    let ops = 2 * (n as u128).pow(3);
+    let product_ms = proof.product.as_secs_f64() * 1e3;
+    let figures = json!({
+        "n": n,
+        "threads": threads,
+        "ops": ops as f64,
+        "product_ms": product_ms,
+        "commit_ms": proof.commit.as_secs_f64() * 1e3,
+        "ops_per_ms": ops as f64 / product_ms.max(1e-3),
+        "check_ms": check.as_secs_f64() * 1e3,
+        "openings": openings.len(),
+        "build": build_kind(),
+    });
+    let out = out.unwrap_or_else(|| default_out("challenge"));
+    write_figures(&out, &figures)?;
+    if json_out {
+        println!("{figures}");
+        return Ok(());
+    }
+    println!(
+        "challenge n = {n} on {threads} CPU thread(s) ({} build):",
+        build_kind()
+    );
+    println!(
+        "  product    {product_ms:.0} ms for {:.3e} ops: {:.3e} ops/ms",
+        ops as f64,
+        ops as f64 / product_ms.max(1e-3)
+    );
+    println!("  commitment {:.0} ms", proof.commit.as_secs_f64() * 1e3);
+    println!(
+        "  the chain's check of {} sampled entries ({} leaves opened): {:.2} ms",
+        picked.len(),
+        openings.len(),
+        check.as_secs_f64() * 1e3
+    );
+    println!("figures written to {}", out.display());
+    Ok(())
 }
 
 fn verification(json_out: bool, out: Option<PathBuf>, seeds: u64, first_seed: u64) -> Result<()> {

@@ -240,7 +240,8 @@ pub enum MarketCmd {
     /// core-hour, GiB-hour of memory and GPU-hour, by model where they price one apart), and
     /// what the network knows of them: reputation (0–1; 0.5 for a newcomer; matching ranks a
     /// bid at price × (3 − reputation) / 2), verified runs per GPU class and probation, stake
-    /// lost to slashes, and a jail in force (ADR 0010).
+    /// lost to slashes, and a jail in force (ADR 0010); and, on a network that challenges
+    /// hardware claims, whether the listing passed its challenges (ADR 0009).
     ///
     /// Example: gpunet market providers --json
     Providers {
@@ -1278,6 +1279,28 @@ fn trust_text(p: &gpunet_api::node::ProviderView, height: u64) -> String {
     out
 }
 
+/// Where a challenged listing's hardware claim stands; `None` when no band covers it.
+fn hardware_text(h: &gpunet_api::node::HardwareView) -> Option<String> {
+    if !h.challenged {
+        return None;
+    }
+    let state = match (&h.challenge, h.proven) {
+        (Some(c), _) if c.root.is_none() => {
+            format!("challenge {} being computed (n = {})", c.id, c.n)
+        }
+        (Some(c), _) => format!("challenge {} committed, being opened", c.id),
+        (None, true) => "proven".to_owned(),
+        (None, false) => "unproven (it bids once a challenge passes)".to_owned(),
+    };
+    Some(format!(
+        "hardware: {state} ({} challenge{} passed, {} failed; next from height {})",
+        h.passed,
+        if h.passed == 1 { "" } else { "s" },
+        h.failed,
+        h.next_at_height
+    ))
+}
+
 pub async fn market(cmd: MarketCmd) -> Result<()> {
     match cmd {
         MarketCmd::Providers { page, conn } => {
@@ -1318,6 +1341,9 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
                 );
                 println!("      rates {}", quote::rates_text(&p.profile.rates));
                 println!("      {}", trust_text(p, list.height));
+                if let Some(line) = hardware_text(&p.hardware) {
+                    println!("      {line}");
+                }
             }
             print_more(list.next.as_deref());
             Ok(())

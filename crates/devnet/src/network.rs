@@ -79,12 +79,18 @@ pub fn params_with(settings: &[String]) -> Result<Params> {
                     .join(", ")
             );
         };
-        // Numbers stay numbers; amounts are decimal strings.
+        // Numbers stay numbers; amounts are decimal strings; lists are JSON.
         *slot = match (&*slot, raw.parse::<u64>()) {
             (serde_json::Value::Number(_), Ok(n)) => serde_json::Value::from(n),
             (serde_json::Value::Number(_), Err(_)) => {
                 anyhow::bail!("--param {name}={raw}: give a whole number")
             }
+            (serde_json::Value::Array(_), _) => serde_json::from_str(raw).with_context(|| {
+                format!(
+                    "--param {name}={raw}: give a JSON list, e.g. \
+                     challenge_bands='[{{\"class\":\"cpu\",\"ops_per_ms\":2000000}}]'"
+                )
+            })?,
             _ => serde_json::Value::from(raw),
         };
     }
@@ -203,5 +209,12 @@ mod params_tests {
         assert!(err("pause_grace_blocks=soon").contains("whole number"));
         // Each alone is a number; together they break a rule.
         assert!(err("liveness_timeout_blocks=5").contains("liveness_timeout_blocks must exceed"));
+        // A list is JSON.
+        let p = params_with(&[r#"challenge_bands=[{"class":"cpu","ops_per_ms":5}]"#.into()])
+            .expect("a band");
+        assert_eq!(p.challenge_bands.len(), 1);
+        assert_eq!(p.challenge_bands[0].ops_per_ms, 5);
+        assert!(err("challenge_bands=cpu").contains("JSON list"));
+        assert!(err(r#"challenge_bands=[{"class":"cpu","ops_per_ms":0}]"#).contains("ops_per_ms"));
     }
 }

@@ -70,7 +70,26 @@ pub fn check_indexes(state: &State) -> Result<(), Violation> {
         check_lease(state, id, l)?;
     }
     check_due_leases(state)?;
-    check_due_checks(state)
+    check_due_checks(state)?;
+    check_due_challenges(state)
+}
+
+/// Every provider with a hardware challenge in flight is marked for a visit: its deadline,
+/// draw or opening window cannot pass unseen.
+fn check_due_challenges(state: &State) -> Result<(), Violation> {
+    let marked: std::collections::BTreeSet<gpunet_protocol::Address> =
+        state.due_challenges.iter().map(|(_, a)| *a).collect();
+    for (address, p) in &state.providers {
+        if let Some(c) = &p.hardware.challenge
+            && !marked.contains(address)
+        {
+            return Err(Violation(format!(
+                "provider {address}: challenge {} in flight but never visited again",
+                c.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Every verifying order is marked for another visit (a draw, a reveal deadline, a dispute

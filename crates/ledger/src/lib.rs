@@ -19,6 +19,7 @@
 #![deny(clippy::float_arithmetic)]
 
 mod accounts;
+pub mod challenges;
 mod checks;
 pub mod explain;
 pub mod invariants;
@@ -33,9 +34,9 @@ pub mod trust;
 pub use gpunet_protocol::Account;
 pub use params::Params;
 pub use state::{
-    Archive, Bid, Changes, Due, DueLeases, DueOrders, EntityError, Genesis, GenesisAccount,
-    GenesisError, Lease, LeaseStatus, Order, OrderStatus, Provider, Reputation, Run, State,
-    StateLoader, Supply, VerifyStage, Verifying,
+    Archive, Bid, Challenge, Changes, Due, DueLeases, DueOrders, EntityError, Genesis,
+    GenesisAccount, GenesisError, Hardware, Lease, LeaseStatus, Order, OrderStatus, Provider,
+    Reputation, Run, State, StateLoader, Supply, VerifyStage, Verifying,
 };
 pub use table::Table;
 
@@ -107,6 +108,13 @@ fn check_msg(state: &State, body: &TxBody) -> Result<(), Rejection> {
             digest,
         } => checks::check_reveal(state, signer, *order, *lease, digest),
         Msg::Dispute { order } => checks::check_dispute(state, signer, *order),
+        Msg::CommitChallenge { challenge, .. } => {
+            challenges::check_commit(state, signer, *challenge)
+        }
+        Msg::OpenChallenge {
+            challenge,
+            openings,
+        } => challenges::check_open(state, signer, *challenge, openings),
     }
 }
 
@@ -138,6 +146,8 @@ fn apply_checked(state: &mut State, body: TxBody, events: &mut Vec<Event>) {
         Msg::BondStake { amount } => providers::bond(state, signer, amount, events),
         Msg::RevealDigest { order, lease, .. } => checks::reveal(state, order, lease),
         Msg::Dispute { order } => checks::dispute(state, order, events),
+        Msg::CommitChallenge { root, .. } => challenges::commit(state, signer, root),
+        Msg::OpenChallenge { openings, .. } => challenges::open(state, signer, openings, events),
     }
 }
 
@@ -174,6 +184,7 @@ pub fn apply_block(state: &mut State, ctx: &BlockCtx, txs: &[SignedTx]) -> Block
     let mut end_block_events = Vec::new();
     leases::settle_all(state, &mut end_block_events);
     checks::advance_all(state, &ctx.seed, &mut end_block_events);
+    challenges::advance_all(state, &ctx.seed, &mut end_block_events);
     market::match_and_expire(state, &mut end_block_events);
     state.archive_ended();
     if cfg!(debug_assertions)

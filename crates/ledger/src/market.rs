@@ -127,6 +127,9 @@ pub(crate) fn check_place_bid(
     if provider.stake < trust::required_stake(&state.params, provider.profile.capacity.gpus.len()) {
         return Err(Rejection::StakeBelowMinimum);
     }
+    if !crate::challenges::hardware_ok(&state.params, provider) {
+        return Err(Rejection::HardwareUnproven);
+    }
     // A run of a verified order is compared with the order's other runs, so none of them may
     // be its own: its exclusion never lapses.
     if order.excluded.binary_search(signer).is_ok()
@@ -372,6 +375,7 @@ pub(crate) fn match_and_expire(state: &mut State, events: &mut Vec<Event>) {
                 if p.leaving
                     || trust::jailed(p, height)
                     || !staked
+                    || !crate::challenges::hardware_ok(&state.params, p)
                     || !runtime_and_region_ok(p, &order.terms)
                 {
                     return None;

@@ -86,6 +86,38 @@ pub struct Params {
     /// stays with the order meanwhile. 0: no disputes, the order closes at once.
     #[serde(default = "trust::dispute_window_blocks")]
     pub dispute_window_blocks: u64,
+    /// Hardware challenges (ADR 0009): the throughput of one unit of each hardware class — a
+    /// GPU of a family, or a CPU core (`cpu`) — that sizes a listing's challenge and sets its
+    /// deadline. A listing is challenged on its GPUs whose family has a band, or, with none, on
+    /// its CPU cores if `cpu` has one; a listing no band covers is not challenged (shown
+    /// `challenged: false`). Empty by default: a network of strangers names the bands measured
+    /// on real hardware (docs/benchmarks.md); a local network runs several providers on one
+    /// machine, which is exactly what a challenge catches.
+    #[serde(default)]
+    pub challenge_bands: Vec<gpunet_protocol::ThroughputBand>,
+    /// Device time a challenge asks of the claimed hardware at its band, at most (ms; at
+    /// most 60 000). The matrices are also capped by the claimed memory.
+    #[serde(default = "challenges::target_ms")]
+    pub challenge_target_ms: u64,
+    /// How much slower than its band a listing may be and still commit in time, in basis points
+    /// of the band's time (15 000: 1.5×). Under 20 000, so one unit behind two listings
+    /// (each twice as slow) misses.
+    #[serde(default = "challenges::slack_bps")]
+    pub challenge_slack_bps: u32,
+    /// Added to every deadline for building the commitment and getting it into a block (ms).
+    #[serde(default = "challenges::allowance_ms")]
+    pub challenge_allowance_ms: u64,
+    /// Entries of a committed product the ledger samples and checks: a product with a fraction
+    /// f wrong passes with probability at most (1 − f)^k (2⁻⁶⁴ for half wrong at 64).
+    #[serde(default = "challenges::samples")]
+    pub challenge_samples: u32,
+    /// Blocks a provider has to open the sampled entries once they are drawn.
+    #[serde(default = "challenges::open_blocks")]
+    pub challenge_open_blocks: u64,
+    /// A provider that passed is challenged again at a height drawn uniformly from the next
+    /// this many blocks (so at least this often, never predictably), while idle.
+    #[serde(default = "challenges::interval_blocks")]
+    pub challenge_interval_blocks: u64,
 }
 
 fn default_exclusion_lapse_blocks() -> u64 {
@@ -140,6 +172,30 @@ mod trust {
     }
 }
 
+/// Defaults of the hardware-challenge parameters (ADR 0009).
+mod challenges {
+    pub(super) fn target_ms() -> u64 {
+        20_000
+    }
+    pub(super) fn slack_bps() -> u32 {
+        15_000
+    }
+    pub(super) fn allowance_ms() -> u64 {
+        10_000
+    }
+    pub(super) fn samples() -> u32 {
+        64
+    }
+    pub(super) fn open_blocks() -> u64 {
+        // A minute at 500 ms blocks.
+        120
+    }
+    pub(super) fn interval_blocks() -> u64 {
+        // A day at 500 ms blocks: at most 20 s of device time a day, under 0.03% duty.
+        172_800
+    }
+}
+
 impl Params {
     /// Checks the parameters make sense together; genesis refuses them otherwise.
     pub fn validate(&self) -> Result<(), &'static str> {
@@ -178,6 +234,28 @@ impl Params {
         if self.reputation_half_life_blocks == 0 {
             return Err("reputation_half_life_blocks must be at least 1");
         }
+        if self.challenge_target_ms == 0 || self.challenge_target_ms > 60_000 {
+            return Err("challenge_target_ms must be from 1 to 60000 (a minute of device time)");
+        }
+        if !(10_000..20_000).contains(&self.challenge_slack_bps) {
+            return Err(
+                "challenge_slack_bps must be from 10000 (none) to 19999: at 20000 one unit behind two listings would meet both deadlines",
+            );
+        }
+        if self.challenge_samples == 0 || self.challenge_samples > 256 {
+            return Err("challenge_samples must be from 1 to 256");
+        }
+        if self.challenge_open_blocks == 0 || self.challenge_interval_blocks == 0 {
+            return Err("challenge_open_blocks and challenge_interval_blocks must be at least 1");
+        }
+        let mut classes = std::collections::BTreeSet::new();
+        for band in &self.challenge_bands {
+            if band.ops_per_ms == 0 || band.class.is_empty() || !classes.insert(&band.class) {
+                return Err(
+                    "challenge_bands: each band names a class (a GPU family or cpu) once, with ops_per_ms at least 1",
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -213,6 +291,13 @@ impl Default for Params {
             reveal_window_blocks: trust::reveal_window_blocks(),
             reputation_half_life_blocks: trust::reputation_half_life_blocks(),
             dispute_window_blocks: trust::dispute_window_blocks(),
+            challenge_bands: Vec::new(),
+            challenge_target_ms: challenges::target_ms(),
+            challenge_slack_bps: challenges::slack_bps(),
+            challenge_allowance_ms: challenges::allowance_ms(),
+            challenge_samples: challenges::samples(),
+            challenge_open_blocks: challenges::open_blocks(),
+            challenge_interval_blocks: challenges::interval_blocks(),
         }
     }
 }

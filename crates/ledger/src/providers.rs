@@ -57,8 +57,11 @@ pub(crate) fn register(
             verified_runs: Vec::new(),
             runs_under_verification: 0,
             slashed: Amount::ZERO,
+            hardware: crate::state::Hardware::default(),
         },
     );
+    // Its claim is challenged at this block's end, if a band covers it.
+    crate::challenges::relisted(state, signer);
     events.push(Event::ProviderRegistered {
         provider: signer,
         stake,
@@ -130,8 +133,13 @@ pub(crate) fn update(
     events: &mut Vec<Event>,
 ) {
     if let Some(p) = state.providers.get_mut(&signer) {
+        let relisted = p.profile.capacity != profile.capacity;
         p.profile = profile;
         events.push(Event::ProviderUpdated { provider: signer });
+        if relisted {
+            // A new claim: proven again before it bids.
+            crate::challenges::relisted(state, signer);
+        }
     }
 }
 
@@ -144,6 +152,10 @@ pub(crate) fn check_deregister(state: &State, signer: &Address) -> Result<(), Re
     // decided.
     if !p.live_leases.is_empty() || p.runs_under_verification > 0 {
         return Err(Rejection::ProviderHasLiveLeases);
+    }
+    // A claim being tested may yet cost a slash, too.
+    if p.hardware.challenge.is_some() {
+        return Err(Rejection::ChallengeInFlight);
     }
     Ok(())
 }

@@ -51,6 +51,44 @@ pub struct Provider {
     pub runs_under_verification: u32,
     /// Stake it has lost to slashes, in all.
     pub slashed: Amount,
+    /// Its hardware claim's challenges ([`crate::challenges`], ADR 0009).
+    pub hardware: Hardware,
+}
+
+/// Where a provider's hardware claim stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Hardware {
+    /// Its claim as it lists it passed its last challenge: it may bid (when a band covers it).
+    pub proven: bool,
+    /// The challenge in flight, if any.
+    pub challenge: Option<Challenge>,
+    /// Challenges issued so far (the next one's id is this plus one).
+    pub issued: u64,
+    pub passed: u64,
+    pub failed: u64,
+    /// The height from which it is due its next challenge (once idle and out of jail).
+    pub next_at_height: u64,
+}
+
+/// A hardware challenge in flight.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Challenge {
+    pub id: u64,
+    /// The matrices' seed.
+    pub seed: Hash,
+    pub n: u32,
+    pub issued_height: u64,
+    /// The commitment must be in a block whose time is at most this.
+    pub deadline_ms: u64,
+    /// The committed root, and the height of its block.
+    pub root: Option<Hash>,
+    pub committed_height: u64,
+    /// The seed the sampled entries were drawn from (the block after the commitment's).
+    pub draw: Option<Hash>,
+    /// The leaves must be opened by this height, once drawn.
+    pub open_until_height: u64,
+    /// Leaves opened and checked so far, ascending.
+    pub opened: Vec<u64>,
 }
 
 /// A provider's evidence, in thousandths of a run, decaying by half every
@@ -313,6 +351,10 @@ pub struct State {
     /// Which verifying orders the end-of-block rules must look at (a draw, a reveal deadline,
     /// every reveal in), by height. Derived; not stored.
     pub due_checks: Due<OrderId>,
+    /// Which providers the hardware-challenge rules must look at (one due a challenge, one
+    /// whose challenge's deadline, draw or opening window comes), by height. Derived; not
+    /// stored.
+    pub due_challenges: Due<Address>,
     pub treasury: Balances,
     pub supply: Supply,
     pub next_order_id: u64,
@@ -566,6 +608,7 @@ impl State {
             due_orders: DueOrders::default(),
             due_leases: DueLeases::default(),
             due_checks: Due::default(),
+            due_challenges: Due::default(),
             treasury: Balances::default(),
             supply: Supply {
                 minted,
@@ -860,6 +903,11 @@ impl StateLoader {
                 due_checks.mark(chain.height, *id);
             }
         }
+        // And every provider a band may cover: a visit with nothing due changes nothing.
+        let mut due_challenges = Due::default();
+        for (address, _) in &self.providers {
+            due_challenges.mark(chain.height, *address);
+        }
         Ok(State {
             chain_id: chain.chain_id,
             height: chain.height,
@@ -874,6 +922,7 @@ impl StateLoader {
             due_orders,
             due_leases,
             due_checks,
+            due_challenges,
             treasury: chain.treasury,
             supply: chain.supply,
             next_order_id: chain.next_order_id,

@@ -91,6 +91,8 @@ pub(crate) enum Evidence {
     Wrong,
     /// A lease it lost (its proofs of life stopped).
     Lost,
+    /// A hardware challenge it passed (counts as an agreed run).
+    ChallengePassed,
 }
 
 /// Adds evidence to a provider's reputation at the state's height.
@@ -99,7 +101,9 @@ pub(crate) fn record(state: &mut State, provider: &gpunet_protocol::Address, evi
     if let Some(p) = state.providers.get_mut(provider) {
         let mut r = p.reputation.at(height, half_life);
         match evidence {
-            Evidence::Agreed => r.good_milli = r.good_milli.saturating_add(MILLI),
+            Evidence::Agreed | Evidence::ChallengePassed => {
+                r.good_milli = r.good_milli.saturating_add(MILLI)
+            }
             Evidence::Wrong => r.bad_milli = r.bad_milli.saturating_add(WRONG_WEIGHT * MILLI),
             Evidence::Lost => r.bad_milli = r.bad_milli.saturating_add(MILLI),
         }
@@ -200,15 +204,46 @@ pub(crate) fn slash(
     events: &mut Vec<Event>,
 ) {
     record(state, &provider, Evidence::Wrong);
-    let params = state.params.clone();
-    let height = state.height;
-    let Some(p) = state.providers.get_mut(&provider) else {
+    let Some(cut) = cut_stake(state, provider, Some(tenant)) else {
         return;
     };
+    events.push(Event::ProviderSlashed {
+        provider,
+        order,
+        lease,
+        amount: cut.amount,
+        to_tenant: cut.to_tenant,
+        burned: cut.burned,
+        jailed_until_height: cut.jailed_until_height,
+    });
+}
+
+/// What a slash took.
+pub(crate) struct Cut {
+    pub amount: Amount,
+    pub to_tenant: Amount,
+    pub burned: Amount,
+    pub jailed_until_height: u64,
+}
+
+/// Cuts `slash_bps` of the provider's stake — `slash_to_tenant_bps` of the cut to `tenant`
+/// when a tenant was harmed, the rest burned — and jails it for `jail_blocks`. `None` if it is
+/// not registered.
+pub(crate) fn cut_stake(
+    state: &mut State,
+    provider: gpunet_protocol::Address,
+    tenant: Option<gpunet_protocol::Address>,
+) -> Option<Cut> {
+    let params = state.params.clone();
+    let height = state.height;
+    let p = state.providers.get_mut(&provider)?;
     let amount = slash_amount(&params, p);
-    let to_tenant = amount
-        .mul_div_floor(u64::from(params.slash_to_tenant_bps), BPS)
-        .unwrap_or(Amount::ZERO);
+    let to_tenant = match tenant {
+        Some(_) => amount
+            .mul_div_floor(u64::from(params.slash_to_tenant_bps), BPS)
+            .unwrap_or(Amount::ZERO),
+        None => Amount::ZERO,
+    };
     let burned = amount
         .checked_sub(to_tenant)
         .expect("the tenant's share is a fraction of the slash");
@@ -221,20 +256,19 @@ pub(crate) fn slash(
         .saturating_add(params.jail_blocks)
         .max(p.jailed_until_height);
     p.jailed_until_height = jailed_until_height;
-    credit(state, tenant, Denom::Gpn, to_tenant);
+    if let Some(tenant) = tenant {
+        credit(state, tenant, Denom::Gpn, to_tenant);
+    }
     let b = state.supply.burned.get_mut(Denom::Gpn);
     *b = b
         .checked_add(burned)
         .expect("burned never exceeds the minted supply");
-    events.push(Event::ProviderSlashed {
-        provider,
-        order,
-        lease,
+    Some(Cut {
         amount,
         to_tenant,
         burned,
         jailed_until_height,
-    });
+    })
 }
 
 #[cfg(test)]

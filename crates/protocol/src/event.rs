@@ -286,6 +286,38 @@ pub enum Event {
         burned: Amount,
         jailed_until_height: u64,
     },
+    /// The ledger challenged a provider's hardware claim: commit to the product of the
+    /// `n × n` matrices of `seed` (`CommitChallenge`) in a block timed by `deadline_ms`.
+    ChallengeIssued {
+        provider: Address,
+        challenge: u64,
+        seed: Hash,
+        n: u32,
+        deadline_ms: u64,
+    },
+    /// The entries of a committed answer to open were drawn (from this block's seed): open the
+    /// leaves holding them (`OpenChallenge`) by `open_until_height`.
+    ChallengeSampled {
+        provider: Address,
+        challenge: u64,
+        open_until_height: u64,
+    },
+    /// Every sampled entry was right: the claim stands until the next challenge, at
+    /// `next_height` or later.
+    ChallengePassed {
+        provider: Address,
+        challenge: u64,
+        next_height: u64,
+    },
+    /// The claim failed (`reason`): its stake was cut by `slashed` (all burned) and it takes no
+    /// new leases until `jailed_until_height`, nor until it passes a new challenge.
+    ChallengeFailed {
+        provider: Address,
+        challenge: u64,
+        reason: String,
+        slashed: Amount,
+        jailed_until_height: u64,
+    },
 }
 
 impl Event {

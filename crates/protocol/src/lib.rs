@@ -9,6 +9,7 @@
 pub mod address;
 pub mod amount;
 pub mod block;
+pub mod challenge;
 pub mod event;
 pub mod explain;
 pub mod ids;
@@ -26,6 +27,7 @@ pub mod verification;
 pub use address::{Address, AddressError};
 pub use amount::{Amount, AmountError, Balances, Denom, MICROS_PER_UNIT};
 pub use block::{Block, BlockCtx, BlockHeader, BlockOutcome, Receipt};
+pub use challenge::{ChallengeOpening, MAX_OPENINGS_PER_TX, ThroughputBand};
 pub use event::{Event, LeaseEndReason, VerificationOutcome};
 pub use ids::{Hash, IdError, LeaseId, OrderId};
 pub use merkle::Account;

@@ -99,6 +99,11 @@ rejections! {
     ResultTagMissing = 47, "result_tag_missing", "a successful run of a verified order must report its result tag (result_tag(order, output digest)) as output_digest";
     RevealInvalid = 48, "reveal_invalid", "no run of this lease is waiting for a reveal, or the digest does not match the tag it reported; reveal the output digest behind the reported tag, after the RevealRequested event";
     DisputeNotOpen = 49, "dispute_not_open", "only the tenant may dispute, and only a spot-checked job whose check was not drawn, within dispute_window_blocks of the draw (see the order's verification: stage disputable); its escrow must still pay a rerun (top it up with TopUpOrder)";
+    ChallengeNotOpen = 50, "challenge_not_open", "this provider has no hardware challenge with this id waiting for this step: commit once, after ChallengeIssued; open after ChallengeSampled, within its window (see the provider's hardware in /v1/providers)";
+    ChallengeLate = 51, "challenge_late", "the challenge's deadline has passed: the commitment had to be in a block by its deadline_ms; the challenge fails at this block's end";
+    ChallengeOpeningInvalid = 52, "challenge_opening_invalid", "open from 1 to 10 leaves per transaction, each a leaf the sampled entries fall in (see the challenge's leaves_to_open), not yet opened, each once";
+    HardwareUnproven = 53, "hardware_unproven", "the provider's hardware claim has not passed a challenge yet (after registering, after changing its capacity, or after a failed one); it bids once its agent answers the challenge the ledger issued (see its hardware in /v1/providers)";
+    ChallengeInFlight = 54, "challenge_in_flight", "the provider has a hardware challenge in flight and cannot deregister until it passes or fails";
 }
 
 impl std::fmt::Display for Rejection {

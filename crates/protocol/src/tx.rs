@@ -210,6 +210,16 @@ pub enum Msg {
     /// two disagree. The loser pays: a wrong provider is slashed (part to the tenant); a
     /// tenant whose provider was right has paid for the reruns.
     Dispute { order: OrderId },
+    /// The provider commits to its answer to hardware challenge `challenge` (the ledger's
+    /// `ChallengeIssued`): the root of the Merkle tree over the product, before the deadline.
+    CommitChallenge { challenge: u64, root: Hash },
+    /// The provider opens leaves of its committed answer that hold the entries the ledger
+    /// sampled (`ChallengeSampled`), at most `MAX_OPENINGS_PER_TX` per transaction. Each is
+    /// checked at once: a wrong one fails the challenge.
+    OpenChallenge {
+        challenge: u64,
+        openings: Vec<crate::ChallengeOpening>,
+    },
 }
 
 impl Msg {
@@ -232,6 +242,8 @@ impl Msg {
             Msg::BondStake { .. } => "bond_stake",
             Msg::RevealDigest { .. } => "reveal_digest",
             Msg::Dispute { .. } => "dispute",
+            Msg::CommitChallenge { .. } => "commit_challenge",
+            Msg::OpenChallenge { .. } => "open_challenge",
         }
     }
 }

@@ -14,7 +14,8 @@ use redb::TableDefinition;
 /// 3: ended orders and leases leave the state for [`HISTORY`]; the [`LOOKUP`] index.
 /// 4: the ledger's entities carry trust (ADR 0010): orders their verification and runs,
 ///    providers their reputation, jail, slashes and verified runs; older entities do not decode.
-pub const SCHEMA_VERSION: u32 = 4;
+/// 5: providers carry their hardware challenges (ADR 0009), and the params their bands.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Singletons: schema version, chain id, genesis bytes, head, the tree's retention mark.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");

@@ -30,4 +30,4 @@ pub mod matrix;
 pub use challenge::{ChallengeError, check_openings, deadline_ms, samples, size_for};
 pub use commit::{Opening, Tree};
 pub use freivalds::{FreivaldsError, check_product};
-pub use matrix::{MAX_N, Matrices, multiply};
+pub use matrix::{MAX_N, Matrices, multiply, multiply_rows};

@@ -102,8 +102,26 @@ impl Matrices {
 pub fn multiply(a: &[i8], b: &[i8], n: usize) -> Vec<i32> {
     assert!(n <= MAX_N && a.len() == n * n && b.len() == n * n);
     let mut c = vec![0i32; n * n];
-    // i-k-j order: each row of B is read in order and each row of C accumulated in place.
-    for (a_row, c_row) in a.chunks(n).zip(c.chunks_mut(n)) {
+    multiply_rows(a, b, &mut c, n, &|| true);
+    c
+}
+
+/// A band of rows of the product: `c_rows = a_rows · B` (`a_rows` and `c_rows` hold the same
+/// whole rows, `b` is all of `B` row-major), exact `i32` accumulation, in i-k-j order so the
+/// inner loop runs over contiguous rows of `B` and `C` (the compiler vectorises it). Asks
+/// `keep_going` before each row and stops when it says no, leaving the rest untouched: a
+/// prover's threads each take a band, and stop at a deadline.
+pub fn multiply_rows(
+    a_rows: &[i8],
+    b: &[i8],
+    c_rows: &mut [i32],
+    n: usize,
+    keep_going: &dyn Fn() -> bool,
+) {
+    for (a_row, c_row) in a_rows.chunks(n).zip(c_rows.chunks_mut(n)) {
+        if !keep_going() {
+            return;
+        }
         for (&aik, b_row) in a_row.iter().zip(b.chunks(n)) {
             let aik = i32::from(aik);
             for (cij, &bkj) in c_row.iter_mut().zip(b_row) {
@@ -111,7 +129,6 @@ pub fn multiply(a: &[i8], b: &[i8], n: usize) -> Vec<i32> {
             }
         }
     }
-    c
 }
 
 #[cfg(test)]

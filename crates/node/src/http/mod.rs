@@ -22,11 +22,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gpunet_api::node::{
-    AccountView, BidView, BlockView, ClassRuns, DecidedView, EventEnvelope, ExplainView,
-    LeaseState, LeaseView, MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS,
-    MAX_TX_HEX_CHARS, OrderList, OrderState, OrderView, ParamsView, ProviderList, ProviderView,
-    QuoteRequest, RunView, SnapshotView, StateEntryView, StatusView, SubmitTx, SubmitTxBatch,
-    SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState, TxView, VerificationView,
+    AccountView, BandView, BidView, BlockView, ChallengeView, ClassRuns, DecidedView,
+    EventEnvelope, ExplainView, HardwareView, LeaseState, LeaseView, MAX_PAGE_EXAMINED,
+    MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList, OrderState, OrderView,
+    ParamsView, ProviderList, ProviderView, QuoteRequest, RunView, SnapshotView, StateEntryView,
+    StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState,
+    TxView, VerificationView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER, auth};
 use gpunet_protocol::merkle::{self, StateTable};
@@ -95,6 +96,9 @@ pub(crate) struct App {
         TxView,
         ProviderView,
         ClassRuns,
+        HardwareView,
+        ChallengeView,
+        BandView,
         ProviderList,
         BidView,
         OrderState,

@@ -2,8 +2,8 @@
 //! ended orders and leases, of the node's history).
 
 use gpunet_api::node::{
-    BidView, ClassRuns, ExplainView, LeaseState, LeaseView, OrderState, OrderView, ParamsView,
-    ProviderView, RunView, VerificationView,
+    BandView, BidView, ChallengeView, ClassRuns, ExplainView, HardwareView, LeaseState, LeaseView,
+    OrderState, OrderView, ParamsView, ProviderView, RunView, VerificationView,
 };
 use gpunet_ledger::{Lease, LeaseStatus, Order, OrderStatus, Provider, State, VerifyStage};
 use gpunet_protocol::{OrderId, OrderTerms};
@@ -39,6 +39,20 @@ pub(crate) fn params_view(state: &State) -> ParamsView {
         reveal_window_blocks: p.reveal_window_blocks,
         reputation_half_life_blocks: p.reputation_half_life_blocks,
         dispute_window_blocks: p.dispute_window_blocks,
+        challenge_bands: p
+            .challenge_bands
+            .iter()
+            .map(|b| BandView {
+                class: b.class.clone(),
+                ops_per_ms: b.ops_per_ms,
+            })
+            .collect(),
+        challenge_target_ms: p.challenge_target_ms,
+        challenge_slack_bps: p.challenge_slack_bps,
+        challenge_allowance_ms: p.challenge_allowance_ms,
+        challenge_samples: p.challenge_samples,
+        challenge_open_blocks: p.challenge_open_blocks,
+        challenge_interval_blocks: p.challenge_interval_blocks,
     }
 }
 
@@ -71,6 +85,30 @@ pub(crate) fn provider_view(state: &State, p: &Provider) -> ProviderView {
                 on_probation: gpunet_ledger::trust::on_probation(&state.params, p, class),
             })
             .collect(),
+        hardware: hardware_view(state, p),
+    }
+}
+
+fn hardware_view(state: &State, p: &Provider) -> HardwareView {
+    use gpunet_ledger::challenges;
+    let h = &p.hardware;
+    HardwareView {
+        challenged: challenges::claim(&state.params, p).is_some(),
+        proven: challenges::hardware_ok(&state.params, p),
+        passed: h.passed,
+        failed: h.failed,
+        next_at_height: h.next_at_height,
+        challenge: h.challenge.as_ref().map(|c| ChallengeView {
+            id: c.id,
+            seed: c.seed,
+            n: c.n,
+            issued_height: c.issued_height,
+            deadline_ms: c.deadline_ms,
+            root: c.root,
+            leaves_to_open: challenges::leaves_due(&state.params, c),
+            opened: c.opened.clone(),
+            open_until_height: c.draw.map(|_| c.open_until_height),
+        }),
     }
 }
 
