@@ -7,7 +7,8 @@
 //! nonce, no event. After the transactions, end-of-block rules run in a fixed order: settle
 //! running leases up to their last proof of life, end those whose provider went silent, pause
 //! those whose escrow ran out, time out unstarted ones, draw spot checks and decide the
-//! comparisons of verified orders whose runs are in ([`checks`], ADR 0010), match orders whose
+//! comparisons of verified orders whose runs are in ([`checks`], ADR 0010), issue, sample and
+//! time out hardware challenges ([`challenges`], ADR 0009), match orders whose
 //! bid window closed (by price weighed by reputation, [`trust`]), expire orders nobody served, and move the orders and leases that ended for good out of the state into the
 //! block's archive ([`Archive`]), which the node keeps as history.
 //!
