@@ -35,6 +35,13 @@ fn base_world() -> World {
             p.liveness_timeout_blocks = 3;
             p.pause_grace_blocks = 3;
             p.escrow_warning_secs = 60;
+            // The A100 provider's claim is challenged (n = 16), and the plans answer it.
+            p.challenge_bands = vec![gpunet_protocol::ThroughputBand {
+                class: "a100".to_owned(),
+                ops_per_ms: 1,
+            }];
+            p.challenge_open_blocks = 4;
+            p.challenge_samples = 8;
         })
         .build();
     let silent = w.provider_addr(1);
@@ -279,6 +286,12 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
                         *trust.entry(outcome.as_str()).or_default() += 1
                     }
                     Event::ProviderSlashed { .. } => *trust.entry("slashed").or_default() += 1,
+                    Event::ChallengePassed { .. } => {
+                        *trust.entry("challenge_passed").or_default() += 1
+                    }
+                    Event::ChallengeFailed { .. } => {
+                        *trust.entry("challenge_failed").or_default() += 1
+                    }
                     _ => {}
                 }
             }
@@ -331,6 +344,13 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
         "probation_job_too_large",
         "stake_below_minimum",
     ] {
+        assert!(rejected.contains_key(r), "never refused {r}: {rejected:?}");
+    }
+    // The A100 provider's hardware challenges pass and fail; stray answers are refused.
+    for t in ["challenge_passed", "challenge_failed"] {
+        assert!(trust.contains_key(t), "no {t}: {trust:?}");
+    }
+    for r in ["hardware_unproven", "challenge_not_open"] {
         assert!(rejected.contains_key(r), "never refused {r}: {rejected:?}");
     }
 }

@@ -153,6 +153,11 @@ pub enum ActionPlan {
     Bond(AmountPick),
     /// A tenant disputes an order's unchecked result.
     Dispute(OrderPick),
+    /// A provider with a hardware challenge in flight answers it: commits to the product, or
+    /// opens the leaves sampled, from the right product or (not `right`) a half-wrong one.
+    Challenge {
+        right: bool,
+    },
     /// The lease's provider proves all its live leases running.
     Heartbeat(LeasePick),
     TopUp {
@@ -318,6 +323,7 @@ fn arb_action(world: &World) -> impl Strategy<Value = ActionPlan> + use<> {
         3 => (any::<u8>(), prop::bool::weighted(0.8)).prop_map(|(pick, right)| ActionPlan::Reveal { pick, right }),
         1 => prop_oneof![3 => Just(AmountPick::Units(100)), 1 => arb_amount()].prop_map(ActionPlan::Bond),
         1 => arb_order_pick().prop_map(ActionPlan::Dispute),
+        2 => prop::bool::weighted(0.8).prop_map(|right| ActionPlan::Challenge { right }),
         2 => arb_lease_pick().prop_map(ActionPlan::Heartbeat),
         2 => (arb_order_pick(), arb_amount()).prop_map(|(order, amount)| ActionPlan::TopUp { order, amount }),
         3 => arb_lease_pick().prop_map(ActionPlan::Release),
@@ -513,6 +519,61 @@ impl World {
             .expect("a world has at least one tenant or stranger")
     }
 
+    /// The answer `signer` would send to its challenge in flight now: its commitment, or the
+    /// next ten leaves due, from the right product or (not `right`) one with every other entry
+    /// wrong. With no challenge in flight, a commitment to nothing (refused).
+    fn challenge_msg(&self, signer: &gpunet_protocol::Address, right: bool) -> Msg {
+        let Some(c) = self
+            .state
+            .providers
+            .get(signer)
+            .and_then(|p| p.hardware.challenge.clone())
+        else {
+            return Msg::CommitChallenge {
+                challenge: 1,
+                root: gpunet_protocol::Hash([0; 32]),
+            };
+        };
+        let Ok(m) = gpunet_verify::Matrices::new(c.seed.0, c.n as usize) else {
+            return Msg::CommitChallenge {
+                challenge: c.id,
+                root: gpunet_protocol::Hash([0; 32]),
+            };
+        };
+        let mut product = gpunet_verify::multiply(&m.a(), &m.b(), m.n);
+        if !right {
+            for e in product.iter_mut().step_by(2) {
+                *e = e.wrapping_add(1);
+            }
+        }
+        let tree = gpunet_verify::Tree::build(product);
+        if c.root.is_none() {
+            return Msg::CommitChallenge {
+                challenge: c.id,
+                root: gpunet_protocol::Hash(tree.root()),
+            };
+        }
+        let openings = gpunet_ledger::challenges::leaves_due(&self.state.params, &c)
+            .into_iter()
+            .filter(|l| c.opened.binary_search(l).is_err())
+            .take(gpunet_protocol::MAX_OPENINGS_PER_TX)
+            .filter_map(|l| tree.open(l))
+            .map(|o| gpunet_protocol::ChallengeOpening {
+                leaf: o.leaf,
+                entries: o.entries,
+                path: o
+                    .path
+                    .into_iter()
+                    .map(|h| h.map(gpunet_protocol::Hash))
+                    .collect(),
+            })
+            .collect();
+        Msg::OpenChallenge {
+            challenge: c.id,
+            openings,
+        }
+    }
+
     /// Builds the transaction `plan` describes against the current state (see the module doc).
     pub fn realize(&mut self, plan: &TxPlan) -> SignedTx {
         let unknown_order = OrderId(self.state.next_order_id + 1_000);
@@ -561,6 +622,15 @@ impl World {
             },
             ActionPlan::Bond(_) => (
                 self.state.providers.keys().next().copied(),
+                ResolvedTarget::None,
+            ),
+            ActionPlan::Challenge { .. } => (
+                // A provider with a challenge in flight, if any.
+                self.state
+                    .providers
+                    .iter()
+                    .find(|(_, p)| p.hardware.challenge.is_some())
+                    .map(|(a, _)| *a),
                 ResolvedTarget::None,
             ),
             ActionPlan::Register { .. } | ActionPlan::Update { .. } | ActionPlan::Deregister => {
@@ -780,6 +850,7 @@ impl World {
             ActionPlan::Bond(amount) => Msg::BondStake {
                 amount: self.resolve_amount(*amount, &signer, Denom::Gpn),
             },
+            ActionPlan::Challenge { right } => self.challenge_msg(&signer, *right),
         };
         let mut body = self.body(signer, msg);
         match plan.nonce {
