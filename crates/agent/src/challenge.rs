@@ -12,7 +12,8 @@
 //! The CPU prover is the one built: a CPU answering a challenge sized for a GPU's band misses
 //! its deadline, as it must, and `gpunet bench challenge` times it to give the CPU's band. To
 //! come (issue 12): the GPU prover (cuBLAS int8 GEMM through a crate that loads the CUDA driver
-//! at run time).
+//! at run time). Until then an agent listing GPUs that the network's bands challenge refuses
+//! to start ([`unprovable_gpu_families`]): every challenge would fail and cost its stake.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,23 @@ use gpunet_api::node::ChallengeView;
 use gpunet_client::NodeClient;
 use gpunet_protocol::{Address, ChallengeOpening, Hash, MAX_OPENINGS_PER_TX, Msg};
 use gpunet_verify::{Matrices, Tree};
+
+/// The GPU families of `gpus` that the network's `bands` challenge: this agent answers
+/// challenges on the CPU only, which cannot meet a GPU band's deadline, so listing them would
+/// cost its stake. Sorted, each once.
+pub fn unprovable_gpu_families(
+    bands: &[gpunet_api::node::BandView],
+    gpus: &[gpunet_protocol::GpuSlot],
+) -> Vec<String> {
+    let mut families: Vec<String> = gpus
+        .iter()
+        .filter(|g| bands.iter().any(|b| b.class == g.family))
+        .map(|g| g.family.clone())
+        .collect();
+    families.sort();
+    families.dedup();
+    families
+}
 
 /// How often the record is read while a challenge is in flight.
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(500);
@@ -267,6 +285,26 @@ mod tests {
     use super::*;
     use gpunet_verify::challenge::leaves_to_open;
     use gpunet_verify::{check_openings, multiply, samples};
+
+    #[test]
+    fn gpus_a_band_covers_cannot_be_listed_without_a_gpu_prover() {
+        let band = |class: &str| gpunet_api::node::BandView {
+            class: class.to_owned(),
+            ops_per_ms: 1,
+        };
+        let gpu = |family: &str| gpunet_protocol::GpuSlot {
+            model: format!("{family}-80gb"),
+            family: family.to_owned(),
+            vram_mib: 81_920,
+        };
+        let gpus = [gpu("h100"), gpu("h100"), gpu("a100")];
+        assert_eq!(
+            unprovable_gpu_families(&[band("cpu"), band("h100")], &gpus),
+            vec!["h100".to_owned()]
+        );
+        assert!(unprovable_gpu_families(&[band("cpu")], &gpus).is_empty());
+        assert!(unprovable_gpu_families(&[band("h100")], &[]).is_empty());
+    }
 
     #[test]
     fn the_cpu_prover_commits_to_the_reference_product_on_any_thread_count() {

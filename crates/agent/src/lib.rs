@@ -150,6 +150,14 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Record(#[from] record::RecordError),
+    #[error(
+        "this network challenges the hardware of {families} listings (challenge_bands in \
+         /v1/params), and this agent answers challenges on the CPU only, which cannot meet a \
+         GPU's deadline: each challenge would fail and cost stake. Run GPUs on a network without \
+         GPU bands until the GPU prover lands (issue 12)",
+        families = families.join(", ")
+    )]
+    NoGpuProver { families: Vec<String> },
     #[error("cannot {action} with the node at {node}: {source}")]
     Node {
         action: &'static str,
@@ -326,6 +334,15 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     wait_for_node(&client, NODE_PATIENCE)
         .await
         .map_err(node_err("reach the node"))?;
+    let params = client
+        .params()
+        .await
+        .map_err(node_err("read the parameters"))?;
+    let families =
+        challenge::unprovable_gpu_families(&params.challenge_bands, &profile.capacity.gpus);
+    if !families.is_empty() {
+        return Err(AgentError::NoGpuProver { families });
+    }
     register(&client, &profile, config.stake)
         .await
         .map_err(node_err("register the provider"))?;
