@@ -95,6 +95,9 @@ pub struct ParamsView {
     pub challenge_open_blocks: u64,
     /// A passed provider is challenged again within this many blocks (while idle).
     pub challenge_interval_blocks: u64,
+    /// Blocks unbonded stake (`UnbondStake`, or a provider's leaving) takes to return to the
+    /// balance; slashable meanwhile.
+    pub unbonding_blocks: u64,
 }
 
 /// One hardware class's throughput band.
@@ -154,6 +157,11 @@ pub struct AccountView {
     pub nonce: u64,
     /// Next nonce counting transactions waiting in this node's mempool.
     pub next_nonce: u64,
+    /// Provider stake on its way back (gpn), each paid to the balance at its height;
+    /// slashable until then.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub unbonding: Vec<gpunet_protocol::Unbonding>,
 }
 
 /// Longest `tx_hex` accepted: a transaction at `MAX_TX_BYTES` (16 KiB), hex, with `0x`.

@@ -234,6 +234,7 @@ fn fill(home: &Path, entities: u64, progress: &dyn Fn(String)) -> Result<(Store,
                 Account {
                     balances: each,
                     nonce: 0,
+                    unbonding: Vec::new(),
                 },
             );
         }

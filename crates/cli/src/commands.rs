@@ -1198,6 +1198,7 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
                         "exists": v.account.is_some(),
                         "balances": account.balances,
                         "nonce": account.nonce,
+                        "unbonding": account.unbonding,
                     }));
                 }
                 println!("{addr} at height {} (verified)", v.height);
@@ -1223,6 +1224,12 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
             println!("{} at height {}", view.address, view.height);
             println!("  usd  {}", view.balances.usd);
             println!("  gpn  {}", view.balances.gpn);
+            for u in &view.unbonding {
+                println!(
+                    "  gpn  {} unbonding (provider stake), back at height {}",
+                    u.amount, u.release_height
+                );
+            }
             println!("  next nonce {}", view.next_nonce);
             Ok(())
         }

@@ -43,7 +43,8 @@ pub enum ProviderCmd {
     /// leases. Its running agent (`gpunet provider start`) then stops each workload (SIGTERM,
     /// and its --exit-grace to finish and write a last checkpoint), releases each lease — the
     /// job goes on with another provider, from that checkpoint, and the release is not
-    /// counted as this provider's failure — deregisters (the stake comes back) and exits 0.
+    /// counted as this provider's failure — deregisters (the stake unbonds: it returns to the
+    /// balance after the network's unbonding_blocks, slashable until then) and exits 0.
     ///
     /// Without --wait it returns once the exit is announced; with --wait it follows the
     /// provider until it is deregistered, saying what became of each lease. Run it again with
@@ -58,6 +59,13 @@ pub enum ProviderCmd {
     ///
     /// Example: gpunet provider bond --api http://127.0.0.1:8650 --key provider.json --amount 100
     Bond(BondArgs),
+    /// Take gpn out of the provider's stake, keeping what its listing needs (see `gpunet
+    /// market providers` and /v1/params): it unbonds for the network's unbonding_blocks —
+    /// slashable meanwhile, so a verdict still to come reaches it — and then returns to the
+    /// balance by itself. To take all of it, leave the network.
+    ///
+    /// Example: gpunet provider unbond --api http://127.0.0.1:8650 --key provider.json --amount 50
+    Unbond(BondArgs),
 }
 
 #[derive(Args)]
@@ -68,7 +76,7 @@ pub struct BondArgs {
     /// The provider's account key: it pays the amount and the fee.
     #[arg(long, env = "GPUNET_KEY")]
     pub key: PathBuf,
-    /// Gpn to add to the stake, e.g. 100 or 12.5.
+    /// Gpn to add to (bond) or take from (unbond) the stake, e.g. 100 or 12.5.
     #[arg(long)]
     pub amount: String,
     /// Print one JSON object instead of text.
@@ -192,7 +200,41 @@ pub async fn run(cmd: ProviderCmd) -> Result<()> {
         ProviderCmd::Start(a) => start(a).await,
         ProviderCmd::Leave(a) => leave(a).await,
         ProviderCmd::Bond(a) => bond(a).await,
+        ProviderCmd::Unbond(a) => unbond(a).await,
     }
+}
+
+async fn unbond(a: BondArgs) -> Result<()> {
+    let amount = amount("amount", &a.amount)?;
+    let key = KeyFile::load(&a.key).context("the provider key (the one its agent runs with)")?;
+    let address = key.address();
+    let client = NodeClient::new(&a.api).with_signer(key);
+    let tx = client
+        .send_and_wait(Msg::UnbondStake { amount }, LEAVE_TX_TIMEOUT)
+        .await
+        .context("unbonding stake")?;
+    let release_height = tx.events.iter().find_map(|e| match e {
+        gpunet_protocol::Event::StakeUnbonding { release_height, .. } => Some(*release_height),
+        _ => None,
+    });
+    let stake = provider_view(&client, address)
+        .await?
+        .map_or(Amount::ZERO, |p| p.stake);
+    if a.json {
+        let value = json!({
+            "provider": address.to_string(),
+            "unbonding": amount.to_string(),
+            "release_height": release_height,
+            "stake": stake.to_string(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!(
+            "provider {address}: {amount} gpn unbonding, back in the balance at height {}; stake now {stake} gpn",
+            release_height.map_or_else(|| "?".to_owned(), |h| h.to_string())
+        );
+    }
+    Ok(())
 }
 
 async fn bond(a: BondArgs) -> Result<()> {
@@ -323,7 +365,8 @@ async fn start(a: StartArgs) -> Result<()> {
     if left {
         println!(
             "provider {address} has left the network: its leases ended or were released, and it \
-             is deregistered (stake returned)"
+             is deregistered (its stake unbonds, and returns to the balance after the network's \
+             unbonding_blocks)"
         );
     }
     Ok(())
@@ -398,7 +441,7 @@ async fn leave(a: LeaveArgs) -> Result<()> {
             "announced": announced,
             "deregistered": true,
             "deregistered_by": if followed.deregistered_here { "this command" } else { "the agent" },
-            "stake_returned": followed.stake.to_string(),
+            "stake_unbonding": followed.stake.to_string(),
             "leases": leases,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -407,7 +450,7 @@ async fn leave(a: LeaveArgs) -> Result<()> {
             println!("{}", lease_line(lease));
         }
         println!(
-            "provider {address} has left: {} lease(s) ended, deregistered, stake of {} gpn returned",
+            "provider {address} has left: {} lease(s) ended, deregistered; its stake of {} gpn unbonds and returns to the balance after the network's unbonding_blocks",
             followed.ended.len(),
             followed.stake
         );

@@ -18,7 +18,8 @@ async fn leave_announces_follows_and_deregisters_a_provider_whose_agent_is_gone(
     let tmp = tempfile::tempdir().expect("tempdir");
     let base = tmp.path();
     let user = User::new(base);
-    let network = binary::Network::start(&user, base, 1, 200, &[]).await;
+    // Stake unbonds for 25 blocks (5 s) before it returns.
+    let network = binary::Network::start(&user, base, 1, 200, &["unbonding_blocks=25"]).await;
     let client = NodeClient::new(&network.api);
     let mut agent = network.provider(&user, base, 0, "0.10");
     network.until_providers(1).await;
@@ -75,6 +76,54 @@ async fn leave_announces_follows_and_deregisters_a_provider_whose_agent_is_gone(
         "{bonded}"
     );
     assert_eq!(bonded["stake"], me.stake.to_string());
+    // Some of it out again: it unbonds, and the stake keeps what the listing needs.
+    let unbond = binary::run(
+        user.gpunet(
+            &[
+                "provider",
+                "unbond",
+                "--api",
+                &network.api,
+                "--key",
+                key,
+                "--amount",
+                "10",
+                "--json",
+            ],
+            base,
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(unbond.code, Some(0), "{unbond:?}");
+    let unbonded: serde_json::Value = serde_json::from_str(&unbond.stdout).expect("unbond --json");
+    assert_eq!(unbonded["unbonding"], "10.00", "{unbonded}");
+    assert!(unbonded["release_height"].as_u64().is_some(), "{unbonded}");
+    let me = client
+        .provider(&address)
+        .await
+        .expect("provider")
+        .expect("registered");
+    assert_eq!(me.stake.micros(), stake_before.micros() + 15_000_000);
+    let too_much = binary::run(
+        user.gpunet(
+            &[
+                "provider",
+                "unbond",
+                "--api",
+                &network.api,
+                "--key",
+                key,
+                "--amount",
+                "1000",
+            ],
+            base,
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_ne!(too_much.code, Some(0), "{too_much:?}");
+    assert!(too_much.stderr.contains("unbond_invalid"), "{too_much:?}");
     assert_eq!(me.reputation_ppm, 500_000, "a newcomer's score");
     assert!(me.slashed.is_zero() && me.jailed_until_height == 0);
     let listed = binary::run(
@@ -138,13 +187,22 @@ async fn leave_announces_follows_and_deregisters_a_provider_whose_agent_is_gone(
     assert_eq!(report["leases"], serde_json::json!([]), "{report}");
     let providers = client.providers().await.expect("providers");
     assert!(providers.providers.iter().all(|p| p.address != address));
-    let gpn_after = client
-        .account(&address)
-        .await
-        .expect("account")
-        .balances
-        .get(Denom::Gpn);
-    assert!(gpn_after > gpn_before, "the stake came back");
+    // The stake unbonds, then comes back by itself.
+    let account = client.account(&address).await.expect("account");
+    assert!(!account.unbonding.is_empty(), "unbonding: {account:?}");
+    let start = std::time::Instant::now();
+    loop {
+        let account = client.account(&address).await.expect("account");
+        if account.unbonding.is_empty() {
+            assert!(
+                account.balances.get(Denom::Gpn) > gpn_before,
+                "the stake came back: {account:?}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{account:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let again = binary::run(leave(&["--wait"]), Duration::from_secs(60)).await;
     assert_eq!(again.code, Some(1), "{again:?}");

@@ -93,3 +93,70 @@ pub(crate) fn charge_fee(state: &mut State, payer: Address, fee: Amount, events:
         events.push(Event::FeeBurned { payer, amount: fee });
     }
 }
+
+/// Most unbondings an account may have pending at once.
+pub const MAX_UNBONDINGS: usize = 16;
+
+/// Starts `amount` gpn (already taken from a provider's stake) unbonding for `who`: paid to its
+/// balance at the end of block `height + unbonding_blocks`. Returns that height.
+pub(crate) fn start_unbonding(state: &mut State, who: Address, amount: Amount) -> u64 {
+    let release_height = state.height.saturating_add(state.params.unbonding_blocks);
+    let acct = state.accounts.get_or_default(who);
+    acct.unbonding.push(gpunet_protocol::Unbonding {
+        amount,
+        release_height,
+    });
+    state.due_unbonding.mark(release_height, who);
+    release_height
+}
+
+/// Pays the unbondings due at this block's end to their accounts' balances.
+pub(crate) fn release_unbonded(state: &mut State, events: &mut Vec<Event>) {
+    let height = state.height;
+    for who in state.due_unbonding.take_due(height) {
+        let Some(acct) = state.accounts.get(&who) else {
+            continue;
+        };
+        if !acct.unbonding.iter().any(|u| u.release_height <= height) {
+            continue;
+        }
+        let acct = state.accounts.get_or_default(who);
+        let (due, kept): (Vec<_>, Vec<_>) = acct
+            .unbonding
+            .drain(..)
+            .partition(|u| u.release_height <= height);
+        acct.unbonding = kept;
+        let amount = due.iter().fold(Amount::ZERO, |sum, u| {
+            sum.checked_add(u.amount)
+                .expect("unbonding stake fits in the supply")
+        });
+        credit(state, who, Denom::Gpn, amount);
+        events.push(Event::StakeReleased {
+            account: who,
+            amount,
+        });
+    }
+}
+
+/// Cuts `amount` gpn from `who`'s unbonding stake, newest first (a slash that the provider's
+/// bonded stake did not cover). Returns what it could take.
+pub(crate) fn cut_unbonding(state: &mut State, who: Address, amount: Amount) -> Amount {
+    let Some(acct) = state.accounts.get(&who) else {
+        return Amount::ZERO;
+    };
+    if acct.unbonding.is_empty() {
+        return Amount::ZERO;
+    }
+    let acct = state.accounts.get_or_default(who);
+    let mut left = amount;
+    for u in acct.unbonding.iter_mut().rev() {
+        let take = if u.amount < left { u.amount } else { left };
+        u.amount = u.amount.checked_sub(take).expect("at most what it holds");
+        left = left.checked_sub(take).expect("at most what is left");
+        if left.is_zero() {
+            break;
+        }
+    }
+    acct.unbonding.retain(|u| !u.amount.is_zero());
+    amount.checked_sub(left).expect("took at most the amount")
+}

@@ -29,7 +29,8 @@ fn sum(items: impl Iterator<Item = Amount>, what: &str) -> Result<u128, Violatio
 }
 
 /// Conservation per denomination: balances + escrow + stake + treasury = minted − burned.
-/// Escrow is usd only and stake is gpn only.
+/// Escrow is usd only and stake is gpn only; stake counts what providers hold bonded and what
+/// accounts have unbonding.
 pub fn check_conservation(state: &State) -> Result<(), Violation> {
     for d in Denom::ALL {
         let balances = sum(
@@ -41,7 +42,13 @@ pub fn check_conservation(state: &State) -> Result<(), Violation> {
             Denom::Gpn => 0,
         };
         let stake = match d {
-            Denom::Gpn => sum(state.providers.values().map(|p| p.stake), "stake")?,
+            Denom::Gpn => {
+                sum(state.providers.values().map(|p| p.stake), "stake")?
+                    + sum(
+                        state.accounts.values().map(|a| a.unbonding_total()),
+                        "unbonding",
+                    )?
+            }
             Denom::Usd => 0,
         };
         let treasury = u128::from(state.treasury.get(d).micros());
@@ -282,6 +289,14 @@ pub fn check_changes(before: &State, after: &State) -> Result<(), Violation> {
                     .map_or(Amount::ZERO, |a| a.balances.get(d))
             };
             add(get(after), get(before));
+            if d == Denom::Gpn {
+                let unbonding = |s: &State| {
+                    s.accounts
+                        .get(k)
+                        .map_or(Amount::ZERO, |a| a.unbonding_total())
+                };
+                add(unbonding(after), unbonding(before));
+            }
         }
         if d == Denom::Usd {
             for k in &orders {

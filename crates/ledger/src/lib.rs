@@ -103,6 +103,7 @@ fn check_msg(state: &State, body: &TxBody) -> Result<(), Rejection> {
         Msg::ReleaseLease { lease } => leases::check_release(state, signer, *lease),
         Msg::AnnounceExit => providers::check_announce_exit(state, signer),
         Msg::BondStake { amount } => providers::check_bond(state, signer, fee, *amount),
+        Msg::UnbondStake { amount } => providers::check_unbond(state, signer, *amount),
         Msg::RevealDigest {
             order,
             lease,
@@ -145,6 +146,7 @@ fn apply_checked(state: &mut State, body: TxBody, events: &mut Vec<Event>) {
         Msg::ReleaseLease { lease } => leases::release(state, lease, events),
         Msg::AnnounceExit => providers::announce_exit(state, signer, events),
         Msg::BondStake { amount } => providers::bond(state, signer, amount, events),
+        Msg::UnbondStake { amount } => providers::unbond(state, signer, amount, events),
         Msg::RevealDigest { order, lease, .. } => checks::reveal(state, order, lease),
         Msg::Dispute { order } => checks::dispute(state, order, events),
         Msg::CommitChallenge { root, .. } => challenges::commit(state, signer, root),
@@ -186,6 +188,7 @@ pub fn apply_block(state: &mut State, ctx: &BlockCtx, txs: &[SignedTx]) -> Block
     leases::settle_all(state, &mut end_block_events);
     checks::advance_all(state, &ctx.seed, &mut end_block_events);
     challenges::advance_all(state, &ctx.seed, &mut end_block_events);
+    accounts::release_unbonded(state, &mut end_block_events);
     market::match_and_expire(state, &mut end_block_events);
     state.archive_ended();
     if cfg!(debug_assertions)

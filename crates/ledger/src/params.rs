@@ -118,6 +118,11 @@ pub struct Params {
     /// this many blocks (so at least this often, never predictably), while idle.
     #[serde(default = "challenges::interval_blocks")]
     pub challenge_interval_blocks: u64,
+    /// Blocks stake takes to return once a provider unbonds it (`UnbondStake`) or leaves;
+    /// slashable meanwhile, so a provider cannot take its stake out from under a verdict still
+    /// to come. 0: returned at the end of the same block.
+    #[serde(default = "trust::unbonding_blocks")]
+    pub unbonding_blocks: u64,
 }
 
 fn default_exclusion_lapse_blocks() -> u64 {
@@ -165,6 +170,10 @@ mod trust {
     pub(super) fn reputation_half_life_blocks() -> u64 {
         // A week at 500 ms blocks.
         1_209_600
+    }
+    pub(super) fn unbonding_blocks() -> u64 {
+        // A day at 500 ms blocks: past every reveal, dispute and challenge window.
+        172_800
     }
     pub(super) fn dispute_window_blocks() -> u64 {
         // Five minutes at 500 ms blocks: time to fetch the outputs and look.
@@ -298,6 +307,7 @@ impl Default for Params {
             challenge_samples: challenges::samples(),
             challenge_open_blocks: challenges::open_blocks(),
             challenge_interval_blocks: challenges::interval_blocks(),
+            unbonding_blocks: trust::unbonding_blocks(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use gpunet_protocol::{Address, Amount, Denom, Event, ProviderProfile, Rejection};
 
-use crate::accounts::{check_can_pay, credit, debit};
+use crate::accounts::{check_can_pay, debit};
 use crate::trust::required_stake;
 use crate::{Provider, State};
 
@@ -126,6 +126,47 @@ pub(crate) fn bond(state: &mut State, signer: Address, amount: Amount, events: &
     }
 }
 
+pub(crate) fn check_unbond(
+    state: &State,
+    signer: &Address,
+    amount: Amount,
+) -> Result<(), Rejection> {
+    let p = state
+        .providers
+        .get(signer)
+        .ok_or(Rejection::ProviderNotRegistered)?;
+    let needed = required_stake(&state.params, p.profile.capacity.gpus.len());
+    let pending = state.accounts.get(signer).map_or(0, |a| a.unbonding.len());
+    let keeps = p
+        .stake
+        .checked_sub(amount)
+        .is_some_and(|left| left >= needed);
+    if amount.is_zero()
+        || !keeps
+        || pending >= crate::accounts::MAX_UNBONDINGS
+        || crate::trust::jailed(p, state.height)
+    {
+        return Err(Rejection::UnbondInvalid);
+    }
+    Ok(())
+}
+
+/// Moves `amount` from the provider's stake into unbonding (see [`check_unbond`]).
+pub(crate) fn unbond(state: &mut State, signer: Address, amount: Amount, events: &mut Vec<Event>) {
+    if let Some(p) = state.providers.get_mut(&signer) {
+        p.stake = p
+            .stake
+            .checked_sub(amount)
+            .expect("checked: at most the stake");
+        let release_height = crate::accounts::start_unbonding(state, signer, amount);
+        events.push(Event::StakeUnbonding {
+            provider: signer,
+            amount,
+            release_height,
+        });
+    }
+}
+
 pub(crate) fn update(
     state: &mut State,
     signer: Address,
@@ -207,10 +248,12 @@ pub(crate) fn deregister(state: &mut State, signer: Address, events: &mut Vec<Ev
     if let Some(p) = state.providers.remove(&signer) {
         // Its bids go too: they could never win, and must not hold an order's bid slots.
         drop_bids(state, signer);
-        credit(state, signer, Denom::Gpn, p.stake);
+        // Its stake unbonds, slashable meanwhile, like any other.
+        let release_height = crate::accounts::start_unbonding(state, signer, p.stake);
         events.push(Event::ProviderDeregistered {
             provider: signer,
-            stake_returned: p.stake,
+            stake: p.stake,
+            release_height,
         });
     }
 }

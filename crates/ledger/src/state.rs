@@ -355,6 +355,8 @@ pub struct State {
     /// whose challenge's deadline, draw or opening window comes), by height. Derived; not
     /// stored.
     pub due_challenges: Due<Address>,
+    /// Which accounts have unbonding stake to release, by height. Derived; not stored.
+    pub due_unbonding: Due<Address>,
     pub treasury: Balances,
     pub supply: Supply,
     pub next_order_id: u64,
@@ -587,6 +589,7 @@ impl State {
                 Account {
                     balances: a.balances,
                     nonce: 0,
+                    unbonding: Vec::new(),
                 },
             );
             if prev.is_some() {
@@ -609,6 +612,7 @@ impl State {
             due_leases: DueLeases::default(),
             due_checks: Due::default(),
             due_challenges: Due::default(),
+            due_unbonding: Due::default(),
             treasury: Balances::default(),
             supply: Supply {
                 minted,
@@ -903,6 +907,13 @@ impl StateLoader {
                 due_checks.mark(chain.height, *id);
             }
         }
+        // And every account's unbondings, at their heights.
+        let mut due_unbonding = Due::default();
+        for (address, account) in &self.accounts {
+            for u in &account.unbonding {
+                due_unbonding.mark(u.release_height, *address);
+            }
+        }
         // And every provider a band may cover: a visit with nothing due changes nothing.
         let mut due_challenges = Due::default();
         for (address, _) in &self.providers {
@@ -923,6 +934,7 @@ impl StateLoader {
             due_leases,
             due_checks,
             due_challenges,
+            due_unbonding,
             treasury: chain.treasury,
             supply: chain.supply,
             next_order_id: chain.next_order_id,

@@ -151,10 +151,9 @@ pub fn jailed(provider: &Provider, height: u64) -> bool {
     height < provider.jailed_until_height
 }
 
-/// The slash a wrong run costs the provider now.
-pub fn slash_amount(params: &Params, provider: &Provider) -> Amount {
-    provider
-        .stake
+/// The slash a wrong run costs a provider holding `stake` (bonded and unbonding): `slash_bps` of it.
+pub fn slash_amount(params: &Params, stake: Amount) -> Amount {
+    stake
         .mul_div_floor(u64::from(params.slash_bps), BPS)
         .unwrap_or(Amount::ZERO)
 }
@@ -177,7 +176,7 @@ pub fn spot_check_ppm(
     let record = u64::from(params.spot_check_min_ppm)
         + u64::from(params.spot_check_record_ppm) * (PPM - score.min(PPM)) / PPM;
     // The slash in usd micro-units: gpn micro-units × usd per gpn.
-    let slash_usd = u128::from(slash_amount(params, provider).micros())
+    let slash_usd = u128::from(slash_amount(params, provider.stake).micros())
         * u128::from(params.gpn_reference_price.micros())
         / u128::from(gpunet_protocol::MICROS_PER_UNIT);
     // Nothing to slash: always checked.
@@ -236,8 +235,18 @@ pub(crate) fn cut_stake(
 ) -> Option<Cut> {
     let params = state.params.clone();
     let height = state.height;
+    // Stake on its way out is slashable too: a verdict still to come cannot be dodged by
+    // unbonding first. The cut takes the bonded stake first, then the newest unbondings.
+    let unbonding = state
+        .accounts
+        .get(&provider)
+        .map_or(Amount::ZERO, |a| a.unbonding_total());
     let p = state.providers.get_mut(&provider)?;
-    let amount = slash_amount(&params, p);
+    let amount = slash_amount(
+        &params,
+        p.stake.checked_add(unbonding).unwrap_or(Amount::MAX),
+    );
+    let from_stake = if amount < p.stake { amount } else { p.stake };
     let to_tenant = match tenant {
         Some(_) => amount
             .mul_div_floor(u64::from(params.slash_to_tenant_bps), BPS)
@@ -247,15 +256,18 @@ pub(crate) fn cut_stake(
     let burned = amount
         .checked_sub(to_tenant)
         .expect("the tenant's share is a fraction of the slash");
-    p.stake = p
-        .stake
-        .checked_sub(amount)
-        .expect("a slash is a fraction of the stake");
+    p.stake = p.stake.checked_sub(from_stake).expect("at most the stake");
     p.slashed = p.slashed.checked_add(amount).unwrap_or(Amount::MAX);
     let jailed_until_height = height
         .saturating_add(params.jail_blocks)
         .max(p.jailed_until_height);
     p.jailed_until_height = jailed_until_height;
+    let rest = amount.checked_sub(from_stake).expect("at most the amount");
+    let taken = crate::accounts::cut_unbonding(state, provider, rest);
+    debug_assert_eq!(
+        taken, rest,
+        "a slash is a fraction of stake and unbonding together"
+    );
     if let Some(tenant) = tenant {
         credit(state, tenant, Denom::Gpn, to_tenant);
     }

@@ -309,6 +309,7 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
         "top_up_order",
         "release_lease",
         "bond_stake",
+        "unbond_stake",
     ] {
         assert!(
             applied.get(kind).copied().unwrap_or(0) > 0,

@@ -36,7 +36,7 @@ fn check(
 }
 
 #[test]
-fn registration_locks_the_stake_and_deregistration_returns_it() {
+fn registration_locks_the_stake_and_deregistration_unbonds_it() {
     let mut w = world();
     let p = w.provider_addr(1);
     let fee = w.state.params.min_tx_fee;
@@ -54,16 +54,96 @@ fn registration_locks_the_stake_and_deregistration_returns_it() {
 
     let tx = w.deregister(p);
     let events = w.submit(tx).expect("deregisters");
+    let release_height = w.state.height + w.state.params.unbonding_blocks;
     assert!(events.contains(&Event::ProviderDeregistered {
         provider: p,
-        stake_returned: stake
+        stake,
+        release_height,
     }));
     assert!(w.provider(&p).is_none());
+    // Unbonding: not in the balance yet, but held (conservation counts it).
+    assert_eq!(Some(w.gpn(&p)), locked.and_then(|x| x.checked_sub(fee)));
+    let account = w.state.accounts.get(&p).expect("account");
+    assert_eq!(account.unbonding_total(), stake);
+    w.advance_to(release_height - 1);
+    assert_eq!(
+        w.state.accounts.get(&p).expect("account").unbonding_total(),
+        stake
+    );
+    let outcome = w.block(Vec::new());
+    assert!(outcome.events().contains(&&Event::StakeReleased {
+        account: p,
+        amount: stake
+    }));
     let back = gpn0.checked_sub(fee).and_then(|x| x.checked_sub(fee));
     assert_eq!(
         Some(w.gpn(&p)),
         back,
         "all the stake came back; only the two fees are gone"
+    );
+    assert!(
+        w.state
+            .accounts
+            .get(&p)
+            .expect("account")
+            .unbonding
+            .is_empty()
+    );
+}
+
+#[test]
+fn unbonding_keeps_what_the_listing_needs_and_returns_the_rest_later() {
+    let mut w = World::builder()
+        .provider(profile())
+        .with_params(|p| p.unbonding_blocks = 10)
+        .build();
+    let p = w.provider_addr(0);
+    let needed = gpunet_ledger::trust::required_stake(&w.state.params, 1);
+    let bond = w.tx(p, Msg::BondStake { amount: usd(30) });
+    w.submit(bond).expect("bonds");
+    let stake = w.provider(&p).expect("registered").stake;
+    let spare = stake.checked_sub(needed).expect("more than needed");
+    // Too much, nothing, or while a jail is in force: refused.
+    let over = spare.checked_add(Amount::from_micros(1)).expect("fits");
+    check(
+        &mut w,
+        p,
+        Msg::UnbondStake { amount: over },
+        Err(Rejection::UnbondInvalid),
+    );
+    check(
+        &mut w,
+        p,
+        Msg::UnbondStake {
+            amount: Amount::ZERO,
+        },
+        Err(Rejection::UnbondInvalid),
+    );
+    let stranger = w.tenant(0);
+    check(
+        &mut w,
+        stranger,
+        Msg::UnbondStake { amount: spare },
+        Err(Rejection::ProviderNotRegistered),
+    );
+    let gpn = w.gpn(&p);
+    let tx = w.tx(p, Msg::UnbondStake { amount: spare });
+    let events = w.submit(tx).expect("unbonds");
+    let release_height = w.state.height + 10;
+    assert!(events.contains(&Event::StakeUnbonding {
+        provider: p,
+        amount: spare,
+        release_height,
+    }));
+    assert_eq!(w.provider(&p).expect("registered").stake, needed);
+    w.advance_to(release_height);
+    let fee = w.state.params.min_tx_fee;
+    assert_eq!(
+        w.gpn(&p),
+        gpn.checked_sub(fee)
+            .and_then(|g| g.checked_add(spare))
+            .expect("fits"),
+        "the spare stake is back, less the fee"
     );
 }
 
@@ -246,6 +326,12 @@ fn a_provider_cannot_deregister_while_a_lease_is_pending_or_running() {
     let gpn = w.gpn(&p);
     let tx = w.deregister(p);
     w.submit(tx).expect("no live lease: deregisters");
+    // Its stake unbonds, then returns.
+    assert_eq!(
+        w.state.accounts.get(&p).expect("account").unbonding_total(),
+        stake
+    );
+    w.advance_to(w.state.height + w.state.params.unbonding_blocks);
     let fee = w.state.params.min_tx_fee;
     assert_eq!(
         Some(w.gpn(&p)),

@@ -742,3 +742,65 @@ fn a_bid_from_before_a_slash_cannot_win_until_the_stake_is_bonded_back() {
         status => panic!("the bonded provider's bid did not win: {status:?}"),
     }
 }
+
+/// Unbonding does not dodge a verdict still to come: the slash is cut on the stake bonded and
+/// unbonding together, and a jailed provider cannot unbond more.
+#[test]
+fn a_slash_is_sized_on_the_stake_unbonding_too() {
+    let mut w = World::builder()
+        .tenants(2)
+        .providers(4)
+        .with_params(|p| p.unbonding_blocks = 1_000)
+        .build();
+    let p1 = w.provider_addr(1);
+    let extra = gpunet_testkit::usd(200);
+    let bond = w.tx(p1, Msg::BondStake { amount: extra });
+    w.submit(bond).expect("bonds");
+    let order = open(&mut w, verified(VerificationMode::SpotCheck, 0));
+    let l1 = lease_to(&mut w, order, 0);
+    run(&mut w, order, l1, RIGHT);
+    w.block(Vec::new()); // the draw: on probation, always checked
+    let l2 = lease_to(&mut w, order, 1);
+    run(&mut w, order, l2, WRONG);
+    // The wrong run in, its verdict to come: it takes its spare stake out.
+    let total = w.provider(&p1).expect("registered").stake;
+    let unbond = w.tx(p1, Msg::UnbondStake { amount: extra });
+    w.submit(unbond).expect("unbonds the spare");
+    let l3 = lease_to(&mut w, order, 2);
+    run(&mut w, order, l3, RIGHT);
+    let events = reveal(&mut w, order, l3, RIGHT);
+    assert_eq!(decision(&events).wrong, vec![l2]);
+    let amount = total
+        .mul_div_floor(u64::from(w.state.params.slash_bps), 10_000)
+        .expect("fits");
+    let slashed = events
+        .iter()
+        .find_map(|e| match e {
+            Event::ProviderSlashed { amount, .. } => Some(*amount),
+            _ => None,
+        })
+        .expect("slashed");
+    assert_eq!(slashed, amount, "sized on bonded + unbonding");
+    let after = w.provider(&p1).expect("registered");
+    let bonded = total.checked_sub(extra).expect("fits");
+    assert_eq!(after.stake, bonded.checked_sub(amount).expect("fits"));
+    assert_eq!(
+        w.state
+            .accounts
+            .get(&p1)
+            .expect("account")
+            .unbonding_total(),
+        extra
+    );
+    // Jailed: no more unbonding.
+    assert_eq!(
+        refusal(
+            &w,
+            p1,
+            Msg::UnbondStake {
+                amount: Amount::from_micros(1)
+            }
+        ),
+        Err(Rejection::UnbondInvalid)
+    );
+}

@@ -141,9 +141,24 @@ pub enum Event {
     ProviderUpdated {
         provider: Address,
     },
+    /// The provider left: its whole `stake` unbonds, returning at the end of block
+    /// `release_height` (`StakeReleased`).
     ProviderDeregistered {
         provider: Address,
-        stake_returned: Amount,
+        stake: Amount,
+        release_height: u64,
+    },
+    /// A provider took `amount` out of its stake (`UnbondStake`): it returns at the end of
+    /// block `release_height`, slashable until then.
+    StakeUnbonding {
+        provider: Address,
+        amount: Amount,
+        release_height: u64,
+    },
+    /// Unbonded stake reached its height and was paid to the account's balance.
+    StakeReleased {
+        account: Address,
+        amount: Amount,
     },
     OrderCreated {
         order: OrderId,

@@ -30,7 +30,7 @@ pub use block::{Block, BlockCtx, BlockHeader, BlockOutcome, Receipt};
 pub use challenge::{ChallengeOpening, MAX_OPENINGS_PER_TX, ThroughputBand};
 pub use event::{Event, LeaseEndReason, VerificationOutcome};
 pub use ids::{Hash, IdError, LeaseId, OrderId};
-pub use merkle::Account;
+pub use merkle::{Account, Unbonding};
 pub use rates::{Rates, deposit_lasts_secs, min_deposit};
 pub use rejection::{Rejection, RejectionInfo};
 pub use resources::{

@@ -22,6 +22,29 @@ pub struct Account {
     pub balances: Balances,
     /// The nonce its next transaction must carry.
     pub nonce: u64,
+    /// Provider stake on its way back (gpn), oldest first: still slashable until released to
+    /// the balance at its height.
+    #[serde(default)]
+    pub unbonding: Vec<Unbonding>,
+}
+
+/// Stake leaving a provider: `amount` gpn, paid to the balance at the end of block
+/// `release_height`.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct Unbonding {
+    pub amount: crate::Amount,
+    pub release_height: u64,
+}
+
+impl Account {
+    /// Everything unbonding, in all.
+    pub fn unbonding_total(&self) -> crate::Amount {
+        self.unbonding.iter().fold(crate::Amount::ZERO, |sum, u| {
+            sum.checked_add(u.amount).unwrap_or(crate::Amount::MAX)
+        })
+    }
 }
 
 /// BLAKE3 as the tree's hash, for nodes and leaf keys alike.

@@ -104,6 +104,7 @@ rejections! {
     ChallengeOpeningInvalid = 52, "challenge_opening_invalid", "open from 1 to 10 leaves per transaction, each a leaf the sampled entries fall in (see the challenge's leaves_to_open), not yet opened, each once";
     HardwareUnproven = 53, "hardware_unproven", "the provider's hardware claim has not passed a challenge yet (after registering, after changing its capacity, or after a failed one); it bids once its agent answers the challenge the ledger issued (see its hardware in /v1/providers)";
     ChallengeInFlight = 54, "challenge_in_flight", "the provider has a hardware challenge in flight and cannot deregister until it passes or fails";
+    UnbondInvalid = 55, "unbond_invalid", "unbond at least 1 micro-gpn and at most what keeps the stake at what the listing needs (max(min_provider_stake, stake_per_gpu x GPUs), see /v1/params), with at most 16 unbondings pending, and not while jailed; to take it all, leave the network (gpunet provider leave)";
 }
 
 impl std::fmt::Display for Rejection {

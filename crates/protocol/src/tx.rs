@@ -198,6 +198,9 @@ pub enum Msg {
     AnnounceExit,
     /// Add `amount` gpn to the signer's provider stake (to list more GPUs, or after a slash).
     BondStake { amount: Amount },
+    /// Take `amount` gpn out of the signer's provider stake, keeping what its listing needs: it
+    /// unbonds for `unbonding_blocks` (still slashable) and then returns to the balance.
+    UnbondStake { amount: Amount },
     /// The provider of a run of a verified order that the ledger asked to reveal
     /// (`RevealRequested`) shows the output digest behind the tag it reported.
     RevealDigest {
@@ -240,6 +243,7 @@ impl Msg {
             Msg::ReleaseLease { .. } => "release_lease",
             Msg::AnnounceExit => "announce_exit",
             Msg::BondStake { .. } => "bond_stake",
+            Msg::UnbondStake { .. } => "unbond_stake",
             Msg::RevealDigest { .. } => "reveal_digest",
             Msg::Dispute { .. } => "dispute",
             Msg::CommitChallenge { .. } => "commit_challenge",

@@ -14,7 +14,8 @@ use redb::TableDefinition;
 /// 3: ended orders and leases leave the state for [`HISTORY`]; the [`LOOKUP`] index.
 /// 4: the ledger's entities carry trust (ADR 0010): orders their verification and runs,
 ///    providers their reputation, jail, slashes and verified runs; older entities do not decode.
-/// 5: providers carry their hardware challenges (ADR 0009), and the params their bands.
+/// 5: providers carry their hardware challenges (ADR 0009), the params their bands, and
+///    accounts their unbonding stake.
 pub const SCHEMA_VERSION: u32 = 5;
 
 /// Singletons: schema version, chain id, genesis bytes, head, the tree's retention mark.

@@ -151,6 +151,8 @@ pub enum ActionPlan {
     },
     /// A provider adds to its stake.
     Bond(AmountPick),
+    /// A provider takes some of its stake out (it unbonds).
+    Unbond(AmountPick),
     /// A tenant disputes an order's unchecked result.
     Dispute(OrderPick),
     /// A provider with a hardware challenge in flight answers it: commits to the product, or
@@ -328,6 +330,7 @@ fn arb_action(world: &World) -> impl Strategy<Value = ActionPlan> + use<> {
         2 => (arb_order_pick(), arb_amount()).prop_map(|(order, amount)| ActionPlan::TopUp { order, amount }),
         3 => arb_lease_pick().prop_map(ActionPlan::Release),
         2 => Just(ActionPlan::AnnounceExit),
+        1 => prop_oneof![3 => Just(AmountPick::Units(50)), 1 => arb_amount()].prop_map(ActionPlan::Unbond),
     ]
 }
 
@@ -620,7 +623,7 @@ impl World {
                 Some((order, run)) => (Some(run.provider), ResolvedTarget::Run(order, run)),
                 None => (None, ResolvedTarget::None),
             },
-            ActionPlan::Bond(_) => (
+            ActionPlan::Bond(_) | ActionPlan::Unbond(_) => (
                 self.state.providers.keys().next().copied(),
                 ResolvedTarget::None,
             ),
@@ -851,6 +854,9 @@ impl World {
                 amount: self.resolve_amount(*amount, &signer, Denom::Gpn),
             },
             ActionPlan::Challenge { right } => self.challenge_msg(&signer, *right),
+            ActionPlan::Unbond(amount) => Msg::UnbondStake {
+                amount: self.resolve_amount(*amount, &signer, Denom::Gpn),
+            },
         };
         let mut body = self.body(signer, msg);
         match plan.nonce {

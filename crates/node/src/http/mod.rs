@@ -385,11 +385,13 @@ async fn account(State(app): State<App>, p: Result<Path<String>, PathRejection>)
     let address = Address::parse(&raw)
         .map_err(|e| ApiError::bad_request(format!("path parameter address: {e}")))?;
     let tip = app.shared.tip();
-    let (balances, nonce) = tip
+    let (balances, nonce, unbonding) = tip
         .state
         .accounts
         .get(&address)
-        .map_or((Default::default(), 0), |a| (a.balances, a.nonce));
+        .map_or((Default::default(), 0, Vec::new()), |a| {
+            (a.balances, a.nonce, a.unbonding.clone())
+        });
     let pending_next = app.shared.mempool().next_nonce(&address);
     Ok(ok(
         tip.state.height,
@@ -399,6 +401,7 @@ async fn account(State(app): State<App>, p: Result<Path<String>, PathRejection>)
             balances,
             nonce,
             next_nonce: pending_next.map_or(nonce, |n| n.max(nonce)),
+            unbonding,
         },
     ))
 }

@@ -53,6 +53,7 @@ pub(crate) fn params_view(state: &State) -> ParamsView {
         challenge_samples: p.challenge_samples,
         challenge_open_blocks: p.challenge_open_blocks,
         challenge_interval_blocks: p.challenge_interval_blocks,
+        unbonding_blocks: p.unbonding_blocks,
     }
 }
 
