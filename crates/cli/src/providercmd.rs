@@ -204,22 +204,42 @@ pub async fn run(cmd: ProviderCmd) -> Result<()> {
     }
 }
 
-async fn unbond(a: BondArgs) -> Result<()> {
+/// What a stake transaction did: the provider, the transaction, and the stake after it.
+struct StakeChange {
+    address: gpunet_protocol::Address,
+    tx: gpunet_api::node::TxView,
+    stake: Amount,
+}
+
+/// Sends the stake transaction `msg(amount)` with the provider key of `a`, waits for it, and
+/// reads the stake after.
+async fn change_stake(
+    a: &BondArgs,
+    msg: impl FnOnce(Amount) -> Msg,
+    what: &'static str,
+) -> Result<(Amount, StakeChange)> {
     let amount = amount("amount", &a.amount)?;
     let key = KeyFile::load(&a.key).context("the provider key (the one its agent runs with)")?;
     let address = key.address();
     let client = NodeClient::new(&a.api).with_signer(key);
     let tx = client
-        .send_and_wait(Msg::UnbondStake { amount }, LEAVE_TX_TIMEOUT)
+        .send_and_wait(msg(amount), LEAVE_TX_TIMEOUT)
         .await
-        .context("unbonding stake")?;
-    let release_height = tx.events.iter().find_map(|e| match e {
-        gpunet_protocol::Event::StakeUnbonding { release_height, .. } => Some(*release_height),
-        _ => None,
-    });
+        .context(what)?;
     let stake = provider_view(&client, address)
         .await?
         .map_or(Amount::ZERO, |p| p.stake);
+    Ok((amount, StakeChange { address, tx, stake }))
+}
+
+async fn unbond(a: BondArgs) -> Result<()> {
+    let (amount, done) =
+        change_stake(&a, |amount| Msg::UnbondStake { amount }, "unbonding stake").await?;
+    let StakeChange { address, stake, .. } = done;
+    let release_height = done.tx.events.iter().find_map(|e| match e {
+        gpunet_protocol::Event::StakeUnbonding { release_height, .. } => Some(*release_height),
+        _ => None,
+    });
     if a.json {
         let value = json!({
             "provider": address.to_string(),
@@ -238,17 +258,9 @@ async fn unbond(a: BondArgs) -> Result<()> {
 }
 
 async fn bond(a: BondArgs) -> Result<()> {
-    let amount = amount("amount", &a.amount)?;
-    let key = KeyFile::load(&a.key).context("the provider key (the one its agent runs with)")?;
-    let address = key.address();
-    let client = NodeClient::new(&a.api).with_signer(key);
-    client
-        .send_and_wait(Msg::BondStake { amount }, LEAVE_TX_TIMEOUT)
-        .await
-        .context("bonding stake")?;
-    let stake = provider_view(&client, address)
-        .await?
-        .map_or(Amount::ZERO, |p| p.stake);
+    let (amount, done) =
+        change_stake(&a, |amount| Msg::BondStake { amount }, "bonding stake").await?;
+    let StakeChange { address, stake, .. } = done;
     if a.json {
         let value = json!({
             "provider": address.to_string(),

@@ -39,30 +39,30 @@ async fn leave_announces_follows_and_deregisters_a_provider_whose_agent_is_gone(
     let key = network.key("provider-0");
     let key = key.to_str().expect("utf-8");
 
+    // `gpunet provider bond|unbond --amount A [--json]` with the provider's key.
+    let stake_cmd = |verb: &'static str, amount: &'static str, json: bool| {
+        let mut args = vec![
+            "provider",
+            verb,
+            "--api",
+            &network.api,
+            "--key",
+            key,
+            "--amount",
+            amount,
+        ];
+        if json {
+            args.push("--json");
+        }
+        binary::run(user.gpunet(&args, base), Duration::from_secs(60))
+    };
     let stake_before = client
         .provider(&address)
         .await
         .expect("provider")
         .expect("registered")
         .stake;
-    let bond = binary::run(
-        user.gpunet(
-            &[
-                "provider",
-                "bond",
-                "--api",
-                &network.api,
-                "--key",
-                key,
-                "--amount",
-                "25",
-                "--json",
-            ],
-            base,
-        ),
-        Duration::from_secs(60),
-    )
-    .await;
+    let bond = stake_cmd("bond", "25", true).await;
     assert_eq!(bond.code, Some(0), "{bond:?}");
     let bonded: serde_json::Value = serde_json::from_str(&bond.stdout).expect("bond --json");
     let me = client
@@ -77,24 +77,7 @@ async fn leave_announces_follows_and_deregisters_a_provider_whose_agent_is_gone(
     );
     assert_eq!(bonded["stake"], me.stake.to_string());
     // Some of it out again: it unbonds, and the stake keeps what the listing needs.
-    let unbond = binary::run(
-        user.gpunet(
-            &[
-                "provider",
-                "unbond",
-                "--api",
-                &network.api,
-                "--key",
-                key,
-                "--amount",
-                "10",
-                "--json",
-            ],
-            base,
-        ),
-        Duration::from_secs(60),
-    )
-    .await;
+    let unbond = stake_cmd("unbond", "10", true).await;
     assert_eq!(unbond.code, Some(0), "{unbond:?}");
     let unbonded: serde_json::Value = serde_json::from_str(&unbond.stdout).expect("unbond --json");
     assert_eq!(unbonded["unbonding"], "10.00", "{unbonded}");
@@ -105,23 +88,7 @@ async fn leave_announces_follows_and_deregisters_a_provider_whose_agent_is_gone(
         .expect("provider")
         .expect("registered");
     assert_eq!(me.stake.micros(), stake_before.micros() + 15_000_000);
-    let too_much = binary::run(
-        user.gpunet(
-            &[
-                "provider",
-                "unbond",
-                "--api",
-                &network.api,
-                "--key",
-                key,
-                "--amount",
-                "1000",
-            ],
-            base,
-        ),
-        Duration::from_secs(60),
-    )
-    .await;
+    let too_much = stake_cmd("unbond", "1000", false).await;
     assert_ne!(too_much.code, Some(0), "{too_much:?}");
     assert!(too_much.stderr.contains("unbond_invalid"), "{too_much:?}");
     assert_eq!(me.reputation_ppm, 500_000, "a newcomer's score");

@@ -16,15 +16,19 @@ use gpunet_verify::{Matrices, Tree, multiply};
 
 const PRICE: Amount = Amount::from_micros(1_000_000);
 
+/// A world with one tenant whose network names one band: `class` at `ops_per_ms`.
+fn banded(class: &str, ops_per_ms: u64) -> gpunet_testkit::WorldBuilder {
+    World::builder().tenants(1).with_params(|p| {
+        p.challenge_bands = vec![ThroughputBand {
+            class: class.to_owned(),
+            ops_per_ms,
+        }];
+    })
+}
+
 /// Two-core CPU providers, with a `cpu` band so small the challenge is 32 × 32.
 fn cpu_world(providers: usize, edit: impl FnOnce(&mut gpunet_ledger::Params)) -> World {
-    let mut b = World::builder().tenants(1).with_params(|p| {
-        p.challenge_bands = vec![ThroughputBand {
-            class: "cpu".to_owned(),
-            ops_per_ms: 4,
-        }];
-        edit(p);
-    });
+    let mut b = banded("cpu", 4).with_params(edit);
     for _ in 0..providers {
         b = b.provider(provider_profile(2_000, 4_096, Vec::new()));
     }
@@ -163,15 +167,8 @@ fn a_listing_a_band_covers_is_challenged_at_registration_and_bids_once_it_passes
 /// jailed, unproven — and is challenged again once out of jail.
 #[test]
 fn a_claim_never_answered_fails_at_its_deadline_and_is_slashed_jailed_and_rechallenged() {
-    let mut w = World::builder()
-        .tenants(1)
-        .with_params(|p| {
-            p.challenge_bands = vec![ThroughputBand {
-                class: "h100".to_owned(),
-                ops_per_ms: 2,
-            }];
-            p.jail_blocks = 40;
-        })
+    let mut w = banded("h100", 2)
+        .with_params(|p| p.jail_blocks = 40)
         .provider(provider_profile(16_000, 65_536, vec![h100(), h100()]))
         .build();
     let p = w.provider_addr(0);
@@ -405,16 +402,7 @@ fn a_passed_provider_is_challenged_again_within_the_interval_but_not_while_busy(
 
 #[test]
 fn a_listing_no_band_covers_is_not_challenged() {
-    let mut w = World::builder()
-        .tenants(1)
-        .with_params(|p| {
-            p.challenge_bands = vec![ThroughputBand {
-                class: "a100".to_owned(),
-                ops_per_ms: 2,
-            }];
-        })
-        .providers(1)
-        .build();
+    let mut w = banded("a100", 2).providers(1).build();
     let p = w.provider_addr(0);
     assert!(
         w.provider(&p)
