@@ -91,11 +91,15 @@ pub fn leaves_due(params: &Params, c: &Challenge) -> Vec<u64> {
     sampled(params, c).map_or_else(Vec::new, |s| leaves_to_open(&s))
 }
 
-/// Marks a newly registered (or re-listed) provider for a challenge at this block's end.
+/// Marks a newly registered (or re-listed) provider for a challenge at this block's end. A
+/// challenge in flight is dropped: it was sized for the old claim, and passing it must not
+/// prove the new one. (Dropping it spares no one: the listing stays unproven, and bids no
+/// more, until a challenge of the new claim passes.)
 pub(crate) fn relisted(state: &mut State, provider: Address) {
     let height = state.height;
     if let Some(p) = state.providers.get_mut(&provider) {
         p.hardware.proven = false;
+        p.hardware.challenge = None;
         p.hardware.next_at_height = height;
         state.due_challenges.mark(height, provider);
     }
@@ -258,9 +262,9 @@ pub(crate) fn advance_all(state: &mut State, seed: &Hash, events: &mut Vec<Event
                 }
             }
             None => {
-                if claim(&state.params, p).is_none() {
-                    // No band covers it: nothing to prove until its listing or the bands
-                    // change (a relisting marks it again).
+                if claim(&state.params, p).is_none() || p.leaving {
+                    // No band covers it (nothing to prove until a relisting marks it again),
+                    // or it is leaving (it takes no new leases, and must be free to go).
                     continue;
                 }
                 let due_at = p

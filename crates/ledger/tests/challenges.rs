@@ -414,3 +414,34 @@ fn a_listing_no_band_covers_is_not_challenged() {
     let order = open_order(&mut w);
     bid(&mut w, p, order).expect("nothing to prove: it bids");
 }
+
+/// A listing that changes its capacity mid-challenge loses that challenge (sized for the old
+/// claim) and gets one sized for the new claim: passing the small one cannot prove the big one.
+#[test]
+fn a_capacity_change_mid_challenge_is_challenged_afresh_at_its_new_size() {
+    let mut w = cpu_world(1, |_| {});
+    let p = w.provider_addr(0);
+    let small = challenge(&w, &p);
+    assert_eq!(small.n, 32);
+    let tree = right_tree(&small);
+    commit(&mut w, p, &tree).expect("in time");
+    // Now it claims eight times the cores.
+    let mut bigger = w.provider(&p).expect("registered").profile.clone();
+    bigger.capacity.cpu_millis = 16_000;
+    let tx = w.update_provider(p, bigger);
+    w.submit(tx).expect("updates");
+    let fresh = challenge(&w, &p);
+    assert_eq!(fresh.id, small.id + 1, "a new challenge");
+    assert!(fresh.n > small.n, "sized for the new claim: {}", fresh.n);
+    assert!(fresh.root.is_none());
+    // The old answer opens nothing now.
+    let tx = w.tx(
+        p,
+        Msg::OpenChallenge {
+            challenge: small.id,
+            openings: vec![opening(&tree, 0)],
+        },
+    );
+    assert_eq!(w.submit(tx), Err(Rejection::ChallengeNotOpen));
+    assert!(!w.provider(&p).expect("registered").hardware.proven);
+}
