@@ -42,6 +42,8 @@ fn base_world() -> World {
             }];
             p.challenge_open_blocks = 4;
             p.challenge_samples = 8;
+            // Unbonded stake comes back within a run, so releases are reloaded and replayed too.
+            p.unbonding_blocks = 3;
         })
         .build();
     let silent = w.provider_addr(1);
@@ -292,6 +294,7 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
                     Event::ChallengeFailed { .. } => {
                         *trust.entry("challenge_failed").or_default() += 1
                     }
+                    Event::StakeReleased { .. } => *trust.entry("stake_released").or_default() += 1,
                     _ => {}
                 }
             }
@@ -348,7 +351,7 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
         assert!(rejected.contains_key(r), "never refused {r}: {rejected:?}");
     }
     // The A100 provider's hardware challenges pass and fail; stray answers are refused.
-    for t in ["challenge_passed", "challenge_failed"] {
+    for t in ["challenge_passed", "challenge_failed", "stake_released"] {
         assert!(trust.contains_key(t), "no {t}: {trust:?}");
     }
     for r in ["hardware_unproven", "challenge_not_open"] {
