@@ -445,3 +445,26 @@ fn a_capacity_change_mid_challenge_is_challenged_afresh_at_its_new_size() {
     assert_eq!(w.submit(tx), Err(Rejection::ChallengeNotOpen));
     assert!(!w.provider(&p).expect("registered").hardware.proven);
 }
+
+/// A provider that announced its exit is not challenged again: it takes no new leases, and a
+/// challenge in flight would hold up its deregistration.
+#[test]
+fn a_leaving_provider_is_not_challenged_again() {
+    let mut w = cpu_world(1, |p| p.challenge_interval_blocks = 10);
+    let p = w.provider_addr(0);
+    let tree = right_tree(&challenge(&w, &p));
+    answer(&mut w, p, &tree);
+    let next = w.provider(&p).expect("registered").hardware.next_at_height;
+    let tx = w.tx(p, Msg::AnnounceExit);
+    w.submit(tx).expect("announces");
+    w.advance_to(next + 5);
+    assert!(
+        w.provider(&p)
+            .expect("registered")
+            .hardware
+            .challenge
+            .is_none()
+    );
+    let tx = w.deregister(p);
+    w.submit(tx).expect("free to go");
+}
