@@ -248,7 +248,8 @@ pub(crate) fn deregister(state: &mut State, signer: Address, events: &mut Vec<Ev
     if let Some(p) = state.providers.remove(&signer) {
         // Its bids go too: they could never win, and must not hold an order's bid slots.
         drop_bids(state, signer);
-        // Its stake unbonds, slashable meanwhile, like any other.
+        // Its stake unbonds for unbonding_blocks. Nothing can slash it now: a provider with a
+        // run under comparison or a challenge in flight could not have deregistered.
         let release_height = crate::accounts::start_unbonding(state, signer, p.stake);
         events.push(Event::ProviderDeregistered {
             provider: signer,

@@ -22,8 +22,8 @@ pub struct Account {
     pub balances: Balances,
     /// The nonce its next transaction must carry.
     pub nonce: u64,
-    /// Provider stake on its way back (gpn), oldest first: still slashable until released to
-    /// the balance at its height.
+    /// Provider stake on its way back (gpn), oldest first, released to the balance at its
+    /// height; a slash of the account's provider, while it is registered, reaches it.
     #[serde(default)]
     pub unbonding: Vec<Unbonding>,
 }
