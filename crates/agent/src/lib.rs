@@ -11,7 +11,9 @@
 //! endpoint guard); the shell is [`leases`] (the lifecycle's runner: it feeds
 //! inputs and carries effects out), [`server`] (the tenant-facing API), [`heartbeat`] (proof of
 //! life for every running lease), [`reveals`] (the digests behind verified runs' tags, when the
-//! ledger asks) and the reconcile loop.
+//! ledger asks), [`challenge`] (the answers to hardware challenges, computed on the CPU) and the
+//! reconcile loop. It waits for its node at start (up to [`NODE_PATIENCE`]), and refuses to
+//! list GPUs that the network's bands challenge, which it cannot yet prove.
 //!
 //! A provider leaves with `AnnounceExit` on chain (`gpunet provider leave`): the agent stops
 //! bidding, gives each workload SIGTERM and [`AgentConfig::exit_grace`] to end, keeps its last
