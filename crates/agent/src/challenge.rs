@@ -119,18 +119,22 @@ struct Work {
     tree: Option<Tree>,
 }
 
-/// Answers `provider`'s hardware challenges as the ledger issues them (see the module doc).
-/// Runs until aborted.
-pub async fn run(client: Arc<NodeClient>, provider: Address, every: Duration) {
-    // Bands are fixed at genesis: with none, no listing is ever challenged.
-    match client.params().await {
-        Ok(p) if p.challenge_bands.is_empty() => return,
-        Ok(p) => tracing::info!(
-            bands = ?p.challenge_bands.iter().map(|b| (&b.class, b.ops_per_ms)).collect::<Vec<_>>(),
-            "this network challenges hardware claims; answering on the CPU"
-        ),
-        Err(e) => tracing::warn!("cannot read the network's challenge bands: {e}; watching anyway"),
+/// Answers `provider`'s hardware challenges as the ledger issues them (see the module doc),
+/// on a network with `bands` (fixed at genesis: with none, nothing is ever challenged and this
+/// returns at once). Runs until aborted.
+pub async fn run(
+    client: Arc<NodeClient>,
+    provider: Address,
+    bands: Vec<gpunet_api::node::BandView>,
+    every: Duration,
+) {
+    if bands.is_empty() {
+        return;
     }
+    tracing::info!(
+        bands = ?bands.iter().map(|b| (&b.class, b.ops_per_ms)).collect::<Vec<_>>(),
+        "this network challenges hardware claims; answering on the CPU"
+    );
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let mut work: Option<Work> = None;
     loop {

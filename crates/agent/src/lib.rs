@@ -410,7 +410,12 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     ));
 
     // Hardware challenges, when a band covers this listing.
-    let challenges = tokio::spawn(challenge::run(Arc::clone(&client), address, every));
+    let challenges = tokio::spawn(challenge::run(
+        Arc::clone(&client),
+        address,
+        params.challenge_bands,
+        every,
+    ));
 
     let (departed_tx, departed) = watch::channel(false);
     let reconciler = reconcile::Reconciler {
