@@ -174,6 +174,7 @@ mod tests {
             stage: "revealing".to_owned(),
             needed: 2,
             until_height: Some(40),
+            verifier: None,
             runs: vec![run(1, false, false), run(2, true, false)],
             outcome: None,
         });

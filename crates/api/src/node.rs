@@ -79,6 +79,13 @@ pub struct ParamsView {
     pub reputation_half_life_blocks: u64,
     /// Blocks a tenant has to dispute a spot-checked job's unchecked result.
     pub dispute_window_blocks: u64,
+    /// Blocks a verifier has to post its verdict on a `compare: tensors` order once asked.
+    #[serde(default)]
+    pub verdict_window_blocks: u64,
+    /// What a verifier is paid for a verdict, from the order's escrow (usd).
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub verdict_fee: Amount,
     /// Hardware challenges (ADR 0009): the int8 throughput of one unit of each class (a GPU
     /// family, or `cpu` per core) that sizes a challenge and sets its deadline. Empty: no
     /// listing is challenged.
@@ -294,6 +301,10 @@ pub struct ProviderView {
     pub verified_runs: Vec<ClassRuns>,
     /// Its hardware claim's challenges.
     pub hardware: HardwareView,
+    /// The `compare: tensors` orders it was asked to judge (`PostVerdict`) and has not yet.
+    #[serde(default)]
+    #[schema(value_type = Vec<u64>)]
+    pub judging: Vec<OrderId>,
 }
 
 /// Verified runs of a provider in one GPU class.
@@ -324,13 +335,19 @@ pub struct RunView {
 /// Where a verified order's comparison stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerificationView {
-    /// `running`, `drawing`, `revealing`, or `disputable` (the check was not drawn; the tenant
-    /// may dispute until `until_height`).
+    /// `running`, `drawing`, `revealing`, `disputable` (the check was not drawn; the tenant
+    /// may dispute until `until_height`), or `judging` (`verifier` compares the outputs of a
+    /// `compare: tensors` order and posts its verdict by `until_height`).
     pub stage: String,
     /// Runs the comparison needs now.
     pub needed: u8,
-    /// The draw's or the reveals' height, when waiting on one.
+    /// The draw's, the reveals', the dispute window's or the verdict's height, when waiting
+    /// on one.
     pub until_height: Option<u64>,
+    /// The verifier asked, while `judging`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub verifier: Option<Address>,
     pub runs: Vec<RunView>,
     /// How the comparison ended (`unchecked`, `agreed`, `majority`, `inconclusive`,
     /// `incomplete`), once it has.

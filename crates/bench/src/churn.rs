@@ -541,6 +541,7 @@ mod tests {
                 next_at_height: 1,
                 challenge: None,
             },
+            judging: Vec::new(),
         }
     }
 

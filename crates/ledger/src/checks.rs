@@ -37,7 +37,7 @@
 use std::collections::BTreeMap;
 
 use gpunet_protocol::{
-    Address, Amount, Denom, Event, Hash, LeaseEndReason, LeaseId, OrderId, Rejection,
+    Address, Amount, Compare, Denom, Event, Hash, LeaseEndReason, LeaseId, OrderId, Rejection,
     VerificationMode, VerificationOutcome, result_tag,
 };
 
@@ -48,6 +48,12 @@ use crate::trust::{self, Evidence};
 
 /// Domain of the spot-check draw.
 const DRAW_DOMAIN: &[u8] = b"gpunet/spot-check/v1\0";
+/// Domain of the draw of a verifier.
+const VERIFIER_DOMAIN: &[u8] = b"gpunet/verifier/v1\0";
+/// Verifiers a `compare: tensors` order asks in one comparison before it ends inconclusive.
+pub const MAX_VERIFIERS: usize = 3;
+/// Orders one provider judges at once, at most: a busy verifier is not drawn.
+pub const MAX_JUDGING: usize = 8;
 
 /// What becomes of a verified order when one of its runs ends.
 pub(crate) enum Next {
@@ -285,7 +291,7 @@ pub(crate) fn advance_all(state: &mut State, seed: &Hash, events: &mut Vec<Event
                     .iter()
                     .all(|r| !r.reveal_due || r.revealed || r.wrong);
                 if all_in || height >= deadline_height {
-                    decide(state, id, events);
+                    decide(state, id, seed, events);
                 } else {
                     state.due_checks.mark(deadline_height, id);
                 }
@@ -304,6 +310,23 @@ pub(crate) fn advance_all(state: &mut State, seed: &Hash, events: &mut Vec<Event
                 );
             }
             VerifyStage::Disputable { until_height } => state.due_checks.mark(until_height, id),
+            VerifyStage::Judging {
+                verifier,
+                deadline_height,
+            } if deadline_height <= height => {
+                // The verifier let its deadline pass: it counts against it, and another is
+                // asked.
+                unassign(state, &verifier, id);
+                trust::record(state, &verifier, Evidence::Lost);
+                events.push(Event::VerdictMissed {
+                    order: id,
+                    verifier,
+                });
+                ask_verifier(state, id, seed, events);
+            }
+            VerifyStage::Judging {
+                deadline_height, ..
+            } => state.due_checks.mark(deadline_height, id),
             VerifyStage::Running => {}
         }
     }
@@ -357,7 +380,7 @@ fn spot_check(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Even
 }
 
 /// Judges the runs once their reveals are in (or late): see the module doc.
-fn decide(state: &mut State, id: OrderId, events: &mut Vec<Event>) {
+fn decide(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Event>) {
     let Some(order) = state.orders.get(&id) else {
         return;
     };
@@ -368,6 +391,24 @@ fn decide(state: &mut State, id: OrderId, events: &mut Vec<Event>) {
     let mut newly_wrong: Vec<usize> = (0..runs.len())
         .filter(|&i| runs[i].reveal_due && !runs[i].revealed && !runs[i].wrong)
         .collect();
+    if v.compare == Compare::Tensors {
+        // Tags of runs that are close but not equal differ: a verifier compares the outputs.
+        judge_wrong(state, id, tenant, &newly_wrong, events);
+        let valid = runs
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| !r.wrong && !newly_wrong.contains(i))
+            .count();
+        if valid >= 2 {
+            if let Some(o) = state.orders.get_mut(&id) {
+                o.verifying.verifiers.clear();
+            }
+            ask_verifier(state, id, seed, events);
+        } else {
+            no_answer_yet(state, id, runs.len(), v, events);
+        }
+        return;
+    }
     let is_valid: Vec<bool> = (0..runs.len())
         .map(|i| !runs[i].wrong && !newly_wrong.contains(&i))
         .collect();
@@ -391,28 +432,13 @@ fn decide(state: &mut State, id: OrderId, events: &mut Vec<Event>) {
             // No answer yet: a referee (the runs disagree) or a replacement (a run failed its
             // reveal). Nothing was revealed, so it runs as blind as the others.
             judge_wrong(state, id, tenant, &newly_wrong, events);
-            if let Some(o) = state.orders.get_mut(&id) {
-                o.verifying.needed = u8::try_from(runs.len() + 1).unwrap_or(u8::MAX);
-                o.verifying.stage = VerifyStage::Running;
-            }
-            reopen_for_run(state, id);
+            no_answer_yet(state, id, runs.len(), v, events);
             return;
         }
         _ => None,
     };
     judge_wrong(state, id, tenant, &newly_wrong, events);
-    let wrong: Vec<LeaseId> = state
-        .orders
-        .get(&id)
-        .map(|o| {
-            o.verifying
-                .runs
-                .iter()
-                .filter(|r| r.wrong)
-                .map(|r| r.lease)
-                .collect()
-        })
-        .unwrap_or_default();
+    let wrong = wrong_runs(state, id);
     match outcome {
         Some((tag, agreeing)) => {
             for &i in &agreeing {
@@ -437,6 +463,277 @@ fn decide(state: &mut State, id: OrderId, events: &mut Vec<Event>) {
             events,
         ),
     }
+}
+
+/// No two runs agree (yet): one more run — a referee, or a replacement for a wrong one —
+/// while the order may have more; past that, `inconclusive`, nobody slashed for it.
+fn no_answer_yet(
+    state: &mut State,
+    id: OrderId,
+    runs: usize,
+    v: gpunet_protocol::Verification,
+    events: &mut Vec<Event>,
+) {
+    if runs < max_runs(v.mode, v.replicas) {
+        if let Some(o) = state.orders.get_mut(&id) {
+            o.verifying.needed = u8::try_from(runs + 1).unwrap_or(u8::MAX);
+            o.verifying.stage = VerifyStage::Running;
+        }
+        reopen_for_run(state, id);
+    } else {
+        let wrong = wrong_runs(state, id);
+        finish(
+            state,
+            id,
+            VerificationOutcome::Inconclusive,
+            None,
+            Vec::new(),
+            wrong,
+            events,
+        );
+    }
+}
+
+fn wrong_runs(state: &State, id: OrderId) -> Vec<LeaseId> {
+    state
+        .orders
+        .get(&id)
+        .map(|o| {
+            o.verifying
+                .runs
+                .iter()
+                .filter(|r| r.wrong)
+                .map(|r| r.lease)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Draws a verifier for a `compare: tensors` order from the block seed and asks it
+/// (`VerdictRequested`). Eligible: a registered provider that is not leaving or jailed, whose
+/// hardware claim stands, that ran none of the order's runs, is not its tenant, was not asked
+/// for this order before, and judges fewer than [`MAX_JUDGING`] orders. With none — or after
+/// [`MAX_VERIFIERS`] were asked — the order ends `inconclusive`, nobody slashed.
+///
+/// O(providers): it runs once per verifier asked, not per block.
+fn ask_verifier(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Event>) {
+    let height = state.height;
+    let Some(order) = state.orders.get(&id) else {
+        return;
+    };
+    let tenant = order.tenant;
+    let f = &order.verifying;
+    let asked = f.verifiers.len();
+    let runs: Vec<LeaseId> = f
+        .runs
+        .iter()
+        .filter(|r| !r.wrong)
+        .map(|r| r.lease)
+        .collect();
+    let excluded: Vec<Address> = f
+        .runs
+        .iter()
+        .map(|r| r.provider)
+        .chain(f.verifiers.iter().copied())
+        .chain(std::iter::once(tenant))
+        .collect();
+    let candidates: Vec<Address> = if asked >= MAX_VERIFIERS {
+        Vec::new()
+    } else {
+        state
+            .providers
+            .values()
+            .filter(|p| {
+                !p.leaving
+                    && p.jailed_until_height <= height
+                    && p.judging.len() < MAX_JUDGING
+                    && crate::challenges::hardware_ok(&state.params, p)
+                    && !excluded.contains(&p.address)
+            })
+            .map(|p| p.address)
+            .collect()
+    };
+    let Some(verifier) = pick(seed, id, asked, &candidates) else {
+        let wrong = wrong_runs(state, id);
+        finish(
+            state,
+            id,
+            VerificationOutcome::Inconclusive,
+            None,
+            Vec::new(),
+            wrong,
+            events,
+        );
+        return;
+    };
+    let deadline_height = height.saturating_add(state.params.verdict_window_blocks);
+    if let Some(o) = state.orders.get_mut(&id) {
+        o.verifying.verifiers.push(verifier);
+        o.verifying.stage = VerifyStage::Judging {
+            verifier,
+            deadline_height,
+        };
+    }
+    if let Some(p) = state.providers.get_mut(&verifier)
+        && let Err(at) = p.judging.binary_search(&id)
+    {
+        p.judging.insert(at, id);
+    }
+    state.due_checks.mark(deadline_height, id);
+    events.push(Event::VerdictRequested {
+        order: id,
+        verifier,
+        runs,
+        deadline_height,
+    });
+}
+
+/// One of `candidates` (in the providers' table order), drawn from the seed, the order and
+/// how many verifiers it asked before.
+fn pick(seed: &Hash, order: OrderId, asked: usize, candidates: &[Address]) -> Option<Address> {
+    if candidates.is_empty() {
+        return None;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(VERIFIER_DOMAIN);
+    h.update(&seed.0);
+    h.update(&order.0.to_le_bytes());
+    h.update(&(asked as u64).to_le_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    let len = candidates.len() as u64;
+    candidates
+        .get(usize::try_from(u64::from_le_bytes(first) % len).ok()?)
+        .copied()
+}
+
+fn unassign(state: &mut State, verifier: &Address, id: OrderId) {
+    if let Some(p) = state.providers.get_mut(verifier)
+        && let Ok(at) = p.judging.binary_search(&id)
+    {
+        p.judging.remove(at);
+    }
+}
+
+pub(crate) fn check_verdict(
+    state: &State,
+    signer: &Address,
+    order_id: OrderId,
+    agreeing: &[LeaseId],
+    missing: &[LeaseId],
+) -> Result<(), Rejection> {
+    let order = state
+        .orders
+        .get(&order_id)
+        .ok_or_else(|| crate::market::missing_order(state, order_id))?;
+    let VerifyStage::Judging {
+        verifier,
+        deadline_height,
+    } = order.verifying.stage
+    else {
+        return Err(Rejection::VerdictInvalid);
+    };
+    if verifier != *signer || state.height >= deadline_height || agreeing.len() == 1 {
+        return Err(Rejection::VerdictInvalid);
+    }
+    let mut named = std::collections::BTreeSet::new();
+    for lease in agreeing.iter().chain(missing) {
+        let judged = order
+            .verifying
+            .runs
+            .iter()
+            .any(|r| r.lease == *lease && !r.wrong);
+        if !judged || !named.insert(*lease) {
+            return Err(Rejection::VerdictInvalid);
+        }
+    }
+    Ok(())
+}
+
+/// Applies the verifier's verdict: pays it, then decides. At least two runs agreeing confirm
+/// the result, and every other run it received disagreed with them: wrong, slashed. Runs it
+/// never received intact (`missing`) are neither: the tenant may have withheld them, so they
+/// cost their providers nothing and are not confirmed. No two agreeing: one more run, as for
+/// exact comparison, if at least two were received (they disagree); otherwise the tenant sent
+/// too little to compare and the order ends `inconclusive`.
+pub(crate) fn post_verdict(
+    state: &mut State,
+    verifier: Address,
+    id: OrderId,
+    agreeing: Vec<LeaseId>,
+    missing: Vec<LeaseId>,
+    events: &mut Vec<Event>,
+) {
+    unassign(state, &verifier, id);
+    let fee_due = state.params.verdict_fee;
+    let Some(order) = state.orders.get_mut(&id) else {
+        return;
+    };
+    let fee = fee_due.min(order.escrow);
+    order.escrow = order.escrow.checked_sub(fee).unwrap_or(Amount::ZERO);
+    order.verifying.stage = VerifyStage::Running;
+    let (tenant, v) = (order.tenant, order.terms.verification);
+    let runs = order.verifying.runs.clone();
+    credit(state, verifier, Denom::Usd, fee);
+    events.push(Event::VerdictPosted {
+        order: id,
+        verifier,
+        agreeing: agreeing.clone(),
+        missing: missing.clone(),
+        fee,
+    });
+    if agreeing.is_empty() {
+        let delivered = runs
+            .iter()
+            .filter(|r| !r.wrong && !missing.contains(&r.lease))
+            .count();
+        if delivered >= 2 {
+            // They disagree with each other: a referee run.
+            no_answer_yet(state, id, runs.len(), v, events);
+        } else {
+            // The tenant did not send the verifier enough to compare: another run would not
+            // change that. Nobody is slashed; what is left of the escrow goes back.
+            let wrong = wrong_runs(state, id);
+            finish(
+                state,
+                id,
+                VerificationOutcome::Inconclusive,
+                None,
+                Vec::new(),
+                wrong,
+                events,
+            );
+        }
+        return;
+    }
+    let disagreeing: Vec<usize> = (0..runs.len())
+        .filter(|&i| {
+            !runs[i].wrong
+                && !agreeing.contains(&runs[i].lease)
+                && !missing.contains(&runs[i].lease)
+        })
+        .collect();
+    judge_wrong(state, id, tenant, &disagreeing, events);
+    let agreed: Vec<LeaseId> = runs
+        .iter()
+        .filter(|r| agreeing.contains(&r.lease))
+        .map(|r| r.lease)
+        .collect();
+    for r in runs.iter().filter(|r| agreeing.contains(&r.lease)) {
+        trust::record(state, &r.provider, Evidence::Agreed);
+        trust::count_verified_run(state, &r.provider, &r.class);
+    }
+    let wrong = wrong_runs(state, id);
+    let kind = if wrong.is_empty() {
+        VerificationOutcome::Agreed
+    } else {
+        VerificationOutcome::Majority
+    };
+    let tag = runs
+        .iter()
+        .find(|r| agreeing.contains(&r.lease))
+        .map(|r| r.tag);
+    finish(state, id, kind, tag, agreed, wrong, events);
 }
 
 /// Slashes the providers of the runs at `indices` and marks them wrong.
@@ -526,6 +823,11 @@ fn finish(
 }
 
 fn release_runs(state: &mut State, id: OrderId) {
+    if let Some(VerifyStage::Judging { verifier, .. }) =
+        state.orders.get(&id).map(|o| o.verifying.stage)
+    {
+        unassign(state, &verifier, id);
+    }
     let providers: Vec<Address> = state
         .orders
         .get(&id)

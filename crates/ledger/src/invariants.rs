@@ -169,6 +169,17 @@ fn check_order(state: &State, id: &OrderId, o: &Order) -> Result<(), Violation> 
                 f.runs.len()
             )));
         }
+        if let crate::VerifyStage::Judging { verifier, .. } = f.stage {
+            let asked = state
+                .providers
+                .get(&verifier)
+                .is_none_or(|p| p.judging.binary_search(id).is_ok());
+            if !asked || f.verifiers.last() != Some(&verifier) {
+                return Err(Violation(format!(
+                    "order {id}: judged by {verifier}, which does not list it or was not the last asked"
+                )));
+            }
+        }
         for r in &f.runs {
             let under = state
                 .providers
@@ -263,7 +274,30 @@ fn check_archived(state: &State) -> Result<(), Violation> {
 pub fn check_all(state: &State) -> Result<(), Violation> {
     check_conservation(state)?;
     check_indexes(state)?;
+    check_judging(state)?;
     check_archived(state)
+}
+
+/// Every order a provider lists as judging is a live order waiting on its verdict.
+fn check_judging(state: &State) -> Result<(), Violation> {
+    for (address, p) in &state.providers {
+        if p.judging.len() > crate::checks::MAX_JUDGING || !p.judging.is_sorted_by(|a, b| a < b) {
+            return Err(Violation(format!(
+                "provider {address}: judging list too long or not ascending"
+            )));
+        }
+        for id in &p.judging {
+            let waits = state.orders.get(id).is_some_and(|o| {
+                matches!(o.verifying.stage, crate::VerifyStage::Judging { verifier, .. } if verifier == *address)
+            });
+            if !waits {
+                return Err(Violation(format!(
+                    "provider {address}: judges order {id}, which waits on no verdict of it"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The invariants of `after`, given that `before` held them and `after` is `before` with one

@@ -117,6 +117,11 @@ fn check_msg(state: &State, body: &TxBody) -> Result<(), Rejection> {
             challenge,
             openings,
         } => challenges::check_open(state, signer, *challenge, openings),
+        Msg::PostVerdict {
+            order,
+            agreeing,
+            missing,
+        } => checks::check_verdict(state, signer, *order, agreeing, missing),
     }
 }
 
@@ -151,6 +156,11 @@ fn apply_checked(state: &mut State, body: TxBody, events: &mut Vec<Event>) {
         Msg::Dispute { order } => checks::dispute(state, order, events),
         Msg::CommitChallenge { root, .. } => challenges::commit(state, signer, root),
         Msg::OpenChallenge { openings, .. } => challenges::open(state, signer, openings, events),
+        Msg::PostVerdict {
+            order,
+            agreeing,
+            missing,
+        } => checks::post_verdict(state, signer, order, agreeing, missing, events),
     }
 }
 

@@ -52,7 +52,7 @@ pub(crate) fn check_terms(state: &State, terms: &OrderTerms) -> Result<(), Rejec
         .verification
         .validate()
         .map_err(|_| Rejection::VerificationInvalid)?;
-    if terms.verification.is_verified()
+    if !terms.verification.is_verified()
         && terms.verification.compare != gpunet_protocol::Compare::Exact
     {
         return Err(Rejection::VerificationUnsupported);

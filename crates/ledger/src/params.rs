@@ -86,6 +86,15 @@ pub struct Params {
     /// stays with the order meanwhile. 0: no disputes, the order closes at once.
     #[serde(default = "trust::dispute_window_blocks")]
     pub dispute_window_blocks: u64,
+    /// Blocks the verifier of a `compare: tensors` order has to post its verdict once asked:
+    /// time for the tenant to fetch the runs' outputs and send them, and for the verifier to
+    /// compare them.
+    #[serde(default = "trust::verdict_window_blocks")]
+    pub verdict_window_blocks: u64,
+    /// What a verifier is paid for a verdict (usd), from the order's escrow (what is left of
+    /// it, when less).
+    #[serde(default = "trust::verdict_fee")]
+    pub verdict_fee: Amount,
     /// Hardware challenges (ADR 0009): the throughput of one unit of each hardware class — a
     /// GPU of a family, or a CPU core (`cpu`) — that sizes a listing's challenge and sets its
     /// deadline. A listing is challenged on its GPUs whose family has a band, or, with none, on
@@ -179,6 +188,14 @@ mod trust {
         // Five minutes at 500 ms blocks: time to fetch the outputs and look.
         600
     }
+    pub(super) fn verdict_window_blocks() -> u64 {
+        // Five minutes at 500 ms blocks: the tenant fetches and sends the outputs.
+        600
+    }
+    pub(super) fn verdict_fee() -> Amount {
+        // Two cents: comparing a few tensors costs seconds of CPU.
+        Amount::from_micros(20_000)
+    }
 }
 
 /// Defaults of the hardware-challenge parameters (ADR 0009).
@@ -237,8 +254,8 @@ impl Params {
         {
             return Err("spot_check_min_ppm + spot_check_record_ppm must be at most 1000000");
         }
-        if self.reveal_window_blocks == 0 {
-            return Err("reveal_window_blocks must be at least 1");
+        if self.reveal_window_blocks == 0 || self.verdict_window_blocks == 0 {
+            return Err("reveal_window_blocks and verdict_window_blocks must be at least 1");
         }
         if self.reputation_half_life_blocks == 0 {
             return Err("reputation_half_life_blocks must be at least 1");
@@ -300,6 +317,8 @@ impl Default for Params {
             reveal_window_blocks: trust::reveal_window_blocks(),
             reputation_half_life_blocks: trust::reputation_half_life_blocks(),
             dispute_window_blocks: trust::dispute_window_blocks(),
+            verdict_window_blocks: trust::verdict_window_blocks(),
+            verdict_fee: trust::verdict_fee(),
             challenge_bands: Vec::new(),
             challenge_target_ms: challenges::target_ms(),
             challenge_slack_bps: challenges::slack_bps(),

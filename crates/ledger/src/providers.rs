@@ -58,6 +58,7 @@ pub(crate) fn register(
             runs_under_verification: 0,
             slashed: Amount::ZERO,
             hardware: crate::state::Hardware::default(),
+            judging: Vec::new(),
         },
     );
     // Its claim is challenged at this block's end, if a band covers it.

@@ -53,6 +53,9 @@ pub struct Provider {
     pub slashed: Amount,
     /// Its hardware claim's challenges ([`crate::challenges`], ADR 0009).
     pub hardware: Hardware,
+    /// The `compare: tensors` orders it was asked to judge and has not yet (ascending, at most
+    /// [`crate::checks::MAX_JUDGING`]).
+    pub judging: Vec<OrderId>,
 }
 
 /// Where a provider's hardware claim stands.
@@ -137,6 +140,12 @@ pub enum VerifyStage {
     /// `until_height`, when the order closes `unchecked`. The escrow waits with it, to pay a
     /// disputed rerun.
     Disputable { until_height: u64 },
+    /// A `compare: tensors` order: `verifier` compares the runs' declared outputs and posts
+    /// its verdict by `deadline_height`.
+    Judging {
+        verifier: Address,
+        deadline_height: u64,
+    },
 }
 
 /// A verified order's runs and the comparison's stage (ADR 0010). Empty for an order without
@@ -150,6 +159,8 @@ pub struct Verifying {
     pub stage: VerifyStage,
     /// How the comparison ended, once it has.
     pub outcome: Option<gpunet_protocol::VerificationOutcome>,
+    /// The verifiers asked so far (`compare: tensors`), in order; none is asked twice.
+    pub verifiers: Vec<Address>,
 }
 
 /// One provider's offer on an order.

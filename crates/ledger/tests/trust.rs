@@ -421,14 +421,6 @@ fn verified_orders_need_a_tag_exact_comparison_and_bounded_replicas() {
             verified(VerificationMode::Replicas, 6),
             Rejection::VerificationInvalid,
         ),
-        (
-            Verification {
-                mode: VerificationMode::SpotCheck,
-                replicas: 0,
-                compare: Compare::Tensors,
-            },
-            Rejection::VerificationUnsupported,
-        ),
     ] {
         let mut terms = order_terms().build();
         terms.verification = v;

@@ -333,6 +333,29 @@ pub enum Event {
         slashed: Amount,
         jailed_until_height: u64,
     },
+    /// A `compare: tensors` order's runs are in: `verifier` (a provider drawn from the block
+    /// seed, none of the runs' own) compares their declared outputs, which the tenant sends
+    /// it, and posts its verdict (`PostVerdict`) by `deadline_height`.
+    VerdictRequested {
+        order: OrderId,
+        verifier: Address,
+        runs: Vec<LeaseId>,
+        deadline_height: u64,
+    },
+    /// The verifier posted its verdict and was paid `fee` (usd) from the order's escrow.
+    VerdictPosted {
+        order: OrderId,
+        verifier: Address,
+        agreeing: Vec<LeaseId>,
+        missing: Vec<LeaseId>,
+        fee: Amount,
+    },
+    /// The verifier let its deadline pass: it counts as a lost lease in its reputation, and
+    /// the order asks another verifier, or ends inconclusive after three.
+    VerdictMissed {
+        order: OrderId,
+        verifier: Address,
+    },
 }
 
 impl Event {
@@ -356,7 +379,10 @@ impl Event {
             | Event::RevealRequested { order, .. }
             | Event::VerificationDecided { order, .. }
             | Event::DisputeOpened { order, .. }
-            | Event::ProviderSlashed { order, .. } => Some(*order),
+            | Event::ProviderSlashed { order, .. }
+            | Event::VerdictRequested { order, .. }
+            | Event::VerdictPosted { order, .. }
+            | Event::VerdictMissed { order, .. } => Some(*order),
             _ => None,
         }
     }

@@ -98,10 +98,12 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Recovery::is_default")]
     pub recovery: Recovery,
     /// How the network checks the result: `verification: { mode: spot_check }` or
-    /// `{ mode: replicas, replicas: 3 }`, `compare: exact` (ADR 0010). Absent: not checked.
-    /// A checked job must be deterministic: its runs are compared byte for byte.
-    #[serde(default, skip_serializing_if = "crate::Verification::is_none")]
-    pub verification: crate::Verification,
+    /// `{ mode: replicas, replicas: 3 }` (ADR 0010). Absent: not checked. With `compare:
+    /// exact` (the default) the job must be deterministic: its runs are compared byte for
+    /// byte; `compare: tensors` compares the declared `.npy`/`.safetensors` outputs within
+    /// tolerances, judged by a verifier provider.
+    #[serde(default, skip_serializing_if = "crate::VerificationSpec::is_none")]
+    pub verification: crate::VerificationSpec,
     /// Local files and directories, relative to the spec file, that the CLI packs, seals to
     /// the winning provider and delivers with the manifest (or, with `storage`, seals to the
     /// job's key and leaves in the job's bucket: [`JobSpec::inputs_blob`]); the job finds them read-only under
@@ -724,14 +726,7 @@ impl JobSpec {
         self.recovery.validate()?;
         self.verification
             .validate()
-            .map_err(|why| invalid("verification", why))?;
-        if self.verification.is_verified() && self.verification.compare == crate::Compare::Tensors {
-            return Err(invalid(
-                "verification.compare",
-                "tensors is not supported yet (it needs verifier providers); use exact with a \
-                 deterministic job",
-            ));
-        }
+            .map_err(|(path, why)| invalid(path, why))?;
         self.validate_inputs()?;
         if let Some(storage) = &self.storage {
             storage.validate()?;
@@ -945,7 +940,7 @@ impl JobSpec {
             deposit: self.pricing.deposit,
             max_duration_secs: self.max_duration_secs(),
             recovery: self.recovery.policy(),
-            verification: self.verification,
+            verification: self.verification.terms(),
         }
     }
 }

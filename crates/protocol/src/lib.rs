@@ -42,4 +42,7 @@ pub use tx::{
     LeaseResult, MAX_TX_BYTES, Msg, OrderTerms, RecoveryPolicy, SignedTx, TxBody, UsageReport,
     WorkloadOutcome,
 };
-pub use verification::{Compare, Verification, VerificationMode, result_tag};
+pub use verification::{
+    BundleEntry, Compare, MAX_BUNDLE_OUTPUT_BYTES, RunBundle, TensorsSpec, Tol, Verification,
+    VerificationMode, VerificationSpec, result_tag,
+};

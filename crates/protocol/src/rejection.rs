@@ -93,7 +93,7 @@ rejections! {
     RecoveryOutOfBounds = 41, "recovery_out_of_bounds", "the recovery policy is out of bounds: max_attempts 1 to 10, at most 16 on_exit_codes, backoff at most 1h; fix the job spec's recovery";
     ProviderNotLeaving = 42, "provider_not_leaving", "a provider hands a lease back only while it is leaving: announce the exit first (AnnounceExit, `gpunet provider leave`), or run the lease to its end and report its outcome";
     VerificationInvalid = 43, "verification_invalid", "the verification is out of bounds: replicas must be 2 to 5 for mode replicas; fix the job spec's verification";
-    VerificationUnsupported = 44, "verification_unsupported", "compare: tensors needs verifier providers, which this network does not have yet; use compare: exact with a deterministic job";
+    VerificationUnsupported = 44, "verification_unsupported", "compare: tensors applies only to a checked order: give it mode spot_check or replicas, or leave compare out";
     ProviderJailed = 45, "provider_jailed", "the provider was jailed after a failed verification and takes no new leases until its jail ends (see its jailed_until_height)";
     ProbationJobTooLarge = 46, "probation_job_too_large", "the provider is on probation in this GPU class and may take only orders whose deposit is at most probation_max_deposit (see /v1/params); bid on smaller orders until its verified runs pass probation_runs";
     ResultTagMissing = 47, "result_tag_missing", "a successful run of a verified order must report its result tag (result_tag(order, output digest)) as output_digest";
@@ -105,6 +105,7 @@ rejections! {
     HardwareUnproven = 53, "hardware_unproven", "the provider's hardware claim has not passed a challenge yet (after registering, after changing its capacity, or after a failed one); it bids once its agent answers the challenge the ledger issued (see its hardware in /v1/providers)";
     ChallengeInFlight = 54, "challenge_in_flight", "the provider has a hardware challenge in flight and cannot deregister until it passes or fails";
     UnbondInvalid = 55, "unbond_invalid", "unbond at least 1 micro-gpn and at most what keeps the stake at what the listing needs (max(min_provider_stake, stake_per_gpu x GPUs), see /v1/params), with at most 16 unbondings pending, and not while jailed; to take it all, leave the network (gpunet provider leave)";
+    VerdictInvalid = 56, "verdict_invalid", "only the verifier the ledger chose (VerdictRequested) posts a verdict, before its deadline_height, naming only runs of the request, each at most once, in agreeing (none, or at least two) or missing, not both";
 }
 
 impl std::fmt::Display for Rejection {

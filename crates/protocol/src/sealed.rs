@@ -167,6 +167,9 @@ pub enum Purpose {
     /// job's own bucket, for every attempt's provider to fetch. Bound to the manifest's salt,
     /// not a lease: see [`SealContext::job_inputs`].
     JobInputs,
+    /// One run's declared outputs of a `compare: tensors` order ([`crate::RunBundle`]), sealed
+    /// by the tenant to the verifier the ledger chose. Bound to the run's lease.
+    Verdict,
 }
 
 impl Purpose {
@@ -180,6 +183,7 @@ impl Purpose {
             Purpose::Inputs => "gpunet/sealed/v2/inputs",
             Purpose::Checkpoint => "gpunet/sealed/v2/checkpoint",
             Purpose::JobInputs => "gpunet/sealed/v2/job-inputs",
+            Purpose::Verdict => "gpunet/sealed/v2/verdict-run",
         }
     }
 }

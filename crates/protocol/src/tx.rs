@@ -223,6 +223,15 @@ pub enum Msg {
         challenge: u64,
         openings: Vec<crate::ChallengeOpening>,
     },
+    /// The verifier the ledger chose for a `compare: tensors` order (`VerdictRequested`)
+    /// posts what it found, before the deadline: the runs whose declared outputs agree within
+    /// the job's tolerances (none, or at least two), and the runs whose outputs it never
+    /// received intact from the tenant. Every other run named in the request disagreed.
+    PostVerdict {
+        order: OrderId,
+        agreeing: Vec<LeaseId>,
+        missing: Vec<LeaseId>,
+    },
 }
 
 impl Msg {
@@ -248,6 +257,7 @@ impl Msg {
             Msg::Dispute { .. } => "dispute",
             Msg::CommitChallenge { .. } => "commit_challenge",
             Msg::OpenChallenge { .. } => "open_challenge",
+            Msg::PostVerdict { .. } => "post_verdict",
         }
     }
 }

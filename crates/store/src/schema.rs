@@ -16,7 +16,9 @@ use redb::TableDefinition;
 ///    providers their reputation, jail, slashes and verified runs; older entities do not decode.
 /// 5: providers carry their hardware challenges (ADR 0009), the params their bands, and
 ///    accounts their unbonding stake.
-pub const SCHEMA_VERSION: u32 = 5;
+/// 6: `compare: tensors` (ADR 0010): orders carry the verifiers asked and the judging stage,
+///    providers the orders they judge, the params the verdict window and fee.
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Singletons: schema version, chain id, genesis bytes, head, the tree's retention mark.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");

@@ -39,6 +39,8 @@ pub(crate) fn params_view(state: &State) -> ParamsView {
         reveal_window_blocks: p.reveal_window_blocks,
         reputation_half_life_blocks: p.reputation_half_life_blocks,
         dispute_window_blocks: p.dispute_window_blocks,
+        verdict_window_blocks: p.verdict_window_blocks,
+        verdict_fee: p.verdict_fee,
         challenge_bands: p
             .challenge_bands
             .iter()
@@ -87,6 +89,7 @@ pub(crate) fn provider_view(state: &State, p: &Provider) -> ProviderView {
             })
             .collect(),
         hardware: hardware_view(state, p),
+        judging: p.judging.clone(),
     }
 }
 
@@ -119,16 +122,21 @@ fn verification_view(o: &Order) -> Option<VerificationView> {
         return None;
     }
     let f = &o.verifying;
-    let (stage, until_height) = match f.stage {
-        VerifyStage::Running => ("running", None),
-        VerifyStage::Drawing { at_height } => ("drawing", Some(at_height)),
-        VerifyStage::Revealing { deadline_height } => ("revealing", Some(deadline_height)),
-        VerifyStage::Disputable { until_height } => ("disputable", Some(until_height)),
+    let (stage, until_height, verifier) = match f.stage {
+        VerifyStage::Running => ("running", None, None),
+        VerifyStage::Drawing { at_height } => ("drawing", Some(at_height), None),
+        VerifyStage::Revealing { deadline_height } => ("revealing", Some(deadline_height), None),
+        VerifyStage::Disputable { until_height } => ("disputable", Some(until_height), None),
+        VerifyStage::Judging {
+            verifier,
+            deadline_height,
+        } => ("judging", Some(deadline_height), Some(verifier)),
     };
     Some(VerificationView {
         stage: stage.to_owned(),
         needed: f.needed,
         until_height,
+        verifier,
         runs: f
             .runs
             .iter()
