@@ -41,6 +41,7 @@ pub mod record;
 pub mod reveals;
 pub mod server;
 pub mod tenant_store;
+pub mod verdicts;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -181,6 +182,7 @@ pub struct AgentHandle {
     reconciler: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     reveals: JoinHandle<()>,
+    verdicts: JoinHandle<()>,
     challenges: JoinHandle<()>,
     departed: watch::Receiver<bool>,
 }
@@ -239,6 +241,7 @@ impl AgentHandle {
     pub async fn shutdown(self) {
         self.heartbeat.abort();
         self.reveals.abort();
+        self.verdicts.abort();
         self.challenges.abort();
         self.reconciler.abort();
         let _ = self.server_stop.send(());
@@ -361,6 +364,12 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         }
     };
 
+    let judge = Arc::new(verdicts::Judge::new(
+        Arc::clone(&client),
+        address,
+        encryption_secret.clone(),
+        &data_dir,
+    ));
     let leases = Leases::new(
         LeasesConfig {
             provider: address,
@@ -382,7 +391,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     leases.spawn_sweeper();
 
     let (server_stop, stopped) = oneshot::channel::<()>();
-    let app = server::router(Arc::clone(&leases));
+    let app = server::router_with_judge(Arc::clone(&leases), Arc::clone(&judge));
     let server = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -417,6 +426,9 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         every,
     ));
 
+    // Verdicts on `compare: tensors` orders this provider is drawn to judge.
+    let verdicts = tokio::spawn(verdicts::run(judge, every, params.verdict_window_blocks));
+
     let (departed_tx, departed) = watch::channel(false);
     let reconciler = reconcile::Reconciler {
         client,
@@ -443,6 +455,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         reconciler,
         heartbeat,
         reveals,
+        verdicts,
         challenges,
         departed,
     })

@@ -8,6 +8,10 @@
 //! nonces are at their cap), and only then the request itself. Nonces are remembered only for
 //! tenants of this provider's leases, so no one else can fill the book.
 //!
+//! The verifier of a `compare: tensors` order takes each run's outputs from the order's tenant
+//! (`PUT /v1/verdicts/{order}/runs/{lease}`, see [`crate::verdicts`]); the same checks apply,
+//! with the order's tenant in the lease's place, and only while this provider judges it.
+//!
 //! Manifests arrive sealed to this provider's encryption key; output files leave sealed to the
 //! tenant's output key (named in the manifest), chunk by chunk as they stream, and so does each
 //! slice of the log (purpose `Logs`), one sealed box per response. The blobs and logs at rest
@@ -23,15 +27,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures::StreamExt;
 use gpunet_api::ErrorBody;
-use gpunet_api::auth::{AuthError, AuthHeaders, NonceBook, verify_request};
+use gpunet_api::auth::{AuthError, AuthHeaders, NonceBook, SignedRequest, verify_request};
 use gpunet_api::provider::{
     MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, ManifestDelivery, SealedLogChunk,
 };
 use gpunet_protocol::sealed::{SEALED_CHUNK_BYTES, SEALED_HEADER_BYTES, Sealer, sealed_len};
-use gpunet_protocol::{EncryptionKey, Hash, LeaseId, Purpose, SealContext};
+use gpunet_protocol::{EncryptionKey, Hash, LeaseId, OrderId, Purpose, SealContext};
 use tokio::io::AsyncReadExt;
 
 use crate::leases::{LeaseError, Leases};
+use crate::verdicts::{BundleError, Judge};
 
 /// Largest request body read: a hex sealed manifest (twice its bytes) in a small JSON object.
 pub const MAX_REQUEST_BODY_BYTES: usize = 2 * MAX_SEALED_MANIFEST_BYTES + 1024;
@@ -109,6 +114,8 @@ impl From<LeaseError> for ApiError {
 pub struct AgentState {
     leases: Arc<Leases>,
     nonces: Mutex<NonceBook>,
+    /// Judges `compare: tensors` orders; `None` in tests that do not.
+    judge: Option<Arc<Judge>>,
 }
 
 /// The agent's routes over `leases`.
@@ -116,11 +123,21 @@ pub fn router(leases: Arc<Leases>) -> Router {
     router_with_nonce_book(leases, NonceBook::default())
 }
 
+/// [`router`] that also takes runs' outputs for the verdicts `judge` gives.
+pub fn router_with_judge(leases: Arc<Leases>, judge: Arc<Judge>) -> Router {
+    build(leases, NonceBook::default(), Some(judge))
+}
+
 /// [`router`] with a nonce book of the caller's caps, so tests can reach them.
 pub fn router_with_nonce_book(leases: Arc<Leases>, nonces: NonceBook) -> Router {
+    build(leases, nonces, None)
+}
+
+fn build(leases: Arc<Leases>, nonces: NonceBook, judge: Option<Arc<Judge>>) -> Router {
     let state = Arc::new(AgentState {
         leases,
         nonces: Mutex::new(nonces),
+        judge,
     });
     Router::new()
         .route("/v1/leases/{id}/manifest", post(manifest))
@@ -129,6 +146,7 @@ pub fn router_with_nonce_book(leases: Arc<Leases>, nonces: NonceBook) -> Router 
         .route("/v1/leases/{id}/logs", get(logs))
         .route("/v1/leases/{id}/outputs", get(outputs))
         .route("/v1/leases/{id}/outputs/{digest}", get(output))
+        .route("/v1/verdicts/{order}/runs/{lease}", put(verdict_run))
         // Unknown paths and wrong methods answer in the same JSON error format as the rest.
         .fallback(|uri: axum::http::Uri| async move {
             let body = ErrorBody::no_route(uri.path());
@@ -173,6 +191,26 @@ async fn authorize(
     req: Request,
     limit: usize,
 ) -> Result<(LeaseId, Bytes), ApiError> {
+    let lease = parse_lease(id)?;
+    let (signed, body) = signed_body(req, limit).await?;
+    let signer = signed.signer;
+    let tenant = state.leases.tenant_of(lease).await?;
+    if signer != tenant {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the request is signed by {signer}, but lease {lease} belongs to {tenant}; sign with the tenant's key"
+            ),
+        ));
+    }
+    admit(state, &signed)?;
+    Ok((lease, body))
+}
+
+/// Reads the body (at most `limit` bytes) and checks the signature. The caller checks who may
+/// ask, then [`admit`]s the nonce: only those who may ask fill the nonce book.
+async fn signed_body(req: Request, limit: usize) -> Result<(SignedRequest, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
@@ -194,31 +232,72 @@ async fn authorize(
         now,
     )
     .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()))?;
-    let signer = signed.signer;
-    let lease = parse_lease(id)?;
-    let tenant = state.leases.tenant_of(lease).await?;
-    if signer != tenant {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "the request is signed by {signer}, but lease {lease} belongs to {tenant}; sign with the tenant's key"
-            ),
-        ));
-    }
+    Ok((signed, body))
+}
+
+/// Accepts the request's nonce once: a replay is refused.
+fn admit(state: &AgentState, signed: &SignedRequest) -> Result<(), ApiError> {
     state
         .nonces
         .lock()
         .expect("the nonce book's lock is never held across a panic")
-        .admit(&signed, now)
+        .admit(signed, now_ms())
         .map_err(|e| {
             let (status, name) = match e {
                 AuthError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_request"),
                 _ => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             };
             ApiError::new(status, name, e.to_string())
-        })?;
-    Ok((lease, body))
+        })
+}
+
+/// One run's outputs of a `compare: tensors` order this provider judges, from the order's
+/// tenant, sealed to this provider (`verdicts`).
+async fn verdict_run(
+    State(state): State<Arc<AgentState>>,
+    Path((order, lease)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Some(judge) = state.judge.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_judging",
+            "this agent does not judge verdicts",
+        ));
+    };
+    let order: OrderId = order.parse().map_err(|e: gpunet_protocol::IdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+    })?;
+    let lease = parse_lease(&lease)?;
+    let max = gpunet_protocol::sealed::sealed_len(
+        gpunet_protocol::MAX_BUNDLE_OUTPUT_BYTES
+            + gpunet_protocol::jobspec::MAX_MANIFEST_BYTES as u64
+            + 4 * 1024 * 1024,
+    );
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let bundle_error = |e: BundleError| {
+        let (status, name) = match &e {
+            BundleError::NotJudging { .. } => (StatusCode::CONFLICT, "not_judging"),
+            BundleError::NotTenant { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            BundleError::NotARun { .. } => (StatusCode::NOT_FOUND, "not_a_run"),
+            BundleError::Malformed { .. } => (StatusCode::BAD_REQUEST, "bundle_malformed"),
+            BundleError::Mismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "bundle_mismatch"),
+            BundleError::Node { .. } => (StatusCode::SERVICE_UNAVAILABLE, "node_unreachable"),
+            BundleError::Store { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
+        };
+        ApiError::new(status, name, e.to_string())
+    };
+    let (signed, body) = signed_body(req, max).await?;
+    judge
+        .check_tenant(signed.signer, order)
+        .await
+        .map_err(bundle_error)?;
+    admit(&state, &signed)?;
+    judge
+        .receive(signed.signer, order, lease, &body)
+        .await
+        .map_err(bundle_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn manifest(

@@ -15,7 +15,7 @@ use gpunet_api::node::{LeaseState, LeaseView, OrderState, OrderView};
 use gpunet_api::provider::WorkloadState;
 use gpunet_client::{KeyFile, NodeClient, ProviderClient};
 use gpunet_protocol::jobspec::JobSpec;
-use gpunet_protocol::{Address, Amount, EncryptionKey, Event, Hash, Msg, OrderId};
+use gpunet_protocol::{Address, Amount, EncryptionKey, Event, Hash, LeaseId, Msg, OrderId};
 use serde::Serialize;
 
 use crate::progress::Progress;
@@ -373,8 +373,12 @@ pub async fn follow(
     // a new lease, to which the manifest (and inputs) must be delivered again.
     let mut current: Option<gpunet_protocol::LeaseId> = None;
     let mut announced_reopen = 0usize;
+    let mut courier = Courier::default();
     loop {
         let order = client.order(order_id).await?;
+        if let Some(sub) = spec {
+            courier.carry(client, key, &order, sub, progress).await;
+        }
         // A spot-checked job whose check was not drawn: done, unless the tenant disputes it.
         if let Some(v) = order
             .verification
@@ -784,6 +788,140 @@ pub async fn read_logs(
 /// Downloads a lease's outputs into `dir`, opening each (they come sealed to `key`'s output
 /// key) and verifying its digest. Returns (path, contents) of each file, for callers that show
 /// them.
+/// Whether `reported` (a lease's `output_digest` on chain) commits to the output listing with
+/// digest `listing`: it is the digest itself, or — for a run of a verified order — its result
+/// tag (ADR 0010).
+fn reported(reported: Hash, order: OrderId, listing: &Hash) -> bool {
+    reported == *listing || reported == gpunet_protocol::result_tag(order, listing)
+}
+
+/// A `compare: tensors` order's runs, sent to its verifier: fetched from each run's provider
+/// (or the job's bucket), opened with the tenant's key, and sealed to the verifier. Only the
+/// tenant can open the outputs, so the submitting command carries them.
+#[derive(Default)]
+pub struct Courier {
+    /// Runs sent, by verifier.
+    sent: std::collections::BTreeSet<(Address, LeaseId)>,
+    /// Failed tries per run and verifier; it gives up on a run after [`COURIER_TRIES`].
+    tries: std::collections::BTreeMap<(Address, LeaseId), u32>,
+}
+
+/// Tries to send one run to a verifier before giving up on it (the verifier then names it
+/// missing, which costs its provider nothing).
+const COURIER_TRIES: u32 = 10;
+
+impl Courier {
+    /// Sends the verifier every run of `order` it does not have yet.
+    pub async fn carry(
+        &mut self,
+        client: &NodeClient,
+        key: &KeyFile,
+        order: &OrderView,
+        spec: &Submission,
+        progress: &Progress,
+    ) {
+        let Some(v) = order.verification.as_ref().filter(|v| v.stage == "judging") else {
+            return;
+        };
+        let Some(verifier) = v.verifier else {
+            return;
+        };
+        let Some(declared) = spec.verification.tensors.as_ref() else {
+            return;
+        };
+        for run in v.runs.iter().filter(|r| !r.wrong) {
+            let at = (verifier, run.lease);
+            if self.sent.contains(&at) || self.tries.get(&at).copied().unwrap_or(0) >= COURIER_TRIES
+            {
+                continue;
+            }
+            progress.status(&format!(
+                "sending run {} to verifier {}",
+                run.lease,
+                verifier.short()
+            ));
+            match send_run(
+                client,
+                key,
+                order,
+                spec,
+                &declared.outputs,
+                run.lease,
+                verifier,
+            )
+            .await
+            {
+                Ok(()) => {
+                    self.sent.insert(at);
+                    progress.stage(&format!(
+                        "verification: run {} sent to verifier {}, which compares the declared outputs",
+                        run.lease,
+                        verifier.short()
+                    ));
+                }
+                Err(e) => {
+                    let tries = self.tries.entry(at).or_default();
+                    *tries += 1;
+                    if *tries == COURIER_TRIES {
+                        progress.stage(&format!(
+                            "verification: could not send run {} to verifier {}: {e:#}; it will                              count as missing (nobody is slashed for it)",
+                            run.lease,
+                            verifier.short()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn send_run(
+    client: &NodeClient,
+    key: &KeyFile,
+    order: &OrderView,
+    spec: &Submission,
+    declared: &[String],
+    lease: LeaseId,
+    verifier: Address,
+) -> Result<()> {
+    let lease_view = client.lease(lease).await?;
+    let from_store = match &spec.storage {
+        Some(storage) => {
+            let chain_id = client.status().await?.chain_id;
+            fetch_outputs_from_store(key, storage, &chain_id, &lease_view, None).await?
+        }
+        None => None,
+    };
+    let (_, files) = match from_store {
+        Some(fetched) => fetched,
+        None => fetch_outputs(key, &lease_view, None).await?,
+    };
+    let listing = files
+        .iter()
+        .map(|(path, bytes)| gpunet_protocol::BundleEntry {
+            path: path.clone(),
+            size: bytes.len() as u64,
+            digest: Hash::of(bytes),
+        })
+        .collect();
+    let files = files
+        .into_iter()
+        .filter(|(path, _)| declared.contains(path))
+        .collect();
+    let bundle = gpunet_protocol::RunBundle {
+        manifest: spec.manifest_bytes(),
+        listing,
+        files,
+    };
+    let Some(v) = client.provider(&verifier).await? else {
+        bail!("verifier {verifier} is no longer registered");
+    };
+    ProviderClient::new(&v.profile.endpoint, key.clone())
+        .deliver_run_for_verdict(order.id, lease, &v.profile.encryption_key, &bundle)
+        .await?;
+    Ok(())
+}
+
 pub async fn fetch_outputs(
     key: &KeyFile,
     lease: &LeaseView,
@@ -794,7 +932,7 @@ pub async fn fetch_outputs(
     let listing = pc.outputs(lease.id).await?;
     if let Some(r) = &lease.result
         && let Some(d) = r.output_digest
-        && d != listing.digest
+        && !reported(d, lease.order, &listing.digest)
     {
         bail!(
             "the provider's output listing digest {} differs from the {} it reported on chain",
@@ -928,7 +1066,7 @@ async fn fetch_listed(
     }
     if let Some(r) = &lease.result
         && let Some(d) = r.output_digest
-        && d != listing.digest
+        && !reported(d, lease.order, &listing.digest)
     {
         bail!(
             "the output listing in the job's bucket has digest {}, not the {d} the provider \

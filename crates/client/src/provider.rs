@@ -147,6 +147,43 @@ impl ProviderClient {
         decode::<serde_json::Value>(&url, resp).await.map(|_| ())
     }
 
+    /// Seals one run's bundle (`RunBundle`) of a `compare: tensors` order to the verifier's
+    /// registered encryption key, bound to the run's lease, and sends it to the verifier's
+    /// agent (this client's endpoint), which checks it against the chain.
+    pub async fn deliver_run_for_verdict(
+        &self,
+        order: gpunet_protocol::OrderId,
+        lease: LeaseId,
+        verifier_key: &EncryptionKey,
+        bundle: &gpunet_protocol::RunBundle,
+    ) -> Result<(), ClientError> {
+        let ctx = SealContext {
+            purpose: Purpose::Verdict,
+            lease,
+        };
+        let plain = borsh::to_vec(bundle).expect("borsh encoding into a Vec cannot fail");
+        let sealed = crate::sealing::seal(verifier_key, ctx, &plain).map_err(|source| {
+            ClientError::Sealed {
+                what: format!("the outputs of lease {lease} for the verifier"),
+                source,
+            }
+        })?;
+        let path = format!("/v1/verdicts/{order}/runs/{lease}");
+        let resp = self
+            .send_typed(
+                reqwest::Method::PUT,
+                &path,
+                sealed,
+                "application/octet-stream",
+            )
+            .await?;
+        let url = format!("{}{}", self.base, path);
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        decode::<serde_json::Value>(&url, resp).await.map(|_| ())
+    }
+
     pub async fn status(&self, lease: LeaseId) -> Result<WorkloadView, ClientError> {
         let path = format!("/v1/leases/{lease}/status");
         let resp = self.send(reqwest::Method::GET, &path, Vec::new()).await?;

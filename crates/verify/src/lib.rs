@@ -13,9 +13,13 @@
 //! wrong entries passes with probability at most `(1 − f)^k`. See
 //! `docs/adr/0009-hardware-challenges-with-freivalds.md`.
 //!
+//! `tensors` (feature `tensors`, for the agent) compares two runs' output tensors (`.npy`, `.safetensors`) within a tolerance, for a
+//! verifier provider judging a job that is not bit-deterministic; it runs off chain.
+//!
 //! Architecture Invariant: no I/O, clock, randomness of its own, floats, threads or hash-map
 //! iteration — the ledger decides outcomes with these functions, so they must give every
-//! validator the same answer. Randomness comes in as seeds.
+//! validator the same answer. Randomness comes in as seeds. The one exception to "floats" is
+//! `tensors`, whose tolerances are floating point; the ledger never calls it.
 //!
 //! Must never depend on: `ledger`, `store`, `node`, `agent`, `runtime`, any async or I/O crate.
 
@@ -26,6 +30,8 @@ pub mod challenge;
 pub mod commit;
 pub mod freivalds;
 pub mod matrix;
+#[cfg(feature = "tensors")]
+pub mod tensors;
 
 pub use challenge::{ChallengeError, check_openings, deadline_ms, samples, size_for};
 pub use commit::{Opening, Tree};
