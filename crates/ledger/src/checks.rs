@@ -31,8 +31,14 @@
 //! ([`crate::trust::slash`]); those of agreeing runs earn reputation and count a verified run
 //! toward the end of their probation.
 //!
+//! `compare: tensors`: close runs report different tags, so after the reveals a verifier
+//! provider drawn from the block seed compares their declared outputs, which the tenant sends it
+//! off chain, and posts a verdict (`Judging`, [`post_verdict`]): runs it names agreeing (two or
+//! more) confirm the result, the other runs it received are wrong, runs it never received cost
+//! nothing. A verifier that misses its deadline is replaced, up to [`MAX_VERIFIERS`].
+//!
 //! Every run is paid from the order's escrow at its own lease's price: the tenant pays for the
-//! checks it asked for, and gets the tenant's share of every slash.
+//! checks it asked for (and a verifier's fee), and gets the tenant's share of every slash.
 
 use std::collections::BTreeMap;
 

@@ -192,7 +192,8 @@ pub(crate) fn check_deregister(state: &State, signer: &Address) -> Result<(), Re
         .ok_or(Rejection::ProviderNotRegistered)?;
     // Runs still being compared may yet cost it a slash: the stake stays until they are
     // decided.
-    if !p.live_leases.is_empty() || p.runs_under_verification > 0 {
+    // A verifier posts the verdicts it was asked for (or lets their deadlines pass) first.
+    if !p.live_leases.is_empty() || p.runs_under_verification > 0 || !p.judging.is_empty() {
         return Err(Rejection::ProviderHasLiveLeases);
     }
     // A claim being tested may yet cost a slash, too.

@@ -164,6 +164,11 @@ fn close_runs_with_different_tags_are_judged_by_a_drawn_verifier_who_is_paid() {
         w.provider(&verifier).expect("verifier").judging,
         vec![order]
     );
+    // A verifier cannot leave with a verdict owed.
+    assert_eq!(
+        refusal(&w, verifier, Msg::DeregisterProvider),
+        Err(Rejection::ProviderHasLiveLeases)
+    );
 
     let (escrow, usd_before) = (w.escrow(order), w.usd(&verifier));
     let tenant_before = w.usd(&w.tenant(0));

@@ -63,7 +63,7 @@ rejections! {
     ProviderAlreadyRegistered = 15, "provider_already_registered", "this account is already a provider; use UpdateProvider to change its profile";
     StakeBelowMinimum = 16, "stake_below_minimum", "the stake is below what the provider's GPUs need: at least min_provider_stake, and stake_per_gpu for each GPU listed (see /v1/params); stake more, or bond more with BondStake (`gpunet provider bond`)";
     ProviderNotRegistered = 17, "provider_not_registered", "the signer is not a registered provider; register first";
-    ProviderHasLiveLeases = 18, "provider_has_live_leases", "the provider still runs leases, or has runs of verified orders still being compared; wait for them to end before deregistering";
+    ProviderHasLiveLeases = 18, "provider_has_live_leases", "the provider still runs leases, has runs of verified orders still being compared, or has verdicts to post; wait for them to end before deregistering";
     // --- orders ---
     OrderInvalid = 19, "order_invalid", "the order terms are malformed (resources, regions, name or duration out of bounds); fix the job spec";
     DepositTooSmall = 20, "deposit_too_small", "the deposit must be more than zero; raise pricing.deposit";
