@@ -1765,6 +1765,51 @@ impl Leases {
         })
     }
 
+    /// Opens bytes the tenant sealed to this provider for `ctx`.
+    pub fn open_sealed(
+        &self,
+        ctx: gpunet_protocol::SealContext,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        gpunet_protocol::sealed::open(&self.config.encryption_secret, ctx, sealed)
+    }
+
+    /// Runs `argv` inside the lease's running workload for its tenant (`gpunet job exec`), as
+    /// the workload runs (its isolation, user and limits), and notes it in the lease's log
+    /// before and after: the log shows every exec, which the tenant alone can read.
+    pub async fn exec(
+        &self,
+        lease: LeaseId,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<gpunet_runtime::ExecOutput, LeaseError> {
+        let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
+        let handle = match record.handle.clone() {
+            Some(handle) if record.state() == WorkloadState::Running => handle,
+            _ => {
+                return Err(LeaseError::Driver {
+                    source: gpunet_runtime::DriverError::NotRunning {
+                        workload_id: format!("of lease {lease}"),
+                    },
+                });
+            }
+        };
+        let driver = self.driver_for(&handle)?;
+        let log = handle.root_dir.join(LOG_FILE);
+        note_in_log(&log, &format!("[gpunet] exec by the tenant: {argv:?}"));
+        let out = driver
+            .exec(&handle, argv, timeout)
+            .await
+            .map_err(|source| LeaseError::Driver { source });
+        let said = match &out {
+            Ok(o) if o.timed_out => format!("still running after {} s", timeout.as_secs()),
+            Ok(o) => format!("exit {}", o.exit_code.map_or("?".into(), |c| c.to_string())),
+            Err(e) => format!("failed: {e}"),
+        };
+        note_in_log(&log, &format!("[gpunet] exec ended: {said}"));
+        out
+    }
+
     /// The key a lease's logs and outputs are sealed to: the manifest's `output_key`, so `None`
     /// until the manifest has arrived, or if it named none.
     pub fn output_key(&self, lease: LeaseId) -> Option<EncryptionKey> {
@@ -2127,5 +2172,16 @@ mod tests {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("héllo", 3), "hé");
         assert_eq!(truncate("abc", 10), "abc");
+    }
+}
+
+/// Appends one line to a workload's log (opened for appending, as the driver writes it), for
+/// what the agent did to it; a failure is logged here and changes nothing else.
+fn note_in_log(path: &Path, line: &str) {
+    use std::io::Write;
+    let written = gpunet_files::open_private_append(path)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(error) = written {
+        tracing::warn!(path = %path.display(), %error, "could not note an exec in the lease's log");
     }
 }

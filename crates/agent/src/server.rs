@@ -29,7 +29,8 @@ use futures::StreamExt;
 use gpunet_api::ErrorBody;
 use gpunet_api::auth::{AuthError, AuthHeaders, NonceBook, SignedRequest, verify_request};
 use gpunet_api::provider::{
-    MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES, ManifestDelivery, SealedLogChunk,
+    ExecRequest, ExecResult, ExecSealed, MAX_LOG_CHUNK_BYTES, MAX_SEALED_MANIFEST_BYTES,
+    ManifestDelivery, SealedLogChunk,
 };
 use gpunet_protocol::sealed::{SEALED_CHUNK_BYTES, SEALED_HEADER_BYTES, Sealer, sealed_len};
 use gpunet_protocol::{EncryptionKey, Hash, LeaseId, OrderId, Purpose, SealContext};
@@ -146,6 +147,7 @@ fn build(leases: Arc<Leases>, nonces: NonceBook, judge: Option<Arc<Judge>>) -> R
         .route("/v1/leases/{id}/logs", get(logs))
         .route("/v1/leases/{id}/outputs", get(outputs))
         .route("/v1/leases/{id}/outputs/{digest}", get(output))
+        .route("/v1/leases/{id}/exec", post(exec))
         .route("/v1/verdicts/{order}/runs/{lease}", put(verdict_run))
         // Unknown paths and wrong methods answer in the same JSON error format as the rest.
         .fallback(|uri: axum::http::Uri| async move {
@@ -249,6 +251,78 @@ fn admit(state: &AgentState, signed: &SignedRequest) -> Result<(), ApiError> {
             };
             ApiError::new(status, name, e.to_string())
         })
+}
+
+/// A command to run in the lease's workload, from its tenant, sealed to this provider; the
+/// answer is sealed to the tenant's output key.
+async fn exec(
+    State(state): State<Arc<AgentState>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (lease, body) = authorize(&state, &id, req, MAX_REQUEST_BODY_BYTES).await?;
+    let bad = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", why);
+    let sealed: ExecSealed = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("the body is not {{\"sealed_hex\": \"…\"}}: {e}")))?;
+    let sealed = hex::decode(sealed.sealed_hex.trim())
+        .map_err(|e| bad(format!("sealed_hex is not hex: {e}")))?;
+    let ctx = SealContext {
+        purpose: Purpose::Exec,
+        lease,
+    };
+    let plain = state.leases.open_sealed(ctx, &sealed).map_err(|e| {
+        bad(format!(
+            "the command does not open with this provider's key for lease {lease}: {e}; seal it \
+             to the encryption_key this provider registered on chain"
+        ))
+    })?;
+    let request: ExecRequest = serde_json::from_slice(&plain)
+        .map_err(|e| bad(format!("the sealed command is not an exec request: {e}")))?;
+    request.validate().map_err(bad)?;
+    let output_key = tenant_key(&state.leases, lease, "exec output")?;
+    let out = state
+        .leases
+        .exec(
+            lease,
+            &request.argv,
+            std::time::Duration::from_secs(u64::from(request.timeout_secs)),
+        )
+        .await
+        .map_err(|e| match e {
+            LeaseError::Driver {
+                source: gpunet_runtime::DriverError::NotRunning { .. },
+            } => ApiError::new(
+                StatusCode::CONFLICT,
+                "not_running",
+                format!("lease {lease}'s workload is not running; exec works only while it runs"),
+            ),
+            LeaseError::Driver {
+                source: source @ gpunet_runtime::DriverError::ExecUnsupported { .. },
+            } => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "exec_unsupported",
+                source.to_string(),
+            ),
+            e => ApiError::from(e),
+        })?;
+    let result = ExecResult {
+        exit_code: out.exit_code,
+        stdout_hex: hex::encode(&out.stdout),
+        stderr_hex: hex::encode(&out.stderr),
+        truncated: out.truncated,
+        timed_out: out.timed_out,
+    };
+    let json = serde_json::to_vec(&result).expect("an exec result always serialises");
+    let ctx = SealContext {
+        purpose: Purpose::ExecOutput,
+        lease,
+    };
+    let sealed = gpunet_client::sealing::seal(&output_key, ctx, &json)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "output_key_unusable", e.to_string()))?;
+    Ok(axum::Json(ExecSealed {
+        sealed_hex: hex::encode(sealed),
+    })
+    .into_response())
 }
 
 /// One run's outputs of a `compare: tensors` order this provider judges, from the order's

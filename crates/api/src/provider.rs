@@ -24,6 +24,89 @@ pub struct ManifestDelivery {
     pub sealed_hex: String,
 }
 
+/// Most arguments of a command run with `job exec`.
+pub const MAX_EXEC_ARGS: usize = 256;
+/// Most bytes of a `job exec` command line, all arguments together.
+pub const MAX_EXEC_ARGV_BYTES: usize = 64 * 1024;
+/// Longest a `job exec` command may run before its output so far is returned, in seconds.
+pub const MAX_EXEC_TIMEOUT_SECS: u32 = 600;
+
+/// `POST /v1/leases/{id}/exec` body: an [`ExecRequest`] as JSON, sealed to the provider's
+/// registered encryption key for this lease (purpose `Exec`), hex. The answer is an
+/// [`ExecSealed`]: an [`ExecResult`] as JSON sealed to the tenant's output key (purpose
+/// `ExecOutput`), hex. The command line and its output may hold secrets, and the agent's HTTP
+/// is not encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSealed {
+    pub sealed_hex: String,
+}
+
+/// A command to run inside a lease's running workload, as its tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The program and its arguments (no shell: give `["sh", "-c", "..."]` for one).
+    pub argv: Vec<String>,
+    /// Seconds to wait for it, 1 to [`MAX_EXEC_TIMEOUT_SECS`].
+    pub timeout_secs: u32,
+}
+
+impl ExecRequest {
+    /// Checks the bounds; `Err` says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.argv.is_empty() || self.argv.len() > MAX_EXEC_ARGS {
+            return Err(format!(
+                "give 1 to {MAX_EXEC_ARGS} arguments, the program first (got {})",
+                self.argv.len()
+            ));
+        }
+        let bytes: usize = self.argv.iter().map(String::len).sum();
+        if bytes > MAX_EXEC_ARGV_BYTES {
+            return Err(format!(
+                "the command line is {bytes} bytes; at most {MAX_EXEC_ARGV_BYTES}"
+            ));
+        }
+        if self.argv.iter().any(|a| a.contains('\0')) {
+            return Err("arguments cannot hold NUL bytes".into());
+        }
+        if self.argv[0].is_empty() {
+            return Err("the program name is empty".into());
+        }
+        if !(1..=MAX_EXEC_TIMEOUT_SECS).contains(&self.timeout_secs) {
+            return Err(format!(
+                "timeout_secs must be 1 to {MAX_EXEC_TIMEOUT_SECS} (got {})",
+                self.timeout_secs
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a `job exec` command gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// Its exit code; `None` when it was still running at the timeout.
+    pub exit_code: Option<i64>,
+    /// Its standard output and error, hex (each at most 1 MiB kept).
+    pub stdout_hex: String,
+    pub stderr_hex: String,
+    /// Output past the limit was cut.
+    pub truncated: bool,
+    /// The timeout passed first: the output is what it wrote until then, and it is left to
+    /// end with the workload.
+    pub timed_out: bool,
+}
+
+impl ExecResult {
+    /// Its standard output and error as bytes; `Err` if the agent sent something not hex.
+    pub fn streams(&self) -> Result<(Vec<u8>, Vec<u8>), hex::FromHexError> {
+        Ok((
+            hex::decode(&self.stdout_hex)?,
+            hex::decode(&self.stderr_hex)?,
+        ))
+    }
+}
+
 /// What the agent knows of a lease's workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -119,6 +119,27 @@ pub enum JobCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Run a command inside a running job's container, as the job runs (its user, limits and
+    /// isolation), and print what it wrote; exits with the command's exit code. Only the job's
+    /// tenant may; the command and its output travel sealed, and the provider notes every exec
+    /// in the job's log. No shell is implied: give `sh -c '...'` for one. Container jobs only
+    /// for now. With --json, one object {job, lease, exit_code, stdout, stderr, truncated,
+    /// timed_out}.
+    ///
+    /// Example: gpunet job exec 3 -- sh -c 'ls -l /outputs'
+    Exec {
+        /// The job's id (its order id), as `job submit` and `job list` print it.
+        id: OrderId,
+        /// Seconds to wait for the command (1 to 600); past that, what it wrote so far is
+        /// printed and it is left to end with the job.
+        #[arg(long, default_value_t = 60)]
+        timeout: u32,
+        /// The program and its arguments, after `--`.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Download a job's outputs (what it wrote under $GPUNET_OUTPUTS, for a spec with
     /// `outputs: true`), verifying each file's digest. A job whose spec names its own bucket
     /// (`storage:`) has them there, sealed to you: they are read from the bucket with the
@@ -987,6 +1008,68 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 jobs::print_bill(&order, l);
             }
             Ok(())
+        }
+        JobCmd::Exec {
+            id,
+            timeout,
+            command,
+            conn,
+        } => {
+            let client = client(&conn)?;
+            let k = key(&conn)?;
+            let order = client.order(id).await?;
+            let lease = order
+                .lease
+                .filter(|l| l.state == gpunet_api::node::LeaseState::Running)
+                .context(
+                    "the job is not running, so there is nothing to run a command in; check \
+                     `gpunet job status`",
+                )?;
+            let provider_key = jobs::provider_encryption_key(&client, lease.provider).await?;
+            let request = gpunet_api::provider::ExecRequest {
+                argv: command,
+                timeout_secs: timeout,
+            };
+            request
+                .validate()
+                .map_err(|why| anyhow::anyhow!("cannot run that: {why}"))?;
+            let result = ProviderClient::new(&lease.provider_endpoint, k.clone())
+                .exec(lease.id, &provider_key, &k.output_secret(), &request)
+                .await?;
+            let (stdout, stderr) = result
+                .streams()
+                .context("the provider's agent sent output that is not hex")?;
+            if conn.json {
+                println!(
+                    "{}",
+                    json!({
+                        "job": id,
+                        "lease": lease.id,
+                        "exit_code": result.exit_code,
+                        "stdout": String::from_utf8_lossy(&stdout),
+                        "stderr": String::from_utf8_lossy(&stderr),
+                        "truncated": result.truncated,
+                        "timed_out": result.timed_out,
+                    })
+                );
+            } else {
+                use std::io::Write;
+                std::io::stdout().write_all(&stdout)?;
+                std::io::stderr().write_all(&stderr)?;
+                if result.truncated {
+                    eprintln!("gpunet: the output was cut at 1 MiB per stream");
+                }
+                if result.timed_out {
+                    eprintln!(
+                        "gpunet: still running after {timeout} s; it was left to end with the job"
+                    );
+                }
+            }
+            match result.exit_code {
+                Some(0) => Ok(()),
+                Some(code) => std::process::exit(i32::try_from(code).unwrap_or(1).clamp(1, 255)),
+                None => std::process::exit(124),
+            }
         }
         JobCmd::Logs { id, follow, conn } => {
             let client = client(&conn)?;

@@ -184,6 +184,52 @@ impl ProviderClient {
         decode::<serde_json::Value>(&url, resp).await.map(|_| ())
     }
 
+    /// Runs a command inside `lease`'s running workload (`gpunet job exec`): the request is
+    /// sealed to `provider_key`, the answer opened with `output_secret` (the tenant's).
+    pub async fn exec(
+        &self,
+        lease: LeaseId,
+        provider_key: &EncryptionKey,
+        output_secret: &EncryptionSecret,
+        request: &gpunet_api::provider::ExecRequest,
+    ) -> Result<gpunet_api::provider::ExecResult, ClientError> {
+        use gpunet_api::provider::ExecSealed;
+        let plain = serde_json::to_vec(request).expect("an exec request always serialises");
+        let ctx = SealContext {
+            purpose: Purpose::Exec,
+            lease,
+        };
+        let sealed = crate::sealing::seal(provider_key, ctx, &plain).map_err(|source| {
+            ClientError::Sealed {
+                what: format!("the command for lease {lease}"),
+                source,
+            }
+        })?;
+        let path = format!("/v1/leases/{lease}/exec");
+        let body = serde_json::to_vec(&ExecSealed {
+            sealed_hex: hex::encode(sealed),
+        })
+        .expect("a sealed exec always serialises");
+        let url = format!("{}{}", self.base, path);
+        let resp = self.send(reqwest::Method::POST, &path, body).await?;
+        let answer: ExecSealed = decode(&url, resp).await?;
+        let what = || format!("the exec output of lease {lease}");
+        let sealed =
+            hex::decode(answer.sealed_hex.trim()).map_err(|e| ClientError::LogMismatch {
+                what: what(),
+                why: format!("not hex: {e}"),
+            })?;
+        let ctx = SealContext {
+            purpose: Purpose::ExecOutput,
+            lease,
+        };
+        let plain = open(output_secret, ctx, &sealed).map_err(|source| ClientError::Sealed {
+            what: what(),
+            source,
+        })?;
+        serde_json::from_slice(&plain).map_err(|source| ClientError::Decode { url, source })
+    }
+
     pub async fn status(&self, lease: LeaseId) -> Result<WorkloadView, ClientError> {
         let path = format!("/v1/leases/{lease}/status");
         let resp = self.send(reqwest::Method::GET, &path, Vec::new()).await?;

@@ -170,6 +170,11 @@ pub enum Purpose {
     /// One run's declared outputs of a `compare: tensors` order ([`crate::RunBundle`]), sealed
     /// by the tenant to the verifier the ledger chose. Bound to the run's lease.
     Verdict,
+    /// A command to run inside a lease's workload (`job exec`), sealed by the tenant to the
+    /// provider.
+    Exec,
+    /// What that command gave, sealed by the provider to the tenant's output key.
+    ExecOutput,
 }
 
 impl Purpose {
@@ -184,6 +189,8 @@ impl Purpose {
             Purpose::Checkpoint => "gpunet/sealed/v2/checkpoint",
             Purpose::JobInputs => "gpunet/sealed/v2/job-inputs",
             Purpose::Verdict => "gpunet/sealed/v2/verdict-run",
+            Purpose::Exec => "gpunet/sealed/v2/exec",
+            Purpose::ExecOutput => "gpunet/sealed/v2/exec-output",
         }
     }
 }

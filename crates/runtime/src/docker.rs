@@ -100,9 +100,10 @@ use crate::driver::{Driver, DriverInfo, RecoverState, check_driver};
 use crate::error::{DriverError, SpecError};
 use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
-    ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, NetworkMode, PublishedPort, Usage,
-    WorkloadHandle, WorkloadSpec, checkpoints_dir, create_workload_dirs, log_path, logs_dir,
-    open_log, outputs_dir, remove_work_dir, request_stop, work_dir,
+    ExecOutput, ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, MAX_EXEC_OUTPUT_BYTES,
+    NetworkMode, PublishedPort, Usage, WorkloadHandle, WorkloadSpec, checkpoints_dir,
+    create_workload_dirs, log_path, logs_dir, open_log, outputs_dir, remove_work_dir, request_stop,
+    work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -652,6 +653,89 @@ impl Driver for DockerDriver {
             .and_then(|n| n.ports)
             .unwrap_or_default();
         Ok(published_ports(&ports))
+    }
+
+    /// `docker exec` without a TTY or stdin: the command runs in the container's namespaces,
+    /// cgroup, seccomp profile and capability set, as its user, never privileged.
+    async fn exec(
+        &self,
+        handle: &WorkloadHandle,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, DriverError> {
+        use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+        check_driver(DOCKER_DRIVER_NAME, handle)?;
+        let id = &handle.workload_id;
+        let docker = self.client().await?;
+        let name = container_name(id);
+        let running = match docker.inspect_container(&name, None).await {
+            Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
+            Err(e) if is_not_found(&e) => false,
+            Err(e) => return Err(engine_error(id, "inspect the container")(e)),
+        };
+        if !running {
+            return Err(DriverError::NotRunning {
+                workload_id: id.clone(),
+            });
+        }
+        let created = docker
+            .create_exec(
+                &name,
+                CreateExecOptions::<String> {
+                    attach_stdin: Some(false),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(false),
+                    privileged: Some(false),
+                    cmd: Some(argv.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(engine_error(id, "create an exec"))?;
+        let started = docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(engine_error(id, "start an exec"))?;
+        let mut out = ExecOutput::default();
+        if let StartExecResults::Attached { mut output, .. } = started {
+            let read = async {
+                while let Some(item) = output.next().await {
+                    let (buf, bytes) = match item {
+                        Ok(bollard::container::LogOutput::StdOut { message }) => {
+                            (&mut out.stdout, message)
+                        }
+                        Ok(bollard::container::LogOutput::StdErr { message }) => {
+                            (&mut out.stderr, message)
+                        }
+                        Ok(_) => continue,
+                        Err(_) => break,
+                    };
+                    let room = MAX_EXEC_OUTPUT_BYTES.saturating_sub(buf.len());
+                    if bytes.len() > room {
+                        out.truncated = true;
+                    }
+                    buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                }
+            };
+            if tokio::time::timeout(timeout, read).await.is_err() {
+                out.timed_out = true;
+                return Ok(out);
+            }
+        }
+        let inspected = docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(engine_error(id, "inspect an exec"))?;
+        out.exit_code = inspected.exit_code;
+        Ok(out)
     }
 }
 

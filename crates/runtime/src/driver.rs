@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DriverError;
-use crate::workload::{ExitOutcome, LogChunk, PublishedPort, WorkloadHandle, WorkloadSpec};
+use crate::workload::{
+    ExecOutput, ExitOutcome, LogChunk, PublishedPort, WorkloadHandle, WorkloadSpec,
+};
 
 /// What [`Driver::fingerprint`] found: the driver is usable here, in this version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +76,23 @@ pub trait Driver: Send + Sync {
     async fn ports(&self, handle: &WorkloadHandle) -> Result<Vec<PublishedPort>, DriverError> {
         check_driver(self.name(), handle)?;
         Ok(Vec::new())
+    }
+    /// Runs `argv` inside the running workload — with its isolation, user, limits and
+    /// environment — and returns its exit code and output (each stream at most
+    /// [`crate::MAX_EXEC_OUTPUT_BYTES`]), or what it wrote by `timeout`, leaving it to end with
+    /// the workload. Drivers that cannot fail with [`DriverError::ExecUnsupported`].
+    async fn exec(
+        &self,
+        handle: &WorkloadHandle,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, DriverError> {
+        let _ = (argv, timeout);
+        check_driver(self.name(), handle)?;
+        Err(DriverError::ExecUnsupported {
+            driver: self.name(),
+            why: "only container workloads take commands for now".into(),
+        })
     }
 }
 

@@ -135,6 +135,12 @@ pub enum DriverError {
     /// stops it instead.
     #[error("workload {workload_id} cannot be paused here: {why}")]
     PauseUnsupported { workload_id: String, why: String },
+    /// The driver cannot run a command inside its workloads.
+    #[error("driver {driver} cannot run a command inside a workload: {why}")]
+    ExecUnsupported { driver: &'static str, why: String },
+    /// The workload is not running, so nothing can run inside it.
+    #[error("workload {workload_id} is not running; exec works only while it runs")]
+    NotRunning { workload_id: String },
     #[error("the container engine could not {action} for workload {workload_id}: {source}")]
     Engine {
         workload_id: String,

@@ -61,8 +61,9 @@ pub use process::{PROCESS_DRIVER_NAME, ProcessDriver};
 pub use sandbox::{DENIED_SYSCALLS, HOST_ID_BASE, HOST_ID_SLOTS, Isolation, SYSTEM_DIRS};
 pub use workload::{
     CHECKPOINTS_DIR_NAME, DEFAULT_CPU_MILLIS, DEFAULT_LOG_LIMIT_BYTES, DEFAULT_MAX_DURATION,
-    DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT, ExitOutcome, ExitReason, ExposedPort,
+    DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT, ExecOutput, ExitOutcome, ExitReason, ExposedPort,
     LOG_TRUNCATED_MARKER, LogChunk, MAX_ARGV_ENV_BYTES, MAX_COMMAND_ARGS, MAX_ENV_VARS,
-    MAX_EXPOSED_PORTS, MAX_GPUS_PER_WORKLOAD, MAX_IMAGE_REF_BYTES, MAX_WORKLOAD_ID_BYTES,
-    NetworkMode, PortProto, PublishedPort, Usage, WorkloadHandle, WorkloadSpec, checkpoints_dir,
+    MAX_EXEC_OUTPUT_BYTES, MAX_EXPOSED_PORTS, MAX_GPUS_PER_WORKLOAD, MAX_IMAGE_REF_BYTES,
+    MAX_WORKLOAD_ID_BYTES, NetworkMode, PortProto, PublishedPort, Usage, WorkloadHandle,
+    WorkloadSpec, checkpoints_dir,
 };

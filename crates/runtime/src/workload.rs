@@ -141,6 +141,22 @@ pub struct PublishedPort {
     pub host: SocketAddr,
 }
 
+/// Most bytes of each of stdout and stderr an exec keeps; the rest is cut (`truncated`).
+pub const MAX_EXEC_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// What a command run inside a running workload ([`crate::Driver::exec`]) gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// Its exit code; `None` if it was still running at the timeout.
+    pub exit_code: Option<i64>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Output past [`MAX_EXEC_OUTPUT_BYTES`] was cut.
+    pub truncated: bool,
+    /// The timeout passed before it ended: the output is what it wrote until then.
+    pub timed_out: bool,
+}
+
 impl WorkloadSpec {
     /// A spec with the given identity, command and root dir, and defaults for everything else:
     /// [`DEFAULT_CPU_MILLIS`], [`DEFAULT_MEMORY_MIB`], [`DEFAULT_MAX_DURATION`], no environment,
