@@ -2133,6 +2133,17 @@ fn truncate(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
+/// Appends one line to a workload's log (opened for appending, as the driver writes it), for
+/// what the agent did to it; a failure is logged here and changes nothing else.
+fn note_in_log(path: &Path, line: &str) {
+    use std::io::Write;
+    let written = gpunet_files::open_private_append(path)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(error) = written {
+        tracing::warn!(path = %path.display(), %error, "could not note an exec in the lease's log");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2172,16 +2183,5 @@ mod tests {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("héllo", 3), "hé");
         assert_eq!(truncate("abc", 10), "abc");
-    }
-}
-
-/// Appends one line to a workload's log (opened for appending, as the driver writes it), for
-/// what the agent did to it; a failure is logged here and changes nothing else.
-fn note_in_log(path: &Path, line: &str) {
-    use std::io::Write;
-    let written = gpunet_files::open_private_append(path)
-        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
-    if let Err(error) = written {
-        tracing::warn!(path = %path.display(), %error, "could not note an exec in the lease's log");
     }
 }
