@@ -171,7 +171,13 @@ async fn hardware_claims_beyond_the_machine_miss_their_deadlines() {
         if said.contains("missed a hardware challenge's deadline") {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "{said}");
+        assert!(
+            // Generous: on a loaded machine the agent may still be generating the (large)
+            // matrices when the chain's deadline passes; what matters is that it says why.
+            start.elapsed() < Duration::from_secs(30),
+            "the agent never said it missed the deadline; its log {}:\n{said}",
+            log.display()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

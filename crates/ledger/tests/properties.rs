@@ -44,6 +44,8 @@ fn base_world() -> World {
             p.challenge_samples = 8;
             // Unbonded stake comes back within a run, so releases are reloaded and replayed too.
             p.unbonding_blocks = 3;
+            // Verifiers that stay silent are replaced within a run.
+            p.verdict_window_blocks = 4;
         })
         .build();
     let silent = w.provider_addr(1);
@@ -295,6 +297,10 @@ fn the_strategies_reach_matching_settlement_and_most_rejections() {
                         *trust.entry("challenge_failed").or_default() += 1
                     }
                     Event::StakeReleased { .. } => *trust.entry("stake_released").or_default() += 1,
+                    Event::VerdictRequested { .. } => {
+                        *trust.entry("verdict_requested").or_default() += 1
+                    }
+                    Event::VerdictPosted { .. } => *trust.entry("verdict_posted").or_default() += 1,
                     _ => {}
                 }
             }

@@ -472,7 +472,7 @@ fn a_store_of_another_format_is_refused_with_what_to_do() {
             err,
             StoreError::UnsupportedSchema {
                 found: 1,
-                supported: 5,
+                supported: 6,
                 ..
             }
         ),

@@ -505,6 +505,33 @@ impl World {
         nth_wrapped(&(0..owing.len()).collect::<Vec<_>>(), pick).map(|i| owing[i].clone())
     }
 
+    /// An order waiting on a verdict, by index (wrapped), with its verifier and its runs not
+    /// judged wrong.
+    fn resolve_verdict(
+        &self,
+        pick: u8,
+    ) -> Option<(OrderId, gpunet_protocol::Address, Vec<LeaseId>)> {
+        let judging: Vec<(OrderId, gpunet_protocol::Address, Vec<LeaseId>)> = self
+            .state
+            .orders
+            .iter()
+            .filter_map(|(id, o)| match o.verifying.stage {
+                gpunet_ledger::VerifyStage::Judging { verifier, .. } => Some((
+                    *id,
+                    verifier,
+                    o.verifying
+                        .runs
+                        .iter()
+                        .filter(|r| !r.wrong)
+                        .map(|r| r.lease)
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        nth_wrapped(&(0..judging.len()).collect::<Vec<_>>(), pick).map(|i| judging[i].clone())
+    }
+
     fn resolve_signer(
         &self,
         pick: SignerPick,
@@ -619,9 +646,16 @@ impl World {
                 });
                 (p, ResolvedTarget::Order(id.unwrap_or(unknown_order)))
             }
+            // With no reveal owed, a reveal plan becomes the verdict of an order being judged
+            // (the random stream of plans stays as it was).
             ActionPlan::Reveal { pick, .. } => match self.resolve_reveal(*pick) {
                 Some((order, run)) => (Some(run.provider), ResolvedTarget::Run(order, run)),
-                None => (None, ResolvedTarget::None),
+                None => match self.resolve_verdict(*pick) {
+                    Some((order, verifier, runs)) => {
+                        (Some(verifier), ResolvedTarget::Verdict(order, runs))
+                    }
+                    None => (None, ResolvedTarget::None),
+                },
             },
             ActionPlan::Bond(_) | ActionPlan::Unbond(_) => (
                 self.state.providers.keys().next().copied(),
@@ -735,7 +769,13 @@ impl World {
                         mode: gpunet_protocol::VerificationMode::Replicas,
                         // 4 asks for replicas of 1: out of bounds, refused.
                         replicas: if n == 4 { 1 } else { n },
-                        compare: gpunet_protocol::Compare::Exact,
+                        // Half the replicated orders compare tensors, judged by a verifier
+                        // (decided from a drawn field, so the random stream stays as it was).
+                        compare: if shape.backoff_secs % 2 == 1 {
+                            gpunet_protocol::Compare::Tensors
+                        } else {
+                            gpunet_protocol::Compare::Exact
+                        },
                     },
                 };
                 Msg::CreateOrder { terms }
@@ -826,7 +866,22 @@ impl World {
                 lease: msg_for.lease(unknown_lease),
             },
             ActionPlan::AnnounceExit => Msg::AnnounceExit,
-            ActionPlan::Reveal { right, .. } => match &msg_for {
+            ActionPlan::Reveal { right, pick } => match &msg_for {
+                // Right: the first two runs agree. Otherwise none agree, every run is missing,
+                // or one run alone "agrees" (refused).
+                ResolvedTarget::Verdict(order, runs) => {
+                    let (agreeing, missing) = match (*right, pick % 3) {
+                        (true, _) => (runs.iter().take(2).copied().collect(), Vec::new()),
+                        (false, 0) => (Vec::new(), Vec::new()),
+                        (false, 1) => (Vec::new(), runs.clone()),
+                        (false, _) => (runs.iter().take(1).copied().collect(), Vec::new()),
+                    };
+                    Msg::PostVerdict {
+                        order: *order,
+                        agreeing,
+                        missing,
+                    }
+                }
                 ResolvedTarget::Run(order, run) => {
                     let behind = (1u8..=2)
                         .find(|k| {
@@ -884,6 +939,8 @@ enum ResolvedTarget {
     Order(OrderId),
     Lease(LeaseId),
     Run(OrderId, gpunet_ledger::Run),
+    /// A `compare: tensors` order waiting on a verdict, with its runs not judged wrong.
+    Verdict(OrderId, Vec<LeaseId>),
     None,
 }
 
