@@ -56,7 +56,8 @@ use crate::trust::{self, Evidence};
 const DRAW_DOMAIN: &[u8] = b"gpunet/spot-check/v1\0";
 /// Domain of the draw of a verifier.
 const VERIFIER_DOMAIN: &[u8] = b"gpunet/verifier/v1\0";
-/// Verifiers a `compare: tensors` order asks in one comparison before it ends inconclusive.
+/// Verifiers a `compare: tensors` order asks in one round (between two runs coming in) before
+/// it ends inconclusive.
 pub const MAX_VERIFIERS: usize = 3;
 /// Orders one provider judges at once, at most: a busy verifier is not drawn.
 pub const MAX_JUDGING: usize = 8;
@@ -407,7 +408,7 @@ fn decide(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Event>) 
             .count();
         if valid >= 2 {
             if let Some(o) = state.orders.get_mut(&id) {
-                o.verifying.verifiers.clear();
+                o.verifying.round_verifiers = 0;
             }
             ask_verifier(state, id, seed, events);
         } else {
@@ -519,7 +520,7 @@ fn wrong_runs(state: &State, id: OrderId) -> Vec<LeaseId> {
 /// (`VerdictRequested`). Eligible: a registered provider that is not leaving or jailed, whose
 /// hardware claim stands, that ran none of the order's runs, is not its tenant, was not asked
 /// for this order before, and judges fewer than [`MAX_JUDGING`] orders. With none — or after
-/// [`MAX_VERIFIERS`] were asked — the order ends `inconclusive`, nobody slashed.
+/// [`MAX_VERIFIERS`] were asked in this round — the order ends `inconclusive`, nobody slashed.
 ///
 /// O(providers): it runs once per verifier asked, not per block.
 fn ask_verifier(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Event>) {
@@ -530,6 +531,7 @@ fn ask_verifier(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Ev
     let tenant = order.tenant;
     let f = &order.verifying;
     let asked = f.verifiers.len();
+    let asked_this_round = usize::from(f.round_verifiers);
     let runs: Vec<LeaseId> = f
         .runs
         .iter()
@@ -543,7 +545,7 @@ fn ask_verifier(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Ev
         .chain(f.verifiers.iter().copied())
         .chain(std::iter::once(tenant))
         .collect();
-    let candidates: Vec<Address> = if asked >= MAX_VERIFIERS {
+    let candidates: Vec<Address> = if asked_this_round >= MAX_VERIFIERS {
         Vec::new()
     } else {
         state
@@ -575,6 +577,7 @@ fn ask_verifier(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Ev
     let deadline_height = height.saturating_add(state.params.verdict_window_blocks);
     if let Some(o) = state.orders.get_mut(&id) {
         o.verifying.verifiers.push(verifier);
+        o.verifying.round_verifiers = o.verifying.round_verifiers.saturating_add(1);
         o.verifying.stage = VerifyStage::Judging {
             verifier,
             deadline_height,

@@ -131,9 +131,11 @@ pub(crate) fn check_place_bid(
         return Err(Rejection::HardwareUnproven);
     }
     // A run of a verified order is compared with the order's other runs, so none of them may
-    // be its own: its exclusion never lapses.
+    // be its own: its exclusion never lapses. Nor may a verifier of the order run it: it has
+    // seen the runs' outputs and could hand one back as its own.
     if order.excluded.binary_search(signer).is_ok()
         || order.verifying.runs.iter().any(|r| r.provider == *signer)
+        || order.verifying.verifiers.contains(signer)
     {
         return Err(Rejection::ProviderExcluded);
     }

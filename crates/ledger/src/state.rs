@@ -159,8 +159,12 @@ pub struct Verifying {
     pub stage: VerifyStage,
     /// How the comparison ended, once it has.
     pub outcome: Option<gpunet_protocol::VerificationOutcome>,
-    /// The verifiers asked so far (`compare: tensors`), in order; none is asked twice.
+    /// The verifiers asked so far (`compare: tensors`), in order, over every round: none is
+    /// asked twice, and none may run the order (it has seen the runs' outputs).
     pub verifiers: Vec<Address>,
+    /// Verifiers asked in the current round (since the last run came in), at most
+    /// [`crate::checks::MAX_VERIFIERS`].
+    pub round_verifiers: u8,
 }
 
 /// One provider's offer on an order.

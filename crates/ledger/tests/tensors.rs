@@ -239,11 +239,32 @@ fn runs_the_verifier_never_received_cost_nothing_and_disagreement_calls_a_refere
     assert!(slashed(&events).is_empty());
     assert_eq!(w.order(order).status, OrderStatus::Open);
     assert_eq!(w.order(order).verifying.needed, 4);
-    let fourth = lease_to(&mut w, order, 3);
+    // The verifier saw the runs' outputs: it may not run the order (it could hand one back).
+    assert_eq!(
+        refusal(
+            &w,
+            verifier,
+            Msg::PlaceBid {
+                order,
+                price_per_hour: PRICE
+            }
+        ),
+        Err(Rejection::ProviderExcluded)
+    );
+    let referee = (3..6)
+        .find(|&p| w.provider_addr(p) != verifier)
+        .expect("a provider that did not judge");
+    let fourth = lease_to(&mut w, order, referee);
     let events = run(&mut w, order, fourth, 42);
     let (second, runs, _) = requested(&events).expect("asked again");
     assert_eq!(runs, vec![leases[0], leases[1], leases[2], fourth]);
-    assert!(![0, 1, 2, 3].map(|p| w.provider_addr(p)).contains(&second));
+    // Neither a runner nor the verifier asked before.
+    assert!(
+        ![0, 1, 2, referee]
+            .map(|p| w.provider_addr(p))
+            .contains(&second)
+    );
+    assert_ne!(second, verifier);
     // The tenant may have withheld run 1's outputs: that must not cost its provider anything.
     // Run 2 was received and disagrees with the two that agree: slashed.
     let events = post(
