@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use gpunet_client::{KeyFile, NodeClient, OrderFilter, ProviderClient};
+use gpunet_protocol::jobspec::JobSpec;
 use gpunet_protocol::{Address, Amount, Denom, Msg, OrderId};
 use serde_json::json;
 
@@ -44,8 +45,18 @@ pub enum JobCmd {
     #[command(after_help = EXIT_CODES_HELP)]
     Submit {
         /// The job spec, a YAML file; examples/jobs/README.md explains each field.
-        #[arg(value_name = "SPEC.yaml")]
-        spec: PathBuf,
+        #[arg(
+            value_name = "SPEC.yaml",
+            required_unless_present = "from_sdl",
+            conflicts_with = "from_sdl"
+        )]
+        spec: Option<PathBuf>,
+        /// Submit an Akash SDL deployment instead, converted as `gpunet sdl convert` does (with
+        /// its --max-per-hour, --deposit, --max-duration and --lossy).
+        #[arg(long, value_name = "DEPLOY.yaml")]
+        from_sdl: Option<PathBuf>,
+        #[command(flatten)]
+        sdl: SdlArgs,
         /// Follow the job to its end, print its log, how it ended and the bill; exit with the
         /// job's exit code class (below).
         #[arg(long)]
@@ -733,14 +744,16 @@ fn print_attempts(order: &gpunet_api::node::OrderView) {
 
 /// `job submit`: the order, then (with `wait`) the job to its end; Ctrl-C leaves the order
 /// and says how to re-attach.
+/// Submits `spec`, read from (or converted from) the file at `spec_path`, beside which its
+/// inputs are named.
 async fn submit(
+    spec: JobSpec,
     spec_path: &Path,
     wait: bool,
     submit_anyway: bool,
     allow_short_deposit: bool,
     conn: &Conn,
 ) -> Result<()> {
-    let spec = jobs::read_spec(spec_path)?;
     let (client, key) = signed_client(conn)?;
     quote::preflight(
         &client,
@@ -912,11 +925,34 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
     match cmd {
         JobCmd::Submit {
             spec,
+            from_sdl,
+            sdl,
             wait,
             submit_anyway,
             allow_short_deposit,
             conn,
-        } => submit(&spec, wait, submit_anyway, allow_short_deposit, &conn).await,
+        } => {
+            let (spec, path) = match (spec, from_sdl) {
+                (Some(path), None) => {
+                    if sdl.is_set() {
+                        bail!(
+                            "--max-per-hour, --deposit, --max-duration and --lossy go with \
+                             --from-sdl; a gpunet spec says its own pricing and limits"
+                        );
+                    }
+                    (jobs::read_spec(&path)?, path)
+                }
+                (None, Some(path)) => {
+                    let converted = sdl.convert(&path)?;
+                    for u in &converted.unmapped {
+                        eprintln!("gpunet: left out {}: {}", u.path, u.why);
+                    }
+                    (converted.spec, path)
+                }
+                _ => bail!("give a job spec or --from-sdl DEPLOY.yaml, not both"),
+            };
+            submit(spec, &path, wait, submit_anyway, allow_short_deposit, &conn).await
+        }
         JobCmd::Quote { spec, conn } => {
             let spec = jobs::read_spec(&spec)?;
             let q = quote::quote(&client(&conn)?, &spec.order_terms()).await?;
@@ -1457,6 +1493,98 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
                 );
             }
             print_more(list.next.as_deref());
+            Ok(())
+        }
+    }
+}
+
+/// What an Akash SDL cannot say, for `gpunet sdl convert` and `job submit --from-sdl`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SdlArgs {
+    /// With an SDL: the most you pay per hour, in usd. Required: SDL prices are per block in
+    /// uakt, uact or IBC denoms, which have no fixed usd value.
+    #[arg(long, value_name = "USD")]
+    pub max_per_hour: Option<gpunet_protocol::Amount>,
+    /// With an SDL: the deposit, in usd (default: one hour at --max-per-hour).
+    #[arg(long, value_name = "USD")]
+    pub deposit: Option<gpunet_protocol::Amount>,
+    /// With an SDL: the job's max duration, e.g. 12h or 7d (default 1d; Akash leases have
+    /// none).
+    #[arg(long, value_name = "DURATION")]
+    pub max_duration: Option<String>,
+    /// With an SDL: convert even though some constructs do not map; each is still listed.
+    #[arg(long)]
+    pub lossy: bool,
+}
+
+impl SdlArgs {
+    fn is_set(&self) -> bool {
+        self.max_per_hour.is_some()
+            || self.deposit.is_some()
+            || self.max_duration.is_some()
+            || self.lossy
+    }
+
+    /// Reads and converts the SDL at `path`.
+    pub fn convert(&self, path: &Path) -> Result<gpunet_protocol::sdl::Converted> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the SDL {}", path.display()))?;
+        let max_duration = self
+            .max_duration
+            .as_deref()
+            .map(gpunet_protocol::jobspec::Seconds::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--max-duration: {e}"))?;
+        let opts = gpunet_protocol::sdl::SdlOptions {
+            max_per_hour: self.max_per_hour,
+            deposit: self.deposit,
+            max_duration,
+            lossy: self.lossy,
+        };
+        gpunet_protocol::sdl::convert(&text, &opts)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// Akash SDL deployments.
+#[derive(Subcommand)]
+pub enum SdlCmd {
+    /// Print the gpunet job spec an Akash SDL (2.0, 2.1) deployment converts to: its one
+    /// service's image, command, env and global ports, its compute profile (CPU, memory,
+    /// ephemeral storage, NVIDIA GPU units, models and memory) and its region. Whatever does
+    /// not map is listed on stderr by its path in the SDL, and the conversion is refused unless
+    /// --lossy is given. With --json, one object {spec, unmapped: [{path, why}]}.
+    ///
+    /// Example: gpunet sdl convert deploy.yaml --max-per-hour 2.50 > job.yaml
+    Convert {
+        /// The SDL file.
+        #[arg(value_name = "DEPLOY.yaml")]
+        file: PathBuf,
+        #[command(flatten)]
+        sdl: SdlArgs,
+        /// Print one JSON object instead of YAML.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn sdl(cmd: SdlCmd) -> Result<()> {
+    match cmd {
+        SdlCmd::Convert { file, sdl, json } => {
+            let converted = sdl.convert(&file)?;
+            if json {
+                let unmapped: Vec<_> = converted
+                    .unmapped
+                    .iter()
+                    .map(|u| json!({"path": u.path, "why": u.why}))
+                    .collect();
+                println!("{}", json!({"spec": converted.spec, "unmapped": unmapped}));
+            } else {
+                for u in &converted.unmapped {
+                    eprintln!("gpunet: left out {}: {}", u.path, u.why);
+                }
+                print!("{}", converted.yaml);
+            }
             Ok(())
         }
     }

@@ -75,6 +75,10 @@ enum Command {
     /// Measure performance; figures are printed and written to a file.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Akash SDL deployments: convert one to a gpunet job spec (`job submit --from-sdl` submits
+    /// it).
+    #[command(subcommand)]
+    Sdl(commands::SdlCmd),
 }
 
 #[derive(Args)]
@@ -229,6 +233,7 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Job(c) => commands::job(c).await,
+            Command::Sdl(c) => commands::sdl(c),
             Command::Wallet(c) => commands::wallet(c).await,
             Command::Market(c) => commands::market(c).await,
             Command::Node(c) => nodecmd::run(c).await,

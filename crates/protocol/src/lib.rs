@@ -19,6 +19,7 @@ pub mod merkle;
 pub mod rates;
 pub mod rejection;
 pub mod resources;
+pub mod sdl;
 pub mod sealed;
 pub mod storage;
 pub mod tx;
