@@ -995,6 +995,9 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             println!("  tenant   {}", order.tenant);
             println!("  escrow   {} usd{}", order.escrow, escrow_lasts(&order));
             println!("  bids     {}", order.bids.len());
+            if let Some(v) = &order.verification {
+                println!("  verified {}", verification_line(v));
+            }
             if order.attempts.len() > 1
                 || order.state == gpunet_api::node::OrderState::Open && !order.attempts.is_empty()
             {
@@ -1587,5 +1590,35 @@ pub fn sdl(cmd: SdlCmd) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// One line on where a verified job's comparison stands, for `job status`.
+fn verification_line(v: &gpunet_api::node::VerificationView) -> String {
+    let runs = v.runs.len();
+    let wrong = v.runs.iter().filter(|r| r.wrong).count();
+    let wrong = if wrong > 0 {
+        format!(", {wrong} judged wrong")
+    } else {
+        String::new()
+    };
+    if let Some(outcome) = &v.outcome {
+        return format!("{outcome} ({runs} run(s){wrong})");
+    }
+    let until = v
+        .until_height
+        .map(|h| format!(" until height {h}"))
+        .unwrap_or_default();
+    match (v.stage.as_str(), v.verifier) {
+        ("judging", Some(verifier)) => format!(
+            "judging: verifier {} compares the declared tensors of {runs} run(s){until}{wrong}",
+            verifier
+        ),
+        ("disputable", _) => format!(
+            "unchecked so far: the spot check was not drawn; `gpunet job dispute` it{until}"
+        ),
+        ("revealing", _) => format!("revealing: {runs} run(s) in, digests asked{until}{wrong}"),
+        ("drawing", _) => format!("drawing whether to check it{until}"),
+        _ => format!("{} of {} run(s) in{wrong}", runs, v.needed.max(1)),
     }
 }

@@ -95,6 +95,16 @@ async fn a_tensors_job_is_judged_by_a_drawn_verifier_and_agrees() {
         "the tenant is told the runs went to a verifier and of its verdict: {said}"
     );
 
+    let status = binary::run(
+        network.tenant(&user, &["job", "status", "1"], base),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        status.stdout.contains("verified agreed (2 run(s))"),
+        "job status shows the verdict: {status:?}"
+    );
+
     let order = client.order(OrderId(1)).await.expect("the order");
     assert_eq!(order.state, OrderState::Closed);
     let v = order.verification.as_ref().expect("a verified order");
