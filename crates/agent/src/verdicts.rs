@@ -380,12 +380,18 @@ impl Judge {
             let Ok(j) = self.judging(order).await else {
                 continue;
             };
-            let (spec, got) = self.kept(order, &j);
-            let all_in = got.len() == j.runs.len();
+            // Which runs are here is a look at the directory; the bundles are read (and checked
+            // again) only once the verdict is due.
+            let dir = self.order_dir(order);
+            let all_in = j
+                .runs
+                .iter()
+                .all(|(lease, _)| dir.join(lease.0.to_string()).is_file());
             let near = height.saturating_add(margin) >= j.deadline_height;
             if !all_in && !near {
                 continue;
             }
+            let (spec, got) = self.kept(order, &j);
             let runs: Vec<LeaseId> = j.runs.iter().map(|(l, _)| *l).collect();
             let verdict = match spec {
                 Some(spec) => {
