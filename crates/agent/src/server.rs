@@ -33,7 +33,7 @@ use gpunet_api::provider::{
     ManifestDelivery, SealedLogChunk,
 };
 use gpunet_protocol::sealed::{SEALED_CHUNK_BYTES, SEALED_HEADER_BYTES, Sealer, sealed_len};
-use gpunet_protocol::{EncryptionKey, Hash, LeaseId, OrderId, Purpose, SealContext};
+use gpunet_protocol::{Address, EncryptionKey, Hash, LeaseId, OrderId, Purpose, SealContext};
 use tokio::io::AsyncReadExt;
 
 use crate::leases::{LeaseError, Leases};
@@ -361,11 +361,30 @@ async fn verdict_run(
         };
         ApiError::new(status, name, e.to_string())
     };
-    let (signed, body) = signed_body(req, max).await?;
+    // Who claims to send it is checked before a body of up to a few hundred MiB is read:
+    // only the order's tenant, while this provider judges it, gets that far. The signature,
+    // over the body, is then checked against that same signer.
+    let claimed: Address = header(req.headers(), gpunet_api::auth::SIGNER_HEADER)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the request is not signed: sign it with the tenant's key (gpunet_api::auth)",
+            )
+        })?;
     judge
-        .check_tenant(signed.signer, order)
+        .check_tenant(claimed, order)
         .await
         .map_err(bundle_error)?;
+    let (signed, body) = signed_body(req, max).await?;
+    if signed.signer != claimed {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the signature is not the claimed signer's",
+        ));
+    }
     admit(&state, &signed)?;
     judge
         .receive(signed.signer, order, lease, &body)
