@@ -488,17 +488,23 @@ fn no_answer_yet(
         }
         reopen_for_run(state, id);
     } else {
-        let wrong = wrong_runs(state, id);
-        finish(
-            state,
-            id,
-            VerificationOutcome::Inconclusive,
-            None,
-            Vec::new(),
-            wrong,
-            events,
-        );
+        inconclusive(state, id, events);
     }
+}
+
+/// Ends the comparison `inconclusive`: no result, and nobody slashed for it (runs already
+/// judged wrong stay so).
+fn inconclusive(state: &mut State, id: OrderId, events: &mut Vec<Event>) {
+    let wrong = wrong_runs(state, id);
+    finish(
+        state,
+        id,
+        VerificationOutcome::Inconclusive,
+        None,
+        Vec::new(),
+        wrong,
+        events,
+    );
 }
 
 fn wrong_runs(state: &State, id: OrderId) -> Vec<LeaseId> {
@@ -562,16 +568,7 @@ fn ask_verifier(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Ev
             .collect()
     };
     let Some(verifier) = pick(seed, id, asked, &candidates) else {
-        let wrong = wrong_runs(state, id);
-        finish(
-            state,
-            id,
-            VerificationOutcome::Inconclusive,
-            None,
-            Vec::new(),
-            wrong,
-            events,
-        );
+        inconclusive(state, id, events);
         return;
     };
     let deadline_height = height.saturating_add(state.params.verdict_window_blocks);
@@ -702,16 +699,7 @@ pub(crate) fn post_verdict(
         } else {
             // The tenant did not send the verifier enough to compare: another run would not
             // change that. Nobody is slashed; what is left of the escrow goes back.
-            let wrong = wrong_runs(state, id);
-            finish(
-                state,
-                id,
-                VerificationOutcome::Inconclusive,
-                None,
-                Vec::new(),
-                wrong,
-                events,
-            );
+            inconclusive(state, id, events);
         }
         return;
     }
