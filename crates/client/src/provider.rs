@@ -131,11 +131,16 @@ impl ProviderClient {
         lease: LeaseId,
         sealed: Vec<u8>,
     ) -> Result<(), ClientError> {
-        let path = format!("/v1/leases/{lease}/inputs");
+        self.put_sealed(&format!("/v1/leases/{lease}/inputs"), sealed)
+            .await
+    }
+
+    /// PUTs sealed bytes to `path`; any success status is success.
+    async fn put_sealed(&self, path: &str, sealed: Vec<u8>) -> Result<(), ClientError> {
         let resp = self
             .send_typed(
                 reqwest::Method::PUT,
-                &path,
+                path,
                 sealed,
                 "application/octet-stream",
             )
@@ -168,20 +173,8 @@ impl ProviderClient {
                 source,
             }
         })?;
-        let path = format!("/v1/verdicts/{order}/runs/{lease}");
-        let resp = self
-            .send_typed(
-                reqwest::Method::PUT,
-                &path,
-                sealed,
-                "application/octet-stream",
-            )
-            .await?;
-        let url = format!("{}{}", self.base, path);
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        decode::<serde_json::Value>(&url, resp).await.map(|_| ())
+        self.put_sealed(&format!("/v1/verdicts/{order}/runs/{lease}"), sealed)
+            .await
     }
 
     /// Runs a command inside `lease`'s running workload (`gpunet job exec`): the request is
