@@ -117,7 +117,26 @@ struct Work {
     stop: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<Option<Proof>>>,
     tree: Option<Tree>,
+    /// The miss was already logged.
+    said_missed: bool,
 }
+
+impl Work {
+    /// The chain is done with this challenge (it passed, failed, or was replaced): stop
+    /// computing, and say so if the product never got done — the chain failed it at its
+    /// deadline, which the loop may not have seen pass while the challenge was still shown.
+    fn drop_it(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if self.tree.is_none() && !self.said_missed {
+            tracing::error!(challenge = self.id, "{MISSED}");
+        }
+    }
+}
+
+/// What the agent says when its machine did not answer a challenge in time.
+const MISSED: &str = "missed a hardware challenge's deadline: this machine multiplies more slowly \
+                      than the band of the hardware it lists (see /v1/params challenge_bands); \
+                      list what it has";
 
 /// Answers `provider`'s hardware challenges as the ledger issues them (see the module doc),
 /// on a network with `bands` (fixed at genesis: with none, nothing is ever challenged and this
@@ -142,14 +161,16 @@ pub async fn run(
             Ok(Some(p)) => p.hardware.challenge,
             Ok(None) => None,
             Err(e) => {
+                // A hiccup of the node is not the end of a challenge: keep computing.
                 tracing::warn!("cannot read this provider's challenges: {e}");
-                None
+                tokio::time::sleep(IN_FLIGHT_POLL).await;
+                continue;
             }
         };
         match challenge {
             None => {
                 if let Some(w) = work.take() {
-                    w.stop.store(true, Ordering::Relaxed);
+                    w.drop_it();
                 }
                 tokio::time::sleep(every).await;
                 continue;
@@ -157,7 +178,7 @@ pub async fn run(
             Some(c) => {
                 if work.as_ref().is_none_or(|w| w.id != c.id) {
                     if let Some(w) = work.take() {
-                        w.stop.store(true, Ordering::Relaxed);
+                        w.drop_it();
                     }
                     work = start(&c, threads);
                 }
@@ -197,6 +218,7 @@ fn start(c: &ChallengeView, threads: usize) -> Option<Work> {
         stop,
         task: Some(task),
         tree: None,
+        said_missed: false,
     })
 }
 
@@ -224,12 +246,8 @@ async fn step(client: &NodeClient, c: &ChallengeView, w: &mut Work) {
         } else if c.root.is_none() && now_ms() > c.deadline_ms {
             w.stop.store(true, Ordering::Relaxed);
             w.task = None;
-            tracing::error!(
-                challenge = c.id,
-                n = c.n,
-                "missed a hardware challenge's deadline: this machine multiplies more slowly than the \
-                 band of the hardware it lists (see /v1/params challenge_bands); list what it has"
-            );
+            w.said_missed = true;
+            tracing::error!(challenge = c.id, n = c.n, "{MISSED}");
             return;
         }
     }
