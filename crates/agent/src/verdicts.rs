@@ -365,14 +365,25 @@ impl Judge {
     /// One round: every order this provider judges whose runs are all in, or whose deadline
     /// is near, gets its verdict.
     pub async fn round(&self, height: u64, margin: u64) {
-        let judging = match self.client.provider(&self.address).await {
+        let judging = self.judging_orders().await;
+        self.judge_due(judging, height, margin).await;
+    }
+
+    /// The orders this provider judges now, as its record on chain says (none if the node
+    /// cannot be read: the next round retries).
+    async fn judging_orders(&self) -> Vec<OrderId> {
+        match self.client.provider(&self.address).await {
             Ok(Some(p)) => p.judging,
-            Ok(None) => return,
+            Ok(None) => Vec::new(),
             Err(error) => {
                 tracing::debug!(%error, "cannot read this provider's judging; retrying");
-                return;
+                Vec::new()
             }
-        };
+        }
+    }
+
+    /// [`Judge::round`] over `judging`.
+    async fn judge_due(&self, judging: Vec<OrderId>, height: u64, margin: u64) {
         for order in judging {
             if self.posted_lock().contains(&order) {
                 continue;
@@ -462,10 +473,15 @@ pub async fn run(judge: Arc<Judge>, every: Duration, window: u64) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // One read of its own record a tick; the height only when it judges something.
+        let judging = judge.judging_orders().await;
+        if judging.is_empty() {
+            continue;
+        }
         let Ok(status) = judge.client.status().await else {
             continue;
         };
-        judge.round(status.height, margin).await;
+        judge.judge_due(judging, status.height, margin).await;
     }
 }
 

@@ -892,22 +892,45 @@ async fn send_run(
         }
         None => None,
     };
-    let (_, files) = match from_store {
-        Some(fetched) => fetched,
-        None => fetch_outputs(key, &lease_view, None).await?,
+    let entry = |path: &str, size: u64, digest: Hash| gpunet_protocol::BundleEntry {
+        path: path.to_owned(),
+        size,
+        digest,
     };
-    let listing = files
-        .iter()
-        .map(|(path, bytes)| gpunet_protocol::BundleEntry {
-            path: path.clone(),
-            size: bytes.len() as u64,
-            digest: Hash::of(bytes),
-        })
-        .collect();
-    let files = files
-        .into_iter()
-        .filter(|(path, _)| declared.contains(path))
-        .collect();
+    let (listing, files): (Vec<_>, Vec<_>) = match from_store {
+        Some((_, files)) => (
+            files
+                .iter()
+                .map(|(path, bytes)| entry(path, bytes.len() as u64, Hash::of(bytes)))
+                .collect(),
+            files
+                .into_iter()
+                .filter(|(path, _)| declared.contains(path))
+                .collect(),
+        ),
+        // From the provider: the whole listing, but only the declared files' bytes.
+        None => {
+            let pc = ProviderClient::new(&lease_view.provider_endpoint, key.clone());
+            let listing = pc.outputs(lease).await?;
+            let secret = key.output_secret();
+            let mut files = Vec::new();
+            for f in listing.files.iter().filter(|f| declared.contains(&f.path)) {
+                let bytes = pc
+                    .output_opened(lease, &f.digest, &secret)
+                    .await
+                    .with_context(|| format!("fetching output {} of lease {lease}", f.path))?;
+                files.push((f.path.clone(), bytes));
+            }
+            (
+                listing
+                    .files
+                    .iter()
+                    .map(|f| entry(&f.path, f.size, f.digest))
+                    .collect(),
+                files,
+            )
+        }
+    };
     let bundle = gpunet_protocol::RunBundle {
         manifest: spec.manifest_bytes(),
         listing,
