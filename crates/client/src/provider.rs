@@ -14,6 +14,22 @@ use gpunet_protocol::{EncryptionKey, EncryptionSecret, Hash, LeaseId, Purpose, S
 
 use crate::{ClientError, KeyFile, decode, now_ms};
 
+/// Seals `plain` to `key` for `purpose` and `lease`; `what` names it in the error.
+fn seal_for(
+    key: &EncryptionKey,
+    purpose: Purpose,
+    lease: LeaseId,
+    plain: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<Vec<u8>, ClientError> {
+    crate::sealing::seal(key, SealContext { purpose, lease }, plain).map_err(|source| {
+        ClientError::Sealed {
+            what: what(),
+            source,
+        }
+    })
+}
+
 /// A client for one provider agent, signing as a tenant.
 pub struct ProviderClient {
     base: String,
@@ -76,15 +92,8 @@ impl ProviderClient {
         provider_key: &EncryptionKey,
         manifest: &[u8],
     ) -> Result<WorkloadView, ClientError> {
-        let ctx = SealContext {
-            purpose: Purpose::Manifest,
-            lease,
-        };
-        let sealed = crate::sealing::seal(provider_key, ctx, manifest).map_err(|source| {
-            ClientError::Sealed {
-                what: format!("the manifest of lease {lease}"),
-                source,
-            }
+        let sealed = seal_for(provider_key, Purpose::Manifest, lease, manifest, || {
+            format!("the manifest of lease {lease}")
         })?;
         self.deliver_sealed_manifest(lease, &sealed).await
     }
@@ -112,15 +121,8 @@ impl ProviderClient {
         provider_key: &EncryptionKey,
         archive: &[u8],
     ) -> Result<(), ClientError> {
-        let ctx = SealContext {
-            purpose: Purpose::Inputs,
-            lease,
-        };
-        let sealed = crate::sealing::seal(provider_key, ctx, archive).map_err(|source| {
-            ClientError::Sealed {
-                what: format!("the inputs of lease {lease}"),
-                source,
-            }
+        let sealed = seal_for(provider_key, Purpose::Inputs, lease, archive, || {
+            format!("the inputs of lease {lease}")
         })?;
         self.deliver_sealed_inputs(lease, sealed).await
     }
@@ -162,16 +164,9 @@ impl ProviderClient {
         verifier_key: &EncryptionKey,
         bundle: &gpunet_protocol::RunBundle,
     ) -> Result<(), ClientError> {
-        let ctx = SealContext {
-            purpose: Purpose::Verdict,
-            lease,
-        };
         let plain = borsh::to_vec(bundle).expect("borsh encoding into a Vec cannot fail");
-        let sealed = crate::sealing::seal(verifier_key, ctx, &plain).map_err(|source| {
-            ClientError::Sealed {
-                what: format!("the outputs of lease {lease} for the verifier"),
-                source,
-            }
+        let sealed = seal_for(verifier_key, Purpose::Verdict, lease, &plain, || {
+            format!("the outputs of lease {lease} for the verifier")
         })?;
         self.put_sealed(&format!("/v1/verdicts/{order}/runs/{lease}"), sealed)
             .await
@@ -188,15 +183,8 @@ impl ProviderClient {
     ) -> Result<gpunet_api::provider::ExecResult, ClientError> {
         use gpunet_api::provider::ExecSealed;
         let plain = serde_json::to_vec(request).expect("an exec request always serialises");
-        let ctx = SealContext {
-            purpose: Purpose::Exec,
-            lease,
-        };
-        let sealed = crate::sealing::seal(provider_key, ctx, &plain).map_err(|source| {
-            ClientError::Sealed {
-                what: format!("the command for lease {lease}"),
-                source,
-            }
+        let sealed = seal_for(provider_key, Purpose::Exec, lease, &plain, || {
+            format!("the command for lease {lease}")
         })?;
         let path = format!("/v1/leases/{lease}/exec");
         let body = serde_json::to_vec(&ExecSealed {
