@@ -15,18 +15,12 @@ use std::time::{Duration, Instant};
 use binary::User;
 use gpunet_api::node::LeaseState;
 use gpunet_client::{KeyFile, NodeClient};
-use gpunet_protocol::{Address, LeaseEndReason, OrderId};
+use gpunet_protocol::{LeaseEndReason, OrderId};
 use gpunet_runtime::testimage::ContainerCleanup;
 
 /// The test image, or `None` when the engine is unreachable and skipping is allowed.
 async fn engine(test: &str) -> Option<String> {
     gpunet_runtime::testimage::test_image_or_skip(test).await
-}
-
-/// The workload id (and so the container name) the agent of `provider` gives `lease`.
-fn workload_id(lease: u64, provider: &Address) -> String {
-    let hex: String = provider.0[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("lease-{lease}-{hex}")
 }
 
 /// Whether the container of `workload` is running, as `docker ps` sees it.
@@ -94,7 +88,7 @@ async fn a_killed_providers_container_job_resumes_on_the_other_from_its_checkpoi
     .await;
     let first = running.lease.expect("leased");
     assert_eq!(first.provider, cheap_addr, "the cheaper provider won");
-    let orphan = workload_id(first.id.0, &cheap_addr);
+    let orphan = binary::workload_id(first.id.0, &cheap_addr);
     let _cleanup = ContainerCleanup::new(orphan.clone());
     // Long enough for the agent to upload a checkpoint (every 10 s).
     tokio::time::sleep(Duration::from_secs(13)).await;
@@ -137,7 +131,7 @@ async fn a_killed_providers_container_job_resumes_on_the_other_from_its_checkpoi
     let done = client.order(job).await.expect("the order is readable");
     assert_eq!(done.attempts.len(), 2, "{done:?}");
     let second = &done.attempts[1];
-    let _cleanup_second = ContainerCleanup::new(workload_id(second.id.0, &dear_addr));
+    let _cleanup_second = ContainerCleanup::new(binary::workload_id(second.id.0, &dear_addr));
     assert_eq!(second.provider, dear_addr);
     assert_eq!(second.end_reason, Some(LeaseEndReason::Completed));
     // The second container started from the first one's checkpoint, not from tick 0.

@@ -13,13 +13,8 @@ use std::time::Duration;
 use binary::User;
 use gpunet_api::node::LeaseState;
 use gpunet_client::{KeyFile, NodeClient};
-use gpunet_protocol::{Address, OrderId};
+use gpunet_protocol::OrderId;
 use gpunet_runtime::testimage::ContainerCleanup;
-
-fn workload_id(lease: u64, provider: &Address) -> String {
-    let hex: String = provider.0[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("lease-{lease}-{hex}")
-}
 
 fn spec(image: Option<&str>) -> String {
     let image = image.map_or(String::new(), |i| format!("  image: {i}\n"));
@@ -90,7 +85,7 @@ async fn the_tenant_runs_commands_in_its_container_and_a_stranger_cannot() {
         .address();
     std::fs::write(base.join("long.yaml"), spec(Some(&image))).expect("spec written");
     let lease = running_job(&network, &user, base).await;
-    let _cleanup = ContainerCleanup::new(workload_id(lease, &provider));
+    let _cleanup = ContainerCleanup::new(binary::workload_id(lease, &provider));
 
     // Output, errors and the exit code come back as the command gave them.
     let tenant = network.key("tenant");

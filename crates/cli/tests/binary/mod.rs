@@ -381,3 +381,9 @@ pub async fn job_log(network: &Network, user: &User, id: u64, cwd: &Path) -> Str
     let v: serde_json::Value = serde_json::from_str(&ran.stdout).expect("job logs --json");
     v["log"].as_str().expect("the log").to_owned()
 }
+
+/// The workload id (and so the container name) the agent of `provider` gives `lease`.
+pub fn workload_id(lease: u64, provider: &gpunet_protocol::Address) -> String {
+    let hex: String = provider.0[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("lease-{lease}-{hex}")
+}
