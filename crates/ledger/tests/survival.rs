@@ -29,9 +29,7 @@ fn open(w: &mut World, terms: TermsBuilder) -> OrderId {
 
 /// Provider `p` bids on the open `order`; blocks run until it is leased; returns the lease.
 fn lease_to(w: &mut World, order: OrderId, p: usize) -> LeaseId {
-    let tx = w.bid(w.provider_addr(p), order, PRICE);
-    w.block(vec![tx]).assert_all_applied();
-    wait_leased(w, order)
+    w.lease_to(order, p, PRICE)
 }
 
 /// Runs blocks until the order is leased; returns the lease.

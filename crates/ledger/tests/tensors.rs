@@ -40,15 +40,7 @@ fn open(w: &mut World, v: Verification) -> OrderId {
 }
 
 fn lease_to(w: &mut World, order: OrderId, p: usize) -> LeaseId {
-    let tx = w.bid(w.provider_addr(p), order, PRICE);
-    w.block(vec![tx]).assert_all_applied();
-    for _ in 0..20 {
-        if let OrderStatus::Leased { lease } = w.order(order).status {
-            return lease;
-        }
-        w.block(Vec::new());
-    }
-    panic!("order {order} never leased: {:?}", w.order(order).status);
+    w.lease_to(order, p, PRICE)
 }
 
 /// Runs `lease` and reports the tag of an output listing with digest `[d; 32]`; returns the
@@ -115,8 +107,7 @@ fn post(w: &mut World, verifier: Address, msg: Msg) -> Vec<Event> {
 }
 
 fn refusal(w: &World, signer: Address, msg: Msg) -> Result<(), Rejection> {
-    let tx = w.probe(signer, msg);
-    gpunet_ledger::apply_tx(&mut w.state.clone(), &tx).map(|_| ())
+    w.refusal(signer, msg)
 }
 
 fn decision(events: &[Event]) -> (VerificationOutcome, Vec<LeaseId>, Vec<LeaseId>) {

@@ -38,15 +38,7 @@ fn open(w: &mut World, v: Verification) -> OrderId {
 
 /// Provider `p` bids on the open `order` and wins it; returns the lease.
 fn lease_to(w: &mut World, order: OrderId, p: usize) -> LeaseId {
-    let tx = w.bid(w.provider_addr(p), order, PRICE);
-    w.block(vec![tx]).assert_all_applied();
-    for _ in 0..20 {
-        if let OrderStatus::Leased { lease } = w.order(order).status {
-            return lease;
-        }
-        w.block(Vec::new());
-    }
-    panic!("order {order} never leased: {:?}", w.order(order).status);
+    w.lease_to(order, p, PRICE)
 }
 
 /// Runs `lease` and reports the tag of `digest`; returns the events of the reporting block.
@@ -87,8 +79,7 @@ fn reveal(w: &mut World, order: OrderId, lease: LeaseId, digest: Hash) -> Vec<Ev
 
 /// What the ledger would say to `msg` from `signer` now (applied to a copy of the state).
 fn refusal(w: &World, signer: gpunet_protocol::Address, msg: Msg) -> Result<(), Rejection> {
-    let tx = w.probe(signer, msg);
-    gpunet_ledger::apply_tx(&mut w.state.clone(), &tx).map(|_| ())
+    w.refusal(signer, msg)
 }
 
 fn bid_msg(order: OrderId) -> Msg {

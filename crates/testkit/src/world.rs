@@ -294,6 +294,27 @@ impl World {
 
     /// A signed transaction from `signer` with the next nonce, without reserving it: for
     /// transactions meant to be rejected, or applied with [`gpunet_ledger::apply_tx`] as probes.
+    /// What the ledger would say to `msg` from `signer` now, applied to a copy of the state:
+    /// the world does not change.
+    pub fn refusal(&self, signer: Address, msg: Msg) -> Result<(), gpunet_protocol::Rejection> {
+        let tx = self.probe(signer, msg);
+        gpunet_ledger::apply_tx(&mut self.state.clone(), &tx).map(|_| ())
+    }
+
+    /// Provider `p` bids `price` on the open `order` and wins it; returns the lease. Panics,
+    /// naming the order's status, if it is not leased within 100 blocks.
+    pub fn lease_to(&mut self, order: OrderId, p: usize, price: Amount) -> LeaseId {
+        let tx = self.bid(self.provider_addr(p), order, price);
+        self.block(vec![tx]).assert_all_applied();
+        for _ in 0..100 {
+            if let gpunet_ledger::OrderStatus::Leased { lease } = self.order(order).status {
+                return lease;
+            }
+            self.block(Vec::new());
+        }
+        panic!("order {order} never leased: {:?}", self.order(order).status);
+    }
+
     pub fn probe(&self, signer: Address, msg: Msg) -> SignedTx {
         self.tx_with(signer, msg, |_| {})
     }
