@@ -76,7 +76,7 @@
 //! would. `start` never runs a workload twice: if its container exists, `AlreadyExists`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -101,7 +101,7 @@ use crate::error::{DriverError, SpecError};
 use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
     ExecOutput, ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, MAX_EXEC_OUTPUT_BYTES,
-    NetworkMode, PublishedPort, Usage, WorkloadHandle, WorkloadSpec, checkpoints_dir,
+    NetworkMode, Publish, PublishedPort, Usage, WorkloadHandle, WorkloadSpec, checkpoints_dir,
     create_workload_dirs, log_path, logs_dir, open_log, outputs_dir, remove_work_dir, request_stop,
     work_dir,
 };
@@ -120,6 +120,13 @@ const LABEL_LOG_OFFSET_BYTES: &str = "gpunet.log_offset_bytes";
 const LABEL_LOG_LIMIT_BYTES: &str = "gpunet.log_limit_bytes";
 /// Label holding the watchdog's limit on the outputs dir, in bytes (absent: no limit).
 const LABEL_DISK_LIMIT_BYTES: &str = "gpunet.disk_limit_bytes";
+/// The bridge network every container with egress joins. Created by the driver with
+/// inter-container traffic off (`com.docker.network.bridge.enable_icc=false`): a workload can
+/// reach the internet and be reached at its published ports, but cannot open a connection to
+/// another lease's container, exposed port or not (the engine's default bridge allows that).
+pub const LEASE_NETWORK: &str = "gpunet-leases";
+/// The bridge driver's option that turns inter-container traffic on or off.
+const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
 /// The engine's socket unless `DOCKER_HOST` names another `unix://` one.
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// Where the outputs dir is mounted in the container.
@@ -150,7 +157,10 @@ const MIB_BYTES: u64 = 1024 * 1024;
 /// Runs workloads as Docker containers; see the module docs.
 pub struct DockerDriver {
     socket: PathBuf,
+    publish: Publish,
     client: tokio::sync::OnceCell<Docker>,
+    /// Set once [`LEASE_NETWORK`] is known to exist with the right options.
+    network: tokio::sync::OnceCell<()>,
     workloads: tokio::sync::Mutex<BTreeMap<String, Arc<Entry>>>,
 }
 
@@ -235,13 +245,71 @@ impl DockerDriver {
     pub fn with_socket(socket: impl Into<PathBuf>) -> Self {
         Self {
             socket: socket.into(),
+            publish: Publish::default(),
             client: tokio::sync::OnceCell::new(),
+            network: tokio::sync::OnceCell::new(),
             workloads: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
+    /// Publishes services' exposed ports where `publish` says instead of on loopback at any
+    /// free port.
+    pub fn with_publish(mut self, publish: Publish) -> Self {
+        self.publish = publish;
+        self
+    }
+
     async fn client(&self) -> Result<&Docker, DriverError> {
         self.client.get_or_try_init(|| connect(&self.socket)).await
+    }
+
+    /// Makes sure [`LEASE_NETWORK`] exists with inter-container traffic off, creating it the
+    /// first time; a network of that name made by someone else with the traffic on is refused,
+    /// naming the fix, rather than joined.
+    async fn lease_network(&self, docker: &Docker, id: &str) -> Result<(), DriverError> {
+        self.network
+            .get_or_try_init(|| async {
+                let inspected = match docker.inspect_network(LEASE_NETWORK, None).await {
+                    Ok(inspected) => Some(inspected),
+                    Err(e) if is_not_found(&e) => None,
+                    Err(e) => return Err(engine_error(id, "inspect the lease network")(e)),
+                };
+                let inspected = match inspected {
+                    Some(inspected) => inspected,
+                    None => {
+                        let request = lease_network_request();
+                        match docker.create_network(request).await {
+                            Ok(_) => return Ok(()),
+                            // Another driver created it meanwhile: check what it made.
+                            Err(e) if is_conflict(&e) => docker
+                                .inspect_network(LEASE_NETWORK, None)
+                                .await
+                                .map_err(engine_error(id, "inspect the lease network"))?,
+                            Err(e) => {
+                                return Err(engine_error(id, "create the lease network")(e));
+                            }
+                        }
+                    }
+                };
+                let icc = inspected
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.get(ICC_OPTION))
+                    .map(String::as_str);
+                if icc != Some("false") || inspected.driver.as_deref() != Some("bridge") {
+                    return Err(DriverError::Unavailable {
+                        driver: DOCKER_DRIVER_NAME,
+                        reason: format!(
+                            "the network {LEASE_NETWORK} exists but is not a bridge with \
+                             {ICC_OPTION}=false, so leases could reach one another: remove it \
+                             (`docker network rm {LEASE_NETWORK}`) and the driver makes it again"
+                        ),
+                    });
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
     }
 
     /// The entry for `handle`, adopting its container if this driver has not seen it.
@@ -442,9 +510,12 @@ impl Driver for DockerDriver {
         }
         let (log_file, log_offset_bytes) = open_log(root)?;
         ensure_image(docker, id, image).await?;
+        if spec.network == NetworkMode::Egress {
+            self.lease_network(docker, id).await?;
+        }
 
         let name = container_name(id);
-        let body = container_body(spec, image, log_offset_bytes);
+        let body = container_body(spec, image, log_offset_bytes, &self.publish);
         let options = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
@@ -846,7 +917,26 @@ pub fn engine_log_max_bytes(log_limit_bytes: u64) -> u64 {
 }
 
 /// The container the engine should create for `spec`; see the module docs.
-fn container_body(spec: &WorkloadSpec, image: &str, log_offset_bytes: u64) -> ContainerCreateBody {
+/// What [`DockerDriver::lease_network`] creates.
+fn lease_network_request() -> bollard::models::NetworkCreateRequest {
+    bollard::models::NetworkCreateRequest {
+        name: LEASE_NETWORK.to_owned(),
+        driver: Some("bridge".into()),
+        options: Some(HashMap::from([(ICC_OPTION.to_owned(), "false".to_owned())])),
+        labels: Some(HashMap::from([(
+            LABEL_MANAGED.to_owned(),
+            "true".to_owned(),
+        )])),
+        ..Default::default()
+    }
+}
+
+fn container_body(
+    spec: &WorkloadSpec,
+    image: &str,
+    log_offset_bytes: u64,
+    publish: &Publish,
+) -> ContainerCreateBody {
     let root = &spec.root_dir;
     let mut env: BTreeMap<String, String> = spec.env.clone();
     env.insert("GPUNET_OUTPUTS".into(), CONTAINER_OUTPUTS_DIR.into());
@@ -910,9 +1000,9 @@ fn container_body(spec: &WorkloadSpec, image: &str, log_offset_bytes: u64) -> Co
             .iter()
             .map(|key| {
                 let binding = PortBinding {
-                    host_ip: Some(Ipv4Addr::LOCALHOST.to_string()),
-                    // Empty: the engine picks a free port.
-                    host_port: Some(String::new()),
+                    host_ip: Some(publish.host_ip.to_string()),
+                    // Empty: the engine picks a free port; a range: one free in it.
+                    host_port: Some(publish.ports.map(|r| r.to_string()).unwrap_or_default()),
                 };
                 (key.clone(), Some(vec![binding]))
             })
@@ -957,7 +1047,7 @@ fn container_body(spec: &WorkloadSpec, image: &str, log_offset_bytes: u64) -> Co
         network_mode: Some(
             match spec.network {
                 NetworkMode::None => "none",
-                NetworkMode::Egress => "bridge",
+                NetworkMode::Egress => LEASE_NETWORK,
             }
             .into(),
         ),
@@ -990,7 +1080,8 @@ fn container_body(spec: &WorkloadSpec, image: &str, log_offset_bytes: u64) -> Co
     }
 }
 
-/// The engine's port map as loopback addresses, sorted; bindings it has not filled are left out.
+/// The engine's port map as the addresses this machine reaches them at (the bound address,
+/// loopback for "all addresses"), sorted; bindings it has not filled are left out.
 fn published_ports(ports: &HashMap<String, Option<Vec<PortBinding>>>) -> Vec<PublishedPort> {
     let mut out: Vec<PublishedPort> = ports
         .iter()
@@ -1002,14 +1093,23 @@ fn published_ports(ports: &HashMap<String, Option<Vec<PortBinding>>>) -> Vec<Pub
                 "udp" => crate::workload::PortProto::Udp,
                 _ => return None,
             };
-            let host_port: u16 = bindings
-                .as_ref()?
-                .iter()
-                .find_map(|b| b.host_port.as_deref()?.parse().ok())?;
+            let (host_ip, host_port) = bindings.as_ref()?.iter().find_map(|b| {
+                let port: u16 = b.host_port.as_deref()?.parse().ok()?;
+                let ip: IpAddr = match b.host_ip.as_deref() {
+                    None | Some("") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    Some(text) => text.parse().ok()?,
+                };
+                Some((ip, port))
+            })?;
+            let host_ip = match host_ip {
+                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
             Some(PublishedPort {
                 container_port,
                 proto,
-                host: SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)),
+                host: SocketAddr::from((host_ip, host_port)),
             })
         })
         .collect();
@@ -1538,12 +1638,15 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let mut s = spec();
         s.root_dir = root.path().to_path_buf();
-        let env_of =
-            |s: &WorkloadSpec| container_body(s, "busybox:1.36", 0).env.unwrap_or_default();
+        let env_of = |s: &WorkloadSpec| {
+            container_body(s, "busybox:1.36", 0, &Publish::default())
+                .env
+                .unwrap_or_default()
+        };
         assert!(!env_of(&s).iter().any(|e| e.starts_with("GPUNET_INPUTS=")));
         std::fs::create_dir(root.path().join("inputs")).expect("mkdir");
         assert!(env_of(&s).contains(&"GPUNET_INPUTS=/inputs".to_owned()));
-        let mounts = container_body(&s, "busybox:1.36", 0)
+        let mounts = container_body(&s, "busybox:1.36", 0, &Publish::default())
             .host_config
             .and_then(|h| h.mounts)
             .unwrap_or_default();
@@ -1562,7 +1665,7 @@ mod tests {
         // A tenant's own variable does not survive: the driver names the mount itself.
         s.env
             .insert("GPUNET_CHECKPOINTS".into(), "/etc/elsewhere".into());
-        let body = |s: &WorkloadSpec| container_body(s, "busybox:1.36", 0);
+        let body = |s: &WorkloadSpec| container_body(s, "busybox:1.36", 0, &Publish::default());
         let mounted = |s: &WorkloadSpec| {
             body(s)
                 .host_config
@@ -1588,7 +1691,7 @@ mod tests {
 
     #[test]
     fn containers_are_locked_down_and_limited_by_the_spec() {
-        let body = container_body(&spec(), "busybox:1.36", 12);
+        let body = container_body(&spec(), "busybox:1.36", 12, &Publish::default());
         let host = body.host_config.clone().expect("host config");
         assert_eq!(host.nano_cpus, Some(1_500_000_000));
         assert_eq!(host.memory, Some(64 * 1024 * 1024));
@@ -1641,9 +1744,9 @@ mod tests {
         }];
         s.env.insert("GPUNET_OUTPUTS".into(), "/elsewhere".into());
         s.read_only_rootfs = false;
-        let body = container_body(&s, "busybox:1.36", 0);
+        let body = container_body(&s, "busybox:1.36", 0, &Publish::default());
         let host = body.host_config.clone().expect("host config");
-        assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(host.network_mode.as_deref(), Some(LEASE_NETWORK));
         assert_eq!(host.readonly_rootfs, Some(false));
         let request = &host.device_requests.expect("device request")[0];
         assert_eq!(request.driver.as_deref(), Some("nvidia"));
@@ -1664,6 +1767,53 @@ mod tests {
         assert!(!env.contains(&"GPUNET_OUTPUTS=/elsewhere".to_owned()));
         assert!(env.contains(&"CUDA_VISIBLE_DEVICES=GPU-a,GPU-b".to_owned()));
         assert!(env.contains(&"NVIDIA_VISIBLE_DEVICES=GPU-a,GPU-b".to_owned()));
+
+        // The operator's public binding and port range reach the engine as they are.
+        let public = Publish {
+            host_ip: "0.0.0.0".parse().expect("address"),
+            ports: Some("30000-30099".parse().expect("range")),
+        };
+        let host = container_body(&s, "busybox:1.36", 0, &public)
+            .host_config
+            .expect("host config");
+        let binding = &host.port_bindings.expect("port bindings")["8080/tcp"]
+            .clone()
+            .expect("binding")[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("0.0.0.0"));
+        assert_eq!(binding.host_port.as_deref(), Some("30000-30099"));
+    }
+
+    #[test]
+    fn the_lease_network_keeps_containers_from_one_another() {
+        let request = lease_network_request();
+        assert_eq!(request.name, LEASE_NETWORK);
+        assert_eq!(request.driver.as_deref(), Some("bridge"));
+        assert_eq!(
+            request
+                .options
+                .expect("options")
+                .get(ICC_OPTION)
+                .map(String::as_str),
+            Some("false")
+        );
+    }
+
+    #[test]
+    fn port_ranges_are_parsed_or_refused_with_the_fix() {
+        let range: crate::PortRange = "30000-32767".parse().expect("range");
+        assert_eq!((range.first, range.last, range.len()), (30000, 32767, 2768));
+        assert_eq!(range.to_string(), "30000-32767");
+        let one: crate::PortRange = "8080".parse().expect("one port");
+        assert_eq!(one.len(), 1);
+        for (bad, why) in [
+            ("0-10", "port 0"),
+            ("200-100", "lower port first"),
+            ("a-b", "not a port"),
+            ("70000", "not a port"),
+        ] {
+            let error = bad.parse::<crate::PortRange>().expect_err(bad);
+            assert!(error.contains(why), "{bad}: {error}");
+        }
     }
 
     #[test]
@@ -1677,7 +1827,7 @@ mod tests {
         );
         let mut s = spec();
         s.disk_mib = Some(16);
-        let body = container_body(&s, "img", 0);
+        let body = container_body(&s, "img", 0, &Publish::default());
         let host = body.host_config.expect("host config");
         assert!(host.tmpfs.expect("tmpfs")["/tmp"].contains("size=4194304"));
         let labels = body.labels.expect("labels");
@@ -1755,7 +1905,7 @@ mod tests {
     }
 
     #[test]
-    fn published_ports_are_loopback_addresses_sorted_by_port() {
+    fn published_ports_are_where_this_machine_reaches_them_sorted_by_port() {
         let binding = |port: &str| {
             Some(vec![PortBinding {
                 host_ip: Some("127.0.0.1".into()),
@@ -1767,6 +1917,33 @@ mod tests {
             ("80/tcp".to_owned(), binding("40000")),
             ("81/tcp".to_owned(), None),
         ]);
+        let bound = |ip: &str, port: &str| {
+            let ports = HashMap::from([(
+                "80/tcp".to_owned(),
+                Some(vec![PortBinding {
+                    host_ip: Some(ip.into()),
+                    host_port: Some(port.into()),
+                }]),
+            )]);
+            published_ports(&ports)[0].host
+        };
+        // Bound to all addresses: this machine reaches it on loopback.
+        assert_eq!(
+            bound("0.0.0.0", "30001"),
+            "127.0.0.1:30001".parse().expect("address")
+        );
+        assert_eq!(
+            bound("::", "30001"),
+            "[::1]:30001".parse().expect("address")
+        );
+        assert_eq!(
+            bound("", "30001"),
+            "127.0.0.1:30001".parse().expect("address")
+        );
+        assert_eq!(
+            bound("10.1.2.3", "30002"),
+            "10.1.2.3:30002".parse().expect("address")
+        );
         let published = published_ports(&ports);
         assert_eq!(
             published,

@@ -43,7 +43,7 @@ pub use disk::{
 pub use docker::{
     CONTAINER_CHECKPOINTS_DIR, CONTAINER_INPUTS_DIR, CONTAINER_OUTPUTS_DIR, DEFAULT_DOCKER_SOCKET,
     DOCKER_DRIVER_NAME, DockerDriver, IMAGE_PULL_TIMEOUT, LABEL_MANAGED, LABEL_WORKLOAD,
-    STATS_INTERVAL, TMP_TMPFS_BYTES, container_name, engine_log_max_bytes,
+    LEASE_NETWORK, STATS_INTERVAL, TMP_TMPFS_BYTES, container_name, engine_log_max_bytes,
 };
 pub use driver::{Driver, DriverInfo, RecoverState};
 pub use error::{DriverError, GpuParseError, SpecError};
@@ -64,6 +64,6 @@ pub use workload::{
     DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT, ExecOutput, ExitOutcome, ExitReason, ExposedPort,
     LOG_TRUNCATED_MARKER, LogChunk, MAX_ARGV_ENV_BYTES, MAX_COMMAND_ARGS, MAX_ENV_VARS,
     MAX_EXEC_OUTPUT_BYTES, MAX_EXPOSED_PORTS, MAX_GPUS_PER_WORKLOAD, MAX_IMAGE_REF_BYTES,
-    MAX_WORKLOAD_ID_BYTES, NetworkMode, PortProto, PublishedPort, Usage, WorkloadHandle,
-    WorkloadSpec, checkpoints_dir,
+    MAX_WORKLOAD_ID_BYTES, NetworkMode, PortProto, PortRange, Publish, PublishedPort, Usage,
+    WorkloadHandle, WorkloadSpec, checkpoints_dir,
 };

@@ -70,8 +70,8 @@ pub struct WorkloadSpec {
     /// Ignored by the process driver.
     #[serde(default = "default_read_only_rootfs")]
     pub read_only_rootfs: bool,
-    /// Ports a service listens on, published on the provider's loopback at engine-chosen ports
-    /// (see [`crate::Driver::ports`]). Needs [`NetworkMode::Egress`]. Ignored by the process
+    /// Ports a service listens on, published where the driver's [`Publish`] says (the
+    /// provider's loopback by default) at engine-chosen ports (see [`crate::Driver::ports`]). Needs [`NetworkMode::Egress`]. Ignored by the process
     /// driver, whose workloads listen on the host directly.
     #[serde(default)]
     pub expose: Vec<ExposedPort>,
@@ -101,8 +101,88 @@ pub enum NetworkMode {
     /// Loopback only.
     #[default]
     None,
-    /// The engine's default bridge: outbound connections, and published ports.
+    /// Outbound connections, and published ports, on a network the driver keeps apart from
+    /// other workloads (Docker: [`crate::LEASE_NETWORK`], where containers cannot reach one
+    /// another).
     Egress,
+}
+
+/// Where a driver publishes services' exposed ports on the host: the operator's choice
+/// (`gpunet provider start --ingress-bind`, `--ingress-ports`), the same for every workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publish {
+    /// The host address the ports are bound to. Loopback (the default) keeps services on the
+    /// provider's machine; `0.0.0.0` or a public interface's address lets others reach them.
+    pub host_ip: std::net::IpAddr,
+    /// The host ports the engine picks from; `None`: any free port.
+    pub ports: Option<PortRange>,
+}
+
+impl Default for Publish {
+    fn default() -> Self {
+        Self {
+            host_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ports: None,
+        }
+    }
+}
+
+/// An inclusive range of host ports, `first-last` (e.g. `30000-32767`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    /// The range, if `first` is a usable port and not above `last`.
+    pub fn new(first: u16, last: u16) -> Result<Self, String> {
+        if first == 0 {
+            return Err("port 0 cannot be published: start the range at 1 or above".into());
+        }
+        if first > last {
+            return Err(format!(
+                "the range {first}-{last} is empty: give the lower port first"
+            ));
+        }
+        Ok(Self { first, last })
+    }
+
+    /// How many ports it holds.
+    pub fn len(self) -> u32 {
+        u32::from(self.last) - u32::from(self.first) + 1
+    }
+
+    /// Always false: a range holds at least one port.
+    pub fn is_empty(self) -> bool {
+        false
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+
+    /// `first-last`, or one port.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("{p:?} is not a port: give FIRST-LAST, e.g. 30000-32767"))
+        };
+        match text.split_once('-') {
+            Some((first, last)) => Self::new(port(first)?, port(last)?),
+            None => {
+                let p = port(text)?;
+                Self::new(p, p)
+            }
+        }
+    }
 }
 
 /// A transport protocol of an exposed port.
@@ -137,7 +217,8 @@ pub struct ExposedPort {
 pub struct PublishedPort {
     pub container_port: u16,
     pub proto: PortProto,
-    /// Loopback address and the host port the engine chose.
+    /// Where this machine reaches it: the address the port is bound to (loopback where it is
+    /// bound to all addresses) and the host port the engine chose.
     pub host: SocketAddr,
 }
 

@@ -490,7 +490,7 @@ async fn a_service_answers_http_through_its_published_port_and_stops_when_asked(
     .expect("the service answers");
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
     assert!(
-        answer.ends_with("hello from a gpunet service\n"),
+        answer.ends_with("hello from a gpunet service on port 8000\n"),
         "{answer:?}"
     );
 
@@ -501,6 +501,120 @@ async fn a_service_answers_http_through_its_published_port_and_stops_when_asked(
     assert_eq!(wait(&driver, &handle).await.reason, ExitReason::Stopped);
     let refused = std::net::TcpStream::connect_timeout(&host, Duration::from_secs(2));
     assert!(refused.is_err(), "the port is closed after stop");
+}
+
+/// Two leases with egress on one machine: the service's exposed port is published in the
+/// operator's range on all addresses, and the other lease's container, hostile, can reach
+/// neither that port nor an unexposed one at the service's address on the lease network —
+/// while its own server answers it (so the client works).
+#[tokio::test]
+async fn a_lease_cannot_reach_another_leases_container_and_ports_land_in_the_operators_range() {
+    let Some(_) = engine("lease network isolation").await else {
+        return;
+    };
+    let range: gpunet_runtime::PortRange = "41000-41099".parse().expect("range");
+    let driver = DockerDriver::new().with_publish(gpunet_runtime::Publish {
+        host_ip: "0.0.0.0".parse().expect("address"),
+        ports: Some(range),
+    });
+    let httpd = Path::new(env!("CARGO_BIN_EXE_gpunet-test-httpd"));
+    let image = gpunet_runtime::testimage::ensure_test_image_with(&[("httpd", httpd)])
+        .await
+        .expect("the test image with a server builds");
+    let service_id = workload_id("isolated-svc");
+    let _cleanup_service = ContainerCleanup::new(&service_id);
+    let service_dir = tempfile::tempdir().expect("tempdir");
+    let service = WorkloadSpec {
+        memory_mib: 128,
+        max_duration: Duration::from_secs(60),
+        image: Some(image.clone()),
+        network: NetworkMode::Egress,
+        expose: vec![ExposedPort {
+            container_port: 8000,
+            proto: PortProto::Tcp,
+        }],
+        ..WorkloadSpec::new(
+            &service_id,
+            vec!["/bin/httpd".into(), "8000".into(), "9000".into()],
+            service_dir.path(),
+        )
+    };
+    let service_handle = driver.start(&service).await.expect("the service starts");
+    log_shows(service_dir.path(), "listening on 9000").await;
+    let ports = driver.ports(&service_handle).await.expect("ports");
+    assert_eq!(
+        ports.len(),
+        1,
+        "only the exposed port is published: {ports:?}"
+    );
+    let published = ports[0].host;
+    assert!(
+        (range.first..=range.last).contains(&published.port()),
+        "{published} is in {range}"
+    );
+    assert!(published.ip().is_loopback(), "{published}");
+    let answer = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(httpd)
+            .args(["get", &published.to_string()])
+            .output()
+    })
+    .await
+    .expect("joins")
+    .expect("the client runs");
+    assert!(
+        String::from_utf8_lossy(&answer.stdout).contains("on port 8000"),
+        "the published port answers: {answer:?}"
+    );
+
+    // The service's address on the lease network, as the engine has it.
+    let docker = bollard::Docker::connect_with_unix_defaults().expect("engine");
+    let inspected = docker
+        .inspect_container(&gpunet_runtime::container_name(&service_id), None)
+        .await
+        .expect("inspects");
+    let networks = inspected
+        .network_settings
+        .and_then(|n| n.networks)
+        .expect("networks");
+    assert_eq!(
+        networks.keys().collect::<Vec<_>>(),
+        vec![gpunet_runtime::LEASE_NETWORK],
+        "the service is on the lease network only"
+    );
+    let service_ip = networks[gpunet_runtime::LEASE_NETWORK]
+        .ip_address
+        .clone()
+        .expect("an address");
+
+    let attacker_id = workload_id("isolated-atk");
+    let _cleanup_attacker = ContainerCleanup::new(&attacker_id);
+    let attacker_dir = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        "/bin/httpd 7000 & sleep 0.5; \
+         /bin/httpd get 127.0.0.1:7000; echo own=$?; \
+         /bin/httpd get {service_ip}:8000; echo exposed=$?; \
+         /bin/httpd get {service_ip}:9000; echo unexposed=$?"
+    );
+    let mut attacker = spec(&attacker_id, &image, attacker_dir.path(), &script);
+    attacker.network = NetworkMode::Egress;
+    let attacker_handle = driver.start(&attacker).await.expect("the attacker starts");
+    log_shows(attacker_dir.path(), "unexposed=").await;
+    let logs = std::fs::read_to_string(attacker_dir.path().join("logs/combined.log")).expect("log");
+    assert!(logs.contains("own=0"), "its own server answers: {logs}");
+    assert!(
+        logs.contains("exposed=1") && logs.contains("unexposed=1"),
+        "another lease's container is unreachable, exposed port or not: {logs}"
+    );
+    assert!(
+        !logs.contains("on port 8000") && !logs.contains("on port 9000"),
+        "{logs}"
+    );
+    for handle in [&attacker_handle, &service_handle] {
+        driver
+            .stop(handle, Duration::from_millis(200))
+            .await
+            .expect("stops");
+    }
 }
 
 #[tokio::test]

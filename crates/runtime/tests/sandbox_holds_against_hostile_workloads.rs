@@ -31,7 +31,7 @@ const KEY_SECRET: &str = "provider-secret-key-do-not-leak";
 /// A runtime under attack.
 enum Target {
     Process(ProcessDriver),
-    Docker(DockerDriver, String),
+    Docker(Box<DockerDriver>, String),
 }
 
 impl Target {
@@ -45,7 +45,7 @@ impl Target {
     fn driver(&self) -> &dyn Driver {
         match self {
             Target::Process(d) => d,
-            Target::Docker(d, _) => d,
+            Target::Docker(d, _) => d.as_ref(),
         }
     }
 
@@ -91,7 +91,7 @@ async fn targets(test: &str) -> Vec<Target> {
             let image = ensure_test_image_with(&extra)
                 .await
                 .unwrap_or_else(|e| panic!("could not build the test image: {e}"));
-            targets.push(Target::Docker(docker, image));
+            targets.push(Target::Docker(Box::new(docker), image));
         }
         Err(error) if std::env::var("GPUNET_REQUIRE_DOCKER").as_deref() == Ok("1") => {
             panic!("GPUNET_REQUIRE_DOCKER=1 but the Docker Engine is unreachable: {error}")
