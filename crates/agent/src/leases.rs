@@ -117,6 +117,9 @@ pub struct LeasesConfig {
     /// (`gpunet provider start --allow-private-blob-endpoints`): for test networks only; off,
     /// a tenant cannot point this agent at its operator's network.
     pub allow_private_blob_endpoints: bool,
+    /// Where services are reached from outside (see [`crate::ingress`]); `None`: on this
+    /// machine's loopback only.
+    pub ingress: Option<crate::ingress::IngressConfig>,
 }
 
 /// Why a lease request could not be served. The server maps each to a status and an
@@ -222,6 +225,9 @@ pub struct Leases {
     job_stores: Mutex<BTreeMap<LeaseId, CheckpointStore>>,
     /// The provider is leaving the network: every lease is given back, none is taken.
     leaving: AtomicBool,
+    /// The ingress proxy's routes to running services' `http` ports (served only when the
+    /// ingress has a domain).
+    routes: crate::ingress::Routes,
 }
 
 impl std::fmt::Debug for Leases {
@@ -256,11 +262,17 @@ impl Leases {
             checkpointing: Mutex::new(BTreeMap::new()),
             job_stores: Mutex::new(BTreeMap::new()),
             leaving: AtomicBool::new(false),
+            routes: crate::ingress::Routes::new(),
         }))
     }
 
     pub fn provider(&self) -> Address {
         self.config.provider
+    }
+
+    /// The ingress proxy's routing table (see [`crate::ingress`]).
+    pub fn routes(&self) -> &crate::ingress::Routes {
+        &self.routes
     }
 
     /// The runtimes this agent runs, sorted.
@@ -1239,7 +1251,19 @@ impl Leases {
                 return;
             }
         };
-        let endpoints = endpoints_of(&record.exposed, &ports);
+        let ingress = self.config.ingress.as_ref();
+        let endpoints = crate::ingress::endpoints_of(lease, &record.exposed, &ports, ingress);
+        if ingress.is_some_and(|i| i.domain.is_some()) {
+            for e in record
+                .exposed
+                .iter()
+                .filter(|e| e.proto == ExposeProto::Http)
+            {
+                if let Some(p) = ports.iter().find(|p| p.container_port == e.port) {
+                    self.routes.add(lease, e.port, p.host);
+                }
+            }
+        }
         tracing::info!(%lease, ?endpoints, "service endpoints published");
         self.update(lease, |r| r.endpoints = endpoints);
         let target = record.health.as_ref().and_then(|h| {
@@ -1417,6 +1441,8 @@ impl Leases {
         } else {
             gpunet_protocol::WorkloadOutcome::Failed
         };
+        // The workload is gone: so are its names on the proxy.
+        self.routes.remove_lease(lease);
         self.advance_with(lease, Input::OutputsKept { kept }, |r| {
             r.outcome = Some(outcome);
             r.listing = listing;
@@ -2032,23 +2058,6 @@ fn read_log_chunk(path: &Path, offset: u64, max_bytes: usize) -> std::io::Result
     let mut data = Vec::new();
     file.take(max_bytes as u64).read_to_end(&mut data)?;
     Ok((data, len))
-}
-
-/// The endpoint URL of each exposed port the driver published, sorted by container port:
-/// `<proto>://<host address>`.
-pub fn endpoints_of(
-    exposed: &[gpunet_protocol::jobspec::Expose],
-    published: &[PublishedPort],
-) -> Vec<String> {
-    let mut ports: Vec<&PublishedPort> = published.iter().collect();
-    ports.sort_by_key(|p| (p.container_port, p.proto));
-    ports
-        .into_iter()
-        .filter_map(|p| {
-            let e = exposed.iter().find(|e| e.port == p.container_port)?;
-            Some(format!("{}://{}", e.proto.as_str(), p.host))
-        })
-        .collect()
 }
 
 /// Milliseconds since the Unix epoch, by the agent's clock.

@@ -31,6 +31,7 @@ pub mod checkpoints;
 pub mod drivers;
 pub mod health;
 pub mod heartbeat;
+pub mod ingress;
 pub mod leases;
 pub mod lifecycle;
 pub mod machine;
@@ -114,6 +115,11 @@ pub struct AgentConfig {
     /// private, loopback or link-local address (`--allow-private-blob-endpoints`): for test
     /// networks only. Off, a tenant cannot point the agent at its operator's network.
     pub allow_private_blob_endpoints: bool,
+    /// Where services are reached from outside (`--public-address`, `--ingress-domain`; see
+    /// [`ingress`]). `None`: on this machine's loopback only. The Docker driver must publish
+    /// on an address clients reach (`gpunet_runtime::Publish`): the CLI builds both from the
+    /// same flags.
+    pub ingress: Option<ingress::IngressConfig>,
 }
 
 /// Why the agent could not start.
@@ -140,6 +146,8 @@ pub enum AgentError {
     UnknownRuntime { driver: &'static str },
     #[error("no driver was configured: give at least the process driver")]
     NoDriver,
+    #[error("the ingress settings are not usable: {why}")]
+    Ingress { why: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -184,6 +192,8 @@ pub struct AgentHandle {
     reveals: JoinHandle<()>,
     verdicts: JoinHandle<()>,
     challenges: JoinHandle<()>,
+    /// The ingress proxy, when the ingress has a domain.
+    proxy: Option<JoinHandle<()>>,
     departed: watch::Receiver<bool>,
 }
 
@@ -244,6 +254,9 @@ impl AgentHandle {
         self.verdicts.abort();
         self.challenges.abort();
         self.reconciler.abort();
+        if let Some(proxy) = &self.proxy {
+            proxy.abort();
+        }
         let _ = self.server_stop.send(());
         let mut server = self.server;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
@@ -300,6 +313,23 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     tracing::info!("discovered: {}", machine::describe(&machine_info));
     let inventory = machine::inventory(&machine_info);
 
+    if let Some(ingress) = &config.ingress {
+        ingress
+            .validate()
+            .map_err(|why| AgentError::Ingress { why })?;
+    }
+    // The ingress proxy's listener, bound before registering so a port in use fails the start.
+    let proxy_listener = match config.ingress.as_ref().filter(|i| i.domain.is_some()) {
+        Some(ingress) => Some(
+            tokio::net::TcpListener::bind(ingress.http_listen)
+                .await
+                .map_err(|source| AgentError::Bind {
+                    addr: ingress.http_listen,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| AgentError::Bind {
@@ -383,6 +413,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             exit_grace: config.exit_grace,
             chain_id: status.chain_id.clone(),
             allow_private_blob_endpoints: config.allow_private_blob_endpoints,
+            ingress: config.ingress.clone(),
         },
         Arc::new(NodeChain::new(Arc::clone(&client))),
         drivers,
@@ -403,6 +434,20 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         }
     });
     tracing::info!(%endpoint, provider = %address, "provider agent serving");
+    let proxy = match (proxy_listener, config.ingress.as_ref()) {
+        (Some(listener), Some(ingress)) => {
+            let domain = ingress.domain.clone().unwrap_or_default();
+            let app = ingress::router(leases.routes().clone(), &domain)
+                .into_make_service_with_connect_info::<SocketAddr>();
+            tracing::info!(listen = %ingress.http_listen, %domain, "ingress proxy serving *.{domain}");
+            Some(tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, app).await {
+                    tracing::error!(%error, "the ingress proxy failed");
+                }
+            }))
+        }
+        _ => None,
+    };
 
     let every = heartbeat::interval_from(&client).await;
     tracing::info!(interval = ?every, "sending a heartbeat while workloads run");
@@ -452,6 +497,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         leases,
         server,
         server_stop,
+        proxy,
         reconciler,
         heartbeat,
         reveals,

@@ -224,6 +224,7 @@ fn leases_book(
             exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
             chain_id: CHAIN_ID.into(),
             allow_private_blob_endpoints: false,
+            ingress: None,
         },
         Arc::clone(chain),
         Drivers::single(Arc::clone(driver)).expect("the process driver runs processes"),

@@ -204,6 +204,7 @@ impl World {
                 exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
                 chain_id: "gpunet-test".into(),
                 allow_private_blob_endpoints: false,
+                ingress: None,
             },
             chain,
             drivers,

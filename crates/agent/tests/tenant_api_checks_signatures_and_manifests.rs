@@ -255,6 +255,7 @@ fn start_leases_with_policy(
             exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
             chain_id: "gpunet-test".into(),
             allow_private_blob_endpoints: false,
+            ingress: None,
         },
         chain,
         Drivers::single(driver).expect("the fake driver runs processes"),

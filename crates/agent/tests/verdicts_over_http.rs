@@ -458,6 +458,7 @@ async fn world(ys: &[(LeaseId, &[f32])]) -> World {
             exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
             chain_id: CHAIN_ID.into(),
             allow_private_blob_endpoints: false,
+            ingress: None,
         },
         chain,
         Drivers::single(driver).expect("the fake driver runs processes"),

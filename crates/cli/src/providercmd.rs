@@ -168,6 +168,29 @@ pub struct StartArgs {
     /// SIGTERM to finish and write a last checkpoint before it is killed, e.g. 30s or 2m.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub exit_grace: Duration,
+    /// The host name or address tenants' clients reach this machine at, e.g.
+    /// gpu1.example.com. With it, services' exposed ports are published on --ingress-bind in
+    /// --ingress-ports and shown as <proto>://HOST:PORT; without it they stay on this
+    /// machine's loopback, unreachable from outside.
+    #[arg(long, value_name = "HOST")]
+    pub public_address: Option<String>,
+    /// A domain whose wildcard (*.DOMAIN) points at this machine, e.g. apps.example.com:
+    /// services' http ports are then also served by the agent's reverse proxy at
+    /// http://<lease>-<port>.DOMAIN. Needs --public-address.
+    #[arg(long, value_name = "DOMAIN", requires = "public_address")]
+    pub ingress_domain: Option<String>,
+    /// Where the reverse proxy for --ingress-domain listens (port 80 needs root or
+    /// CAP_NET_BIND_SERVICE); endpoints name its port unless it is 80.
+    #[arg(long, value_name = "ADDR", default_value = gpunet_agent::ingress::DEFAULT_HTTP_LISTEN)]
+    pub ingress_listen: SocketAddr,
+    /// The address services' ports are published on when --public-address is given: all
+    /// interfaces by default, or one interface's address.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub ingress_bind: std::net::IpAddr,
+    /// The host ports services' exposed ports are published in (open them in your firewall),
+    /// FIRST-LAST.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "30000-32767")]
+    pub ingress_ports: gpunet_runtime::PortRange,
 }
 
 /// A duration flag: `90s`, `30m`, `1h30m` (the job spec's durations).
@@ -331,9 +354,27 @@ async fn start(a: StartArgs) -> Result<()> {
         ),
     }
     let mut drivers: Vec<Arc<dyn gpunet_runtime::Driver>> = vec![Arc::new(process)];
+    let ingress = a
+        .public_address
+        .as_ref()
+        .map(|host| gpunet_agent::ingress::IngressConfig {
+            public_host: host.clone(),
+            domain: a.ingress_domain.clone(),
+            http_listen: a.ingress_listen,
+        });
     if !a.no_docker {
-        // Fingerprinted at start: offered only when the engine answers.
-        drivers.push(Arc::new(gpunet_runtime::DockerDriver::new()));
+        // Fingerprinted at start: offered only when the engine answers. With a public address,
+        // services are published where clients reach them.
+        let publish = match ingress {
+            Some(_) => gpunet_runtime::Publish {
+                host_ip: a.ingress_bind,
+                ports: Some(a.ingress_ports),
+            },
+            None => gpunet_runtime::Publish::default(),
+        };
+        drivers.push(Arc::new(
+            gpunet_runtime::DockerDriver::new().with_publish(publish),
+        ));
     }
     let agent = gpunet_agent::start(AgentConfig {
         node_api: a.api.clone(),
@@ -356,6 +397,7 @@ async fn start(a: StartArgs) -> Result<()> {
         },
         exit_grace: a.exit_grace,
         allow_private_blob_endpoints: a.allow_private_blob_endpoints,
+        ingress,
     })
     .await
     .with_context(|| format!("starting the provider agent against {}", a.api))?;

@@ -386,6 +386,8 @@ fn start_agent_config(
         exit_grace: gpunet_agent::DEFAULT_EXIT_GRACE,
         // A dev network is one machine: a job's bucket is typically a test server on it.
         allow_private_blob_endpoints: true,
+        // Services stay on this machine's loopback.
+        ingress: None,
     }
 }
 
