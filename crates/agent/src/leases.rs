@@ -31,8 +31,7 @@ use gpunet_protocol::{
 };
 use gpunet_runtime::{
     DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort, GpuSampler,
-    GpuUsage, NetworkMode, PortProto, PublishedPort, RecoverState, Usage, WorkloadHandle,
-    WorkloadSpec,
+    GpuUsage, NetworkMode, PortProto, RecoverState, Usage, WorkloadHandle, WorkloadSpec,
 };
 use tokio::task::JoinSet;
 

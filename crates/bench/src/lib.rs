@@ -21,6 +21,7 @@ pub mod churn;
 pub mod consensus;
 pub mod e2e;
 pub mod figures;
+pub mod ingress;
 pub mod ledger;
 pub mod runtime;
 pub mod state;

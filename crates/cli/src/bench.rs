@@ -114,6 +114,51 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// What the agent's ingress reverse proxy adds to an HTTP service, measured beside a direct
+    /// connection in one run, all on loopback in this process: the service (answering each
+    /// request after --service-ms, like a service doing work), the agent's real proxy with one
+    /// route to it, and --connections keep-alive clients that reach the proxy by the route's
+    /// name (<lease>-<port>.DOMAIN), as through a wildcard DNS record. Throughput phases of
+    /// --seconds alternate direct, proxied, direct, proxied (the better of each pair counts);
+    /// latency is the median of 1000 requests one at a time, each way. With --service-ms 0
+    /// the proxy competes with the clients and the service for this machine's cores: a lower
+    /// bound, not the figure for a real service.
+    ///
+    /// Prints {"direct_rps", "proxied_rps", "added_ms_p50", …}; targets: added_ms_p50 ≤ 1 and
+    /// proxied_rps ≥ 90 % of direct_rps.
+    ///
+    /// Example: gpunet bench ingress --json
+    Ingress {
+        /// Print the figures as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Where to write the figures. Default: ~/.gpunet/bench/ingress.json, wherever it runs.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Keep-alive connections sending requests at once in the throughput phases.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds each throughput phase lasts.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Milliseconds the service takes for each answer (a light API call; 0 times raw
+        /// forwarding).
+        #[arg(long, default_value_t = 10)]
+        service_ms: u64,
+    },
+    /// The HTTP service `bench ingress` measures, on its own until stopped (e.g. as a container
+    /// job's command, to time a provider's real ingress from outside): GET / answers "ok" after
+    /// --service-ms; GET /headers answers the request's headers, one per line.
+    ///
+    /// Example: gpunet bench upstream --listen 0.0.0.0:8080
+    Upstream {
+        /// Where to listen.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// Milliseconds the service takes for each answer to GET /.
+        #[arg(long, default_value_t = 0)]
+        service_ms: u64,
+    },
     /// Consensus on this machine: a network of validators, each a `gpunet node start` process
     /// on Malachite in a scratch directory. Finality: a signed transfer submitted to one node
     /// until that node reports it applied (~200 samples, 8 at a time through every node, no
@@ -412,6 +457,73 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 println!("figures written to {}", out.display());
             }
             Ok(())
+        }
+        BenchCmd::Ingress {
+            json: json_out,
+            out,
+            connections,
+            seconds,
+            service_ms,
+        } => {
+            let progress = Progress::new(json_out);
+            progress.status(&format!(
+                "timing the ingress proxy: 4 phases of {seconds} s with {connections} connections, and 4000 requests one at a time"
+            ));
+            let f = gpunet_bench::ingress::run(gpunet_bench::ingress::IngressBench {
+                connections: connections.max(1),
+                phase: std::time::Duration::from_secs(seconds.max(1)),
+                service_ms,
+            })
+            .await;
+            progress.finish();
+            let f = f?;
+            let figures = json!({
+                "build": build_kind(),
+                "connections": connections,
+                "seconds": seconds,
+                "service_ms": service_ms,
+                "direct_rps": f.direct_rps.round(),
+                "proxied_rps": f.proxied_rps.round(),
+                "proxied_over_direct": (f.throughput_ratio() * 1000.0).round() / 1000.0,
+                "direct_ms_p50": f.direct_ms_p50,
+                "proxied_ms_p50": f.proxied_ms_p50,
+                "added_ms_p50": (f.added_ms_p50() * 1000.0).round() / 1000.0,
+                "errors": f.errors,
+            });
+            let out = out.unwrap_or_else(|| default_out("ingress"));
+            write_figures(&out, &figures)?;
+            if json_out {
+                println!("{figures}");
+            } else {
+                println!(
+                    "ingress proxy ({} build, service {service_ms} ms per answer, {connections} connections):",
+                    build_kind()
+                );
+                println!(
+                    "  throughput  direct {:.0}/s   proxied {:.0}/s   = {:.1} % (target ≥ 90 %)",
+                    f.direct_rps,
+                    f.proxied_rps,
+                    f.throughput_ratio() * 100.0
+                );
+                println!(
+                    "  latency p50 direct {:.3} ms   proxied {:.3} ms   added {:.3} ms (target ≤ 1 ms)",
+                    f.direct_ms_p50,
+                    f.proxied_ms_p50,
+                    f.added_ms_p50()
+                );
+                if f.errors > 0 {
+                    println!("  {} requests failed", f.errors);
+                }
+                println!("figures written to {}", out.display());
+            }
+            Ok(())
+        }
+        BenchCmd::Upstream { listen, service_ms } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            println!("serving on {}", listener.local_addr()?);
+            gpunet_bench::ingress::serve_upstream(listener, service_ms).await
         }
         BenchCmd::Runtime {
             json: json_out,

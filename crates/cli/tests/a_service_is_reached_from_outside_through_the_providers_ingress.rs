@@ -1,0 +1,265 @@
+//! Public ingress (issue 14), end to end with real processes and the real Docker Engine: a
+//! provider started with `--public-address`, `--ingress-domain` and a port range runs a
+//! `kind: service` job whose container listens on an exposed port and on one the spec does not
+//! expose. `gpunet job status` prints where the service is; it is reached there by this
+//! machine's non-loopback address and port, and by name through the agent's reverse proxy;
+//! the unexposed port is published nowhere in the range. Once the job is cancelled both ways
+//! are gone.
+//!
+//! Without a reachable engine the test prints "skipped: …" and passes — unless
+//! `GPUNET_REQUIRE_DOCKER=1` (set by `.ci/run`, so CI always runs it), when it fails.
+
+mod binary;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use binary::User;
+use gpunet_api::node::LeaseState;
+use gpunet_client::{KeyFile, NodeClient};
+use gpunet_protocol::OrderId;
+use gpunet_runtime::testimage::ContainerCleanup;
+
+const DOMAIN: &str = "apps.gpunet.test";
+
+/// An address of this machine that is not loopback (the one its default route leaves from;
+/// no packet is sent), or loopback where it has none, said plainly.
+fn outside_address() -> IpAddr {
+    let found = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    found.unwrap_or_else(|| {
+        println!("this machine has no route off loopback: the service is reached on loopback");
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    })
+}
+
+/// The test image plus a stripped copy of this build's `gpunet` (whose `bench upstream` is the
+/// service), or `None` when Docker tests may be skipped and there is no engine.
+async fn image_with_gpunet(dir: &std::path::Path) -> Option<String> {
+    gpunet_runtime::testimage::test_image_or_skip(
+        "a_service_is_reached_by_port_and_by_name_and_only_what_it_exposes",
+    )
+    .await?;
+    let copy = dir.join("gpunet");
+    std::fs::copy(env!("CARGO_BIN_EXE_gpunet"), &copy).expect("copies the binary");
+    // Without its debug info the binary is a quarter of the size: a faster image import.
+    let stripped = std::process::Command::new("strip")
+        .arg(&copy)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        println!("strip is not available: the image holds the unstripped binary");
+    }
+    Some(
+        gpunet_runtime::testimage::ensure_test_image_with(&[("gpunet", &copy)])
+            .await
+            .expect("the image with gpunet builds"),
+    )
+}
+
+fn spec(image: &str) -> String {
+    format!(
+        "version: 1\nname: web\nkind: service\nrun:\n  image: {image}\n  network: egress\n  command: [\"/bin/sh\", \"-c\", \"/bin/gpunet bench upstream --listen 0.0.0.0:9090 & exec /bin/gpunet bench upstream --listen 0.0.0.0:8080\"]\nexpose:\n  - {{ port: 8080, proto: http }}\nresources: {{ cpu: 0.5, memory: 256Mi, disk: 64Mi }}\npricing: {{ max_per_hour: \"1.00\", deposit: \"1.00\" }}\nlimits: {{ max_duration: 10m }}\n"
+    )
+}
+
+/// The `endpoint` lines of `gpunet job status 1`, once there are `n`.
+async fn endpoints(
+    network: &binary::Network,
+    user: &User,
+    base: &std::path::Path,
+    n: usize,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = binary::run(
+            network.tenant(user, &["job", "status", "1"], base),
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(status.code, Some(0), "{status:?}");
+        let found: Vec<String> = status
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("endpoint "))
+            .map(|e| e.trim().to_owned())
+            .collect();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job status never showed {n} endpoints: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_is_reached_by_port_and_by_name_and_only_what_it_exposes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path();
+    let Some(image) = image_with_gpunet(base).await else {
+        return;
+    };
+    let user = User::new(base);
+    let network = binary::Network::start(&user, base, 1, 200, &[]).await;
+    let host = outside_address();
+    let proxy_port = binary::free_port();
+    // A range of this test's own, so parallel runs do not share one.
+    let first = 42_000 + (std::process::id() % 100) as u16 * 20;
+    let last = first + 19;
+    let (host_s, listen, range) = (
+        host.to_string(),
+        format!("0.0.0.0:{proxy_port}"),
+        format!("{first}-{last}"),
+    );
+    let _provider = network.provider_with_docker(
+        &user,
+        base,
+        0,
+        "0.10",
+        &[
+            "--public-address",
+            &host_s,
+            "--ingress-domain",
+            DOMAIN,
+            "--ingress-listen",
+            &listen,
+            "--ingress-ports",
+            &range,
+        ],
+    );
+    network.until_providers(1).await;
+    let provider = KeyFile::load(&network.key("provider-0"))
+        .expect("provider key")
+        .address();
+
+    std::fs::write(base.join("web.yaml"), spec(&image)).expect("spec written");
+    let submitted = binary::run(
+        network.tenant(&user, &["job", "submit", "web.yaml"], base),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(submitted.code, Some(0), "{submitted:?}");
+    let client = NodeClient::new(&network.api);
+    let running = binary::until_order(
+        &client,
+        OrderId(1),
+        Duration::from_secs(120),
+        "the service runs",
+        |o| {
+            o.lease
+                .as_ref()
+                .is_some_and(|l| l.state == LeaseState::Running)
+        },
+    )
+    .await;
+    let lease = running.lease.expect("leased").id.0;
+    let _cleanup = ContainerCleanup::new(binary::workload_id(lease, &provider));
+
+    // Status names the public address and port, and the name through the proxy.
+    let shown = endpoints(&network, &user, base, 2).await;
+    let by_port = shown[0]
+        .strip_prefix(&format!("http://{host}:"))
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("the first endpoint is {host}:PORT: {shown:?}"));
+    assert!(
+        (first..=last).contains(&by_port),
+        "{by_port} in {range}: {shown:?}"
+    );
+    let name = format!("{lease}-8080.{DOMAIN}");
+    assert_eq!(shown[1], format!("http://{name}:{proxy_port}"), "{shown:?}");
+    assert_eq!(
+        shown.len(),
+        2,
+        "the unexposed port has no endpoint: {shown:?}"
+    );
+
+    // By port, at the address clients outside use.
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let answer = plain
+        .get(&shown[0])
+        .send()
+        .await
+        .expect("the service answers by port");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.expect("body"), "ok\n");
+
+    // By name: the wildcard record would send the name to the provider's address.
+    let named = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&name, SocketAddr::new(host, proxy_port))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let answer = named
+        .get(format!("{}/headers", shown[1]))
+        .send()
+        .await
+        .expect("the service answers by name");
+    assert_eq!(answer.status(), 200);
+    let headers = answer.text().await.expect("body");
+    assert!(headers.contains(&format!("host: {name}")), "{headers}");
+    assert!(headers.contains("x-forwarded-for: "), "{headers}");
+
+    // Only the exposed port is published: one port of the range answers, and it is that one.
+    let open: Vec<u16> = (first..=last)
+        .filter(|p| {
+            std::net::TcpStream::connect_timeout(
+                &SocketAddr::new(host, *p),
+                Duration::from_millis(500),
+            )
+            .is_ok()
+        })
+        .collect();
+    assert_eq!(open, vec![by_port], "ports open in {range}");
+    let unexposed_name = format!("{lease}-9090.{DOMAIN}");
+    let unexposed = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&unexposed_name, SocketAddr::new(host, proxy_port))
+        .build()
+        .expect("client")
+        .get(format!("http://{unexposed_name}:{proxy_port}/"))
+        .send()
+        .await
+        .expect("the proxy answers");
+    assert_eq!(
+        unexposed.status(),
+        404,
+        "the unexposed port has no name either"
+    );
+
+    // Cancelled: neither way leads anywhere.
+    let cancelled = binary::run(
+        network.tenant(&user, &["job", "cancel", "1"], base),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(cancelled.code, Some(0), "{cancelled:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let by_name = named
+            .get(format!("{}/", shown[1]))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        let by_port = plain.get(&shown[0]).send().await.is_ok();
+        if by_name.as_ref().is_ok_and(|s| *s == 404) && !by_port {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service is still reached after cancel: by name {by_name:?}, by port {by_port}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
