@@ -5,7 +5,7 @@
 //! In this process: `ledger` (apply, commit and admission throughput), `state` (commit cost as
 //! the state grows, a node's restart), `e2e` (a solo node's durable throughput over HTTP),
 //! `submit` (submit-to-running latency on a dev network), `runtime` (container start against
-//! `docker run`). With `gpunet` processes (the running executable must be `gpunet`, which
+//! `docker run`), `ingress` (the agent's ingress proxy beside a direct connection). With `gpunet` processes (the running executable must be `gpunet`, which
 //! starts them as `gpunet node start` and `gpunet provider start`): `consensus` (finality and
 //! throughput of a network of validators) and `churn` (jobs while providers are killed).
 //!
