@@ -159,8 +159,8 @@ pub struct DockerDriver {
     socket: PathBuf,
     publish: Publish,
     client: tokio::sync::OnceCell<Docker>,
-    /// Set once [`LEASE_NETWORK`] is known to exist with the right options.
-    network: tokio::sync::OnceCell<()>,
+    /// The id of [`LEASE_NETWORK`], once known to exist with the right options.
+    network: tokio::sync::Mutex<Option<String>>,
     workloads: tokio::sync::Mutex<BTreeMap<String, Arc<Entry>>>,
 }
 
@@ -247,7 +247,7 @@ impl DockerDriver {
             socket: socket.into(),
             publish: Publish::default(),
             client: tokio::sync::OnceCell::new(),
-            network: tokio::sync::OnceCell::new(),
+            network: tokio::sync::Mutex::new(None),
             workloads: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -263,53 +263,55 @@ impl DockerDriver {
         self.client.get_or_try_init(|| connect(&self.socket)).await
     }
 
-    /// Makes sure [`LEASE_NETWORK`] exists with inter-container traffic off, creating it the
-    /// first time; a network of that name made by someone else with the traffic on is refused,
-    /// naming the fix, rather than joined.
-    async fn lease_network(&self, docker: &Docker, id: &str) -> Result<(), DriverError> {
-        self.network
-            .get_or_try_init(|| async {
-                let inspected = match docker.inspect_network(LEASE_NETWORK, None).await {
-                    Ok(inspected) => Some(inspected),
-                    Err(e) if is_not_found(&e) => None,
-                    Err(e) => return Err(engine_error(id, "inspect the lease network")(e)),
-                };
-                let inspected = match inspected {
-                    Some(inspected) => inspected,
-                    None => {
-                        let request = lease_network_request();
-                        match docker.create_network(request).await {
-                            Ok(_) => return Ok(()),
-                            // Another driver created it meanwhile: check what it made.
-                            Err(e) if is_conflict(&e) => docker
-                                .inspect_network(LEASE_NETWORK, None)
-                                .await
-                                .map_err(engine_error(id, "inspect the lease network"))?,
-                            Err(e) => {
-                                return Err(engine_error(id, "create the lease network")(e));
-                            }
-                        }
-                    }
-                };
-                let icc = inspected
-                    .options
-                    .as_ref()
-                    .and_then(|o| o.get(ICC_OPTION))
-                    .map(String::as_str);
-                if icc != Some("false") || inspected.driver.as_deref() != Some("bridge") {
-                    return Err(DriverError::Unavailable {
-                        driver: DOCKER_DRIVER_NAME,
-                        reason: format!(
-                            "the network {LEASE_NETWORK} exists but is not a bridge with \
-                             {ICC_OPTION}=false, so leases could reach one another: remove it \
-                             (`docker network rm {LEASE_NETWORK}`) and the driver makes it again"
-                        ),
-                    });
-                }
-                Ok(())
-            })
-            .await
-            .map(|_| ())
+    /// The id of [`LEASE_NETWORK`], made with inter-container traffic off the first time. A
+    /// network of that name made by someone else with the traffic on is refused, naming the
+    /// fix, rather than joined. Containers join it by id: an engine older than API 1.44 lets
+    /// two drivers racing on a fresh machine each create one of that name (a name would then
+    /// be ambiguous), so every driver picks the same one, the smallest id.
+    async fn lease_network(&self, docker: &Docker, id: &str) -> Result<String, DriverError> {
+        let mut cached = self.network.lock().await;
+        if let Some(network) = cached.as_ref() {
+            return Ok(network.clone());
+        }
+        let mut found = named_lease_networks(docker, id).await?;
+        if found.is_empty() {
+            match docker.create_network(lease_network_request()).await {
+                Ok(_) => {}
+                // Another driver created it meanwhile.
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(engine_error(id, "create the lease network")(e)),
+            }
+            found = named_lease_networks(docker, id).await?;
+        }
+        let network = found
+            .into_iter()
+            .filter(|n| n.id.is_some())
+            .min_by(|a, b| a.id.cmp(&b.id))
+            .ok_or_else(|| DriverError::Unavailable {
+                driver: DOCKER_DRIVER_NAME,
+                reason: format!(
+                    "the engine lists no network {LEASE_NETWORK} right after creating it: \
+                     check `docker network ls`"
+                ),
+            })?;
+        let icc = network
+            .options
+            .as_ref()
+            .and_then(|o| o.get(ICC_OPTION))
+            .map(String::as_str);
+        if icc != Some("false") || network.driver.as_deref() != Some("bridge") {
+            return Err(DriverError::Unavailable {
+                driver: DOCKER_DRIVER_NAME,
+                reason: format!(
+                    "the network {LEASE_NETWORK} exists but is not a bridge with \
+                     {ICC_OPTION}=false, so leases could reach one another: remove it \
+                     (`docker network rm {LEASE_NETWORK}`) and the driver makes it again"
+                ),
+            });
+        }
+        let network_id = network.id.unwrap_or_default();
+        *cached = Some(network_id.clone());
+        Ok(network_id)
     }
 
     /// The entry for `handle`, adopting its container if this driver has not seen it.
@@ -510,12 +512,13 @@ impl Driver for DockerDriver {
         }
         let (log_file, log_offset_bytes) = open_log(root)?;
         ensure_image(docker, id, image).await?;
-        if spec.network == NetworkMode::Egress {
-            self.lease_network(docker, id).await?;
-        }
+        let network = match spec.network {
+            NetworkMode::Egress => self.lease_network(docker, id).await?,
+            NetworkMode::None => String::new(),
+        };
 
         let name = container_name(id);
-        let body = container_body(spec, image, log_offset_bytes, &self.publish);
+        let body = container_body(spec, image, log_offset_bytes, &self.publish, &network);
         let options = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
@@ -523,7 +526,13 @@ impl Driver for DockerDriver {
         let created = match docker.create_container(Some(options), body).await {
             Ok(created) => created,
             Err(e) if is_conflict(&e) => return Err(already()),
-            Err(e) => return Err(engine_error(id, "create the container")(e)),
+            Err(e) => {
+                if is_not_found(&e) {
+                    // The lease network may have been removed under us: look again next time.
+                    *self.network.lock().await = None;
+                }
+                return Err(engine_error(id, "create the container")(e));
+            }
         };
         let container_id = created.id;
         if let Err(e) = docker.start_container(&container_id, None).await {
@@ -917,6 +926,26 @@ pub fn engine_log_max_bytes(log_limit_bytes: u64) -> u64 {
 }
 
 /// The container the engine should create for `spec`; see the module docs.
+/// The networks named exactly [`LEASE_NETWORK`] (the engine's filter matches parts of names).
+async fn named_lease_networks(
+    docker: &Docker,
+    id: &str,
+) -> Result<Vec<bollard::models::Network>, DriverError> {
+    let options = bollard::query_parameters::ListNetworksOptions {
+        filters: Some(HashMap::from([(
+            "name".to_owned(),
+            vec![LEASE_NETWORK.to_owned()],
+        )])),
+    };
+    Ok(docker
+        .list_networks(Some(options))
+        .await
+        .map_err(engine_error(id, "list the lease networks"))?
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(LEASE_NETWORK))
+        .collect())
+}
+
 /// What [`DockerDriver::lease_network`] creates.
 fn lease_network_request() -> bollard::models::NetworkCreateRequest {
     bollard::models::NetworkCreateRequest {
@@ -936,6 +965,7 @@ fn container_body(
     image: &str,
     log_offset_bytes: u64,
     publish: &Publish,
+    lease_network: &str,
 ) -> ContainerCreateBody {
     let root = &spec.root_dir;
     let mut env: BTreeMap<String, String> = spec.env.clone();
@@ -1047,7 +1077,7 @@ fn container_body(
         network_mode: Some(
             match spec.network {
                 NetworkMode::None => "none",
-                NetworkMode::Egress => LEASE_NETWORK,
+                NetworkMode::Egress => lease_network,
             }
             .into(),
         ),
@@ -1639,14 +1669,14 @@ mod tests {
         let mut s = spec();
         s.root_dir = root.path().to_path_buf();
         let env_of = |s: &WorkloadSpec| {
-            container_body(s, "busybox:1.36", 0, &Publish::default())
+            container_body(s, "busybox:1.36", 0, &Publish::default(), LEASE_NETWORK)
                 .env
                 .unwrap_or_default()
         };
         assert!(!env_of(&s).iter().any(|e| e.starts_with("GPUNET_INPUTS=")));
         std::fs::create_dir(root.path().join("inputs")).expect("mkdir");
         assert!(env_of(&s).contains(&"GPUNET_INPUTS=/inputs".to_owned()));
-        let mounts = container_body(&s, "busybox:1.36", 0, &Publish::default())
+        let mounts = container_body(&s, "busybox:1.36", 0, &Publish::default(), LEASE_NETWORK)
             .host_config
             .and_then(|h| h.mounts)
             .unwrap_or_default();
@@ -1665,7 +1695,9 @@ mod tests {
         // A tenant's own variable does not survive: the driver names the mount itself.
         s.env
             .insert("GPUNET_CHECKPOINTS".into(), "/etc/elsewhere".into());
-        let body = |s: &WorkloadSpec| container_body(s, "busybox:1.36", 0, &Publish::default());
+        let body = |s: &WorkloadSpec| {
+            container_body(s, "busybox:1.36", 0, &Publish::default(), LEASE_NETWORK)
+        };
         let mounted = |s: &WorkloadSpec| {
             body(s)
                 .host_config
@@ -1691,7 +1723,13 @@ mod tests {
 
     #[test]
     fn containers_are_locked_down_and_limited_by_the_spec() {
-        let body = container_body(&spec(), "busybox:1.36", 12, &Publish::default());
+        let body = container_body(
+            &spec(),
+            "busybox:1.36",
+            12,
+            &Publish::default(),
+            LEASE_NETWORK,
+        );
         let host = body.host_config.clone().expect("host config");
         assert_eq!(host.nano_cpus, Some(1_500_000_000));
         assert_eq!(host.memory, Some(64 * 1024 * 1024));
@@ -1744,7 +1782,7 @@ mod tests {
         }];
         s.env.insert("GPUNET_OUTPUTS".into(), "/elsewhere".into());
         s.read_only_rootfs = false;
-        let body = container_body(&s, "busybox:1.36", 0, &Publish::default());
+        let body = container_body(&s, "busybox:1.36", 0, &Publish::default(), LEASE_NETWORK);
         let host = body.host_config.clone().expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some(LEASE_NETWORK));
         assert_eq!(host.readonly_rootfs, Some(false));
@@ -1773,7 +1811,7 @@ mod tests {
             host_ip: "0.0.0.0".parse().expect("address"),
             ports: Some("30000-30099".parse().expect("range")),
         };
-        let host = container_body(&s, "busybox:1.36", 0, &public)
+        let host = container_body(&s, "busybox:1.36", 0, &public, LEASE_NETWORK)
             .host_config
             .expect("host config");
         let binding = &host.port_bindings.expect("port bindings")["8080/tcp"]
@@ -1827,7 +1865,7 @@ mod tests {
         );
         let mut s = spec();
         s.disk_mib = Some(16);
-        let body = container_body(&s, "img", 0, &Publish::default());
+        let body = container_body(&s, "img", 0, &Publish::default(), LEASE_NETWORK);
         let host = body.host_config.expect("host config");
         assert!(host.tmpfs.expect("tmpfs")["/tmp"].contains("size=4194304"));
         let labels = body.labels.expect("labels");
