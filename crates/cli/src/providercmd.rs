@@ -38,7 +38,7 @@ pub enum ProviderCmd {
     /// Example: gpunet provider start --api http://validator-0:8650 --key /net/keys/provider-0.json --listen 0.0.0.0:8700 --endpoint http://provider-0:8700
     ///
     /// It exits 0 by itself once the provider has left (`gpunet provider leave`).
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Leave the network gracefully: announce the exit on chain, so the provider takes no new
     /// leases. Its running agent (`gpunet provider start`) then stops each workload (SIGTERM,
     /// and its --exit-grace to finish and write a last checkpoint), releases each lease — the
@@ -220,7 +220,7 @@ fn gpu_model_rates(flags: &[String]) -> Result<std::collections::BTreeMap<String
 
 pub async fn run(cmd: ProviderCmd) -> Result<()> {
     match cmd {
-        ProviderCmd::Start(a) => start(a).await,
+        ProviderCmd::Start(a) => start(*a).await,
         ProviderCmd::Leave(a) => leave(a).await,
         ProviderCmd::Bond(a) => bond(a).await,
         ProviderCmd::Unbond(a) => unbond(a).await,
