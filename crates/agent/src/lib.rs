@@ -13,8 +13,9 @@
 //! life for every running lease), [`reveals`] (the digests behind verified runs' tags, when the
 //! ledger asks), [`challenge`] (the answers to hardware challenges, computed on the CPU),
 //! [`ingress`] (where services are reached from outside, and the reverse proxy that serves
-//! them by name) and the reconcile loop. It waits for its node at start (up to [`NODE_PATIENCE`]), and refuses to
-//! list GPUs that the network's bands challenge, which it cannot yet prove.
+//! them by name) and the reconcile loop. It waits for its node at start (up to
+//! [`NODE_PATIENCE`]), and refuses to list GPUs that the network's bands challenge, which it
+//! cannot yet prove.
 //!
 //! A provider leaves with `AnnounceExit` on chain (`gpunet provider leave`): the agent stops
 //! bidding, gives each workload SIGTERM and [`AgentConfig::exit_grace`] to end, keeps its last
