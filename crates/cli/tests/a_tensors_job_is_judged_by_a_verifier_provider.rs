@@ -64,7 +64,10 @@ async fn a_tensors_job_is_judged_by_a_drawn_verifier_and_agrees() {
     let client = NodeClient::new(&network.api);
     let _cheap = network.provider(&user, base, 0, "0.10");
     let _middle = network.provider(&user, base, 1, "0.20");
-    let _verifier = network.provider(&user, base, 2, "0.90");
+    // Priced above the job's max_per_hour (0.5 core at 2.50 usd/core-hour), so it never runs
+    // it: which two providers run a job is a race between their bids (a loaded machine once
+    // let this one win), but the verifier is drawn only among those that did not.
+    let _verifier = network.provider(&user, base, 2, "2.50");
     network.until_providers(3).await;
     let addresses: Vec<_> = (0..3)
         .map(|i| {
