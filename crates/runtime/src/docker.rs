@@ -13,8 +13,9 @@
 //!   `/inputs` read-only when that directory exists, and the checkpoint directory
 //!   ([`crate::checkpoints_dir`]) at `/checkpoints` read-write when the agent created it (the
 //!   job keeps checkpoints; `GPUNET_CHECKPOINTS=/checkpoints`);
-//! - network `none` (loopback only) unless the spec asks for egress (then the default bridge,
-//!   with the exposed ports published on 127.0.0.1 at engine-chosen ports, see
+//! - network `none` (loopback only) unless the spec asks for egress (then [`LEASE_NETWORK`],
+//!   where containers cannot reach one another, with the exposed ports published where the
+//!   driver's [`Publish`] says — 127.0.0.1 at engine-chosen ports by default — see
 //!   [`Driver::ports`]);
 //! - the spec's environment, overridden by `GPUNET_OUTPUTS=/outputs` (and
 //!   `GPUNET_CHECKPOINTS`, `GPUNET_INPUTS` with their mounts), `CUDA_VISIBLE_DEVICES`
@@ -925,7 +926,6 @@ pub fn engine_log_max_bytes(log_limit_bytes: u64) -> u64 {
         .clamp(ENGINE_LOG_MIN_BYTES, ENGINE_LOG_MAX_BYTES)
 }
 
-/// The container the engine should create for `spec`; see the module docs.
 /// The networks named exactly [`LEASE_NETWORK`] (the engine's filter matches parts of names).
 async fn named_lease_networks(
     docker: &Docker,
@@ -960,6 +960,7 @@ fn lease_network_request() -> bollard::models::NetworkCreateRequest {
     }
 }
 
+/// The container the engine should create for `spec`; see the module docs.
 fn container_body(
     spec: &WorkloadSpec,
     image: &str,
@@ -1966,22 +1967,15 @@ mod tests {
             published_ports(&ports)[0].host
         };
         // Bound to all addresses: this machine reaches it on loopback.
-        assert_eq!(
-            bound("0.0.0.0", "30001"),
-            "127.0.0.1:30001".parse().expect("address")
-        );
-        assert_eq!(
-            bound("::", "30001"),
-            "[::1]:30001".parse().expect("address")
-        );
-        assert_eq!(
-            bound("", "30001"),
-            "127.0.0.1:30001".parse().expect("address")
-        );
-        assert_eq!(
-            bound("10.1.2.3", "30002"),
-            "10.1.2.3:30002".parse().expect("address")
-        );
+        for (ip, reached) in [
+            ("0.0.0.0", "127.0.0.1:30001"),
+            ("::", "[::1]:30001"),
+            ("", "127.0.0.1:30001"),
+            ("10.1.2.3", "10.1.2.3:30001"),
+        ] {
+            let reached: SocketAddr = reached.parse().expect("address");
+            assert_eq!(bound(ip, "30001"), reached, "bound to {ip:?}");
+        }
         let published = published_ports(&ports);
         assert_eq!(
             published,
