@@ -445,9 +445,9 @@ fn decide(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Event>) 
         _ => None,
     };
     judge_wrong(state, id, tenant, &newly_wrong, events);
-    let wrong = wrong_runs(state, id);
     match outcome {
         Some((tag, agreeing)) => {
+            let wrong = wrong_runs(state, id);
             for &i in &agreeing {
                 trust::record(state, &runs[i].provider, Evidence::Agreed);
                 trust::count_verified_run(state, &runs[i].provider, &runs[i].class);
@@ -460,15 +460,7 @@ fn decide(state: &mut State, id: OrderId, seed: &Hash, events: &mut Vec<Event>) 
             let agreed = agreeing.iter().map(|&i| runs[i].lease).collect();
             finish(state, id, kind, Some(tag), agreed, wrong, events);
         }
-        None => finish(
-            state,
-            id,
-            VerificationOutcome::Inconclusive,
-            None,
-            Vec::new(),
-            wrong,
-            events,
-        ),
+        None => inconclusive(state, id, events),
     }
 }
 
