@@ -15,9 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use binary::User;
-use gpunet_api::node::LeaseState;
-use gpunet_client::{KeyFile, NodeClient};
-use gpunet_protocol::OrderId;
+use gpunet_client::KeyFile;
 use gpunet_runtime::testimage::ContainerCleanup;
 
 const DOMAIN: &str = "apps.gpunet.test";
@@ -140,26 +138,7 @@ async fn a_service_is_reached_by_port_and_by_name_and_only_what_it_exposes() {
         .address();
 
     std::fs::write(base.join("web.yaml"), spec(&image)).expect("spec written");
-    let submitted = binary::run(
-        network.tenant(&user, &["job", "submit", "web.yaml"], base),
-        Duration::from_secs(120),
-    )
-    .await;
-    assert_eq!(submitted.code, Some(0), "{submitted:?}");
-    let client = NodeClient::new(&network.api);
-    let running = binary::until_order(
-        &client,
-        OrderId(1),
-        Duration::from_secs(120),
-        "the service runs",
-        |o| {
-            o.lease
-                .as_ref()
-                .is_some_and(|l| l.state == LeaseState::Running)
-        },
-    )
-    .await;
-    let lease = running.lease.expect("leased").id.0;
+    let lease = binary::running_job(&network, &user, base, "web.yaml").await;
     let _cleanup = ContainerCleanup::new(binary::workload_id(lease, &provider));
 
     // Status names the public address and port, and the name through the proxy.

@@ -11,9 +11,7 @@ mod binary;
 use std::time::Duration;
 
 use binary::User;
-use gpunet_api::node::LeaseState;
-use gpunet_client::{KeyFile, NodeClient};
-use gpunet_protocol::OrderId;
+use gpunet_client::KeyFile;
 use gpunet_runtime::testimage::ContainerCleanup;
 
 fn spec(image: Option<&str>) -> String {
@@ -41,30 +39,6 @@ fn exec(
     user.gpunet(&args, base)
 }
 
-/// Submits the spec in `base/long.yaml` and waits until its lease runs; returns the lease id.
-async fn running_job(network: &binary::Network, user: &User, base: &std::path::Path) -> u64 {
-    let client = NodeClient::new(&network.api);
-    let submitted = binary::run(
-        network.tenant(user, &["job", "submit", "long.yaml"], base),
-        Duration::from_secs(120),
-    )
-    .await;
-    assert_eq!(submitted.code, Some(0), "{submitted:?}");
-    let running = binary::until_order(
-        &client,
-        OrderId(1),
-        Duration::from_secs(120),
-        "the job runs",
-        |o| {
-            o.lease
-                .as_ref()
-                .is_some_and(|l| l.state == LeaseState::Running)
-        },
-    )
-    .await;
-    running.lease.expect("leased").id.0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tenant_runs_commands_in_its_container_and_a_stranger_cannot() {
     let Some(image) = gpunet_runtime::testimage::test_image_or_skip(
@@ -84,7 +58,7 @@ async fn the_tenant_runs_commands_in_its_container_and_a_stranger_cannot() {
         .expect("provider key")
         .address();
     std::fs::write(base.join("long.yaml"), spec(Some(&image))).expect("spec written");
-    let lease = running_job(&network, &user, base).await;
+    let lease = binary::running_job(&network, &user, base, "long.yaml").await;
     let _cleanup = ContainerCleanup::new(binary::workload_id(lease, &provider));
 
     // Output, errors and the exit code come back as the command gave them.
@@ -188,7 +162,7 @@ async fn a_process_job_says_exec_is_for_containers() {
     let _provider = network.provider(&user, base, 0, "0.10");
     network.until_providers(1).await;
     std::fs::write(base.join("long.yaml"), spec(None)).expect("spec written");
-    running_job(&network, &user, base).await;
+    binary::running_job(&network, &user, base, "long.yaml").await;
     let ran = binary::run(
         exec(
             &network,

@@ -387,3 +387,28 @@ pub fn workload_id(lease: u64, provider: &gpunet_protocol::Address) -> String {
     let hex: String = provider.0[..6].iter().map(|b| format!("{b:02x}")).collect();
     format!("lease-{lease}-{hex}")
 }
+
+/// Submits the spec in `base/<spec>` as the network's tenant (the first job on the network) and
+/// waits until its lease runs; returns the lease id.
+pub async fn running_job(network: &Network, user: &User, base: &Path, spec: &str) -> u64 {
+    let client = gpunet_client::NodeClient::new(&network.api);
+    let submitted = run(
+        network.tenant(user, &["job", "submit", spec], base),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(submitted.code, Some(0), "{submitted:?}");
+    let running = until_order(
+        &client,
+        gpunet_protocol::OrderId(1),
+        Duration::from_secs(120),
+        "the job runs",
+        |o| {
+            o.lease
+                .as_ref()
+                .is_some_and(|l| l.state == gpunet_api::node::LeaseState::Running)
+        },
+    )
+    .await;
+    running.lease.expect("leased").id.0
+}
