@@ -175,7 +175,8 @@ pub fn endpoints_of(
 struct Route {
     lease: LeaseId,
     upstream: SocketAddr,
-    proxy: ReverseProxy<HttpConnector>,
+    /// Shared, so a request takes a reference count rather than a copy of its strings.
+    proxy: Arc<ReverseProxy<HttpConnector>>,
 }
 
 /// The proxy's routing table, shared between the leases that add and remove routes and the
@@ -225,9 +226,10 @@ impl Routes {
 
     /// Serves `<lease>-<port>` from `upstream` (where this machine reaches the published port).
     pub fn add(&self, lease: LeaseId, port: u16, upstream: SocketAddr) {
-        let proxy =
+        let proxy = Arc::new(
             ReverseProxy::new_with_client("", format!("http://{upstream}"), self.client.clone())
-                .with_policy(self.policy.clone());
+                .with_policy(self.policy.clone()),
+        );
         let route = Route {
             lease,
             upstream,
@@ -251,8 +253,8 @@ impl Routes {
         self.read().get(name).map(|r| r.upstream)
     }
 
-    fn proxy(&self, name: &str) -> Option<ReverseProxy<HttpConnector>> {
-        self.read().get(name).map(|r| r.proxy.clone())
+    fn proxy(&self, name: &str) -> Option<Arc<ReverseProxy<HttpConnector>>> {
+        self.read().get(name).map(|r| Arc::clone(&r.proxy))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Route>> {
