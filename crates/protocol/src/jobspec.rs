@@ -68,6 +68,14 @@ pub const RESERVED_ENV_PREFIX: &str = "GPUNET_";
 pub const MAX_EXPOSED_PORTS: usize = 16;
 /// Longest `health.http_path`, in bytes.
 pub const MAX_HEALTH_PATH_BYTES: usize = 256;
+/// Most entries in `services`.
+pub const MAX_SERVICES: usize = 8;
+/// Most replicas (`count`) of one service.
+pub const MAX_SERVICE_REPLICAS: u32 = 8;
+/// Most containers one job runs at once: its own `run` and every service's replicas.
+pub const MAX_CONTAINERS_PER_JOB: u32 = 16;
+/// Longest service name (a DNS label).
+pub const MAX_SERVICE_NAME_BYTES: usize = 63;
 
 /// A parsed version-1 job spec. Field names are the YAML's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +96,11 @@ pub struct JobSpec {
     /// How the provider checks a service is up. Only for `kind: service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
+    /// More containers that run beside `run`, on one provider, as one job (a web front end with
+    /// its API and database): see [`ServiceSpec`]. With services, the job's own `run` is known
+    /// to them by the job's `name`, and `resources` are its own; the order asks for the sum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSpec>,
     pub resources: ResourceSpec,
     #[serde(default)]
     pub placement: Placement,
@@ -336,6 +349,39 @@ impl ExposeProto {
             ExposeProto::Tcp => "tcp",
         }
     }
+}
+
+/// One more service of a job: its own image, command, environment, resources and exposed ports,
+/// in `count` replicas. A job's services and its own `run` share a private network on the
+/// provider, where each reaches the others by name (`http://db:5432`, every port, exposed or
+/// not) and nothing else reaches them; `expose` publishes ports to the world as for the job's
+/// own `run` (and needs `run.network: egress`). The first container of the job to end ends
+/// the job: a service that exits, even with status 0, fails it, and the others are stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Its name on the job's network: a DNS label (`a-z 0-9 -`, 1 to 63 bytes, not starting or
+    /// ending with `-`), unique in the job and not the job's own name.
+    pub name: String,
+    /// Replicas, 1 to [`MAX_SERVICE_REPLICAS`]; all answer to `name`, the network's DNS giving
+    /// their addresses in turn. Default 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u32,
+    /// What to run; `run.image` is required.
+    pub run: RunSpec,
+    /// Ports published to the world, as the job's own `expose`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<Expose>,
+    /// What each replica needs; the order asks for `count` times this.
+    pub resources: ResourceSpec,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// A service's health check: `GET http_path` on its first `http` port answers 2xx.
@@ -719,6 +765,7 @@ impl JobSpec {
         check_name("name", &self.name, MAX_ORDER_NAME_BYTES).map_err(reshape("name"))?;
         self.run.validate()?;
         self.validate_service()?;
+        self.validate_services()?;
         self.resources.validate()?;
         self.placement.validate()?;
         self.pricing.validate()?;
@@ -835,37 +882,7 @@ impl JobSpec {
             }
             JobKind::Service => {}
         }
-        if self.expose.len() > MAX_EXPOSED_PORTS {
-            return Err(invalid(
-                "expose",
-                format!(
-                    "has {} ports; at most {MAX_EXPOSED_PORTS} are allowed",
-                    self.expose.len()
-                ),
-            ));
-        }
-        for (i, e) in self.expose.iter().enumerate() {
-            if e.port == 0 {
-                return Err(invalid(
-                    format!("expose[{i}].port"),
-                    "must be 1 to 65535: the port the service listens on",
-                ));
-            }
-            if self.expose[..i].iter().any(|o| o.port == e.port) {
-                return Err(invalid(
-                    format!("expose[{i}].port"),
-                    format!("{} is exposed twice", e.port),
-                ));
-            }
-        }
-        if !self.expose.is_empty() && self.run.network == Network::None {
-            return Err(invalid(
-                "run.network",
-                "must be egress when ports are exposed: Docker cannot publish the ports of a \
-                 container without a network, so exposing ports also gives the container \
-                 outbound network access; set run.network: egress",
-            ));
-        }
+        check_expose(&self.expose, self.run.network)?;
         if let Some(health) = &self.health {
             let path = &health.http_path;
             if !path.starts_with('/')
@@ -891,6 +908,125 @@ impl JobSpec {
         Ok(())
     }
 
+    /// `services`: containers, named as DNS labels unique in the job (the job's own `run`
+    /// being its `name`), a bounded number of them, each valid as the job's own `run`, and GPU
+    /// models that agree (the order names one list).
+    fn validate_services(&self) -> Result<(), SpecError> {
+        if self.services.is_empty() {
+            return Ok(());
+        }
+        if self.services.len() > MAX_SERVICES {
+            return Err(invalid(
+                "services",
+                format!(
+                    "lists {} services; at most {MAX_SERVICES} are allowed",
+                    self.services.len()
+                ),
+            ));
+        }
+        if self.run.image.is_none() {
+            return Err(invalid(
+                "run.image",
+                "is required when the job has services: they run as containers beside the \
+                 job's own run, on a network of their own",
+            ));
+        }
+        if !is_dns_label(&self.name) {
+            return Err(invalid(
+                "name",
+                format!(
+                    "{:?} must be a DNS label (a-z 0-9 -, not starting or ending with -) when \
+                     the job has services, which reach the job's own run by it; e.g. {:?}",
+                    self.name,
+                    self.name.replace('_', "-").trim_matches('-')
+                ),
+            ));
+        }
+        let mut containers: u32 = 1;
+        let mut gpu_models: Option<&Vec<String>> =
+            (!self.resources.gpu.models.is_empty()).then_some(&self.resources.gpu.models);
+        for (i, service) in self.services.iter().enumerate() {
+            let at = format!("services[{i}]");
+            if !is_dns_label(&service.name) {
+                return Err(invalid(
+                    format!("{at}.name"),
+                    format!(
+                        "{:?} must be a DNS label: 1 to {MAX_SERVICE_NAME_BYTES} of a-z 0-9 -, \
+                         not starting or ending with -; e.g. db or api-v2",
+                        service.name.escape_debug().to_string()
+                    ),
+                ));
+            }
+            if service.name == self.name {
+                return Err(invalid(
+                    format!("{at}.name"),
+                    format!(
+                        "{:?} is the job's name, which its own run answers to on the job's \
+                         network; choose another",
+                        service.name
+                    ),
+                ));
+            }
+            if self.services[..i].iter().any(|s| s.name == service.name) {
+                return Err(invalid(
+                    format!("{at}.name"),
+                    format!("{:?} names two services; give each its own", service.name),
+                ));
+            }
+            if service.count == 0 || service.count > MAX_SERVICE_REPLICAS {
+                return Err(invalid(
+                    format!("{at}.count"),
+                    format!(
+                        "is {}; a service runs 1 to {MAX_SERVICE_REPLICAS} replicas",
+                        service.count
+                    ),
+                ));
+            }
+            containers = containers.saturating_add(service.count);
+            service.run.validate().map_err(under(&at))?;
+            if service.run.image.is_none() {
+                return Err(invalid(
+                    format!("{at}.run.image"),
+                    "is required: services run in containers",
+                ));
+            }
+            if self.kind == JobKind::Batch && !service.expose.is_empty() {
+                return Err(invalid(
+                    format!("{at}.expose"),
+                    "is only for kind: service; a batch job's ports are not published",
+                ));
+            }
+            check_expose(&service.expose, service.run.network).map_err(under(&at))?;
+            service.resources.validate().map_err(under(&at))?;
+            let models = &service.resources.gpu.models;
+            if !models.is_empty() {
+                match gpu_models {
+                    Some(first) if first != models => {
+                        return Err(invalid(
+                            format!("{at}.resources.gpu.models"),
+                            format!(
+                                "{models:?} differs from {first:?} asked elsewhere in the job; \
+                                 a job runs on one provider and its order names one list of \
+                                 models, so give every service with GPUs the same list"
+                            ),
+                        ));
+                    }
+                    _ => gpu_models = Some(models),
+                }
+            }
+        }
+        if containers > MAX_CONTAINERS_PER_JOB {
+            return Err(invalid(
+                "services",
+                format!(
+                    "with their counts, the job runs {containers} containers; at most \
+                     {MAX_CONTAINERS_PER_JOB} are allowed"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The port the health check polls: the first exposed `http` port.
     pub fn health_port(&self) -> Option<u16> {
         self.expose
@@ -899,9 +1035,34 @@ impl JobSpec {
             .map(|e| e.port)
     }
 
-    /// The resources as the protocol counts them.
+    /// The resources as the protocol counts them: the job's own, plus every service's times its
+    /// `count`. GPU models are the one list the job names (validation makes them agree) and
+    /// the GPU memory the most any of them asks.
     pub fn resources(&self) -> Resources {
-        self.resources.as_resources()
+        let mut total = self.resources.as_resources();
+        for service in &self.services {
+            let each = service.resources.as_resources();
+            let n = service.count;
+            // Saturating: a sum past the bounds is refused by validation all the same.
+            total.cpu_millis = total
+                .cpu_millis
+                .saturating_add(each.cpu_millis.saturating_mul(n));
+            total.memory_mib = total
+                .memory_mib
+                .saturating_add(each.memory_mib.saturating_mul(u64::from(n)));
+            total.disk_mib = total
+                .disk_mib
+                .saturating_add(each.disk_mib.saturating_mul(u64::from(n)));
+            total.gpu.count = total
+                .gpu
+                .count
+                .saturating_add(each.gpu.count.saturating_mul(n));
+            if total.gpu.models.is_empty() {
+                total.gpu.models = each.gpu.models;
+            }
+            total.gpu.vram_mib_min = total.gpu.vram_mib_min.max(each.gpu.vram_mib_min);
+        }
+        total
     }
 
     /// A container runtime when the spec names an image, else a sandboxed process.
@@ -943,6 +1104,78 @@ impl JobSpec {
             verification: self.verification.terms(),
         }
     }
+}
+
+/// A job's or a service's `expose`: a bounded number of distinct ports, and a network to
+/// publish them on.
+fn check_expose(expose: &[Expose], network: Network) -> Result<(), SpecError> {
+    if expose.len() > MAX_EXPOSED_PORTS {
+        return Err(invalid(
+            "expose",
+            format!(
+                "has {} ports; at most {MAX_EXPOSED_PORTS} are allowed",
+                expose.len()
+            ),
+        ));
+    }
+    for (i, e) in expose.iter().enumerate() {
+        if e.port == 0 {
+            return Err(invalid(
+                format!("expose[{i}].port"),
+                "must be 1 to 65535: the port the service listens on",
+            ));
+        }
+        if expose[..i].iter().any(|o| o.port == e.port) {
+            return Err(invalid(
+                format!("expose[{i}].port"),
+                format!("{} is exposed twice", e.port),
+            ));
+        }
+    }
+    if !expose.is_empty() && network == Network::None {
+        return Err(invalid(
+            "run.network",
+            "must be egress when ports are exposed: Docker cannot publish the ports of a \
+             container without a network, so exposing ports also gives the container \
+             outbound network access; set run.network: egress",
+        ));
+    }
+    Ok(())
+}
+
+/// Puts an error about a part of the spec under that part's path: `run.image` in
+/// `services[1]` becomes `services[1].run.image`.
+fn under(prefix: &str) -> impl FnOnce(SpecError) -> SpecError + '_ {
+    move |e| match e {
+        SpecError::Invalid { path, why } => SpecError::Invalid {
+            path: format!("{prefix}.{path}"),
+            why,
+        },
+        SpecError::Malformed {
+            path,
+            message,
+            line,
+            column,
+        } => SpecError::Malformed {
+            path: format!("{prefix}.{path}"),
+            message,
+            line,
+            column,
+        },
+        other => other,
+    }
+}
+
+/// A DNS label as container networks resolve it: 1 to [`MAX_SERVICE_NAME_BYTES`] of `a-z 0-9
+/// -`, not starting or ending with `-`.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SERVICE_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 fn check_version(version: u32) -> Result<(), SpecError> {
@@ -1783,7 +2016,8 @@ outputs: true
         assert_eq!(
             unknown,
             "extra: unknown field `extra`, expected one of `version`, `name`, `kind`, `run`, \
-             `expose`, `health`, `resources`, `placement`, `pricing`, `limits`, `recovery`, `verification`, \
+             `expose`, `health`, `services`, `resources`, `placement`, `pricing`, `limits`, `recovery`, \
+             `verification`, \
              `inputs`, `outputs`, `storage`"
         );
         let gpu = message(&edit(
@@ -2084,6 +2318,176 @@ outputs: true
         ] {
             check(&text, Err(want));
         }
+    }
+
+    /// A web front end (the job's own run) with an api of `count` replicas and a database.
+    fn shop(api: &str, db: &str) -> String {
+        format!(
+            r#"
+version: 1
+name: web
+kind: service
+run: {{ image: example/web:1, network: egress, command: [web] }}
+expose: [{{ port: 8080 }}]
+services:
+  - name: api
+    run: {{ image: example/api:1, command: [api, --port, "9000"] }}
+    resources: {{ cpu: 500m, memory: 256Mi, disk: 100Mi{api} }}
+  - name: db
+    run: {{ image: example/db:1, network: egress, command: [db] }}
+    expose: [{{ port: 5432, proto: tcp }}]
+    resources: {{ cpu: 1, memory: 1Gi, disk: 10Gi{db} }}
+resources: {{ cpu: 250m, memory: 128Mi, disk: 50Mi }}
+pricing: {{ max_per_hour: "1.00", deposit: "2.00" }}
+limits: {{ max_duration: 1h }}
+"#
+        )
+    }
+
+    #[test]
+    fn a_multi_service_job_asks_for_the_sum_of_its_services() {
+        let text = shop("", "").replacen("  - name: api\n", "  - name: api\n    count: 3\n", 1);
+        check(&text, Ok(()));
+        let spec = JobSpec::parse_yaml(&text).expect("parses");
+        assert_eq!(spec.services.len(), 2);
+        assert_eq!(spec.services[0].count, 3);
+        assert_eq!(spec.services[1].count, 1, "count defaults to 1");
+        assert_eq!(spec.services[1].expose[0].proto, ExposeProto::Tcp);
+        let total = spec.resources();
+        assert_eq!(total.cpu_millis, 250 + 3 * 500 + 1000);
+        assert_eq!(total.memory_mib, 128 + 3 * 256 + 1024);
+        assert_eq!(total.disk_mib, 50 + 3 * 100 + 10 * 1024);
+        assert_eq!(spec.order_terms().resources, total);
+        // Replicas' GPUs add up; the models are the one list, the memory the most asked.
+        let gpus = JobSpec::parse_yaml(&shop(
+            ", gpu: { count: 1, models: [h100], vram: 40Gi }",
+            ", gpu: { count: 2, models: [h100], vram: 80Gi }",
+        ))
+        .expect("parses")
+        .resources()
+        .gpu;
+        assert_eq!(gpus.count, 3);
+        assert_eq!(gpus.models, vec!["h100".to_owned()]);
+        assert_eq!(gpus.vram_mib_min, 80 * 1024);
+        // A count of 1 stays out of the manifest; a job without services keeps its bytes.
+        let manifest = String::from_utf8(spec.manifest_bytes()).expect("utf-8");
+        assert!(
+            manifest.contains(r#"{"name":"api","count":3,"run""#),
+            "{manifest}"
+        );
+        assert!(manifest.contains(r#"{"name":"db","run""#), "{manifest}");
+        let plain = String::from_utf8(JobSpec::parse_yaml(FULL).expect("parses").manifest_bytes())
+            .expect("utf-8");
+        assert!(!plain.contains("services"), "{plain}");
+    }
+
+    #[test]
+    fn services_are_refused_naming_the_field_and_the_fix() {
+        let nine: String = (0..9)
+            .map(|i| {
+                format!(
+                    "  - {{ name: s{i}, run: {{ image: x, command: [x] }}, resources: {{ cpu: 1, memory: 1Mi, disk: 1Mi }} }}\n"
+                )
+            })
+            .collect();
+        for (text, want) in [
+            (
+                shop("", "").replacen("name: web", "name: my_web", 1),
+                "name: \"my_web\" must be a DNS label",
+            ),
+            (
+                shop("", "").replacen("name: db", "name: Db", 1),
+                "services[1].name: \"Db\" must be a DNS label",
+            ),
+            (
+                shop("", "").replacen("name: db", "name: -db", 1),
+                "services[1].name: \"-db\" must be a DNS label",
+            ),
+            (
+                shop("", "").replacen("name: db", "name: web", 1),
+                "services[1].name: \"web\" is the job's name",
+            ),
+            (
+                shop("", "").replacen("name: db", "name: api", 1),
+                "services[1].name: \"api\" names two services",
+            ),
+            (
+                shop("", "").replacen("  - name: api\n", "  - name: api\n    count: 0\n", 1),
+                "services[0].count: is 0; a service runs 1 to 8 replicas",
+            ),
+            (
+                shop("", "").replacen("  - name: api\n", "  - name: api\n    count: 9\n", 1),
+                "services[0].count: is 9",
+            ),
+            (
+                shop("", "").replacen("image: example/api:1, ", "", 1),
+                "services[0].run.image: is required",
+            ),
+            (
+                shop("", "")
+                    .replacen("kind: service", "kind: batch", 1)
+                    .replacen("image: example/web:1, network: egress, ", "", 1)
+                    .replacen("expose: [{ port: 8080 }]\n", "", 1),
+                "run.image: is required when the job has services",
+            ),
+            (
+                shop("", "").replacen("command: [api, --port, \"9000\"]", "command: []", 1),
+                "services[0].run.command: is empty",
+            ),
+            (
+                shop("", "").replacen(
+                    "image: example/db:1, network: egress, ",
+                    "image: example/db:1, ",
+                    1,
+                ),
+                "services[1].run.network: must be egress when ports are exposed",
+            ),
+            (
+                shop("", "").replacen("{ port: 5432, proto: tcp }", "{ port: 0 }", 1),
+                "services[1].expose[0].port: must be 1 to 65535",
+            ),
+            (
+                shop("", "").replacen("cpu: 500m", "cpu: 0", 1),
+                "services[0].resources.cpu: must be more than 0",
+            ),
+            (
+                shop(
+                    ", gpu: { count: 1, models: [h100] }",
+                    ", gpu: { count: 1, models: [a100] }",
+                ),
+                "services[1].resources.gpu.models: [\"a100\"] differs from [\"h100\"]",
+            ),
+            (
+                shop("", "")
+                    .replacen("  - name: api\n", "  - name: api\n    count: 8\n", 1)
+                    .replacen("  - name: db\n", "  - name: db\n    count: 8\n", 1),
+                "services: with their counts, the job runs 17 containers; at most 16",
+            ),
+            (
+                shop("", "").replacen("services:\n", &format!("services:\n{nine}"), 1),
+                "services: lists 11 services; at most 8",
+            ),
+            (
+                shop("", "").replacen("  - name: api\n", "  - name: api\n    replicas: 2\n", 1),
+                "services[0].replicas: unknown field `replicas`, expected one of `name`, `count`",
+            ),
+            (
+                shop("", "")
+                    .replacen("kind: service", "kind: batch", 1)
+                    .replacen("expose: [{ port: 8080 }]\n", "", 1),
+                "services[1].expose: is only for kind: service",
+            ),
+        ] {
+            check(&text, Err(want));
+        }
+        // A batch job may have services (a database its tests use), unexposed.
+        check(
+            &shop("", "")
+                .replacen("kind: service", "kind: batch", 1)
+                .replacen("expose: [{ port: 8080 }]\n", "", 1)
+                .replacen("    expose: [{ port: 5432, proto: tcp }]\n", "", 1),
+            Ok(()),
+        );
     }
 
     #[test]
