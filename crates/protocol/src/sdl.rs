@@ -1,34 +1,62 @@
 //! Akash SDL (the Stack Definition Language, versions 2.0 and 2.1) to a gpunet job spec, for
 //! `gpunet sdl convert` and `gpunet job submit --from-sdl`.
 //!
-//! What maps, for the one service a deployment places:
+//! The services a deployment places become one gpunet job, run on one provider. The main
+//! service is the first, in the order the `services` section defines them, with an expose
+//! `to: [{global: true}]`, else the first: it is the job's own `run`, `expose` and `resources`,
+//! and the job's `name` is its name made a DNS label. Every other placed service becomes an
+//! entry of `services`, named the same way; on the job's private network each reaches the
+//! others by those names.
+//!
+//! What maps, for each placed service:
 //! - `services.<s>.image` → `run.image`; `command` followed by `args` → `run.command`;
 //!   `env: [K=V]` → `run.env`.
-//! - `services.<s>.expose[]` with `to: [{global: true}]` → `expose` (port 80 or `as: 80`, or
-//!   `http_options`, as `http`; other TCP ports as `tcp`), which makes the job `kind: service`
-//!   with `run.network: egress`.
-//! - `profiles.compute.<p>.resources`: `cpu.units` → `resources.cpu`, `memory.size` →
-//!   `resources.memory`, ephemeral `storage` (summed) → `resources.disk`, `gpu.units` →
-//!   `resources.gpu.count`, `gpu.attributes.vendor.nvidia[].model` → `resources.gpu.models`
-//!   (so `h100` stays an `h100` constraint) and their least `ram` → `resources.gpu.vram`.
-//! - `profiles.placement.<p>.attributes.region` → `placement.regions`.
-//! - `deployment.<s>.<p>`: `profile` and `count: 1`.
+//! - `services.<s>.expose[]` with `to: [{global: true}]` → the service's `expose` (port 80 or
+//!   `as: 80`, or `http_options`, as `http`; other TCP ports as `tcp`) with `run.network:
+//!   egress`; a published port makes the job `kind: service`.
+//! - `services.<s>.expose[]` with `to: [{service: <other>}]` → nothing to add: every service of
+//!   a gpunet job reaches every port of the others by name. An expose to no one, or to services
+//!   only, publishes nothing (UDP included: the private network carries it).
+//! - `profiles.compute.<p>.resources`, per replica: `cpu.units` → `resources.cpu`,
+//!   `memory.size` → `resources.memory`, ephemeral `storage` (summed) → `resources.disk`,
+//!   `gpu.units` → `resources.gpu.count`, `gpu.attributes.vendor.nvidia[].model` →
+//!   `resources.gpu.models` (so `h100` stays an `h100` constraint, in every service that asks
+//!   for it) and their least `ram` → `resources.gpu.vram`.
+//! - `deployment.<s>.<g>`: `profile`; `count` → `services[].count` (1 to 8) for a service
+//!   other than the main one, and `count: 1` for the main one.
+//! - `profiles.placement.<g>.attributes.region` → `placement.regions`, of the placement group
+//!   `<g>` the main service is deployed in.
 //! - Pricing: SDL prices are per block in `uakt`/`uact`/IBC denoms, which have no fixed usd
-//!   value; `--max-per-hour` (usd) is required, `--deposit` defaults to one hour of it, and
-//!   `--max-duration` (Akash leases have none) to a day.
+//!   value; `--max-per-hour` (usd, for the whole job) is required, `--deposit` defaults to one
+//!   hour of it, and `--max-duration` (Akash leases have none) to a day.
 //!
-//! Everything else — more than one service, `count` above 1, service-to-service exposes, UDP,
-//! `accept` hosts, `http_options`, persistent storage and `params.storage`, `credentials`,
-//! `dependencies`, other placement attributes, `signedBy`, non-NVIDIA GPUs, GPU `interface`,
-//! `endpoints`, and any key this converter does not know — is listed by its path with why, and
-//! the conversion is refused unless the caller accepts a lossy one. Nothing is dropped silently.
+//! Everything else is listed by its path with why, and the conversion is refused unless the
+//! caller accepts a lossy one, which leaves it out (as each why says). Nothing is dropped
+//! silently. That is: a `count` above 1 for the main service (gpunet runs a job's own run once)
+//! and above 8 for another; services deployed in a placement group other than the main one's
+//! (a job runs on one provider); GPU models that differ between services (a job's order names
+//! one list); with several services, a name that is not a DNS label (the others would reach it
+//! by another); an expose `to` a service the SDL does not define; an `as` that remaps the
+//! port, unless to 80 on an expose to no service (services reach the container's own port);
+//! UDP exposed globally; `accept` hosts; `http_options`; persistent storage and
+//! `params.storage`; `credentials`; `dependencies` (services start together); a second
+//! placement of a service; services defined but not deployed; other placement attributes;
+//! `signedBy`; non-NVIDIA GPUs; GPU `interface`; `endpoints`; and any key this converter does
+//! not know.
+//!
+//! A job past gpunet's bounds (more than 8 services besides the main one, more than 16
+//! containers with their counts) is refused by the spec's own checks, naming the field.
 //!
 //! Pure: text in, a checked [`JobSpec`] and the list out.
+
+use std::collections::BTreeMap;
 
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::Amount;
-use crate::jobspec::{JobSpec, Mebibytes, Millicores, Seconds};
+use crate::jobspec::{
+    JobSpec, MAX_SERVICE_NAME_BYTES, MAX_SERVICE_REPLICAS, Mebibytes, Millicores, Seconds,
+};
 
 /// Longest SDL file read, in bytes.
 pub const MAX_SDL_BYTES: usize = 1024 * 1024;
@@ -155,24 +183,131 @@ fn strings(v: &Value, path: &str) -> Result<Vec<String>, SdlError> {
         .collect()
 }
 
-/// A gpunet job name from a service name: lower-case `a-z 0-9 - _`, at most 64 bytes.
-fn job_name(service: &str) -> String {
-    let mut name: String = service
+/// A DNS label from an SDL service name, for the job's `name` and `services[].name`: lower-case
+/// `a-z 0-9 -`, not starting or ending with `-`, at most [`MAX_SERVICE_NAME_BYTES`].
+fn dns_label(service: &str) -> String {
+    let mapped: String = service
         .chars()
         .map(|c| c.to_ascii_lowercase())
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
                 c
             } else {
                 '-'
             }
         })
-        .take(64)
         .collect();
-    if name.is_empty() {
-        name.push_str("sdl");
+    // Every char is ASCII now, so chars are bytes.
+    let mut label: String = mapped
+        .trim_matches('-')
+        .chars()
+        .take(MAX_SERVICE_NAME_BYTES)
+        .collect();
+    label.truncate(label.trim_end_matches('-').len());
+    if label.is_empty() {
+        label.push_str("sdl");
     }
-    name
+    label
+}
+
+/// A service the SDL deploys: where, with which profile, how many.
+struct Placed<'a> {
+    /// Its name in the SDL.
+    name: String,
+    service: &'a Mapping,
+    /// The placement group (`profiles.placement.<group>`) it is deployed in.
+    group: String,
+    /// `deployment.<name>.<group>`.
+    dep_path: String,
+    /// Its compute profile (`profiles.compute.<profile>`).
+    profile: String,
+    count: u32,
+}
+
+fn place<'a>(
+    w: &mut Walk,
+    services: &'a Mapping,
+    deployment: &Mapping,
+    name: &str,
+) -> Result<Placed<'a>, SdlError> {
+    let svc_path = format!("services.{name}");
+    let service = mapping(
+        get(services, name).ok_or_else(|| invalid(&svc_path, "is deployed but not defined"))?,
+        &svc_path,
+    )?;
+    let placements = mapping(
+        get(deployment, name).unwrap_or(&Value::Null),
+        &format!("deployment.{name}"),
+    )?;
+    let groups: Vec<String> = placements.keys().map(key_name).collect();
+    let Some(group) = groups.first().cloned() else {
+        return Err(invalid(format!("deployment.{name}"), "names no placement"));
+    };
+    for other in groups.iter().skip(1) {
+        w.skip(
+            format!("deployment.{name}.{other}"),
+            "one placement per service; a second would be a second deployment",
+        );
+    }
+    let dep_path = format!("deployment.{name}.{group}");
+    let dep = mapping(get(placements, &group).unwrap_or(&Value::Null), &dep_path)?;
+    w.unknown_keys(&dep_path, dep, &["profile", "count"]);
+    let profile = scalar(
+        get(dep, "profile").ok_or_else(|| invalid(format!("{dep_path}.profile"), "is missing"))?,
+        &format!("{dep_path}.profile"),
+    )?;
+    let count = match get(dep, "count") {
+        Some(c) => {
+            let cp = format!("{dep_path}.count");
+            let text = scalar(c, &cp)?;
+            text.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                invalid(
+                    &cp,
+                    format!("{text:?} must be a whole number of replicas, 1 or more"),
+                )
+            })?
+        }
+        None => 1,
+    };
+    Ok(Placed {
+        name: name.to_owned(),
+        service,
+        group,
+        dep_path,
+        profile,
+        count,
+    })
+}
+
+/// Whether a service has an expose `to: [{global: true}]`. Read leniently: the conversion
+/// itself reports what is malformed.
+fn has_global_expose(service: &Mapping) -> bool {
+    get(service, "expose")
+        .and_then(Value::as_sequence)
+        .is_some_and(|list| {
+            list.iter().filter_map(Value::as_mapping).any(|e| {
+                get(e, "to").and_then(Value::as_sequence).is_some_and(|to| {
+                    to.iter()
+                        .filter_map(Value::as_mapping)
+                        .any(|t| get(t, "global").and_then(Value::as_bool) == Some(true))
+                })
+            })
+        })
+}
+
+/// The GPU models of converted resources; empty for any.
+fn gpu_models(resources: &Mapping) -> Vec<String> {
+    get(resources, "gpu")
+        .and_then(Value::as_mapping)
+        .and_then(|g| get(g, "models"))
+        .and_then(Value::as_sequence)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Converts an SDL. See the module doc for what maps.
@@ -227,94 +362,174 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
     )?;
     w.unknown_keys("profiles", profiles, &["compute", "placement"]);
 
-    // The deployed services, in the SDL's order: the first is converted, the others listed.
+    // The deployed services, in the order the `services` section defines them.
+    let defined: Vec<String> = services.keys().map(key_name).collect();
     let deployed: Vec<String> = deployment.keys().map(key_name).collect();
-    let Some(service_name) = deployed.first().cloned() else {
+    if deployed.is_empty() {
         return Err(invalid("deployment", "deploys no service"));
-    };
-    for other in deployed.iter().skip(1) {
-        w.skip(
-            format!("deployment.{other}"),
-            "gpunet jobs run one service for now; multi-service jobs are not supported yet",
-        );
     }
-    for s in services.keys().map(key_name) {
-        if !deployed.contains(&s) {
+    if let Some(missing) = deployed.iter().find(|d| !defined.contains(d)) {
+        return Err(invalid(
+            format!("services.{missing}"),
+            "is deployed but not defined",
+        ));
+    }
+    for s in &defined {
+        if !deployed.contains(s) {
             w.skip(format!("services.{s}"), "defined but never deployed");
         }
     }
-    let svc_path = format!("services.{service_name}");
-    let service = mapping(
-        get(services, &service_name)
-            .ok_or_else(|| invalid(&svc_path, "is deployed but not defined"))?,
-        &svc_path,
-    )?;
-    let placements = mapping(
-        get(deployment, &service_name).unwrap_or(&Value::Null),
-        &format!("deployment.{service_name}"),
-    )?;
-    let placement_names: Vec<String> = placements.keys().map(key_name).collect();
-    let Some(placement_name) = placement_names.first().cloned() else {
-        return Err(invalid(
-            format!("deployment.{service_name}"),
-            "names no placement",
-        ));
-    };
-    for other in placement_names.iter().skip(1) {
+    let mut placed = Vec::new();
+    for name in defined.iter().filter(|s| deployed.contains(s)) {
+        placed.push(place(&mut w, services, deployment, name)?);
+    }
+    // The main service, the job's own run: the first published to the world, else the first.
+    let main_at = placed
+        .iter()
+        .position(|p| has_global_expose(p.service))
+        .unwrap_or(0);
+    let main = placed.remove(main_at);
+    let others = placed;
+
+    if main.count > 1 {
         w.skip(
-            format!("deployment.{service_name}.{other}"),
-            "one placement per job; a second would be a second deployment",
+            format!("{}.count", main.dep_path),
+            format!(
+                "{} replicas of the main service: gpunet runs a job's own run once (only its \
+                 other services have a count); move what is replicated to a service of its own",
+                main.count
+            ),
         );
     }
-    let dep_path = format!("deployment.{service_name}.{placement_name}");
-    let dep = mapping(
-        get(placements, &placement_name).unwrap_or(&Value::Null),
-        &dep_path,
-    )?;
-    w.unknown_keys(&dep_path, dep, &["profile", "count"]);
-    let profile_name = scalar(
-        get(dep, "profile").ok_or_else(|| invalid(format!("{dep_path}.profile"), "is missing"))?,
-        &format!("{dep_path}.profile"),
-    )?;
-    if let Some(count) = get(dep, "count") {
-        let count = scalar(count, &format!("{dep_path}.count"))?;
-        if count != "1" {
+    for p in &others {
+        if p.count > MAX_SERVICE_REPLICAS {
             w.skip(
-                format!("{dep_path}.count"),
-                format!("{count} replicas: a gpunet job runs one for now"),
+                format!("{}.count", p.dep_path),
+                format!(
+                    "{} replicas: a gpunet service runs at most {MAX_SERVICE_REPLICAS}; converted \
+                     with --lossy it runs {MAX_SERVICE_REPLICAS}",
+                    p.count
+                ),
+            );
+        }
+        if p.group != main.group {
+            w.skip(
+                &p.dep_path,
+                format!(
+                    "placed in {:?}, the main service {:?} in {:?}: gpunet runs a job on one \
+                     provider, so all its services need one placement group; converted with \
+                     --lossy it runs in {:?}",
+                    p.group, main.name, main.group, main.group
+                ),
             );
         }
     }
 
-    let mut run = Mapping::new();
-    let mut spec = Mapping::new();
-    let mut kind_service = false;
-    convert_service(
-        &mut w,
-        &svc_path,
-        service,
-        &mut run,
-        &mut spec,
-        &mut kind_service,
-    )?;
+    // Names on the job's network: the main service is the job's name.
+    let all: Vec<&Placed> = std::iter::once(&main).chain(&others).collect();
+    let mut labels: Vec<String> = Vec::with_capacity(all.len());
+    for p in &all {
+        let label = dns_label(&p.name);
+        if let Some(at) = labels.iter().position(|l| *l == label) {
+            return Err(invalid(
+                format!("services.{}", p.name),
+                format!(
+                    "becomes {label:?} as a DNS label, as does services.{}; rename one",
+                    all[at].name
+                ),
+            ));
+        }
+        labels.push(label);
+    }
+    if !others.is_empty() {
+        for (p, label) in all.iter().zip(&labels) {
+            if p.name != *label {
+                w.skip(
+                    format!("services.{}", p.name),
+                    format!(
+                        "{:?} is not a DNS label: the job's other services reach it as {label:?}",
+                        p.name
+                    ),
+                );
+            }
+        }
+    }
 
-    let compute_path = format!("profiles.compute.{profile_name}");
-    let compute = get(profiles, "compute")
-        .and_then(|c| c.as_mapping())
-        .and_then(|c| get(c, &profile_name))
-        .ok_or_else(|| invalid(&compute_path, "is missing"))?;
-    let resources = convert_resources(&mut w, &compute_path, mapping(compute, &compute_path)?)?;
+    let mut runs = Vec::with_capacity(all.len());
+    for p in &all {
+        runs.push(convert_service(
+            &mut w,
+            &format!("services.{}", p.name),
+            p.service,
+            &defined,
+        )?);
+    }
 
-    let place_path = format!("profiles.placement.{placement_name}");
+    // Resources per replica, each compute profile converted (and reported) once.
+    let compute = get(profiles, "compute").and_then(Value::as_mapping);
+    let mut by_profile: BTreeMap<&str, Mapping> = BTreeMap::new();
+    let mut resources = Vec::with_capacity(all.len());
+    for p in &all {
+        let converted = match by_profile.get(p.profile.as_str()) {
+            Some(r) => r.clone(),
+            None => {
+                let cp = format!("profiles.compute.{}", p.profile);
+                let c = compute
+                    .and_then(|c| get(c, &p.profile))
+                    .ok_or_else(|| invalid(&cp, "is missing"))?;
+                let r = convert_resources(&mut w, &cp, mapping(c, &cp)?)?;
+                by_profile.insert(&p.profile, r.clone());
+                r
+            }
+        };
+        resources.push(converted);
+    }
+    // One list of GPU models for the job: the first service's that names any.
+    let mut first_models: Option<(Vec<String>, &str)> = None;
+    let mut differing: Vec<String> = Vec::new();
+    for (p, res) in all.iter().zip(&mut resources) {
+        let models = gpu_models(res);
+        if models.is_empty() {
+            continue;
+        }
+        match &first_models {
+            None => first_models = Some((models, &p.name)),
+            Some((first, owner)) if *first != models => {
+                let path = format!(
+                    "profiles.compute.{}.resources.gpu.attributes.vendor.nvidia",
+                    p.profile
+                );
+                if !differing.contains(&path) {
+                    w.skip(
+                        &path,
+                        format!(
+                            "GPU models {models:?} differ from {first:?} of service {owner:?}: a \
+                             job runs on one provider and its order names one list of models; \
+                             converted with --lossy they are left out and the job asks for \
+                             {first:?}"
+                        ),
+                    );
+                    differing.push(path);
+                }
+                if let Some(Value::Mapping(gpu)) = res.get_mut(Value::String("gpu".into())) {
+                    gpu.remove(Value::String("models".into()));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    let place_path = format!("profiles.placement.{}", main.group);
     let placement = get(profiles, "placement")
         .and_then(|c| c.as_mapping())
-        .and_then(|c| get(c, &placement_name))
+        .and_then(|c| get(c, &main.group))
         .ok_or_else(|| invalid(&place_path, "is missing"))?;
+    let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
     let (regions, priced) = convert_placement(
         &mut w,
         &place_path,
         mapping(placement, &place_path)?,
-        &service_name,
+        &names,
     )?;
 
     if !w.unmapped.is_empty() && !opts.lossy {
@@ -323,9 +538,9 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
 
     let max_per_hour = match (opts.max_per_hour, priced) {
         (Some(p), _) => p,
-        (None, Some(denom)) => {
+        (None, Some(Priced { service, denom })) => {
             return Err(invalid(
-                format!("{place_path}.pricing.{service_name}"),
+                format!("{place_path}.pricing.{service}"),
                 format!(
                     "prices in {denom} per block, which has no fixed usd value; give the most \
                      you pay per hour in usd with --max-per-hour"
@@ -335,7 +550,7 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
         (None, None) => {
             return Err(invalid(
                 format!("{place_path}.pricing"),
-                "has no price for the service; give --max-per-hour (usd)",
+                "has no price for the services; give --max-per-hour (usd)",
             ));
         }
     };
@@ -343,14 +558,46 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
     let max_duration = opts.max_duration.unwrap_or(Seconds(86_400));
 
     let s = |x: &str| Value::String(x.to_owned());
+    let published = runs.iter().any(|r| !r.expose.is_empty());
+    let mut runs = runs.into_iter();
+    let mut resources = resources.into_iter();
+    let mut labels = labels.into_iter();
+    let mut spec = Mapping::new();
     spec.insert(s("version"), Value::Number(1.into()));
-    spec.insert(s("name"), s(&job_name(&service_name)));
-    if kind_service {
+    spec.insert(
+        s("name"),
+        s(&labels.next().expect("the main service has a label")),
+    );
+    if published {
         spec.insert(s("kind"), s("service"));
-        run.insert(s("network"), s("egress"));
     }
-    spec.insert(s("run"), Value::Mapping(run));
-    spec.insert(s("resources"), Value::Mapping(resources));
+    let main_run = runs.next().expect("the main service was converted");
+    let main_expose = main_run.expose.clone();
+    spec.insert(s("run"), Value::Mapping(main_run.into_run()));
+    if !main_expose.is_empty() {
+        spec.insert(s("expose"), Value::Sequence(main_expose));
+    }
+    let main_resources = resources.next().expect("the main service has resources");
+    let mut entries = Vec::with_capacity(others.len());
+    for (((p, run), res), label) in others.iter().zip(runs).zip(resources).zip(labels) {
+        let mut e = Mapping::new();
+        e.insert(s("name"), s(&label));
+        let count = p.count.min(MAX_SERVICE_REPLICAS);
+        if count != 1 {
+            e.insert(s("count"), Value::Number(count.into()));
+        }
+        let expose = run.expose.clone();
+        e.insert(s("run"), Value::Mapping(run.into_run()));
+        if !expose.is_empty() {
+            e.insert(s("expose"), Value::Sequence(expose));
+        }
+        e.insert(s("resources"), Value::Mapping(res));
+        entries.push(Value::Mapping(e));
+    }
+    if !entries.is_empty() {
+        spec.insert(s("services"), Value::Sequence(entries));
+    }
+    spec.insert(s("resources"), Value::Mapping(main_resources));
     if !regions.is_empty() {
         let mut p = Mapping::new();
         p.insert(
@@ -366,7 +613,6 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
     let mut limits = Mapping::new();
     limits.insert(s("max_duration"), s(&format!("{}s", max_duration.0)));
     spec.insert(s("limits"), Value::Mapping(limits));
-    // The expose list was built into `spec` by the service.
     let yaml = serde_yaml_ng::to_string(&Value::Mapping(spec))
         .map_err(|e| SdlError::Spec(e.to_string()))?;
     let parsed = JobSpec::parse_yaml(&yaml).map_err(|e| SdlError::Spec(e.to_string()))?;
@@ -377,15 +623,36 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
     })
 }
 
+/// One service converted: its `run` and the ports it publishes.
+struct ServiceRun {
+    run: Mapping,
+    expose: Vec<Value>,
+}
+
+impl ServiceRun {
+    /// The `run`, with egress when ports are published (Docker publishes only the ports of a
+    /// container with a network; the job's private network is there either way).
+    fn into_run(mut self) -> Mapping {
+        if !self.expose.is_empty() {
+            self.run.insert(
+                Value::String("network".into()),
+                Value::String("egress".into()),
+            );
+        }
+        self.run
+    }
+}
+
+/// A service's image, command, env and exposes; `defined` are the SDL's service names, which
+/// service-to-service exposes may name.
 fn convert_service(
     w: &mut Walk,
     path: &str,
     service: &Mapping,
-    run: &mut Mapping,
-    spec: &mut Mapping,
-    kind_service: &mut bool,
-) -> Result<(), SdlError> {
+    defined: &[String],
+) -> Result<ServiceRun, SdlError> {
     let s = |x: &str| Value::String(x.to_owned());
+    let mut run = Mapping::new();
     w.unknown_keys(
         path,
         service,
@@ -440,7 +707,10 @@ fn convert_service(
         if get(service, key).is_some() {
             let why = match key {
                 "credentials" => "private registry credentials are not supported yet",
-                _ => "service dependencies need multi-service jobs, not supported yet",
+                _ => {
+                    "a gpunet job starts its services together, in no order; wait for what a \
+                     service needs in its command"
+                }
             };
             w.skip(format!("{path}.{key}"), why);
         }
@@ -481,7 +751,46 @@ fn convert_service(
                     .map_err(|_| invalid(format!("{ep}.as"), "must be a port number"))?,
                 None => port,
             };
-            if as_port != port && as_port != 80 {
+            // To the world, and to other services of the deployment: both, either or neither.
+            let mut global = false;
+            let mut to_services = false;
+            if let Some(to) = get(e, "to") {
+                let to = to
+                    .as_sequence()
+                    .ok_or_else(|| invalid(format!("{ep}.to"), "must be a list"))?;
+                for (j, t) in to.iter().enumerate() {
+                    let tp = format!("{ep}.to[{j}]");
+                    let t = mapping(t, &tp)?;
+                    if get(t, "global").and_then(Value::as_bool) == Some(true) {
+                        global = true;
+                    }
+                    if let Some(other) = get(t, "service") {
+                        // On the job's private network every service reaches every port of
+                        // the others by name: nothing to add, if the service is there.
+                        to_services = true;
+                        let other = scalar(other, &format!("{tp}.service"))?;
+                        if !defined.contains(&other) {
+                            w.skip(
+                                format!("{tp}.service"),
+                                format!("{other:?} is not a service of this SDL"),
+                            );
+                        }
+                    }
+                    w.unknown_keys(&tp, t, &["global", "service", "ip"]);
+                    if get(t, "ip").is_some() {
+                        w.skip(format!("{tp}.ip"), "leased IPs are not supported");
+                    }
+                }
+            }
+            if as_port != port && to_services {
+                w.skip(
+                    format!("{ep}.as"),
+                    format!(
+                        "the job's other services reach this one on its own port {port}, not \
+                         {as_port}: gpunet's private network does not remap ports"
+                    ),
+                );
+            } else if as_port != port && as_port != 80 {
                 w.skip(
                     format!("{ep}.as"),
                     "gpunet publishes the container's own port; remapping needs ingress, not \
@@ -493,7 +802,7 @@ fn convert_service(
                 .transpose()?
                 .unwrap_or_else(|| "tcp".into())
                 .to_ascii_lowercase();
-            if proto == "udp" {
+            if proto == "udp" && global {
                 w.skip(
                     format!("{ep}.proto"),
                     "UDP ports are not published; only TCP",
@@ -510,30 +819,7 @@ fn convert_service(
                     w.skip(format!("{ep}.{key}"), why);
                 }
             }
-            let mut global = false;
-            if let Some(to) = get(e, "to") {
-                let to = to
-                    .as_sequence()
-                    .ok_or_else(|| invalid(format!("{ep}.to"), "must be a list"))?;
-                for (j, t) in to.iter().enumerate() {
-                    let tp = format!("{ep}.to[{j}]");
-                    let t = mapping(t, &tp)?;
-                    if get(t, "global").and_then(Value::as_bool) == Some(true) {
-                        global = true;
-                    } else if get(t, "service").is_some() {
-                        w.skip(
-                            format!("{tp}.service"),
-                            "service-to-service traffic needs multi-service jobs, not supported \
-                             yet",
-                        );
-                    }
-                    w.unknown_keys(&tp, t, &["global", "service", "ip"]);
-                    if get(t, "ip").is_some() {
-                        w.skip(format!("{tp}.ip"), "leased IPs are not supported");
-                    }
-                }
-            }
-            if !global {
+            if !global || proto == "udp" {
                 // Not exposed beyond the deployment: nothing to publish.
                 continue;
             }
@@ -544,11 +830,10 @@ fn convert_service(
             exposes.push(Value::Mapping(m));
         }
     }
-    if !exposes.is_empty() {
-        *kind_service = true;
-        spec.insert(s("expose"), Value::Sequence(exposes));
-    }
-    Ok(())
+    Ok(ServiceRun {
+        run,
+        expose: exposes,
+    })
 }
 
 fn convert_resources(w: &mut Walk, path: &str, compute: &Mapping) -> Result<Mapping, SdlError> {
@@ -672,6 +957,8 @@ fn convert_resources(w: &mut Walk, path: &str, compute: &Mapping) -> Result<Mapp
                 }
             }
             if !models.is_empty() {
+                // A set of models: in one order, so two services' lists compare.
+                models.sort();
                 models.dedup();
                 g.insert(
                     s("models"),
@@ -687,13 +974,20 @@ fn convert_resources(w: &mut Walk, path: &str, compute: &Mapping) -> Result<Mapp
     Ok(out)
 }
 
-/// The regions and the service's price denom (if priced) of a placement.
+/// A placement group's price for one of the job's services.
+struct Priced {
+    service: String,
+    /// `uakt`, `uact` or an IBC denom: none has a fixed usd value.
+    denom: String,
+}
+
+/// The regions of a placement group, and its price for the first of `services` it prices.
 fn convert_placement(
     w: &mut Walk,
     path: &str,
     placement: &Mapping,
-    service: &str,
-) -> Result<(Vec<String>, Option<String>), SdlError> {
+    services: &[&str],
+) -> Result<(Vec<String>, Option<Priced>), SdlError> {
     w.unknown_keys(path, placement, &["attributes", "signedBy", "pricing"]);
     let mut regions = Vec::new();
     if let Some(attrs) = get(placement, "attributes") {
@@ -717,21 +1011,26 @@ fn convert_placement(
             "auditor signatures are not a gpunet concept; providers prove hardware by challenge",
         );
     }
-    let mut denom = None;
+    let mut priced = None;
     if let Some(pricing) = get(placement, "pricing") {
         let pp = format!("{path}.pricing");
         let pricing = mapping(pricing, &pp)?;
-        if let Some(price) = get(pricing, service) {
+        for service in services {
+            let Some(price) = get(pricing, service) else {
+                continue;
+            };
             let price = mapping(price, &format!("{pp}.{service}"))?;
-            denom = Some(
-                get(price, "denom")
-                    .map(|d| scalar(d, &format!("{pp}.{service}.denom")))
-                    .transpose()?
-                    .unwrap_or_else(|| "uakt".into()),
-            );
+            let denom = get(price, "denom")
+                .map(|d| scalar(d, &format!("{pp}.{service}.denom")))
+                .transpose()?
+                .unwrap_or_else(|| "uakt".into());
+            priced.get_or_insert(Priced {
+                service: (*service).to_owned(),
+                denom,
+            });
         }
     }
-    Ok((regions, denom))
+    Ok((regions, priced))
 }
 
 #[cfg(test)]
@@ -739,9 +1038,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_names_are_made_valid() {
-        assert_eq!(job_name("Web.App"), "web-app");
-        assert_eq!(job_name(""), "sdl");
-        assert_eq!(job_name(&"x".repeat(100)).len(), 64);
+    fn service_names_are_made_dns_labels() {
+        assert_eq!(dns_label("Web.App"), "web-app");
+        assert_eq!(dns_label("my_db"), "my-db");
+        assert_eq!(dns_label("-api-"), "api");
+        assert_eq!(dns_label(""), "sdl");
+        assert_eq!(dns_label("__"), "sdl");
+        assert_eq!(dns_label(&"x".repeat(100)).len(), MAX_SERVICE_NAME_BYTES);
+        let long = format!("{}_y", "x".repeat(62));
+        assert_eq!(
+            dns_label(&long),
+            "x".repeat(62),
+            "no - at the end after cutting"
+        );
+        for name in ["Web.App", "my_db", "", &"x".repeat(100), &long] {
+            assert!(crate::jobspec::is_dns_label(&dns_label(name)), "{name}");
+        }
     }
 }

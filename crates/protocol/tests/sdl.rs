@@ -265,7 +265,6 @@ endpoints:
     let paths = unmapped_paths(&e);
     for expected in [
         "endpoints",
-        "deployment.db",
         "deployment.web.dc.count",
         "services.web.credentials",
         "services.web.dependencies",
@@ -273,7 +272,6 @@ endpoints:
         "services.web.expose[0].as",
         "services.web.expose[0].accept",
         "services.web.expose[0].http_options",
-        "services.web.expose[0].to[1].service",
         "services.web.expose[1].proto",
         "profiles.compute.web.resources.storage[1]",
         "profiles.compute.web.resources.gpu.attributes.vendor.amd",
@@ -285,6 +283,10 @@ endpoints:
             paths.iter().any(|p| p == expected),
             "{expected} not reported: {paths:?}"
         );
+    }
+    // A second service and an expose to it map: db is a service of the job.
+    for maps in ["deployment.db", "services.web.expose[0].to[1].service"] {
+        assert!(!paths.iter().any(|p| p == maps), "{maps}: {paths:?}");
     }
     assert!(e.to_string().contains("--lossy"), "{e}");
     // Lossy: converted, with the same list, and what maps is there.
@@ -304,6 +306,9 @@ endpoints:
     assert_eq!(c.spec.resources.gpu.models, ["a100"]);
     assert_eq!(c.spec.placement.regions, ["eu-central"]);
     assert_eq!(c.spec.expose.len(), 1, "the UDP port is left out");
+    assert_eq!(c.spec.services.len(), 1, "db beside web");
+    assert_eq!(c.spec.services[0].name, "db");
+    assert_eq!(c.spec.services[0].count, 1);
 }
 
 #[test]
@@ -342,4 +347,343 @@ fn what_cannot_be_read_is_refused_with_where() {
         let e = convert(sdl, &opts()).expect_err(says);
         assert!(e.to_string().contains(says), "{says}: {e}");
     }
+}
+
+/// A web front end published on port 80 and an API of three replicas that only the front end
+/// reaches, by name. The API comes first in the file: the main service is the published one.
+const TWO_SERVICE_SDL: &str = r#"
+version: "2.0"
+services:
+  api:
+    image: example/api:2
+    command: ["api-server"]
+    args: ["--port", "9000"]
+    env:
+      - LOG_LEVEL=info
+    expose:
+      - port: 9000
+        to:
+          - service: web
+  web:
+    image: example/web:1
+    command: ["web", "--upstream", "http://api:9000"]
+    expose:
+      - port: 80
+        to:
+          - global: true
+profiles:
+  compute:
+    web-small:
+      resources:
+        cpu: { units: 0.5 }
+        memory: { size: 256Mi }
+        storage: [{ size: 512Mi }]
+    api-medium:
+      resources:
+        cpu: { units: 2 }
+        memory: { size: 2Gi }
+        storage: { size: 1Gi }
+  placement:
+    dc:
+      attributes: { region: eu-west }
+      pricing:
+        api: { denom: uakt, amount: 300 }
+        web: { denom: uakt, amount: 100 }
+    other:
+      pricing:
+        api: { denom: uakt, amount: 200 }
+deployment:
+  api:
+    dc: { profile: api-medium, count: 3 }
+  web:
+    dc: { profile: web-small, count: 1 }
+"#;
+
+#[test]
+fn two_services_become_one_job_with_the_published_one_as_its_run_and_the_other_replicated() {
+    let c = convert(TWO_SERVICE_SDL, &opts()).expect("converts");
+    assert!(c.unmapped.is_empty(), "{:?}", c.unmapped);
+    let s = &c.spec;
+    s.validate().expect("the converted spec is valid");
+    // The main service: web, published to the world, though api comes first.
+    assert_eq!(
+        s.name, "web",
+        "the others reach the main service by the job's name"
+    );
+    assert_eq!(s.kind, JobKind::Service);
+    assert_eq!(s.run.image.as_deref(), Some("example/web:1"));
+    assert_eq!(s.run.command, ["web", "--upstream", "http://api:9000"]);
+    assert_eq!(s.run.network, Network::Egress, "its port is published");
+    assert_eq!(s.expose.len(), 1);
+    assert_eq!(s.expose[0].port, 80);
+    assert_eq!(s.expose[0].proto, ExposeProto::Http);
+    assert_eq!(s.resources.cpu.0, 500);
+    assert_eq!(s.resources.memory.0, 256);
+    assert_eq!(s.resources.disk.0, 512);
+    assert_eq!(s.placement.regions, ["eu-west"]);
+    // The API: three replicas with resources each, reached by name only.
+    assert_eq!(s.services.len(), 1);
+    let api = &s.services[0];
+    assert_eq!(api.name, "api");
+    assert_eq!(api.count, 3);
+    assert_eq!(api.run.image.as_deref(), Some("example/api:2"));
+    assert_eq!(api.run.command, ["api-server", "--port", "9000"]);
+    assert_eq!(
+        api.run.env.get("LOG_LEVEL").map(String::as_str),
+        Some("info")
+    );
+    assert!(
+        api.expose.is_empty(),
+        "exposed to web only: nothing published"
+    );
+    assert_eq!(api.run.network, Network::None);
+    assert_eq!(api.resources.cpu.0, 2_000);
+    assert_eq!(api.resources.memory.0, 2 * 1024);
+    assert_eq!(api.resources.disk.0, 1024);
+    // The order asks for the sum: web once, api three times.
+    let terms = s.order_terms();
+    assert_eq!(terms.resources.cpu_millis, 500 + 3 * 2_000);
+    assert_eq!(terms.resources.memory_mib, 256 + 3 * 2 * 1024);
+    assert_eq!(terms.resources.disk_mib, 512 + 3 * 1024);
+    let again = gpunet_protocol::jobspec::JobSpec::parse_yaml(&c.yaml).expect("yaml");
+    assert_eq!(&again, s);
+
+    // The API published too: it is first with a global expose, so it is the main service, and
+    // web a service whose port is published, with egress.
+    let sdl = TWO_SERVICE_SDL
+        .replace(
+            "          - service: web\n",
+            "          - service: web\n          - global: true\n",
+        )
+        .replace("count: 3", "count: 1");
+    let c = convert(&sdl, &opts()).expect("converts");
+    assert!(c.unmapped.is_empty(), "{:?}", c.unmapped);
+    c.spec.validate().expect("valid");
+    assert_eq!(c.spec.name, "api");
+    assert_eq!(c.spec.expose[0].port, 9000);
+    assert_eq!(c.spec.expose[0].proto, ExposeProto::Tcp);
+    let web = &c.spec.services[0];
+    assert_eq!(web.name, "web");
+    assert_eq!(web.count, 1);
+    assert_eq!(web.run.network, Network::Egress);
+    assert_eq!(web.expose.len(), 1);
+    assert_eq!(web.expose[0].port, 80);
+    assert_eq!(web.expose[0].proto, ExposeProto::Http);
+
+    // Nothing published: a batch job, its run the first service (so its replicas do not map).
+    let sdl = TWO_SERVICE_SDL.replace("          - global: true\n", "          - service: api\n");
+    let e = convert(&sdl, &opts()).expect_err("api is the main service");
+    assert_eq!(unmapped_paths(&e), ["deployment.api.dc.count"]);
+    let c = convert(&sdl.replace("count: 3", "count: 1"), &opts()).expect("converts");
+    c.spec.validate().expect("valid");
+    assert_eq!(c.spec.kind, JobKind::Batch);
+    assert_eq!(c.spec.name, "api");
+    assert_eq!(c.spec.services[0].name, "web");
+}
+
+fn unmapped_why(e: &SdlError, path: &str) -> String {
+    match e {
+        SdlError::Unmapped(list) => list
+            .iter()
+            .find(|u| u.path == path)
+            .map(|u| u.why.clone())
+            .unwrap_or_else(|| panic!("{path} not reported: {list:?}")),
+        other => panic!("expected unmapped constructs, got {other}"),
+    }
+}
+
+#[test]
+fn replicas_of_the_main_service_are_named_and_left_out_when_lossy() {
+    let sdl = TWO_SERVICE_SDL.replace(
+        "dc: { profile: web-small, count: 1 }",
+        "dc: { profile: web-small, count: 2 }",
+    );
+    let e = convert(&sdl, &opts()).expect_err("the main service runs once");
+    assert_eq!(unmapped_paths(&e), ["deployment.web.dc.count"]);
+    let why = unmapped_why(&e, "deployment.web.dc.count");
+    assert!(why.contains("2 replicas") && why.contains("once"), "{why}");
+    let c = convert(&sdl, &lossy()).expect("lossy converts");
+    c.spec.validate().expect("valid");
+    assert_eq!(c.spec.name, "web");
+    assert_eq!(
+        c.spec.services[0].count, 3,
+        "the other service keeps its count"
+    );
+}
+
+#[test]
+fn services_in_different_placement_groups_are_named_as_gpunet_runs_a_job_on_one_provider() {
+    let sdl = TWO_SERVICE_SDL.replace(
+        "dc: { profile: api-medium, count: 3 }",
+        "other: { profile: api-medium, count: 3 }",
+    );
+    let e = convert(&sdl, &opts()).expect_err("two placement groups");
+    assert_eq!(unmapped_paths(&e), ["deployment.api.other"]);
+    let why = unmapped_why(&e, "deployment.api.other");
+    assert!(
+        why.contains("one provider") && why.contains("\"dc\""),
+        "{why}"
+    );
+    let c = convert(&sdl, &lossy()).expect("lossy converts");
+    assert_eq!(
+        c.spec.placement.regions,
+        ["eu-west"],
+        "the main one's group"
+    );
+    assert_eq!(c.spec.services[0].name, "api");
+}
+
+#[test]
+fn an_expose_to_a_service_the_sdl_does_not_define_is_named() {
+    let sdl = TWO_SERVICE_SDL.replace(
+        "          - service: web\n",
+        "          - service: frontend\n",
+    );
+    let e = convert(&sdl, &opts()).expect_err("no frontend");
+    assert_eq!(unmapped_paths(&e), ["services.api.expose[0].to[0].service"]);
+    assert!(
+        unmapped_why(&e, "services.api.expose[0].to[0].service").contains("\"frontend\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn what_a_multi_service_sdl_cannot_say_is_named() {
+    // The API remapped to port 80 for web, nine replicas, a name that is not a DNS label, and
+    // a UDP port only web reaches (which maps: the private network carries it).
+    let sdl = TWO_SERVICE_SDL
+        .replace(
+            "      - port: 9000\n        to:\n          - service: web\n",
+            "      - port: 9000\n        as: 80\n        to:\n          - service: web\n      \
+             - port: 5353\n        proto: udp\n        to:\n          - service: web\n",
+        )
+        .replace("count: 3", "count: 9")
+        .replace("  api:\n", "  api_v2:\n")
+        .replace("        api: {", "        api_v2: {");
+    let e = convert(&sdl, &opts()).expect_err("not all of it maps");
+    let mut paths = unmapped_paths(&e);
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "deployment.api_v2.dc.count",
+            "services.api_v2",
+            "services.api_v2.expose[0].as",
+        ]
+    );
+    assert!(unmapped_why(&e, "deployment.api_v2.dc.count").contains("at most 8"));
+    assert!(unmapped_why(&e, "services.api_v2").contains("\"api-v2\""));
+    assert!(unmapped_why(&e, "services.api_v2.expose[0].as").contains("own port 9000"));
+    let c = convert(&sdl, &lossy()).expect("lossy converts");
+    c.spec.validate().expect("valid");
+    assert_eq!(c.spec.services[0].name, "api-v2");
+    assert_eq!(c.spec.services[0].count, 8);
+    assert!(c.spec.services[0].expose.is_empty());
+
+    // Past gpunet's bounds with the counts: the spec's own check says so.
+    let sdl = sdl.replace("count: 9", "count: 8").replace(
+        "dc: { profile: web-small, count: 1 }",
+        "dc: { profile: web-small, count: 1 }\n  db:\n    dc: { profile: api-medium, count: 8 }",
+    );
+    let sdl = sdl.replace(
+        "profiles:\n",
+        "  db:\n    image: example/db:1\n    command: [db]\nprofiles:\n",
+    );
+    let e = convert(&sdl, &lossy()).expect_err("17 containers");
+    assert!(e.to_string().contains("17 containers"), "{e}");
+}
+
+/// Inference on H100s: a published server and two replicas of an embedder, each on its own
+/// H100.
+const GPU_TWO_SERVICE_SDL: &str = r#"
+version: "2.1"
+services:
+  llm:
+    image: example/llm-server:1
+    command: ["serve", "--port", "8000"]
+    expose:
+      - port: 8000
+        as: 80
+        to:
+          - global: true
+  embedder:
+    image: example/embedder:1
+    command: ["embed"]
+    expose:
+      - port: 7000
+        to:
+          - service: llm
+profiles:
+  compute:
+    big:
+      resources:
+        cpu: { units: 8 }
+        memory: { size: 64Gi }
+        storage: [{ size: 100Gi }]
+        gpu:
+          units: 1
+          attributes:
+            vendor:
+              nvidia:
+                - model: h100
+                  ram: 80Gi
+    small:
+      resources:
+        cpu: { units: 4 }
+        memory: { size: 16Gi }
+        storage: [{ size: 20Gi }]
+        gpu:
+          units: 1
+          attributes:
+            vendor:
+              nvidia:
+                - model: h100
+  placement:
+    dc:
+      pricing:
+        llm: { denom: uakt, amount: 100000 }
+        embedder: { denom: uakt, amount: 50000 }
+deployment:
+  llm:
+    dc: { profile: big, count: 1 }
+  embedder:
+    dc: { profile: small, count: 2 }
+"#;
+
+#[test]
+fn an_h100_constraint_across_two_services_stays_an_h100_constraint() {
+    let c = convert(GPU_TWO_SERVICE_SDL, &opts()).expect("converts");
+    assert!(c.unmapped.is_empty(), "{:?}", c.unmapped);
+    let s = &c.spec;
+    s.validate().expect("valid");
+    assert_eq!(s.name, "llm");
+    assert_eq!(s.resources.gpu.models, ["h100"]);
+    assert_eq!(s.resources.gpu.vram.0, 80 * 1024);
+    let embedder = &s.services[0];
+    assert_eq!(embedder.name, "embedder");
+    assert_eq!(embedder.count, 2);
+    assert_eq!(embedder.resources.gpu.count, 1, "per replica");
+    assert_eq!(embedder.resources.gpu.models, ["h100"]);
+    let terms = s.order_terms();
+    assert_eq!(
+        terms.resources.gpu.count, 3,
+        "one for llm, one per embedder"
+    );
+    assert_eq!(terms.resources.gpu.models, ["h100"]);
+    assert_eq!(terms.resources.gpu.vram_mib_min, 80 * 1024);
+
+    // Models that differ: named, and left out of that service when lossy.
+    let sdl = GPU_TWO_SERVICE_SDL.replace(
+        "                - model: h100\n  placement:",
+        "                - model: a100\n  placement:",
+    );
+    let path = "profiles.compute.small.resources.gpu.attributes.vendor.nvidia";
+    let e = convert(&sdl, &opts()).expect_err("a100 and h100 in one job");
+    assert_eq!(unmapped_paths(&e), [path]);
+    let why = unmapped_why(&e, path);
+    assert!(why.contains("a100") && why.contains("h100"), "{why}");
+    let c = convert(&sdl, &lossy()).expect("lossy converts");
+    c.spec.validate().expect("valid");
+    assert!(c.spec.services[0].resources.gpu.models.is_empty());
+    assert_eq!(c.spec.order_terms().resources.gpu.models, ["h100"]);
 }
