@@ -32,6 +32,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_reverse_proxy::{HostBehaviour, ProxyPolicy, ReverseProxy, XForwardedFor};
+use gpunet_api::provider::ServiceEndpoint;
 use gpunet_protocol::LeaseId;
 use gpunet_protocol::jobspec::{Expose, ExposeProto};
 use gpunet_runtime::PublishedPort;
@@ -113,6 +114,12 @@ fn authority(host: &str, port: u16) -> String {
     }
 }
 
+/// The proxy's name for one exposed port of a lease's service (all its replicas):
+/// `<lease>-<service>-<port>`.
+pub fn service_route_name(lease: LeaseId, service: &str, port: u16) -> String {
+    format!("{lease}-{service}-{port}")
+}
+
 /// The proxy's name for one exposed port of a lease: `<lease>-<port>`.
 pub fn route_name(lease: LeaseId, port: u16) -> String {
     format!("{lease}-{port}")
@@ -143,7 +150,7 @@ pub fn endpoints_of(
     published: &[PublishedPort],
     ingress: Option<&IngressConfig>,
 ) -> Vec<String> {
-    let mut ports: Vec<&PublishedPort> = published.iter().collect();
+    let mut ports: Vec<&PublishedPort> = published.iter().filter(|p| p.service.is_none()).collect();
     ports.sort_by_key(|p| (p.container_port, p.proto));
     let mut out = Vec::new();
     for p in ports {
@@ -170,13 +177,70 @@ pub fn endpoints_of(
     out
 }
 
+/// The endpoints of a lease's services' exposed ports, by service, port and replica: each
+/// replica's port as [`endpoints_of`] shows the job's own, then, under a domain, each `http`
+/// port's name through the proxy (one for all replicas, which it takes in turn).
+pub fn service_endpoints_of(
+    lease: LeaseId,
+    exposed: &BTreeMap<String, Vec<Expose>>,
+    published: &[PublishedPort],
+    ingress: Option<&IngressConfig>,
+) -> Vec<ServiceEndpoint> {
+    let mut ports: Vec<(&str, &PublishedPort, &Expose)> = published
+        .iter()
+        .filter_map(|p| {
+            let service = p.service.as_deref()?;
+            let e = exposed
+                .get(service)?
+                .iter()
+                .find(|e| e.port == p.container_port)?;
+            Some((service, p, e))
+        })
+        .collect();
+    ports.sort_by_key(|(service, p, _)| (*service, p.container_port, p.replica));
+    let mut out = Vec::new();
+    for (i, (service, p, e)) in ports.iter().enumerate() {
+        let scheme = e.proto.as_str();
+        let url = match ingress {
+            None => format!("{scheme}://{}", p.host),
+            Some(ingress) => format!("{scheme}://{}", ingress.authority(p.host.port())),
+        };
+        out.push(ServiceEndpoint {
+            service: (*service).to_owned(),
+            replica: Some(p.replica),
+            url,
+        });
+        let last_replica = ports
+            .get(i + 1)
+            .is_none_or(|(s, n, _)| s != service || n.container_port != p.container_port);
+        if let (true, ExposeProto::Http, Some(ingress)) = (last_replica, e.proto, ingress) {
+            if let Some(domain) = ingress.domain() {
+                let name = format!("{}.{domain}", service_route_name(lease, service, e.port));
+                let port = ingress.http_listen.port();
+                out.push(ServiceEndpoint {
+                    service: (*service).to_owned(),
+                    replica: None,
+                    url: if port == 80 {
+                        format!("http://{name}")
+                    } else {
+                        format!("http://{name}:{port}")
+                    },
+                });
+            }
+        }
+    }
+    out
+}
+
 /// One registered route.
 #[derive(Clone)]
 struct Route {
     lease: LeaseId,
-    upstream: SocketAddr,
-    /// Shared, so a request takes a reference count rather than a copy of its strings.
-    proxy: Arc<ReverseProxy<HttpConnector>>,
+    /// Where this machine reaches the port, one per replica, with its proxy: shared, so a
+    /// request takes a reference count rather than a copy of its strings.
+    upstreams: Vec<(SocketAddr, Arc<ReverseProxy<HttpConnector>>)>,
+    /// The request count, which picks the replica in turn.
+    next: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The proxy's routing table, shared between the leases that add and remove routes and the
@@ -226,16 +290,34 @@ impl Routes {
 
     /// Serves `<lease>-<port>` from `upstream` (where this machine reaches the published port).
     pub fn add(&self, lease: LeaseId, port: u16, upstream: SocketAddr) {
-        let proxy = Arc::new(
-            ReverseProxy::new_with_client("", format!("http://{upstream}"), self.client.clone())
-                .with_policy(self.policy.clone()),
-        );
+        self.add_named(route_name(lease, port), lease, &[upstream]);
+    }
+
+    /// Serves the route `name` of `lease` from `upstreams` in turn (a service's replicas).
+    /// None: the route is dropped.
+    pub fn add_named(&self, name: String, lease: LeaseId, upstreams: &[SocketAddr]) {
+        if upstreams.is_empty() {
+            self.write().remove(&name);
+            return;
+        }
+        let upstreams = upstreams
+            .iter()
+            .map(|upstream| {
+                let proxy = ReverseProxy::new_with_client(
+                    "",
+                    format!("http://{upstream}"),
+                    self.client.clone(),
+                )
+                .with_policy(self.policy.clone());
+                (*upstream, Arc::new(proxy))
+            })
+            .collect();
         let route = Route {
             lease,
-            upstream,
-            proxy,
+            upstreams,
+            next: Arc::default(),
         };
-        self.write().insert(route_name(lease, port), route);
+        self.write().insert(name, route);
     }
 
     /// Drops every route of `lease`.
@@ -248,13 +330,22 @@ impl Routes {
         self.read().keys().cloned().collect()
     }
 
-    /// Where the route `name` leads, if it exists.
-    pub fn upstream(&self, name: &str) -> Option<SocketAddr> {
-        self.read().get(name).map(|r| r.upstream)
+    /// Where the route `name` leads (each replica), if it exists.
+    pub fn upstreams(&self, name: &str) -> Option<Vec<SocketAddr>> {
+        self.read()
+            .get(name)
+            .map(|r| r.upstreams.iter().map(|(a, _)| *a).collect())
     }
 
+    /// The proxy of the route `name`'s next replica in turn.
     fn proxy(&self, name: &str) -> Option<Arc<ReverseProxy<HttpConnector>>> {
-        self.read().get(name).map(|r| Arc::clone(&r.proxy))
+        let routes = self.read();
+        let route = routes.get(name)?;
+        let turn = route
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (_, proxy) = &route.upstreams[turn % route.upstreams.len()];
+        Some(Arc::clone(proxy))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Route>> {
@@ -342,11 +433,7 @@ mod tests {
     }
 
     fn published(container_port: u16, host: &str) -> PublishedPort {
-        PublishedPort {
-            container_port,
-            proto: PortProto::Tcp,
-            host: host.parse().expect("address"),
-        }
+        PublishedPort::new(container_port, PortProto::Tcp, host.parse().expect("address"))
     }
 
     #[test]
@@ -437,6 +524,74 @@ mod tests {
     }
 
     #[test]
+    fn a_services_ports_are_shown_by_replica_and_named_once_for_all_of_them() {
+        let of = |service: &str, replica: u32, port: u16, host: &str| PublishedPort {
+            service: Some(service.into()),
+            replica,
+            ..published(port, host)
+        };
+        let exposed = BTreeMap::from([
+            (
+                "api".to_owned(),
+                vec![Expose {
+                    port: 9000,
+                    proto: ExposeProto::Http,
+                }],
+            ),
+            (
+                "db".to_owned(),
+                vec![Expose {
+                    port: 5432,
+                    proto: ExposeProto::Tcp,
+                }],
+            ),
+        ]);
+        let ports = [
+            of("db", 0, 5432, "127.0.0.1:30005"),
+            of("api", 1, 9000, "127.0.0.1:30004"),
+            of("api", 0, 9000, "127.0.0.1:30003"),
+            // The job's own port 9000 is not the api's.
+            published(9000, "127.0.0.1:30001"),
+            // Published but not exposed by the service: never shown.
+            of("db", 0, 9999, "127.0.0.1:30006"),
+        ];
+        let lease = LeaseId(42);
+        let shown = |ingress: Option<&IngressConfig>| -> Vec<(String, Option<u32>, String)> {
+            service_endpoints_of(lease, &exposed, &ports, ingress)
+                .into_iter()
+                .map(|e| (e.service, e.replica, e.url))
+                .collect()
+        };
+        let row = |s: &str, r: Option<u32>, u: &str| (s.to_owned(), r, u.to_owned());
+        assert_eq!(
+            shown(None),
+            vec![
+                row("api", Some(0), "http://127.0.0.1:30003"),
+                row("api", Some(1), "http://127.0.0.1:30004"),
+                row("db", Some(0), "tcp://127.0.0.1:30005"),
+            ]
+        );
+        assert_eq!(
+            shown(Some(&ingress(Some("apps.example.com"), "0.0.0.0:80"))),
+            vec![
+                row("api", Some(0), "http://gpu1.example.com:30003"),
+                row("api", Some(1), "http://gpu1.example.com:30004"),
+                row("api", None, "http://42-api-9000.apps.example.com"),
+                row("db", Some(0), "tcp://gpu1.example.com:30005"),
+            ]
+        );
+        // The job's own endpoints leave the services' ports out.
+        let own = [Expose {
+            port: 9000,
+            proto: ExposeProto::Http,
+        }];
+        assert_eq!(
+            endpoints_of(lease, &own, &ports, None),
+            vec!["http://127.0.0.1:30001"]
+        );
+    }
+
+    #[test]
     fn bad_ingress_settings_are_refused_naming_the_fix() {
         assert!(
             ingress(Some("apps.example.com"), "0.0.0.0:80")
@@ -465,9 +620,18 @@ mod tests {
         routes.add(LeaseId(1), 9090, upstream);
         routes.add(LeaseId(2), 8080, upstream);
         assert_eq!(routes.names(), vec!["1-8080", "1-9090", "2-8080"]);
-        assert_eq!(routes.upstream("2-8080"), Some(upstream));
+        assert_eq!(routes.upstreams("2-8080"), Some(vec![upstream]));
         routes.remove_lease(LeaseId(1));
         assert_eq!(routes.names(), vec!["2-8080"]);
-        assert_eq!(routes.upstream("1-8080"), None);
+        assert_eq!(routes.upstreams("1-8080"), None);
+        // A service's replicas share one name; none drops it.
+        let replicas: Vec<SocketAddr> = ["127.0.0.1:30002", "127.0.0.1:30003"]
+            .iter()
+            .map(|a| a.parse().expect("address"))
+            .collect();
+        routes.add_named(service_route_name(LeaseId(2), "api", 9000), LeaseId(2), &replicas);
+        assert_eq!(routes.upstreams("2-api-9000"), Some(replicas));
+        routes.add_named("2-api-9000".into(), LeaseId(2), &[]);
+        assert_eq!(routes.names(), vec!["2-8080"]);
     }
 }

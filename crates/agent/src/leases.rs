@@ -30,7 +30,7 @@ use gpunet_protocol::{
     Resources, Runtime, SealContext, SealError, UsageReport,
 };
 use gpunet_runtime::{
-    DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort, GpuSampler,
+    Companion, DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort, GpuSampler,
     GpuUsage, NetworkMode, PortProto, RecoverState, Usage, WorkloadHandle, WorkloadSpec,
 };
 use tokio::task::JoinSet;
@@ -860,6 +860,11 @@ impl Leases {
             );
             return Err(self.reject_manifest(lease, why));
         }
+        if !spec.services.is_empty() {
+            if let Err(why) = services_fit(&spec.resources(), &record.resources) {
+                return Err(self.reject_manifest(lease, why));
+            }
+        }
         if !spec.inputs.is_empty() {
             if spec.inputs_blob.is_some() {
                 self.fetch_inputs_from_bucket(lease, &spec).await?;
@@ -900,6 +905,12 @@ impl Leases {
             .advance_with(lease, Input::ManifestAccepted, |r| {
                 r.output_key = spec.output_key;
                 r.exposed = spec.expose.clone();
+                r.service_exposed = spec
+                    .services
+                    .iter()
+                    .filter(|s| !s.expose.is_empty())
+                    .map(|s| (s.name.clone(), s.expose.clone()))
+                    .collect();
                 r.health = spec.health.clone();
             })
             .ok_or(LeaseError::NoRecord { lease })?;
@@ -943,20 +954,24 @@ impl Leases {
             hex::encode(&self.config.provider.0[..6])
         );
         let root_dir = lease_dir(&self.config.data_dir, lease);
+        let (main, companions) = workload_parts(spec, &admitted.gpu_uuids);
         WorkloadSpec {
             workload_id: workload_id.clone(),
             command: spec.run.command.clone(),
             env,
             // The lease's resources are what the chain reserved and bills; the manifest's are
-            // the tenant's wish and committed to by the same hash.
-            cpu_millis: record.resources.cpu_millis,
-            memory_mib: record.resources.memory_mib,
+            // the tenant's wish and committed to by the same hash. A job with services runs
+            // each container with its own share, which admission checked fit the lease.
+            cpu_millis: main.as_ref().map_or(record.resources.cpu_millis, |m| m.cpu_millis),
+            memory_mib: main.as_ref().map_or(record.resources.memory_mib, |m| m.memory_mib),
             // Like CPU and memory, the disk the chain reserved is what the workload may fill.
             disk_mib: Some(record.resources.disk_mib),
             max_duration: Duration::from_secs(duration_secs),
             root_dir: root_dir.clone(),
-            gpu_uuids: admitted.gpu_uuids.clone(),
+            gpu_uuids: main.map_or_else(|| admitted.gpu_uuids.clone(), |m| m.gpu_uuids),
             log_limit_bytes: LOG_LIMIT_BYTES,
+            hostname: (!companions.is_empty()).then(|| spec.name.clone()),
+            companions,
             image: spec.run.image.clone(),
             network: match spec.run.network {
                 Network::None => NetworkMode::None,
@@ -1237,7 +1252,7 @@ impl Leases {
         let Some(record) = self.get(lease) else {
             return;
         };
-        if record.exposed.is_empty() {
+        if record.exposed.is_empty() && record.service_exposed.is_empty() {
             return;
         }
         let Some((driver, handle)) = self.workload_of(lease) else {
@@ -1258,20 +1273,45 @@ impl Leases {
                 .iter()
                 .filter(|e| e.proto == ExposeProto::Http)
             {
-                if let Some(p) = ports.iter().find(|p| p.container_port == e.port) {
+                if let Some(p) = ports
+                    .iter()
+                    .find(|p| p.service.is_none() && p.container_port == e.port)
+                {
                     self.routes.add(lease, e.port, p.host);
                 }
             }
         }
-        tracing::info!(%lease, ?endpoints, "service endpoints published");
-        self.update(lease, |r| r.endpoints = endpoints);
+        let service_endpoints =
+            crate::ingress::service_endpoints_of(lease, &record.service_exposed, &ports, ingress);
+        if ingress.is_some_and(|i| i.domain.is_some()) {
+            for (service, exposed) in &record.service_exposed {
+                for e in exposed.iter().filter(|e| e.proto == ExposeProto::Http) {
+                    let upstreams: Vec<std::net::SocketAddr> = ports
+                        .iter()
+                        .filter(|p| {
+                            p.service.as_deref() == Some(service) && p.container_port == e.port
+                        })
+                        .map(|p| p.host)
+                        .collect();
+                    let name = crate::ingress::service_route_name(lease, service, e.port);
+                    self.routes.add_named(name, lease, &upstreams);
+                }
+            }
+        }
+        tracing::info!(%lease, ?endpoints, ?service_endpoints, "service endpoints published");
+        self.update(lease, |r| {
+            r.endpoints = endpoints;
+            r.service_endpoints = service_endpoints;
+        });
         let target = record.health.as_ref().and_then(|h| {
             let port = record
                 .exposed
                 .iter()
                 .find(|e| e.proto == ExposeProto::Http)?
                 .port;
-            let published = ports.iter().find(|p| p.container_port == port)?;
+            let published = ports
+                .iter()
+                .find(|p| p.service.is_none() && p.container_port == port)?;
             Some((published.host, h.http_path.clone()))
         });
         if let Some((addr, path)) = target {
@@ -1447,6 +1487,7 @@ impl Leases {
             r.listing = listing;
             r.detail = Some(detail);
             r.endpoints.clear();
+            r.service_endpoints.clear();
         })
         .unwrap_or_default()
     }
@@ -1805,6 +1846,7 @@ impl Leases {
     pub async fn exec(
         &self,
         lease: LeaseId,
+        service: Option<&str>,
         argv: &[String],
         timeout: Duration,
     ) -> Result<gpunet_runtime::ExecOutput, LeaseError> {
@@ -1821,9 +1863,13 @@ impl Leases {
         };
         let driver = self.driver_for(&handle)?;
         let log = handle.root_dir.join(LOG_FILE);
-        note_in_log(&log, &format!("[gpunet] exec by the tenant: {argv:?}"));
+        let place = service.map_or(String::new(), |s| format!(" in {s}"));
+        note_in_log(
+            &log,
+            &format!("[gpunet] exec by the tenant{place}: {argv:?}"),
+        );
         let out = driver
-            .exec(&handle, argv, timeout)
+            .exec(&handle, service, argv, timeout)
             .await
             .map_err(|source| LeaseError::Driver { source });
         let said = match &out {
@@ -1869,6 +1915,93 @@ struct Admitted {
     spec: JobSpec,
     driver: Arc<dyn Driver>,
     gpu_uuids: Vec<String>,
+}
+
+/// The share of a job's own container when the job has services.
+#[derive(Debug, PartialEq, Eq)]
+struct MainShare {
+    cpu_millis: u32,
+    memory_mib: u64,
+    gpu_uuids: Vec<String>,
+}
+
+/// A job with services as the driver runs it: its own container's share, and a companion per
+/// replica of each service. Each takes its spec's CPU and memory and the next of the lease's
+/// GPUs in order (admission checked the lease holds them all). A job without services: `None`
+/// and none, and its container takes the whole lease.
+fn workload_parts(spec: &JobSpec, gpu_uuids: &[String]) -> (Option<MainShare>, Vec<Companion>) {
+    if spec.services.is_empty() {
+        return (None, Vec::new());
+    }
+    let mut gpus = gpu_uuids.iter().cloned();
+    let mut take = |count: u32| -> Vec<String> {
+        gpus.by_ref()
+            .take(usize::try_from(count).unwrap_or(usize::MAX))
+            .collect()
+    };
+    let main = MainShare {
+        cpu_millis: spec.resources.cpu.0,
+        memory_mib: spec.resources.memory.0,
+        gpu_uuids: take(spec.resources.gpu.count),
+    };
+    let mut companions = Vec::new();
+    for service in &spec.services {
+        for replica in 0..service.count {
+            let mut env = service.run.env.clone();
+            env.extend(
+                service
+                    .run
+                    .secrets
+                    .expose()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            companions.push(Companion {
+                service: service.name.clone(),
+                replica,
+                image: service.run.image.clone().unwrap_or_default(),
+                command: service.run.command.clone(),
+                env,
+                cpu_millis: service.resources.cpu.0,
+                memory_mib: service.resources.memory.0,
+                gpu_uuids: take(service.resources.gpu.count),
+                network: match service.run.network {
+                    Network::None => NetworkMode::None,
+                    Network::Egress => NetworkMode::Egress,
+                },
+                expose: service
+                    .expose
+                    .iter()
+                    .map(|e| ExposedPort {
+                        container_port: e.port,
+                        proto: PortProto::Tcp,
+                    })
+                    .collect(),
+            });
+        }
+    }
+    (Some(main), companions)
+}
+
+/// Whether the lease holds what a job with services needs in all: a tenant could commit a
+/// manifest asking for more than the order it places (the chain sees only the order), and its
+/// containers would then take more than the provider is paid for.
+fn services_fit(need: &Resources, reserved: &Resources) -> Result<(), String> {
+    let short = [
+        ("CPU (millicores)", u64::from(need.cpu_millis), u64::from(reserved.cpu_millis)),
+        ("memory (MiB)", need.memory_mib, reserved.memory_mib),
+        ("disk (MiB)", need.disk_mib, reserved.disk_mib),
+        ("GPUs", u64::from(need.gpu.count), u64::from(reserved.gpu.count)),
+    ]
+    .into_iter()
+    .find(|(_, need, reserved)| need > reserved);
+    match short {
+        None => Ok(()),
+        Some((what, need, reserved)) => Err(format!(
+            "its services need {need} {what} in all, more than the order reserved ({reserved}); \
+             submit it with `gpunet job submit`, which orders the sum"
+        )),
+    }
 }
 
 /// Writes into `record` what `effects` record — a note, a result, when the lease's result was
@@ -2155,6 +2288,65 @@ fn note_in_log(path: &Path, line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_with_services_splits_its_gpus_and_must_fit_the_lease() {
+        let spec = JobSpec::parse_yaml(
+            r#"
+version: 1
+name: web
+kind: service
+run: { image: web:1, command: [web], env: { A: "1" } }
+services:
+  - name: api
+    count: 2
+    run: { image: api:1, network: egress, command: [api], env: { B: "2" }, secrets: { TOKEN: t } }
+    expose: [{ port: 9000 }]
+    resources: { cpu: 500m, memory: 256Mi, disk: 1Gi, gpu: { count: 1 } }
+resources: { cpu: 1, memory: 512Mi, disk: 1Gi, gpu: { count: 1 } }
+pricing: { max_per_hour: "1.00", deposit: "1.00" }
+limits: { max_duration: 1h }
+"#,
+        )
+        .expect("parses");
+        let gpus: Vec<String> = ["GPU-a", "GPU-b", "GPU-c"].map(String::from).to_vec();
+        let (main, companions) = workload_parts(&spec, &gpus);
+        assert_eq!(
+            main,
+            Some(MainShare {
+                cpu_millis: 1000,
+                memory_mib: 512,
+                gpu_uuids: vec!["GPU-a".into()],
+            })
+        );
+        let shares: Vec<(String, u32, Vec<String>)> = companions
+            .iter()
+            .map(|c| (c.member(), c.cpu_millis, c.gpu_uuids.clone()))
+            .collect();
+        assert_eq!(
+            shares,
+            vec![
+                ("api-0".into(), 500, vec!["GPU-b".into()]),
+                ("api-1".into(), 500, vec!["GPU-c".into()]),
+            ]
+        );
+        let api = &companions[0];
+        assert_eq!(api.env.get("TOKEN").map(String::as_str), Some("t"));
+        assert_eq!(api.env.get("A"), None, "each service has its own environment");
+        assert_eq!((api.network, api.expose.len()), (NetworkMode::Egress, 1));
+        assert_eq!(workload_parts(&JobSpec { services: Vec::new(), ..spec.clone() }, &gpus).1.len(), 0);
+
+        // A hostile tenant orders less than its manifest's services take.
+        let need = spec.resources();
+        assert!(services_fit(&need, &need).is_ok());
+        let mut short = need.clone();
+        short.memory_mib -= 1;
+        let why = services_fit(&need, &short).expect_err("short on memory");
+        assert!(why.contains("1024 memory (MiB) in all, more than the order reserved (1023)"), "{why}");
+        let mut short = need.clone();
+        short.gpu.count = 2;
+        assert!(services_fit(&need, &short).expect_err("short on GPUs").contains("3 GPUs"));
+    }
 
     #[test]
     fn usage_is_summed_and_rounded_up_to_the_mib() {

@@ -50,6 +50,12 @@ pub struct LeaseRecord {
     /// Where the published ports are reached (`http://127.0.0.1:49153`), while it runs.
     #[serde(default)]
     pub endpoints: Vec<String>,
+    /// The manifest's `services`' exposed ports, by service.
+    #[serde(default)]
+    pub service_exposed: std::collections::BTreeMap<String, Vec<Expose>>,
+    /// Where the services' published ports are reached, while it runs.
+    #[serde(default)]
+    pub service_endpoints: Vec<gpunet_api::provider::ServiceEndpoint>,
     /// The last health probe's answer.
     #[serde(default)]
     pub healthy: Option<bool>,
@@ -101,6 +107,8 @@ impl LeaseRecord {
             exposed: Vec::new(),
             health: None,
             endpoints: Vec::new(),
+            service_exposed: Default::default(),
+            service_endpoints: Vec::new(),
             healthy: None,
             ended_ms: None,
             checkpoint_key: None,
@@ -166,6 +174,7 @@ impl LeaseRecord {
             usage: self.usage.clone(),
             detail: self.detail.clone(),
             endpoints: self.endpoints.clone(),
+            service_endpoints: self.service_endpoints.clone(),
             healthy: self.healthy,
         }
     }

@@ -284,11 +284,15 @@ async fn exec(
         .leases
         .exec(
             lease,
+            request.service.as_deref(),
             &request.argv,
             std::time::Duration::from_secs(u64::from(request.timeout_secs)),
         )
         .await
         .map_err(|e| match e {
+            LeaseError::Driver {
+                source: source @ gpunet_runtime::DriverError::NoSuchService { .. },
+            } => ApiError::new(StatusCode::NOT_FOUND, "no_such_service", source.to_string()),
             LeaseError::Driver {
                 source: gpunet_runtime::DriverError::NotRunning { .. },
             } => ApiError::new(

@@ -49,6 +49,10 @@ pub struct ExecRequest {
     pub argv: Vec<String>,
     /// Seconds to wait for it, 1 to [`MAX_EXEC_TIMEOUT_SECS`].
     pub timeout_secs: u32,
+    /// Which of the job's services to run it in (its first replica), or the job's own run by
+    /// the job's name; absent: the job's own run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl ExecRequest {
@@ -71,6 +75,14 @@ impl ExecRequest {
         }
         if self.argv[0].is_empty() {
             return Err("the program name is empty".into());
+        }
+        if let Some(service) = &self.service {
+            if !gpunet_protocol::jobspec::is_dns_label(service) {
+                return Err(format!(
+                    "service {service:?} is not a service name (a-z 0-9 -); give one of the \
+                     job's services"
+                ));
+            }
         }
         if !(1..=MAX_EXEC_TIMEOUT_SECS).contains(&self.timeout_secs) {
             return Err(format!(
@@ -135,10 +147,26 @@ pub struct WorkloadView {
     /// the workload has ended.
     #[serde(default)]
     pub endpoints: Vec<String>,
+    /// Where the exposed ports of the job's `services` are reached, by service, port and
+    /// replica; empty for a job without services and once the workload has ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_endpoints: Vec<ServiceEndpoint>,
     /// The last answer of the service's health check (`health.http_path`): `None` when the
     /// spec has none or no probe has answered yet.
     #[serde(default)]
     pub healthy: Option<bool>,
+}
+
+/// One endpoint of one of a job's `services`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEndpoint {
+    /// The service's name in the spec.
+    pub service: String,
+    /// Which replica's port this is; `None`: the service's name through the provider's proxy,
+    /// which takes the replicas in turn.
+    pub replica: Option<u32>,
+    /// `http://…` or `tcp://…`, as for the job's own endpoints.
+    pub url: String,
 }
 
 /// `GET /v1/leases/{id}/logs?offset=N&max=M`: one slice of the lease's combined log, sealed to

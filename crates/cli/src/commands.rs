@@ -137,10 +137,14 @@ pub enum JobCmd {
     /// for now. With --json, one object {job, lease, exit_code, stdout, stderr, truncated,
     /// timed_out}.
     ///
-    /// Example: gpunet job exec 3 -- sh -c 'ls -l /outputs'
+    /// Example: gpunet job exec 3 --service db -- sh -c 'ls -l /data'
     Exec {
         /// The job's id (its order id), as `job submit` and `job list` print it.
         id: OrderId,
+        /// Which of the job's `services` to run it in (its first replica); the job's own run
+        /// by the job's name, or by leaving this out.
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
         /// Seconds to wait for the command (1 to 600); past that, what it wrote so far is
         /// printed and it is left to end with the job.
         #[arg(long, default_value_t = 60)]
@@ -1034,6 +1038,13 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                     for endpoint in &w.endpoints {
                         println!("  endpoint {endpoint}");
                     }
+                    for e in &w.service_endpoints {
+                        let who = match e.replica {
+                            Some(r) => format!("{}-{r}", e.service),
+                            None => e.service.clone(),
+                        };
+                        println!("  endpoint {} ({who})", e.url);
+                    }
                     if let Some(healthy) = w.healthy {
                         println!(
                             "  health   {}",
@@ -1050,6 +1061,7 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
         }
         JobCmd::Exec {
             id,
+            service,
             timeout,
             command,
             conn,
@@ -1068,6 +1080,7 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             let request = gpunet_api::provider::ExecRequest {
                 argv: command,
                 timeout_secs: timeout,
+                service,
             };
             request
                 .validate()

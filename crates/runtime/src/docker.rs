@@ -113,6 +113,19 @@ pub const DOCKER_DRIVER_NAME: &str = "docker";
 pub const LABEL_MANAGED: &str = "gpunet.managed";
 /// Label holding the workload id of a container.
 pub const LABEL_WORKLOAD: &str = "gpunet.workload";
+/// Label on a companion container: the service it is a replica of.
+pub const LABEL_SERVICE: &str = "gpunet.service";
+/// Label on a companion container: which replica it is.
+const LABEL_REPLICA: &str = "gpunet.replica";
+/// Label on the main container of a workload with companions: its name on their network.
+const LABEL_HOSTNAME: &str = "gpunet.hostname";
+/// The main container's name among a workload's when it has none of its own (no companions).
+const MAIN_MEMBER: &str = "main";
+/// How long the rest of a workload's containers have to exit after the first one ended (or,
+/// past a stop's own grace, after it), before they are killed.
+pub const GROUP_STOP_GRACE: Duration = Duration::from_secs(10);
+/// A line of a companion's output longer than this is written in parts.
+const MAX_PENDING_LINE_BYTES: usize = 64 * 1024;
 /// Label holding `max_duration` in milliseconds, to re-arm the limit after a restart.
 const LABEL_MAX_DURATION_MS: &str = "gpunet.max_duration_ms";
 /// Label holding the log file's length when the container was created.
@@ -315,6 +328,100 @@ impl DockerDriver {
         Ok(network_id)
     }
 
+    /// Creates the workload's containers (the main one first, then every companion), adding
+    /// each to `members` as it is made so the caller can remove them all if one fails.
+    async fn create_members(
+        &self,
+        docker: &Docker,
+        spec: &WorkloadSpec,
+        log_offset_bytes: u64,
+        lease_network: &str,
+        group_network: &str,
+        members: &mut Vec<Member>,
+    ) -> Result<(), CreateError> {
+        let id = &spec.workload_id;
+        let hostname = spec.hostname.as_deref().unwrap_or(MAIN_MEMBER);
+        let mut parts = vec![(
+            None,
+            spec.main_spec(),
+            container_name(id),
+            hostname.to_owned(),
+        )];
+        for companion in &spec.companions {
+            let member = companion.member();
+            parts.push((
+                Some(companion),
+                spec.companion_spec(companion),
+                companion_container_name(id, &member),
+                member,
+            ));
+        }
+        for (companion, part, name, member) in parts {
+            let image = part.image.as_deref().unwrap_or_default();
+            let attach = if spec.companions.is_empty() {
+                match part.network {
+                    NetworkMode::Egress => Attach::Lease(lease_network),
+                    NetworkMode::None => Attach::Nothing,
+                }
+            } else {
+                Attach::Group {
+                    network: group_network,
+                    alias: companion.map_or(hostname, |c| c.service.as_str()),
+                }
+            };
+            let mut body = container_body(&part, image, log_offset_bytes, &self.publish, attach);
+            let labels = body.labels.get_or_insert_with(HashMap::new);
+            match companion {
+                Some(c) => {
+                    labels.insert(LABEL_SERVICE.to_owned(), c.service.clone());
+                    labels.insert(LABEL_REPLICA.to_owned(), c.replica.to_string());
+                }
+                None if !spec.companions.is_empty() => {
+                    labels.insert(LABEL_HOSTNAME.to_owned(), hostname.to_owned());
+                }
+                None => {}
+            }
+            let options = CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            };
+            let created = match docker.create_container(Some(options), body).await {
+                Ok(created) => created,
+                Err(e) if is_conflict(&e) => return Err(CreateError::Conflict),
+                Err(e) => {
+                    if is_not_found(&e) {
+                        // The lease network may have been removed under us: look again next time.
+                        *self.network.lock().await = None;
+                    }
+                    return Err(CreateError::Driver(engine_error(
+                        id,
+                        "create the container",
+                    )(e)));
+                }
+            };
+            members.push(Member {
+                name: member,
+                container_id: created.id.clone(),
+            });
+            if matches!(attach, Attach::Group { .. }) && part.network == NetworkMode::Egress {
+                let request = bollard::models::NetworkConnectRequest {
+                    container: created.id,
+                    endpoint_config: None,
+                };
+                if let Err(e) = docker.connect_network(lease_network, request).await {
+                    if is_not_found(&e) {
+                        *self.network.lock().await = None;
+                    }
+                    return Err(CreateError::Driver(engine_error(
+                        id,
+                        "join a container to the lease network",
+                    )(e)));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The entry for `handle`, adopting its container if this driver has not seen it.
     async fn entry_for(&self, handle: &WorkloadHandle) -> Result<Arc<Entry>, DriverError> {
         check_driver(DOCKER_DRIVER_NAME, handle)?;
@@ -451,6 +558,114 @@ pub fn container_name(workload_id: &str) -> String {
     format!("gpunet-{workload_id}")
 }
 
+/// The container name of a workload's companion (`<service>-<replica>`).
+pub fn companion_container_name(workload_id: &str, member: &str) -> String {
+    format!("gpunet-{workload_id}-{member}")
+}
+
+/// The private network of a workload with companions.
+pub fn group_network_name(workload_id: &str) -> String {
+    format!("gpunet-{workload_id}-net")
+}
+
+/// How a container joins networks.
+#[derive(Debug, Clone, Copy)]
+enum Attach<'a> {
+    /// Loopback only.
+    Nothing,
+    /// [`LEASE_NETWORK`], by its id.
+    Lease(&'a str),
+    /// The workload's own network, under `alias`; [`LEASE_NETWORK`] is joined after creation
+    /// when the container has egress.
+    Group { network: &'a str, alias: &'a str },
+}
+
+/// One container of a workload as the supervisor sees it.
+#[derive(Debug, Clone)]
+struct Member {
+    /// `main` for the main container, `<service>-<replica>` for a companion: what its log lines
+    /// and the notes about it are prefixed with.
+    name: String,
+    container_id: String,
+}
+
+/// The log file the followers of one workload write to, under one cap.
+struct LogSink {
+    file: tokio::fs::File,
+    cap: LogCap,
+    failed: bool,
+}
+
+type SharedSink = Arc<tokio::sync::Mutex<LogSink>>;
+
+impl LogSink {
+    fn shared(file: std::fs::File, cap: LogCap) -> SharedSink {
+        Arc::new(tokio::sync::Mutex::new(LogSink {
+            file: tokio::fs::File::from_std(file),
+            cap,
+            failed: false,
+        }))
+    }
+
+    /// Writes what the cap admits of `bytes`; after a failed write, nothing more.
+    async fn write(&mut self, bytes: &[u8], what: &str) {
+        let admitted = self.cap.admit(bytes);
+        if admitted.is_empty() || self.failed {
+            return;
+        }
+        if let Err(error) = self.file.write_all(&admitted).await {
+            tracing::warn!(container = %what, %error, "could not write the workload's log; dropping the rest");
+            self.failed = true;
+        }
+    }
+}
+
+/// Splits a container's output into lines, each prefixed with the container's name (`api-0 |
+/// `), so the lines of a workload's containers stay apart in one log. A partial line waits
+/// for its end (up to [`MAX_PENDING_LINE_BYTES`]).
+#[derive(Debug)]
+struct Prefixed {
+    prefix: Vec<u8>,
+    pending: Vec<u8>,
+}
+
+impl Prefixed {
+    fn new(name: &str) -> Self {
+        Prefixed {
+            prefix: format!("{name} | ").into_bytes(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// The complete lines of what came so far, prefixed.
+    fn lines(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        let mut start = 0;
+        while let Some(at) = self.pending[start..].iter().position(|&b| b == b'\n') {
+            out.extend_from_slice(&self.prefix);
+            out.extend_from_slice(&self.pending[start..=start + at]);
+            start += at + 1;
+        }
+        self.pending.drain(..start);
+        if self.pending.len() > MAX_PENDING_LINE_BYTES {
+            out.extend(self.finish());
+        }
+        out
+    }
+
+    /// What is left of a last line without its end, prefixed and ended.
+    fn finish(&mut self) -> Vec<u8> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        let mut out = self.prefix.clone();
+        out.append(&mut self.pending);
+        out.push(b'\n');
+        out
+    }
+}
+
 #[async_trait::async_trait]
 impl Driver for DockerDriver {
     fn name(&self) -> &'static str {
@@ -513,45 +728,56 @@ impl Driver for DockerDriver {
         }
         let (log_file, log_offset_bytes) = open_log(root)?;
         ensure_image(docker, id, image).await?;
-        let network = match spec.network {
-            NetworkMode::Egress => self.lease_network(docker, id).await?,
-            NetworkMode::None => String::new(),
+        for companion in &spec.companions {
+            ensure_image(docker, id, &companion.image).await?;
+        }
+        let egress = spec.network == NetworkMode::Egress
+            || spec
+                .companions
+                .iter()
+                .any(|c| c.network == NetworkMode::Egress);
+        let lease_network = if egress {
+            self.lease_network(docker, id).await?
+        } else {
+            String::new()
+        };
+        let group = !spec.companions.is_empty();
+        let group_network = if group {
+            create_group_network(docker, id).await?
+        } else {
+            String::new()
         };
 
-        let name = container_name(id);
-        let body = container_body(spec, image, log_offset_bytes, &self.publish, &network);
-        let options = CreateContainerOptions {
-            name: Some(name.clone()),
-            ..Default::default()
+        // Every container is created before any starts, and all are removed if one fails,
+        // so a workload never runs in part.
+        let mut members: Vec<Member> = Vec::new();
+        let created = self
+            .create_members(
+                docker,
+                spec,
+                log_offset_bytes,
+                &lease_network,
+                &group_network,
+                &mut members,
+            )
+            .await;
+        let started = match created {
+            Ok(()) => start_members(docker, id, &members).await,
+            Err(e) => Err(e),
         };
-        let created = match docker.create_container(Some(options), body).await {
-            Ok(created) => created,
-            Err(e) if is_conflict(&e) => return Err(already()),
-            Err(e) => {
-                if is_not_found(&e) {
-                    // The lease network may have been removed under us: look again next time.
-                    *self.network.lock().await = None;
-                }
-                return Err(engine_error(id, "create the container")(e));
+        if let Err(e) = started {
+            remove_members(docker, &members).await;
+            if group {
+                remove_group_network(docker, id).await;
             }
-        };
-        let container_id = created.id;
-        if let Err(e) = docker.start_container(&container_id, None).await {
-            // Never leave a created-but-not-started container behind to be mistaken for a run.
-            let _ = docker
-                .remove_container(
-                    &container_id,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        ..Default::default()
-                    }),
-                )
-                .await;
-            return Err(engine_error(id, "start the container")(e));
+            return Err(match e {
+                CreateError::Conflict => already(),
+                CreateError::Driver(e) => e,
+            });
         }
+        let main_id = members[0].container_id.clone();
         let inspected = docker
-            .inspect_container(&container_id, None)
+            .inspect_container(&main_id, None)
             .await
             .map_err(engine_error(id, "inspect the started container"))?;
         let started_ms = inspected
@@ -561,29 +787,40 @@ impl Driver for DockerDriver {
             .and_then(parse_rfc3339_ms)
             .unwrap_or_else(now_ms);
 
-        let follower = tokio::spawn(follow_log(
-            docker.clone(),
-            container_id.clone(),
+        let sink = LogSink::shared(
             log_file,
             LogCap::new(log_offset_bytes, spec.log_limit_bytes),
-            0,
-        ));
+        );
+        let followers = members
+            .iter()
+            .map(|m| {
+                tokio::spawn(follow_log(
+                    docker.clone(),
+                    m.container_id.clone(),
+                    Arc::clone(&sink),
+                    0,
+                    0,
+                    group.then(|| Prefixed::new(&m.name)),
+                ))
+            })
+            .collect();
         let entry = supervise_in_background(Supervised {
             docker: docker.clone(),
             workload_id: id.clone(),
-            container_id,
+            members,
             root_dir: root.clone(),
             deadline: deadline_after(started_ms, spec.max_duration),
             cause: None,
             disk_limit_bytes: disk_split(spec.disk_limit_bytes()).1,
-            follower,
+            followers,
+            sink,
             exited_when_found: false,
         });
         self.workloads
             .lock()
             .await
             .insert(id.clone(), Arc::new(entry));
-        tracing::info!(workload_id = %id, container = %name, image, "workload started");
+        tracing::info!(workload_id = %id, container = %container_name(id), image, companions = spec.companions.len(), "workload started");
         Ok(WorkloadHandle {
             workload_id: id.clone(),
             driver: DOCKER_DRIVER_NAME.into(),
@@ -631,21 +868,23 @@ impl Driver for DockerDriver {
             return Ok(());
         }
         let docker = self.client().await?;
-        match docker
-            .pause_container(&container_name(&handle.workload_id))
-            .await
-        {
-            Ok(()) => Ok(()),
-            // Already paused, or no longer running; 404: gone. Nothing left to freeze.
-            Err(e) if already_so(&e) || is_not_found(&e) => Ok(()),
-            Err(e) => match cannot_pause_here(&e) {
-                Some(why) => Err(DriverError::PauseUnsupported {
-                    workload_id: handle.workload_id.clone(),
-                    why,
-                }),
-                None => Err(engine_error(&handle.workload_id, "pause the container")(e)),
-            },
+        for name in all_containers(docker, &handle.workload_id).await? {
+            match docker.pause_container(&name).await {
+                Ok(()) => {}
+                // Already paused, or no longer running; 404: gone. Nothing left to freeze.
+                Err(e) if already_so(&e) || is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(match cannot_pause_here(&e) {
+                        Some(why) => DriverError::PauseUnsupported {
+                            workload_id: handle.workload_id.clone(),
+                            why,
+                        },
+                        None => engine_error(&handle.workload_id, "pause the container")(e),
+                    });
+                }
+            }
         }
+        Ok(())
     }
 
     async fn resume(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
@@ -654,17 +893,19 @@ impl Driver for DockerDriver {
             return Ok(());
         }
         let docker = self.client().await?;
-        match docker
-            .unpause_container(&container_name(&handle.workload_id))
-            .await
-        {
-            Ok(()) => Ok(()),
-            // Not paused (or not running); 404: gone.
-            Err(e) if already_so(&e) || is_not_found(&e) => Ok(()),
-            Err(e) => Err(engine_error(&handle.workload_id, "unpause the container")(
-                e,
-            )),
+        for name in all_containers(docker, &handle.workload_id).await? {
+            match docker.unpause_container(&name).await {
+                Ok(()) => {}
+                // Not paused (or not running); 404: gone.
+                Err(e) if already_so(&e) || is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(engine_error(&handle.workload_id, "unpause the container")(
+                        e,
+                    ));
+                }
+            }
         }
+        Ok(())
     }
 
     async fn destroy(&self, handle: &WorkloadHandle) -> Result<(), DriverError> {
@@ -675,18 +916,21 @@ impl Driver for DockerDriver {
             });
         }
         let docker = self.client().await?;
-        let options = RemoveContainerOptions {
-            v: true,
-            ..Default::default()
-        };
-        match docker
-            .remove_container(&container_name(&handle.workload_id), Some(options))
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(engine_error(&handle.workload_id, "remove the container")(e)),
+        let id = &handle.workload_id;
+        for name in all_containers(docker, id).await? {
+            let options = RemoveContainerOptions {
+                v: true,
+                // A companion the supervisor could not end is ended now: the workload has.
+                force: true,
+                ..Default::default()
+            };
+            match docker.remove_container(&name, Some(options)).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(engine_error(id, "remove the container")(e)),
+            }
         }
+        remove_group_network(docker, id).await;
         remove_work_dir(&handle.root_dir)?;
         self.workloads.lock().await.remove(&handle.workload_id);
         Ok(())
@@ -708,32 +952,22 @@ impl Driver for DockerDriver {
 
     async fn ports(&self, handle: &WorkloadHandle) -> Result<Vec<PublishedPort>, DriverError> {
         check_driver(DOCKER_DRIVER_NAME, handle)?;
+        let id = &handle.workload_id;
         let docker = self.client().await?;
-        let inspected = match docker
-            .inspect_container(&container_name(&handle.workload_id), None)
-            .await
-        {
-            Ok(inspected) => inspected,
-            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(engine_error(&handle.workload_id, "inspect the container")(
-                    e,
-                ));
-            }
-        };
-        let running = inspected
-            .state
-            .as_ref()
-            .and_then(|s| s.running)
-            .unwrap_or(false);
-        if !running {
-            return Ok(Vec::new());
+        let mut out = running_ports(docker, id, &container_name(id)).await?;
+        for (service, replica, container_id) in find_companions(docker, id).await? {
+            out.extend(
+                running_ports(docker, id, &container_id)
+                    .await?
+                    .into_iter()
+                    .map(|p| PublishedPort {
+                        service: Some(service.clone()),
+                        replica,
+                        ..p
+                    }),
+            );
         }
-        let ports = inspected
-            .network_settings
-            .and_then(|n| n.ports)
-            .unwrap_or_default();
-        Ok(published_ports(&ports))
+        Ok(out)
     }
 
     /// `docker exec` without a TTY or stdin: the command runs in the container's namespaces,
@@ -741,6 +975,7 @@ impl Driver for DockerDriver {
     async fn exec(
         &self,
         handle: &WorkloadHandle,
+        service: Option<&str>,
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, DriverError> {
@@ -748,7 +983,10 @@ impl Driver for DockerDriver {
         check_driver(DOCKER_DRIVER_NAME, handle)?;
         let id = &handle.workload_id;
         let docker = self.client().await?;
-        let name = container_name(id);
+        let name = match service {
+            None => container_name(id),
+            Some(service) => exec_target(docker, id, service).await?,
+        };
         let running = match docker.inspect_container(&name, None).await {
             Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
             Err(e) if is_not_found(&e) => false,
@@ -850,7 +1088,190 @@ async fn find_container(docker: &Docker, workload_id: &str) -> Result<Option<Str
         .list_containers(Some(options))
         .await
         .map_err(engine_error(workload_id, "list containers"))?;
-    Ok(found.into_iter().find_map(|c| c.id))
+    // The main container is the one that is no service's replica.
+    Ok(found
+        .into_iter()
+        .filter(|c| {
+            !c.labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(LABEL_SERVICE))
+        })
+        .find_map(|c| c.id))
+}
+
+/// The container `exec` runs in for `service`: the first replica of that companion, or the
+/// main container when `service` is its hostname.
+async fn exec_target(docker: &Docker, id: &str, service: &str) -> Result<String, DriverError> {
+    let companions = find_companions(docker, id).await?;
+    if let Some((_, _, container_id)) = companions.iter().find(|(s, _, _)| s == service) {
+        return Ok(container_id.clone());
+    }
+    let main = container_name(id);
+    let hostname = match docker.inspect_container(&main, None).await {
+        Ok(c) => c
+            .config
+            .and_then(|c| c.labels)
+            .and_then(|mut l| l.remove(LABEL_HOSTNAME)),
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => return Err(engine_error(id, "inspect the container")(e)),
+    };
+    if hostname.as_deref() == Some(service) {
+        return Ok(main);
+    }
+    let mut known: Vec<String> = hostname.into_iter().collect();
+    for (s, _, _) in companions {
+        if !known.contains(&s) {
+            known.push(s);
+        }
+    }
+    Err(DriverError::NoSuchService {
+        workload_id: id.to_owned(),
+        service: service.to_owned(),
+        known,
+    })
+}
+
+/// Where a running container's ports are published; none once it has stopped or is gone.
+async fn running_ports(
+    docker: &Docker,
+    id: &str,
+    container: &str,
+) -> Result<Vec<PublishedPort>, DriverError> {
+    let inspected = match docker.inspect_container(container, None).await {
+        Ok(inspected) => inspected,
+        Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(engine_error(id, "inspect the container")(e)),
+    };
+    let running = inspected
+        .state
+        .as_ref()
+        .and_then(|s| s.running)
+        .unwrap_or(false);
+    if !running {
+        return Ok(Vec::new());
+    }
+    let ports = inspected
+        .network_settings
+        .and_then(|n| n.ports)
+        .unwrap_or_default();
+    Ok(published_ports(&ports))
+}
+
+/// Why creating a workload's containers failed.
+enum CreateError {
+    /// A container of that name exists: the workload was started already.
+    Conflict,
+    Driver(DriverError),
+}
+
+/// Starts the companions, then the main container (so what it calls is there first).
+async fn start_members(docker: &Docker, id: &str, members: &[Member]) -> Result<(), CreateError> {
+    for member in members.iter().skip(1).chain(members.first()) {
+        docker
+            .start_container(&member.container_id, None)
+            .await
+            .map_err(|e| CreateError::Driver(engine_error(id, "start the container")(e)))?;
+    }
+    Ok(())
+}
+
+/// The main container's name and the ids of the companions: every container of the workload.
+async fn all_containers(docker: &Docker, id: &str) -> Result<Vec<String>, DriverError> {
+    let companions = find_companions(docker, id).await?;
+    Ok(std::iter::once(container_name(id))
+        .chain(
+            companions
+                .into_iter()
+                .map(|(_, _, container_id)| container_id),
+        )
+        .collect())
+}
+
+/// Removes containers, running or not, so a workload that failed to start leaves none behind
+/// to be mistaken for a run.
+async fn remove_members(docker: &Docker, members: &[Member]) {
+    for member in members {
+        let _ = docker
+            .remove_container(
+                &member.container_id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
+}
+
+/// Creates the private network of a workload with companions and returns its name: a bridge
+/// marked `internal` (nothing outside it is reachable from it, and it is reachable only from
+/// its own containers), where the engine's DNS resolves each container's alias. One left from
+/// an attempt that failed to start is reused.
+async fn create_group_network(docker: &Docker, id: &str) -> Result<String, DriverError> {
+    let name = group_network_name(id);
+    let request = bollard::models::NetworkCreateRequest {
+        name: name.clone(),
+        driver: Some("bridge".into()),
+        internal: Some(true),
+        labels: Some(HashMap::from([
+            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (LABEL_WORKLOAD.to_owned(), id.to_owned()),
+        ])),
+        ..Default::default()
+    };
+    match docker.create_network(request).await {
+        Ok(_) => Ok(name),
+        Err(e) if is_conflict(&e) => Ok(name),
+        Err(e) => Err(engine_error(id, "create the workload's network")(e)),
+    }
+}
+
+/// Removes a workload's private network; one already gone is fine.
+async fn remove_group_network(docker: &Docker, id: &str) {
+    match docker.remove_network(&group_network_name(id)).await {
+        Ok(()) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(error) => {
+            tracing::warn!(workload_id = %id, %error, "could not remove the workload's network");
+        }
+    }
+}
+
+/// A workload's companion containers, running or not, by their labels: `(service, replica,
+/// container id)`, sorted.
+async fn find_companions(
+    docker: &Docker,
+    workload_id: &str,
+) -> Result<Vec<(String, u32, String)>, DriverError> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("{LABEL_MANAGED}=true"),
+            format!("{LABEL_WORKLOAD}={workload_id}"),
+            LABEL_SERVICE.to_owned(),
+        ],
+    )]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let found = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(engine_error(workload_id, "list containers"))?;
+    let mut out: Vec<(String, u32, String)> = found
+        .into_iter()
+        .filter_map(|c| {
+            let labels = c.labels?;
+            let service = labels.get(LABEL_SERVICE)?.clone();
+            let replica = labels.get(LABEL_REPLICA)?.parse().ok()?;
+            Some((service, replica, c.id?))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// Uses a local image, else pulls it; `ImageUnavailable` if neither works.
@@ -966,7 +1387,7 @@ fn container_body(
     image: &str,
     log_offset_bytes: u64,
     publish: &Publish,
-    lease_network: &str,
+    attach: Attach<'_>,
 ) -> ContainerCreateBody {
     let root = &spec.root_dir;
     let mut env: BTreeMap<String, String> = spec.env.clone();
@@ -1076,9 +1497,10 @@ fn container_body(
         privileged: Some(false),
         mounts: Some(mounts),
         network_mode: Some(
-            match spec.network {
-                NetworkMode::None => "none",
-                NetworkMode::Egress => lease_network,
+            match attach {
+                Attach::Nothing => "none",
+                Attach::Lease(network) => network,
+                Attach::Group { network, .. } => network,
             }
             .into(),
         ),
@@ -1107,6 +1529,18 @@ fn container_body(
         open_stdin: Some(false),
         tty: Some(false),
         host_config: Some(host_config),
+        networking_config: match attach {
+            Attach::Group { network, alias } => Some(bollard::models::NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network.to_owned(),
+                    bollard::models::EndpointSettings {
+                        aliases: Some(vec![alias.to_owned()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            Attach::Nothing | Attach::Lease(_) => None,
+        },
         ..Default::default()
     }
 }
@@ -1141,6 +1575,8 @@ fn published_ports(ports: &HashMap<String, Option<Vec<PortBinding>>>) -> Vec<Pub
                 container_port,
                 proto,
                 host: SocketAddr::from((host_ip, host_port)),
+                service: None,
+                replica: 0,
             })
         })
         .collect();
@@ -1148,25 +1584,27 @@ fn published_ports(ports: &HashMap<String, Option<Vec<PortBinding>>>) -> Vec<Pub
     out
 }
 
-/// Copies the container's output into its log under the cap, skipping the first `skip_bytes`
-/// (already in the file from before a restart), until the container's output ends.
+/// Copies a container's output into the workload's log under its cap, skipping the first
+/// `skip_bytes` (already in the file from before a restart) and what the engine logged before
+/// `since` (unix seconds; 0: from the start), until the container's output ends. With
+/// `prefixed`, each line carries the container's name (a workload of several containers).
 async fn follow_log(
     docker: Docker,
     container_id: String,
-    file: std::fs::File,
-    mut cap: LogCap,
+    sink: SharedSink,
     mut skip_bytes: u64,
+    since: i32,
+    mut prefixed: Option<Prefixed>,
 ) {
     let options = LogsOptions {
         follow: true,
         stdout: true,
         stderr: true,
+        since,
         tail: "all".into(),
         ..Default::default()
     };
     let mut stream = docker.logs(&container_id, Some(options));
-    let mut file = tokio::fs::File::from_std(file);
-    let mut write_failed = false;
     while let Some(item) = stream.next().await {
         let bytes = match item {
             Ok(output) => output.into_bytes(),
@@ -1179,29 +1617,35 @@ async fn follow_log(
             .unwrap_or(usize::MAX)
             .min(bytes.len());
         skip_bytes -= skip as u64;
-        let admitted = cap.admit(&bytes[skip..]);
-        if admitted.is_empty() || write_failed {
-            continue;
-        }
-        if let Err(error) = file.write_all(&admitted).await {
-            tracing::warn!(container = %container_id, %error, "could not write the workload's log; dropping the rest");
-            write_failed = true;
+        let bytes = &bytes[skip..];
+        let text = match prefixed.as_mut() {
+            Some(p) => p.lines(bytes),
+            None => bytes.to_vec(),
+        };
+        if !text.is_empty() {
+            sink.lock().await.write(&text, &container_id).await;
         }
     }
-    let _ = file.flush().await;
+    let mut sink = sink.lock().await;
+    if let Some(rest) = prefixed.as_mut().map(Prefixed::finish) {
+        sink.write(&rest, &container_id).await;
+    }
+    let _ = sink.file.flush().await;
 }
 
 struct Supervised {
     docker: Docker,
     workload_id: String,
-    container_id: String,
+    /// The main container first, then its companions.
+    members: Vec<Member>,
     root_dir: PathBuf,
     deadline: tokio::time::Instant,
     /// Set when a restart finds we had already stopped or killed it.
     cause: Option<Cause>,
     /// The watchdog's limit on the host-side outputs dir (see [`disk_split`]).
     disk_limit_bytes: Option<u64>,
-    follower: tokio::task::JoinHandle<()>,
+    followers: Vec<tokio::task::JoinHandle<()>>,
+    sink: SharedSink,
     exited_when_found: bool,
 }
 
@@ -1209,14 +1653,15 @@ struct Supervised {
 fn supervise_in_background(s: Supervised) -> Entry {
     let (outcome_tx, outcome_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(None);
-    let follower_abort = s.follower.abort_handle();
+    let mut tasks: Vec<AbortHandle> = s.followers.iter().map(|f| f.abort_handle()).collect();
     let exited_when_found = s.exited_when_found;
     let supervisor = tokio::spawn(supervise(s, stop_rx, outcome_tx));
+    tasks.push(supervisor.abort_handle());
     Entry {
         outcome: outcome_rx,
         stop: stop_tx,
         exited_when_found,
-        tasks: vec![supervisor.abort_handle(), follower_abort],
+        tasks,
     }
 }
 
@@ -1236,44 +1681,16 @@ async fn supervise(
     let Supervised {
         docker,
         workload_id,
-        container_id,
+        members,
         root_dir,
         deadline,
         mut cause,
         disk_limit_bytes,
-        follower,
+        followers,
+        sink,
         ..
     } = s;
-    let kill = |signal: &'static str| {
-        let docker = docker.clone();
-        let container_id = container_id.clone();
-        let workload_id = workload_id.clone();
-        async move {
-            let options = KillContainerOptions {
-                signal: signal.into(),
-            };
-            match docker.kill_container(&container_id, Some(options)).await {
-                Ok(()) => {}
-                // 409: it is not running (any more); the exit is on its way.
-                Err(EngineError::DockerResponseServerError {
-                    status_code: 404 | 409,
-                    ..
-                }) => {}
-                Err(error) => {
-                    tracing::warn!(%workload_id, signal, %error, "could not signal the container");
-                }
-            }
-            // A paused container gets the signal only once thawed.
-            match docker.unpause_container(&container_id).await {
-                Ok(()) => {}
-                // Not paused (the usual case) or not running; 404: gone.
-                Err(e) if already_so(&e) || is_not_found(&e) => {}
-                Err(error) => {
-                    tracing::warn!(%workload_id, %error, "could not unpause the container to end it");
-                }
-            }
-        }
-    };
+    let ids: Vec<String> = members.iter().map(|m| m.container_id.clone()).collect();
     let record = |c: Cause| {
         let path = work_dir(&root_dir).join(ENDED_BY_FILE);
         if let Err(error) = gpunet_files::write_private(&path, c.as_str().as_bytes()) {
@@ -1281,8 +1698,8 @@ async fn supervise(
         }
     };
 
-    let mut sampled = Sampled::default();
-    let mut exited = std::pin::pin!(wait_for_exit(&docker, &container_id, &workload_id));
+    let mut sampled = vec![Sampled::default(); ids.len()];
+    let mut exited = std::pin::pin!(first_exit(&docker, &ids, &workload_id));
     let mut sample_tick = tokio::time::interval(STATS_INTERVAL);
     sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut kill_at: Option<tokio::time::Instant> = None;
@@ -1292,63 +1709,146 @@ async fn supervise(
         disk_limit_bytes
     ));
     let far_future = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-    loop {
+    let first = loop {
         tokio::select! {
             // An exit that is already there wins over a stop or deadline arriving with it.
             biased;
-            () = &mut exited => break,
+            first = &mut exited => break first,
             () = tokio::time::sleep_until(deadline), if cause.is_none() => {
                 cause = Some(Cause::WallClock);
                 record(Cause::WallClock);
                 tracing::info!(%workload_id, "wall-clock limit reached; killing the container");
-                kill("SIGKILL").await;
+                signal_all(&docker, &ids, "SIGKILL", &workload_id).await;
             }
             usage = &mut disk, if cause.is_none() => {
                 cause = Some(Cause::Disk);
                 record(Cause::Disk);
                 tracing::info!(%workload_id, allocated_bytes = usage.allocated_bytes, entries = usage.entries, "disk limit passed; killing the container");
-                kill("SIGKILL").await;
+                signal_all(&docker, &ids, "SIGKILL", &workload_id).await;
             }
             grace = stop_requested(&mut stop), if cause.is_none() => {
                 cause = Some(Cause::Stopped);
                 record(Cause::Stopped);
-                kill("SIGTERM").await;
+                signal_all(&docker, &ids, "SIGTERM", &workload_id).await;
                 kill_at = Some(tokio::time::Instant::now() + grace);
             }
             () = tokio::time::sleep_until(kill_at.unwrap_or(far_future)), if kill_at.is_some() => {
                 kill_at = None;
-                kill("SIGKILL").await;
+                signal_all(&docker, &ids, "SIGKILL", &workload_id).await;
             }
             _ = sample_tick.tick() => {
-                if let Some(now) = sample_stats(&docker, &container_id).await {
-                    // All three only grow; a stale or partial snapshot must not lower them.
-                    sampled = Sampled {
-                        cpu_user_ms: sampled.cpu_user_ms.max(now.cpu_user_ms),
-                        cpu_system_ms: sampled.cpu_system_ms.max(now.cpu_system_ms),
-                        peak_memory_bytes: sampled.peak_memory_bytes.max(now.peak_memory_bytes),
-                    };
+                for (id, seen) in ids.iter().zip(sampled.iter_mut()) {
+                    if let Some(now) = sample_stats(&docker, id).await {
+                        // All three only grow; a stale or partial snapshot must not lower them.
+                        *seen = Sampled {
+                            cpu_user_ms: seen.cpu_user_ms.max(now.cpu_user_ms),
+                            cpu_system_ms: seen.cpu_system_ms.max(now.cpu_system_ms),
+                            peak_memory_bytes: seen.peak_memory_bytes.max(now.peak_memory_bytes),
+                        };
+                    }
                 }
             }
         }
-    }
+    };
 
-    let follower_abort = follower.abort_handle();
-    if tokio::time::timeout(LOG_DRAIN_TIMEOUT, follower)
-        .await
-        .is_err()
-    {
-        tracing::warn!(%workload_id, "the log did not finish draining; its tail may be missing");
-        follower_abort.abort();
+    if members.len() > 1 {
+        // One container of several ended: the workload has, so the rest are ended too.
+        let name = &members[first].name;
+        if cause.is_none() {
+            let line = format!("[gpunet] {name} ended; stopping the job's other containers\n");
+            sink.lock().await.write(line.as_bytes(), &ids[first]).await;
+        }
+        let grace = kill_at
+            .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or(GROUP_STOP_GRACE);
+        end_all(&docker, &ids, grace, &workload_id).await;
     }
-    let ended = match docker.inspect_container(&container_id, None).await {
-        Ok(inspected) => outcome_of(&inspected, cause, sampled),
+    for follower in followers {
+        let follower_abort = follower.abort_handle();
+        if tokio::time::timeout(LOG_DRAIN_TIMEOUT, follower)
+            .await
+            .is_err()
+        {
+            tracing::warn!(%workload_id, "the log did not finish draining; its tail may be missing");
+            follower_abort.abort();
+        }
+    }
+    let total = sampled.iter().fold(Sampled::default(), |a, b| Sampled {
+        cpu_user_ms: a.cpu_user_ms.saturating_add(b.cpu_user_ms),
+        cpu_system_ms: a.cpu_system_ms.saturating_add(b.cpu_system_ms),
+        peak_memory_bytes: a.peak_memory_bytes.saturating_add(b.peak_memory_bytes),
+    });
+    let mut ended = match docker.inspect_container(&ids[first], None).await {
+        Ok(inspected) => outcome_of(&inspected, cause, total),
         Err(error) => {
             tracing::warn!(%workload_id, %error, "container gone before its exit could be read");
             lost_outcome(cause)
         }
     };
-    tracing::info!(%workload_id, reason = ?ended.reason, exit_code = ?ended.exit_code, "workload ended");
+    if first > 0 && ended.reason == ExitReason::Completed {
+        // A service is meant to run as long as the job: one that exits, even with status 0,
+        // has not completed the job.
+        ended.reason = ExitReason::Failed;
+    }
+    tracing::info!(%workload_id, container = %members[first].name, reason = ?ended.reason, exit_code = ?ended.exit_code, "workload ended");
     outcome.send_replace(Some(ended));
+}
+
+/// Sends `signal` to every container, thawing paused ones so they get it. Containers that are
+/// not running (any more) or gone are fine.
+async fn signal_all(docker: &Docker, ids: &[String], signal: &'static str, workload_id: &str) {
+    for container_id in ids {
+        let options = KillContainerOptions {
+            signal: signal.into(),
+        };
+        match docker.kill_container(container_id, Some(options)).await {
+            Ok(()) => {}
+            // 409: it is not running (any more); the exit is on its way.
+            Err(EngineError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => {}
+            Err(error) => {
+                tracing::warn!(%workload_id, signal, %error, "could not signal the container");
+            }
+        }
+        // A paused container gets the signal only once thawed.
+        match docker.unpause_container(container_id).await {
+            Ok(()) => {}
+            // Not paused (the usual case) or not running; 404: gone.
+            Err(e) if already_so(&e) || is_not_found(&e) => {}
+            Err(error) => {
+                tracing::warn!(%workload_id, %error, "could not unpause the container to end it");
+            }
+        }
+    }
+}
+
+/// Resolves with the index of the first of `ids` to stop running.
+async fn first_exit(docker: &Docker, ids: &[String], workload_id: &str) -> usize {
+    let waits = ids
+        .iter()
+        .map(|id| Box::pin(wait_for_exit(docker, id, workload_id)));
+    let ((), index, _) = futures::future::select_all(waits).await;
+    index
+}
+
+/// Ends every container still running: SIGTERM, SIGKILL after `grace`, then waits (at most
+/// [`GROUP_STOP_GRACE`] more) for all of them.
+async fn end_all(docker: &Docker, ids: &[String], grace: Duration, workload_id: &str) {
+    let all_ended =
+        || futures::future::join_all(ids.iter().map(|id| wait_for_exit(docker, id, workload_id)));
+    signal_all(docker, ids, "SIGTERM", workload_id).await;
+    if tokio::time::timeout(grace, all_ended()).await.is_ok() {
+        return;
+    }
+    signal_all(docker, ids, "SIGKILL", workload_id).await;
+    if tokio::time::timeout(GROUP_STOP_GRACE, all_ended())
+        .await
+        .is_err()
+    {
+        tracing::warn!(%workload_id, "some of the workload's containers did not end after SIGKILL");
+    }
 }
 
 /// Resolves once the container is not running (or gone).
@@ -1608,33 +2108,83 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
     })?;
     let (log_file, log_len) = open_log(&handle.root_dir)?;
     let already_truncated = log_ends_with_marker(&log_path(&handle.root_dir), log_len);
-    let follower = if already_truncated {
+    let companions = find_companions(docker, id).await?;
+    let mut members = vec![Member {
+        name: labels
+            .get(LABEL_HOSTNAME)
+            .cloned()
+            .unwrap_or_else(|| MAIN_MEMBER.to_owned()),
+        container_id,
+    }];
+    let mut all_running = is_running(state);
+    for (service, replica, container_id) in companions {
+        let inspected = match docker.inspect_container(&container_id, None).await {
+            Ok(inspected) => inspected,
+            // Gone: the workload has lost a part, so it has ended; the rest are ended below.
+            Err(e) if is_not_found(&e) => {
+                all_running = false;
+                continue;
+            }
+            Err(e) => return Err(engine_error(id, "inspect a companion container")(e)),
+        };
+        all_running &= is_running(inspected.state.as_ref());
+        members.push(Member {
+            name: format!("{service}-{replica}"),
+            container_id,
+        });
+    }
+    let sink = LogSink::shared(log_file, LogCap::new(log_len, log_limit_bytes));
+    let followers = if already_truncated {
         // Nothing more can be kept, and the marker is written once only.
-        tokio::spawn(async {})
-    } else {
-        tokio::spawn(follow_log(
+        Vec::new()
+    } else if members.len() == 1 {
+        vec![tokio::spawn(follow_log(
             docker.clone(),
-            container_id.clone(),
-            log_file,
-            LogCap::new(log_len, log_limit_bytes),
+            members[0].container_id.clone(),
+            sink.clone(),
             log_len.saturating_sub(log_offset_bytes),
-        ))
+            0,
+            None,
+        ))]
+    } else {
+        // Several containers' lines are interleaved in the file, so bytes cannot say where
+        // each one stopped: each is followed again from the second of the log's last write.
+        // Lines of that second may show twice; none written by then is lost.
+        let since = std::fs::metadata(log_path(&handle.root_dir))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .and_then(|d| i32::try_from(d.as_secs()).ok())
+            .unwrap_or(0);
+        members
+            .iter()
+            .map(|m| {
+                tokio::spawn(follow_log(
+                    docker.clone(),
+                    m.container_id.clone(),
+                    sink.clone(),
+                    0,
+                    since,
+                    Some(Prefixed::new(&m.name)),
+                ))
+            })
+            .collect()
     };
     let cause = std::fs::read_to_string(work_dir(&handle.root_dir).join(ENDED_BY_FILE))
         .ok()
         .and_then(|text| Cause::parse(&text));
-    let running = is_running(state);
-    tracing::info!(workload_id = %id, running, "re-attached to the workload's container");
+    tracing::info!(workload_id = %id, running = all_running, containers = members.len(), "re-attached to the workload's containers");
     Ok(supervise_in_background(Supervised {
         docker: docker.clone(),
         workload_id: id.clone(),
-        container_id,
+        members,
         root_dir: handle.root_dir.clone(),
         deadline: deadline_after(started_ms, max_duration),
         cause,
         disk_limit_bytes: label_u64(LABEL_DISK_LIMIT_BYTES),
-        follower,
-        exited_when_found: !running,
+        followers,
+        sink,
+        exited_when_found: !all_running,
     }))
 }
 
@@ -1650,6 +2200,14 @@ fn log_ends_with_marker(path: &Path, len: u64) -> bool {
 mod tests {
     use super::*;
     use crate::workload::{ExposedPort, PortProto};
+
+    /// How the driver attaches a workload without companions.
+    fn attach_of(spec: &WorkloadSpec) -> Attach<'static> {
+        match spec.network {
+            NetworkMode::Egress => Attach::Lease(LEASE_NETWORK),
+            NetworkMode::None => Attach::Nothing,
+        }
+    }
 
     fn spec() -> WorkloadSpec {
         WorkloadSpec {
@@ -1670,14 +2228,14 @@ mod tests {
         let mut s = spec();
         s.root_dir = root.path().to_path_buf();
         let env_of = |s: &WorkloadSpec| {
-            container_body(s, "busybox:1.36", 0, &Publish::default(), LEASE_NETWORK)
+            container_body(s, "busybox:1.36", 0, &Publish::default(), attach_of(s))
                 .env
                 .unwrap_or_default()
         };
         assert!(!env_of(&s).iter().any(|e| e.starts_with("GPUNET_INPUTS=")));
         std::fs::create_dir(root.path().join("inputs")).expect("mkdir");
         assert!(env_of(&s).contains(&"GPUNET_INPUTS=/inputs".to_owned()));
-        let mounts = container_body(&s, "busybox:1.36", 0, &Publish::default(), LEASE_NETWORK)
+        let mounts = container_body(&s, "busybox:1.36", 0, &Publish::default(), attach_of(&s))
             .host_config
             .and_then(|h| h.mounts)
             .unwrap_or_default();
@@ -1697,7 +2255,7 @@ mod tests {
         s.env
             .insert("GPUNET_CHECKPOINTS".into(), "/etc/elsewhere".into());
         let body = |s: &WorkloadSpec| {
-            container_body(s, "busybox:1.36", 0, &Publish::default(), LEASE_NETWORK)
+            container_body(s, "busybox:1.36", 0, &Publish::default(), attach_of(s))
         };
         let mounted = |s: &WorkloadSpec| {
             body(s)
@@ -1729,7 +2287,7 @@ mod tests {
             "busybox:1.36",
             12,
             &Publish::default(),
-            LEASE_NETWORK,
+            attach_of(&spec()),
         );
         let host = body.host_config.clone().expect("host config");
         assert_eq!(host.nano_cpus, Some(1_500_000_000));
@@ -1783,7 +2341,7 @@ mod tests {
         }];
         s.env.insert("GPUNET_OUTPUTS".into(), "/elsewhere".into());
         s.read_only_rootfs = false;
-        let body = container_body(&s, "busybox:1.36", 0, &Publish::default(), LEASE_NETWORK);
+        let body = container_body(&s, "busybox:1.36", 0, &Publish::default(), attach_of(&s));
         let host = body.host_config.clone().expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some(LEASE_NETWORK));
         assert_eq!(host.readonly_rootfs, Some(false));
@@ -1812,7 +2370,7 @@ mod tests {
             host_ip: "0.0.0.0".parse().expect("address"),
             ports: Some("30000-30099".parse().expect("range")),
         };
-        let host = container_body(&s, "busybox:1.36", 0, &public, LEASE_NETWORK)
+        let host = container_body(&s, "busybox:1.36", 0, &public, attach_of(&s))
             .host_config
             .expect("host config");
         let binding = &host.port_bindings.expect("port bindings")["8080/tcp"]
@@ -1866,7 +2424,7 @@ mod tests {
         );
         let mut s = spec();
         s.disk_mib = Some(16);
-        let body = container_body(&s, "img", 0, &Publish::default(), LEASE_NETWORK);
+        let body = container_body(&s, "img", 0, &Publish::default(), attach_of(&s));
         let host = body.host_config.expect("host config");
         assert!(host.tmpfs.expect("tmpfs")["/tmp"].contains("size=4194304"));
         let labels = body.labels.expect("labels");
@@ -1980,16 +2538,16 @@ mod tests {
         assert_eq!(
             published,
             vec![
-                PublishedPort {
-                    container_port: 80,
-                    proto: PortProto::Tcp,
-                    host: "127.0.0.1:40000".parse().expect("address"),
-                },
-                PublishedPort {
-                    container_port: 9000,
-                    proto: PortProto::Udp,
-                    host: "127.0.0.1:40001".parse().expect("address"),
-                },
+                PublishedPort::new(
+                    80,
+                    PortProto::Tcp,
+                    "127.0.0.1:40000".parse().expect("address")
+                ),
+                PublishedPort::new(
+                    9000,
+                    PortProto::Udp,
+                    "127.0.0.1:40001".parse().expect("address")
+                ),
             ]
         );
     }

@@ -80,14 +80,17 @@ pub trait Driver: Send + Sync {
     /// Runs `argv` inside the running workload — with its isolation, user, limits and
     /// environment — and returns its exit code and output (each stream at most
     /// [`crate::MAX_EXEC_OUTPUT_BYTES`]), or what it wrote by `timeout`, leaving it to end with
-    /// the workload. Drivers that cannot fail with [`DriverError::ExecUnsupported`].
+    /// the workload. `service` picks one of a workload's companions by its service (its first
+    /// replica) or the main container by its hostname; `None` is the main container. Drivers
+    /// that cannot fail with [`DriverError::ExecUnsupported`].
     async fn exec(
         &self,
         handle: &WorkloadHandle,
+        service: Option<&str>,
         argv: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, DriverError> {
-        let _ = (argv, timeout);
+        let _ = (service, argv, timeout);
         check_driver(self.name(), handle)?;
         Err(DriverError::ExecUnsupported {
             driver: self.name(),

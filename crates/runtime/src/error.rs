@@ -72,6 +72,25 @@ pub enum SpecError {
         "a sandboxed process workload has no network: give the job an image (run.image) to use egress"
     )]
     ProcessEgress,
+    #[error("companions need a hostname for the main container: the name they reach it by")]
+    MissingHostname,
+    #[error(
+        "name {name:?} is not a DNS label: use 1 to 63 characters from [a-z0-9-], not starting or ending with '-'"
+    )]
+    InvalidHostname { name: String },
+    #[error("{count} containers in one workload, more than the limit of {max}")]
+    TooManyCompanions { count: usize, max: usize },
+    #[error("companion {member:?} appears twice, or is named like the main container")]
+    DuplicateCompanion { member: String },
+    #[error("companion {member}: {source}")]
+    InCompanion {
+        member: String,
+        source: Box<SpecError>,
+    },
+    #[error(
+        "this driver runs one process per workload: companions (a job's services) need the Docker driver"
+    )]
+    CompanionsUnsupported,
 }
 
 /// Errors from a [`crate::Driver`].
@@ -141,6 +160,16 @@ pub enum DriverError {
     /// The workload is not running, so nothing can run inside it.
     #[error("workload {workload_id} is not running; exec works only while it runs")]
     NotRunning { workload_id: String },
+    /// `exec` named a service the workload does not have.
+    #[error(
+        "workload {workload_id} has no service {service:?}; its services are: {}",
+        .known.join(", ")
+    )]
+    NoSuchService {
+        workload_id: String,
+        service: String,
+        known: Vec<String>,
+    },
     #[error("the container engine could not {action} for workload {workload_id}: {source}")]
     Engine {
         workload_id: String,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::driver::{Driver, DriverInfo, RecoverState, check_driver};
-use crate::error::DriverError;
+use crate::error::{DriverError, SpecError};
 use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
     ExitOutcome, ExitReason, LogChunk, Usage, WorkloadHandle, WorkloadSpec, create_workload_dirs,
@@ -202,6 +202,9 @@ impl Driver for FakeDriver {
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadHandle, DriverError> {
         spec.validate()?;
+        if !spec.companions.is_empty() {
+            return Err(SpecError::CompanionsUnsupported.into());
+        }
         let root = spec.root_dir.clone();
         create_workload_dirs(&root)?;
         let log = LogCap::new(0, spec.log_limit_bytes).admit(&self.script.log);

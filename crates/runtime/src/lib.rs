@@ -42,8 +42,9 @@ pub use disk::{
 };
 pub use docker::{
     CONTAINER_CHECKPOINTS_DIR, CONTAINER_INPUTS_DIR, CONTAINER_OUTPUTS_DIR, DEFAULT_DOCKER_SOCKET,
-    DOCKER_DRIVER_NAME, DockerDriver, IMAGE_PULL_TIMEOUT, LABEL_MANAGED, LABEL_WORKLOAD,
-    LEASE_NETWORK, STATS_INTERVAL, TMP_TMPFS_BYTES, container_name, engine_log_max_bytes,
+    DOCKER_DRIVER_NAME, DockerDriver, GROUP_STOP_GRACE, IMAGE_PULL_TIMEOUT, LABEL_MANAGED,
+    LABEL_SERVICE, LABEL_WORKLOAD, LEASE_NETWORK, STATS_INTERVAL, TMP_TMPFS_BYTES,
+    companion_container_name, container_name, engine_log_max_bytes, group_network_name,
 };
 pub use driver::{Driver, DriverInfo, RecoverState};
 pub use error::{DriverError, GpuParseError, SpecError};
@@ -60,10 +61,10 @@ pub use machine::{
 pub use process::{PROCESS_DRIVER_NAME, ProcessDriver};
 pub use sandbox::{DENIED_SYSCALLS, HOST_ID_BASE, HOST_ID_SLOTS, Isolation, SYSTEM_DIRS};
 pub use workload::{
-    CHECKPOINTS_DIR_NAME, DEFAULT_CPU_MILLIS, DEFAULT_LOG_LIMIT_BYTES, DEFAULT_MAX_DURATION,
-    DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT, ExecOutput, ExitOutcome, ExitReason, ExposedPort,
-    LOG_TRUNCATED_MARKER, LogChunk, MAX_ARGV_ENV_BYTES, MAX_COMMAND_ARGS, MAX_ENV_VARS,
-    MAX_EXEC_OUTPUT_BYTES, MAX_EXPOSED_PORTS, MAX_GPUS_PER_WORKLOAD, MAX_IMAGE_REF_BYTES,
-    MAX_WORKLOAD_ID_BYTES, NetworkMode, PortProto, PortRange, Publish, PublishedPort, Usage,
-    WorkloadHandle, WorkloadSpec, checkpoints_dir,
+    CHECKPOINTS_DIR_NAME, Companion, DEFAULT_CPU_MILLIS, DEFAULT_LOG_LIMIT_BYTES,
+    DEFAULT_MAX_DURATION, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT, ExecOutput, ExitOutcome,
+    ExitReason, ExposedPort, LOG_TRUNCATED_MARKER, LogChunk, MAX_ARGV_ENV_BYTES, MAX_COMMAND_ARGS,
+    MAX_ENV_VARS, MAX_EXEC_OUTPUT_BYTES, MAX_EXPOSED_PORTS, MAX_GPUS_PER_WORKLOAD,
+    MAX_IMAGE_REF_BYTES, MAX_WORKLOAD_CONTAINERS, MAX_WORKLOAD_ID_BYTES, NetworkMode, PortProto,
+    PortRange, Publish, PublishedPort, Usage, WorkloadHandle, WorkloadSpec, checkpoints_dir,
 };

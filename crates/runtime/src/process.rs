@@ -305,6 +305,9 @@ impl Driver for ProcessDriver {
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadHandle, DriverError> {
         spec.validate()?;
+        if !spec.companions.is_empty() {
+            return Err(SpecError::CompanionsUnsupported.into());
+        }
         if self.sandbox.is_some() && spec.network == NetworkMode::Egress {
             return Err(SpecError::ProcessEgress.into());
         }

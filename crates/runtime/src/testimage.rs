@@ -332,6 +332,10 @@ pub fn remove_workload_containers(workload_id: &str) {
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            // A workload with companions has a network of its own; none is fine.
+            let _ = docker
+                .remove_network(&crate::group_network_name(&workload_id))
+                .await;
             Ok::<(), String>(())
         })
     });

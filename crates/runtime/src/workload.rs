@@ -28,6 +28,8 @@ pub const MAX_GPUS_PER_WORKLOAD: usize = 64;
 pub const MAX_EXPOSED_PORTS: usize = 16;
 /// Longest image reference, in bytes.
 pub const MAX_IMAGE_REF_BYTES: usize = 512;
+/// Most containers one workload may have, the main one and its companions.
+pub const MAX_WORKLOAD_CONTAINERS: usize = 16;
 /// Default cap on the processes (threads included) a workload may have at once.
 pub const DEFAULT_PIDS_LIMIT: u32 = 1024;
 /// CPU share [`WorkloadSpec::new`] starts from: one core.
@@ -84,6 +86,43 @@ pub struct WorkloadSpec {
     /// `crate::disk`): past it the workload is killed and ends [`ExitReason::DiskExceeded`].
     #[serde(default)]
     pub disk_mib: Option<u64>,
+    /// The main container's name on the network it shares with its companions (a job's own
+    /// `run` is known by the job's name). Required with companions.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Containers that run beside the main one as parts of this workload (a job's `services`,
+    /// a replica each); Docker only. They share a private network with the main container,
+    /// reach one another by service name, mount the same outputs, inputs and checkpoints, and
+    /// count against the same disk limit and wall clock; the first container to end ends the
+    /// workload (see the Docker driver's docs).
+    #[serde(default)]
+    pub companions: Vec<Companion>,
+}
+
+/// A container beside a workload's main one: one replica of a job's service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Companion {
+    /// The service's name: the DNS name every container of the workload reaches it by (all
+    /// replicas answer to it).
+    pub service: String,
+    /// Which replica, from 0.
+    pub replica: u32,
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cpu_millis: u32,
+    pub memory_mib: u64,
+    pub gpu_uuids: Vec<String>,
+    /// Egress besides the private network (and with it, published ports).
+    pub network: NetworkMode,
+    pub expose: Vec<ExposedPort>,
+}
+
+impl Companion {
+    /// `<service>-<replica>`: the name of this container among the workload's.
+    pub fn member(&self) -> String {
+        format!("{}-{}", self.service, self.replica)
+    }
 }
 
 fn default_read_only_rootfs() -> bool {
@@ -213,13 +252,32 @@ pub struct ExposedPort {
 }
 
 /// Where an [`ExposedPort`] can be reached on the provider machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedPort {
     pub container_port: u16,
     pub proto: PortProto,
     /// Where this machine reaches it: the address the port is bound to (loopback where it is
     /// bound to all addresses) and the host port the engine chose.
     pub host: SocketAddr,
+    /// The companion's service whose port it is; `None`: the main container's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Which replica of that service.
+    #[serde(default)]
+    pub replica: u32,
+}
+
+impl PublishedPort {
+    /// A port of the main container.
+    pub fn new(container_port: u16, proto: PortProto, host: SocketAddr) -> Self {
+        PublishedPort {
+            container_port,
+            proto,
+            host,
+            service: None,
+            replica: 0,
+        }
+    }
 }
 
 /// Most bytes of each of stdout and stderr an exec keeps; the rest is cut (`truncated`).
@@ -265,7 +323,35 @@ impl WorkloadSpec {
             expose: Vec::new(),
             pids_limit: DEFAULT_PIDS_LIMIT,
             disk_mib: None,
+            hostname: None,
+            companions: Vec::new(),
         }
+    }
+
+    /// The spec a companion runs under: this one (its id, root dir, limits, disk and log)
+    /// with the companion's image, command, environment, share of CPU, memory and GPUs,
+    /// network and ports, and no companions of its own.
+    pub fn companion_spec(&self, companion: &Companion) -> WorkloadSpec {
+        WorkloadSpec {
+            command: companion.command.clone(),
+            env: companion.env.clone(),
+            cpu_millis: companion.cpu_millis,
+            memory_mib: companion.memory_mib,
+            gpu_uuids: companion.gpu_uuids.clone(),
+            image: Some(companion.image.clone()),
+            network: companion.network,
+            expose: companion.expose.clone(),
+            hostname: Some(companion.service.clone()),
+            companions: Vec::new(),
+            ..self.main_spec()
+        }
+    }
+
+    /// This spec without its companions: what the main container runs under.
+    pub fn main_spec(&self) -> WorkloadSpec {
+        let mut main = self.clone();
+        main.companions.clear();
+        main
     }
 
     /// The disk limit in bytes, if there is one.
@@ -362,7 +448,60 @@ impl WorkloadSpec {
         if self.disk_mib == Some(0) {
             return Err(SpecError::ZeroDisk);
         }
-        self.validate_expose()
+        self.validate_expose()?;
+        self.validate_companions()
+    }
+
+    /// A hostname for the main container, at most [`MAX_WORKLOAD_CONTAINERS`] containers, each
+    /// companion named once and valid as a workload of its own, with an image.
+    fn validate_companions(&self) -> Result<(), SpecError> {
+        if let Some(name) = &self.hostname {
+            if !is_dns_label(name) {
+                return Err(SpecError::InvalidHostname { name: name.clone() });
+            }
+        }
+        if self.companions.is_empty() {
+            return Ok(());
+        }
+        let Some(hostname) = &self.hostname else {
+            return Err(SpecError::MissingHostname);
+        };
+        if self.companions.len() + 1 > MAX_WORKLOAD_CONTAINERS {
+            return Err(SpecError::TooManyCompanions {
+                count: self.companions.len() + 1,
+                max: MAX_WORKLOAD_CONTAINERS,
+            });
+        }
+        for (i, companion) in self.companions.iter().enumerate() {
+            let member = companion.member();
+            let wrap = |source: SpecError| SpecError::InCompanion {
+                member: member.clone(),
+                source: Box::new(source),
+            };
+            if !is_dns_label(&companion.service) {
+                return Err(wrap(SpecError::InvalidHostname {
+                    name: companion.service.clone(),
+                }));
+            }
+            if &companion.service == hostname
+                || self.companions[..i]
+                    .iter()
+                    .any(|c| c.service == companion.service && c.replica == companion.replica)
+            {
+                return Err(SpecError::DuplicateCompanion { member });
+            }
+            if companion.image.is_empty()
+                || companion.image.len() > MAX_IMAGE_REF_BYTES
+                || companion.image.chars().any(char::is_whitespace)
+            {
+                return Err(wrap(SpecError::InvalidImage {
+                    image: companion.image.clone(),
+                    max_bytes: MAX_IMAGE_REF_BYTES,
+                }));
+            }
+            self.companion_spec(companion).validate().map_err(wrap)?;
+        }
+        Ok(())
     }
 
     fn validate_expose(&self) -> Result<(), SpecError> {
@@ -390,15 +529,19 @@ impl WorkloadSpec {
     }
 }
 
-fn validate_workload_id(workload_id: &str) -> Result<(), SpecError> {
-    let ok = !workload_id.is_empty()
-        && workload_id.len() <= MAX_WORKLOAD_ID_BYTES
-        && workload_id
+/// 1 to [`MAX_WORKLOAD_ID_BYTES`] of `[a-z0-9-]`, not starting or ending with `-`.
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_WORKLOAD_ID_BYTES
+        && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !workload_id.starts_with('-')
-        && !workload_id.ends_with('-');
-    if ok {
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn validate_workload_id(workload_id: &str) -> Result<(), SpecError> {
+    if is_dns_label(workload_id) {
         Ok(())
     } else {
         Err(SpecError::InvalidWorkloadId {

@@ -617,6 +617,197 @@ async fn a_lease_cannot_reach_another_leases_container_and_ports_land_in_the_ope
     }
 }
 
+/// A workload of three containers (a main one and two replicas of a companion service) on a
+/// network of its own: the main container reaches the service by name and the service the main
+/// one by its hostname; `exec` runs in the service named; a container of another lease reaches
+/// neither, by name or address. When a replica exits, the others are stopped and the workload
+/// fails with its exit code; the log keeps each container's lines under its name and says which
+/// ended. `destroy` leaves no container and no network behind.
+#[tokio::test]
+async fn a_workloads_containers_find_one_another_by_name_and_the_first_to_end_ends_them_all() {
+    let Some((driver, _)) = engine("workloads with companions").await else {
+        return;
+    };
+    let httpd = Path::new(env!("CARGO_BIN_EXE_gpunet-test-httpd"));
+    let image = gpunet_runtime::testimage::ensure_test_image_with(&[("httpd", httpd)])
+        .await
+        .expect("the test image with a server builds");
+    let id = workload_id("group");
+    let _cleanup = ContainerCleanup::new(&id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Each replica serves 9000 until the test drops a file in the shared outputs, then leaves.
+    let replica = |n: u32| gpunet_runtime::Companion {
+        service: "api".into(),
+        replica: n,
+        image: image.clone(),
+        command: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "/bin/httpd 9000 & while [ ! -e /outputs/stop-api ]; do sleep 0.1; done; \
+             echo api leaving; exit 3"
+                .into(),
+        ],
+        env: Default::default(),
+        cpu_millis: 250,
+        memory_mib: 64,
+        gpu_uuids: Vec::new(),
+        network: NetworkMode::None,
+        expose: Vec::new(),
+    };
+    let group = WorkloadSpec {
+        memory_mib: 128,
+        max_duration: Duration::from_secs(120),
+        image: Some(image.clone()),
+        network: NetworkMode::Egress,
+        expose: vec![ExposedPort {
+            container_port: 8000,
+            proto: PortProto::Tcp,
+        }],
+        hostname: Some("web".into()),
+        companions: vec![replica(0), replica(1)],
+        ..WorkloadSpec::new(&id, vec!["/bin/httpd".into(), "8000".into()], dir.path())
+    };
+    let handle = driver.start(&group).await.expect("the workload starts");
+    log_shows(dir.path(), "web | ").await;
+    log_shows(dir.path(), "api-1 | ").await;
+
+    let ports = driver.ports(&handle).await.expect("ports");
+    assert_eq!(ports.len(), 1, "only the main container exposes: {ports:?}");
+    assert_eq!(
+        (ports[0].container_port, ports[0].service.as_deref()),
+        (8000, None)
+    );
+
+    let exec = |service: Option<&'static str>, target: &'static str| {
+        let (driver, handle) = (&driver, &handle);
+        async move {
+            driver
+                .exec(
+                    handle,
+                    service,
+                    &["/bin/httpd".into(), "get".into(), target.into()],
+                    Duration::from_secs(20),
+                )
+                .await
+        }
+    };
+    let out = exec(None, "api:9000")
+        .await
+        .expect("exec in the main container");
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("on port 9000"),
+        "{out:?}"
+    );
+    let out = exec(Some("api"), "web:8000")
+        .await
+        .expect("exec in the api service");
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("on port 8000"),
+        "{out:?}"
+    );
+    let out = exec(Some("web"), "api:9000")
+        .await
+        .expect("exec by the main hostname");
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    match exec(Some("db"), "api:9000").await {
+        Err(DriverError::NoSuchService { service, known, .. }) => {
+            assert_eq!(service, "db");
+            assert_eq!(known, vec!["web".to_owned(), "api".to_owned()]);
+        }
+        other => panic!("an unknown service is refused, got {other:?}"),
+    }
+
+    // Another lease on the same machine, with egress: neither the name nor the address of the
+    // api replica on the workload's network leads anywhere.
+    let docker = bollard::Docker::connect_with_unix_defaults().expect("engine");
+    let inspected = docker
+        .inspect_container(
+            &gpunet_runtime::companion_container_name(&id, "api-0"),
+            None,
+        )
+        .await
+        .expect("inspects the replica");
+    let networks = inspected
+        .network_settings
+        .and_then(|n| n.networks)
+        .expect("networks");
+    let group_network = gpunet_runtime::group_network_name(&id);
+    assert_eq!(
+        networks.keys().collect::<Vec<_>>(),
+        vec![&group_network],
+        "a replica without egress is on the workload's network only"
+    );
+    let api_ip = networks[&group_network]
+        .ip_address
+        .clone()
+        .expect("an address");
+    let outsider_id = workload_id("group-out");
+    let _cleanup_outsider = ContainerCleanup::new(&outsider_id);
+    let outsider_dir = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        "/bin/httpd get {api_ip}:9000; echo by-address=$?; /bin/httpd get api:9000; echo by-name=$?"
+    );
+    let mut outsider = spec(&outsider_id, &image, outsider_dir.path(), &script);
+    outsider.network = NetworkMode::Egress;
+    let outsider_handle = driver.start(&outsider).await.expect("the outsider starts");
+    wait(&driver, &outsider_handle).await;
+    let logs = all_logs(&driver, &outsider_handle).await;
+    assert!(
+        logs.contains("by-address=1")
+            && logs.contains("by-name=1")
+            && !logs.contains("on port 9000"),
+        "another lease reaches the workload's service: {logs}"
+    );
+
+    std::fs::write(dir.path().join("outputs/stop-api"), b"").expect("signal the replicas");
+    let ended = wait(&driver, &handle).await;
+    assert_eq!(
+        (ended.reason, ended.exit_code),
+        (ExitReason::Failed, Some(3)),
+        "{ended:?}"
+    );
+    let logs = all_logs(&driver, &handle).await;
+    assert!(logs.contains("web | listening on 8000"), "{logs}");
+    assert!(
+        logs.contains("api-0 | api leaving") || logs.contains("api-1 | api leaving"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("[gpunet] api-0 ended; stopping the job's other containers")
+            || logs.contains("[gpunet] api-1 ended; stopping the job's other containers"),
+        "{logs}"
+    );
+    for line in logs.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            ["web | ", "api-0 | ", "api-1 | ", "[gpunet] "]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "every line names its container: {line:?}"
+        );
+    }
+    driver.destroy(&handle).await.expect("destroys");
+    let left = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(std::collections::HashMap::from([(
+                "label".to_owned(),
+                vec![format!("{}={id}", gpunet_runtime::LABEL_WORKLOAD)],
+            )])),
+            ..Default::default()
+        }))
+        .await
+        .expect("lists");
+    assert!(left.is_empty(), "containers left: {left:?}");
+    match docker.inspect_network(&group_network, None).await {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        other => panic!("the workload's network is gone, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_container_writing_past_its_disk_limit_ends_disk_exceeded() {
     let Some((driver, image)) = engine("disk limit").await else {
