@@ -433,7 +433,11 @@ mod tests {
     }
 
     fn published(container_port: u16, host: &str) -> PublishedPort {
-        PublishedPort::new(container_port, PortProto::Tcp, host.parse().expect("address"))
+        PublishedPort::new(
+            container_port,
+            PortProto::Tcp,
+            host.parse().expect("address"),
+        )
     }
 
     #[test]
@@ -629,7 +633,11 @@ mod tests {
             .iter()
             .map(|a| a.parse().expect("address"))
             .collect();
-        routes.add_named(service_route_name(LeaseId(2), "api", 9000), LeaseId(2), &replicas);
+        routes.add_named(
+            service_route_name(LeaseId(2), "api", 9000),
+            LeaseId(2),
+            &replicas,
+        );
         assert_eq!(routes.upstreams("2-api-9000"), Some(replicas));
         routes.add_named("2-api-9000".into(), LeaseId(2), &[]);
         assert_eq!(routes.names(), vec!["2-8080"]);

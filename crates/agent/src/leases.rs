@@ -30,8 +30,9 @@ use gpunet_protocol::{
     Resources, Runtime, SealContext, SealError, UsageReport,
 };
 use gpunet_runtime::{
-    Companion, DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort, GpuSampler,
-    GpuUsage, NetworkMode, PortProto, RecoverState, Usage, WorkloadHandle, WorkloadSpec,
+    Companion, DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort,
+    GpuSampler, GpuUsage, NetworkMode, PortProto, RecoverState, Usage, WorkloadHandle,
+    WorkloadSpec,
 };
 use tokio::task::JoinSet;
 
@@ -962,8 +963,12 @@ impl Leases {
             // The lease's resources are what the chain reserved and bills; the manifest's are
             // the tenant's wish and committed to by the same hash. A job with services runs
             // each container with its own share, which admission checked fit the lease.
-            cpu_millis: main.as_ref().map_or(record.resources.cpu_millis, |m| m.cpu_millis),
-            memory_mib: main.as_ref().map_or(record.resources.memory_mib, |m| m.memory_mib),
+            cpu_millis: main
+                .as_ref()
+                .map_or(record.resources.cpu_millis, |m| m.cpu_millis),
+            memory_mib: main
+                .as_ref()
+                .map_or(record.resources.memory_mib, |m| m.memory_mib),
             // Like CPU and memory, the disk the chain reserved is what the workload may fill.
             disk_mib: Some(record.resources.disk_mib),
             max_duration: Duration::from_secs(duration_secs),
@@ -1988,10 +1993,18 @@ fn workload_parts(spec: &JobSpec, gpu_uuids: &[String]) -> (Option<MainShare>, V
 /// containers would then take more than the provider is paid for.
 fn services_fit(need: &Resources, reserved: &Resources) -> Result<(), String> {
     let short = [
-        ("CPU (millicores)", u64::from(need.cpu_millis), u64::from(reserved.cpu_millis)),
+        (
+            "CPU (millicores)",
+            u64::from(need.cpu_millis),
+            u64::from(reserved.cpu_millis),
+        ),
         ("memory (MiB)", need.memory_mib, reserved.memory_mib),
         ("disk (MiB)", need.disk_mib, reserved.disk_mib),
-        ("GPUs", u64::from(need.gpu.count), u64::from(reserved.gpu.count)),
+        (
+            "GPUs",
+            u64::from(need.gpu.count),
+            u64::from(reserved.gpu.count),
+        ),
     ]
     .into_iter()
     .find(|(_, need, reserved)| need > reserved);
@@ -2332,9 +2345,24 @@ limits: { max_duration: 1h }
         );
         let api = &companions[0];
         assert_eq!(api.env.get("TOKEN").map(String::as_str), Some("t"));
-        assert_eq!(api.env.get("A"), None, "each service has its own environment");
+        assert_eq!(
+            api.env.get("A"),
+            None,
+            "each service has its own environment"
+        );
         assert_eq!((api.network, api.expose.len()), (NetworkMode::Egress, 1));
-        assert_eq!(workload_parts(&JobSpec { services: Vec::new(), ..spec.clone() }, &gpus).1.len(), 0);
+        assert_eq!(
+            workload_parts(
+                &JobSpec {
+                    services: Vec::new(),
+                    ..spec.clone()
+                },
+                &gpus
+            )
+            .1
+            .len(),
+            0
+        );
 
         // A hostile tenant orders less than its manifest's services take.
         let need = spec.resources();
@@ -2342,10 +2370,17 @@ limits: { max_duration: 1h }
         let mut short = need.clone();
         short.memory_mib -= 1;
         let why = services_fit(&need, &short).expect_err("short on memory");
-        assert!(why.contains("1024 memory (MiB) in all, more than the order reserved (1023)"), "{why}");
+        assert!(
+            why.contains("1024 memory (MiB) in all, more than the order reserved (1023)"),
+            "{why}"
+        );
         let mut short = need.clone();
         short.gpu.count = 2;
-        assert!(services_fit(&need, &short).expect_err("short on GPUs").contains("3 GPUs"));
+        assert!(
+            services_fit(&need, &short)
+                .expect_err("short on GPUs")
+                .contains("3 GPUs")
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 
 /// The route's name under the bench's domain.
@@ -67,10 +67,33 @@ impl IngressFigures {
 }
 
 /// The bench's HTTP service: `GET /` answers `ok` after `service_ms`; `GET /headers` answers
-/// the request's headers, one `name: value` per line (what a proxy in front changed).
-pub fn upstream(service_ms: u64) -> Router {
+/// the request's headers, one `name: value` per line (what a proxy in front changed). With a
+/// `backend` (`HOST:PORT`, e.g. another service of the job by name), `GET /backend/<path>`
+/// asks it for `/<path>` and answers `backend <status>: <its body>`, or 502 naming why not.
+pub fn upstream(service_ms: u64, backend: Option<String>) -> Router {
     let delay = Duration::from_millis(service_ms);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    let relay = move |axum::extract::Path(path): axum::extract::Path<String>| {
+        let (client, backend) = (client.clone(), backend.clone());
+        async move {
+            let Some(backend) = backend else {
+                return (StatusCode::NOT_FOUND, "no --backend\n".to_owned());
+            };
+            match client.get(format!("http://{backend}/{path}")).send().await {
+                Ok(answer) => {
+                    let status = answer.status().as_u16();
+                    let body = answer.text().await.unwrap_or_default();
+                    (StatusCode::OK, format!("backend {status}: {body}"))
+                }
+                Err(e) => (StatusCode::BAD_GATEWAY, format!("backend {backend}: {e}\n")),
+            }
+        }
+    };
     Router::new()
+        .route("/backend/{*path}", get(relay))
         .route(
             "/",
             get(move || async move {
@@ -96,8 +119,12 @@ pub fn upstream(service_ms: u64) -> Router {
 }
 
 /// Serves [`upstream`] on `listener` until the process ends.
-pub async fn serve_upstream(listener: tokio::net::TcpListener, service_ms: u64) -> Result<()> {
-    axum::serve(listener, upstream(service_ms))
+pub async fn serve_upstream(
+    listener: tokio::net::TcpListener,
+    service_ms: u64,
+    backend: Option<String>,
+) -> Result<()> {
+    axum::serve(listener, upstream(service_ms, backend))
         .await
         .context("serving")
 }
@@ -106,7 +133,7 @@ pub async fn serve_upstream(listener: tokio::net::TcpListener, service_ms: u64) 
 pub async fn run(bench: IngressBench) -> Result<IngressFigures> {
     let service = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let service_addr = service.local_addr()?;
-    tokio::spawn(serve_upstream(service, bench.service_ms));
+    tokio::spawn(serve_upstream(service, bench.service_ms, None));
 
     let routes = gpunet_agent::ingress::Routes::new();
     let lease = gpunet_protocol::LeaseId(1);

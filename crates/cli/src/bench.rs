@@ -148,13 +148,18 @@ pub enum BenchCmd {
     },
     /// The HTTP service `bench ingress` measures, on its own until stopped (e.g. as a container
     /// job's command, to time a provider's real ingress from outside): GET / answers "ok" after
-    /// --service-ms; GET /headers answers the request's headers, one per line.
+    /// --service-ms; GET /headers answers the request's headers, one per line; with --backend,
+    /// GET /backend/PATH answers what the backend says to GET /PATH (a front end calling
+    /// another service of its job by name).
     ///
-    /// Example: gpunet bench upstream --listen 0.0.0.0:8080
+    /// Example: gpunet bench upstream --listen 0.0.0.0:8080 --backend api:9000
     Upstream {
         /// Where to listen.
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: std::net::SocketAddr,
+        /// HOST:PORT of a service to relay GET /backend/PATH to.
+        #[arg(long, value_name = "HOST:PORT")]
+        backend: Option<String>,
         /// Milliseconds the service takes for each answer to GET /.
         #[arg(long, default_value_t = 0)]
         service_ms: u64,
@@ -518,12 +523,16 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             }
             Ok(())
         }
-        BenchCmd::Upstream { listen, service_ms } => {
+        BenchCmd::Upstream {
+            listen,
+            service_ms,
+            backend,
+        } => {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             println!("serving on {}", listener.local_addr()?);
-            gpunet_bench::ingress::serve_upstream(listener, service_ms).await
+            gpunet_bench::ingress::serve_upstream(listener, service_ms, backend).await
         }
         BenchCmd::Runtime {
             json: json_out,

@@ -242,3 +242,177 @@ async fn a_service_is_reached_by_port_and_by_name_and_only_what_it_exposes() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// A web front end (the job's own run) and an api service of two replicas, as one job: the
+/// front calls the api by name on the job's own network.
+fn two_services(image: &str) -> String {
+    format!(
+        r#"version: 1
+name: web
+kind: service
+run:
+  image: {image}
+  network: egress
+  command: [/bin/gpunet, bench, upstream, --listen, "0.0.0.0:8080", --backend, "api:9000"]
+expose: [{{ port: 8080 }}]
+services:
+  - name: api
+    count: 2
+    run:
+      image: {image}
+      network: egress
+      command: [/bin/sh, -c, "/bin/gpunet bench upstream --listen 0.0.0.0:9091 & exec /bin/gpunet bench upstream --listen 0.0.0.0:9000"]
+    expose: [{{ port: 9000 }}]
+    resources: {{ cpu: 0.25, memory: 128Mi, disk: 32Mi }}
+resources: {{ cpu: 0.25, memory: 128Mi, disk: 32Mi }}
+pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
+limits: {{ max_duration: 10m }}
+"#
+    )
+}
+
+/// A two-service job on a provider with ingress: `job status` shows the front end's and each
+/// api replica's endpoints and the names through the proxy; the front answers by port and by
+/// name with what the api said to it by name; the api answers by its name (its replicas in
+/// turn); its unexposed port is published nowhere; after cancel nothing answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_service_job_is_reached_at_its_front_which_calls_its_backend_by_name() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path();
+    let Some(image) = image_with_gpunet(base).await else {
+        return;
+    };
+    let user = User::new(base);
+    let network = binary::Network::start(&user, base, 1, 200, &[]).await;
+    let host = outside_address();
+    let proxy_port = binary::free_port();
+    let first = 44_000 + (std::process::id() % 100) as u16 * 20;
+    let last = first + 19;
+    let (host_s, listen, range) = (
+        host.to_string(),
+        format!("0.0.0.0:{proxy_port}"),
+        format!("{first}-{last}"),
+    );
+    let _provider = network.provider_with_docker(
+        &user,
+        base,
+        0,
+        "0.10",
+        &[
+            "--public-address",
+            &host_s,
+            "--ingress-domain",
+            DOMAIN,
+            "--ingress-listen",
+            &listen,
+            "--ingress-ports",
+            &range,
+        ],
+    );
+    network.until_providers(1).await;
+    let provider = KeyFile::load(&network.key("provider-0"))
+        .expect("provider key")
+        .address();
+
+    std::fs::write(base.join("shop.yaml"), two_services(&image)).expect("spec written");
+    let lease = binary::running_job(&network, &user, base, "shop.yaml").await;
+    let _cleanup = ContainerCleanup::new(binary::workload_id(lease, &provider));
+
+    // The front's port and name, each api replica's port, and the api's name.
+    let shown = endpoints(&network, &user, base, 5).await;
+    let front_name = format!("{lease}-8080.{DOMAIN}");
+    let api_name = format!("{lease}-api-9000.{DOMAIN}");
+    assert_eq!(shown.len(), 5, "{shown:?}");
+    assert_eq!(
+        shown[1],
+        format!("http://{front_name}:{proxy_port}"),
+        "{shown:?}"
+    );
+    for (i, who) in [(2, "api-0"), (3, "api-1")] {
+        assert!(
+            shown[i].starts_with(&format!("http://{host}:"))
+                && shown[i].ends_with(&format!("({who})")),
+            "{shown:?}"
+        );
+    }
+    assert_eq!(
+        shown[4],
+        format!("http://{api_name}:{proxy_port} (api)"),
+        "{shown:?}"
+    );
+
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&front_name, SocketAddr::new(host, proxy_port))
+        .resolve(&api_name, SocketAddr::new(host, proxy_port))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let get = |url: String| {
+        let client = client.clone();
+        async move {
+            let answer = client.get(&url).send().await.expect("answers");
+            let status = answer.status().as_u16();
+            (status, answer.text().await.expect("body"))
+        }
+    };
+    // The front, by port and by name, asks the api by its name on the job's network.
+    for front in [
+        shown[0].clone(),
+        format!("http://{front_name}:{proxy_port}"),
+    ] {
+        let (status, body) = get(format!("{front}/backend/headers")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("backend 200: "), "{body}");
+        assert!(
+            body.contains("host: api:9000"),
+            "the front called the api by name: {body}"
+        );
+    }
+    // Each api replica by its port, and the api by its name.
+    for replica in &shown[2..4] {
+        let url = replica.split_whitespace().next().expect("url");
+        assert_eq!(get(format!("{url}/")).await, (200, "ok\n".to_owned()));
+    }
+    for _ in 0..4 {
+        let (status, body) = get(format!("http://{api_name}:{proxy_port}/headers")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(&format!("host: {api_name}")), "{body}");
+    }
+
+    // Three ports of the range are open: the front's and the two replicas' 9000, not 9091.
+    let open: Vec<u16> = (first..=last)
+        .filter(|p| {
+            std::net::TcpStream::connect_timeout(
+                &SocketAddr::new(host, *p),
+                Duration::from_millis(500),
+            )
+            .is_ok()
+        })
+        .collect();
+    assert_eq!(open.len(), 3, "ports open in {range}: {open:?}");
+
+    let cancelled = binary::run(
+        network.tenant(&user, &["job", "cancel", "1"], base),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(cancelled.code, Some(0), "{cancelled:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let front = client.get(&shown[0]).send().await.is_ok();
+        let api = client
+            .get(format!("http://{api_name}:{proxy_port}/"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        if !front && api.as_ref().is_ok_and(|s| *s == 404) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job is still reached after cancel: front {front}, api {api:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
