@@ -1565,9 +1565,10 @@ impl SdlArgs {
 /// Akash SDL deployments.
 #[derive(Subcommand)]
 pub enum SdlCmd {
-    /// Print the gpunet job spec an Akash SDL (2.0, 2.1) deployment converts to: its one
-    /// service's image, command, env and global ports, its compute profile (CPU, memory,
-    /// ephemeral storage, NVIDIA GPU units, models and memory) and its region. Whatever does
+    /// Print the gpunet job spec an Akash SDL (2.0, 2.1) deployment converts to: its services
+    /// (the first with a global port is the job's own run, the others `services` with their
+    /// counts), each one's image, command, env and global ports, its compute profile (CPU,
+    /// memory, ephemeral storage, NVIDIA GPU units, models and memory) and the region. Whatever does
     /// not map is listed on stderr by its path in the SDL, and the conversion is refused unless
     /// --lossy is given. With --json, one object {spec, unmapped: [{path, why}]}.
     ///

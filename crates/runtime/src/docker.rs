@@ -66,6 +66,17 @@
 //! signal, so the signal is delivered (a frozen process holds even SIGKILL under cgroup v1).
 //! A paused container is running to the engine, so a restarted agent re-attaches to it.
 //!
+//! Companions (a job's `services`, one container per replica): see [`WorkloadSpec::companions`].
+//! All containers are created before any starts, on a network of the workload's own
+//! ([`group_network_name`], `internal`) under their service names (the main one under
+//! `hostname`); those with egress also join [`LEASE_NETWORK`] after creation. The supervisor
+//! watches them all: the first to end ends the workload with its outcome (a companion that
+//! exits 0 still fails it), the rest get SIGTERM, then SIGKILL after [`GROUP_STOP_GRACE`]; the
+//! wall clock, disk watchdog, stop and pause apply to every container and usage is summed. Each
+//! container's lines reach the one log prefixed with its name (`api-1 | `); after a restart
+//! they are followed again from the second of the log's last write, so a line of that second
+//! may show twice.
+//!
 //! Restarts: a new `DockerDriver` finds a workload's container by label. A running one is
 //! re-attached: the log follower re-reads the engine's log and skips what the file already
 //! holds (the log's length at start is kept in a label), the wall-clock limit is re-armed from
