@@ -76,6 +76,22 @@ pub const MAX_SERVICE_REPLICAS: u32 = 8;
 pub const MAX_CONTAINERS_PER_JOB: u32 = 16;
 /// Longest service name (a DNS label).
 pub const MAX_SERVICE_NAME_BYTES: usize = 63;
+/// Most volumes of one container.
+pub const MAX_VOLUMES: usize = 8;
+/// Longest volume mount path, in bytes.
+pub const MAX_MOUNT_PATH_BYTES: usize = 256;
+/// Most in-place restarts of a container within one lease (`recovery.restarts`).
+pub const MAX_RESTARTS: u32 = 10;
+/// Container paths gpunet mounts or the kernel owns, which no volume may cover.
+pub const RESERVED_MOUNTS: &[&str] = &[
+    "/outputs",
+    "/inputs",
+    "/checkpoints",
+    "/tmp",
+    "/proc",
+    "/sys",
+    "/dev",
+];
 
 /// A parsed version-1 job spec. Field names are the YAML's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +117,10 @@ pub struct JobSpec {
     /// to them by the job's `name`, and `resources` are its own; the order asks for the sum.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceSpec>,
+    /// Directories of the job's own container that keep what it writes across its restarts
+    /// within the lease (`recovery.restarts`): see [`VolumeSpec`]. Container jobs only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeSpec>,
     pub resources: ResourceSpec,
     #[serde(default)]
     pub placement: Placement,
@@ -372,8 +392,130 @@ pub struct ServiceSpec {
     /// Ports published to the world, as the job's own `expose`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expose: Vec<Expose>,
+    /// Its volumes, as the job's own `volumes`; each replica has its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeSpec>,
     /// What each replica needs; the order asks for `count` times this.
     pub resources: ResourceSpec,
+}
+
+/// A persistent volume: `{name: data, size: 10Gi, mount: /data}`. A directory on the
+/// provider's disk mounted read-write at `mount`, which keeps what the container writes there
+/// while the lease lasts — across the container's restarts in place (`recovery.restarts`) and
+/// the agent's — and is erased when the lease ends. Its `size` counts within the container's
+/// `resources.disk` and is enforced: a volume past its size ends the attempt `disk_exceeded`.
+/// An attempt on another provider starts with an empty volume: what must move between
+/// providers belongs in `$GPUNET_CHECKPOINTS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// A DNS label, unique among the container's volumes.
+    pub name: String,
+    /// The most it may hold.
+    pub size: Mebibytes,
+    /// The absolute path in the container, e.g. `/data`.
+    pub mount: String,
+}
+
+/// A container's `volumes`: a bounded number, unique names and mounts (none inside another, nor
+/// over what gpunet mounts), sizes within `disk`, and an image to run in.
+fn check_volumes(volumes: &[VolumeSpec], disk: Mebibytes, image: bool) -> Result<(), SpecError> {
+    if volumes.is_empty() {
+        return Ok(());
+    }
+    if !image {
+        return Err(invalid(
+            "volumes",
+            "are for container jobs; set run.image (a process job keeps state in \
+             $GPUNET_CHECKPOINTS)",
+        ));
+    }
+    if volumes.len() > MAX_VOLUMES {
+        return Err(invalid(
+            "volumes",
+            format!(
+                "lists {} volumes; at most {MAX_VOLUMES} are allowed",
+                volumes.len()
+            ),
+        ));
+    }
+    let mut total: u64 = 0;
+    for (i, v) in volumes.iter().enumerate() {
+        let at = |field: &str| format!("volumes[{i}].{field}");
+        if !is_dns_label(&v.name) {
+            return Err(invalid(
+                at("name"),
+                format!(
+                    "{:?} must be a DNS label (a-z 0-9 -), e.g. data",
+                    v.name.escape_debug().to_string()
+                ),
+            ));
+        }
+        if volumes[..i].iter().any(|o| o.name == v.name) {
+            return Err(invalid(
+                at("name"),
+                format!("{:?} names two volumes", v.name),
+            ));
+        }
+        if v.size.0 == 0 {
+            return Err(invalid(at("size"), "must be more than 0, e.g. 1Gi"));
+        }
+        let m = &v.mount;
+        let clean = m.starts_with('/')
+            && m.len() > 1
+            && m.len() <= MAX_MOUNT_PATH_BYTES
+            && !m.ends_with('/')
+            && m[1..]
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+            && !m.chars().any(|c| c.is_control() || c == ':' || c == ',');
+        if !clean {
+            return Err(invalid(
+                at("mount"),
+                format!(
+                    "{:?} must be an absolute path without . or .. parts, a trailing / or : , \
+                     (at most {MAX_MOUNT_PATH_BYTES} bytes), e.g. /data",
+                    m.escape_debug().to_string()
+                ),
+            ));
+        }
+        let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+        if let Some(r) = RESERVED_MOUNTS
+            .iter()
+            .find(|r| inside(m, r) || inside(r, m))
+        {
+            return Err(invalid(
+                at("mount"),
+                format!(
+                    "{m} would cover or sit in {r}, which gpunet or the kernel provides; choose another path, e.g. /data"
+                ),
+            ));
+        }
+        if let Some(o) = volumes[..i]
+            .iter()
+            .find(|o| inside(m, &o.mount) || inside(&o.mount, m))
+        {
+            return Err(invalid(
+                at("mount"),
+                format!(
+                    "{m} overlaps volume {:?} at {}; give each its own path",
+                    o.name, o.mount
+                ),
+            ));
+        }
+        total = total.saturating_add(v.size.0);
+    }
+    if total > disk.0 {
+        return Err(invalid(
+            "volumes",
+            format!(
+                "hold {total}Mi in all, more than resources.disk ({}Mi), which they count \
+                 within; raise resources.disk or shrink them",
+                disk.0
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn one() -> u32 {
@@ -481,6 +623,15 @@ pub struct Recovery {
     /// Least wait between an attempt's end and the next match. Default 5s; at most 1h.
     #[serde(default = "default_backoff")]
     pub backoff: Seconds,
+    /// Times a container of the job that exits non-zero (or is killed for memory) is started
+    /// again in place, on the same provider within the same lease and keeping its volumes,
+    /// before the attempt ends; 0 to [`MAX_RESTARTS`]. Container jobs only. Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn default_max_attempts() -> u32 {
@@ -497,6 +648,7 @@ impl Default for Recovery {
             max_attempts: default_max_attempts(),
             on_exit_codes: Vec::new(),
             backoff: default_backoff(),
+            restarts: 0,
         }
     }
 }
@@ -545,6 +697,12 @@ impl Recovery {
             return Err(invalid(
                 "recovery.backoff",
                 format!("is {}; the longest backoff is 1h", self.backoff),
+            ));
+        }
+        if self.restarts > MAX_RESTARTS {
+            return Err(invalid(
+                "recovery.restarts",
+                format!("is {}; give 0 to {MAX_RESTARTS}", self.restarts),
             ));
         }
         Ok(())
@@ -767,6 +925,14 @@ impl JobSpec {
         self.validate_service()?;
         self.validate_services()?;
         self.resources.validate()?;
+        check_volumes(&self.volumes, self.resources.disk, self.run.image.is_some())?;
+        if self.recovery.restarts > 0 && self.run.image.is_none() {
+            return Err(invalid(
+                "recovery.restarts",
+                "restarts in place are for container jobs; set run.image, or retry the job \
+                 with recovery.max_attempts",
+            ));
+        }
         self.placement.validate()?;
         self.pricing.validate()?;
         self.limits.validate()?;
@@ -998,6 +1164,7 @@ impl JobSpec {
             }
             check_expose(&service.expose, service.run.network).map_err(under(&at))?;
             service.resources.validate().map_err(under(&at))?;
+            check_volumes(&service.volumes, service.resources.disk, true).map_err(under(&at))?;
             let models = &service.resources.gpu.models;
             if !models.is_empty() {
                 match gpu_models {
@@ -2016,8 +2183,8 @@ outputs: true
         assert_eq!(
             unknown,
             "extra: unknown field `extra`, expected one of `version`, `name`, `kind`, `run`, \
-             `expose`, `health`, `services`, `resources`, `placement`, `pricing`, `limits`, `recovery`, \
-             `verification`, \
+             `expose`, `health`, `services`, `volumes`, `resources`, `placement`, `pricing`, `limits`, \
+             `recovery`, `verification`, \
              `inputs`, `outputs`, `storage`"
         );
         let gpu = message(&edit(
@@ -2379,6 +2546,108 @@ limits: {{ max_duration: 1h }}
         let plain = String::from_utf8(JobSpec::parse_yaml(FULL).expect("parses").manifest_bytes())
             .expect("utf-8");
         assert!(!plain.contains("services"), "{plain}");
+    }
+
+    #[test]
+    fn volumes_are_checked_naming_the_field_and_counted_within_disk() {
+        let with = |volumes: &str| {
+            shop("", "").replacen(
+                "resources: { cpu: 250m, memory: 128Mi, disk: 50Mi }",
+                &format!("volumes: {volumes}\nresources: {{ cpu: 250m, memory: 128Mi, disk: 50Mi }}\nrecovery: {{ restarts: 2 }}"),
+                1,
+            )
+        };
+        let ok = with(
+            "[{ name: data, size: 40Mi, mount: /data }, { name: cache, size: 10Mi, mount: /var/cache }]",
+        );
+        check(&ok, Ok(()));
+        let spec = JobSpec::parse_yaml(&ok).expect("parses");
+        assert_eq!(spec.volumes[0].size, Mebibytes(40));
+        assert_eq!(spec.recovery.restarts, 2);
+        // A service's volumes, per replica within its disk.
+        check(
+            &shop("", "").replacen(
+                "    resources: { cpu: 1, memory: 1Gi, disk: 10Gi }",
+                "    volumes: [{ name: pg, size: 10Gi, mount: /var/lib/postgresql }]\n    resources: { cpu: 1, memory: 1Gi, disk: 10Gi }",
+                1,
+            ),
+            Ok(()),
+        );
+        for (volumes, want) in [
+            (
+                "[{ name: Data, size: 1Mi, mount: /data }]",
+                "volumes[0].name: \"Data\" must be a DNS label",
+            ),
+            (
+                "[{ name: a, size: 1Mi, mount: /a }, { name: a, size: 1Mi, mount: /b }]",
+                "volumes[1].name: \"a\" names two volumes",
+            ),
+            (
+                "[{ name: a, size: 0Mi, mount: /a }]",
+                "volumes[0].size: must be more than 0",
+            ),
+            (
+                "[{ name: a, size: 1Mi, mount: data }]",
+                "volumes[0].mount: \"data\" must be an absolute path",
+            ),
+            (
+                "[{ name: a, size: 1Mi, mount: /data/../etc }]",
+                "volumes[0].mount: \"/data/../etc\" must be an absolute path",
+            ),
+            (
+                "[{ name: a, size: 1Mi, mount: / }]",
+                "volumes[0].mount: \"/\" must be an absolute path",
+            ),
+            (
+                "[{ name: a, size: 1Mi, mount: /outputs/x }]",
+                "volumes[0].mount: /outputs/x would cover or sit in /outputs",
+            ),
+            (
+                "[{ name: a, size: 1Mi, mount: /dev }]",
+                "volumes[0].mount: /dev would cover or sit in /dev",
+            ),
+            (
+                "[{ name: a, size: 1Mi, mount: /data }, { name: b, size: 1Mi, mount: /data/b }]",
+                "volumes[1].mount: /data/b overlaps volume \"a\" at /data",
+            ),
+            (
+                "[{ name: a, size: 51Mi, mount: /data }]",
+                "volumes: hold 51Mi in all, more than resources.disk (50Mi)",
+            ),
+        ] {
+            check(&with(volumes), Err(want));
+        }
+        check(
+            &shop("", "").replacen(
+                "    resources: { cpu: 500m, memory: 256Mi, disk: 100Mi }",
+                "    volumes: [{ name: a, size: 1Gi, mount: /a }]\n    resources: { cpu: 500m, memory: 256Mi, disk: 100Mi }",
+                1,
+            ),
+            Err("services[0].volumes: hold 1024Mi in all, more than resources.disk (100Mi)"),
+        );
+        check(
+            &edit(
+                "limits: { max_duration: 1h }",
+                "limits: { max_duration: 1h }\nrecovery: { restarts: 11 }",
+            ),
+            Err("recovery.restarts: is 11; give 0 to 10"),
+        );
+        check(
+            &edit("  image: example/hello:1\n", "").replacen(
+                "limits: { max_duration: 1h }",
+                "limits: { max_duration: 1h }\nrecovery: { restarts: 1 }",
+                1,
+            ),
+            Err("recovery.restarts: restarts in place are for container jobs"),
+        );
+        check(
+            &edit("  image: example/hello:1\n", "").replacen(
+                "outputs: true",
+                "outputs: true\nvolumes: [{ name: a, size: 1Mi, mount: /a }]",
+                1,
+            ),
+            Err("volumes: are for container jobs"),
+        );
     }
 
     #[test]
