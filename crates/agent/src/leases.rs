@@ -977,6 +977,8 @@ impl Leases {
             log_limit_bytes: LOG_LIMIT_BYTES,
             hostname: (!companions.is_empty()).then(|| spec.name.clone()),
             companions,
+            volumes: volumes_of(&spec.volumes),
+            restarts: spec.recovery.restarts,
             image: spec.run.image.clone(),
             network: match spec.run.network {
                 Network::None => NetworkMode::None,
@@ -1982,10 +1984,23 @@ fn workload_parts(spec: &JobSpec, gpu_uuids: &[String]) -> (Option<MainShare>, V
                         proto: PortProto::Tcp,
                     })
                     .collect(),
+                volumes: volumes_of(&service.volumes),
             });
         }
     }
     (Some(main), companions)
+}
+
+/// A container's volumes as the driver takes them.
+fn volumes_of(volumes: &[gpunet_protocol::jobspec::VolumeSpec]) -> Vec<gpunet_runtime::Volume> {
+    volumes
+        .iter()
+        .map(|v| gpunet_runtime::Volume {
+            name: v.name.clone(),
+            mount: v.mount.clone(),
+            size_mib: v.size.0,
+        })
+        .collect()
 }
 
 /// Whether the lease holds what a job with services needs in all: a tenant could commit a
@@ -2315,6 +2330,7 @@ services:
     count: 2
     run: { image: api:1, network: egress, command: [api], env: { B: "2" }, secrets: { TOKEN: t } }
     expose: [{ port: 9000 }]
+    volumes: [{ name: pg, size: 512Mi, mount: /pg }]
     resources: { cpu: 500m, memory: 256Mi, disk: 1Gi, gpu: { count: 1 } }
 resources: { cpu: 1, memory: 512Mi, disk: 1Gi, gpu: { count: 1 } }
 pricing: { max_per_hour: "1.00", deposit: "1.00" }
@@ -2344,6 +2360,14 @@ limits: { max_duration: 1h }
             ]
         );
         let api = &companions[0];
+        assert_eq!(
+            api.volumes,
+            vec![gpunet_runtime::Volume {
+                name: "pg".into(),
+                mount: "/pg".into(),
+                size_mib: 512
+            }]
+        );
         assert_eq!(api.env.get("TOKEN").map(String::as_str), Some("t"));
         assert_eq!(
             api.env.get("A"),

@@ -112,10 +112,10 @@ use crate::driver::{Driver, DriverInfo, RecoverState, check_driver};
 use crate::error::{DriverError, SpecError};
 use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
-    ExecOutput, ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, MAX_EXEC_OUTPUT_BYTES,
-    NetworkMode, Publish, PublishedPort, Usage, WorkloadHandle, WorkloadSpec, checkpoints_dir,
-    create_workload_dirs, log_path, logs_dir, open_log, outputs_dir, remove_work_dir, request_stop,
-    work_dir,
+    ExecOutput, ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, MAIN_VOLUME_OWNER,
+    MAX_EXEC_OUTPUT_BYTES, NetworkMode, Publish, PublishedPort, Usage, WorkloadHandle,
+    WorkloadSpec, checkpoints_dir, create_workload_dirs, log_path, logs_dir, open_log, outputs_dir,
+    remove_volumes, remove_work_dir, request_stop, volume_dir, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -128,6 +128,13 @@ pub const LABEL_WORKLOAD: &str = "gpunet.workload";
 pub const LABEL_SERVICE: &str = "gpunet.service";
 /// Label on a companion container: which replica it is.
 const LABEL_REPLICA: &str = "gpunet.replica";
+/// Label on a container with volumes: `name=bytes` for each, `;`-separated.
+const LABEL_VOLUMES: &str = "gpunet.volumes";
+/// Label on the main container: how many in-place restarts the workload may have.
+const LABEL_RESTARTS: &str = "gpunet.restarts";
+/// File under `<root_dir>/work` counting the in-place restarts done, so a restarted agent
+/// does not grant them again.
+const RESTARTS_FILE: &str = "restarts-used";
 /// Label on the main container of a workload with companions: its name on their network.
 const LABEL_HOSTNAME: &str = "gpunet.hostname";
 /// The main container's name among a workload's when it has none of its own (no companions).
@@ -380,8 +387,37 @@ impl DockerDriver {
                     alias: companion.map_or(hostname, |c| c.service.as_str()),
                 }
             };
-            let mut body = container_body(&part, image, log_offset_bytes, &self.publish, attach);
+            let owner = if companion.is_some() {
+                member.as_str()
+            } else {
+                MAIN_VOLUME_OWNER
+            };
+            for volume in &part.volumes {
+                let dir = volume_dir(&spec.root_dir, owner, &volume.name);
+                gpunet_files::create_private_dir_all(&dir).map_err(|source| {
+                    CreateError::Driver(DriverError::Io {
+                        action: "create",
+                        path: dir.clone(),
+                        source,
+                    })
+                })?;
+            }
+            let mut body =
+                container_body(&part, image, log_offset_bytes, &self.publish, attach, owner);
             let labels = body.labels.get_or_insert_with(HashMap::new);
+            if !part.volumes.is_empty() {
+                labels.insert(
+                    LABEL_VOLUMES.to_owned(),
+                    part.volumes
+                        .iter()
+                        .map(|v| format!("{}={}", v.name, v.size_mib.saturating_mul(MIB_BYTES)))
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                );
+            }
+            if companion.is_none() && spec.restarts > 0 {
+                labels.insert(LABEL_RESTARTS.to_owned(), spec.restarts.to_string());
+            }
             match companion {
                 Some(c) => {
                     labels.insert(LABEL_SERVICE.to_owned(), c.service.clone());
@@ -737,6 +773,7 @@ impl Driver for DockerDriver {
             }
             _ => {}
         }
+        let _ = std::fs::remove_file(work_dir(root).join(RESTARTS_FILE));
         let (log_file, log_offset_bytes) = open_log(root)?;
         ensure_image(docker, id, image).await?;
         for companion in &spec.companions {
@@ -815,6 +852,22 @@ impl Driver for DockerDriver {
                 ))
             })
             .collect();
+        let mut volumes: Vec<Watched> = spec
+            .volumes
+            .iter()
+            .map(|v| Watched::new(root, 0, MAIN_VOLUME_OWNER, &v.name, v.size_mib * MIB_BYTES))
+            .collect();
+        for (i, companion) in spec.companions.iter().enumerate() {
+            for v in &companion.volumes {
+                volumes.push(Watched::new(
+                    root,
+                    i + 1,
+                    &companion.member(),
+                    &v.name,
+                    v.size_mib.saturating_mul(MIB_BYTES),
+                ));
+            }
+        }
         let entry = supervise_in_background(Supervised {
             docker: docker.clone(),
             workload_id: id.clone(),
@@ -823,6 +876,8 @@ impl Driver for DockerDriver {
             deadline: deadline_after(started_ms, spec.max_duration),
             cause: None,
             disk_limit_bytes: disk_split(spec.disk_limit_bytes()).1,
+            volumes,
+            restarts_left: spec.restarts,
             followers,
             sink,
             exited_when_found: false,
@@ -943,6 +998,8 @@ impl Driver for DockerDriver {
         }
         remove_group_network(docker, id).await;
         remove_work_dir(&handle.root_dir)?;
+        // A lease's volumes live only as long as it does.
+        remove_volumes(&handle.root_dir)?;
         self.workloads.lock().await.remove(&handle.workload_id);
         Ok(())
     }
@@ -1399,6 +1456,7 @@ fn container_body(
     log_offset_bytes: u64,
     publish: &Publish,
     attach: Attach<'_>,
+    volume_owner: &str,
 ) -> ContainerCreateBody {
     let root = &spec.root_dir;
     let mut env: BTreeMap<String, String> = spec.env.clone();
@@ -1438,6 +1496,20 @@ fn container_body(
         mounts.push(Mount {
             target: Some(CONTAINER_CHECKPOINTS_DIR.into()),
             source: Some(checkpoints.to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(false),
+            ..Default::default()
+        });
+    }
+
+    for volume in &spec.volumes {
+        mounts.push(Mount {
+            target: Some(volume.mount.clone()),
+            source: Some(
+                volume_dir(root, volume_owner, &volume.name)
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
             typ: Some(MountType::BIND),
             read_only: Some(false),
             ..Default::default()
@@ -1655,9 +1727,62 @@ struct Supervised {
     cause: Option<Cause>,
     /// The watchdog's limit on the host-side outputs dir (see [`disk_split`]).
     disk_limit_bytes: Option<u64>,
+    /// Each volume and the most it may hold.
+    volumes: Vec<Watched>,
+    /// In-place restarts still allowed.
+    restarts_left: u32,
+    /// One per member, in the same order.
     followers: Vec<tokio::task::JoinHandle<()>>,
     sink: SharedSink,
     exited_when_found: bool,
+}
+
+/// A volume the supervisor watches.
+#[derive(Debug, Clone)]
+struct Watched {
+    /// Index of its container in the members.
+    member: usize,
+    name: String,
+    dir: PathBuf,
+    limit_bytes: u64,
+}
+
+impl Watched {
+    fn new(root: &Path, member: usize, owner: &str, name: &str, limit_bytes: u64) -> Self {
+        Watched {
+            member,
+            name: name.to_owned(),
+            dir: volume_dir(root, owner, name),
+            limit_bytes,
+        }
+    }
+}
+
+/// Resolves with the first volume past its size (never, without volumes).
+async fn volume_over(volumes: &[Watched]) -> usize {
+    if volumes.is_empty() {
+        return std::future::pending().await;
+    }
+    let watches = volumes.iter().map(|v| {
+        Box::pin(crate::disk::exceeded(
+            vec![v.dir.clone()],
+            Some(v.limit_bytes),
+        ))
+    });
+    let (_, index, _) = futures::future::select_all(watches).await;
+    index
+}
+
+/// The exit code of a container that ended badly (non-zero, or killed for memory); `None` for
+/// one that exited 0 or cannot be read.
+async fn failed_exit(docker: &Docker, container_id: &str) -> Option<i64> {
+    let state = docker
+        .inspect_container(container_id, None)
+        .await
+        .ok()?
+        .state?;
+    let code = state.exit_code.unwrap_or(0);
+    (code != 0 || state.oom_killed == Some(true)).then_some(code)
 }
 
 /// Spawns the supervisor and returns the entry that observes it.
@@ -1697,7 +1822,9 @@ async fn supervise(
         deadline,
         mut cause,
         disk_limit_bytes,
-        followers,
+        volumes,
+        mut restarts_left,
+        mut followers,
         sink,
         ..
     } = s;
@@ -1710,13 +1837,18 @@ async fn supervise(
     };
 
     let mut sampled = vec![Sampled::default(); ids.len()];
-    let mut exited = std::pin::pin!(first_exit(&docker, &ids, &workload_id));
+    let mut exited = Box::pin(first_exit(&docker, &ids, &workload_id));
+    let mut volume_full = std::pin::pin!(volume_over(&volumes));
     let mut sample_tick = tokio::time::interval(STATS_INTERVAL);
     sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut kill_at: Option<tokio::time::Instant> = None;
     // The container's other writable place, /tmp, is a tmpfs bounded by its size.
     let mut disk = std::pin::pin!(crate::disk::exceeded(
-        vec![outputs_dir(&root_dir), checkpoints_dir(&root_dir)],
+        vec![
+            outputs_dir(&root_dir),
+            checkpoints_dir(&root_dir),
+            root_dir.join("volumes")
+        ],
         disk_limit_bytes
     ));
     let far_future = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
@@ -1724,7 +1856,52 @@ async fn supervise(
         tokio::select! {
             // An exit that is already there wins over a stop or deadline arriving with it.
             biased;
-            first = &mut exited => break first,
+            first = &mut exited => {
+                if cause.is_none() && restarts_left > 0 {
+                    if let Some(code) = failed_exit(&docker, &ids[first]).await {
+                        restarts_left -= 1;
+                        let used = work_dir(&root_dir).join(RESTARTS_FILE);
+                        let done = read_count(&used).saturating_add(1);
+                        if let Err(error) = gpunet_files::write_private(&used, done.to_string().as_bytes()) {
+                            tracing::warn!(%workload_id, %error, "could not record a restart");
+                        }
+                        let name = &members[first].name;
+                        let line = format!(
+                            "[gpunet] {name} exited with code {code}; restarting it in place ({restarts_left} restart(s) left)\n"
+                        );
+                        // Its output so far is in before the note and the new run's.
+                        let old = std::mem::replace(&mut followers[first], tokio::spawn(async {}));
+                        let _ = tokio::time::timeout(LOG_DRAIN_TIMEOUT, old).await;
+                        sink.lock().await.write(line.as_bytes(), &ids[first]).await;
+                        match restart(&docker, &ids[first], &sink, members.len() > 1, name).await {
+                            Ok(follower) => {
+                                followers[first] = follower;
+                                tracing::info!(%workload_id, container = %name, code, restarts_left, "restarted a container in place");
+                                exited = Box::pin(first_exit(&docker, &ids, &workload_id));
+                                continue;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%workload_id, %error, "could not restart the container; the workload ends");
+                            }
+                        }
+                    }
+                }
+                break first;
+            }
+            over = &mut volume_full, if cause.is_none() => {
+                let v = &volumes[over];
+                cause = Some(Cause::Disk);
+                record(Cause::Disk);
+                let line = format!(
+                    "[gpunet] volume {} of {} holds more than its {} MiB; ending the job\n",
+                    v.name,
+                    members[v.member].name,
+                    v.limit_bytes / MIB_BYTES
+                );
+                sink.lock().await.write(line.as_bytes(), &ids[v.member]).await;
+                tracing::info!(%workload_id, volume = %v.name, "a volume passed its size; killing the containers");
+                signal_all(&docker, &ids, "SIGKILL", &workload_id).await;
+            }
             () = tokio::time::sleep_until(deadline), if cause.is_none() => {
                 cause = Some(Cause::WallClock);
                 record(Cause::WallClock);
@@ -1803,6 +1980,63 @@ async fn supervise(
     }
     tracing::info!(%workload_id, container = %members[first].name, reason = ?ended.reason, exit_code = ?ended.exit_code, "workload ended");
     outcome.send_replace(Some(ended));
+}
+
+/// Starts an exited container again and follows its new output from the second it started
+/// (a line of the run before, from that second, may show twice).
+async fn restart(
+    docker: &Docker,
+    container_id: &str,
+    sink: &SharedSink,
+    prefixed: bool,
+    name: &str,
+) -> Result<tokio::task::JoinHandle<()>, EngineError> {
+    docker.start_container(container_id, None).await?;
+    let started = docker
+        .inspect_container(container_id, None)
+        .await?
+        .state
+        .and_then(|s| s.started_at)
+        .as_deref()
+        .and_then(parse_rfc3339_ms)
+        .unwrap_or_else(now_ms);
+    let since = i32::try_from(started / 1000).unwrap_or(0);
+    Ok(tokio::spawn(follow_log(
+        docker.clone(),
+        container_id.to_owned(),
+        Arc::clone(sink),
+        0,
+        since,
+        prefixed.then(|| Prefixed::new(name)),
+    )))
+}
+
+/// A container's volumes as its label lists them (`name=bytes;…`).
+fn volumes_of(
+    root: &Path,
+    member: usize,
+    owner: &str,
+    labels: &HashMap<String, String>,
+) -> Vec<Watched> {
+    labels
+        .get(LABEL_VOLUMES)
+        .map(|list| {
+            list.split(';')
+                .filter_map(|entry| {
+                    let (name, bytes) = entry.split_once('=')?;
+                    Some(Watched::new(root, member, owner, name, bytes.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A count kept in a file; 0 when there is none.
+fn read_count(path: &Path) -> u32 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Sends `signal` to every container, thawing paused ones so they get it. Containers that are
@@ -2105,9 +2339,17 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
     let max_duration = Duration::from_millis(label_u64(LABEL_MAX_DURATION_MS).unwrap_or(u64::MAX));
     let log_offset_bytes = label_u64(LABEL_LOG_OFFSET_BYTES).unwrap_or(0);
     let log_limit_bytes = label_u64(LABEL_LOG_LIMIT_BYTES).unwrap_or(u64::MAX);
-    let started_ms = state
-        .and_then(|s| s.started_at.as_deref())
-        .and_then(parse_rfc3339_ms)
+    // A container restarted in place started again later; its wall clock runs from the
+    // first start, which its creation just preceded.
+    let restarted = read_count(&work_dir(&handle.root_dir).join(RESTARTS_FILE)) > 0;
+    let started_ms = restarted
+        .then(|| inspected.created.as_deref().and_then(parse_rfc3339_ms))
+        .flatten()
+        .or_else(|| {
+            state
+                .and_then(|s| s.started_at.as_deref())
+                .and_then(parse_rfc3339_ms)
+        })
         .unwrap_or_else(now_ms);
 
     gpunet_files::create_private_dir_all(&logs_dir(&handle.root_dir)).map_err(|source| {
@@ -2128,6 +2370,8 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
         container_id,
     }];
     let mut all_running = is_running(state);
+    let root = &handle.root_dir;
+    let mut volumes = volumes_of(root, 0, MAIN_VOLUME_OWNER, &labels);
     for (service, replica, container_id) in companions {
         let inspected = match docker.inspect_container(&container_id, None).await {
             Ok(inspected) => inspected,
@@ -2139,16 +2383,22 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
             Err(e) => return Err(engine_error(id, "inspect a companion container")(e)),
         };
         all_running &= is_running(inspected.state.as_ref());
-        members.push(Member {
-            name: format!("{service}-{replica}"),
-            container_id,
-        });
+        let name = format!("{service}-{replica}");
+        let companion_labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+        volumes.extend(volumes_of(root, members.len(), &name, &companion_labels));
+        members.push(Member { name, container_id });
     }
+    let restarts_used = read_count(&work_dir(root).join(RESTARTS_FILE));
+    let restarts_left = labels
+        .get(LABEL_RESTARTS)
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0)
+        .saturating_sub(restarts_used);
     let sink = LogSink::shared(log_file, LogCap::new(log_len, log_limit_bytes));
     let followers = if already_truncated {
         // Nothing more can be kept, and the marker is written once only.
-        Vec::new()
-    } else if members.len() == 1 {
+        members.iter().map(|_| tokio::spawn(async {})).collect()
+    } else if members.len() == 1 && restarts_used == 0 {
         vec![tokio::spawn(follow_log(
             docker.clone(),
             members[0].container_id.clone(),
@@ -2158,9 +2408,10 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
             None,
         ))]
     } else {
-        // Several containers' lines are interleaved in the file, so bytes cannot say where
-        // each one stopped: each is followed again from the second of the log's last write.
-        // Lines of that second may show twice; none written by then is lost.
+        // Several containers' lines are interleaved in the file (or a restart's note sits
+        // between runs), so bytes cannot say where each one stopped: each is followed again
+        // from the second of the log's last write. Lines of that second may show twice; none
+        // written by then is lost.
         let since = std::fs::metadata(log_path(&handle.root_dir))
             .and_then(|m| m.modified())
             .ok()
@@ -2176,7 +2427,7 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
                     sink.clone(),
                     0,
                     since,
-                    Some(Prefixed::new(&m.name)),
+                    (members.len() > 1).then(|| Prefixed::new(&m.name)),
                 ))
             })
             .collect()
@@ -2193,6 +2444,8 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
         deadline: deadline_after(started_ms, max_duration),
         cause,
         disk_limit_bytes: label_u64(LABEL_DISK_LIMIT_BYTES),
+        volumes,
+        restarts_left,
         followers,
         sink,
         exited_when_found: !all_running,
@@ -2239,17 +2492,31 @@ mod tests {
         let mut s = spec();
         s.root_dir = root.path().to_path_buf();
         let env_of = |s: &WorkloadSpec| {
-            container_body(s, "busybox:1.36", 0, &Publish::default(), attach_of(s))
-                .env
-                .unwrap_or_default()
+            container_body(
+                s,
+                "busybox:1.36",
+                0,
+                &Publish::default(),
+                attach_of(s),
+                MAIN_VOLUME_OWNER,
+            )
+            .env
+            .unwrap_or_default()
         };
         assert!(!env_of(&s).iter().any(|e| e.starts_with("GPUNET_INPUTS=")));
         std::fs::create_dir(root.path().join("inputs")).expect("mkdir");
         assert!(env_of(&s).contains(&"GPUNET_INPUTS=/inputs".to_owned()));
-        let mounts = container_body(&s, "busybox:1.36", 0, &Publish::default(), attach_of(&s))
-            .host_config
-            .and_then(|h| h.mounts)
-            .unwrap_or_default();
+        let mounts = container_body(
+            &s,
+            "busybox:1.36",
+            0,
+            &Publish::default(),
+            attach_of(&s),
+            MAIN_VOLUME_OWNER,
+        )
+        .host_config
+        .and_then(|h| h.mounts)
+        .unwrap_or_default();
         let inputs = mounts
             .iter()
             .find(|m| m.target.as_deref() == Some(CONTAINER_INPUTS_DIR))
@@ -2266,7 +2533,14 @@ mod tests {
         s.env
             .insert("GPUNET_CHECKPOINTS".into(), "/etc/elsewhere".into());
         let body = |s: &WorkloadSpec| {
-            container_body(s, "busybox:1.36", 0, &Publish::default(), attach_of(s))
+            container_body(
+                s,
+                "busybox:1.36",
+                0,
+                &Publish::default(),
+                attach_of(s),
+                MAIN_VOLUME_OWNER,
+            )
         };
         let mounted = |s: &WorkloadSpec| {
             body(s)
@@ -2299,6 +2573,7 @@ mod tests {
             12,
             &Publish::default(),
             attach_of(&spec()),
+            MAIN_VOLUME_OWNER,
         );
         let host = body.host_config.clone().expect("host config");
         assert_eq!(host.nano_cpus, Some(1_500_000_000));
@@ -2352,7 +2627,14 @@ mod tests {
         }];
         s.env.insert("GPUNET_OUTPUTS".into(), "/elsewhere".into());
         s.read_only_rootfs = false;
-        let body = container_body(&s, "busybox:1.36", 0, &Publish::default(), attach_of(&s));
+        let body = container_body(
+            &s,
+            "busybox:1.36",
+            0,
+            &Publish::default(),
+            attach_of(&s),
+            MAIN_VOLUME_OWNER,
+        );
         let host = body.host_config.clone().expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some(LEASE_NETWORK));
         assert_eq!(host.readonly_rootfs, Some(false));
@@ -2381,9 +2663,16 @@ mod tests {
             host_ip: "0.0.0.0".parse().expect("address"),
             ports: Some("30000-30099".parse().expect("range")),
         };
-        let host = container_body(&s, "busybox:1.36", 0, &public, attach_of(&s))
-            .host_config
-            .expect("host config");
+        let host = container_body(
+            &s,
+            "busybox:1.36",
+            0,
+            &public,
+            attach_of(&s),
+            MAIN_VOLUME_OWNER,
+        )
+        .host_config
+        .expect("host config");
         let binding = &host.port_bindings.expect("port bindings")["8080/tcp"]
             .clone()
             .expect("binding")[0];
@@ -2435,7 +2724,14 @@ mod tests {
         );
         let mut s = spec();
         s.disk_mib = Some(16);
-        let body = container_body(&s, "img", 0, &Publish::default(), attach_of(&s));
+        let body = container_body(
+            &s,
+            "img",
+            0,
+            &Publish::default(),
+            attach_of(&s),
+            MAIN_VOLUME_OWNER,
+        );
         let host = body.host_config.expect("host config");
         assert!(host.tmpfs.expect("tmpfs")["/tmp"].contains("size=4194304"));
         let labels = body.labels.expect("labels");

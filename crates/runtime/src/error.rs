@@ -91,6 +91,12 @@ pub enum SpecError {
         "this driver runs one process per workload: companions (a job's services) need the Docker driver"
     )]
     CompanionsUnsupported,
+    #[error("volume {name:?} is invalid: {why}")]
+    InvalidVolume { name: String, why: String },
+    #[error(
+        "this driver keeps no volumes and restarts nothing in place: volumes and restarts need the Docker driver"
+    )]
+    VolumesUnsupported,
 }
 
 /// Errors from a [`crate::Driver`].

@@ -205,6 +205,9 @@ impl Driver for FakeDriver {
         if !spec.companions.is_empty() {
             return Err(SpecError::CompanionsUnsupported.into());
         }
+        if !spec.volumes.is_empty() || spec.restarts > 0 {
+            return Err(SpecError::VolumesUnsupported.into());
+        }
         let root = spec.root_dir.clone();
         create_workload_dirs(&root)?;
         let log = LogCap::new(0, spec.log_limit_bytes).admit(&self.script.log);

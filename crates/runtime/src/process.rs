@@ -308,6 +308,9 @@ impl Driver for ProcessDriver {
         if !spec.companions.is_empty() {
             return Err(SpecError::CompanionsUnsupported.into());
         }
+        if !spec.volumes.is_empty() || spec.restarts > 0 {
+            return Err(SpecError::VolumesUnsupported.into());
+        }
         if self.sandbox.is_some() && spec.network == NetworkMode::Egress {
             return Err(SpecError::ProcessEgress.into());
         }

@@ -97,7 +97,35 @@ pub struct WorkloadSpec {
     /// workload (see the Docker driver's docs).
     #[serde(default)]
     pub companions: Vec<Companion>,
+    /// The main container's persistent volumes: host directories under `root_dir/volumes`
+    /// mounted read-write, kept across restarts, each enforced at its size by a watchdog and
+    /// counted within `disk_mib`; removed by `destroy`. Docker only.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    /// Times a container that exits non-zero (or is killed for memory) is started again in
+    /// place before the workload ends; its volumes stay. Docker only.
+    #[serde(default)]
+    pub restarts: u32,
 }
+
+/// A persistent volume of a container: `name`, where it is mounted, and the most it may hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// A DNS label, unique among the container's volumes.
+    pub name: String,
+    /// An absolute path in the container.
+    pub mount: String,
+    pub size_mib: u64,
+}
+
+/// Where a container's volume lives on the host: `root_dir/volumes/<owner>/<name>`, the owner
+/// being `_main` for the main container and `<service>-<replica>` for a companion.
+pub fn volume_dir(root_dir: &Path, owner: &str, name: &str) -> PathBuf {
+    root_dir.join("volumes").join(owner).join(name)
+}
+
+/// The volume owner of the main container (no companion's name has an underscore).
+pub const MAIN_VOLUME_OWNER: &str = "_main";
 
 /// A container beside a workload's main one: one replica of a job's service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +144,9 @@ pub struct Companion {
     /// Egress besides the private network (and with it, published ports).
     pub network: NetworkMode,
     pub expose: Vec<ExposedPort>,
+    /// Its own volumes, as the main container's.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
 }
 
 impl Companion {
@@ -325,6 +356,8 @@ impl WorkloadSpec {
             disk_mib: None,
             hostname: None,
             companions: Vec::new(),
+            volumes: Vec::new(),
+            restarts: 0,
         }
     }
 
@@ -343,6 +376,7 @@ impl WorkloadSpec {
             expose: companion.expose.clone(),
             hostname: Some(companion.service.clone()),
             companions: Vec::new(),
+            volumes: companion.volumes.clone(),
             ..self.main_spec()
         }
     }
@@ -449,7 +483,32 @@ impl WorkloadSpec {
             return Err(SpecError::ZeroDisk);
         }
         self.validate_expose()?;
+        self.validate_volumes()?;
         self.validate_companions()
+    }
+
+    /// Volumes named as DNS labels once each, at absolute paths, with some room.
+    fn validate_volumes(&self) -> Result<(), SpecError> {
+        for (i, v) in self.volumes.iter().enumerate() {
+            let bad = |why: &str| SpecError::InvalidVolume {
+                name: v.name.clone(),
+                why: why.to_owned(),
+            };
+            if !is_dns_label(&v.name) || self.volumes[..i].iter().any(|o| o.name == v.name) {
+                return Err(bad("its name must be a DNS label, used once"));
+            }
+            if !v.mount.starts_with('/')
+                || v.mount == "/"
+                || v.mount.contains(['\0', ':', ','])
+                || v.mount.split('/').any(|p| p == "..")
+            {
+                return Err(bad("its mount must be an absolute path other than /"));
+            }
+            if v.size_mib == 0 {
+                return Err(bad("its size is 0"));
+            }
+        }
+        Ok(())
     }
 
     /// A hostname for the main container, at most [`MAX_WORKLOAD_CONTAINERS`] containers, each
@@ -590,6 +649,19 @@ pub(crate) fn open_log(root_dir: &Path) -> Result<(std::fs::File, u64), crate::D
 }
 
 /// Removes a workload's working directory (what `destroy` drops); outputs and logs stay.
+pub(crate) fn remove_volumes(root_dir: &Path) -> Result<(), crate::DriverError> {
+    let dir = root_dir.join("volumes");
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(crate::DriverError::Io {
+            action: "remove",
+            path: dir,
+            source,
+        }),
+    }
+}
+
 pub(crate) fn remove_work_dir(root_dir: &Path) -> Result<(), crate::DriverError> {
     let work = work_dir(root_dir);
     match std::fs::remove_dir_all(&work) {

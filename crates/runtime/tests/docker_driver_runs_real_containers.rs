@@ -653,6 +653,7 @@ async fn a_workloads_containers_find_one_another_by_name_and_the_first_to_end_en
         gpu_uuids: Vec::new(),
         network: NetworkMode::None,
         expose: Vec::new(),
+        volumes: Vec::new(),
     };
     let group = WorkloadSpec {
         memory_mib: 128,
@@ -806,6 +807,92 @@ async fn a_workloads_containers_find_one_another_by_name_and_the_first_to_end_en
         }) => {}
         other => panic!("the workload's network is gone, got {other:?}"),
     }
+}
+
+/// A container with a volume and one restart in place: what its first run wrote to the volume
+/// is there for the second, which the log notes; a run that keeps failing ends once its
+/// restarts are spent; a volume filled past its size ends the workload `disk_exceeded` naming
+/// it; and `destroy` erases the volumes with the workload.
+#[tokio::test]
+async fn a_volume_survives_a_restart_in_place_is_held_to_its_size_and_goes_with_the_workload() {
+    let Some((driver, image)) = engine("volumes and restarts").await else {
+        return;
+    };
+    let with_volume = |name: &str, dir: &Path, script: &str, size_mib: u64, restarts: u32| {
+        let mut s = spec(&workload_id(name), &image, dir, script);
+        s.disk_mib = Some(64);
+        s.restarts = restarts;
+        s.volumes = vec![gpunet_runtime::Volume {
+            name: "data".into(),
+            mount: "/data".into(),
+            size_mib,
+        }];
+        s
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = "if [ -e /data/note ]; then echo found $(cat /data/note); exit 0; fi; \
+                  echo first > /data/note; echo wrote; exit 7";
+    let survivor = with_volume("vol-keep", dir.path(), script, 8, 1);
+    let _cleanup = ContainerCleanup::new(&survivor.workload_id);
+    let handle = driver.start(&survivor).await.expect("starts");
+    let ended = wait(&driver, &handle).await;
+    let logs = all_logs(&driver, &handle).await;
+    assert_eq!(
+        (ended.reason, ended.exit_code),
+        (ExitReason::Completed, Some(0)),
+        "{logs}"
+    );
+    let restarted = "[gpunet] main exited with code 7; restarting it in place (0 restart(s) left)";
+    assert!(
+        logs.contains("wrote") && logs.contains(restarted) && logs.contains("found first"),
+        "{logs}"
+    );
+    let kept = gpunet_runtime::volume_dir(dir.path(), gpunet_runtime::MAIN_VOLUME_OWNER, "data");
+    assert!(
+        kept.join("note").is_file(),
+        "the volume is on the host while the workload is"
+    );
+    driver.destroy(&handle).await.expect("destroys");
+    assert!(
+        !dir.path().join("volumes").exists(),
+        "the volume is erased with the workload"
+    );
+
+    // Failing every time: one restart, then the workload fails with the exit code.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let failing = with_volume("vol-fail", dir.path(), "echo run; exit 5", 8, 1);
+    let _cleanup = ContainerCleanup::new(&failing.workload_id);
+    let handle = driver.start(&failing).await.expect("starts");
+    let ended = wait(&driver, &handle).await;
+    let logs = all_logs(&driver, &handle).await;
+    assert_eq!(
+        (ended.reason, ended.exit_code),
+        (ExitReason::Failed, Some(5)),
+        "{logs}"
+    );
+    assert_eq!(logs.matches("restarting it in place").count(), 1, "{logs}");
+    assert_eq!(logs.matches("run\n").count(), 2, "two runs: {logs}");
+
+    // Past its size: killed, the log names the volume, and no restart is spent on it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let filler = with_volume(
+        "vol-full",
+        dir.path(),
+        "head -c 12000000 /dev/zero > /data/big; echo filled; sleep 60",
+        4,
+        1,
+    );
+    let _cleanup = ContainerCleanup::new(&filler.workload_id);
+    let handle = driver.start(&filler).await.expect("starts");
+    let ended = wait(&driver, &handle).await;
+    let logs = all_logs(&driver, &handle).await;
+    assert_eq!(ended.reason, ExitReason::DiskExceeded, "{logs}");
+    assert!(
+        logs.contains("[gpunet] volume data of main holds more than its 4 MiB; ending the job"),
+        "{logs}"
+    );
+    assert!(!logs.contains("restarting it in place"), "{logs}");
 }
 
 #[tokio::test]
