@@ -77,6 +77,19 @@
 //! they are followed again from the second of the log's last write, so a line of that second
 //! may show twice.
 //!
+//! Volumes ([`WorkloadSpec::volumes`], a companion's own): host directories under
+//! `<root_dir>/volumes` ([`crate::volume_dir`]) bind-mounted read-write at their paths. Each is
+//! watched by the disk watchdog at its size (past it every container is killed and the workload
+//! ends `DiskExceeded`, the log naming the volume), and all count within the workload's disk
+//! limit with the outputs and checkpoints. `destroy` removes them.
+//!
+//! Restarts in place ([`WorkloadSpec::restarts`]): a container that exits non-zero, or is
+//! killed for memory, while the supervisor has not ended it is started again (`docker start`,
+//! the same container: its volumes and configuration), up to that many times for the whole
+//! workload; each restart is noted in the log, and its output followed from the second it
+//! started. The count done is kept in `<root_dir>/work/restarts-used`, and the wall clock runs
+//! from the first start.
+//!
 //! Restarts: a new `DockerDriver` finds a workload's container by label. A running one is
 //! re-attached: the log follower re-reads the engine's log and skips what the file already
 //! holds (the log's length at start is kept in a label), the wall-clock limit is re-armed from
