@@ -90,7 +90,7 @@
 //! started. The count done is kept in `<root_dir>/work/restarts-used`, and the wall clock runs
 //! from the first start.
 //!
-//! Restarts: a new `DockerDriver` finds a workload's container by label. A running one is
+//! Agent restarts: a new `DockerDriver` finds a workload's container by label. A running one is
 //! re-attached: the log follower re-reads the engine's log and skips what the file already
 //! holds (the log's length at start is kept in a label), the wall-clock limit is re-armed from
 //! `StartedAt`, and `wait`, `stop` and `logs` work as before. An exited one reports its outcome
