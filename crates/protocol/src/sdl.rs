@@ -18,10 +18,23 @@
 //!   a gpunet job reaches every port of the others by name. An expose to no one, or to services
 //!   only, publishes nothing (UDP included: the private network carries it).
 //! - `profiles.compute.<p>.resources`, per replica: `cpu.units` → `resources.cpu`,
-//!   `memory.size` → `resources.memory`, ephemeral `storage` (summed) → `resources.disk`,
-//!   `gpu.units` → `resources.gpu.count`, `gpu.attributes.vendor.nvidia[].model` →
-//!   `resources.gpu.models` (so `h100` stays an `h100` constraint, in every service that asks
-//!   for it) and their least `ram` → `resources.gpu.vram`.
+//!   `memory.size` → `resources.memory`, ephemeral `storage` (one entry or a list, summed) →
+//!   `resources.disk`, `gpu.units` → `resources.gpu.count`,
+//!   `gpu.attributes.vendor.nvidia[].model` → `resources.gpu.models` (so `h100` stays an
+//!   `h100` constraint, in every service that asks for it) and their least `ram` →
+//!   `resources.gpu.vram`.
+//! - Persistent storage: a `storage` entry with `attributes.persistent: true` (or `"true"`)
+//!   that the service mounts with `services.<s>.params.storage.<name>.mount` → an entry of
+//!   that service's `volumes` (the job's own for the main service): `name` the storage's name
+//!   (`default` when it has none) made a DNS label, its `size`, `mount` the mount path; in the
+//!   profile's order. Volumes count within a container's disk, so the service's
+//!   `resources.disk` is its ephemeral storage plus the sizes of the volumes it mounts. Each
+//!   replica has its own volume, kept while the lease lasts (across in-place restarts) and
+//!   erased when it ends, as Akash keeps persistent storage for its lease; an attempt on
+//!   another provider starts with it empty. `class: default`, or no class, maps as no class.
+//!   A mount path the spec refuses (a relative one, one over or under `/outputs`, `/inputs`,
+//!   `/checkpoints`, `/tmp`, `/proc`, `/sys` or `/dev`, or one overlapping another volume's) is
+//!   an error naming `params.storage.<name>.mount`, with the spec's own reason.
 //! - `deployment.<s>.<g>`: `profile`; `count` → `services[].count` (1 to 8) for a service
 //!   other than the main one, and `count: 1` for the main one.
 //! - `profiles.placement.<g>.attributes.region` → `placement.regions`, of the placement group
@@ -38,8 +51,15 @@
 //! one list); with several services, a name that is not a DNS label (the others would reach it
 //! by another); an expose `to` a service the SDL does not define; an `as` that remaps the
 //! port, unless to 80 on an expose to no service (services reach the container's own port);
-//! UDP exposed globally; `accept` hosts; `http_options`; persistent storage and
-//! `params.storage`; `credentials`; `dependencies` (services start together); a second
+//! UDP exposed globally; `accept` hosts; `http_options`; a storage `class` other than
+//! `default` — `beta1`, `beta2`, `beta3` are speed classes gpunet does not offer (with --lossy
+//! the storage maps without one), and `ram` is a RAM disk (a tmpfs) it does not offer (with
+//! --lossy that storage maps to nothing: neither counted in the disk nor mounted); a persistent
+//! storage the service does not mount, reported for each service deployed with the profile
+//! (with --lossy it is no volume and not counted in the disk); a `params.storage.<name>` that
+//! names a storage the profile lacks, or an ephemeral or `ram` one (gpunet mounts only
+//! persistent volumes: nothing is mounted); `params.storage.<name>.readOnly: true` (volumes are
+//! mounted read-write); `credentials`; `dependencies` (services start together); a second
 //! placement of a service; services defined but not deployed; other placement attributes;
 //! `signedBy`; non-NVIDIA GPUs; GPU `interface`; `endpoints`; and any key this converter does
 //! not know.
@@ -465,15 +485,17 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
         )?);
     }
 
-    // Resources per replica, each compute profile converted (and reported) once.
+    // Resources per replica, each compute profile converted (and reported) once; the volumes
+    // of each service, which its own params mount, counted within its disk.
     let compute = get(profiles, "compute").and_then(Value::as_mapping);
-    let mut by_profile: BTreeMap<&str, Mapping> = BTreeMap::new();
+    let mut by_profile: BTreeMap<&str, Profile> = BTreeMap::new();
     let mut resources = Vec::with_capacity(all.len());
-    for p in &all {
-        let converted = match by_profile.get(p.profile.as_str()) {
+    let mut volumes = Vec::with_capacity(all.len());
+    for (p, run) in all.iter().zip(&runs) {
+        let cp = format!("profiles.compute.{}", p.profile);
+        let profile = match by_profile.get(p.profile.as_str()) {
             Some(r) => r.clone(),
             None => {
-                let cp = format!("profiles.compute.{}", p.profile);
                 let c = compute
                     .and_then(|c| get(c, &p.profile))
                     .ok_or_else(|| invalid(&cp, "is missing"))?;
@@ -482,7 +504,27 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
                 r
             }
         };
-        resources.push(converted);
+        let vols = volumes_of(
+            &mut w,
+            &format!("services.{}", p.name),
+            &cp,
+            &profile,
+            &run.mounts,
+        )?;
+        let disk = profile
+            .storages
+            .iter()
+            .filter(|s| s.kind == StorageKind::Ephemeral)
+            .map(|s| s.size.0)
+            .chain(vols.iter().map(|v| v.size.0))
+            .fold(0u64, u64::saturating_add);
+        let mut res = profile.resources;
+        res.insert(
+            Value::String("disk".into()),
+            Value::String(format!("{disk}Mi")),
+        );
+        resources.push(res);
+        volumes.push(vols);
     }
     // One list of GPU models for the job: the first service's that names any.
     let mut first_models: Option<(Vec<String>, &str)> = None;
@@ -578,8 +620,25 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
         spec.insert(s("expose"), Value::Sequence(main_expose));
     }
     let main_resources = resources.next().expect("the main service has resources");
+    // Each volume by its path in the spec, so that the spec's errors name the SDL's.
+    let mut volume_at: Vec<(String, &Volume)> = Vec::new();
+    let mut volumes = volumes.iter();
+    let main_volumes = volumes.next().expect("the main service has volumes");
+    volume_at.extend(
+        main_volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("volumes[{i}]"), v)),
+    );
     let mut entries = Vec::with_capacity(others.len());
-    for (((p, run), res), label) in others.iter().zip(runs).zip(resources).zip(labels) {
+    for (k, ((((p, run), res), label), vols)) in others
+        .iter()
+        .zip(runs)
+        .zip(resources)
+        .zip(labels)
+        .zip(volumes)
+        .enumerate()
+    {
         let mut e = Mapping::new();
         e.insert(s("name"), s(&label));
         let count = p.count.min(MAX_SERVICE_REPLICAS);
@@ -591,11 +650,28 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
         if !expose.is_empty() {
             e.insert(s("expose"), Value::Sequence(expose));
         }
+        if !vols.is_empty() {
+            e.insert(
+                s("volumes"),
+                Value::Sequence(vols.iter().map(Volume::to_value).collect()),
+            );
+            volume_at.extend(
+                vols.iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("services[{k}].volumes[{i}]"), v)),
+            );
+        }
         e.insert(s("resources"), Value::Mapping(res));
         entries.push(Value::Mapping(e));
     }
     if !entries.is_empty() {
         spec.insert(s("services"), Value::Sequence(entries));
+    }
+    if !main_volumes.is_empty() {
+        spec.insert(
+            s("volumes"),
+            Value::Sequence(main_volumes.iter().map(Volume::to_value).collect()),
+        );
     }
     spec.insert(s("resources"), Value::Mapping(main_resources));
     if !regions.is_empty() {
@@ -615,7 +691,7 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
     spec.insert(s("limits"), Value::Mapping(limits));
     let yaml = serde_yaml_ng::to_string(&Value::Mapping(spec))
         .map_err(|e| SdlError::Spec(e.to_string()))?;
-    let parsed = JobSpec::parse_yaml(&yaml).map_err(|e| SdlError::Spec(e.to_string()))?;
+    let parsed = JobSpec::parse_yaml(&yaml).map_err(|e| spec_error(e, &volume_at))?;
     Ok(Converted {
         spec: parsed,
         yaml,
@@ -623,10 +699,147 @@ pub fn convert(text: &str, opts: &SdlOptions) -> Result<Converted, SdlError> {
     })
 }
 
-/// One service converted: its `run` and the ports it publishes.
+/// One service converted: its `run`, the ports it publishes and the storages it mounts.
 struct ServiceRun {
     run: Mapping,
     expose: Vec<Value>,
+    /// Its `params.storage`, in order.
+    mounts: Vec<StorageMount>,
+}
+
+/// A service's `params.storage.<name>`.
+struct StorageMount {
+    /// The storage it mounts, by its name in the profile.
+    name: String,
+    /// `services.<s>.params.storage.<name>`.
+    path: String,
+    mount: String,
+    read_only: bool,
+}
+
+/// A volume of one service: a persistent storage of its profile that it mounts.
+struct Volume {
+    /// The storage's name made a DNS label.
+    label: String,
+    size: Mebibytes,
+    mount: String,
+    /// The storage's path in the profile.
+    storage_path: String,
+    /// The path of its `params.storage.<name>`.
+    mount_path: String,
+}
+
+impl Volume {
+    fn to_value(&self) -> Value {
+        let s = |x: &str| Value::String(x.to_owned());
+        let mut m = Mapping::new();
+        m.insert(s("name"), s(&self.label));
+        m.insert(s("size"), s(&format!("{}Mi", self.size.0)));
+        m.insert(s("mount"), s(&self.mount));
+        Value::Mapping(m)
+    }
+}
+
+/// The volumes of the service at `svc_path`, deployed with the compute profile at
+/// `profile_path`: each persistent storage of the profile that its `params.storage` mounts, in
+/// the profile's order. What does not map is reported: a persistent storage it does not mount,
+/// a mount of a storage the profile lacks or that is not persistent, and `readOnly`.
+fn volumes_of(
+    w: &mut Walk,
+    svc_path: &str,
+    profile_path: &str,
+    profile: &Profile,
+    mounts: &[StorageMount],
+) -> Result<Vec<Volume>, SdlError> {
+    for m in mounts {
+        let (name, at) = (&m.name, &m.mount);
+        match profile.storages.iter().find(|s| s.name == *name) {
+            None => w.skip(
+                &m.path,
+                format!(
+                    "{profile_path} has no storage named {name:?}; converted with --lossy \
+                     nothing is mounted at {at}"
+                ),
+            ),
+            Some(s) if s.kind == StorageKind::Ephemeral => w.skip(
+                &m.path,
+                format!(
+                    "{name:?} is ephemeral storage: gpunet mounts only persistent volumes \
+                     (attributes.persistent: true), a container's ephemeral storage is its own \
+                     disk; converted with --lossy nothing is mounted at {at} and the storage \
+                     counts in resources.disk"
+                ),
+            ),
+            Some(s) if s.kind == StorageKind::Ram => w.skip(
+                &m.path,
+                format!(
+                    "{name:?} is a RAM disk (class ram), which gpunet does not offer; converted \
+                     with --lossy nothing is mounted at {at}"
+                ),
+            ),
+            Some(_) if m.read_only => w.skip(
+                format!("{}.readOnly", m.path),
+                format!(
+                    "gpunet mounts volumes read-write; converted with --lossy {name:?} is \
+                     mounted read-write at {at}"
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    let mut volumes: Vec<Volume> = Vec::new();
+    for s in &profile.storages {
+        if s.kind != StorageKind::Persistent {
+            continue;
+        }
+        let Some(m) = mounts.iter().find(|m| m.name == s.name) else {
+            w.skip(
+                &s.path,
+                format!(
+                    "persistent storage {:?} is mounted nowhere: {svc_path}.params.storage does \
+                     not name it, so there is nothing to mount; converted with --lossy it is \
+                     left out (no volume, not counted in resources.disk)",
+                    s.name
+                ),
+            );
+            continue;
+        };
+        let label = dns_label(&s.name);
+        if let Some(o) = volumes.iter().find(|v| v.label == label) {
+            return Err(invalid(
+                format!("{}.name", s.path),
+                format!(
+                    "becomes {label:?} as a volume name (a DNS label), as does {}; rename one",
+                    o.storage_path
+                ),
+            ));
+        }
+        volumes.push(Volume {
+            label,
+            size: s.size,
+            mount: m.mount.clone(),
+            storage_path: s.path.clone(),
+            mount_path: m.path.clone(),
+        });
+    }
+    Ok(volumes)
+}
+
+/// The spec's own error, naming the SDL's path where it is about a volume: `volumes` lists
+/// each volume's path in the spec (`volumes[0]`, `services[1].volumes[0]`) with the volume.
+fn spec_error(e: crate::jobspec::SpecError, volumes: &[(String, &Volume)]) -> SdlError {
+    if let crate::jobspec::SpecError::Invalid { path, why } = &e {
+        for (at, v) in volumes {
+            let sdl = match path.strip_prefix(at.as_str()) {
+                Some(".mount") => format!("{}.mount", v.mount_path),
+                Some(".size") => format!("{}.size", v.storage_path),
+                Some(".name") => format!("{}.name", v.storage_path),
+                _ => continue,
+            };
+            return invalid(sdl, format!("{why} (the spec's {path})"));
+        }
+    }
+    SdlError::Spec(e.to_string())
 }
 
 impl ServiceRun {
@@ -715,15 +928,42 @@ fn convert_service(
             w.skip(format!("{path}.{key}"), why);
         }
     }
+    let mut mounts = Vec::new();
     if let Some(params) = get(service, "params") {
-        let params = mapping(params, &format!("{path}.params"))?;
-        for k in params.keys().map(key_name) {
-            let why = if k == "storage" {
-                "persistent volumes are not supported yet"
-            } else {
-                "not a construct this converter knows"
-            };
-            w.skip(format!("{path}.params.{k}"), why);
+        let pp = format!("{path}.params");
+        let params = mapping(params, &pp)?;
+        w.unknown_keys(&pp, params, &["storage"]);
+        if let Some(storage) = get(params, "storage") {
+            let sp = format!("{pp}.storage");
+            for (k, v) in mapping(storage, &sp)? {
+                let name = key_name(k);
+                let mp = format!("{sp}.{name}");
+                let v = mapping(v, &mp)?;
+                w.unknown_keys(&mp, v, &["mount", "readOnly"]);
+                let mount = scalar(
+                    get(v, "mount").ok_or_else(|| {
+                        invalid(
+                            format!("{mp}.mount"),
+                            "is missing: the path in the container to mount the storage at",
+                        )
+                    })?,
+                    &format!("{mp}.mount"),
+                )?;
+                let read_only = match get(v, "readOnly") {
+                    None => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(Value::String(t)) if t == "true" || t == "false" => t == "true",
+                    Some(_) => {
+                        return Err(invalid(format!("{mp}.readOnly"), "must be true or false"));
+                    }
+                };
+                mounts.push(StorageMount {
+                    name,
+                    path: mp,
+                    mount,
+                    read_only,
+                });
+            }
         }
     }
     let mut exposes = Vec::new();
@@ -833,10 +1073,41 @@ fn convert_service(
     Ok(ServiceRun {
         run,
         expose: exposes,
+        mounts,
     })
 }
 
-fn convert_resources(w: &mut Walk, path: &str, compute: &Mapping) -> Result<Mapping, SdlError> {
+/// How a storage of a compute profile maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StorageKind {
+    /// Counted in `resources.disk`.
+    Ephemeral,
+    /// A volume of each service that mounts it, counted in its `resources.disk` too.
+    Persistent,
+    /// `class: ram`, a tmpfs: reported, and left out.
+    Ram,
+}
+
+/// One storage of a compute profile.
+#[derive(Debug, Clone)]
+struct Storage {
+    /// Its name in the SDL (`default` when it has none), which `params.storage` names.
+    name: String,
+    /// Its path, e.g. `profiles.compute.db.resources.storage[1]`.
+    path: String,
+    size: Mebibytes,
+    kind: StorageKind,
+}
+
+/// A compute profile converted: `resources` (with the ephemeral storage as `disk`) and its
+/// storages.
+#[derive(Debug, Clone)]
+struct Profile {
+    resources: Mapping,
+    storages: Vec<Storage>,
+}
+
+fn convert_resources(w: &mut Walk, path: &str, compute: &Mapping) -> Result<Profile, SdlError> {
     let s = |x: &str| Value::String(x.to_owned());
     w.unknown_keys(path, compute, &["resources"]);
     let rp = format!("{path}.resources");
@@ -863,11 +1134,17 @@ fn convert_resources(w: &mut Walk, path: &str, compute: &Mapping) -> Result<Mapp
     let memory = Mebibytes::parse(&memory).map_err(|e| invalid(format!("{rp}.memory.size"), e))?;
     out.insert(s("memory"), s(&format!("{}Mi", memory.0)));
 
-    // Storage: one mapping or a list; the ephemeral volumes add up to the job's disk.
-    let mut disk: u64 = 0;
-    let volumes: Vec<&Value> = match get(res, "storage") {
-        Some(Value::Sequence(list)) => list.iter().collect(),
-        Some(v @ Value::Mapping(_)) => vec![v],
+    // Storage: one mapping or a list. The ephemeral entries add up to the container's disk;
+    // the persistent ones become volumes of the services that mount them (see `volumes_of`).
+    let mut ephemeral: u64 = 0;
+    let mut storages: Vec<Storage> = Vec::new();
+    let entries: Vec<(String, &Value)> = match get(res, "storage") {
+        Some(Value::Sequence(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{rp}.storage[{i}]"), v))
+            .collect(),
+        Some(v @ Value::Mapping(_)) => vec![(format!("{rp}.storage"), v)],
         Some(_) => {
             return Err(invalid(
                 format!("{rp}.storage"),
@@ -876,31 +1153,99 @@ fn convert_resources(w: &mut Walk, path: &str, compute: &Mapping) -> Result<Mapp
         }
         None => Vec::new(),
     };
-    for (i, v) in volumes.iter().enumerate() {
-        let vp = format!("{rp}.storage[{i}]");
-        let v = mapping(v, &vp)?;
-        let persistent = get(v, "attributes")
-            .and_then(Value::as_mapping)
-            .and_then(|a| get(a, "persistent"))
-            .is_some_and(|p| p.as_bool() == Some(true) || p.as_str() == Some("true"));
-        if persistent {
-            w.skip(&vp, "persistent volumes are not supported yet");
-            continue;
-        }
+    for (vp, v) in &entries {
+        let v = mapping(v, vp)?;
+        w.unknown_keys(vp, v, &["name", "size", "attributes"]);
+        // Akash calls the storage without a name `default`.
+        let name = match get(v, "name") {
+            Some(n) => scalar(n, &format!("{vp}.name"))?,
+            None => "default".to_owned(),
+        };
         let size = scalar(
             get(v, "size").ok_or_else(|| invalid(format!("{vp}.size"), "is missing"))?,
             &format!("{vp}.size"),
         )?;
         let size = Mebibytes::parse(&size).map_err(|e| invalid(format!("{vp}.size"), e))?;
-        disk = disk.saturating_add(size.0);
+        let mut persistent = false;
+        let mut class = None;
+        if let Some(attrs) = get(v, "attributes") {
+            let ap = format!("{vp}.attributes");
+            let attrs = mapping(attrs, &ap)?;
+            w.unknown_keys(&ap, attrs, &["persistent", "class"]);
+            if let Some(p) = get(attrs, "persistent") {
+                persistent = match p {
+                    Value::Bool(b) => *b,
+                    Value::String(t) if t == "true" || t == "false" => t == "true",
+                    _ => {
+                        return Err(invalid(format!("{ap}.persistent"), "must be true or false"));
+                    }
+                };
+            }
+            if let Some(c) = get(attrs, "class") {
+                class = Some(scalar(c, &format!("{ap}.class"))?);
+            }
+        }
+        let kind = match class.as_deref() {
+            None | Some("default") => {
+                if persistent {
+                    StorageKind::Persistent
+                } else {
+                    StorageKind::Ephemeral
+                }
+            }
+            Some("ram") => {
+                w.skip(
+                    format!("{vp}.attributes.class"),
+                    "class ram is a RAM disk (a tmpfs, not persistent), which gpunet does not \
+                     offer; converted with --lossy this storage is left out: not counted in \
+                     resources.disk, nothing mounted",
+                );
+                StorageKind::Ram
+            }
+            Some(c) => {
+                w.skip(
+                    format!("{vp}.attributes.class"),
+                    format!(
+                        "storage class {c:?} is not offered: gpunet has no storage classes, a \
+                         container's disk and volumes are on its provider's own disk; converted \
+                         with --lossy this storage maps without it"
+                    ),
+                );
+                if persistent {
+                    StorageKind::Persistent
+                } else {
+                    StorageKind::Ephemeral
+                }
+            }
+        };
+        // Two ephemeral storages of one name (two unnamed, say) just add up; a storage that a
+        // service would mount must be the only one of its name.
+        if let Some(other) = storages.iter().find(|o| {
+            o.name == name && (o.kind != StorageKind::Ephemeral || kind != StorageKind::Ephemeral)
+        }) {
+            return Err(invalid(
+                format!("{vp}.name"),
+                format!("{name:?} names two storages, as does {}", other.path),
+            ));
+        }
+        if kind == StorageKind::Ephemeral {
+            ephemeral = ephemeral.saturating_add(size.0);
+        }
+        storages.push(Storage {
+            name,
+            path: vp.clone(),
+            size,
+            kind,
+        });
     }
-    if disk == 0 {
+    if ephemeral == 0 {
         return Err(invalid(
             format!("{rp}.storage"),
-            "has no ephemeral storage; gpunet needs the job's disk size",
+            "has no ephemeral storage; gpunet needs the container's disk size (its persistent \
+             volumes count within it, besides)",
         ));
     }
-    out.insert(s("disk"), s(&format!("{disk}Mi")));
+    out.insert(s("disk"), s(&format!("{ephemeral}Mi")));
 
     if let Some(gpu) = get(res, "gpu") {
         let gp = format!("{rp}.gpu");
@@ -971,7 +1316,10 @@ fn convert_resources(w: &mut Walk, path: &str, compute: &Mapping) -> Result<Mapp
             out.insert(s("gpu"), Value::Mapping(g));
         }
     }
-    Ok(out)
+    Ok(Profile {
+        resources: out,
+        storages,
+    })
 }
 
 /// A placement group's price for one of the job's services.

@@ -268,11 +268,13 @@ endpoints:
         "deployment.web.dc.count",
         "services.web.credentials",
         "services.web.dependencies",
-        "services.web.params.storage",
         "services.web.expose[0].as",
         "services.web.expose[0].accept",
         "services.web.expose[0].http_options",
         "services.web.expose[1].proto",
+        // The speed class of web's volume, and the volume db (on the same profile) does not
+        // mount.
+        "profiles.compute.web.resources.storage[1].attributes.class",
         "profiles.compute.web.resources.storage[1]",
         "profiles.compute.web.resources.gpu.attributes.vendor.amd",
         "profiles.compute.web.resources.gpu.attributes.vendor.nvidia[0].interface",
@@ -284,8 +286,14 @@ endpoints:
             "{expected} not reported: {paths:?}"
         );
     }
-    // A second service and an expose to it map: db is a service of the job.
-    for maps in ["deployment.db", "services.web.expose[0].to[1].service"] {
+    // A second service and an expose to it map: db is a service of the job. So does web's
+    // persistent storage, mounted by its params.
+    for maps in [
+        "deployment.db",
+        "services.web.expose[0].to[1].service",
+        "services.web.params.storage",
+        "services.web.params.storage.data",
+    ] {
         assert!(!paths.iter().any(|p| p == maps), "{maps}: {paths:?}");
     }
     assert!(e.to_string().contains("--lossy"), "{e}");
@@ -299,9 +307,13 @@ endpoints:
         paths
     );
     assert_eq!(c.spec.name, "web");
+    assert_eq!(c.spec.volumes.len(), 1, "web mounts its persistent storage");
+    assert_eq!(c.spec.volumes[0].name, "data");
+    assert_eq!(c.spec.volumes[0].mount, "/data");
     assert_eq!(
-        c.spec.resources.disk.0, 1024,
-        "the persistent volume is left out"
+        c.spec.resources.disk.0,
+        1024 + 10 * 1024,
+        "the volume counts within web's disk"
     );
     assert_eq!(c.spec.resources.gpu.models, ["a100"]);
     assert_eq!(c.spec.placement.regions, ["eu-central"]);
@@ -309,6 +321,14 @@ endpoints:
     assert_eq!(c.spec.services.len(), 1, "db beside web");
     assert_eq!(c.spec.services[0].name, "db");
     assert_eq!(c.spec.services[0].count, 1);
+    assert!(
+        c.spec.services[0].volumes.is_empty(),
+        "db mounts nothing: its volume is left out"
+    );
+    assert_eq!(
+        c.spec.services[0].resources.disk.0, 1024,
+        "and not counted in its disk"
+    );
 }
 
 #[test]
@@ -686,4 +706,293 @@ fn an_h100_constraint_across_two_services_stays_an_h100_constraint() {
     c.spec.validate().expect("valid");
     assert!(c.spec.services[0].resources.gpu.models.is_empty());
     assert_eq!(c.spec.order_terms().resources.gpu.models, ["h100"]);
+}
+
+/// An app published on port 80 and a database whose data lives on persistent storage of the
+/// beta2 class, mounted where the database keeps it.
+const DB_SDL: &str = r#"
+version: "2.0"
+services:
+  app:
+    image: example/app:3
+    command: ["app", "--db", "postgres://db:5432/app"]
+    expose:
+      - port: 8080
+        as: 80
+        to:
+          - global: true
+  db:
+    image: example/postgres:16
+    command: ["postgres"]
+    env:
+      - PGDATA=/var/lib/postgresql/data/pgdata
+    expose:
+      - port: 5432
+        to:
+          - service: app
+    params:
+      storage:
+        pg_data:
+          mount: /var/lib/postgresql/data
+profiles:
+  compute:
+    app:
+      resources:
+        cpu: { units: 1 }
+        memory: { size: 512Mi }
+        storage: { size: 1Gi }
+    db:
+      resources:
+        cpu: { units: 2 }
+        memory: { size: 4Gi }
+        storage:
+          - size: 2Gi
+          - name: pg_data
+            size: 10Gi
+            attributes:
+              persistent: true
+              class: beta2
+  placement:
+    dc:
+      pricing:
+        app: { denom: uakt, amount: 100 }
+        db: { denom: uakt, amount: 200 }
+deployment:
+  app:
+    dc: { profile: app, count: 1 }
+  db:
+    dc: { profile: db, count: 1 }
+"#;
+
+#[test]
+fn persistent_storage_a_service_mounts_becomes_its_volume_counted_within_its_disk() {
+    use gpunet_protocol::jobspec::{JobSpec, Mebibytes, VolumeSpec};
+    // The speed class does not map: named, and left out when lossy.
+    let class = "profiles.compute.db.resources.storage[1].attributes.class";
+    let e = convert(DB_SDL, &opts()).expect_err("beta2 is a storage class");
+    assert_eq!(unmapped_paths(&e), [class]);
+    let why = unmapped_why(&e, class);
+    assert!(why.contains("beta2") && why.contains("--lossy"), "{why}");
+    let c = convert(DB_SDL, &lossy()).expect("lossy converts");
+    assert_eq!(
+        c.unmapped
+            .iter()
+            .map(|u| u.path.as_str())
+            .collect::<Vec<_>>(),
+        [class]
+    );
+    let s = &c.spec;
+    s.validate().expect("the converted spec is valid");
+    assert_eq!(s.name, "app");
+    assert!(s.volumes.is_empty(), "app has no persistent storage");
+    assert_eq!(s.resources.disk, Mebibytes(1024));
+    let db = &s.services[0];
+    assert_eq!(db.name, "db");
+    assert_eq!(
+        db.volumes,
+        [VolumeSpec {
+            name: "pg-data".into(),
+            size: Mebibytes(10 * 1024),
+            mount: "/var/lib/postgresql/data".into(),
+        }],
+        "the storage's name made a DNS label, its size, its mount"
+    );
+    assert_eq!(
+        db.resources.disk,
+        Mebibytes(2 * 1024 + 10 * 1024),
+        "ephemeral storage plus the volume, which counts within disk"
+    );
+    assert_eq!(s.order_terms().resources.disk_mib, 1024 + 12 * 1024);
+    let again = JobSpec::parse_yaml(&c.yaml).expect("yaml");
+    assert_eq!(&again, s);
+
+    // With the default class, or none, and persistent written as a string, it all maps.
+    for sdl in [
+        DB_SDL.replace("class: beta2", "class: default"),
+        DB_SDL.replace(
+            "              persistent: true\n              class: beta2\n",
+            "              persistent: \"true\"\n",
+        ),
+    ] {
+        let c = convert(&sdl, &opts()).expect("converts");
+        assert!(c.unmapped.is_empty(), "{:?}", c.unmapped);
+        c.spec.validate().expect("valid");
+        assert_eq!(c.spec.services[0].volumes[0].size, Mebibytes(10 * 1024));
+        assert_eq!(c.spec.services[0].resources.disk, Mebibytes(12 * 1024));
+    }
+
+    // The database as the main service: its volume is the job's own.
+    let sdl = DB_SDL
+        .replace("class: beta2", "class: default")
+        .replace(
+            "        as: 80\n        to:\n          - global: true\n",
+            "        to:\n          - service: db\n",
+        )
+        .replace("          - service: app\n", "          - global: true\n");
+    let c = convert(&sdl, &opts()).expect("converts");
+    assert!(c.unmapped.is_empty(), "{:?}", c.unmapped);
+    c.spec.validate().expect("valid");
+    assert_eq!(c.spec.name, "db");
+    assert_eq!(c.spec.volumes.len(), 1);
+    assert_eq!(c.spec.volumes[0].mount, "/var/lib/postgresql/data");
+    assert_eq!(c.spec.resources.disk, Mebibytes(12 * 1024));
+    assert!(c.spec.services[0].volumes.is_empty());
+}
+
+#[test]
+fn storage_that_cannot_be_mounted_as_a_volume_is_named() {
+    use gpunet_protocol::jobspec::Mebibytes;
+    let base = DB_SDL.replace("class: beta2", "class: default");
+    let mount = "services.db.params.storage.pg_data";
+
+    // Persistent storage the service does not mount: nothing to mount.
+    let sdl = base.replace(
+        "    params:\n      storage:\n        pg_data:\n          mount: /var/lib/postgresql/data\n",
+        "",
+    );
+    let e = convert(&sdl, &opts()).expect_err("mounted nowhere");
+    let storage = "profiles.compute.db.resources.storage[1]";
+    assert_eq!(unmapped_paths(&e), [storage]);
+    let why = unmapped_why(&e, storage);
+    assert!(
+        why.contains("mounted nowhere") && why.contains("services.db.params.storage"),
+        "{why}"
+    );
+    let c = convert(&sdl, &lossy()).expect("lossy converts");
+    c.spec.validate().expect("valid");
+    assert!(c.spec.services[0].volumes.is_empty());
+    assert_eq!(
+        c.spec.services[0].resources.disk,
+        Mebibytes(2 * 1024),
+        "left out of the disk too"
+    );
+
+    // Read-only: gpunet mounts volumes read-write.
+    let sdl = base.replace(
+        "          mount: /var/lib/postgresql/data\n",
+        "          mount: /var/lib/postgresql/data\n          readOnly: true\n",
+    );
+    let e = convert(&sdl, &opts()).expect_err("readOnly");
+    let read_only = format!("{mount}.readOnly");
+    assert_eq!(unmapped_paths(&e), [read_only.as_str()]);
+    assert!(unmapped_why(&e, &read_only).contains("read-write"));
+    let c = convert(&sdl, &lossy()).expect("lossy converts");
+    c.spec.validate().expect("valid");
+    assert_eq!(c.spec.services[0].volumes.len(), 1, "mounted read-write");
+    // readOnly: false is what gpunet does.
+    let c = convert(&sdl.replace("readOnly: true", "readOnly: false"), &opts()).expect("maps");
+    assert!(c.unmapped.is_empty(), "{:?}", c.unmapped);
+
+    // A storage the profile does not have, and a mount of ephemeral storage.
+    let sdl = base
+        .replace(
+            "          mount: /var/lib/postgresql/data\n",
+            "          mount: /var/lib/postgresql/data\n        cache:\n          mount: /cache\n        \
+             scratch:\n          mount: /scratch\n",
+        )
+        .replace("          - size: 2Gi\n", "          - name: scratch\n            size: 2Gi\n");
+    let e = convert(&sdl, &opts()).expect_err("no cache, scratch ephemeral");
+    let (cache, scratch) = (
+        "services.db.params.storage.cache",
+        "services.db.params.storage.scratch",
+    );
+    assert_eq!(unmapped_paths(&e), [cache, scratch]);
+    let why = unmapped_why(&e, cache);
+    assert!(
+        why.contains("profiles.compute.db has no storage named \"cache\""),
+        "{why}"
+    );
+    let why = unmapped_why(&e, scratch);
+    assert!(
+        why.contains("ephemeral") && why.contains("only persistent volumes"),
+        "{why}"
+    );
+    let c = convert(&sdl, &lossy()).expect("lossy converts");
+    c.spec.validate().expect("valid");
+    let db = &c.spec.services[0];
+    assert_eq!(db.volumes.len(), 1, "only the persistent storage");
+    assert_eq!(db.volumes[0].name, "pg-data");
+    assert_eq!(db.resources.disk, Mebibytes(12 * 1024));
+
+    // A RAM disk (class ram) mounted as shared memory: neither maps, nor counts in the disk.
+    let sdl = base
+        .replace(
+            "          mount: /var/lib/postgresql/data\n",
+            "          mount: /var/lib/postgresql/data\n        shm:\n          mount: /dev/shm\n",
+        )
+        .replace(
+            "          - size: 2Gi\n",
+            "          - size: 2Gi\n          - name: shm\n            size: 1Gi\n            \
+             attributes: { class: ram }\n",
+        );
+    let e = convert(&sdl, &opts()).expect_err("ram");
+    let (class, shm) = (
+        "profiles.compute.db.resources.storage[1].attributes.class",
+        "services.db.params.storage.shm",
+    );
+    assert_eq!(unmapped_paths(&e), [class, shm]);
+    assert!(unmapped_why(&e, class).contains("RAM disk"));
+    assert!(unmapped_why(&e, shm).contains("RAM disk"));
+    let c = convert(&sdl, &lossy()).expect("lossy converts");
+    c.spec.validate().expect("valid");
+    assert_eq!(c.spec.services[0].volumes.len(), 1);
+    assert_eq!(c.spec.services[0].resources.disk, Mebibytes(12 * 1024));
+}
+
+#[test]
+fn mount_paths_the_spec_refuses_are_errors_naming_the_sdl_mount() {
+    let base = DB_SDL.replace("class: beta2", "class: default");
+    let at = "services.db.params.storage.pg_data.mount";
+    for (mount, says) in [
+        ("/tmp", "/tmp would cover or sit in /tmp"),
+        ("/outputs/db", "would cover or sit in /outputs"),
+        ("/checkpoints", "would cover or sit in /checkpoints"),
+        ("/inputs", "would cover or sit in /inputs"),
+        ("/proc/x", "would cover or sit in /proc"),
+        ("/sys", "would cover or sit in /sys"),
+        ("/dev/shm", "would cover or sit in /dev"),
+        ("var/lib/postgresql/data", "must be an absolute path"),
+        ("/data/../etc", "must be an absolute path"),
+        ("/", "must be an absolute path"),
+    ] {
+        let sdl = base.replace(
+            "mount: /var/lib/postgresql/data",
+            &format!("mount: {mount}"),
+        );
+        for o in [opts(), lossy()] {
+            let e = convert(&sdl, &o).expect_err(mount);
+            match &e {
+                SdlError::Invalid { path, why } => {
+                    assert_eq!(path, at, "{mount}: {e}");
+                    assert!(why.contains(says), "{mount}: {why}");
+                    assert!(why.contains("services[0].volumes[0].mount"), "{why}");
+                }
+                other => panic!("{mount}: expected an error at {at}, got {other}"),
+            }
+        }
+    }
+    // The main service's volume: the spec's own volumes, named the same way.
+    let sdl = base
+        .replace(
+            "        as: 80\n        to:\n          - global: true\n",
+            "        to:\n          - service: db\n",
+        )
+        .replace("          - service: app\n", "          - global: true\n")
+        .replace("mount: /var/lib/postgresql/data", "mount: /tmp/pg");
+    let e = convert(&sdl, &opts()).expect_err("/tmp");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{at}: /tmp/pg would cover or sit in /tmp")),
+        "{e}"
+    );
+    // No mount at all.
+    let sdl = base.replace(
+        "          mount: /var/lib/postgresql/data\n",
+        "          readOnly: false\n",
+    );
+    let e = convert(&sdl, &opts()).expect_err("no mount");
+    assert!(
+        e.to_string().starts_with(&format!("{at}: is missing")),
+        "{e}"
+    );
 }
