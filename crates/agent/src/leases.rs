@@ -1888,6 +1888,48 @@ impl Leases {
         out
     }
 
+    /// Starts `argv` with its input attached (and a terminal of `tty`) in the lease's running
+    /// workload for its tenant (`gpunet job shell`), noted in the lease's log; returns it and
+    /// the log, where the caller notes its end ([`Leases::note_in_log`]).
+    pub async fn shell(
+        &self,
+        lease: LeaseId,
+        service: Option<&str>,
+        argv: &[String],
+        tty: Option<(u16, u16)>,
+    ) -> Result<gpunet_runtime::ShellSession, LeaseError> {
+        let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
+        let handle = match record.handle.clone() {
+            Some(handle) if record.state() == WorkloadState::Running => handle,
+            _ => {
+                return Err(LeaseError::Driver {
+                    source: gpunet_runtime::DriverError::NotRunning {
+                        workload_id: format!("of lease {lease}"),
+                    },
+                });
+            }
+        };
+        let driver = self.driver_for(&handle)?;
+        let place = service.map_or(String::new(), |s| format!(" in {s}"));
+        let session = driver
+            .shell(&handle, service, argv, tty)
+            .await
+            .map_err(|source| LeaseError::Driver { source })?;
+        self.note_in_log(
+            lease,
+            &format!("[gpunet] shell opened by the tenant{place}: {argv:?}"),
+        );
+        Ok(session)
+    }
+
+    /// Appends a line to the lease's log (what the tenant did inside its workload).
+    pub fn note_in_log(&self, lease: LeaseId, line: &str) {
+        let Some(handle) = self.get(lease).and_then(|r| r.handle) else {
+            return;
+        };
+        note_in_log(&handle.root_dir.join(LOG_FILE), line);
+    }
+
     /// The key a lease's logs and outputs are sealed to: the manifest's `output_key`, so `None`
     /// until the manifest has arrived, or if it named none.
     pub fn output_key(&self, lease: LeaseId) -> Option<EncryptionKey> {

@@ -43,6 +43,7 @@ mod reconcile;
 pub mod record;
 pub mod reveals;
 pub mod server;
+pub mod shell;
 pub mod tenant_store;
 pub mod verdicts;
 

@@ -115,6 +115,8 @@ impl From<LeaseError> for ApiError {
 pub struct AgentState {
     leases: Arc<Leases>,
     nonces: Mutex<NonceBook>,
+    /// Shells open now, across leases ([`crate::shell::MAX_SHELLS`] at most).
+    shells: Arc<tokio::sync::Semaphore>,
     /// Judges `compare: tensors` orders; `None` in tests that do not.
     judge: Option<Arc<Judge>>,
 }
@@ -138,6 +140,7 @@ fn build(leases: Arc<Leases>, nonces: NonceBook, judge: Option<Arc<Judge>>) -> R
     let state = Arc::new(AgentState {
         leases,
         nonces: Mutex::new(nonces),
+        shells: Arc::new(tokio::sync::Semaphore::new(crate::shell::MAX_SHELLS)),
         judge,
     });
     Router::new()
@@ -148,6 +151,7 @@ fn build(leases: Arc<Leases>, nonces: NonceBook, judge: Option<Arc<Judge>>) -> R
         .route("/v1/leases/{id}/outputs", get(outputs))
         .route("/v1/leases/{id}/outputs/{digest}", get(output))
         .route("/v1/leases/{id}/exec", post(exec))
+        .route("/v1/leases/{id}/shell", get(shell))
         .route("/v1/verdicts/{order}/runs/{lease}", put(verdict_run))
         // Unknown paths and wrong methods answer in the same JSON error format as the rest.
         .fallback(|uri: axum::http::Uri| async move {
@@ -327,6 +331,44 @@ async fn exec(
         sealed_hex: hex::encode(sealed),
     })
     .into_response())
+}
+
+/// A shell into the lease's workload for its tenant: a WebSocket upgrade signed like every
+/// tenant request (no body), then the stream `crate::shell` carries.
+async fn shell(
+    State(state): State<Arc<AgentState>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    use axum::extract::FromRequestParts;
+    let (mut parts, body) = req.into_parts();
+    let upgrade = axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "not_a_websocket",
+                format!("a shell is a WebSocket: {}", e.body_text()),
+            )
+        })?;
+    let (lease, _) = authorize(&state, &id, Request::from_parts(parts, body), 0).await?;
+    let permit = Arc::clone(&state.shells).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_shells",
+            format!(
+                "this provider has {} shells open, its most; close one and try again",
+                crate::shell::MAX_SHELLS
+            ),
+        )
+    })?;
+    let leases = Arc::clone(&state.leases);
+    Ok(upgrade
+        .max_message_size(crate::shell::MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            crate::shell::serve(&leases, lease, socket).await;
+            drop(permit);
+        }))
 }
 
 /// One run's outputs of a `compare: tensors` order this provider judges, from the order's

@@ -157,6 +157,42 @@ pub struct WorkloadView {
     pub healthy: Option<bool>,
 }
 
+/// The opening of a shell into a lease's workload (`GET /v1/leases/{id}/shell`, a signed
+/// WebSocket upgrade; `gpunet job shell`): its first message, sealed by the tenant to the
+/// provider (purpose `Shell`). Every later message either way is a frame of
+/// `gpunet_protocol::stream` sealed under `key_hex`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellOpen {
+    /// The program and its arguments, e.g. `["/bin/sh"]`.
+    pub argv: Vec<String>,
+    /// Which of the job's services, as for `exec`; absent: the job's own run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// A terminal of `[cols, rows]`; absent: plain pipes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<(u16, u16)>,
+    /// The stream's key: 32 random bytes, hex, fresh for every shell.
+    pub key_hex: String,
+}
+
+impl ShellOpen {
+    /// Checks the bounds (as an exec's) and the key; `Err` says what to fix.
+    pub fn validate(&self) -> Result<gpunet_protocol::stream::StreamKey, String> {
+        ExecRequest {
+            argv: self.argv.clone(),
+            timeout_secs: 1,
+            service: self.service.clone(),
+        }
+        .validate()?;
+        let key: [u8; 32] = hex::decode(&self.key_hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("key_hex must be 32 bytes in hex")?;
+        Ok(gpunet_protocol::stream::StreamKey(key))
+    }
+}
+
 /// One endpoint of one of a job's `services`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceEndpoint {

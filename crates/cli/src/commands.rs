@@ -155,6 +155,26 @@ pub enum JobCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Open an interactive shell (or COMMAND) inside a running container job, as the job runs
+    /// (its user, limits and isolation), with a terminal when stdin is one; exits with the
+    /// command's exit code. Only the job's tenant may; what is typed and shown travels sealed
+    /// under a key fresh for each shell, and the provider notes the shell in the job's log.
+    /// With input from a pipe, input is sent as it comes and its end ends the shell's input.
+    ///
+    /// Example: gpunet job shell 3 --service db
+    Shell {
+        /// The job's id (its order id), as `job submit` and `job list` print it.
+        id: OrderId,
+        /// Which of the job's `services` to open it in (its first replica); the job's own run
+        /// by the job's name, or by leaving this out.
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// The program and its arguments, after `--` (default /bin/sh).
+        #[arg(last = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Download a job's outputs (what it wrote under $GPUNET_OUTPUTS, for a spec with
     /// `outputs: true`), verifying each file's digest. A job whose spec names its own bucket
     /// (`storage:`) has them there, sealed to you: they are read from the bucket with the
@@ -1121,6 +1141,39 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 Some(0) => Ok(()),
                 Some(code) => std::process::exit(i32::try_from(code).unwrap_or(1).clamp(1, 255)),
                 None => std::process::exit(124),
+            }
+        }
+        JobCmd::Shell {
+            id,
+            service,
+            command,
+            conn,
+        } => {
+            let client = client(&conn)?;
+            let k = key(&conn)?;
+            let order = client.order(id).await?;
+            let lease = order
+                .lease
+                .filter(|l| l.state == gpunet_api::node::LeaseState::Running)
+                .context(
+                    "the job is not running, so there is nothing to open a shell in; check \
+                     `gpunet job status`",
+                )?;
+            let provider_key = jobs::provider_encryption_key(&client, lease.provider).await?;
+            let argv = if command.is_empty() {
+                vec!["/bin/sh".to_owned()]
+            } else {
+                command
+            };
+            let provider = ProviderClient::new(&lease.provider_endpoint, k.clone());
+            let code = crate::shell::run(&provider, lease.id, &provider_key, argv, service).await?;
+            match code {
+                Some(0) => Ok(()),
+                Some(code) => std::process::exit(i32::try_from(code).unwrap_or(1).clamp(1, 255)),
+                None => {
+                    eprintln!("gpunet: the provider could not tell the command's exit code");
+                    std::process::exit(1)
+                }
             }
         }
         JobCmd::Logs { id, follow, conn } => {

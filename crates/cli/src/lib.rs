@@ -15,6 +15,7 @@ pub mod progress;
 pub mod providercmd;
 pub mod quote;
 pub mod running;
+pub mod shell;
 pub mod statebench;
 
 use std::path::PathBuf;

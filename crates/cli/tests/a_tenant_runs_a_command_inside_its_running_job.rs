@@ -1,6 +1,7 @@
-//! `gpunet job exec` (issue 14), end to end with real processes: a job runs in a container on
-//! the real Docker Engine; its tenant runs commands inside it and gets their output and exit
-//! code; a stranger is refused; every exec is noted in the job's log. A process job says plainly
+//! `gpunet job exec` and `gpunet job shell` (issue 14), end to end with real processes: a job
+//! runs in a container on the real Docker Engine; its tenant runs commands inside it and gets
+//! their output and exit code, and drives a shell in it through its input; a stranger is
+//! refused both; every exec and shell is noted in the job's log. A process job says plainly
 //! that exec is for containers.
 //!
 //! Without a reachable engine the container test prints "skipped: …" and passes — unless
@@ -19,6 +20,48 @@ fn spec(image: Option<&str>) -> String {
     format!(
         "version: 1\nname: long\nrun:\n{image}  command: [\"/bin/sh\", \"-c\", \"echo up; sleep 600\"]\nresources: {{ cpu: 0.5, memory: 64Mi, disk: 64Mi }}\npricing: {{ max_per_hour: \"1.00\", deposit: \"1.00\" }}\nlimits: {{ max_duration: 10m }}\n"
     )
+}
+
+/// `gpunet job shell 1 -- /bin/sh` signed with `key`, fed `input` on a pipe (no terminal).
+async fn shell(
+    network: &binary::Network,
+    user: &User,
+    base: &std::path::Path,
+    key: &std::path::Path,
+    input: &str,
+) -> binary::Ran {
+    use tokio::io::AsyncWriteExt;
+    let key = key.to_str().expect("utf-8");
+    let mut cmd = user.gpunet(
+        &[
+            "job",
+            "shell",
+            "1",
+            "--api",
+            &network.api,
+            "--key",
+            key,
+            "--",
+            "/bin/sh",
+        ],
+        base,
+    );
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("gpunet starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.expect("input");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the shell ends in time")
+        .expect("waits");
+    binary::Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// `gpunet job exec 1 [extra] -- command…` as the tenant: the connection flags go before the
@@ -110,6 +153,21 @@ async fn the_tenant_runs_commands_in_its_container_and_a_stranger_cannot() {
         "the container's own first process: {v}"
     );
 
+    // A shell: what it is fed runs inside, in order, and its exit code comes back.
+    let ran = shell(
+        &network,
+        &user,
+        base,
+        &tenant,
+        "echo shell-$((6 * 7))\ncd /outputs && pwd\nexit 4\n",
+    )
+    .await;
+    assert_eq!(ran.code, Some(4), "{ran:?}");
+    assert!(
+        ran.stdout.contains("shell-42") && ran.stdout.contains("/outputs"),
+        "{ran:?}"
+    );
+
     // A stranger, who can read the job on chain, cannot run anything in it.
     let stranger = KeyFile::generate();
     let stranger_path = base.join("stranger.json");
@@ -131,6 +189,19 @@ async fn the_tenant_runs_commands_in_its_container_and_a_stranger_cannot() {
         refused.stderr.contains("sign with the tenant's key"),
         "the stranger is told why: {refused:?}"
     );
+    let refused = shell(
+        &network,
+        &user,
+        base,
+        &stranger_path,
+        "echo pwned > /outputs/pwned\n",
+    )
+    .await;
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert!(
+        refused.stderr.contains("sign with the tenant's key"),
+        "the stranger is told why: {refused:?}"
+    );
 
     // Every exec is in the job's log, which only the tenant can read.
     let logs = binary::run(
@@ -142,6 +213,10 @@ async fn the_tenant_runs_commands_in_its_container_and_a_stranger_cannot() {
     assert!(
         logs.stdout.contains("[gpunet] exec by the tenant")
             && logs.stdout.contains("[gpunet] exec ended: exit 3")
+            && logs
+                .stdout
+                .contains("[gpunet] shell opened by the tenant: [\"/bin/sh\"]")
+            && logs.stdout.contains("[gpunet] shell ended: exit 4")
             && !logs.stdout.contains("pwned"),
         "{logs:?}"
     );

@@ -11,7 +11,7 @@ mod state;
 
 pub use keys::{KeyError, KeyFile, load_or_create_encryption_secret};
 pub use node::{MAX_WALK_PAGES, NodeClient, OrderFilter};
-pub use provider::ProviderClient;
+pub use provider::{ProviderClient, ShellRx, ShellTx};
 pub use state::VerifiedAccount;
 
 use gpunet_api::ErrorBody;
@@ -69,6 +69,8 @@ pub enum ClientError {
     },
     #[error("{what} came back wrong: {why}; the provider or a proxy on the way sent other bytes")]
     LogMismatch { what: String, why: String },
+    #[error("the shell to {url} failed: {why}")]
+    Shell { url: String, why: String },
     #[error("{what} does not match its digest {expected}; the provider sent other bytes")]
     DigestMismatch {
         what: String,

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use futures::{SinkExt, StreamExt};
+
 use gpunet_api::auth::sign_request;
 use gpunet_api::provider::{
     LogChunkView, LogSlice, ManifestDelivery, OutputListing, SealedLogChunk, WorkloadView,
@@ -211,6 +213,96 @@ impl ProviderClient {
         serde_json::from_slice(&plain).map_err(|source| ClientError::Decode { url, source })
     }
 
+    /// Opens a shell into `lease`'s running workload (`gpunet job shell`): a signed WebSocket
+    /// upgrade, then the opening — `argv`, `service`, the terminal size and a fresh stream key —
+    /// sealed to `provider_key`. What goes either way after it is sealed under that key
+    /// (`gpunet_protocol::stream`).
+    pub async fn shell(
+        &self,
+        lease: LeaseId,
+        provider_key: &EncryptionKey,
+        argv: Vec<String>,
+        service: Option<String>,
+        tty: Option<(u16, u16)>,
+    ) -> Result<(ShellTx, ShellRx), ClientError> {
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let path = format!("/v1/leases/{lease}/shell");
+        let url = format!("{}{}", self.base, path);
+        let failed = |why: String| ClientError::Shell {
+            url: url.clone(),
+            why,
+        };
+        let ws_url = if let Some(rest) = self.base.strip_prefix("http://") {
+            format!("ws://{rest}{path}")
+        } else {
+            return Err(failed(
+                "this gpunet opens shells over http:// provider endpoints only".into(),
+            ));
+        };
+        let mut request = ws_url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| failed(e.to_string()))?;
+        let nonce = crate::sealing::random_request_nonce();
+        for (name, value) in sign_request(&self.key.key, "GET", &path, now_ms(), nonce, b"") {
+            let value = value
+                .parse()
+                .map_err(|_| failed(format!("bad header {name}")))?;
+            request.headers_mut().insert(name, value);
+        }
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio_tungstenite::connect_async(request),
+        )
+        .await
+        .map_err(|_| failed("no answer within 30 s".into()))?
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(answer) => {
+                let body = answer
+                    .body()
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default()
+                    .into_owned();
+                failed(format!("the provider answered {}: {body}", answer.status()))
+            }
+            e => failed(e.to_string()),
+        })?;
+        let key = gpunet_protocol::stream::StreamKey(crate::sealing::random_key_bytes());
+        let open = gpunet_api::provider::ShellOpen {
+            argv,
+            service,
+            tty,
+            key_hex: hex::encode(key.0),
+        };
+        open.validate().map_err(|why| failed(why))?;
+        let plain = serde_json::to_vec(&open).expect("a shell opening always serialises");
+        let sealed = seal_for(provider_key, Purpose::Shell, lease, &plain, || {
+            format!("the shell opening for lease {lease}")
+        })?;
+        let (mut sink, stream) = ws.split();
+        sink.send(Message::Binary(sealed.into()))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok((
+            ShellTx {
+                sink,
+                sealer: gpunet_protocol::stream::Sealer::new(
+                    &key,
+                    gpunet_protocol::stream::Direction::ToProvider,
+                ),
+            },
+            ShellRx {
+                stream,
+                opener: gpunet_protocol::stream::Opener::new(
+                    &key,
+                    gpunet_protocol::stream::Direction::ToTenant,
+                ),
+            },
+        ))
+    }
+
     pub async fn status(&self, lease: LeaseId) -> Result<WorkloadView, ClientError> {
         let path = format!("/v1/leases/{lease}/status");
         let resp = self.send(reqwest::Method::GET, &path, Vec::new()).await?;
@@ -331,5 +423,60 @@ impl ProviderClient {
             .await
             .map_err(|source| ClientError::Body { url, source })?;
         Ok(bytes.to_vec())
+    }
+}
+
+type ShellSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The sending half of a shell: frames sealed to the provider, in order.
+pub struct ShellTx {
+    sink: futures::stream::SplitSink<ShellSocket, tokio_tungstenite::tungstenite::Message>,
+    sealer: gpunet_protocol::stream::Sealer,
+}
+
+impl ShellTx {
+    /// Sends one frame (input bytes, a resize, end-of-file).
+    pub async fn send(&mut self, frame: &gpunet_protocol::stream::Frame) -> Result<(), String> {
+        let sealed = self.sealer.seal(frame).map_err(|e| e.to_string())?;
+        self.sink
+            .send(tokio_tungstenite::tungstenite::Message::Binary(
+                sealed.into(),
+            ))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Ends the connection.
+    pub async fn close(&mut self) {
+        let _ = self.sink.close().await;
+    }
+}
+
+/// The receiving half of a shell: the provider's frames, opened in order.
+pub struct ShellRx {
+    stream: futures::stream::SplitStream<ShellSocket>,
+    opener: gpunet_protocol::stream::Opener,
+}
+
+impl ShellRx {
+    /// The next frame; `None` once the connection has ended. A close from the provider
+    /// before any exit says why as an error.
+    pub async fn recv(&mut self) -> Option<Result<gpunet_protocol::stream::Frame, String>> {
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            return match self.stream.next().await? {
+                Ok(Message::Binary(bytes)) => {
+                    Some(self.opener.open(&bytes).map_err(|e| e.to_string()))
+                }
+                Ok(Message::Close(Some(frame))) if !frame.reason.is_empty() => Some(Err(format!(
+                    "the provider ended the shell: {}",
+                    frame.reason
+                ))),
+                Ok(Message::Close(_)) => None,
+                Ok(_) => continue,
+                Err(e) => Some(Err(e.to_string())),
+            };
+        }
     }
 }

@@ -7,6 +7,11 @@ use gpunet_protocol::sealed::{self, SEALED_HEADER_BYTES, Sealer};
 use gpunet_protocol::{EncryptionKey, EncryptionSecret, EphemeralSeed, SealContext, SealError};
 use rand_core::RngCore;
 
+/// 32 bytes from the operating system's randomness (a stream's key).
+pub fn random_key_bytes() -> [u8; 32] {
+    random_bytes()
+}
+
 fn random_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     rand_core::OsRng.fill_bytes(&mut bytes);

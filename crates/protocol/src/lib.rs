@@ -22,6 +22,7 @@ pub mod resources;
 pub mod sdl;
 pub mod sealed;
 pub mod storage;
+pub mod stream;
 pub mod tx;
 pub mod verification;
 

@@ -175,6 +175,9 @@ pub enum Purpose {
     Exec,
     /// What that command gave, sealed by the provider to the tenant's output key.
     ExecOutput,
+    /// The opening of a shell stream into a lease's workload (`job shell`): the command and
+    /// the stream's key ([`crate::stream`]), sealed by the tenant to the provider.
+    Shell,
 }
 
 impl Purpose {
@@ -191,6 +194,7 @@ impl Purpose {
             Purpose::Verdict => "gpunet/sealed/v2/verdict-run",
             Purpose::Exec => "gpunet/sealed/v2/exec",
             Purpose::ExecOutput => "gpunet/sealed/v2/exec-output",
+            Purpose::Shell => "gpunet/sealed/v2/shell",
         }
     }
 }

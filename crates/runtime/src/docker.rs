@@ -1051,6 +1051,89 @@ impl Driver for DockerDriver {
         Ok(out)
     }
 
+    /// `docker exec` with its input attached and, with `tty`, a terminal: as `exec`, the
+    /// command runs in the container's namespaces, cgroup, seccomp profile and capability set,
+    /// as its user, never privileged.
+    async fn shell(
+        &self,
+        handle: &WorkloadHandle,
+        service: Option<&str>,
+        argv: &[String],
+        tty: Option<(u16, u16)>,
+    ) -> Result<crate::ShellSession, DriverError> {
+        use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+        check_driver(DOCKER_DRIVER_NAME, handle)?;
+        let id = &handle.workload_id;
+        let docker = self.client().await?;
+        let name = match service {
+            None => container_name(id),
+            Some(service) => exec_target(docker, id, service).await?,
+        };
+        let running = match docker.inspect_container(&name, None).await {
+            Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
+            Err(e) if is_not_found(&e) => false,
+            Err(e) => return Err(engine_error(id, "inspect the container")(e)),
+        };
+        if !running {
+            return Err(DriverError::NotRunning {
+                workload_id: id.clone(),
+            });
+        }
+        let mut env = Vec::new();
+        if tty.is_some() {
+            env.push("TERM=xterm-256color".to_owned());
+        }
+        let created = docker
+            .create_exec(
+                &name,
+                CreateExecOptions::<String> {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(tty.is_some()),
+                    privileged: Some(false),
+                    env: Some(env),
+                    cmd: Some(argv.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(engine_error(id, "create an exec"))?;
+        let started = docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: tty.is_some(),
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(engine_error(id, "start an exec"))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(DriverError::ExecUnsupported {
+                driver: DOCKER_DRIVER_NAME,
+                why: "the engine started the shell detached".into(),
+            });
+        };
+        let control = DockerShell {
+            docker: docker.clone(),
+            exec_id: created.id,
+        };
+        if let Some((cols, rows)) = tty {
+            crate::ShellControl::resize(&control, cols, rows).await;
+        }
+        let output = output
+            .take_while(|item| std::future::ready(item.is_ok()))
+            .filter_map(|item| std::future::ready(item.ok().map(|o| o.into_bytes().to_vec())))
+            .boxed();
+        Ok(crate::ShellSession {
+            output,
+            input,
+            control: Box::new(control),
+        })
+    }
+
     /// `docker exec` without a TTY or stdin: the command runs in the container's namespaces,
     /// cgroup, seccomp profile and capability set, as its user, never privileged.
     async fn exec(
@@ -1136,6 +1219,33 @@ impl Driver for DockerDriver {
             .map_err(engine_error(id, "inspect an exec"))?;
         out.exit_code = inspected.exit_code;
         Ok(out)
+    }
+}
+
+/// A `docker exec` of a shell: resized and read through the engine.
+struct DockerShell {
+    docker: Docker,
+    exec_id: String,
+}
+
+#[async_trait::async_trait]
+impl crate::ShellControl for DockerShell {
+    async fn resize(&self, cols: u16, rows: u16) {
+        let size = bollard::query_parameters::ResizeExecOptions {
+            h: i32::from(rows),
+            w: i32::from(cols),
+        };
+        if let Err(error) = self.docker.resize_exec(&self.exec_id, size).await {
+            tracing::debug!(%error, "could not resize a shell's terminal");
+        }
+    }
+
+    async fn exit_code(&self) -> Option<i64> {
+        let inspected = self.docker.inspect_exec(&self.exec_id).await.ok()?;
+        if inspected.running == Some(true) {
+            return None;
+        }
+        inspected.exit_code
     }
 }
 

@@ -97,6 +97,23 @@ pub trait Driver: Send + Sync {
             why: "only container workloads take commands for now".into(),
         })
     }
+    /// Starts `argv` inside the running workload (or the named `service`, as `exec` does) with
+    /// its input attached and, with `tty`, a terminal of `cols` × `rows`: an interactive shell.
+    /// Drivers that cannot fail with [`DriverError::ExecUnsupported`].
+    async fn shell(
+        &self,
+        handle: &WorkloadHandle,
+        service: Option<&str>,
+        argv: &[String],
+        tty: Option<(u16, u16)>,
+    ) -> Result<crate::ShellSession, DriverError> {
+        let _ = (service, argv, tty);
+        check_driver(self.name(), handle)?;
+        Err(DriverError::ExecUnsupported {
+            driver: self.name(),
+            why: "only container workloads take commands for now".into(),
+        })
+    }
 }
 
 /// Refuses a handle made by another driver.

@@ -66,6 +66,6 @@ pub use workload::{
     ExitReason, ExposedPort, LOG_TRUNCATED_MARKER, LogChunk, MAIN_VOLUME_OWNER, MAX_ARGV_ENV_BYTES,
     MAX_COMMAND_ARGS, MAX_ENV_VARS, MAX_EXEC_OUTPUT_BYTES, MAX_EXPOSED_PORTS,
     MAX_GPUS_PER_WORKLOAD, MAX_IMAGE_REF_BYTES, MAX_WORKLOAD_CONTAINERS, MAX_WORKLOAD_ID_BYTES,
-    NetworkMode, PortProto, PortRange, Publish, PublishedPort, Usage, Volume, WorkloadHandle,
-    WorkloadSpec, checkpoints_dir, volume_dir,
+    NetworkMode, PortProto, PortRange, Publish, PublishedPort, ShellControl, ShellSession, Usage,
+    Volume, WorkloadHandle, WorkloadSpec, checkpoints_dir, volume_dir,
 };

@@ -311,6 +311,32 @@ impl PublishedPort {
     }
 }
 
+/// An interactive command running inside a workload ([`crate::Driver::shell`]): its output as
+/// it comes (stdout and stderr together, as a terminal shows them), its input, and a way to
+/// resize its terminal and read its exit code once the output has ended.
+pub struct ShellSession {
+    /// Ends when the command has ended (or the engine closed the stream).
+    pub output: futures::stream::BoxStream<'static, Vec<u8>>,
+    /// Shut it down to send end-of-file.
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    pub control: Box<dyn ShellControl>,
+}
+
+impl std::fmt::Debug for ShellSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellSession").finish_non_exhaustive()
+    }
+}
+
+/// Control of a [`ShellSession`] beside its streams.
+#[async_trait::async_trait]
+pub trait ShellControl: Send + Sync {
+    /// Sets the command's terminal size (nothing without a terminal).
+    async fn resize(&self, cols: u16, rows: u16);
+    /// The exit code, once the command has ended; `None` while it runs or if unknown.
+    async fn exit_code(&self) -> Option<i64>;
+}
+
 /// Most bytes of each of stdout and stderr an exec keeps; the rest is cut (`truncated`).
 pub const MAX_EXEC_OUTPUT_BYTES: usize = 1024 * 1024;
 

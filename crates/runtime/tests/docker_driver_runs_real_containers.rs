@@ -895,6 +895,60 @@ async fn a_volume_survives_a_restart_in_place_is_held_to_its_size_and_goes_with_
     assert!(!logs.contains("restarting it in place"), "{logs}");
 }
 
+/// `shell` joins a command in a running container to its input: with a terminal the command
+/// sees one (and a resize reaches it), without one plain pipes; what is written runs in order,
+/// the output comes back and the exit code is read once it ends.
+#[tokio::test]
+async fn a_shell_in_a_container_takes_input_with_or_without_a_terminal_and_gives_its_exit_code() {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let Some((driver, image)) = engine("shells").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = spec(&workload_id("shell"), &image, dir.path(), "sleep 120");
+    let _cleanup = ContainerCleanup::new(&s.workload_id);
+    let handle = driver.start(&s).await.expect("starts");
+    for (tty, want_tty) in [(Some((100, 30)), "is-a-tty"), (None, "no-tty")] {
+        let mut shell = driver
+            .shell(&handle, None, &["/bin/sh".into()], tty)
+            .await
+            .expect("the shell starts");
+        shell.control.resize(120, 40).await;
+        shell
+            .input
+            .write_all(b"if [ -t 0 ]; then echo is-a-tty; else echo no-tty; fi; echo $((40 + 2)); exit 6\n")
+            .await
+            .expect("input");
+        let mut seen = Vec::new();
+        let collected = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(bytes) = shell.output.next().await {
+                seen.extend_from_slice(&bytes);
+            }
+        })
+        .await;
+        assert!(collected.is_ok(), "the output ends with the command");
+        let text = String::from_utf8_lossy(&seen);
+        assert!(
+            text.contains(want_tty) && text.contains("42"),
+            "{tty:?}: {text:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            if let Some(code) = shell.control.exit_code().await {
+                break code;
+            }
+            assert!(Instant::now() < deadline, "no exit code");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(code, 6);
+    }
+    driver
+        .stop(&handle, Duration::from_millis(200))
+        .await
+        .expect("stops");
+}
+
 #[tokio::test]
 async fn a_container_writing_past_its_disk_limit_ends_disk_exceeded() {
     let Some((driver, image)) = engine("disk limit").await else {

@@ -4,7 +4,8 @@
 //!
 //! - `gpunet-test-httpd PORT...` answers every request on each port with `200 OK` and a fixed
 //!   body naming the port, until killed (one thread per port; HTTP/1.1 keep-alive).
-//! - `gpunet-test-httpd get HOST:PORT [HOST-HEADER]` sends one `GET /` and prints the answer;
+//! - `gpunet-test-httpd get HOST:PORT [HOST-HEADER [PATH]]` sends one `GET PATH` (default `/`)
+//!   and prints the answer;
 //!   exit 0 on an answer, 1 with `unreachable: …` when no connection could be made within
 //!   3 seconds.
 
@@ -21,7 +22,11 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("get") {
-        return get(args.get(1).map_or("", String::as_str), args.get(2));
+        return get(
+            args.get(1).map_or("", String::as_str),
+            args.get(2),
+            args.get(3).map_or("/", String::as_str),
+        );
     }
     let ports = if args.is_empty() {
         vec!["8000".to_owned()]
@@ -106,7 +111,7 @@ fn answer(stream: TcpStream, port: &str) {
     }
 }
 
-fn get(addr: &str, host: Option<&String>) -> ExitCode {
+fn get(addr: &str, host: Option<&String>, path: &str) -> ExitCode {
     let target = match addr.to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(target)) => target,
         _ => {
@@ -123,7 +128,7 @@ fn get(addr: &str, host: Option<&String>) -> ExitCode {
     };
     let _ = conn.set_read_timeout(Some(CLIENT_TIMEOUT));
     let host = host.map_or(addr, String::as_str);
-    let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
     let mut out = String::new();
     match conn
         .write_all(request.as_bytes())
