@@ -29,6 +29,10 @@
 #   GPUNET_CLUSTER_BLOCK_MS least time between blocks of a new chain (default 500)
 #   GPUNET_CLUSTER_POWERS   voting power of each validator of a new chain, comma-separated
 #                           (default 1 each; `node init --powers`)
+#   GPUNET_CLUSTER_INGRESS_PORTS  host ports provider-0 publishes services on (default 30000-30099)
+#
+# provider-0 runs container jobs on this machine's engine: its containers (gpunet-lease-*) are
+# removed by `down` and `purge` with the cluster.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,6 +43,17 @@ export GPUNET_CLUSTER_API_PORT="${GPUNET_CLUSTER_API_PORT:-18650}"
 export GPUNET_UID="${GPUNET_UID:-$(id -u)}"
 export GPUNET_GID="${GPUNET_GID:-$(id -g)}"
 project="${GPUNET_CLUSTER_PROJECT:-gpunetcluster}"
+export GPUNET_CLUSTER_NETWORK="${project}_gpunet"
+export GPUNET_CLUSTER_INGRESS_PORTS="${GPUNET_CLUSTER_INGRESS_PORTS:-30000-30099}"
+socket="${DOCKER_HOST:-unix:///var/run/docker.sock}"
+export GPUNET_DOCKER_SOCKET="${socket#unix://}"
+# provider-0 reaches the engine through its socket: with the socket's group.
+export GPUNET_DOCKER_GID="$(stat -c %g "$GPUNET_DOCKER_SOCKET" 2>/dev/null || echo 0)"
+# This machine's address on the cluster network (once it exists).
+gateway() {
+  docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "$GPUNET_CLUSTER_NETWORK" 2>/dev/null || true
+}
+export GPUNET_CLUSTER_GATEWAY="$(gateway)"
 validators="${GPUNET_CLUSTER_VALIDATORS:-4}"
 # validator-4 (of 5) joins late: `up` starts and waits for the first four.
 running=4
@@ -108,9 +123,44 @@ wait_ready() {
   done
 }
 
+# The cluster's network, made here rather than by compose so provider-0 can be told its gateway.
+ensure_network() {
+  if ! docker network inspect "$GPUNET_CLUSTER_NETWORK" >/dev/null 2>&1; then
+    docker network create --driver bridge "$GPUNET_CLUSTER_NETWORK" >/dev/null
+  fi
+  GPUNET_CLUSTER_GATEWAY="$(gateway)"
+  [[ -n "$GPUNET_CLUSTER_GATEWAY" ]] || die "the network $GPUNET_CLUSTER_NETWORK has no gateway"
+  export GPUNET_CLUSTER_GATEWAY
+}
+
+# Removes provider-0's job containers (and their networks) from the engine: they outlive it.
+remove_jobs() {
+  local data="$GPUNET_CLUSTER_DIR/net/provider-0" ids
+  [[ -d "$data" ]] || return 0
+  # Its containers are those that mount something from its data directory.
+  local found
+  found="$(docker ps -aq --filter label=gpunet.managed=true | while read -r id; do
+    docker inspect -f '{{.Id}} {{index .Config.Labels "gpunet.workload"}} {{range .Mounts}}{{.Source}} {{end}}' "$id" 2>/dev/null
+  done | awk -v d="$data/" 'index($0, d) { print $1, $2 }')"
+  [[ -n "$found" ]] || return 0
+  ids="$(awk '{ print $1 }' <<<"$found")"
+  docker rm -f $ids >/dev/null
+  # A job with services has a network of its own.
+  awk '{ print $2 }' <<<"$found" | sort -u | while read -r w; do
+    docker network rm "gpunet-$w-net" >/dev/null 2>&1 || true
+  done
+}
+
+down() {
+  compose --profile tenant --profile late down --remove-orphans
+  remove_jobs
+  docker network rm "$GPUNET_CLUSTER_NETWORK" >/dev/null 2>&1 || true
+}
+
 up() {
   local bin
   bin="$(binary)"
+  ensure_network
   "$here/build-image.sh" "$bin" "$GPUNET_IMAGE" >/dev/null
   mkdir -p "$GPUNET_CLUSTER_DIR/jobs"
   cp "$root_dir/examples/jobs/hello.yaml" "$GPUNET_CLUSTER_DIR/jobs/hello.yaml"
@@ -165,9 +215,9 @@ case "${1:-}" in
   tenant) shift; in_cluster "$@" ;;
   output) shift; output "$@" ;;
   logs) shift; compose logs --no-color "$@" ;;
-  down) compose --profile tenant --profile late down --remove-orphans ;;
+  down) down ;;
   purge)
-    compose --profile tenant --profile late down --remove-orphans
+    down
     # Only what `up` wrote, in case GPUNET_CLUSTER_DIR points somewhere that holds more.
     rm -rf "$GPUNET_CLUSTER_DIR/net" "$GPUNET_CLUSTER_DIR/jobs" "$GPUNET_CLUSTER_DIR/out"
     rmdir "$GPUNET_CLUSTER_DIR" 2>/dev/null || true

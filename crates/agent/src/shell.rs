@@ -163,7 +163,12 @@ pub async fn serve(leases: &Leases, lease: LeaseId, mut socket: WebSocket) {
 
 /// Ends the connection saying why (in the close frame, unsealed: it carries no secret).
 async fn close(mut socket: WebSocket, why: &str) {
-    let reason: String = why.chars().take(120).collect();
+    // A close frame's reason holds at most 123 bytes.
+    let mut end = why.len().min(120);
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = why[..end].to_owned();
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code: axum::extract::ws::close_code::POLICY,

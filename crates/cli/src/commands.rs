@@ -1621,7 +1621,8 @@ pub enum SdlCmd {
     /// Print the gpunet job spec an Akash SDL (2.0, 2.1) deployment converts to: its services
     /// (the first with a global port is the job's own run, the others `services` with their
     /// counts), each one's image, command, env and global ports, its compute profile (CPU,
-    /// memory, ephemeral storage, NVIDIA GPU units, models and memory) and the region. Whatever does
+    /// memory, storage — persistent storage it mounts as volumes —, NVIDIA GPU units, models
+    /// and memory) and the region. Whatever does
     /// not map is listed on stderr by its path in the SDL, and the conversion is refused unless
     /// --lossy is given. With --json, one object {spec, unmapped: [{path, why}]}.
     ///

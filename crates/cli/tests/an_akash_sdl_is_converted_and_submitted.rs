@@ -109,7 +109,7 @@ async fn sdl_convert_prints_the_spec_and_names_what_does_not_map() {
         .filter_map(|u| u["path"].as_str())
         .collect();
     assert!(
-        paths.contains(&"services.db") && paths.contains(&"services.hello.params.storage"),
+        paths.contains(&"services.db") && paths.contains(&"services.hello.params.storage.data"),
         "{v}"
     );
     assert_eq!(v["spec"]["run"]["image"], "busybox:1", "{v}");

@@ -17,7 +17,10 @@
 //!   network (`docker network disconnect`): each time the chain ends the lease `provider_lost`,
 //!   paid only to its last proof of life, and the job completes on the other provider from its
 //!   last checkpoint; the cut-off provider, reconnected, stops its orphaned workload at once and
-//!   earns nothing more for it.
+//!   earns nothing more for it;
+//! - a two-service job on provider-0 (container jobs on this machine's engine) is reached from
+//!   the tenant's side at the endpoints `job status` prints, by port and by name through the
+//!   provider's proxy; what it does not expose is out of reach.
 //!
 //! The tests take turns (one cluster at a time: they share 2 cores in CI). Without a Docker
 //! Engine and docker-compose each test prints "skipped: …" and passes — unless
@@ -975,4 +978,225 @@ async fn a_killed_or_cut_off_providers_job_completes_on_the_other_from_its_check
         .checked_sub(before)
         .expect("no loss");
     assert_completed_on_the_other(&cluster, 2, out, earned).await;
+}
+
+/// A web front end and an api of two replicas as one job, for the cluster's image.
+fn two_services(image: &str) -> String {
+    format!(
+        r#"version: 1
+name: web
+kind: service
+run:
+  image: {image}
+  network: egress
+  command: [/bin/gpunet, bench, upstream, --listen, "0.0.0.0:8080", --backend, "api:9000"]
+expose: [{{ port: 8080 }}]
+services:
+  - name: api
+    count: 2
+    run:
+      image: {image}
+      network: egress
+      command: [/bin/sh, -c, "/bin/gpunet bench upstream --listen 0.0.0.0:9091 & exec /bin/gpunet bench upstream --listen 0.0.0.0:9000"]
+    expose: [{{ port: 9000 }}]
+    resources: {{ cpu: 0.25, memory: 128Mi, disk: 32Mi }}
+resources: {{ cpu: 0.25, memory: 128Mi, disk: 32Mi }}
+pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
+limits: {{ max_duration: 10m }}
+"#
+    )
+}
+
+/// `curl ARGS` in a throw-away container on the cluster's network (the tenant's side: not a
+/// provider's), from `image`: its output, or `None` when curl failed.
+fn curl_in_cluster(cluster: &Cluster, image: &str, args: &[&str]) -> Option<String> {
+    let network = cluster.network();
+    let mut all = vec![
+        "run",
+        "--rm",
+        "--network",
+        &network,
+        "--entrypoint",
+        "/bin/curl",
+        image,
+        "-sS",
+        "-m",
+        "10",
+    ];
+    all.extend_from_slice(args);
+    let out = docker(&all);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Issue 14 in the cluster: provider-0 runs container jobs on this machine's engine. A
+/// two-service job (a front end that calls its api by name, the api in two replicas) is
+/// reached from a container on the tenant's side of the network at the endpoints `job status`
+/// prints: by port at the network's gateway, and by host name through provider-0's proxy. The
+/// api's port the spec did not expose, and the api itself at its address on the job's own
+/// network, are out of reach; after cancel nothing answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_service_job_on_provider_0_is_reached_from_the_tenants_side_by_port_and_by_name() {
+    let test =
+        "a_two_service_job_on_provider_0_is_reached_from_the_tenants_side_by_port_and_by_name";
+    if !docker_available(test) {
+        return;
+    }
+    let _turn = ONE_CLUSTER.lock().await;
+    let curl = Path::new("/usr/bin/curl");
+    assert!(
+        curl.exists(),
+        "{test} needs curl on this machine (Debian: apt-get install curl)"
+    );
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let gpunet = scratch.path().join("gpunet");
+    std::fs::copy(env!("CARGO_BIN_EXE_gpunet"), &gpunet).expect("copies the binary");
+    let _ = Command::new("strip").arg(&gpunet).status();
+    let image =
+        gpunet_runtime::testimage::ensure_test_image_with(&[("gpunet", &gpunet), ("curl", curl)])
+            .await
+            .expect("the job's image builds");
+
+    let first = 46_000 + (std::process::id() % 100) as u16 * 20;
+    let cluster = Cluster::up_with_env(
+        "svc",
+        "",
+        vec![(
+            "GPUNET_CLUSTER_INGRESS_PORTS",
+            format!("{first}-{}", first + 19),
+        )],
+    );
+    let jobs = cluster.dir.path().join("jobs");
+    std::fs::write(jobs.join("shop.yaml"), two_services(&image)).expect("spec written");
+    let out = cluster.script(&["tenant", "job", "submit", "/jobs/shop.yaml"]);
+    assert!(
+        out.status.success(),
+        "submit: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    let order = until_order(&cluster, 1, PATIENCE, "the job runs", |o| {
+        o.lease
+            .as_ref()
+            .is_some_and(|l| l.state == gpunet_api::node::LeaseState::Running)
+    })
+    .await;
+    let lease = order.lease.expect("leased");
+    assert!(
+        lease.provider_endpoint.starts_with("http://provider-0:"),
+        "only provider-0 runs containers: {lease:?}"
+    );
+    let workload = binary::workload_id(lease.id.0, &provider_address(&cluster, 0));
+    let _cleanup = gpunet_runtime::testimage::ContainerCleanup::new(&workload);
+
+    // The endpoints, as the tenant's CLI prints them.
+    let deadline = Instant::now() + PATIENCE;
+    let shown: Vec<String> = loop {
+        let status = cluster.script(&["tenant", "job", "status", "1"]);
+        let found: Vec<String> = String::from_utf8_lossy(&status.stdout)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("endpoint "))
+            .map(|e| e.trim().to_owned())
+            .collect();
+        if found.len() >= 5 {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job status never showed 5 endpoints: {found:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let gateway = docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        &cluster.network(),
+    ]);
+    assert!(
+        shown[0].starts_with(&format!("http://{gateway}:")),
+        "{shown:?}"
+    );
+    let front_name = format!("{}-8080.apps.cluster", lease.id);
+    let api_name = format!("{}-api-9000.apps.cluster", lease.id);
+    assert_eq!(shown[1], format!("http://{front_name}:8080"), "{shown:?}");
+    assert_eq!(
+        shown[4],
+        format!("http://{api_name}:8080 (api)"),
+        "{shown:?}"
+    );
+
+    // By port: the front asks the api by its name on the job's network.
+    let body = curl_in_cluster(
+        &cluster,
+        &image,
+        &[&format!("{}/backend/headers", shown[0])],
+    )
+    .expect("the front answers by port");
+    assert!(body.starts_with("backend 200: "), "{body}");
+    assert!(body.contains("host: api:9000"), "{body}");
+    // By name, as a wildcard record would send the names to provider-0.
+    let provider_ip = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &cluster.container("provider-0"),
+    ]);
+    let resolve = |name: &str| format!("{name}:8080:{provider_ip}");
+    let body = curl_in_cluster(
+        &cluster,
+        &image,
+        &[
+            "--resolve",
+            &resolve(&front_name),
+            &format!("http://{front_name}:8080/backend/headers"),
+        ],
+    )
+    .expect("the front answers by name");
+    assert!(body.contains("host: api:9000"), "{body}");
+    let body = curl_in_cluster(
+        &cluster,
+        &image,
+        &[
+            "--resolve",
+            &resolve(&api_name),
+            &format!("http://{api_name}:8080/headers"),
+        ],
+    )
+    .expect("the api answers by name");
+    assert!(body.contains(&format!("host: {api_name}")), "{body}");
+
+    // The api at its address on the job's own network: neither its exposed nor its unexposed
+    // port is reached from outside that network.
+    let api_ip = docker_ok(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"gpunet-{workload}-net\").IPAddress}}}}"),
+        &format!("gpunet-{workload}-api-0"),
+    ]);
+    for port in [9000, 9091] {
+        assert_eq!(
+            curl_in_cluster(&cluster, &image, &[&format!("http://{api_ip}:{port}/")]),
+            None,
+            "the api's {port} on the job's network is reached from the tenant's side"
+        );
+    }
+
+    let out = cluster.script(&["tenant", "job", "cancel", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + PATIENCE;
+    while curl_in_cluster(&cluster, &image, &[&shown[0]]).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the front still answers after cancel"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

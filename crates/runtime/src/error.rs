@@ -168,8 +168,8 @@ pub enum DriverError {
     NotRunning { workload_id: String },
     /// `exec` named a service the workload does not have.
     #[error(
-        "workload {workload_id} has no service {service:?}; its services are: {}",
-        .known.join(", ")
+        "workload {workload_id} has no service {service:?}; {}",
+        if .known.is_empty() { "it has none: leave --service out".to_owned() } else { format!("its services are: {}", .known.join(", ")) }
     )]
     NoSuchService {
         workload_id: String,
