@@ -531,7 +531,14 @@ async fn one_file_larger_than_the_disk_limit_is_cut_off_by_the_file_size_limit()
     let handle = driver.start(&s).await.expect("starts");
     let outcome = driver.wait(&handle).await.expect("waits");
     assert_eq!(outcome.reason, ExitReason::DiskExceeded, "{outcome:?}");
-    assert_eq!(outcome.signal, Some(libc::SIGXFSZ), "{outcome:?}");
+    // Usually the file size limit stops it (SIGXFSZ). The watchdog counts the directory's own
+    // blocks too, so on a loaded machine a scan can find the total past the limit a moment
+    // before the file reaches it, and kill first (a loaded full run saw this once): the file is held to the
+    // limit either way.
+    assert!(
+        [Some(libc::SIGXFSZ), Some(libc::SIGKILL)].contains(&outcome.signal),
+        "{outcome:?}"
+    );
     let big = std::fs::metadata(dir.path().join("outputs/big")).expect("big");
     assert!(big.len() <= 4 * 1024 * 1024, "{} bytes", big.len());
 }
