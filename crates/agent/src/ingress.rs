@@ -213,20 +213,20 @@ pub fn service_endpoints_of(
         let last_replica = ports
             .get(i + 1)
             .is_none_or(|(s, n, _)| s != service || n.container_port != p.container_port);
-        if let (true, ExposeProto::Http, Some(ingress)) = (last_replica, e.proto, ingress) {
-            if let Some(domain) = ingress.domain() {
-                let name = format!("{}.{domain}", service_route_name(lease, service, e.port));
-                let port = ingress.http_listen.port();
-                out.push(ServiceEndpoint {
-                    service: (*service).to_owned(),
-                    replica: None,
-                    url: if port == 80 {
-                        format!("http://{name}")
-                    } else {
-                        format!("http://{name}:{port}")
-                    },
-                });
-            }
+        if let (true, ExposeProto::Http, Some(ingress)) = (last_replica, e.proto, ingress)
+            && let Some(domain) = ingress.domain()
+        {
+            let name = format!("{}.{domain}", service_route_name(lease, service, e.port));
+            let port = ingress.http_listen.port();
+            out.push(ServiceEndpoint {
+                service: (*service).to_owned(),
+                replica: None,
+                url: if port == 80 {
+                    format!("http://{name}")
+                } else {
+                    format!("http://{name}:{port}")
+                },
+            });
         }
     }
     out

@@ -861,10 +861,10 @@ impl Leases {
             );
             return Err(self.reject_manifest(lease, why));
         }
-        if !spec.services.is_empty() {
-            if let Err(why) = services_fit(&spec.resources(), &record.resources) {
-                return Err(self.reject_manifest(lease, why));
-            }
+        if !spec.services.is_empty()
+            && let Err(why) = services_fit(&spec.resources(), &record.resources)
+        {
+            return Err(self.reject_manifest(lease, why));
         }
         if !spec.inputs.is_empty() {
             if spec.inputs_blob.is_some() {

@@ -153,10 +153,10 @@ pub async fn serve(leases: &Leases, lease: LeaseId, mut socket: WebSocket) {
         (None, None) => "ended, exit code unknown".to_owned(),
     };
     leases.note_in_log(lease, &format!("[gpunet] shell ended: {said}"));
-    if ended.is_none() {
-        if let Ok(sealed) = sealer.seal(&Frame::Exit(code)) {
-            let _ = tx.send(Message::Binary(sealed.into())).await;
-        }
+    if ended.is_none()
+        && let Ok(sealed) = sealer.seal(&Frame::Exit(code))
+    {
+        let _ = tx.send(Message::Binary(sealed.into())).await;
     }
     let _ = tx.send(Message::Close(None)).await;
 }

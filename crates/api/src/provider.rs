@@ -76,13 +76,13 @@ impl ExecRequest {
         if self.argv[0].is_empty() {
             return Err("the program name is empty".into());
         }
-        if let Some(service) = &self.service {
-            if !gpunet_protocol::jobspec::is_dns_label(service) {
-                return Err(format!(
-                    "service {service:?} is not a service name (a-z 0-9 -); give one of the \
-                     job's services"
-                ));
-            }
+        if let Some(service) = &self.service
+            && !gpunet_protocol::jobspec::is_dns_label(service)
+        {
+            return Err(format!(
+                "service {service:?} is not a service name (a-z 0-9 -); give one of the \
+                 job's services"
+            ));
         }
         if !(1..=MAX_EXEC_TIMEOUT_SECS).contains(&self.timeout_secs) {
             return Err(format!(

@@ -276,7 +276,7 @@ impl ProviderClient {
             tty,
             key_hex: hex::encode(key.0),
         };
-        open.validate().map_err(|why| failed(why))?;
+        open.validate().map_err(&failed)?;
         let plain = serde_json::to_vec(&open).expect("a shell opening always serialises");
         let sealed = seal_for(provider_key, Purpose::Shell, lease, &plain, || {
             format!("the shell opening for lease {lease}")

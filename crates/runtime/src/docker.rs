@@ -1980,32 +1980,33 @@ async fn supervise(
             // An exit that is already there wins over a stop or deadline arriving with it.
             biased;
             first = &mut exited => {
-                if cause.is_none() && restarts_left > 0 {
-                    if let Some(code) = failed_exit(&docker, &ids[first]).await {
-                        restarts_left -= 1;
-                        let used = work_dir(&root_dir).join(RESTARTS_FILE);
-                        let done = read_count(&used).saturating_add(1);
-                        if let Err(error) = gpunet_files::write_private(&used, done.to_string().as_bytes()) {
-                            tracing::warn!(%workload_id, %error, "could not record a restart");
+                if cause.is_none()
+                    && restarts_left > 0
+                    && let Some(code) = failed_exit(&docker, &ids[first]).await
+                {
+                    restarts_left -= 1;
+                    let used = work_dir(&root_dir).join(RESTARTS_FILE);
+                    let done = read_count(&used).saturating_add(1);
+                    if let Err(error) = gpunet_files::write_private(&used, done.to_string().as_bytes()) {
+                        tracing::warn!(%workload_id, %error, "could not record a restart");
+                    }
+                    let name = &members[first].name;
+                    let line = format!(
+                        "[gpunet] {name} exited with code {code}; restarting it in place ({restarts_left} restart(s) left)\n"
+                    );
+                    // Its output so far is in before the note and the new run's.
+                    let old = std::mem::replace(&mut followers[first], tokio::spawn(async {}));
+                    let _ = tokio::time::timeout(LOG_DRAIN_TIMEOUT, old).await;
+                    sink.lock().await.write(line.as_bytes(), &ids[first]).await;
+                    match restart(&docker, &ids[first], &sink, members.len() > 1, name).await {
+                        Ok(follower) => {
+                            followers[first] = follower;
+                            tracing::info!(%workload_id, container = %name, code, restarts_left, "restarted a container in place");
+                            exited = Box::pin(first_exit(&docker, &ids, &workload_id));
+                            continue;
                         }
-                        let name = &members[first].name;
-                        let line = format!(
-                            "[gpunet] {name} exited with code {code}; restarting it in place ({restarts_left} restart(s) left)\n"
-                        );
-                        // Its output so far is in before the note and the new run's.
-                        let old = std::mem::replace(&mut followers[first], tokio::spawn(async {}));
-                        let _ = tokio::time::timeout(LOG_DRAIN_TIMEOUT, old).await;
-                        sink.lock().await.write(line.as_bytes(), &ids[first]).await;
-                        match restart(&docker, &ids[first], &sink, members.len() > 1, name).await {
-                            Ok(follower) => {
-                                followers[first] = follower;
-                                tracing::info!(%workload_id, container = %name, code, restarts_left, "restarted a container in place");
-                                exited = Box::pin(first_exit(&docker, &ids, &workload_id));
-                                continue;
-                            }
-                            Err(error) => {
-                                tracing::warn!(%workload_id, %error, "could not restart the container; the workload ends");
-                            }
+                        Err(error) => {
+                            tracing::warn!(%workload_id, %error, "could not restart the container; the workload ends");
                         }
                     }
                 }

@@ -540,10 +540,10 @@ impl WorkloadSpec {
     /// A hostname for the main container, at most [`MAX_WORKLOAD_CONTAINERS`] containers, each
     /// companion named once and valid as a workload of its own, with an image.
     fn validate_companions(&self) -> Result<(), SpecError> {
-        if let Some(name) = &self.hostname {
-            if !is_dns_label(name) {
-                return Err(SpecError::InvalidHostname { name: name.clone() });
-            }
+        if let Some(name) = &self.hostname
+            && !is_dns_label(name)
+        {
+            return Err(SpecError::InvalidHostname { name: name.clone() });
         }
         if self.companions.is_empty() {
             return Ok(());
