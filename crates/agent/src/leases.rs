@@ -1847,16 +1847,11 @@ impl Leases {
         gpunet_protocol::sealed::open(&self.config.encryption_secret, ctx, sealed)
     }
 
-    /// Runs `argv` inside the lease's running workload for its tenant (`gpunet job exec`), as
-    /// the workload runs (its isolation, user and limits), and notes it in the lease's log
-    /// before and after: the log shows every exec, which the tenant alone can read.
-    pub async fn exec(
+    /// The lease's workload and its driver, if it is running now.
+    fn running_workload(
         &self,
         lease: LeaseId,
-        service: Option<&str>,
-        argv: &[String],
-        timeout: Duration,
-    ) -> Result<gpunet_runtime::ExecOutput, LeaseError> {
+    ) -> Result<(WorkloadHandle, Arc<dyn Driver>), LeaseError> {
         let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
         let handle = match record.handle.clone() {
             Some(handle) if record.state() == WorkloadState::Running => handle,
@@ -1869,6 +1864,20 @@ impl Leases {
             }
         };
         let driver = self.driver_for(&handle)?;
+        Ok((handle, driver))
+    }
+
+    /// Runs `argv` inside the lease's running workload for its tenant (`gpunet job exec`), as
+    /// the workload runs (its isolation, user and limits), and notes it in the lease's log
+    /// before and after: the log shows every exec, which the tenant alone can read.
+    pub async fn exec(
+        &self,
+        lease: LeaseId,
+        service: Option<&str>,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<gpunet_runtime::ExecOutput, LeaseError> {
+        let (handle, driver) = self.running_workload(lease)?;
         let log = handle.root_dir.join(LOG_FILE);
         let place = service.map_or(String::new(), |s| format!(" in {s}"));
         note_in_log(
@@ -1898,18 +1907,7 @@ impl Leases {
         argv: &[String],
         tty: Option<(u16, u16)>,
     ) -> Result<gpunet_runtime::ShellSession, LeaseError> {
-        let record = self.get(lease).ok_or(LeaseError::NoRecord { lease })?;
-        let handle = match record.handle.clone() {
-            Some(handle) if record.state() == WorkloadState::Running => handle,
-            _ => {
-                return Err(LeaseError::Driver {
-                    source: gpunet_runtime::DriverError::NotRunning {
-                        workload_id: format!("of lease {lease}"),
-                    },
-                });
-            }
-        };
-        let driver = self.driver_for(&handle)?;
+        let (handle, driver) = self.running_workload(lease)?;
         let place = service.map_or(String::new(), |s| format!(" in {s}"));
         let session = driver
             .shell(&handle, service, argv, tty)

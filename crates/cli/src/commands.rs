@@ -1088,15 +1088,8 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
         } => {
             let client = client(&conn)?;
             let k = key(&conn)?;
-            let order = client.order(id).await?;
-            let lease = order
-                .lease
-                .filter(|l| l.state == gpunet_api::node::LeaseState::Running)
-                .context(
-                    "the job is not running, so there is nothing to run a command in; check \
-                     `gpunet job status`",
-                )?;
-            let provider_key = jobs::provider_encryption_key(&client, lease.provider).await?;
+            let (lease, provider_key) =
+                jobs::running_lease(&client, id, "to run a command in").await?;
             let request = gpunet_api::provider::ExecRequest {
                 argv: command,
                 timeout_secs: timeout,
@@ -1151,15 +1144,8 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
         } => {
             let client = client(&conn)?;
             let k = key(&conn)?;
-            let order = client.order(id).await?;
-            let lease = order
-                .lease
-                .filter(|l| l.state == gpunet_api::node::LeaseState::Running)
-                .context(
-                    "the job is not running, so there is nothing to open a shell in; check \
-                     `gpunet job status`",
-                )?;
-            let provider_key = jobs::provider_encryption_key(&client, lease.provider).await?;
+            let (lease, provider_key) =
+                jobs::running_lease(&client, id, "to open a shell in").await?;
             let argv = if command.is_empty() {
                 vec!["/bin/sh".to_owned()]
             } else {

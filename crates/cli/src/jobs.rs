@@ -193,6 +193,24 @@ pub async fn provider_encryption_key(
         })
 }
 
+/// Job `id`'s running lease and its provider's encryption key, for a command run inside it
+/// (`what`: "to run a command in"); a job that is not running is an error that says so.
+pub async fn running_lease(
+    client: &NodeClient,
+    id: OrderId,
+    what: &str,
+) -> Result<(LeaseView, EncryptionKey)> {
+    let order = client.order(id).await?;
+    let lease = order
+        .lease
+        .filter(|l| l.state == LeaseState::Running)
+        .with_context(|| {
+            format!("the job is not running, so there is nothing {what}; check `gpunet job status`")
+        })?;
+    let provider_key = provider_encryption_key(client, lease.provider).await?;
+    Ok((lease, provider_key))
+}
+
 /// Creates the order, waits for the lease, hands the manifest to the provider, and — with
 /// `until_done` — follows the job to its end.
 pub async fn submit_and_follow(

@@ -59,6 +59,63 @@ async fn image_with_gpunet(dir: &std::path::Path) -> Option<String> {
     )
 }
 
+/// A dev network whose one provider runs Docker jobs with ingress: `--public-address` this
+/// machine's outside address, a domain, the proxy on a free port, and a range of 20 ports of
+/// the test's own from `ports_from` (so parallel runs do not share one).
+struct Ingress {
+    network: binary::Network,
+    host: IpAddr,
+    proxy_port: u16,
+    first: u16,
+    last: u16,
+    provider: gpunet_protocol::Address,
+    _provider: tokio::process::Child,
+}
+
+impl Ingress {
+    async fn start(user: &User, base: &std::path::Path, ports_from: u16) -> Ingress {
+        let network = binary::Network::start(user, base, 1, 200, &[]).await;
+        let host = outside_address();
+        let proxy_port = binary::free_port();
+        let first = ports_from + (std::process::id() % 100) as u16 * 20;
+        let last = first + 19;
+        let (host_s, listen, range) = (
+            host.to_string(),
+            format!("0.0.0.0:{proxy_port}"),
+            format!("{first}-{last}"),
+        );
+        let provider_process = network.provider_with_docker(
+            user,
+            base,
+            0,
+            "0.10",
+            &[
+                "--public-address",
+                &host_s,
+                "--ingress-domain",
+                DOMAIN,
+                "--ingress-listen",
+                &listen,
+                "--ingress-ports",
+                &range,
+            ],
+        );
+        network.until_providers(1).await;
+        let provider = KeyFile::load(&network.key("provider-0"))
+            .expect("provider key")
+            .address();
+        Ingress {
+            network,
+            host,
+            proxy_port,
+            first,
+            last,
+            provider,
+            _provider: provider_process,
+        }
+    }
+}
+
 fn spec(image: &str) -> String {
     format!(
         "version: 1\nname: web\nkind: service\nrun:\n  image: {image}\n  network: egress\n  command: [\"/bin/sh\", \"-c\", \"/bin/gpunet bench upstream --listen 0.0.0.0:9090 & exec /bin/gpunet bench upstream --listen 0.0.0.0:8080\"]\nexpose:\n  - {{ port: 8080, proto: http }}\nresources: {{ cpu: 0.5, memory: 256Mi, disk: 64Mi }}\npricing: {{ max_per_hour: \"1.00\", deposit: \"1.00\" }}\nlimits: {{ max_duration: 10m }}\n"
@@ -105,37 +162,16 @@ async fn a_service_is_reached_by_port_and_by_name_and_only_what_it_exposes() {
         return;
     };
     let user = User::new(base);
-    let network = binary::Network::start(&user, base, 1, 200, &[]).await;
-    let host = outside_address();
-    let proxy_port = binary::free_port();
-    // A range of this test's own, so parallel runs do not share one.
-    let first = 42_000 + (std::process::id() % 100) as u16 * 20;
-    let last = first + 19;
-    let (host_s, listen, range) = (
-        host.to_string(),
-        format!("0.0.0.0:{proxy_port}"),
-        format!("{first}-{last}"),
-    );
-    let _provider = network.provider_with_docker(
-        &user,
-        base,
-        0,
-        "0.10",
-        &[
-            "--public-address",
-            &host_s,
-            "--ingress-domain",
-            DOMAIN,
-            "--ingress-listen",
-            &listen,
-            "--ingress-ports",
-            &range,
-        ],
-    );
-    network.until_providers(1).await;
-    let provider = KeyFile::load(&network.key("provider-0"))
-        .expect("provider key")
-        .address();
+    let Ingress {
+        network,
+        host,
+        proxy_port,
+        first,
+        last,
+        provider,
+        _provider,
+    } = Ingress::start(&user, base, 42_000).await;
+    let range = format!("{first}-{last}");
 
     std::fs::write(base.join("web.yaml"), spec(&image)).expect("spec written");
     let lease = binary::running_job(&network, &user, base, "web.yaml").await;
@@ -243,34 +279,6 @@ async fn a_service_is_reached_by_port_and_by_name_and_only_what_it_exposes() {
     }
 }
 
-/// A web front end (the job's own run) and an api service of two replicas, as one job: the
-/// front calls the api by name on the job's own network.
-fn two_services(image: &str) -> String {
-    format!(
-        r#"version: 1
-name: web
-kind: service
-run:
-  image: {image}
-  network: egress
-  command: [/bin/gpunet, bench, upstream, --listen, "0.0.0.0:8080", --backend, "api:9000"]
-expose: [{{ port: 8080 }}]
-services:
-  - name: api
-    count: 2
-    run:
-      image: {image}
-      network: egress
-      command: [/bin/sh, -c, "/bin/gpunet bench upstream --listen 0.0.0.0:9091 & exec /bin/gpunet bench upstream --listen 0.0.0.0:9000"]
-    expose: [{{ port: 9000 }}]
-    resources: {{ cpu: 0.25, memory: 128Mi, disk: 32Mi }}
-resources: {{ cpu: 0.25, memory: 128Mi, disk: 32Mi }}
-pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
-limits: {{ max_duration: 10m }}
-"#
-    )
-}
-
 /// A two-service job on a provider with ingress: `job status` shows the front end's and each
 /// api replica's endpoints and the names through the proxy; the front answers by port and by
 /// name with what the api said to it by name; the api answers by its name (its replicas in
@@ -283,38 +291,18 @@ async fn a_two_service_job_is_reached_at_its_front_which_calls_its_backend_by_na
         return;
     };
     let user = User::new(base);
-    let network = binary::Network::start(&user, base, 1, 200, &[]).await;
-    let host = outside_address();
-    let proxy_port = binary::free_port();
-    let first = 44_000 + (std::process::id() % 100) as u16 * 20;
-    let last = first + 19;
-    let (host_s, listen, range) = (
-        host.to_string(),
-        format!("0.0.0.0:{proxy_port}"),
-        format!("{first}-{last}"),
-    );
-    let _provider = network.provider_with_docker(
-        &user,
-        base,
-        0,
-        "0.10",
-        &[
-            "--public-address",
-            &host_s,
-            "--ingress-domain",
-            DOMAIN,
-            "--ingress-listen",
-            &listen,
-            "--ingress-ports",
-            &range,
-        ],
-    );
-    network.until_providers(1).await;
-    let provider = KeyFile::load(&network.key("provider-0"))
-        .expect("provider key")
-        .address();
+    let Ingress {
+        network,
+        host,
+        proxy_port,
+        first,
+        last,
+        provider,
+        _provider,
+    } = Ingress::start(&user, base, 44_000).await;
+    let range = format!("{first}-{last}");
 
-    std::fs::write(base.join("shop.yaml"), two_services(&image)).expect("spec written");
+    std::fs::write(base.join("shop.yaml"), binary::two_services(&image)).expect("spec written");
     let lease = binary::running_job(&network, &user, base, "shop.yaml").await;
     let _cleanup = ContainerCleanup::new(binary::workload_id(lease, &provider));
 

@@ -980,33 +980,6 @@ async fn a_killed_or_cut_off_providers_job_completes_on_the_other_from_its_check
     assert_completed_on_the_other(&cluster, 2, out, earned).await;
 }
 
-/// A web front end and an api of two replicas as one job, for the cluster's image.
-fn two_services(image: &str) -> String {
-    format!(
-        r#"version: 1
-name: web
-kind: service
-run:
-  image: {image}
-  network: egress
-  command: [/bin/gpunet, bench, upstream, --listen, "0.0.0.0:8080", --backend, "api:9000"]
-expose: [{{ port: 8080 }}]
-services:
-  - name: api
-    count: 2
-    run:
-      image: {image}
-      network: egress
-      command: [/bin/sh, -c, "/bin/gpunet bench upstream --listen 0.0.0.0:9091 & exec /bin/gpunet bench upstream --listen 0.0.0.0:9000"]
-    expose: [{{ port: 9000 }}]
-    resources: {{ cpu: 0.25, memory: 128Mi, disk: 32Mi }}
-resources: {{ cpu: 0.25, memory: 128Mi, disk: 32Mi }}
-pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
-limits: {{ max_duration: 10m }}
-"#
-    )
-}
-
 /// `curl ARGS` in a throw-away container on the cluster's network (the tenant's side: not a
 /// provider's), from `image`: its output, or `None` when curl failed.
 fn curl_in_cluster(cluster: &Cluster, image: &str, args: &[&str]) -> Option<String> {
@@ -1068,7 +1041,7 @@ async fn a_two_service_job_on_provider_0_is_reached_from_the_tenants_side_by_por
         )],
     );
     let jobs = cluster.dir.path().join("jobs");
-    std::fs::write(jobs.join("shop.yaml"), two_services(&image)).expect("spec written");
+    std::fs::write(jobs.join("shop.yaml"), binary::two_services(&image)).expect("spec written");
     let out = cluster.script(&["tenant", "job", "submit", "/jobs/shop.yaml"]);
     assert!(
         out.status.success(),

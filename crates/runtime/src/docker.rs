@@ -73,9 +73,9 @@
 //! watches them all: the first to end ends the workload with its outcome (a companion that
 //! exits 0 still fails it), the rest get SIGTERM, then SIGKILL after [`GROUP_STOP_GRACE`]; the
 //! wall clock, disk watchdog, stop and pause apply to every container and usage is summed. Each
-//! container's lines reach the one log prefixed with its name (`api-1 | `); after a restart
-//! they are followed again from the second of the log's last write, so a line of that second
-//! may show twice.
+//! container's lines reach the one log prefixed with its name (`api-1 | `); after an agent
+//! restart they are followed again from the log's last write, by the engine's timestamps, so
+//! a line of that millisecond may show twice.
 //!
 //! Volumes ([`WorkloadSpec::volumes`], a companion's own): host directories under
 //! `<root_dir>/volumes` ([`crate::volume_dir`]) bind-mounted read-write at their paths. Each is
@@ -86,8 +86,8 @@
 //! Restarts in place ([`WorkloadSpec::restarts`]): a container that exits non-zero, or is
 //! killed for memory, while the supervisor has not ended it is started again (`docker start`,
 //! the same container: its volumes and configuration), up to that many times for the whole
-//! workload; each restart is noted in the log, and its output followed from the second it
-//! started. The count done is kept in `<root_dir>/work/restarts-used`, and the wall clock runs
+//! workload; each restart is noted in the log, and its output followed from the moment it
+//! started (by the engine's timestamps: the run before shows once). The count done is kept in `<root_dir>/work/restarts-used`, and the wall clock runs
 //! from the first start.
 //!
 //! Agent restarts: a new `DockerDriver` finds a workload's container by label. A running one is
@@ -1065,20 +1065,7 @@ impl Driver for DockerDriver {
         check_driver(DOCKER_DRIVER_NAME, handle)?;
         let id = &handle.workload_id;
         let docker = self.client().await?;
-        let name = match service {
-            None => container_name(id),
-            Some(service) => exec_target(docker, id, service).await?,
-        };
-        let running = match docker.inspect_container(&name, None).await {
-            Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
-            Err(e) if is_not_found(&e) => false,
-            Err(e) => return Err(engine_error(id, "inspect the container")(e)),
-        };
-        if !running {
-            return Err(DriverError::NotRunning {
-                workload_id: id.clone(),
-            });
-        }
+        let name = running_target(docker, id, service).await?;
         let mut env = Vec::new();
         if tty.is_some() {
             env.push("TERM=xterm-256color".to_owned());
@@ -1147,20 +1134,7 @@ impl Driver for DockerDriver {
         check_driver(DOCKER_DRIVER_NAME, handle)?;
         let id = &handle.workload_id;
         let docker = self.client().await?;
-        let name = match service {
-            None => container_name(id),
-            Some(service) => exec_target(docker, id, service).await?,
-        };
-        let running = match docker.inspect_container(&name, None).await {
-            Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
-            Err(e) if is_not_found(&e) => false,
-            Err(e) => return Err(engine_error(id, "inspect the container")(e)),
-        };
-        if !running {
-            return Err(DriverError::NotRunning {
-                workload_id: id.clone(),
-            });
-        }
+        let name = running_target(docker, id, service).await?;
         let created = docker
             .create_exec(
                 &name,
@@ -1288,6 +1262,30 @@ async fn find_container(docker: &Docker, workload_id: &str) -> Result<Option<Str
                 .is_some_and(|l| l.contains_key(LABEL_SERVICE))
         })
         .find_map(|c| c.id))
+}
+
+/// The container a command runs in — the main one, or `service`'s — once it is known to be
+/// running.
+async fn running_target(
+    docker: &Docker,
+    id: &str,
+    service: Option<&str>,
+) -> Result<String, DriverError> {
+    let name = match service {
+        None => container_name(id),
+        Some(service) => exec_target(docker, id, service).await?,
+    };
+    let running = match docker.inspect_container(&name, None).await {
+        Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
+        Err(e) if is_not_found(&e) => false,
+        Err(e) => return Err(engine_error(id, "inspect the container")(e)),
+    };
+    if !running {
+        return Err(DriverError::NotRunning {
+            workload_id: id.to_owned(),
+        });
+    }
+    Ok(name)
 }
 
 /// The container `exec` runs in for `service`: the first replica of that companion, or the
@@ -1792,21 +1790,25 @@ fn published_ports(ports: &HashMap<String, Option<Vec<PortBinding>>>) -> Vec<Pub
 
 /// Copies a container's output into the workload's log under its cap, skipping the first
 /// `skip_bytes` (already in the file from before a restart) and what the engine logged before
-/// `since` (unix seconds; 0: from the start), until the container's output ends. With
-/// `prefixed`, each line carries the container's name (a workload of several containers).
+/// `since_ms` (unix milliseconds, by the engine's timestamp of each line; 0: from the start),
+/// until the container's output ends. With `prefixed`, each line carries the container's name
+/// (a workload of several containers).
 async fn follow_log(
     docker: Docker,
     container_id: String,
     sink: SharedSink,
     mut skip_bytes: u64,
-    since: i32,
+    since_ms: i64,
     mut prefixed: Option<Prefixed>,
 ) {
     let options = LogsOptions {
         follow: true,
         stdout: true,
         stderr: true,
-        since,
+        // The engine takes whole seconds; the lines of that second before `since_ms` are
+        // dropped here by their timestamps.
+        since: i32::try_from(since_ms / 1000).unwrap_or(0),
+        timestamps: since_ms > 0,
         tail: "all".into(),
         ..Default::default()
     };
@@ -1818,6 +1820,15 @@ async fn follow_log(
                 tracing::warn!(container = %container_id, %error, "log stream broke; the rest of the output is not logged");
                 break;
             }
+        };
+        let bytes = if since_ms > 0 {
+            match split_timestamp(&bytes) {
+                Some((at_ms, _)) if at_ms < since_ms => continue,
+                Some((_, line)) => bytes.slice_ref(line),
+                None => bytes,
+            }
+        } else {
+            bytes
         };
         let skip = usize::try_from(skip_bytes)
             .unwrap_or(usize::MAX)
@@ -2106,8 +2117,7 @@ async fn supervise(
     outcome.send_replace(Some(ended));
 }
 
-/// Starts an exited container again and follows its new output from the second it started
-/// (a line of the run before, from that second, may show twice).
+/// Starts an exited container again and follows its new output from the moment it started.
 async fn restart(
     docker: &Docker,
     container_id: &str,
@@ -2124,13 +2134,12 @@ async fn restart(
         .as_deref()
         .and_then(parse_rfc3339_ms)
         .unwrap_or_else(now_ms);
-    let since = i32::try_from(started / 1000).unwrap_or(0);
     Ok(tokio::spawn(follow_log(
         docker.clone(),
         container_id.to_owned(),
         Arc::clone(sink),
         0,
-        since,
+        started,
         prefixed.then(|| Prefixed::new(name)),
     )))
 }
@@ -2153,6 +2162,14 @@ fn volumes_of(
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A log line as the engine gives it with `timestamps`: its time (unix ms) and the line after
+/// the timestamp and its space; `None` when it starts with no timestamp.
+fn split_timestamp(bytes: &[u8]) -> Option<(i64, &[u8])> {
+    let space = bytes.iter().take(40).position(|&b| b == b' ')?;
+    let at = parse_rfc3339_ms(std::str::from_utf8(&bytes[..space]).ok()?)?;
+    Some((at, &bytes[space + 1..]))
 }
 
 /// A count kept in a file; 0 when there is none.
@@ -2534,13 +2551,14 @@ async fn adopt(docker: &Docker, handle: &WorkloadHandle) -> Result<Entry, Driver
     } else {
         // Several containers' lines are interleaved in the file (or a restart's note sits
         // between runs), so bytes cannot say where each one stopped: each is followed again
-        // from the second of the log's last write. Lines of that second may show twice; none
-        // written by then is lost.
+        // from the log's last write, by the engine's timestamps. A line of that millisecond
+        // may show twice, and one the agent had not written when it stopped, logged before
+        // that write, is missed.
         let since = std::fs::metadata(log_path(&handle.root_dir))
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .and_then(|d| i32::try_from(d.as_secs()).ok())
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
             .unwrap_or(0);
         members
             .iter()
@@ -2981,6 +2999,16 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn engine_timestamps_are_split_off_log_lines() {
+        assert_eq!(
+            split_timestamp(b"2026-12-07T03:12:17.270873123Z hello world\n"),
+            Some((1_796_613_137_270, &b"hello world\n"[..]))
+        );
+        assert_eq!(split_timestamp(b"hello world\n"), None);
+        assert_eq!(split_timestamp(b""), None);
     }
 
     #[test]

@@ -412,3 +412,32 @@ pub async fn running_job(network: &Network, user: &User, base: &Path, spec: &str
     .await;
     running.lease.expect("leased").id.0
 }
+
+/// A web front end (the job's own run, `gpunet bench upstream --backend api:9000` on 8080) and
+/// an api of two replicas (`bench upstream` on 9000, exposed, and on 9091, not), as one job in
+/// `image` (which holds `/bin/gpunet` and a shell).
+pub fn two_services(image: &str) -> String {
+    format!(
+        r#"version: 1
+name: web
+kind: service
+run:
+  image: {image}
+  network: egress
+  command: [/bin/gpunet, bench, upstream, --listen, "0.0.0.0:8080", --backend, "api:9000"]
+expose: [{{ port: 8080 }}]
+services:
+  - name: api
+    count: 2
+    run:
+      image: {image}
+      network: egress
+      command: [/bin/sh, -c, "/bin/gpunet bench upstream --listen 0.0.0.0:9091 & exec /bin/gpunet bench upstream --listen 0.0.0.0:9000"]
+    expose: [{{ port: 9000 }}]
+    resources: {{ cpu: 0.25, memory: 128Mi, disk: 32Mi }}
+resources: {{ cpu: 0.25, memory: 128Mi, disk: 32Mi }}
+pricing: {{ max_per_hour: "1.00", deposit: "1.00" }}
+limits: {{ max_duration: 10m }}
+"#
+    )
+}
