@@ -1898,8 +1898,8 @@ impl Leases {
     }
 
     /// Starts `argv` with its input attached (and a terminal of `tty`) in the lease's running
-    /// workload for its tenant (`gpunet job shell`), noted in the lease's log; returns it and
-    /// the log, where the caller notes its end ([`Leases::note_in_log`]).
+    /// workload for its tenant (`gpunet job shell`), noted in the lease's log; the caller notes
+    /// its end ([`Leases::note_in_log`]).
     pub async fn shell(
         &self,
         lease: LeaseId,
