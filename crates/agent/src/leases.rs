@@ -935,16 +935,7 @@ impl Leases {
     ) -> WorkloadSpec {
         let (lease, spec) = (record.lease, &admitted.spec);
         let duration_secs = spec.max_duration_secs().min(terms.max_duration_secs).max(1);
-        // Secrets reach the workload as environment variables; validation keeps their names
-        // apart from `env`'s. Nothing here logs the environment.
-        let mut env = spec.run.env.clone();
-        env.extend(
-            spec.run
-                .secrets
-                .expose()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        let mut env = env_of(&spec.run);
         if let Some(path) = self.prepare_checkpoints(lease, record, spec).await {
             env.insert("GPUNET_CHECKPOINTS".into(), path);
         }
@@ -980,19 +971,8 @@ impl Leases {
             volumes: volumes_of(&spec.volumes),
             restarts: spec.recovery.restarts,
             image: spec.run.image.clone(),
-            network: match spec.run.network {
-                Network::None => NetworkMode::None,
-                Network::Egress => NetworkMode::Egress,
-            },
-            // Both `http` and `tcp` ports are TCP; the proto only names the endpoint's scheme.
-            expose: spec
-                .expose
-                .iter()
-                .map(|e| ExposedPort {
-                    container_port: e.port,
-                    proto: PortProto::Tcp,
-                })
-                .collect(),
+            network: network_mode(spec.run.network),
+            expose: exposed_ports(&spec.expose),
             ..WorkloadSpec::new(workload_id, spec.run.command.clone(), root_dir)
         }
     }
@@ -1994,41 +1974,54 @@ fn workload_parts(spec: &JobSpec, gpu_uuids: &[String]) -> (Option<MainShare>, V
     let mut companions = Vec::new();
     for service in &spec.services {
         for replica in 0..service.count {
-            let mut env = service.run.env.clone();
-            env.extend(
-                service
-                    .run
-                    .secrets
-                    .expose()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
             companions.push(Companion {
                 service: service.name.clone(),
                 replica,
                 image: service.run.image.clone().unwrap_or_default(),
                 command: service.run.command.clone(),
-                env,
+                env: env_of(&service.run),
                 cpu_millis: service.resources.cpu.0,
                 memory_mib: service.resources.memory.0,
                 gpu_uuids: take(service.resources.gpu.count),
-                network: match service.run.network {
-                    Network::None => NetworkMode::None,
-                    Network::Egress => NetworkMode::Egress,
-                },
-                expose: service
-                    .expose
-                    .iter()
-                    .map(|e| ExposedPort {
-                        container_port: e.port,
-                        proto: PortProto::Tcp,
-                    })
-                    .collect(),
+                network: network_mode(service.run.network),
+                expose: exposed_ports(&service.expose),
                 volumes: volumes_of(&service.volumes),
             });
         }
     }
     (Some(main), companions)
+}
+
+/// A container's environment: `env` and, as variables too, its secrets (validation keeps
+/// their names apart). Nothing here logs the environment.
+fn env_of(run: &gpunet_protocol::jobspec::RunSpec) -> std::collections::BTreeMap<String, String> {
+    let mut env = run.env.clone();
+    env.extend(
+        run.secrets
+            .expose()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    env
+}
+
+fn network_mode(network: Network) -> NetworkMode {
+    match network {
+        Network::None => NetworkMode::None,
+        Network::Egress => NetworkMode::Egress,
+    }
+}
+
+/// A container's exposed ports: `http` and `tcp` are both TCP; the proto only names the
+/// endpoint's scheme.
+fn exposed_ports(expose: &[gpunet_protocol::jobspec::Expose]) -> Vec<ExposedPort> {
+    expose
+        .iter()
+        .map(|e| ExposedPort {
+            container_port: e.port,
+            proto: PortProto::Tcp,
+        })
+        .collect()
 }
 
 /// A container's volumes as the driver takes them.

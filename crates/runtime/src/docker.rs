@@ -1235,8 +1235,12 @@ async fn wait_outcome(entry: &Entry, workload_id: &str) -> Result<ExitOutcome, D
     seen.clone().ok_or_else(gone)
 }
 
-/// The id of the container labelled with this workload, running or not.
-async fn find_container(docker: &Docker, workload_id: &str) -> Result<Option<String>, DriverError> {
+/// Every container labelled with this workload, running or not: the main one and its
+/// companions.
+async fn workload_containers(
+    docker: &Docker,
+    workload_id: &str,
+) -> Result<Vec<bollard::models::ContainerSummary>, DriverError> {
     let filters = HashMap::from([(
         "label".to_owned(),
         vec![
@@ -1249,12 +1253,17 @@ async fn find_container(docker: &Docker, workload_id: &str) -> Result<Option<Str
         filters: Some(filters),
         ..Default::default()
     };
-    let found = docker
+    docker
         .list_containers(Some(options))
         .await
-        .map_err(engine_error(workload_id, "list containers"))?;
-    // The main container is the one that is no service's replica.
-    Ok(found
+        .map_err(engine_error(workload_id, "list containers"))
+}
+
+/// The id of the workload's main container, running or not: the one that is no service's
+/// replica.
+async fn find_container(docker: &Docker, workload_id: &str) -> Result<Option<String>, DriverError> {
+    Ok(workload_containers(docker, workload_id)
+        .await?
         .into_iter()
         .filter(|c| {
             !c.labels
@@ -1433,23 +1442,7 @@ async fn find_companions(
     docker: &Docker,
     workload_id: &str,
 ) -> Result<Vec<(String, u32, String)>, DriverError> {
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![
-            format!("{LABEL_MANAGED}=true"),
-            format!("{LABEL_WORKLOAD}={workload_id}"),
-            LABEL_SERVICE.to_owned(),
-        ],
-    )]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let found = docker
-        .list_containers(Some(options))
-        .await
-        .map_err(engine_error(workload_id, "list containers"))?;
+    let found = workload_containers(docker, workload_id).await?;
     let mut out: Vec<(String, u32, String)> = found
         .into_iter()
         .filter_map(|c| {
