@@ -1,11 +1,12 @@
 //! `gpunet job exec` and `gpunet job shell` (issue 14), end to end with real processes: a job
 //! runs in a container on the real Docker Engine; its tenant runs commands inside it and gets
 //! their output and exit code, and drives a shell in it through its input; a stranger is
-//! refused both; every exec and shell is noted in the job's log. A process job says plainly
-//! that exec is for containers.
+//! refused both; every exec and shell is noted in the job's log. The same for a process job,
+//! inside its sandbox.
 //!
 //! Without a reachable engine the container test prints "skipped: …" and passes — unless
-//! `GPUNET_REQUIRE_DOCKER=1` (set by `.ci/run`, so CI always runs it), when it fails.
+//! `GPUNET_REQUIRE_DOCKER=1` (set by `.ci/run`, so CI always runs it), when it fails. The
+//! process test likewise needs the sandbox, unless `GPUNET_REQUIRE_SANDBOX=1`.
 
 mod binary;
 
@@ -229,7 +230,20 @@ async fn the_tenant_runs_commands_in_its_container_and_a_stranger_cannot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_job_says_exec_is_for_containers() {
+async fn the_tenant_runs_commands_inside_its_process_jobs_sandbox() {
+    let test = "the_tenant_runs_commands_inside_its_process_jobs_sandbox";
+    // A provider runs a stranger's process job only in the sandbox.
+    let isolation = gpunet_runtime::ProcessDriver::new().isolation().clone();
+    if !isolation.is_sandboxed() {
+        assert!(
+            std::env::var_os("GPUNET_REQUIRE_SANDBOX").is_none(),
+            "GPUNET_REQUIRE_SANDBOX is set but {isolation:?}"
+        );
+        println!(
+            "skipped: {test}: no sandbox here ({isolation:?}); set GPUNET_REQUIRE_SANDBOX=1 to make this fail"
+        );
+        return;
+    }
     let tmp = tempfile::tempdir().expect("tempdir");
     let base = tmp.path();
     let user = User::new(base);
@@ -238,23 +252,74 @@ async fn a_process_job_says_exec_is_for_containers() {
     network.until_providers(1).await;
     std::fs::write(base.join("long.yaml"), spec(None)).expect("spec written");
     binary::running_job(&network, &user, base, "long.yaml").await;
+    let tenant = network.key("tenant");
+
+    // It runs in the job's sandbox: its directory, its uid, its processes.
     let ran = binary::run(
         exec(
             &network,
             &user,
             base,
-            &network.key("tenant"),
+            &tenant,
             &[],
-            &["true"],
+            &[
+                "sh",
+                "-c",
+                "pwd; id -u; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done | grep -q '^sleep 600' && echo sees-the-job; echo oops >&2; exit 3",
+            ],
         ),
         Duration::from_secs(60),
     )
     .await;
-    assert_ne!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(ran.code, Some(3), "{ran:?}");
+    assert_eq!(ran.stdout, "/work\n1000\nsees-the-job\n", "{ran:?}");
+    assert!(ran.stderr.contains("oops"), "{ran:?}");
+
+    let ran = shell(
+        &network,
+        &user,
+        base,
+        &tenant,
+        "echo shell-$((6 * 7))\ncd /outputs && pwd\nexit 4\n",
+    )
+    .await;
+    assert_eq!(ran.code, Some(4), "{ran:?}");
     assert!(
-        ran.stderr
-            .contains("only container workloads take commands"),
+        ran.stdout.contains("shell-42") && ran.stdout.contains("/outputs"),
         "{ran:?}"
+    );
+
+    // A stranger cannot.
+    let stranger = KeyFile::generate();
+    let stranger_path = base.join("stranger.json");
+    stranger.save_new(&stranger_path).expect("stranger key");
+    let refused = binary::run(
+        exec(
+            &network,
+            &user,
+            base,
+            &stranger_path,
+            &[],
+            &["sh", "-c", "echo pwned > /outputs/pwned"],
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert!(
+        refused.stderr.contains("sign with the tenant's key"),
+        "the stranger is told why: {refused:?}"
+    );
+    let logs = binary::run(
+        network.tenant(&user, &["job", "logs", "1"], base),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        logs.stdout.contains("[gpunet] exec ended: exit 3")
+            && logs.stdout.contains("[gpunet] shell ended: exit 4")
+            && !logs.stdout.contains("pwned"),
+        "{logs:?}"
     );
     let cancelled = binary::run(
         network.tenant(&user, &["job", "cancel", "1"], base),

@@ -362,10 +362,16 @@ fn write(path: &Path, value: &str) -> io::Result<()> {
 impl LeaseCgroup {
     /// Moves process `pid` (and so everything it forks later) into this cgroup.
     pub(crate) fn add(&self, pid: u32) -> io::Result<()> {
-        for dir in &self.dirs {
-            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        for procs in self.procs_files() {
+            write(&procs, &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// The `cgroup.procs` file of each of its directories: writing a pid (or "0", the writer)
+    /// to each moves that process in.
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
     /// The directory whose `cgroup.freeze` freezes the lease: a v2 cgroup on a kernel with the

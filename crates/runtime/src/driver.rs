@@ -79,8 +79,8 @@ pub trait Driver: Send + Sync {
     }
     /// Runs `argv` inside the running workload — with its isolation, user, limits and
     /// environment — and returns its exit code and output (each stream at most
-    /// [`crate::MAX_EXEC_OUTPUT_BYTES`]), or what it wrote by `timeout`, leaving it to end with
-    /// the workload. `service` picks one of a workload's companions by its service (its first
+    /// [`crate::MAX_EXEC_OUTPUT_BYTES`]), or what it wrote by `timeout` (a container's command is
+    /// left to end with the workload; a process job's is killed). `service` picks one of a workload's companions by its service (its first
     /// replica) or the main container by its hostname; `None` is the main container. Drivers
     /// that cannot fail with [`DriverError::ExecUnsupported`].
     async fn exec(
@@ -94,7 +94,7 @@ pub trait Driver: Send + Sync {
         check_driver(self.name(), handle)?;
         Err(DriverError::ExecUnsupported {
             driver: self.name(),
-            why: "only container workloads take commands for now".into(),
+            why: "its workloads take no commands".into(),
         })
     }
     /// Starts `argv` inside the running workload (or the named `service`, as `exec` does) with
@@ -111,7 +111,7 @@ pub trait Driver: Send + Sync {
         check_driver(self.name(), handle)?;
         Err(DriverError::ExecUnsupported {
             driver: self.name(),
-            why: "only container workloads take commands for now".into(),
+            why: "its workloads take no commands".into(),
         })
     }
 }

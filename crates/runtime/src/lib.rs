@@ -27,6 +27,7 @@ mod error;
 mod fake;
 mod freeze;
 mod gpu;
+mod inside;
 mod logs;
 mod machine;
 mod process;

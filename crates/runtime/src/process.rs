@@ -54,6 +54,10 @@
 //! never stopped, so `wait` still sees the end; `stop` sends its SIGTERM and then thaws, so a
 //! paused workload ends within its grace. The wall-clock limit keeps counting while paused.
 //!
+//! [`Driver::exec`] and [`Driver::shell`] run a command inside a running sandboxed workload: it
+//! joins the workload's sandbox (see the `inside` module). Unsandboxed, and for a workload
+//! adopted after an agent restart, they fail with [`DriverError::ExecUnsupported`], saying why.
+//!
 //! After an agent restart ([`Driver::recover`]) a still-running workload is adopted: its pid is
 //! checked to be ours (a session leader that started at the recorded time, or, for handles
 //! written before start times were recorded, whose initial environment names this workload's
@@ -77,12 +81,14 @@ use tokio::sync::{oneshot, watch};
 use crate::driver::{Driver, DriverInfo, RecoverState, check_driver};
 use crate::error::{DriverError, SpecError};
 use crate::freeze::Freezer;
+use crate::inside::Inside;
 use crate::logs::{LogCap, read_chunk};
 use crate::sandbox::{Isolation, Sandbox, SandboxedRun};
 use crate::sys::{self, ChildLimits};
 use crate::workload::{
-    ExitOutcome, ExitReason, LogChunk, NetworkMode, Usage, WorkloadHandle, WorkloadSpec,
-    create_workload_dirs, log_path, open_log, outputs_dir, remove_work_dir, request_stop, work_dir,
+    ExecOutput, ExitOutcome, ExitReason, LogChunk, NetworkMode, Usage, WorkloadHandle,
+    WorkloadSpec, create_workload_dirs, log_path, open_log, outputs_dir, remove_work_dir,
+    request_stop, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -132,6 +138,8 @@ struct Entry {
     outcome: watch::Receiver<Option<ExitOutcome>>,
     stop: watch::Sender<Option<Duration>>,
     freeze: Arc<tokio::sync::Mutex<FreezeState>>,
+    /// The way in for `exec` and `shell`, or why there is none.
+    inside: Result<Arc<Inside>, String>,
 }
 
 /// How to pause a workload, and whether it may still be: held while its processes are
@@ -142,6 +150,8 @@ struct FreezeState {
     /// Why it cannot be paused, otherwise how.
     freezer: Result<Freezer, String>,
     ended: bool,
+    /// Frozen by `pause` and not thawed since.
+    paused: bool,
 }
 
 impl FreezeState {
@@ -149,6 +159,7 @@ impl FreezeState {
         Arc::new(tokio::sync::Mutex::new(FreezeState {
             freezer,
             ended: false,
+            paused: false,
         }))
     }
 }
@@ -159,7 +170,7 @@ async fn freeze_or_thaw(
     workload_id: &str,
     freeze: bool,
 ) -> Result<(), DriverError> {
-    let guard = Arc::clone(state).lock_owned().await;
+    let mut guard = Arc::clone(state).lock_owned().await;
     if guard.ended {
         return Ok(());
     }
@@ -182,6 +193,9 @@ async fn freeze_or_thaw(
         } else {
             freezer.thaw()
         };
+        if result.is_ok() {
+            guard.paused = freeze;
+        }
         drop(guard);
         result
     })
@@ -258,6 +272,39 @@ impl ProcessDriver {
         self.workloads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The way into `handle`'s running workload for `exec` and `shell`. A process job has one
+    /// part: `service` may only name it by its hostname.
+    async fn inside(
+        &self,
+        handle: &WorkloadHandle,
+        service: Option<&str>,
+    ) -> Result<Arc<Inside>, DriverError> {
+        let entry = self.entry_for(handle)?;
+        let not_running = || DriverError::NotRunning {
+            workload_id: handle.workload_id.clone(),
+        };
+        if entry.outcome.borrow().is_some() || entry.freeze.lock().await.paused {
+            return Err(not_running());
+        }
+        let inside = entry
+            .inside
+            .as_ref()
+            .map_err(|why| DriverError::ExecUnsupported {
+                driver: PROCESS_DRIVER_NAME,
+                why: why.clone(),
+            })?;
+        if let Some(service) = service
+            && inside.hostname() != Some(service)
+        {
+            return Err(DriverError::NoSuchService {
+                workload_id: handle.workload_id.clone(),
+                service: service.to_owned(),
+                known: inside.hostname().map(str::to_owned).into_iter().collect(),
+            });
+        }
+        Ok(Arc::clone(inside))
     }
 
     /// The entry for `handle`, adopting its process if this driver has not seen it.
@@ -377,6 +424,14 @@ impl Driver for ProcessDriver {
             },
         };
         let freeze = FreezeState::new(freezer);
+        let inside = match &sandboxed {
+            Some(run) => Ok(Arc::new(Inside::new(spec.clone(), Arc::clone(&run.enter)))),
+            None => Err(
+                "this provider runs process jobs without a sandbox, so a command could not be \
+                 held inside the job's isolation and limits"
+                    .to_owned(),
+            ),
+        };
         // Never waited through `child`: the supervisor reaps it with wait4 for the rusage.
         drop(child);
 
@@ -388,6 +443,7 @@ impl Driver for ProcessDriver {
                 outcome: outcome_rx,
                 stop: stop_tx,
                 freeze: Arc::clone(&freeze),
+                inside,
             }),
         );
         drop(map);
@@ -483,6 +539,31 @@ impl Driver for ProcessDriver {
         Ok(())
     }
 
+    /// Runs `argv` inside the workload's sandbox (see the `inside` module); killed at `timeout`.
+    async fn exec(
+        &self,
+        handle: &WorkloadHandle,
+        service: Option<&str>,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, DriverError> {
+        let inside = self.inside(handle, service).await?;
+        inside.exec(argv, timeout).await
+    }
+
+    /// Starts `argv` inside the workload's sandbox with its input attached and, with `tty`, a
+    /// pseudo-terminal (see the `inside` module).
+    async fn shell(
+        &self,
+        handle: &WorkloadHandle,
+        service: Option<&str>,
+        argv: &[String],
+        tty: Option<(u16, u16)>,
+    ) -> Result<crate::ShellSession, DriverError> {
+        let inside = self.inside(handle, service).await?;
+        inside.shell(argv, tty)
+    }
+
     async fn recover(&self, handle: &WorkloadHandle) -> Result<RecoverState, DriverError> {
         let entry = self.entry_for(handle)?;
         let outcome = entry.outcome.borrow().clone();
@@ -509,9 +590,14 @@ async fn wait_outcome(entry: &Entry, workload_id: &str) -> Result<ExitOutcome, D
 /// The workload's command and environment. Sandboxed, paths are those inside the sandbox and
 /// the sandbox itself enters `/work`; unsandboxed, host paths.
 fn build_command(spec: &WorkloadSpec, sandboxed: bool) -> Command {
+    command_in(spec, sandboxed, &spec.command)
+}
+
+/// `argv` (not empty) with the environment of `spec`'s workload.
+pub(crate) fn command_in(spec: &WorkloadSpec, sandboxed: bool, argv: &[String]) -> Command {
     let root = &spec.root_dir;
-    let mut command = Command::new(&spec.command[0]);
-    command.args(&spec.command[1..]).env_clear().envs(&spec.env);
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]).env_clear().envs(&spec.env);
     if !spec.env.contains_key("PATH") {
         command.env("PATH", DEFAULT_PATH);
     }
@@ -844,6 +930,11 @@ fn adopt(handle: &WorkloadHandle, v2_leases: Option<&Path>) -> Entry {
         outcome: outcome_rx,
         stop: stop_tx,
         freeze: Arc::clone(&freeze),
+        inside: Err(
+            "the agent has restarted since this workload started, and only the agent that \
+             started a process job can enter its sandbox"
+                .to_owned(),
+        ),
     };
     match ours {
         Some(pid) => {

@@ -27,6 +27,10 @@
 //!   `EPERM` ([`DENIED_SYSCALLS`], namespace flags to `clone`), and `clone3` with `ENOSYS` so C
 //!   libraries fall back to `clone`, whose flags the filter can see.
 //!
+//! A command run inside a running workload (`exec`, `shell`) joins its sandbox through
+//! [`EnterTarget`]: the lease's cgroup, every namespace of its init, its uid, rlimits, Landlock
+//! rules and seccomp filter.
+//!
 //! [`Sandbox::new`] checks all of it once by running `true` in a full sandbox; where that fails
 //! (an old kernel, namespaces forbidden), it says why and the driver runs processes without a
 //! sandbox, which the agent offers only to the accounts its operator names.
@@ -39,7 +43,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -50,8 +54,8 @@ use crate::cgroup::{CgroupLimits, Cgroups, LeaseCgroup};
 use crate::docker::TMP_TMPFS_BYTES;
 use crate::error::DriverError;
 use crate::sys::sandbox::{
-    ACK_OK, ChildPlan, INSIDE_ID, MOUNT_OP_CODE_BASE, MSG_BYTES, MSG_FAILED_STEP, MSG_SHIM_PID,
-    MSG_WORKLOAD_PID, MountOp, REPORT_BYTES, Step,
+    ACK_OK, ChildPlan, EnterPlan, INSIDE_ID, MOUNT_OP_CODE_BASE, MSG_BYTES, MSG_FAILED_STEP,
+    MSG_SHIM_PID, MSG_WORKLOAD_PID, MountOp, REPORT_BYTES, Step,
 };
 use crate::workload::{WorkloadSpec, inputs_dir, outputs_dir, work_dir};
 
@@ -75,6 +79,8 @@ const NVIDIA_CONTROL_DEVICES: &[&str] = &[
     "nvidia-uvm-tools",
     "nvidia-modeset",
 ];
+/// Directories (inside paths) a workload, and a command run inside it, may write beneath.
+const WRITABLE: &[&str] = &["/work", "/outputs", "/tmp", "/dev/shm"];
 /// Size of `/dev/shm`, in bytes.
 const SHM_BYTES: u64 = 64 * 1024 * 1024;
 /// System calls that fail with `EPERM`: kernel keyrings, BPF, perf, userfaultfd, module and
@@ -174,6 +180,65 @@ pub(crate) struct SandboxedRun {
     pub(crate) slot: Option<SlotGuard>,
     /// The lease's directory, whose sandbox skeleton goes once the workload has ended.
     pub(crate) root_dir: PathBuf,
+    /// The way in for `exec` and `shell`, while it runs.
+    pub(crate) enter: Arc<EnterTarget>,
+}
+
+/// What running a command inside a sandboxed workload takes: its init (by pidfd), its cgroup
+/// and the limits, rules and filters the workload itself runs under.
+#[derive(Debug)]
+pub(crate) struct EnterTarget {
+    workload_id: String,
+    init: OwnedFd,
+    cgroup: Option<LeaseCgroup>,
+    privileged: bool,
+    rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    devices: Vec<String>,
+    seccomp: Vec<BpfProgram>,
+}
+
+impl EnterTarget {
+    /// Makes `command` (argv, environment and stdio set) run inside the workload's sandbox, in
+    /// `/work`, as the workload's uid, with its limits; with `tty`, its standard input is the
+    /// terminal it controls. See `sys::sandbox::apply_enter`.
+    pub(crate) fn apply(&self, command: &mut Command, tty: bool) -> Result<(), DriverError> {
+        let fail = |reason: String| DriverError::Sandbox {
+            workload_id: self.workload_id.clone(),
+            step: "enter the workload's sandbox",
+            reason,
+        };
+        let init = self
+            .init
+            .try_clone()
+            .map_err(|e| fail(format!("cannot duplicate the init's pidfd: {e}")))?;
+        let cgroup_procs = self
+            .cgroup
+            .iter()
+            .flat_map(LeaseCgroup::procs_files)
+            .map(|path| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map(OwnedFd::from)
+                    .map_err(|e| fail(format!("cannot open {}: {e}", path.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::sys::sandbox::apply_enter(
+            command,
+            EnterPlan {
+                init,
+                cgroup_procs,
+                privileged: self.privileged,
+                tty,
+                workdir: c"/work".to_owned(),
+                rlimits: self.rlimits.clone(),
+                writable: WRITABLE.to_vec(),
+                devices: self.devices.clone(),
+                seccomp: self.seccomp.clone(),
+            },
+        );
+        Ok(())
+    }
 }
 
 /// A per-lease uid slot, given back when dropped.
@@ -520,6 +585,7 @@ impl Sandbox {
             )
             .map_err(setup("plan the sandbox"))?;
         let op_names: Vec<String> = plan.ops.iter().map(ToString::to_string).collect();
+        let (rlimits, devices) = (plan.rlimits.clone(), plan.devices.clone());
         crate::sys::sandbox::apply(&mut command, plan);
 
         let ids = IdMap {
@@ -537,14 +603,30 @@ impl Sandbox {
         // the end of the pipe once the child has execed.
         drop((to_parent, from_parent, report_write));
         drop(command);
-        let failed = coordinator
+        let (failed, init) = coordinator
             .join()
-            .unwrap_or_else(|_| Some((0, "the sandbox coordinator panicked".into())));
+            .unwrap_or_else(|_| (Some((0, "the sandbox coordinator panicked".into())), None));
+        let spawned = spawned.and_then(|child| match init {
+            Some(init) => Ok((child, init)),
+            // Every step passed, so the init's pid arrived; a pidfd could not be had for it.
+            None => Err(std::io::Error::other(
+                "no pidfd for the sandbox's init (Linux 5.3 or later is needed)",
+            )),
+        });
         match spawned {
-            Ok(child) => Ok((
+            Ok((child, init)) => Ok((
                 child,
                 SandboxedRun {
                     report: OwnedFd::from(report_read),
+                    enter: Arc::new(EnterTarget {
+                        workload_id: id.clone(),
+                        init,
+                        cgroup: cgroup.clone(),
+                        privileged: self.privileged,
+                        rlimits,
+                        devices,
+                        seccomp: self.seccomp.clone(),
+                    }),
                     cgroup,
                     slot,
                     root_dir: spec.root_dir.clone(),
@@ -760,7 +842,7 @@ impl Sandbox {
             hostname: CString::new(spec.workload_id.as_str()).map_err(|e| e.to_string())?,
             privileged: self.privileged,
             rlimits,
-            writable: vec!["/work", "/outputs", "/tmp", "/dev/shm"],
+            writable: WRITABLE.to_vec(),
             devices: inside_devices,
             seccomp: self.seccomp.clone(),
         })
@@ -861,33 +943,39 @@ impl IdMap {
 }
 
 /// The parent's side of the child's setup: answers the shim's pid with uid/gid maps and the
-/// workload's pid with its cgroup, and records a failed step. Runs until the child has execed
-/// or died; returns the failed step and the parent's own error text, if any.
+/// init's pid with its cgroup (and takes a pidfd of it: the init waits for the answer, so
+/// the pid still names it), and records a failed step. Runs until the child has execed or
+/// died; returns the failed step and the parent's own error text, if any, and the init's
+/// pidfd.
 fn coordinate(
     from_child: std::io::PipeReader,
     to_child: std::io::PipeWriter,
     ids: IdMap,
     cgroup: Option<LeaseCgroup>,
-) -> Option<(u32, String)> {
+) -> (Option<(u32, String)>, Option<OwnedFd>) {
     let mut from_child = from_child;
     let mut to_child = to_child;
     let mut failed: Option<(u32, String)> = None;
+    let mut init = None;
     loop {
         let mut message = [0u8; MSG_BYTES];
         if from_child.read_exact(&mut message).is_err() {
-            return failed;
+            return (failed, init);
         }
         let value = u32::from_le_bytes([message[1], message[2], message[3], message[4]]);
         let answer = match message[0] {
             MSG_SHIM_PID => ids
                 .write(value)
                 .map_err(|e| (Step::IdMaps as u32, e.to_string())),
-            MSG_WORKLOAD_PID => match &cgroup {
-                Some(cgroup) => cgroup
-                    .add(value)
-                    .map_err(|e| (Step::Cgroup as u32, e.to_string())),
-                None => Ok(()),
-            },
+            MSG_WORKLOAD_PID => crate::sys::pidfd_open(value)
+                .map(|fd| init = Some(fd))
+                .map_err(|e| (Step::Cgroup as u32, format!("cannot take a pidfd: {e}")))
+                .and_then(|()| match &cgroup {
+                    Some(cgroup) => cgroup
+                        .add(value)
+                        .map_err(|e| (Step::Cgroup as u32, e.to_string())),
+                    None => Ok(()),
+                }),
             MSG_FAILED_STEP => {
                 if failed.is_none() {
                     failed = Some((value, String::new()));

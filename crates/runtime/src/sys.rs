@@ -1,6 +1,6 @@
 //! The only unsafe code in the crate: thin wrappers over the libc calls the standard library
 //! does not offer (setsid and setrlimit in the child, statvfs, waitid, wait4, killpg, getsid,
-//! pidfd_open and pidfd_send_signal).
+//! pidfd_open and pidfd_send_signal, and a pseudo-terminal's pair and size).
 //! Each wrapper returns `std::io::Result` and keeps its `unsafe` block to one call.
 #![allow(unsafe_code)]
 
@@ -266,4 +266,61 @@ pub(crate) fn pidfd_send_signal(
     } else {
         Err(error)
     }
+}
+
+/// A new pseudo-terminal: its controlling side, and the terminal a command is given (both
+/// close-on-exec; std's stdio setup duplicates the terminal onto the command's 0, 1 and 2).
+pub(crate) fn open_pty() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let cvt = |rc: libc::c_int| {
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    };
+    // SAFETY: posix_openpt takes flags and returns a new descriptor or -1.
+    let fd = cvt(unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    let master = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: grantpt and unlockpt take a live descriptor.
+    cvt(unsafe { libc::grantpt(master.as_raw_fd()) })?;
+    cvt(unsafe { libc::unlockpt(master.as_raw_fd()) })?;
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: ptsname_r writes at most `name.len()` bytes, NUL included, into the live buffer.
+    let rc = unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated path; open returns a new
+    // descriptor or -1.
+    let fd = cvt(unsafe {
+        libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: as above.
+    let terminal = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    Ok((master, terminal))
+}
+
+/// Sets a pseudo-terminal's size (the command sees `SIGWINCH`).
+pub(crate) fn set_terminal_size(
+    master: &std::os::fd::OwnedFd,
+    cols: u16,
+    rows: u16,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the live `size` through a live descriptor.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

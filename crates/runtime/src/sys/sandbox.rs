@@ -321,11 +321,17 @@ fn shim(plan: &ChildPlan, init: libc::pid_t) -> ! {
         };
         libc::setrlimit(libc::RLIMIT_CORE, &no_core);
     }
+    exit_as(init)
+}
+
+/// Waits for `child` and ends this process as it ended (a signal as 128 + its number); 127
+/// if it cannot be waited for. Never returns.
+fn exit_as(child: libc::pid_t) -> ! {
     let mut status: libc::c_int = 0;
     loop {
         // SAFETY: an out-pointer to a live local; waits only for our own child.
-        let rc = unsafe { libc::waitpid(init, &mut status, 0) };
-        if rc == init {
+        let rc = unsafe { libc::waitpid(child, &mut status, 0) };
+        if rc == child {
             break;
         }
         if rc == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
@@ -414,12 +420,7 @@ fn init(plan: &ChildPlan, workload: libc::pid_t) -> ! {
 }
 
 fn workload(plan: &ChildPlan) -> io::Result<()> {
-    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and changes only this process.
-    step(
-        plan,
-        Step::DeathSignal,
-        cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) }),
-    )?;
+    step(plan, Step::DeathSignal, die_with_parent())?;
     step(plan, Step::Cgroup, wait_ack(plan.from_parent))?;
     // SAFETY: as for the first unshare; this process is single-threaded.
     step(
@@ -517,6 +518,8 @@ fn workload(plan: &ChildPlan) -> io::Result<()> {
         Step::Ids,
         cvt(unsafe { libc::setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID) }),
     )?;
+    // A change of uid or gid clears the parent-death signal: set it again.
+    step(plan, Step::DeathSignal, die_with_parent())?;
     step(plan, Step::Capabilities, clear_capabilities())?;
     for &(resource, soft, hard) in &plan.rlimits {
         step(plan, Step::Rlimits, super::set_limit(resource, soft, hard))?;
@@ -535,6 +538,13 @@ fn workload(plan: &ChildPlan) -> io::Result<()> {
         init(plan, workload)
     }
     Ok(())
+}
+
+/// Asks for `SIGKILL` when the parent ends. The kernel clears it when the effective or
+/// filesystem uid or gid changes, so it is set again after every such change.
+fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and changes only this process.
+    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) }).map(|_| ())
 }
 
 /// Drops every capability from the bounding set, so nothing this process execs can regain one.
@@ -690,6 +700,10 @@ fn loopback_up() -> io::Result<()> {
 /// signals or abstract sockets outside the sandbox. Best effort: a kernel without Landlock (or
 /// with an older ABI) enforces what it can; the namespaces and uid are the main wall.
 fn landlock(plan: &ChildPlan) -> io::Result<()> {
+    landlock_rules(&plan.writable, &plan.devices)
+}
+
+fn landlock_rules(writable: &[&'static str], devices: &[String]) -> io::Result<()> {
     let abi = ABI::V6;
     let fail = |_| io::Error::from_raw_os_error(libc::EPERM);
     let ruleset = Ruleset::default()
@@ -702,12 +716,109 @@ fn landlock(plan: &ChildPlan) -> io::Result<()> {
         .map_err(fail)?
         .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))
         .map_err(fail)?
-        .add_rules(path_beneath_rules(&plan.writable, AccessFs::from_all(abi)))
+        .add_rules(path_beneath_rules(writable, AccessFs::from_all(abi)))
         .map_err(fail)?
         .add_rules(path_beneath_rules(
-            &plan.devices,
+            devices,
             AccessFs::from_read(abi) | AccessFs::WriteFile | AccessFs::IoctlDev,
         ))
         .map_err(fail)?;
     ruleset.restrict_self().map(|_| ()).map_err(fail)
+}
+
+/// Every namespace of a sandbox, which a command run inside it joins.
+const SANDBOX_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWCGROUP;
+
+/// What a command run inside a running sandbox needs (`exec`, `shell`), prepared by the parent.
+#[derive(Debug)]
+pub(crate) struct EnterPlan {
+    /// A pidfd of the sandbox's init, whose namespaces the command joins. While the init lives
+    /// it names that process; once it has ended, joining fails with `ESRCH`.
+    pub(crate) init: std::os::fd::OwnedFd,
+    /// The lease cgroup's `cgroup.procs` files, open for writing (none without cgroups).
+    pub(crate) cgroup_procs: Vec<std::os::fd::OwnedFd>,
+    /// As [`ChildPlan::privileged`]: supplementary groups can and must be dropped.
+    pub(crate) privileged: bool,
+    /// Standard input is a terminal the command is to control.
+    pub(crate) tty: bool,
+    pub(crate) workdir: CString,
+    pub(crate) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub(crate) writable: Vec<&'static str>,
+    pub(crate) devices: Vec<String>,
+    pub(crate) seccomp: Vec<seccompiler::BpfProgram>,
+}
+
+/// Installs, as `command`'s pre-exec hook, the way into a running sandbox: the command joins
+/// the lease's cgroup and every namespace of its init, is forked into its PID namespace, and
+/// drops to the workload's uid with its limits, Landlock rules and seccomp filter before it
+/// execs. The process the parent spawned stays outside, waits for the command and exits as
+/// it did; killing it kills the command (`PR_SET_PDEATHSIG`).
+///
+/// The command gets a Landlock domain of its own, not the workload's: it may write where the
+/// workload may, but neither can signal the other nor reach the other's abstract sockets.
+pub(crate) fn apply_enter(command: &mut Command, plan: EnterPlan) {
+    // SAFETY: as for `apply`: the hook only makes system calls on memory allocated before the
+    // fork, and calls the Landlock and seccomp crates.
+    unsafe {
+        command.pre_exec(move || enter(&plan));
+    }
+}
+
+fn enter(plan: &EnterPlan) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    for procs in &plan.cgroup_procs {
+        // "0" is the writing process.
+        write_all(procs.as_raw_fd(), b"0")?;
+    }
+    // SAFETY: setns takes a live pidfd and namespace flags; a forked child is single-threaded,
+    // as joining a user namespace requires.
+    cvt(unsafe { libc::setns(plan.init.as_raw_fd(), SANDBOX_NAMESPACES) })?;
+    // Joining a PID namespace takes effect for children only.
+    // SAFETY: fork in a single-threaded child; both sides only make system calls afterwards.
+    let command = cvt(unsafe { libc::fork() })?;
+    if command > 0 {
+        relay(command)
+    }
+    die_with_parent()?;
+    // SAFETY: setsid takes no arguments; TIOCSCTTY takes descriptor 0 (the terminal std set up)
+    // and a plain flag.
+    cvt(unsafe { libc::setsid() })?;
+    if plan.tty {
+        cvt(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) })?;
+    }
+    // SAFETY: a valid NUL-terminated path.
+    cvt(unsafe { libc::chdir(plan.workdir.as_ptr()) })?;
+    if plan.privileged {
+        // SAFETY: an empty group list; no pointer is read.
+        cvt(unsafe { libc::setgroups(0, std::ptr::null()) })?;
+    }
+    drop_bounding_set()?;
+    // SAFETY: setresgid/setresuid take plain ids.
+    cvt(unsafe { libc::setresgid(INSIDE_ID, INSIDE_ID, INSIDE_ID) })?;
+    cvt(unsafe { libc::setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID) })?;
+    die_with_parent()?;
+    clear_capabilities()?;
+    for &(resource, soft, hard) in &plan.rlimits {
+        super::set_limit(resource, soft, hard)?;
+    }
+    landlock_rules(&plan.writable, &plan.devices)?;
+    for program in &plan.seccomp {
+        seccompiler::apply_filter(program).map_err(|_| io::Error::last_os_error())?;
+    }
+    Ok(())
+}
+
+/// The process the agent spawned, outside the sandbox: closes every descriptor (std's
+/// exec-error pipe among them, so the parent's spawn returns once the command has execed),
+/// waits for the command and ends as it ended. Never returns.
+fn relay(command: libc::pid_t) -> ! {
+    // SAFETY: close_range changes only this process's descriptors.
+    unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+    exit_as(command)
 }
