@@ -972,6 +972,7 @@ impl Leases {
             restarts: spec.recovery.restarts,
             image: spec.run.image.clone(),
             network: network_mode(spec.run.network),
+            read_only_rootfs: !spec.run.writable_root,
             expose: exposed_ports(&spec.expose),
             ..WorkloadSpec::new(workload_id, spec.run.command.clone(), root_dir)
         }
@@ -1986,6 +1987,7 @@ fn workload_parts(spec: &JobSpec, gpu_uuids: &[String]) -> (Option<MainShare>, V
                 network: network_mode(service.run.network),
                 expose: exposed_ports(&service.expose),
                 volumes: volumes_of(&service.volumes),
+                read_only_rootfs: !service.run.writable_root,
             });
         }
     }

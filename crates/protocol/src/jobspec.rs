@@ -554,6 +554,13 @@ pub struct RunSpec {
     /// Secret environment variables (API tokens, passwords): like `env`, but never shown.
     #[serde(default, skip_serializing_if = "Secrets::is_empty")]
     pub secrets: Secrets,
+    /// Whether the container may write to its own root filesystem, as images made to write
+    /// where they were installed need (nginx's cache, postgres's run directory). Off by
+    /// default: the root is read-only, and only `/outputs`, `/tmp` and the volumes take
+    /// writes. What it writes there counts within `resources.disk`, and is gone with the
+    /// container (keep state in a volume). Only for container jobs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writable_root: bool,
 }
 
 /// What the job needs for its whole run, as written.
@@ -1381,6 +1388,14 @@ impl RunSpec {
                     format!("{image:?} may not hold spaces or control characters"),
                 ));
             }
+        }
+        if self.image.is_none() && self.writable_root {
+            return Err(invalid(
+                "run.writable_root",
+                "is only for container jobs: a job without run.image runs in the process \
+                 sandbox, whose root is the provider's system directories, read-only (it writes \
+                 to /work, /outputs and /tmp); set run.image, or remove run.writable_root",
+            ));
         }
         if self.image.is_none() && self.network == Network::Egress {
             return Err(invalid(
@@ -2266,6 +2281,11 @@ outputs: true
                  in the process sandbox, which has no network; set run.image",
             ),
             (
+                edit("  image: example/hello:1\n", "  writable_root: true\n"),
+                "run.writable_root: is only for container jobs: a job without run.image runs in \
+                 the process sandbox",
+            ),
+            (
                 edit("cpu: 1\n", "cpu: 1e3\n"),
                 "resources.cpu: \"1e3\" is not a CPU amount",
             ),
@@ -2546,6 +2566,32 @@ limits: {{ max_duration: 1h }}
         let plain = String::from_utf8(JobSpec::parse_yaml(FULL).expect("parses").manifest_bytes())
             .expect("utf-8");
         assert!(!plain.contains("services"), "{plain}");
+    }
+
+    #[test]
+    fn a_writable_root_is_asked_for_per_container_and_left_out_of_the_manifest_when_off() {
+        let text = shop("", "").replacen(
+            "run: { image: example/db:1, network: egress, command: [db] }",
+            "run: { image: example/db:1, network: egress, command: [db], writable_root: true }",
+            1,
+        );
+        check(&text, Ok(()));
+        let spec = JobSpec::parse_yaml(&text).expect("parses");
+        assert!(!spec.run.writable_root, "off by default");
+        assert!(!spec.services[0].run.writable_root);
+        assert!(spec.services[1].run.writable_root);
+        let manifest = String::from_utf8(spec.manifest_bytes()).expect("utf-8");
+        assert_eq!(manifest.matches("writable_root").count(), 1, "{manifest}");
+        let plain = String::from_utf8(JobSpec::parse_yaml(FULL).expect("parses").manifest_bytes())
+            .expect("utf-8");
+        assert!(!plain.contains("writable_root"), "{plain}");
+        let refused = JobSpec::parse_yaml(&text.replacen(
+            "writable_root: true",
+            "writable_root: yes please",
+            1,
+        ))
+        .expect_err("not a boolean");
+        assert!(refused.to_string().contains("writable_root"), "{refused}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!
 //! What maps, for each placed service:
 //! - `services.<s>.image` → `run.image`; `command` followed by `args` → `run.command`;
-//!   `env: [K=V]` → `run.env`.
+//!   `env: [K=V]` → `run.env`; every service gets `run.writable_root: true`, as an Akash
+//!   container has a writable root filesystem (what it writes there counts within its disk).
 //! - `services.<s>.expose[]` with `to: [{global: true}]` → the service's `expose` (port 80 or
 //!   `as: 80`, or `http_options`, as `http`; other TCP ports as `tcp`) with `run.network:
 //!   egress`; a published port makes the job `kind: service`.
@@ -885,6 +886,8 @@ fn convert_service(
         &format!("{path}.image"),
     )?;
     run.insert(s("image"), s(&image));
+    // Akash gives every container a writable root, and images are made for one.
+    run.insert(s("writable_root"), Value::Bool(true));
     let mut command = match get(service, "command") {
         Some(c) => strings(c, &format!("{path}.command"))?,
         None => Vec::new(),

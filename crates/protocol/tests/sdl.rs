@@ -448,6 +448,8 @@ fn two_services_become_one_job_with_the_published_one_as_its_run_and_the_other_r
     assert_eq!(api.count, 3);
     assert_eq!(api.run.image.as_deref(), Some("example/api:2"));
     assert_eq!(api.run.command, ["api-server", "--port", "9000"]);
+    // Akash containers have a writable root, and the images are made for one.
+    assert!(s.run.writable_root && api.run.writable_root);
     assert_eq!(
         api.run.env.get("LOG_LEVEL").map(String::as_str),
         Some("info")

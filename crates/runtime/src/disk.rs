@@ -105,6 +105,16 @@ fn over_limit(usage: &DiskUsage, limit_bytes: u64) -> bool {
 /// Resolves with the usage found once the allocated bytes under `roots` pass `limit_bytes`
 /// (or the tree has more than [`MAX_DISK_SCAN_ENTRIES`] entries). Never resolves without a limit.
 pub(crate) async fn exceeded(roots: Vec<PathBuf>, limit_bytes: Option<u64>) -> DiskUsage {
+    exceeded_with(roots, limit_bytes, || 0).await
+}
+
+/// As [`exceeded`], with `elsewhere()` bytes (measured by someone else, such as a container
+/// engine's count of a writable layer) added to each scan's total.
+pub(crate) async fn exceeded_with(
+    roots: Vec<PathBuf>,
+    limit_bytes: Option<u64>,
+    elsewhere: impl Fn() -> u64,
+) -> DiskUsage {
     let Some(limit_bytes) = limit_bytes else {
         return std::future::pending().await;
     };
@@ -116,6 +126,10 @@ pub(crate) async fn exceeded(roots: Vec<PathBuf>, limit_bytes: Option<u64>) -> D
             allocated_bytes(&scan_roots, MAX_DISK_SCAN_ENTRIES)
         })
         .await;
+        let scanned = scanned.map(|mut usage| {
+            usage.allocated_bytes = usage.allocated_bytes.saturating_add(elsewhere());
+            usage
+        });
         let pause = match scanned {
             Ok(usage) if over_limit(&usage, limit_bytes) => return usage,
             Ok(usage) => {

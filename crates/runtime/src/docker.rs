@@ -42,7 +42,9 @@
 //! and checkpoint dirs and the `/tmp` tmpfs. The tmpfs is sized at a quarter of the limit (at
 //! most 64 MiB); the disk watchdog (`crate::disk`) measures the outputs and checkpoint dirs on
 //! the host and SIGKILLs the container once they hold more than the rest. With `read_only_rootfs: false` the container's
-//! own writable layer is not measured.
+//! own writable layer counts too: the engine's `SizeRw` of each such container, measured every
+//! [`LAYER_SIZE_INTERVAL`], is added to the watchdog's total (a fast writer overshoots by what
+//! it writes in that time).
 //!
 //! How an end is classified, first match wins: stop requested → `Stopped`; wall-clock kill →
 //! `WallClockLimit`; disk watchdog kill → `DiskExceeded`; exit 0 → `Completed`; the engine's `State.OOMKilled` → `OutOfMemory`;
@@ -104,6 +106,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
@@ -186,6 +189,8 @@ pub const TMP_TMPFS_BYTES: u64 = 64 * 1024 * 1024;
 pub const IMAGE_PULL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// How often running containers' usage is sampled.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often what a writable root filesystem holds is measured (the engine walks the layer).
+const LAYER_SIZE_INTERVAL: Duration = Duration::from_secs(2);
 /// Seconds the engine has to answer a request (streams: to start answering).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// How long the log may keep draining after the container has exited.
@@ -1885,6 +1890,42 @@ impl Watched {
     }
 }
 
+/// Keeps `total` at what the containers with a writable root filesystem have written to it
+/// (the engine's `SizeRw`), measured every [`LAYER_SIZE_INTERVAL`]; never resolves (at once
+/// pending when `wanted` is false: nothing would read it).
+async fn measure_layers(docker: Docker, ids: Vec<String>, total: Arc<AtomicU64>, wanted: bool) {
+    if !wanted {
+        return std::future::pending().await;
+    }
+    let options = bollard::query_parameters::InspectContainerOptions { size: true };
+    // A read-only root's layer holds only the engine's mount points: measured once, not again.
+    let mut writable = ids;
+    loop {
+        let mut sum = 0u64;
+        let mut still = Vec::with_capacity(writable.len());
+        for id in writable {
+            let Ok(found) = docker.inspect_container(&id, Some(options.clone())).await else {
+                still.push(id);
+                continue;
+            };
+            sum = sum.saturating_add(u64::try_from(found.size_rw.unwrap_or(0)).unwrap_or(0));
+            let read_only = found
+                .host_config
+                .and_then(|h| h.readonly_rootfs)
+                .unwrap_or(false);
+            if !read_only {
+                still.push(id);
+            }
+        }
+        writable = still;
+        total.store(sum, Ordering::Relaxed);
+        if writable.is_empty() {
+            return std::future::pending().await;
+        }
+        tokio::time::sleep(LAYER_SIZE_INTERVAL).await;
+    }
+}
+
 /// Resolves with the first volume past its size (never, without volumes).
 async fn volume_over(volumes: &[Watched]) -> usize {
     if volumes.is_empty() {
@@ -1969,14 +2010,23 @@ async fn supervise(
     let mut sample_tick = tokio::time::interval(STATS_INTERVAL);
     sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut kill_at: Option<tokio::time::Instant> = None;
-    // The container's other writable place, /tmp, is a tmpfs bounded by its size.
-    let mut disk = std::pin::pin!(crate::disk::exceeded(
+    // The containers' other writable places: /tmp, a tmpfs bounded by its size, and a
+    // writable root, whose layer the engine measures.
+    let layers = Arc::new(AtomicU64::new(0));
+    let mut layers_measured = std::pin::pin!(measure_layers(
+        docker.clone(),
+        ids.clone(),
+        Arc::clone(&layers),
+        disk_limit_bytes.is_some()
+    ));
+    let mut disk = std::pin::pin!(crate::disk::exceeded_with(
         vec![
             outputs_dir(&root_dir),
             checkpoints_dir(&root_dir),
             root_dir.join("volumes")
         ],
-        disk_limit_bytes
+        disk_limit_bytes,
+        || layers.load(Ordering::Relaxed)
     ));
     let far_future = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
     let first = loop {
@@ -2036,6 +2086,7 @@ async fn supervise(
                 tracing::info!(%workload_id, "wall-clock limit reached; killing the container");
                 signal_all(&docker, &ids, "SIGKILL", &workload_id).await;
             }
+            () = &mut layers_measured => {}
             usage = &mut disk, if cause.is_none() => {
                 cause = Some(Cause::Disk);
                 record(Cause::Disk);
@@ -2110,7 +2161,8 @@ async fn supervise(
     outcome.send_replace(Some(ended));
 }
 
-/// Starts an exited container again and follows its new output from the moment it started.
+/// Starts an exited container again and follows its new output: what it logged after its last
+/// run ended.
 async fn restart(
     docker: &Docker,
     container_id: &str,
@@ -2118,21 +2170,24 @@ async fn restart(
     prefixed: bool,
     name: &str,
 ) -> Result<tokio::task::JoinHandle<()>, EngineError> {
-    docker.start_container(container_id, None).await?;
-    let started = docker
+    // The new run's lines come after the last run ended. Not after the new run's `StartedAt`:
+    // the engine records that once the process is running, so a quick first line can carry
+    // an earlier time and would be lost.
+    let ended = docker
         .inspect_container(container_id, None)
         .await?
         .state
-        .and_then(|s| s.started_at)
+        .and_then(|s| s.finished_at)
         .as_deref()
         .and_then(parse_rfc3339_ms)
         .unwrap_or_else(now_ms);
+    docker.start_container(container_id, None).await?;
     Ok(tokio::spawn(follow_log(
         docker.clone(),
         container_id.to_owned(),
         Arc::clone(sink),
         0,
-        started,
+        ended.saturating_add(1),
         prefixed.then(|| Prefixed::new(name)),
     )))
 }

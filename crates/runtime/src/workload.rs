@@ -68,7 +68,8 @@ pub struct WorkloadSpec {
     /// the process driver cannot (its workloads share the host's network).
     #[serde(default)]
     pub network: NetworkMode,
-    /// Mount the image's root filesystem read-only (writable: `/outputs` and a small `/tmp`).
+    /// Mount the image's root filesystem read-only (writable: `/outputs`, the volumes and a
+    /// small `/tmp`). Writable, what the container writes there counts within the disk limit.
     /// Ignored by the process driver.
     #[serde(default = "default_read_only_rootfs")]
     pub read_only_rootfs: bool,
@@ -147,6 +148,9 @@ pub struct Companion {
     /// Its own volumes, as the main container's.
     #[serde(default)]
     pub volumes: Vec<Volume>,
+    /// As [`WorkloadSpec::read_only_rootfs`], for this container.
+    #[serde(default = "default_read_only_rootfs")]
+    pub read_only_rootfs: bool,
 }
 
 impl Companion {
@@ -403,6 +407,7 @@ impl WorkloadSpec {
             hostname: Some(companion.service.clone()),
             companions: Vec::new(),
             volumes: companion.volumes.clone(),
+            read_only_rootfs: companion.read_only_rootfs,
             ..self.main_spec()
         }
     }

@@ -654,6 +654,7 @@ async fn a_workloads_containers_find_one_another_by_name_and_the_first_to_end_en
         network: NetworkMode::None,
         expose: Vec::new(),
         volumes: Vec::new(),
+        read_only_rootfs: true,
     };
     let group = WorkloadSpec {
         memory_mib: 128,
@@ -988,6 +989,57 @@ async fn a_container_writing_past_its_disk_limit_ends_disk_exceeded() {
         RecoverState::Exited(o) => assert_eq!(o.reason, ExitReason::DiskExceeded, "{o:?}"),
         other => panic!("expected the exit, got {other:?}"),
     }
+}
+
+/// An image that writes where it was installed (nginx, postgres) runs with a writable root
+/// (`run.writable_root`); a hostile job filling it instead of its outputs is held to its disk
+/// limit all the same: the engine measures the layer, and the watchdog counts it.
+#[tokio::test]
+async fn a_writable_root_takes_writes_and_counts_them_within_the_disk_limit() {
+    let Some((driver, image)) = engine("writable root").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |name: &str, script: &str, writable: bool| {
+        let mut s = spec(&workload_id(name), &image, &dir.path().join(name), script);
+        s.read_only_rootfs = !writable;
+        s.disk_mib = Some(8);
+        s
+    };
+    // Read-only by default; writable when asked, within the limit.
+    let write = "mkdir -p /var/cache/app && echo kept > /var/cache/app/f && cat /var/cache/app/f \
+                 || echo refused";
+    for (name, writable, said) in [("rootro", false, "refused"), ("rootrw", true, "kept")] {
+        let s = run(name, write, writable);
+        let _cleanup = ContainerCleanup::new(&s.workload_id);
+        let handle = driver.start(&s).await.expect("starts");
+        let outcome = wait(&driver, &handle).await;
+        let logs = all_logs(&driver, &handle).await;
+        assert_eq!(
+            outcome.reason,
+            ExitReason::Completed,
+            "{outcome:?} {logs:?}"
+        );
+        assert!(logs.contains(said), "{name}: {logs:?}");
+        driver.destroy(&handle).await.expect("destroyed");
+    }
+    // 1 MiB files into the root until killed.
+    let s = run(
+        "rootfill",
+        r#"mkdir -p /var/fill; i=0; while [ $i -lt 1000 ]; do head -c 1048576 /dev/zero > /var/fill/f$i; i=$((i+1)); sleep 0.05; done; echo survived"#,
+        true,
+    );
+    let _cleanup = ContainerCleanup::new(&s.workload_id);
+    let handle = driver.start(&s).await.expect("starts");
+    let outcome = wait(&driver, &handle).await;
+    let logs = all_logs(&driver, &handle).await;
+    assert_eq!(
+        outcome.reason,
+        ExitReason::DiskExceeded,
+        "{outcome:?} {logs:?}"
+    );
+    assert!(!logs.contains("survived"), "{logs:?}");
+    driver.destroy(&handle).await.expect("destroyed");
 }
 
 /// A hostile job filling its checkpoint directory instead of its outputs: the mount is the
