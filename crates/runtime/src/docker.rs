@@ -12,7 +12,9 @@
 //! - one host mount, `<root_dir>/outputs` at `/outputs` read-write, `<root_dir>/inputs` at
 //!   `/inputs` read-only when that directory exists, and the checkpoint directory
 //!   ([`crate::checkpoints_dir`]) at `/checkpoints` read-write when the agent created it (the
-//!   job keeps checkpoints; `GPUNET_CHECKPOINTS=/checkpoints`);
+//!   job keeps checkpoints; `GPUNET_CHECKPOINTS=/checkpoints`); these, and the volumes, are
+//!   open to any uid (outputs, checkpoints and volumes 0777, inputs readable), so an image that
+//!   runs as a user of its own can use them — the lease's directory above stays 0700;
 //! - network `none` (loopback only) unless the spec asks for egress (then [`LEASE_NETWORK`],
 //!   where containers cannot reach one another, with the exposed ports published where the
 //!   driver's [`Publish`] says — 127.0.0.1 at engine-chosen ports by default — see
@@ -130,8 +132,8 @@ use crate::logs::{LogCap, read_chunk};
 use crate::workload::{
     ExecOutput, ExitOutcome, ExitReason, LOG_TRUNCATED_MARKER, LogChunk, MAIN_VOLUME_OWNER,
     MAX_EXEC_OUTPUT_BYTES, NetworkMode, Publish, PublishedPort, Usage, WorkloadHandle,
-    WorkloadSpec, checkpoints_dir, create_workload_dirs, log_path, logs_dir, open_log, outputs_dir,
-    remove_volumes, remove_work_dir, request_stop, volume_dir, work_dir,
+    WorkloadSpec, checkpoints_dir, create_workload_dirs, inputs_dir, log_path, logs_dir, open_log,
+    outputs_dir, remove_volumes, remove_work_dir, request_stop, volume_dir, work_dir,
 };
 
 /// The name of this driver, as written into handles.
@@ -412,13 +414,15 @@ impl DockerDriver {
             };
             for volume in &part.volumes {
                 let dir = volume_dir(&spec.root_dir, owner, &volume.name);
-                gpunet_files::create_private_dir_all(&dir).map_err(|source| {
-                    CreateError::Driver(DriverError::Io {
-                        action: "create",
-                        path: dir.clone(),
-                        source,
-                    })
-                })?;
+                gpunet_files::create_private_dir_all(&dir)
+                    .and_then(|()| open_to_any_user(&dir, true))
+                    .map_err(|source| {
+                        CreateError::Driver(DriverError::Io {
+                            action: "create",
+                            path: dir.clone(),
+                            source,
+                        })
+                    })?;
             }
             let mut body =
                 container_body(&part, image, log_offset_bytes, &self.publish, attach, owner);
@@ -779,6 +783,7 @@ impl Driver for DockerDriver {
             return Err(already());
         }
         create_workload_dirs(root)?;
+        open_mounts_to_any_user(root)?;
         // A stale record from an earlier run in this root dir must not classify this one.
         let ended_by = work_dir(root).join(ENDED_BY_FILE);
         match std::fs::remove_file(&ended_by) {
@@ -2159,6 +2164,49 @@ async fn supervise(
     }
     tracing::info!(%workload_id, container = %members[first].name, reason = ?ended.reason, exit_code = ?ended.exit_code, "workload ended");
     outcome.send_replace(Some(ended));
+}
+
+/// Lets the image's user, whoever it is, use what is mounted into its containers: `/outputs`
+/// and `/checkpoints` (and each volume, as it is made) writable by any uid, `/inputs` readable
+/// by any. An image that runs as a user of its own (uid 101 for nginx, 999 for postgres) could
+/// not write to directories only the agent's uid may. Nothing else of the host reaches them:
+/// the lease's directory above them stays the agent's alone (0700).
+fn open_mounts_to_any_user(root: &Path) -> Result<(), DriverError> {
+    for (dir, writable) in [
+        (outputs_dir(root), true),
+        (checkpoints_dir(root), true),
+        (inputs_dir(root), false),
+    ] {
+        if !dir.is_dir() {
+            continue;
+        }
+        open_to_any_user(&dir, writable).map_err(|source| DriverError::Io {
+            action: "open to the container's user",
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// `dir` writable (0777) by any uid, or readable, with everything beneath it (0755 for
+/// directories, 0644 for files). Links are left as they are.
+fn open_to_any_user(dir: &Path, writable: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if writable {
+        return std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            open_to_any_user(&entry.path(), false)?;
+        } else if kind.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    Ok(())
 }
 
 /// Starts an exited container again and follows its new output: what it logged after its last

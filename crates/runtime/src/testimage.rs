@@ -99,9 +99,20 @@ pub async fn ensure_test_image() -> Result<String, TestImageError> {
 /// The test image plus `extra` host programs, each copied to `/bin/<name>` with the libraries it
 /// needs (e.g. a test server built by cargo). Its tag is the hash of everything in it.
 pub async fn ensure_test_image_with(extra: &[(&str, &Path)]) -> Result<String, TestImageError> {
+    ensure_image(extra, None).await
+}
+
+/// The test image run as `uid` (its `USER`), as images that are not meant to run as root are
+/// (nginx's uid 101, postgres's 999).
+pub async fn ensure_test_image_as(uid: u32) -> Result<String, TestImageError> {
+    ensure_image(&[], Some(uid)).await
+}
+
+async fn ensure_image(extra: &[(&str, &Path)], uid: Option<u32>) -> Result<String, TestImageError> {
     let _building = BUILDING.lock().await;
     let files = collect_files(extra)?;
-    let reference = format!("{TEST_IMAGE_REPO}:{:016x}", content_hash(&files));
+    let user = uid.map_or(String::new(), |uid| format!("-u{uid}"));
+    let reference = format!("{TEST_IMAGE_REPO}:{:016x}{user}", content_hash(&files));
     let docker = connect().await?;
     if docker.inspect_image(&reference).await.is_ok() {
         return Ok(reference);
@@ -114,7 +125,9 @@ pub async fn ensure_test_image_with(extra: &[(&str, &Path)]) -> Result<String, T
         from_src: Some("-".into()),
         repo: Some(repo.into()),
         tag: Some(tag.into()),
-        changes: vec!["ENV PATH=/bin".into()],
+        changes: std::iter::once("ENV PATH=/bin".to_owned())
+            .chain(uid.map(|uid| format!("USER {uid}")))
+            .collect(),
         ..Default::default()
     };
     let mut progress =

@@ -5,6 +5,7 @@
 //! Without a reachable engine each test prints "skipped: …" and passes — unless
 //! `GPUNET_REQUIRE_DOCKER=1` (set by `.ci/run`, so CI always runs them), when it fails.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -989,6 +990,60 @@ async fn a_container_writing_past_its_disk_limit_ends_disk_exceeded() {
         RecoverState::Exited(o) => assert_eq!(o.reason, ExitReason::DiskExceeded, "{o:?}"),
         other => panic!("expected the exit, got {other:?}"),
     }
+}
+
+/// An image that runs as a user of its own (nginx as 101, postgres as 999) reads its inputs and
+/// writes its outputs and volumes: what is mounted for it is open to any uid, while the lease's
+/// directory above them stays the agent's alone.
+#[tokio::test]
+async fn an_image_running_as_its_own_user_reads_its_inputs_and_writes_its_outputs_and_volumes() {
+    let Some((driver, _)) = engine("an image with its own user").await else {
+        return;
+    };
+    let image = gpunet_runtime::testimage::ensure_test_image_as(1000)
+        .await
+        .expect("the image builds");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("lease");
+    let inputs = root.join("inputs");
+    std::fs::create_dir_all(inputs.join("sub")).expect("inputs");
+    std::fs::write(inputs.join("sub/in.txt"), "from-the-tenant").expect("input written");
+    for private in [&root, &inputs, &inputs.join("sub")] {
+        std::fs::set_permissions(private, std::fs::Permissions::from_mode(0o700)).expect("0700");
+    }
+    std::fs::set_permissions(
+        inputs.join("sub/in.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("0600");
+    let mut s = spec(
+        &workload_id("own-user"),
+        &image,
+        &root,
+        "id -u; cat /inputs/sub/in.txt; echo; echo out > /outputs/o && echo kept > /data/n \
+         && echo all-written",
+    );
+    s.disk_mib = Some(64);
+    s.volumes = vec![gpunet_runtime::Volume {
+        name: "data".into(),
+        mount: "/data".into(),
+        size_mib: 8,
+    }];
+    let _cleanup = ContainerCleanup::new(&s.workload_id);
+    let handle = driver.start(&s).await.expect("starts");
+    let outcome = wait(&driver, &handle).await;
+    let logs = all_logs(&driver, &handle).await;
+    assert_eq!(outcome.reason, ExitReason::Completed, "{outcome:?} {logs}");
+    assert!(
+        logs.starts_with("1000\nfrom-the-tenant\nall-written"),
+        "{logs}"
+    );
+    assert_eq!(
+        std::fs::metadata(&root).expect("root").permissions().mode() & 0o777,
+        0o700,
+        "the lease's directory stays the agent's"
+    );
+    driver.destroy(&handle).await.expect("destroyed");
 }
 
 /// An image that writes where it was installed (nginx, postgres) runs with a writable root
