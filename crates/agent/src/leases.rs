@@ -1011,6 +1011,26 @@ impl Leases {
         Ok(())
     }
 
+    /// Records the lease's endpoints on chain (`PublishEndpoints`), in the background, so the
+    /// node's API shows them to anyone; a refusal is logged, and `job status` still has them
+    /// from the agent.
+    fn spawn_record_endpoints(self: &Arc<Self>, lease: LeaseId, endpoints: Vec<String>) {
+        if endpoints.is_empty() {
+            return;
+        }
+        if !gpunet_protocol::tx::endpoints_valid(&endpoints) {
+            tracing::warn!(%lease, ?endpoints, "these endpoints cannot be recorded on chain");
+            return;
+        }
+        let this = Arc::clone(self);
+        self.spawn(async move {
+            let msg = Msg::PublishEndpoints { lease, endpoints };
+            if let Err(error) = this.chain.submit(msg).await {
+                tracing::warn!(%lease, %error, "could not record the lease's endpoints on chain");
+            }
+        });
+    }
+
     /// Submits `StartLease`, in the background, and feeds the answer to the lifecycle.
     fn spawn_submit_start(self: &Arc<Self>, lease: LeaseId) {
         let this = Arc::clone(self);
@@ -1287,10 +1307,21 @@ impl Leases {
             }
         }
         tracing::info!(%lease, ?endpoints, ?service_endpoints, "service endpoints published");
+        let mut recorded: Vec<String> = Vec::new();
+        for url in endpoints
+            .iter()
+            .chain(service_endpoints.iter().map(|e| &e.url))
+        {
+            if !recorded.contains(url) && recorded.len() < gpunet_protocol::tx::MAX_LEASE_ENDPOINTS
+            {
+                recorded.push(url.clone());
+            }
+        }
         self.update(lease, |r| {
             r.endpoints = endpoints;
             r.service_endpoints = service_endpoints;
         });
+        self.spawn_record_endpoints(lease, recorded);
         let target = record.health.as_ref().and_then(|h| {
             let port = record
                 .exposed

@@ -80,6 +80,7 @@ fn lease_view(id: LeaseId, order: OrderId, tenant: Address, provider: Address) -
         tenant,
         provider,
         provider_endpoint: "http://127.0.0.1:1".into(),
+        endpoints: Vec::new(),
         price_per_hour: Amount::from_micros(110_000),
         resources: resources(),
         gpu_slots: vec![],

@@ -128,6 +128,7 @@ impl World {
                 tenant: tenant.address(),
                 provider,
                 provider_endpoint: "http://127.0.0.1:1".into(),
+                endpoints: Vec::new(),
                 price_per_hour: Amount::from_micros(110_000),
                 resources: Resources {
                     cpu_millis: 1_000,
@@ -444,6 +445,15 @@ async fn a_service_reports_its_endpoint_and_stops_when_its_lease_ends() {
     let endpoint = &view.endpoints[0];
     assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
     assert_ne!(endpoint, "http://127.0.0.1:0");
+    // The same endpoints are recorded on chain, for anyone reading the lease.
+    let recorded = endpoint.clone();
+    wait_until("the endpoints recorded on chain", || {
+        w.chain.submitted.lock().expect("lock").iter().any(|m| {
+            matches!(m, Msg::PublishEndpoints { lease, endpoints }
+                if *lease == w.lease && endpoints == std::slice::from_ref(&recorded))
+        })
+    })
+    .await;
     wait_until("a health answer", || {
         leases.get(w.lease).is_some_and(|r| r.healthy.is_some())
     })

@@ -89,6 +89,7 @@ fn lease_view(id: LeaseId, tenant: Address, provider: Address) -> LeaseView {
         tenant,
         provider,
         provider_endpoint: "http://127.0.0.1:1".into(),
+        endpoints: Vec::new(),
         price_per_hour: Amount::from_micros(110_000),
         resources: resources(),
         gpu_slots: vec![],

@@ -467,6 +467,11 @@ pub struct LeaseView {
     pub provider: Address,
     /// The provider's endpoint, where the tenant sends the manifest and reads logs and outputs.
     pub provider_endpoint: String,
+    /// Where the lease's service is reached, as its provider recorded it (`PublishEndpoints`):
+    /// each published port, and its names through the provider's ingress. Empty for a job that
+    /// exposes nothing, or until the provider records them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
     #[schema(value_type = String)]
     pub price_per_hour: Amount,
     #[schema(value_type = Object)]

@@ -194,6 +194,16 @@ async fn a_service_is_reached_by_port_and_by_name_and_only_what_it_exposes() {
         2,
         "the unexposed port has no endpoint: {shown:?}"
     );
+    // The node's record of the lease has the same, for anyone (and the dashboard) to read.
+    let node = gpunet_client::NodeClient::new(&network.api);
+    binary::until_order(
+        &node,
+        gpunet_protocol::OrderId(1),
+        Duration::from_secs(60),
+        "the lease's endpoints on chain",
+        |o| o.lease.as_ref().is_some_and(|l| l.endpoints == shown),
+    )
+    .await;
 
     // By port, at the address clients outside use.
     let plain = reqwest::Client::builder()

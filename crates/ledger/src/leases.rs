@@ -79,6 +79,7 @@ pub(crate) fn create_lease(
         fee: Amount::ZERO,
         refund: Amount::ZERO,
         result: None,
+        endpoints: Vec::new(),
     };
     state.open_orders.remove(&order_id);
     state.leases.insert(id, lease);
@@ -134,6 +135,25 @@ pub(crate) fn check_start(state: &State, signer: &Address, id: LeaseId) -> Resul
         return Err(Rejection::LeaseNotPending);
     }
     Ok(())
+}
+
+pub(crate) fn check_endpoints(
+    state: &State,
+    signer: &Address,
+    id: LeaseId,
+    endpoints: &[String],
+) -> Result<(), Rejection> {
+    live_lease_of(state, signer, id)?;
+    if !gpunet_protocol::tx::endpoints_valid(endpoints) {
+        return Err(Rejection::EndpointsInvalid);
+    }
+    Ok(())
+}
+
+pub(crate) fn publish_endpoints(state: &mut State, id: LeaseId, endpoints: Vec<String>) {
+    if let Some(l) = state.leases.get_mut(&id) {
+        l.endpoints = endpoints;
+    }
 }
 
 pub(crate) fn start(state: &mut State, id: LeaseId, events: &mut Vec<Event>) {

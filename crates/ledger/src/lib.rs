@@ -122,6 +122,9 @@ fn check_msg(state: &State, body: &TxBody) -> Result<(), Rejection> {
             agreeing,
             missing,
         } => checks::check_verdict(state, signer, *order, agreeing, missing),
+        Msg::PublishEndpoints { lease, endpoints } => {
+            leases::check_endpoints(state, signer, *lease, endpoints)
+        }
     }
 }
 
@@ -161,6 +164,9 @@ fn apply_checked(state: &mut State, body: TxBody, events: &mut Vec<Event>) {
             agreeing,
             missing,
         } => checks::post_verdict(state, signer, order, agreeing, missing, events),
+        Msg::PublishEndpoints { lease, endpoints } => {
+            leases::publish_endpoints(state, lease, endpoints)
+        }
     }
 }
 

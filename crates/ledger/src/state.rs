@@ -279,6 +279,9 @@ pub struct Lease {
     /// Returned to the tenant when the lease ended.
     pub refund: Amount,
     pub result: Option<LeaseResult>,
+    /// Where the provider says the lease's service is reached (`PublishEndpoints`); empty for
+    /// a job that exposes nothing, or until the provider says.
+    pub endpoints: Vec<String>,
 }
 
 impl Lease {

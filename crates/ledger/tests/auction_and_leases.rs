@@ -979,3 +979,47 @@ fn a_provider_can_only_move_its_endpoint_under_live_leases() {
     w.block(vec![tx]).assert_all_applied();
     check(&mut w, p, Msg::UpdateProvider { profile }, Ok(()));
 }
+
+#[test]
+fn a_leases_provider_records_its_endpoints_and_nobody_else_can() {
+    let mut w = world();
+    let (p0, p1) = (w.provider_addr(0), w.provider_addr(1));
+    let t = w.tenant(0);
+    let (order, lease) = leased(&mut w, order_terms(), 0, usd(1));
+    let publish = |endpoints: &[&str]| Msg::PublishEndpoints {
+        lease,
+        endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+    };
+    let good = [
+        "http://203.0.113.7:30001",
+        "http://7-8080.apps.example.net",
+        "tcp://203.0.113.7:30002",
+    ];
+    // Only the lease's provider: not another provider, not the tenant.
+    check(&mut w, p1, publish(&good), Err(Rejection::NotLeaseProvider));
+    check(&mut w, t, publish(&good), Err(Rejection::NotLeaseProvider));
+    // Bounded and well-formed.
+    let too_many: Vec<String> = (0..33).map(|i| format!("tcp://10.0.0.1:{i}")).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    let too_long = format!("http://{}", "a".repeat(250));
+    for bad in [
+        &too_many[..],
+        &["ftp://203.0.113.7:21"],
+        &["http://"],
+        &["http://a b"],
+        &["http://\u{e9}t\u{e9}.example"],
+        &[too_long.as_str()],
+        &["tcp://10.0.0.1:1", "tcp://10.0.0.1:1"],
+    ] {
+        check(&mut w, p0, publish(bad), Err(Rejection::EndpointsInvalid));
+    }
+    // Recorded while pending, replaced later, shown on the lease.
+    check(&mut w, p0, publish(&good[..1]), Ok(()));
+    assert_eq!(w.lease(lease).endpoints, [good[0]]);
+    check(&mut w, p0, publish(&good), Ok(()));
+    assert_eq!(w.lease(lease).endpoints, good);
+    // Not once the lease has ended.
+    let tx = w.cancel(t, order);
+    w.block(vec![tx]);
+    check(&mut w, p0, publish(&good), Err(Rejection::LeaseNotLive));
+}

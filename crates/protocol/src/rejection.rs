@@ -106,6 +106,7 @@ rejections! {
     ChallengeInFlight = 54, "challenge_in_flight", "the provider has a hardware challenge in flight and cannot deregister until it passes or fails";
     UnbondInvalid = 55, "unbond_invalid", "unbond at least 1 micro-gpn and at most what keeps the stake at what the listing needs (max(min_provider_stake, stake_per_gpu x GPUs), see /v1/params), with at most 16 unbondings pending, and not while jailed; to take it all, leave the network (gpunet provider leave)";
     VerdictInvalid = 56, "verdict_invalid", "only the verifier the ledger chose (VerdictRequested) posts a verdict, before its deadline_height, naming only runs of the request, each at most once, in agreeing (none, or at least two) or missing, not both";
+    EndpointsInvalid = 57, "endpoints_invalid", "a lease's endpoints are at most 32 URLs of http://, https:// or tcp://, each 1 to 256 printable ASCII bytes without spaces, each once";
 }
 
 impl std::fmt::Display for Rejection {

@@ -232,6 +232,34 @@ pub enum Msg {
         agreeing: Vec<LeaseId>,
         missing: Vec<LeaseId>,
     },
+    /// The provider of a live lease says where its service is reached (each published port,
+    /// and its names through the provider's ingress), replacing what it said before; the
+    /// lease's record shows them to anyone. The provider's word: a tenant checks them by using
+    /// them.
+    PublishEndpoints {
+        lease: LeaseId,
+        endpoints: Vec<String>,
+    },
+}
+
+/// Most endpoints one lease records.
+pub const MAX_LEASE_ENDPOINTS: usize = 32;
+/// Longest endpoint a lease records, in bytes.
+pub const MAX_ENDPOINT_BYTES: usize = 256;
+
+/// Whether `endpoints` may be recorded for a lease: at most [`MAX_LEASE_ENDPOINTS`], each
+/// once, each an `http://`, `https://` or `tcp://` URL of 1 to [`MAX_ENDPOINT_BYTES`]
+/// printable ASCII bytes without spaces.
+pub fn endpoints_valid(endpoints: &[String]) -> bool {
+    endpoints.len() <= MAX_LEASE_ENDPOINTS
+        && endpoints.iter().enumerate().all(|(i, e)| {
+            e.len() <= MAX_ENDPOINT_BYTES
+                && e.bytes().all(|b| b.is_ascii_graphic())
+                && ["http://", "https://", "tcp://"]
+                    .iter()
+                    .any(|scheme| e.len() > scheme.len() && e.starts_with(scheme))
+                && !endpoints[..i].contains(e)
+        })
 }
 
 impl Msg {
@@ -258,6 +286,7 @@ impl Msg {
             Msg::CommitChallenge { .. } => "commit_challenge",
             Msg::OpenChallenge { .. } => "open_challenge",
             Msg::PostVerdict { .. } => "post_verdict",
+            Msg::PublishEndpoints { .. } => "publish_endpoints",
         }
     }
 }

@@ -171,6 +171,7 @@ pub(crate) fn lease_view(state: &State, l: &Lease) -> LeaseView {
             .get(&l.provider)
             .map(|p| p.profile.endpoint.clone())
             .unwrap_or_default(),
+        endpoints: l.endpoints.clone(),
         price_per_hour: l.price_per_hour,
         resources: l.resources.clone(),
         gpu_slots: l.gpu_slots.clone(),
