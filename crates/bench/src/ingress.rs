@@ -1,16 +1,21 @@
 //! `gpunet bench ingress`: what the agent's ingress reverse proxy adds to an HTTP service,
 //! measured beside a direct connection in one run.
 //!
-//! One process holds all three parts, on loopback: the service ([`serve_upstream`], which
-//! answers each request after `service_ms`, like a service doing work), the agent's real
-//! proxy (`gpunet_agent::ingress::router` with one route to the service), and the clients
-//! (keep-alive connections that resolve the route's name to the proxy, as a wildcard DNS
-//! record would). Phases alternate — direct, proxied, direct, proxied — and each figure is
-//! the better of its two phases, so a slow moment of the machine does not land on one side only.
+//! Two setups, measured by the same code ([`run`] with a [`Setup`]):
 //!
-//! With `service_ms` 0 the figures are raw forwarding on this machine's cores, where the
-//! proxy competes with the clients and the service for the same CPUs: a lower bound.
-//! `gpunet bench upstream` runs the same service on its own, e.g. as a container job.
+//! - [`Setup::InProcess`]: one process holds all three parts, on loopback: the service
+//!   ([`serve_upstream`], which answers each request after `service_ms`, like a service doing
+//!   work), the agent's real proxy (`gpunet_agent::ingress::router` with one route to the
+//!   service), and the clients (keep-alive connections that name the route in `Host`, as a
+//!   wildcard DNS record would send them to the proxy). With `service_ms` 0 the figures are raw
+//!   forwarding on this machine's cores, where the proxy competes with the clients and the
+//!   service for the same CPUs: a lower bound.
+//! - [`Setup::External`]: a service and a provider's proxy already running elsewhere, e.g.
+//!   `gpunet bench upstream` as a container job in the cluster: the clients reach the service at
+//!   its published port, and the provider's ingress with the route's name in `Host`.
+//!
+//! Phases alternate — direct, proxied, direct, proxied — and each figure is the better of its
+//! two phases, so a slow moment of the machine does not land on one side only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::get;
 
 /// The route's name under the bench's domain.
@@ -27,15 +32,33 @@ const DOMAIN: &str = "bench.gpunet.test";
 /// Requests timed one after another, per phase, for the latency figures.
 const LATENCY_SAMPLES: usize = 1000;
 
-/// What to measure.
+/// How hard and how long to measure.
 #[derive(Debug, Clone, Copy)]
 pub struct IngressBench {
     /// Keep-alive connections sending requests at once during the throughput phases.
     pub connections: usize,
     /// How long each throughput phase lasts.
     pub phase: Duration,
-    /// How long the service takes for each answer.
-    pub service_ms: u64,
+}
+
+/// Where the service and the proxy in front of it are.
+#[derive(Debug, Clone)]
+pub enum Setup {
+    /// Both started here, on loopback, the service answering after `service_ms`.
+    InProcess { service_ms: u64 },
+    /// Both already running elsewhere.
+    External(Endpoints),
+}
+
+/// A running service and a proxy that routes a name to it.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// The service itself, e.g. its published port: `http://HOST:PORT`.
+    pub direct: String,
+    /// The proxy: `http://HOST:PORT`, asked with `Host: host`.
+    pub proxied: String,
+    /// The name the proxy routes to the service, e.g. `7-8080.apps.cluster`.
+    pub host: String,
 }
 
 /// What was measured.
@@ -129,11 +152,50 @@ pub async fn serve_upstream(
         .context("serving")
 }
 
-/// Runs the bench.
-pub async fn run(bench: IngressBench) -> Result<IngressFigures> {
+/// Runs the bench: starts what `setup` says is not running yet, checks that both ways answer,
+/// then measures them.
+pub async fn run(bench: IngressBench, setup: &Setup) -> Result<IngressFigures> {
+    let (direct, proxied) = match setup {
+        Setup::InProcess { service_ms } => {
+            let (direct, proxy, name) = start_in_process(*service_ms).await?;
+            (
+                Target::new(&format!("http://{direct}/"), None, bench.connections)?,
+                Target::new(&format!("http://{proxy}/"), Some(&name), bench.connections)?,
+            )
+        }
+        Setup::External(at) => (
+            Target::new(&at.direct, None, bench.connections).context("--direct")?,
+            Target::new(&at.proxied, Some(&at.host), bench.connections).context("--proxied")?,
+        ),
+    };
+    // Both answer before anything is timed, or the error says which and what to check.
+    if let Err(e) = direct.once().await {
+        anyhow::bail!(
+            "the service at {} (direct) failed: {e:#}; is it running, and is this its \
+             published port? (`gpunet job status ID` prints it as the job's first endpoint)",
+            direct.url
+        );
+    }
+    if let Err(e) = proxied.once().await {
+        anyhow::bail!(
+            "the proxy at {} (proxied, Host: {}) failed: {e:#}; is this the provider's \
+             ingress (`--ingress-listen`), and the name one `gpunet job status ID` prints?",
+            proxied.url,
+            proxied
+                .host
+                .as_ref()
+                .map_or("", |h| h.to_str().unwrap_or("?"))
+        );
+    }
+    Ok(measure(bench, &direct, &proxied).await)
+}
+
+/// The service and the agent's proxy with one route to it, on loopback: the service's
+/// address, the proxy's, and the route's name.
+async fn start_in_process(service_ms: u64) -> Result<(SocketAddr, SocketAddr, String)> {
     let service = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let service_addr = service.local_addr()?;
-    tokio::spawn(serve_upstream(service, bench.service_ms, None));
+    tokio::spawn(serve_upstream(service, service_ms, None));
 
     let routes = gpunet_agent::ingress::Routes::new();
     let lease = gpunet_protocol::LeaseId(1);
@@ -143,32 +205,22 @@ pub async fn run(bench: IngressBench) -> Result<IngressFigures> {
     let app = gpunet_agent::ingress::router(routes, DOMAIN)
         .into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(proxy, app).await });
-
     let name = format!(
         "{}.{DOMAIN}",
         gpunet_agent::ingress::route_name(lease, 8080)
     );
-    let direct = Target::new(format!("http://{service_addr}/"), None, bench.connections)?;
-    let proxied = Target::new(
-        format!("http://{name}:{}/", proxy_addr.port()),
-        Some((name, proxy_addr)),
-        bench.connections,
-    )?;
-    // Both answer before anything is timed.
-    for target in [&direct, &proxied] {
-        target
-            .once()
-            .await
-            .with_context(|| format!("the first request to {} failed", target.url))?;
-    }
+    Ok((service_addr, proxy_addr, name))
+}
 
+/// Alternating phases, direct then proxied, twice; each figure the better of its two.
+async fn measure(bench: IngressBench, direct: &Target, proxied: &Target) -> IngressFigures {
     let mut figures = IngressFigures::default();
     let (mut direct_rps, mut proxied_rps) = (Vec::new(), Vec::new());
     let (mut direct_ms, mut proxied_ms) = (Vec::new(), Vec::new());
     for _ in 0..2 {
         for (target, rps, ms) in [
-            (&direct, &mut direct_rps, &mut direct_ms),
-            (&proxied, &mut proxied_rps, &mut proxied_ms),
+            (direct, &mut direct_rps, &mut direct_ms),
+            (proxied, &mut proxied_rps, &mut proxied_ms),
         ] {
             let (count, errors) = target.throughput(bench.connections, bench.phase).await;
             rps.push(count as f64 / bench.phase.as_secs_f64());
@@ -183,7 +235,7 @@ pub async fn run(bench: IngressBench) -> Result<IngressFigures> {
     figures.proxied_rps = best(&proxied_rps, true);
     figures.direct_ms_p50 = best(&direct_ms, false);
     figures.proxied_ms_p50 = best(&proxied_ms, false);
-    Ok(figures)
+    figures
 }
 
 /// The better of two phases' figures: the higher rate or the lower latency.
@@ -192,35 +244,58 @@ fn best(values: &[f64], higher: bool) -> f64 {
     values.iter().copied().reduce(pick).unwrap_or(0.0)
 }
 
-/// One way to the service.
+/// Longest a failed answer's body is quoted in an error.
+const QUOTED_BODY_CHARS: usize = 200;
+
+/// One way to the service: a URL, and the name to send as `Host` (a proxy's route).
+#[derive(Clone)]
 struct Target {
-    url: String,
+    url: reqwest::Url,
+    host: Option<HeaderValue>,
     client: reqwest::Client,
 }
 
 impl Target {
-    fn new(url: String, resolve: Option<(String, SocketAddr)>, pool: usize) -> Result<Self> {
-        let mut builder = reqwest::Client::builder()
+    fn new(url: &str, host: Option<&str>, pool: usize) -> Result<Self> {
+        let url = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| u.scheme() == "http" && u.host_str().is_some())
+            .with_context(|| format!("{url:?} is not an http://HOST:PORT URL"))?;
+        let host = host
+            .map(|h| {
+                HeaderValue::from_str(h)
+                    .ok()
+                    .filter(|_| !h.is_empty() && !h.contains(['/', ' ']))
+                    .with_context(|| format!("{h:?} is not a host name"))
+            })
+            .transpose()?;
+        let client = reqwest::Client::builder()
             .pool_max_idle_per_host(pool)
+            .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
-            .no_proxy();
-        if let Some((name, addr)) = resolve {
-            builder = builder.resolve(&name, addr);
-        }
-        Ok(Self {
-            url,
-            client: builder.build()?,
-        })
+            .no_proxy()
+            .build()?;
+        Ok(Self { url, host, client })
     }
 
+    fn get(&self) -> reqwest::RequestBuilder {
+        let request = self.client.get(self.url.clone());
+        match &self.host {
+            Some(host) => request.header(header::HOST, host.clone()),
+            None => request,
+        }
+    }
+
+    /// One request, read to its end; an error quotes the start of a failed answer's body.
     async fn once(&self) -> Result<()> {
-        let response = self.client.get(&self.url).send().await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "answered {}",
-            response.status()
-        );
-        response.bytes().await?;
+        let response = self.get().send().await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            let body = String::from_utf8_lossy(&body);
+            let quoted: String = body.trim().chars().take(QUOTED_BODY_CHARS).collect();
+            anyhow::bail!("answered {status}: {quoted}");
+        }
         Ok(())
     }
 
@@ -231,11 +306,11 @@ impl Target {
         let stop = Arc::new(AtomicBool::new(false));
         let mut loops = tokio::task::JoinSet::new();
         for _ in 0..connections.max(1) {
-            let (client, url) = (self.client.clone(), self.url.clone());
+            let target = self.clone();
             let (done, failed, stop) = (done.clone(), failed.clone(), stop.clone());
             loops.spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let ok = match client.get(&url).send().await {
+                    let ok = match target.get().send().await {
                         Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                         _ => false,
                     };
@@ -277,17 +352,14 @@ impl Target {
 mod tests {
     use super::*;
 
-    /// A short run on loopback: both ways answer, nothing fails, and the figures are filled.
-    /// (How fast is for the bench itself, not for a test.)
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_short_run_measures_both_ways_without_errors() {
-        let figures = run(IngressBench {
-            connections: 2,
-            phase: Duration::from_millis(200),
-            service_ms: 0,
-        })
-        .await
-        .expect("runs");
+    const SHORT: IngressBench = IngressBench {
+        connections: 2,
+        phase: Duration::from_millis(200),
+    };
+
+    /// Both ways answered, nothing failed, and the figures are filled. (How fast is for the
+    /// bench itself, not for a test.)
+    fn assert_measured(figures: &IngressFigures) {
         assert_eq!(figures.errors, 0, "{figures:?}");
         assert!(
             figures.direct_rps > 0.0 && figures.proxied_rps > 0.0,
@@ -297,5 +369,79 @@ mod tests {
             figures.direct_ms_p50 > 0.0 && figures.proxied_ms_p50 > 0.0,
             "{figures:?}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_run_in_process_measures_both_ways_without_errors() {
+        let figures = run(SHORT, &Setup::InProcess { service_ms: 0 })
+            .await
+            .expect("runs");
+        assert_measured(&figures);
+    }
+
+    /// The external mode, against a service and the agent's proxy started apart from it: the
+    /// proxy is reached by address, and routes by the name in `Host`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_run_against_running_endpoints_measures_both_ways_without_errors() {
+        let (service, proxy, name) = start_in_process(0).await.expect("starts");
+        let at = Endpoints {
+            direct: format!("http://{service}"),
+            proxied: format!("http://{proxy}"),
+            host: name,
+        };
+        let figures = run(SHORT, &Setup::External(at)).await.expect("runs");
+        assert_measured(&figures);
+    }
+
+    /// Runs against `direct`, `proxied` and `host`, which must fail with all of `expected`.
+    async fn check_refused(direct: String, proxied: String, host: &str, expected: &[&str]) {
+        let at = Endpoints {
+            direct,
+            proxied,
+            host: host.to_owned(),
+        };
+        let e = run(SHORT, &Setup::External(at)).await.expect_err("refused");
+        let e = format!("{e:#}");
+        for part in expected {
+            assert!(e.contains(part), "{part:?} not in: {e}");
+        }
+    }
+
+    /// An endpoint that does not answer, or a name the proxy has no route for, stops the run
+    /// before anything is timed, with the endpoint and what to check in the error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_endpoint_that_does_not_answer_is_named() {
+        let (service, proxy, name) = start_in_process(0).await.expect("starts");
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+            l.local_addr().expect("addr")
+        };
+        check_refused(
+            format!("http://{closed}"),
+            format!("http://{proxy}"),
+            &name,
+            &[
+                &format!("the service at http://{closed}/ (direct)"),
+                "job status",
+            ],
+        )
+        .await;
+        check_refused(
+            format!("http://{service}"),
+            format!("http://{proxy}"),
+            "9-8080.bench.gpunet.test",
+            &[
+                &format!("the proxy at http://{proxy}/ (proxied, Host: 9-8080.bench.gpunet.test)"),
+                "answered 404 Not Found: gpunet ingress: no service is published at 9-8080.bench.gpunet.test",
+            ],
+        )
+        .await;
+        check_refused(
+            format!("http://{service}"),
+            "provider-0:8080".to_owned(),
+            &name,
+            &["--proxied", "is not an http://HOST:PORT URL"],
+        )
+        .await;
     }
 }

@@ -115,19 +115,23 @@ pub enum BenchCmd {
         runs: usize,
     },
     /// What the agent's ingress reverse proxy adds to an HTTP service, measured beside a direct
-    /// connection in one run, all on loopback in this process: the service (answering each
-    /// request after --service-ms, like a service doing work), the agent's real proxy with one
-    /// route to it, and --connections keep-alive clients that reach the proxy by the route's
-    /// name (<lease>-<port>.DOMAIN), as through a wildcard DNS record. Throughput phases of
-    /// --seconds alternate direct, proxied, direct, proxied (the better of each pair counts);
-    /// latency is the median of 1000 requests one at a time, each way. With --service-ms 0
-    /// the proxy competes with the clients and the service for this machine's cores: a lower
-    /// bound, not the figure for a real service.
+    /// connection in one run. By default all on loopback in this process: the service
+    /// (answering each request after --service-ms, like a service doing work), the agent's real
+    /// proxy with one route to it, and --connections keep-alive clients that name the route
+    /// (<lease>-<port>.DOMAIN) in Host, as a wildcard DNS record would send them. With --direct,
+    /// --proxied and --host, against a service and a provider's proxy that already run (e.g.
+    /// `gpunet bench upstream` as a container job: `deploy/cluster/cluster.sh bench-ingress`).
+    /// Throughput phases of --seconds alternate direct, proxied, direct, proxied (the better of
+    /// each pair counts); latency is the median of 1000 requests one at a time, each way. With
+    /// --service-ms 0 the proxy competes with the clients and the service for this machine's
+    /// cores: a lower bound, not the figure for a real service.
     ///
     /// Prints {"direct_rps", "proxied_rps", "added_ms_p50", …}; targets: added_ms_p50 ≤ 1 and
     /// proxied_rps ≥ 90 % of direct_rps.
     ///
     /// Example: gpunet bench ingress --json
+    ///
+    /// Example: gpunet bench ingress --direct http://172.18.0.1:30000 --proxied http://provider-0:8080 --host 1-8080.apps.cluster
     Ingress {
         /// Print the figures as one JSON object instead of text.
         #[arg(long)]
@@ -142,9 +146,20 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
         /// Milliseconds the service takes for each answer (a light API call; 0 times raw
-        /// forwarding).
-        #[arg(long, default_value_t = 10)]
+        /// forwarding). In this process only: a running service decides its own.
+        #[arg(long, default_value_t = 10, conflicts_with = "direct")]
         service_ms: u64,
+        /// A running service, e.g. a job's published port (the first endpoint `job status`
+        /// prints), instead of one in this process.
+        #[arg(long, value_name = "http://HOST:PORT", requires = "proxied")]
+        direct: Option<String>,
+        /// The proxy in front of that service, e.g. a provider's ingress (`--ingress-listen`).
+        #[arg(long, value_name = "http://HOST:PORT", requires = "host")]
+        proxied: Option<String>,
+        /// The name the proxy routes to the service, sent as Host: <lease>-<port>.DOMAIN (the
+        /// name in the endpoint `job status` prints, without its port).
+        #[arg(long, value_name = "NAME", requires = "direct")]
+        host: Option<String>,
     },
     /// The HTTP service `bench ingress` measures, on its own until stopped (e.g. as a container
     /// job's command, to time a provider's real ingress from outside): GET / answers "ok" after
@@ -469,24 +484,34 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             connections,
             seconds,
             service_ms,
+            direct,
+            proxied,
+            host,
         } => {
+            use gpunet_bench::ingress::{Endpoints, IngressBench, Setup};
+            let setup = match (direct, proxied, host) {
+                (Some(direct), Some(proxied), Some(host)) => Setup::External(Endpoints {
+                    direct,
+                    proxied,
+                    host,
+                }),
+                _ => Setup::InProcess { service_ms },
+            };
             let progress = Progress::new(json_out);
             progress.status(&format!(
                 "timing the ingress proxy: 4 phases of {seconds} s with {connections} connections, and 4000 requests one at a time"
             ));
-            let f = gpunet_bench::ingress::run(gpunet_bench::ingress::IngressBench {
+            let bench = IngressBench {
                 connections: connections.max(1),
                 phase: std::time::Duration::from_secs(seconds.max(1)),
-                service_ms,
-            })
-            .await;
+            };
+            let f = gpunet_bench::ingress::run(bench, &setup).await;
             progress.finish();
             let f = f?;
-            let figures = json!({
+            let mut figures = json!({
                 "build": build_kind(),
                 "connections": connections,
                 "seconds": seconds,
-                "service_ms": service_ms,
                 "direct_rps": f.direct_rps.round(),
                 "proxied_rps": f.proxied_rps.round(),
                 "proxied_over_direct": (f.throughput_ratio() * 1000.0).round() / 1000.0,
@@ -495,13 +520,26 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 "added_ms_p50": (f.added_ms_p50() * 1000.0).round() / 1000.0,
                 "errors": f.errors,
             });
+            // What was measured: the service's delay here, or the endpoints measured.
+            let described = match &setup {
+                Setup::InProcess { service_ms } => {
+                    figures["service_ms"] = json!(service_ms);
+                    format!("in this process, service {service_ms} ms per answer")
+                }
+                Setup::External(at) => {
+                    figures["direct"] = json!(at.direct);
+                    figures["proxied"] = json!(at.proxied);
+                    figures["host"] = json!(at.host);
+                    format!("{} with Host {} beside {}", at.proxied, at.host, at.direct)
+                }
+            };
             let out = out.unwrap_or_else(|| default_out("ingress"));
             write_figures(&out, &figures)?;
             if json_out {
                 println!("{figures}");
             } else {
                 println!(
-                    "ingress proxy ({} build, service {service_ms} ms per answer, {connections} connections):",
+                    "ingress proxy ({} build, {described}, {connections} connections):",
                     build_kind()
                 );
                 println!(

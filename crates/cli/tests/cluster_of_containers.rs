@@ -1006,9 +1006,10 @@ fn curl_in_cluster(cluster: &Cluster, image: &str, args: &[&str]) -> Option<Stri
 /// Issue 14 in the cluster: provider-0 runs container jobs on this machine's engine. A
 /// two-service job (a front end that calls its api by name, the api in two replicas) is
 /// reached from a container on the tenant's side of the network at the endpoints `job status`
-/// prints: by port at the network's gateway, and by host name through provider-0's proxy. The
-/// api's port the spec did not expose, and the api itself at its address on the job's own
-/// network, are out of reach; after cancel nothing answers.
+/// prints: by port at the network's gateway, and by host name through provider-0's proxy, and
+/// `gpunet bench ingress` measures the one beside the other from there. The api's port the
+/// spec did not expose, and the api itself at its address on the job's own network, are out
+/// of reach; after cancel nothing answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_service_job_on_provider_0_is_reached_from_the_tenants_side_by_port_and_by_name() {
     let test =
@@ -1141,6 +1142,53 @@ async fn a_two_service_job_on_provider_0_is_reached_from_the_tenants_side_by_por
     )
     .expect("the api answers by name");
     assert!(body.contains(&format!("host: {api_name}")), "{body}");
+
+    // `gpunet bench ingress` against these endpoints from the tenant's side (the front is
+    // `gpunet bench upstream`): both ways measured, nothing failed. How fast is for the bench
+    // (`cluster.sh bench-ingress`), not for a test.
+    let started = Instant::now();
+    let out = cluster.script(&[
+        "tenant",
+        "bench",
+        "ingress",
+        "--direct",
+        &shown[0],
+        "--proxied",
+        "http://provider-0:8080",
+        "--host",
+        &front_name,
+        "--seconds",
+        "1",
+        "--connections",
+        "4",
+        "--json",
+        "--out",
+        "/out/bench/ingress.json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench ingress: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: Value =
+        serde_json::from_str(stdout.trim()).expect("bench ingress --json prints JSON");
+    assert_eq!(figures["errors"], 0, "{figures}");
+    assert_eq!(figures["host"], front_name.as_str(), "{figures}");
+    for side in ["direct_rps", "proxied_rps"] {
+        assert!(
+            figures[side].as_f64().is_some_and(|r| r > 0.0),
+            "{side}: {figures}"
+        );
+    }
+    let written = cluster.dir.path().join("out/bench/ingress.json");
+    let written: Value = serde_json::from_slice(&std::fs::read(&written).expect("figures written"))
+        .expect("figures are JSON");
+    assert_eq!(written, figures);
+    println!(
+        "bench ingress from the tenant's side took {:?}: {figures}",
+        started.elapsed()
+    );
 
     // The api at its address on the job's own network: neither its exposed nor its unexposed
     // port is reached from outside that network.
