@@ -8,6 +8,12 @@
 #   deploy/cluster/cluster.sh tenant ARGS...     any gpunet command as the tenant, e.g. `tenant job logs 1`;
 #                                                it runs in /out, which is $GPUNET_CLUSTER_DIR/out on the host
 #   deploy/cluster/cluster.sh output ID          download job ID's outputs to $GPUNET_CLUSTER_DIR/out/job-ID on the host
+#   deploy/cluster/cluster.sh bench-ingress [ARGS...]
+#                                                provider-0's ingress proxy beside a direct connection: runs
+#                                                `gpunet bench upstream` as a service job (this image), times it
+#                                                from the tenant's side with `gpunet bench ingress --direct …
+#                                                --proxied … --host …` (ARGS: e.g. --json --seconds 5), cancels it;
+#                                                figures in $GPUNET_CLUSTER_DIR/out/bench/ingress.json
 #   deploy/cluster/cluster.sh join               start validator-4, a late joiner, by state sync (needs
 #                                                GPUNET_CLUSTER_VALIDATORS=5 when the network was written)
 #   deploy/cluster/cluster.sh status             height and state root of every validator
@@ -30,6 +36,7 @@
 #   GPUNET_CLUSTER_POWERS   voting power of each validator of a new chain, comma-separated
 #                           (default 1 each; `node init --powers`)
 #   GPUNET_CLUSTER_INGRESS_PORTS  host ports provider-0 publishes services on (default 30000-30099)
+#   GPUNET_BENCH_SERVICE_MS milliseconds the bench-ingress service takes per answer (default 10)
 #
 # provider-0 runs container jobs on this machine's engine: its containers (gpunet-lease-*) are
 # removed by `down` and `purge` with the cluster.
@@ -93,6 +100,54 @@ output() {
   shift
   in_cluster job output "$id" --to "/out/job-$id" "$@"
   say "the files are in $GPUNET_CLUSTER_DIR/out/job-$id on this machine"
+}
+
+# provider-0's ingress beside a direct connection to the same service: `gpunet bench upstream`
+# as a service job from this cluster's own image (it holds the gpunet binary), timed from the
+# tenant's side of the network, then cancelled.
+bench_ingress() {
+  local service_ms="${GPUNET_BENCH_SERVICE_MS:-10}" spec="$GPUNET_CLUSTER_DIR/jobs/bench-ingress.yaml"
+  mkdir -p "$GPUNET_CLUSTER_DIR/jobs"
+  cat >"$spec" <<EOF
+version: 1
+name: bench-ingress
+kind: service
+run:
+  image: $GPUNET_IMAGE
+  network: egress
+  command: [/bin/gpunet, bench, upstream, --listen, "0.0.0.0:8080", --service-ms, "$service_ms"]
+expose: [{ port: 8080 }]
+resources: { cpu: 1, memory: 256Mi, disk: 32Mi }
+pricing: { max_per_hour: "1.00", deposit: "1.00" }
+limits: { max_duration: 30m }
+EOF
+  local submitted id
+  submitted="$(in_cluster job submit /jobs/bench-ingress.yaml)" \
+    || die "the bench's job was not submitted (is the cluster up? $0 up)"
+  id="$(sed -n 's/^job \([0-9]*\) submitted$/\1/p' <<<"$submitted")"
+  [[ -n "$id" ]] || die "no job id in: $submitted"
+  # Cancelled however this ends ($id expanded now: the trap runs after this function returns).
+  trap "in_cluster job cancel $id >/dev/null 2>&1 || say 'job $id was not cancelled: $0 tenant job cancel $id'" EXIT
+  say "job $id runs gpunet bench upstream (service $service_ms ms per answer); waiting for its endpoints"
+  # `job status` prints the published port first, then the name provider-0's proxy serves:
+  #   endpoint http://172.18.0.1:30000
+  #   endpoint http://7-8080.apps.cluster:8080
+  local deadline=$((SECONDS + wait_secs)) status direct="" name="" port=""
+  while :; do
+    status="$(in_cluster job status "$id" 2>/dev/null || true)"
+    direct="$(sed -n 's#^ *endpoint \(http://[0-9.]*:[0-9]*\)$#\1#p' <<<"$status" | head -n 1)"
+    name="$(sed -n 's#^ *endpoint http://\([0-9]*-8080\.[^: ]*\):[0-9]*$#\1#p' <<<"$status" | head -n 1)"
+    port="$(sed -n 's#^ *endpoint http://[0-9]*-8080\.[^: ]*:\([0-9]*\)$#\1#p' <<<"$status" | head -n 1)"
+    [[ -n "$direct" && -n "$name" && -n "$port" ]] && break
+    ((SECONDS < deadline)) || die "job $id showed no endpoints after ${wait_secs}s:"$'\n'"$status"
+    sleep 1
+  done
+  say "direct $direct, proxied http://provider-0:$port with Host $name"
+  local out=(--out /out/bench/ingress.json) a
+  for a in "$@"; do [[ "$a" == --out || "$a" == --out=* ]] && out=(); done
+  in_cluster bench ingress --direct "$direct" --proxied "http://provider-0:$port" --host "$name" \
+    "${out[@]}" "$@"
+  [[ ${#out[@]} -eq 0 ]] || say "figures in $GPUNET_CLUSTER_DIR/out/bench/ingress.json on this machine"
 }
 
 binary() {
@@ -217,6 +272,7 @@ case "${1:-}" in
   status) shift; status "$@" ;;
   tenant) shift; in_cluster "$@" ;;
   output) shift; output "$@" ;;
+  bench-ingress) shift; bench_ingress "$@" ;;
   logs) shift; compose logs --no-color "$@" ;;
   down) down ;;
   purge)
