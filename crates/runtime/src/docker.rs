@@ -2209,8 +2209,8 @@ fn open_to_any_user(dir: &Path, writable: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts an exited container again and follows its new output: what it logged after its last
-/// run ended.
+/// Starts an exited container again and follows its new output: what it logged after the last
+/// line of its last run.
 async fn restart(
     docker: &Docker,
     container_id: &str,
@@ -2218,26 +2218,51 @@ async fn restart(
     prefixed: bool,
     name: &str,
 ) -> Result<tokio::task::JoinHandle<()>, EngineError> {
-    // The new run's lines come after the last run ended. Not after the new run's `StartedAt`:
-    // the engine records that once the process is running, so a quick first line can carry
-    // an earlier time and would be lost.
-    let ended = docker
-        .inspect_container(container_id, None)
-        .await?
-        .state
-        .and_then(|s| s.finished_at)
-        .as_deref()
-        .and_then(parse_rfc3339_ms)
-        .unwrap_or_else(now_ms);
+    // The new run's lines are those after the last run's last line, by the engine's own
+    // timestamps (the last run's follower has ended, so every line of it is stamped). Neither
+    // the new run's `StartedAt` (recorded once the process runs: a quick first line can be
+    // stamped before it) nor the last run's `FinishedAt` (its last line can be stamped after
+    // it) draws that line.
+    let after = match last_line_ms(docker, container_id).await {
+        Some(at) => at.saturating_add(1),
+        None => docker
+            .inspect_container(container_id, None)
+            .await?
+            .state
+            .and_then(|s| s.finished_at)
+            .as_deref()
+            .and_then(parse_rfc3339_ms)
+            .unwrap_or_else(now_ms),
+    };
     docker.start_container(container_id, None).await?;
     Ok(tokio::spawn(follow_log(
         docker.clone(),
         container_id.to_owned(),
         Arc::clone(sink),
         0,
-        ended.saturating_add(1),
+        after,
         prefixed.then(|| Prefixed::new(name)),
     )))
+}
+
+/// When the engine stamped the container's last log line (unix ms); `None` without one.
+async fn last_line_ms(docker: &Docker, container_id: &str) -> Option<i64> {
+    let options = LogsOptions {
+        follow: false,
+        stdout: true,
+        stderr: true,
+        timestamps: true,
+        tail: "1".into(),
+        ..Default::default()
+    };
+    let mut stream = docker.logs(container_id, Some(options));
+    let mut last = None;
+    while let Some(Ok(output)) = stream.next().await {
+        if let Some((at, _)) = split_timestamp(&output.into_bytes()) {
+            last = Some(at);
+        }
+    }
+    last
 }
 
 /// A container's volumes as its label lists them (`name=bytes;…`).

@@ -54,8 +54,8 @@ use crate::cgroup::{CgroupLimits, Cgroups, LeaseCgroup};
 use crate::docker::TMP_TMPFS_BYTES;
 use crate::error::DriverError;
 use crate::sys::sandbox::{
-    ACK_OK, ChildPlan, EnterPlan, INSIDE_ID, MOUNT_OP_CODE_BASE, MSG_BYTES, MSG_FAILED_STEP,
-    MSG_SHIM_PID, MSG_WORKLOAD_PID, MountOp, REPORT_BYTES, Step,
+    ACK_OK, ChildPlan, Confinement, EnterPlan, INSIDE_ID, MOUNT_OP_CODE_BASE, MSG_BYTES,
+    MSG_FAILED_STEP, MSG_SHIM_PID, MSG_WORKLOAD_PID, MountOp, REPORT_BYTES, Step,
 };
 use crate::workload::{WorkloadSpec, inputs_dir, outputs_dir, work_dir};
 
@@ -191,10 +191,8 @@ pub(crate) struct EnterTarget {
     workload_id: String,
     init: OwnedFd,
     cgroup: Option<LeaseCgroup>,
-    privileged: bool,
-    rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
-    devices: Vec<String>,
-    seccomp: Vec<BpfProgram>,
+    /// The workload's own.
+    confinement: Confinement,
 }
 
 impl EnterTarget {
@@ -228,13 +226,9 @@ impl EnterTarget {
             EnterPlan {
                 init,
                 cgroup_procs,
-                privileged: self.privileged,
                 tty,
                 workdir: c"/work".to_owned(),
-                rlimits: self.rlimits.clone(),
-                writable: WRITABLE.to_vec(),
-                devices: self.devices.clone(),
-                seccomp: self.seccomp.clone(),
+                confinement: self.confinement.clone(),
             },
         );
         Ok(())
@@ -585,7 +579,7 @@ impl Sandbox {
             )
             .map_err(setup("plan the sandbox"))?;
         let op_names: Vec<String> = plan.ops.iter().map(ToString::to_string).collect();
-        let (rlimits, devices) = (plan.rlimits.clone(), plan.devices.clone());
+        let confinement = plan.confinement.clone();
         crate::sys::sandbox::apply(&mut command, plan);
 
         let ids = IdMap {
@@ -622,10 +616,7 @@ impl Sandbox {
                         workload_id: id.clone(),
                         init,
                         cgroup: cgroup.clone(),
-                        privileged: self.privileged,
-                        rlimits,
-                        devices,
-                        seccomp: self.seccomp.clone(),
+                        confinement,
                     }),
                     cgroup,
                     slot,
@@ -840,11 +831,13 @@ impl Sandbox {
             put_old_inside: c"/.oldroot".to_owned(),
             workdir: c"/work".to_owned(),
             hostname: CString::new(spec.workload_id.as_str()).map_err(|e| e.to_string())?,
-            privileged: self.privileged,
-            rlimits,
-            writable: WRITABLE.to_vec(),
-            devices: inside_devices,
-            seccomp: self.seccomp.clone(),
+            confinement: Confinement {
+                privileged: self.privileged,
+                rlimits,
+                writable: WRITABLE.to_vec(),
+                devices: inside_devices,
+                seccomp: self.seccomp.clone(),
+            },
         })
     }
 }

@@ -186,9 +186,16 @@ pub(crate) struct ChildPlan {
     pub(crate) put_old_inside: CString,
     pub(crate) workdir: CString,
     pub(crate) hostname: CString,
-    /// Whether the parent is privileged: it mapped inside uid 0 (which builds the sandbox) as
-    /// well as 1000, and left `setgroups` allowed, so supplementary groups can and must be
-    /// dropped.
+    /// What the init drops to before it forks the workload.
+    pub(crate) confinement: Confinement,
+}
+
+/// What a process of a sandbox drops to before the tenant's code runs in it (the workload's
+/// init, and every command run inside the workload later): see [`confine`].
+#[derive(Debug, Clone)]
+pub(crate) struct Confinement {
+    /// Whether the parent is privileged: it left `setgroups` allowed, so supplementary groups
+    /// can and must be dropped.
     pub(crate) privileged: bool,
     pub(crate) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
     /// Directories (inside paths) the workload may write beneath; everything else is
@@ -498,44 +505,59 @@ fn workload(plan: &ChildPlan) -> io::Result<()> {
         Step::Hostname,
         cvt(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }),
     )?;
-    if plan.privileged {
-        // SAFETY: an empty group list; no pointer is read.
-        step(
-            plan,
-            Step::Groups,
-            cvt(unsafe { libc::setgroups(0, std::ptr::null()) }),
-        )?;
-    }
-    step(plan, Step::Capabilities, drop_bounding_set())?;
-    // SAFETY: setresgid/setresuid take plain ids.
-    step(
-        plan,
-        Step::Ids,
-        cvt(unsafe { libc::setresgid(INSIDE_ID, INSIDE_ID, INSIDE_ID) }),
-    )?;
-    step(
-        plan,
-        Step::Ids,
-        cvt(unsafe { libc::setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID) }),
-    )?;
-    // A change of uid or gid clears the parent-death signal: set it again.
-    step(plan, Step::DeathSignal, die_with_parent())?;
-    step(plan, Step::Capabilities, clear_capabilities())?;
-    for &(resource, soft, hard) in &plan.rlimits {
-        step(plan, Step::Rlimits, super::set_limit(resource, soft, hard))?;
-    }
-    step(plan, Step::Landlock, landlock(plan))?;
-    for program in &plan.seccomp {
-        step(
-            plan,
-            Step::Seccomp,
-            seccompiler::apply_filter(program).map_err(|_| io::Error::last_os_error()),
-        )?;
-    }
+    confine(&plan.confinement, &|failed: Step| {
+        // The error itself still reaches the parent through std's exec-error pipe.
+        let _ = send(plan.to_parent, MSG_FAILED_STEP, failed as u32);
+    })?;
     // SAFETY: fork in a single-threaded process; the init side only makes system calls.
     let workload = step(plan, Step::ForkWorkload, cvt(unsafe { libc::fork() }))?;
     if workload > 0 {
         init(plan, workload)
+    }
+    Ok(())
+}
+
+/// Drops to the lease's uid and gid 1000 with no supplementary group and no capability (the
+/// bounding set too), dies with its parent, and applies `c`'s rlimits, Landlock rules and
+/// seccomp filter: what the workload's init does before it forks the workload, and a command
+/// run inside the workload before it execs. `failed` hears which step failed, before the
+/// error is returned.
+fn confine(c: &Confinement, failed: &dyn Fn(Step)) -> io::Result<()> {
+    let at = |step: Step, result: io::Result<()>| {
+        if result.is_err() {
+            failed(step);
+        }
+        result
+    };
+    if c.privileged {
+        // SAFETY: an empty group list; no pointer is read.
+        at(
+            Step::Groups,
+            cvt(unsafe { libc::setgroups(0, std::ptr::null()) }).map(|_| ()),
+        )?;
+    }
+    at(Step::Capabilities, drop_bounding_set())?;
+    // SAFETY: setresgid/setresuid take plain ids.
+    at(
+        Step::Ids,
+        cvt(unsafe { libc::setresgid(INSIDE_ID, INSIDE_ID, INSIDE_ID) }).map(|_| ()),
+    )?;
+    at(
+        Step::Ids,
+        cvt(unsafe { libc::setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID) }).map(|_| ()),
+    )?;
+    // A change of uid or gid clears the parent-death signal: set it again.
+    at(Step::DeathSignal, die_with_parent())?;
+    at(Step::Capabilities, clear_capabilities())?;
+    for &(resource, soft, hard) in &c.rlimits {
+        at(Step::Rlimits, super::set_limit(resource, soft, hard))?;
+    }
+    at(Step::Landlock, landlock(&c.writable, &c.devices))?;
+    for program in &c.seccomp {
+        at(
+            Step::Seccomp,
+            seccompiler::apply_filter(program).map_err(|_| io::Error::last_os_error()),
+        )?;
     }
     Ok(())
 }
@@ -699,11 +721,7 @@ fn loopback_up() -> io::Result<()> {
 /// Landlock: everything readable and executable, only the lease's directories writable, no
 /// signals or abstract sockets outside the sandbox. Best effort: a kernel without Landlock (or
 /// with an older ABI) enforces what it can; the namespaces and uid are the main wall.
-fn landlock(plan: &ChildPlan) -> io::Result<()> {
-    landlock_rules(&plan.writable, &plan.devices)
-}
-
-fn landlock_rules(writable: &[&'static str], devices: &[String]) -> io::Result<()> {
+fn landlock(writable: &[&'static str], devices: &[String]) -> io::Result<()> {
     let abi = ABI::V6;
     let fail = |_| io::Error::from_raw_os_error(libc::EPERM);
     let ruleset = Ruleset::default()
@@ -743,15 +761,11 @@ pub(crate) struct EnterPlan {
     pub(crate) init: std::os::fd::OwnedFd,
     /// The lease cgroup's `cgroup.procs` files, open for writing (none without cgroups).
     pub(crate) cgroup_procs: Vec<std::os::fd::OwnedFd>,
-    /// As [`ChildPlan::privileged`]: supplementary groups can and must be dropped.
-    pub(crate) privileged: bool,
     /// Standard input is a terminal the command is to control.
     pub(crate) tty: bool,
     pub(crate) workdir: CString,
-    pub(crate) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
-    pub(crate) writable: Vec<&'static str>,
-    pub(crate) devices: Vec<String>,
-    pub(crate) seccomp: Vec<seccompiler::BpfProgram>,
+    /// The workload's own.
+    pub(crate) confinement: Confinement,
 }
 
 /// Installs, as `command`'s pre-exec hook, the way into a running sandbox: the command joins
@@ -794,24 +808,7 @@ fn enter(plan: &EnterPlan) -> io::Result<()> {
     }
     // SAFETY: a valid NUL-terminated path.
     cvt(unsafe { libc::chdir(plan.workdir.as_ptr()) })?;
-    if plan.privileged {
-        // SAFETY: an empty group list; no pointer is read.
-        cvt(unsafe { libc::setgroups(0, std::ptr::null()) })?;
-    }
-    drop_bounding_set()?;
-    // SAFETY: setresgid/setresuid take plain ids.
-    cvt(unsafe { libc::setresgid(INSIDE_ID, INSIDE_ID, INSIDE_ID) })?;
-    cvt(unsafe { libc::setresuid(INSIDE_ID, INSIDE_ID, INSIDE_ID) })?;
-    die_with_parent()?;
-    clear_capabilities()?;
-    for &(resource, soft, hard) in &plan.rlimits {
-        super::set_limit(resource, soft, hard)?;
-    }
-    landlock_rules(&plan.writable, &plan.devices)?;
-    for program in &plan.seccomp {
-        seccompiler::apply_filter(program).map_err(|_| io::Error::last_os_error())?;
-    }
-    Ok(())
+    confine(&plan.confinement, &|_| {})
 }
 
 /// The process the agent spawned, outside the sandbox: closes every descriptor (std's
