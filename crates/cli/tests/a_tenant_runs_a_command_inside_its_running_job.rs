@@ -233,15 +233,7 @@ async fn the_tenant_runs_commands_in_its_container_and_a_stranger_cannot() {
 async fn the_tenant_runs_commands_inside_its_process_jobs_sandbox() {
     let test = "the_tenant_runs_commands_inside_its_process_jobs_sandbox";
     // A provider runs a stranger's process job only in the sandbox.
-    let isolation = gpunet_runtime::ProcessDriver::new().isolation().clone();
-    if !isolation.is_sandboxed() {
-        assert!(
-            std::env::var_os("GPUNET_REQUIRE_SANDBOX").is_none(),
-            "GPUNET_REQUIRE_SANDBOX is set but {isolation:?}"
-        );
-        println!(
-            "skipped: {test}: no sandbox here ({isolation:?}); set GPUNET_REQUIRE_SANDBOX=1 to make this fail"
-        );
+    if gpunet_runtime::testimage::sandboxed_driver_or_skip(test, Vec::new()).is_none() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -384,6 +384,31 @@ pub async fn test_image_or_skip(test: &str) -> Option<String> {
     )
 }
 
+/// The process driver with its sandbox (hiding `protected`, as the agent hides its data), or
+/// `None` after printing "skipped: `test`: …" where this machine cannot build the sandbox —
+/// unless `GPUNET_REQUIRE_SANDBOX=1` (set by `.ci/run`), when that fails the test instead.
+pub fn sandboxed_driver_or_skip(
+    test: &str,
+    protected: Vec<PathBuf>,
+) -> Option<crate::ProcessDriver> {
+    let driver = crate::ProcessDriver::with_protected_paths(protected);
+    if driver.isolation().is_sandboxed() {
+        return Some(driver);
+    }
+    if std::env::var("GPUNET_REQUIRE_SANDBOX").as_deref() == Ok("1") {
+        panic!(
+            "the process sandbox is needed by this test and cannot be built here: {:?}\n\
+             (GPUNET_REQUIRE_SANDBOX=1 is set, so the sandbox tests may not be skipped)",
+            driver.isolation()
+        );
+    }
+    println!(
+        "skipped: {test}: no sandbox here ({:?}); set GPUNET_REQUIRE_SANDBOX=1 to make this fail",
+        driver.isolation()
+    );
+    None
+}
+
 /// Removes a workload's containers when dropped, even when the test fails.
 #[derive(Debug)]
 pub struct ContainerCleanup {

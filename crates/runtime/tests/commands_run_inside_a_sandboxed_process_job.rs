@@ -20,25 +20,6 @@ use tokio::io::AsyncWriteExt;
 /// Longest a command or the workload may take before the test gives up.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The sandboxed driver (hiding `protected`), or `None` (after saying why) where this
-/// machine has no sandbox and `GPUNET_REQUIRE_SANDBOX` is not set.
-fn sandboxed_driver(test: &str, protected: &Path) -> Option<ProcessDriver> {
-    let driver = ProcessDriver::with_protected_paths(vec![protected.to_path_buf()]);
-    if driver.isolation().is_sandboxed() {
-        return Some(driver);
-    }
-    assert!(
-        std::env::var_os("GPUNET_REQUIRE_SANDBOX").is_none(),
-        "GPUNET_REQUIRE_SANDBOX is set but {:?}",
-        driver.isolation()
-    );
-    println!(
-        "skipped: {test}: no sandbox here ({:?}); set GPUNET_REQUIRE_SANDBOX=1 to make this fail",
-        driver.isolation()
-    );
-    None
-}
-
 /// The job: notes its own cgroup and pid, keeps a file of its own, and sleeps.
 const JOB: &str = r#"
 cat /proc/self/cgroup > /work/cgroup
@@ -86,7 +67,9 @@ async fn a_command_runs_inside_a_process_jobs_sandbox_and_nowhere_else() {
     let agent_data = tmp.path().join("agent-data");
     std::fs::create_dir_all(&agent_data).expect("agent data dir");
     std::fs::write(agent_data.join("provider.key"), "agent-secret").expect("key written");
-    let Some(driver) = sandboxed_driver(test, &agent_data) else {
+    let Some(driver) =
+        gpunet_runtime::testimage::sandboxed_driver_or_skip(test, vec![agent_data.clone()])
+    else {
         return;
     };
     let root = tmp.path().join("lease-exec");

@@ -30,20 +30,7 @@ exit 7
 /// The sandboxed driver, or `None` (after saying why) where this machine has no sandbox and
 /// `GPUNET_REQUIRE_SANDBOX` is not set.
 fn sandboxed_driver(test: &str) -> Option<ProcessDriver> {
-    let driver = ProcessDriver::new();
-    if driver.isolation().is_sandboxed() {
-        return Some(driver);
-    }
-    assert!(
-        std::env::var_os("GPUNET_REQUIRE_SANDBOX").is_none(),
-        "GPUNET_REQUIRE_SANDBOX is set but {:?}",
-        driver.isolation()
-    );
-    println!(
-        "skipped: {test}: no sandbox here ({:?}); set GPUNET_REQUIRE_SANDBOX=1 to make this fail",
-        driver.isolation()
-    );
-    None
+    gpunet_runtime::testimage::sandboxed_driver_or_skip(test, Vec::new())
 }
 
 fn spec(root: &Path, script: &str) -> WorkloadSpec {

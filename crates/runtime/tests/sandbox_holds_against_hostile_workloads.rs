@@ -66,19 +66,11 @@ impl Target {
 /// and Docker (required under `GPUNET_REQUIRE_DOCKER=1`).
 async fn targets(test: &str) -> Vec<Target> {
     let mut targets = Vec::new();
-    let process = ProcessDriver::new();
-    if process.isolation().is_sandboxed() {
+    if let Some(process) = gpunet_runtime::testimage::sandboxed_driver_or_skip(
+        &format!("{test} (process sandbox)"),
+        Vec::new(),
+    ) {
         targets.push(Target::Process(process));
-    } else if std::env::var("GPUNET_REQUIRE_SANDBOX").as_deref() == Ok("1") {
-        panic!(
-            "GPUNET_REQUIRE_SANDBOX=1 but the sandbox is unavailable: {:?}",
-            process.isolation()
-        );
-    } else {
-        println!(
-            "skipped: {test} (process sandbox): {:?}; set GPUNET_REQUIRE_SANDBOX=1 to make this fail",
-            process.isolation()
-        );
     }
     let docker = DockerDriver::new();
     match docker.fingerprint().await {
