@@ -4,7 +4,7 @@
 //!
 //! - **Two listings on one machine** (two agents, each listing every core) are challenged
 //!   together; each gets half the machine, takes about twice its band's time, and misses its
-//!   deadline (1.5× the band's time plus a short allowance): both fail, slashed and jailed.
+//!   deadline (1.25× the band's time plus a short allowance): both fail, slashed and jailed.
 //!   Alone again after its jail, the same listing passes: the band is honest for one.
 //! - **A claim far beyond the machine** — a band a thousand times faster, as a GPU's would be
 //!   for a CPU answering it — misses its deadline; the agent stops computing there and says
@@ -22,8 +22,21 @@ use gpunet_api::node::HardwareView;
 use gpunet_client::{KeyFile, NodeClient};
 use gpunet_protocol::Address;
 
-/// This machine's challenge throughput (ops per ms, all cores) and its core count.
+/// This machine's challenge throughput (ops per ms, all cores) and its core count: the best of
+/// three runs. A run that something else slowed would name a band below the machine, and
+/// deadlines loose enough for two listings to meet them; the best run is the machine's speed.
 async fn measure(user: &User, base: &Path) -> (u64, u64) {
+    let mut best = (0, 1);
+    for _ in 0..3 {
+        let (ops, threads) = measure_once(user, base).await;
+        if ops > best.0 {
+            best = (ops, threads);
+        }
+    }
+    best
+}
+
+async fn measure_once(user: &User, base: &Path) -> (u64, u64) {
     let out = base.join("bench.json");
     let ran = binary::run(
         user.gpunet(
@@ -92,9 +105,13 @@ async fn hardware_claims_beyond_the_machine_miss_their_deadlines() {
     let shared = base.join("shared");
     std::fs::create_dir_all(&shared).expect("dir");
     let band = format!(r#"challenge_bands=[{{"class":"cpu","ops_per_ms":{per_core}}}]"#);
+    // Halfway (in ratio) between one listing's time (1×) and two listings' (2×): the deadline
+    // is 1.25 × 8 s + 1.5 s = 1.44× the band's time, so a band misread by a quarter either way
+    // still tells the two apart.
     let params = [
         band.as_str(),
         "challenge_target_ms=8000",
+        "challenge_slack_bps=12500",
         "challenge_allowance_ms=1500",
         "jail_blocks=25",
     ];
