@@ -509,7 +509,9 @@ pub async fn demo(
     let report = demo_report(&client, &net.tenant, &followed, &ending, json_out).await;
     if keep_running {
         println!();
-        println!("The network keeps running (Ctrl-C to stop). From another terminal:");
+        println!("The network keeps running (Ctrl-C to stop).");
+        println!("Dashboard: {}", dashboard_url(&net.api));
+        println!("From another terminal:");
         println!("  export GPUNET_API={}", net.api);
         println!(
             "  export GPUNET_KEY={}",
@@ -613,6 +615,7 @@ pub async fn dev_validators(opts: devnet::MultiDevOptions) -> Result<()> {
     for (i, api) in net.apis.iter().enumerate() {
         println!("  validator {i}    API {api}");
     }
+    println!("  dashboard      {}", dashboard_url(&net.apis[0]));
     println!("  data directory {}", home.display());
     println!(
         "  tenant key     {} ({})",
@@ -629,6 +632,11 @@ pub async fn dev_validators(opts: devnet::MultiDevOptions) -> Result<()> {
     eprintln!("stopping…");
     net.stop().await;
     Ok(())
+}
+
+/// The web dashboard every node serves at the root of its API address.
+fn dashboard_url(api: &str) -> String {
+    format!("{}/", api.trim_end_matches('/'))
 }
 
 /// `home` absolute, so the lines printed for another terminal work from any directory.
@@ -683,6 +691,7 @@ pub async fn dev(home: PathBuf, listen: SocketAddr, block_ms: u64) -> Result<()>
         status.chain_id, status.height
     );
     println!("  API            {}", net.api);
+    println!("  dashboard      {}", dashboard_url(&net.api));
     println!("  data directory {}", home.display());
     println!(
         "  tenant key     {} ({})",

@@ -182,6 +182,12 @@ impl Shared {
         let _ = self.forwarders.set(forwarders);
     }
 
+    /// The other validators of this network, by the address of their consensus key; `None`
+    /// on a solo node.
+    pub(crate) fn forwarders(&self) -> Option<&BTreeSet<Address>> {
+        self.forwarders.get()
+    }
+
     /// Whether `signer` may forward transactions to this node.
     pub(crate) fn is_forwarder(&self, signer: &Address) -> bool {
         self.forwarders.get().is_some_and(|f| f.contains(signer))

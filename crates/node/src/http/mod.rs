@@ -5,6 +5,7 @@
 //! header name the state it reflects. Input is never trusted: bad path or query parameters and
 //! bad bodies get a 400 [`ErrorBody`] naming what was wrong, never a panic.
 
+mod dashboard;
 mod events;
 mod pages;
 mod sync;
@@ -181,6 +182,7 @@ fn router(app: App) -> Router {
         .route("/v1/events", get(events::events))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
+        .merge(dashboard::routes())
         .fallback(not_found_route)
         // After the routes: it applies to those registered before it. axum still sets `Allow`.
         .method_not_allowed_fallback(wrong_method)
@@ -381,9 +383,20 @@ async fn params(State(app): State<App>) -> Response {
     )
 )]
 async fn account(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
+    let address = address_param(p)?;
+    let view = account_view(&app, address);
+    Ok(ok(view.height, &view))
+}
+
+/// The `{address}` path parameter, parsed.
+fn address_param(p: Result<Path<String>, PathRejection>) -> Result<Address, ApiError> {
     let raw = path_param(p)?;
-    let address = Address::parse(&raw)
-        .map_err(|e| ApiError::bad_request(format!("path parameter address: {e}")))?;
+    Address::parse(&raw).map_err(|e| ApiError::bad_request(format!("path parameter address: {e}")))
+}
+
+/// An account at the tip, with the next nonce counting this node's mempool; unknown accounts
+/// have zero balances.
+fn account_view(app: &App, address: Address) -> AccountView {
     let tip = app.shared.tip();
     let (balances, nonce, unbonding) = tip
         .state
@@ -393,17 +406,14 @@ async fn account(State(app): State<App>, p: Result<Path<String>, PathRejection>)
             (a.balances, a.nonce, a.unbonding.clone())
         });
     let pending_next = app.shared.mempool().next_nonce(&address);
-    Ok(ok(
-        tip.state.height,
-        &AccountView {
-            height: tip.state.height,
-            address,
-            balances,
-            nonce,
-            next_nonce: pending_next.map_or(nonce, |n| n.max(nonce)),
-            unbonding,
-        },
-    ))
+    AccountView {
+        height: tip.state.height,
+        address,
+        balances,
+        nonce,
+        next_nonce: pending_next.map_or(nonce, |n| n.max(nonce)),
+        unbonding,
+    }
 }
 
 #[utoipa::path(
@@ -604,7 +614,13 @@ async fn submit_tx_batch(
     responses((status = 200, body = TxView), (status = 400, body = ErrorSchema))
 )]
 async fn tx(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
-    let raw = path_param(p)?;
+    let tx_hash = tx_hash_param(&path_param(p)?)?;
+    let view = tx_view(&app, tx_hash)?;
+    Ok(ok(view.height, &view))
+}
+
+/// A `{hash}` path parameter: exactly 64 hex characters.
+fn tx_hash_param(raw: &str) -> Result<Hash, ApiError> {
     // Exactly as the OpenAPI document says: no padding around the 64 characters.
     if raw.len() != 64 {
         return Err(ApiError::bad_request(format!(
@@ -612,8 +628,12 @@ async fn tx(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> A
             raw.len()
         )));
     }
-    let tx_hash = Hash::from_hex(&raw)
-        .map_err(|e| ApiError::bad_request(format!("path parameter hash: {e}")))?;
+    Hash::from_hex(raw).map_err(|e| ApiError::bad_request(format!("path parameter hash: {e}")))
+}
+
+/// Where transaction `tx_hash` is: in this node's mempool, in a block (with its receipt), or
+/// unknown to this node.
+fn tx_view(app: &App, tx_hash: Hash) -> Result<TxView, ApiError> {
     let tip = app.shared.tip();
     let height = tip.state.height;
     let view = |state, block_height, rejection, events| TxView {
@@ -626,14 +646,14 @@ async fn tx(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> A
     };
     // The mempool first: a transaction leaves it only after its block is in the store.
     if app.shared.mempool().contains(&tx_hash) {
-        return Ok(ok(height, &view(TxState::Pending, None, None, Vec::new())));
+        return Ok(view(TxState::Pending, None, None, Vec::new()));
     }
     let store = &app.shared.store;
     let location = store
         .tx_location(&tx_hash.0)
         .map_err(|e| ApiError::store("the transaction index", e))?;
     let Some((block_height, index)) = location else {
-        return Ok(ok(height, &view(TxState::Unknown, None, None, Vec::new())));
+        return Ok(view(TxState::Unknown, None, None, Vec::new()));
     };
     let receipt = store
         .receipts(block_height)
@@ -652,9 +672,11 @@ async fn tx(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> A
         None => TxState::Applied,
         Some(_) => TxState::Rejected,
     };
-    Ok(ok(
-        height,
-        &view(state, Some(block_height), receipt.rejection, receipt.events),
+    Ok(view(
+        state,
+        Some(block_height),
+        receipt.rejection,
+        receipt.events,
     ))
 }
 
@@ -714,9 +736,7 @@ async fn providers(
     )
 )]
 async fn provider(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
-    let raw = path_param(p)?;
-    let address = Address::parse(&raw)
-        .map_err(|e| ApiError::bad_request(format!("path parameter address: {e}")))?;
+    let address = address_param(p)?;
     let tip = app.shared.tip();
     let state = &tip.state;
     let provider = state.providers.get(&address).ok_or_else(|| {
@@ -782,7 +802,29 @@ async fn orders(
 
     let tip = app.shared.tip();
     let state = &tip.state;
-    let lookup = lookup_in(&app, state);
+    let (orders, next) = orders_page(&app, state, tenant, open_only, limit, after)?;
+    Ok(ok(
+        state.height,
+        &OrderList {
+            height: state.height,
+            orders,
+            next,
+        },
+    ))
+}
+
+/// One page of orders, newest first, below the cursor `after`: `tenant`'s only (from the
+/// store's index, live and ended) and/or open ones only. Shared by `GET /v1/orders` and the
+/// dashboard's job lists.
+fn orders_page(
+    app: &App,
+    state: &gpunet_ledger::State,
+    tenant: Option<Address>,
+    open_only: bool,
+    limit: usize,
+    after: Option<OrderId>,
+) -> Result<(Vec<OrderView>, Option<String>), ApiError> {
+    let lookup = lookup_in(app, state);
     // Newest first: the ids below the cursor, from the highest down. Ended orders come from
     // history, so a listing shows them as before.
     let view = |id: OrderId| -> Option<Result<OrderView, ApiError>> {
@@ -836,14 +878,7 @@ async fn orders(
         }
     };
     let orders = orders.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(ok(
-        state.height,
-        &OrderList {
-            height: state.height,
-            orders,
-            next,
-        },
-    ))
+    Ok((orders, next))
 }
 
 #[utoipa::path(
@@ -970,6 +1005,12 @@ async fn lease(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
 )]
 async fn block(State(app): State<App>, p: Result<Path<String>, PathRejection>) -> ApiResult {
     let height = height_param(p)?;
+    let (_, view) = block_at(&app, height)?;
+    Ok(ok(app.shared.tip().state.height, &view))
+}
+
+/// The committed block at `height`, decoded, and its view; 404 above the tip (or at 0).
+fn block_at(app: &App, height: u64) -> Result<(Block, BlockView), ApiError> {
     let tip_height = app.shared.tip().state.height;
     let store = &app.shared.store;
     let bytes = store
@@ -986,16 +1027,14 @@ async fn block(State(app): State<App>, p: Result<Path<String>, PathRejection>) -
         .state_root(height)
         .map_err(|e| ApiError::store("state roots", e))?
         .ok_or_else(|| ApiError::store("state roots", format!("none at height {height}")))?;
-    Ok(ok(
-        tip_height,
-        &BlockView {
-            height,
-            time_ms: b.header.time_ms,
-            block_hash: b.header.hash(),
-            state_root: Hash(state_root),
-            tx_hashes: b.txs.iter().map(|t| t.hash()).collect(),
-        },
-    ))
+    let view = BlockView {
+        height,
+        time_ms: b.header.time_ms,
+        block_hash: b.header.hash(),
+        state_root: Hash(state_root),
+        tx_hashes: b.txs.iter().map(|t| t.hash()).collect(),
+    };
+    Ok((b, view))
 }
 
 #[derive(Debug, Deserialize)]

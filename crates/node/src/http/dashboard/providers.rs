@@ -1,0 +1,209 @@
+//! Providers (`/providers`, a page at a time by address) and one provider
+//! (`/providers/{address}`): machine, runtimes, rates, stake, record, challenges.
+
+use std::ops::Bound::{Excluded, Unbounded};
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use gpunet_api::node::ProviderView;
+use gpunet_protocol::{Address, Denom};
+use maud::{Markup, html};
+
+use super::market::ListQuery;
+use super::{
+    PAGE_ROWS, Page, PageError, PageResult, Section, account_link, after_param, block_link, cores,
+    lease_link, mib, money, next_link, per_hour, ppm_percent, provider_link, table_box, time,
+};
+use crate::http::{App, address_param, pages, views};
+
+/// `h100-80gb ×8, a100 ×2`: a provider's GPUs by model.
+fn gpus_summary(p: &ProviderView) -> String {
+    let mut models: Vec<(&str, usize)> = Vec::new();
+    for g in &p.profile.capacity.gpus {
+        match models.iter_mut().find(|(m, _)| *m == g.model) {
+            Some((_, n)) => *n += 1,
+            None => models.push((&g.model, 1)),
+        }
+    }
+    if models.is_empty() {
+        return "none".to_owned();
+    }
+    models
+        .iter()
+        .map(|(m, n)| format!("{m} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn runtimes(p: &ProviderView) -> String {
+    p.profile
+        .runtimes
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a provider's status reads as in one word or two.
+fn standing(p: &ProviderView, height: u64) -> String {
+    let mut s = Vec::new();
+    if p.jailed_until_height > height {
+        s.push(format!("jailed until {}", p.jailed_until_height));
+    }
+    if p.leaving {
+        s.push("leaving".to_owned());
+    }
+    if !p.hardware.proven {
+        s.push("hardware not proven".to_owned());
+    }
+    if s.is_empty() {
+        "active".to_owned()
+    } else {
+        s.join(", ")
+    }
+}
+
+pub(in crate::http) async fn list(
+    State(app): State<App>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> PageResult {
+    let Query(q) =
+        q.map_err(|e| PageError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let after = after_param::<Address>(q.after.as_deref())?;
+    let tip = app.shared.tip();
+    let state = &tip.state;
+    let from = after.map_or(Unbounded, Excluded);
+    let (providers, next) = pages::page(
+        state.providers.range((from, Unbounded)).map(|(a, _)| *a),
+        PAGE_ROWS,
+        |a| {
+            state
+                .providers
+                .get(&a)
+                .map(|p| views::provider_view(state, p))
+        },
+    );
+    let body = html! {
+        p { (state.providers.len()) " providers registered, by address." }
+        div #providers data-live {
+            (table_box("Providers", &["Provider", "Region", "GPUs", "CPU", "Memory", "Runtimes", "Stake", "Leases live / done / failed", "Reputation", "Standing"], html! {
+                @for p in &providers {
+                    tr {
+                        td { (provider_link(&p.address)) }
+                        td { (p.profile.region) }
+                        td { (gpus_summary(p)) }
+                        td { (cores(p.profile.capacity.cpu_millis)) }
+                        td { (mib(p.profile.capacity.memory_mib)) }
+                        td { (runtimes(p)) }
+                        td { (money(p.stake, Denom::Gpn)) }
+                        td.num { (p.live_leases.len()) " / " (p.leases_completed) " / " (p.leases_failed) }
+                        td { (ppm_percent(p.reputation_ppm)) }
+                        td { (standing(p, state.height)) }
+                    }
+                }
+                @if providers.is_empty() {
+                    tr { td colspan="10" { "No providers registered." } }
+                }
+            }))
+            (next_link("/providers", next.as_deref()))
+        }
+    };
+    Ok(Page::new(
+        "Providers",
+        Section::Providers,
+        state.height,
+        body,
+    ))
+}
+
+fn rates_table(p: &ProviderView) -> Markup {
+    let r = &p.profile.rates;
+    table_box(
+        "Posted rates (what its bids may not exceed)",
+        &["Resource", "Price"],
+        html! {
+            tr { td { "CPU core" } td { (per_hour(r.per_cpu_core_hour)) } }
+            tr { td { "GiB of memory" } td { (per_hour(r.per_memory_gib_hour)) } }
+            @for (model, price) in &r.per_gpu_hour {
+                tr { td { "GPU " (model) } td { (per_hour(*price)) } }
+            }
+            tr { td { "Any other GPU" } td { (per_hour(r.default_per_gpu_hour)) } }
+        },
+    )
+}
+
+pub(in crate::http) async fn provider(
+    State(app): State<App>,
+    p: Result<Path<String>, PathRejection>,
+) -> PageResult {
+    let address = address_param(p)?;
+    let tip = app.shared.tip();
+    let state = &tip.state;
+    let p = state
+        .providers
+        .get(&address)
+        .map(|p| views::provider_view(state, p))
+        .ok_or_else(|| {
+            PageError::not_found(
+                state.height,
+                format!("no provider is registered at {address}"),
+            )
+            .with_hint(html! { p { "Its account may still exist: " (account_link(&address)) "." } })
+        })?;
+    let cap = &p.profile.capacity;
+    let h = &p.hardware;
+    let body = html! {
+        div #provider data-live {
+            dl.facts {
+                dt { "Address" } dd { code.hash { (p.address) } " · " (account_link(&p.address)) }
+                dt { "Standing" } dd { (standing(&p, state.height)) }
+                dt { "Region" } dd { (p.profile.region) }
+                dt { "Agent endpoint" } dd { code { (p.profile.endpoint) } }
+                dt { "Runtimes" } dd { (runtimes(&p)) }
+                dt { "CPU" } dd { (cores(cap.cpu_millis)) " (" (cores(p.free_cpu_millis)) " free)" }
+                dt { "Memory" } dd { (mib(cap.memory_mib)) " (" (mib(p.free_memory_mib)) " free)" }
+                dt { "Disk" } dd { (mib(cap.disk_mib)) }
+                dt { "GPUs" } dd { (gpus_summary(&p)) " (" (p.free_gpus) " free)" }
+                dt { "Stake" } dd { (money(p.stake, Denom::Gpn)) }
+                dt { "Slashed in all" } dd { (money(p.slashed, Denom::Gpn)) }
+                dt { "Registered" } dd { "block " (block_link(p.registered_height)) }
+                dt { "Last heartbeat" } dd { "block " (block_link(p.last_heartbeat_height)) }
+                dt { "Leases" } dd { (p.live_leases.len()) " live, " (p.leases_completed) " completed, " (p.leases_failed) " failed" }
+                dt { "Reputation" } dd { (ppm_percent(p.reputation_ppm)) " (50.0 % for a newcomer)" }
+                dt { "Hardware challenges" }
+                dd {
+                    @if h.challenged { (h.passed) " passed, " (h.failed) " failed; " @if h.proven { "proven" } @else { "not proven: it may not bid" } }
+                    @else { "its listing is not challenged (no throughput band covers it)" }
+                    @if let Some(c) = &h.challenge {
+                        "; challenge " (c.id) " in flight (" (c.n) "×" (c.n) ", issued at block " (block_link(c.issued_height)) ", commit by " (time(c.deadline_ms)) ")"
+                    }
+                }
+                @if !p.verified_runs.is_empty() {
+                    dt { "Verified runs" }
+                    dd { @for (i, c) in p.verified_runs.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        (c.class) ": " (c.runs) @if c.on_probation { " (on probation)" }
+                    } }
+                }
+            }
+            @if !cap.gpus.is_empty() {
+                (table_box("GPUs", &["Slot", "Model", "Family", "Memory"], html! {
+                    @for (i, g) in cap.gpus.iter().enumerate() {
+                        tr { td.num { (i) } td { (g.model) } td { (g.family) } td { (mib(g.vram_mib)) } }
+                    }
+                }))
+            }
+            (rates_table(&p))
+            @if !p.live_leases.is_empty() {
+                h2 { "Live leases" }
+                ul.plain { @for l in &p.live_leases { li { (lease_link(*l)) } } }
+            }
+        }
+    };
+    Ok(Page::new(
+        format!("Provider {}", super::short_address(&p.address)),
+        Section::Providers,
+        state.height,
+        body,
+    ))
+}
