@@ -153,6 +153,8 @@ fn layout(page: &Page) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (page.title) " · gpunet" }
+                // No icon: without this the browser asks for /favicon.ico, a 404.
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/assets/dashboard.css";
                 script src="/assets/live.js" defer {}
             }
@@ -372,6 +374,7 @@ fn duration(secs: u64) -> String {
 fn cores(cpu_millis: u32) -> String {
     let whole = cpu_millis / 1000;
     match cpu_millis % 1000 {
+        0 if whole == 1 => "1 core".to_owned(),
         0 => format!("{whole} cores"),
         frac => format!(
             "{whole}.{} cores",
@@ -471,6 +474,7 @@ mod tests {
         assert_eq!(duration(0), "0 s");
         assert_eq!(cores(1500), "1.5 cores");
         assert_eq!(cores(4000), "4 cores");
+        assert_eq!(cores(1000), "1 core");
         assert_eq!(cores(250), "0.25 cores");
         assert_eq!(mib(512), "512 MiB");
         assert_eq!(mib(8192), "8 GiB");
