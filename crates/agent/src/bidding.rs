@@ -43,6 +43,8 @@ pub enum NoBid {
     TenantNotTrusted { runtime: &'static str },
     #[error("the order wants runtime {runtime}, which this provider does not offer")]
     RuntimeNotOffered { runtime: &'static str },
+    #[error("the order asks for the {wanted} capabilities, which this provider does not grant")]
+    CapabilitiesNotGranted { wanted: &'static str },
     #[error("the order does not accept region {region:?}")]
     RegionNotAccepted { region: String },
     #[error("the order does not fit what is free: not enough {short:?}")]
@@ -82,6 +84,11 @@ pub fn plan_bid_on_terms(terms: &OrderTerms, free: &Free, offer: &Offer) -> Resu
     if !profile.runtimes.contains(&terms.runtime) {
         return Err(NoBid::RuntimeNotOffered {
             runtime: terms.runtime.as_str(),
+        });
+    }
+    if terms.capabilities > profile.capabilities {
+        return Err(NoBid::CapabilitiesNotGranted {
+            wanted: terms.capabilities.as_str(),
         });
     }
     if !terms.regions.is_empty() && !terms.regions.contains(&profile.region) {
@@ -152,6 +159,7 @@ pub(crate) mod tests {
         Offer {
             provider: me(),
             profile: ProviderProfile {
+                capabilities: Default::default(),
                 endpoint: "http://127.0.0.1:7000".into(),
                 region: "eu-west".into(),
                 capacity: Capacity {
@@ -195,6 +203,7 @@ pub(crate) mod tests {
     /// 1 core, 1 GiB, no GPU, anywhere, max 10.00/h: our default price is 0.11.
     pub(crate) fn terms() -> OrderTerms {
         OrderTerms {
+            capabilities: Default::default(),
             name: "job".into(),
             manifest_hash: Hash::of(b"m"),
             resources: Resources {
@@ -247,6 +256,22 @@ pub(crate) mod tests {
             models: models.iter().map(|m| (*m).to_owned()).collect(),
             vram_mib_min,
         }
+    }
+
+    #[test]
+    fn an_order_asking_for_capabilities_gets_a_bid_only_where_they_are_granted() {
+        let mut off = offer();
+        off.profile.runtimes = vec![Runtime::Process, Runtime::Docker];
+        let mut t = terms();
+        t.runtime = Runtime::Docker;
+        t.capabilities = gpunet_protocol::Capabilities::Baseline;
+        let free = Free::all_of(&off.profile.capacity);
+        assert_eq!(
+            plan_bid(&order(t.clone()), &free, &off),
+            Err(NoBid::CapabilitiesNotGranted { wanted: "baseline" })
+        );
+        off.profile.capabilities = gpunet_protocol::Capabilities::Baseline;
+        assert!(plan_bid(&order(t), &free, &off).is_ok());
     }
 
     #[test]

@@ -26,8 +26,8 @@ use gpunet_client::ClientError;
 use gpunet_protocol::jobspec::{ExposeProto, JobSpec, Network};
 use gpunet_protocol::tx::MAX_RESULT_DETAIL_BYTES;
 use gpunet_protocol::{
-    Address, EncryptionKey, EncryptionSecret, Hash, LeaseId, LeaseResult, Msg, OrderTerms, Purpose,
-    Resources, Runtime, SealContext, SealError, UsageReport,
+    Address, Capabilities, EncryptionKey, EncryptionSecret, Hash, LeaseId, LeaseResult, Msg,
+    OrderTerms, Purpose, Resources, Runtime, SealContext, SealError, UsageReport,
 };
 use gpunet_runtime::{
     Companion, DEFAULT_LOG_LIMIT_BYTES, Driver, DriverError, ExitOutcome, ExitReason, ExposedPort,
@@ -108,6 +108,9 @@ pub struct LeasesConfig {
     /// checkpoints are kept or restored. A job that names its own store (its spec's
     /// `storage:`) uses that one instead ([`crate::tenant_store`]).
     pub checkpoints: Option<crate::checkpoints::CheckpointStore>,
+    /// The most a container is granted here (the profile's `capabilities`): a manifest asking
+    /// for more is refused, whatever its order's terms said.
+    pub capabilities: Capabilities,
     /// How long a workload gets between SIGTERM and SIGKILL when this provider leaves
     /// ([`DEFAULT_EXIT_GRACE`] by default).
     pub exit_grace: Duration,
@@ -861,6 +864,17 @@ impl Leases {
             );
             return Err(self.reject_manifest(lease, why));
         }
+        // The order's terms are the tenant's word, apart from the manifest they hash: a manifest
+        // may ask for more than its order did. Only what this provider grants runs.
+        if spec.capabilities() > self.config.capabilities {
+            let why = format!(
+                "it asks for the {} capabilities (run.capabilities), which this provider does \
+                 not grant (it grants {}); submit it to a provider that does",
+                spec.capabilities().as_str(),
+                self.config.capabilities.as_str()
+            );
+            return Err(self.reject_manifest(lease, why));
+        }
         if !spec.services.is_empty()
             && let Err(why) = services_fit(&spec.resources(), &record.resources)
         {
@@ -950,6 +964,7 @@ impl Leases {
         WorkloadSpec {
             workload_id: workload_id.clone(),
             command: spec.run.command.clone(),
+            args: spec.run.args.clone(),
             env,
             // The lease's resources are what the chain reserved and bills; the manifest's are
             // the tenant's wish and committed to by the same hash. A job with services runs
@@ -973,6 +988,7 @@ impl Leases {
             image: spec.run.image.clone(),
             network: network_mode(spec.run.network),
             read_only_rootfs: !spec.run.writable_root,
+            capabilities: capability_names(spec.run.capabilities),
             expose: exposed_ports(&spec.expose),
             ..WorkloadSpec::new(workload_id, spec.run.command.clone(), root_dir)
         }
@@ -2011,6 +2027,7 @@ fn workload_parts(spec: &JobSpec, gpu_uuids: &[String]) -> (Option<MainShare>, V
                 replica,
                 image: service.run.image.clone().unwrap_or_default(),
                 command: service.run.command.clone(),
+                args: service.run.args.clone(),
                 env: env_of(&service.run),
                 cpu_millis: service.resources.cpu.0,
                 memory_mib: service.resources.memory.0,
@@ -2019,10 +2036,16 @@ fn workload_parts(spec: &JobSpec, gpu_uuids: &[String]) -> (Option<MainShare>, V
                 expose: exposed_ports(&service.expose),
                 volumes: volumes_of(&service.volumes),
                 read_only_rootfs: !service.run.writable_root,
+                capabilities: capability_names(service.run.capabilities),
             });
         }
     }
     (Some(main), companions)
+}
+
+/// The capabilities a container asking for `wanted` is given, as Docker names them.
+fn capability_names(wanted: Capabilities) -> Vec<String> {
+    wanted.granted().iter().map(|&c| c.to_owned()).collect()
 }
 
 /// A container's environment: `env` and, as variables too, its secrets (validation keeps

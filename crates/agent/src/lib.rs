@@ -55,7 +55,7 @@ use std::time::Duration;
 
 use gpunet_client::{ClientError, KeyError, KeyFile, NodeClient};
 use gpunet_protocol::{
-    Address, Amount, Msg, ProviderProfile, Rates, Rejection, Runtime, ShapeError,
+    Address, Amount, Capabilities, Msg, ProviderProfile, Rates, Rejection, Runtime, ShapeError,
 };
 use gpunet_runtime::{Driver, DriverError};
 use tokio::sync::{oneshot, watch};
@@ -123,6 +123,10 @@ pub struct AgentConfig {
     /// on an address clients reach (`gpunet_runtime::Publish`): the CLI builds both from the
     /// same flags.
     pub ingress: Option<ingress::IngressConfig>,
+    /// The most a container may be granted (`--allow-capabilities`, ADR 0013):
+    /// [`Capabilities::None`] unless the operator allows more. Registered in the profile (when
+    /// the Docker runtime is offered), so only jobs asking for at most this much match here.
+    pub capabilities: Capabilities,
 }
 
 /// Why the agent could not start.
@@ -288,6 +292,19 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
 
     let (drivers, unisolated) = usable_drivers(&config.drivers).await?;
     let runtimes = drivers.runtimes();
+    // Capabilities are a container's: without the Docker runtime there is nothing to grant.
+    let capabilities = if runtimes.contains(&Runtime::Docker) {
+        config.capabilities
+    } else {
+        if !config.capabilities.is_none() {
+            tracing::warn!(
+                capabilities = config.capabilities.as_str(),
+                "capabilities are granted to containers only, and this provider offers no \
+                 Docker runtime: it grants none"
+            );
+        }
+        Capabilities::None
+    };
     let policy = TenantPolicy {
         unisolated,
         trusted_tenants: config.trusted_tenants.clone(),
@@ -348,6 +365,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
     let profile = ProviderProfile {
+        capabilities,
         endpoint: endpoint.clone(),
         region: config.region.clone(),
         capacity: inventory.capacity.clone(),
@@ -417,6 +435,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             chain_id: status.chain_id.clone(),
             allow_private_blob_endpoints: config.allow_private_blob_endpoints,
             ingress: config.ingress.clone(),
+            capabilities,
         },
         Arc::new(NodeChain::new(Arc::clone(&client))),
         drivers,

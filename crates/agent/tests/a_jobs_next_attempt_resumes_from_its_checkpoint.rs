@@ -211,6 +211,7 @@ fn leases_book(
 ) -> Arc<Leases> {
     Leases::new(
         LeasesConfig {
+            capabilities: Default::default(),
             provider,
             data_dir: data_dir.to_path_buf(),
             gpu_uuids: vec![],

@@ -15,8 +15,8 @@ use gpunet_api::provider::WorkloadState;
 use gpunet_client::KeyFile;
 use gpunet_protocol::jobspec::{Expose, ExposeProto, HealthCheck, JobKind, JobSpec, Network, Salt};
 use gpunet_protocol::{
-    Amount, EncryptionSecret, GpuRequirement, LeaseId, Msg, OrderId, Purpose, Resources,
-    SealContext, WorkloadOutcome,
+    Amount, Capabilities, EncryptionSecret, GpuRequirement, LeaseId, Msg, OrderId, Purpose,
+    Resources, SealContext, WorkloadOutcome,
 };
 use gpunet_runtime::testimage::ContainerCleanup;
 use gpunet_runtime::{DockerDriver, ProcessDriver};
@@ -188,12 +188,18 @@ impl World {
     /// An agent's lease book over this world's data dir, with a fresh Docker driver (and the
     /// process driver, as `gpunet dev` has both).
     fn agent(&self) -> Arc<Leases> {
+        self.agent_granting(Capabilities::None)
+    }
+
+    /// [`World::agent`] granting containers at most `capabilities`.
+    fn agent_granting(&self, capabilities: Capabilities) -> Arc<Leases> {
         let mut drivers = Drivers::new();
         drivers.add(Arc::new(ProcessDriver::new()));
         drivers.add(Arc::new(DockerDriver::new()));
         let chain: Arc<dyn Chain> = self.chain.clone();
         Leases::new(
             LeasesConfig {
+                capabilities,
                 provider: self.chain.lease.provider,
                 data_dir: self.dir.path().join("agent"),
                 gpu_uuids: vec![],
@@ -342,6 +348,52 @@ async fn a_missing_image_ends_the_lease_as_image_unavailable_without_starting_it
     assert_eq!(result.outcome, WorkloadOutcome::ImageUnavailable);
     assert!(result.detail.contains(&missing), "{}", result.detail);
     assert_eq!(w.chain.starts(), 0, "never StartLease");
+}
+
+/// A hostile tenant's order asks for no capabilities (so providers that grant none bid) while
+/// its manifest asks for the baseline: the agent goes by what it grants, not by the order, and
+/// rejects it before anything starts. A provider that grants them runs the container with
+/// exactly the baseline.
+#[tokio::test]
+async fn a_manifest_asking_for_capabilities_runs_only_where_they_are_granted() {
+    let Some(image) = engine("capabilities through the agent").await else {
+        return;
+    };
+    let mut asking = spec(&image, "cat /proc/self/status");
+    asking.run.capabilities = Capabilities::Baseline;
+    let mut w = World::new(6, &asking, 128);
+    Arc::get_mut(&mut w.chain)
+        .expect("no agent holds the chain yet")
+        .order
+        .terms
+        .capabilities = Capabilities::None;
+    let leases = w.agent();
+    let error = w.deliver(&leases).await.expect_err("not granted here");
+    assert!(
+        error.to_string().contains("baseline capabilities"),
+        "{error}"
+    );
+    wait_until("the rejection to be reported", || {
+        !w.chain.completions().is_empty()
+    })
+    .await;
+    assert_eq!(
+        w.chain.completions()[0].0,
+        WorkloadOutcome::ManifestRejected
+    );
+    assert_eq!(w.chain.starts(), 0, "nothing started");
+
+    let w = World::new(7, &asking, 128);
+    let leases = w.agent_granting(Capabilities::Baseline);
+    w.deliver(&leases).await.expect("granted here");
+    wait_until("the result to be reported", || {
+        !w.chain.completions().is_empty()
+    })
+    .await;
+    assert_eq!(w.chain.completions()[0].0, WorkloadOutcome::Succeeded);
+    let log = whole_log(&leases, w.lease).await;
+    // Docker's default set (0xa80425fb) without NET_RAW.
+    assert!(log.contains("CapEff:\t00000000a80405fb"), "{log}");
 }
 
 #[tokio::test]

@@ -245,6 +245,7 @@ fn start_leases_with_policy(
     let driver: Arc<dyn Driver> = driver.clone();
     Leases::new(
         LeasesConfig {
+            capabilities: Default::default(),
             provider,
             data_dir: data_dir.to_path_buf(),
             gpu_uuids: vec![],

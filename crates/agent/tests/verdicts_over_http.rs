@@ -447,6 +447,7 @@ async fn world(ys: &[(LeaseId, &[f32])]) -> World {
     let driver: Arc<dyn Driver> = Arc::new(FakeDriver::new());
     let leases: Arc<Leases> = Leases::new(
         LeasesConfig {
+            capabilities: Default::default(),
             provider: agent,
             data_dir: data_dir.clone(),
             gpu_uuids: vec![],

@@ -156,6 +156,7 @@ fn order_cycles(n: usize) -> Result<f64> {
         n
     };
     let profile = ProviderProfile {
+        capabilities: Default::default(),
         endpoint: "http://127.0.0.1:1".into(),
         region: "bench".into(),
         capacity: Capacity {
@@ -190,6 +191,7 @@ fn order_cycles(n: usize) -> Result<f64> {
     apply_all(&mut state, &[register])?;
 
     let terms = OrderTerms {
+        capabilities: Default::default(),
         name: "bench".into(),
         manifest_hash: Hash::of(b"bench"),
         resources: Resources {

@@ -20,7 +20,7 @@ use clap::{Args, Subcommand};
 use gpunet_agent::{AgentConfig, Retention};
 use gpunet_api::node::{LeaseState, LeaseView, ProviderView};
 use gpunet_client::{KeyFile, NodeClient};
-use gpunet_protocol::{Address, Amount, LeaseEndReason, LeaseId, Msg, Rejection};
+use gpunet_protocol::{Address, Amount, Capabilities, LeaseEndReason, LeaseId, Msg, Rejection};
 use serde_json::json;
 
 use crate::progress::Progress;
@@ -148,6 +148,14 @@ pub struct StartArgs {
     /// Do not offer the docker runtime even when a Docker Engine answers.
     #[arg(long)]
     pub no_docker: bool,
+    /// The most Linux capabilities a container may be given here: `none` (every one dropped)
+    /// or `baseline` (Docker's default set without NET_RAW: CHOWN, SETUID, SETGID and the
+    /// like). Images that start as root and switch to their own user (the official nginx and
+    /// postgres images, most Akash SDL) need `baseline`; jobs asking for it match only
+    /// providers that grant it. Root in such a container can change owners and switch users
+    /// inside it; it still cannot mount, load modules, trace or send raw packets (ADR 0013).
+    #[arg(long, value_name = "none|baseline", default_value = "none", value_parser = parse_capabilities)]
+    pub allow_capabilities: Capabilities,
     /// An account whose process jobs may run even where this machine allows no sandbox, e.g.
     /// your own tenant: its address (gpn1…) or its key file; repeat for several. Others'
     /// process jobs always run sandboxed, or not at all.
@@ -194,6 +202,17 @@ pub struct StartArgs {
 }
 
 /// A duration flag: `90s`, `30m`, `1h30m` (the job spec's durations).
+fn parse_capabilities(text: &str) -> std::result::Result<Capabilities, String> {
+    match text {
+        "none" => Ok(Capabilities::None),
+        "baseline" => Ok(Capabilities::Baseline),
+        other => Err(format!(
+            "{other:?} is not a capability set: give none (every capability dropped) or \
+             baseline (Docker's defaults without NET_RAW)"
+        )),
+    }
+}
+
 fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     gpunet_protocol::jobspec::Seconds::parse(text).map(|s| Duration::from_secs(s.0))
 }
@@ -377,6 +396,7 @@ async fn start(a: StartArgs) -> Result<()> {
         ));
     }
     let agent = gpunet_agent::start(AgentConfig {
+        capabilities: a.allow_capabilities,
         node_api: a.api.clone(),
         key,
         data_dir: a.data.clone(),

@@ -347,7 +347,7 @@ fn die_with_parent(command: &mut std::process::Command) {
 
 /// The dev network's agent: process jobs in the sandbox (the whole home — keys, chain, the
 /// agent's data — hidden from them); where this machine allows no sandbox, process jobs of the
-/// dev network's own tenant only.
+/// dev network's own tenant only. Containers may be granted the baseline capabilities.
 fn start_agent_config(
     node_api: String,
     provider: KeyFile,
@@ -356,6 +356,9 @@ fn start_agent_config(
 ) -> AgentConfig {
     let protected = std::path::absolute(home).unwrap_or_else(|_| home.to_path_buf());
     AgentConfig {
+        // The dev network's one tenant is its operator: its containers get what `docker run`
+        // gives (less NET_RAW), so images that switch users, and converted SDL, run here.
+        capabilities: gpunet_protocol::Capabilities::Baseline,
         node_api,
         key: provider,
         data_dir: home.join("agent"),

@@ -78,6 +78,10 @@ fn measure(state: &State, p: &Provider, terms: &OrderTerms) -> Fit {
         !p.profile.runtimes.contains(&terms.runtime),
     );
     fail(
+        Requirement::Capabilities,
+        p.profile.capabilities < terms.capabilities,
+    );
+    fail(
         Requirement::Region,
         !terms.regions.is_empty() && !terms.regions.contains(&p.profile.region),
     );
@@ -187,7 +191,10 @@ pub fn explain(state: &State, terms: &OrderTerms) -> Explanation {
             .filter(|r| {
                 matches!(
                     r,
-                    Requirement::Runtime | Requirement::Region | Requirement::GpuModel
+                    Requirement::Runtime
+                        | Requirement::Capabilities
+                        | Requirement::Region
+                        | Requirement::GpuModel
                 )
             })
             .count()
@@ -227,6 +234,9 @@ pub fn explain(state: &State, terms: &OrderTerms) -> Explanation {
                 Requirement::Runtime => Some(Change::Runtime {
                     wanted: terms.runtime,
                     offered: runtimes.iter().copied().collect(),
+                }),
+                Requirement::Capabilities => Some(Change::Capabilities {
+                    wanted: terms.capabilities,
                 }),
                 Requirement::Region => Some(Change::Region {
                     wanted: terms.regions.clone(),

@@ -7,7 +7,7 @@
 //! its window and time-to-live from the reopening, waits out its backoff, and refuses the bids
 //! of the providers that failed it.
 
-use gpunet_protocol::{Address, Amount, Denom, Event, OrderId, OrderTerms, Rejection};
+use gpunet_protocol::{Address, Amount, Denom, Event, OrderId, OrderTerms, Rejection, Runtime};
 
 use gpunet_protocol::tx::MAX_ORDER_NAME_BYTES;
 
@@ -47,6 +47,9 @@ pub(crate) fn check_terms(state: &State, terms: &OrderTerms) -> Result<(), Rejec
     }
     if !terms.recovery.within_bounds() {
         return Err(Rejection::RecoveryOutOfBounds);
+    }
+    if terms.runtime != Runtime::Docker && !terms.capabilities.is_none() {
+        return Err(Rejection::CapabilitiesInvalid);
     }
     terms
         .verification
@@ -91,9 +94,12 @@ pub(crate) fn create_order(
     });
 }
 
+/// The checks no amount of free capacity changes: runtime, region and capabilities granted.
 fn runtime_and_region_ok(provider: &Provider, terms: &OrderTerms) -> bool {
     let region_ok = terms.regions.is_empty() || terms.regions.contains(&provider.profile.region);
-    region_ok && provider.profile.runtimes.contains(&terms.runtime)
+    region_ok
+        && provider.profile.runtimes.contains(&terms.runtime)
+        && provider.profile.capabilities >= terms.capabilities
 }
 
 pub(crate) fn check_place_bid(

@@ -80,10 +80,12 @@ pub(crate) fn check_update(
         .get(signer)
         .ok_or(Rejection::ProviderNotRegistered)?;
     // Live leases hold resources (and GPU slot indices) by the profile they were matched
-    // under: while any run, only the endpoint may move (an agent restarted on a new address).
+    // under, and containers hold the capabilities they were granted: while any run, only the
+    // endpoint may move (an agent restarted on a new address).
     let same_offer = p.profile.capacity == profile.capacity
         && p.profile.region == profile.region
-        && p.profile.runtimes == profile.runtimes;
+        && p.profile.runtimes == profile.runtimes
+        && p.profile.capabilities == profile.capabilities;
     if !p.live_leases.is_empty() && !same_offer {
         return Err(Rejection::ProviderHasLiveLeases);
     }

@@ -9,8 +9,8 @@ use gpunet_protocol::resources::{
     MAX_CPU_MILLIS, MAX_DISK_MIB, MAX_GPUS_PER_ORDER, MAX_MEMORY_MIB, MAX_VRAM_MIB,
 };
 use gpunet_protocol::{
-    Address, Amount, Denom, Event, LeaseEndReason, LeaseId, Msg, OrderId, OrderTerms, Rejection,
-    Runtime, WorkloadOutcome,
+    Address, Amount, Capabilities, Denom, Event, LeaseEndReason, LeaseId, Msg, OrderId, OrderTerms,
+    Rejection, Runtime, WorkloadOutcome,
 };
 use gpunet_testkit::outcome::LeaseEnd;
 use gpunet_testkit::world::lease_result;
@@ -1022,4 +1022,83 @@ fn a_leases_provider_records_its_endpoints_and_nobody_else_can() {
     let tx = w.cancel(t, order);
     w.block(vec![tx]);
     check(&mut w, p0, publish(&good), Err(Rejection::LeaseNotLive));
+}
+
+/// A job whose containers need the baseline capabilities (ADR 0013) goes only to a provider
+/// that grants them, even at a higher price; a process job may not ask for them; and a
+/// provider cannot withdraw the grant from under a live lease.
+#[test]
+fn an_order_asking_for_capabilities_goes_only_to_a_provider_that_grants_them() {
+    let mut granting = provider_profile(16_000, 65_536, vec![h100(), h100()]);
+    granting.capabilities = Capabilities::Baseline;
+    let mut w = World::builder()
+        .tenants(1)
+        .provider(provider_profile(16_000, 65_536, vec![h100(), h100()]))
+        .provider(granting)
+        .build();
+    let (p0, p1) = (w.provider_addr(0), w.provider_addr(1));
+    let terms = order_terms()
+        .runtime(Runtime::Docker)
+        .capabilities(Capabilities::Baseline)
+        .max_price_per_hour(usd(1_000));
+    let e = gpunet_ledger::explain::explain(&w.state, &terms.clone().build());
+    assert_eq!(e.matching, 1, "{e:?}");
+    assert!(
+        e.failing.iter().any(|f| f.requirement
+            == gpunet_protocol::explain::Requirement::Capabilities
+            && f.providers == 1),
+        "{e:?}"
+    );
+    let order = open(&mut w, terms);
+    check(
+        &mut w,
+        p0,
+        bid(order, usd(1)),
+        Err(Rejection::ProviderCannotFit),
+    );
+    let tx = w.bid(p1, order, usd(2));
+    w.block(vec![tx]).assert_all_applied();
+    let lease = lease_after_window(&mut w, order);
+    assert_eq!(w.lease(lease).provider, p1);
+    // Held while the lease lives.
+    let mut withdrawn = w.provider(&p1).expect("registered").profile.clone();
+    withdrawn.capabilities = Capabilities::None;
+    check(
+        &mut w,
+        p1,
+        Msg::UpdateProvider { profile: withdrawn },
+        Err(Rejection::ProviderHasLiveLeases),
+    );
+    // Only containers have capabilities.
+    let t = w.tenant(0);
+    let process = order_terms().capabilities(Capabilities::Baseline).build();
+    check(
+        &mut w,
+        t,
+        Msg::CreateOrder { terms: process },
+        Err(Rejection::CapabilitiesInvalid),
+    );
+    // Nobody grants them: the explainer says so and how to go on.
+    let w = World::builder().tenants(1).providers(1).build();
+    let e = gpunet_ledger::explain::explain(
+        &w.state,
+        &order_terms()
+            .runtime(Runtime::Docker)
+            .capabilities(Capabilities::Baseline)
+            .max_price_per_hour(usd(1_000))
+            .build(),
+    );
+    assert_eq!(
+        e.changes,
+        [gpunet_protocol::explain::Change::Capabilities {
+            wanted: Capabilities::Baseline
+        }]
+    );
+    assert!(
+        e.changes[0]
+            .to_string()
+            .contains("--allow-capabilities baseline"),
+        "{}",
+        e.changes[0]
+    );
 }

@@ -419,6 +419,7 @@ async fn quotes_and_explanations_answer_json_and_name_what_is_wrong() {
     let node = start_node(home.path(), 50).await;
     let api = Api::new(&node);
     let terms = OrderTerms {
+        capabilities: Default::default(),
         name: "render".into(),
         manifest_hash: Hash::of(b"manifest"),
         resources: Resources {
@@ -568,6 +569,7 @@ fn create_order(nonce: u64) -> SignedTx {
         fee: fee(),
         msg: Msg::CreateOrder {
             terms: OrderTerms {
+                capabilities: Default::default(),
                 name: "render".into(),
                 manifest_hash: Hash::of(b"manifest"),
                 resources: Resources {

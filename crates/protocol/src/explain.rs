@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::resources::{cores_text, mib_text};
-use crate::{Address, Amount, Runtime};
+use crate::{Address, Amount, Capabilities, Runtime};
 
 /// Most offers one explanation lists.
 pub const MAX_EXPLAINED_OFFERS: usize = 20;
@@ -24,6 +24,8 @@ pub const MAX_EXPLAINED_NEAR: usize = 3;
 pub enum Requirement {
     /// Offers the order's runtime (`process` or `docker`).
     Runtime,
+    /// Grants the capabilities the order's containers ask for (ADR 0013).
+    Capabilities,
     /// Is in one of the order's regions.
     Region,
     /// Has a GPU of an accepted model with enough memory.
@@ -42,8 +44,9 @@ pub enum Requirement {
 
 impl Requirement {
     /// Every requirement, in the order they are shown.
-    pub const ALL: [Requirement; 8] = [
+    pub const ALL: [Requirement; 9] = [
         Requirement::Runtime,
+        Requirement::Capabilities,
         Requirement::Region,
         Requirement::GpuModel,
         Requirement::GpuCount,
@@ -56,6 +59,7 @@ impl Requirement {
     pub fn as_str(self) -> &'static str {
         match self {
             Requirement::Runtime => "runtime",
+            Requirement::Capabilities => "capabilities",
             Requirement::Region => "region",
             Requirement::GpuModel => "gpu model",
             Requirement::GpuCount => "gpu count",
@@ -108,6 +112,8 @@ pub enum Change {
         wanted: Runtime,
         offered: Vec<Runtime>,
     },
+    /// No provider grants the capabilities `wanted` (the image may not need them).
+    Capabilities { wanted: Capabilities },
     /// No provider is in the order's regions; these regions have providers.
     Region {
         wanted: Vec<String>,
@@ -158,6 +164,15 @@ impl fmt::Display for Change {
                     }
                 )
             }
+            Change::Capabilities { wanted } => write!(
+                f,
+                "no provider grants the {} capabilities (run.capabilities: {}); drop them if \
+                 the image runs as its own user, or wait for a provider started with \
+                 --allow-capabilities {}",
+                wanted.as_str(),
+                wanted.as_str(),
+                wanted.as_str()
+            ),
             Change::Region { wanted, offered } => write!(
                 f,
                 "no provider is in {}; drop placement.regions or use one of: {}",

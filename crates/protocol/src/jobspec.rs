@@ -34,7 +34,8 @@ use crate::resources::{
 pub use crate::storage::{Credentials, S3Bucket, SecretString, Storage};
 use crate::tx::MAX_ORDER_NAME_BYTES;
 use crate::{
-    Amount, EncryptionKey, GpuRequirement, Hash, OrderTerms, Resources, Runtime, ShapeError,
+    Amount, Capabilities, EncryptionKey, GpuRequirement, Hash, OrderTerms, Resources, Runtime,
+    ShapeError,
 };
 
 /// Largest spec text accepted, in bytes; larger text is rejected before it is parsed.
@@ -546,8 +547,16 @@ pub struct RunSpec {
     /// `egress` without `image` is refused.
     #[serde(default, skip_serializing_if = "Network::is_none")]
     pub network: Network,
-    /// Program and arguments, run without a shell.
+    /// Program and arguments, run without a shell. In a container they replace the image's
+    /// entrypoint and default arguments. A container job may leave it out to run the image's
+    /// own entrypoint, with `args` or the image's default arguments; a process job needs it.
+    #[serde(default)]
     pub command: Vec<String>,
+    /// Arguments for the image's own entrypoint, replacing the image's default arguments
+    /// (Docker's `CMD`; Akash SDL's `args` without `command`). Only for container jobs without
+    /// `command`, whose arguments go in `command`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     /// Extra environment variables, sorted by name.
     #[serde(default, deserialize_with = "env_without_duplicates")]
     pub env: BTreeMap<String, String>,
@@ -561,6 +570,12 @@ pub struct RunSpec {
     /// container (keep state in a volume). Only for container jobs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub writable_root: bool,
+    /// The Linux capabilities the container needs (ADR 0013): `none` (the default: all
+    /// dropped) or `baseline` (Docker's default set without `NET_RAW`), which images that
+    /// start as root and switch to their own user need (the official nginx and postgres
+    /// images). Only providers that grant it bid. Only for container jobs.
+    #[serde(default, skip_serializing_if = "Capabilities::is_none")]
+    pub capabilities: Capabilities,
 }
 
 /// What the job needs for its whole run, as written.
@@ -1276,7 +1291,16 @@ impl JobSpec {
             max_duration_secs: self.max_duration_secs(),
             recovery: self.recovery.policy(),
             verification: self.verification.terms(),
+            capabilities: self.capabilities(),
         }
+    }
+
+    /// The most any of the job's containers asks for: what the order asks of its provider.
+    pub fn capabilities(&self) -> Capabilities {
+        self.services
+            .iter()
+            .map(|s| s.run.capabilities)
+            .fold(self.run.capabilities, Capabilities::max)
     }
 }
 
@@ -1389,6 +1413,14 @@ impl RunSpec {
                 ));
             }
         }
+        if self.image.is_none() && !self.capabilities.is_none() {
+            return Err(invalid(
+                "run.capabilities",
+                "is only for container jobs: a job without run.image runs in the process \
+                 sandbox, as an unprivileged user with no capabilities; set run.image, or \
+                 remove run.capabilities",
+            ));
+        }
         if self.image.is_none() && self.writable_root {
             return Err(invalid(
                 "run.writable_root",
@@ -1405,39 +1437,52 @@ impl RunSpec {
                  outbound access, or remove run.network",
             ));
         }
-        if self.command.is_empty() {
+        if self.command.is_empty() && self.image.is_none() {
             return Err(invalid(
                 "run.command",
-                "is empty; name the program to run, e.g. [\"sh\", \"-c\", \"echo hello\"]",
+                "is empty; name the program to run, e.g. [\"sh\", \"-c\", \"echo hello\"] \
+                 (a container job may leave it out to run its image's entrypoint)",
             ));
         }
-        if self.command.len() > MAX_COMMAND_ARGS {
+        if !self.args.is_empty() && (self.image.is_none() || !self.command.is_empty()) {
             return Err(invalid(
-                "run.command",
+                "run.args",
+                "is for the arguments of a container image's own entrypoint, without \
+                 run.command; with run.command, put the arguments in run.command",
+            ));
+        }
+        let (field, argv) = if self.command.is_empty() {
+            ("run.args", &self.args)
+        } else {
+            ("run.command", &self.command)
+        };
+        if argv.len() > MAX_COMMAND_ARGS {
+            return Err(invalid(
+                field,
                 format!(
                     "has {} arguments; at most {MAX_COMMAND_ARGS} are allowed",
-                    self.command.len()
+                    argv.len()
                 ),
             ));
         }
-        let command_bytes: usize = self.command.iter().map(String::len).sum();
+        let command_bytes: usize = argv.iter().map(String::len).sum();
         if command_bytes > MAX_COMMAND_BYTES {
             return Err(invalid(
-                "run.command",
+                field,
                 format!(
                     "is {command_bytes} bytes; at most {MAX_COMMAND_BYTES} are allowed — put \
                      long scripts in the image"
                 ),
             ));
         }
-        if self.command[0].is_empty() {
+        if self.command.first().is_some_and(String::is_empty) {
             return Err(invalid(
                 "run.command[0]",
                 "is empty; it must name the program to run",
             ));
         }
-        for (i, arg) in self.command.iter().enumerate() {
-            check_no_nul(|| format!("run.command[{i}]"), arg)?;
+        for (i, arg) in argv.iter().enumerate() {
+            check_no_nul(|| format!("{field}[{i}]"), arg)?;
         }
         if self.env.len() > MAX_ENV_VARS {
             return Err(invalid(
@@ -2073,6 +2118,7 @@ outputs: true
         assert_eq!(
             terms,
             OrderTerms {
+                capabilities: Default::default(),
                 name: "hello".into(),
                 manifest_hash: Hash::of(&spec.manifest_bytes()),
                 resources: Resources {
@@ -2281,6 +2327,12 @@ outputs: true
                  in the process sandbox, which has no network; set run.image",
             ),
             (
+                edit("  image: example/hello:1\n", "  capabilities: baseline\n"),
+                "run.capabilities: is only for container jobs: a job without run.image runs in \
+                 the process sandbox, as an unprivileged user with no capabilities; set \
+                 run.image, or remove run.capabilities",
+            ),
+            (
                 edit("  image: example/hello:1\n", "  writable_root: true\n"),
                 "run.writable_root: is only for container jobs: a job without run.image runs in \
                  the process sandbox",
@@ -2331,8 +2383,21 @@ outputs: true
                 "run.image: must be 1 to 256 bytes",
             ),
             (
-                edit(COMMAND, "command: []"),
+                edit(COMMAND, "command: []").replacen("  image: example/hello:1\n", "", 1),
                 "run.command: is empty; name the program",
+            ),
+            (
+                edit(COMMAND, "command: [sh]\n  args: [x]"),
+                "run.args: is for the arguments of a container image's own entrypoint, \
+                 without run.command",
+            ),
+            (
+                edit(COMMAND, "command: [sh]\n  args: [x]").replacen(
+                    "  image: example/hello:1\n",
+                    "",
+                    1,
+                ),
+                "run.args: is for the arguments of a container image's own entrypoint",
             ),
             (
                 edit(COMMAND, "command: [\"\", x]"),
@@ -2595,6 +2660,58 @@ limits: {{ max_duration: 1h }}
     }
 
     #[test]
+    fn a_container_job_may_run_its_images_entrypoint_with_or_without_args() {
+        let entrypoint = edit(&format!("  {COMMAND}\n"), "");
+        check(&entrypoint, Ok(()));
+        let spec = JobSpec::parse_yaml(&entrypoint).expect("parses");
+        assert!(spec.run.command.is_empty() && spec.run.args.is_empty());
+        let with_args = edit(COMMAND, "args: [--port, \"8080\", \"\"]");
+        check(&with_args, Ok(()));
+        let spec = JobSpec::parse_yaml(&with_args).expect("parses");
+        assert_eq!(spec.run.args, ["--port", "8080", ""]);
+        let manifest = String::from_utf8(spec.manifest_bytes()).expect("utf-8");
+        assert!(
+            manifest.contains(r#""args":["--port","8080",""]"#),
+            "{manifest}"
+        );
+        let plain = String::from_utf8(JobSpec::parse_yaml(FULL).expect("parses").manifest_bytes())
+            .expect("utf-8");
+        assert!(!plain.contains("\"args\""), "{plain}");
+    }
+
+    #[test]
+    fn capabilities_are_asked_per_container_and_the_order_asks_the_most_of_them() {
+        let text = shop("", "").replacen(
+            "run: { image: example/db:1, network: egress, command: [db] }",
+            "run: { image: example/db:1, network: egress, command: [db], capabilities: baseline }",
+            1,
+        );
+        check(&text, Ok(()));
+        let spec = JobSpec::parse_yaml(&text).expect("parses");
+        assert_eq!(spec.run.capabilities, Capabilities::None, "none by default");
+        assert_eq!(spec.services[0].run.capabilities, Capabilities::None);
+        assert_eq!(spec.services[1].run.capabilities, Capabilities::Baseline);
+        // One service asks: the order asks its provider for it.
+        assert_eq!(spec.order_terms().capabilities, Capabilities::Baseline);
+        let manifest = String::from_utf8(spec.manifest_bytes()).expect("utf-8");
+        assert_eq!(manifest.matches("capabilities").count(), 1, "{manifest}");
+        let plain = JobSpec::parse_yaml(FULL).expect("parses");
+        assert_eq!(plain.order_terms().capabilities, Capabilities::None);
+        let bytes = String::from_utf8(plain.manifest_bytes()).expect("utf-8");
+        assert!(!bytes.contains("capabilities"), "{bytes}");
+        // Only the sets the protocol names: nothing else, and no list of capabilities.
+        for bad in ["all", "SYS_ADMIN", "[CHOWN]"] {
+            let refused = JobSpec::parse_yaml(&text.replacen(
+                "capabilities: baseline",
+                &format!("capabilities: {bad}"),
+                1,
+            ))
+            .expect_err(bad);
+            assert!(refused.to_string().contains("capabilities"), "{refused}");
+        }
+    }
+
+    #[test]
     fn volumes_are_checked_naming_the_field_and_counted_within_disk() {
         let with = |volumes: &str| {
             shop("", "").replacen(
@@ -2746,8 +2863,8 @@ limits: {{ max_duration: 1h }}
                 "run.image: is required when the job has services",
             ),
             (
-                shop("", "").replacen("command: [api, --port, \"9000\"]", "command: []", 1),
-                "services[0].run.command: is empty",
+                shop("", "").replacen("command: [api, --port, \"9000\"]", "args: [\"a\\0\"]", 1),
+                "services[0].run.args[0]: contains a NUL byte",
             ),
             (
                 shop("", "").replacen(

@@ -36,8 +36,8 @@ pub use merkle::{Account, Unbonding};
 pub use rates::{Rates, deposit_lasts_secs, min_deposit};
 pub use rejection::{Rejection, RejectionInfo};
 pub use resources::{
-    Capacity, Free, GpuRequirement, GpuSlot, ProviderProfile, Resources, Runtime, ShapeError,
-    validate_region,
+    BASELINE_CAPABILITIES, Capabilities, Capacity, Free, GpuRequirement, GpuSlot, ProviderProfile,
+    Resources, Runtime, ShapeError, validate_region,
 };
 pub use sealed::{EncryptionKey, EncryptionSecret, EphemeralSeed, Purpose, SealContext, SealError};
 pub use tx::{

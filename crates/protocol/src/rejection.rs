@@ -63,7 +63,7 @@ rejections! {
     ProviderAlreadyRegistered = 15, "provider_already_registered", "this account is already a provider; use UpdateProvider to change its profile";
     StakeBelowMinimum = 16, "stake_below_minimum", "the stake is below what the provider's GPUs need: at least min_provider_stake, and stake_per_gpu for each GPU listed (see /v1/params); stake more, or bond more with BondStake (`gpunet provider bond`)";
     ProviderNotRegistered = 17, "provider_not_registered", "the signer is not a registered provider; register first";
-    ProviderHasLiveLeases = 18, "provider_has_live_leases", "the provider still runs leases, has runs of verified orders still being compared, or has verdicts to post; wait for them to end before deregistering";
+    ProviderHasLiveLeases = 18, "provider_has_live_leases", "the provider still runs leases, has runs of verified orders still being compared, or has verdicts to post; wait for them to end before deregistering or changing the offer (capacity, region, runtimes, capabilities)";
     // --- orders ---
     OrderInvalid = 19, "order_invalid", "the order terms are malformed (resources, regions, name or duration out of bounds); fix the job spec";
     DepositTooSmall = 20, "deposit_too_small", "the deposit must be more than zero; raise pricing.deposit";
@@ -73,7 +73,7 @@ rejections! {
     // --- bids ---
     BidWindowClosed = 24, "bid_window_closed", "the order's bid window has closed (reserved: open orders take bids until matched)";
     BidAboveMaxPrice = 25, "bid_above_max_price", "the bid is above the order's max price per hour; bid lower";
-    ProviderCannotFit = 26, "provider_cannot_fit", "the provider lacks free resources, GPU model, region or runtime for this order";
+    ProviderCannotFit = 26, "provider_cannot_fit", "the provider lacks free resources, GPU model, region, runtime or the capabilities this order asks for";
     TooManyBids = 27, "too_many_bids", "the order already holds the most bids allowed; bid on another order";
     BidNotLower = 28, "bid_not_lower", "a provider may replace its bid only with a lower price";
     // --- leases ---
@@ -107,6 +107,7 @@ rejections! {
     UnbondInvalid = 55, "unbond_invalid", "unbond at least 1 micro-gpn and at most what keeps the stake at what the listing needs (max(min_provider_stake, stake_per_gpu x GPUs), see /v1/params), with at most 16 unbondings pending, and not while jailed; to take it all, leave the network (gpunet provider leave)";
     VerdictInvalid = 56, "verdict_invalid", "only the verifier the ledger chose (VerdictRequested) posts a verdict, before its deadline_height, naming only runs of the request, each at most once, in agreeing (none, or at least two) or missing, not both";
     EndpointsInvalid = 57, "endpoints_invalid", "a lease's endpoints are at most 32 URLs of http://, https:// or tcp://, each 1 to 256 printable ASCII bytes without spaces, each once";
+    CapabilitiesInvalid = 58, "capabilities_invalid", "only container jobs (runtime docker: give run.image) may ask for capabilities beyond none; drop run.capabilities from a process job";
 }
 
 impl std::fmt::Display for Rejection {

@@ -70,6 +70,80 @@ impl Runtime {
     }
 }
 
+/// The Linux capabilities a container's processes may hold (ADR 0013). A job asks for them
+/// (`run.capabilities`, in its order's terms) and a provider says the most it grants (in its
+/// profile); the ledger matches a job only to a provider that grants what it asks.
+///
+/// Ordered: a provider that grants a set grants every set below it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[borsh(use_discriminant = true)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Capabilities {
+    /// None at all (`cap_drop: ALL`): root in the container cannot change a file's owner nor
+    /// switch users. Every provider grants this.
+    #[default]
+    None = 0,
+    /// [`BASELINE_CAPABILITIES`]: Docker's default set without `NET_RAW`, as the Kubernetes
+    /// Pod Security Standards' *baseline* allows. Images that start as root, `chown` their
+    /// directories and switch to their own user (the official nginx and postgres images) need
+    /// it. `no-new-privileges` and the engine's seccomp profile still hold.
+    Baseline = 1,
+}
+
+/// The capabilities [`Capabilities::Baseline`] grants, as Docker names them.
+pub const BASELINE_CAPABILITIES: [&str; 13] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+impl Capabilities {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capabilities::None => "none",
+            Capabilities::Baseline => "baseline",
+        }
+    }
+
+    /// The capabilities a container is given, as Docker names them.
+    pub fn granted(self) -> &'static [&'static str] {
+        match self {
+            Capabilities::None => &[],
+            Capabilities::Baseline => &BASELINE_CAPABILITIES,
+        }
+    }
+
+    /// Whether it is [`Capabilities::None`], the default (for `skip_serializing_if`).
+    pub fn is_none(&self) -> bool {
+        *self == Capabilities::None
+    }
+}
+
 /// GPUs a job needs.
 #[derive(
     Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
@@ -143,6 +217,10 @@ pub struct ProviderProfile {
     /// What the provider asks per hour ([`crate::rates`]): public, so tenants see prices before
     /// they submit, and binding: the ledger refuses this provider's bids above them.
     pub rates: Rates,
+    /// The most a container may be granted here (ADR 0013); [`Capabilities::None`] unless the
+    /// operator allows more (`gpunet provider start --allow-capabilities baseline`).
+    #[serde(default, skip_serializing_if = "Capabilities::is_none")]
+    pub capabilities: Capabilities,
 }
 
 /// Why a profile or resource request is not acceptable. Each message names the field.
@@ -438,6 +516,7 @@ mod tests {
     #[test]
     fn profiles_with_bad_fields_name_the_field() {
         let mut p = ProviderProfile {
+            capabilities: Default::default(),
             endpoint: "http://127.0.0.1:7000".into(),
             region: "eu-west".into(),
             capacity: capacity(),

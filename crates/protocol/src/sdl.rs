@@ -9,9 +9,14 @@
 //! others by those names.
 //!
 //! What maps, for each placed service:
-//! - `services.<s>.image` → `run.image`; `command` followed by `args` → `run.command`;
+//! - `services.<s>.image` → `run.image`; `command` followed by `args` → `run.command`, `args`
+//!   without `command` → `run.args` (the image's entrypoint with them), neither → the image's
+//!   own entrypoint and arguments;
 //!   `env: [K=V]` → `run.env`; every service gets `run.writable_root: true`, as an Akash
-//!   container has a writable root filesystem (what it writes there counts within its disk).
+//!   container has a writable root filesystem (what it writes there counts within its disk),
+//!   and `run.capabilities: baseline`, as an Akash container has Docker's default
+//!   capabilities (images that start as root and switch users need them): the job matches
+//!   only providers that grant them (`--allow-capabilities baseline`, ADR 0013).
 //! - `services.<s>.expose[]` with `to: [{global: true}]` → the service's `expose` (port 80 or
 //!   `as: 80`, or `http_options`, as `http`; other TCP ports as `tcp`) with `run.network:
 //!   egress`; a published port makes the job `kind: service`.
@@ -886,26 +891,31 @@ fn convert_service(
         &format!("{path}.image"),
     )?;
     run.insert(s("image"), s(&image));
-    // Akash gives every container a writable root, and images are made for one.
+    // Akash gives every container a writable root and Docker's default capabilities, and
+    // images are made for both (nginx and postgres start as root and switch users).
     run.insert(s("writable_root"), Value::Bool(true));
-    let mut command = match get(service, "command") {
+    run.insert(s("capabilities"), s("baseline"));
+    // As in Kubernetes, which Akash runs on: `command` replaces the image's entrypoint and
+    // `args` its default arguments. gpunet's `command` is the whole argv, so `command` with
+    // `args` is their concatenation; `args` alone are the image entrypoint's `args`; neither
+    // runs the image as it is.
+    let command = match get(service, "command") {
         Some(c) => strings(c, &format!("{path}.command"))?,
         None => Vec::new(),
     };
-    if let Some(a) = get(service, "args") {
-        command.extend(strings(a, &format!("{path}.args"))?);
-    }
+    let args = match get(service, "args") {
+        Some(a) => strings(a, &format!("{path}.args"))?,
+        None => Vec::new(),
+    };
+    let sequence = |v: &[String]| Value::Sequence(v.iter().map(|c| s(c)).collect());
     if command.is_empty() {
-        return Err(invalid(
-            format!("{path}.command"),
-            "is missing: gpunet runs the command the spec gives, not the image's entrypoint; \
-             add command (and args) to the service",
-        ));
+        if !args.is_empty() {
+            run.insert(s("args"), sequence(&args));
+        }
+    } else {
+        let argv: Vec<String> = command.into_iter().chain(args).collect();
+        run.insert(s("command"), sequence(&argv));
     }
-    run.insert(
-        s("command"),
-        Value::Sequence(command.iter().map(|c| s(c)).collect()),
-    );
     if let Some(env) = get(service, "env") {
         let mut map = Mapping::new();
         for (i, kv) in strings(env, &format!("{path}.env"))?.iter().enumerate() {

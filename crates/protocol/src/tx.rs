@@ -6,8 +6,8 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Address, Amount, Denom, Hash, LeaseId, OrderId, ProviderProfile, Rejection, Resources, Runtime,
-    Verification,
+    Address, Amount, Capabilities, Denom, Hash, LeaseId, OrderId, ProviderProfile, Rejection,
+    Resources, Runtime, Verification,
 };
 
 /// Largest encoded transaction the network accepts, in bytes.
@@ -49,6 +49,10 @@ pub struct OrderTerms {
     /// How the result is checked (ADR 0010); none by default.
     #[serde(default)]
     pub verification: Verification,
+    /// The Linux capabilities the job's containers need (ADR 0013): only a provider that grants
+    /// them matches. None by default; only for the docker runtime.
+    #[serde(default, skip_serializing_if = "Capabilities::is_none")]
+    pub capabilities: Capabilities,
 }
 
 /// When the network itself retries a job on another provider, from the same order and escrow.

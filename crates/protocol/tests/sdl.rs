@@ -124,6 +124,25 @@ fn a_gpu_service_maps_whole_and_an_h100_constraint_stays_an_h100_constraint() {
     assert_eq!(&again, s);
 }
 
+/// `command` replaces the image's entrypoint and `args` its default arguments, as Akash (on
+/// Kubernetes) has them: args alone keep the image's entrypoint, and neither runs the image as
+/// it is, as most deployments do.
+#[test]
+fn a_service_without_a_command_runs_its_images_entrypoint_with_its_args() {
+    let without = GPU_SDL.replace(
+        "    command: [\"python3\", \"-m\", \"vllm.entrypoints.openai.api_server\"]\n",
+        "",
+    );
+    let c = convert(&without, &opts()).expect("converts");
+    assert!(c.spec.run.command.is_empty(), "{:?}", c.spec.run);
+    assert_eq!(c.spec.run.args, ["--model", "meta-llama/Llama-3.1-8B"]);
+    let bare = without.replace("    args: [\"--model\", \"meta-llama/Llama-3.1-8B\"]\n", "");
+    assert_ne!(bare, without, "the args were removed");
+    let c = convert(&bare, &opts()).expect("converts");
+    assert!(c.spec.run.command.is_empty() && c.spec.run.args.is_empty());
+    assert!(c.unmapped.is_empty(), "{:?}", c.unmapped);
+}
+
 #[test]
 fn prices_in_akash_denoms_need_a_usd_price_and_options_set_the_rest() {
     let e = convert(
@@ -356,13 +375,26 @@ fn what_cannot_be_read_is_refused_with_where() {
         ("version: \"3.0\"\nservices: {}\n", "version"),
         ("[1, 2", "not YAML"),
         ("- a\n- b\n", "must be a mapping"),
-        (&GPU_SDL.replace("version: \"2.0\"", "version: \"2.1\"").replace("    image: vllm/vllm-openai:v0.6.0\n", "") as &str, "image"),
-        (&GPU_SDL.replace("    command: [\"python3\", \"-m\", \"vllm.entrypoints.openai.api_server\"]\n    args: [\"--model\", \"meta-llama/Llama-3.1-8B\"]\n", ""), "entrypoint"),
-        (&GPU_SDL.replace("      - HF_HOME=/cache", "      - HF_HOME"), "NAME=value"),
+        (
+            &GPU_SDL
+                .replace("version: \"2.0\"", "version: \"2.1\"")
+                .replace("    image: vllm/vllm-openai:v0.6.0\n", "") as &str,
+            "image",
+        ),
+        (
+            &GPU_SDL.replace("      - HF_HOME=/cache", "      - HF_HOME"),
+            "NAME=value",
+        ),
         (&GPU_SDL.replace("units: 8", "units: lots"), "cpu.units"),
-        (&GPU_SDL.replace("size: 64Gi", "size: 64 gigs"), "memory.size"),
+        (
+            &GPU_SDL.replace("size: 64Gi", "size: 64 gigs"),
+            "memory.size",
+        ),
         (&GPU_SDL.replace("port: 8000", "port: 99999"), "port"),
-        (&GPU_SDL.replace("      profile: llm", "      profile: nope"), "profiles.compute.nope"),
+        (
+            &GPU_SDL.replace("      profile: llm", "      profile: nope"),
+            "profiles.compute.nope",
+        ),
     ] {
         let e = convert(sdl, &opts()).expect_err(says);
         assert!(e.to_string().contains(says), "{says}: {e}");
@@ -450,6 +482,16 @@ fn two_services_become_one_job_with_the_published_one_as_its_run_and_the_other_r
     assert_eq!(api.run.command, ["api-server", "--port", "9000"]);
     // Akash containers have a writable root, and the images are made for one.
     assert!(s.run.writable_root && api.run.writable_root);
+    // And Docker's default capabilities (less NET_RAW), which the order asks of its provider.
+    assert_eq!(s.run.capabilities, gpunet_protocol::Capabilities::Baseline);
+    assert_eq!(
+        api.run.capabilities,
+        gpunet_protocol::Capabilities::Baseline
+    );
+    assert_eq!(
+        s.order_terms().capabilities,
+        gpunet_protocol::Capabilities::Baseline
+    );
     assert_eq!(
         api.run.env.get("LOG_LEVEL").map(String::as_str),
         Some("info")

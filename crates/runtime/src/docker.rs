@@ -8,7 +8,9 @@
 //!   `pids_limit`;
 //! - a read-only root filesystem when the spec asks (the default), a 64 MiB tmpfs at `/tmp`
 //!   (under a disk limit: a quarter of the limit, at most 64 MiB),
-//!   `cap_drop: ALL`, `no-new-privileges`, not privileged;
+//!   `cap_drop: ALL` then `cap_add` of the spec's `capabilities` (none unless the job asked
+//!   for them and the provider grants them; at most [`crate::GRANTABLE_CAPABILITIES`]),
+//!   `no-new-privileges`, not privileged;
 //! - one host mount, `<root_dir>/outputs` at `/outputs` read-write, `<root_dir>/inputs` at
 //!   `/inputs` read-only when that directory exists, and the checkpoint directory
 //!   ([`crate::checkpoints_dir`]) at `/checkpoints` read-write when the agent created it (the
@@ -26,7 +28,8 @@
 //!   assigned uuids, so two leases never share a GPU;
 //! - the image's working directory and user (write results to `$GPUNET_OUTPUTS`); `argv[0]` of
 //!   the command becomes the entrypoint and the rest its arguments, so the image's own
-//!   entrypoint never wraps the tenant's command;
+//!   entrypoint never wraps the tenant's command; with no command, the image's own
+//!   entrypoint runs, with the spec's `args` in place of its default arguments when given;
 //! - the engine's `json-file` log capped at [`engine_log_max_bytes`], one file.
 //!
 //! Images: one present locally is used; otherwise it is pulled (for at most
@@ -1699,7 +1702,10 @@ fn container_body(
             "/tmp".to_owned(),
             format!("rw,nosuid,nodev,size={tmp_bytes}"),
         )])),
+        // Everything dropped, then what the workload was granted (the agent grants at most
+        // `GRANTABLE_CAPABILITIES`, and validation refuses anything else).
         cap_drop: Some(vec!["ALL".into()]),
+        cap_add: (!spec.capabilities.is_empty()).then(|| spec.capabilities.clone()),
         security_opt: Some(vec!["no-new-privileges".into()]),
         privileged: Some(false),
         mounts: Some(mounts),
@@ -1727,8 +1733,14 @@ fn container_body(
     };
     ContainerCreateBody {
         image: Some(image.to_owned()),
-        entrypoint: Some(spec.command[..1].to_vec()),
-        cmd: Some(spec.command[1..].to_vec()),
+        // A command replaces the image's entrypoint and arguments; without one the image's
+        // entrypoint runs, with the spec's args or else the image's own.
+        entrypoint: (!spec.command.is_empty()).then(|| spec.command[..1].to_vec()),
+        cmd: if spec.command.is_empty() {
+            (!spec.args.is_empty()).then(|| spec.args.clone())
+        } else {
+            Some(spec.command[1..].to_vec())
+        },
         env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(labels),
         exposed_ports: (!port_keys.is_empty()).then_some(port_keys),

@@ -13,10 +13,16 @@ pub enum SpecError {
         workload_id: String,
         max_bytes: usize,
     },
-    #[error("command is empty: give at least the program to run")]
+    #[error(
+        "command is empty: give at least the program to run (only a container may run its image's entrypoint)"
+    )]
     EmptyCommand,
     #[error("command program (argv[0]) is an empty string")]
     EmptyProgram,
+    #[error(
+        "args are for a container image's own entrypoint: give them with an image and no command"
+    )]
+    ArgsWithoutImageEntrypoint,
     #[error("command has {count} arguments, more than the limit of {max}")]
     TooManyArgs { count: usize, max: usize },
     #[error("command argument {index} contains a NUL byte")]
@@ -31,6 +37,14 @@ pub enum SpecError {
     EnvValueContainsNul { name: String },
     #[error("command and environment take {bytes} bytes, more than the limit of {max_bytes}")]
     ArgvEnvTooLarge { bytes: usize, max_bytes: usize },
+    #[error(
+        "capability {name:?} is not one a container may be given; grantable: {}",
+        grantable.join(", ")
+    )]
+    CapabilityNotGrantable {
+        name: String,
+        grantable: &'static [&'static str],
+    },
     #[error("cpu_millis is 0: a workload needs some CPU")]
     ZeroCpu,
     #[error("memory_mib is 0: a workload needs some memory")]

@@ -64,9 +64,9 @@ pub use sandbox::{DENIED_SYSCALLS, HOST_ID_BASE, HOST_ID_SLOTS, Isolation, SYSTE
 pub use workload::{
     CHECKPOINTS_DIR_NAME, Companion, DEFAULT_CPU_MILLIS, DEFAULT_LOG_LIMIT_BYTES,
     DEFAULT_MAX_DURATION, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_LIMIT, ExecOutput, ExitOutcome,
-    ExitReason, ExposedPort, LOG_TRUNCATED_MARKER, LogChunk, MAIN_VOLUME_OWNER, MAX_ARGV_ENV_BYTES,
-    MAX_COMMAND_ARGS, MAX_ENV_VARS, MAX_EXEC_OUTPUT_BYTES, MAX_EXPOSED_PORTS,
-    MAX_GPUS_PER_WORKLOAD, MAX_IMAGE_REF_BYTES, MAX_WORKLOAD_CONTAINERS, MAX_WORKLOAD_ID_BYTES,
-    NetworkMode, PortProto, PortRange, Publish, PublishedPort, ShellControl, ShellSession, Usage,
-    Volume, WorkloadHandle, WorkloadSpec, checkpoints_dir, volume_dir,
+    ExitReason, ExposedPort, GRANTABLE_CAPABILITIES, LOG_TRUNCATED_MARKER, LogChunk,
+    MAIN_VOLUME_OWNER, MAX_ARGV_ENV_BYTES, MAX_COMMAND_ARGS, MAX_ENV_VARS, MAX_EXEC_OUTPUT_BYTES,
+    MAX_EXPOSED_PORTS, MAX_GPUS_PER_WORKLOAD, MAX_IMAGE_REF_BYTES, MAX_WORKLOAD_CONTAINERS,
+    MAX_WORKLOAD_ID_BYTES, NetworkMode, PortProto, PortRange, Publish, PublishedPort, ShellControl,
+    ShellSession, Usage, Volume, WorkloadHandle, WorkloadSpec, checkpoints_dir, volume_dir,
 };

@@ -352,6 +352,14 @@ impl Driver for ProcessDriver {
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadHandle, DriverError> {
         spec.validate()?;
+        // Validation lets a spec with an image leave its command to the image; a process has
+        // no image to take one from.
+        if spec.command.is_empty() {
+            return Err(SpecError::EmptyCommand.into());
+        }
+        if !spec.args.is_empty() {
+            return Err(SpecError::ArgsWithoutImageEntrypoint.into());
+        }
         if !spec.companions.is_empty() {
             return Err(SpecError::CompanionsUnsupported.into());
         }

@@ -28,6 +28,7 @@ pub const TEST_IMAGE_REPO: &str = "gpunet-test/busybox";
 /// Host programs copied to the image's `/bin`, looked up in [`HOST_PROGRAM_DIRS`].
 pub const TEST_IMAGE_PROGRAMS: &[&str] = &[
     "sh", "cat", "ls", "sleep", "head", "tr", "mount", "id", "hostname", "touch", "mkdir", "mv",
+    "chown", "setpriv",
 ];
 /// Where the host programs are looked for, in order.
 pub const HOST_PROGRAM_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin"];
@@ -99,20 +100,49 @@ pub async fn ensure_test_image() -> Result<String, TestImageError> {
 /// The test image plus `extra` host programs, each copied to `/bin/<name>` with the libraries it
 /// needs (e.g. a test server built by cargo). Its tag is the hash of everything in it.
 pub async fn ensure_test_image_with(extra: &[(&str, &Path)]) -> Result<String, TestImageError> {
-    ensure_image(extra, None).await
+    ensure_image(extra, None, &[]).await
 }
 
 /// The test image run as `uid` (its `USER`), as images that are not meant to run as root are
 /// (nginx's uid 101, postgres's 999).
 pub async fn ensure_test_image_as(uid: u32) -> Result<String, TestImageError> {
-    ensure_image(&[], Some(uid)).await
+    ensure_image(&[], Some(uid), &[]).await
 }
 
-async fn ensure_image(extra: &[(&str, &Path)], uid: Option<u32>) -> Result<String, TestImageError> {
+/// The test image with an `ENTRYPOINT` and a `CMD`, as most published images have: for jobs
+/// that run their image's own entrypoint.
+pub async fn ensure_test_image_with_entrypoint(
+    entrypoint: &[&str],
+    cmd: &[&str],
+) -> Result<String, TestImageError> {
+    let json = |v: &[&str]| serde_json::to_string(v).expect("a list of strings encodes");
+    let changes = [
+        format!("ENTRYPOINT {}", json(entrypoint)),
+        format!("CMD {}", json(cmd)),
+    ];
+    ensure_image(&[], None, &changes).await
+}
+
+async fn ensure_image(
+    extra: &[(&str, &Path)],
+    uid: Option<u32>,
+    config: &[String],
+) -> Result<String, TestImageError> {
     let _building = BUILDING.lock().await;
     let files = collect_files(extra)?;
     let user = uid.map_or(String::new(), |uid| format!("-u{uid}"));
-    let reference = format!("{TEST_IMAGE_REPO}:{:016x}{user}", content_hash(&files));
+    // The configuration is part of the name, so each variant is built once.
+    let configured = if config.is_empty() {
+        String::new()
+    } else {
+        let mut described = ImageFiles::new();
+        described.insert(config.join("\n"), (0, Vec::new()));
+        format!("-c{:08x}", content_hash(&described) as u32)
+    };
+    let reference = format!(
+        "{TEST_IMAGE_REPO}:{:016x}{user}{configured}",
+        content_hash(&files)
+    );
     let docker = connect().await?;
     if docker.inspect_image(&reference).await.is_ok() {
         return Ok(reference);
@@ -127,6 +157,7 @@ async fn ensure_image(extra: &[(&str, &Path)], uid: Option<u32>) -> Result<Strin
         tag: Some(tag.into()),
         changes: std::iter::once("ENV PATH=/bin".to_owned())
             .chain(uid.map(|uid| format!("USER {uid}")))
+            .chain(config.iter().cloned())
             .collect(),
         ..Default::default()
     };

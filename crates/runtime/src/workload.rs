@@ -32,6 +32,25 @@ pub const MAX_IMAGE_REF_BYTES: usize = 512;
 pub const MAX_WORKLOAD_CONTAINERS: usize = 16;
 /// Default cap on the processes (threads included) a workload may have at once.
 pub const DEFAULT_PIDS_LIMIT: u32 = 1024;
+/// The Linux capabilities a container may be given ([`WorkloadSpec::capabilities`]): Docker's
+/// default set without `NET_RAW` (no forged packets on a shared network), the Kubernetes Pod
+/// Security Standards' *baseline*. Never `SYS_ADMIN`, `NET_ADMIN`, `SYS_PTRACE` or any other
+/// that reaches past the container.
+pub const GRANTABLE_CAPABILITIES: &[&str] = &[
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
 /// CPU share [`WorkloadSpec::new`] starts from: one core.
 pub const DEFAULT_CPU_MILLIS: u32 = 1000;
 /// Memory [`WorkloadSpec::new`] starts from: 1 GiB.
@@ -44,8 +63,14 @@ pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(60 * 60);
 pub struct WorkloadSpec {
     /// e.g. `lease-42`; `[a-z0-9-]`, at most [`MAX_WORKLOAD_ID_BYTES`].
     pub workload_id: String,
-    /// argv; non-empty. `argv[0]` is looked up on the workload's `PATH`.
+    /// argv. `argv[0]` is looked up on the workload's `PATH`; in a container it replaces the
+    /// image's entrypoint. Empty only with an `image`: the image's own entrypoint runs, with
+    /// `args` (or the image's default arguments). The process driver refuses it empty.
     pub command: Vec<String>,
+    /// Arguments for the image's own entrypoint, replacing its default ones; only with an
+    /// `image` and an empty `command`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     /// The only environment the workload sees, besides the variables the driver sets.
     pub env: BTreeMap<String, String>,
     /// CPU share in thousandths of a core: 1500 = 1.5 cores.
@@ -73,6 +98,11 @@ pub struct WorkloadSpec {
     /// Ignored by the process driver.
     #[serde(default = "default_read_only_rootfs")]
     pub read_only_rootfs: bool,
+    /// Linux capabilities the container keeps, as Docker names them (`CHOWN`, `SETUID`); each
+    /// one of [`GRANTABLE_CAPABILITIES`]. Empty (the default): none at all. Ignored by the
+    /// process driver, whose workloads never hold any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
     /// Ports a service listens on, published where the driver's [`Publish`] says (the
     /// provider's loopback by default) at engine-chosen ports (see [`crate::Driver::ports`]). Needs [`NetworkMode::Egress`]. Ignored by the process
     /// driver, whose workloads listen on the host directly.
@@ -137,7 +167,11 @@ pub struct Companion {
     /// Which replica, from 0.
     pub replica: u32,
     pub image: String,
+    /// As [`WorkloadSpec::command`]: empty runs the image's entrypoint.
     pub command: Vec<String>,
+    /// As [`WorkloadSpec::args`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub cpu_millis: u32,
     pub memory_mib: u64,
@@ -151,6 +185,9 @@ pub struct Companion {
     /// As [`WorkloadSpec::read_only_rootfs`], for this container.
     #[serde(default = "default_read_only_rootfs")]
     pub read_only_rootfs: bool,
+    /// As [`WorkloadSpec::capabilities`], for this container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 impl Companion {
@@ -371,6 +408,7 @@ impl WorkloadSpec {
         Self {
             workload_id: workload_id.into(),
             command,
+            args: Vec::new(),
             env: BTreeMap::new(),
             cpu_millis: DEFAULT_CPU_MILLIS,
             memory_mib: DEFAULT_MEMORY_MIB,
@@ -381,6 +419,7 @@ impl WorkloadSpec {
             image: None,
             network: NetworkMode::None,
             read_only_rootfs: true,
+            capabilities: Vec::new(),
             expose: Vec::new(),
             pids_limit: DEFAULT_PIDS_LIMIT,
             disk_mib: None,
@@ -397,6 +436,7 @@ impl WorkloadSpec {
     pub fn companion_spec(&self, companion: &Companion) -> WorkloadSpec {
         WorkloadSpec {
             command: companion.command.clone(),
+            args: companion.args.clone(),
             env: companion.env.clone(),
             cpu_millis: companion.cpu_millis,
             memory_mib: companion.memory_mib,
@@ -408,6 +448,7 @@ impl WorkloadSpec {
             companions: Vec::new(),
             volumes: companion.volumes.clone(),
             read_only_rootfs: companion.read_only_rootfs,
+            capabilities: companion.capabilities.clone(),
             ..self.main_spec()
         }
     }
@@ -427,19 +468,26 @@ impl WorkloadSpec {
     /// Checks everything a driver relies on; drivers call this before touching anything.
     pub fn validate(&self) -> Result<(), SpecError> {
         validate_workload_id(&self.workload_id)?;
-        let Some(program) = self.command.first() else {
-            return Err(SpecError::EmptyCommand);
-        };
-        if program.is_empty() {
-            return Err(SpecError::EmptyProgram);
+        match self.command.first() {
+            None if self.image.is_none() => return Err(SpecError::EmptyCommand),
+            Some(program) if program.is_empty() => return Err(SpecError::EmptyProgram),
+            _ => {}
         }
-        if self.command.len() > MAX_COMMAND_ARGS {
+        if !self.args.is_empty() && (self.image.is_none() || !self.command.is_empty()) {
+            return Err(SpecError::ArgsWithoutImageEntrypoint);
+        }
+        let argv = if self.command.is_empty() {
+            &self.args
+        } else {
+            &self.command
+        };
+        if argv.len() > MAX_COMMAND_ARGS {
             return Err(SpecError::TooManyArgs {
-                count: self.command.len(),
+                count: argv.len(),
                 max: MAX_COMMAND_ARGS,
             });
         }
-        if let Some(index) = self.command.iter().position(|arg| arg.contains('\0')) {
+        if let Some(index) = argv.iter().position(|arg| arg.contains('\0')) {
             return Err(SpecError::ArgContainsNul { index });
         }
         if self.env.len() > MAX_ENV_VARS {
@@ -456,7 +504,7 @@ impl WorkloadSpec {
                 return Err(SpecError::EnvValueContainsNul { name: name.clone() });
             }
         }
-        let bytes: usize = self.command.iter().map(|a| a.len() + 1).sum::<usize>()
+        let bytes: usize = argv.iter().map(|a| a.len() + 1).sum::<usize>()
             + self
                 .env
                 .iter()
@@ -509,6 +557,16 @@ impl WorkloadSpec {
         }
         if self.pids_limit == 0 {
             return Err(SpecError::ZeroPidsLimit);
+        }
+        if let Some(name) = self
+            .capabilities
+            .iter()
+            .find(|c| !GRANTABLE_CAPABILITIES.contains(&c.as_str()))
+        {
+            return Err(SpecError::CapabilityNotGrantable {
+                name: name.clone(),
+                grantable: GRANTABLE_CAPABILITIES,
+            });
         }
         if self.disk_mib == Some(0) {
             return Err(SpecError::ZeroDisk);

@@ -638,6 +638,8 @@ async fn a_workloads_containers_find_one_another_by_name_and_the_first_to_end_en
     let dir = tempfile::tempdir().expect("tempdir");
     // Each replica serves 9000 until the test drops a file in the shared outputs, then leaves.
     let replica = |n: u32| gpunet_runtime::Companion {
+        args: Vec::new(),
+        capabilities: Default::default(),
         service: "api".into(),
         replica: n,
         image: image.clone(),
@@ -1095,6 +1097,153 @@ async fn a_writable_root_takes_writes_and_counts_them_within_the_disk_limit() {
     );
     assert!(!logs.contains("survived"), "{logs:?}");
     driver.destroy(&handle).await.expect("destroyed");
+}
+
+/// An image that starts as root, takes its directory and switches to its own user (as the
+/// official nginx and postgres images do, with `chown` and `gosu`) runs when granted the
+/// baseline capabilities (`run.capabilities: baseline`, ADR 0013) and fails without them.
+/// Granted, root holds exactly the baseline (Docker's default set without `NET_RAW`) and still
+/// cannot mount; a capability past the baseline is refused before anything starts.
+#[tokio::test]
+async fn an_image_that_switches_users_runs_with_the_baseline_capabilities_and_no_more() {
+    let Some((driver, image)) = engine("baseline capabilities").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = "cat /proc/self/status; \
+                  mkdir -p /outputs/db && chown 999:999 /outputs/db && echo took-the-directory; \
+                  setpriv --reuid=999 --regid=999 --clear-groups \
+                    sh -c 'echo \"now uid $(id -u)\"; touch /outputs/db/f && echo wrote-as-999'; \
+                  mount -t tmpfs t /mnt 2>/dev/null && echo mounted || echo mount-refused";
+    let run = |name: &str, capabilities: &[&str]| {
+        let mut s = spec(&workload_id(name), &image, &dir.path().join(name), script);
+        s.capabilities = capabilities.iter().map(|c| c.to_string()).collect();
+        s
+    };
+    let line = |logs: &str, key: &str| {
+        logs.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    for (name, capabilities) in [
+        ("capsnone", &[][..]),
+        ("capsbase", gpunet_runtime::GRANTABLE_CAPABILITIES),
+    ] {
+        let s = run(name, capabilities);
+        let _cleanup = ContainerCleanup::new(&s.workload_id);
+        let handle = driver.start(&s).await.expect("starts");
+        let outcome = wait(&driver, &handle).await;
+        let logs = all_logs(&driver, &handle).await;
+        assert_eq!(
+            outcome.reason,
+            ExitReason::Completed,
+            "{outcome:?} {logs:?}"
+        );
+        let granted = !capabilities.is_empty();
+        // Docker's default set is 0xa80425fb; the baseline is that without NET_RAW (bit 13).
+        let (eff, bnd) = if granted {
+            ("00000000a80405fb", "00000000a80405fb")
+        } else {
+            ("0000000000000000", "0000000000000000")
+        };
+        assert_eq!(line(&logs, "CapEff:"), eff, "{name}: {logs}");
+        assert_eq!(line(&logs, "CapBnd:"), bnd, "{name}: {logs}");
+        assert_eq!(line(&logs, "NoNewPrivs:"), "1", "{name}: {logs}");
+        assert_eq!(
+            logs.contains("took-the-directory"),
+            granted,
+            "{name}: {logs}"
+        );
+        assert_eq!(logs.contains("now uid 999"), granted, "{name}: {logs}");
+        assert_eq!(logs.contains("wrote-as-999"), granted, "{name}: {logs}");
+        assert!(logs.contains("mount-refused"), "{name}: {logs}");
+        driver.destroy(&handle).await.expect("destroyed");
+    }
+    // Past the baseline: refused, naming what may be granted.
+    let s = run("capsadmin", &["CHOWN", "SYS_ADMIN"]);
+    let _cleanup = ContainerCleanup::new(&s.workload_id);
+    let refused = driver
+        .start(&s)
+        .await
+        .expect_err("SYS_ADMIN is never granted");
+    let said = refused.to_string();
+    assert!(
+        said.contains("\"SYS_ADMIN\"") && said.contains("SETUID"),
+        "{said}"
+    );
+}
+
+/// Most published images are run as they are: their own entrypoint, with their default
+/// arguments or the job's `args` in their place; a command replaces both.
+#[tokio::test]
+async fn a_container_without_a_command_runs_its_images_entrypoint_with_its_args() {
+    let Some((driver, _)) = engine("image entrypoint").await else {
+        return;
+    };
+    let image = gpunet_runtime::testimage::ensure_test_image_with_entrypoint(
+        &[
+            "/bin/sh",
+            "-c",
+            "echo \"entrypoint with [$0] [$1]\"; exit 3",
+        ],
+        &["default-zero", "default-one"],
+    )
+    .await
+    .expect("the entrypoint image");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, command, args, said, code) in [
+        (
+            "epdefault",
+            vec![],
+            vec![],
+            "entrypoint with [default-zero] [default-one]",
+            3,
+        ),
+        (
+            "epargs",
+            vec![],
+            vec!["given".to_owned(), String::new()],
+            "entrypoint with [given] []",
+            3,
+        ),
+        (
+            "epcommand",
+            vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                "echo replaced".to_owned(),
+            ],
+            vec![],
+            "replaced",
+            0,
+        ),
+    ] {
+        let mut s = spec(&workload_id(name), &image, &dir.path().join(name), "unused");
+        s.command = command;
+        s.args = args;
+        let _cleanup = ContainerCleanup::new(&s.workload_id);
+        let handle = driver.start(&s).await.expect("starts");
+        let outcome = wait(&driver, &handle).await;
+        let logs = all_logs(&driver, &handle).await;
+        assert_eq!(
+            outcome.exit_code,
+            Some(code),
+            "{name}: {outcome:?} {logs:?}"
+        );
+        assert_eq!(logs.trim(), said, "{name}");
+        driver.destroy(&handle).await.expect("destroyed");
+    }
+    // Args with a command are refused: they would be silently dropped.
+    let mut s = spec(
+        &workload_id("epboth"),
+        &image,
+        &dir.path().join("epboth"),
+        "true",
+    );
+    s.args = vec!["x".into()];
+    let refused = driver.start(&s).await.expect_err("args with a command");
+    assert!(refused.to_string().contains("args"), "{refused}");
 }
 
 /// A hostile job filling its checkpoint directory instead of its outputs: the mount is the

@@ -240,6 +240,7 @@ fn units(n: u64) -> Amount {
 
 fn profile(i: usize) -> ProviderProfile {
     ProviderProfile {
+        capabilities: Default::default(),
         endpoint: format!("http://provider-{i}.sim:7000"),
         region: "sim".to_owned(),
         capacity: Capacity {
@@ -358,6 +359,7 @@ impl<'a> Sim<'a> {
     fn terms(&mut self) -> OrderTerms {
         self.next_job += 1;
         OrderTerms {
+            capabilities: Default::default(),
             name: format!("job-{}", self.next_job),
             manifest_hash: Hash::of(&self.next_job.to_le_bytes()),
             resources: Resources {

@@ -2,8 +2,8 @@
 //! change one field at a time.
 
 use gpunet_protocol::{
-    Amount, Capacity, EncryptionKey, GpuRequirement, GpuSlot, Hash, MICROS_PER_UNIT, OrderTerms,
-    ProviderProfile, Rates, RecoveryPolicy, Resources, Runtime,
+    Amount, Capabilities, Capacity, EncryptionKey, GpuRequirement, GpuSlot, Hash, MICROS_PER_UNIT,
+    OrderTerms, ProviderProfile, Rates, RecoveryPolicy, Resources, Runtime,
 };
 
 /// `units` whole usd (or gpn) as an [`Amount`].
@@ -70,6 +70,7 @@ pub fn provider_profile(cpu_millis: u32, memory_mib: u64, gpus: Vec<GpuSlot>) ->
         // Any valid point; ledger tests never seal to it.
         encryption_key: EncryptionKey([9; 32]),
         rates: ceiling_rates(),
+        capabilities: Capabilities::None,
     }
 }
 
@@ -101,6 +102,7 @@ pub fn order_terms() -> TermsBuilder {
             max_duration_secs: 3_600,
             recovery: RecoveryPolicy::none(),
             verification: Default::default(),
+            capabilities: Capabilities::None,
         },
     }
 }
@@ -138,6 +140,11 @@ impl TermsBuilder {
     }
     pub fn runtime(mut self, runtime: Runtime) -> Self {
         self.terms.runtime = runtime;
+        self
+    }
+    /// Containers that need `capabilities` (ADR 0013); with [`Runtime::Docker`] only.
+    pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.terms.capabilities = capabilities;
         self
     }
     pub fn max_price_per_hour(mut self, price: Amount) -> Self {
