@@ -1530,6 +1530,12 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
                     p.profile.endpoint
                 );
                 println!("      rates {}", quote::rates_text(&p.profile.rates));
+                let runtimes: Vec<&str> = p.profile.runtimes.iter().map(|r| r.as_str()).collect();
+                println!(
+                    "      runtimes {}; containers get {} capabilities",
+                    runtimes.join(", "),
+                    p.profile.capabilities.as_str()
+                );
                 println!("      {}", trust_text(p, list.height));
                 if let Some(line) = hardware_text(&p.hardware) {
                     println!("      {line}");

@@ -95,6 +95,18 @@ async fn jobs_that_cannot_run_are_explained_and_prices_are_shown_before_submitti
         "{}",
         text(&out)
     );
+    // The dev network grants its containers the baseline capabilities, where it has Docker.
+    let shown = text(&out);
+    let granted = if shown.contains("runtimes process, docker;") {
+        "baseline"
+    } else {
+        assert!(shown.contains("runtimes process;"), "{shown}");
+        "none"
+    };
+    assert!(
+        shown.contains(&format!("containers get {granted} capabilities")),
+        "{shown}"
+    );
 
     // `job quote` shows the dev provider's price, the full run and how long the deposit lasts.
     let hello = write_spec(
