@@ -128,7 +128,15 @@ async fn an_sdl_deployment_runs_with_job_submit_from_sdl() {
     let base = tmp.path();
     let user = User::new(base);
     let network = binary::Network::start(&user, base, 1, 200, &[]).await;
-    let _provider = network.provider_with_docker(&user, base, 0, "0.10", &[]);
+    // SDL services ask for Docker's baseline capabilities, as Akash gives them: only a provider
+    // that grants them takes the job.
+    let _provider = network.provider_with_docker(
+        &user,
+        base,
+        0,
+        "0.10",
+        &["--allow-capabilities", "baseline"],
+    );
     network.until_providers(1).await;
     std::fs::write(base.join("deploy.yaml"), sdl(&image, "")).expect("sdl");
     let submitted = binary::run(

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::wd::{TimeoutConfiguration, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -23,6 +23,8 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// How long a submitted job may take to show on an open page. Two 500 ms blocks is what a
 /// quiet machine sees (the page refreshes on the block's events); this allows a busy one.
 const SHOWS_WITHIN: Duration = Duration::from_secs(15);
+/// The most a page may take to load.
+const PAGE_LOAD: Duration = Duration::from_secs(20);
 const HELLO: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../examples/jobs/hello.yaml"
@@ -284,6 +286,17 @@ async fn every_dashboard_page_loads_cleanly_in_chromium_and_follows_new_jobs() {
             }
         }
     };
+    // Every page loads within seconds; a minute (chromedriver's default) hid a real fault:
+    // pages left behind kept their event streams open, and with six connections to a host at
+    // most, every sixth page waited for one.
+    browser
+        .update_timeouts(TimeoutConfiguration::new(
+            Some(Duration::from_secs(60)),
+            Some(PAGE_LOAD),
+            Some(Duration::ZERO),
+        ))
+        .await
+        .expect("set the page load timeout");
 
     // A job appears without a reload: on the market, then on the tenant's jobs page.
     browser

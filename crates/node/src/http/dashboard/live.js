@@ -10,6 +10,7 @@
   var last = 0;
   var pending = null;
   var busy = false;
+  var source = null;
 
   function regions(doc) {
     return doc.querySelectorAll("[data-live][id]");
@@ -48,15 +49,28 @@
   }
 
   function connect() {
-    if (!window.EventSource) { return; }
-    var source = new EventSource("/v1/events");
-    source.addEventListener("event", soon);
+    if (!window.EventSource || source !== null) { return; }
+    var mine = new EventSource("/v1/events");
+    source = mine;
+    mine.addEventListener("event", soon);
     // The server ends the stream with an `error` event when this client lags; the browser
     // fires `error` when the connection drops. Either way: start again live, a little later.
-    source.addEventListener("error", function () {
-      source.close();
-      window.setTimeout(connect, RECONNECT_MS);
+    mine.addEventListener("error", function () {
+      mine.close();
+      if (source === mine) {
+        source = null;
+        window.setTimeout(connect, RECONNECT_MS);
+      }
     });
+  }
+
+  // A page left behind (kept by the browser's back/forward cache) would hold its stream, and
+  // browsers open at most six connections to one host: the seventh page would wait for one.
+  function disconnect() {
+    if (source !== null) {
+      source.close();
+      source = null;
+    }
   }
 
   if (regions(document).length > 0) {
@@ -66,6 +80,10 @@
     }, IDLE_REFRESH_MS);
     document.addEventListener("visibilitychange", function () {
       if (!document.hidden) { soon(); }
+    });
+    window.addEventListener("pagehide", disconnect);
+    window.addEventListener("pageshow", function (e) {
+      if (e.persisted) { connect(); soon(); }
     });
   }
 })();
