@@ -2406,6 +2406,19 @@ fn note_in_log(path: &Path, line: &str) {
 mod tests {
     use super::*;
 
+    /// The protocol's baseline set (what the market matches) and the runtime's grantable
+    /// capabilities (what a container may be given) are written twice, as the runtime does not
+    /// depend on the protocol: they must be the same list, or a baseline job would be refused
+    /// at start where it was matched.
+    #[test]
+    fn the_baseline_the_market_matches_is_what_the_runtime_grants() {
+        assert_eq!(
+            capability_names(Capabilities::Baseline),
+            gpunet_runtime::GRANTABLE_CAPABILITIES
+        );
+        assert!(capability_names(Capabilities::None).is_empty());
+    }
+
     #[test]
     fn a_job_with_services_splits_its_gpus_and_must_fit_the_lease() {
         let spec = JobSpec::parse_yaml(
