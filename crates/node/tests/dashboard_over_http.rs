@@ -83,7 +83,6 @@ fn create_order(nonce: u64, name: &str) -> SignedTx {
         nonce,
         Msg::CreateOrder {
             terms: OrderTerms {
-                capabilities: Default::default(),
                 name: name.into(),
                 manifest_hash: Hash::of(b"manifest"),
                 resources: Resources {
@@ -98,18 +97,28 @@ fn create_order(nonce: u64, name: &str) -> SignedTx {
                 max_duration_secs: 3_600,
                 recovery: gpunet_protocol::RecoveryPolicy::none(),
                 verification: Default::default(),
+                capabilities: Default::default(),
             },
         },
     )
 }
 
-fn register_provider(seed: u8, gpus: Vec<gpunet_protocol::GpuSlot>) -> SignedTx {
+/// A provider with these GPUs whose containers get at most `capabilities`.
+fn register_provider(
+    seed: u8,
+    gpus: Vec<gpunet_protocol::GpuSlot>,
+    capabilities: gpunet_protocol::Capabilities,
+) -> SignedTx {
+    let profile = gpunet_protocol::ProviderProfile {
+        capabilities,
+        ..gpunet_testkit::fixtures::provider_profile(4_000, 8_192, gpus.clone())
+    };
     signed(
         seed,
         0,
         Msg::RegisterProvider {
             stake: gpunet_ledger::trust::required_stake(&Params::default(), gpus.len()),
-            profile: gpunet_testkit::fixtures::provider_profile(4_000, 8_192, gpus),
+            profile,
         },
     )
 }
@@ -256,10 +265,19 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
 
     // A CPU provider that takes job 1, a GPU provider for the census, a hostile job name, an
     // open job, a transfer, and a lease whose provider publishes a hostile endpoint.
-    site.applied(&register_provider(PROVIDER, Vec::new())).await;
+    site.applied(&register_provider(
+        PROVIDER,
+        Vec::new(),
+        gpunet_protocol::Capabilities::None,
+    ))
+    .await;
     let h100 = gpunet_testkit::fixtures::h100();
-    site.applied(&register_provider(GPU_PROVIDER, vec![h100.clone(), h100]))
-        .await;
+    site.applied(&register_provider(
+        GPU_PROVIDER,
+        vec![h100.clone(), h100],
+        gpunet_protocol::Capabilities::Baseline,
+    ))
+    .await;
     site.applied(&create_order(0, HOSTILE)).await;
     let bid = Msg::PlaceBid {
         order: OrderId(1),
@@ -320,8 +338,15 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
         ],
     )
     .await;
-    site.ok("/providers", &["href=\"/providers/", "h100-80gb ×2"])
-        .await;
+    site.ok(
+        "/providers",
+        &[
+            "href=\"/providers/",
+            "h100-80gb ×2",
+            "(containers: baseline capabilities)",
+        ],
+    )
+    .await;
     site.ok(
         &format!("/providers/{provider}"),
         &["Posted rates", "process", "Hardware challenges", "1 live"],

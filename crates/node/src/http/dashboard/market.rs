@@ -295,6 +295,9 @@ pub(in crate::http) async fn job(
                 dt { "Created" } dd { "block " (block_link(o.created_height)) ", " (time(o.created_ms)) }
                 dt { "Asks for" } dd { (resources(&t.resources)) }
                 dt { "Runtime" } dd { (t.runtime.as_str()) }
+                @if !t.capabilities.is_none() {
+                    dt { "Capabilities" } dd { (t.capabilities.as_str()) }
+                }
                 dt { "Regions" } dd { @if t.regions.is_empty() { "anywhere" } @else { (t.regions.join(", ")) } }
                 dt { "Max price" } dd { (per_hour(t.max_price_per_hour)) }
                 dt { "Deposit" } dd { (money(t.deposit, Denom::Usd)) }

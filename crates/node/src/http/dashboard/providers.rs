@@ -35,13 +35,23 @@ fn gpus_summary(p: &ProviderView) -> String {
         .join(", ")
 }
 
+/// The runtimes offered, and the capabilities containers get when it grants any (ADR 0013).
 fn runtimes(p: &ProviderView) -> String {
-    p.profile
+    let offered = p
+        .profile
         .runtimes
         .iter()
         .map(|r| r.as_str())
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if p.profile.capabilities.is_none() {
+        offered
+    } else {
+        format!(
+            "{offered} (containers: {} capabilities)",
+            p.profile.capabilities.as_str()
+        )
+    }
 }
 
 /// What a provider's status reads as in one word or two.
