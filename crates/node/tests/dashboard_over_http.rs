@@ -388,6 +388,8 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
             "GPN",
             "sent <span class=\"amount\">25.00 USD</span>",
             "train-small",
+            // A young chain is read whole, from its first block.
+            "in blocks 1 to ",
         ],
     )
     .await;
