@@ -2,7 +2,7 @@
 
 use gpunet_protocol::explain::Explanation;
 use gpunet_protocol::{
-    Address, Amount, Balances, Event, Hash, LeaseEndReason, LeaseId, LeaseResult, OrderId,
+    Address, Amount, Balances, Denom, Event, Hash, LeaseEndReason, LeaseId, LeaseResult, OrderId,
     OrderTerms, ProviderProfile, Rejection, Resources,
 };
 use serde::{Deserialize, Serialize};
@@ -265,6 +265,76 @@ pub struct TxView {
     pub rejection: Option<Rejection>,
     #[schema(value_type = Vec<Object>)]
     pub events: Vec<Event>,
+}
+
+/// Entries `GET /v1/accounts/{address}/txs` returns when `limit` is not given.
+pub const DEFAULT_ACCOUNT_TXS_LIMIT: usize = 50;
+/// Most entries one page of `GET /v1/accounts/{address}/txs` holds; a larger `limit` is
+/// refused (400).
+pub const MAX_ACCOUNT_TXS_LIMIT: usize = 200;
+
+/// Which way a transfer went, seen from the account whose history lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferDirection {
+    /// The account signed it (a transfer to itself too).
+    Sent,
+    /// Another account paid it.
+    Received,
+}
+
+/// A transfer as one side of it sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TransferView {
+    pub direction: TransferDirection,
+    /// The other side: the recipient of what was sent, the signer of what was received.
+    #[schema(value_type = String)]
+    pub counterparty: Address,
+    #[schema(value_type = String)]
+    pub amount: Amount,
+    /// `usd` or `gpn`.
+    #[schema(value_type = String)]
+    pub denom: Denom,
+}
+
+/// One transaction of an account's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountTxView {
+    #[schema(value_type = String)]
+    pub tx_hash: Hash,
+    /// The block that included it.
+    pub block_height: u64,
+    /// Its place in that block, from 0.
+    pub position: u32,
+    /// The block's time, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// What it did: `transfer`, `create_order`, `place_bid`, ….
+    pub kind: String,
+    #[schema(value_type = String)]
+    pub signer: Address,
+    /// For a transfer, which way it went, the other side and how much; `null` otherwise.
+    pub transfer: Option<TransferView>,
+    /// `applied`, or `rejected` (nothing changed; `rejection` says why).
+    pub state: TxState,
+    #[schema(value_type = Option<Object>)]
+    pub rejection: Option<Rejection>,
+}
+
+/// `GET /v1/accounts/{address}/txs`: one page of the transactions an account signed, applied
+/// or rejected, and the transfers that paid it, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountTxList {
+    pub height: u64,
+    #[schema(value_type = String)]
+    pub address: Address,
+    pub txs: Vec<AccountTxView>,
+    /// The cursor of the next (older) page: pass it back as `after`; `null` when this page
+    /// is the last. Opaque: build none yourself.
+    #[serde(default)]
+    pub next: Option<String>,
+    /// The node holds the chain's blocks after this height: 0 when it has every block since
+    /// genesis; a node that began from a state snapshot lists nothing older.
+    pub base_height: u64,
 }
 
 /// A provider as the market sees it.

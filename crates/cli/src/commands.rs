@@ -273,6 +273,29 @@ pub enum WalletCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The transactions of an address (default: the signing key's), newest first, back to
+    /// genesis: those it signed, applied or rejected (a rejected one changed nothing; its
+    /// RESULT names the rejection), and the transfers that paid it. One page at a time; when
+    /// older ones remain, the last line names the `--after CURSOR` that reads on. `--json`
+    /// prints the page as the node gives it: the rows (hash, block, position, time, kind,
+    /// transfer, state, rejection) and `next`.
+    ///
+    /// Example: gpunet wallet history
+    ///
+    /// Example: gpunet wallet history gpn1… --limit 10 --json
+    History {
+        /// An account address (gpn1…). Default: the signing key's.
+        #[arg(value_name = "ADDRESS")]
+        address: Option<Address>,
+        /// Transactions per page, 1 to 200 (the node's default is 50).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=gpunet_api::node::MAX_ACCOUNT_TXS_LIMIT as i64))]
+        limit: Option<u32>,
+        /// Start after this cursor: the `next` an earlier page printed (older transactions).
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Send money.
     ///
     /// Example: gpunet wallet transfer gpn1… 12.5 --denom usd
@@ -1416,6 +1439,25 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
             println!("  next nonce {}", view.next_nonce);
             Ok(())
         }
+        WalletCmd::History {
+            address,
+            limit,
+            after,
+            conn,
+        } => {
+            let addr = match address {
+                Some(a) => a,
+                None => key(&conn)?.address(),
+            };
+            let page = client(&conn)?
+                .account_txs(&addr, limit.map(|n| n as usize), after.as_deref())
+                .await?;
+            if conn.json {
+                return print_json(&page);
+            }
+            print!("{}", history_text(&page));
+            Ok(())
+        }
         WalletCmd::Transfer {
             to,
             amount,
@@ -1437,6 +1479,64 @@ pub async fn wallet(cmd: WalletCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `gpunet wallet history`'s text: a line of what it is, a table of the page, and how to read
+/// on.
+fn history_text(page: &gpunet_api::node::AccountTxList) -> String {
+    use gpunet_api::node::TransferDirection;
+    use std::fmt::Write as _;
+
+    let mut out = format!(
+        "{} at height {}: {} transaction{}, newest first\n",
+        page.address,
+        page.height,
+        page.txs.len(),
+        if page.txs.len() == 1 { "" } else { "s" },
+    );
+    if page.txs.is_empty() {
+        out.push_str("  none");
+        out.push_str(if page.next.is_none() {
+            "\n"
+        } else {
+            " on this page\n"
+        });
+    } else {
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<64}  {:<18} {:<24} TRANSFER",
+            "BLOCK", "TX", "KIND", "RESULT"
+        );
+    }
+    for t in &page.txs {
+        let result = match t.rejection {
+            None => "applied".to_owned(),
+            Some(r) => format!("rejected: {}", r.name()),
+        };
+        let transfer = match &t.transfer {
+            Some(x) if x.direction == TransferDirection::Sent => {
+                format!("sent {} {} to {}", x.amount, x.denom, x.counterparty)
+            }
+            Some(x) => format!("received {} {} from {}", x.amount, x.denom, x.counterparty),
+            None => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<64}  {:<18} {:<24} {transfer}",
+            t.block_height, t.tx_hash, t.kind, result
+        );
+    }
+    if let Some(next) = &page.next {
+        let _ = writeln!(out, "older: pass --after {next} for the next page");
+    } else if page.base_height > 0 {
+        let _ = writeln!(
+            out,
+            "this node holds blocks after height {} only (it began from a state snapshot); \
+             ask a node that holds older blocks for older transactions",
+            page.base_height
+        );
+    }
+    out
 }
 
 /// A provider's record as the ledger keeps it: reputation, verified runs by class (with

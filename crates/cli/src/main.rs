@@ -60,7 +60,7 @@ enum Command {
     /// Submit jobs and follow them: wait, follow, status, logs, outputs, cancel, list.
     #[command(subcommand)]
     Job(commands::JobCmd),
-    /// Keys and money: new, show, balance, transfer.
+    /// Keys and money: new, show, balance, history, transfer.
     #[command(subcommand)]
     Wallet(commands::WalletCmd),
     /// What the market holds: providers and orders.

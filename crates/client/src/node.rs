@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use gpunet_api::node::{
-    AccountView, EventEnvelope, ExplainView, LeaseView, OrderList, OrderView, ParamsView,
-    ProviderList, ProviderView, QuoteRequest, StatusView, SubmitTx, SubmitTxResult, TxState,
-    TxView,
+    AccountTxList, AccountView, EventEnvelope, ExplainView, LeaseView, OrderList, OrderView,
+    ParamsView, ProviderList, ProviderView, QuoteRequest, StatusView, SubmitTx, SubmitTxResult,
+    TxState, TxView,
 };
 use gpunet_protocol::{
     Address, Hash, LeaseId, Msg, OrderId, OrderTerms, Rejection, SignedTx, TxBody,
@@ -157,6 +157,27 @@ impl NodeClient {
 
     pub async fn account(&self, address: &Address) -> Result<AccountView, ClientError> {
         self.get(&format!("/v1/accounts/{address}")).await
+    }
+
+    /// One page of the transactions `address` signed (applied or rejected) and the transfers
+    /// that paid it, newest first: at most `limit` (the node's default of 50 when `None`; at
+    /// most `gpunet_api::node::MAX_ACCOUNT_TXS_LIMIT`), older than the cursor `after` (`None`:
+    /// from the newest).
+    pub async fn account_txs(
+        &self,
+        address: &Address,
+        limit: Option<usize>,
+        after: Option<&str>,
+    ) -> Result<AccountTxList, ClientError> {
+        let mut q = Vec::new();
+        if let Some(l) = limit {
+            q.push(format!("limit={l}"));
+        }
+        if let Some(a) = after {
+            q.push(format!("after={}", query_value(a)));
+        }
+        self.get(&format!("/v1/accounts/{address}/txs?{}", q.join("&")))
+            .await
     }
 
     /// One page of providers, by address: at most `limit` (the node's default when `None`)

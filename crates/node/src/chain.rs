@@ -339,7 +339,18 @@ impl Committer {
         let outcome = gpunet_ledger::apply_block(&mut self.state, &block.ctx(), &block.txs);
         let changes = self.state.take_changes();
         let history = changes.history();
-        let lookups = crate::history::block_lookups(first_new_order, &self.state, &changes);
+        let mut lookups: Vec<gpunet_store::LookupEntry> =
+            crate::history::block_lookups(first_new_order, &self.state, &changes)
+                .into_iter()
+                .map(|key| (key, Vec::new()))
+                .collect();
+        lookups.extend(crate::account_txs::block_entries(
+            height,
+            block.header.time_ms,
+            &block.txs,
+            &tx_hashes,
+            &outcome.receipts,
+        ));
         self.shared.metrics.observe_apply(started.elapsed());
 
         let block_hash = block.header.hash();

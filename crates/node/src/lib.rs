@@ -14,6 +14,7 @@
 //! Architecture Invariant: nothing is published (to readers, the mempool or subscribers) before
 //! the store has made it durable; a failed store write stops block production.
 
+mod account_txs;
 mod addr;
 mod chain;
 mod error;

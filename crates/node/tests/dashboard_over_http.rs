@@ -215,8 +215,12 @@ impl Site {
             .send()
             .await
             .expect("request reaches the node");
-        assert_eq!(r.status(), 202, "submit {:?}", tx.body.msg.kind());
-        r.json::<SubmitTxResult>().await.expect("JSON").tx_hash
+        let status = r.status();
+        let body = r.text().await.expect("a body");
+        assert_eq!(status, 202, "submit {:?}: {body}", tx.body.msg.kind());
+        serde_json::from_str::<SubmitTxResult>(&body)
+            .expect("JSON")
+            .tx_hash
     }
 
     async fn json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
@@ -232,13 +236,18 @@ impl Site {
 
     async fn applied(&self, tx: &SignedTx) -> TxView {
         let hash = self.submit(tx).await;
+        self.until_applied(hash).await
+    }
+
+    /// Waits for a submitted transaction to be applied.
+    async fn until_applied(&self, hash: Hash) -> TxView {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let view: TxView = self.json(&format!("/v1/txs/{hash}")).await;
             match view.state {
                 TxState::Applied => return view,
                 TxState::Pending | TxState::Unknown => {}
-                TxState::Rejected => panic!("{} rejected: {view:?}", tx.body.msg.kind()),
+                TxState::Rejected => panic!("{hash} rejected: {view:?}"),
             }
             assert!(Instant::now() < deadline, "{hash} never applied");
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -388,14 +397,20 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
             "GPN",
             "sent <span class=\"amount\">25.00 USD</span>",
             "train-small",
-            // A young chain is read whole, from its first block.
-            "in blocks 1 to ",
+            // From the node's index by account: every transaction, back to genesis.
+            "back to genesis.",
+            &format!("href=\"/txs/{}\"", sent.tx_hash),
+            &format!("href=\"/blocks/{sent_height}\""),
+            "create_order",
         ],
     )
     .await;
     site.ok(
         &format!("/accounts/{}", addr(2)),
-        &["received <span class=\"amount\">25.00 USD</span>"],
+        &[
+            "received <span class=\"amount\">25.00 USD</span>",
+            &format!("href=\"/txs/{}\"", sent.tx_hash),
+        ],
     )
     .await;
     site.ok(
@@ -435,6 +450,8 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
         assert!(body.contains("Not found"), "{path}: {body}");
     }
     // Malformed ones: 400 pages that say what was wrong.
+    let garbled_cursor = format!("/accounts/{tenant}?after=garbage");
+    let other_lists_cursor = format!("/accounts/{tenant}?after=o.1");
     for path in [
         "/jobs/abc",
         "/leases/lease-x",
@@ -443,12 +460,19 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
         "/providers/nope",
         "/txs/zz",
         "/jobs?tenant=nope",
+        &garbled_cursor,
+        &other_lists_cursor,
         "/market?after=garbage",
         "/providers?after=o.1",
     ] {
         let body = site.page(path, 400).await;
         assert!(body.contains("Not a valid request"), "{path}: {body}");
     }
+    let body = site.page(&garbled_cursor, 400).await;
+    assert!(
+        body.contains("a cursor is the `next` string of an earlier page"),
+        "the page says what a cursor is: {body}"
+    );
 
     // Search: every form redirects to its page.
     site.redirects(&tenant.to_string(), &format!("/accounts/{tenant}"))
@@ -503,10 +527,86 @@ async fn a_fresh_chain_renders_every_list_empty_rather_than_failing() {
     site.ok("/jobs", &["No jobs."]).await;
     site.ok(
         &format!("/accounts/{}", addr(3)),
-        &["0.00 USD", "No jobs as a tenant."],
+        &["0.00 USD", "No jobs as a tenant.", "No transactions yet."],
     )
     .await;
     // Block 0 is genesis, not a block anyone can open.
     site.page("/blocks/0", 404).await;
+    node.shutdown().await;
+}
+
+/// The `after=` cursor of a page's "Older" link, if it has one.
+fn older_link(body: &str) -> Option<String> {
+    let link = body.find("rel=\"next\"").map(|end| &body[..end])?;
+    let start = link.rfind("after=")? + "after=".len();
+    let cursor = &link[start..];
+    Some(cursor[..cursor.find('"')?].to_owned())
+}
+
+/// The transaction hashes a page links to, in the order it lists them.
+fn tx_links(body: &str) -> Vec<String> {
+    body.split("href=\"/txs/")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accounts_page_lists_its_whole_history_fifty_at_a_time() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path()).await;
+    let site = Site::new(&node);
+    let (sender, recipient) = (addr(GPU_PROVIDER), addr(2));
+
+    // 60 transfers, ten to a block or so, over at least six blocks.
+    let mut sent = Vec::new();
+    for round in 0..6u64 {
+        for i in 0..10 {
+            let tx = signed(
+                GPU_PROVIDER,
+                round * 10 + i,
+                Msg::Transfer {
+                    to: recipient,
+                    denom: Denom::Usd,
+                    amount: Amount::from_micros(1 + round * 10 + i),
+                },
+            );
+            sent.push(site.submit(&tx).await);
+        }
+        site.until_applied(*sent.last().expect("sent")).await;
+    }
+    let newest_first: Vec<String> = sent.iter().rev().map(Hash::to_string).collect();
+
+    for who in [sender, recipient] {
+        let first = site
+            .ok(
+                &format!("/accounts/{who}"),
+                &["back to genesis.", "applied"],
+            )
+            .await;
+        let on_first = tx_links(&first);
+        assert_eq!(on_first, newest_first[..50], "{who}: the newest 50 first");
+        let after = older_link(&first).expect("an Older link");
+        let second = site
+            .ok(&format!("/accounts/{who}?after={after}"), &[])
+            .await;
+        assert_eq!(
+            tx_links(&second),
+            newest_first[50..],
+            "{who}: then the rest"
+        );
+        assert_eq!(older_link(&second), None, "{who}: the last page");
+        // The API gives the same page.
+        let api: gpunet_api::node::AccountTxList =
+            site.json(&format!("/v1/accounts/{who}/txs")).await;
+        let api_hashes: Vec<String> = api.txs.iter().map(|t| t.tx_hash.to_string()).collect();
+        assert_eq!(api_hashes, on_first);
+        assert_eq!(api.next.as_deref(), Some(after.as_str()));
+    }
+    let recipient_page = site.ok(&format!("/accounts/{recipient}"), &[]).await;
+    assert!(recipient_page.contains("received <span class=\"amount\">0.00006 USD</span>"));
+    let sender_page = site.ok(&format!("/accounts/{sender}"), &[]).await;
+    assert!(sender_page.contains("sent <span class=\"amount\">0.00006 USD</span>"));
     node.shutdown().await;
 }

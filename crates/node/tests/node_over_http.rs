@@ -240,6 +240,15 @@ async fn a_transfer_submitted_over_http_is_applied_and_balances_match() {
         assert_eq!(param(list, "after")["type"], "string", "{list}");
     }
     assert!(openapi["paths"]["/v1/providers/{address}"]["get"].is_object());
+    let account_txs = "/v1/accounts/{address}/txs";
+    assert_eq!(param(account_txs, "limit")["type"], "integer");
+    assert_eq!(
+        param(account_txs, "limit")["maximum"],
+        gpunet_api::node::MAX_ACCOUNT_TXS_LIMIT
+    );
+    assert_eq!(param(account_txs, "limit")["minimum"], 1);
+    assert_eq!(param(account_txs, "after")["type"], "string");
+    assert!(openapi["components"]["schemas"]["AccountTxList"].is_object());
     let schemas = &openapi["components"]["schemas"];
     assert_eq!(
         schemas["SubmitTx"]["properties"]["tx_hex"]["maxLength"],
@@ -976,5 +985,254 @@ async fn ended_jobs_leave_the_state_and_are_still_served_from_history_after_a_re
     let node = start_node(home.path(), 100).await;
     let api = Api::new(&node);
     check_ended_jobs_are_served(&api, lease).await;
+    node.shutdown().await;
+}
+
+/// Every transaction in `who`'s history, `limit` at a time from the newest, following `next`;
+/// each page but the last is full, and the last says so with a `null`.
+async fn walk_account_txs(
+    api: &Api,
+    who: Address,
+    limit: usize,
+) -> Vec<gpunet_api::node::AccountTxView> {
+    let mut txs = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..100 {
+        let mut path = format!("/v1/accounts/{who}/txs?limit={limit}");
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let page: gpunet_api::node::AccountTxList = api.get(&path).await;
+        assert_eq!(page.address, who);
+        assert_eq!(page.base_height, 0, "this node has every block");
+        let full = page.txs.len() == limit;
+        txs.extend(page.txs);
+        match page.next {
+            None => return txs,
+            Some(next) => {
+                assert!(full, "{path}: a page before the last is full");
+                after = Some(next);
+            }
+        }
+    }
+    panic!("{who}: the cursor never ended");
+}
+
+/// Polls transaction `hash` until a block has taken it, applied or rejected.
+async fn wait_in_block(api: &Api, hash: Hash) -> TxView {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let view: TxView = api.get(&format!("/v1/txs/{hash}")).await;
+        if view.block_height.is_some() {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "{hash} never reached a block");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accounts_history_pages_newest_first_back_to_its_first_transaction() {
+    use gpunet_api::node::{AccountTxList, TransferDirection};
+
+    let home = tempfile::tempdir().expect("temp dir");
+    let node = start_node(home.path(), 50).await;
+    let api = Api::new(&node);
+    let (me, you) = (addr(1), addr(2));
+    let (payer, spender) = (PROVIDER_SEEDS.start, PROVIDER_SEEDS.start + 1);
+
+    // Oldest first: seven transfers to `you`, each in a block of its own, then an order.
+    let mut mine = Vec::new();
+    for nonce in 0..7 {
+        let tx = transfer(nonce, fee(), units(1)).sign(&key(1));
+        let view = api.wait_applied(api.submit(&tx).await).await;
+        mine.push(view.tx_hash);
+    }
+    let sent_to_you = mine.clone();
+    mine.push(
+        api.wait_applied(api.submit(&create_order(7)).await)
+            .await
+            .tx_hash,
+    );
+    // Another account pays `me`.
+    let pay = |seed: u8, nonce: u64, n: u64| {
+        signed(
+            seed,
+            nonce,
+            Msg::Transfer {
+                to: me,
+                denom: Denom::Usd,
+                amount: units(n),
+            },
+        )
+    };
+    mine.push(
+        api.wait_applied(api.submit(&pay(payer, 0, 5)).await)
+            .await
+            .tx_hash,
+    );
+    // `spender` (1,000 usd) sends 600 twice in one batch: both are admitted (the second only
+    // gets the fee check behind the first), and the block rejects the second.
+    let batch = [pay(spender, 0, 600), pay(spender, 1, 600)];
+    let r = api
+        .http
+        .post(format!("{}/v1/txs/batch", api.base))
+        .json(&serde_json::json!({
+            "txs_hex": batch.iter().map(|t| hex::encode(t.encode())).collect::<Vec<_>>()
+        }))
+        .send()
+        .await
+        .expect("request reaches the node");
+    assert_eq!(r.status(), 200);
+    let admitted: gpunet_api::node::SubmitTxBatchResult = r.json().await.expect("JSON");
+    assert_eq!(admitted.admitted, 2, "{admitted:?}");
+    let applied = wait_in_block(&api, batch[0].hash()).await;
+    let rejected = wait_in_block(&api, batch[1].hash()).await;
+    assert_eq!(applied.state, TxState::Applied);
+    assert_eq!(rejected.state, TxState::Rejected, "{rejected:?}");
+    mine.push(applied.tx_hash);
+    let tip: StatusView = api.get("/v1/status").await;
+    assert!(
+        tip.height >= 10,
+        "spread over blocks: height {}",
+        tip.height
+    );
+
+    // Newest first, whatever the page size, each transaction once; a rejected transfer paid
+    // `me` nothing and is not in its history.
+    let newest_first: Vec<Hash> = mine.iter().rev().copied().collect();
+    for limit in [1, 3, 4, 10, 200] {
+        let txs = walk_account_txs(&api, me, limit).await;
+        let hashes: Vec<Hash> = txs.iter().map(|t| t.tx_hash).collect();
+        assert_eq!(hashes, newest_first, "limit {limit}");
+        for pair in txs.windows(2) {
+            assert!(
+                (pair[0].block_height, pair[0].position) > (pair[1].block_height, pair[1].position),
+                "newest first: {pair:?}"
+            );
+        }
+    }
+    let txs = walk_account_txs(&api, me, 200).await;
+    // What each row says, from `me`'s side.
+    let received = &txs[0];
+    assert_eq!(received.kind, "transfer");
+    assert_eq!(received.signer, addr(spender));
+    let t = received.transfer.as_ref().expect("a transfer");
+    assert_eq!(
+        (t.direction, t.counterparty, t.amount, t.denom),
+        (
+            TransferDirection::Received,
+            addr(spender),
+            units(600),
+            Denom::Usd
+        )
+    );
+    assert_eq!(
+        (received.state, received.rejection),
+        (TxState::Applied, None)
+    );
+    assert_eq!(
+        received.block_height,
+        applied.block_height.expect("in a block")
+    );
+    assert_eq!(
+        txs[1].transfer.as_ref().map(|t| t.counterparty),
+        Some(addr(payer))
+    );
+    let order = &txs[2];
+    assert_eq!(
+        (order.kind.as_str(), order.transfer.is_none()),
+        ("create_order", true)
+    );
+    let first = txs.last().expect("the first");
+    let t = first.transfer.as_ref().expect("a transfer");
+    assert_eq!(
+        (t.direction, t.counterparty, t.amount),
+        (TransferDirection::Sent, you, units(1))
+    );
+    assert!(first.time_ms >= 1_700_000_000_000, "the block's time");
+
+    // A transfer is in the recipient's history too, as received, by the same hash.
+    let yours = walk_account_txs(&api, you, 2).await;
+    let yours_hashes: Vec<Hash> = yours.iter().map(|t| t.tx_hash).collect();
+    let expect: Vec<Hash> = sent_to_you.iter().rev().copied().collect();
+    assert_eq!(yours_hashes, expect);
+    assert!(yours.iter().all(
+        |t| t.transfer.as_ref().map(|x| (x.direction, x.counterparty))
+            == Some((TransferDirection::Received, me))
+    ));
+    // The rejected transfer is its signer's, with the rejection.
+    let spent = walk_account_txs(&api, addr(spender), 1).await;
+    assert_eq!(spent.len(), 2);
+    assert_eq!(spent[0].tx_hash, batch[1].hash());
+    assert_eq!(spent[0].state, TxState::Rejected);
+    assert_eq!(
+        spent[0].rejection.map(|r| r.name()),
+        Some("insufficient_funds")
+    );
+    assert_eq!(spent[1].state, TxState::Applied);
+
+    // An address with none: an empty last page.
+    let none: AccountTxList = api.get(&format!("/v1/accounts/{}/txs", addr(3))).await;
+    assert!(none.txs.is_empty() && none.next.is_none(), "{none:?}");
+    // The default page and its largest.
+    let page: AccountTxList = api.get(&format!("/v1/accounts/{me}/txs")).await;
+    assert_eq!(page.txs.len(), mine.len());
+    // A cursor from beyond the chain reads from the newest; none panics the node.
+    for after in ["t.99999999.0", "t.18446744073709551615.4294967295", "t.0.0"] {
+        let page: AccountTxList = api
+            .get(&format!("/v1/accounts/{me}/txs?after={after}"))
+            .await;
+        let expect = if after == "t.0.0" { 0 } else { mine.len() };
+        assert_eq!(page.txs.len(), expect, "{after}");
+    }
+
+    // Malformed input: a 400 that says what to send instead.
+    let max = gpunet_api::node::MAX_ACCOUNT_TXS_LIMIT;
+    let e = api.get_error("/v1/accounts/gpn1nope/txs", 400).await;
+    assert!(
+        e.message.contains("path parameter address") && e.message.contains("gpn1…"),
+        "{}",
+        e.message
+    );
+    for after in ["garbage", "o.1", "t.1", "t.01.0", "t.1.-1"] {
+        let e = api
+            .get_error(&format!("/v1/accounts/{me}/txs?after={after}"), 400)
+            .await;
+        assert!(
+            e.message.contains("query parameter after")
+                && e.message
+                    .contains("a cursor is the `next` string of an earlier page"),
+            "{after}: {}",
+            e.message
+        );
+    }
+    for limit in ["0".to_owned(), (max + 1).to_string(), "x".to_owned()] {
+        let e = api
+            .get_error(&format!("/v1/accounts/{me}/txs?limit={limit}"), 400)
+            .await;
+        assert!(
+            e.message.contains(&format!("from 1 to {max}")),
+            "{limit}: {}",
+            e.message
+        );
+    }
+
+    // The client reads the same pages.
+    let client = gpunet_client::NodeClient::new(&api.base);
+    let page = client.account_txs(&me, Some(4), None).await.expect("page");
+    assert_eq!(page.txs.len(), 4);
+    let next = client
+        .account_txs(&me, Some(200), page.next.as_deref())
+        .await
+        .expect("page");
+    let both: Vec<Hash> = page
+        .txs
+        .iter()
+        .chain(&next.txs)
+        .map(|t| t.tx_hash)
+        .collect();
+    assert_eq!(both, newest_first);
+    assert_eq!(next.next, None);
     node.shutdown().await;
 }

@@ -7,6 +7,10 @@
 //! the state root: each block costs O(changes · log state), never a pass over the whole state.
 //! Tree versions older than a retention window ([`StoreOptions::keep_versions`]) are pruned;
 //! within it, [`Store::prove`] proves any entity's value, or its absence, at any kept height.
+//! Beside the chain it keeps, in the same write transaction, what the node asks of it outside
+//! the state: ended orders and leases ([`Store::history`]) and secondary lookup entries
+//! ([`Store::lookup_below`]: the node's index of orders by tenant and of transactions by
+//! account, each a prefix range read newest first).
 //!
 //! **Architecture Invariant:** the store never decodes what it stores. Blocks, receipts, entities
 //! and genesis arrive as bytes the node encoded (borsh); the store knows neither the consensus
@@ -72,6 +76,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// One lookup entry: its key and the value kept under it (empty when the key says it all).
+pub type LookupEntry = (Vec<u8>, Vec<u8>);
+
 /// Everything the store keeps for one committed height, borrowed from the node's encodings.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockRecord<'a> {
@@ -89,8 +96,9 @@ pub struct BlockRecord<'a> {
     /// Entities that left the state for good in this block (state key, encoding; a `None`
     /// value is refused), kept as history outside the tree: see [`Store::history`].
     pub history: &'a [StateWrite],
-    /// Lookup keys to keep from this block on (see [`Store::lookup_below`]).
-    pub lookups: &'a [Vec<u8>],
+    /// Lookup entries to keep from this block on, each (key, value; empty when the key says
+    /// it all), see [`Store::lookup_below`]. A key written again keeps its newest value.
+    pub lookups: &'a [LookupEntry],
 }
 
 /// An entity's value at a height and the Merkle proof of it against that height's root.
@@ -508,8 +516,8 @@ impl Store {
             }
         }
         let mut lookup = txn.open_table(LOOKUP)?;
-        for key in rec.lookups {
-            lookup.insert(key.as_slice(), ())?;
+        for (key, value) in rec.lookups {
+            lookup.insert(key.as_slice(), value.as_slice())?;
         }
         meta.insert(
             meta_key::HEAD,
@@ -579,14 +587,25 @@ impl Store {
         Ok(history.get(key)?.map(|v| v.value().to_vec()))
     }
 
-    /// The lookup keys that start with `prefix` and sort below `below` (all of them if `None`),
-    /// highest first, at most `limit`: one range read, whatever the table holds.
+    /// The height this store's blocks begin after: 0 for a store filled from genesis, the
+    /// height of the state it was restored at for one that began from a state snapshot
+    /// ([`Store::begin_restore`]): no blocks, receipts, history or lookup entries of that
+    /// height or below are in it.
+    pub fn base_height(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        Ok(read_u64(&meta, meta_key::BASE_HEIGHT)?.unwrap_or(0))
+    }
+
+    /// The lookup entries (key, value) whose keys start with `prefix` and sort below `below`
+    /// (all of them if `None`), highest key first, at most `limit`: one range read, whatever
+    /// the table holds. The node's tenant index and account transaction index page with it.
     pub fn lookup_below(
         &self,
         prefix: &[u8],
         below: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
+    ) -> Result<Vec<LookupEntry>, StoreError> {
         use std::ops::Bound::{self, Excluded, Included, Unbounded};
         let txn = self.read()?;
         let lookup = txn.open_table(LOOKUP)?;
@@ -604,12 +623,12 @@ impl Store {
         };
         let mut out = Vec::new();
         for entry in lookup.range::<&[u8]>((start, end))?.rev().take(limit) {
-            let (key, _) = entry?;
+            let (key, value) = entry?;
             let key = key.value();
             if !key.starts_with(prefix) {
                 break;
             }
-            out.push(key.to_vec());
+            out.push((key.to_vec(), value.value().to_vec()));
         }
         Ok(out)
     }

@@ -18,7 +18,9 @@ use redb::TableDefinition;
 ///    accounts their unbonding stake.
 /// 6: `compare: tensors` (ADR 0010): orders carry the verifiers asked and the judging stage,
 ///    providers the orders they judge, the params the verdict window and fee.
-pub const SCHEMA_VERSION: u32 = 6;
+/// 7: the account transaction index ([`LOOKUP`] keys tagged `ACCOUNT_TX` by the node, so
+///    [`LOOKUP`] rows carry a value); providers' uptime record.
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Singletons: schema version, chain id, genesis bytes, head, the tree's retention mark.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -47,9 +49,12 @@ pub const STALE_NODES: TableDefinition<HeightKey, &[u8]> = TableDefinition::new(
 /// State key (table tag ‖ entity key) → the entity's encoding when it left the state for good
 /// (an ended order or lease). Outside the tree: history the node serves, not state it proves.
 pub const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
-/// Secondary lookup keys the node asks to keep (e.g. tenant ‖ order id), each with nothing:
-/// the key is the entry. Written with the block that makes them true; never removed.
-pub const LOOKUP: TableDefinition<&[u8], ()> = TableDefinition::new("lookup");
+/// Secondary lookup keys the node asks to keep, each with a value the node encoded (empty when
+/// the key is the whole entry, as tenant ‖ order id is; a row of the node's account
+/// transaction index, address ‖ height ‖ position, carries what a wallet's history shows of
+/// the transaction, so a page of it reads no block). Written with the block that makes them
+/// true; never removed.
+pub const LOOKUP: TableDefinition<&[u8], &[u8]> = TableDefinition::new("lookup");
 
 /// Keys of the [`META`] table.
 pub mod meta_key {

@@ -109,8 +109,10 @@ fn a_state_restored_from_chunks_is_the_served_state_and_goes_on_committing_the_c
         dst.genesis().expect("genesis"),
         Some((CHAIN_ID.to_owned(), GENESIS.to_vec()))
     );
-    // Nothing below the base: no blocks, no older trees.
+    // Nothing below the base: no blocks, no older trees; the store says where it begins.
     assert_eq!(dst.block(20).expect("read"), None);
+    assert_eq!(dst.base_height().expect("read"), 20);
+    assert_eq!(src.base_height().expect("read"), 0, "filled from genesis");
     assert!(matches!(
         dst.prove(&key(1, 1_000), Some(19)),
         Err(StoreError::NoTreeAt { .. })

@@ -371,9 +371,17 @@ fn history_and_lookups_are_kept_with_their_block_and_read_back_in_range() {
             key: b"\x03order-7".to_vec(),
             value: Some(b"ended order".to_vec()),
         }];
-        let lookups: Vec<Vec<u8>> = [(1, 3), (1, 9), (2, 4), (1, 12), (0xff, 1)]
+        // Each with a value naming it, but one with none: a key may be the whole entry.
+        let lookups: Vec<(Vec<u8>, Vec<u8>)> = [(1, 3), (1, 9), (2, 4), (1, 12), (0xff, 1)]
             .into_iter()
-            .map(|(t, id)| tenant(t, id))
+            .map(|(t, id)| {
+                let value = if id == 9 {
+                    Vec::new()
+                } else {
+                    format!("{t}/{id}").into_bytes()
+                };
+                (tenant(t, id), value)
+            })
             .collect();
         store
             .commit_block(&BlockRecord {
@@ -392,7 +400,7 @@ fn history_and_lookups_are_kept_with_their_block_and_read_back_in_range() {
         let err = store
             .commit_block(&BlockRecord {
                 history: &bad,
-                lookups: &[tenant(5, 5)],
+                lookups: &[(tenant(5, 5), Vec::new())],
                 ..g.record()
             })
             .expect_err("no value");
@@ -407,12 +415,21 @@ fn history_and_lookups_are_kept_with_their_block_and_read_back_in_range() {
     assert_eq!(store.history(b"\x03order-8").expect("read"), None);
     assert_eq!(store.history(b"\x04lease-1").expect("read"), None);
 
-    let ids = |keys: Vec<Vec<u8>>| -> Vec<u64> {
-        keys.iter()
-            .map(|k| u64::from_be_bytes(k[32..].try_into().expect("8 bytes")))
+    let ids = |entries: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<u64> {
+        entries
+            .iter()
+            .map(|(k, _)| u64::from_be_bytes(k[32..].try_into().expect("8 bytes")))
             .collect()
     };
     let prefix = [1u8; 32];
+    // Each key comes back with its own value.
+    let values: Vec<Vec<u8>> = store
+        .lookup_below(&prefix, None, 10)
+        .expect("read")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values, [b"1/12".to_vec(), Vec::new(), b"1/3".to_vec()]);
     // Highest first, only this prefix, at most `limit`.
     assert_eq!(
         ids(store.lookup_below(&prefix, None, 10).expect("read")),
@@ -452,35 +469,45 @@ fn history_and_lookups_are_kept_with_their_block_and_read_back_in_range() {
 #[test]
 fn a_store_of_another_format_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("chain.redb");
-    {
-        // A file as format 1 left it: the meta table with its version.
-        let db = redb::Database::create(&path).expect("create");
-        let txn = db.begin_write().expect("txn");
+    // A file as format 1 left it (the meta table with its version), and one as format 6 did,
+    // whose lookup table held keys without values: refused on the version, before any table
+    // of another shape is opened.
+    for found in [1u32, 6] {
+        let path = dir.path().join(format!("chain-{found}.redb"));
         {
-            let mut meta = txn
-                .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
-                .expect("meta");
-            meta.insert("schema_version", &1u32.to_be_bytes()[..])
-                .expect("insert");
-        }
-        txn.commit().expect("commit");
-    }
-    let err = Store::open(&path).expect_err("format 1");
-    assert!(
-        matches!(
-            err,
-            StoreError::UnsupportedSchema {
-                found: 1,
-                supported: 6,
-                ..
+            let db = redb::Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut meta = txn
+                    .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
+                    .expect("meta");
+                meta.insert("schema_version", &found.to_be_bytes()[..])
+                    .expect("insert");
+                if found == 6 {
+                    let mut lookup = txn
+                        .open_table(redb::TableDefinition::<&[u8], ()>::new("lookup"))
+                        .expect("lookup");
+                    lookup.insert(&b"\x01tenant"[..], ()).expect("insert");
+                }
             }
-        ),
-        "{err:?}"
-    );
-    let msg = err.to_string();
-    assert!(msg.contains("home directory aside"), "{msg}");
-    assert!(msg.contains(&path.display().to_string()), "{msg}");
+            txn.commit().expect("commit");
+        }
+        let err = Store::open(&path).expect_err("an older format");
+        assert!(
+            matches!(
+                err,
+                StoreError::UnsupportedSchema {
+                    found: f,
+                    supported: 7,
+                    ..
+                } if f == found
+            ),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("home directory aside"), "{msg}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+    }
 }
 
 #[test]

@@ -23,12 +23,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gpunet_api::node::{
-    AccountView, BandView, BidView, BlockView, ChallengeView, ClassRuns, DecidedView,
-    EventEnvelope, ExplainView, HardwareView, LeaseState, LeaseView, MAX_PAGE_EXAMINED,
-    MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList, OrderState, OrderView,
-    ParamsView, ProviderList, ProviderView, QuoteRequest, RunView, SnapshotView, StateEntryView,
-    StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult, SubmitTxResult, TxBatchItem, TxState,
-    TxView, VerificationView,
+    AccountTxList, AccountTxView, AccountView, BandView, BidView, BlockView, ChallengeView,
+    ClassRuns, DecidedView, EventEnvelope, ExplainView, HardwareView, LeaseState, LeaseView,
+    MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList,
+    OrderState, OrderView, ParamsView, ProviderList, ProviderView, QuoteRequest, RunView,
+    SnapshotView, StateEntryView, StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult,
+    SubmitTxResult, TransferDirection, TransferView, TxBatchItem, TxState, TxView,
+    VerificationView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER, auth};
 use gpunet_protocol::merkle::{self, StateTable};
@@ -39,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use utoipa::{OpenApi, ToSchema};
 
+use crate::account_txs::{self, AccountTx, TxPosition};
 use crate::chain::Shared;
 use crate::history::{self, Lookup};
 use crate::mempool::{Mempool, Origin};
@@ -65,6 +67,7 @@ pub(crate) struct App {
         status,
         params,
         account,
+        account_txs,
         submit_tx,
         submit_tx_batch,
         tx,
@@ -88,6 +91,10 @@ pub(crate) struct App {
         StatusView,
         ParamsView,
         AccountView,
+        AccountTxList,
+        AccountTxView,
+        TransferView,
+        TransferDirection,
         SubmitTx,
         SubmitTxResult,
         SubmitTxBatch,
@@ -160,6 +167,7 @@ fn router(app: App) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/params", get(params))
         .route("/v1/accounts/{address}", get(account))
+        .route("/v1/accounts/{address}/txs", get(account_txs))
         .route("/v1/txs", post(submit_tx))
         .route(
             "/v1/txs/batch",
@@ -386,6 +394,114 @@ async fn account(State(app): State<App>, p: Result<Path<String>, PathRejection>)
     let address = address_param(p)?;
     let view = account_view(&app, address);
     Ok(ok(view.height, &view))
+}
+
+#[derive(Debug, Deserialize)]
+struct AccountTxsQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{address}/txs",
+    params(
+        ("address" = String, Path, pattern = "^gpn1[02-9ac-hj-np-z]{58}$", description = "A gpn1… address"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "At most this many transactions, newest first (default 50, 1 to 200; more is refused)"),
+        ("after" = Option<String>, Query, description = "The `next` cursor of the previous page of this address; leave it out for the first page"),
+    ),
+    responses(
+        (status = 200, body = AccountTxList, description = "The transactions the address signed (applied or rejected) and the transfers that paid it, newest first, from this node's index by account; an address with none has an empty list"),
+        (status = 400, body = ErrorSchema),
+    )
+)]
+async fn account_txs(
+    State(app): State<App>,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<AccountTxsQuery>, QueryRejection>,
+) -> ApiResult {
+    let address = address_param(p)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let limit = pages::parse_account_txs_limit(q.limit.as_deref())?;
+    let after = pages::parse_after::<TxPosition>(q.after.as_deref())?;
+    let height = app.shared.tip().state.height;
+    let list = account_txs_page(&app, height, address, limit, after).await?;
+    Ok(ok(list.height, &list))
+}
+
+/// One page of `address`'s transactions as of the tip at `height`, from the store's index,
+/// newest first, older than the cursor `after`, at most `limit` (the caller bounds it): one
+/// range read, off the async threads. Shared by `GET /v1/accounts/{address}/txs` and the
+/// dashboard's account page.
+async fn account_txs_page(
+    app: &App,
+    height: u64,
+    address: Address,
+    limit: usize,
+    after: Option<TxPosition>,
+) -> Result<AccountTxList, ApiError> {
+    // The store may already hold the next block's entries: read below this tip's next height,
+    // so the page shows what the tip does; a cursor from beyond it (forged) reads from there.
+    let tip_next = TxPosition {
+        height: height.saturating_add(1),
+        index: 0,
+    };
+    let below = after.map_or(tip_next, |a| a.min(tip_next));
+    let store = Arc::clone(&app.shared.store);
+    let read = tokio::task::spawn_blocking(move || {
+        let page = account_txs::page(&store, &address, below, limit)?;
+        let base_height = store
+            .base_height()
+            .map_err(|source| account_txs::IndexError::Store { source })?;
+        Ok::<_, account_txs::IndexError>((page, base_height))
+    })
+    .await
+    .map_err(|e| ApiError::store("the account index", e))?;
+    let ((txs, more), base_height) = read.map_err(|e| ApiError::store("the account index", e))?;
+    let next = if more {
+        txs.last().map(|t| pages::encode_cursor(t.at))
+    } else {
+        None
+    };
+    Ok(AccountTxList {
+        height,
+        address,
+        txs: txs.iter().map(|t| account_tx_view(address, t)).collect(),
+        next,
+        base_height,
+    })
+}
+
+/// An index entry as `address`'s history shows it.
+fn account_tx_view(address: Address, t: &AccountTx) -> AccountTxView {
+    let r = &t.record;
+    let transfer = r.transfer.map(|(to, denom, amount)| {
+        let (direction, counterparty) = if r.signer == address {
+            (TransferDirection::Sent, to)
+        } else {
+            (TransferDirection::Received, r.signer)
+        };
+        TransferView {
+            direction,
+            counterparty,
+            amount,
+            denom,
+        }
+    });
+    AccountTxView {
+        tx_hash: r.tx_hash,
+        block_height: t.at.height,
+        position: t.at.index,
+        time_ms: r.time_ms,
+        kind: r.kind.clone(),
+        signer: r.signer,
+        transfer,
+        state: match r.rejection {
+            None => TxState::Applied,
+            Some(_) => TxState::Rejected,
+        },
+        rejection: r.rejection,
+    }
 }
 
 /// The `{address}` path parameter, parsed.
@@ -854,12 +970,12 @@ fn orders_page(
             } else {
                 limit + 1
             };
-            let keys = app
+            let entries = app
                 .shared
                 .store
                 .lookup_below(&history::tenant_prefix(&tenant), Some(&below), want)
                 .map_err(|e| ApiError::store("the tenant index", e))?;
-            let ids = keys.iter().filter_map(|k| history::order_of_key(k));
+            let ids = entries.iter().filter_map(|(k, _)| history::order_of_key(k));
             pages::page(ids, limit, view)
         }
         None if open_only => pages::page(

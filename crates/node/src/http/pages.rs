@@ -10,12 +10,17 @@
 //! range lookup answers (`tenant=` with `state=open`: the tenant's orders, from the node's
 //! index, kept when open) can stop after [`MAX_PAGE_EXAMINED`] entries and still hand back
 //! where to go on. Cursors are opaque to clients: `p.<address>` for providers,
-//! `o.<order id>` for orders; one list's cursor is refused by the other.
+//! `o.<order id>` for orders, `t.<height>.<position>` for an account's transactions
+//! (`GET /v1/accounts/{address}/txs`, newest first, pages of at most
+//! [`MAX_ACCOUNT_TXS_LIMIT`]); one list's cursor is refused by another.
 
-use gpunet_api::node::{DEFAULT_PAGE_LIMIT, MAX_PAGE_EXAMINED, MAX_PAGE_LIMIT};
+use gpunet_api::node::{
+    DEFAULT_PAGE_LIMIT, MAX_ACCOUNT_TXS_LIMIT, MAX_PAGE_EXAMINED, MAX_PAGE_LIMIT,
+};
 use gpunet_protocol::{Address, OrderId};
 
 use super::ApiError;
+use crate::account_txs::TxPosition;
 
 /// What a cursor names: the last key of the page it came from.
 pub(crate) trait CursorKey: Sized + Copy {
@@ -41,9 +46,27 @@ impl CursorKey for OrderId {
         self.0.to_string()
     }
     fn from_text(s: &str) -> Option<Self> {
-        // Only the canonical digits, so every key has exactly one cursor.
-        let n: u64 = s.parse().ok()?;
-        (n.to_string() == s).then_some(OrderId(n))
+        canonical(s).map(OrderId)
+    }
+}
+
+/// Only the canonical digits, so every key has exactly one cursor.
+fn canonical<N: std::str::FromStr + ToString>(s: &str) -> Option<N> {
+    let n: N = s.parse().ok()?;
+    (n.to_string() == s).then_some(n)
+}
+
+impl CursorKey for TxPosition {
+    const PREFIX: &'static str = "t.";
+    fn to_text(self) -> String {
+        format!("{}.{}", self.height, self.index)
+    }
+    fn from_text(s: &str) -> Option<Self> {
+        let (height, index) = s.split_once('.')?;
+        Some(TxPosition {
+            height: canonical(height)?,
+            index: canonical(index)?,
+        })
     }
 }
 
@@ -72,16 +95,30 @@ pub(crate) fn parse_after<K: CursorKey>(after: Option<&str>) -> Result<Option<K>
 /// The `limit` query parameter: refused, not clamped, outside 1 to [`MAX_PAGE_LIMIT`] (the
 /// OpenAPI document declares the range; a client asking for more should learn it gets less).
 pub(crate) fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    parse_limit_of(limit, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT)
+}
+
+/// [`parse_limit`] for an account's transactions: default 50, at most
+/// [`MAX_ACCOUNT_TXS_LIMIT`].
+pub(crate) fn parse_account_txs_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    parse_limit_of(
+        limit,
+        gpunet_api::node::DEFAULT_ACCOUNT_TXS_LIMIT,
+        MAX_ACCOUNT_TXS_LIMIT,
+    )
+}
+
+fn parse_limit_of(limit: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
     let Some(s) = limit else {
-        return Ok(DEFAULT_PAGE_LIMIT);
+        return Ok(default);
     };
     s.parse::<usize>()
         .ok()
-        .filter(|n| (1..=MAX_PAGE_LIMIT).contains(n))
+        .filter(|n| (1..=max).contains(n))
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "query parameter limit: {:?} is not a number from 1 to {MAX_PAGE_LIMIT} \
-                 (a page holds at most {MAX_PAGE_LIMIT} entries; follow `next` for more)",
+                "query parameter limit: {:?} is not a number from 1 to {max} \
+                 (a page holds at most {max} entries; follow `next` for more)",
                 gpunet_api::shorten(s)
             ))
         })
@@ -159,6 +196,29 @@ mod tests {
         }
         assert!(parse_after::<Address>(Some("o.1")).is_err());
         assert_eq!(parse_after::<OrderId>(None).ok(), Some(None));
+
+        // An account's transactions: height and position, each canonical, each in range.
+        let at = TxPosition {
+            height: u64::MAX,
+            index: u32::MAX,
+        };
+        let c = encode_cursor(at);
+        assert_eq!(parse_after::<TxPosition>(Some(&c)).ok(), Some(Some(at)));
+        for bad in [
+            "t.1",
+            "t.1.",
+            "t..1",
+            "t.01.1",
+            "t.1.01",
+            "t.1.2.3",
+            "t.-1.0",
+            "t.1.4294967296",
+            "t.18446744073709551616.0",
+            "o.1",
+            "1.2",
+        ] {
+            assert!(parse_after::<TxPosition>(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -169,5 +229,8 @@ mod tests {
         for bad in ["0", "1001", "-1", "x", ""] {
             assert!(parse_limit(Some(bad)).is_err(), "{bad}");
         }
+        assert_eq!(parse_account_txs_limit(None).ok(), Some(50));
+        assert_eq!(parse_account_txs_limit(Some("200")).ok(), Some(200));
+        assert!(parse_account_txs_limit(Some("201")).is_err());
     }
 }

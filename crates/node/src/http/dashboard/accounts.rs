@@ -1,123 +1,45 @@
 //! The wallet page of an address (`/accounts/{address}`): balances, nonce, stake on its way
-//! back, its jobs as a tenant, and its recent transactions.
+//! back, its jobs as a tenant, and its transactions back to genesis.
 //!
-//! The node keeps no index of transactions by account (only the transaction index by hash and
-//! the tenant index of orders, `history.rs`), so the page shows the transactions of the last
-//! [`SCANNED_BLOCKS`] blocks that the address signed or received a transfer in, and says so.
-//! Anyone may ask for the page, and a browser refreshes it as blocks come: the scan reads at
-//! most [`SCANNED_BYTES`] of blocks, newest first, off the async threads, and the page says
-//! which blocks it read. An older transaction is still found by its hash.
+//! The transactions come from the node's index by account (`account_txs.rs`): those the
+//! address signed, applied or rejected, and the transfers that paid it, newest first,
+//! [`PAGE_ROWS`] a page with an `after=` link to the older ones — the same page as
+//! `GET /v1/accounts/{address}/txs`, read off the async threads. Anyone may ask for any
+//! address and a browser refreshes the page as blocks come, so a page is one range read of
+//! the index, whatever the blocks hold; a malformed cursor is a 400 page.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use gpunet_protocol::{Address, Block, Denom, Hash, Msg};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use gpunet_api::node::{TransferDirection, TransferView};
+use gpunet_protocol::Denom;
 use maud::html;
 
-use super::market::order_state_name;
+use super::market::{ListQuery, order_state_name};
 use super::{
-    Page, PageResult, Section, block_link, job_link, money, provider_link, table_box, time,
+    PAGE_ROWS, Page, PageError, PageResult, Section, account_link, after_param, block_link,
+    job_link, money, next_link, provider_link, table_box, time,
 };
-use crate::http::{ApiError, App, account_view, address_param, orders_page};
-use gpunet_store::Store;
+use crate::account_txs::TxPosition;
+use crate::http::{App, account_txs_page, account_view, address_param, orders_page};
 
-/// Blocks scanned for an account's recent transactions, newest first.
-const SCANNED_BLOCKS: u64 = 500;
-/// Most block bytes one page reads: 500 busy blocks could hold gigabytes.
-const SCANNED_BYTES: usize = 4 << 20;
-/// Blocks read from the store at a time, newest batch first.
-const SCAN_BATCH: u64 = 50;
 /// Jobs the page lists; the jobs page has the rest.
 const JOBS_SHOWN: usize = 10;
-
-struct TxRow {
-    hash: Hash,
-    height: u64,
-    time_ms: u64,
-    kind: &'static str,
-    /// For a transfer: its direction, counterparty and amount.
-    transfer: Option<(bool, Address, gpunet_protocol::Amount, Denom)>,
-}
-
-/// What the scan found: the rows, newest first, and the oldest block it read (`None`: none).
-struct Scanned {
-    rows: Vec<TxRow>,
-    oldest: Option<u64>,
-}
-
-/// Transactions in the newest of blocks `tip - SCANNED_BLOCKS + 1 ..= tip` (as many as fit in
-/// [`SCANNED_BYTES`]) that `who` signed or received a transfer in, newest first.
-fn recent_txs(store: &Store, who: Address, tip_height: u64) -> Result<Scanned, ApiError> {
-    let lowest = tip_height.saturating_sub(SCANNED_BLOCKS - 1).max(1);
-    let mut rows = Vec::new();
-    let mut oldest = None;
-    let mut bytes_read = 0usize;
-    let mut top = tip_height;
-    'batches: while top >= lowest {
-        let from = top.saturating_sub(SCAN_BATCH - 1).max(lowest);
-        let batch = store
-            .blocks_range(from, (top - from + 1) as usize)
-            .map_err(|e| ApiError::store("blocks", e))?;
-        for (height, bytes) in batch.into_iter().rev().filter(|(h, _)| *h <= top) {
-            bytes_read = bytes_read.saturating_add(bytes.len());
-            if bytes_read > SCANNED_BYTES && oldest.is_some() {
-                break 'batches;
-            }
-            oldest = Some(height);
-            let b: Block = borsh::from_slice(&bytes).map_err(|e| ApiError::store("blocks", e))?;
-            block_rows(&b, height, who, &mut rows);
-        }
-        if from == lowest {
-            break;
-        }
-        top = from - 1;
-    }
-    Ok(Scanned { rows, oldest })
-}
-
-/// The rows of block `b` (at `height`) for `who`, newest first, appended to `rows`.
-fn block_rows(b: &Block, height: u64, who: Address, rows: &mut Vec<TxRow>) {
-    for tx in b.txs.iter().rev() {
-        let transfer = match &tx.body.msg {
-            Msg::Transfer { to, denom, amount } => Some((*to, *denom, *amount)),
-            _ => None,
-        };
-        let signed = tx.body.signer == who;
-        let received = transfer.is_some_and(|(to, _, _)| to == who);
-        if !signed && !received {
-            continue;
-        }
-        rows.push(TxRow {
-            hash: tx.hash(),
-            height,
-            time_ms: b.header.time_ms,
-            kind: tx.body.msg.kind(),
-            transfer: transfer.map(|(to, denom, amount)| {
-                if signed {
-                    (true, to, amount, denom)
-                } else {
-                    (false, tx.body.signer, amount, denom)
-                }
-            }),
-        });
-    }
-}
 
 pub(in crate::http) async fn account(
     State(app): State<App>,
     p: Result<Path<String>, PathRejection>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> PageResult {
     let address = address_param(p)?;
+    let Query(q) =
+        q.map_err(|e| PageError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let after = after_param::<TxPosition>(q.after.as_deref())?;
     let a = account_view(&app, address);
     let tip = app.shared.tip();
     let state = &tip.state;
     let is_provider = state.providers.contains_key(&address);
     let (jobs, more_jobs) = orders_page(&app, state, Some(address), false, JOBS_SHOWN, None)?;
-    let store = std::sync::Arc::clone(&app.shared.store);
-    let height = state.height;
-    let Scanned { rows: txs, oldest } =
-        tokio::task::spawn_blocking(move || recent_txs(&store, address, height))
-            .await
-            .map_err(|e| ApiError::store("blocks", e))??;
+    let txs = account_txs_page(&app, state.height, address, PAGE_ROWS, after).await?;
     let body = html! {
         div #account data-live {
             dl.facts {
@@ -155,35 +77,46 @@ pub(in crate::http) async fn account(
                     p.more { a href={ "/jobs?tenant=" (address) } { "All its jobs →" } }
                 }
             }
-            h2 { "Recent transactions" }
+            h2 { "Transactions" }
             p.note {
-                "Those it signed or received a transfer in, "
-                @match oldest {
-                    Some(from) => { "in blocks " (from) " to " (state.height) }
-                    None => { "in no block yet" }
+                "Those it signed (applied or rejected: a rejected one changed nothing) and the transfers that paid it, newest first, "
+                @if txs.base_height == 0 {
+                    "back to genesis."
+                } @else {
+                    "back to block " (txs.base_height + 1) ", the first this node holds (it began from a state snapshot; older ones are on nodes that hold those blocks)."
                 }
-                " (at most the last " (SCANNED_BLOCKS) "; this node keeps no index by account: search an older one by its hash)."
             }
-            (table_box("Recent transactions, newest first", &["Block", "Time", "Kind", "Transfer", "Hash"], html! {
-                @for t in &txs {
+            (table_box("Transactions, newest first", &["Block", "Time", "Kind", "Transfer", "Result", "Hash"], html! {
+                @for t in &txs.txs {
                     tr {
-                        td { (block_link(t.height)) }
+                        td { (block_link(t.block_height)) }
                         td { (time(t.time_ms)) }
                         td { (t.kind) }
                         td {
                             @match &t.transfer {
-                                Some((true, to, amount, denom)) => { "sent " (money(*amount, *denom)) " to " (super::account_link(to)) }
-                                Some((false, from, amount, denom)) => { "received " (money(*amount, *denom)) " from " (super::account_link(from)) }
+                                Some(TransferView { direction: TransferDirection::Sent, counterparty, amount, denom }) => {
+                                    "sent " (money(*amount, *denom)) " to " (account_link(counterparty))
+                                }
+                                Some(TransferView { direction: TransferDirection::Received, counterparty, amount, denom }) => {
+                                    "received " (money(*amount, *denom)) " from " (account_link(counterparty))
+                                }
                                 None => { "—" }
                             }
                         }
-                        td { a.hash href={ "/txs/" (t.hash) } { (t.hash.to_string().get(..12).unwrap_or_default()) "…" } }
+                        td {
+                            @match t.rejection {
+                                None => { "applied" }
+                                Some(r) => { "rejected: " (r.name()) }
+                            }
+                        }
+                        td { a.hash href={ "/txs/" (t.tx_hash) } { (t.tx_hash.to_string().get(..12).unwrap_or_default()) "…" } }
                     }
                 }
-                @if txs.is_empty() {
-                    tr { td colspan="5" { "None in these blocks." } }
+                @if txs.txs.is_empty() {
+                    tr { td colspan="6" { @if after.is_some() { "No older transactions." } @else { "No transactions yet." } } }
                 }
             }))
+            (next_link(&format!("/accounts/{address}"), txs.next.as_deref()))
         }
     };
     Ok(Page::new(
