@@ -150,6 +150,7 @@ async fn node_status(State(node): Node) -> Json<StatusView> {
         orderer: "solo".into(),
         mempool_size: node.txs().len(),
         version: "stub".into(),
+        validators: Vec::new(),
     })
 }
 
@@ -375,6 +376,7 @@ fn provider_view(address: Address, encryption_key: EncryptionKey) -> ProviderVie
             challenge: None,
         },
         judging: vec![ORDER],
+        uptime: Default::default(),
     }
 }
 

@@ -24,6 +24,23 @@ pub struct StatusView {
     pub orderer: String,
     pub mempool_size: usize,
     pub version: String,
+    /// The network's validators as this node's genesis names them, with their voting power;
+    /// empty on a solo node (it decides every block alone).
+    #[serde(default)]
+    pub validators: Vec<ValidatorView>,
+}
+
+/// One validator of a BFT network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ValidatorView {
+    /// Its name in the network's genesis.
+    pub name: String,
+    /// The address of its consensus key.
+    #[schema(value_type = String)]
+    pub address: Address,
+    pub voting_power: u64,
+    /// This is the node answering.
+    pub this_node: bool,
 }
 
 /// `GET /v1/params`.
@@ -375,6 +392,25 @@ pub struct ProviderView {
     #[serde(default)]
     #[schema(value_type = Vec<u64>)]
     pub judging: Vec<OrderId>,
+    /// Its record of being there while it held leases.
+    #[serde(default)]
+    pub uptime: UptimeView,
+}
+
+/// A provider's uptime under lease (`gpunet_ledger::uptime`): over its ended leases, the share
+/// of the blocks they were held that it was there (not silent past its last proof of life).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UptimeView {
+    /// `1 − lost / leased`, in millionths; absent before any of its leases ended.
+    pub uptime_ppm: Option<u64>,
+    /// Blocks its ended leases were held.
+    pub leased_blocks: u64,
+    /// Of those, blocks after the last proof of life of the leases it lost by silence.
+    pub lost_blocks: u64,
+    /// Leases it lost by silence.
+    pub outages: u64,
+    /// Blocks it has been silent now while holding live leases (0: on time, or idle).
+    pub silent_blocks: u64,
 }
 
 /// Verified runs of a provider in one GPU class.

@@ -542,6 +542,7 @@ mod tests {
                 challenge: None,
             },
             judging: Vec::new(),
+            uptime: Default::default(),
         }
     }
 

@@ -1560,6 +1560,20 @@ fn trust_text(p: &gpunet_api::node::ProviderView, height: u64) -> String {
         p.reputation_ppm / 1_000_000,
         (p.reputation_ppm % 1_000_000) / 1_000
     );
+    if let Some(ppm) = p.uptime.uptime_ppm {
+        out.push_str(&format!(
+            "  uptime under lease {}.{:01} % ({} lost)",
+            ppm / 10_000,
+            ppm % 10_000 / 1_000,
+            p.uptime.outages
+        ));
+    }
+    if p.uptime.silent_blocks > 0 {
+        out.push_str(&format!(
+            "  SILENT for {} blocks with live leases",
+            p.uptime.silent_blocks
+        ));
+    }
     if !p.slashed.is_zero() {
         out.push_str(&format!("  slashed {} gpn", p.slashed));
     }

@@ -153,6 +153,45 @@ async fn dev_with_four_validators_runs_a_job_and_they_agree() {
         "state roots differ at height {h}: {roots:?}"
     );
 
+    // Each validator names all four, with their voting power, and itself as the one answering;
+    // the dashboard's network page shows them.
+    let mut seen = None;
+    for (i, api) in apis.iter().enumerate() {
+        let status = NodeClient::new(api).status().await.expect("status");
+        let v = &status.validators;
+        assert_eq!(v.len(), VALIDATORS as usize, "{api}: {v:?}");
+        assert!(v.iter().all(|v| v.voting_power > 0), "{api}: {v:?}");
+        let me: Vec<usize> = (0..v.len()).filter(|&j| v[j].this_node).collect();
+        assert_eq!(me, vec![i], "{api} marks itself, and only itself: {v:?}");
+        let names: Vec<(String, gpunet_protocol::Address, u64)> = v
+            .iter()
+            .map(|v| (v.name.clone(), v.address, v.voting_power))
+            .collect();
+        match &seen {
+            None => seen = Some(names),
+            Some(first) => assert_eq!(first, &names, "{api} names other validators"),
+        }
+        let page = http
+            .get(format!("{api}/"))
+            .send()
+            .await
+            .expect("network page")
+            .text()
+            .await
+            .expect("page text");
+        for v in v {
+            assert!(
+                page.contains(&v.address.to_string()),
+                "{api}/ lacks {}",
+                v.address
+            );
+        }
+        assert!(
+            page.contains("(this node)"),
+            "{api}/ marks no validator as itself"
+        );
+    }
+
     // SIGTERM to `gpunet dev` stops it and every validator.
     let mut c = dev.0.take().expect("still running");
     terminate(&c);

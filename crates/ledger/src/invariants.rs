@@ -275,7 +275,22 @@ pub fn check_all(state: &State) -> Result<(), Violation> {
     check_conservation(state)?;
     check_indexes(state)?;
     check_judging(state)?;
+    check_uptime(state)?;
     check_archived(state)
+}
+
+/// A provider's uptime record loses no more blocks than its leases were held, and counts an
+/// outage only with a lost block.
+fn check_uptime(state: &State) -> Result<(), Violation> {
+    for (address, p) in &state.providers {
+        let u = &p.uptime;
+        if u.lost_blocks > u.leased_blocks || u.outages > u.lost_blocks {
+            return Err(Violation(format!(
+                "provider {address}: uptime record {u:?} loses more than it held"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Every order a provider lists as judging is a live order waiting on its verdict.

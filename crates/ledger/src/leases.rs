@@ -414,6 +414,7 @@ pub(crate) fn settle_and_end(
         return;
     }
     let retry = retried(state, lease, reason);
+    crate::uptime::record_end(state, id, reason);
     // An ended lease has nothing due: its pending mark would only cost a visit.
     forget_due(state, id);
     // A successful run of a verified order goes on to the comparison (ADR 0010).

@@ -31,13 +31,14 @@ mod providers;
 mod state;
 mod table;
 pub mod trust;
+pub mod uptime;
 
 pub use gpunet_protocol::Account;
 pub use params::Params;
 pub use state::{
     Archive, Bid, Challenge, Changes, Due, DueLeases, DueOrders, EntityError, Genesis,
     GenesisAccount, GenesisError, Hardware, Lease, LeaseStatus, Order, OrderStatus, Provider,
-    Reputation, Run, State, StateLoader, Supply, VerifyStage, Verifying,
+    Reputation, Run, State, StateLoader, Supply, Uptime, VerifyStage, Verifying,
 };
 pub use table::Table;
 

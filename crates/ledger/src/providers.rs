@@ -58,6 +58,7 @@ pub(crate) fn register(
             runs_under_verification: 0,
             slashed: Amount::ZERO,
             hardware: crate::state::Hardware::default(),
+            uptime: crate::state::Uptime::default(),
             judging: Vec::new(),
         },
     );

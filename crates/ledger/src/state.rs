@@ -56,6 +56,20 @@ pub struct Provider {
     /// The `compare: tensors` orders it was asked to judge and has not yet (ascending, at most
     /// [`crate::checks::MAX_JUDGING`]).
     pub judging: Vec<OrderId>,
+    /// Its record of being there while it held leases ([`crate::uptime`]).
+    pub uptime: Uptime,
+}
+
+/// A provider's record of being there while it held leases, kept as its leases end
+/// ([`crate::uptime`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+pub struct Uptime {
+    /// Blocks its ended leases were held, from each one's creation to its end.
+    pub leased_blocks: u64,
+    /// Of those, the blocks after its last proof of life of the leases it lost by silence.
+    pub lost_blocks: u64,
+    /// Leases it lost by silence (`provider_lost` at the liveness timeout).
+    pub outages: u64,
 }
 
 /// Where a provider's hardware claim stands.

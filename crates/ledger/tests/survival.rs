@@ -796,3 +796,68 @@ fn a_block_visits_only_the_leases_that_are_due() {
         }
     }
 }
+
+#[test]
+fn uptime_counts_the_blocks_a_provider_was_silent_under_lease_and_nothing_while_it_attended() {
+    use gpunet_ledger::uptime;
+    let mut w = world();
+    let (p0, p1) = (w.provider_addr(0), w.provider_addr(1));
+    assert_eq!(
+        uptime::uptime_ppm(&w.state.providers[&p0]),
+        None,
+        "no lease yet"
+    );
+    // Provider 0 attends its lease to the end: all of its time counts as up.
+    let order = open(&mut w, order_terms().recovery(1, &[], 0));
+    let kept = lease_to(&mut w, order, 0);
+    start(&mut w, kept);
+    w.blocks(5);
+    assert_eq!(uptime::silent_blocks(&w.state, &w.state.providers[&p0]), 0);
+    let done = w.complete(p0, kept, WorkloadOutcome::Succeeded);
+    w.block(vec![done]).assert_all_applied();
+    let held = w.state.height - w.lease(kept).created_height;
+    let u = &w.state.providers[&p0].uptime;
+    assert_eq!((u.leased_blocks, u.lost_blocks, u.outages), (held, 0, 0));
+    assert_eq!(uptime::uptime_ppm(&w.state.providers[&p0]), Some(1_000_000));
+    assert_eq!(
+        uptime::silent_blocks(&w.state, &w.state.providers[&p0]),
+        0,
+        "idle"
+    );
+    // Provider 1 goes silent under lease: the blocks after its last proof are lost.
+    let order = open(&mut w, order_terms().name("second").recovery(1, &[], 0));
+    let lost = lease_to(&mut w, order, 1);
+    start(&mut w, lost);
+    w.blocks(3);
+    let last_proof_height = w.state.height;
+    w.silence(p1);
+    let interval = w.state.params.heartbeat_interval_blocks;
+    w.blocks(interval + 1);
+    assert_eq!(
+        uptime::silent_blocks(&w.state, &w.state.providers[&p1]),
+        interval + 1,
+        "silent past one heartbeat interval, and counting"
+    );
+    let timeout = w.state.params.liveness_timeout_blocks;
+    until_ended(&mut w, lost, timeout + 2);
+    let end = w.state.height;
+    let held = end - w.lease(lost).created_height;
+    let silent = end - last_proof_height;
+    let u = &w.state.providers[&p1].uptime;
+    assert_eq!(
+        (u.leased_blocks, u.lost_blocks, u.outages),
+        (held, silent, 1)
+    );
+    assert_eq!(
+        uptime::uptime_ppm(&w.state.providers[&p1]),
+        Some((held - silent) * 1_000_000 / held)
+    );
+    assert!(silent > timeout, "lost only past the liveness timeout");
+    assert_eq!(
+        uptime::silent_blocks(&w.state, &w.state.providers[&p1]),
+        0,
+        "no live lease left to be silent about"
+    );
+    // Provider 0's record is its own.
+    assert_eq!(w.state.providers[&p0].uptime.outages, 0);
+}

@@ -117,6 +117,9 @@ pub(crate) struct Shared {
     /// Who may send batches marked as forwarded (the other validators' consensus keys); set
     /// once by a validator at start, empty on a solo node.
     forwarders: OnceLock<BTreeSet<Address>>,
+    /// The network's validators with their voting power, shown on `/v1/status` and the
+    /// dashboard; set once by a validator at start, unset on a solo node.
+    validators: OnceLock<Vec<gpunet_api::node::ValidatorView>>,
     /// Where the commit certificates of decided heights are kept: set once by a BFT orderer
     /// when it starts; none on a solo node.
     certificates: OnceLock<Arc<dyn CertificateSource>>,
@@ -159,6 +162,7 @@ impl Shared {
             events,
             metrics,
             forwarders: OnceLock::new(),
+            validators: OnceLock::new(),
             certificates: OnceLock::new(),
             snapshots: Mutex::new(crate::statesync::Snapshots::default()),
         }
@@ -182,10 +186,14 @@ impl Shared {
         let _ = self.forwarders.set(forwarders);
     }
 
-    /// The other validators of this network, by the address of their consensus key; `None`
-    /// on a solo node.
-    pub(crate) fn forwarders(&self) -> Option<&BTreeSet<Address>> {
-        self.forwarders.get()
+    /// Names the network's validators; only the first call counts.
+    pub(crate) fn set_validators(&self, validators: Vec<gpunet_api::node::ValidatorView>) {
+        let _ = self.validators.set(validators);
+    }
+
+    /// The network's validators with their voting power; empty on a solo node.
+    pub(crate) fn validators(&self) -> &[gpunet_api::node::ValidatorView] {
+        self.validators.get().map_or(&[], Vec::as_slice)
     }
 
     /// Whether `signer` may forward transactions to this node.

@@ -110,6 +110,12 @@ impl NodeHandle {
         self.shared.set_forwarders(forwarders);
     }
 
+    /// Names the network's validators and their voting power, for `/v1/status` and the
+    /// dashboard; only the first call counts. A solo node never calls it.
+    pub fn set_validators(&self, validators: Vec<gpunet_api::node::ValidatorView>) {
+        self.shared.set_validators(validators);
+    }
+
     /// Height of the last committed block.
     pub fn height(&self) -> u64 {
         self.shared.tip().state.height

@@ -424,18 +424,27 @@ pub async fn start_validator_with(
     // The other validators may mark the batches they forward to this node; their consensus keys
     // sign them (and this one's, the batches it forwards).
     let mut forwarders = std::collections::BTreeSet::new();
-    for (i, v) in validators.iter().enumerate() {
+    let mut shown = Vec::with_capacity(validators.len());
+    for (i, (v, g)) in validators.iter().zip(&genesis.validators).enumerate() {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&v.public_key).map_err(|_| {
+            ValidatorError::Invalid {
+                path: gpath.clone(),
+                why: format!("validator {i}'s key is not an ed25519 public key"),
+            }
+        })?;
+        let address = gpunet_protocol::Address::from_key(&key);
         if i != index {
-            let key = ed25519_dalek::VerifyingKey::from_bytes(&v.public_key).map_err(|_| {
-                ValidatorError::Invalid {
-                    path: gpath.clone(),
-                    why: format!("validator {i}'s key is not an ed25519 public key"),
-                }
-            })?;
-            forwarders.insert(gpunet_protocol::Address::from_key(&key));
+            forwarders.insert(address);
         }
+        shown.push(gpunet_api::node::ValidatorView {
+            name: g.name.clone(),
+            address,
+            voting_power: v.voting_power,
+            this_node: i == index,
+        });
     }
     node.set_forwarders(forwarders);
+    node.set_validators(shown);
     let forwarder = tokio::spawn(forward_txs(
         Arc::clone(&node.shared),
         ed25519_dalek::SigningKey::from_bytes(&secret_key),

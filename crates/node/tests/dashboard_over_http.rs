@@ -334,6 +334,11 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
         )
         .await;
     assert!(home_page.contains("1 running"), "{home_page}");
+    // A solo node decides alone: no validator table, and its status names none.
+    assert!(home_page.contains("this node decides every block alone"));
+    assert!(home_page.contains("ms target") && home_page.contains("ms over the last"));
+    let status: gpunet_api::node::StatusView = site.json("/v1/status").await;
+    assert!(status.validators.is_empty(), "{:?}", status.validators);
     assert!(home_page.contains("src=\"/assets/live.js\""));
     assert!(home_page.contains("data-live"));
     site.ok(
@@ -344,6 +349,13 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
             &format!("href=\"/leases/{}\"", lease.0),
             "1.00 USD/h",
             "Order book",
+            // The lease is a fill: 1 USD/h for one core.
+            "Price index",
+            "1.00 USD/core-hour",
+            "<circle",
+            // Job 2 is open: one side of the book's depth.
+            "Depth",
+            "<polyline class=\"depth s0\"",
         ],
     )
     .await;
@@ -358,7 +370,14 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
     .await;
     site.ok(
         &format!("/providers/{provider}"),
-        &["Posted rates", "process", "Hardware challenges", "1 live"],
+        &[
+            "Posted rates",
+            "process",
+            "Hardware challenges",
+            "1 live",
+            "Uptime under lease",
+            "no lease ended yet",
+        ],
     )
     .await;
     let jobs = site
@@ -512,6 +531,37 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
     );
     site.page("/search?q=", 400).await;
 
+    // The lease ends with outputs: its page shows their public digest, and its provider's
+    // uptime counts the lease, attended to the end.
+    let mut result =
+        gpunet_testkit::world::lease_result(gpunet_protocol::WorkloadOutcome::Succeeded);
+    let digest = Hash::of(b"the output listing");
+    result.output_digest = Some(digest);
+    site.applied(&signed(PROVIDER, 4, Msg::CompleteLease { lease, result }))
+        .await;
+    site.ok(
+        &format!("/leases/{}", lease.0),
+        &[
+            "ended: completed",
+            "listing digest",
+            &digest.to_string(),
+            "gpunet job output 1",
+        ],
+    )
+    .await;
+    let provider_page = site
+        .ok(
+            &format!("/providers/{provider}"),
+            &["Uptime under lease", "100.0 %", "0 were lost to silence"],
+        )
+        .await;
+    assert!(!provider_page.contains("silent for"), "{provider_page}");
+    let listed: gpunet_api::node::ProviderView =
+        site.json(&format!("/v1/providers/{provider}")).await;
+    assert_eq!(listed.uptime.uptime_ppm, Some(1_000_000));
+    assert_eq!(listed.uptime.outages, 0);
+    assert!(listed.uptime.leased_blocks > 0, "{:?}", listed.uptime);
+
     node.shutdown().await;
 }
 
@@ -521,8 +571,16 @@ async fn a_fresh_chain_renders_every_list_empty_rather_than_failing() {
     let node = start_node(home.path()).await;
     let site = Site::new(&node);
     site.ok("/", &["No providers registered."]).await;
-    site.ok("/market", &["No open orders.", "No leases yet."])
-        .await;
+    site.ok(
+        "/market",
+        &[
+            "No open orders.",
+            "No leases yet.",
+            "No fills yet",
+            "the book is empty",
+        ],
+    )
+    .await;
     site.ok("/providers", &["No providers registered."]).await;
     site.ok("/jobs", &["No jobs."]).await;
     site.ok(

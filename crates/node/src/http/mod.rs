@@ -28,8 +28,8 @@ use gpunet_api::node::{
     MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList,
     OrderState, OrderView, ParamsView, ProviderList, ProviderView, QuoteRequest, RunView,
     SnapshotView, StateEntryView, StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult,
-    SubmitTxResult, TransferDirection, TransferView, TxBatchItem, TxState, TxView,
-    VerificationView,
+    SubmitTxResult, TransferDirection, TransferView, TxBatchItem, TxState, TxView, UptimeView,
+    ValidatorView, VerificationView,
 };
 use gpunet_api::{ErrorBody, HEIGHT_HEADER, auth};
 use gpunet_protocol::merkle::{self, StateTable};
@@ -89,6 +89,7 @@ pub(crate) struct App {
     ),
     components(schemas(
         StatusView,
+        ValidatorView,
         ParamsView,
         AccountView,
         AccountTxList,
@@ -105,6 +106,7 @@ pub(crate) struct App {
         ProviderView,
         ClassRuns,
         HardwareView,
+        UptimeView,
         ChallengeView,
         BandView,
         ProviderList,
@@ -371,6 +373,7 @@ async fn status(State(app): State<App>) -> Response {
             orderer: app.shared.orderer.to_owned(),
             mempool_size,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            validators: app.shared.validators().to_vec(),
         },
     )
 }

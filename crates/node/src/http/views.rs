@@ -3,7 +3,7 @@
 
 use gpunet_api::node::{
     BandView, BidView, ChallengeView, ClassRuns, ExplainView, HardwareView, LeaseState, LeaseView,
-    OrderState, OrderView, ParamsView, ProviderView, RunView, VerificationView,
+    OrderState, OrderView, ParamsView, ProviderView, RunView, UptimeView, VerificationView,
 };
 use gpunet_ledger::{Lease, LeaseStatus, Order, OrderStatus, Provider, State, VerifyStage};
 use gpunet_protocol::{OrderId, OrderTerms};
@@ -90,6 +90,13 @@ pub(crate) fn provider_view(state: &State, p: &Provider) -> ProviderView {
             .collect(),
         hardware: hardware_view(state, p),
         judging: p.judging.clone(),
+        uptime: UptimeView {
+            uptime_ppm: gpunet_ledger::uptime::uptime_ppm(p),
+            leased_blocks: p.uptime.leased_blocks,
+            lost_blocks: p.uptime.lost_blocks,
+            outages: p.uptime.outages,
+            silent_blocks: gpunet_ledger::uptime::silent_blocks(state, p),
+        },
     }
 }
 

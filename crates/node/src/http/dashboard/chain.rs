@@ -112,28 +112,43 @@ struct BlockRow {
     kinds: Vec<&'static str>,
 }
 
-fn recent_blocks(app: &App, tip_height: u64) -> Result<Vec<BlockRow>, PageError> {
-    let from = tip_height.saturating_sub(RECENT_BLOCKS as u64 - 1).max(1);
-    let blocks = app
-        .shared
-        .store
-        .blocks_range(from, RECENT_BLOCKS)
-        .map_err(|e| ApiError::store("blocks", e))?;
-    let mut rows = Vec::with_capacity(blocks.len());
-    for (height, bytes) in blocks.into_iter().filter(|(h, _)| *h <= tip_height) {
-        let b: Block = borsh::from_slice(&bytes).map_err(|e| ApiError::store("blocks", e))?;
-        let mut kinds: Vec<&'static str> = b.txs.iter().map(|t| t.body.msg.kind()).collect();
-        kinds.sort_unstable();
-        kinds.dedup();
-        rows.push(BlockRow {
-            height,
-            time_ms: b.header.time_ms,
-            txs: b.txs.len(),
-            kinds,
-        });
-    }
-    rows.reverse();
-    Ok(rows)
+/// The newest [`RECENT_BLOCKS`] blocks up to `tip_height`, newest first: read and decoded off
+/// the async threads, as a block may be large and anyone may ask for the page.
+async fn recent_blocks(app: &App, tip_height: u64) -> Result<Vec<BlockRow>, PageError> {
+    let store = std::sync::Arc::clone(&app.shared.store);
+    let read = tokio::task::spawn_blocking(move || -> Result<Vec<BlockRow>, ApiError> {
+        let from = tip_height.saturating_sub(RECENT_BLOCKS as u64 - 1).max(1);
+        let blocks = store
+            .blocks_range(from, RECENT_BLOCKS)
+            .map_err(|e| ApiError::store("blocks", e))?;
+        let mut rows = Vec::with_capacity(blocks.len());
+        for (height, bytes) in blocks.into_iter().filter(|(h, _)| *h <= tip_height) {
+            let b: Block = borsh::from_slice(&bytes).map_err(|e| ApiError::store("blocks", e))?;
+            let mut kinds: Vec<&'static str> = b.txs.iter().map(|t| t.body.msg.kind()).collect();
+            kinds.sort_unstable();
+            kinds.dedup();
+            rows.push(BlockRow {
+                height,
+                time_ms: b.header.time_ms,
+                txs: b.txs.len(),
+                kinds,
+            });
+        }
+        rows.reverse();
+        Ok(rows)
+    });
+    Ok(read.await.map_err(|e| ApiError::store("blocks", e))??)
+}
+
+/// The mean time between the blocks of `rows` (newest first), in milliseconds; `None` with
+/// fewer than two.
+fn measured_block_ms(rows: &[BlockRow]) -> Option<u64> {
+    let (newest, oldest) = (rows.first()?, rows.last()?);
+    let blocks = newest
+        .height
+        .checked_sub(oldest.height)
+        .filter(|&n| n > 0)?;
+    Some(newest.time_ms.saturating_sub(oldest.time_ms) / blocks)
 }
 
 fn blocks_table(rows: &[BlockRow]) -> Markup {
@@ -156,14 +171,23 @@ fn blocks_table(rows: &[BlockRow]) -> Markup {
     )
 }
 
+/// `part` of `total` in millionths, 0 of nothing.
+fn share_ppm(part: u64, total: u64) -> u64 {
+    let ppm = u128::from(part) * 1_000_000 / u128::from(total.max(1));
+    u64::try_from(ppm).unwrap_or(u64::MAX)
+}
+
 pub(in crate::http) async fn network(State(app): State<App>) -> PageResult {
     let tip = app.shared.tip();
     let state = &tip.state;
-    let blocks = recent_blocks(&app, state.height)?;
+    let blocks = recent_blocks(&app, state.height).await?;
     let census = Census::of(state);
     let ((pending, running, paused), leases_cut) = lease_counts(state);
     let t = &census.total;
-    let validators = app.shared.forwarders();
+    let validators = app.shared.validators();
+    let total_power = validators
+        .iter()
+        .fold(0u64, |sum, v| sum.saturating_add(v.voting_power));
     let body = html! {
         section aria-labelledby="chain-h" {
             h2 #chain-h { "Chain" }
@@ -171,20 +195,18 @@ pub(in crate::http) async fn network(State(app): State<App>) -> PageResult {
                 dt { "Chain id" } dd { code { (state.chain_id) } }
                 dt { "Height" } dd { (block_link(state.height)) }
                 dt { "Last block" } dd { (time(state.time_ms)) }
-                dt { "Block time" } dd { (app.shared.block_ms) " ms (target)" }
+                dt { "Block time" }
+                dd {
+                    @if let Some(ms) = measured_block_ms(&blocks) {
+                        (ms) " ms over the last " (blocks.len()) " blocks; "
+                    }
+                    (app.shared.block_ms) " ms target"
+                }
                 dt { "Orderer" } dd { (app.shared.orderer) }
                 dt { "Validators" }
                 dd {
-                    @match validators {
-                        None => { "1: this node decides every block alone" }
-                        Some(others) => {
-                            (others.len() + 1) ": this node and "
-                            @for (i, v) in others.iter().enumerate() {
-                                @if i > 0 { ", " }
-                                (account_link(v))
-                            }
-                        }
-                    }
+                    @if validators.is_empty() { "1: this node decides every block alone" }
+                    @else { (validators.len()) ", " (total_power) " voting power in all (below)" }
                 }
                 dt { "State root" } dd { code.hash { (tip.state_root) } }
                 dt { "Mempool" } dd { (app.shared.mempool().len()) " transactions waiting" }
@@ -196,6 +218,22 @@ pub(in crate::http) async fn network(State(app): State<App>) -> PageResult {
                     (money(state.supply.minted.get(Denom::Gpn)
                         .saturating_sub(state.supply.burned.get(Denom::Gpn)), Denom::Gpn))
                 }
+            }
+        }
+        @if !validators.is_empty() {
+            section aria-labelledby="val-h" {
+                h2 #val-h { "Validators" }
+                p.note { "A block is decided when validators holding more than two thirds of the voting power sign it." }
+                (table_box("Validators, as the genesis names them", &["Name", "Consensus key address", "Voting power", "Share"], html! {
+                    @for v in validators {
+                        tr {
+                            td { (v.name) @if v.this_node { " (this node)" } }
+                            td { code.hash { (v.address) } }
+                            td.num { (v.voting_power) }
+                            td.num { (super::ppm_percent(share_ppm(v.voting_power, total_power))) }
+                        }
+                    }
+                }))
             }
         }
         section aria-labelledby="use-h" {
@@ -401,4 +439,35 @@ pub(in crate::http) async fn tx(
         view.height,
         body,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(height: u64, time_ms: u64) -> BlockRow {
+        BlockRow {
+            height,
+            time_ms,
+            txs: 0,
+            kinds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_measured_block_time_is_the_mean_gap_between_the_blocks_shown() {
+        // Newest first; a gap in heights (a block not shown) still counts as its blocks.
+        let rows = [row(10, 5_000), row(9, 4_400), row(6, 2_000)];
+        assert_eq!(measured_block_ms(&rows), Some(750));
+        assert_eq!(measured_block_ms(&rows[..1]), None);
+        assert_eq!(measured_block_ms(&[]), None);
+    }
+
+    #[test]
+    fn a_validators_share_of_the_voting_power_is_in_millionths() {
+        assert_eq!(share_ppm(1, 4), 250_000);
+        assert_eq!(share_ppm(2, 3), 666_666);
+        assert_eq!(share_ppm(u64::MAX, u64::MAX), 1_000_000);
+        assert_eq!(share_ppm(0, 0), 0);
+    }
 }

@@ -1,9 +1,11 @@
-//! The market (`/market`: open orders, their bids as the order book, recent leases), a
-//! tenant's jobs (`/jobs?tenant=`), one job (`/jobs/{id}`) and one lease (`/leases/{id}`).
+//! The market (`/market`: open orders, their bids as the order book, the price index with its
+//! chart and the book's depth ([`super::prices`]), recent leases), a tenant's jobs
+//! (`/jobs?tenant=`), one job (`/jobs/{id}`) and one lease (`/leases/{id}`).
 //!
 //! A job is an order: its id is the order id `gpunet job` prints. Logs and outputs are sealed
-//! to the tenant and need its signature, so the pages show the CLI command that reads them
-//! instead of fetching them.
+//! to the tenant (HPKE with ChaCha20-Poly1305, which a browser's WebCrypto does not offer) and
+//! served only to requests it signs, so the pages show what is public (the output listing's
+//! digest) and the CLI commands that read the rest, instead of fetching them.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -14,13 +16,25 @@ use serde::Deserialize;
 
 use super::{
     PAGE_ROWS, Page, PageError, PageResult, Section, account_link, after_param, block_link,
-    duration, job_link, lease_link, money, next_link, per_hour, provider_link, resources,
+    duration, job_link, lease_link, money, next_link, per_hour, prices, provider_link, resources,
     table_box, time,
 };
 use crate::http::{App, id_param, lookup_in, order_or_404, orders_page, views};
 
 /// Leases the market page lists, newest first.
-const RECENT_LEASES: u64 = 20;
+const RECENT_LEASES: usize = 20;
+/// Leases the price index and its chart are made of, newest first.
+const CHART_LEASES: usize = 200;
+
+/// A unit price of `class`: per GPU-hour, or per core-hour for `cpu`.
+fn per_unit(micros: u64, class: &str) -> Markup {
+    let unit = if class == "cpu" {
+        "core-hour"
+    } else {
+        "GPU-hour"
+    };
+    html! { span.amount { (Amount::from_micros(micros)) " USD/" (unit) } }
+}
 
 pub(super) fn order_state_name(s: OrderState) -> &'static str {
     match s {
@@ -141,16 +155,34 @@ pub(in crate::http) async fn market(
         })
         .collect();
     book.sort();
-    let lookup = lookup_in(&app, state);
-    let mut leases = Vec::new();
-    for id in (1..state.next_lease_id).rev().take(RECENT_LEASES as usize) {
-        if let Some(l) = lookup
-            .lease(LeaseId(id))
-            .map_err(|e| crate::http::ApiError::store("lease history", e))?
-        {
-            leases.push(views::lease_view(state, &l));
+    // The newest leases, for the table, the index and the chart: point reads of history, so
+    // off the async threads.
+    let (reader, read_tip) = (app.clone(), std::sync::Arc::clone(&tip));
+    let leases = tokio::task::spawn_blocking(move || {
+        let state = &read_tip.state;
+        let lookup = lookup_in(&reader, state);
+        let mut leases = Vec::new();
+        for id in (1..state.next_lease_id).rev().take(CHART_LEASES) {
+            if let Some(l) = lookup.lease(LeaseId(id))? {
+                leases.push(views::lease_view(state, &l));
+            }
         }
-    }
+        Ok::<_, crate::history::HistoryError>(leases)
+    })
+    .await
+    .map_err(|e| crate::http::ApiError::store("lease history", e))?
+    .map_err(|e| crate::http::ApiError::store("lease history", e))?;
+    let fills: Vec<prices::Fill> = leases
+        .iter()
+        .filter_map(|l| prices::fill_of(state, l))
+        .collect();
+    let index = prices::price_index(&fills);
+    let asks: Vec<u64> = open
+        .iter()
+        .map(|o| o.terms.max_price_per_hour.micros())
+        .collect();
+    let bids: Vec<u64> = book.iter().map(|(p, ..)| p.micros()).collect();
+    let recent = &leases[..leases.len().min(RECENT_LEASES)];
     let body = html! {
         p {
             (state.open_orders.len()) " open orders; "
@@ -181,9 +213,35 @@ pub(in crate::http) async fn market(
                 }))
             }
         }
+        section aria-labelledby="index-h" {
+            h2 #index-h { "Price index" }
+            p.note { "The median unit price of the " (leases.len()) " newest leases (fills), per GPU model by GPU-hour, and for leases without GPUs (cpu) by core-hour. A median, so one odd fill does not move it." }
+            div #price-index data-live {
+                (table_box("Price index by GPU model, busiest first", &["Class", "Median", "Low", "High", "Fills", "Last fill"], html! {
+                    @for r in &index {
+                        tr {
+                            td { (r.class) }
+                            td.num { (per_unit(r.median, &r.class)) }
+                            td.num { (per_unit(r.low, &r.class)) }
+                            td.num { (per_unit(r.high, &r.class)) }
+                            td.num { (r.fills) }
+                            td { (per_unit(r.last.0, &r.class)) " at " (block_link(r.last.1)) }
+                        }
+                    }
+                    @if index.is_empty() {
+                        tr { td colspan="6" { "No fills yet." } }
+                    }
+                }))
+                (prices::fills_chart(&fills, &index))
+            }
+        }
+        section aria-labelledby="depth-h" {
+            h2 #depth-h { "Depth" }
+            div #depth data-live { (prices::depth_chart(&asks, &bids)) }
+        }
         section aria-labelledby="leases-h" {
             h2 #leases-h { "Recent leases" }
-            div #recent-leases data-live { (leases_table("Recent leases, newest first", &leases)) }
+            div #recent-leases data-live { (leases_table("Recent leases, newest first", recent)) }
         }
     };
     Ok(Page::new("Market", Section::Market, state.height, body))
@@ -400,13 +458,20 @@ pub(in crate::http) async fn lease(
                     dd { (format!("{:?}", r.outcome).to_lowercase())
                          @if let Some(code) = r.exit_code { ", exit code " (code) }
                          @if !r.detail.is_empty() { ": " (r.detail) } }
+                    dt { "Outputs" }
+                    dd {
+                        @match &r.output_digest {
+                            Some(d) => { "listing digest " code.hash { (d) } }
+                            None => { "none kept" }
+                        }
+                    }
                 }
             }
         }
         section aria-labelledby="cli-h" {
-            h2 #cli-h { "Logs" }
-            p { "The lease's log is sealed to its tenant. With the tenant's key:" }
-            pre.cli { "gpunet job logs " (l.order) }
+            h2 #cli-h { "Logs and outputs" }
+            p { "The lease's log and output files are sealed to its tenant: its provider serves them only to a request the tenant signs, encrypted to the tenant's key, so no page can show them. The digest above is public: the files the tenant fetches must hash to it. With the tenant's key:" }
+            pre.cli { "gpunet job logs " (l.order) "\ngpunet job output " (l.order) }
         }
     };
     Ok(Page::new(

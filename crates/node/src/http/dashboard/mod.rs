@@ -17,6 +17,7 @@
 mod accounts;
 mod chain;
 mod market;
+mod prices;
 mod providers;
 mod search;
 

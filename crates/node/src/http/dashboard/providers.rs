@@ -54,9 +54,24 @@ fn runtimes(p: &ProviderView) -> String {
     }
 }
 
+/// Its uptime under lease (`gpunet_ledger::uptime`) in a few words.
+fn uptime(p: &ProviderView) -> String {
+    let u = &p.uptime;
+    match u.uptime_ppm {
+        None => "no lease ended yet".to_owned(),
+        Some(ppm) => ppm_percent(ppm),
+    }
+}
+
 /// What a provider's status reads as in one word or two.
 fn standing(p: &ProviderView, height: u64) -> String {
     let mut s = Vec::new();
+    if p.uptime.silent_blocks > 0 {
+        s.push(format!(
+            "silent for {} blocks under lease",
+            p.uptime.silent_blocks
+        ));
+    }
     if p.jailed_until_height > height {
         s.push(format!("jailed until {}", p.jailed_until_height));
     }
@@ -96,7 +111,7 @@ pub(in crate::http) async fn list(
     let body = html! {
         p { (state.providers.len()) " providers registered, by address." }
         div #providers data-live {
-            (table_box("Providers", &["Provider", "Region", "GPUs", "CPU", "Memory", "Runtimes", "Stake", "Leases live / done / failed", "Reputation", "Standing"], html! {
+            (table_box("Providers", &["Provider", "Region", "GPUs", "CPU", "Memory", "Runtimes", "Stake", "Leases live / done / failed", "Uptime under lease", "Reputation", "Standing"], html! {
                 @for p in &providers {
                     tr {
                         td { (provider_link(&p.address)) }
@@ -107,12 +122,13 @@ pub(in crate::http) async fn list(
                         td { (runtimes(p)) }
                         td { (money(p.stake, Denom::Gpn)) }
                         td.num { (p.live_leases.len()) " / " (p.leases_completed) " / " (p.leases_failed) }
+                        td { (uptime(p)) }
                         td { (ppm_percent(p.reputation_ppm)) }
                         td { (standing(p, state.height)) }
                     }
                 }
                 @if providers.is_empty() {
-                    tr { td colspan="10" { "No providers registered." } }
+                    tr { td colspan="11" { "No providers registered." } }
                 }
             }))
             (next_link("/providers", next.as_deref()))
@@ -179,6 +195,19 @@ pub(in crate::http) async fn provider(
                 dt { "Registered" } dd { "block " (block_link(p.registered_height)) }
                 dt { "Last heartbeat" } dd { "block " (block_link(p.last_heartbeat_height)) }
                 dt { "Leases" } dd { (p.live_leases.len()) " live, " (p.leases_completed) " completed, " (p.leases_failed) " failed" }
+                dt { "Uptime under lease" }
+                dd {
+                    (uptime(&p))
+                    @if p.uptime.uptime_ppm.is_some() {
+                        ": of " (p.uptime.leased_blocks) " blocks its ended leases were held, "
+                        (p.uptime.lost_blocks) " were lost to silence, in "
+                        (p.uptime.outages) " lost leases"
+                    }
+                    @if p.uptime.silent_blocks > 0 {
+                        "; silent for " (p.uptime.silent_blocks) " blocks now, with live leases"
+                    }
+                    ". Counted only while it holds leases: an idle agent sends no heartbeats."
+                }
                 dt { "Reputation" } dd { (ppm_percent(p.reputation_ppm)) " (50.0 % for a newcomer)" }
                 dt { "Hardware challenges" }
                 dd {
