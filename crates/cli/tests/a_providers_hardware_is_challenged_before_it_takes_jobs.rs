@@ -94,4 +94,16 @@ async fn a_provider_passes_its_hardware_challenge_and_then_runs_a_job() {
         "{}",
         text.stdout
     );
+    // Its dashboard page keeps the challenge's history: issued, then passed.
+    let page = reqwest::get(format!("{}/providers/{address}", network.api))
+        .await
+        .expect("the provider's page")
+        .text()
+        .await
+        .expect("page text");
+    let (issued, passed) = (page.find("issued: "), page.find("passed; the next is due"));
+    assert!(
+        matches!((issued, passed), (Some(i), Some(p)) if p < i),
+        "the page lists the challenge issued and, newest first, passed: {page}"
+    );
 }

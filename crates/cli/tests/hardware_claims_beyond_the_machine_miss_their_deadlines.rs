@@ -182,6 +182,18 @@ async fn hardware_claims_beyond_the_machine_miss_their_deadlines() {
     // It failed at its deadline (seconds), not after computing for the hours the product takes
     // on this machine, and the agent said why.
     assert!(started.elapsed() < Duration::from_secs(60));
+    // Its dashboard page keeps the failure in its challenge history, with the slash.
+    let page = reqwest::get(format!("{}/providers/{p}", network.api))
+        .await
+        .expect("the provider's page")
+        .text()
+        .await
+        .expect("page text");
+    assert!(
+        page.contains("<span class=\"error\">failed</span>")
+            && page.contains("slashed, jailed until block"),
+        "the page lists the failed challenge: {page}"
+    );
     let start = Instant::now();
     loop {
         let said = std::fs::read_to_string(&log).unwrap_or_default();

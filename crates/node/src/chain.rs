@@ -359,6 +359,11 @@ impl Committer {
             &tx_hashes,
             &outcome.receipts,
         ));
+        lookups.extend(crate::challenge_history::block_entries(
+            height,
+            block.header.time_ms,
+            &outcome,
+        ));
         self.shared.metrics.observe_apply(started.elapsed());
 
         let block_hash = block.header.hash();

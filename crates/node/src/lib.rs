@@ -17,6 +17,7 @@
 mod account_txs;
 mod addr;
 mod chain;
+mod challenge_history;
 mod error;
 mod history;
 mod http;

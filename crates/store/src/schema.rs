@@ -19,7 +19,8 @@ use redb::TableDefinition;
 /// 6: `compare: tensors` (ADR 0010): orders carry the verifiers asked and the judging stage,
 ///    providers the orders they judge, the params the verdict window and fee.
 /// 7: the account transaction index ([`LOOKUP`] keys tagged `ACCOUNT_TX` by the node, so
-///    [`LOOKUP`] rows carry a value); providers' uptime record.
+///    [`LOOKUP`] rows carry a value) and the challenge history (`PROVIDER_CHALLENGE`);
+///    providers' uptime record.
 pub const SCHEMA_VERSION: u32 = 7;
 
 /// Singletons: schema version, chain id, genesis bytes, head, the tree's retention mark.

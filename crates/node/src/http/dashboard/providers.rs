@@ -14,6 +14,7 @@ use super::{
     PAGE_ROWS, Page, PageError, PageResult, Section, account_link, after_param, block_link, cores,
     lease_link, mib, money, next_link, per_hour, ppm_percent, provider_link, table_box, time,
 };
+use crate::challenge_history::{ChallengeEvent, ChallengeStep};
 use crate::http::{App, address_param, pages, views};
 
 /// `h100-80gb ×8, a100 ×2`: a provider's GPUs by model.
@@ -142,6 +143,43 @@ pub(in crate::http) async fn list(
     ))
 }
 
+/// Challenge events a provider's page shows, newest first.
+const CHALLENGES_SHOWN: usize = 20;
+
+fn challenge_table(events: &[ChallengeEvent]) -> Markup {
+    table_box(
+        "Hardware challenge history, newest first",
+        &["Block", "Time", "Challenge", "What happened"],
+        html! {
+            @for e in events {
+                tr {
+                    td { (block_link(e.height)) }
+                    td { (time(e.record.time_ms)) }
+                    td.num { (e.record.challenge) }
+                    td {
+                        @match &e.record.step {
+                            ChallengeStep::Issued { n, deadline_ms } => {
+                                "issued: " (n) "×" (n) " matrices, commit by " (time(*deadline_ms))
+                            }
+                            ChallengeStep::Passed { next_height } => {
+                                "passed; the next is due from block " (block_link(*next_height))
+                            }
+                            ChallengeStep::Failed { reason, slashed, jailed_until_height } => {
+                                span.error { "failed" } ": " (reason) "; "
+                                (money(*slashed, Denom::Gpn)) " slashed, jailed until block "
+                                (jailed_until_height)
+                            }
+                        }
+                    }
+                }
+            }
+            @if events.is_empty() {
+                tr { td colspan="4" { "No challenges yet." } }
+            }
+        },
+    )
+}
+
 fn rates_table(p: &ProviderView) -> Markup {
     let r = &p.profile.rates;
     table_box(
@@ -176,6 +214,14 @@ pub(in crate::http) async fn provider(
             )
             .with_hint(html! { p { "Its account may still exist: " (account_link(&address)) "." } })
         })?;
+    // Its challenge history: one range read of the index, off the async threads.
+    let store = std::sync::Arc::clone(&app.shared.store);
+    let history = tokio::task::spawn_blocking(move || {
+        crate::challenge_history::recent(&store, &address, CHALLENGES_SHOWN)
+    })
+    .await
+    .map_err(|e| crate::http::ApiError::store("the challenge history", e))?
+    .map_err(|e| crate::http::ApiError::store("the challenge history", e))?;
     let cap = &p.profile.capacity;
     let h = &p.hardware;
     let body = html! {
@@ -233,6 +279,7 @@ pub(in crate::http) async fn provider(
                 }))
             }
             (rates_table(&p))
+            (challenge_table(&history))
             @if !p.live_leases.is_empty() {
                 h2 { "Live leases" }
                 ul.plain { @for l in &p.live_leases { li { (lease_link(*l)) } } }
