@@ -483,6 +483,85 @@ pub struct ProviderList {
     pub next: Option<String>,
 }
 
+/// `GET /v1/market/prices`: the price index, computed by the node from the newest leases (not
+/// decided on chain). A class is a GPU model (priced per GPU-hour: the lease's price over its
+/// GPU count) or `cpu` for leases without GPUs (priced per core-hour); its index is the median
+/// of its fills' unit prices (the mean of the middle two for an even count).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PriceIndexView {
+    pub height: u64,
+    /// How many of the newest leases the index was made of (at most [`PRICE_INDEX_LEASES`]).
+    pub leases_read: usize,
+    /// Busiest class first, then by name.
+    pub classes: Vec<PriceClassView>,
+}
+
+/// The most leases the price index reads, newest first.
+pub const PRICE_INDEX_LEASES: usize = 200;
+
+/// One class of the price index; prices in usd per unit-hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PriceClassView {
+    /// A GPU model (`h100-80gb`), or `cpu`.
+    pub class: String,
+    /// `gpu_hour` or `core_hour`.
+    pub unit: String,
+    /// Leases (fills) of this class among those read.
+    pub fills: usize,
+    #[schema(value_type = String)]
+    pub median: Amount,
+    #[schema(value_type = String)]
+    pub low: Amount,
+    #[schema(value_type = String)]
+    pub high: Amount,
+    /// The newest fill's unit price, and the height of the block that made its lease.
+    #[schema(value_type = String)]
+    pub last: Amount,
+    pub last_height: u64,
+}
+
+/// `GET /v1/providers/{address}/challenges`: a provider's hardware challenge events, newest
+/// first, from the node's index (kept since genesis, or since the node's state snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChallengeHistoryView {
+    pub height: u64,
+    #[schema(value_type = String)]
+    pub provider: Address,
+    pub events: Vec<ChallengeEventView>,
+}
+
+/// The most challenge events one request returns.
+pub const MAX_CHALLENGE_EVENTS: usize = 100;
+/// Challenge events returned when `limit` is left out.
+pub const DEFAULT_CHALLENGE_EVENTS: usize = 20;
+
+/// One event of a hardware challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChallengeEventView {
+    /// The block it happened in, and its time.
+    pub height: u64,
+    pub time_ms: u64,
+    pub challenge: u64,
+    /// `issued`, `passed` or `failed`.
+    pub step: String,
+    /// Issued: the matrices' size, and the latest block time its commitment may have.
+    #[serde(default)]
+    pub n: Option<u32>,
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    /// Passed: the height from which the next challenge is due.
+    #[serde(default)]
+    pub next_height: Option<u64>,
+    /// Failed: why, the stake burned (gpn) and the end of the jail.
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub slashed: Option<Amount>,
+    #[serde(default)]
+    pub jailed_until_height: Option<u64>,
+}
+
 /// A bid on an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BidView {

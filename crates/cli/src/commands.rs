@@ -329,6 +329,18 @@ pub enum MarketCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// What the market has been paying: the price index, per GPU model the median price per
+    /// GPU-hour (a lease's price over its GPU count) of the newest 200 leases, and for leases
+    /// without GPUs (cpu) per core-hour, with the lowest, the highest and the newest fill. A
+    /// median, so one odd fill does not move it. The node computes it from the chain's leases;
+    /// nothing on chain decides on it. Use it to set `max_price_per_hour`; `gpunet job quote`
+    /// says what the providers now listed would ask for one job.
+    ///
+    /// Example: gpunet market prices --json
+    Prices {
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Orders on the market (open ones unless --all), newest first.
     ///
     /// Example: gpunet market orders --all --limit 20
@@ -1539,6 +1551,45 @@ fn history_text(page: &gpunet_api::node::AccountTxList) -> String {
     out
 }
 
+/// `gpunet market prices`'s text: what it was made of, then a row per class.
+fn prices_text(index: &gpunet_api::node::PriceIndexView) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "price index at height {}, from the newest {} lease(s), usd per unit-hour\n",
+        index.height, index.leases_read
+    );
+    if index.classes.is_empty() {
+        out.push_str("  no leases yet: nothing has been paid\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "  {:<16} {:<10} {:>12} {:>12} {:>12} {:>6}  LAST",
+        "CLASS", "UNIT", "MEDIAN", "LOW", "HIGH", "FILLS"
+    );
+    // `Amount`'s Display does not pad: widths apply to its text.
+    for c in &index.classes {
+        let unit = if c.unit == "core_hour" {
+            "core-hour"
+        } else {
+            "GPU-hour"
+        };
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<10} {:>12} {:>12} {:>12} {:>6}  {} at height {}",
+            c.class,
+            unit,
+            c.median.to_string(),
+            c.low.to_string(),
+            c.high.to_string(),
+            c.fills,
+            c.last,
+            c.last_height
+        );
+    }
+    out
+}
+
 /// A provider's record as the ledger keeps it: reputation, verified runs by class (with
 /// probation), slashes and jail.
 fn trust_text(p: &gpunet_api::node::ProviderView, height: u64) -> String {
@@ -1656,6 +1707,14 @@ pub async fn market(cmd: MarketCmd) -> Result<()> {
                 }
             }
             print_more(list.next.as_deref());
+            Ok(())
+        }
+        MarketCmd::Prices { conn } => {
+            let index = client(&conn)?.market_prices().await?;
+            if conn.json {
+                return print_json(&index);
+            }
+            print!("{}", prices_text(&index));
             Ok(())
         }
         MarketCmd::Orders { all, page, conn } => {

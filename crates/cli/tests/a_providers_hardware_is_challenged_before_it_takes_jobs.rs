@@ -106,4 +106,47 @@ async fn a_provider_passes_its_hardware_challenge_and_then_runs_a_job() {
         matches!((issued, passed), (Some(i), Some(p)) if p < i),
         "the page lists the challenge issued and, newest first, passed: {page}"
     );
+    // ... as the API does.
+    let history = client
+        .provider_challenges(&address, None)
+        .await
+        .expect("the challenge history");
+    let steps: Vec<(&str, u64)> = history
+        .events
+        .iter()
+        .map(|e| (e.step.as_str(), e.challenge))
+        .collect();
+    assert_eq!(steps, vec![("passed", 1), ("issued", 1)], "{history:?}");
+    assert!(history.events[0].next_height.is_some() && history.events[1].n.is_some());
+
+    // The job it ran is the market's one fill: the price index says what it paid per core-hour.
+    let prices = binary::run(
+        network.tenant(&user, &["market", "prices", "--json"], base),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(prices.code, Some(0), "{prices:?}");
+    let index: gpunet_api::node::PriceIndexView =
+        serde_json::from_str(&prices.stdout).expect("the index as JSON");
+    assert_eq!(index.leases_read, 1, "{index:?}");
+    let cpu = &index.classes[0];
+    assert_eq!(
+        (cpu.class.as_str(), cpu.unit.as_str(), cpu.fills),
+        ("cpu", "core_hour", 1)
+    );
+    assert!(cpu.low == cpu.median && cpu.median == cpu.high && !cpu.median.is_zero());
+    let text = binary::run(
+        network.tenant(&user, &["market", "prices"], base),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        text.stdout.contains("from the newest 1 lease(s)")
+            && text.stdout.contains(&format!(
+                "cpu              core-hour  {:>12}",
+                cpu.median.to_string()
+            )),
+        "{}",
+        text.stdout
+    );
 }

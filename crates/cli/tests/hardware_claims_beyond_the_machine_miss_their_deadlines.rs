@@ -194,6 +194,15 @@ async fn hardware_claims_beyond_the_machine_miss_their_deadlines() {
             && page.contains("slashed, jailed until block"),
         "the page lists the failed challenge: {page}"
     );
+    let history = client
+        .provider_challenges(&p, Some(1))
+        .await
+        .expect("the challenge history");
+    let newest = &history.events[..];
+    assert!(
+        matches!(newest, [e] if e.step == "failed" && e.slashed.is_some_and(|s| !s.is_zero()) && e.reason.is_some()),
+        "the API's newest event is the failure, with its slash: {history:?}"
+    );
     let start = Instant::now();
     loop {
         let said = std::fs::read_to_string(&log).unwrap_or_default();

@@ -180,6 +180,22 @@ impl NodeClient {
             .await
     }
 
+    /// The price index the node computes from the newest leases (`GET /v1/market/prices`).
+    pub async fn market_prices(&self) -> Result<gpunet_api::node::PriceIndexView, ClientError> {
+        self.get("/v1/market/prices").await
+    }
+
+    /// `provider`'s newest hardware challenge events (`limit`: the node's default when `None`).
+    pub async fn provider_challenges(
+        &self,
+        provider: &Address,
+        limit: Option<usize>,
+    ) -> Result<gpunet_api::node::ChallengeHistoryView, ClientError> {
+        let q = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
+        self.get(&format!("/v1/providers/{provider}/challenges{q}"))
+            .await
+    }
+
     /// One page of providers, by address: at most `limit` (the node's default when `None`)
     /// after the cursor `after` (`None`: from the first).
     pub async fn providers_page(

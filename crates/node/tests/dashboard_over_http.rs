@@ -562,6 +562,34 @@ async fn every_page_shows_the_chain_and_errors_are_html_pages_with_the_right_sta
     assert_eq!(listed.uptime.outages, 0);
     assert!(listed.uptime.leased_blocks > 0, "{:?}", listed.uptime);
 
+    // The price index as JSON: the one lease, 1 USD/h for one core.
+    let index: gpunet_api::node::PriceIndexView = site.json("/v1/market/prices").await;
+    assert_eq!(index.leases_read, 1, "{index:?}");
+    assert_eq!(index.classes.len(), 1, "{index:?}");
+    let cpu = &index.classes[0];
+    assert_eq!(
+        (cpu.class.as_str(), cpu.unit.as_str()),
+        ("cpu", "core_hour")
+    );
+    assert_eq!(
+        (cpu.median, cpu.low, cpu.high, cpu.last),
+        (units(1), units(1), units(1), units(1))
+    );
+    // No band covers these providers: no challenge, an empty history; bad limits are refused.
+    let history: gpunet_api::node::ChallengeHistoryView = site
+        .json(&format!("/v1/providers/{provider}/challenges"))
+        .await;
+    assert!(history.events.is_empty(), "{history:?}");
+    for bad in ["limit=0", "limit=101", "limit=ten"] {
+        let got = site
+            .fetch(&format!("/v1/providers/{provider}/challenges?{bad}"))
+            .await;
+        assert_eq!(got.status, 400, "{bad}: {}", got.body);
+        assert!(got.body.contains("from 1 to 100"), "{bad}: {}", got.body);
+    }
+    let got = site.fetch("/v1/providers/gpn1nope/challenges").await;
+    assert_eq!(got.status, 400, "{}", got.body);
+
     node.shutdown().await;
 }
 

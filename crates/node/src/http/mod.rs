@@ -8,6 +8,7 @@
 mod dashboard;
 mod events;
 mod pages;
+mod prices;
 mod sync;
 mod views;
 
@@ -23,10 +24,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gpunet_api::node::{
-    AccountTxList, AccountTxView, AccountView, BandView, BidView, BlockView, ChallengeView,
-    ClassRuns, DecidedView, EventEnvelope, ExplainView, HardwareView, LeaseState, LeaseView,
-    MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES, MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList,
-    OrderState, OrderView, ParamsView, ProviderList, ProviderView, QuoteRequest, RunView,
+    AccountTxList, AccountTxView, AccountView, BandView, BidView, BlockView, ChallengeEventView,
+    ChallengeHistoryView, ChallengeView, ClassRuns, DecidedView, EventEnvelope, ExplainView,
+    HardwareView, LeaseState, LeaseView, MAX_PAGE_EXAMINED, MAX_TX_BATCH_BODY_BYTES,
+    MAX_TX_BATCH_TXS, MAX_TX_HEX_CHARS, OrderList, OrderState, OrderView, ParamsView,
+    PriceClassView, PriceIndexView, ProviderList, ProviderView, QuoteRequest, RunView,
     SnapshotView, StateEntryView, StatusView, SubmitTx, SubmitTxBatch, SubmitTxBatchResult,
     SubmitTxResult, TransferDirection, TransferView, TxBatchItem, TxState, TxView, UptimeView,
     ValidatorView, VerificationView,
@@ -68,6 +70,8 @@ pub(crate) struct App {
         params,
         account,
         account_txs,
+        provider_challenges,
+        market_prices,
         submit_tx,
         submit_tx_batch,
         tx,
@@ -94,6 +98,10 @@ pub(crate) struct App {
         AccountView,
         AccountTxList,
         AccountTxView,
+        ChallengeHistoryView,
+        ChallengeEventView,
+        PriceIndexView,
+        PriceClassView,
         TransferView,
         TransferDirection,
         SubmitTx,
@@ -179,6 +187,11 @@ fn router(app: App) -> Router {
         .route("/v1/txs/{hash}", get(tx))
         .route("/v1/providers", get(providers))
         .route("/v1/providers/{address}", get(provider))
+        .route(
+            "/v1/providers/{address}/challenges",
+            get(provider_challenges),
+        )
+        .route("/v1/market/prices", get(market_prices))
         .route("/v1/orders", get(orders))
         .route("/v1/orders/{id}", get(order))
         .route("/v1/orders/{id}/explain", get(order_explain))
@@ -865,6 +878,115 @@ async fn provider(State(app): State<App>, p: Result<Path<String>, PathRejection>
         )
     })?;
     Ok(ok(state.height, &views::provider_view(state, provider)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ChallengesQuery {
+    limit: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/providers/{address}/challenges",
+    params(
+        ("address" = String, Path, pattern = "^gpn1[02-9ac-hj-np-z]{58}$", description = "A gpn1… address"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "At most this many events, newest first (default 20, 1 to 100; more is refused)"),
+    ),
+    responses(
+        (status = 200, body = ChallengeHistoryView, description = "The hardware challenges issued to the address and how each ended, newest first; none for an address never challenged (or not a provider)"),
+        (status = 400, body = ErrorSchema),
+    )
+)]
+async fn provider_challenges(
+    State(app): State<App>,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<ChallengesQuery>, QueryRejection>,
+) -> ApiResult {
+    let address = address_param(p)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let limit = pages::parse_challenges_limit(q.limit.as_deref())?;
+    let height = app.shared.tip().state.height;
+    let events = challenge_events(&app, address, limit).await?;
+    Ok(ok(
+        height,
+        &ChallengeHistoryView {
+            height,
+            provider: address,
+            events: events.iter().map(challenge_event_view).collect(),
+        },
+    ))
+}
+
+/// `provider`'s newest `limit` challenge events: one range read, off the async threads. Shared
+/// by `GET /v1/providers/{address}/challenges` and the dashboard's provider page.
+async fn challenge_events(
+    app: &App,
+    provider: Address,
+    limit: usize,
+) -> Result<Vec<crate::challenge_history::ChallengeEvent>, ApiError> {
+    let store = Arc::clone(&app.shared.store);
+    tokio::task::spawn_blocking(move || crate::challenge_history::recent(&store, &provider, limit))
+        .await
+        .map_err(|e| ApiError::store("the challenge history", e))?
+        .map_err(|e| ApiError::store("the challenge history", e))
+}
+
+fn challenge_event_view(e: &crate::challenge_history::ChallengeEvent) -> ChallengeEventView {
+    use crate::challenge_history::ChallengeStep;
+    let mut v = ChallengeEventView {
+        height: e.height,
+        time_ms: e.record.time_ms,
+        challenge: e.record.challenge,
+        step: String::new(),
+        n: None,
+        deadline_ms: None,
+        next_height: None,
+        reason: None,
+        slashed: None,
+        jailed_until_height: None,
+    };
+    match &e.record.step {
+        ChallengeStep::Issued { n, deadline_ms } => {
+            v.step = "issued".into();
+            v.n = Some(*n);
+            v.deadline_ms = Some(*deadline_ms);
+        }
+        ChallengeStep::Passed { next_height } => {
+            v.step = "passed".into();
+            v.next_height = Some(*next_height);
+        }
+        ChallengeStep::Failed {
+            reason,
+            slashed,
+            jailed_until_height,
+        } => {
+            v.step = "failed".into();
+            v.reason = Some(reason.clone());
+            v.slashed = Some(*slashed);
+            v.jailed_until_height = Some(*jailed_until_height);
+        }
+    }
+    v
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/market/prices",
+    responses((status = 200, body = PriceIndexView, description = "The price index: per GPU model (per GPU-hour) and for cpu (per core-hour), the median, low, high and newest unit price of the newest 200 leases"))
+)]
+async fn market_prices(State(app): State<App>) -> ApiResult {
+    let tip = app.shared.tip();
+    let leases = prices::newest_leases(&app, &tip).await?;
+    let state = &tip.state;
+    let fills: Vec<prices::Fill> = leases
+        .iter()
+        .filter_map(|l| prices::fill_of(state, l))
+        .collect();
+    let rows = prices::price_index(&fills);
+    Ok(ok(
+        state.height,
+        &prices::index_view(state.height, leases.len(), &rows),
+    ))
 }
 
 /// `state` of `GET /v1/orders`, for the OpenAPI document (the handler reads the text).

@@ -108,6 +108,16 @@ pub(crate) fn parse_account_txs_limit(limit: Option<&str>) -> Result<usize, ApiE
     )
 }
 
+/// `limit` of `GET /v1/providers/{address}/challenges`: absent is the default, else 1 to the
+/// maximum.
+pub(crate) fn parse_challenges_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    parse_limit_of(
+        limit,
+        gpunet_api::node::DEFAULT_CHALLENGE_EVENTS,
+        gpunet_api::node::MAX_CHALLENGE_EVENTS,
+    )
+}
+
 fn parse_limit_of(limit: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
     let Some(s) = limit else {
         return Ok(default);

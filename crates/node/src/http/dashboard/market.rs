@@ -23,8 +23,6 @@ use crate::http::{App, id_param, lookup_in, order_or_404, orders_page, views};
 
 /// Leases the market page lists, newest first.
 const RECENT_LEASES: usize = 20;
-/// Leases the price index and its chart are made of, newest first.
-const CHART_LEASES: usize = 200;
 
 /// A unit price of `class`: per GPU-hour, or per core-hour for `cpu`.
 fn per_unit(micros: u64, class: &str) -> Markup {
@@ -155,28 +153,13 @@ pub(in crate::http) async fn market(
         })
         .collect();
     book.sort();
-    // The newest leases, for the table, the index and the chart: point reads of history, so
-    // off the async threads.
-    let (reader, read_tip) = (app.clone(), std::sync::Arc::clone(&tip));
-    let leases = tokio::task::spawn_blocking(move || {
-        let state = &read_tip.state;
-        let lookup = lookup_in(&reader, state);
-        let mut leases = Vec::new();
-        for id in (1..state.next_lease_id).rev().take(CHART_LEASES) {
-            if let Some(l) = lookup.lease(LeaseId(id))? {
-                leases.push(views::lease_view(state, &l));
-            }
-        }
-        Ok::<_, crate::history::HistoryError>(leases)
-    })
-    .await
-    .map_err(|e| crate::http::ApiError::store("lease history", e))?
-    .map_err(|e| crate::http::ApiError::store("lease history", e))?;
-    let fills: Vec<prices::Fill> = leases
+    // The newest leases, for the table, the index and the chart.
+    let leases = crate::http::prices::newest_leases(&app, &tip).await?;
+    let fills: Vec<crate::http::prices::Fill> = leases
         .iter()
-        .filter_map(|l| prices::fill_of(state, l))
+        .filter_map(|l| crate::http::prices::fill_of(state, l))
         .collect();
-    let index = prices::price_index(&fills);
+    let index = crate::http::prices::price_index(&fills);
     let asks: Vec<u64> = open
         .iter()
         .map(|o| o.terms.max_price_per_hour.micros())
@@ -215,7 +198,7 @@ pub(in crate::http) async fn market(
         }
         section aria-labelledby="index-h" {
             h2 #index-h { "Price index" }
-            p.note { "The median unit price of the " (leases.len()) " newest leases (fills), per GPU model by GPU-hour, and for leases without GPUs (cpu) by core-hour. A median, so one odd fill does not move it." }
+            p.note { "The median unit price of the " (leases.len()) " newest leases (fills), per GPU model by GPU-hour, and for leases without GPUs (cpu) by core-hour. A median, so one odd fill does not move it. As JSON: " a href="/v1/market/prices" { "/v1/market/prices" } "." }
             div #price-index data-live {
                 (table_box("Price index by GPU model, busiest first", &["Class", "Median", "Low", "High", "Fills", "Last fill"], html! {
                     @for r in &index {

@@ -1,105 +1,13 @@
-//! The market's prices as people read them: a price index per GPU model, the fills it is
-//! made of drawn over time, and the order book's depth, as server-rendered SVG beside tables
-//! that hold the same numbers (the tables are what a screen reader reads; the charts say so).
-//!
-//! **Fills** are the leases the market page reads (the newest [`super::market`] takes), each
-//! priced per unit of what it leased: per GPU-hour for a lease with GPUs, in the class of its
-//! first GPU's model (from its provider's listing, else the order's first named model, else
-//! `gpu`); per core-hour for a lease without, in class `cpu`. **The index** of a class is the
-//! median of its fills' unit prices (the mean of the two middle ones for an even count), with
-//! their low, high and count: a median, because one odd fill (a tenant that set a high max
-//! price against a lone bidder) must not move it. It is computed here, for people, from the
-//! chain's leases; nothing on chain decides on it.
+//! The market's prices drawn: the fills of the price index ([`crate::http::prices`]) over
+//! time, and the order book's depth, as server-rendered SVG beside tables that hold the same
+//! numbers (the tables are what a screen reader reads; the charts say so).
 //!
 //! Integers only: prices are micro-usd, charts are laid out in whole SVG user units.
 
-use gpunet_api::node::LeaseView;
-use gpunet_ledger::State;
 use gpunet_protocol::Amount;
 use maud::{Markup, html};
 
-/// One lease as a market fill.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Fill {
-    pub class: String,
-    /// Price per GPU-hour (or per core-hour for `cpu`), in micro-usd.
-    pub unit_micros: u64,
-    pub height: u64,
-}
-
-/// Lease `l` as a fill, `None` when it leased nothing to price by (no GPU and no CPU).
-pub(super) fn fill_of(state: &State, l: &LeaseView) -> Option<Fill> {
-    let price = u128::from(l.price_per_hour.micros());
-    let gpus = l.resources.gpu.count;
-    let (class, unit) = if gpus > 0 {
-        let listed = state.providers.get(&l.provider).and_then(|p| {
-            let slot = *l.gpu_slots.first()?;
-            let g = p.profile.capacity.gpus.get(usize::try_from(slot).ok()?)?;
-            Some(g.model.clone())
-        });
-        let class = listed
-            .or_else(|| l.resources.gpu.models.first().cloned())
-            .unwrap_or_else(|| "gpu".to_owned());
-        (class, price / u128::from(gpus))
-    } else if l.resources.cpu_millis > 0 {
-        (
-            "cpu".to_owned(),
-            price * 1000 / u128::from(l.resources.cpu_millis),
-        )
-    } else {
-        return None;
-    };
-    Some(Fill {
-        class,
-        unit_micros: u64::try_from(unit).unwrap_or(u64::MAX),
-        height: l.created_height,
-    })
-}
-
-/// One class's index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct IndexRow {
-    pub class: String,
-    pub fills: usize,
-    pub median: u64,
-    pub low: u64,
-    pub high: u64,
-    /// The newest fill's unit price and height.
-    pub last: (u64, u64),
-}
-
-/// The index of every class among `fills` (any order), busiest class first, then by name.
-pub(super) fn price_index(fills: &[Fill]) -> Vec<IndexRow> {
-    let mut classes: Vec<&str> = fills.iter().map(|f| f.class.as_str()).collect();
-    classes.sort_unstable();
-    classes.dedup();
-    let mut rows: Vec<IndexRow> = classes
-        .into_iter()
-        .filter_map(|class| {
-            let of: Vec<&Fill> = fills.iter().filter(|f| f.class == class).collect();
-            let mut prices: Vec<u64> = of.iter().map(|f| f.unit_micros).collect();
-            prices.sort_unstable();
-            let n = prices.len();
-            let median = if n % 2 == 1 {
-                prices[n / 2]
-            } else {
-                let (a, b) = (prices[n / 2 - 1], prices[n / 2]);
-                u64::try_from((u128::from(a) + u128::from(b)) / 2).unwrap_or(u64::MAX)
-            };
-            let newest = of.iter().max_by_key(|f| f.height)?;
-            Some(IndexRow {
-                class: class.to_owned(),
-                fills: n,
-                median,
-                low: *prices.first()?,
-                high: *prices.last()?,
-                last: (newest.unit_micros, newest.height),
-            })
-        })
-        .collect();
-    rows.sort_by(|a, b| b.fills.cmp(&a.fills).then_with(|| a.class.cmp(&b.class)));
-    rows
-}
+use crate::http::prices::{Fill, IndexRow};
 
 /// A unit price as people read it: `2.50 USD`.
 fn usd(micros: u64) -> String {
@@ -255,6 +163,7 @@ pub(super) fn depth_chart(asks: &[u64], bids: &[u64]) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::prices::price_index;
 
     fn fill(class: &str, unit_micros: u64, height: u64) -> Fill {
         Fill {
@@ -262,42 +171,6 @@ mod tests {
             unit_micros,
             height,
         }
-    }
-
-    #[test]
-    fn the_index_is_each_classs_median_with_its_range_and_newest_fill_busiest_first() {
-        let fills = [
-            fill("h100", 3_000_000, 10),
-            fill("a100", 1_000_000, 11),
-            fill("h100", 2_000_000, 12),
-            fill("h100", 90_000_000, 13),
-            fill("a100", 2_000_001, 14),
-        ];
-        let index = price_index(&fills);
-        assert_eq!(
-            index,
-            vec![
-                IndexRow {
-                    class: "h100".into(),
-                    fills: 3,
-                    // The 90 usd outlier moves the range, not the median.
-                    median: 3_000_000,
-                    low: 2_000_000,
-                    high: 90_000_000,
-                    last: (90_000_000, 13),
-                },
-                IndexRow {
-                    class: "a100".into(),
-                    fills: 2,
-                    // Even count: the mean of the middle two, rounded down.
-                    median: 1_500_000,
-                    low: 1_000_000,
-                    high: 2_000_001,
-                    last: (2_000_001, 14),
-                },
-            ]
-        );
-        assert!(price_index(&[]).is_empty());
     }
 
     #[test]

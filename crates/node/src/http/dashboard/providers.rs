@@ -214,14 +214,8 @@ pub(in crate::http) async fn provider(
             )
             .with_hint(html! { p { "Its account may still exist: " (account_link(&address)) "." } })
         })?;
-    // Its challenge history: one range read of the index, off the async threads.
-    let store = std::sync::Arc::clone(&app.shared.store);
-    let history = tokio::task::spawn_blocking(move || {
-        crate::challenge_history::recent(&store, &address, CHALLENGES_SHOWN)
-    })
-    .await
-    .map_err(|e| crate::http::ApiError::store("the challenge history", e))?
-    .map_err(|e| crate::http::ApiError::store("the challenge history", e))?;
+    // Its challenge history, as `GET /v1/providers/{address}/challenges` reads it.
+    let history = crate::http::challenge_events(&app, address, CHALLENGES_SHOWN).await?;
     let cap = &p.profile.capacity;
     let h = &p.hardware;
     let body = html! {
@@ -280,6 +274,7 @@ pub(in crate::http) async fn provider(
             }
             (rates_table(&p))
             (challenge_table(&history))
+            p.note { "As JSON: " a href={ "/v1/providers/" (p.address) "/challenges" } { "/v1/providers/…/challenges" } "." }
             @if !p.live_leases.is_empty() {
                 h2 { "Live leases" }
                 ul.plain { @for l in &p.live_leases { li { (lease_link(*l)) } } }
