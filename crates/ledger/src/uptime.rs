@@ -4,9 +4,11 @@
 //! while it holds leases (an idle one has nothing to prove and pays no fees for nothing), so
 //! uptime is measured where it matters to a tenant: under lease. When a lease ends, its
 //! provider's record adds the blocks it was held (creation to end) and, if it was lost by
-//! silence (`provider_lost` at the liveness timeout), the blocks after its last proof of life
-//! as *lost* ([`record_end`], O(1)). A lease that ends any other way, failed or not, was
-//! attended to the end: its result or release is its last proof.
+//! silence (`provider_lost` with no proof of life for longer than `liveness_timeout_blocks`),
+//! the blocks after its last proof as *lost*, and one outage ([`record_end`], O(1)). A lease
+//! that ends any other way, failed or not, was attended to the end: its result or release is
+//! its last proof; so was one whose provider itself reported the workload lost within the
+//! timeout (a failure on its record, not an absence).
 //!
 //! `uptime = 1 − lost / leased` over its ended leases, in millionths ([`uptime_ppm`]); `None`
 //! until one has ended. Whether it is there *now* is [`silent_blocks`]: how long its live
@@ -27,15 +29,22 @@ pub(crate) fn record_end(state: &mut State, id: LeaseId, reason: LeaseEndReason)
         return;
     };
     let held = height.saturating_sub(lease.created_height);
-    let lost = match reason {
-        LeaseEndReason::ProviderLost => height.saturating_sub(lease.last_proof_height).min(held),
-        _ => 0,
+    // Silent past the liveness timeout: the rule that ends such a lease, or the provider's own
+    // late report of the loss. A loss it reports within the timeout was reported by a provider
+    // that was there.
+    let silence = height.saturating_sub(lease.last_proof_height);
+    let lost = if reason == LeaseEndReason::ProviderLost
+        && silence > state.params.liveness_timeout_blocks
+    {
+        silence.min(held)
+    } else {
+        0
     };
     if let Some(p) = state.providers.get_mut(&lease.provider) {
         let u = &mut p.uptime;
         u.leased_blocks = u.leased_blocks.saturating_add(held);
         u.lost_blocks = u.lost_blocks.saturating_add(lost);
-        if reason == LeaseEndReason::ProviderLost {
+        if lost > 0 {
             u.outages = u.outages.saturating_add(1);
         }
     }

@@ -860,4 +860,22 @@ fn uptime_counts_the_blocks_a_provider_was_silent_under_lease_and_nothing_while_
     );
     // Provider 0's record is its own.
     assert_eq!(w.state.providers[&p0].uptime.outages, 0);
+    // A provider that reports the workload lost while it proves itself there had no outage: a
+    // failure on its record, not an absence.
+    let order = open(&mut w, order_terms().name("third").recovery(1, &[], 0));
+    let reported = lease_to(&mut w, order, 0);
+    start(&mut w, reported);
+    w.blocks(2);
+    let before = w.state.providers[&p0].uptime.clone();
+    let lost = w.complete(p0, reported, WorkloadOutcome::Lost);
+    w.block(vec![lost]).assert_all_applied();
+    assert_eq!(
+        w.lease(reported).status,
+        LeaseStatus::Ended {
+            reason: LeaseEndReason::ProviderLost
+        }
+    );
+    let u = &w.state.providers[&p0].uptime;
+    assert_eq!((u.lost_blocks, u.outages), (before.lost_blocks, 0), "{u:?}");
+    assert!(u.leased_blocks > before.leased_blocks);
 }
