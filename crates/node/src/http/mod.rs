@@ -978,10 +978,7 @@ async fn market_prices(State(app): State<App>) -> ApiResult {
     let tip = app.shared.tip();
     let leases = prices::newest_leases(&app, &tip).await?;
     let state = &tip.state;
-    let fills: Vec<prices::Fill> = leases
-        .iter()
-        .filter_map(|l| prices::fill_of(state, l))
-        .collect();
+    let fills = prices::fills_of(state, &leases);
     let rows = prices::price_index(&fills);
     Ok(ok(
         state.height,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use gpunet_api::node::{LeaseView, PRICE_INDEX_LEASES, PriceClassView, PriceIndexView};
 use gpunet_ledger::State;
-use gpunet_protocol::{Amount, LeaseId};
+use gpunet_protocol::{Amount, LeaseId, Resources};
 
 use super::{ApiError, App, lookup_in, views};
 use crate::chain::Tip;
@@ -27,24 +27,42 @@ pub(crate) struct Fill {
     pub height: u64,
 }
 
+/// `leases` as fills, leaving out those with nothing to price by.
+pub(crate) fn fills_of(state: &State, leases: &[LeaseView]) -> Vec<Fill> {
+    leases.iter().filter_map(|l| fill_of(state, l)).collect()
+}
+
 /// Lease `l` as a fill, `None` when it leased nothing to price by (no GPU and no CPU).
-pub(crate) fn fill_of(state: &State, l: &LeaseView) -> Option<Fill> {
-    let price = u128::from(l.price_per_hour.micros());
-    let gpus = l.resources.gpu.count;
+fn fill_of(state: &State, l: &LeaseView) -> Option<Fill> {
+    let listed = state.providers.get(&l.provider).and_then(|p| {
+        let slot = *l.gpu_slots.first()?;
+        let g = p.profile.capacity.gpus.get(usize::try_from(slot).ok()?)?;
+        Some(g.model.clone())
+    });
+    fill_of_parts(&l.resources, l.price_per_hour, l.created_height, listed)
+}
+
+/// A lease of `resources` at `price` per hour made at `height`, whose first GPU its provider
+/// lists as model `listed`, as a fill.
+fn fill_of_parts(
+    resources: &Resources,
+    price: Amount,
+    height: u64,
+    listed: Option<String>,
+) -> Option<Fill> {
+    let price = u128::from(price.micros());
+    let gpus = resources.gpu.count;
     let (class, unit) = if gpus > 0 {
-        let listed = state.providers.get(&l.provider).and_then(|p| {
-            let slot = *l.gpu_slots.first()?;
-            let g = p.profile.capacity.gpus.get(usize::try_from(slot).ok()?)?;
-            Some(g.model.clone())
-        });
+        // A GPU's class is never `cpu` (the per-core class), whatever a listing calls it.
         let class = listed
-            .or_else(|| l.resources.gpu.models.first().cloned())
+            .or_else(|| resources.gpu.models.first().cloned())
+            .filter(|m| !m.is_empty() && m != "cpu")
             .unwrap_or_else(|| "gpu".to_owned());
         (class, price / u128::from(gpus))
-    } else if l.resources.cpu_millis > 0 {
+    } else if resources.cpu_millis > 0 {
         (
             "cpu".to_owned(),
-            price * 1000 / u128::from(l.resources.cpu_millis),
+            price * 1000 / u128::from(resources.cpu_millis),
         )
     } else {
         return None;
@@ -52,7 +70,7 @@ pub(crate) fn fill_of(state: &State, l: &LeaseView) -> Option<Fill> {
     Some(Fill {
         class,
         unit_micros: u64::try_from(unit).unwrap_or(u64::MAX),
-        height: l.created_height,
+        height,
     })
 }
 
@@ -157,6 +175,51 @@ mod tests {
             unit_micros,
             height,
         }
+    }
+
+    #[test]
+    fn fills_are_priced_per_gpu_hour_or_per_core_hour_and_a_gpu_is_never_class_cpu() {
+        use gpunet_protocol::GpuRequirement;
+        let gpus = |models: &[&str]| Resources {
+            cpu_millis: 1_000,
+            gpu: GpuRequirement {
+                count: 2,
+                models: models.iter().map(|m| (*m).to_owned()).collect(),
+                vram_mib_min: 0,
+            },
+            ..Resources::default()
+        };
+        let four = Amount::from_micros(4_000_000);
+        let fill = |r: &Resources, listed: Option<&str>| {
+            fill_of_parts(r, four, 7, listed.map(str::to_owned)).map(|f| (f.class, f.unit_micros))
+        };
+        // Per GPU-hour, in the class its provider lists, else the order names, else `gpu`.
+        assert_eq!(
+            fill(&gpus(&["a100"]), Some("h100-80gb")),
+            Some(("h100-80gb".into(), 2_000_000))
+        );
+        assert_eq!(
+            fill(&gpus(&["a100"]), None),
+            Some(("a100".into(), 2_000_000))
+        );
+        assert_eq!(fill(&gpus(&[]), None), Some(("gpu".into(), 2_000_000)));
+        // A listing or an order calling a GPU `cpu` cannot pass it off as per core-hour.
+        assert_eq!(
+            fill(&gpus(&["a100"]), Some("cpu")),
+            Some(("gpu".into(), 2_000_000))
+        );
+        assert_eq!(fill(&gpus(&["cpu"]), None), Some(("gpu".into(), 2_000_000)));
+        // No GPU: per core-hour (2.5 cores at 4 usd/h is 1.6 usd per core-hour).
+        let cores = Resources {
+            cpu_millis: 2_500,
+            ..Resources::default()
+        };
+        assert_eq!(fill(&cores, None), Some(("cpu".into(), 1_600_000)));
+        assert_eq!(
+            fill(&Resources::default(), None),
+            None,
+            "nothing to price by"
+        );
     }
 
     #[test]

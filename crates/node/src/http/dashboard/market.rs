@@ -155,10 +155,7 @@ pub(in crate::http) async fn market(
     book.sort();
     // The newest leases, for the table, the index and the chart.
     let leases = crate::http::prices::newest_leases(&app, &tip).await?;
-    let fills: Vec<crate::http::prices::Fill> = leases
-        .iter()
-        .filter_map(|l| crate::http::prices::fill_of(state, l))
-        .collect();
+    let fills = crate::http::prices::fills_of(state, &leases);
     let index = crate::http::prices::price_index(&fills);
     let asks: Vec<u64> = open
         .iter()
