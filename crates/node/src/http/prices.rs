@@ -18,6 +18,15 @@ use gpunet_protocol::{Amount, LeaseId, Resources};
 use super::{ApiError, App, lookup_in, views};
 use crate::chain::Tip;
 
+/// The class of leases without GPUs, priced per core-hour; every other class is a GPU model's,
+/// priced per GPU-hour.
+pub(crate) const CPU_CLASS: &str = "cpu";
+
+/// Whether `class` is priced per core-hour (else per GPU-hour).
+pub(crate) fn per_core(class: &str) -> bool {
+    class == CPU_CLASS
+}
+
 /// One lease as a market fill.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Fill {
@@ -56,12 +65,12 @@ fn fill_of_parts(
         // A GPU's class is never `cpu` (the per-core class), whatever a listing calls it.
         let class = listed
             .or_else(|| resources.gpu.models.first().cloned())
-            .filter(|m| !m.is_empty() && m != "cpu")
+            .filter(|m| !m.is_empty() && !per_core(m))
             .unwrap_or_else(|| "gpu".to_owned());
         (class, price / u128::from(gpus))
     } else if resources.cpu_millis > 0 {
         (
-            "cpu".to_owned(),
+            CPU_CLASS.to_owned(),
             price * 1000 / u128::from(resources.cpu_millis),
         )
     } else {
@@ -148,7 +157,7 @@ pub(crate) fn index_view(height: u64, leases_read: usize, rows: &[IndexRow]) -> 
             .iter()
             .map(|r| PriceClassView {
                 class: r.class.clone(),
-                unit: if r.class == "cpu" {
+                unit: if per_core(&r.class) {
                     "core_hour"
                 } else {
                     "gpu_hour"
@@ -166,15 +175,23 @@ pub(crate) fn index_view(height: u64, leases_read: usize, rows: &[IndexRow]) -> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fill(class: &str, unit_micros: u64, height: u64) -> Fill {
+impl Fill {
+    /// A fill of `class` at `unit_micros`, made at `height` (for tests).
+    pub(crate) fn of(class: &str, unit_micros: u64, height: u64) -> Fill {
         Fill {
             class: class.to_owned(),
             unit_micros,
             height,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(class: &str, unit_micros: u64, height: u64) -> Fill {
+        Fill::of(class, unit_micros, height)
     }
 
     #[test]

@@ -26,7 +26,7 @@ const RECENT_LEASES: usize = 20;
 
 /// A unit price of `class`: per GPU-hour, or per core-hour for `cpu`.
 fn per_unit(micros: u64, class: &str) -> Markup {
-    let unit = if class == "cpu" {
+    let unit = if crate::http::prices::per_core(class) {
         "core-hour"
     } else {
         "GPU-hour"

@@ -166,11 +166,7 @@ mod tests {
     use crate::http::prices::price_index;
 
     fn fill(class: &str, unit_micros: u64, height: u64) -> Fill {
-        Fill {
-            class: class.to_owned(),
-            unit_micros,
-            height,
-        }
+        Fill::of(class, unit_micros, height)
     }
 
     #[test]
